@@ -1,0 +1,362 @@
+"""Plain HTTP backends: forward the request to an upstream and stream the answer back.
+
+The request goes out as one write when its body is already complete (the usual case),
+otherwise its body is pumped as it arrives, re-framed as chunked when the client sent it
+chunked. The response comes back through :meth:`UpstreamConnection.stream_to`, straight
+from the upstream socket callback into the client socket; if the client can't keep up,
+reading from the upstream pauses.
+
+Retries (``retry`` policy) happen only while nothing has been sent to the client and
+only when the request body can be sent again (it was complete in memory when first
+sent). A pooled connection that turns out to be dead before answering is retried once
+on a fresh connection regardless of the retry policy, under the same body condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import random
+import ssl as _ssl
+from typing import Sequence
+
+from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
+from ..engine.http import GatewayError, Headers, encode_headers, strip_hop_by_hop
+
+
+class HttpBackend:
+    """One upstream address (plus TLS settings) that requests can be sent to."""
+
+    __slots__ = ("name", "target", "host_override", "kind")
+
+    def __init__(self, name: str, target: UpstreamTarget, *, host_override: str | None = None):
+        self.name = name
+        self.target = target
+        self.host_override = host_override
+        self.kind = "http"
+
+
+class RetryPolicy:
+    __slots__ = ("attempts", "backoff", "codes")
+
+    def __init__(self, attempts: int = 1, backoff: float = 0.0, codes: Sequence[int] = ()):
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self.codes = frozenset(codes)
+
+    def delay(self, attempt: int) -> float:
+        """Exponential from ``backoff`` (attempt 0 → backoff, 1 → 2×, ...), capped at 10×."""
+        return min(self.backoff * (2**attempt), self.backoff * 10) if self.backoff else 0.0
+
+
+class WeightedChoice:
+    """Pick an item by weight: one ``random()`` and a bisect over cumulative weights."""
+
+    __slots__ = ("items", "cum", "total")
+
+    def __init__(self, weighted: list[tuple[int, object]]):
+        items, cum, total = [], [], 0
+        for w, item in weighted:
+            if w <= 0:
+                continue
+            total += w
+            items.append(item)
+            cum.append(total)
+        self.items = items
+        self.cum = cum
+        self.total = total
+
+    def pick(self):
+        items = self.items
+        if len(items) == 1:
+            return items[0]
+        if not items:
+            return None
+        return items[bisect.bisect_right(self.cum, random.random() * self.total)]
+
+
+def upstream_head(ctx, backend: HttpBackend, body_len: int | None, chunked: bool) -> bytes:
+    """Serialise the upstream request head for ``ctx`` sent to ``backend``."""
+    req = ctx.req
+    headers = strip_hop_by_hop(req.headers, keep_upgrade=req.upgrade)
+    host = ctx.authority or backend.host_override
+    out: list[tuple[str, str]] = []
+    xff = None
+    for kv in headers:
+        k = kv[0]
+        if k == "host":
+            if host is None:
+                host = kv[1]
+            continue
+        if k in ("content-length", "expect", "x-forwarded-proto", "x-forwarded-host"):
+            continue
+        if k == "x-forwarded-for":
+            xff = kv[1] if xff is None else f"{xff}, {kv[1]}"
+            continue
+        out.append(kv)
+    if host is None:
+        host = backend.target.authority
+    client_ip = req.client_addr
+    out.append(("x-forwarded-for", f"{xff}, {client_ip}" if xff else client_ip))
+    out.append(("x-forwarded-proto", req.scheme))
+    orig_host = req.headers.get("host")
+    if orig_host:
+        out.append(("x-forwarded-host", orig_host))
+    if body_len is not None:
+        out.append(("content-length", str(body_len)))
+    elif chunked:
+        out.append(("transfer-encoding", "chunked"))
+    return f"{req.method} {ctx.target} HTTP/1.1\r\nhost: {host}\r\n".encode("latin-1") + encode_headers(out) + b"\r\n"
+
+
+async def _pump_body(body, conn: UpstreamConnection, chunked: bool) -> None:
+    """Copy a streaming request body to the upstream, honouring its backpressure."""
+    async for chunk in body.iter():
+        if chunked:
+            conn.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        else:
+            conn.write(chunk)
+        if conn.write_paused:
+            await conn.drain()
+    if chunked:
+        conn.write(b"0\r\n\r\n")
+
+
+class HttpBackendSet:
+    """The ``backends`` of a route that are plain HTTP upstreams: choose, send, relay."""
+
+    kind = "http"
+
+    def __init__(
+        self,
+        backends: list[tuple[int, HttpBackend]],
+        pool: ConnectionPool,
+        *,
+        retry: RetryPolicy | None = None,
+        request_timeout: float | None = None,
+        backend_timeout: float | None = None,
+        on_upstream_error=None,
+    ):
+        self.choice = WeightedChoice(backends)
+        self.pool = pool
+        self.retry = retry
+        self.request_timeout = request_timeout
+        self.backend_timeout = backend_timeout
+        self.on_upstream_error = on_upstream_error
+        names = {b.name for _, b in backends}
+        self.label = names.pop() if len(names) == 1 else ""
+
+    async def serve(self, ctx) -> None:
+        conn = await self._exchange(ctx)
+        try:
+            await self._relay(ctx, conn)
+        finally:
+            conn.release()
+
+    # -- request ------------------------------------------------------------------------
+    async def _exchange(self, ctx) -> UpstreamConnection:
+        """Send the request (with retries) and return a connection holding the response head."""
+        req = ctx.req
+        body = req.body
+        retry = self.retry
+        attempts = retry.attempts if retry is not None else 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout if self.request_timeout else None
+        has_body = req.headers.has("content-length") or req.headers.has("transfer-encoding")
+        last_error: GatewayError | None = None
+        attempt = 0
+        stale_retried = False
+        while True:
+            backend = self.choice.pick()
+            if backend is None:
+                raise GatewayError(503, "no_healthy_backend", "the route has no backend to send to")
+            ctx.backend_name = backend.name
+            timeout = self.backend_timeout
+            if deadline is not None:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise GatewayError(504, "request_timeout", f"request timed out after {self.request_timeout:g}s")
+                timeout = remaining if timeout is None else min(timeout, remaining)
+            replayable = body.complete and body.error is None and not body.consumed
+            pump = None
+            conn = None
+            try:
+                conn = await self.pool.acquire(backend.target)
+                if replayable:
+                    data = body.buffered() if has_body else b""
+                    conn.send_head(
+                        upstream_head(ctx, backend, len(data) if has_body else None, False),
+                        data,
+                        head_only=req.method == "HEAD",
+                    )
+                else:
+                    if body.error is not None:
+                        raise body.error
+                    cl = req.headers.get("content-length")
+                    chunked = cl is None
+                    conn.send_head(
+                        upstream_head(ctx, backend, int(cl) if cl is not None else None, chunked),
+                        None,
+                        head_only=req.method == "HEAD",
+                    )
+                    pump = asyncio.ensure_future(_pump_body(body, conn, chunked))
+                    pump.add_done_callback(lambda f, c=conn: _pump_done(f, c))
+                try:
+                    await conn.wait_head(timeout)
+                except GatewayError as exc:
+                    if exc.status == 504 and exc.kind == "upstream_timeout" and deadline is not None and loop.time() >= deadline:
+                        raise GatewayError(504, "request_timeout", f"request timed out after {self.request_timeout:g}s") from None
+                    raise
+            except StaleConnection as exc:
+                if conn is not None:
+                    conn.close()
+                if replayable and not stale_retried:
+                    stale_retried = True
+                    continue
+                last_error = exc
+            except GatewayError as exc:
+                if conn is not None:
+                    conn.close()
+                if pump is not None:
+                    pump.cancel()
+                    if body.error is not None and isinstance(body.error, GatewayError):
+                        raise body.error from None
+                last_error = exc
+            except asyncio.CancelledError:
+                if conn is not None:
+                    conn.close()
+                if pump is not None:
+                    pump.cancel()
+                raise
+            else:
+                status = conn.status
+                if retry is not None and status in retry.codes and attempt + 1 < attempts and replayable:
+                    conn.close()
+                    await asyncio.sleep(retry.delay(attempt))
+                    attempt += 1
+                    continue
+                return conn
+            # failed attempt
+            ctx.upstream_error = last_error.message
+            if self.on_upstream_error is not None:
+                self.on_upstream_error(ctx, last_error)
+            if attempt + 1 < attempts and replayable:
+                await asyncio.sleep(retry.delay(attempt))
+                attempt += 1
+                continue
+            raise last_error
+
+    # -- response -----------------------------------------------------------------------
+    async def _relay(self, ctx, conn: UpstreamConnection) -> None:
+        ex = ctx.ex
+        headers = strip_hop_by_hop(conn.headers)
+        cl = headers.get("content-length")
+        if cl is not None:
+            headers.remove("content-length")
+        status = conn.status
+        if status == 101 and conn.upgraded:
+            await self._tunnel(ctx, conn, headers)
+            return
+        ctx.finalize_headers(status, headers)
+        if conn.done:
+            body = b"".join(conn.chunks) if conn.chunks else b""
+            conn.chunks = []
+            if ex.head_only and cl is not None:
+                ex.start(status, headers, content_length=int(cl))
+                ex.end()
+            else:
+                ex.send(status, headers, body)
+            return
+        ex.start(status, headers, content_length=int(cl) if cl is not None and cl.isdigit() else None)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def on_end() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def on_error(exc: BaseException) -> None:
+            if not done.done():
+                done.set_exception(exc)
+
+        client = ex.conn
+        hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
+        try:
+            conn.stream_to(ex.write, on_end, on_error)
+            try:
+                await done
+            except GatewayError as exc:
+                ctx.upstream_error = exc.message
+                ex.abort()
+                return
+        finally:
+            client.remove_pause_hook(hook)
+            conn.resume_reading()
+        ex.end()
+
+    async def _tunnel(self, ctx, conn: UpstreamConnection, headers: Headers) -> None:
+        """Protocol switch (WebSocket): relay the 101, then raw bytes both ways until one closes."""
+        ex = ctx.ex
+        up = conn.headers.get("upgrade")
+        if up:
+            headers.append(("connection", "upgrade"))
+            headers.append(("upgrade", up))
+        ctx.finalize_headers(101, headers)
+        ex.start(101, headers)
+        client = ex.conn
+        leftover = conn.start_tunnel(client.transport)
+        if leftover:
+            client.transport.write(leftover)
+        client.start_tunnel(conn.transport)
+        ex.keep_alive = False
+        # The exchange is over for HTTP purposes once both sides are spliced; the
+        # connection objects close each other when either end goes away.
+        ex.finished = True
+
+
+def _pump_done(fut: asyncio.Future, conn: UpstreamConnection) -> None:
+    if fut.cancelled():
+        return
+    if fut.exception() is not None:
+        conn.close()
+
+
+def make_target(
+    addr: str,
+    *,
+    tls: _ssl.SSLContext | None,
+    sni: str | None,
+    connect_timeout: float,
+    tls_key: str = "",
+) -> tuple[UpstreamTarget, str | None]:
+    """Parse ``host:port`` or ``http(s)://host[:port]`` into a target.
+
+    Returns the target and the Host header to send: ``None`` (keep the client's Host)
+    for ``host:port`` backends, the URL's authority for URL backends.
+    """
+    host_override = None
+    scheme = None
+    a = addr
+    if "://" in a:
+        scheme, a = a.split("://", 1)
+        a = a.split("/", 1)[0]
+        host_override = a
+    if a.startswith("["):
+        end = a.index("]")
+        host = a[1:end]
+        rest = a[end + 1 :]
+        port = int(rest[1:]) if rest.startswith(":") else None
+    elif a.count(":") == 1:
+        host, p = a.rsplit(":", 1)
+        port = int(p)
+    else:
+        host, port = a, None
+    if scheme == "https" and tls is None:
+        tls = _ssl.create_default_context()
+        tls_key = tls_key or "default"
+    if port is None:
+        port = 443 if (scheme == "https" or tls is not None) else 80
+    target = UpstreamTarget(
+        host, port, ssl=tls, server_hostname=sni, connect_timeout=connect_timeout, tls_key=tls_key
+    )
+    return target, host_override

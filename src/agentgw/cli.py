@@ -1,0 +1,74 @@
+"""Command line: ``agentgw run``, ``agentgw validate``, ``agentgw --version``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from . import __version__
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .telemetry.setup import configure_logging
+
+    configure_logging("info", "text")
+    if args.workers > 1:
+        from .supervisor import run_supervisor
+
+        return run_supervisor(args.file, args.workers)
+    import uvloop
+
+    from .runner import run_process
+
+    return uvloop.run(
+        run_process(
+            args.file,
+            control_socket=args.control_socket,
+            serve_admin_ports=not args.control_socket,
+        )
+    )
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .compile import compile_config
+    from .config import ConfigError, load_config_file
+
+    class _NoServices:
+        pool = None
+        on_upstream_error = None
+
+    try:
+        import os
+
+        cfg = load_config_file(args.file)
+        compile_config(cfg, _NoServices(), os.path.dirname(os.path.abspath(args.file)))
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="agentgw", description="An agent gateway for MCP, A2A and LLM traffic.")
+    p.add_argument("--version", action="version", version=f"agentgw {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the gateway")
+    r.add_argument("-f", "--file", required=True, help="config file (YAML or JSON)")
+    r.add_argument("--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)")
+    r.add_argument("--control-socket", help=argparse.SUPPRESS)
+    r.set_defaults(fn=_run)
+    v = sub.add_parser("validate", help="check a config file and exit")
+    v.add_argument("-f", "--file", required=True)
+    v.set_defaults(fn=_validate)
+    args = p.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,428 @@
+"""Compile a validated config into the runtime structures the pipeline walks.
+
+Validation (``config/``) checks the shape of the file; compiling checks what only makes
+sense with everything in view — a route naming a backend that doesn't exist, a TLS file
+that can't be loaded, a policy agentgw doesn't implement yet — and reports each problem
+with the path of the field at fault, like validation does. Nothing here runs per
+request: the output is plain objects (route tables with precompiled regexes, policy
+chains as tuples of bound methods, backends holding their upstream targets).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backends.http import HttpBackend, HttpBackendSet, RetryPolicy, make_target
+from .config import ConfigError, LocalConfig, effective_limits
+from .config import models as m
+from .gateway import BindRuntime, ListenerRuntime, Route
+from .policies.cors import Cors
+from .policies.direct_response import DirectResponse
+from .policies.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
+from .policies.local_ratelimit import LocalRateLimit, TokenBucket
+from .policies.request_redirect import RequestRedirect
+from .policies.url_rewrite import UrlRewrite
+from .routing.table import EXACT, PREFIX, REGEX, Match, RouteTable, listener_specificity
+
+
+@dataclass
+class Runtime:
+    """One compiled config: what the servers serve until the next reload."""
+
+    cfg: LocalConfig
+    binds: dict[int, BindRuntime]
+    bind_tls: dict[int, ssl.SSLContext | None]
+    limits: Any
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Errors:
+    def __init__(self):
+        self.items: list[str] = []
+
+    def add(self, path: str, msg: str) -> None:
+        self.items.append(f"{path}: {msg}")
+
+
+# Policies that parse but that this build does not enforce. Refusing them is safer than
+# serving a route without, say, the authentication its author asked for.
+_UNSUPPORTED_ROUTE_POLICIES = {
+    "jwt_auth": "jwtAuth",
+    "api_key": "apiKey",
+    "basic_auth": "basicAuth",
+    "ext_authz": "extAuthz",
+    "authorization": "authorization",
+    "mcp_authorization": "mcpAuthorization",
+    "mcp_authentication": "mcpAuthentication",
+    "ext_mcp": "extMcp",
+    "ext_proc": "extProc",
+    "oidc": "oidc",
+    "transformations": "transformations",
+    "request_mirror": "requestMirror",
+    "a2a": "a2a",
+    "ai": "ai",
+    "backend_auth": "backendAuth",
+    "backend_tunnel": "backendTunnel",
+    "remote_rate_limit": "remoteRateLimit",
+    "csrf": "csrf",
+}
+
+
+class Compiler:
+    def __init__(self, cfg: LocalConfig, services, base_dir: str = "."):
+        self.cfg = cfg
+        self.services = services
+        self.base_dir = base_dir
+        self.errors = _Errors()
+        self.warnings: list[str] = []
+        self._tls_cache: dict[tuple, ssl.SSLContext] = {}
+        bd = cfg.config.backend
+        self.connect_timeout = float(bd.connect_timeout) if bd and bd.connect_timeout is not None else 10.0
+        self.named = {b.name: (i, b) for i, b in enumerate(cfg.backends)}
+
+    # -- helpers --------------------------------------------------------------------------
+    def _path(self, p: str | None) -> str | None:
+        if p is None:
+            return None
+        return p if os.path.isabs(p) else os.path.join(self.base_dir, p)
+
+    def _unsupported(self, obj, mapping: dict, path: str) -> None:
+        if obj is None:
+            return
+        for attr, key in mapping.items():
+            if getattr(obj, attr, None) is not None:
+                self.errors.add(f"{path}.{key}", "not supported by this agentgw build yet")
+
+    # -- entry ----------------------------------------------------------------------------
+    def compile(self) -> Runtime:
+        cfg = self.cfg
+        if cfg.mcp is not None:
+            self.errors.add("mcp", "the mcp shorthand is not supported by this agentgw build yet")
+        if cfg.llm is not None:
+            self.errors.add("llm", "the llm shorthand is not supported by this agentgw build yet")
+        if cfg.policies:
+            self.errors.add("policies", "targeted policies are not supported by this agentgw build yet")
+        if cfg.route_groups:
+            self.errors.add("routeGroups", "route groups are not supported by this agentgw build yet")
+        for i, nb in enumerate(cfg.backends):
+            if nb.host is None:
+                self.errors.add(f"backends[{i}]", "only host backends are supported by this agentgw build yet")
+        binds: dict[int, BindRuntime] = {}
+        bind_tls: dict[int, ssl.SSLContext | None] = {}
+        seen_ports: dict[int, int] = {}
+        for bi, b in enumerate(cfg.binds):
+            bpath = f"binds[{bi}]"
+            if b.port in seen_ports:
+                self.errors.add(f"{bpath}.port", f"port {b.port} is already used by binds[{seen_ports[b.port]}]")
+                continue
+            seen_ports[b.port] = bi
+            listeners = []
+            tls_by_host: list[tuple[str | None, ssl.SSLContext]] = []
+            protocols = set()
+            for li, lst in enumerate(b.listeners):
+                lpath = f"{bpath}.listeners[{li}]"
+                protocols.add(lst.protocol)
+                if lst.protocol not in ("HTTP", "HTTPS"):
+                    self.errors.add(f"{lpath}.protocol", f"{lst.protocol} listeners are not supported by this agentgw build yet")
+                    continue
+                self._unsupported(lst.policies, _UNSUPPORTED_ROUTE_POLICIES, f"{lpath}.policies")
+                tls_ctx = None
+                if lst.protocol == "HTTPS":
+                    tls_ctx = self._listener_tls(lst.tls, f"{lpath}.tls")
+                    if tls_ctx is not None:
+                        tls_by_host.append((lst.hostname, tls_ctx))
+                lname = lst.name or f"listener{li}"
+                table = self._routes(lst.routes or [], lpath, lname)
+                listeners.append(ListenerRuntime(lname, lst.hostname, lst.protocol, table, tls_ctx))
+            if len(protocols) > 1:
+                self.errors.add(bpath, "all listeners of one bind must use the same protocol (HTTP or HTTPS)")
+            listeners.sort(key=lambda L: listener_specificity(L.hostname))
+            binds[b.port] = BindRuntime(b.port, listeners, self.services)
+            bind_tls[b.port] = self._sni_context(tls_by_host) if tls_by_host else None
+        if self.errors.items:
+            raise ConfigError(self.errors.items)
+        return Runtime(cfg, binds, bind_tls, effective_limits(cfg), self.warnings)
+
+    # -- routes ---------------------------------------------------------------------------
+    def _routes(self, routes: list, lpath: str, lname: str) -> RouteTable:
+        entries = []
+        order = 0
+        for ri, r in enumerate(routes):
+            rpath = f"{lpath}.routes[{ri}]"
+            name = r.name or f"{lname}/route{ri}"
+            policies, traffic = self._route_policies(r.policies, f"{rpath}.policies")
+            backend = self._backends(r.backends, f"{rpath}.backends", r.policies, traffic)
+            route = Route(name, policies, backend, lname)
+            matches = []
+            for mi, mm in enumerate(r.effective_matches()):
+                matches.append(self._match(route, mm, f"{rpath}.matches[{mi}]", order))
+                order += 1
+            entries.append((list(r.hostnames), matches))
+        return RouteTable(entries)
+
+    def _match(self, route: Route, mm: m.RouteMatch, path: str, order: int) -> Match:
+        kind, value = PREFIX, "/"
+        if mm.path is not None:
+            if mm.path.exact is not None:
+                kind, value = EXACT, mm.path.exact
+            elif mm.path.path_prefix is not None:
+                kind, value = PREFIX, mm.path.path_prefix
+            elif mm.path.regex is not None:
+                kind, value = REGEX, mm.path.regex
+        def pairs(items):
+            out = []
+            for it in items:
+                v = it.value
+                out.append((it.name.lower(), v.exact, re.compile(v.regex) if v.regex is not None else None))
+            return out
+
+        return Match(
+            route,
+            kind=kind,
+            value=value,
+            method=mm.method,
+            headers=pairs(mm.headers),
+            query=[(q.name, q.value.exact, re.compile(q.value.regex) if q.value.regex is not None else None) for q in mm.query],
+            order=order,
+        )
+
+    def _route_policies(self, p: m.RoutePolicies | None, path: str) -> tuple[list, dict]:
+        out: list = []
+        traffic: dict = {}
+        if p is None:
+            return out, traffic
+        self._unsupported(p, _UNSUPPORTED_ROUTE_POLICIES, path)
+        if p.request_header_modifier is not None:
+            h = p.request_header_modifier
+            out.append(RequestHeaderModifier(h.add, h.set, h.remove))
+        if p.response_header_modifier is not None:
+            h = p.response_header_modifier
+            out.append(ResponseHeaderModifier(h.add, h.set, h.remove))
+        if p.url_rewrite is not None:
+            u = p.url_rewrite
+            out.append(
+                UrlRewrite(
+                    path_full=u.path.full if u.path else None,
+                    path_prefix=u.path.prefix if u.path else None,
+                    authority=self._authority(u.authority, f"{path}.urlRewrite.authority"),
+                )
+            )
+        if p.request_redirect is not None:
+            rr = p.request_redirect
+            a = rr.authority
+            kw: dict = {}
+            if isinstance(a, m.HostRewrite):
+                kw = {"authority": a.full, "host": a.host, "port": a.port}
+            out.append(
+                RequestRedirect(
+                    scheme=rr.scheme,
+                    path_full=rr.path.full if rr.path else None,
+                    path_prefix=rr.path.prefix if rr.path else None,
+                    status=rr.status or 302,
+                    **kw,
+                )
+            )
+        if p.direct_response is not None:
+            d = p.direct_response
+            if not isinstance(d, m.DirectResponse):
+                self.errors.add(f"{path}.directResponse.conditional", "conditional direct responses are not supported yet")
+            elif d.body_expression is not None:
+                self.errors.add(f"{path}.directResponse.bodyExpression", "not supported by this agentgw build yet")
+            else:
+                out.append(DirectResponse(d.status, (d.body or "").encode("utf-8"), d.headers))
+        if p.cors is not None:
+            c = p.cors
+            out.append(
+                Cors(
+                    allow_origins=c.allow_origins,
+                    allow_methods=c.allow_methods,
+                    allow_headers=c.allow_headers,
+                    expose_headers=c.expose_headers,
+                    max_age=float(c.max_age) if c.max_age is not None else None,
+                    allow_credentials=c.allow_credentials,
+                )
+            )
+        if p.local_rate_limit is not None:
+            lrl = p.local_rate_limit
+            if not isinstance(lrl, list):
+                self.errors.add(f"{path}.localRateLimit.conditional", "conditional rate limits are not supported yet")
+            elif lrl:
+                out.append(
+                    LocalRateLimit(
+                        [TokenBucket(b.max_tokens, b.tokens_per_fill, float(b.fill_interval), b.type) for b in lrl]
+                    )
+                )
+        if p.timeout is not None:
+            t = p.timeout
+            traffic["request_timeout"] = float(t.request_timeout) if t.request_timeout is not None else None
+            traffic["backend_timeout"] = (
+                float(t.backend_request_timeout) if t.backend_request_timeout is not None else None
+            )
+        if p.retry is not None:
+            r = p.retry
+            traffic["retry"] = RetryPolicy(r.attempts, float(r.backoff) if r.backoff is not None else 0.0, r.codes)
+        return out, traffic
+
+    def _authority(self, a, path: str) -> str | None:
+        if a is None or a == "none":
+            return None
+        if a == "auto":
+            return None
+        if isinstance(a, m.HostRewrite):
+            if a.full is not None:
+                return a.full
+            self.errors.add(path, "urlRewrite.authority supports 'full' only in this agentgw build")
+        return None
+
+    # -- backends -------------------------------------------------------------------------
+    def _backends(self, backends: list, path: str, route_policies, traffic: dict):
+        route_tls = route_policies.backend_tls if route_policies is not None else None
+        http: list[tuple[int, HttpBackend]] = []
+        for i, rb in enumerate(backends):
+            bpath = f"{path}[{i}]"
+            bp = rb.policies
+            if bp is not None:
+                self._unsupported(
+                    bp,
+                    {
+                        "request_header_modifier": "requestHeaderModifier",
+                        "response_header_modifier": "responseHeaderModifier",
+                        "request_redirect": "requestRedirect",
+                        "transformations": "transformations",
+                        "backend_auth": "backendAuth",
+                        "mcp_authorization": "mcpAuthorization",
+                        "ext_authz": "extAuthz",
+                        "ext_mcp": "extMcp",
+                        "health": "health",
+                        "a2a": "a2a",
+                        "ai": "ai",
+                        "inference_routing": "inferenceRouting",
+                        "tcp": "tcp",
+                        "backend_tunnel": "backendTunnel",
+                    },
+                    f"{bpath}.policies",
+                )
+            tls_cfg = (bp.backend_tls if bp is not None else None) or route_tls
+            if rb.host is not None:
+                http.append((rb.weight, self._http_backend(rb.host, rb.host, tls_cfg, bpath)))
+            elif rb.service is not None:
+                s = rb.service
+                addr = f"{s.name.hostname}:{s.port}"
+                http.append((rb.weight, self._http_backend(f"{s.name.namespace}/{s.name.hostname}:{s.port}", addr, tls_cfg, bpath)))
+            elif rb.backend is not None:
+                ref = self.named.get(rb.backend)
+                if ref is None:
+                    self.errors.add(f"{bpath}.backend", f"no top-level backend named {rb.backend!r}")
+                    continue
+                ni, nb = ref
+                if nb.host is None:
+                    continue  # reported at backends[ni]
+                ntls = (nb.policies.backend_tls if nb.policies is not None else None) or tls_cfg
+                http.append((rb.weight, self._http_backend(nb.name, nb.host, ntls, f"backends[{ni}]")))
+            else:
+                kind = next(k for k in ("mcp", "ai", "aws", "dynamic", "route_group") if getattr(rb, k) is not None)
+                key = {"route_group": "routeGroup"}.get(kind, kind)
+                self.errors.add(f"{bpath}.{key}", f"{key} backends are not supported by this agentgw build yet")
+        if not http:
+            return None
+        svc = self.services
+        return HttpBackendSet(
+            http,
+            svc.pool,
+            retry=traffic.get("retry"),
+            request_timeout=traffic.get("request_timeout"),
+            backend_timeout=traffic.get("backend_timeout"),
+            on_upstream_error=svc.on_upstream_error,
+        )
+
+    def _http_backend(self, name: str, addr: str, tls_cfg, path: str) -> HttpBackend:
+        tls_ctx, sni, key = None, None, ""
+        if tls_cfg is not None:
+            tls_ctx, key = self._backend_tls(tls_cfg, f"{path}.policies.backendTLS")
+            sni = tls_cfg.hostname
+        try:
+            target, host_override = make_target(
+                addr, tls=tls_ctx, sni=sni, connect_timeout=self.connect_timeout, tls_key=key
+            )
+        except (ValueError, IndexError) as exc:
+            self.errors.add(f"{path}.host", f"invalid backend address {addr!r}: {exc}")
+            target, host_override = make_target("127.0.0.1:1", tls=None, sni=None, connect_timeout=1.0)
+        return HttpBackend(name, target, host_override=host_override)
+
+    # -- TLS ------------------------------------------------------------------------------
+    def _backend_tls(self, t: m.BackendTLS, path: str) -> tuple[ssl.SSLContext | None, str]:
+        key = (t.root, t.cert, t.key, t.insecure, t.insecure_host, tuple(t.alpn or ()))
+        keystr = repr(key)
+        ctx = self._tls_cache.get(key)
+        if ctx is not None:
+            return ctx, keystr
+        try:
+            ctx = ssl.create_default_context(cafile=self._path(t.root)) if t.root else ssl.create_default_context()
+            if t.insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            elif t.insecure_host:
+                ctx.check_hostname = False
+            if t.cert and t.key:
+                ctx.load_cert_chain(self._path(t.cert), self._path(t.key))
+            if t.alpn:
+                ctx.set_alpn_protocols(list(t.alpn))
+        except (OSError, ssl.SSLError) as exc:
+            self.errors.add(path, f"cannot load TLS material: {exc}")
+            return None, keystr
+        self._tls_cache[key] = ctx
+        return ctx, keystr
+
+    def _listener_tls(self, t: m.ListenerTLS, path: str) -> ssl.SSLContext | None:
+        try:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self._path(t.cert), self._path(t.key))
+            versions = {
+                "TLS_V1_0": ssl.TLSVersion.TLSv1,
+                "TLS_V1_1": ssl.TLSVersion.TLSv1_1,
+                "TLS_V1_2": ssl.TLSVersion.TLSv1_2,
+                "TLS_V1_3": ssl.TLSVersion.TLSv1_3,
+            }
+            ctx.minimum_version = versions[t.min_tls_version] if t.min_tls_version else ssl.TLSVersion.TLSv1_2
+            if t.max_tls_version:
+                ctx.maximum_version = versions[t.max_tls_version]
+            if t.root:
+                ctx.load_verify_locations(self._path(t.root))
+                ctx.verify_mode = ssl.CERT_REQUIRED
+            if t.cipher_suites:
+                ctx.set_ciphers(":".join(t.cipher_suites))
+            ctx.set_alpn_protocols(["http/1.1"])
+            return ctx
+        except (OSError, ssl.SSLError) as exc:
+            self.errors.add(path, f"cannot load TLS certificate/key: {exc}")
+            return None
+
+    @staticmethod
+    def _sni_context(by_host: list[tuple[str | None, ssl.SSLContext]]) -> ssl.SSLContext:
+        """One server context for the bind; SNI switches to the matching listener's cert."""
+        from .routing.table import hostname_matches
+
+        ordered = sorted(by_host, key=lambda hc: listener_specificity(hc[0]))
+        default = ordered[-1][1]
+        if len(ordered) == 1:
+            return default
+
+        def pick(sslobj, server_name, _ctx):
+            if server_name:
+                for host, c in ordered:
+                    if host and hostname_matches(host, server_name):
+                        sslobj.context = c
+                        return None
+            sslobj.context = default
+            return None
+
+        default.sni_callback = pick
+        return default
+
+
+def compile_config(cfg: LocalConfig, services, base_dir: str = ".") -> Runtime:
+    return Compiler(cfg, services, base_dir).compile()

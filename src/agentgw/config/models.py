@@ -1,0 +1,1599 @@
+"""Pydantic models for the standalone config file.
+
+The file format is agentgateway's standalone ("local") config schema, so a
+YAML file written for agentgateway loads here unchanged.  Every model mirrors
+one YAML object: field names are snake_case in Python and exactly the
+agentgateway camelCase key in YAML (``backend_tls`` <-> ``backendTLS``).
+Unknown keys are errors everywhere (``extra="forbid"``), because a silently
+ignored typo in a security policy is worse than a refused start-up.
+
+These models only describe and validate *shape*.  They run once when the file
+is loaded; the proxy then compiles them into its own runtime structures.  A
+policy that is well-formed here but not implemented by agentgw is rejected by
+that compile step, not by this module.
+
+Deliberately permissive (``dict[str, Any]``, shape not checked here) because
+their full agentgateway model is large and deep; the compile step owns them:
+
+* route/backend ``ai`` policy (prompt guards, defaults/overrides, model aliases,
+  prompt caching, ``routes``) and the ``provider`` object of ``ai`` backends
+* ``mcpAuthentication``, ``oidc``, ``extProc``, ``extMcp``, ``remoteRateLimit``,
+  ``a2a``, ``health``, ``inferenceRouting``
+* backend ``tcp``, ``backendTunnel``, ``backendAuth.azure``
+* ``frontendPolicies.tracing``/``networkAuthorization``/``proxyProtocol``/``connect``
+  and ``accessLog.otlp``
+* top-level ``policies[].target``, ``workloads``, ``services``, ``ui``
+* ``config.dns``, ``config.hbone``, ``config.http2``, ``config.database``
+* LLM model ``guardrails`` and ``health``
+
+Secrets are marked with ``Annotated[..., SECRET]`` on the field; see
+`agentgw.config.redact`.
+
+agentgw extension (not in agentgateway): ``config.limits`` -- frontend limits
+agentgateway has no equivalent key for.  See `effective_limits`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from .durations import DurationField
+
+__all__ = [
+    "SECRET",
+    "SecretMarker",
+    "LocalConfig",
+    "EffectiveLimits",
+    "effective_limits",
+]
+
+
+# --------------------------------------------------------------------------
+# Secret marker
+# --------------------------------------------------------------------------
+
+
+class SecretMarker:
+    """Annotation marker: the field holds a credential and must never be dumped.
+
+    For a ``dict[str, str]`` field the keys are kept and every value is
+    redacted; for anything else the whole value is replaced.
+    """
+
+    _instance: "SecretMarker | None" = None
+
+    def __new__(cls) -> "SecretMarker":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "SECRET"
+
+
+SECRET = SecretMarker()
+
+
+# --------------------------------------------------------------------------
+# Base model and helpers
+# --------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    """Base for every config object: camelCase keys, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        serialize_by_alias=True,
+    )
+
+    #: Names (Python attribute names) of which exactly one must be set.
+    _exactly_one_of: ClassVar[tuple[str, ...]] = ()
+    #: Names of which at most one may be set.
+    _at_most_one_of: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_one_of(self):
+        for names, exact in ((self._exactly_one_of, True), (self._at_most_one_of, False)):
+            if not names:
+                continue
+            set_names = [n for n in names if getattr(self, n) is not None]
+            if len(set_names) == 1 or (not exact and not set_names):
+                continue
+            keys = [_alias(type(self), n) for n in names]
+            got = ", ".join(_alias(type(self), n) for n in set_names) or "none"
+            what = "exactly one" if exact else "at most one"
+            raise ValueError(f"{what} of {', '.join(keys)} must be set (got: {got})")
+        return self
+
+
+def _alias(cls: type[BaseModel], name: str) -> str:
+    field = cls.model_fields[name]
+    return field.alias or name
+
+
+# Tags starting with "~" are stripped from error paths by the loader, so a
+# discriminated union never shows up as an extra path segment.
+def _by_type(value: Any) -> str:
+    if isinstance(value, str):
+        return "~str"
+    if isinstance(value, list):
+        return "~list"
+    if isinstance(value, dict) and "conditional" in value:
+        return "~conditional"
+    return "~obj"
+
+
+def _str_or(str_type: Any, obj_type: Any) -> Any:
+    """A field that is either a plain string or an object."""
+    return Annotated[
+        Union[Annotated[str_type, Tag("~str")], Annotated[obj_type, Tag("~obj")]],
+        Discriminator(_by_type),
+    ]
+
+
+def _explicit_or_conditional(obj_type: Any, cond_type: Any) -> Any:
+    """agentgateway's ``LocalExplicitOrConditional<T>``: ``T`` or ``{conditional: [...]}``."""
+    return Annotated[
+        Union[Annotated[obj_type, Tag("~obj")], Annotated[cond_type, Tag("~conditional")]],
+        Discriminator(_by_type),
+    ]
+
+
+def _compile_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"invalid regex {pattern!r}: {e}") from None
+    return pattern
+
+
+StrMap = dict[str, str]
+SecretStrMap = Annotated[Optional[dict[str, str]], SECRET]
+Opaque = dict[str, Any]
+
+
+# --------------------------------------------------------------------------
+# Shared small objects
+# --------------------------------------------------------------------------
+
+
+class FileRef(_Model):
+    """``{file: path}`` or ``{url: ...}`` -- the non-inline forms of a loaded value."""
+
+    file: Optional[str] = None
+    url: Optional[str] = None
+    tunnel: Optional[Opaque] = None
+
+    _exactly_one_of = ("file", "url")
+
+
+class FileOnlyRef(_Model):
+    """``{file: path}`` -- a value read from disk."""
+
+    file: str
+
+
+#: agentgateway ``FileInlineOrRemote``: an inline string, ``{file}`` or ``{url}``.
+FileInlineOrRemote = _str_or(str, FileRef)
+#: agentgateway ``FileOrInline``: an inline string or ``{file}``.
+FileOrInline = _str_or(str, FileOnlyRef)
+
+
+class NamespacedHostname(_Model):
+    namespace: str
+    hostname: str
+
+
+class ServiceRef(_Model):
+    name: NamespacedHostname
+    port: int = Field(ge=1, le=65535)
+
+
+class SimpleBackendRef(_Model):
+    """Reference to a side-channel backend: exactly one of service, host, backend."""
+
+    service: Optional[ServiceRef] = None
+    host: Optional[str] = None
+    backend: Optional[str] = None
+
+    _exactly_one_of = ("service", "host", "backend")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: Optional[str]) -> Optional[str]:
+        return _validate_target(v) if v is not None else v
+
+
+class HeaderLocation(_Model):
+    name: str
+    prefix: Optional[str] = None
+
+
+class NameOnly(_Model):
+    name: str
+
+
+class ExpressionLocation(_Model):
+    expression: str
+
+
+class AuthorizationLocation(_Model):
+    """Where a credential is read from: exactly one of header, queryParameter, cookie, expression."""
+
+    header: Optional[HeaderLocation] = None
+    query_parameter: Optional[NameOnly] = None
+    cookie: Optional[NameOnly] = None
+    expression: Optional[ExpressionLocation] = None
+
+    _exactly_one_of = ("header", "query_parameter", "cookie", "expression")
+
+
+def _validate_target(v: str) -> str:
+    """A backend address: ``host:port`` or an http(s) URL."""
+    if not isinstance(v, str) or not v:
+        raise ValueError("must be a non-empty 'host:port' or http(s) URL")
+    if "://" in v:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"invalid host {v!r}: URL must be http:// or https:// with a host")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError(f"invalid host {v!r}: bad port") from None
+        return v
+    host, sep, port = v.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"invalid host {v!r}: expected 'host:port' or an http(s) URL")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError(f"invalid host {v!r}: unterminated IPv6 literal")
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"invalid host {v!r}: bad IPv6 address") from None
+    elif ":" in host or any(c.isspace() or c in "/?#@" for c in host):
+        raise ValueError(f"invalid host {v!r}: expected 'host:port' or an http(s) URL")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"invalid host {v!r}: port must be 1-65535")
+    return v
+
+
+# --------------------------------------------------------------------------
+# Route matches
+# --------------------------------------------------------------------------
+
+
+class PathMatch(_Model):
+    """Exactly one of exact, pathPrefix, regex."""
+
+    exact: Optional[str] = None
+    path_prefix: Optional[str] = None
+    regex: Optional[str] = None
+
+    _exactly_one_of = ("exact", "path_prefix", "regex")
+
+    @field_validator("regex", mode="before")
+    @classmethod
+    def _regex(cls, v: Any) -> Any:
+        # Older agentgateway schemas wrote regex as [pattern, length].
+        if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str):
+            v = v[0]
+        if isinstance(v, str):
+            _compile_regex(v)
+        return v
+
+
+class StringMatch(_Model):
+    """Exactly one of exact, regex."""
+
+    exact: Optional[str] = None
+    regex: Optional[str] = None
+
+    _exactly_one_of = ("exact", "regex")
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: Optional[str]) -> Optional[str]:
+        return _compile_regex(v) if v is not None else v
+
+
+class HeaderMatch(_Model):
+    name: str
+    value: StringMatch
+
+
+class QueryMatch(_Model):
+    name: str
+    value: StringMatch
+
+
+class RouteMatch(_Model):
+    path: Optional[PathMatch] = None
+    method: Optional[str] = None
+    headers: list[HeaderMatch] = Field(default_factory=list)
+    query: list[QueryMatch] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------
+# Filters
+# --------------------------------------------------------------------------
+
+
+class HeaderModifier(_Model):
+    add: StrMap = Field(default_factory=dict)
+    set: StrMap = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+
+
+class HostRewrite(_Model):
+    """Exactly one of full, host, port."""
+
+    full: Optional[str] = None
+    host: Optional[str] = None
+    port: Optional[int] = Field(default=None, ge=1, le=65535)
+
+    _exactly_one_of = ("full", "host", "port")
+
+
+class PathRewrite(_Model):
+    """Exactly one of full, prefix."""
+
+    full: Optional[str] = None
+    prefix: Optional[str] = None
+
+    _exactly_one_of = ("full", "prefix")
+
+
+#: ``authority`` may also be the strings ``auto`` or ``none``.
+HostRewriteField = _str_or(Literal["auto", "none"], HostRewrite)
+
+
+class RequestRedirect(_Model):
+    scheme: Optional[str] = None
+    authority: Optional[HostRewriteField] = None
+    path: Optional[PathRewrite] = None
+    status: Optional[int] = Field(default=None, ge=300, le=399)
+
+
+class UrlRewrite(_Model):
+    authority: Optional[HostRewriteField] = None
+    path: Optional[PathRewrite] = None
+
+
+class RequestMirror(_Model):
+    backend: SimpleBackendRef
+    percentage: float = Field(ge=0.0, le=1.0)
+
+
+def _body_to_str(v: Any) -> Any:
+    # agentgateway's schema describes the body as bytes; YAML users write a string.
+    if isinstance(v, list) and all(isinstance(b, int) and 0 <= b <= 255 for b in v):
+        return bytes(v).decode("utf-8", errors="replace")
+    return v
+
+
+class DirectResponse(_Model):
+    body: Optional[str] = None
+    body_expression: Optional[str] = None
+    headers: StrMap = Field(default_factory=dict)
+    status: int = Field(ge=100, le=599)
+
+    _at_most_one_of = ("body", "body_expression")
+
+    @field_validator("body", mode="before")
+    @classmethod
+    def _body(cls, v: Any) -> Any:
+        return _body_to_str(v)
+
+
+class ConditionalDirectResponse(DirectResponse):
+    condition: Optional[str] = None
+
+
+class Cors(_Model):
+    allow_credentials: bool = False
+    allow_headers: list[str] = Field(default_factory=list)
+    allow_methods: list[str] = Field(default_factory=list)
+    allow_origins: list[str] = Field(default_factory=list)
+    expose_headers: list[str] = Field(default_factory=list)
+    max_age: Optional[DurationField] = None
+
+
+class Csrf(_Model):
+    additional_origins: list[str] = Field(default_factory=list)
+
+
+class Timeout(_Model):
+    request_timeout: Optional[DurationField] = None
+    backend_request_timeout: Optional[DurationField] = None
+
+
+class Retry(_Model):
+    attempts: int = Field(default=1, ge=0)
+    backoff: Optional[DurationField] = None
+    codes: list[int] = Field(default_factory=list)
+
+    @field_validator("codes")
+    @classmethod
+    def _codes(cls, v: list[int]) -> list[int]:
+        for c in v:
+            if not 100 <= c <= 599:
+                raise ValueError(f"invalid HTTP status code {c}")
+        return v
+
+
+class RateLimit(_Model):
+    """One token bucket.  ``type: requests`` counts requests, ``tokens`` counts LLM tokens."""
+
+    max_tokens: int = Field(default=0, ge=0)
+    tokens_per_fill: int = Field(default=0, ge=0)
+    fill_interval: DurationField
+    type: Literal["requests", "tokens"] = "requests"
+
+    @model_validator(mode="after")
+    def _bucket(self):
+        if self.max_tokens < self.tokens_per_fill:
+            raise ValueError("maxTokens cannot be less than tokensPerFill")
+        if self.fill_interval <= 0:
+            raise ValueError("fillInterval must be greater than zero")
+        return self
+
+
+class ConditionalRateLimit(RateLimit):
+    condition: Optional[str] = None
+
+
+class Conditional(_Model):
+    """Base for ``{conditional: [...]}`` policy forms."""
+
+    @field_validator("conditional", check_fields=False)
+    @classmethod
+    def _entries(cls, v: list[Any]) -> list[Any]:
+        if not v:
+            raise ValueError("conditional policies must have at least one entry")
+        if len(v) > 64:
+            raise ValueError("conditional policies may have at most 64 entries")
+        for i, entry in enumerate(v):
+            if entry.condition is None and i != len(v) - 1:
+                raise ValueError("conditional policy entries without condition must be last")
+        return v
+
+
+class ConditionalRateLimits(Conditional):
+    conditional: list[ConditionalRateLimit]
+
+
+class ConditionalDirectResponses(Conditional):
+    conditional: list[ConditionalDirectResponse]
+
+
+#: localRateLimit is a LIST of buckets, or ``{conditional: [...]}``.
+LocalRateLimitField = Annotated[
+    Union[
+        Annotated[list[RateLimit], Tag("~list")],
+        Annotated[ConditionalRateLimits, Tag("~conditional")],
+    ],
+    Discriminator(_by_type),
+]
+DirectResponseField = _explicit_or_conditional(DirectResponse, ConditionalDirectResponses)
+
+
+class Transform(_Model):
+    add: StrMap = Field(default_factory=dict)
+    set: StrMap = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+    body: Optional[str] = None
+    metadata: StrMap = Field(default_factory=dict)
+
+
+class Transformations(_Model):
+    request: Optional[Transform] = None
+    response: Optional[Transform] = None
+
+
+class ConditionalTransformation(Transformations):
+    condition: Optional[str] = None
+
+
+class ConditionalTransformations(Conditional):
+    conditional: list[ConditionalTransformation]
+
+
+TransformationsField = _explicit_or_conditional(Transformations, ConditionalTransformations)
+
+
+# --------------------------------------------------------------------------
+# Authentication / authorization
+# --------------------------------------------------------------------------
+
+AuthMode = Literal["strict", "optional", "permissive"]
+
+
+class JwtValidationOptions(_Model):
+    required_claims: Optional[list[str]] = None
+
+
+class JwtProvider(_Model):
+    issuer: str
+    audiences: Optional[list[str]] = None
+    jwks: FileInlineOrRemote
+    jwt_validation_options: Optional[JwtValidationOptions] = None
+
+
+class JwtAuth(_Model):
+    """JWT validation.
+
+    Either a single issuer (``issuer``/``audiences``/``jwks``) or several
+    (``providers: [...]``).  ``issuer`` without ``jwks`` uses OIDC discovery.
+    """
+
+    mode: AuthMode = "optional"
+    location: Optional[AuthorizationLocation] = None
+    preserve_token: bool = False
+    forward: bool = False
+    providers: Optional[list[JwtProvider]] = None
+    issuer: Optional[str] = None
+    audiences: Optional[list[str]] = None
+    jwks: Optional[FileInlineOrRemote] = None
+    jwt_validation_options: Optional[JwtValidationOptions] = None
+    provider_backend: Optional[SimpleBackendRef] = None
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.providers is not None:
+            extra = [
+                k
+                for k in ("issuer", "audiences", "jwks", "jwt_validation_options", "provider_backend")
+                if getattr(self, k) is not None
+            ]
+            if extra:
+                keys = ", ".join(_alias(type(self), k) for k in extra)
+                raise ValueError(f"providers cannot be combined with {keys}")
+            if not self.providers:
+                raise ValueError("providers must not be empty")
+        elif self.issuer is None:
+            raise ValueError("either issuer or providers must be set")
+        return self
+
+
+class ApiKeyEntry(_Model):
+    """One accepted key: exactly one of key (plaintext) or keyHash (sha256:<hex> or bcrypt)."""
+
+    key: Annotated[Optional[str], SECRET] = None
+    key_hash: Annotated[Optional[str], SECRET] = None
+    metadata: Optional[dict[str, Any]] = None
+
+    _exactly_one_of = ("key", "key_hash")
+
+    @field_validator("key_hash")
+    @classmethod
+    def _hash(cls, v: Optional[str]) -> Optional[str]:
+        if v is None or v.startswith(("$2a$", "$2b$", "$2y$")):
+            return v
+        if not v.startswith("sha256:"):
+            raise ValueError("keyHash must use the sha256:<hex> format or be a bcrypt hash")
+        digest = v[len("sha256:") :]
+        if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+            raise ValueError("sha256 keyHash must be 64 hex characters")
+        return v
+
+
+class ApiKeyAuth(_Model):
+    keys: list[ApiKeyEntry]
+    mode: AuthMode = "optional"
+    location: Optional[AuthorizationLocation] = None
+
+
+class BasicAuth(_Model):
+    htpasswd: Annotated[FileOrInline, SECRET]
+    realm: Optional[str] = None
+    mode: Literal["strict", "optional"] = "optional"
+    authorization_location: Optional[AuthorizationLocation] = None
+
+
+class Authorization(_Model):
+    """CEL rules; a request is allowed if any rule matches."""
+
+    rules: list[str] = Field(default_factory=list)
+
+
+
+
+# --------------------------------------------------------------------------
+# Backend-side policies
+# --------------------------------------------------------------------------
+
+
+class BackendTLS(_Model):
+    cert: Optional[str] = None
+    key: Annotated[Optional[str], SECRET] = None
+    root: Optional[str] = None
+    hostname: Optional[str] = None
+    insecure: bool = False
+    insecure_host: bool = False
+    alpn: Optional[list[str]] = None
+    subject_alt_names: Optional[list[str]] = None
+    key_exchange_groups: Optional[list[str]] = None
+    spiffe: Optional[Opaque] = None
+
+    @model_validator(mode="after")
+    def _pair(self):
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key must be set together")
+        return self
+
+
+class PassthroughAuth(_Model):
+    location: Optional[AuthorizationLocation] = None
+
+
+class KeyAuth(_Model):
+    value: FileOrInline
+    location: Optional[AuthorizationLocation] = None
+
+
+class AssumeRole(_Model):
+    role_arn: str
+
+
+class AwsAuth(_Model):
+    """Explicit credentials, or ``{}`` for the ambient AWS credential chain."""
+
+    access_key_id: Annotated[Optional[str], SECRET] = None
+    secret_access_key: Annotated[Optional[str], SECRET] = None
+    region: Optional[str] = None
+    session_token: Annotated[Optional[str], SECRET] = None
+    service_name: Optional[str] = None
+    assume_role: Optional[AssumeRole] = None
+
+
+class GcpAuth(_Model):
+    type: Optional[Literal["idToken", "accessToken"]] = None
+    audience: Optional[str] = None
+    credential: Annotated[Optional[FileOrInline], SECRET] = None
+
+
+#: ``backendAuth.key`` is a plain key string, ``{file}`` or ``{value, location}``.
+def _key_kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "~str"
+    if isinstance(value, dict) and "file" in value and "value" not in value:
+        return "~file"
+    return "~obj"
+
+
+BackendAuthKey = Annotated[
+    Union[
+        Annotated[str, Tag("~str")],
+        Annotated[FileOnlyRef, Tag("~file")],
+        Annotated[KeyAuth, Tag("~obj")],
+    ],
+    Discriminator(_key_kind),
+]
+
+
+class BackendAuth(_Model):
+    """Exactly one of passthrough, key, gcp, aws, azure."""
+
+    passthrough: Optional[PassthroughAuth] = None
+    key: Annotated[Optional[BackendAuthKey], SECRET] = None
+    gcp: Optional[GcpAuth] = None
+    aws: Optional[AwsAuth] = None
+    azure: Annotated[Optional[Opaque], SECRET] = None
+
+    _exactly_one_of = ("passthrough", "key", "gcp", "aws", "azure")
+
+
+class BackendHTTP(_Model):
+    version: Optional[str] = None
+    request_timeout: Optional[DurationField] = None
+
+
+class SimpleBackendPolicies(_Model):
+    """Policies for connecting to a backend (agentgateway ``SimpleLocalBackendPolicies``)."""
+
+    request_header_modifier: Optional[HeaderModifier] = None
+    transformations: Optional[Transformations] = None
+    backend_tls: Optional[BackendTLS] = Field(default=None, alias="backendTLS")
+    backend_auth: Optional[BackendAuth] = None
+    http: Optional[BackendHTTP] = None
+    tcp: Optional[Opaque] = None
+    backend_tunnel: Optional[Opaque] = None
+
+
+class ExtAuthzBody(_Model):
+    max_request_bytes: Optional[int] = Field(default=None, ge=0)
+    allow_partial_message: bool = False
+    pack_as_bytes: bool = False
+
+
+class ExtAuthzProtocol(_Model):
+    """Exactly one of grpc, http (their contents are passed through to the compiler)."""
+
+    grpc: Optional[Opaque] = None
+    http: Optional[Opaque] = None
+
+    _exactly_one_of = ("grpc", "http")
+
+
+class ExtAuthz(_Model):
+    # target: exactly one of service, host, backend
+    service: Optional[ServiceRef] = None
+    host: Optional[str] = None
+    backend: Optional[str] = None
+    policies: Optional[SimpleBackendPolicies] = None
+    protocol: Optional[ExtAuthzProtocol] = None
+    failure_mode: Optional[Any] = None
+    include_request_headers: Optional[list[str]] = None
+    include_request_body: Optional[ExtAuthzBody] = None
+    timeout: Optional[DurationField] = None
+
+    _exactly_one_of = ("service", "host", "backend")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: Optional[str]) -> Optional[str]:
+        return _validate_target(v) if v is not None else v
+
+
+class ConditionalExtAuthz(ExtAuthz):
+    condition: Optional[str] = None
+
+
+class ConditionalExtAuthzs(Conditional):
+    conditional: list[ConditionalExtAuthz]
+
+
+ExtAuthzField = _explicit_or_conditional(ExtAuthz, ConditionalExtAuthzs)
+
+
+class McpTargetPolicies(SimpleBackendPolicies):
+    mcp_authorization: Optional[Authorization] = None
+    ext_mcp: Optional[Opaque] = None
+
+
+class BackendPolicies(McpTargetPolicies):
+    """Per-backend policies (agentgateway ``LocalBackendPolicies``)."""
+
+    response_header_modifier: Optional[HeaderModifier] = None
+    request_redirect: Optional[RequestRedirect] = None
+    health: Optional[Opaque] = None
+    ext_authz: Optional[ExtAuthz] = None
+    a2a: Optional[Opaque] = Field(default=None, alias="a2a")
+    inference_routing: Optional[Opaque] = None
+    ai: Optional[Opaque] = None
+
+
+
+class TcpBackendPolicies(_Model):
+    backend_tls: Optional[BackendTLS] = Field(default=None, alias="backendTLS")
+    backend_tunnel: Optional[Opaque] = None
+
+
+# --------------------------------------------------------------------------
+# Route / listener policies
+# --------------------------------------------------------------------------
+
+
+class GatewayPolicies(_Model):
+    """Policies allowed at listener level (run before routing)."""
+
+    oidc: Optional[Opaque] = None
+    jwt_auth: Optional[JwtAuth] = None
+    ext_authz: Optional[ExtAuthzField] = None
+    ext_proc: Optional[Opaque] = None
+    transformations: Optional[TransformationsField] = None
+    basic_auth: Optional[BasicAuth] = None
+    api_key: Optional[ApiKeyAuth] = None
+
+
+class RoutePolicies(GatewayPolicies):
+    """Route policies (agentgateway ``FilterOrPolicy``)."""
+
+    request_header_modifier: Optional[HeaderModifier] = None
+    response_header_modifier: Optional[HeaderModifier] = None
+    request_redirect: Optional[RequestRedirect] = None
+    url_rewrite: Optional[UrlRewrite] = None
+    request_mirror: Optional[RequestMirror] = None
+    direct_response: Optional[DirectResponseField] = None
+    cors: Optional[Cors] = None
+    mcp_authorization: Optional[Authorization] = None
+    ext_mcp: Optional[Opaque] = None
+    authorization: Optional[Authorization] = None
+    mcp_authentication: Optional[Opaque] = None
+    a2a: Optional[Opaque] = Field(default=None, alias="a2a")
+    ai: Optional[Opaque] = None
+    backend_tls: Optional[BackendTLS] = Field(default=None, alias="backendTLS")
+    backend_tunnel: Optional[Opaque] = None
+    backend_auth: Optional[BackendAuth] = None
+    local_rate_limit: Optional[LocalRateLimitField] = None
+    remote_rate_limit: Optional[Opaque] = None
+    csrf: Optional[Csrf] = None
+    timeout: Optional[Timeout] = None
+    retry: Optional[Retry] = None
+
+
+class LlmPolicies(GatewayPolicies):
+    """``llm.policies``: listener policies plus authorization and rate limits."""
+
+    authorization: Optional[Authorization] = None
+    local_rate_limit: list[RateLimit] = Field(default_factory=list)
+    remote_rate_limit: Optional[Opaque] = None
+
+
+class TcpRoutePolicies(_Model):
+    backend_tls: Optional[BackendTLS] = Field(default=None, alias="backendTLS")
+
+
+# --------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------
+
+
+class McpHostSpec(_Model):
+    """Where an MCP target lives: a URL in ``host``, ``host``+``port``+``path``, or a named ``backend``."""
+
+    host: Optional[str] = None
+    port: Optional[int] = Field(default=None, ge=1, le=65535)
+    path: Optional[str] = None
+    backend: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.backend is not None:
+            if self.host is not None or self.port is not None:
+                raise ValueError("cannot mix host/port with backend")
+            return self
+        if self.host is None:
+            if self.port is not None:
+                raise ValueError("host is required when port is set")
+            raise ValueError("host or backend is required")
+        if (self.port is None) != (self.path is None):
+            raise ValueError("if port or path is set, both must be set; otherwise, use only host")
+        if self.port is None:
+            parts = urlsplit(self.host if "://" in self.host else "http://" + self.host)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"invalid host {self.host!r}: expected an http(s) URL")
+        return self
+
+
+class StdioSpec(_Model):
+    cmd: str
+    args: list[str] = Field(default_factory=list)
+    env: SecretStrMap = None
+    clear_env: bool = False
+
+
+class OpenApiSpec(McpHostSpec):
+    schema_: FileInlineOrRemote = Field(alias="schema")
+
+
+_MCP_TARGET_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class McpTarget(_Model):
+    """One upstream MCP server: exactly one of sse, mcp, stdio, openapi."""
+
+    name: str
+    sse: Optional[McpHostSpec] = None
+    mcp: Optional[McpHostSpec] = None
+    stdio: Optional[StdioSpec] = None
+    openapi: Optional[OpenApiSpec] = None
+    policies: Optional[McpTargetPolicies] = None
+
+    _exactly_one_of = ("sse", "mcp", "stdio", "openapi")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _MCP_TARGET_NAME.match(v):
+            raise ValueError(
+                f"invalid MCP target name {v!r}: use letters, digits, '_', '-' and '.' only"
+            )
+        return v
+
+
+class McpBackend(_Model):
+    targets: list[McpTarget]
+    stateful_mode: Literal["stateless", "stateful"] = "stateful"
+    prefix_mode: Optional[Literal["always", "conditional"]] = None
+    failure_mode: Optional[Literal["failClosed", "failOpen"]] = None
+
+    @field_validator("targets")
+    @classmethod
+    def _unique(cls, v: list[McpTarget]) -> list[McpTarget]:
+        seen: set[str] = set()
+        for t in v:
+            if t.name in seen:
+                raise ValueError(f"duplicate MCP target name {t.name!r}")
+            seen.add(t.name)
+        return v
+
+
+class AiProvider(_Model):
+    name: str
+    provider: Opaque
+    host_override: Optional[str] = None
+    path_override: Optional[str] = None
+    path_prefix: Optional[str] = None
+    tokenize: bool = False
+    policies: Optional[BackendPolicies] = None
+
+    @field_validator("provider")
+    @classmethod
+    def _one_provider(cls, v: Opaque) -> Opaque:
+        if len(v) != 1:
+            raise ValueError(
+                "provider must have exactly one key (openAI, anthropic, gemini, vertex, bedrock, azureOpenAI, ...)"
+            )
+        return v
+
+    @field_validator("host_override")
+    @classmethod
+    def _host(cls, v: Optional[str]) -> Optional[str]:
+        return _validate_target(v) if v is not None else v
+
+
+class AiProviderGroup(_Model):
+    providers: list[AiProvider]
+
+
+class AiBackend(_Model):
+    """A single provider (``name``/``provider``/...) or ``groups: [{providers: [...]}]``."""
+
+    name: Optional[str] = None
+    provider: Optional[Opaque] = None
+    host_override: Optional[str] = None
+    path_override: Optional[str] = None
+    path_prefix: Optional[str] = None
+    tokenize: bool = False
+    policies: Optional[BackendPolicies] = None
+    groups: Optional[list[AiProviderGroup]] = None
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.groups is not None:
+            others = [k for k in type(self).model_fields if k != "groups" and k in self.model_fields_set]
+            if others:
+                raise ValueError("groups cannot be combined with other fields")
+            return self
+        if self.name is None or self.provider is None:
+            raise ValueError("either name and provider, or groups, must be set")
+        AiProvider._one_provider(self.provider)
+        if self.host_override is not None:
+            _validate_target(self.host_override)
+        return self
+
+
+class AgentCore(_Model):
+    agent_runtime_arn: str
+    qualifier: Optional[str] = None
+    endpoint: Optional[str] = None
+
+
+class AwsBackend(_Model):
+    agent_core: AgentCore
+
+
+class _BackendKinds(_Model):
+    host: Optional[str] = None
+    mcp: Optional[McpBackend] = None
+    ai: Optional[AiBackend] = None
+    aws: Optional[AwsBackend] = None
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: Optional[str]) -> Optional[str]:
+        return _validate_target(v) if v is not None else v
+
+
+class RouteBackend(_BackendKinds):
+    """A route backend: exactly one of host, service, backend, mcp, ai, aws, dynamic, routeGroup."""
+
+    weight: int = Field(default=1, ge=0)
+    service: Optional[ServiceRef] = None
+    backend: Optional[str] = None
+    dynamic: Optional[Opaque] = None
+    route_group: Optional[str] = None
+    policies: Optional[BackendPolicies] = None
+
+    _exactly_one_of = ("host", "service", "backend", "mcp", "ai", "aws", "dynamic", "route_group")
+
+
+class NamedBackend(_BackendKinds):
+    """Top-level ``backends[]``: a name plus exactly one of host, mcp, ai, aws."""
+
+    name: str
+    policies: Optional[BackendPolicies] = None
+
+    _exactly_one_of = ("host", "mcp", "ai", "aws")
+
+
+class TcpRouteBackend(SimpleBackendRef):
+    weight: int = Field(default=1, ge=0)
+    policies: Optional[TcpBackendPolicies] = None
+
+
+# --------------------------------------------------------------------------
+# Routes, listeners, binds
+# --------------------------------------------------------------------------
+
+
+class Route(_Model):
+    name: Optional[str] = None
+    namespace: Optional[str] = None
+    rule_name: Optional[str] = None
+    hostnames: list[str] = Field(default_factory=list)
+    #: ``None`` means agentgateway's default: a single ``pathPrefix: /`` match.
+    matches: Optional[list[RouteMatch]] = None
+    policies: Optional[RoutePolicies] = None
+    backends: list[RouteBackend] = Field(default_factory=list)
+
+    def effective_matches(self) -> list[RouteMatch]:
+        if self.matches is None:
+            return [RouteMatch(path=PathMatch(pathPrefix="/"))]
+        return self.matches
+
+
+class TcpRoute(_Model):
+    name: Optional[str] = None
+    namespace: Optional[str] = None
+    rule_name: Optional[str] = None
+    hostnames: list[str] = Field(default_factory=list)
+    policies: Optional[TcpRoutePolicies] = None
+    backends: list[TcpRouteBackend] = Field(default_factory=list)
+
+
+TlsVersion = Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"]
+
+
+class ListenerTLS(_Model):
+    cert: str
+    key: Annotated[str, SECRET]
+    root: Optional[str] = None
+    cipher_suites: Optional[list[str]] = None
+    min_tls_version: Optional[TlsVersion] = Field(default=None, alias="minTLSVersion")
+    max_tls_version: Optional[TlsVersion] = Field(default=None, alias="maxTLSVersion")
+    key_exchange_groups: Optional[list[str]] = None
+
+
+class Listener(_Model):
+    name: Optional[str] = None
+    namespace: Optional[str] = None
+    gateway_name: Optional[str] = None
+    hostname: Optional[str] = None
+    protocol: Literal["HTTP", "HTTPS", "TLS", "TCP", "HBONE"] = "HTTP"
+    tls: Optional[ListenerTLS] = None
+    routes: Optional[list[Route]] = None
+    tcp_routes: Optional[list[TcpRoute]] = None
+    policies: Optional[GatewayPolicies] = None
+
+    @model_validator(mode="after")
+    def _protocol(self):
+        p = self.protocol
+        if p in ("HTTP", "HTTPS") and self.routes is None:
+            raise ValueError(f"protocol {p} requires 'routes'")
+        if p in ("TLS", "TCP") and self.tcp_routes is None:
+            raise ValueError(f"protocol {p} requires 'tcpRoutes'")
+        if p == "HTTPS" and self.tls is None:
+            raise ValueError("HTTPS listener requires 'tls'")
+        return self
+
+
+class Bind(_Model):
+    port: int = Field(ge=0, le=65535)
+    listeners: list[Listener]
+    tunnel_protocol: Optional[str] = None
+
+
+class RouteGroup(_Model):
+    name: str
+    routes: list[Route]
+
+
+class ResourceName(_Model):
+    name: str
+    namespace: Optional[str] = None
+
+
+class TargetedPolicy(_Model):
+    """Top-level ``policies[]``: one policy attached to a gateway, listener, route or backend."""
+
+    name: _str_or(str, ResourceName)
+    target: Opaque
+    phase: Literal["gateway", "route"] = "route"
+    policy: RoutePolicies
+
+    @field_validator("policy")
+    @classmethod
+    def _single(cls, v: RoutePolicies) -> RoutePolicies:
+        if len([k for k in v.model_fields_set if getattr(v, k) is not None]) != 1:
+            raise ValueError("'policy' must contain exactly 1 policy")
+        return v
+
+
+# --------------------------------------------------------------------------
+# Frontend policies
+# --------------------------------------------------------------------------
+
+
+class FrontendHTTP(_Model):
+    """``frontendPolicies.http``.  Unset means the agentgw default (see `effective_limits`)."""
+
+    #: Largest request/response body agentgw will buffer in memory (bytes).
+    max_buffer_size: Optional[int] = Field(default=None, ge=1)
+    http1_max_headers: Optional[int] = Field(default=None, ge=1)
+    http1_idle_timeout: Optional[DurationField] = None
+    http2_window_size: Optional[int] = Field(default=None, ge=0)
+    http2_connection_window_size: Optional[int] = Field(default=None, ge=0)
+    http2_frame_size: Optional[int] = Field(default=None, ge=0)
+    http2_keepalive_interval: Optional[DurationField] = None
+    http2_keepalive_timeout: Optional[DurationField] = None
+
+
+class FrontendTLS(_Model):
+    handshake_timeout: Optional[DurationField] = None
+    alpn: Optional[list[Any]] = None
+    min_version: Optional[TlsVersion] = None
+    max_version: Optional[TlsVersion] = None
+    cipher_suites: Optional[list[str]] = None
+
+
+class Keepalives(_Model):
+    enabled: Optional[bool] = None
+    time: Optional[DurationField] = None
+    interval: Optional[DurationField] = None
+    retries: Optional[int] = Field(default=None, ge=0)
+
+
+class FrontendTCP(_Model):
+    keepalives: Keepalives
+
+
+class AccessLog(_Model):
+    filter: Optional[str] = None
+    add: StrMap = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+    otlp: Optional[Opaque] = None
+    access_log_policy: Optional[Opaque] = None
+
+
+class FrontendPolicies(_Model):
+    http: Optional[FrontendHTTP] = None
+    tls: Optional[FrontendTLS] = None
+    tcp: Optional[FrontendTCP] = None
+    network_authorization: Optional[Opaque] = None
+    proxy_protocol: Optional[Opaque] = None
+    connect: Optional[Opaque] = None
+    access_log: Optional[AccessLog] = None
+    tracing: Optional[Opaque] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        # agentgateway accepts `proxy` for `proxyProtocol` and `logging` for `accessLog`.
+        if isinstance(data, dict):
+            for old, new in (("proxy", "proxyProtocol"), ("logging", "accessLog")):
+                if old in data:
+                    if new in data:
+                        raise ValueError(f"cannot set both {old} and {new}")
+                    data = {**data}
+                    data[new] = data.pop(old)
+        return data
+
+
+# --------------------------------------------------------------------------
+# Process-level `config:` section
+# --------------------------------------------------------------------------
+
+_ADDR_HELP = "expected 'ip:port', 'localhost:port', ':port', 'unix:/path' or 'off'"
+
+
+def _validate_addr(v: Any) -> str:
+    if v is False:  # YAML 1.1 reads a bare `off` as false
+        return "off"
+    if not isinstance(v, str):
+        raise ValueError(f"invalid address {v!r}: {_ADDR_HELP}")
+    if v == "off" or (v.startswith("unix:") and len(v) > 5):
+        return v
+    host, sep, port = v.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid address {v!r}: {_ADDR_HELP}")
+    if host in ("", "localhost"):
+        return v
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"invalid address {v!r}: {_ADDR_HELP}") from None
+    return v
+
+
+class Fields(_Model):
+    add: StrMap = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+
+
+def _cel_to_str(v: Any) -> Any:
+    # Sampling expressions are CEL; YAML users write `true` or `0.1` unquoted.
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return v
+
+
+class Tracing(_Model):
+    otlp_endpoint: str
+    headers: SecretStrMap = None
+    otlp_protocol: Literal["grpc", "http"] = "grpc"
+    fields: Optional[Fields] = None
+    random_sampling: Optional[str] = None
+    client_sampling: Optional[str] = None
+    path: Optional[str] = None
+
+    @field_validator("random_sampling", "client_sampling", mode="before")
+    @classmethod
+    def _sampling(cls, v: Any) -> Any:
+        return _cel_to_str(v)
+
+
+class Logging(_Model):
+    level: Optional[str] = None
+    format: Optional[Literal["text", "json"]] = None
+    filter: Optional[str] = None
+    fields: Optional[Fields] = None
+
+
+class MetricsFields(_Model):
+    add: StrMap = Field(default_factory=dict)
+
+
+class Metrics(_Model):
+    remove: list[str] = Field(default_factory=list)
+    fields: Optional[MetricsFields] = None
+
+
+class BackendDefaults(_Model):
+    keepalives: Optional[Keepalives] = None
+    connect_timeout: Optional[DurationField] = None
+    pool_idle_timeout: Optional[DurationField] = None
+    pool_max_size: Optional[int] = Field(default=None, ge=0)
+
+
+class Session(_Model):
+    #: AES-256-GCM key, 64 hex characters (``openssl rand -hex 32``).
+    key: Annotated[Optional[str], SECRET] = None
+
+    @field_validator("key")
+    @classmethod
+    def _hex(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        try:
+            raw = bytes.fromhex(v)
+        except ValueError:
+            raise ValueError("session key must be hex-encoded (e.g. `openssl rand -hex 32`)") from None
+        if len(raw) != 32:
+            raise ValueError(f"session key must be 32 bytes (64 hex characters), got {len(raw)} bytes")
+        return v
+
+
+class McpSettings(_Model):
+    session_ttl: Optional[DurationField] = None
+
+
+class Limits(_Model):
+    """agentgw extension: frontend limits with no agentgateway equivalent.
+
+    Body-buffer size and idle timeout live where agentgateway has them
+    (``frontendPolicies.http.maxBufferSize`` / ``http1IdleTimeout``).
+    """
+
+    #: Total size of a request's start line plus headers.
+    max_header_bytes: Optional[int] = Field(default=None, ge=1024)
+    #: Time allowed for a client to send the complete request head.
+    header_read_timeout: Optional[DurationField] = None
+    #: Concurrent downstream connections across all binds.
+    max_connections: Optional[int] = Field(default=None, ge=1)
+
+
+def _worker_threads(v: Any) -> Any:
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class GatewayConfig(_Model):
+    """The ``config:`` section: process-level settings."""
+
+    # -- accepted, not acted on by agentgw (mesh / control-plane plumbing) --
+    enable_ipv6: Optional[bool] = None
+    dns: Optional[Opaque] = None
+    local_xds_path: Optional[str] = None
+    ca_address: Optional[str] = None
+    ca_auth_token: Annotated[Optional[str], SECRET] = None
+    xds_address: Optional[str] = None
+    xds_auth_token: Annotated[Optional[str], SECRET] = None
+    auth_token: Annotated[Optional[str], SECRET] = None
+    namespace: Optional[str] = None
+    gateway: Optional[str] = None
+    trust_domain: Optional[str] = None
+    additional_trust_domains: Optional[str] = None
+    skip_validate_trust_domain: Optional[bool] = None
+    service_account: Optional[str] = None
+    cluster_id: Optional[str] = None
+    network: Optional[str] = None
+    hbone: Optional[Opaque] = None
+    http2: Optional[Opaque] = None
+    database: Annotated[Optional[Opaque], SECRET] = None
+
+    # -- acted on --
+    admin_addr: str = "127.0.0.1:15000"
+    stats_addr: str = "0.0.0.0:15020"
+    readiness_addr: str = "0.0.0.0:15021"
+    session: Optional[Session] = None
+    mcp: Optional[McpSettings] = None
+    connection_termination_deadline: Optional[DurationField] = None
+    connection_min_termination_deadline: Optional[DurationField] = None
+    worker_threads: Optional[str] = None
+    tracing: Optional[Tracing] = None
+    logging: Optional[Logging] = None
+    metrics: Optional[Metrics] = None
+    backend: Optional[BackendDefaults] = None
+    limits: Optional[Limits] = None
+
+    @field_validator("admin_addr", "stats_addr", "readiness_addr", mode="before")
+    @classmethod
+    def _addr(cls, v: Any) -> str:
+        return _validate_addr(v)
+
+    @field_validator("worker_threads", mode="before")
+    @classmethod
+    def _threads(cls, v: Any) -> Any:
+        return _worker_threads(v)
+
+
+# --------------------------------------------------------------------------
+# `llm:` and `mcp:` shorthands
+# --------------------------------------------------------------------------
+
+_LLM_PROVIDERS = ("openAI", "anthropic", "gemini", "vertex", "bedrock", "azure", "copilot")
+
+
+class LlmParams(_Model):
+    model: Optional[str] = None
+    api_key: Annotated[Optional[FileOrInline], SECRET] = None
+    aws_region: Optional[str] = None
+    vertex_region: Optional[str] = None
+    vertex_project: Optional[str] = None
+    azure_resource_name: Optional[str] = None
+    azure_resource_type: Optional[str] = None
+    azure_api_version: Optional[str] = None
+    azure_project_name: Optional[str] = None
+    base_url: Optional[str] = None
+    host_override: Optional[str] = None
+    path_override: Optional[str] = None
+    path_prefix: Optional[str] = None
+    tokenize: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if not parts.hostname:
+            raise ValueError(f"invalid baseUrl {v!r}: must include a host")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"invalid baseUrl {v!r}: bad port") from None
+        if parts.scheme not in ("http", "https") and port is None:
+            raise ValueError(f"invalid baseUrl {v!r}: must use http or https, or include an explicit port")
+        return v
+
+
+class LlmRouteMatch(_Model):
+    headers: list[HeaderMatch] = Field(default_factory=list)
+
+
+def _provider_kind(value: Any) -> str:
+    return "~str" if isinstance(value, str) else "~obj"
+
+
+class CustomProvider(_Model):
+    custom: Opaque
+
+
+LlmProvider = Annotated[
+    Union[Annotated[str, Tag("~str")], Annotated[CustomProvider, Tag("~obj")]],
+    Discriminator(_provider_kind),
+]
+
+
+class LlmModel(_Model):
+    name: str
+    provider: LlmProvider
+    params: LlmParams = Field(default_factory=LlmParams)
+    defaults: Optional[dict[str, Any]] = None
+    overrides: Optional[dict[str, Any]] = None
+    transformation: Optional[StrMap] = None
+    request_headers: Optional[HeaderModifier] = None
+    response_headers: Optional[HeaderModifier] = None
+    tls: Optional[BackendTLS] = None
+    auth: Optional[BackendAuth] = None
+    health: Optional[Opaque] = None
+    backend_tunnel: Optional[Opaque] = None
+    guardrails: Optional[Opaque] = None
+    matches: list[LlmRouteMatch] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "backendTLS" in data:
+            if "tls" in data:
+                raise ValueError("cannot set both tls and backendTLS")
+            data = {**data}
+            data["tls"] = data.pop("backendTLS")
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _wildcard(cls, v: str) -> str:
+        n = v.count("*")
+        if n > 1:
+            raise ValueError(f"model name {v!r} may only include a single '*' wildcard")
+        if n == 1 and v != "*" and not (v.startswith("*") or v.endswith("*")):
+            raise ValueError(f"model name wildcard must be either at the beginning or the end: {v!r}")
+        return v
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            for p in _LLM_PROVIDERS:
+                if v.lower() == p.lower():
+                    return p
+            raise ValueError(f"unknown provider {v!r}; expected one of {', '.join(_LLM_PROVIDERS)} or {{custom: ...}}")
+        return v
+
+    @model_validator(mode="after")
+    def _requirements(self):
+        p = self.provider
+        if p == "vertex" and not self.params.vertex_project:
+            raise ValueError("vertex requires params.vertexProject")
+        if p == "bedrock" and not self.params.aws_region:
+            raise ValueError("bedrock requires params.awsRegion")
+        if p == "azure" and not (self.params.azure_resource_name and self.params.azure_resource_type):
+            raise ValueError("azure requires params.azureResourceName and params.azureResourceType")
+        if isinstance(p, CustomProvider) and not (self.params.base_url or self.params.host_override):
+            raise ValueError("custom provider requires params.baseUrl")
+        return self
+
+
+class LlmConfig(_Model):
+    port: int = Field(default=4000, ge=0, le=65535)
+    models: list[LlmModel]
+    policies: Optional[LlmPolicies] = None
+
+
+class McpShorthand(McpBackend):
+    port: int = Field(default=3000, ge=0, le=65535)
+    policies: Optional[RoutePolicies] = None
+
+
+# --------------------------------------------------------------------------
+# Root
+# --------------------------------------------------------------------------
+
+
+class LocalConfig(_Model):
+    """The whole config file."""
+
+    config: GatewayConfig = Field(default_factory=GatewayConfig)
+    binds: list[Bind] = Field(default_factory=list)
+    frontend_policies: FrontendPolicies = Field(default_factory=FrontendPolicies)
+    policies: list[TargetedPolicy] = Field(default_factory=list)
+    workloads: list[Opaque] = Field(default_factory=list)
+    services: list[Opaque] = Field(default_factory=list)
+    backends: list[NamedBackend] = Field(default_factory=list)
+    route_groups: list[RouteGroup] = Field(default_factory=list)
+    llm: Optional[LlmConfig] = None
+    mcp: Optional[McpShorthand] = None
+    ui: Optional[Opaque] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_sections(cls, data: Any) -> Any:
+        # `config:` with nothing under it is common in hand-written files.
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if not (v is None and k in ("config", "frontendPolicies"))}
+        return data
+
+    @model_validator(mode="after")
+    def _cross_refs(self):
+        names = [b.name for b in self.backends]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate backend name(s): {', '.join(sorted(dup))}")
+        ports: dict[int, str] = {}
+        for i, b in enumerate(self.binds):
+            if b.port in ports:
+                raise ValueError(f"binds[{i}]: port {b.port} already used by {ports[b.port]}")
+            ports[b.port] = f"binds[{i}]"
+        for key, sect in (("llm", self.llm), ("mcp", self.mcp)):
+            if sect is not None:
+                if sect.port in ports:
+                    raise ValueError(f"{key}.port {sect.port} already used by {ports[sect.port]}")
+                ports[sect.port] = key
+        return self
+
+
+# --------------------------------------------------------------------------
+# Effective frontend limits
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveLimits:
+    """Resolved frontend limits, in bytes / seconds / counts."""
+
+    max_header_bytes: int
+    max_body_bytes: int
+    header_read_timeout: float
+    idle_timeout: float
+    max_connections: int
+    http1_max_headers: Optional[int]
+
+
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_HEADER_READ_TIMEOUT = 10.0
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_MAX_CONNECTIONS = 10_000
+
+
+def effective_limits(cfg: LocalConfig) -> EffectiveLimits:
+    """Resolve frontend limits from their config locations plus agentgw defaults.
+
+    ``maxBodyBytes`` <- ``frontendPolicies.http.maxBufferSize``;
+    ``idleTimeout`` <- ``frontendPolicies.http.http1IdleTimeout``;
+    the rest <- ``config.limits`` (agentgw extension).
+    """
+    http = cfg.frontend_policies.http or FrontendHTTP()
+    lim = cfg.config.limits or Limits()
+    return EffectiveLimits(
+        max_header_bytes=lim.max_header_bytes or DEFAULT_MAX_HEADER_BYTES,
+        max_body_bytes=http.max_buffer_size or DEFAULT_MAX_BODY_BYTES,
+        header_read_timeout=(
+            float(lim.header_read_timeout)
+            if lim.header_read_timeout is not None
+            else DEFAULT_HEADER_READ_TIMEOUT
+        ),
+        idle_timeout=(
+            float(http.http1_idle_timeout)
+            if http.http1_idle_timeout is not None
+            else DEFAULT_IDLE_TIMEOUT
+        ),
+        max_connections=lim.max_connections or DEFAULT_MAX_CONNECTIONS,
+        http1_max_headers=http.http1_max_headers,
+    )

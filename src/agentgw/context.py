@@ -1,0 +1,75 @@
+"""Per-request state that flows through the policy chain to the backend.
+
+One ``Ctx`` per request. Policies read the request and write their results here (the
+upstream path/authority after rewrites, authenticated identities, headers to add to the
+response); backends read it to build the upstream request. Nothing in it knows about a
+specific policy or backend: each stores what it needs under its own attribute in
+``attrs``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .engine.http import Headers, Reply
+
+
+class Ctx:
+    __slots__ = (
+        "req",
+        "ex",
+        "bind",
+        "listener",
+        "route",
+        "match",
+        "path",
+        "query",
+        "authority",
+        "start",
+        "backend_name",
+        "upstream_error",
+        "response_hooks",
+        "attrs",
+    )
+
+    def __init__(self, req, ex, bind):
+        self.req = req
+        self.ex = ex
+        self.bind = bind
+        self.listener = None
+        self.route = None
+        self.match = None
+        self.path = req.path
+        self.query = req.query
+        self.authority: str | None = None  # upstream Host override (urlRewrite etc.)
+        self.start = time.perf_counter()
+        self.backend_name = ""
+        self.upstream_error = ""
+        self.response_hooks: list | None = None  # per-request extra response hooks
+        self.attrs: dict = {}
+
+    @property
+    def target(self) -> str:
+        """Path plus query as it will be sent upstream."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+    def add_response_hook(self, hook) -> None:
+        if self.response_hooks is None:
+            self.response_hooks = [hook]
+        else:
+            self.response_hooks.append(hook)
+
+    def finalize_headers(self, status: int, headers: Headers) -> None:
+        """Run response policies (route's, then this request's) over a response head."""
+        route = self.route
+        if route is not None:
+            for hook in route.response_chain:
+                hook(self, status, headers)
+        if self.response_hooks:
+            for hook in self.response_hooks:
+                hook(self, status, headers)
+
+    def respond(self, reply: Reply) -> None:
+        """Send a gateway-generated response, with response policies applied."""
+        self.finalize_headers(reply.status, reply.headers)
+        self.ex.send(reply.status, reply.headers, reply.body)

@@ -1,0 +1,517 @@
+"""The upstream HTTP/1.1 client: pooled keep-alive connections, one request at a time each.
+
+The measurements that shaped agentgw showed the upstream client is where Python proxies
+lose their speed (a general-purpose client costs ~60 µs per request). This one is an
+asyncio Protocol around llhttp's response parser with no per-request task and no
+per-chunk coroutine: response body chunks are either buffered (small responses, which
+then go out in one write) or handed to a *sink* callback that writes them straight to the
+client socket, with each side's backpressure pausing the other side's reads.
+
+Failure vocabulary (mapped to client responses by the proxy):
+  * :class:`UpstreamConnectError` — could not connect (502; 504 when it timed out);
+  * :class:`StaleConnection` — a reused keep-alive connection closed before any byte of
+    the response arrived; the request may be sent again on a fresh connection;
+  * :class:`UpstreamReset` — the connection broke before the response head (502);
+  * a head timeout (504) closes the connection, which can't be reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl as _ssl
+import time
+from typing import Callable
+
+import httptools
+
+from .http import GatewayError, Headers
+
+
+class UpstreamConnectError(GatewayError):
+    def __init__(self, message: str, timeout: bool = False):
+        if timeout:
+            super().__init__(504, "upstream_connect_timeout", message)
+        else:
+            super().__init__(502, "upstream_connect_failed", message)
+
+
+class UpstreamReset(GatewayError):
+    def __init__(self, message: str = "upstream closed the connection before responding"):
+        super().__init__(502, "upstream_reset", message)
+
+
+class StaleConnection(UpstreamReset):
+    """A pooled connection died before answering; safe to retry a replayable request."""
+
+
+class UpstreamTarget:
+    """Where to connect: address plus TLS settings. Shared by all requests to it."""
+
+    __slots__ = ("host", "port", "ssl", "server_hostname", "key", "authority", "connect_timeout")
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        connect_timeout: float = 10.0,
+        tls_key: str = "",
+    ):
+        self.host = host
+        self.port = port
+        self.ssl = ssl
+        self.server_hostname = server_hostname
+        self.connect_timeout = connect_timeout
+        default_port = 443 if ssl is not None else 80
+        self.authority = host if port == default_port else f"{host}:{port}"
+        if ":" in host and not host.startswith("["):  # IPv6 literal
+            self.authority = f"[{host}]" if port == default_port else f"[{host}]:{port}"
+        self.key = (host, port, tls_key if ssl is not None else "", server_hostname or "")
+
+    def __repr__(self) -> str:
+        return f"UpstreamTarget({self.host}:{self.port}{' tls' if self.ssl else ''})"
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "pool",
+        "target",
+        "loop",
+        "transport",
+        "parser",
+        "closed",
+        "reused",
+        "last_used",
+        "write_paused",
+        "_drain_waiters",
+        "_read_paused",
+        # per-request state
+        "status",
+        "headers",
+        "keep_alive",
+        "head_only",
+        "_head_fut",
+        "_got_bytes",
+        "_informational",
+        "_timer",
+        "chunks",
+        "done",
+        "error",
+        "_sink",
+        "_sink_end",
+        "_sink_error",
+        "_body_waiter",
+        "upgraded",
+        "_tunnel_peer",
+        "_tunnel_leftover",
+        "close_delimited",
+    )
+
+    def __init__(self, pool: "ConnectionPool", target: UpstreamTarget):
+        self.pool = pool
+        self.target = target
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reused = 0
+        self.last_used = 0.0
+        self.write_paused = False
+        self._drain_waiters: list[asyncio.Future] = []
+        self._read_paused = False
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.status = 0
+        self.headers = Headers()
+        self.keep_alive = True
+        self.head_only = False
+        self._head_fut: asyncio.Future | None = None
+        self._got_bytes = False
+        self._informational = False
+        self._timer: asyncio.TimerHandle | None = None
+        self.chunks: list[bytes] = []
+        self.done = False
+        self.error: BaseException | None = None
+        self._sink = None
+        self._sink_end = None
+        self._sink_error = None
+        self._body_waiter: asyncio.Future | None = None
+        self.upgraded = False
+        self._tunnel_peer: asyncio.Transport | None = None
+        self._tunnel_leftover = b""
+        self.close_delimited = False
+
+    # -- asyncio protocol -------------------------------------------------------------------
+    def connection_made(self, transport):  # type: ignore[override]
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+        if self._tunnel_peer is not None:
+            self._tunnel_peer.write(data)
+            return
+        self._got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args else len(data)
+            self.upgraded = True
+            self._tunnel_leftover = data[offset:]
+            self.transport.pause_reading()
+            self._resolve_head()
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamReset(f"invalid response from upstream: {exc}"))
+            self.close()
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):  # type: ignore[override]
+        self.closed = True
+        self.pool.forget(self)
+        if self._tunnel_peer is not None:
+            self._tunnel_peer.close()
+            self._tunnel_peer = None
+            return
+        if self._head_fut is not None and not self._head_fut.done():
+            if not self._got_bytes and self.reused:
+                self._fail(StaleConnection("pooled upstream connection closed before responding"))
+            else:
+                self._fail(UpstreamReset())
+        elif self.status and not self.done:
+            if self.close_delimited and exc is None:
+                self.on_message_complete()
+            else:
+                self._fail(UpstreamReset("upstream closed the connection mid-response"))
+        for w in self._drain_waiters:
+            if not w.done():
+                w.set_exception(UpstreamReset("upstream closed the connection"))
+        self._drain_waiters.clear()
+
+    def pause_writing(self):
+        self.write_paused = True
+
+    def resume_writing(self):
+        self.write_paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise UpstreamReset("upstream closed the connection")
+        if self.write_paused:
+            fut = self.loop.create_future()
+            self._drain_waiters.append(fut)
+            await fut
+
+    def pause_reading(self) -> None:
+        if not self._read_paused and not self.closed:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._read_paused and not self.closed:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+    # -- httptools callbacks ----------------------------------------------------------------
+    def on_status(self, status: bytes) -> None:
+        pass
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._informational = True  # 100 Continue / 103: wait for the final response
+            self.headers = Headers()
+            return
+        self.status = status
+        self.keep_alive = self.parser.should_keep_alive()
+        if status != 101 and not self.head_only and status not in (204, 304):
+            h = self.headers
+            if not h.has("content-length") and not h.has("transfer-encoding"):
+                self.close_delimited = True
+        if status == 101:
+            return  # resolved when the parser raises HttpParserUpgrade
+        self._resolve_head()
+        if self.head_only:
+            # llhttp can't be told a HEAD response has no body; finish here and don't reuse.
+            self.keep_alive = False
+            self.on_message_complete()
+
+    def on_body(self, body: bytes) -> None:
+        sink = self._sink
+        if sink is not None:
+            sink(body)
+        else:
+            self.chunks.append(body)
+            w = self._body_waiter
+            if w is not None:
+                self._body_waiter = None
+                if not w.done():
+                    w.set_result(None)
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        if self.done:
+            return
+        self.done = True
+        end = self._sink_end
+        if end is not None:
+            self._sink = self._sink_end = self._sink_error = None
+            end()
+        w = self._body_waiter
+        if w is not None:
+            self._body_waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    # -- request side -----------------------------------------------------------------------
+    def _resolve_head(self) -> None:
+        t = self._timer
+        if t is not None:
+            t.cancel()
+            self._timer = None
+        f = self._head_fut
+        if f is not None and not f.done():
+            f.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        t = self._timer
+        if t is not None:
+            t.cancel()
+            self._timer = None
+        f = self._head_fut
+        if f is not None and not f.done():
+            f.set_exception(exc)
+            return
+        err = self._sink_error
+        if err is not None:
+            self._sink = self._sink_end = self._sink_error = None
+            err(exc)
+        w = self._body_waiter
+        if w is not None:
+            self._body_waiter = None
+            if not w.done():
+                w.set_exception(exc)
+
+    def send_head(self, head: bytes, body: bytes | None, *, head_only: bool = False) -> None:
+        """Write a request (head plus, when known, the whole body) and expect a response."""
+        self._reset_state()
+        self.head_only = head_only
+        self._head_fut = self.loop.create_future()
+        if body:
+            self.transport.write(head + body)
+        else:
+            self.transport.write(head)
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)
+
+    async def wait_head(self, timeout: float | None) -> None:
+        """Wait for the response head; a timeout closes the connection (504)."""
+        fut = self._head_fut
+        if fut.done():
+            fut.result()
+            return
+        if timeout is not None:
+            self._timer = self.loop.call_later(timeout, self._head_timeout, timeout)
+        await fut
+
+    def _head_timeout(self, timeout: float) -> None:
+        self._timer = None
+        self._fail(GatewayError(504, "upstream_timeout", f"upstream did not respond within {timeout:g}s"))
+        self.close()
+
+    # -- response body consumption ------------------------------------------------------------
+    def stream_to(
+        self,
+        on_chunk: Callable[[bytes], None],
+        on_end: Callable[[], None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        """Deliver the body by callbacks: buffered chunks now, the rest as it arrives."""
+        chunks, self.chunks = self.chunks, []
+        for c in chunks:
+            on_chunk(c)
+        if self.done:
+            on_end()
+            return
+        if self.error is not None:
+            on_error(self.error)
+            return
+        self._sink = on_chunk
+        self._sink_end = on_end
+        self._sink_error = on_error
+
+    async def read_body(self, limit: int | None = None) -> bytes:
+        """Buffer the whole response body."""
+        while not self.done:
+            if self.error is not None:
+                raise self.error
+            if limit is not None and sum(map(len, self.chunks)) > limit:
+                raise GatewayError(502, "upstream_response_too_large", f"upstream response exceeds {limit} bytes")
+            fut = self.loop.create_future()
+            self._body_waiter = fut
+            await fut
+        data = b"".join(self.chunks)
+        self.chunks = []
+        return data
+
+    async def iter_body(self):
+        """Yield response body chunks as they arrive (for transforming streams)."""
+        while True:
+            if self.chunks:
+                chunks, self.chunks = self.chunks, []
+                for c in chunks:
+                    yield c
+                continue
+            if self.done:
+                return
+            if self.error is not None:
+                raise self.error
+            fut = self.loop.create_future()
+            self._body_waiter = fut
+            await fut
+
+    # -- tunnels ------------------------------------------------------------------------------
+    def start_tunnel(self, client: asyncio.Transport) -> bytes:
+        """Switch to raw bytes toward ``client``; returns bytes read past the 101 head."""
+        self._tunnel_peer = client
+        leftover, self._tunnel_leftover = self._tunnel_leftover, b""
+        self.transport.resume_reading()
+        return leftover
+
+    # -- release ------------------------------------------------------------------------------
+    def release(self) -> None:
+        """Return to the pool if the exchange finished cleanly, else close."""
+        if self.closed:
+            return
+        if self.done and self.keep_alive and self.error is None and not self.upgraded:
+            self.pool.put(self)
+        else:
+            self.close()
+
+
+class ConnectionPool:
+    """Idle keep-alive connections per upstream target, LIFO (warm sockets first)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        idle_timeout: float = 90.0,
+        max_idle_per_target: int | None = None,
+        on_connect_error: Callable[[UpstreamTarget], None] | None = None,
+        on_connect: Callable[[UpstreamTarget], None] | None = None,
+    ):
+        self.loop = loop
+        self.idle_timeout = idle_timeout
+        self.max_idle = max_idle_per_target
+        self.on_connect_error = on_connect_error
+        self.on_connect = on_connect
+        self._idle: dict[tuple, list[UpstreamConnection]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def acquire(self, target: UpstreamTarget) -> UpstreamConnection:
+        idle = self._idle.get(target.key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and not conn.transport.is_closing():
+                conn.reused += 1
+                return conn
+        return await self.connect(target)
+
+    async def connect(self, target: UpstreamTarget) -> UpstreamConnection:
+        try:
+            transport, conn = await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: UpstreamConnection(self, target),
+                    target.host,
+                    target.port,
+                    ssl=target.ssl,
+                    server_hostname=(target.server_hostname or target.host) if target.ssl else None,
+                ),
+                target.connect_timeout,
+            )
+        except asyncio.TimeoutError:
+            if self.on_connect_error:
+                self.on_connect_error(target)
+            raise UpstreamConnectError(
+                f"timed out connecting to {target.authority} after {target.connect_timeout:g}s", timeout=True
+            ) from None
+        except _ssl.SSLError as exc:
+            if self.on_connect_error:
+                self.on_connect_error(target)
+            raise UpstreamConnectError(f"TLS handshake with {target.authority} failed: {exc.reason or exc}") from None
+        except (OSError, socket.gaierror) as exc:
+            if self.on_connect_error:
+                self.on_connect_error(target)
+            raise UpstreamConnectError(f"could not connect to {target.authority}: {exc.strerror or exc}") from None
+        if self.on_connect:
+            self.on_connect(target)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        return conn
+
+    def put(self, conn: UpstreamConnection) -> None:
+        lst = self._idle.get(conn.target.key)
+        if lst is None:
+            lst = self._idle[conn.target.key] = []
+        if self.max_idle is not None and len(lst) >= self.max_idle:
+            conn.close()
+            return
+        conn.last_used = time.monotonic()
+        lst.append(conn)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(min(self.idle_timeout, 5.0), self._sweep)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        lst = self._idle.get(conn.target.key)
+        if lst:
+            try:
+                lst.remove(conn)
+            except ValueError:
+                pass
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        cutoff = time.monotonic() - self.idle_timeout
+        any_left = False
+        for lst in self._idle.values():
+            for conn in [c for c in lst if c.last_used < cutoff]:
+                conn.close()
+            any_left = any_left or bool(lst)
+        if any_left:
+            self._sweeper = self.loop.call_later(min(self.idle_timeout, 5.0), self._sweep)
+
+    def close(self) -> None:
+        for lst in self._idle.values():
+            for conn in list(lst):
+                conn.close()
+        self._idle.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None

@@ -1,0 +1,620 @@
+"""The client-facing HTTP/1.1 server: one asyncio Protocol per connection.
+
+Bytes go straight from ``data_received`` into llhttp (via httptools); its callbacks build
+a :class:`Request` and an :class:`Exchange` (the response side of one request), and the
+handler coroutine runs as one task per request. Everything else here is connection
+bookkeeping that a gateway needs and a framework would hide: pipelining (requests are
+answered strictly in order), keep-alive, flow control in both directions, limits
+(header bytes → 431, body bytes → 413, header-read deadline → 408, connection cap), and
+protocol switches (WebSocket) that turn the connection into a raw tunnel.
+
+Timers are not armed per request: each connection carries a ``deadline`` and one sweeper
+per server closes the ones that passed it. That keeps two timer handles per request off
+the hot path at the cost of ±1 s precision, which is fine for idle and slowloris limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Awaitable, Callable
+
+import httptools
+
+from .body import RequestBody
+from .http import GatewayError, Headers, encode_headers, error_body, status_line
+
+log = logging.getLogger("agentgw.engine")
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# Connection states, for deadline handling.
+_IDLE, _READING, _ACTIVE, _TUNNEL = 0, 1, 2, 3
+
+
+class ServerSettings:
+    """Per-bind settings and shared state read by every connection on that bind."""
+
+    def __init__(
+        self,
+        handler: Callable[["Request", "Exchange"], Awaitable[None]],
+        *,
+        scheme: str = "http",
+        max_header_bytes: int = 64 * 1024,
+        max_body_bytes: int = 10 * 1024 * 1024,
+        header_read_timeout: float = 10.0,
+        idle_timeout: float = 300.0,
+        max_connections: int = 10000,
+        on_connection_change: Callable[[int], None] | None = None,
+    ):
+        self.handler = handler
+        self.scheme = scheme
+        self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
+        self.header_read_timeout = header_read_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.on_connection_change = on_connection_change
+        self.connections: set[HttpServerProtocol] = set()
+        self.draining = False
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    # -- deadline sweeper ---------------------------------------------------------------
+    def start_sweeper(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(1.0, self._sweep, loop)
+
+    def stop_sweeper(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for conn in list(self.connections):
+            if conn.deadline and now >= conn.deadline:
+                conn.deadline_passed()
+        self._sweeper = loop.call_later(1.0, self._sweep, loop)
+
+    def drain(self) -> None:
+        """Stop keep-alive: idle connections close now, busy ones after their response."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.close_if_idle()
+
+
+class Request:
+    """One parsed request head plus its body stream."""
+
+    __slots__ = (
+        "method",
+        "target",
+        "path",
+        "query",
+        "headers",
+        "http_version",
+        "keep_alive",
+        "body",
+        "client_addr",
+        "scheme",
+        "upgrade",
+        "expect_continue",
+        "tls",
+    )
+
+    def __init__(self):
+        self.upgrade = False
+        self.expect_continue = False
+
+    @property
+    def host(self) -> str:
+        return self.headers.get("host", "") or ""
+
+
+class HttpServerProtocol(asyncio.Protocol):
+    __slots__ = (
+        "settings",
+        "loop",
+        "transport",
+        "parser",
+        "peer",
+        "tls",
+        "deadline",
+        "state",
+        "current",
+        "queue",
+        "write_paused",
+        "_drain_waiters",
+        "_pause_hooks",
+        "_url",
+        "_headers",
+        "_header_bytes",
+        "_req",
+        "_closing",
+        "_read_paused",
+        "_tunnel",
+        "_tunnel_buffer",
+        "_dead",
+    )
+
+    def __init__(self, settings: ServerSettings, loop: asyncio.AbstractEventLoop):
+        self.settings = settings
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = ""
+        self.tls: dict | None = None
+        self.deadline = 0.0
+        self.state = _IDLE
+        self.current: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        self.write_paused = False
+        self._drain_waiters: list[asyncio.Future] = []
+        self._pause_hooks: list = []
+        self._url: list[bytes] = []
+        self._headers = Headers()
+        self._header_bytes = 0
+        self._req: Request | None = None
+        self._closing = False
+        self._read_paused = False
+        self._tunnel: asyncio.Transport | None = None
+        self._tunnel_buffer: list[bytes] | None = None
+        self._dead = False
+
+    # -- connection lifecycle -------------------------------------------------------------
+    def connection_made(self, transport):  # type: ignore[override]
+        self.transport = transport
+        s = self.settings
+        if len(s.connections) >= s.max_connections:
+            body = error_body("too_many_connections", "connection limit reached")
+            transport.write(
+                status_line(503)
+                + b"content-type: application/json\r\nconnection: close\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            transport.close()
+            self._dead = True
+            return
+        s.connections.add(self)
+        if s.on_connection_change:
+            s.on_connection_change(1)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = peer[0] if isinstance(peer, tuple) else str(peer)
+        if transport.get_extra_info("sslcontext") is not None:
+            ssl_obj = transport.get_extra_info("ssl_object")
+            self.tls = {
+                "peercert": transport.get_extra_info("peercert"),
+                "version": ssl_obj.version() if ssl_obj else None,
+            }
+        self.deadline = self.loop.time() + s.header_read_timeout
+
+    def connection_lost(self, exc):  # type: ignore[override]
+        if self._dead:
+            return
+        self._dead = True
+        s = self.settings
+        s.connections.discard(self)
+        if s.on_connection_change:
+            s.on_connection_change(-1)
+        self.deadline = 0.0
+        if self._tunnel is not None:
+            self._tunnel.close()
+            self._tunnel = None
+        for ex in [self.current, *self.queue]:
+            if ex is not None:
+                ex.client_gone()
+        self.queue.clear()
+        for w in self._drain_waiters:
+            if not w.done():
+                w.set_exception(ConnectionResetError("client disconnected"))
+        self._drain_waiters.clear()
+
+    # -- flow control ---------------------------------------------------------------------
+    def pause_writing(self):
+        self.write_paused = True
+        for hook in self._pause_hooks:
+            hook[0]()
+
+    def resume_writing(self):
+        self.write_paused = False
+        for hook in self._pause_hooks:
+            hook[1]()
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def drain(self) -> None:
+        if self.write_paused and not self._dead:
+            fut = self.loop.create_future()
+            self._drain_waiters.append(fut)
+            await fut
+
+    def add_pause_hook(self, pause, resume) -> tuple:
+        hook = (pause, resume)
+        self._pause_hooks.append(hook)
+        if self.write_paused:
+            pause()
+        return hook
+
+    def remove_pause_hook(self, hook) -> None:
+        try:
+            self._pause_hooks.remove(hook)
+        except ValueError:
+            pass
+
+    def pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None and not self._dead:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._read_paused and self.transport is not None and not self._dead:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    # -- parsing --------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+        if self._tunnel is not None:
+            self._tunnel.write(data)
+            return
+        if self._tunnel_buffer is not None:
+            self._tunnel_buffer.append(data)
+            return
+        if self._closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args else len(data)
+            self._tunnel_buffer = [data[offset:]] if offset < len(data) else []
+            self.pause_reading()
+        except httptools.HttpParserCallbackError:
+            if self._header_bytes > self.settings.max_header_bytes:
+                self._reject(431, "header_too_large", "request header section too large")
+            else:
+                log.exception("parser callback failed")
+                self._reject(400, "bad_request", "malformed request")
+        except httptools.HttpParserError as exc:
+            msg = str(exc) or "malformed request"
+            self._reject(400, "bad_request", f"malformed request: {msg}")
+
+    def _reject(self, status: int, kind: str, message: str) -> None:
+        """Answer a request that can't be parsed and close: the framing can't be trusted."""
+        self._closing = True
+        if self._req is not None and self._req.body is not None:
+            self._req.body.fail(GatewayError(status, kind, message))
+        if self.current is None:
+            self._write_error_and_close(status, kind, message)
+        # else: the in-flight exchange finishes, then we close (keep_alive is off)
+
+    def _write_error_and_close(self, status: int, kind: str, message: str) -> None:
+        if self.transport is None or self._dead:
+            return
+        body = error_body(kind, message)
+        self.transport.write(
+            status_line(status)
+            + b"content-type: application/json\r\nconnection: close\r\ncontent-length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        self.transport.close()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._url = []
+        self._headers = Headers()
+        self._header_bytes = 0
+        self._req = None
+        if self.state == _IDLE:
+            self.state = _READING
+            self.deadline = self.loop.time() + self.settings.header_read_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self._header_bytes += len(url)
+        if self._header_bytes > self.settings.max_header_bytes:
+            raise ValueError("header too large")
+        self._url.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.settings.max_header_bytes:
+            raise ValueError("header too large")
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        req = Request()
+        target = (b"".join(self._url) if len(self._url) != 1 else self._url[0]).decode("latin-1")
+        req.target = target
+        if target[:1] != "/" and "://" in target:
+            # absolute-form: keep only path+query, Host comes from the URL
+            try:
+                u = httptools.parse_url(target.encode("latin-1"))
+                path = (u.path or b"/").decode("latin-1")
+                if u.query:
+                    path += "?" + u.query.decode("latin-1")
+                if u.host:
+                    host = u.host.decode("latin-1") + (f":{u.port}" if u.port else "")
+                    self._headers.set("host", host)
+                target = path
+            except httptools.HttpParserInvalidURLError:
+                pass
+        q = target.find("?")
+        if q >= 0:
+            req.path = target[:q]
+            req.query = target[q + 1 :]
+        else:
+            req.path = target
+            req.query = ""
+        req.method = parser.get_method().decode("ascii")
+        req.http_version = parser.get_http_version()
+        req.keep_alive = parser.should_keep_alive() and not self.settings.draining
+        req.headers = self._headers
+        req.client_addr = self.peer
+        req.scheme = self.settings.scheme
+        req.tls = self.tls
+        if parser.should_upgrade():
+            req.upgrade = True
+        for k, v in self._headers:
+            if k == "expect" and v.lower() == "100-continue":
+                req.expect_continue = True
+        s = self.settings
+        req.body = RequestBody(self, s.max_body_bytes)
+        self._req = req
+        cl = self._headers.get("content-length")
+        if cl is not None and cl.isdigit() and int(cl) > s.max_body_bytes:
+            req.body.error = GatewayError(413, "payload_too_large", f"request body exceeds {s.max_body_bytes} bytes")
+            req.keep_alive = False
+        if not self._headers.has("content-length") and not self._headers.has("transfer-encoding"):
+            req.body.complete = True
+        ex = Exchange(self, req)
+        if self.current is None:
+            self._start(ex)
+        else:
+            self.queue.append(ex)
+            if len(self.queue) > 8:
+                self.pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        req = self._req
+        if req is not None:
+            req.body.feed(body)
+
+    def on_message_complete(self) -> None:
+        req = self._req
+        if req is not None:
+            req.body.finish()
+        self._req = None
+
+    # -- exchanges ------------------------------------------------------------------------
+    def _start(self, ex: "Exchange") -> None:
+        self.current = ex
+        self.state = _ACTIVE
+        self.deadline = 0.0
+        if ex.request.body.error is not None and ex.request.body.error.status == 413:
+            ex.send_error(413, "payload_too_large", str(ex.request.body.error))
+            return
+        ex.task = self.loop.create_task(self._run(ex))
+
+    async def _run(self, ex: "Exchange") -> None:
+        try:
+            await self.settings.handler(ex.request, ex)
+        except asyncio.CancelledError:
+            if not ex.finished:
+                ex.abort()
+            return
+        except GatewayError as e:
+            if not ex.started:
+                ex.send_error(e.status, e.kind, e.message)
+            else:
+                ex.abort()
+        except Exception:  # a bug: log it, answer 500, never leak the traceback
+            log.exception("unhandled error while handling %s %s", ex.request.method, ex.request.path)
+            if not ex.started:
+                ex.send_error(500, "internal_error", "internal gateway error")
+            else:
+                ex.abort()
+        if not ex.finished:
+            if not ex.started:
+                ex.send_error(500, "internal_error", "handler produced no response")
+            else:
+                ex.end()
+
+    def exchange_done(self, ex: "Exchange") -> None:
+        """Called when a response is complete: next pipelined request, idle, or close."""
+        if self.current is not ex:
+            return
+        self.current = None
+        if self._dead:
+            return
+        req = ex.request
+        if not ex.keep_alive or self._closing or self.settings.draining:
+            self.transport.close()
+            self._closing = True
+            return
+        if not req.body.complete:
+            req.body.drop()
+        if self.queue:
+            nxt = self.queue.popleft()
+            if len(self.queue) <= 8:
+                self.resume_reading()
+            self._start(nxt)
+        else:
+            self.state = _IDLE
+            self.deadline = self.loop.time() + self.settings.idle_timeout
+
+    def body_too_large(self) -> None:
+        self.pause_reading()
+        self._closing = True
+
+    def request_body_wanted(self) -> None:
+        ex = self.current
+        if ex is not None and ex.request.expect_continue and not ex.continue_sent and not ex.started:
+            ex.continue_sent = True
+            self.transport.write(_CONTINUE)
+
+    def deadline_passed(self) -> None:
+        if self.state == _READING:
+            self._closing = True
+            self._write_error_and_close(408, "request_header_timeout", "timed out reading request headers")
+        elif self.state == _IDLE:
+            self.transport.close()
+        self.deadline = 0.0
+
+    def close_if_idle(self) -> None:
+        if self.state == _IDLE and self.current is None and self.transport is not None:
+            self.transport.close()
+
+    # -- tunnels (protocol switch) --------------------------------------------------------
+    def start_tunnel(self, upstream: asyncio.Transport) -> None:
+        """After a 101 response: bytes flow raw between client and ``upstream``."""
+        self.state = _TUNNEL
+        self.deadline = 0.0
+        self._tunnel = upstream
+        buffered, self._tunnel_buffer = self._tunnel_buffer or [], None
+        for chunk in buffered:
+            if chunk:
+                upstream.write(chunk)
+        self.resume_reading()
+
+    def tunnel_closed(self) -> None:
+        self._tunnel = None
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Exchange:
+    """The response half of one request: what the handler writes to the client."""
+
+    __slots__ = (
+        "conn",
+        "request",
+        "task",
+        "started",
+        "finished",
+        "status",
+        "bytes_sent",
+        "chunked",
+        "keep_alive",
+        "head_only",
+        "continue_sent",
+        "disconnected",
+        "_on_disconnect",
+    )
+
+    def __init__(self, conn: HttpServerProtocol, request: Request):
+        self.conn = conn
+        self.request = request
+        self.task: asyncio.Task | None = None
+        self.started = False
+        self.finished = False
+        self.status = 0
+        self.bytes_sent = 0
+        self.chunked = False
+        self.keep_alive = request.keep_alive
+        self.head_only = request.method == "HEAD"
+        self.continue_sent = False
+        self.disconnected = False
+        self._on_disconnect = None
+
+    # -- writing ------------------------------------------------------------------------
+    def _head(self, status: int, headers, extra: bytes) -> bytes:
+        conn_hdr = b"" if self.keep_alive else b"connection: close\r\n"
+        return status_line(status) + encode_headers(headers) + extra + conn_hdr + b"\r\n"
+
+    def send(self, status: int, headers, body: bytes = b"") -> None:
+        """A complete response in one write (content-length framing)."""
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        self.status = status
+        if self.request.body.error is not None or (
+            not self.request.body.complete and self.request.body.size > self.request.body.limit
+        ):
+            self.keep_alive = False
+        no_body = self.head_only or status in (204, 304) or status < 200
+        cl = b"" if status in (204, 304) else b"content-length: %d\r\n" % len(body)
+        data = self._head(status, headers, cl)
+        if not no_body and body:
+            data += body
+            self.bytes_sent = len(body)
+        if not self.conn._dead:
+            self.conn.transport.write(data)
+        self._finish()
+
+    def send_error(self, status: int, kind: str, message: str) -> None:
+        h = Headers([("content-type", "application/json")])
+        self.send(status, h, error_body(kind, message))
+
+    def start(self, status: int, headers, *, content_length: int | None = None) -> None:
+        """Send the head of a streamed response; chunked unless a length is given."""
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        self.status = status
+        if status == 101:
+            extra = b""
+        elif content_length is not None:
+            extra = b"content-length: %d\r\n" % content_length
+        elif self.head_only or status in (204, 304):
+            extra = b""
+        elif self.request.http_version == "1.0":
+            self.keep_alive = False  # close-delimited body
+            extra = b""
+        else:
+            self.chunked = True
+            extra = b"transfer-encoding: chunked\r\n"
+        if not self.conn._dead:
+            self.conn.transport.write(self._head(status, headers, extra))
+
+    def write(self, data: bytes) -> None:
+        if not data or self.head_only or self.conn._dead:
+            return
+        self.bytes_sent += len(data)
+        if self.chunked:
+            self.conn.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            self.conn.transport.write(data)
+
+    def end(self) -> None:
+        if self.finished:
+            return
+        if self.chunked and not self.head_only and not self.conn._dead:
+            self.conn.transport.write(b"0\r\n\r\n")
+        self._finish()
+
+    def abort(self) -> None:
+        """Cut the client connection: a response that can't be completed must not look complete."""
+        self.finished = True
+        self.keep_alive = False
+        conn = self.conn
+        if not conn._dead and conn.transport is not None:
+            conn.transport.abort()
+        conn.exchange_done(self)
+
+    def _finish(self) -> None:
+        self.finished = True
+        self.conn.exchange_done(self)
+
+    async def drain(self) -> None:
+        await self.conn.drain()
+
+    # -- disconnect notification ----------------------------------------------------------
+    def on_disconnect(self, callback) -> None:
+        self._on_disconnect = callback
+
+    def client_gone(self) -> None:
+        self.disconnected = True
+        self.request.body.fail(ConnectionResetError("client disconnected"))
+        cb = self._on_disconnect
+        if cb is not None:
+            cb()
+        t = self.task
+        if t is not None and not t.done() and not self.finished:
+            t.cancel()

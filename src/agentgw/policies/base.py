@@ -1,0 +1,49 @@
+"""The policy interface.
+
+A policy is compiled once per config load from its config model. On each request the
+route calls ``on_request(ctx)``; it returns ``None`` to continue, a :class:`Reply` to
+answer the client directly (denials, redirects, preflights), or an awaitable of either
+when it must wait on I/O (a JWKS fetch, an external authorizer). ``on_response`` may
+edit the response head on its way to the client. A policy never reaches into a
+backend: what a backend needs from it, it leaves on the ``Ctx``.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable
+
+from ..engine.http import Headers, Reply
+
+
+class Policy:
+    #: Where in the chain the policy runs; lower runs first. See ``ORDER``.
+    order: int = 50
+
+    def on_request(self, ctx) -> "Reply | None | Awaitable[Reply | None]":  # pragma: no cover
+        return None
+
+    def on_response(self, ctx, status: int, headers: Headers) -> None:  # pragma: no cover
+        return None
+
+
+# Request-phase order: preflight answers before authentication (browsers send no
+# credentials on a preflight), authentication before authorization, rate limits after
+# identity is known, terminal responses after all checks, then request mutations.
+ORDER = {
+    "cors": 10,
+    "jwtAuth": 20,
+    "apiKey": 21,
+    "basicAuth": 22,
+    "extAuthz": 30,
+    "authorization": 40,
+    "localRateLimit": 50,
+    "directResponse": 60,
+    "requestRedirect": 61,
+    "requestHeaderModifier": 70,
+    "urlRewrite": 71,
+    "responseHeaderModifier": 80,
+}
+
+
+def overrides(policy: Policy, name: str) -> bool:
+    return getattr(type(policy), name) is not getattr(Policy, name)

@@ -1,0 +1,322 @@
+"""One gateway process: load, compile, serve, watch the file, reload, drain.
+
+Reload never drops traffic: a new config is compiled off to the side; only when it is
+complete does each bind's server switch to the new ``BindRuntime`` (a pointer swap read
+at the start of every request). Connections and in-flight requests on ports that stay
+are untouched; new ports start listening; removed ports stop listening and their
+connections are drained. A bind whose TLS settings changed gets a new listening socket
+(SO_REUSEPORT lets it open before the old one closes). A config that fails to load or
+compile is logged with the path of each bad field, counted as a failed reload, and the
+old config keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import signal
+import socket
+
+from . import __version__
+from .admin.server import AdminHandler, serve_admin
+from .compile import Runtime, compile_config
+from .config import ConfigError, load_config_file, redacted_dump
+from .engine.client import ConnectionPool
+from .engine.server import HttpServerProtocol, ServerSettings
+from .gateway import BindRuntime, handle
+from .telemetry.accesslog import AccessLog
+from .telemetry.metrics import GatewayMetrics, render
+from .telemetry.setup import configure_logging
+
+log = logging.getLogger("agentgw")
+
+
+class Services:
+    """Process-wide services that outlive config reloads."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.metrics = GatewayMetrics()
+        self.access_log = AccessLog()
+        m = self.metrics
+        self.pool = ConnectionPool(
+            loop,
+            on_connect=lambda t: m.upstream_connects.inc((t.authority,)),
+            on_connect_error=lambda t: m.upstream_connect_errors.inc((t.authority,)),
+        )
+
+    def on_upstream_error(self, ctx, exc) -> None:
+        self.metrics.upstream_errors.inc((ctx.backend_name, exc.kind))
+
+
+class BindServer:
+    """A listening socket for one bind, pointing at the current ``BindRuntime``."""
+
+    def __init__(self, proc: "GatewayProcess", runtime: BindRuntime, tls, limits):
+        self.proc = proc
+        self.runtime = runtime
+        self.tls = tls
+        self.server: asyncio.AbstractServer | None = None
+        m = proc.services.metrics
+        key = (runtime.name,)
+        gauge = m.active_connections
+
+        def on_conn(delta: int, _key=key, _g=gauge) -> None:
+            _g.series[_key] = _g.series.get(_key, 0) + delta
+
+        self.settings = ServerSettings(
+            self._handle,
+            scheme="https" if tls is not None else "http",
+            on_connection_change=on_conn,
+        )
+        self.apply_limits(limits)
+
+    def apply_limits(self, limits) -> None:
+        s = self.settings
+        s.max_header_bytes = limits.max_header_bytes
+        s.max_body_bytes = limits.max_body_bytes
+        s.header_read_timeout = limits.header_read_timeout
+        s.idle_timeout = limits.idle_timeout
+        s.max_connections = limits.max_connections
+
+    def _handle(self, req, ex):
+        return handle(self.runtime, req, ex)
+
+    async def start(self, host: str) -> None:
+        loop = self.proc.loop
+        settings = self.settings
+        self.server = await loop.create_server(
+            lambda: HttpServerProtocol(settings, loop),
+            host=host,
+            port=self.runtime.port,
+            reuse_port=True,
+            reuse_address=True,
+            backlog=2048,
+            ssl=self.tls,
+        )
+        settings.start_sweeper(loop)
+
+    async def stop_listening(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+
+class GatewayProcess:
+    def __init__(self, config_path: str, *, serve_admin_ports: bool = True, control_socket: str | None = None):
+        self.config_path = os.path.abspath(config_path)
+        self.base_dir = os.path.dirname(self.config_path)
+        self.serve_admin_ports = serve_admin_ports
+        self.control_socket = control_socket
+        self.loop = asyncio.get_running_loop()
+        self.services = Services(self.loop)
+        self.runtime: Runtime | None = None
+        self.servers: dict[int, BindServer] = {}
+        self.admin_servers: list = []
+        self.ready = False
+        self._stopping = asyncio.Event()
+        self._digest = b""
+        self._stat = None
+        self._watch_task: asyncio.Task | None = None
+        self.host = "0.0.0.0"
+
+    # -- loading --------------------------------------------------------------------------
+    def _load(self) -> tuple[Runtime, bytes]:
+        with open(self.config_path, "rb") as f:
+            raw = f.read()
+        digest = hashlib.sha256(raw).digest()
+        cfg = load_config_file(self.config_path)
+        return compile_config(cfg, self.services, self.base_dir), digest
+
+    async def start(self) -> None:
+        runtime, digest = self._load()  # ConfigError propagates: refuse to start
+        self._apply_process_settings(runtime)
+        self.runtime = runtime
+        self._digest = digest
+        self._stat = self._stat_file()
+        if runtime.cfg.config.enable_ipv6:
+            self.host = "::"
+        for port, bind in runtime.binds.items():
+            srv = BindServer(self, bind, runtime.bind_tls.get(port), runtime.limits)
+            await srv.start(self.host)
+            self.servers[port] = srv
+        c = runtime.cfg.config
+        handler = AdminHandler(
+            config_dump=self.config_dump,
+            ready=lambda: self.ready,
+            metrics_text=self.metrics_text,
+            metrics_snapshot=self.services.metrics.m.snapshot,
+        )
+        if self.serve_admin_ports:
+            for addr in {c.admin_addr, c.stats_addr, c.readiness_addr}:
+                srv = await serve_admin(self.loop, addr, handler)
+                if srv is not None:
+                    self.admin_servers.append(srv)
+        if self.control_socket:
+            self.admin_servers.append(await serve_admin(self.loop, "unix:" + self.control_socket, handler))
+        self.services.metrics.reloads.inc(("ok",))
+        self._watch_task = self.loop.create_task(self._watch())
+        self.ready = True
+        log.info(
+            "agentgw %s serving %s",
+            __version__,
+            ", ".join(f":{p}" for p in self.servers) or "no binds",
+        )
+
+    def _apply_process_settings(self, runtime: Runtime) -> None:
+        lg = runtime.cfg.config.logging
+        level = (lg.level if lg and lg.level else "info").lower()
+        fmt = lg.format if lg and lg.format else "text"
+        configure_logging(level, fmt)
+        al = self.services.access_log
+        al.json = fmt == "json"
+        al.enabled = level in ("trace", "debug", "info")
+        bd = runtime.cfg.config.backend
+        pool = self.services.pool
+        if bd is not None:
+            if bd.pool_idle_timeout is not None:
+                pool.idle_timeout = float(bd.pool_idle_timeout)
+            if bd.pool_max_size is not None:
+                pool.max_idle = bd.pool_max_size
+
+    # -- admin callbacks ----------------------------------------------------------------------
+    def config_dump(self) -> dict:
+        return redacted_dump(self.runtime.cfg) if self.runtime else {}
+
+    def metrics_text(self) -> bytes:
+        return render(self.services.metrics.m.snapshot())
+
+    # -- reload -------------------------------------------------------------------------------
+    def _stat_file(self):
+        try:
+            st = os.stat(self.config_path)
+            return (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            return None
+
+    async def _watch(self) -> None:
+        """Poll the file once a second. Polling (not inotify) also sees Kubernetes
+        ConfigMap updates, which swap a symlink rather than write the file."""
+        while True:
+            await asyncio.sleep(1.0)
+            st = self._stat_file()
+            if st is None or st == self._stat:
+                continue
+            self._stat = st
+            try:
+                with open(self.config_path, "rb") as f:
+                    digest = hashlib.sha256(f.read()).digest()
+            except OSError:
+                continue
+            if digest != self._digest:
+                await self.reload()
+
+    async def reload(self) -> bool:
+        try:
+            runtime, digest = self._load()
+        except ConfigError as exc:
+            self.services.metrics.reloads.inc(("failed",))
+            log.error("config reload failed; keeping the running config:\n%s", exc)
+            self._digest = self._digest  # retry only when the file changes again
+            return False
+        except OSError as exc:
+            self.services.metrics.reloads.inc(("failed",))
+            log.error("config reload failed: cannot read %s: %s", self.config_path, exc)
+            return False
+        self._digest = digest
+        await self._apply(runtime)
+        self.services.metrics.reloads.inc(("ok",))
+        log.info("config reloaded: serving %s", ", ".join(f":{p}" for p in self.servers) or "no binds")
+        return True
+
+    async def _apply(self, runtime: Runtime) -> None:
+        self._apply_process_settings(runtime)
+        old = self.servers
+        new: dict[int, BindServer] = {}
+        for port, bind in runtime.binds.items():
+            tls = runtime.bind_tls.get(port)
+            srv = old.get(port)
+            if srv is not None and _same_tls(srv.tls, tls):
+                srv.runtime = bind
+                srv.apply_limits(runtime.limits)
+                new[port] = srv
+                continue
+            fresh = BindServer(self, bind, tls, runtime.limits)
+            try:
+                await fresh.start(self.host)
+            except OSError as exc:
+                log.error("cannot listen on port %d: %s", port, exc)
+                if srv is not None:
+                    srv.runtime = bind
+                    new[port] = srv
+                continue
+            new[port] = fresh
+        for port, srv in old.items():
+            if new.get(port) is not srv:
+                await srv.stop_listening()
+                srv.settings.drain()
+        self.servers = new
+        self.runtime = runtime
+
+    # -- shutdown -----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), then close."""
+        self.ready = False
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        for srv in self.servers.values():
+            await srv.stop_listening()
+            srv.settings.drain()
+        deadline = 30.0
+        c = self.runtime.cfg.config if self.runtime else None
+        if c is not None and c.connection_termination_deadline is not None:
+            deadline = float(c.connection_termination_deadline)
+        end = self.loop.time() + deadline
+        while any(s.settings.connections for s in self.servers.values()) and self.loop.time() < end:
+            await asyncio.sleep(0.05)
+        for srv in self.servers.values():
+            for conn in list(srv.settings.connections):
+                if conn.transport is not None:
+                    conn.transport.close()
+            srv.settings.stop_sweeper()
+        for s in self.admin_servers:
+            s.close()
+        self.services.pool.close()
+        self.services.access_log.flush()
+
+
+def _same_tls(a, b) -> bool:
+    return a is None and b is None
+
+
+async def run_process(config_path: str, *, control_socket: str | None = None, serve_admin_ports: bool = True) -> int:
+    proc = GatewayProcess(config_path, control_socket=control_socket, serve_admin_ports=serve_admin_ports)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, proc.request_stop)
+    try:
+        await proc.start()
+    except ConfigError as exc:
+        log.error("invalid config %s:\n%s", config_path, exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    await proc.wait_stopped()
+    log.info("shutting down: draining connections")
+    await proc.shutdown()
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
