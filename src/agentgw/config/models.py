@@ -327,6 +327,8 @@ class QueryMatch(_Model):
 
 
 class RouteMatch(_Model):
+    """All set conditions must hold.  No ``path`` means any path (``pathPrefix: /``)."""
+
     path: Optional[PathMatch] = None
     method: Optional[str] = None
     headers: list[HeaderMatch] = Field(default_factory=list)
@@ -987,7 +989,6 @@ class AiBackend(_Model):
 class AgentCore(_Model):
     agent_runtime_arn: str
     qualifier: Optional[str] = None
-    endpoint: Optional[str] = None
 
 
 class AwsBackend(_Model):

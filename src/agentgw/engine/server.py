@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from typing import Awaitable, Callable
 
@@ -181,6 +182,12 @@ class HttpServerProtocol(asyncio.Protocol):
         s.connections.add(self)
         if s.on_connection_change:
             s.on_connection_change(1)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family != socket.AF_UNIX:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = peer[0] if isinstance(peer, tuple) else str(peer)

@@ -1,0 +1,21 @@
+# The two set-up commands: `make run` (install + run the gateway on the quickstart
+# config, with its demo upstream) and `make test` (install test needs + run the suite).
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+
+.PHONY: install run test bench
+
+install:
+	$(PIP) install -q -e .
+
+run: install
+	@$(PYTHON) -m agentgw.demo.echo --port 9001 & echo $$! > .demo.pid; \
+	trap 'kill $$(cat .demo.pid) 2>/dev/null; rm -f .demo.pid' EXIT INT TERM; \
+	$(PYTHON) -m agentgw run -f examples/quickstart.yaml
+
+test:
+	bash scripts/install-test-deps.sh
+	$(PYTHON) -m pytest -q
+
+bench: install
+	$(PYTHON) bench/run.py http
