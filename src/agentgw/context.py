@@ -29,6 +29,8 @@ class Ctx:
         "backend_name",
         "upstream_error",
         "response_hooks",
+        "body_filter",
+        "body_observer",
         "attrs",
     )
 
@@ -46,6 +48,12 @@ class Ctx:
         self.backend_name = ""
         self.upstream_error = ""
         self.response_hooks: list | None = None  # per-request extra response hooks
+        # body_filter(status, headers, body) -> body: buffer the whole upstream response
+        # and rewrite it (e.g. an A2A agent card's URLs). Set by a policy before the backend.
+        self.body_filter = None
+        # body_observer(chunk) / body_observer(None) at the end: see a streamed response
+        # without changing it (e.g. A2A task states for logs and metrics).
+        self.body_observer = None
         self.attrs: dict = {}
 
     @property
@@ -61,6 +69,10 @@ class Ctx:
 
     def finalize_headers(self, status: int, headers: Headers) -> None:
         """Run response policies (route's, then this request's) over a response head."""
+        listener = self.listener
+        if listener is not None and listener.response_chain:
+            for hook in listener.response_chain:
+                hook(self, status, headers)
         route = self.route
         if route is not None:
             for hook in route.response_chain:
@@ -71,5 +83,10 @@ class Ctx:
 
     def respond(self, reply: Reply) -> None:
         """Send a gateway-generated response, with response policies applied."""
+        shaper = self.attrs.get("reply_shaper")
+        if shaper is not None:
+            # a protocol's own error shape (e.g. a JSON-RPC error for an A2A call);
+            # set by that protocol's policy, keeps the status
+            reply = shaper(reply)
         self.finalize_headers(reply.status, reply.headers)
         self.ex.send(reply.status, reply.headers, reply.body)

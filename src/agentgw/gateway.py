@@ -36,14 +36,23 @@ class Route:
 
 
 class ListenerRuntime:
-    __slots__ = ("name", "hostname", "protocol", "routes", "tls")
+    """A listener: its route table plus the policies that run before routing."""
 
-    def __init__(self, name: str, hostname: str | None, protocol: str, routes: RouteTable, tls=None):
+    __slots__ = ("name", "hostname", "protocol", "routes", "tls", "request_chain", "response_chain")
+
+    def __init__(
+        self, name: str, hostname: str | None, protocol: str, routes: RouteTable, tls=None, policies: list = ()
+    ):
+        from .policies.base import overrides
+
+        policies = sorted(policies, key=lambda p: p.order)
         self.name = name
         self.hostname = hostname
         self.protocol = protocol
         self.routes = routes
         self.tls = tls
+        self.request_chain = tuple(p.on_request for p in policies if overrides(p, "on_request"))
+        self.response_chain = tuple(p.on_response for p in policies if overrides(p, "on_response"))
 
 
 class BindRuntime:
@@ -78,6 +87,15 @@ async def handle(bind: BindRuntime, req, ex) -> None:
         ctx.listener = listener
         path = normalize_path(req.path)
         ctx.path = path
+        for step in listener.request_chain:  # gateway-phase policies (e.g. authentication)
+            r = step(ctx)
+            if r is not None:
+                if r.__class__ is not Reply:
+                    r = await r
+                    if r is None:
+                        continue
+                ctx.respond(r)
+                return
         match = listener.routes.match(req.method, req.host, path, req.headers, req.query)
         if match is None:
             ctx.respond(Reply.error(404, *_NOT_FOUND))

@@ -147,15 +147,20 @@ class HttpBackendSet:
         self.label = names.pop() if len(names) == 1 else ""
 
     async def serve(self, ctx) -> None:
-        conn = await self._exchange(ctx)
+        conn, pump = await self._exchange(ctx)
         try:
             await self._relay(ctx, conn)
         finally:
+            if pump is not None and not pump.done():
+                # the upstream answered before reading the whole request body
+                pump.cancel()
+                conn.close()
             conn.release()
 
     # -- request ------------------------------------------------------------------------
-    async def _exchange(self, ctx) -> UpstreamConnection:
-        """Send the request (with retries) and return a connection holding the response head."""
+    async def _exchange(self, ctx) -> tuple[UpstreamConnection, asyncio.Future | None]:
+        """Send the request (with retries); return the connection holding the response
+        head, and the task still pumping a streamed request body (if any)."""
         req = ctx.req
         body = req.body
         retry = self.retry
@@ -210,6 +215,10 @@ class HttpBackendSet:
             except StaleConnection as exc:
                 if conn is not None:
                     conn.close()
+                if pump is not None:
+                    pump.cancel()
+                    if isinstance(body.error, GatewayError):
+                        raise body.error from None
                 if replayable and not stale_retried:
                     stale_retried = True
                     continue
@@ -235,7 +244,7 @@ class HttpBackendSet:
                     await asyncio.sleep(retry.delay(attempt))
                     attempt += 1
                     continue
-                return conn
+                return conn, pump
             # failed attempt
             ctx.upstream_error = last_error.message
             if self.on_upstream_error is not None:
@@ -257,10 +266,20 @@ class HttpBackendSet:
         if status == 101 and conn.upgraded:
             await self._tunnel(ctx, conn, headers)
             return
+        if ctx.body_filter is not None:
+            body = await conn.read_body(ctx.req.body.limit)
+            body = ctx.body_filter(status, headers, body)
+            ctx.finalize_headers(status, headers)
+            ex.send(status, headers, body)
+            return
         ctx.finalize_headers(status, headers)
+        observer = ctx.body_observer
         if conn.done:
             body = b"".join(conn.chunks) if conn.chunks else b""
             conn.chunks = []
+            if observer is not None:
+                observer(body)
+                observer(None)
             if ex.head_only and cl is not None:
                 ex.start(status, headers, content_length=int(cl))
                 ex.end()
@@ -272,6 +291,8 @@ class HttpBackendSet:
         done = loop.create_future()
 
         def on_end() -> None:
+            if observer is not None:
+                observer(None)
             if not done.done():
                 done.set_result(None)
 
@@ -282,7 +303,16 @@ class HttpBackendSet:
         client = ex.conn
         hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
         try:
-            conn.stream_to(ex.write, on_end, on_error)
+            if observer is not None:
+                write = ex.write
+
+                def on_chunk(chunk: bytes) -> None:
+                    observer(chunk)
+                    write(chunk)
+
+                conn.stream_to(on_chunk, on_end, on_error)
+            else:
+                conn.stream_to(ex.write, on_end, on_error)
             try:
                 await done
             except GatewayError as exc:

@@ -64,6 +64,10 @@ class RequestBody:
 
     def finish(self) -> None:
         self.complete = True
+        if self._paused:
+            # the whole body arrived in the read that crossed the high-water mark
+            self._paused = False
+            self._conn.resume_reading()
         self._wake()
 
     def fail(self, exc: BaseException) -> None:

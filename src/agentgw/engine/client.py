@@ -403,8 +403,8 @@ class UpstreamConnection(asyncio.Protocol):
     # -- release ------------------------------------------------------------------------------
     def release(self) -> None:
         """Return to the pool if the exchange finished cleanly, else close."""
-        if self.closed:
-            return
+        if self.closed or self._tunnel_peer is not None:
+            return  # closed, or now a tunnel that closes with its peer
         if self.done and self.keep_alive and self.error is None and not self.upgraded:
             self.pool.put(self)
         else:

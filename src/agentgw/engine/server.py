@@ -220,6 +220,16 @@ class HttpServerProtocol(asyncio.Protocol):
                 w.set_exception(ConnectionResetError("client disconnected"))
         self._drain_waiters.clear()
 
+    def eof_received(self):
+        """The client half-closed: answer what it already sent, then close."""
+        if self._tunnel is not None:
+            self._tunnel.write_eof() if self._tunnel.can_write_eof() else None
+            return True
+        self._closing = True
+        if self.current is not None or self.queue:
+            return True  # keep the write side open for the response(s)
+        return False
+
     # -- flow control ---------------------------------------------------------------------
     def pause_writing(self):
         self.write_paused = True
@@ -441,20 +451,25 @@ class HttpServerProtocol(asyncio.Protocol):
         if self._dead:
             return
         req = ex.request
-        if not ex.keep_alive or self._closing or self.settings.draining:
-            self.transport.close()
-            self._closing = True
-            return
         if not req.body.complete:
             req.body.drop()
+        if not ex.keep_alive:
+            self._closing = True
+            self.transport.close()
+            return
         if self.queue:
+            # requests already read are answered, even when the connection is closing
             nxt = self.queue.popleft()
             if len(self.queue) <= 8:
                 self.resume_reading()
             self._start(nxt)
-        else:
-            self.state = _IDLE
-            self.deadline = self.loop.time() + self.settings.idle_timeout
+            return
+        if self._closing or self.settings.draining:
+            self._closing = True
+            self.transport.close()
+            return
+        self.state = _IDLE
+        self.deadline = self.loop.time() + self.settings.idle_timeout
 
     def body_too_large(self) -> None:
         self.pause_reading()

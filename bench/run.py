@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""agentgw benchmarks.
+
+    python bench/run.py http [--duration 10] [--connections 32] [--repeat N] [--quick]
+
+Each subcommand is a scenario: it stands up its loopback targets (pinned to CPUs),
+loads each one with wrk in interleaved rounds, prints a markdown table plus its
+acceptance bars, and records raw results in bench/out/<scenario>-<timestamp>.json.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import lib  # noqa: E402
+from lib import BenchError, LoadSpec, ProcessGroup, Target  # noqa: E402
+
+# ---------------------------------------------------------------------------
+# Shared options
+# ---------------------------------------------------------------------------
+
+
+def add_load_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("load")
+    g.add_argument("--duration", type=float, default=None, help="measured seconds per run (default 10; --quick: 3)")
+    g.add_argument("--warmup", type=float, default=None, help="warm-up seconds before each run (default 2; --quick: 1)")
+    g.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    g.add_argument("--repeat", type=int, default=None,
+                   help="interleaved rounds; medians per target are reported (default 1)")
+    g.add_argument("--quick", action="store_true", help="short smoke benchmark: 3 s runs, 1 s warm-up, 1 round")
+    g.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                   help="before each run wait up to S seconds for the machine to be idle (default 0: don't wait)")
+    c = p.add_argument_group("placement")
+    c.add_argument("--upstream-cpu", default="0", help="CPU list for the upstream (default 0)")
+    c.add_argument("--proxy-cpu", default="1", help="CPU list for each proxy under test (default 1)")
+    c.add_argument("--wrk-cpu", default="0", help="CPU list for wrk (default 0)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out-dir", type=Path, default=lib.OUT_DIR, help="where the JSON record goes (default bench/out)")
+    o.add_argument("--keep", action="store_true", help="keep the temp work dir (configs, process logs)")
+    o.add_argument("--no-install", action="store_true", help="do not apt-get install missing nginx/wrk")
+
+
+def load_spec(args: argparse.Namespace, script: Path | None) -> LoadSpec:
+    return LoadSpec(
+        duration_s=args.duration if args.duration is not None else (3.0 if args.quick else 10.0),
+        warmup_s=args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0),
+        connections=args.connections,
+        threads=1,
+        script=script,
+        wrk_cpu=args.wrk_cpu,
+        wait_quiet_s=args.wait_quiet,
+    )
+
+
+def rounds(args: argparse.Namespace) -> int:
+    return args.repeat if args.repeat is not None else 1
+
+
+def check_cpus(*cpu_lists: str) -> None:
+    have = sorted(os.sched_getaffinity(0))
+    for cl in cpu_lists:
+        for part in cl.split(","):
+            lo, _, hi = part.partition("-")
+            for c in range(int(lo), int(hi or lo) + 1):
+                if c not in have:
+                    raise BenchError(f"CPU {c} is not available (usable CPUs: {have}); "
+                                     f"adjust --upstream-cpu/--proxy-cpu/--wrk-cpu")
+    if len(have) < 2:
+        lib.log("WARNING: fewer than 2 CPUs: proxies share a CPU with wrk and the upstream")
+
+
+def deadline_for(n_targets: int, spec: LoadSpec, n_rounds: int) -> float:
+    per_run = spec.warmup_s + spec.duration_s + spec.wait_quiet_s + 20  # + wrk start/stop, sampling slack
+    return 180 + n_targets * n_rounds * per_run
+
+
+# ---------------------------------------------------------------------------
+# agentgw
+# ---------------------------------------------------------------------------
+
+
+def agentgw_yaml(ports: dict[str, int], upstream_port: int, route: str, policies: str = "") -> str:
+    """Config in the agentgateway schema: one bind, one listener, one route to the upstream."""
+    return f"""\
+config:
+  adminAddr: {lib.LOOPBACK}:{ports['admin']}
+  statsAddr: {lib.LOOPBACK}:{ports['stats']}
+  readinessAddr: {lib.LOOPBACK}:{ports['readiness']}
+  logging: {{level: warn}}
+binds:
+- port: {ports['bind']}
+  listeners:
+  - name: bench
+    routes:
+    - name: {route}
+{policies}      backends:
+      - host: {lib.LOOPBACK}:{upstream_port}
+"""
+
+
+POLICIES_YAML = """\
+      policies:
+        requestHeaderModifier:
+          add:
+            x-bench: "1"
+        localRateLimit:
+        - maxTokens: 100000000
+          tokensPerFill: 100000000
+          fillInterval: 1s
+"""
+
+
+AGENTGW_CMD = f"{shlex.quote(sys.executable)} -m agentgw run -f {{config}}"
+
+
+def start_agentgw(group: ProcessGroup, workdir: Path, name: str, yaml_text: str, ports: dict[str, int],
+                  cpu: str, cmd: str = AGENTGW_CMD, timeout: float = 30.0) -> lib.Proc:
+    """Start agentgw (pinned) with a generated config; wait for /healthz/ready and the bind port."""
+    cfg = workdir / f"{name}.yaml"
+    cfg.write_text(yaml_text)
+    argv = [a.replace("{config}", str(cfg)) for a in shlex.split(cmd)]
+    p = group.start(name, argv, cpu=cpu, env=lib.python_env_with_repo_src(), cwd=lib.REPO_DIR)
+    lib.wait_http(f"http://{lib.LOOPBACK}:{ports['readiness']}/healthz/ready", 200, timeout=timeout, proc=p)
+    lib.wait_tcp(ports["bind"], timeout=timeout, proc=p)
+    return p
+
+
+# ---------------------------------------------------------------------------
+# Scenario: http
+# ---------------------------------------------------------------------------
+
+HTTP_TARGETS = ("direct", "nginx", "agentgw-plain", "agentgw-policies")
+HTTP_BARS = [
+    lib.Bar("plain", "agentgw-plain", "nginx", 0.60),
+    lib.Bar("policies", "agentgw-policies", "nginx", 0.45),
+]
+BODY_SIZE = 1024
+
+
+def http_args(p: argparse.ArgumentParser) -> None:
+    add_load_args(p)
+    p.add_argument("--targets", default=",".join(HTTP_TARGETS),
+                   help=f"comma-separated subset of {','.join(HTTP_TARGETS)} (default: all)")
+    p.add_argument("--agentgw-cmd", default=AGENTGW_CMD,
+                   help="command that starts agentgw; {config} is replaced by the generated config path "
+                        "(default: the working tree's `python -m agentgw run -f {config}`)")
+
+
+def run_http(args: argparse.Namespace) -> int:
+    wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(wanted) - set(HTTP_TARGETS)
+    if unknown or not wanted:
+        raise BenchError(f"unknown targets {sorted(unknown)}; choose from {', '.join(HTTP_TARGETS)}")
+    wanted = [t for t in HTTP_TARGETS if t in wanted]
+    use_agentgw = any(t.startswith("agentgw") for t in wanted)
+
+    lib.ensure_tools(["nginx", "wrk", "taskset"], install=not args.no_install)
+    check_cpus(args.upstream_cpu, args.proxy_cpu, args.wrk_cpu)
+    if use_agentgw and args.agentgw_cmd == AGENTGW_CMD:
+        ok, why = lib.agentgw_available()
+        if not ok:
+            raise BenchError(f"`python -m agentgw run` is not usable in this tree ({why}); "
+                             f"to measure only the references use --targets direct,nginx")
+
+    n_rounds = rounds(args)
+    req_body = lib.json_body(BODY_SIZE, tag="request")
+    resp_body = lib.json_body(BODY_SIZE, tag="response")
+
+    with lib.work_dir(keep=args.keep) as wd, ProcessGroup(wd) as group:
+        spec = load_spec(args, lib.write_post_lua(wd / "post.lua", req_body))
+        with lib.signals_raise(deadline_for(len(wanted), spec, n_rounds)):
+            up_port, px_port = lib.free_ports(2)
+            targets: list[Target] = []
+
+            lib.log(f"upstream nginx on :{up_port} (CPU {args.upstream_cpu})")
+            conf = lib.write_nginx_upstream(wd, "upstream", up_port, resp_body)
+            lib.start_nginx(group, "upstream", conf, up_port, args.upstream_cpu)
+            direct_url = f"http://{lib.LOOPBACK}:{up_port}/"
+            lib.smoke_post(direct_url, req_body, BODY_SIZE, what="direct upstream")
+            if "direct" in wanted:
+                targets.append(Target("direct", direct_url))
+
+            if "nginx" in wanted:
+                lib.log(f"nginx proxy on :{px_port} (CPU {args.proxy_cpu})")
+                conf = lib.write_nginx_proxy(wd, "proxy", px_port, up_port, keepalive=64)
+                p = lib.start_nginx(group, "proxy", conf, px_port, args.proxy_cpu)
+                url = f"http://{lib.LOOPBACK}:{px_port}/"
+                lib.smoke_post(url, req_body, BODY_SIZE, proc=p, what="nginx proxy")
+                targets.append(Target("nginx", url, p))
+
+            access_log_note = None
+            for name, route, pol in (("agentgw-plain", "plain", ""), ("agentgw-policies", "policies", POLICIES_YAML)):
+                if name not in wanted:
+                    continue
+                ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
+                lib.log(f"{name} on :{ports['bind']} (CPU {args.proxy_cpu})")
+                p = start_agentgw(group, wd, name, agentgw_yaml(ports, up_port, route, pol), ports, args.proxy_cpu,
+                                  cmd=args.agentgw_cmd)
+                url = f"http://{lib.LOOPBACK}:{ports['bind']}/"
+                lib.smoke_post(url, req_body, BODY_SIZE, proc=p, what=name)
+                targets.append(Target(name, url, p, notes={"ports": ports, "route": route}))
+                access_log_note = "logging.level=warn (no access log configured)"
+
+            lib.log(f"{n_rounds} round(s) × {len(targets)} target(s): wrk -t1 -c{spec.connections} "
+                    f"-d{spec.duration_s:g}s --latency POST {BODY_SIZE} B (warm-up {spec.warmup_s:g}s)")
+            runs = lib.interleaved_rounds(targets, spec, n_rounds, group)
+
+    summary = lib.summarize(runs, [t.name for t in targets])
+    bars = [b.evaluate(summary) for b in HTTP_BARS if b.numerator in summary and b.denominator in summary]
+
+    # Did agentgw write anything per request (an access log) during the measured runs?
+    access_log_on = None
+    agw_runs = [r for r in runs if r.target.startswith("agentgw") and r.log_bytes is not None]
+    if agw_runs:
+        access_log_on = any(r.log_bytes >= r.requests > 0 for r in agw_runs)
+        log_bytes = sum(r.log_bytes for r in agw_runs)
+        access_log_note = (f"{access_log_note}; agentgw wrote {log_bytes} B of log output during the measured "
+                           f"runs -> access logging {'appears ON' if access_log_on else 'off'}")
+
+    print()
+    print(f"## HTTP proxy — {n_rounds} round(s), wrk -t1 -c{spec.connections} -d{spec.duration_s:g}s --latency, "
+          f"POST {BODY_SIZE} B JSON → 200 + {BODY_SIZE} B JSON")
+    print(f"CPUs: upstream {args.upstream_cpu}, proxy {args.proxy_cpu}, wrk {args.wrk_cpu}; "
+          f"medians of clean runs; CPU/RSS = proxy process tree (nginx: master + worker)")
+    print()
+    print(lib.markdown_table(summary))
+    print()
+    if "nginx" in summary:
+        for name in ("agentgw-plain", "agentgw-policies", "direct"):
+            s = summary.get(name)
+            if s and s["rps"] and summary["nginx"]["rps"]:
+                print(f"- {name}/nginx req/s ratio: {s['rps'] / summary['nginx']['rps']:.2f}×")
+    if bars:
+        print(lib.bars_report(bars))
+    else:
+        print("- bars: not evaluated (needs nginx and agentgw targets)")
+    if access_log_note:
+        print(f"- access log: {access_log_note}")
+    noise = max((x.foreign_cpu or 0.0) for x in runs) if runs else 0.0
+    warn = (" — WARNING: something else was running; figures are unreliable"
+            if noise > lib.FOREIGN_CPU_WARN else "")
+    print(f"- machine noise: other processes used up to {noise:.2f} CPU during a measured run{warn}")
+    print("- policies route: requestHeaderModifier add x-bench, localRateLimit 1e8 tokens/1s (never hit); "
+          "metrics always on")
+
+    payload: dict[str, Any] = {
+        "scenario": "http",
+        "argv": sys.argv,
+        "environment": lib.environment_info(),
+        "load": {"tool": "wrk", "threads": spec.threads, "connections": spec.connections,
+                 "duration_s": spec.duration_s, "warmup_s": spec.warmup_s, "rounds": n_rounds,
+                 "wait_quiet_s": spec.wait_quiet_s, "method": "POST", "request_body_bytes": BODY_SIZE, "response_body_bytes": BODY_SIZE,
+                 "content_type": "application/json"},
+        "placement": {"upstream": args.upstream_cpu, "proxy": args.proxy_cpu, "wrk": args.wrk_cpu},
+        "targets": {t.name: {"url": t.url, **t.notes} for t in targets},
+        "agentgw": {"command": args.agentgw_cmd, "access_log_on": access_log_on, "access_log_note": access_log_note,
+                    "policies_yaml": POLICIES_YAML} if use_agentgw else None,
+        "runs": runs,
+        "summary": summary,
+        "bars": bars,
+    }
+    path = lib.record_json("http", payload, args.out_dir)
+    print(f"\nraw results: {path}")
+    if any(b["result"] != "PASS" for b in bars):
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Scenario: a2a
+# ---------------------------------------------------------------------------
+
+A2A_TARGETS = ("direct", "agentgw-plain", "agentgw-a2a")
+A2A_BAR_MS = 1.0  # agentgw may add at most this much to the p50 latency of message/send
+A2A_REQUEST = (
+    b'{"jsonrpc":"2.0","id":"bench-1","method":"message/send","params":{"message":{"role":"user",'
+    b'"messageId":"bench-m1","contextId":"bench-c1","parts":[{"kind":"text","text":"hello"}]}}}'
+)
+
+
+def a2a_args(p: argparse.ArgumentParser) -> None:
+    add_load_args(p)
+    p.add_argument("--concurrency", default="1,32",
+                   help="comma-separated wrk connection counts to measure (default 1,32: sequential and 32-concurrent)")
+    p.add_argument("--agentgw-cmd", default=AGENTGW_CMD,
+                   help="command that starts agentgw; {config} is replaced by the generated config path")
+
+
+def run_a2a(args: argparse.Namespace) -> int:
+    """message/send to the shipped demo A2A agent, direct vs through an ``a2a: {}`` route
+    (request parsed, response observed for the task state, metrics and access-log fields
+    computed), sequential and concurrent; bar: p50(agentgw) - p50(direct) <= 1 ms."""
+    lib.ensure_tools(["wrk", "taskset"], install=not args.no_install)
+    check_cpus(args.upstream_cpu, args.proxy_cpu, args.wrk_cpu)
+    if args.agentgw_cmd == AGENTGW_CMD:
+        ok, why = lib.agentgw_available()
+        if not ok:
+            raise BenchError(f"`python -m agentgw run` is not usable in this tree ({why})")
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    n_rounds = rounds(args)
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    all_runs: list = []
+    with lib.work_dir(keep=args.keep) as wd, ProcessGroup(wd) as group:
+        spec0 = load_spec(args, lib.write_post_lua(wd / "post.lua", A2A_REQUEST))
+        with lib.signals_raise(deadline_for(len(A2A_TARGETS) * len(levels), spec0, n_rounds)):
+            agent_port = lib.free_port()
+            lib.log(f"demo A2A agent on :{agent_port} (CPU {args.upstream_cpu})")
+            agent = group.start("agent", [sys.executable, "-m", "agentgw.demo.a2a_agent", "--port", str(agent_port)],
+                                cpu=args.upstream_cpu, env=lib.python_env_with_repo_src(), cwd=lib.REPO_DIR)
+            lib.wait_tcp(agent_port, proc=agent)
+            direct_url = f"http://{lib.LOOPBACK}:{agent_port}/"
+            lib.smoke_post(direct_url, A2A_REQUEST, proc=agent, what="demo agent")
+            targets = [Target("direct", direct_url, agent)]
+            # agentgw-plain: the same route without ``a2a`` (what the A2A processing adds is the difference)
+            for name, pol in (("agentgw-plain", ""), ("agentgw-a2a", "      policies:\n        a2a: {}\n")):
+                ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
+                lib.log(f"{name} on :{ports['bind']} (CPU {args.proxy_cpu})")
+                p = start_agentgw(group, wd, name, agentgw_yaml(ports, agent_port, "bench-agent", pol), ports,
+                                  args.proxy_cpu, cmd=args.agentgw_cmd)
+                gw_url = f"http://{lib.LOOPBACK}:{ports['bind']}/"
+                lib.smoke_post(gw_url, A2A_REQUEST, proc=p, what=name)
+                targets.append(Target(name, gw_url, p))
+            for c in levels:
+                spec = LoadSpec(**{**spec0.__dict__, "connections": c})
+                lib.log(f"{n_rounds} round(s): wrk -t1 -c{c} -d{spec.duration_s:g}s --latency POST message/send")
+                runs = lib.interleaved_rounds(targets, spec, n_rounds, group)
+                all_runs += [{"connections": c, **r.__dict__} for r in runs]
+                results[c] = lib.summarize(runs, [t.name for t in targets])
+
+    print()
+    print(f"## A2A message/send — demo agent direct vs through agentgw (a2a: {{}}), {n_rounds} round(s)")
+    print()
+    bars = []
+    for c, summary in results.items():
+        print(f"### {'sequential' if c == 1 else f'{c}-concurrent'} (wrk -c{c})")
+        print()
+        print(lib.markdown_table(summary))
+        d, g = summary["direct"]["p50_ms"], summary["agentgw-a2a"]["p50_ms"]
+        pl = summary["agentgw-plain"]["p50_ms"]
+        if pl is not None and g is not None:
+            print(f"\n- of which A2A processing (agentgw-a2a - agentgw-plain): {lib.fmt(g - pl, 3)} ms")
+        delta = g - d if d is not None and g is not None else None
+        ok = delta is not None and delta <= A2A_BAR_MS and not summary["agentgw-a2a"]["flagged"]
+        bars.append({"label": f"p50 delta c={c}", "delta_ms": delta, "bar_ms": A2A_BAR_MS,
+                     "result": "PASS" if ok else ("N/A" if delta is None else "FAIL")})
+        print(f"\n- p50 delta (agentgw - direct): {lib.fmt(delta, 3)} ms (bar <= {A2A_BAR_MS:g} ms): {bars[-1]['result']}\n")
+    payload = {"scenario": "a2a", "argv": sys.argv, "environment": lib.environment_info(),
+               "request": A2A_REQUEST.decode(), "rounds": n_rounds, "runs": all_runs,
+               "summary": {str(c): s for c, s in results.items()}, "bars": bars}
+    path = lib.record_json("a2a", payload, args.out_dir)
+    print(f"raw results: {path}")
+    return 0 if all(b["result"] == "PASS" for b in bars) else 1
+
+
+# ---------------------------------------------------------------------------
+# Scenario registry
+# ---------------------------------------------------------------------------
+
+# name -> (help, add_arguments, run). To add a scenario: write add_arguments/run
+# (reuse add_load_args, lib.start_nginx, start_agentgw, lib.interleaved_rounds,
+# lib.summarize, lib.markdown_table, lib.Bar, lib.record_json) and register it here.
+SCENARIOS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "http": ("plain HTTP reverse proxy vs nginx (direct, nginx, agentgw plain/policies)", http_args, run_http),
+    "a2a": ("A2A message/send through agentgw vs direct, sequential and 32-concurrent (p50 delta bar)", a2a_args, run_a2a),
+}
+
+# Planned scenarios (not implemented yet); listed so the CLI shows where they go.
+PLANNED = {
+    "jwt": "JWT authentication policy on the request path",
+    "mcp": "MCP (JSON-RPC over streamable HTTP / SSE) proxying and tool authorization",
+    "llm": "LLM provider routing (OpenAI-style chat completions, streaming)",
+    "redis": "rate limiting backed by a remote (Redis) store",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="scenario", metavar="SCENARIO", required=True)
+    for name, (help_, add, _) in SCENARIOS.items():
+        add(sub.add_parser(name, help=help_))
+    for name, help_ in PLANNED.items():
+        sub.add_parser(name, help=f"(planned, not implemented) {help_}")
+    args = ap.parse_args(argv)
+
+    if args.scenario in PLANNED:
+        print(f"scenario '{args.scenario}' is planned but not implemented yet", file=sys.stderr)
+        return 2
+    try:
+        return SCENARIOS[args.scenario][2](args)
+    except BenchError as e:
+        print(f"\nbench: ERROR: {e}", file=sys.stderr)
+        return 2
+    except lib.Interrupted as e:
+        print(f"\nbench: stopped: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("\nbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
