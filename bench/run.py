@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import auth_bench  # noqa: E402
 import lib  # noqa: E402
 from lib import BenchError, LoadSpec, ProcessGroup, Target  # noqa: E402
 
@@ -361,22 +362,329 @@ def run_a2a(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
+# Scenario: mcp
+# ---------------------------------------------------------------------------
+
+MCP_CALL = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}'
+MCP_BAR_MS = 1.0
+MCP_RATIO_BAR = 0.5
+
+
+def mcp_args(p: argparse.ArgumentParser) -> None:
+    add_load_args(p)
+    p.add_argument("--concurrency", default="1,32",
+                   help="comma-separated wrk connection counts (default 1,32: sequential and 32-concurrent)")
+    p.add_argument("--agentgw-cmd", default=AGENTGW_CMD,
+                   help="command that starts agentgw; {config} is replaced by the generated config path")
+
+
+def _mcp_session(url: str) -> str:
+    """initialize + notifications/initialized; returns the Mcp-Session-Id."""
+    import json as _json
+    import urllib.request
+
+    h = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}
+    with urllib.request.urlopen(urllib.request.Request(url, _json.dumps(init).encode(), h), timeout=30) as r:
+        sid = r.headers["mcp-session-id"]
+        r.read()
+    h["mcp-session-id"] = sid
+    h["mcp-protocol-version"] = "2025-06-18"
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    with urllib.request.urlopen(urllib.request.Request(url, _json.dumps(note).encode(), h), timeout=30) as r:
+        r.read()
+    with urllib.request.urlopen(urllib.request.Request(url, MCP_CALL, h), timeout=30) as r:
+        body = r.read()
+        if b"hello" not in body:
+            raise BenchError(f"tools/call smoke test failed at {url}: {body[:300]!r}")
+    return sid
+
+
+def _mcp_lua(path: Path, sid: str) -> Path:
+    body = MCP_CALL.decode().replace("\\", "\\\\").replace('"', '\\"')
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        'wrk.headers["Accept"] = "application/json, text/event-stream"\n'
+        f'wrk.headers["Mcp-Session-Id"] = "{sid}"\n'
+        'wrk.headers["Mcp-Protocol-Version"] = "2025-06-18"\n'
+    )
+    return path
+
+
+def run_mcp(args: argparse.Namespace) -> int:
+    """tools/call on a streamable-HTTP MCPServer (the Python SDK's FastMCP), direct vs through
+    an mcp backend; bars: p50 added <= 1 ms (sequential and concurrent), req/s >= 0.5x direct."""
+    lib.ensure_tools(["wrk", "taskset"], install=not args.no_install)
+    check_cpus(args.upstream_cpu, args.proxy_cpu, args.wrk_cpu)
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    n_rounds = rounds(args)
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    all_runs: list = []
+    with lib.work_dir(keep=args.keep) as wd, ProcessGroup(wd) as group:
+        spec0 = load_spec(args, None)
+        with lib.signals_raise(deadline_for(2 * len(levels), spec0, n_rounds)):
+            up_port = lib.free_port()
+            lib.log(f"MCPServer (streamable HTTP) on :{up_port} (CPU {args.upstream_cpu})")
+            up = group.start("mcp-server", [sys.executable, "-m", "tests.mcp.fast_server", "--name", "bench",
+                                            "--http", str(up_port)],
+                             cpu=args.upstream_cpu, env=lib.python_env_with_repo_src(), cwd=lib.REPO_DIR)
+            lib.wait_tcp(up_port, timeout=30, proc=up)
+            direct_url = f"http://{lib.LOOPBACK}:{up_port}/mcp"
+            ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
+            yaml_text = f"""\
+config:
+  adminAddr: {lib.LOOPBACK}:{ports['admin']}
+  statsAddr: {lib.LOOPBACK}:{ports['stats']}
+  readinessAddr: {lib.LOOPBACK}:{ports['readiness']}
+  logging: {{level: warn}}
+binds:
+- port: {ports['bind']}
+  listeners:
+  - name: bench
+    routes:
+    - name: mcp
+      backends:
+      - mcp:
+          targets:
+          - name: bench
+            mcp: {{host: "http://{lib.LOOPBACK}:{up_port}/mcp"}}
+"""
+            lib.log(f"agentgw-mcp on :{ports['bind']} (CPU {args.proxy_cpu})")
+            gw = start_agentgw(group, wd, "agentgw-mcp", yaml_text, ports, args.proxy_cpu, cmd=args.agentgw_cmd)
+            gw_url = f"http://{lib.LOOPBACK}:{ports['bind']}/mcp"
+            targets = []
+            for name, url, proc in (("direct", direct_url, up), ("agentgw-mcp", gw_url, gw)):
+                script = _mcp_lua(wd / f"{name}.lua", _mcp_session(url))
+                targets.append((Target(name, url, proc), script))
+            for c in levels:
+                runs = []
+                for rnd in range(n_rounds):
+                    order = targets[rnd % 2:] + targets[: rnd % 2]
+                    for t, script in order:
+                        spec = LoadSpec(**{**spec0.__dict__, "connections": c, "script": script})
+                        lib.log(f"round {rnd + 1}: {t.name} wrk -c{c} -d{spec.duration_s:g}s tools/call")
+                        runs.append(lib.measure(t, spec, rnd, group))
+                all_runs += [{"connections": c, **r.__dict__} for r in runs]
+                results[c] = lib.summarize(runs, [t.name for t, _ in targets])
+
+    print()
+    print(f"## MCP tools/call — MCPServer direct vs through agentgw (mcp backend), {n_rounds} round(s)")
+    print()
+    bars = []
+    for c, summary in results.items():
+        print(f"### {'sequential' if c == 1 else f'{c}-concurrent'} (wrk -c{c})")
+        print()
+        print(lib.markdown_table(summary))
+        d, g = summary["direct"]["p50_ms"], summary["agentgw-mcp"]["p50_ms"]
+        delta = g - d if d is not None and g is not None else None
+        ok = delta is not None and delta <= MCP_BAR_MS and not summary["agentgw-mcp"]["flagged"]
+        bars.append({"label": f"p50 added c={c}", "delta_ms": delta, "bar_ms": MCP_BAR_MS,
+                     "result": "PASS" if ok else ("N/A" if delta is None else "FAIL")})
+        print(f"\n- p50 added (agentgw - direct): {lib.fmt(delta, 3)} ms (bar <= {MCP_BAR_MS:g} ms): {bars[-1]['result']}")
+        dr, gr = summary["direct"].get("rps"), summary["agentgw-mcp"].get("rps")
+        ratio = gr / dr if dr and gr else None
+        okr = ratio is not None and ratio >= MCP_RATIO_BAR
+        bars.append({"label": f"req/s ratio c={c}", "ratio": ratio, "bar": MCP_RATIO_BAR,
+                     "result": "PASS" if okr else ("N/A" if ratio is None else "FAIL")})
+        print(f"- req/s agentgw/direct: {lib.fmt(ratio, 2)}x (bar >= {MCP_RATIO_BAR}x): {bars[-1]['result']}\n")
+    payload = {"scenario": "mcp", "argv": sys.argv, "environment": lib.environment_info(),
+               "request": MCP_CALL.decode(), "rounds": n_rounds, "runs": all_runs,
+               "summary": {str(c): s for c, s in results.items()}, "bars": bars}
+    path = lib.record_json("mcp", payload, args.out_dir)
+    print(f"raw results: {path}")
+    return 0 if all(b["result"] == "PASS" for b in bars) else 1
+
+
+# ---------------------------------------------------------------------------
 # Scenario registry
 # ---------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------
+# Scenario: llm
+# ---------------------------------------------------------------------------
+
+LLM_REQUEST = (b'{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},'
+               b'{"role":"user","content":"Say hello to the benchmark in one short sentence, please."}],'
+               b'"max_tokens":64,"temperature":0.2}')
+LLM_RESPONSE = (b'{"id":"chatcmpl-bench0001","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini",'
+                b'"choices":[{"index":0,"message":{"role":"assistant","content":"Hello, benchmark! Nice to meet you."},'
+                b'"finish_reason":"stop","logprobs":null}],'
+                b'"usage":{"prompt_tokens":28,"completion_tokens":9,"total_tokens":37}}')
+LLM_BAR_MS = 1.0
+LLM_TARGETS = ("direct", "agentgw-llm")
+
+
+def llm_args(p: argparse.ArgumentParser) -> None:
+    add_load_args(p)
+    p.add_argument("--concurrency", default="1,32",
+                   help="comma-separated wrk connection counts to measure (default 1,32: sequential and 32-concurrent)")
+    p.add_argument("--stream-requests", type=int, default=None,
+                   help="streamed requests per target for the time-to-first-token comparison (default 300; --quick: 60)")
+    p.add_argument("--agentgw-cmd", default=AGENTGW_CMD,
+                   help="command that starts agentgw; {config} is replaced by the generated config path")
+
+
+def llm_yaml(ports: dict[str, int], upstream_port: int) -> str:
+    """The ``llm:`` shorthand with one OpenAI model on the fake upstream (key from config)."""
+    return f"""\
+config:
+  adminAddr: {lib.LOOPBACK}:{ports['admin']}
+  statsAddr: {lib.LOOPBACK}:{ports['stats']}
+  readinessAddr: {lib.LOOPBACK}:{ports['readiness']}
+  logging: {{level: warn}}
+llm:
+  port: {ports['bind']}
+  models:
+  - name: gpt-4o-mini
+    provider: openAI
+    params: {{baseUrl: "http://{lib.LOOPBACK}:{upstream_port}/v1", apiKey: sk-bench}}
+"""
+
+
+def _ttft_ms(port: int, n: int, body: bytes) -> list[float]:
+    """Sequential streamed chat completions on one keep-alive connection: ms from sending
+    the request to the first SSE event's bytes; each stream is read to its end."""
+    import socket
+    import time as _t
+
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {lib.LOOPBACK}:{port}\r\ncontent-type: application/json\r\n"
+            f"authorization: Bearer sk-client\r\ncontent-length: {len(body)}\r\n\r\n").encode()
+    sock = socket.create_connection((lib.LOOPBACK, port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    out: list[float] = []
+    try:
+        for _ in range(n):
+            t0 = _t.perf_counter()
+            sock.sendall(head + body)
+            buf = b""
+            first = None
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    raise BenchError("connection closed mid-stream")
+                buf += data
+                if first is None and b"data:" in buf:
+                    first = (_t.perf_counter() - t0) * 1000
+                if buf.endswith(b"0\r\n\r\n") and b"[DONE]" in buf:
+                    break
+            out.append(first)
+    finally:
+        sock.close()
+    return out
+
+
+def run_llm(args: argparse.Namespace) -> int:
+    """Chat completions OpenAI→OpenAI: a fixed-answer upstream direct vs through the
+    ``llm:`` shorthand (body parsed for model/stream, key swapped, usage read for the
+    token metrics), sequential and 32-concurrent; then streaming time to first token.
+    Bars: p50(agentgw) - p50(direct) <= 1 ms; median TTFT delta <= 1 ms."""
+    import statistics
+
+    lib.ensure_tools(["nginx", "wrk", "taskset"], install=not args.no_install)
+    check_cpus(args.upstream_cpu, args.proxy_cpu, args.wrk_cpu)
+    if args.agentgw_cmd == AGENTGW_CMD:
+        ok, why = lib.agentgw_available()
+        if not ok:
+            raise BenchError(f"`python -m agentgw run` is not usable in this tree ({why})")
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    n_rounds = rounds(args)
+    n_stream = args.stream_requests or (60 if args.quick else 300)
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    all_runs: list = []
+    ttft: dict[str, list[float]] = {"direct": [], "agentgw-llm": []}
+    with lib.work_dir(keep=args.keep) as wd, ProcessGroup(wd) as group:
+        spec0 = load_spec(args, lib.write_post_lua(wd / "post.lua", LLM_REQUEST))
+        with lib.signals_raise(deadline_for(len(LLM_TARGETS) * len(levels) + 2, spec0, n_rounds)):
+            up_port, sse_port = lib.free_ports(2)
+            lib.log(f"fake OpenAI upstream (nginx, fixed chat.completion) on :{up_port} (CPU {args.upstream_cpu})")
+            conf = lib.write_nginx_upstream(wd / "nginx-up", "upstream", up_port, LLM_RESPONSE)
+            up = lib.start_nginx(group, "upstream", conf, up_port, args.upstream_cpu)
+            direct_url = f"http://{lib.LOOPBACK}:{up_port}/v1/chat/completions"
+            lib.smoke_post(direct_url, LLM_REQUEST, len(LLM_RESPONSE), proc=up, what="upstream")
+            ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
+            lib.log(f"agentgw-llm on :{ports['bind']} (CPU {args.proxy_cpu})")
+            gw = start_agentgw(group, wd, "agentgw-llm", llm_yaml(ports, up_port), ports, args.proxy_cpu, cmd=args.agentgw_cmd)
+            gw_url = f"http://{lib.LOOPBACK}:{ports['bind']}/v1/chat/completions"
+            lib.smoke_post(gw_url, LLM_REQUEST, len(LLM_RESPONSE), proc=gw, what="agentgw-llm")
+            targets = [Target("direct", direct_url, up), Target("agentgw-llm", gw_url, gw)]
+            for c in levels:
+                spec = LoadSpec(**{**spec0.__dict__, "connections": c})
+                lib.log(f"{n_rounds} round(s): wrk -t1 -c{c} -d{spec.duration_s:g}s --latency POST chat/completions")
+                runs = lib.interleaved_rounds(targets, spec, n_rounds, group)
+                all_runs += [{"connections": c, **r.__dict__} for r in runs]
+                results[c] = lib.summarize(runs, [t.name for t in targets])
+            # streaming: the demo OpenAI-compatible server, direct vs through a second agentgw
+            lib.log(f"streaming upstream (agentgw.demo.openai_server) on :{sse_port}")
+            sse = group.start("sse-upstream", [sys.executable, "-m", "agentgw.demo.openai_server", "--port", str(sse_port)],
+                              cpu=args.upstream_cpu, env=lib.python_env_with_repo_src(), cwd=lib.REPO_DIR)
+            lib.wait_tcp(sse_port, proc=sse)
+            ports2 = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
+            gw2 = start_agentgw(group, wd, "agentgw-llm-stream", llm_yaml(ports2, sse_port), ports2, args.proxy_cpu,
+                                cmd=args.agentgw_cmd)
+            stream_body = LLM_REQUEST[:-1] + b',"stream":true}'
+            for name, port in (("direct", sse_port), ("agentgw-llm", ports2["bind"])):
+                _ttft_ms(port, 10, stream_body)  # warm-up
+            for rnd in range(max(1, n_rounds)):
+                for name, port in (("direct", sse_port), ("agentgw-llm", ports2["bind"])):
+                    ttft[name] += _ttft_ms(port, n_stream, stream_body)
+            del gw2
+
+    print()
+    print(f"## LLM chat completions (OpenAI→OpenAI) — direct vs through agentgw `llm:`, {n_rounds} round(s)")
+    print()
+    bars = []
+    for c, summary in results.items():
+        print(f"### {'sequential' if c == 1 else f'{c}-concurrent'} (wrk -c{c})")
+        print()
+        print(lib.markdown_table(summary))
+        d, g = summary["direct"]["p50_ms"], summary["agentgw-llm"]["p50_ms"]
+        delta = g - d if d is not None and g is not None else None
+        ok = delta is not None and delta <= LLM_BAR_MS and not summary["agentgw-llm"]["flagged"]
+        bars.append({"label": f"p50 delta c={c}", "delta_ms": delta, "bar_ms": LLM_BAR_MS,
+                     "result": "PASS" if ok else ("N/A" if delta is None else "FAIL")})
+        print(f"\n- p50 delta (agentgw - direct): {lib.fmt(delta, 3)} ms (bar <= {LLM_BAR_MS:g} ms): {bars[-1]['result']}\n")
+    md, mg = statistics.median(ttft["direct"]), statistics.median(ttft["agentgw-llm"])
+    p90 = {k: sorted(v)[int(len(v) * 0.9) - 1] for k, v in ttft.items()}
+    tdelta = mg - md
+    bars.append({"label": "stream TTFT median delta", "delta_ms": tdelta, "bar_ms": LLM_BAR_MS,
+                 "result": "PASS" if tdelta <= LLM_BAR_MS else "FAIL"})
+    print("### streaming: time to first token (sequential, one keep-alive connection)")
+    print()
+    print("| target | requests | median ms | p90 ms |")
+    print("|---|---|---|---|")
+    for k in ttft:
+        print(f"| {k} | {len(ttft[k])} | {statistics.median(ttft[k]):.3f} | {p90[k]:.3f} |")
+    print(f"\n- TTFT median delta (agentgw - direct): {tdelta:.3f} ms (bar <= {LLM_BAR_MS:g} ms): {bars[-1]['result']}\n")
+    payload = {"scenario": "llm", "argv": sys.argv, "environment": lib.environment_info(),
+               "request": LLM_REQUEST.decode(), "rounds": n_rounds, "runs": all_runs, "ttft_ms": ttft,
+               "summary": {str(c): s for c, s in results.items()}, "bars": bars}
+    path = lib.record_json("llm", payload, args.out_dir)
+    print(f"raw results: {path}")
+    return 0 if all(b["result"] == "PASS" for b in bars) else 1
+
 
 # name -> (help, add_arguments, run). To add a scenario: write add_arguments/run
 # (reuse add_load_args, lib.start_nginx, start_agentgw, lib.interleaved_rounds,
 # lib.summarize, lib.markdown_table, lib.Bar, lib.record_json) and register it here.
 SCENARIOS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "http": ("plain HTTP reverse proxy vs nginx (direct, nginx, agentgw plain/policies)", http_args, run_http),
+    "mcp": ("MCP tools/call through an mcp backend vs direct, sequential and 32-concurrent", mcp_args, run_mcp),
+    "llm": ("LLM chat completions through the llm: shorthand vs direct, sequential/32-concurrent, plus streaming TTFT",
+            llm_args, run_llm),
     "a2a": ("A2A message/send through agentgw vs direct, sequential and 32-concurrent (p50 delta bar)", a2a_args, run_a2a),
+    "jwt": ("jwtAuth and a 3-rule CEL authorization vs the same route without (bars: >= 0.85x plain)",
+            lambda p: auth_bench.add_arguments(p, sys.modules[__name__]),
+            lambda a: auth_bench.run(a, sys.modules[__name__], "jwt")),
+    "cel": ("a 3-rule CEL authorization vs the same route without (bar: >= 0.85x plain)",
+            lambda p: auth_bench.add_arguments(p, sys.modules[__name__]),
+            lambda a: auth_bench.run(a, sys.modules[__name__], "cel")),
 }
 
 # Planned scenarios (not implemented yet); listed so the CLI shows where they go.
 PLANNED = {
-    "jwt": "JWT authentication policy on the request path",
-    "mcp": "MCP (JSON-RPC over streamable HTTP / SSE) proxying and tool authorization",
-    "llm": "LLM provider routing (OpenAI-style chat completions, streaming)",
     "redis": "rate limiting backed by a remote (Redis) store",
 }
 

@@ -20,9 +20,12 @@ from .backends.http import HttpBackend, HttpBackendSet, RetryPolicy, make_target
 from .config import ConfigError, LocalConfig, effective_limits
 from .config import models as m
 from .gateway import BindRuntime, ListenerRuntime, Route
+from .backends.a2a import static_targets
+from .policies.a2a import compile_a2a
 from .policies.cors import Cors
 from .policies.direct_response import DirectResponse
 from .policies.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
+from .policies.identity import compile_identity
 from .policies.local_ratelimit import LocalRateLimit, TokenBucket
 from .policies.request_redirect import RequestRedirect
 from .policies.url_rewrite import UrlRewrite
@@ -51,19 +54,12 @@ class _Errors:
 # Policies that parse but that this build does not enforce. Refusing them is safer than
 # serving a route without, say, the authentication its author asked for.
 _UNSUPPORTED_ROUTE_POLICIES = {
-    "jwt_auth": "jwtAuth",
-    "api_key": "apiKey",
-    "basic_auth": "basicAuth",
-    "ext_authz": "extAuthz",
-    "authorization": "authorization",
-    "mcp_authorization": "mcpAuthorization",
     "mcp_authentication": "mcpAuthentication",
     "ext_mcp": "extMcp",
     "ext_proc": "extProc",
     "oidc": "oidc",
     "transformations": "transformations",
     "request_mirror": "requestMirror",
-    "a2a": "a2a",
     "ai": "ai",
     "backend_auth": "backendAuth",
     "backend_tunnel": "backendTunnel",
@@ -100,22 +96,26 @@ class Compiler:
     # -- entry ----------------------------------------------------------------------------
     def compile(self) -> Runtime:
         cfg = self.cfg
+        bind_cfgs = list(cfg.binds)
         if cfg.mcp is not None:
-            self.errors.add("mcp", "the mcp shorthand is not supported by this agentgw build yet")
+            bind_cfgs.append(self._mcp_shorthand(cfg.mcp))
+        llm_bind = None
         if cfg.llm is not None:
-            self.errors.add("llm", "the llm shorthand is not supported by this agentgw build yet")
+            from .backends.llm.compile import compile_llm
+
+            llm_bind = compile_llm(self, cfg.llm)
         if cfg.policies:
             self.errors.add("policies", "targeted policies are not supported by this agentgw build yet")
         if cfg.route_groups:
             self.errors.add("routeGroups", "route groups are not supported by this agentgw build yet")
         for i, nb in enumerate(cfg.backends):
-            if nb.host is None:
-                self.errors.add(f"backends[{i}]", "only host backends are supported by this agentgw build yet")
+            if nb.host is None and nb.a2a is None and nb.mcp is None and nb.ai is None:
+                self.errors.add(f"backends[{i}]", "only host, a2a and mcp backends are supported by this agentgw build yet")
         binds: dict[int, BindRuntime] = {}
         bind_tls: dict[int, ssl.SSLContext | None] = {}
         seen_ports: dict[int, int] = {}
-        for bi, b in enumerate(cfg.binds):
-            bpath = f"binds[{bi}]"
+        for bi, b in enumerate(bind_cfgs):
+            bpath = f"binds[{bi}]" if bi < len(cfg.binds) else "mcp"
             if b.port in seen_ports:
                 self.errors.add(f"{bpath}.port", f"port {b.port} is already used by binds[{seen_ports[b.port]}]")
                 continue
@@ -137,12 +137,19 @@ class Compiler:
                         tls_by_host.append((lst.hostname, tls_ctx))
                 lname = lst.name or f"listener{li}"
                 table = self._routes(lst.routes or [], lpath, lname)
-                listeners.append(ListenerRuntime(lname, lst.hostname, lst.protocol, table, tls_ctx))
+                lpolicies = compile_identity(self, lst.policies, f"{lpath}.policies")
+                listeners.append(ListenerRuntime(lname, lst.hostname, lst.protocol, table, tls_ctx, lpolicies))
             if len(protocols) > 1:
                 self.errors.add(bpath, "all listeners of one bind must use the same protocol (HTTP or HTTPS)")
             listeners.sort(key=lambda L: listener_specificity(L.hostname))
             binds[b.port] = BindRuntime(b.port, listeners, self.services)
             bind_tls[b.port] = self._sni_context(tls_by_host) if tls_by_host else None
+        if llm_bind is not None:
+            if llm_bind.port in binds:
+                self.errors.add("llm.port", f"port {llm_bind.port} is already used by a bind")
+            else:
+                binds[llm_bind.port] = llm_bind
+                bind_tls[llm_bind.port] = None
         if self.errors.items:
             raise ConfigError(self.errors.items)
         return Runtime(cfg, binds, bind_tls, effective_limits(cfg), self.warnings)
@@ -154,8 +161,11 @@ class Compiler:
         for ri, r in enumerate(routes):
             rpath = f"{lpath}.routes[{ri}]"
             name = r.name or f"{lname}/route{ri}"
-            policies, traffic = self._route_policies(r.policies, f"{rpath}.policies")
+            policies, traffic = self._route_policies(r.policies, f"{rpath}.policies", ai=self._has_ai(r))
             backend = self._backends(r.backends, f"{rpath}.backends", r.policies, traffic)
+            agent = self._a2a_agent(r, backend)
+            if agent is not None:
+                policies.extend(compile_a2a(agent, getattr(getattr(self.services, "metrics", None), "m", None)))
             route = Route(name, policies, backend, lname)
             matches = []
             for mi, mm in enumerate(r.effective_matches()):
@@ -163,6 +173,25 @@ class Compiler:
                 order += 1
             entries.append((list(r.hostnames), matches))
         return RouteTable(entries)
+
+    def _a2a_agent(self, r: m.Route, backend) -> str | None:
+        """The agent name when the route carries A2A traffic (``a2a`` policy, ``a2a``
+        backend, or a backend with the ``a2a`` backend policy), else ``None``."""
+        cfg = r.policies.a2a if r.policies is not None else None
+        on = cfg is not None
+        for rb in r.backends:
+            nb = self.named.get(rb.backend, (0, None))[1] if rb.backend is not None else None
+            if rb.a2a is not None or (nb is not None and nb.a2a is not None):
+                on = True
+            for bp in (rb.policies, nb.policies if nb is not None else None):
+                if bp is not None and bp.a2a is not None:
+                    on = True
+                    cfg = cfg or bp.a2a
+        if not on:
+            return None
+        if cfg is not None and cfg.agent:
+            return cfg.agent
+        return r.name or (backend.label if backend is not None else "") or ""
 
     def _match(self, route: Route, mm: m.RouteMatch, path: str, order: int) -> Match:
         kind, value = PREFIX, "/"
@@ -190,12 +219,24 @@ class Compiler:
             order=order,
         )
 
-    def _route_policies(self, p: m.RoutePolicies | None, path: str) -> tuple[list, dict]:
+    def _has_ai(self, r: m.Route) -> bool:
+        """Whether the route has an ``ai`` backend (its ``ai``/``backendAuth`` policies are read by it)."""
+        for rb in r.backends:
+            nb = self.named.get(rb.backend)[1] if rb.backend is not None and rb.backend in self.named else None
+            if rb.ai is not None or (nb is not None and nb.ai is not None):
+                return True
+        return False
+
+    def _route_policies(self, p: m.RoutePolicies | None, path: str, ai: bool = False) -> tuple[list, dict]:
         out: list = []
         traffic: dict = {}
         if p is None:
             return out, traffic
-        self._unsupported(p, _UNSUPPORTED_ROUTE_POLICIES, path)
+        unsupported = _UNSUPPORTED_ROUTE_POLICIES
+        if ai:  # read by the ai backend
+            unsupported = {k: v for k, v in unsupported.items() if k not in ("ai", "backend_auth")}
+        self._unsupported(p, unsupported, path)
+        out.extend(compile_identity(self, p, path))
         if p.request_header_modifier is not None:
             h = p.request_header_modifier
             out.append(RequestHeaderModifier(h.add, h.set, h.remove))
@@ -285,6 +326,8 @@ class Compiler:
         for i, rb in enumerate(backends):
             bpath = f"{path}[{i}]"
             bp = rb.policies
+            if bp is not None and (rb.mcp is not None or rb.ai is not None):
+                bp = None  # checked by the MCP / LLM compilers
             if bp is not None:
                 self._unsupported(
                     bp,
@@ -298,7 +341,6 @@ class Compiler:
                         "ext_authz": "extAuthz",
                         "ext_mcp": "extMcp",
                         "health": "health",
-                        "a2a": "a2a",
                         "ai": "ai",
                         "inference_routing": "inferenceRouting",
                         "tcp": "tcp",
@@ -313,22 +355,55 @@ class Compiler:
                 s = rb.service
                 addr = f"{s.name.hostname}:{s.port}"
                 http.append((rb.weight, self._http_backend(f"{s.name.namespace}/{s.name.hostname}:{s.port}", addr, tls_cfg, bpath)))
+            elif rb.a2a is not None:
+                for w, tname, addr in static_targets(rb.a2a):
+                    http.append((rb.weight * w, self._http_backend(tname, addr, tls_cfg, f"{bpath}.a2a")))
             elif rb.backend is not None:
                 ref = self.named.get(rb.backend)
                 if ref is None:
                     self.errors.add(f"{bpath}.backend", f"no top-level backend named {rb.backend!r}")
                     continue
                 ni, nb = ref
+                if nb.ai is not None:
+                    if len(backends) > 1:
+                        self.errors.add(f"{bpath}.backend", "an ai backend must be the only backend of its route (use ai.groups for several providers)")
+                        continue
+                    from .backends.llm.compile import compile_ai_backend
+
+                    return compile_ai_backend(self, nb.ai, f"backends[{ni}].ai", route_policies, nb.policies, traffic, name=nb.name)
+                if nb.mcp is not None:
+                    if len(backends) > 1:
+                        self.errors.add(f"{bpath}.backend", "an mcp backend must be the only backend of its route")
+                        continue
+                    return self._mcp(nb.mcp, f"backends[{ni}].mcp", route_policies, nb.policies, traffic, name=nb.name)
+                ntls = (nb.policies.backend_tls if nb.policies is not None else None) or tls_cfg
+                if nb.a2a is not None:
+                    for w, tname, addr in static_targets(nb.a2a):
+                        http.append((rb.weight * w, self._http_backend(nb.name, addr, ntls, f"backends[{ni}].a2a")))
+                    continue
                 if nb.host is None:
                     continue  # reported at backends[ni]
-                ntls = (nb.policies.backend_tls if nb.policies is not None else None) or tls_cfg
                 http.append((rb.weight, self._http_backend(nb.name, nb.host, ntls, f"backends[{ni}]")))
+            elif rb.ai is not None:
+                if len(backends) > 1:
+                    self.errors.add(f"{bpath}.ai", "an ai backend must be the only backend of its route (use ai.groups for several providers)")
+                    continue
+                from .backends.llm.compile import compile_ai_backend
+
+                return compile_ai_backend(self, rb.ai, f"{bpath}.ai", route_policies, rb.policies, traffic)
+            elif rb.mcp is not None:
+                if len(backends) > 1:
+                    self.errors.add(f"{bpath}.mcp", "an mcp backend must be the only backend of its route")
+                    continue
+                return self._mcp(rb.mcp, f"{bpath}.mcp", route_policies, rb.policies, traffic)
             else:
                 kind = next(k for k in ("mcp", "ai", "aws", "dynamic", "route_group") if getattr(rb, k) is not None)
                 key = {"route_group": "routeGroup"}.get(kind, kind)
                 self.errors.add(f"{bpath}.{key}", f"{key} backends are not supported by this agentgw build yet")
         if not http:
             return None
+        if route_policies is not None and route_policies.mcp_authorization is not None:
+            self.errors.add(f"{path.rsplit('.', 1)[0]}.policies.mcpAuthorization", "needs an mcp backend on the route")
         svc = self.services
         return HttpBackendSet(
             http,
@@ -352,6 +427,20 @@ class Compiler:
             self.errors.add(f"{path}.host", f"invalid backend address {addr!r}: {exc}")
             target, host_override = make_target("127.0.0.1:1", tls=None, sni=None, connect_timeout=1.0)
         return HttpBackend(name, target, host_override=host_override)
+
+    # -- MCP ------------------------------------------------------------------------------
+    def _mcp_shorthand(self, sh: m.McpShorthand) -> m.Bind:
+        """``mcp: {port, targets, ...}`` → one bind, one listener, one route to the backend."""
+        backend = sh.model_dump(by_alias=True, exclude_none=True, exclude={"port", "policies"})
+        route: dict = {"name": "mcp", "backends": [{"mcp": backend}]}
+        if sh.policies is not None:
+            route["policies"] = sh.policies.model_dump(by_alias=True, exclude_none=True)
+        return m.Bind.model_validate({"port": sh.port, "listeners": [{"name": "mcp", "routes": [route]}]})
+
+    def _mcp(self, mb: m.McpBackend, path: str, route_policies, backend_policies, traffic: dict, name: str = ""):
+        from .backends.mcp.compile import compile_mcp_backend
+
+        return compile_mcp_backend(self, mb, path, route_policies, backend_policies, traffic, name)
 
     # -- TLS ------------------------------------------------------------------------------
     def _backend_tls(self, t: m.BackendTLS, path: str) -> tuple[ssl.SSLContext | None, str]:

@@ -21,7 +21,7 @@ log = logging.getLogger("agentgw")
 
 
 class Route:
-    __slots__ = ("name", "request_chain", "response_chain", "backend", "policies", "listener")
+    __slots__ = ("name", "request_chain", "response_chain", "backend", "policies", "listener", "fast")
 
     def __init__(self, name: str, policies: list, backend, listener: str = ""):
         from .policies.base import overrides
@@ -33,12 +33,14 @@ class Route:
         self.response_chain = tuple(p.on_response for p in policies if overrides(p, "on_response"))
         self.backend = backend
         self.listener = listener
+        # Served by ``handle_fast`` when every request policy answers synchronously.
+        self.fast = all(p.sync for p in policies)
 
 
 class ListenerRuntime:
     """A listener: its route table plus the policies that run before routing."""
 
-    __slots__ = ("name", "hostname", "protocol", "routes", "tls", "request_chain", "response_chain")
+    __slots__ = ("name", "hostname", "protocol", "routes", "tls", "request_chain", "response_chain", "fast")
 
     def __init__(
         self, name: str, hostname: str | None, protocol: str, routes: RouteTable, tls=None, policies: list = ()
@@ -53,6 +55,7 @@ class ListenerRuntime:
         self.tls = tls
         self.request_chain = tuple(p.on_request for p in policies if overrides(p, "on_request"))
         self.response_chain = tuple(p.on_response for p in policies if overrides(p, "on_response"))
+        self.fast = all(p.sync for p in policies)
 
 
 class BindRuntime:
@@ -125,19 +128,93 @@ async def handle(bind: BindRuntime, req, ex) -> None:
         elif not ex.finished:
             ex.abort()
     finally:
-        services = bind.services
-        duration = time.perf_counter() - ctx.start
-        route = ctx.route
-        status = ex.status if ex.started else 0
-        services.metrics.observe(
-            (
-                bind.name,
-                route.name if route is not None else "",
-                ctx.backend_name,
-                req.method,
-                str(status),
-            ),
-            duration,
-        )
-        if services.access_log.enabled:
-            services.access_log.record(ctx, duration)
+        observe(ctx)
+
+
+def observe(ctx: Ctx) -> None:
+    """Metrics and access log for one finished exchange (called exactly once)."""
+    bind = ctx.bind
+    services = bind.services
+    duration = time.perf_counter() - ctx.start
+    route = ctx.route
+    ex = ctx.ex
+    req = ctx.req
+    status = ex.status if ex.started else 0
+    services.metrics.observe(
+        (bind.name, route.name if route is not None else "", ctx.backend_name, req.method, _status_str(status)),
+        duration,
+    )
+    if services.access_log.enabled:
+        services.access_log.record(ctx, duration)
+
+
+_STATUS_STR = {s: str(s) for s in range(0, 600)}
+
+
+def _status_str(status: int) -> str:
+    s = _STATUS_STR.get(status)
+    return s if s is not None else str(status)
+
+
+def handle_fast(bind: BindRuntime, req, ex) -> bool:
+    """Serve a request without a task when everything on its way is synchronous.
+
+    Routing and synchronous policies run right here in the parser callback; a plain
+    HTTP backend with a pooled connection sends the request at once and relays the
+    response from the upstream's read callback. Returns False, having done nothing,
+    when the request needs the general path (``handle`` in a task); once policies have
+    run, async work continues in a task from the backend step instead (``serve_backend``).
+    """
+    listener = bind.single or bind.select(req.host)
+    if listener is None or not listener.fast or listener.request_chain:
+        return False
+    path = normalize_path(req.path)
+    match = listener.routes.match(req.method, req.host, path, req.headers, req.query)
+    if match is None:
+        return False
+    route = match.route
+    if not route.fast:
+        return False
+    ctx = Ctx(req, ex, bind)
+    ctx.listener = listener
+    ctx.path = path
+    ctx.route = route
+    ctx.match = match
+    try:
+        for step in route.request_chain:
+            r = step(ctx)
+            if r is not None:
+                ctx.respond(r)
+                observe(ctx)
+                return True
+        backend = route.backend
+        if backend is None:
+            ctx.respond(Reply.error(503, "no_healthy_backend", "the route has no backend"))
+            observe(ctx)
+            return True
+        try_fast = getattr(backend, "try_fast", None)
+        if try_fast is not None and try_fast(ctx):
+            return True
+    except GatewayError as exc:
+        if not ex.started:
+            ctx.respond(exc.reply())
+        observe(ctx)
+        return True
+    ex.conn.spawn(ex, serve_backend(ctx))
+    return True
+
+
+async def serve_backend(ctx: Ctx) -> None:
+    """The backend step of ``handle``, for a request whose policies already ran."""
+    ex = ctx.ex
+    try:
+        await ctx.route.backend.serve(ctx)
+    except GatewayError as exc:
+        if not ctx.upstream_error and exc.status >= 500:
+            ctx.upstream_error = exc.message
+        if not ex.started:
+            ctx.respond(exc.reply())
+        elif not ex.finished:
+            ex.abort()
+    finally:
+        observe(ctx)

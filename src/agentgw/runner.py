@@ -25,7 +25,7 @@ from .compile import Runtime, compile_config
 from .config import ConfigError, load_config_file, redacted_dump
 from .engine.client import ConnectionPool
 from .engine.server import HttpServerProtocol, ServerSettings
-from .gateway import BindRuntime, handle
+from .gateway import BindRuntime, handle, handle_fast
 from .telemetry.accesslog import AccessLog
 from .telemetry.metrics import GatewayMetrics, render
 from .telemetry.setup import configure_logging
@@ -71,6 +71,7 @@ class BindServer:
             scheme="https" if tls is not None else "http",
             on_connection_change=on_conn,
         )
+        self.settings.fast_handler = self._handle_fast
         self.apply_limits(limits)
 
     def apply_limits(self, limits) -> None:
@@ -83,6 +84,9 @@ class BindServer:
 
     def _handle(self, req, ex):
         return handle(self.runtime, req, ex)
+
+    def _handle_fast(self, req, ex) -> bool:
+        return handle_fast(self.runtime, req, ex)
 
     async def start(self, host: str) -> None:
         loop = self.proc.loop
@@ -289,6 +293,9 @@ class GatewayProcess:
             srv.settings.stop_sweeper()
         for s in self.admin_servers:
             s.close()
+        mcp = getattr(self.services, "mcp", None)
+        if mcp is not None:  # MCP sessions: stop stdio servers (and reap them)
+            await mcp.close()
         self.services.pool.close()
         self.services.access_log.flush()
 

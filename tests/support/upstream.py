@@ -323,7 +323,7 @@ def make_app(name: str) -> web.Application:
         response.headers["x-upstream-port"] = str(_local_port(request))
 
     app.on_response_prepare.append(on_prepare)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.router.add_route("*", "/{tail:(?s:.*)}", dispatch)  # (?s): decoded paths may hold newlines
     return app
 
 

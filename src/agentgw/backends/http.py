@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from functools import partial
 import random
 import ssl as _ssl
 from typing import Sequence
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
-from ..engine.http import GatewayError, Headers, encode_headers, strip_hop_by_hop
+from ..engine.http import HOP_BY_HOP, GatewayError, Headers, strip_hop_by_hop
 
 
 class HttpBackend:
@@ -75,38 +76,46 @@ class WeightedChoice:
         return items[bisect.bisect_right(self.cum, random.random() * self.total)]
 
 
+# Request headers the gateway rewrites rather than copies (plus hop-by-hop ones).
+_REQ_SPECIAL = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+_CONN_PLAIN_S = frozenset({"keep-alive", "close"})
+
+
 def upstream_head(ctx, backend: HttpBackend, body_len: int | None, chunked: bool) -> bytes:
-    """Serialise the upstream request head for ``ctx`` sent to ``backend``."""
+    """Serialise the upstream request head for ``ctx`` sent to ``backend``, in one pass."""
     req = ctx.req
-    headers = strip_hop_by_hop(req.headers, keep_upgrade=req.upgrade)
+    headers = req.headers
+    for k, v in headers:
+        if k == "connection" and v.strip().lower() not in _CONN_PLAIN_S:
+            # names further hop-by-hop headers (or asks for an upgrade): the general path
+            headers = strip_hop_by_hop(headers, keep_upgrade=req.upgrade)
+            break
     host = ctx.authority or backend.host_override
-    out: list[tuple[str, str]] = []
+    orig_host = None
     xff = None
-    for kv in headers:
-        k = kv[0]
-        if k == "host":
-            if host is None:
-                host = kv[1]
+    parts = []
+    for k, v in headers:
+        if k in _REQ_SPECIAL:
+            if k == "host":
+                orig_host = v
+            elif k == "x-forwarded-for":
+                xff = v if xff is None else f"{xff}, {v}"
+            elif req.upgrade and (k == "upgrade" or (k == "connection" and v == "upgrade")):
+                parts.append(f"{k}: {v}\r\n")
             continue
-        if k in ("content-length", "expect", "x-forwarded-proto", "x-forwarded-host"):
-            continue
-        if k == "x-forwarded-for":
-            xff = kv[1] if xff is None else f"{xff}, {kv[1]}"
-            continue
-        out.append(kv)
+        parts.append(f"{k}: {v}\r\n")
     if host is None:
-        host = backend.target.authority
+        host = orig_host or backend.target.authority
     client_ip = req.client_addr
-    out.append(("x-forwarded-for", f"{xff}, {client_ip}" if xff else client_ip))
-    out.append(("x-forwarded-proto", req.scheme))
-    orig_host = req.headers.get("host")
+    parts.append(f"x-forwarded-for: {xff}, {client_ip}\r\n" if xff else f"x-forwarded-for: {client_ip}\r\n")
+    parts.append(f"x-forwarded-proto: {req.scheme}\r\n")
     if orig_host:
-        out.append(("x-forwarded-host", orig_host))
+        parts.append(f"x-forwarded-host: {orig_host}\r\n")
     if body_len is not None:
-        out.append(("content-length", str(body_len)))
+        parts.append(f"content-length: {body_len}\r\n")
     elif chunked:
-        out.append(("transfer-encoding", "chunked"))
-    return f"{req.method} {ctx.target} HTTP/1.1\r\nhost: {host}\r\n".encode("latin-1") + encode_headers(out) + b"\r\n"
+        parts.append("transfer-encoding: chunked\r\n")
+    return f"{req.method} {ctx.target} HTTP/1.1\r\nhost: {host}\r\n{''.join(parts)}\r\n".encode("latin-1")
 
 
 async def _pump_body(body, conn: UpstreamConnection, chunked: bool) -> None:
@@ -145,6 +154,97 @@ class HttpBackendSet:
         self.on_upstream_error = on_upstream_error
         names = {b.name for _, b in backends}
         self.label = names.pop() if len(names) == 1 else ""
+        self.fast_ok = retry is None and request_timeout is None and backend_timeout is None
+
+    # -- fast path (no task): see gateway.handle_fast ----------------------------------------
+    def try_fast(self, ctx) -> bool:
+        """Send on a pooled connection and relay from callbacks, if nothing needs waiting.
+
+        Declines (returns False, nothing sent) for retries, timeouts, streamed or upgrade
+        requests, or when no idle connection is pooled; the task path handles those.
+        """
+        if not self.fast_ok:
+            return False
+        req = ctx.req
+        body = req.body
+        if not body.complete or body.error is not None or req.upgrade:
+            return False
+        backend = self.choice.pick()
+        if backend is None:
+            return False
+        conn = self.pool.take_idle(backend.target)
+        if conn is None:
+            return False
+        ctx.backend_name = backend.name
+        has_body = body.size > 0 or req.headers.has("content-length") or req.headers.has("transfer-encoding")
+        data = body.buffered() if has_body else b""
+        head = upstream_head(ctx, backend, len(data) if has_body else None, False)
+        ctx.ex.on_disconnect(conn.close)
+        conn.send_head_cb(head, data, partial(self._fast_head, ctx), head_only=req.method == "HEAD")
+        return True
+
+    def _fast_head(self, ctx, conn: UpstreamConnection, exc) -> None:
+        from ..gateway import observe, serve_backend
+
+        ex = ctx.ex
+        if exc is not None:
+            conn.close()
+            if isinstance(exc, StaleConnection) and ctx.req.body.replayable and not ex.disconnected:
+                ex.conn.spawn(ex, serve_backend(ctx))  # a fresh connection, from a task
+                return
+            ctx.upstream_error = exc.message
+            if self.on_upstream_error is not None:
+                self.on_upstream_error(ctx, exc)
+            if not ex.started:
+                ctx.respond(exc.reply())
+            elif not ex.finished:
+                ex.abort()
+            observe(ctx)
+            return
+        status = conn.status
+        headers, cl = self._response_head(ctx, conn)
+        if conn.done:
+            body = b"".join(conn.chunks) if conn.chunks else b""
+            conn.chunks = []
+            if ex.head_only and cl is not None:
+                ex.start(status, headers, content_length=int(cl))
+                ex.end()
+            else:
+                ex.send(status, headers, body)
+            conn.release()
+            observe(ctx)
+            return
+        ex.start(status, headers, content_length=int(cl) if cl is not None and cl.isdigit() else None)
+        client = ex.conn
+        hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
+
+        def on_end() -> None:
+            client.remove_pause_hook(hook)
+            ex.end()
+            conn.release()
+            observe(ctx)
+
+        def on_error(err: BaseException) -> None:
+            client.remove_pause_hook(hook)
+            ctx.upstream_error = getattr(err, "message", str(err))
+            ex.abort()
+            conn.close()
+            observe(ctx)
+
+        conn.stream_to(ex.write, on_end, on_error)
+
+    def _response_head(self, ctx, conn: UpstreamConnection):
+        """Response headers for the client (raw bytes when no policy needs them) and the
+        upstream content-length, with response policies applied."""
+        cl = conn.resp_cl.decode("latin-1") if conn.resp_cl is not None else None
+        if not ctx.response_hooks and not ctx.route.response_chain and not ctx.listener.response_chain:
+            raw = raw_response_headers(conn.raw_headers)
+            if raw is not None:
+                return raw, cl
+        headers = strip_hop_by_hop(conn.headers)
+        headers.remove("content-length")
+        ctx.finalize_headers(conn.status, headers)
+        return headers, cl
 
     async def serve(self, ctx) -> None:
         conn, pump = await self._exchange(ctx)
@@ -186,7 +286,9 @@ class HttpBackendSet:
             pump = None
             conn = None
             try:
-                conn = await self.pool.acquire(backend.target)
+                conn = self.pool.take_idle(backend.target)
+                if conn is None:
+                    conn = await self.pool.connect(backend.target)
                 if replayable:
                     data = body.buffered() if has_body else b""
                     conn.send_head(
@@ -258,21 +360,19 @@ class HttpBackendSet:
     # -- response -----------------------------------------------------------------------
     async def _relay(self, ctx, conn: UpstreamConnection) -> None:
         ex = ctx.ex
-        headers = strip_hop_by_hop(conn.headers)
-        cl = headers.get("content-length")
-        if cl is not None:
-            headers.remove("content-length")
         status = conn.status
         if status == 101 and conn.upgraded:
-            await self._tunnel(ctx, conn, headers)
+            await self._tunnel(ctx, conn, strip_hop_by_hop(conn.headers))
             return
         if ctx.body_filter is not None:
+            headers = strip_hop_by_hop(conn.headers)
+            headers.remove("content-length")
             body = await conn.read_body(ctx.req.body.limit)
             body = ctx.body_filter(status, headers, body)
             ctx.finalize_headers(status, headers)
             ex.send(status, headers, body)
             return
-        ctx.finalize_headers(status, headers)
+        headers, cl = self._response_head(ctx, conn)
         observer = ctx.body_observer
         if conn.done:
             body = b"".join(conn.chunks) if conn.chunks else b""
@@ -342,6 +442,42 @@ class HttpBackendSet:
         # The exchange is over for HTTP purposes once both sides are spliced; the
         # connection objects close each other when either end goes away.
         ex.finished = True
+
+
+# Response headers that never pass through as they are: hop-by-hop ones, and the
+# framing headers the gateway sets itself.
+_RESP_DROP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+    }
+)
+_CONN_PLAIN = frozenset({b"keep-alive", b"close"})
+
+
+def raw_response_headers(raw: list[tuple[bytes, bytes]]) -> bytes | None:
+    """Encode upstream response headers for the client without decoding them.
+
+    Returns None when a ``Connection`` header names further hop-by-hop headers: that
+    rare case takes the structured path, which removes them.
+    """
+    parts = []
+    for n, v in raw:
+        ln = n.lower()
+        if ln in _RESP_DROP:
+            if ln == b"connection" and v.strip().lower() not in _CONN_PLAIN:
+                return None
+            continue
+        parts.append(b"%s: %s\r\n" % (n, v))
+    return b"".join(parts)
 
 
 def _pump_done(fut: asyncio.Future, conn: UpstreamConnection) -> None:

@@ -18,7 +18,7 @@ their full agentgateway model is large and deep; the compile step owns them:
 * route/backend ``ai`` policy (prompt guards, defaults/overrides, model aliases,
   prompt caching, ``routes``) and the ``provider`` object of ``ai`` backends
 * ``mcpAuthentication``, ``oidc``, ``extProc``, ``extMcp``, ``remoteRateLimit``,
-  ``a2a``, ``health``, ``inferenceRouting``
+  ``health``, ``inferenceRouting``
 * backend ``tcp``, ``backendTunnel``, ``backendAuth.azure``
 * ``frontendPolicies.tracing``/``networkAuthorization``/``proxyProtocol``/``connect``
   and ``accessLog.otlp``
@@ -541,11 +541,26 @@ class JwtProvider(_Model):
     jwt_validation_options: Optional[JwtValidationOptions] = None
 
 
+class ClaimToHeader(_Model):
+    """agentgw extension: copy a verified claim into a request header."""
+
+    claim: str
+    header: str
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, v: str) -> str:
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", v):
+            raise ValueError(f"invalid header name {v!r}")
+        return v
+
+
 class JwtAuth(_Model):
     """JWT validation.
 
     Either a single issuer (``issuer``/``audiences``/``jwks``) or several
     (``providers: [...]``).  ``issuer`` without ``jwks`` uses OIDC discovery.
+    ``claimToHeaders`` is an agentgw extension.
     """
 
     mode: AuthMode = "optional"
@@ -558,6 +573,7 @@ class JwtAuth(_Model):
     jwks: Optional[FileInlineOrRemote] = None
     jwt_validation_options: Optional[JwtValidationOptions] = None
     provider_backend: Optional[SimpleBackendRef] = None
+    claim_to_headers: Optional[list[ClaimToHeader]] = None
 
     @model_validator(mode="after")
     def _shape(self):
@@ -600,9 +616,45 @@ class ApiKeyEntry(_Model):
 
 
 class ApiKeyAuth(_Model):
-    keys: list[ApiKeyEntry]
+    """``keysFile`` / ``keysDir`` are agentgw extensions (a key list file, a mounted Secret)."""
+
+    keys: list[ApiKeyEntry] = Field(default_factory=list)
+    keys_file: Optional[str] = None
+    keys_dir: Optional[str] = None
     mode: AuthMode = "optional"
     location: Optional[AuthorizationLocation] = None
+
+    @model_validator(mode="after")
+    def _some_keys(self):
+        if not self.keys and self.keys_file is None and self.keys_dir is None:
+            raise ValueError("one of keys, keysFile, keysDir must be set")
+        return self
+
+
+class ServiceAccountAuth(_Model):
+    """agentgw extension: Kubernetes service-account tokens, by JWKS or TokenReview."""
+
+    mode: AuthMode = "strict"
+    location: Optional[AuthorizationLocation] = None
+    audiences: Optional[list[str]] = None
+    issuer: Optional[str] = None
+    jwks: Optional[FileInlineOrRemote] = None
+    token_review: Optional[str] = None
+    ca_file: Optional[str] = None
+    token_file: Optional[str] = None
+    principal_header: Optional[str] = None
+    preserve_token: bool = False
+    timeout: Optional[DurationField] = None
+
+    _exactly_one_of = ("jwks", "token_review")
+
+    @model_validator(mode="after")
+    def _issuer(self):
+        if self.jwks is not None and self.issuer is None:
+            raise ValueError("jwks needs issuer")
+        if self.token_review is not None:
+            _validate_target(self.token_review)
+        return self
 
 
 class BasicAuth(_Model):
@@ -613,9 +665,16 @@ class BasicAuth(_Model):
 
 
 class Authorization(_Model):
-    """CEL rules; a request is allowed if any rule matches."""
+    """CEL rules; a request is allowed if any rule matches.
+
+    agentgw extension: ``allow`` (same as ``rules``), ``deny`` (any match refuses) and
+    ``require`` (all must hold).
+    """
 
     rules: list[str] = Field(default_factory=list)
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+    require: list[str] = Field(default_factory=list)
 
 
 
@@ -768,6 +827,14 @@ class ConditionalExtAuthzs(Conditional):
 ExtAuthzField = _explicit_or_conditional(ExtAuthz, ConditionalExtAuthzs)
 
 
+class A2aPolicy(_Model):
+    """``a2a: {}``: mark a route's traffic as A2A (card rewriting, JSON-RPC parsing,
+    metrics). ``agent`` (an agentgw extension) names the agent for metrics, logs and
+    CEL's ``a2a.agent``; by default the route's name, else the backend's."""
+
+    agent: Optional[str] = None
+
+
 class McpTargetPolicies(SimpleBackendPolicies):
     mcp_authorization: Optional[Authorization] = None
     ext_mcp: Optional[Opaque] = None
@@ -780,7 +847,7 @@ class BackendPolicies(McpTargetPolicies):
     request_redirect: Optional[RequestRedirect] = None
     health: Optional[Opaque] = None
     ext_authz: Optional[ExtAuthz] = None
-    a2a: Optional[Opaque] = Field(default=None, alias="a2a")
+    a2a: Optional[A2aPolicy] = Field(default=None, alias="a2a")
     inference_routing: Optional[Opaque] = None
     ai: Optional[Opaque] = None
 
@@ -806,6 +873,8 @@ class GatewayPolicies(_Model):
     transformations: Optional[TransformationsField] = None
     basic_auth: Optional[BasicAuth] = None
     api_key: Optional[ApiKeyAuth] = None
+    service_account_auth: Optional[ServiceAccountAuth] = None
+    authorization: Optional[Authorization] = None
 
 
 class RoutePolicies(GatewayPolicies):
@@ -822,7 +891,7 @@ class RoutePolicies(GatewayPolicies):
     ext_mcp: Optional[Opaque] = None
     authorization: Optional[Authorization] = None
     mcp_authentication: Optional[Opaque] = None
-    a2a: Optional[Opaque] = Field(default=None, alias="a2a")
+    a2a: Optional[A2aPolicy] = Field(default=None, alias="a2a")
     ai: Optional[Opaque] = None
     backend_tls: Optional[BackendTLS] = Field(default=None, alias="backendTLS")
     backend_tunnel: Optional[Opaque] = None
@@ -914,11 +983,34 @@ class McpTarget(_Model):
         return v
 
 
+class DnsRebindingProtection(_Model):
+    """agentgw extension: Host/Origin checks against DNS rebinding (MCP spec, transports)."""
+
+    #: Host header names (port ignored) accepted; default: localhost, 127.0.0.1, [::1].
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"])
+    #: Extra Origin values accepted besides those whose host is in ``allowedHosts``.
+    allowed_origins: list[str] = Field(default_factory=list)
+
+
+class McpToolRateLimit(_Model):
+    """agentgw extension: a token bucket for calls of some tools (``tools`` unset: all)."""
+
+    tools: Optional[list[str]] = None
+    target: Optional[str] = None
+    max_tokens: int = Field(ge=1)
+    tokens_per_fill: int = Field(ge=1)
+    fill_interval: DurationField
+
+
 class McpBackend(_Model):
     targets: list[McpTarget]
     stateful_mode: Literal["stateless", "stateful"] = "stateful"
-    prefix_mode: Optional[Literal["always", "conditional"]] = None
+    prefix_mode: Optional[Literal["always", "conditional", "never"]] = None
     failure_mode: Optional[Literal["failClosed", "failOpen"]] = None
+    #: agentgw extensions (see docs/mcp.md)
+    dns_rebinding_protection: Optional[Union[bool, DnsRebindingProtection]] = None
+    passthrough_headers: list[str] = Field(default_factory=list)
+    tool_rate_limits: list[McpToolRateLimit] = Field(default_factory=list)
 
     @field_validator("targets")
     @classmethod
@@ -995,11 +1087,29 @@ class AwsBackend(_Model):
     agent_core: AgentCore
 
 
+class A2aStaticTarget(_Model):
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
+class A2aTarget(_Model):
+    name: Optional[str] = None
+    static: A2aStaticTarget
+    weight: int = Field(default=1, ge=0)
+
+
+class A2aBackend(_Model):
+    """A backend of A2A agents at static addresses (the ``Backend`` ``type: A2A`` shape)."""
+
+    targets: list[A2aTarget] = Field(min_length=1)
+
+
 class _BackendKinds(_Model):
     host: Optional[str] = None
     mcp: Optional[McpBackend] = None
     ai: Optional[AiBackend] = None
     aws: Optional[AwsBackend] = None
+    a2a: Optional[A2aBackend] = Field(default=None, alias="a2a")
 
     @field_validator("host")
     @classmethod
@@ -1017,7 +1127,7 @@ class RouteBackend(_BackendKinds):
     route_group: Optional[str] = None
     policies: Optional[BackendPolicies] = None
 
-    _exactly_one_of = ("host", "service", "backend", "mcp", "ai", "aws", "dynamic", "route_group")
+    _exactly_one_of = ("host", "service", "backend", "mcp", "ai", "aws", "a2a", "dynamic", "route_group")
 
 
 class NamedBackend(_BackendKinds):
@@ -1026,7 +1136,7 @@ class NamedBackend(_BackendKinds):
     name: str
     policies: Optional[BackendPolicies] = None
 
-    _exactly_one_of = ("host", "mcp", "ai", "aws")
+    _exactly_one_of = ("host", "mcp", "ai", "aws", "a2a")
 
 
 class TcpRouteBackend(SimpleBackendRef):

@@ -90,10 +90,14 @@ class UpstreamConnection(asyncio.Protocol):
         "_read_paused",
         # per-request state
         "status",
-        "headers",
+        "raw_headers",
+        "_headers",
+        "resp_cl",
+        "resp_te",
         "keep_alive",
         "head_only",
         "_head_fut",
+        "_on_head",
         "_got_bytes",
         "_informational",
         "_timer",
@@ -126,10 +130,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _reset_state(self) -> None:
         self.status = 0
-        self.headers = Headers()
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self._headers: Headers | None = None
+        self.resp_cl: bytes | None = None
+        self.resp_te = False
         self.keep_alive = True
         self.head_only = False
         self._head_fut: asyncio.Future | None = None
+        self._on_head = None  # callback mode: on_head(conn, exc) instead of a future
         self._got_bytes = False
         self._informational = False
         self._timer: asyncio.TimerHandle | None = None
@@ -156,6 +164,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._got_bytes = True
         try:
             self.parser.feed_data(data)
+            cb = self._on_head
+            if cb is not None and self.status:
+                # Called after the whole read is parsed, so a small response's body is
+                # already here and can go out with its head in one write.
+                self._on_head = None
+                cb(self, None)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             self.upgraded = True
@@ -231,19 +245,36 @@ class UpstreamConnection(asyncio.Protocol):
         pass
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        # Kept as raw bytes: a response passing through untouched is never decoded.
+        self.raw_headers.append((name, value))
+        n = len(name)
+        if n == 14 and name.lower() == b"content-length":
+            self.resp_cl = value
+        elif n == 17 and name.lower() == b"transfer-encoding":
+            self.resp_te = True
+
+    @property
+    def headers(self) -> Headers:
+        """The response headers as (lowercase name, value) strings, decoded on first use."""
+        h = self._headers
+        if h is None:
+            h = self._headers = Headers(
+                [(n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in self.raw_headers]
+            )
+        return h
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self._informational = True  # 100 Continue / 103: wait for the final response
-            self.headers = Headers()
+            self.raw_headers = []
+            self.resp_cl = None
+            self.resp_te = False
             return
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
         if status != 101 and not self.head_only and status not in (204, 304):
-            h = self.headers
-            if not h.has("content-length") and not h.has("transfer-encoding"):
+            if self.resp_cl is None and not self.resp_te:
                 self.close_delimited = True
         if status == 101:
             return  # resolved when the parser raises HttpParserUpgrade
@@ -298,6 +329,11 @@ class UpstreamConnection(asyncio.Protocol):
         if t is not None:
             t.cancel()
             self._timer = None
+        cb = self._on_head
+        if cb is not None:
+            self._on_head = None
+            cb(self, exc)
+            return
         f = self._head_fut
         if f is not None and not f.done():
             f.set_exception(exc)
@@ -317,6 +353,18 @@ class UpstreamConnection(asyncio.Protocol):
         self._reset_state()
         self.head_only = head_only
         self._head_fut = self.loop.create_future()
+        if body:
+            self.transport.write(head + body)
+        else:
+            self.transport.write(head)
+
+    def send_head_cb(self, head: bytes, body: bytes | None, on_head, *, head_only: bool = False) -> None:
+        """Like :meth:`send_head`, but ``on_head(conn, exc)`` is called instead of a future
+        resolving: once the response head (and whatever body came with it) is parsed,
+        or with the error if the exchange fails first. No task needs to wait."""
+        self._reset_state()
+        self.head_only = head_only
+        self._on_head = on_head
         if body:
             self.transport.write(head + body)
         else:
@@ -431,13 +479,20 @@ class ConnectionPool:
         self._idle: dict[tuple, list[UpstreamConnection]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
-    async def acquire(self, target: UpstreamTarget) -> UpstreamConnection:
+    def take_idle(self, target: UpstreamTarget) -> UpstreamConnection | None:
+        """A pooled connection to ``target``, or None (no await on the fast path)."""
         idle = self._idle.get(target.key)
         while idle:
             conn = idle.pop()
             if not conn.closed and not conn.transport.is_closing():
                 conn.reused += 1
                 return conn
+        return None
+
+    async def acquire(self, target: UpstreamTarget) -> UpstreamConnection:
+        conn = self.take_idle(target)
+        if conn is not None:
+            return conn
         return await self.connect(target)
 
     async def connect(self, target: UpstreamTarget) -> UpstreamConnection:
@@ -483,7 +538,7 @@ class ConnectionPool:
         if self.max_idle is not None and len(lst) >= self.max_idle:
             conn.close()
             return
-        conn.last_used = time.monotonic()
+        conn.last_used = self.loop.time()
         lst.append(conn)
         if self._sweeper is None:
             self._sweeper = self.loop.call_later(min(self.idle_timeout, 5.0), self._sweep)
@@ -498,7 +553,7 @@ class ConnectionPool:
 
     def _sweep(self) -> None:
         self._sweeper = None
-        cutoff = time.monotonic() - self.idle_timeout
+        cutoff = self.loop.time() - self.idle_timeout
         any_left = False
         for lst in self._idle.values():
             for conn in [c for c in lst if c.last_used < cutoff]:

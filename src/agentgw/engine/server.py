@@ -50,6 +50,9 @@ class ServerSettings:
         on_connection_change: Callable[[int], None] | None = None,
     ):
         self.handler = handler
+        # fast_handler(req, ex) -> bool: try to serve without a task (see gateway.py);
+        # False means "not handled, run ``handler`` in a task".
+        self.fast_handler = None
         self.scheme = scheme
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
@@ -137,6 +140,7 @@ class HttpServerProtocol(asyncio.Protocol):
         "_tunnel",
         "_tunnel_buffer",
         "_dead",
+        "_pending",
     )
 
     def __init__(self, settings: ServerSettings, loop: asyncio.AbstractEventLoop):
@@ -162,6 +166,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._tunnel: asyncio.Transport | None = None
         self._tunnel_buffer: list[bytes] | None = None
         self._dead = False
+        self._pending: Exchange | None = None  # parsed in this read, started after it
 
     # -- connection lifecycle -------------------------------------------------------------
     def connection_made(self, transport):  # type: ignore[override]
@@ -286,10 +291,16 @@ class HttpServerProtocol(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
+            if self._pending is not None:
+                # Start after the whole read is parsed, so a body that came in the same
+                # packet as its head is already complete when the handler looks.
+                ex, self._pending = self._pending, None
+                self._start(ex)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             self._tunnel_buffer = [data[offset:]] if offset < len(data) else []
             self.pause_reading()
+            self._start_pending()
         except httptools.HttpParserCallbackError:
             if self._header_bytes > self.settings.max_header_bytes:
                 self._reject(431, "header_too_large", "request header section too large")
@@ -300,14 +311,21 @@ class HttpServerProtocol(asyncio.Protocol):
             msg = str(exc) or "malformed request"
             self._reject(400, "bad_request", f"malformed request: {msg}")
 
+    def _start_pending(self) -> None:
+        if self._pending is not None:
+            ex, self._pending = self._pending, None
+            self._start(ex)
+
     def _reject(self, status: int, kind: str, message: str) -> None:
         """Answer a request that can't be parsed and close: the framing can't be trusted."""
         self._closing = True
         if self._req is not None and self._req.body is not None:
             self._req.body.fail(GatewayError(status, kind, message))
-        if self.current is None:
+        if self.current is None and self._pending is None:
             self._write_error_and_close(status, kind, message)
-        # else: the in-flight exchange finishes, then we close (keep_alive is off)
+        else:
+            # answer the requests read before the bad one, then close
+            self._start_pending()
 
     def _write_error_and_close(self, status: int, kind: str, message: str) -> None:
         if self.transport is None or self._dead:
@@ -391,8 +409,8 @@ class HttpServerProtocol(asyncio.Protocol):
         if not self._headers.has("content-length") and not self._headers.has("transfer-encoding"):
             req.body.complete = True
         ex = Exchange(self, req)
-        if self.current is None:
-            self._start(ex)
+        if self.current is None and self._pending is None:
+            self._pending = ex
         else:
             self.queue.append(ex)
             if len(self.queue) > 8:
@@ -417,11 +435,27 @@ class HttpServerProtocol(asyncio.Protocol):
         if ex.request.body.error is not None and ex.request.body.error.status == 413:
             ex.send_error(413, "payload_too_large", str(ex.request.body.error))
             return
-        ex.task = self.loop.create_task(self._run(ex))
+        fast = self.settings.fast_handler
+        if fast is not None:
+            try:
+                if fast(ex.request, ex):
+                    return
+            except Exception:
+                log.exception("unhandled error while handling %s %s", ex.request.method, ex.request.path)
+                if not ex.started:
+                    ex.send_error(500, "internal_error", "internal gateway error")
+                elif not ex.finished:
+                    ex.abort()
+                return
+        ex.task = self.loop.create_task(self._run(ex, self.settings.handler(ex.request, ex)))
 
-    async def _run(self, ex: "Exchange") -> None:
+    def spawn(self, ex: "Exchange", coro) -> None:
+        """Continue an exchange in a task (a fast handler handing over to async work)."""
+        ex.task = self.loop.create_task(self._run(ex, coro))
+
+    async def _run(self, ex: "Exchange", coro) -> None:
         try:
-            await self.settings.handler(ex.request, ex)
+            await coro
         except asyncio.CancelledError:
             if not ex.finished:
                 ex.abort()
@@ -458,11 +492,14 @@ class HttpServerProtocol(asyncio.Protocol):
             self.transport.close()
             return
         if self.queue:
-            # requests already read are answered, even when the connection is closing
+            # Requests already read are answered, even when the connection is closing.
+            # Started from the loop, not from here: a run of responses that complete
+            # synchronously must not nest one call per pipelined request.
             nxt = self.queue.popleft()
             if len(self.queue) <= 8:
                 self.resume_reading()
-            self._start(nxt)
+            self.current = nxt
+            self.loop.call_soon(self._start, nxt)
             return
         if self._closing or self.settings.draining:
             self._closing = True
@@ -547,11 +584,15 @@ class Exchange:
 
     # -- writing ------------------------------------------------------------------------
     def _head(self, status: int, headers, extra: bytes) -> bytes:
-        conn_hdr = b"" if self.keep_alive else b"connection: close\r\n"
-        return status_line(status) + encode_headers(headers) + extra + conn_hdr + b"\r\n"
+        """``headers`` is header pairs, or an already-encoded block of header lines."""
+        hb = headers if headers.__class__ is bytes else encode_headers(headers)
+        if self.keep_alive:
+            return b"".join((status_line(status), hb, extra, b"\r\n"))
+        return b"".join((status_line(status), hb, extra, b"connection: close\r\n\r\n"))
 
     def send(self, status: int, headers, body: bytes = b"") -> None:
-        """A complete response in one write (content-length framing)."""
+        """A complete response in one write (content-length framing). ``headers`` may be
+        header pairs or an encoded block of header lines (see ``_head``)."""
         if self.started:
             raise RuntimeError("response already started")
         self.started = True

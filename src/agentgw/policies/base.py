@@ -18,6 +18,9 @@ from ..engine.http import Headers, Reply
 class Policy:
     #: Where in the chain the policy runs; lower runs first. See ``ORDER``.
     order: int = 50
+    #: True when ``on_request`` never returns an awaitable: routes made only of such
+    #: policies are served on the task-free fast path (``gateway.handle_fast``).
+    sync: bool = False
 
     def on_request(self, ctx) -> "Reply | None | Awaitable[Reply | None]":  # pragma: no cover
         return None

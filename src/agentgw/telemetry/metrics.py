@@ -71,6 +71,7 @@ class Metrics:
 
     def __init__(self):
         self.families: dict[str, Counter | Gauge | Histogram] = {}
+        self.before_snapshot: list = []  # callables that refresh derived families
 
     def counter(self, name: str, help: str, labels: Iterable[str] = ()) -> Counter:
         return self._get(name, lambda: Counter(name, help, tuple(labels)))
@@ -89,6 +90,8 @@ class Metrics:
 
     # -- snapshots (for --workers) --------------------------------------------------------
     def snapshot(self) -> dict:
+        for hook in self.before_snapshot:
+            hook()
         out = {}
         for name, fam in self.families.items():
             d = {"kind": fam.kind, "help": fam.help, "labels": list(fam.labels), "series": []}
@@ -192,7 +195,16 @@ class GatewayMetrics:
             "agentgw_active_connections", "Client connections currently open.", ("bind",)
         )
         self.reloads = m.counter("agentgw_config_reloads_total", "Configuration loads by result.", ("result",))
+        m.before_snapshot.append(self.sync_derived)
 
     def observe(self, key: tuple, seconds: float) -> None:
-        self.requests.inc(key)
-        self.duration.observe(key, seconds)
+        # One update per request; ``agentgw_requests_total`` is derived from the
+        # histogram's counts when metrics are read (see ``sync_derived``).
+        st = self.duration.series.get(key)
+        if st is None:
+            st = self.duration.series[key] = [[0] * (len(self.duration.buckets) + 1), 0.0]
+        st[0][bisect.bisect_left(self.duration.buckets, seconds)] += 1
+        st[1] += seconds
+
+    def sync_derived(self) -> None:
+        self.requests.series = {k: sum(v[0]) for k, v in self.duration.series.items()}

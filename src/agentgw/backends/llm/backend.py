@@ -1,0 +1,739 @@
+"""The ``ai`` backend: one OpenAI- and Anthropic-compatible front door for many providers.
+
+Per request: find which client API is being called (from the path), read the JSON body,
+resolve the model (aliases, the model table of the ``llm:`` shorthand or the provider
+list of an ``ai`` backend), run request guards, apply prompts/defaults/overrides, then
+try the candidate providers in order — failing over on connect errors, timeouts, 429 and
+5xx while nothing has been sent to the client — and answer in the client's API shape.
+
+When the provider speaks the client's API natively (OpenAI→OpenAI, Anthropic→Anthropic)
+the body goes out as received unless something had to change, and the answer comes back
+as received; the only work is one JSON parse each way for the model and the usage.
+Otherwise the request goes through the IR (see ``ir.py``) and the answer, streamed or
+not, is translated event by event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+import orjson
+
+from ...engine.http import GatewayError, Headers, encode_headers
+from . import anthropic as anth
+from . import responses as resp_api
+from . import tokens
+from .base import Upstream
+from .guards import Rejected, collect_texts
+from .ir import TranslationError, Usage
+from .openai import StreamError
+from .sse import DONE, SSEParser, encode
+
+log = logging.getLogger("agentgw.llm")
+
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+OP_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+DEFAULT_HEAD_TIMEOUT = 600.0
+MAX_RESPONSE = 64 << 20
+
+_SUFFIXES = (
+    ("/chat/completions", "completions"),
+    ("/messages/count_tokens", "count_tokens"),
+    ("/messages", "messages"),
+    ("/responses", "responses"),
+    ("/embeddings", "embeddings"),
+    ("/models", "models"),
+)
+_OPERATION = {"completions": "chat", "messages": "chat", "responses": "chat", "embeddings": "embeddings"}
+
+
+class ProviderError(Exception):
+    def __init__(self, status: int, message: str, body: bytes = b"", headers=None, retryable: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.body = body
+        self.headers = headers or []
+        self.retryable = retryable
+
+
+class Candidate:
+    """One provider a request may go to, with its per-model settings."""
+
+    __slots__ = ("provider", "model", "strip_prefix", "defaults", "overrides", "req_headers", "resp_headers", "weight")
+
+    def __init__(self, provider, model=None, strip_prefix="", defaults=None, overrides=None, req_headers=None, resp_headers=None, weight=1):
+        self.provider = provider
+        self.model = model
+        self.strip_prefix = strip_prefix
+        self.defaults = defaults
+        self.overrides = overrides
+        self.req_headers = req_headers
+        self.resp_headers = resp_headers
+        self.weight = weight
+
+    def model_for(self, requested: str | None) -> str:
+        if self.model:
+            return self.model
+        m = requested or ""
+        if self.strip_prefix and m.startswith(self.strip_prefix):
+            return m[len(self.strip_prefix) :]
+        return m
+
+
+class ModelEntry:
+    __slots__ = ("name", "candidate", "guards_req", "guards_resp", "header_matches")
+
+    def __init__(self, name: str, candidate: Candidate, guards_req=(), guards_resp=(), header_matches=()):
+        self.name = name
+        self.candidate = candidate
+        self.guards_req = list(guards_req)
+        self.guards_resp = list(guards_resp)
+        self.header_matches = header_matches  # list of [(name, exact, regex)] (any of them)
+
+    def matches(self, model: str) -> bool:
+        n = self.name
+        if n == "*":
+            return True
+        if n.startswith("*"):
+            return model.endswith(n[1:])
+        if n.endswith("*"):
+            return model.startswith(n[:-1])
+        return model == n
+
+    def headers_match(self, headers) -> bool:
+        if not self.header_matches:
+            return True
+        for group in self.header_matches:
+            ok = True
+            for name, exact, rx in group:
+                v = headers.get(name)
+                if v is None or (exact is not None and v != exact) or (rx is not None and not rx.fullmatch(v)):
+                    ok = False
+                    break
+            if ok:
+                return True
+        return False
+
+
+class AiPolicy:
+    """The compiled ``ai`` policy (route or backend level)."""
+
+    def __init__(self, *, request_guards=(), response_guards=(), defaults=None, overrides=None, prepend=(), append=(), aliases=None, routes=None):
+        self.request_guards = list(request_guards)
+        self.response_guards = list(response_guards)
+        self.defaults = defaults or None
+        self.overrides = overrides or None
+        self.prepend = list(prepend)
+        self.append = list(append)
+        self.aliases = aliases or {}
+        self.routes = routes or None  # [(path suffix or "*", kind)]
+
+
+EMPTY_POLICY = AiPolicy()
+
+
+def _apply_params(body: dict, defaults, overrides) -> bool:
+    changed = False
+    if defaults:
+        for k, v in defaults.items():
+            if k not in body:
+                body[k] = v
+                changed = True
+    if overrides:
+        for k, v in overrides.items():
+            if body.get(k, object()) != v:
+                body[k] = v
+                changed = True
+    return changed
+
+
+def _error_openai(status: int, kind: str, message: str) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": kind}})
+
+
+class AiBackendSet:
+    """A route's ``ai`` backend (or the routes of the ``llm:`` shorthand)."""
+
+    kind = "ai"
+
+    def __init__(self, *, pool, metrics, groups=None, models: list[ModelEntry] | None = None, policy: AiPolicy | None = None, head_timeout=None, request_timeout=None, tokenize=False, label=""):
+        self.pool = pool
+        self.metrics = metrics
+        self.groups = groups or []  # [[Candidate, ...], ...] priority groups (ai backends)
+        self.models = models  # model table (llm shorthand) or None
+        self.policy = policy or EMPTY_POLICY
+        self.head_timeout = head_timeout or DEFAULT_HEAD_TIMEOUT
+        self.request_timeout = request_timeout
+        self.tokenize = tokenize
+        self.label = label
+        if metrics is None:  # `agentgw validate` compiles without services
+            from ...telemetry.metrics import GatewayMetrics
+
+            metrics = self.metrics = GatewayMetrics()
+        m = metrics.m
+        self.m_tokens = m.histogram("agentgw_gen_ai_client_token_usage", "Tokens used per LLM request (gen_ai.client.token.usage).", ("model", "provider", "type"), TOKEN_BUCKETS)
+        self.m_duration = m.histogram("agentgw_gen_ai_client_operation_duration_seconds", "Duration of LLM requests (gen_ai.client.operation.duration).", ("model", "provider", "operation"), OP_DURATION_BUCKETS)
+        self.m_ttft = m.histogram("agentgw_gen_ai_time_to_first_token_seconds", "Time from request to the first streamed token sent to the client.", ("model", "provider"), TTFT_BUCKETS)
+        self.m_failover = m.counter("agentgw_gen_ai_failovers_total", "Provider attempts that failed over to the next provider.", ("provider", "reason"))
+
+    # -- entry ------------------------------------------------------------------------------
+    def api_of(self, ctx) -> str | None:
+        path = ctx.path
+        routes = self.policy.routes
+        if routes:
+            for suffix, kind in routes:
+                if suffix == "*" or path.endswith(suffix):
+                    return kind
+            return None
+        for suffix, kind in _SUFFIXES:
+            if path.endswith(suffix):
+                return kind
+        return None
+
+    async def serve(self, ctx) -> None:
+        api = self.api_of(ctx)
+        ctx.backend_name = self.label
+        try:
+            if api is None:
+                raise GatewayError(404, "not_found", f"{ctx.path} is not an LLM API served here (chat/completions, messages, responses, embeddings, models)")
+            if api == "models":
+                await self._models(ctx)
+                return
+            await self._serve(ctx, api)
+        except Rejected as exc:
+            self._error(ctx, api, exc.status, "prompt_guard_rejected", exc.message, exc.headers)
+        except TranslationError as exc:
+            self._error(ctx, api, 400, "invalid_request_error", str(exc))
+        except ProviderError as exc:
+            if exc.body and self._native_error_ok(ctx, api, exc):
+                return
+            self._error(ctx, api, exc.status, "provider_error", exc.message)
+        except GatewayError as exc:
+            if exc.status >= 500 and not ctx.upstream_error:
+                ctx.upstream_error = exc.message
+            if ctx.ex.started:
+                raise
+            self._error(ctx, api, exc.status, exc.kind, exc.message)
+
+    def _native_error_ok(self, ctx, api, exc: ProviderError) -> bool:
+        """A provider error already in the client's API shape goes through as it is."""
+        if not getattr(exc, "native", False):
+            return False
+        h = Headers([("content-type", "application/json")])
+        ctx.finalize_headers(exc.status, h)
+        ctx.ex.send(exc.status, h, exc.body)
+        return True
+
+    def _error(self, ctx, api, status: int, kind: str, message: str, extra=()) -> None:
+        ex = ctx.ex
+        if ex.started:
+            if not ex.finished:
+                ex.abort()
+            return
+        if api in ("messages", "count_tokens"):
+            body = anth.error_body(status, message)
+        else:
+            body = _error_openai(status, kind, message)
+        h = Headers([("content-type", "application/json"), *extra])
+        ctx.finalize_headers(status, h)
+        ex.send(status, h, body)
+
+    # -- /v1/models -------------------------------------------------------------------------
+    def model_names(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        seen = set()
+        if self.models is not None:
+            for e in self.models:
+                if "*" not in e.name and e.name not in seen:
+                    seen.add(e.name)
+                    out.append((e.name, e.candidate.provider.system))
+        else:
+            for g in self.groups:
+                for c in g:
+                    if c.model and c.model not in seen:
+                        seen.add(c.model)
+                        out.append((c.model, c.provider.system))
+        for alias in self.policy.aliases:
+            if alias not in seen and "*" not in alias:
+                seen.add(alias)
+                out.append((alias, "agentgw"))
+        return out
+
+    async def _models(self, ctx) -> None:
+        names = self.model_names()
+        if not names and self.models is None and self.groups:
+            cand = self.groups[0][0]
+            if "models" in cand.provider.native:
+                await self._passthrough(ctx, cand, "models")
+                return
+        if ctx.req.headers.has("anthropic-version"):
+            data = [{"id": n, "type": "model", "display_name": n, "created_at": "1970-01-01T00:00:00Z"} for n, _ in names]
+            body = {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+        else:
+            body = {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": p} for n, p in names]}
+        h = Headers([("content-type", "application/json")])
+        ctx.finalize_headers(200, h)
+        ctx.ex.send(200, h, orjson.dumps(body))
+
+    # -- candidates -------------------------------------------------------------------------
+    def candidates(self, model: str | None, headers) -> tuple[list[Candidate], ModelEntry | None]:
+        if self.models is None:
+            out: list[Candidate] = []
+            for g in self.groups:
+                if len(g) == 1:
+                    out.append(g[0])
+                    continue
+                # weighted random order inside a group (weights >0), then the next group
+                pool = [c for c in g if c.weight > 0]
+                while pool:
+                    total = sum(c.weight for c in pool)
+                    r = random.random() * total
+                    for i, c in enumerate(pool):
+                        r -= c.weight
+                        if r < 0:
+                            out.append(pool.pop(i))
+                            break
+                    else:
+                        out.append(pool.pop())
+            return out, None
+        if not model:
+            return [], None
+        entries = [e for e in self.models if e.headers_match(headers)]
+        exact = [e for e in entries if e.name == model]
+        if exact:
+            return [e.candidate for e in exact], exact[0]
+        for e in entries:
+            if "*" in e.name and e.matches(model):
+                same = [x for x in entries if x.name == e.name]
+                return [x.candidate for x in same], e
+        return [], None
+
+    # -- the request ------------------------------------------------------------------------
+    async def _serve(self, ctx, api: str) -> None:
+        req = ctx.req
+        raw = await req.body.read_all()
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError as exc:
+            raise TranslationError(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise TranslationError("request body must be a JSON object")
+        if api in ("completions", "messages") and not isinstance(body.get("messages"), list):
+            raise TranslationError("messages: an array is required")
+        policy = self.policy
+        model = body.get("model")
+        if model is not None and not isinstance(model, str):
+            raise TranslationError("model must be a string")
+        dirty = False
+        alias = policy.aliases.get(model) if model else None
+        if alias is None and model and policy.aliases:
+            for k, v in policy.aliases.items():
+                if "*" in k and ((k.endswith("*") and model.startswith(k[:-1])) or (k.startswith("*") and model.endswith(k[1:]))):
+                    alias = v
+                    break
+        if alias is not None:
+            model = alias
+            body["model"] = model
+            dirty = True
+        cands, entry = self.candidates(model, req.headers)
+        if not cands:
+            if self.models is not None and not model:
+                raise TranslationError("model: field required")
+            raise GatewayError(404, "model_not_found", f"model {model!r} is not served by this gateway")
+        guards_req = policy.request_guards + (entry.guards_req if entry else [])
+        guards_resp = policy.response_guards + (entry.guards_resp if entry else [])
+        for g in guards_req:
+            if await g.apply(ctx, body, api, "request", self):
+                dirty = True
+        if policy.prepend or policy.append:
+            dirty |= self._prompts(body, api)
+        if _apply_params(body, policy.defaults, policy.overrides):
+            dirty = True
+        if api == "count_tokens":
+            if "messages" not in cands[0].provider.native:
+                n = tokens.count(collect_texts(body, "messages", "request"))
+                h = Headers([("content-type", "application/json")])
+                ctx.finalize_headers(200, h)
+                ctx.ex.send(200, h, orjson.dumps({"input_tokens": n}))
+                return
+        buckets = ctx.attrs.get("token_buckets")
+        if self.tokenize or (buckets and cands[0].provider is not None and self.tokenize):
+            est = tokens.count(collect_texts(body, api if api != "count_tokens" else "messages", "request"))
+            ctx.attrs["llm_prompt_tokens_estimate"] = est
+            if buckets:
+                for b in buckets:
+                    if est > b.tokens:
+                        raise GatewayError(429, "rate_limited", f"request needs about {est} tokens; the token rate limit has {max(0, int(b.tokens))} left")
+        stream = bool(body.get("stream")) and api != "embeddings"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout if self.request_timeout else None
+        last: Exception | None = None
+        for i, cand in enumerate(cands):
+            ctx.backend_name = cand.provider.name
+            try:
+                await self._attempt(ctx, api, body, None if dirty else raw, cand, stream, guards_resp, deadline)
+                return
+            except ProviderError as exc:
+                if not exc.retryable or ctx.ex.started:
+                    raise
+                last = exc
+                reason = str(exc.status)
+            except GatewayError as exc:
+                if ctx.ex.started or exc.status not in (502, 503, 504) or exc.kind == "request_timeout":
+                    raise
+                last = exc
+                reason = exc.kind
+            if i + 1 < len(cands):
+                self.m_failover.inc((cand.provider.name, reason))
+                log.info("provider %s failed (%s); failing over to %s", cand.provider.name, reason, cands[i + 1].provider.name)
+        assert last is not None
+        raise last
+
+    def _prompts(self, body: dict, api: str) -> bool:
+        p = self.policy
+        if api == "completions" and isinstance(body.get("messages"), list):
+            body["messages"] = [dict(m) for m in p.prepend] + body["messages"] + [dict(m) for m in p.append]
+            return True
+        if api == "messages" and isinstance(body.get("messages"), list):
+            sys_pre = [m["content"] for m in p.prepend if m.get("role") in ("system", "developer")]
+            if sys_pre:
+                cur = body.get("system")
+                cur_text = cur if isinstance(cur, str) else "".join(b.get("text", "") for b in cur or [] if isinstance(b, dict))
+                body["system"] = "\n\n".join([*sys_pre, cur_text] if cur_text else sys_pre)
+            pre = [{"role": m["role"], "content": m["content"]} for m in p.prepend if m.get("role") in ("user", "assistant")]
+            post = [{"role": m["role"], "content": m["content"]} for m in p.append if m.get("role") in ("user", "assistant")]
+            body["messages"] = pre + body["messages"] + post
+            return True
+        return False
+
+    async def _attempt(self, ctx, api, body: dict, raw: bytes | None, cand: Candidate, stream: bool, guards_resp, deadline) -> None:
+        p = cand.provider
+        t0 = time.perf_counter()
+        requested = body.get("model")
+        model_out = cand.model_for(requested)
+        native = api in p.native
+        inject_usage = False
+        if native:
+            b = body
+            if (model_out and model_out != requested) or cand.defaults or cand.overrides:
+                b = dict(body)
+                if model_out:
+                    b["model"] = model_out
+                if _apply_params(b, cand.defaults, cand.overrides):
+                    raw = None
+                raw = None
+            if stream and api == "completions":
+                so = b.get("stream_options")
+                if not (isinstance(so, dict) and so.get("include_usage")):
+                    if b is body:
+                        b = dict(body)
+                    b["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
+                    inject_usage = True
+                    raw = None
+            payload = raw if raw is not None else orjson.dumps(b)
+            up = Upstream(p.native_path(api if api != "count_tokens" else "messages", stream, model_out) + ("/count_tokens" if api == "count_tokens" else ""), payload)
+        else:
+            if api == "completions":
+                ir = dict(body)
+            elif api == "messages":
+                ir = anth.request_to_ir(body)
+            elif api == "responses":
+                ir = resp_api.request_to_ir(body)
+            elif api == "embeddings":
+                ir = dict(body)
+            else:
+                raise TranslationError(f"{api} is not supported for provider {p.system}")
+            ir["model"] = model_out
+            _apply_params(ir, cand.defaults, cand.overrides)
+            if api == "embeddings":
+                up = p.embeddings(ir)
+            else:
+                if not isinstance(ir.get("messages"), list):
+                    raise TranslationError("messages: field required")
+                up = p.chat(ir, stream)
+        conn = await self._send(ctx, p, cand, up, deadline)
+        status = conn.status
+        if status >= 400:
+            try:
+                data = await conn.read_body(1 << 20)
+            finally:
+                conn.release()
+            err = ProviderError(status, f"{p.system} ({p.name}): {p.error_message(status, data)}", data, retryable=status == 429 or status >= 500)
+            err.native = native
+            raise err
+        ex = ctx.ex
+        if not stream:
+            try:
+                data = await conn.read_body(MAX_RESPONSE)
+            finally:
+                conn.release()
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise GatewayError(502, "invalid_provider_response", f"{p.system} answered invalid JSON") from None
+            if native:
+                usage = p.usage_from(obj)
+                out_obj, out = obj, data
+            else:
+                if api == "embeddings":
+                    out_obj = p.parse_embeddings(obj, ir)
+                    usage = Usage.from_openai(out_obj.get("usage"))
+                else:
+                    ir_resp = p.parse_chat(obj, model_out)
+                    usage = Usage.from_openai(ir_resp.get("usage"))
+                    if api == "completions":
+                        out_obj = ir_resp
+                    elif api == "messages":
+                        out_obj = anth.response_from_ir(ir_resp, model_out)
+                    else:
+                        out_obj = resp_api.response_from_ir(ir_resp, model_out, body)
+                out = None
+            for g in guards_resp:
+                if await g.apply(ctx, out_obj, api, "response", self):
+                    out = None
+            if out is None:
+                out = orjson.dumps(out_obj)
+            h = Headers([("content-type", "application/json")])
+            self._resp_headers(cand, h)
+            ctx.finalize_headers(200, h)
+            ex.send(200, h, out)
+            self._account(ctx, api, p, model_out, usage, t0, None)
+            return
+        await self._stream(ctx, api, body, cand, conn, native, inject_usage, model_out, guards_resp, t0)
+
+    async def _send(self, ctx, p, cand, up: Upstream, deadline):
+        req_headers = ctx.req.headers
+        hdrs = [("host", p.host), ("content-type", "application/json")]
+        if not any(k == "accept" for k, _ in up.headers):
+            hdrs.append(("accept", "application/json"))
+        hdrs.extend(up.headers)
+        hdrs.extend(p.forward_headers(req_headers))
+        hdrs.extend(await p.auth.headers(p, up, hdrs, req_headers))
+        if cand.req_headers is not None:
+            hh = Headers(hdrs)
+            cand.req_headers(hh)
+            hdrs = list(hh)
+        hdrs.append(("content-length", str(len(up.body))))
+        head = f"{up.method} {up.path} HTTP/1.1\r\n".encode("latin-1") + encode_headers(hdrs) + b"\r\n"
+        timeout = self.head_timeout
+        if deadline is not None:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise GatewayError(504, "request_timeout", "request timed out")
+            timeout = min(timeout, remaining)
+        stale_retry = True
+        while True:
+            conn = await self.pool.acquire(p.target)
+            try:
+                conn.send_head(head, up.body)
+                await conn.wait_head(timeout)
+                return conn
+            except GatewayError as exc:
+                conn.close()
+                if stale_retry and exc.__class__.__name__ == "StaleConnection":
+                    stale_retry = False
+                    continue
+                ctx.upstream_error = exc.message
+                raise
+            except BaseException:
+                conn.close()
+                raise
+
+    def _resp_headers(self, cand, h: Headers) -> None:
+        if cand.resp_headers is not None:
+            cand.resp_headers(h)
+
+    async def _passthrough(self, ctx, cand, api: str) -> None:
+        p = cand.provider
+        up = Upstream(p.native_path(api, False, ""), b"", method="GET")
+        conn = await self._send(ctx, p, cand, up, None)
+        try:
+            data = await conn.read_body(MAX_RESPONSE)
+        finally:
+            conn.release()
+        h = Headers([("content-type", conn.headers.get("content-type") or "application/json")])
+        ctx.finalize_headers(conn.status, h)
+        ctx.ex.send(conn.status, h, data)
+
+    # -- streaming ----------------------------------------------------------------------------
+    async def _stream(self, ctx, api, body, cand, conn, native, inject_usage, model_out, guards_resp, t0) -> None:
+        p = cand.provider
+        ex = ctx.ex
+        h = Headers([("content-type", "text/event-stream"), ("cache-control", "no-cache")])
+        self._resp_headers(cand, h)
+        ctx.finalize_headers(200, h)
+        ex.start(200, h)
+        write = ex.write
+        ttft = None
+        guards = [g for g in guards_resp if hasattr(g, "stream_text")]
+        want_usage = isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage")
+
+        def guard_text(s: str) -> str:
+            for g in guards:
+                s = g.stream_text(s, "")
+            return s
+
+        if native:
+            sniff = NativeStream(api)
+            decoder = sniff
+            front = None
+        else:
+            decoder = p.stream_decoder(model_out)
+            front = None if api == "completions" else anth.StreamFromIR(model_out) if api == "messages" else resp_api.StreamFromIR(model_out, body)
+
+        def emit(chunk: dict) -> bytes:
+            if guards:
+                for ch in chunk.get("choices") or []:
+                    d = ch.get("delta") or {}
+                    if isinstance(d.get("content"), str) and d["content"]:
+                        d["content"] = guard_text(d["content"])
+            if front is None:
+                if not chunk.get("choices") and chunk.get("usage") and not want_usage:
+                    return b""
+                return encode(chunk)
+            return front.feed(chunk)
+
+        relay_raw = native and not inject_usage and not guards
+        try:
+            async for data in conn.iter_body():
+                if relay_raw:
+                    write(data)
+                    sniff.feed(data, False)
+                elif native:
+                    out = []
+                    for event, payload, obj in sniff.feed(data, True):
+                        if obj is None:
+                            out.append(b"data: " + payload.encode() + b"\n\n" if not event else b"event: " + event.encode() + b"\ndata: " + payload.encode() + b"\n\n")
+                            continue
+                        if inject_usage and not obj.get("choices") and obj.get("usage"):
+                            continue
+                        if guards:
+                            sniff.guard(obj, guard_text)
+                        out.append(encode(obj, event))
+                    if out:
+                        write(b"".join(out))
+                else:
+                    out = [emit(c) for c in decoder.feed(data)]
+                    if out:
+                        write(b"".join(out))
+                if ttft is None:
+                    ttft = time.perf_counter() - t0
+            if not native:
+                tail = [emit(c) for c in decoder.finish()]
+                if front is None:
+                    tail.append(DONE)
+                elif api == "messages":
+                    tail.append(front.finish())
+                else:
+                    tail.append(front.finish_stream())
+                write(b"".join(tail))
+        except (StreamError, Rejected) as exc:
+            msg = exc.message if isinstance(exc, Rejected) else str(exc)
+            ctx.upstream_error = msg
+            if api == "messages":
+                write(anth.error_event(400 if isinstance(exc, Rejected) else 500, msg))
+            else:
+                kind = "prompt_guard_rejected" if isinstance(exc, Rejected) else "provider_error"
+                write(b"data: " + _error_openai(0, kind, msg) + b"\n\n")
+            conn.close()
+        except GatewayError as exc:
+            ctx.upstream_error = exc.message
+            conn.close()
+            ex.abort()
+            self._account(ctx, api, p, model_out, decoder.usage, t0, ttft)
+            return
+        finally:
+            conn.release()
+        ex.end()
+        self._account(ctx, api, p, model_out, decoder.usage, t0, ttft)
+
+    # -- accounting ---------------------------------------------------------------------------
+    def _account(self, ctx, api, p, model, usage: Usage | None, t0: float, ttft: float | None) -> None:
+        system = p.system
+        self.m_duration.observe((model, system, _OPERATION.get(api, api)), time.perf_counter() - t0)
+        if ttft is not None:
+            self.m_ttft.observe((model, system), ttft)
+        if usage is None:
+            return
+        self.m_tokens.observe((model, system, "input"), usage.input)
+        self.m_tokens.observe((model, system, "output"), usage.output)
+        ctx.attrs["llm_usage"] = usage
+        buckets = ctx.attrs.get("token_buckets")
+        if buckets:
+            for b in buckets:
+                b.charge(usage.total)
+
+
+class NativeStream:
+    """A provider stream already in the client's API shape: relayed as it comes, read for
+    usage (and, with response guards, for text deltas)."""
+
+    __slots__ = ("api", "parser", "usage")
+
+    def __init__(self, api: str):
+        self.api = api
+        self.parser = SSEParser()
+        self.usage: Usage | None = None
+
+    def feed(self, data: bytes, want_all: bool) -> list:
+        out = []
+        for event, payload in self.parser.feed(data):
+            if payload == "[DONE]" or (not want_all and "usage" not in payload and '"error"' not in payload):
+                if want_all:
+                    out.append((event, payload, None))
+                continue
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                if want_all:
+                    out.append((event, payload, None))
+                continue
+            if isinstance(obj, dict):
+                self._usage(obj)
+                if want_all:
+                    out.append((event, payload, obj))
+            elif want_all:
+                out.append((event, payload, None))
+        return out
+
+    def _usage(self, obj: dict) -> None:
+        api = self.api
+        if api == "completions":
+            u = obj.get("usage")
+            if u:
+                self.usage = Usage.from_openai(u)
+        elif api == "messages":
+            t = obj.get("type")
+            if t == "message_start":
+                u = (obj.get("message") or {}).get("usage") or {}
+                self.usage = Usage(int(u.get("input_tokens") or 0) + int(u.get("cache_read_input_tokens") or 0), int(u.get("output_tokens") or 0))
+            elif t == "message_delta":
+                u = obj.get("usage") or {}
+                if self.usage is None:
+                    self.usage = Usage()
+                if u.get("output_tokens") is not None:
+                    self.usage.output = int(u["output_tokens"])
+        elif api == "responses":
+            if obj.get("type") in ("response.completed", "response.incomplete"):
+                self.usage = Usage.from_openai((obj.get("response") or {}).get("usage"))
+
+    def guard(self, obj: dict, fn) -> None:
+        api = self.api
+        if api == "completions":
+            for ch in obj.get("choices") or []:
+                d = ch.get("delta") or {}
+                if isinstance(d.get("content"), str) and d["content"]:
+                    d["content"] = fn(d["content"])
+        elif api == "messages":
+            d = obj.get("delta")
+            if isinstance(d, dict) and d.get("type") == "text_delta":
+                d["text"] = fn(d.get("text", ""))
+        elif api == "responses":
+            if obj.get("type") == "response.output_text.delta" and isinstance(obj.get("delta"), str):
+                obj["delta"] = fn(obj["delta"])

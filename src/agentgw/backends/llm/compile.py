@@ -1,0 +1,447 @@
+"""Config → runtime for LLM traffic: ``ai`` backends on routes, the ``ai`` policy, and
+the ``llm:`` shorthand (a bind of its own serving the client-facing APIs).
+
+Provider keys come from, in order: ``backendAuth`` (``key``, ``passthrough``, ``aws``,
+``gcp``), ``params.apiKey`` (inline or ``{file}``), then the provider's usual
+environment variable (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY`` /
+``GOOGLE_API_KEY``, ``AZURE_OPENAI_API_KEY``; Bedrock: the AWS credential chain or
+``AWS_BEARER_TOKEN_BEDROCK``; Vertex: Google application-default credentials). The
+client's own ``Authorization`` / ``x-api-key`` is never forwarded, except with
+``backendAuth.passthrough``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+
+from ...config import models as m
+from ...engine.client import UpstreamTarget
+from ...policies.header_modifier import HeaderEdits
+from ..http import make_target
+from .anthropic import AnthropicProvider
+from .azure import AzureOpenAIProvider
+from .backend import AiBackendSet, AiPolicy, Candidate, ModelEntry
+from .base import AwsSigV4, GcpToken, NoAuth, Passthrough, StaticKey, split_base_url
+from .bedrock import BedrockProvider
+from .gemini import GeminiProvider, VertexProvider
+from .guards import WebhookGuard, parse_guard_list
+from .openai import OpenAIProvider
+
+# provider key in config → (class, default base URL, default path prefix)
+_KINDS = {
+    "openai": (OpenAIProvider, "https://api.openai.com", "/v1"),
+    "custom": (OpenAIProvider, "", "/v1"),
+    "copilot": (OpenAIProvider, "https://api.githubcopilot.com", ""),
+    "anthropic": (AnthropicProvider, "https://api.anthropic.com", ""),
+    "gemini": (GeminiProvider, "https://generativelanguage.googleapis.com", "/v1beta"),
+    "vertex": (VertexProvider, "", "/v1"),
+    "bedrock": (BedrockProvider, "", ""),
+    "azure": (AzureOpenAIProvider, "", ""),
+    "azureopenai": (AzureOpenAIProvider, "", ""),
+}
+_ENV_KEYS = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "azure": ("AZURE_OPENAI_API_KEY",),
+    "azureopenai": ("AZURE_OPENAI_API_KEY",),
+    "bedrock": ("AWS_BEARER_TOKEN_BEDROCK",),
+}
+_AI_POLICY_KEYS = {"promptGuard", "defaults", "overrides", "prompts", "modelAliases", "routes", "promptCaching", "transformations"}
+_ROUTE_KINDS = {"completions", "messages", "models", "embeddings", "responses", "anthropicTokenCount", "count_tokens", "passthrough"}
+
+
+def _read_secret(c, v, path: str) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    f = getattr(v, "file", None)
+    if f is not None:
+        try:
+            with open(c._path(f)) as fh:
+                return fh.read().strip()
+        except OSError as exc:
+            c.errors.add(path, f"cannot read key file {f!r}: {exc.strerror or exc}")
+            return None
+    val = getattr(v, "value", None)
+    return _read_secret(c, val, path) if val is not None else None
+
+
+def _target(c, url_origin: str, tls_cfg, path: str) -> tuple[UpstreamTarget, str]:
+    tls_ctx, sni, key = None, None, ""
+    if tls_cfg is not None:
+        tls_ctx, key = c._backend_tls(tls_cfg, f"{path}.backendTLS")
+        sni = tls_cfg.hostname
+    try:
+        target, host = make_target(url_origin, tls=tls_ctx, sni=sni, connect_timeout=c.connect_timeout, tls_key=key)
+    except (ValueError, IndexError) as exc:
+        c.errors.add(path, f"invalid provider address {url_origin!r}: {exc}")
+        target, host = make_target("127.0.0.1:1", tls=None, sni=None, connect_timeout=1.0)
+    return target, host or target.authority
+
+
+def make_provider(
+    c,
+    *,
+    name: str,
+    kind: str,
+    path: str,
+    model: str | None = None,
+    base_url: str | None = None,
+    host_override: str | None = None,
+    path_override: str | None = None,
+    path_prefix: str | None = None,
+    api_key=None,
+    auth_cfg: m.BackendAuth | None = None,
+    tls_cfg=None,
+    region: str | None = None,
+    project: str | None = None,
+    azure_resource: str | None = None,
+    azure_type: str | None = None,
+    api_version: str | None = None,
+    azure_host: str | None = None,
+    guardrail=None,
+):
+    k = kind.lower()
+    if k not in _KINDS:
+        c.errors.add(path, f"unknown provider {kind!r}")
+        k = "openai"
+    cls, default_origin, default_prefix = _KINDS[k]
+    extra: dict = {}
+    origin = default_origin
+    prefix = default_prefix
+    if k == "bedrock":
+        if not region:
+            c.errors.add(path, "bedrock needs a region")
+            region = "us-east-1"
+        origin = f"https://bedrock-runtime.{region}.amazonaws.com"
+        if guardrail:
+            extra["guardrail"] = guardrail
+    elif k == "vertex":
+        if not project:
+            c.errors.add(path, "vertex needs a project")
+        region = region or "us-central1"
+        extra.update(project=project or "", region=region)
+        origin = "https://aiplatform.googleapis.com" if region == "global" else f"https://{region}-aiplatform.googleapis.com"
+    elif k in ("azure", "azureopenai"):
+        extra["api_version"] = api_version
+        if azure_host:
+            origin = azure_host if "://" in azure_host else f"https://{azure_host}"
+        elif azure_resource:
+            dom = "services.ai.azure.com" if (azure_type or "").lower() in ("foundry", "aiservices") else "openai.azure.com"
+            origin = f"https://{azure_resource}.{dom}"
+    if base_url:
+        origin, prefix = split_base_url(base_url, default_prefix)
+    elif host_override:
+        origin = host_override
+    if not origin:
+        c.errors.add(path, "needs a baseUrl (or hostOverride)")
+        origin = "127.0.0.1:1"
+    if path_prefix is not None:
+        prefix = path_prefix.rstrip("/")
+    scheme_tls = tls_cfg
+    if scheme_tls is None and origin.startswith("http://"):
+        scheme_tls = None
+    target, host = _target(c, origin, scheme_tls, path)
+    if not host or (host_override and not base_url):
+        host = target.authority
+    prov = cls(name, target, host, model=model, auth=NoAuth(), prefix=prefix, path_override=path_override, extra=extra)
+    prov.auth = _auth(c, prov, k, path, api_key, auth_cfg, region)
+    return prov
+
+
+def _auth(c, prov, k: str, path: str, api_key, auth_cfg, region):
+    if auth_cfg is not None:
+        if auth_cfg.passthrough is not None:
+            return Passthrough()
+        if auth_cfg.key is not None:
+            key = _read_secret(c, auth_cfg.key, f"{path}.backendAuth.key")
+            return StaticKey(prov.key_headers(key or ""))
+        if auth_cfg.aws is not None:
+            from ..aws import shared_source
+
+            a = auth_cfg.aws
+            reg = a.region or region or "us-east-1"
+            src = shared_source(
+                access_key_id=a.access_key_id,
+                secret_access_key=a.secret_access_key,
+                session_token=a.session_token,
+                region=reg,
+                role_arn=a.assume_role.role_arn if a.assume_role else None,
+            )
+            src.prefetch()
+            return AwsSigV4(src, reg, a.service_name or "bedrock")
+        if auth_cfg.gcp is not None:
+            cred = auth_cfg.gcp.credential
+            f = getattr(cred, "file", None) if cred is not None and not isinstance(cred, str) else None
+            return GcpToken(c._path(f) if f else None)
+        c.errors.add(f"{path}.backendAuth.azure", "Azure AD authentication is not supported by this agentgw build; use a key")
+        return NoAuth()
+    key = _read_secret(c, api_key, f"{path}.apiKey")
+    if key:
+        return StaticKey(prov.key_headers(key))
+    for env in _ENV_KEYS.get(k, ()):
+        v = os.environ.get(env)
+        if v:
+            return StaticKey(prov.key_headers(v))
+    if k == "bedrock":
+        from ..aws import shared_source
+
+        reg = prov.extra.get("region") or region or "us-east-1"
+        src = shared_source(region=reg)
+        src.prefetch()
+        return AwsSigV4(src, reg, "bedrock")
+    if k == "vertex":
+        return GcpToken(None)
+    return NoAuth()
+
+
+# -- ai policy ----------------------------------------------------------------------------------
+def _webhook_factory(c):
+    def make(w: dict, path: str):
+        t = w.get("target") or {}
+        if not isinstance(t, dict):
+            c.errors.add(f"{path}.target", "expected an object")
+            return None
+        addr = None
+        if t.get("host"):
+            addr = t["host"]
+        elif t.get("service"):
+            s = t["service"]
+            try:
+                addr = f"{s['name']['hostname']}:{s['port']}"
+            except (KeyError, TypeError):
+                c.errors.add(f"{path}.target.service", "expected {name: {namespace, hostname}, port}")
+                return None
+        elif t.get("backend"):
+            ref = c.named.get(t["backend"])
+            if ref is None or ref[1].host is None:
+                c.errors.add(f"{path}.target.backend", f"no top-level host backend named {t['backend']!r}")
+                return None
+            addr = ref[1].host
+        else:
+            c.errors.add(f"{path}.target", "exactly one of host, service or backend is required")
+            return None
+        target, host = _target(c, addr, None, f"{path}.target")
+        fwd = []
+        for hm in w.get("forwardHeaderMatches") or []:
+            v = hm.get("value") or {}
+            fwd.append((str(hm.get("name", "")).lower(), v.get("exact"), re.compile(v["regex"]) if v.get("regex") else None))
+        return WebhookGuard(target, host, fwd)
+
+    return make
+
+
+def compile_ai_policy(c, opaque, path: str) -> AiPolicy:
+    if not opaque:
+        return AiPolicy()
+    if not isinstance(opaque, dict):
+        c.errors.add(path, "expected an object")
+        return AiPolicy()
+    for k in opaque:
+        if k not in _AI_POLICY_KEYS:
+            c.errors.add(f"{path}.{k}", "unknown field")
+    if opaque.get("transformations"):
+        c.errors.add(f"{path}.transformations", "not supported by this agentgw build yet")
+    if opaque.get("promptCaching"):
+        c.warnings.append(f"{path}.promptCaching: accepted but not applied by this agentgw build")
+    pg = opaque.get("promptGuard") or {}
+    wh = _webhook_factory(c)
+    req_g = parse_guard_list(pg.get("request"), f"{path}.promptGuard.request", c.errors, wh)
+    resp_g = parse_guard_list(pg.get("response"), f"{path}.promptGuard.response", c.errors, wh)
+    prompts = opaque.get("prompts") or {}
+    for side in ("prepend", "append"):
+        for i, msg in enumerate(prompts.get(side) or []):
+            if not isinstance(msg, dict) or "role" not in msg or "content" not in msg:
+                c.errors.add(f"{path}.prompts.{side}[{i}]", "expected {role, content}")
+    aliases = opaque.get("modelAliases") or {}
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
+        c.errors.add(f"{path}.modelAliases", "expected a map of model name → model name")
+        aliases = {}
+    routes = None
+    if opaque.get("routes"):
+        routes = []
+        for suffix, kind in opaque["routes"].items():
+            if kind not in _ROUTE_KINDS:
+                c.errors.add(f"{path}.routes.{suffix}", f"unknown route type {kind!r}")
+                continue
+            kind = {"anthropicTokenCount": "count_tokens"}.get(kind, kind)
+            if kind == "passthrough":
+                c.errors.add(f"{path}.routes.{suffix}", "passthrough routes are not supported by this agentgw build yet")
+                continue
+            routes.append((suffix, kind))
+        routes.sort(key=lambda r: (r[0] == "*", -len(r[0])))
+    for k in ("defaults", "overrides"):
+        if opaque.get(k) is not None and not isinstance(opaque[k], dict):
+            c.errors.add(f"{path}.{k}", "expected an object")
+    return AiPolicy(
+        request_guards=req_g,
+        response_guards=resp_g,
+        defaults=opaque.get("defaults"),
+        overrides=opaque.get("overrides"),
+        prepend=[p for p in prompts.get("prepend") or [] if isinstance(p, dict)],
+        append=[p for p in prompts.get("append") or [] if isinstance(p, dict)],
+        aliases=aliases,
+        routes=routes,
+    )
+
+
+def _merge_policies(a: AiPolicy, b: AiPolicy) -> AiPolicy:
+    """Route-level ``ai`` policy ``a`` plus backend-level ``b`` (backend wins on conflicts)."""
+    return AiPolicy(
+        request_guards=a.request_guards + b.request_guards,
+        response_guards=a.response_guards + b.response_guards,
+        defaults={**(a.defaults or {}), **(b.defaults or {})},
+        overrides={**(a.overrides or {}), **(b.overrides or {})},
+        prepend=a.prepend + b.prepend,
+        append=a.append + b.append,
+        aliases={**a.aliases, **b.aliases},
+        routes=b.routes or a.routes,
+    )
+
+
+# -- ai backends on routes ----------------------------------------------------------------------
+def _provider_from_ai(c, spec, path: str, bpol, route_policies):
+    """One ``{name, provider: {openAI: {...}}, hostOverride, ...}`` entry."""
+    (kind, settings), = spec.provider.items()
+    settings = settings or {}
+    if not isinstance(settings, dict):
+        c.errors.add(f"{path}.provider.{kind}", "expected an object")
+        settings = {}
+    known = {"model", "region", "projectId", "host", "apiVersion", "guardrailIdentifier", "guardrailVersion", "resourceName", "resourceType", "baseUrl", "apiKey"}
+    for k in settings:
+        if k not in known:
+            c.errors.add(f"{path}.provider.{kind}.{k}", "unknown field")
+    auth_cfg = (bpol.backend_auth if bpol is not None else None) or (spec.policies.backend_auth if spec.policies is not None else None) or (route_policies.backend_auth if route_policies is not None else None)
+    tls_cfg = (spec.policies.backend_tls if spec.policies is not None else None) or (bpol.backend_tls if bpol is not None else None) or (route_policies.backend_tls if route_policies is not None else None)
+    g = None
+    if settings.get("guardrailIdentifier"):
+        g = (settings["guardrailIdentifier"], str(settings.get("guardrailVersion") or "DRAFT"))
+    return make_provider(
+        c,
+        name=spec.name,
+        kind=kind,
+        path=f"{path}.provider.{kind}",
+        model=settings.get("model"),
+        base_url=settings.get("baseUrl"),
+        host_override=spec.host_override,
+        path_override=spec.path_override,
+        path_prefix=spec.path_prefix,
+        api_key=settings.get("apiKey"),
+        auth_cfg=auth_cfg,
+        tls_cfg=tls_cfg,
+        region=settings.get("region"),
+        project=settings.get("projectId"),
+        azure_resource=settings.get("resourceName"),
+        azure_type=settings.get("resourceType"),
+        api_version=settings.get("apiVersion"),
+        azure_host=settings.get("host"),
+        guardrail=g,
+    )
+
+
+def compile_ai_backend(c, ai: m.AiBackend, path: str, route_policies, backend_policies, traffic: dict, name: str | None = None) -> AiBackendSet:
+    route_ai = compile_ai_policy(c, route_policies.ai if route_policies is not None else None, path.rsplit(".backends", 1)[0] + ".policies.ai")
+    back_ai = compile_ai_policy(c, backend_policies.ai if backend_policies is not None else None, f"{path}.policies.ai")
+    policy = _merge_policies(route_ai, back_ai)
+    groups = []
+    tokenize = ai.tokenize
+    if ai.groups is not None:
+        for gi, grp in enumerate(ai.groups):
+            cands = []
+            for pi, spec in enumerate(grp.providers):
+                prov = _provider_from_ai(c, spec, f"{path}.groups[{gi}].providers[{pi}]", backend_policies, route_policies)
+                cands.append(Candidate(prov, model=prov.model))
+                tokenize = tokenize or spec.tokenize
+            if cands:
+                groups.append(cands)
+    else:
+        prov = _provider_from_ai(c, ai, path, backend_policies, route_policies)
+        groups.append([Candidate(prov, model=prov.model)])
+    return AiBackendSet(
+        pool=c.services.pool,
+        metrics=getattr(c.services, "metrics", None),
+        groups=groups,
+        policy=policy,
+        head_timeout=traffic.get("backend_timeout"),
+        request_timeout=traffic.get("request_timeout"),
+        tokenize=tokenize,
+        label=name or ai.name or "ai",
+    )
+
+
+# -- the llm: shorthand -------------------------------------------------------------------------
+def compile_llm(c, llm: m.LlmConfig):
+    """The ``llm:`` section as a bind of its own: every path goes to one ``ai`` backend
+    whose model table is ``llm.models`` (entries sharing a name are a failover chain)."""
+    from ...gateway import BindRuntime, ListenerRuntime, Route
+    from ...policies.local_ratelimit import LocalRateLimit, TokenBucket
+    from ...routing.table import PREFIX, Match, RouteTable
+    from .. import llm as _pkg  # noqa: F401
+
+    entries = []
+    wh = _webhook_factory(c)
+    tokenize = False
+    seen_names: dict[str, int] = {}
+    for i, mdl in enumerate(llm.models):
+        path = f"llm.models[{i}]"
+        dup = seen_names.get(mdl.name, 0)
+        seen_names[mdl.name] = dup + 1
+        for attr, key in (("transformation", "transformation"), ("health", "health"), ("backend_tunnel", "backendTunnel")):
+            if getattr(mdl, attr) is not None:
+                c.errors.add(f"{path}.{key}", "not supported by this agentgw build yet")
+        pr = mdl.provider
+        prm = mdl.params
+        if isinstance(pr, str):
+            kind = pr
+        else:
+            kind = "custom"
+        prov = make_provider(
+            c,
+            name=f"{mdl.name}#{dup + 1}" if dup else mdl.name,
+            kind=kind,
+            path=f"{path}.params",
+            model=prm.model,
+            base_url=prm.base_url,
+            host_override=prm.host_override,
+            path_override=prm.path_override,
+            path_prefix=prm.path_prefix,
+            api_key=prm.api_key,
+            auth_cfg=mdl.auth,
+            tls_cfg=mdl.tls,
+            region=prm.aws_region or prm.vertex_region,
+            project=prm.vertex_project,
+            azure_resource=prm.azure_resource_name,
+            azure_type=prm.azure_resource_type,
+            api_version=prm.azure_api_version,
+        )
+        tokenize = tokenize or prm.tokenize
+        strip = mdl.name[:-1] if mdl.name.endswith("/*") else ""
+        rh = HeaderEdits(mdl.request_headers.add, mdl.request_headers.set, mdl.request_headers.remove).apply if mdl.request_headers else None
+        sh = HeaderEdits(mdl.response_headers.add, mdl.response_headers.set, mdl.response_headers.remove).apply if mdl.response_headers else None
+        cand = Candidate(prov, model=prm.model, strip_prefix=strip, defaults=mdl.defaults, overrides=mdl.overrides, req_headers=rh, resp_headers=sh)
+        g = mdl.guardrails or {}
+        greq = parse_guard_list(g.get("request"), f"{path}.guardrails.request", c.errors, wh) if isinstance(g, dict) else []
+        gresp = parse_guard_list(g.get("response"), f"{path}.guardrails.response", c.errors, wh) if isinstance(g, dict) else []
+        hm = []
+        for mm in mdl.matches:
+            hm.append([(h.name.lower(), h.value.exact, re.compile(h.value.regex) if h.value.regex is not None else None) for h in mm.headers])
+        entries.append(ModelEntry(mdl.name, cand, greq, gresp, hm))
+    policies = []
+    lp = llm.policies
+    if lp is not None:
+        from ...compile import _UNSUPPORTED_ROUTE_POLICIES
+
+        c._unsupported(lp, {k: v for k, v in _UNSUPPORTED_ROUTE_POLICIES.items() if hasattr(lp, k)}, "llm.policies")
+        if lp.local_rate_limit:
+            policies.append(LocalRateLimit([TokenBucket(b.max_tokens, b.tokens_per_fill, float(b.fill_interval), b.type) for b in lp.local_rate_limit]))
+    backend = AiBackendSet(pool=c.services.pool, metrics=getattr(c.services, "metrics", None), models=entries, tokenize=tokenize, label="llm")
+    route = Route("llm", policies, backend, "llm")
+    table = RouteTable([([], [Match(route, kind=PREFIX, value="/", order=0)])])
+    return BindRuntime(llm.port, [ListenerRuntime("llm", None, "HTTP", table)], c.services)
+
+
+_ = ssl  # TLS contexts come from the compiler's backendTLS cache

@@ -1,0 +1,722 @@
+"""The MCP backend: one streamable-HTTP (and legacy SSE) endpoint over many MCP servers.
+
+Client side (on the gateway's own HTTP engine):
+
+* ``POST`` — one JSON-RPC message (or a batch). ``initialize`` creates a session whose
+  ``Mcp-Session-Id`` is sealed state (see ``token.py``); a request is answered with
+  ``application/json`` unless the target sends something first (progress, logging, a
+  sampling/elicitation request), in which case the answer becomes a ``text/event-stream``
+  carrying those messages and then the response. Notifications and responses get 202.
+* ``GET`` — the session's stream of server-initiated messages.
+* ``DELETE`` — end the session (upstream sessions deleted, stdio servers stopped).
+* ``GET …/sse`` + ``POST …/message?sessionId=`` — the 2024-11-05 HTTP+SSE transport.
+
+Method routing: list methods fan out and merge (every page of every target), names are
+prefixed ``<target>_<name>`` and resource URIs ``agw://<target>/<uri>``; calls strip the
+prefix and go to one target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+import orjson
+
+from ... import __version__
+from ...engine.http import Headers
+from .jsonrpc import (
+    FORBIDDEN,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    RATE_LIMITED,
+    RpcError,
+    dumps,
+    error,
+    is_notification,
+    is_request,
+    is_response,
+    result,
+    sse_event,
+)
+from .session import ClientCall, GatewaySession, Registry, _key
+from .token import SessionCodec
+
+log = logging.getLogger("agentgw.mcp")
+
+LIST_METHODS = {
+    "tools/list": ("tools", "name"),
+    "prompts/list": ("prompts", "name"),
+    "resources/list": ("resources", "uri"),
+    "resources/templates/list": ("resourceTemplates", "uriTemplate"),
+}
+MAX_PAGES = 1000
+URI_PREFIX = "agw://"
+_JSON = "application/json"
+
+
+def _headers(*pairs) -> Headers:
+    return Headers(list(pairs))
+
+
+class McpBackend:
+    kind = "mcp"
+
+    def __init__(
+        self,
+        name: str,
+        targets: list,
+        *,
+        registry: Registry,
+        codec: SessionCodec,
+        pool,
+        metrics,
+        stateless: bool = False,
+        prefix_mode: str = "conditional",
+        fail_open: bool = False,
+        authz=None,
+        rate_limits=(),
+        passthrough_headers=(),
+        rebinding=None,
+        request_timeout: float | None = None,
+    ):
+        self.name = name
+        self.label = name
+        self.targets = targets
+        self.by_name = {t.name: t for t in targets}
+        self.registry = registry
+        self.codec = codec
+        self.pool = pool
+        self.stateless = stateless
+        self.prefix = prefix_mode == "always" or (prefix_mode == "conditional" and len(targets) > 1)
+        self.fail_open = fail_open
+        self.authz = authz  # McpAuthz or None
+        self.rate_limits = list(rate_limits)  # [(tool names or None, target or None, TokenBucket)]
+        self.passthrough = tuple(h.lower() for h in passthrough_headers)
+        self.rebinding = rebinding  # (allowed hosts, allowed origins) or None
+        self.request_timeout = request_timeout
+        self.init_timeout = 60.0 if request_timeout is None else request_timeout
+        self.version = __version__
+        self._shared_key = ("stateless", name, tuple(t.name for t in targets))
+        if metrics is None:
+            from ...telemetry.metrics import Metrics
+
+            m = Metrics()
+        else:
+            m = metrics.m
+        self.m_requests = m.counter(
+            "agentgw_mcp_requests_total", "MCP requests handled by the gateway.", ("method", "target", "tool", "status")
+        )
+        self.m_duration = m.histogram(
+            "agentgw_mcp_tool_call_duration_seconds", "Duration of MCP tools/call requests.", ("target", "tool")
+        )
+        self.m_errors = m.counter("agentgw_mcp_errors_total", "MCP target errors by type.", ("target", "type"))
+
+    # -- names and URIs -------------------------------------------------------------------
+    def prefix_name(self, target: str, name: str) -> str:
+        return f"{target}_{name}" if self.prefix else name
+
+    def prefix_uri(self, target: str, uri: str) -> str:
+        return f"{URI_PREFIX}{target}/{uri}" if self.prefix else uri
+
+    def split_name(self, session: GatewaySession, name: str) -> tuple[str, str]:
+        if not self.prefix:
+            if len(self.targets) == 1:
+                return self.targets[0].name, name
+            t = session.tool_index.get(name)
+            if t is None:
+                raise RpcError(INVALID_PARAMS, f"unknown name {name!r}")
+            return t, name
+        best = None
+        for t in self.by_name:
+            if name.startswith(t + "_") and (best is None or len(t) > len(best)):
+                best = t
+        if best is None:
+            raise RpcError(INVALID_PARAMS, f"unknown name {name!r}: expected <target>_<name>")
+        return best, name[len(best) + 1 :]
+
+    def split_uri(self, session: GatewaySession, uri: str) -> tuple[str, str]:
+        if not self.prefix:
+            if len(self.targets) == 1:
+                return self.targets[0].name, uri
+            t = session.tool_index.get("uri:" + uri)
+            if t is None:
+                raise RpcError(INVALID_PARAMS, f"unknown resource {uri!r}")
+            return t, uri
+        if uri.startswith(URI_PREFIX):
+            rest = uri[len(URI_PREFIX) :]
+            t, sep, orig = rest.partition("/")
+            if sep and t in self.by_name:
+                return t, orig
+        raise RpcError(INVALID_PARAMS, f"unknown resource {uri!r}")
+
+    def count_error(self, target: str, kind: str) -> None:
+        self.m_errors.inc((target, kind))
+
+    # -- entry ----------------------------------------------------------------------------
+    async def serve(self, ctx) -> None:
+        req = ctx.req
+        ctx.backend_name = self.name
+        if self.rebinding is not None:
+            bad = self._rebinding_check(req)
+            if bad is not None:
+                self._send(ctx, bad[0], {"error": {"type": "forbidden", "message": bad[1]}})
+                return
+        method = req.method
+        path = ctx.path
+        if method == "POST":
+            if path.endswith("/message") or path.endswith("/messages"):
+                await self._legacy_post(ctx)
+            else:
+                await self._post(ctx)
+        elif method == "GET":
+            if path.endswith("/sse"):
+                await self._legacy_stream(ctx)
+            else:
+                await self._get_stream(ctx)
+        elif method == "DELETE":
+            await self._delete(ctx)
+        else:
+            self._send(
+                ctx, 405, {"error": {"type": "method_not_allowed", "message": f"{method} is not an MCP method"}},
+                extra=(("allow", "GET, POST, DELETE"),),
+            )
+
+    def _rebinding_check(self, req):
+        hosts, origins = self.rebinding
+        host = req.headers.get("host") or ""
+        if _hostname(host) not in hosts:
+            return 421, f"host {host!r} is not allowed (dnsRebindingProtection)"
+        origin = req.headers.get("origin")
+        if origin is not None:
+            o = origin.lower().rstrip("/")
+            if o not in origins and _hostname(o.split("://", 1)[-1]) not in hosts:
+                return 403, f"origin {origin!r} is not allowed (dnsRebindingProtection)"
+        return None
+
+    def _send(self, ctx, status: int, doc, extra=(), session_id: str | None = None) -> None:
+        h = _headers(("content-type", _JSON), *extra)
+        if session_id:
+            h.append(("mcp-session-id", session_id))
+        ctx.finalize_headers(status, h)
+        ctx.ex.send(status, h, dumps(doc) if doc is not None else b"")
+
+    def _send_empty(self, ctx, status: int) -> None:
+        h = Headers()
+        ctx.finalize_headers(status, h)
+        ctx.ex.send(status, h, b"")
+
+    # -- sessions -------------------------------------------------------------------------
+    def _client_headers(self, ctx) -> list:
+        if not self.passthrough:
+            return []
+        return [(k, v) for k, v in ctx.req.headers if k in self.passthrough]
+
+    async def _session(self, ctx, sid: str | None) -> GatewaySession | None:
+        """The session for a request, resuming a sealed one; None → answer 404/400."""
+        if self.stateless:
+            return await self._shared()
+        if not sid:
+            return None
+        reg = self.registry
+        s = reg.sessions.get(sid)
+        if s is None:
+            state = self.codec.open(sid)
+            if state is None or state.get("k") != "s":
+                return None
+            s = GatewaySession(self, reg, sid)
+            s.client_headers[:] = self._client_headers(ctx)
+            reg.add(s)
+            try:
+                await s.resume(state)
+            except RpcError:
+                await reg.remove(sid, delete=False)
+                raise
+        else:
+            await s.ready.wait()
+            if s.init_error is not None or s.closed:
+                return None
+        s.touch()
+        hdrs = self._client_headers(ctx)
+        if hdrs:
+            s.client_headers[:] = hdrs
+        return s
+
+    async def _shared(self) -> GatewaySession:
+        reg = self.registry
+        s = reg.shared.get(self._shared_key)
+        if s is None or s.closed or (s.ready.is_set() and s.init_error is not None):
+            s = GatewaySession(self, reg, None, stateless=True)
+            reg.shared[self._shared_key] = s
+            try:
+                await s.initialize({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "agentgw", "version": __version__}})
+            except RpcError:
+                reg.shared.pop(self._shared_key, None)
+                raise
+        else:
+            await s.ready.wait()
+        return s
+
+    async def _new_session(self, ctx, params: dict) -> GatewaySession:
+        reg = self.registry
+        s = GatewaySession(self, reg, None)
+        s.client_headers[:] = self._client_headers(ctx)
+        try:
+            await s.initialize(params if isinstance(params, dict) else {})
+        except RpcError:
+            await s.close(delete=True)
+            raise
+        state = s.state()
+        state["k"] = "s"
+        state["n"] = os.urandom(6).hex()
+        s.id = self.codec.seal(state)
+        reg.add(s)
+        return s
+
+    # -- streamable HTTP: POST ------------------------------------------------------------
+    async def _post(self, ctx) -> None:
+        req = ctx.req
+        body = await req.body.read_all()
+        try:
+            msg = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            self._send(ctx, 400, error(None, PARSE_ERROR, "invalid JSON"))
+            return
+        accept = (req.headers.get("accept") or "").lower()
+        sse_ok = "text/event-stream" in accept or "*/*" in accept
+        sid = req.headers.get("mcp-session-id")
+        if isinstance(msg, list):
+            await self._batch(ctx, msg, sid)
+            return
+        if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0":
+            self._send(ctx, 400, error(None, INVALID_REQUEST, "not a JSON-RPC 2.0 message"))
+            return
+        method = msg.get("method")
+        if method == "initialize" and is_request(msg):
+            await self._initialize(ctx, msg)
+            return
+        if method == "server/discover" and is_request(msg) and not sid:
+            # 2026-07-28 per-request envelope: not served; clients fall back to initialize
+            self._send(ctx, 200, error(msg["id"], METHOD_NOT_FOUND, "server/discover is not supported; use initialize"))
+            return
+        try:
+            session = await self._session(ctx, sid)
+        except RpcError as exc:
+            self._send(ctx, 200 if is_request(msg) else 502, error(msg.get("id"), exc.code, exc.message))
+            return
+        if session is None:
+            if sid:
+                self._send(ctx, 404, error(msg.get("id"), INVALID_REQUEST, "session not found (expired or unknown): initialize again"))
+            else:
+                self._send(ctx, 400, error(msg.get("id"), INVALID_REQUEST, "missing Mcp-Session-Id header"))
+            return
+        if not is_request(msg):
+            await self._client_message(ctx, session, msg)
+            self._send_empty(ctx, 202)
+            return
+        call = _PostCall(self, ctx, msg["id"], sse_ok)
+        session.busy += 1
+        session.inflight[_key(msg["id"])] = call.call
+        try:
+            resp = await self.dispatch(ctx, session, msg, call.call)
+        except asyncio.CancelledError:
+            call.call.done = True
+            await session.client_cancelled({"requestId": msg["id"], "reason": "client disconnected"})
+            raise
+        finally:
+            session.busy -= 1
+            session.inflight.pop(_key(msg["id"]), None)
+            session.touch()
+        call.finish(resp)
+
+    async def _initialize(self, ctx, msg: dict) -> None:
+        params = msg.get("params") or {}
+        try:
+            if self.stateless:
+                s = await self._shared()
+                res = dict(s.init_result)
+                want = params.get("protocolVersion")
+                from .jsonrpc import SUPPORTED_VERSIONS, version_rank
+
+                if want in SUPPORTED_VERSIONS and version_rank(want) < version_rank(res["protocolVersion"]):
+                    res["protocolVersion"] = want
+                self.m_requests.inc(("initialize", "", "", "ok"))
+                self._send(ctx, 200, result(msg["id"], res))
+                return
+            s = await self._new_session(ctx, params)
+        except RpcError as exc:
+            self.m_requests.inc(("initialize", "", "", "error"))
+            self._send(ctx, 200, error(msg["id"], exc.code, exc.message))
+            return
+        self.m_requests.inc(("initialize", "", "", "ok"))
+        self._send(ctx, 200, result(msg["id"], s.init_result), session_id=s.id)
+
+    async def _client_message(self, ctx, session: GatewaySession, msg: dict) -> None:
+        if is_response(msg):
+            await session.client_response(msg)
+            return
+        method = msg.get("method")
+        if method == "notifications/cancelled":
+            await session.client_cancelled(msg.get("params") or {})
+        elif method == "notifications/initialized":
+            pass  # each target got its own right after its initialize
+        elif is_notification(msg):
+            # roots/list_changed and the like: every target may care
+            params = msg.get("params")
+            await asyncio.gather(*(u.notify(method, params) for u in session.upstreams.values()), return_exceptions=True)
+
+    async def _batch(self, ctx, msgs: list, sid) -> None:
+        out = []
+        for m in msgs:
+            if not isinstance(m, dict):
+                out.append(error(None, INVALID_REQUEST, "invalid message"))
+                continue
+            if m.get("method") == "initialize":
+                out.append(error(m.get("id"), INVALID_REQUEST, "initialize cannot be batched"))
+                continue
+            try:
+                session = await self._session(ctx, sid)
+            except RpcError as exc:
+                out.append(error(m.get("id"), exc.code, exc.message))
+                continue
+            if session is None:
+                self._send(ctx, 404 if sid else 400, error(None, INVALID_REQUEST, "session not found"))
+                return
+            if is_request(m):
+                out.append(await self.dispatch(ctx, session, m, ClientCall(m["id"])))
+            else:
+                await self._client_message(ctx, session, m)
+        if out:
+            self._send(ctx, 200, out)
+        else:
+            self._send_empty(ctx, 202)
+
+    # -- streamable HTTP: GET / DELETE ----------------------------------------------------
+    async def _get_stream(self, ctx) -> None:
+        req = ctx.req
+        if "text/event-stream" not in (req.headers.get("accept") or ""):
+            self._send(ctx, 405, {"error": {"type": "method_not_allowed", "message": "GET needs Accept: text/event-stream"}}, extra=(("allow", "POST, DELETE"),))
+            return
+        if self.stateless:
+            self._send(ctx, 405, {"error": {"type": "method_not_allowed", "message": "stateless MCP has no server stream"}}, extra=(("allow", "POST"),))
+            return
+        try:
+            session = await self._session(ctx, req.headers.get("mcp-session-id"))
+        except RpcError as exc:
+            self._send(ctx, 502, {"error": {"type": "upstream_error", "message": exc.message}})
+            return
+        if session is None:
+            self._send(ctx, 404 if req.headers.get("mcp-session-id") else 400, {"error": {"type": "session_not_found", "message": "unknown or missing Mcp-Session-Id"}})
+            return
+        await self._pump(ctx, session, b"")
+
+    async def _pump(self, ctx, session: GatewaySession, first: bytes) -> None:
+        ex = ctx.ex
+        h = _headers(("content-type", "text/event-stream"), ("cache-control", "no-cache"))
+        ctx.finalize_headers(200, h)
+        ex.start(200, h)
+        if first:
+            ex.write(first)
+        session.get_streams += 1
+        settings = ex.conn.settings
+        idle = 0.0
+        try:
+            await session.open_streams()
+            # wake up every second: a draining gateway (shutdown, port removed) ends its
+            # streams so clients reconnect elsewhere instead of holding shutdown up
+            while not session.closed and not ex.disconnected and not settings.draining:
+                msgs = await session.next_messages(1.0)
+                if msgs:
+                    ex.write(b"".join(sse_event(m) for m in msgs))
+                    idle = 0.0
+                else:
+                    idle += 1.0
+                    if idle < 15.0:
+                        continue
+                    ex.write(b": ping\n\n")
+                    idle = 0.0
+                await ex.drain()
+                session.touch()
+        finally:
+            session.get_streams -= 1
+        ex.end()
+
+    async def _delete(self, ctx) -> None:
+        sid = ctx.req.headers.get("mcp-session-id")
+        if self.stateless or not sid:
+            self._send(ctx, 405 if self.stateless else 400, {"error": {"type": "bad_request", "message": "no session to delete"}})
+            return
+        if sid not in self.registry.sessions:
+            try:
+                s = await self._session(ctx, sid)
+            except RpcError:
+                s = None
+            if s is None:
+                self._send(ctx, 404, {"error": {"type": "session_not_found", "message": "unknown session"}})
+                return
+        await self.registry.remove(sid, delete=True)
+        self.m_requests.inc(("session/delete", "", "", "ok"))
+        self._send_empty(ctx, 200)
+
+    # -- legacy HTTP+SSE ------------------------------------------------------------------
+    async def _legacy_stream(self, ctx) -> None:
+        reg = self.registry
+        s = GatewaySession(self, reg, os.urandom(16).hex())
+        s.legacy = True
+        s.client_headers[:] = self._client_headers(ctx)
+        reg.add(s)
+        base = ctx.req.path.rsplit("/", 1)[0]
+        endpoint = f"{base}/message?sessionId={s.id}"
+        try:
+            await self._pump(ctx, s, b"event: endpoint\ndata: " + endpoint.encode() + b"\n\n")
+        finally:
+            await reg.remove(s.id, delete=True)
+
+    async def _legacy_post(self, ctx) -> None:
+        from urllib.parse import parse_qs
+
+        sid = (parse_qs(ctx.query).get("sessionId") or [""])[0]
+        s = self.registry.sessions.get(sid)
+        if s is None or not s.legacy:
+            self._send(ctx, 404, {"error": {"type": "session_not_found", "message": "unknown sessionId"}})
+            return
+        body = await ctx.req.body.read_all()
+        try:
+            msg = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            self._send(ctx, 400, error(None, PARSE_ERROR, "invalid JSON"))
+            return
+        s.touch()
+        self._send_empty(ctx, 202)
+        msgs = msg if isinstance(msg, list) else [msg]
+        for m in msgs:
+            if isinstance(m, dict):
+                asyncio.get_running_loop().create_task(self._legacy_one(ctx, s, m))
+
+    async def _legacy_one(self, ctx, s: GatewaySession, m: dict) -> None:
+        try:
+            if m.get("method") == "initialize" and is_request(m):
+                try:
+                    res = await s.initialize(m.get("params") or {})
+                    s.push(result(m["id"], res))
+                except RpcError as exc:
+                    s.push(error(m["id"], exc.code, exc.message))
+                return
+            await s.ready.wait()
+            if not is_request(m):
+                await self._client_message(ctx, s, m)
+                return
+            call = ClientCall(m["id"], lambda x: (s.push(x), True)[1])
+            s.busy += 1
+            s.inflight[_key(m["id"])] = call
+            try:
+                s.push(await self.dispatch(ctx, s, m, call))
+            finally:
+                s.busy -= 1
+                s.inflight.pop(_key(m["id"]), None)
+        except Exception:  # never let a background task die silently
+            log.exception("MCP legacy message handling failed")
+
+    # -- dispatch -------------------------------------------------------------------------
+    async def dispatch(self, ctx, session: GatewaySession, msg: dict, call: ClientCall) -> dict:
+        """Answer one client request (always a JSON-RPC response, never an exception)."""
+        id_ = msg["id"]
+        method = msg.get("method")
+        params = msg.get("params")
+        if params is not None and not isinstance(params, dict):
+            return error(id_, INVALID_PARAMS, "params must be an object")
+        params = params or {}
+        try:
+            if method in LIST_METHODS:
+                return result(id_, await self._list(ctx, session, method, params, call))
+            if method == "tools/call":
+                return result(id_, await self._call_tool(ctx, session, params, call))
+            if method == "prompts/get":
+                target, name = self.split_name(session, str(params.get("name", "")))
+                self._authorize(ctx, "prompts/get", target, name, kind="prompt")
+                return result(id_, await self._forward(session, target, method, dict(params, name=name), call, name))
+            if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+                target, uri = self.split_uri(session, str(params.get("uri", "")))
+                self._authorize(ctx, method, target, uri, kind="resource")
+                return result(id_, await self._resource(session, target, method, dict(params, uri=uri), call))
+            if method == "completion/complete":
+                ref = dict(params.get("ref") or {})
+                if ref.get("type") == "ref/prompt":
+                    target, ref["name"] = self.split_name(session, str(ref.get("name", "")))
+                else:
+                    target, ref["uri"] = self.split_uri(session, str(ref.get("uri", "")))
+                return result(id_, await self._forward(session, target, method, dict(params, ref=ref), call, ""))
+            if method == "ping":
+                return result(id_, {})
+            if method == "logging/setLevel":
+                await asyncio.gather(
+                    *(u.request(method, params, None, self.request_timeout) for u in session.upstreams.values()),
+                    return_exceptions=True,
+                )
+                self.m_requests.inc((method, "", "", "ok"))
+                return result(id_, {})
+            if len(session.upstreams) == 1:
+                (target,) = session.upstreams
+                return result(id_, await self._forward(session, target, method, params, call, ""))
+            raise RpcError(METHOD_NOT_FOUND, f"method {method!r} is not supported by the MCP gateway")
+        except RpcError as exc:
+            return error(id_, exc.code, exc.message, exc.data)
+
+    def _upstream(self, session: GatewaySession, target: str):
+        u = session.upstreams.get(target)
+        if u is None:
+            why = session.failed.get(target)
+            raise RpcError(INTERNAL_ERROR, f"target {target!r} is unavailable" + (f": {why}" if why else ""))
+        return u
+
+    async def _forward(self, session, target: str, method: str, params, call, tool: str):
+        u = self._upstream(session, target)
+        try:
+            res = await u.request(method, params, call, self.request_timeout)
+        except RpcError as exc:
+            from .upstream import UpstreamGone
+
+            if isinstance(exc, UpstreamGone):
+                self.count_error(target, "expired" if exc.expired else "unavailable")
+            self.m_requests.inc((method, target, tool, "error"))
+            raise
+        self.m_requests.inc((method, target, tool, "ok"))
+        return res
+
+    async def _resource(self, session, target, method, params, call):
+        res = await self._forward(session, target, method, params, call, "")
+        if method == "resources/read" and isinstance(res, dict) and self.prefix:
+            res = dict(res, contents=[dict(c, uri=self.prefix_uri(target, c["uri"])) if isinstance(c, dict) and "uri" in c else c for c in res.get("contents") or []])
+        return res
+
+    async def _call_tool(self, ctx, session, params: dict, call: ClientCall):
+        name = str(params.get("name", ""))
+        target, tool = self.split_name(session, name)
+        try:
+            self._authorize(ctx, "tools/call", target, tool, kind="tool")
+        except RpcError:
+            self.m_requests.inc(("tools/call", target, tool, "denied"))
+            raise
+        for tools, tgt, bucket in self.rate_limits:
+            if (tools is None or tool in tools or name in tools) and (tgt is None or tgt == target):
+                if not bucket.try_take():
+                    self.m_requests.inc(("tools/call", target, tool, "rate_limited"))
+                    raise RpcError(
+                        RATE_LIMITED,
+                        f"rate limit exceeded for tool {name!r}; retry in {bucket.reset_in():.0f}s",
+                        {"retryAfterSeconds": round(bucket.reset_in(), 3)},
+                    )
+        t0 = time.perf_counter()
+        try:
+            return await self._forward(session, target, "tools/call", dict(params, name=tool), call, tool)
+        finally:
+            self.m_duration.observe((target, tool), time.perf_counter() - t0)
+
+    def _authorize(self, ctx, method: str, target: str, name: str, kind: str) -> None:
+        az = self.authz
+        if az is None:
+            return
+        spec = self.by_name.get(target)
+        if not az.allows(ctx, method, target, name, kind, spec.authz if spec else None):
+            raise RpcError(FORBIDDEN, f"not authorized: {kind} {name!r} on target {target!r}")
+
+    async def _list(self, ctx, session: GatewaySession, method: str, params: dict, call: ClientCall) -> dict:
+        key, field = LIST_METHODS[method]
+        if params.get("cursor"):
+            # everything is returned on the first page; a cursor means the client is
+            # replaying one we never issued
+            return {key: []}
+
+        async def all_pages(name, u):
+            items = []
+            cursor = None
+            for _ in range(MAX_PAGES):
+                p = {"cursor": cursor} if cursor else None
+                res = await u.request(method, p, call, self.request_timeout)
+                items.extend((res or {}).get(key) or [])
+                cursor = (res or {}).get("nextCursor")
+                if not cursor:
+                    break
+            return items
+
+        names = list(session.upstreams)
+        results = await asyncio.gather(*(all_pages(n, session.upstreams[n]) for n in names), return_exceptions=True)
+        out = []
+        kind = {"tools": "tool", "prompts": "prompt"}.get(key, "resource")
+        for name, res in zip(names, results):
+            if isinstance(res, BaseException):
+                if isinstance(res, RpcError) and res.code == METHOD_NOT_FOUND:
+                    continue  # the target has no such capability
+                if not isinstance(res, (RpcError, OSError)):
+                    raise res
+                self.count_error(name, "list")
+                self.m_requests.inc((method, name, "", "error"))
+                if not self.fail_open:
+                    raise RpcError(INTERNAL_ERROR, f"target {name!r} failed {method}: {getattr(res, 'message', res)}")
+                log.warning("MCP target %s failed %s (failOpen): %s", name, method, getattr(res, "message", res))
+                continue
+            self.m_requests.inc((method, name, "", "ok"))
+            spec = self.by_name.get(name)
+            for item in res:
+                if not isinstance(item, dict) or field not in item:
+                    continue
+                orig = item[field]
+                if self.authz is not None and not self.authz.allows(ctx, method, name, orig, kind, spec.authz if spec else None):
+                    continue
+                if field == "name":
+                    session.tool_index[orig] = name
+                    item = dict(item, name=self.prefix_name(name, orig))
+                else:
+                    session.tool_index["uri:" + orig] = name
+                    item = dict(item, **{field: self.prefix_uri(name, orig)})
+                out.append(item)
+        return {key: out}
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def _hostname(hostport: str) -> str:
+    h = hostport.strip().lower()
+    if h.startswith("["):
+        return h[: h.find("]") + 1]
+    return h.rsplit(":", 1)[0] if ":" in h else h
+
+
+class _PostCall:
+    """The response side of one POST: JSON, or SSE once an interim message has to go out."""
+
+    def __init__(self, backend: McpBackend, ctx, id_, sse_ok: bool):
+        self.ctx = ctx
+        self.sse_ok = sse_ok
+        self.streaming = False
+        self.call = ClientCall(id_, self.emit if sse_ok else None)
+
+    def emit(self, msg) -> bool:
+        ex = self.ctx.ex
+        if self.call.done or ex.disconnected or ex.finished:
+            return False
+        if not self.streaming:
+            self.streaming = True
+            h = _headers(("content-type", "text/event-stream"), ("cache-control", "no-cache"))
+            self.ctx.finalize_headers(200, h)
+            ex.start(200, h)
+        ex.write(sse_event(msg))
+        return True
+
+    def finish(self, resp: dict) -> None:
+        self.call.done = True
+        ctx = self.ctx
+        ex = ctx.ex
+        if self.streaming:
+            ex.write(sse_event(resp))
+            ex.end()
+            return
+        h = _headers(("content-type", _JSON))
+        ctx.finalize_headers(200, h)
+        ex.send(200, h, dumps(resp))

@@ -1,0 +1,180 @@
+"""Config → runtime for ``mcp`` backends (route backends, named backends, the shorthand)."""
+
+from __future__ import annotations
+
+import os
+
+from ...config import models as m
+from ...policies.local_ratelimit import TokenBucket
+from .authz import CelError, McpAuthz, RuleSet
+from .backend import LOCAL_HOSTS, McpBackend
+from .openapi import OpenApiTools
+from .session import Registry
+from .upstream import TargetSpec
+
+_UNSUPPORTED_TARGET_POLICIES = {"transformations": "transformations", "ext_mcp": "extMcp"}
+
+
+def registry_for(services) -> Registry:
+    reg = getattr(services, "mcp", None)
+    if reg is None:
+        reg = Registry(getattr(services, "loop", None))
+        services.mcp = reg
+    return reg
+
+
+def _rules(compiler, authz: m.Authorization | None, path: str) -> RuleSet | None:
+    if authz is None:
+        return None
+    try:
+        return RuleSet(authz.rules)
+    except CelError as exc:
+        compiler.errors.add(path, str(exc))
+        return None
+
+
+def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, backend_policies, traffic: dict, name: str = ""):
+    cfg = compiler.cfg
+    services = compiler.services
+    reg = registry_for(services)
+    c = cfg.config
+    if c.mcp is not None and c.mcp.session_ttl is not None:
+        reg.ttl = max(0.05, float(c.mcp.session_ttl))
+    codec = reg.codec(c.session.key if c.session is not None else None)
+    passthrough = [h.lower() for h in mb.passthrough_headers]
+    targets = []
+    for ti, t in enumerate(mb.targets):
+        tpath = f"{path}.targets[{ti}]"
+        spec = _target(compiler, t, tpath, passthrough)
+        if spec is not None:
+            targets.append(spec)
+    rulesets = []
+    for pol, p in ((route_policies, path.rsplit(".backends", 1)[0] + ".policies"), (backend_policies, path.rsplit(".", 1)[0] + ".policies")):
+        if pol is not None and getattr(pol, "mcp_authorization", None) is not None:
+            rs = _rules(compiler, pol.mcp_authorization, f"{p}.mcpAuthorization")
+            if rs is not None:
+                rulesets.append(rs)
+    if backend_policies is not None:
+        compiler._unsupported(
+            backend_policies,
+            {"transformations": "transformations", "ext_mcp": "extMcp", "ext_authz": "extAuthz", "health": "health", "ai": "ai"},
+            f"{path.rsplit('.', 1)[0]}.policies",
+        )
+    has_target_rules = any(s.authz is not None for s in targets)
+    authz = McpAuthz(rulesets) if rulesets or has_target_rules else None
+    limits = []
+    for li, rl in enumerate(mb.tool_rate_limits):
+        if rl.target is not None and rl.target not in {t.name for t in mb.targets}:
+            compiler.errors.add(f"{path}.toolRateLimits[{li}].target", f"no target named {rl.target!r}")
+        limits.append((frozenset(rl.tools) if rl.tools else None, rl.target, TokenBucket(rl.max_tokens, rl.tokens_per_fill, float(rl.fill_interval))))
+    rebinding = None
+    d = mb.dns_rebinding_protection
+    if d is True:
+        rebinding = (LOCAL_HOSTS, frozenset())
+    elif isinstance(d, m.DnsRebindingProtection):
+        rebinding = (frozenset(h.lower() for h in d.allowed_hosts), frozenset(o.lower().rstrip("/") for o in d.allowed_origins))
+    timeout = traffic.get("backend_timeout") or traffic.get("request_timeout")
+    return McpBackend(
+        name or "mcp",
+        targets,
+        registry=reg,
+        codec=codec,
+        pool=getattr(services, "pool", None),
+        metrics=getattr(services, "metrics", None),
+        stateless=mb.stateful_mode == "stateless",
+        prefix_mode=mb.prefix_mode or "conditional",
+        fail_open=mb.failure_mode == "failOpen",
+        authz=authz,
+        rate_limits=limits,
+        passthrough_headers=passthrough,
+        rebinding=rebinding,
+        request_timeout=timeout,
+    )
+
+
+def _host_spec(compiler, hs: m.McpHostSpec, tpath: str, default_path: str, tls_cfg):
+    """(UpstreamTarget, Host header, path) for an http(s) target."""
+    if hs.backend is not None:
+        ref = compiler.named.get(hs.backend)
+        if ref is None or ref[1].host is None:
+            compiler.errors.add(f"{tpath}.backend", f"no top-level host backend named {hs.backend!r}")
+            return None
+        addr, path = ref[1].host, default_path
+    elif hs.port is not None:
+        addr, path = f"{hs.host}:{hs.port}", hs.path or default_path
+    else:
+        url = hs.host if "://" in hs.host else "http://" + hs.host
+        rest = url.split("://", 1)[1]
+        path = "/" + rest.split("/", 1)[1] if "/" in rest else default_path
+        addr = url.split("://", 1)[0] + "://" + rest.split("/", 1)[0]
+    hb = compiler._http_backend(addr, addr, tls_cfg, tpath)
+    return hb.target, hb.host_override or hb.target.authority, path
+
+
+def _target(compiler, t: m.McpTarget, tpath: str, passthrough: list[str]) -> TargetSpec | None:
+    kind = next(k for k in ("mcp", "sse", "stdio", "openapi") if getattr(t, k) is not None)
+    spec = TargetSpec(t.name, kind)
+    pol = t.policies
+    tls_cfg = pol.backend_tls if pol is not None else None
+    if pol is not None:
+        compiler._unsupported(pol, _UNSUPPORTED_TARGET_POLICIES, f"{tpath}.policies")
+        h = pol.request_header_modifier
+        if h is not None:
+            for k, v in (h.add or {}).items():
+                spec.headers.append((k.lower(), v))
+            for k, v in (h.set or {}).items():
+                spec.headers = [kv for kv in spec.headers if kv[0] != k.lower()] + [(k.lower(), v)]
+        ba = pol.backend_auth
+        if ba is not None:
+            if ba.passthrough is not None:
+                if "authorization" not in passthrough:
+                    passthrough.append("authorization")
+            elif ba.key is not None:
+                key = ba.key
+                if isinstance(key, str):
+                    value = key
+                elif isinstance(key, m.FileOnlyRef):
+                    value = _read(compiler, key.file, f"{tpath}.policies.backendAuth.key.file")
+                else:
+                    v = key.value
+                    value = v if isinstance(v, str) else _read(compiler, v.file, f"{tpath}.policies.backendAuth.key.value.file")
+                spec.headers.append(("authorization", f"Bearer {value.strip()}"))
+            else:
+                compiler.errors.add(f"{tpath}.policies.backendAuth", "only key and passthrough are supported for MCP targets")
+        spec.authz = _rules(compiler, pol.mcp_authorization, f"{tpath}.policies.mcpAuthorization")
+    if kind in ("mcp", "sse"):
+        hs = getattr(t, kind)
+        r = _host_spec(compiler, hs, tpath + "." + kind, "/mcp" if kind == "mcp" else "/sse", tls_cfg)
+        if r is None:
+            return None
+        spec.target, spec.host, spec.path = r
+    elif kind == "stdio":
+        st = t.stdio
+        spec.cmd, spec.args, spec.env, spec.clear_env = st.cmd, list(st.args), dict(st.env or {}), st.clear_env
+    else:
+        oa = t.openapi
+        sch = oa.schema_
+        try:
+            if isinstance(sch, str):
+                spec.openapi = OpenApiTools(text=sch)
+            elif sch.file is not None:
+                spec.openapi = OpenApiTools(text=_read(compiler, sch.file, f"{tpath}.openapi.schema.file"))
+            else:
+                spec.openapi = OpenApiTools(url=sch.url)
+        except (ValueError, TypeError) as exc:
+            compiler.errors.add(f"{tpath}.openapi.schema", f"invalid OpenAPI schema: {exc}")
+            return None
+        r = _host_spec(compiler, oa, tpath + ".openapi", "/", tls_cfg)
+        if r is None:
+            return None
+        spec.target, spec.host, spec.path = r
+    return spec
+
+
+def _read(compiler, path: str, where: str) -> str:
+    try:
+        with open(compiler._path(path), encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        compiler.errors.add(where, f"cannot read {path}: {exc.strerror or exc}")
+        return ""

@@ -1,0 +1,702 @@
+"""Clients for the MCP servers behind the gateway: streamable HTTP, legacy SSE, stdio.
+
+Each gateway session owns one :class:`Upstream` per target. They share one shape:
+``initialize(params)``, ``request(method, params, related)``, ``notify``, ``respond``
+(answer a server→client request), ``open_stream`` (server-initiated messages) and
+``close``. Whatever a server sends that is not the answer to one of our requests —
+notifications, progress, sampling/elicitation requests, cancellations — goes to
+``on_message(upstream, msg, related)``, where ``related`` is the client request it
+belongs to when the transport says so (it arrived on that request's SSE stream, or
+carries its progress token) and None otherwise.
+
+HTTP targets run on the gateway's own pooled HTTP/1.1 client: a ``tools/call`` is one
+write and one buffered read on a warm keep-alive connection, no per-call task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+from typing import Callable
+
+import orjson
+
+from ...engine.client import ConnectionPool, StaleConnection, UpstreamTarget
+from ...engine.http import GatewayError, Headers, encode_headers
+from .jsonrpc import (
+    INTERNAL_ERROR,
+    SESSION_EXPIRED,
+    UPSTREAM_ERROR,
+    RpcError,
+    SseParser,
+    dumps,
+    is_request,
+    is_response,
+    loads,
+)
+
+log = logging.getLogger("agentgw.mcp")
+
+
+class UpstreamGone(RpcError):
+    """The target is unreachable or its session/process is gone."""
+
+    def __init__(self, message: str, expired: bool = False):
+        super().__init__(SESSION_EXPIRED if expired else UPSTREAM_ERROR, message)
+        self.expired = expired
+
+
+class TargetSpec:
+    """A compiled ``targets[]`` entry: everything needed to reach one MCP server."""
+
+    def __init__(self, name: str, kind: str):
+        self.name = name
+        self.kind = kind  # "mcp" | "sse" | "stdio" | "openapi"
+        self.target: UpstreamTarget | None = None
+        self.host = ""  # Host header
+        self.path = "/mcp"
+        self.headers: list[tuple[str, str]] = []  # static headers (incl. backend auth)
+        self.cmd = ""
+        self.args: list[str] = []
+        self.env: dict[str, str] = {}
+        self.clear_env = False
+        self.openapi = None  # OpenApiTools
+        self.authz = None  # per-target mcpAuthorization
+
+
+class Upstream:
+    """Base for one session's connection to one target."""
+
+    kind = ""
+    resumable = False  # does session_id alone let another process continue it?
+
+    def __init__(self, spec: TargetSpec, on_message: Callable):
+        self.spec = spec
+        self.name = spec.name
+        self.on_message = on_message
+        self.session_id: str | None = None
+        self.version: str | None = None
+        self.init_result: dict | None = None
+        self.client_headers: list[tuple[str, str]] = []  # per-request passthrough headers
+        self._next_id = 0
+        self.closed = False
+
+    def next_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    async def initialize(self, params: dict, timeout: float | None) -> dict:
+        res = await self.request("initialize", params, None, timeout)
+        self.version = res.get("protocolVersion") or params.get("protocolVersion")
+        self.init_result = res
+        await self.notify("notifications/initialized", None)
+        return res
+
+    async def request(self, method: str, params, related, timeout: float | None):
+        raise NotImplementedError
+
+    async def notify(self, method: str, params) -> None:
+        raise NotImplementedError
+
+    async def respond(self, msg: dict) -> None:
+        raise NotImplementedError
+
+    async def open_stream(self) -> None:
+        return None
+
+    async def close(self, delete: bool = False) -> None:
+        self.closed = True
+
+
+def _unwrap(resp: dict):
+    if "error" in resp:
+        e = resp["error"] or {}
+        raise RpcError(e.get("code", INTERNAL_ERROR), e.get("message", "error"), e.get("data"))
+    return resp.get("result")
+
+
+# ---------------------------------------------------------------------------------------
+# Streamable HTTP
+# ---------------------------------------------------------------------------------------
+
+
+async def http_exchange(
+    pool: ConnectionPool, target: UpstreamTarget, head: bytes, body: bytes, timeout: float | None
+):
+    """Send one request on a pooled connection; return it with the response head read."""
+    conn = await pool.acquire(target)
+    try:
+        conn.send_head(head, body)
+        await conn.wait_head(timeout)
+        return conn
+    except StaleConnection:
+        conn.close()
+    conn = await pool.connect(target)
+    try:
+        conn.send_head(head, body)
+        await conn.wait_head(timeout)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _release_at_end(conn, grace: float = 10.0) -> None:
+    """Pool ``conn`` once its response ends; close it if that takes longer than ``grace``."""
+    state = [False]
+
+    def on_end() -> None:
+        state[0] = True
+        timer.cancel()
+        conn.release()
+
+    def on_error(exc) -> None:
+        state[0] = True
+        timer.cancel()
+        conn.close()
+
+    def expire() -> None:
+        if not state[0]:
+            state[0] = True
+            conn.close()
+
+    timer = conn.loop.call_later(grace, expire)
+    conn.stream_to(lambda chunk: None, on_end, on_error)
+
+
+class HttpUpstream(Upstream):
+    kind = "mcp"
+    resumable = True
+
+    def __init__(self, spec: TargetSpec, on_message: Callable, pool: ConnectionPool):
+        super().__init__(spec, on_message)
+        self.pool = pool
+        self._stream_task: asyncio.Task | None = None
+        self._stream_conn = None
+        self._pending: dict[int, asyncio.Future] = {}  # answers that arrive on the GET stream
+
+    def _head(self, method: str, length: int, accept: str) -> bytes:
+        spec = self.spec
+        h = [
+            ("content-type", "application/json"),
+            ("accept", accept),
+        ]
+        if self.session_id:
+            h.append(("mcp-session-id", self.session_id))
+        if self.version:
+            h.append(("mcp-protocol-version", self.version))
+        h.extend(spec.headers)
+        h.extend(self.client_headers)
+        line = f"{method} {spec.path} HTTP/1.1\r\nhost: {spec.host}\r\n"
+        if method == "POST":
+            line += f"content-length: {length}\r\n"
+        return line.encode("latin-1") + encode_headers(h) + b"\r\n"
+
+    async def _post(self, msg: dict, timeout: float | None):
+        body = dumps(msg)
+        try:
+            return await http_exchange(
+                self.pool, self.spec.target, self._head("POST", len(body), "application/json, text/event-stream"), body, timeout
+            )
+        except GatewayError as exc:
+            raise UpstreamGone(f"target {self.name}: {exc.message}") from None
+
+    async def request(self, method: str, params, related, timeout: float | None):
+        rid = self.next_id()
+        msg = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            msg["params"] = params
+        if related is not None:
+            related.sent.append((self, rid))
+        conn = await self._post(msg, timeout)
+        try:
+            status = conn.status
+            ctype = (conn.headers.get("content-type") or "").lower()
+            if method == "initialize" and status < 300:
+                sid = conn.headers.get("mcp-session-id")
+                if sid:
+                    self.session_id = sid
+            if status == 404 and self.session_id:
+                await conn.read_body(1 << 20)
+                raise UpstreamGone(f"target {self.name}: upstream session expired", expired=True)
+            if status >= 400:
+                body = await conn.read_body(1 << 20)
+                try:
+                    doc = loads(body)
+                    if isinstance(doc, dict) and "error" in doc:
+                        return _unwrap(doc)
+                except orjson.JSONDecodeError:
+                    pass
+                raise RpcError(UPSTREAM_ERROR, f"target {self.name} answered HTTP {status}")
+            if ctype.startswith("text/event-stream"):
+                res = await self._read_sse_answer(conn, rid, related, timeout)
+                if not conn.done and not conn.closed:
+                    # the stream's end is usually a packet behind the answer: don't wait
+                    # for it, let it return the connection to the pool when it comes
+                    _release_at_end(conn)
+                    conn = None
+                return res
+            if status == 202:
+                # answer will come on the GET stream
+                fut = asyncio.get_running_loop().create_future()
+                self._pending[rid] = fut
+                await conn.read_body()
+                conn.release()
+                conn = None
+                return _unwrap(await fut)
+            body = await conn.read_body(64 << 20)
+            doc = loads(body)
+            if isinstance(doc, list):
+                for m in doc:
+                    if is_response(m) and m.get("id") == rid:
+                        return _unwrap(m)
+                raise RpcError(UPSTREAM_ERROR, f"target {self.name} sent no answer")
+            return _unwrap(doc)
+        except GatewayError as exc:
+            raise UpstreamGone(f"target {self.name}: {exc.message}") from None
+        except orjson.JSONDecodeError:
+            raise RpcError(UPSTREAM_ERROR, f"target {self.name} sent invalid JSON") from None
+        finally:
+            if conn is not None:
+                conn.release()
+
+    async def _read_sse_answer(self, conn, rid: int, related, timeout):
+        parser = SseParser()
+        answer = None
+        async for chunk in conn.iter_body():
+            for event, data, _ in parser.feed(chunk):
+                if event != "message" or not data:
+                    continue
+                try:
+                    m = loads(data)
+                except orjson.JSONDecodeError:
+                    continue
+                if is_response(m) and m.get("id") == rid:
+                    answer = m
+                else:
+                    self.on_message(self, m, related)
+            if answer is not None:
+                break
+        if answer is None:
+            raise UpstreamGone(f"target {self.name}: stream ended without an answer")
+        return _unwrap(answer)
+
+    async def _send_no_answer(self, msg: dict) -> None:
+        conn = await self._post(msg, 30.0)
+        try:
+            await conn.read_body(1 << 20)
+        except GatewayError:
+            conn.close()
+        finally:
+            conn.release()
+        if conn.status == 404 and self.session_id:
+            raise UpstreamGone(f"target {self.name}: upstream session expired", expired=True)
+
+    async def notify(self, method: str, params) -> None:
+        msg = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            msg["params"] = params
+        await self._send_no_answer(msg)
+
+    async def respond(self, msg: dict) -> None:
+        await self._send_no_answer(msg)
+
+    async def open_stream(self) -> None:
+        """GET stream for server-initiated messages (405 means the server has none)."""
+        if self._stream_task is None and not self.closed:
+            self._stream_task = asyncio.get_running_loop().create_task(self._stream())
+
+    async def _stream(self) -> None:
+        conn = None
+        try:
+            conn = await self.pool.connect(self.spec.target)
+            self._stream_conn = conn
+            conn.send_head(self._head("GET", 0, "text/event-stream"), None)
+            await conn.wait_head(30.0)
+            if conn.status != 200:
+                return
+            parser = SseParser()
+            async for chunk in conn.iter_body():
+                for event, data, _ in parser.feed(chunk):
+                    if event != "message" or not data:
+                        continue
+                    try:
+                        m = loads(data)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if is_response(m):
+                        fut = self._pending.pop(m.get("id"), None)
+                        if fut is not None and not fut.done():
+                            fut.set_result(m)
+                        continue
+                    self.on_message(self, m, None)
+        except (GatewayError, OSError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if conn is not None:
+                conn.close()
+            self._stream_conn = None
+            self._stream_task = None
+
+    async def close(self, delete: bool = False) -> None:
+        self.closed = True
+        t = self._stream_task
+        if t is not None:
+            t.cancel()
+        if self._stream_conn is not None:
+            self._stream_conn.close()
+        if delete and self.session_id:
+            try:
+                conn = await asyncio.wait_for(
+                    http_exchange(self.pool, self.spec.target, self._head("DELETE", 0, "application/json"), b"", 5.0), 5.0
+                )
+                try:
+                    await conn.read_body(1 << 20)
+                finally:
+                    conn.release()
+            except (GatewayError, OSError, asyncio.TimeoutError):
+                pass
+
+
+# ---------------------------------------------------------------------------------------
+# Message-stream transports (stdio, legacy SSE): requests matched to answers by id
+# ---------------------------------------------------------------------------------------
+
+
+class _StreamUpstream(Upstream):
+    def __init__(self, spec: TargetSpec, on_message: Callable):
+        super().__init__(spec, on_message)
+        self._waiting: dict[int, asyncio.Future] = {}
+        self._related: dict[int, object] = {}  # upstream request id -> client request
+        self._progress: dict = {}  # progress token -> client request
+        self._dead_reason = ""
+
+    async def _write(self, msg: dict) -> None:
+        raise NotImplementedError
+
+    async def request(self, method: str, params, related, timeout: float | None):
+        if self.closed:
+            raise UpstreamGone(f"target {self.name}: {self._dead_reason or 'closed'}")
+        rid = self.next_id()
+        msg = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            msg["params"] = params
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = fut
+        token = None
+        if related is not None:
+            related.sent.append((self, rid))
+            self._related[rid] = related
+            meta = params.get("_meta") if isinstance(params, dict) else None
+            if isinstance(meta, dict):
+                token = meta.get("progressToken")
+                if token is not None:
+                    self._progress[token] = related
+        try:
+            await self._write(msg)
+            if timeout is not None:
+                resp = await asyncio.wait_for(fut, timeout)
+            else:
+                resp = await fut
+        except asyncio.TimeoutError:
+            raise RpcError(UPSTREAM_ERROR, f"target {self.name} did not answer within {timeout:g}s") from None
+        finally:
+            self._waiting.pop(rid, None)
+            self._related.pop(rid, None)
+            if token is not None:
+                self._progress.pop(token, None)
+        return _unwrap(resp)
+
+    def _dispatch(self, m) -> None:
+        if isinstance(m, list):
+            for x in m:
+                self._dispatch(x)
+            return
+        if not isinstance(m, dict):
+            return
+        if is_response(m):
+            fut = self._waiting.get(m.get("id"))
+            if fut is not None and not fut.done():
+                fut.set_result(m)
+            return
+        related = None
+        params = m.get("params")
+        if isinstance(params, dict):
+            tok = params.get("progressToken")
+            if tok is not None:
+                related = self._progress.get(tok)
+            elif m.get("method") == "notifications/cancelled":
+                related = None
+        if related is None and (is_request(m) or m.get("method") in ("notifications/message",)) and self._related:
+            # a server→client request while one of our requests is in flight belongs to
+            # that request (stdio carries no other relation): the most recent one.
+            related = self._related[max(self._related)]
+        self.on_message(self, m, related)
+
+    def _fail_all(self, reason: str) -> None:
+        self._dead_reason = reason
+        self.closed = True
+        for rid, fut in list(self._waiting.items()):
+            if not fut.done():
+                fut.set_exception(UpstreamGone(f"target {self.name}: {reason}"))
+
+    async def notify(self, method: str, params) -> None:
+        msg = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            msg["params"] = params
+        await self._write(msg)
+
+    async def respond(self, msg: dict) -> None:
+        await self._write(msg)
+
+
+def _pdeathsig() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the gateway
+    except Exception:
+        pass
+
+
+class StdioUpstream(_StreamUpstream):
+    """A child process speaking newline-delimited JSON-RPC on stdin/stdout.
+
+    The child runs in its own process group (so cleanup reaches its children too), is
+    killed if the gateway dies (PR_SET_PDEATHSIG), and is always waited for (reaped).
+    """
+
+    kind = "stdio"
+
+    def __init__(self, spec: TargetSpec, on_message: Callable):
+        super().__init__(spec, on_message)
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task | None = None
+        self._err_reader: asyncio.Task | None = None
+        self._wlock = asyncio.Lock()
+
+    async def start(self) -> None:
+        spec = self.spec
+        env = {} if spec.clear_env else dict(os.environ)
+        env.update(spec.env)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                spec.cmd,
+                *spec.args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_pdeathsig,
+                limit=64 << 20,
+            )
+        except OSError as exc:
+            self.closed = True
+            raise UpstreamGone(f"target {self.name}: cannot start {spec.cmd!r}: {exc.strerror or exc}") from None
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read())
+        self._err_reader = loop.create_task(self._read_stderr())
+
+    async def initialize(self, params: dict, timeout: float | None) -> dict:
+        if self.proc is None:
+            await self.start()
+        return await super().initialize(params, timeout if timeout is not None else 60.0)
+
+    async def _write(self, msg: dict) -> None:
+        proc = self.proc
+        if proc is None or self.closed or proc.stdin is None or proc.stdin.is_closing():
+            raise UpstreamGone(f"target {self.name}: {self._dead_reason or 'process is not running'}")
+        async with self._wlock:
+            try:
+                proc.stdin.write(dumps(msg) + b"\n")
+                await proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError, RuntimeError) as exc:
+                raise UpstreamGone(f"target {self.name}: process stdin closed ({exc})") from None
+
+    async def _read(self) -> None:
+        proc = self.proc
+        try:
+            while True:
+                line = await proc.stdout.readline()
+                if not line:
+                    break
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    m = loads(line)
+                except orjson.JSONDecodeError:
+                    log.debug("target %s: non-JSON line on stdout: %.200r", self.name, line)
+                    continue
+                self._dispatch(m)
+        except (asyncio.CancelledError, ValueError, ConnectionError):
+            pass
+        finally:
+            rc = proc.returncode
+            self._fail_all("process exited" + (f" with status {rc}" if rc is not None else ""))
+            if not self.closed or self._dead_reason:
+                asyncio.get_running_loop().create_task(self._reap())
+
+    async def _read_stderr(self) -> None:
+        try:
+            while True:
+                line = await self.proc.stderr.readline()
+                if not line:
+                    return
+                log.debug("target %s stderr: %s", self.name, line.rstrip().decode("utf-8", "replace"))
+        except (asyncio.CancelledError, ValueError, ConnectionError):
+            pass
+
+    async def _reap(self) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            try:
+                if proc.stdin is not None and not proc.stdin.is_closing():
+                    proc.stdin.close()
+            except Exception:
+                pass
+            try:
+                await asyncio.wait_for(proc.wait(), 1.0)
+            except asyncio.TimeoutError:
+                _killpg(proc.pid, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 2.0)
+                except asyncio.TimeoutError:
+                    pass
+        # the leader may be gone while its children live on: the group goes too
+        _killpg(proc.pid, signal.SIGKILL)
+        if proc.returncode is None:
+            try:
+                await asyncio.wait_for(proc.wait(), 5.0)
+            except asyncio.TimeoutError:
+                log.error("target %s: process %d did not exit after SIGKILL", self.name, proc.pid)
+
+    async def close(self, delete: bool = False) -> None:
+        self._fail_all("session closed")
+        await self._stop()
+        for t in (self._reader, self._err_reader):
+            if t is not None and not t.done():
+                t.cancel()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+
+def _killpg(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class SseUpstream(_StreamUpstream):
+    """The 2024-11-05 HTTP+SSE transport: a long GET for server messages, POSTs for ours."""
+
+    kind = "sse"
+
+    def __init__(self, spec: TargetSpec, on_message: Callable, pool: ConnectionPool):
+        super().__init__(spec, on_message)
+        self.pool = pool
+        self.endpoint: str | None = None
+        self._conn = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self, timeout: float | None) -> None:
+        spec = self.spec
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        try:
+            conn = await self.pool.connect(spec.target)
+        except GatewayError as exc:
+            raise UpstreamGone(f"target {self.name}: {exc.message}") from None
+        self._conn = conn
+        h = [("accept", "text/event-stream"), *spec.headers, *self.client_headers]
+        conn.send_head(f"GET {spec.path} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n", None)
+        self._task = loop.create_task(self._read(conn, ready))
+        try:
+            await asyncio.wait_for(ready, timeout or 30.0)
+        except (asyncio.TimeoutError, GatewayError) as exc:
+            await self.close()
+            raise UpstreamGone(f"target {self.name}: no endpoint event ({exc!r})") from None
+
+    async def _read(self, conn, ready: asyncio.Future) -> None:
+        try:
+            await conn.wait_head(30.0)
+            if conn.status != 200:
+                raise GatewayError(502, "upstream_error", f"SSE endpoint answered {conn.status}")
+            parser = SseParser()
+            async for chunk in conn.iter_body():
+                for event, data, _ in parser.feed(chunk):
+                    if event == "endpoint":
+                        self.endpoint = data.decode("utf-8").strip()
+                        if not ready.done():
+                            ready.set_result(None)
+                        continue
+                    if event != "message" or not data:
+                        continue
+                    try:
+                        self._dispatch(loads(data))
+                    except orjson.JSONDecodeError:
+                        continue
+        except GatewayError as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if not ready.done():
+                ready.set_exception(GatewayError(502, "upstream_error", "SSE stream ended"))
+            self._fail_all("SSE stream closed")
+            conn.close()
+
+    def _endpoint_path(self) -> str:
+        ep = self.endpoint or "/message"
+        if "://" in ep:
+            ep = "/" + ep.split("://", 1)[1].split("/", 1)[1] if "/" in ep.split("://", 1)[1] else "/"
+        elif not ep.startswith("/"):
+            base = self.spec.path.rsplit("/", 1)[0]
+            ep = f"{base}/{ep}"
+        return ep
+
+    async def initialize(self, params: dict, timeout: float | None) -> dict:
+        if self._conn is None:
+            await self.start(timeout)
+        return await super().initialize(params, timeout if timeout is not None else 60.0)
+
+    async def _write(self, msg: dict) -> None:
+        if self.closed:
+            raise UpstreamGone(f"target {self.name}: {self._dead_reason or 'closed'}")
+        body = dumps(msg)
+        spec = self.spec
+        h = [("content-type", "application/json"), ("content-length", str(len(body))), *spec.headers, *self.client_headers]
+        head = f"POST {self._endpoint_path()} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n"
+        try:
+            conn = await http_exchange(self.pool, spec.target, head, body, 30.0)
+        except GatewayError as exc:
+            raise UpstreamGone(f"target {self.name}: {exc.message}") from None
+        try:
+            await conn.read_body(1 << 20)
+        except GatewayError:
+            conn.close()
+        finally:
+            conn.release()
+        if conn.status >= 400:
+            raise UpstreamGone(f"target {self.name}: message endpoint answered HTTP {conn.status}", expired=conn.status == 404)
+
+    async def close(self, delete: bool = False) -> None:
+        self._fail_all("session closed")
+        if self._task is not None:
+            self._task.cancel()
+        if self._conn is not None:
+            self._conn.close()

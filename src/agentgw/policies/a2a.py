@@ -1,0 +1,221 @@
+"""The ``a2a`` route policy: A2A discovery, parsing, metrics and JSON-RPC errors.
+
+Compiled for a route with ``policies.a2a`` or an ``a2a`` backend. Per request:
+
+* ``GET …/.well-known/agent-card.json`` (or the older ``agent.json``), and the extended
+  card (``GET …/card``, ``GET …/extendedAgentCard``, or the JSON-RPC
+  ``agent/getAuthenticatedExtendedCard`` / ``GetExtendedAgentCard``): the response is
+  buffered and its URLs rewritten to the gateway's address (``ctx.body_filter``).
+* JSON-RPC and HTTP+JSON calls: the method, task id and context id are read from the
+  buffered body (one ``orjson.loads``; the forwarded bytes are the client's) and put in
+  ``ctx.attrs["a2a"]`` for authorization rules (CEL ``a2a.method``, ``a2a.agent``, …)
+  and in the access log; the response is watched as it streams
+  (``ctx.body_observer``) for the final task state.
+* Gateway-generated errors on a JSON-RPC call (authentication, authorization, rate
+  limits, upstream failures) are sent as JSON-RPC error objects, keeping the HTTP
+  status, through ``ctx.attrs["reply_shaper"]``.
+* ``agentgw_a2a_requests_total{agent, method, status}`` counts every response;
+  ``agentgw_a2a_task_states_total{agent, state}`` counts the last task state seen.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from ..backends.a2a.card import CardRewriter, client_origin, is_card_path, path_prefixes, rewrite_card_body
+from ..backends.a2a.rpc import (
+    CARD_OPERATIONS,
+    ResponseObserver,
+    parse_body,
+    parse_jsonrpc,
+    rest_operation,
+    shape_reply,
+)
+from .base import Policy
+
+CARD = "agent-card"
+
+
+def _shape(ctx, reply):
+    rpc = ctx.attrs.get("a2a.rpc")
+    if rpc is None:
+        if ctx.attrs.get("a2a") is not None:
+            return reply  # parsed: not JSON-RPC
+        body = ctx.req.body
+        if not body.complete or body.error is not None:
+            return reply
+        facts = parse_jsonrpc(parse_body(body.buffered()))
+        if facts is None:
+            return reply
+        rpc = facts
+    return shape_reply(rpc["rpc_id"], reply)
+
+
+class A2aErrorShape(Policy):
+    """Runs first on an A2A route so that even authentication failures on a JSON-RPC
+    call come back as JSON-RPC errors."""
+
+    order = 1
+
+    def on_request(self, ctx):
+        req = ctx.req
+        if req.method == "POST":
+            ctx.attrs["reply_shaper"] = partial(_shape, ctx)
+            body = req.body
+            if not body.complete and body.error is None:
+                # an early refusal must still carry the call's id: have the (bounded)
+                # body in hand before any policy can refuse
+                return self._read(ctx)
+        return None
+
+    @staticmethod
+    async def _read(ctx):
+        await ctx.req.body.read_all()  # too large: 413, as a JSON-RPC error
+        return None
+
+
+class A2a(Policy):
+    # after authentication (jwtAuth/apiKey/basicAuth/extAuthz), before authorization
+    order = 35
+
+    def __init__(self, agent: str, metrics=None):
+        if metrics is None:  # validation only: nothing is served
+            from ..telemetry.metrics import Metrics
+
+            metrics = Metrics()
+        self.agent = agent
+        self.requests = metrics.counter(
+            "agentgw_a2a_requests_total",
+            "A2A requests by agent, method (JSON-RPC method or HTTP+JSON operation) and HTTP status",
+            ("agent", "method", "status"),
+        )
+        self.states = metrics.counter(
+            "agentgw_a2a_task_states_total",
+            "Last task state seen in A2A responses, by agent",
+            ("agent", "state"),
+        )
+
+    # -- request ------------------------------------------------------------------------
+    def on_request(self, ctx):
+        req = ctx.req
+        # what authorization rules see as ``a2a.*``; taskId/contextId only when known
+        a = {"agent": self.agent, "method": "", "operation": ""}
+        ctx.attrs["a2a"] = a
+        log = ctx.attrs.get("log")
+        if log is None:
+            log = ctx.attrs["log"] = {}
+        log["a2a_agent"] = self.agent
+        m = req.method
+        if m == "GET" and is_card_path(ctx.path):
+            a["method"] = a["operation"] = CARD
+            log["a2a_method"] = CARD
+            self._card_filter(ctx, jsonrpc=False)
+            return None
+        if m == "POST":
+            body = req.body
+            if body.complete and body.error is None:
+                self._classify(ctx, a, log, body.buffered())
+                return None
+            return self._read_then_classify(ctx, a, log)
+        rest = rest_operation(m, ctx.path)
+        if rest is not None:
+            self._rest(ctx, a, log, rest, None)
+        return None
+
+    async def _read_then_classify(self, ctx, a, log):
+        data = await ctx.req.body.read_all()
+        self._classify(ctx, a, log, data)
+        return None
+
+    def _classify(self, ctx, a, log, data: bytes) -> None:
+        doc = parse_body(data)
+        facts = parse_jsonrpc(doc)
+        if facts is not None:
+            ctx.attrs["a2a.rpc"] = facts
+            a["method"] = facts["method"]
+            a["operation"] = op = facts["operation"]
+            if facts["task_id"]:
+                a["taskId"] = facts["task_id"]
+            if facts["context_id"]:
+                a["contextId"] = facts["context_id"]
+            log["a2a_method"] = facts["method"]
+            rid = facts["rpc_id"]
+            if rid is not None:
+                log["a2a_rpc_id"] = rid if isinstance(rid, (str, int)) else str(rid)
+            if facts["task_id"]:
+                log["a2a_task_id"] = facts["task_id"]
+            if facts["context_id"]:
+                log["a2a_context_id"] = facts["context_id"]
+            if op in CARD_OPERATIONS:
+                self._card_filter(ctx, jsonrpc=True)
+            else:
+                ctx.body_observer = ResponseObserver(partial(self._done, ctx))
+            return
+        rest = rest_operation("POST", ctx.path)
+        if rest is not None:
+            self._rest(ctx, a, log, rest, doc)
+
+    def _rest(self, ctx, a, log, rest, doc) -> None:
+        op, task = rest
+        a["method"] = a["operation"] = op
+        log["a2a_method"] = op
+        if isinstance(doc, dict):
+            msg = doc.get("message")
+            if isinstance(msg, dict):
+                task = task or msg.get("taskId")
+                if isinstance(msg.get("contextId"), str):
+                    a["contextId"] = log["a2a_context_id"] = msg["contextId"]
+        if isinstance(task, str):
+            a["taskId"] = log["a2a_task_id"] = task
+        if op in CARD_OPERATIONS:
+            self._card_filter(ctx, jsonrpc=False)
+        else:
+            ctx.body_observer = ResponseObserver(partial(self._done, ctx))
+
+    def _card_filter(self, ctx, *, jsonrpc: bool) -> None:
+        client_path = ctx.path
+        req = ctx.req
+        req.headers.remove("accept-encoding")  # rewrite needs the plain body
+
+        def body_filter(status, headers, body):
+            # ctx.path is now the upstream path (after urlRewrite)
+            cp, up = path_prefixes(client_path, ctx.path)
+            rw = CardRewriter(client_origin(req), cp, up)
+            return rewrite_card_body(rw, status, headers, body, jsonrpc=jsonrpc)
+
+        ctx.body_filter = body_filter
+
+    # -- response -----------------------------------------------------------------------
+    def on_response(self, ctx, status, headers) -> None:
+        a = ctx.attrs.get("a2a")
+        self.requests.inc((self.agent, a["method"] if a is not None else "", str(status)))
+        obs = ctx.body_observer
+        if obs.__class__ is ResponseObserver:
+            ct = headers.get("content-type") or ""
+            obs.sse = ct.startswith("text/event-stream")
+
+    def _done(self, ctx, facts: dict) -> None:
+        if not facts:
+            return
+        log = ctx.attrs["log"]
+        a = ctx.attrs["a2a"]
+        tid = facts.get("task_id")
+        if tid:
+            log["a2a_task_id"] = tid
+            a.setdefault("taskId", tid)
+        cid = facts.get("context_id")
+        if cid:
+            log["a2a_context_id"] = cid
+            a.setdefault("contextId", cid)
+        state = facts.get("state")
+        if state:
+            log["a2a_task_state"] = state
+            self.states.inc((self.agent, state))
+        code = facts.get("error_code")
+        if code is not None:
+            log["a2a_error_code"] = code
+
+
+def compile_a2a(agent: str, metrics) -> list[Policy]:
+    """The policy objects an A2A route runs."""
+    return [A2aErrorShape(), A2a(agent, metrics)]

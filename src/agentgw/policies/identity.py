@@ -1,0 +1,257 @@
+"""Compile the identity and authorization policies of one policy block (route or listener).
+
+Called by the config compiler; every problem is reported with the path of the field at
+fault and never quotes a credential. Files (JWKS, htpasswd, key lists) are read here,
+once per config load; URLs are fetched lazily on first use, on the event loop.
+"""
+
+from __future__ import annotations
+
+from ..cel import CelError, RuleSet
+from .api_key import ApiKeyAuth, KeyEntry, KeyStore, load_keys_file
+from .auth_common import CredentialLocation, HttpSideClient
+from .authorization import Authorization
+from .basic_auth import BasicAuth, parse_htpasswd
+from .ext_authz import ExtAuthz, _GrpcTransport
+from .jwt_auth import JwtAuth, Provider, TokenVerifier, build_jwks
+from .k8s_tokens import ServiceAccountAuth, TokenReviewer
+
+
+def compile_identity(compiler, p, path: str) -> list:
+    """Policies for ``jwtAuth``, ``apiKey``, ``basicAuth``, ``serviceAccountAuth``,
+    ``extAuthz`` and ``authorization`` set on ``p`` (a route or listener policy block)."""
+    out: list = []
+    if p is None:
+        return out
+    err = compiler.errors.add
+    fpath = compiler._path
+
+    def location(loc, where, **kw):
+        try:
+            return CredentialLocation.from_model(loc, **kw)
+        except ValueError as exc:
+            err(f"{where}.expression", str(exc))
+            return None
+
+    j = getattr(p, "jwt_auth", None)
+    if j is not None:
+        jp = f"{path}.jwtAuth"
+        specs = j.providers if j.providers is not None else [j]
+        providers = []
+        for i, prov in enumerate(specs):
+            pp = f"{jp}.providers[{i}]" if j.providers is not None else jp
+            if prov.jwks is None:
+                err(f"{pp}.jwks", "OIDC discovery is not supported by this agentgw build yet; set jwks")
+                continue
+            try:
+                src = build_jwks(prov.jwks, fpath)
+            except (OSError, ValueError) as exc:
+                msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable JWKS"
+                err(f"{pp}.jwks", f"cannot load JWKS: {msg}")
+                continue
+            opts = prov.jwt_validation_options
+            providers.append(Provider(prov.issuer, prov.audiences, src, opts.required_claims if opts else ()))
+        if j.provider_backend is not None:
+            err(f"{jp}.providerBackend", "not supported by this agentgw build yet")
+        loc = location(j.location, f"{jp}.location")
+        if providers:
+            out.append(
+                JwtAuth(
+                    providers,
+                    mode=j.mode,
+                    location=loc,
+                    preserve_token=j.preserve_token or j.forward,
+                    claim_headers=[(c.claim, c.header) for c in (j.claim_to_headers or [])],
+                )
+            )
+
+    a = getattr(p, "api_key", None)
+    if a is not None:
+        ap = f"{path}.apiKey"
+        entries = [KeyEntry(f"keys[{i}]", key=e.key, key_hash=e.key_hash, metadata=e.metadata) for i, e in enumerate(a.keys)]
+        if a.keys_file is not None:
+            try:
+                entries += load_keys_file(fpath(a.keys_file))
+            except OSError as exc:
+                err(f"{ap}.keysFile", f"cannot read: {exc.strerror or exc}")
+            except Exception as exc:  # noqa: BLE001 - YAML errors would quote the file
+                err(f"{ap}.keysFile", str(exc) if isinstance(exc, ValueError) else "not a valid YAML/JSON key list")
+        directory = None
+        if a.keys_dir is not None:
+            import os
+
+            directory = fpath(a.keys_dir)
+            if not os.path.isdir(directory):
+                err(f"{ap}.keysDir", "not a directory")
+                directory = None
+        out.append(ApiKeyAuth(KeyStore(entries, directory), mode=a.mode, location=location(a.location, f"{ap}.location")))
+
+    b = getattr(p, "basic_auth", None)
+    if b is not None:
+        bp = f"{path}.basicAuth"
+        h = b.htpasswd
+        try:
+            if isinstance(h, str):
+                text = h
+            else:
+                with open(fpath(h.file), encoding="utf-8") as f:
+                    text = f.read()
+            users = parse_htpasswd(text)
+        except OSError as exc:
+            err(f"{bp}.htpasswd", f"cannot read: {exc.strerror or exc}")
+            users = None
+        except ValueError as exc:
+            err(f"{bp}.htpasswd", str(exc))
+            users = None
+        if users is not None:
+            loc = location(b.authorization_location, f"{bp}.authorizationLocation", default_prefix="Basic ")
+            out.append(BasicAuth(users, realm=b.realm, mode=b.mode, location=loc))
+
+    s = getattr(p, "service_account_auth", None)
+    if s is not None:
+        sp = f"{path}.serviceAccountAuth"
+        timeout = float(s.timeout) if s.timeout is not None else 5.0
+        ca = fpath(s.ca_file) if s.ca_file else None
+        token_file = fpath(s.token_file) if s.token_file else None
+        kw = dict(mode=s.mode, location=location(s.location, f"{sp}.location"), principal_header=s.principal_header,
+                  preserve_token=s.preserve_token)
+        if s.jwks is not None:
+            headers = []
+            if token_file:
+                def bearer(tf=token_file):
+                    with open(tf, encoding="utf-8") as f:
+                        return "Bearer " + f.read().strip()
+
+                headers.append(("authorization", bearer))
+            try:
+                src = build_jwks(s.jwks, fpath, headers=headers, ca_file=ca, timeout=timeout)
+            except (OSError, ValueError) as exc:
+                msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable JWKS"
+                err(f"{sp}.jwks", f"cannot load JWKS: {msg}")
+            else:
+                verifier = TokenVerifier([Provider(s.issuer, s.audiences, src)])
+                out.append(ServiceAccountAuth(verifier=verifier, **kw))
+        else:
+            try:
+                client = HttpSideClient(s.token_review, ca_file=ca, timeout=timeout)
+            except (OSError, ValueError) as exc:
+                err(f"{sp}.tokenReview", str(exc))
+            else:
+                out.append(ServiceAccountAuth(reviewer=TokenReviewer(client, s.audiences, token_file), **kw))
+
+    e = getattr(p, "ext_authz", None)
+    if e is not None:
+        pol = _ext_authz(compiler, e, f"{path}.extAuthz")
+        if pol is not None:
+            out.append(pol)
+
+    z = getattr(p, "authorization", None)
+    if z is not None:
+        zp = f"{path}.authorization"
+        try:
+            for key in ("rules", "allow", "deny", "require"):
+                for i, src in enumerate(getattr(z, key)):
+                    try:
+                        RuleSet(**{"allow" if key == "rules" else key: [src]})
+                    except CelError as exc:
+                        err(f"{zp}.{key}[{i}]", f"invalid CEL expression: {exc}")
+            rs = RuleSet(allow=list(z.rules) + list(z.allow), deny=z.deny, require=z.require)
+        except CelError:
+            rs = None
+        except ImportError:
+            err(zp, "the CEL engine (cel-expr-python) is not installed")
+            rs = None
+        if rs is not None:
+            out.append(Authorization(rs))
+    return out
+
+
+def _ext_authz(compiler, e, ep: str):
+    from ..config import models as m
+
+    err = compiler.errors.add
+    if not isinstance(e, m.ExtAuthz):
+        err(f"{ep}.conditional", "conditional extAuthz is not supported by this agentgw build yet")
+        return None
+    if e.include_request_body is not None:
+        err(f"{ep}.includeRequestBody", "not supported by this agentgw build yet")
+        return None
+    # where
+    tls_root = None
+    if e.host is not None:
+        addr = e.host
+    elif e.service is not None:
+        addr = f"{e.service.name.hostname}:{e.service.port}"
+    else:
+        ref = compiler.named.get(e.backend)
+        if ref is None or ref[1].host is None:
+            err(f"{ep}.backend", f"no top-level host backend named {e.backend!r}")
+            return None
+        addr = ref[1].host
+    bt = e.policies.backend_tls if e.policies is not None else None
+    if bt is not None and bt.root:
+        tls_root = compiler._path(bt.root)
+    timeout = float(e.timeout) if e.timeout is not None else 1.0
+    # failure mode
+    fm = e.failure_mode
+    allow, status = False, 403
+    if fm is None or fm == "deny":
+        pass
+    elif fm == "allow":
+        allow = True
+    elif isinstance(fm, dict) and set(fm) == {"denyWithStatus"} and isinstance(fm["denyWithStatus"], int) \
+            and 200 <= fm["denyWithStatus"] <= 599:
+        status = fm["denyWithStatus"]
+    else:
+        err(f"{ep}.failureMode", "must be allow, deny or {denyWithStatus: <status>}")
+        return None
+    proto = e.protocol
+    common = dict(failure_allow=allow, failure_status=status, include_request_headers=e.include_request_headers)
+    if proto is None or proto.grpc is not None:
+        g = dict(proto.grpc or {}) if proto is not None else {}
+        ctx_ext = g.pop("context", None) or {}
+        g.pop("metadata", None)
+        if g:
+            err(f"{ep}.protocol.grpc", f"unknown keys: {', '.join(sorted(map(str, g)))}")
+            return None
+        if not isinstance(ctx_ext, dict):
+            err(f"{ep}.protocol.grpc.context", "must be a map of strings")
+            return None
+        target = addr.split("://", 1)[-1].rstrip("/")
+        use_tls = addr.startswith("https://") or bt is not None
+        root = None
+        if tls_root:
+            try:
+                with open(tls_root, "rb") as f:
+                    root = f.read()
+            except OSError as exc:
+                err(f"{ep}.policies.backendTLS.root", f"cannot read: {exc.strerror}")
+                return None
+        transport = _GrpcTransport(target, timeout, root_ca=root, tls=use_tls)
+        return ExtAuthz(grpc=transport, context={str(k): str(v) for k, v in ctx_ext.items()}, **common)
+    h = dict(proto.http or {})
+    path = h.pop("path", "") or ""
+    add = h.pop("addRequestHeaders", None) or {}
+    inc = h.pop("includeResponseHeaders", None)
+    h.pop("metadata", None)
+    if h:
+        err(f"{ep}.protocol.http", f"unknown keys: {', '.join(sorted(map(str, h)))}")
+        return None
+    if not isinstance(path, str) or (path and not path.startswith("/")):
+        err(f"{ep}.protocol.http.path", "must be a path starting with /")
+        return None
+    url = addr if "://" in addr else f"http://{addr}"
+    if bt is not None and url.startswith("http://"):
+        url = "https://" + url[len("http://"):]
+    try:
+        client = HttpSideClient(url, ca_file=tls_root, timeout=timeout, insecure=bool(bt and bt.insecure))
+    except (OSError, ValueError) as exc:
+        err(ep, f"invalid authorizer address: {exc}")
+        return None
+    return ExtAuthz(
+        http=client,
+        http_path=path,
+        add_request_headers={str(k): str(v) for k, v in add.items()},
+        include_response_headers=list(inc) if inc else None,
+        **common,
+    )

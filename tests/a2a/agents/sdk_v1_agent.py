@@ -1,0 +1,118 @@
+"""A test A2A agent built on a2a-sdk 1.x (JSON-RPC with v0.3 compat, and HTTP+JSON).
+
+``python -m tests.a2a.agents.sdk_v1_agent --port N --name NAME`` prints ``READY <port>``.
+Its card names its own address for every interface (JSON-RPC at ``/``, HTTP+JSON at
+``/rest``, and a gRPC address it does not serve) so that tests can check a gateway
+rewrites or drops all of them.
+
+Behaviour by the text of the message:
+* ``steps N``: N ``working`` updates 0.25 s apart, an artifact, then ``completed``;
+* ``wait``: ``working``, then waits until the task is canceled;
+* anything else: an artifact ``NAME: <text>`` and ``completed`` at once.
+The caller's ``x-agent-identity`` and ``a2a-version`` headers are echoed in the artifact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+
+import uvicorn
+from starlette.applications import Starlette
+
+from a2a.helpers.proto_helpers import new_task_from_user_message, new_text_part
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
+from a2a.server.routes.common import DefaultServerCallContextBuilder
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, TaskState
+
+_HEADERS: dict[str, dict[str, str]] = {}
+
+
+class HeaderContext(DefaultServerCallContextBuilder):
+    def build(self, request):  # keep the identity headers for the executor
+        ctx = super().build(request)
+        ctx.state["hdrs"] = {k: v for k, v in request.headers.items() if k in ("x-agent-identity", "a2a-version")}
+        return ctx
+
+
+class Executor(AgentExecutor):
+    def __init__(self, name: str):
+        self.name = name
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        text = context.get_user_input().strip()
+        up = TaskUpdater(event_queue, context.task_id, context.context_id)
+        hdrs = {}
+        if context.call_context is not None:
+            hdrs = context.call_context.state.get("hdrs", {})
+        if context.current_task is None:
+            await event_queue.enqueue_event(new_task_from_user_message(context.message))
+        if text.startswith("steps"):
+            n = int(text.split()[1]) if len(text.split()) > 1 else 3
+            for _ in range(n):
+                await up.start_work()
+                await asyncio.sleep(0.25)
+        elif text == "wait":
+            await up.start_work()
+            await asyncio.sleep(30)
+            return
+        suffix = "".join(f" [{k}={v}]" for k, v in sorted(hdrs.items()))
+        await up.add_artifact([new_text_part(f"{self.name}: {text}{suffix}")])
+        await up.complete()
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        up = TaskUpdater(event_queue, context.task_id, context.context_id)
+        await up.cancel()
+
+
+def build(name: str, port: int) -> Starlette:
+    base = f"http://127.0.0.1:{port}"
+    card = AgentCard(
+        name=name,
+        description=f"test agent {name}",
+        version="1.0.0",
+        supported_interfaces=[
+            AgentInterface(url=f"{base}/", protocol_binding="JSONRPC", protocol_version="1.0"),
+            AgentInterface(url=f"{base}/rest", protocol_binding="HTTP+JSON", protocol_version="1.0"),
+            AgentInterface(url="127.0.0.1:1", protocol_binding="GRPC", protocol_version="1.0"),
+        ],
+        capabilities=AgentCapabilities(streaming=True),
+        default_input_modes=["text"],
+        default_output_modes=["text"],
+        skills=[AgentSkill(id="echo", name="echo", description="echoes", tags=["echo"])],
+        icon_url=f"{base}/icon.png",
+        documentation_url="https://docs.example.org/agent",
+    )
+    handler = DefaultRequestHandler(agent_executor=Executor(name), task_store=InMemoryTaskStore(), agent_card=card)
+    cb = HeaderContext()
+    routes = []
+    routes += create_agent_card_routes(card)
+    routes += create_agent_card_routes(card, card_url="/.well-known/agent.json")
+    routes += create_rest_routes(handler, context_builder=cb, path_prefix="/rest")
+    routes += create_jsonrpc_routes(handler, "/", context_builder=cb, enable_v0_3_compat=True)
+    return Starlette(routes=routes)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--name", default="sdk-v1-agent")
+    a = p.parse_args()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", a.port))
+    port = sock.getsockname()[1]
+    app = build(a.name, port)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    print(f"READY {port}", flush=True)
+    asyncio.run(server.serve(sockets=[sock]))
+
+
+if __name__ == "__main__":
+    main()

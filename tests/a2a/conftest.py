@@ -1,0 +1,87 @@
+"""A2A test agents as real processes: a2a-sdk 1.x, a2a-sdk 0.3 (own virtualenv), demo."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.harness import REPO_ROOT, subprocess_env
+
+A2A03_PYTHON = REPO_ROOT / ".venvs" / "a2a03" / "bin" / "python"
+A2A_TEST_TIMEOUT = 60
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/a2a" in str(item.fspath).replace("\\", "/") and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(A2A_TEST_TIMEOUT))
+
+
+class AgentProc:
+    """A test agent process; ``port`` is read from its ``READY <port>`` line."""
+
+    def __init__(self, workdir: Path, name: str, cmd: list[str]):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.out_path = workdir / f"agent-{name}.out"
+        self._out = open(self.out_path, "wb")
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=subprocess_env(), cwd=str(REPO_ROOT), start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            text = self.out_path.read_text(errors="replace")
+            m = re.search(r"READY (\d+)", text) or re.search(r" on http://127\.0\.0\.1:(\d+)/", text)
+            if m:
+                self.port = int(m.group(1))
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"agent {name} did not start:\n{self.out_path.read_text(errors='replace')[-4000:]}")
+            time.sleep(0.05)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._out.close()
+
+
+@pytest.fixture(scope="session")
+def a2a_agents(tmp_path_factory):
+    """Start agents on demand: ``a2a_agents("v1", name)`` / ``("v03", name)`` / ``("demo", name)``."""
+    workdir = tmp_path_factory.mktemp("a2a-agents")
+    procs: list[AgentProc] = []
+
+    def start(kind: str, name: str) -> AgentProc:
+        if kind == "v1":
+            cmd = [sys.executable, "-m", "tests.a2a.agents.sdk_v1_agent", "--name", name]
+        elif kind == "v03":
+            if not A2A03_PYTHON.exists():
+                pytest.fail(f"{A2A03_PYTHON} is missing: run scripts/install-test-deps.sh (it creates the a2a-sdk 0.3 venv)")
+            cmd = [str(A2A03_PYTHON), str(REPO_ROOT / "tests/a2a/agents/sdk_v03_agent.py"), "--name", name]
+        elif kind == "demo":
+            cmd = [sys.executable, "-m", "agentgw.demo.a2a_agent", "--port", "0", "--name", name, "--stream-delay", "0.05"]
+        else:
+            raise ValueError(kind)
+        p = AgentProc(workdir, f"{kind}-{name}-{len(procs)}", cmd)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.stop()
