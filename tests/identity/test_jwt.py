@@ -231,6 +231,15 @@ def test_token_locations_and_preserve(env):
     assert r.status_code == 200 and "x-token" not in echo_headers(r)
     r = c.get("/k/x", headers=bearer(tok))
     assert r.status_code == 200 and echo_headers(r)["authorization"] == [f"Bearer {tok}"]
+    bad = tok[:-6] + "AAAAAA"
+    assert c.get(f"/q/x?access_token={bad}").status_code == 401
+    # the access log records the request target: query credentials are redacted there
+    gw = env["gw"]
+    from tests.support.harness import wait_for
+
+    wait_for(lambda: "access_token=<redacted>" in gw.stdout_text(), timeout=5, message="access log line")
+    logs = gw.stdout_text() + gw.stderr_text()
+    assert tok not in logs and bad not in logs and tok.split(".")[2] not in logs
 
 
 def test_jwks_rotation_and_outage(env):

@@ -19,7 +19,6 @@ request.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import os
 import time
@@ -229,8 +228,3 @@ class ApiKeyAuth(Policy):
         if isinstance(name, str):
             ctx.attrs.setdefault("principal", name)
         self.location.strip(ctx)
-
-
-def sha256_hex(key: str) -> str:
-    """The ``keyHash`` value for a key: ``sha256:<hex>``."""
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import ssl
 from urllib.parse import unquote, urlsplit
 
@@ -21,7 +20,7 @@ __all__ = [
     "CredentialLocation",
     "unauthorized",
     "forbidden",
-    "digest_equal",
+    "sha256",
     "HttpSideClient",
     "SideCallError",
 ]
@@ -73,13 +72,16 @@ class CredentialLocation:
             return v
         if self.kind == "query":
             found = None
+            dup = False
             for part in (ctx.query or "").split("&"):
                 k, _, v = part.partition("=")
                 if unquote(k) == self.name:
                     if found is not None:
-                        return ""
+                        dup = True
                     found = unquote(v.replace("+", " "))
-            return found
+            if found is not None:
+                self._redact_target(ctx.req)
+            return "" if dup else found
         # cookie
         found = None
         for k, v in ctx.req.headers:
@@ -92,6 +94,16 @@ class CredentialLocation:
                         return ""
                     found = cv.strip().strip('"')
         return found
+
+    def _redact_target(self, req) -> None:
+        """Keep the credential out of the access log, which records the request target."""
+        path, sep, q = req.target.partition("?")
+        if sep:
+            parts = [
+                (p.partition("=")[0] + "=<redacted>") if unquote(p.partition("=")[0]) == self.name else p
+                for p in q.split("&")
+            ]
+            req.target = path + "?" + "&".join(parts)
 
     def strip(self, ctx) -> None:
         """Remove the credential from the request forwarded upstream."""
@@ -121,11 +133,6 @@ def unauthorized(policy: str, message: str, challenge: str) -> Reply:
 
 def forbidden(policy: str, message: str) -> Reply:
     return Reply.error(403, "forbidden", f"{policy}: {message}")
-
-
-def digest_equal(a: bytes, b: bytes) -> bool:
-    """Constant-time equality of two SHA-256 digests (inputs already hashed)."""
-    return hmac.compare_digest(a, b)
 
 
 def sha256(data: str | bytes) -> bytes:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 
 from ..engine.http import HOP_BY_HOP, Headers, Reply, error_body
 from .auth_common import HttpSideClient, SideCallError
@@ -73,6 +74,7 @@ class _GrpcTransport:
             else:
                 ch = grpc.insecure_channel(self.address)
             self._channel = ch
+            weakref.finalize(self, ch.close)  # a config reload drops this policy: close its channel
             self._call = ch.unary_unary(
                 pb.METHOD,
                 request_serializer=pb.CheckRequest.SerializeToString,
