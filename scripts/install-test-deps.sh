@@ -25,3 +25,18 @@ if command -v npm >/dev/null 2>&1; then
     @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/inspector@0.21.0 >/dev/null 2>&1 \
     || echo "warning: npm install of the MCP test servers failed; those tests will be skipped" >&2
 fi
+# SigV4 test vectors (AWS's aws4_testsuite) ship in the botocore sdist, not the wheel:
+# fetch the sdist of the installed botocore once and keep only that directory.
+BOTOCORE_VERSION=$($PY -c 'import botocore; print(botocore.__version__)')
+AWS4_DIR=.cache/aws4_testsuite/botocore-$BOTOCORE_VERSION
+if [ ! -f "$AWS4_DIR/get-vanilla/get-vanilla.authz" ]; then
+  AWS4_TMP=$(mktemp -d)
+  if $PY -m pip download -q --no-deps --no-binary :all: "botocore==$BOTOCORE_VERSION" -d "$AWS4_TMP" >/dev/null 2>&1 \
+     && tar -xzf "$AWS4_TMP/botocore-$BOTOCORE_VERSION.tar.gz" -C "$AWS4_TMP" "botocore-$BOTOCORE_VERSION/tests/unit/auth/aws4_testsuite"; then
+    mkdir -p "$AWS4_DIR"
+    cp -R "$AWS4_TMP/botocore-$BOTOCORE_VERSION/tests/unit/auth/aws4_testsuite/." "$AWS4_DIR/"
+  else
+    echo "warning: could not fetch the botocore sdist; the SigV4 test-vector tests will be skipped" >&2
+  fi
+  rm -rf "$AWS4_TMP"
+fi

@@ -10,6 +10,13 @@ from . import __version__
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.k8s_manifests:
+        from .kube.cli import cmd_run_manifests
+
+        return cmd_run_manifests(args)
+    if not args.file:
+        print("agentgw run: -f FILE or --k8s-manifests DIR is required", file=sys.stderr)
+        return 2
     from .telemetry.setup import configure_logging
 
     configure_logging("info", "text")
@@ -59,13 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", action="version", version=f"agentgw {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the gateway")
-    r.add_argument("-f", "--file", required=True, help="config file (YAML or JSON)")
+    r.add_argument("-f", "--file", help="config file (YAML or JSON)")
+    r.add_argument("--k8s-manifests", action="append", metavar="DIR", help="serve the Gateway these Kubernetes manifests define (repeatable)")
+    r.add_argument("--gateway", metavar="NS/NAME", help="with --k8s-manifests: the Gateway to serve when there are several")
     r.add_argument("--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)")
     r.add_argument("--control-socket", help=argparse.SUPPRESS)
     r.set_defaults(fn=_run)
     v = sub.add_parser("validate", help="check a config file and exit")
     v.add_argument("-f", "--file", required=True)
     v.set_defaults(fn=_validate)
+    from .kube.cli import add_parsers as _add_k8s_parsers
+
+    _add_k8s_parsers(sub)
     args = p.parse_args(argv)
     return args.fn(args)
 

@@ -26,9 +26,11 @@ from .policies.cors import Cors
 from .policies.direct_response import DirectResponse
 from .policies.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from .policies.identity import compile_identity
+from .policies.global_ratelimit import compile_rate_limits
 from .policies.local_ratelimit import LocalRateLimit, TokenBucket
 from .policies.request_redirect import RequestRedirect
 from .policies.url_rewrite import UrlRewrite
+from .telemetry.accesslog import compile_access_log
 from .routing.table import EXACT, PREFIX, REGEX, Match, RouteTable, listener_specificity
 
 
@@ -41,6 +43,7 @@ class Runtime:
     bind_tls: dict[int, ssl.SSLContext | None]
     limits: Any
     warnings: list[str] = field(default_factory=list)
+    access_log: Any = None  # telemetry.accesslog.LogFields (accessLog / logging.fields)
 
 
 class _Errors:
@@ -63,7 +66,6 @@ _UNSUPPORTED_ROUTE_POLICIES = {
     "ai": "ai",
     "backend_auth": "backendAuth",
     "backend_tunnel": "backendTunnel",
-    "remote_rate_limit": "remoteRateLimit",
     "csrf": "csrf",
 }
 
@@ -109,8 +111,8 @@ class Compiler:
         if cfg.route_groups:
             self.errors.add("routeGroups", "route groups are not supported by this agentgw build yet")
         for i, nb in enumerate(cfg.backends):
-            if nb.host is None and nb.a2a is None and nb.mcp is None and nb.ai is None:
-                self.errors.add(f"backends[{i}]", "only host, a2a and mcp backends are supported by this agentgw build yet")
+            if nb.host is None and nb.a2a is None and nb.mcp is None and nb.ai is None and nb.aws is None:
+                self.errors.add(f"backends[{i}]", "only host, a2a, mcp, ai and aws backends are supported by this agentgw build yet")
         binds: dict[int, BindRuntime] = {}
         bind_tls: dict[int, ssl.SSLContext | None] = {}
         seen_ports: dict[int, int] = {}
@@ -150,9 +152,15 @@ class Compiler:
             else:
                 binds[llm_bind.port] = llm_bind
                 bind_tls[llm_bind.port] = None
+        from .telemetry.tracing import compile_tracing
+
+        tracer = compile_tracing(self, cfg)
+        access_log = compile_access_log(self, cfg)
         if self.errors.items:
             raise ConfigError(self.errors.items)
-        return Runtime(cfg, binds, bind_tls, effective_limits(cfg), self.warnings)
+        for b in binds.values():
+            b.tracer = tracer
+        return Runtime(cfg, binds, bind_tls, effective_limits(cfg), self.warnings, access_log)
 
     # -- routes ---------------------------------------------------------------------------
     def _routes(self, routes: list, lpath: str, lname: str) -> RouteTable:
@@ -161,7 +169,7 @@ class Compiler:
         for ri, r in enumerate(routes):
             rpath = f"{lpath}.routes[{ri}]"
             name = r.name or f"{lname}/route{ri}"
-            policies, traffic = self._route_policies(r.policies, f"{rpath}.policies", ai=self._has_ai(r))
+            policies, traffic = self._route_policies(r.policies, f"{rpath}.policies", ai=self._has_ai(r), route_id=name)
             backend = self._backends(r.backends, f"{rpath}.backends", r.policies, traffic)
             agent = self._a2a_agent(r, backend)
             if agent is not None:
@@ -183,6 +191,8 @@ class Compiler:
             nb = self.named.get(rb.backend, (0, None))[1] if rb.backend is not None else None
             if rb.a2a is not None or (nb is not None and nb.a2a is not None):
                 on = True
+            if rb.aws is not None or (nb is not None and nb.aws is not None):
+                on = True  # AgentCore: A2A in
             for bp in (rb.policies, nb.policies if nb is not None else None):
                 if bp is not None and bp.a2a is not None:
                     on = True
@@ -227,7 +237,7 @@ class Compiler:
                 return True
         return False
 
-    def _route_policies(self, p: m.RoutePolicies | None, path: str, ai: bool = False) -> tuple[list, dict]:
+    def _route_policies(self, p: m.RoutePolicies | None, path: str, ai: bool = False, route_id: str = "") -> tuple[list, dict]:
         out: list = []
         traffic: dict = {}
         if p is None:
@@ -297,6 +307,7 @@ class Compiler:
                         [TokenBucket(b.max_tokens, b.tokens_per_fill, float(b.fill_interval), b.type) for b in lrl]
                     )
                 )
+        out.extend(compile_rate_limits(self, p, path, route_id or path))
         if p.timeout is not None:
             t = p.timeout
             traffic["request_timeout"] = float(t.request_timeout) if t.request_timeout is not None else None
@@ -376,6 +387,8 @@ class Compiler:
                         self.errors.add(f"{bpath}.backend", "an mcp backend must be the only backend of its route")
                         continue
                     return self._mcp(nb.mcp, f"backends[{ni}].mcp", route_policies, nb.policies, traffic, name=nb.name)
+                if nb.aws is not None:
+                    return self._aws(nb.aws, f"backends[{ni}].aws", len(backends), bpath, traffic, name=nb.name)
                 ntls = (nb.policies.backend_tls if nb.policies is not None else None) or tls_cfg
                 if nb.a2a is not None:
                     for w, tname, addr in static_targets(nb.a2a):
@@ -396,6 +409,8 @@ class Compiler:
                     self.errors.add(f"{bpath}.mcp", "an mcp backend must be the only backend of its route")
                     continue
                 return self._mcp(rb.mcp, f"{bpath}.mcp", route_policies, rb.policies, traffic)
+            elif rb.aws is not None:
+                return self._aws(rb.aws, f"{bpath}.aws", len(backends), bpath, traffic)
             else:
                 kind = next(k for k in ("mcp", "ai", "aws", "dynamic", "route_group") if getattr(rb, k) is not None)
                 key = {"route_group": "routeGroup"}.get(kind, kind)
@@ -427,6 +442,15 @@ class Compiler:
             self.errors.add(f"{path}.host", f"invalid backend address {addr!r}: {exc}")
             target, host_override = make_target("127.0.0.1:1", tls=None, sni=None, connect_timeout=1.0)
         return HttpBackend(name, target, host_override=host_override)
+
+    def _aws(self, aws: m.AwsBackend, path: str, n: int, bpath: str, traffic: dict, name: str | None = None):
+        """``aws: {agentCore: …}``: an AWS Bedrock AgentCore runtime (backends/aws/agentcore.py)."""
+        if n > 1:
+            self.errors.add(bpath, "an aws backend must be the only backend of its route")
+            return None
+        from .backends.aws.agentcore import compile_agentcore
+
+        return compile_agentcore(self, aws, path, name=name, traffic=traffic)
 
     # -- MCP ------------------------------------------------------------------------------
     def _mcp_shorthand(self, sh: m.McpShorthand) -> m.Bind:

@@ -61,7 +61,7 @@ class ListenerRuntime:
 class BindRuntime:
     """One port: its listeners (most specific hostname first) and shared services."""
 
-    __slots__ = ("name", "port", "listeners", "single", "services")
+    __slots__ = ("name", "port", "listeners", "single", "services", "tracer")
 
     def __init__(self, port: int, listeners: list[ListenerRuntime], services):
         self.name = str(port)
@@ -69,6 +69,7 @@ class BindRuntime:
         self.listeners = listeners
         self.single = listeners[0] if len(listeners) == 1 and not listeners[0].hostname else None
         self.services = services  # metrics, access log
+        self.tracer = None  # telemetry.tracing.RequestTracer when tracing is configured
 
     def select(self, host: str) -> ListenerRuntime | None:
         for lst in self.listeners:
@@ -106,6 +107,8 @@ async def handle(bind: BindRuntime, req, ex) -> None:
         route = match.route
         ctx.route = route
         ctx.match = match
+        if bind.tracer is not None:
+            bind.tracer.start(ctx)
         for step in route.request_chain:
             r = step(ctx)
             if r is not None:
@@ -140,10 +143,20 @@ def observe(ctx: Ctx) -> None:
     ex = ctx.ex
     req = ctx.req
     status = ex.status if ex.started else 0
+    attrs = ctx.attrs
     services.metrics.observe(
-        (bind.name, route.name if route is not None else "", ctx.backend_name, req.method, _status_str(status)),
+        (
+            bind.name,
+            route.name if route is not None else "",
+            ctx.backend_name,
+            req.method,
+            _status_str(status),
+            attrs.get("principal", "") if attrs else "",  # agent_identity (JWT sub, SA, key name)
+        ),
         duration,
     )
+    if attrs and "trace" in attrs:
+        attrs["trace"][0].finish(ctx, status)
     if services.access_log.enabled:
         services.access_log.record(ctx, duration)
 
@@ -166,7 +179,7 @@ def handle_fast(bind: BindRuntime, req, ex) -> bool:
     run, async work continues in a task from the backend step instead (``serve_backend``).
     """
     listener = bind.single or bind.select(req.host)
-    if listener is None or not listener.fast or listener.request_chain:
+    if listener is None or not listener.fast or listener.request_chain or bind.tracer is not None:
         return False
     path = normalize_path(req.path)
     match = listener.routes.match(req.method, req.host, path, req.headers, req.query)
@@ -181,9 +194,13 @@ def handle_fast(bind: BindRuntime, req, ex) -> bool:
     ctx.route = route
     ctx.match = match
     try:
-        for step in route.request_chain:
+        chain = route.request_chain
+        for i, step in enumerate(chain):
             r = step(ctx)
             if r is not None:
+                if r.__class__ is not Reply:  # e.g. a token-cache miss: finish in a task
+                    ex.conn.spawn(ex, finish_chain(ctx, r, chain[i + 1 :]))
+                    return True
                 ctx.respond(r)
                 observe(ctx)
                 return True
@@ -202,6 +219,31 @@ def handle_fast(bind: BindRuntime, req, ex) -> bool:
         return True
     ex.conn.spawn(ex, serve_backend(ctx))
     return True
+
+
+async def finish_chain(ctx: Ctx, pending, rest: tuple) -> None:
+    """The rest of a fast-path request whose policy chain had to wait on I/O."""
+    try:
+        r = await pending
+        for step in rest:
+            if r is not None:
+                break
+            r = step(ctx)
+            if r is not None and r.__class__ is not Reply:
+                r = await r
+    except GatewayError as exc:
+        if not ctx.ex.started:
+            ctx.respond(exc.reply())
+        observe(ctx)
+        return
+    except BaseException:
+        observe(ctx)
+        raise
+    if r is not None or ctx.route.backend is None:
+        ctx.respond(r if r is not None else Reply.error(503, "no_healthy_backend", "the route has no backend"))
+        observe(ctx)
+        return
+    await serve_backend(ctx)
 
 
 async def serve_backend(ctx: Ctx) -> None:

@@ -177,6 +177,7 @@ class GatewayProcess:
         al = self.services.access_log
         al.json = fmt == "json"
         al.enabled = level in ("trace", "debug", "info")
+        al.fields = runtime.access_log
         bd = runtime.cfg.config.backend
         pool = self.services.pool
         if bd is not None:
@@ -298,6 +299,9 @@ class GatewayProcess:
             await mcp.close()
         self.services.pool.close()
         self.services.access_log.flush()
+        from .telemetry import tracing
+
+        tracing.shutdown()  # export the spans still buffered
 
 
 def _same_tls(a, b) -> bool:

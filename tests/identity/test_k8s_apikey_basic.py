@@ -38,9 +38,7 @@ def k8s(module_harness, tmp_path_factory):
     d = tmp_path_factory.mktemp("k8s")
     gw_token = "gateway-own-sa-token"
     (d / "token").write_text(gw_token + "\n")
-    review_tok_ok = sa_token(key, ttl=2)  # any string works for TokenReview; a JWT gives the cache its exp
     tokens = {
-        review_tok_ok: (SA, ["agent-gateway"]),
         "opaque-user-token": ("jane@example.com", ["agent-gateway"]),
         "other-aud-token": (SA, ["vault"]),
     }
@@ -56,7 +54,7 @@ def k8s(module_harness, tmp_path_factory):
     ]
     gw = module_harness.gateway(gateway_config(routes))
     c = httpx.Client(base_url=gw.url, timeout=10)
-    yield {"c": c, "key": key, "jwks": jwks, "tr": tr, "ok": review_tok_ok}
+    yield {"c": c, "key": key, "jwks": jwks, "tr": tr}
     c.close()
     jwks.close()
     tr.close()
@@ -77,7 +75,9 @@ def test_sa_token_by_jwks(k8s):
 
 
 def test_sa_token_by_token_review_cached_until_expiry(k8s):
-    c, tr, tok = k8s["c"], k8s["tr"], k8s["ok"]
+    c, tr = k8s["c"], k8s["tr"]
+    tok = sa_token(k8s["key"], ttl=3)  # any string works for TokenReview; a JWT gives the cache its exp
+    tr.tokens[tok] = (SA, ["agent-gateway"])
     n0 = len(tr.requests)
     for _ in range(5):
         r = c.get("/review/x", headers={"authorization": f"Bearer {tok}"})

@@ -17,10 +17,10 @@ their full agentgateway model is large and deep; the compile step owns them:
 
 * route/backend ``ai`` policy (prompt guards, defaults/overrides, model aliases,
   prompt caching, ``routes``) and the ``provider`` object of ``ai`` backends
-* ``mcpAuthentication``, ``oidc``, ``extProc``, ``extMcp``, ``remoteRateLimit``,
+* ``mcpAuthentication``, ``oidc``, ``extProc``, ``extMcp``,
   ``health``, ``inferenceRouting``
 * backend ``tcp``, ``backendTunnel``, ``backendAuth.azure``
-* ``frontendPolicies.tracing``/``networkAuthorization``/``proxyProtocol``/``connect``
+* ``frontendPolicies.networkAuthorization``/``proxyProtocol``/``connect``
   and ``accessLog.otlp``
 * top-level ``policies[].target``, ``workloads``, ``services``, ``ui``
 * ``config.dns``, ``config.hbone``, ``config.http2``, ``config.database``
@@ -29,8 +29,9 @@ their full agentgateway model is large and deep; the compile step owns them:
 Secrets are marked with ``Annotated[..., SECRET]`` on the field; see
 `agentgw.config.redact`.
 
-agentgw extension (not in agentgateway): ``config.limits`` -- frontend limits
-agentgateway has no equivalent key for.  See `effective_limits`.
+agentgw extensions (not in agentgateway): ``config.limits`` -- frontend limits
+agentgateway has no equivalent key for (see `effective_limits`); the route/LLM policy
+``globalRateLimit`` -- a Redis-backed global limiter that needs no rate-limit service.
 """
 
 from __future__ import annotations
@@ -859,6 +860,100 @@ class TcpBackendPolicies(_Model):
 
 
 # --------------------------------------------------------------------------
+# Global rate limits: ``remoteRateLimit`` (Envoy RLS, agentgateway's shape) and
+# ``globalRateLimit`` (agentgw extension: counters in Redis, no extra service)
+# --------------------------------------------------------------------------
+
+
+class RateLimitEntry(_Model):
+    """One descriptor entry: a key and a CEL expression for its value."""
+
+    key: str
+    value: str
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _cel(cls, v: Any) -> Any:
+        return _cel_to_str(v)
+
+
+class RemoteRateLimitDescriptor(_Model):
+    entries: list[RateLimitEntry] = Field(min_length=1)
+    type: Literal["requests", "tokens"] = "requests"
+
+
+class RemoteRateLimit(_Model):
+    """``remoteRateLimit``: ask an Envoy rate-limit service (``envoy.service.ratelimit.v3``)."""
+
+    domain: str
+    host: str
+    descriptors: list[RemoteRateLimitDescriptor] = Field(min_length=1)
+    failure_mode: Literal["failOpen", "failClosed"] = "failOpen"
+    timeout: Optional[DurationField] = None
+
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+class DescriptorLimit(_Model):
+    """``{requestsPerUnit: 5, unit: MINUTE}`` (the ``RateLimitConfig`` shape)."""
+
+    requests_per_unit: int = Field(ge=0)
+    unit: str
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v: str) -> str:
+        if v.lower() not in _UNITS:
+            raise ValueError(f"unit must be one of SECOND, MINUTE, HOUR, DAY (got {v!r})")
+        return v
+
+    @property
+    def seconds(self) -> int:
+        return _UNITS[self.unit.lower()]
+
+
+class GlobalRateLimitDescriptor(_Model):
+    entries: list[RateLimitEntry] = Field(min_length=1)
+    rate_limit: DescriptorLimit
+    type: Literal["requests", "tokens"] = "requests"
+
+
+class RedisSettings(_Model):
+    url: Annotated[str, SECRET]
+    #: Budget for one check (connect included); over it, ``failureMode`` applies.
+    timeout: Optional[DurationField] = None
+    key_prefix: str = "agw"
+
+
+class GlobalRateLimit(_Model):
+    """agentgw extension: a Redis-backed limit shared by every process and replica."""
+
+    redis: RedisSettings
+    descriptors: list[GlobalRateLimitDescriptor] = Field(min_length=1)
+    failure_mode: Literal["failOpen", "failClosed"] = "failOpen"
+    window: Literal["fixed", "sliding"] = "fixed"
+
+
+class FrontendTracing(_Model):
+    """``frontendPolicies.tracing``: export spans to an OTLP collector."""
+
+    host: str
+    protocol: Literal["grpc", "http"] = "grpc"
+    path: Optional[str] = None
+    headers: SecretStrMap = None
+    random_sampling: Optional[str] = None
+    client_sampling: Optional[str] = None
+    attributes: Optional[Opaque] = None
+    resources: Optional[Opaque] = None
+
+    @field_validator("random_sampling", "client_sampling", mode="before")
+    @classmethod
+    def _sampling(cls, v: Any) -> Any:
+        return _cel_to_str(v)
+
+
+# --------------------------------------------------------------------------
 # Route / listener policies
 # --------------------------------------------------------------------------
 
@@ -897,7 +992,8 @@ class RoutePolicies(GatewayPolicies):
     backend_tunnel: Optional[Opaque] = None
     backend_auth: Optional[BackendAuth] = None
     local_rate_limit: Optional[LocalRateLimitField] = None
-    remote_rate_limit: Optional[Opaque] = None
+    remote_rate_limit: Optional[RemoteRateLimit] = None
+    global_rate_limit: Optional[GlobalRateLimit] = None
     csrf: Optional[Csrf] = None
     timeout: Optional[Timeout] = None
     retry: Optional[Retry] = None
@@ -908,7 +1004,8 @@ class LlmPolicies(GatewayPolicies):
 
     authorization: Optional[Authorization] = None
     local_rate_limit: list[RateLimit] = Field(default_factory=list)
-    remote_rate_limit: Optional[Opaque] = None
+    remote_rate_limit: Optional[RemoteRateLimit] = None
+    global_rate_limit: Optional[GlobalRateLimit] = None
 
 
 class TcpRoutePolicies(_Model):
@@ -1078,9 +1175,33 @@ class AiBackend(_Model):
         return self
 
 
+_AGENTCORE_ARN = re.compile(r"^arn:aws[a-z-]*:bedrock-agentcore:[a-z0-9-]+:\d{12}:runtime/[A-Za-z0-9_.-]+$")
+
+
 class AgentCore(_Model):
     agent_runtime_arn: str
     qualifier: Optional[str] = None
+    # agentgw extension: send to this base URL (a local stand-in, a VPC endpoint)
+    # instead of https://bedrock-agentcore.<region>.amazonaws.com; still SigV4-signed
+    # for bedrock-agentcore in the ARN's region.
+    endpoint: Optional[str] = None
+
+    @field_validator("agent_runtime_arn")
+    @classmethod
+    def _arn(cls, v: str) -> str:
+        if not _AGENTCORE_ARN.match(v):
+            raise ValueError(
+                "expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<runtime-id>, "
+                f"got {v!r}"
+            )
+        return v
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.match(r"^https?://[^/?#\s]+/?$", v):
+            raise ValueError(f"endpoint must be http(s)://host[:port], got {v!r}")
+        return v
 
 
 class AwsBackend(_Model):
@@ -1296,7 +1417,7 @@ class FrontendPolicies(_Model):
     proxy_protocol: Optional[Opaque] = None
     connect: Optional[Opaque] = None
     access_log: Optional[AccessLog] = None
-    tracing: Optional[Opaque] = None
+    tracing: Optional[FrontendTracing] = None
 
     @model_validator(mode="before")
     @classmethod

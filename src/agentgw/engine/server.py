@@ -360,7 +360,8 @@ class HttpServerProtocol(asyncio.Protocol):
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.settings.max_header_bytes:
             raise ValueError("header too large")
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        # llhttp drops leading whitespace but keeps trailing; RFC 9110 §5.5 excludes both.
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t")))
 
     def on_headers_complete(self) -> None:
         parser = self.parser

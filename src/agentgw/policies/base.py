@@ -18,8 +18,10 @@ from ..engine.http import Headers, Reply
 class Policy:
     #: Where in the chain the policy runs; lower runs first. See ``ORDER``.
     order: int = 50
-    #: True when ``on_request`` never returns an awaitable: routes made only of such
-    #: policies are served on the task-free fast path (``gateway.handle_fast``).
+    #: True when ``on_request`` answers synchronously (at least in the common case, e.g.
+    #: a cache hit): routes made only of such policies are served on the task-free fast
+    #: path (``gateway.handle_fast``), which finishes the chain in a task if a policy
+    #: does return an awaitable.
     sync: bool = False
 
     def on_request(self, ctx) -> "Reply | None | Awaitable[Reply | None]":  # pragma: no cover
@@ -40,6 +42,8 @@ ORDER = {
     "extAuthz": 30,
     "authorization": 40,
     "localRateLimit": 50,
+    "globalRateLimit": 51,
+    "remoteRateLimit": 52,
     "directResponse": 60,
     "requestRedirect": 61,
     "requestHeaderModifier": 70,

@@ -320,13 +320,14 @@ def claim_header_value(v) -> str | None:
         s = ",".join(v)
     else:
         s = orjson.dumps(v).decode()
-    if any(c in s for c in "\r\n\x00"):
+    if "\r" in s or "\n" in s or "\x00" in s:
         return None
     return s
 
 
 class JwtAuth(Policy):
     order = 20
+    sync = True  # cache hits answer at once; a miss returns an awaitable
     NAME = "jwtAuth"
 
     def __init__(
@@ -342,6 +343,7 @@ class JwtAuth(Policy):
         self.location = location or CredentialLocation("header", "authorization", "Bearer ")
         self.preserve = preserve_token
         self.claim_headers = [(c, h.lower()) for c, h in claim_headers]
+        self._pairs: dict[int, tuple] = {}
         self.challenge = 'Bearer realm="agentgw"'
         self.bad_challenge = 'Bearer realm="agentgw", error="invalid_token"'
 
@@ -384,11 +386,18 @@ class JwtAuth(Policy):
         if isinstance(sub, str):
             attrs["principal"] = sub
         if self.claim_headers:
-            h = ctx.req.headers
-            for claim, header in self.claim_headers:
-                v = claim_header_value(_claim(claims, claim))
-                if v is not None:
-                    h.append((header, v))
+            # claims -> header pairs, computed once per verified claims object
+            pairs = self._pairs.get(id(claims))
+            if pairs is None or pairs[0] is not claims:
+                if len(self._pairs) >= CACHE_MAX:
+                    self._pairs.clear()
+                out = []
+                for claim, header in self.claim_headers:
+                    v = claim_header_value(_claim(claims, claim))
+                    if v is not None:
+                        out.append((header, v))
+                pairs = self._pairs[id(claims)] = (claims, out)
+            ctx.req.headers.extend(pairs[1])
         if not self.preserve:
             self.location.strip(ctx)
 

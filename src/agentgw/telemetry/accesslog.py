@@ -14,16 +14,103 @@ import time
 
 import orjson
 
+from ..cel import register_variable
+
 
 def _now_iso() -> str:
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
 
 
+def _response(ctx) -> dict:
+    ex = ctx.ex
+    return {"code": ex.status if ex.started else 0}
+
+
+register_variable("response", _response)
+
+
+class LogFields:
+    """``frontendPolicies.accessLog`` / ``config.logging``: filter, add and remove fields.
+
+    ``add`` maps a field name to a CEL expression (over ``request``, ``response.code``,
+    ``jwt``, ``apiKey``, ``source``, ``mcp``, ``a2a``, ``llm``...); a field whose
+    expression has no value for a request is left out. ``remove`` drops built-in fields.
+    ``filter`` is a CEL condition: only requests for which it is true are logged.
+    """
+
+    __slots__ = ("add", "remove", "filter")
+
+    def __init__(self, add: list, remove: frozenset, filter_):
+        self.add = add
+        self.remove = remove
+        self.filter = filter_
+
+    def apply(self, ctx, fields: dict) -> bool:
+        f = self.filter
+        if f is not None:
+            v = f.evaluate(ctx)
+            if v is None or v[0] != "true":
+                return False
+        for name, vals in self.add:
+            v = vals.evaluate(ctx)
+            if v is not None:
+                fields[name] = _typed(v[0])
+        for name in self.remove:
+            fields.pop(name, None)
+        return True
+
+
+def _typed(v: str):
+    try:
+        return int(v)
+    except ValueError:
+        return v
+
+
+def compile_access_log(compiler, cfg) -> LogFields | None:
+    from ..cel import CelError
+    from ..policies.global_ratelimit import _Values
+
+    add: dict = {}
+    remove: list = []
+    filt = []
+    lg = cfg.config.logging
+    if lg is not None:
+        if lg.fields is not None:
+            add.update({k: ("config.logging.fields.add", v) for k, v in lg.fields.add.items()})
+            remove.extend(lg.fields.remove)
+        if lg.filter:
+            filt.append(("config.logging.filter", lg.filter))
+    al = cfg.frontend_policies.access_log
+    if al is not None:
+        add.update({k: ("frontendPolicies.accessLog.add", v) for k, v in al.add.items()})
+        remove.extend(al.remove)
+        if al.filter:
+            filt.append(("frontendPolicies.accessLog.filter", al.filter))
+    if not add and not remove and not filt:
+        return None
+    compiled = []
+    for name, (path, expr) in add.items():
+        try:
+            compiled.append((name, _Values([(name, str(expr))])))
+        except CelError as exc:
+            compiler.errors.add(f"{path}.{name}", str(exc))
+    f = None
+    if filt:
+        src = " && ".join(f"({e})" for _, e in filt)
+        try:
+            f = _Values([("filter", src)])
+        except CelError as exc:
+            compiler.errors.add(filt[-1][0], str(exc))
+    return LogFields(compiled, frozenset(remove), f)
+
+
 class AccessLog:
     def __init__(self, fmt: str = "text", stream=None, enabled: bool = True):
         self.json = fmt == "json"
         self.enabled = enabled
+        self.fields: LogFields | None = None
         self.stream = stream if stream is not None else sys.stdout.buffer
         self._buf: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -54,6 +141,17 @@ class AccessLog:
         extra = ctx.attrs.get("log")
         if extra:
             fields.update(extra)
+        mcp = ctx.attrs.get("mcp.call")
+        if mcp is not None:
+            fields["mcp_target"], fields["mcp_tool"] = mcp
+        trace = ctx.attrs.get("trace")
+        if trace is not None:
+            sc = trace[1].get_span_context()
+            fields["trace_id"] = f"{sc.trace_id:032x}"
+            fields["span_id"] = f"{sc.span_id:016x}"
+        lf = self.fields
+        if lf is not None and not lf.apply(ctx, fields):
+            return
         if self.json:
             line = orjson.dumps(fields) + b"\n"
         else:

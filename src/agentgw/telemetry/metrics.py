@@ -172,12 +172,24 @@ def render(snap: dict, extra_collectors=()) -> bytes:
 
 
 class GatewayMetrics:
-    """The families the data plane updates on every request."""
+    """The families the data plane updates on every request.
+
+    A request costs one histogram update, in ``raw`` (keyed by bind, route, backend,
+    method, status and the caller's identity). Everything else is derived when metrics
+    are read (``sync_derived``): ``agentgw_request_duration_seconds`` and
+    ``agentgw_requests_total`` (identity summed out), and the names dashboards written
+    for agent gateways query -- ``agent_requests_total{agent_identity}``,
+    ``agent_request_duration_seconds``, ``tool_invocations_total{tool_name}``,
+    ``tool_invocation_duration_seconds``, ``mcp_errors_total{error_type}`` and
+    ``a2a_calls_total`` -- from the MCP and A2A families. Derived families are plain
+    families, so ``--workers`` snapshots merge them like the rest.
+    """
 
     def __init__(self, m: Metrics | None = None):
         m = m or Metrics()
         self.m = m
         labels = ("bind", "route", "backend", "method", "status")
+        self.raw: dict[tuple, list] = {}
         self.requests = m.counter("agentgw_requests_total", "Requests handled by the gateway.", labels)
         self.duration = m.histogram(
             "agentgw_request_duration_seconds", "Time from request head to response end.", labels
@@ -195,16 +207,68 @@ class GatewayMetrics:
             "agentgw_active_connections", "Client connections currently open.", ("bind",)
         )
         self.reloads = m.counter("agentgw_config_reloads_total", "Configuration loads by result.", ("result",))
+        alabels = ("agent_identity", "route", "status")
+        self.agent_requests = m.counter(
+            "agent_requests_total", "Requests by calling agent identity (JWT sub / service account; empty if anonymous).", alabels
+        )
+        self.agent_duration = m.histogram(
+            "agent_request_duration_seconds", "Request duration by calling agent identity.", alabels
+        )
+        self.tool_calls = m.counter(
+            "tool_invocations_total", "MCP tools/call requests by tool, target and outcome.", ("tool_name", "target", "status")
+        )
+        self.tool_duration = m.histogram(
+            "tool_invocation_duration_seconds", "Duration of MCP tools/call requests by tool and target.", ("tool_name", "target")
+        )
+        self.mcp_errors = m.counter(
+            "mcp_errors_total", "Failed MCP requests by error type (error, denied, rate_limited) and target.", ("error_type", "target")
+        )
+        self.a2a_calls = m.counter("a2a_calls_total", "A2A calls by agent, method and HTTP status.", ("agent", "method", "status"))
         m.before_snapshot.append(self.sync_derived)
 
     def observe(self, key: tuple, seconds: float) -> None:
-        # One update per request; ``agentgw_requests_total`` is derived from the
-        # histogram's counts when metrics are read (see ``sync_derived``).
-        st = self.duration.series.get(key)
+        """``key``: (bind, route, backend, method, status, identity)."""
+        st = self.raw.get(key)
         if st is None:
-            st = self.duration.series[key] = [[0] * (len(self.duration.buckets) + 1), 0.0]
+            st = self.raw[key] = [[0] * (len(self.duration.buckets) + 1), 0.0]
         st[0][bisect.bisect_left(self.duration.buckets, seconds)] += 1
         st[1] += seconds
 
     def sync_derived(self) -> None:
-        self.requests.series = {k: sum(v[0]) for k, v in self.duration.series.items()}
+        dur: dict = {}
+        agent: dict = {}
+        for k, (counts, total) in self.raw.items():
+            for tgt, kk in ((dur, k[:5]), (agent, (k[5], k[1], k[4]))):
+                cur = tgt.get(kk)
+                if cur is None:
+                    tgt[kk] = [list(counts), total]
+                else:
+                    c = cur[0]
+                    for i, n in enumerate(counts):
+                        c[i] += n
+                    cur[1] += total
+        self.duration.series = dur
+        self.requests.series = {k: sum(v[0]) for k, v in dur.items()}
+        self.agent_duration.series = agent
+        self.agent_requests.series = {k: sum(v[0]) for k, v in agent.items()}
+        fams = self.m.families
+        mreq = fams.get("agentgw_mcp_requests_total")
+        if mreq is not None:
+            calls: dict = {}
+            errs: dict = {}
+            for (method, target, tool, status), n in mreq.series.items():
+                if method == "tools/call":
+                    k = (tool, target, status)
+                    calls[k] = calls.get(k, 0) + n
+                if status != "ok":
+                    k = (status, target)
+                    errs[k] = errs.get(k, 0) + n
+            self.tool_calls.series = calls
+            self.mcp_errors.series = errs
+        mdur = fams.get("agentgw_mcp_tool_call_duration_seconds")
+        if mdur is not None:
+            self.tool_duration.buckets = mdur.buckets
+            self.tool_duration.series = {(tool, target): v for (target, tool), v in mdur.series.items()}
+        a2a = fams.get("agentgw_a2a_requests_total")
+        if a2a is not None:
+            self.a2a_calls.series = dict(a2a.series)

@@ -24,6 +24,19 @@ from ...engine.http import GatewayError
 
 log = logging.getLogger("agentgw.aws")
 
+
+class _NoTraceback(logging.Filter):
+    """botocore logs a failed refresh with its traceback; the reason is logged here
+    (``AWS credential refresh failed: …``), once, without one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+logging.getLogger("botocore.credentials").addFilter(_NoTraceback())
+
 REFRESH_AHEAD = 900.0  # seconds before expiry at which a background refresh starts (botocore's advisory window)
 RETRY_AFTER_FAILURE = 5.0  # don't hammer a failing provider: at most one try per this many seconds
 

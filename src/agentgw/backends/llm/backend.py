@@ -664,6 +664,7 @@ class AiBackendSet:
         self.m_tokens.observe((model, system, "input"), usage.input)
         self.m_tokens.observe((model, system, "output"), usage.output)
         ctx.attrs["llm_usage"] = usage
+        ctx.attrs["llm.call"] = (model, system)  # for tracing
         buckets = ctx.attrs.get("token_buckets")
         if buckets:
             for b in buckets:

@@ -438,6 +438,9 @@ def compile_llm(c, llm: m.LlmConfig):
         c._unsupported(lp, {k: v for k, v in _UNSUPPORTED_ROUTE_POLICIES.items() if hasattr(lp, k)}, "llm.policies")
         if lp.local_rate_limit:
             policies.append(LocalRateLimit([TokenBucket(b.max_tokens, b.tokens_per_fill, float(b.fill_interval), b.type) for b in lp.local_rate_limit]))
+        from ...policies.global_ratelimit import compile_rate_limits
+
+        policies.extend(compile_rate_limits(c, lp, "llm.policies", "llm"))
     backend = AiBackendSet(pool=c.services.pool, metrics=getattr(c.services, "metrics", None), models=entries, tokenize=tokenize, label="llm")
     route = Route("llm", policies, backend, "llm")
     table = RouteTable([([], [Match(route, kind=PREFIX, value="/", order=0)])])

@@ -213,9 +213,10 @@ class McpBackend:
 
     # -- sessions -------------------------------------------------------------------------
     def _client_headers(self, ctx) -> list:
+        trace = ctx.attrs.get("trace_headers") or []  # W3C trace context when traced
         if not self.passthrough:
-            return []
-        return [(k, v) for k, v in ctx.req.headers if k in self.passthrough]
+            return list(trace)
+        return [(k, v) for k, v in ctx.req.headers if k in self.passthrough and k != "traceparent"] + trace
 
     async def _session(self, ctx, sid: str | None) -> GatewaySession | None:
         """The session for a request, resuming a sealed one; None → answer 404/400."""
@@ -611,6 +612,13 @@ class McpBackend:
                         f"rate limit exceeded for tool {name!r}; retry in {bucket.reset_in():.0f}s",
                         {"retryAfterSeconds": round(bucket.reset_in(), 3)},
                     )
+        hook = ctx.attrs.get("mcp_rate_limit")  # globalRateLimit descriptors on mcp.*
+        if hook is not None:
+            why = await hook(ctx, target, tool)
+            if why is not None:
+                self.m_requests.inc(("tools/call", target, tool, "rate_limited"))
+                raise RpcError(RATE_LIMITED, why)
+        ctx.attrs["mcp.call"] = (target, tool)  # for tracing and the access log
         t0 = time.perf_counter()
         try:
             return await self._forward(session, target, "tools/call", dict(params, name=tool), call, tool)

@@ -1,0 +1,418 @@
+"""Policy translation: AgentgatewayPolicy (and the vendor shapes that map cleanly) → config policies.
+
+Every function returns ``(policies_dict, problems)`` where problems are
+``"<field path>: <message>"`` strings; a policy with problems is not applied and its status
+says why. The output uses agentgw config keys (`docs/config-reference.md`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Callable
+
+AUTH_MODES = {"strict": "strict", "optional": "optional", "permissive": "permissive"}
+_UNITS = {"second": "1s", "seconds": "1s", "minute": "1m", "minutes": "1m", "hour": "1h", "hours": "1h", "day": "24h", "days": "24h"}
+
+
+def secret_data(secret: dict) -> dict[str, str]:
+    """A Secret's values as text (``data`` is base64, ``stringData`` plain; stringData wins)."""
+    out: dict[str, str] = {}
+    for k, v in (secret.get("data") or {}).items():
+        try:
+            out[k] = base64.b64decode(v or "").decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            out[k] = ""
+    for k, v in (secret.get("stringData") or {}).items():
+        out[k] = "" if v is None else str(v)
+    return out
+
+
+def _mode(v: Any, default: str, path: str, problems: list[str]) -> str:
+    if v is None:
+        return default
+    m = AUTH_MODES.get(str(v).lower())
+    if m is None:
+        problems.append(f"{path}: unknown mode {v!r} (Strict, Optional or Permissive)")
+        return default
+    return m
+
+
+def duration(v: Any) -> str | None:
+    """Gateway API durations (``10s``, ``1m``) pass through; integers are seconds."""
+    if v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return f"{int(v)}s"
+    return str(v)
+
+
+def header_modifier(f: dict) -> dict:
+    """Gateway API HTTPHeaderFilter (``set``/``add`` as lists of {name, value}) → config shape."""
+    out: dict[str, Any] = {}
+    for key in ("add", "set"):
+        items = f.get(key) or []
+        if items:
+            out[key] = {h["name"]: str(h.get("value", "")) for h in items}
+    if f.get("remove"):
+        out["remove"] = list(f["remove"])
+    return out
+
+
+def cors(f: dict) -> dict:
+    out: dict[str, Any] = {}
+    for key in ("allowOrigins", "allowMethods", "allowHeaders", "exposeHeaders"):
+        if f.get(key):
+            out[key] = [str(x) for x in f[key]]
+    if f.get("allowCredentials") is not None:
+        out["allowCredentials"] = bool(f["allowCredentials"])
+    if f.get("maxAge") is not None:
+        out["maxAge"] = duration(f["maxAge"])
+    return out
+
+
+class Resolver:
+    """What policy translation needs from the rest of the world (Secrets, Services, grants)."""
+
+    def __init__(self, secret: Callable[[str, str], dict | None], service_url: Callable[[dict, str, str], tuple[str | None, str | None]], config_map: Callable[[str, str], dict | None]):
+        self.secret = secret  # (namespace, name) -> Secret or None
+        self.service_url = service_url  # (backendRef, from_ns, from_kind) -> (url, error)
+        self.config_map = config_map
+
+
+# -- traffic ----------------------------------------------------------------------------------
+
+
+def _jwt(spec: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> dict:
+    out: dict[str, Any] = {"mode": _mode(spec.get("mode"), "strict", f"{path}.mode", problems)}
+    providers = []
+    for i, p in enumerate(spec.get("providers") or []):
+        pp = f"{path}.providers[{i}]"
+        prov: dict[str, Any] = {"issuer": p.get("issuer")}
+        if not p.get("issuer"):
+            problems.append(f"{pp}.issuer: required")
+        if p.get("audiences"):
+            prov["audiences"] = list(p["audiences"])
+        jwks = p.get("jwks") or {}
+        if "inline" in jwks:
+            prov["jwks"] = str(jwks["inline"])
+        elif "remote" in jwks:
+            rem = jwks["remote"] or {}
+            if rem.get("url"):
+                prov["jwks"] = {"url": rem["url"]}
+            elif rem.get("backendRef"):
+                url, err = r.service_url(rem["backendRef"], ns, "policy")
+                if err:
+                    problems.append(f"{pp}.jwks.remote.backendRef: {err}")
+                else:
+                    prov["jwks"] = {"url": url + "/" + str(rem.get("jwksPath", "")).lstrip("/")}
+            else:
+                problems.append(f"{pp}.jwks.remote: needs url or backendRef")
+        else:
+            problems.append(f"{pp}.jwks: needs inline or remote")
+        providers.append(prov)
+    if not providers:
+        problems.append(f"{path}.providers: at least one provider is required")
+    out["providers"] = providers
+    return out
+
+
+def _api_keys_from_secret(sec: dict) -> list[dict]:
+    keys = []
+    for name, value in sorted(secret_data(sec).items()):
+        entry: dict[str, Any] = {"key": value, "metadata": {"name": name}}
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("key"), str):
+            entry = {"key": parsed["key"], "metadata": {"name": name, **(parsed.get("metadata") or {})}}
+        keys.append(entry)
+    return keys
+
+
+def _api_key(spec: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> dict:
+    out: dict[str, Any] = {"mode": _mode(spec.get("mode"), "strict", f"{path}.mode", problems)}
+    ref = spec.get("secretRef")
+    if not ref or not ref.get("name"):
+        problems.append(f"{path}.secretRef: required")
+        return out
+    sec = r.secret(ref.get("namespace") or ns, ref["name"])
+    if sec is None:
+        problems.append(f"{path}.secretRef: Secret {ref.get('namespace') or ns}/{ref['name']} not found")
+        return out
+    out["keys"] = _api_keys_from_secret(sec)
+    if not out["keys"]:
+        problems.append(f"{path}.secretRef: Secret {ref.get('namespace') or ns}/{ref['name']} holds no keys")
+    return out
+
+
+def _basic(spec: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> dict:
+    mode = _mode(spec.get("mode"), "strict", f"{path}.mode", problems)
+    if mode == "permissive":
+        mode = "optional"
+    lines = [str(u) for u in spec.get("users") or []]
+    ref = spec.get("secretRef")
+    if ref:
+        sec = r.secret(ref.get("namespace") or ns, ref.get("name", ""))
+        if sec is None:
+            problems.append(f"{path}.secretRef: Secret {ref.get('namespace') or ns}/{ref.get('name')} not found")
+        else:
+            data = secret_data(sec)
+            key = ref.get("key") or (".htaccess" if ".htaccess" in data else "htpasswd" if "htpasswd" in data else "users" if "users" in data else None)
+            if key is None or key not in data:
+                problems.append(f"{path}.secretRef: Secret has no key {ref.get('key') or '.htaccess'}")
+            else:
+                lines.extend(l for l in data[key].splitlines() if l.strip())
+    if not lines:
+        problems.append(f"{path}: needs users or secretRef")
+    out: dict[str, Any] = {"htpasswd": "\n".join(lines) + "\n", "mode": mode}
+    if spec.get("realm"):
+        out["realm"] = spec["realm"]
+    return out
+
+
+def _authorization(spec: dict, path: str, problems: list[str]) -> dict:
+    exprs = list(((spec.get("policy") or {}).get("matchExpressions")) or [])
+    if not exprs:
+        problems.append(f"{path}.policy.matchExpressions: at least one expression is required")
+    action = str(spec.get("action") or "Allow").lower()
+    if action not in ("allow", "deny", "require"):
+        problems.append(f"{path}.action: unknown action {spec.get('action')!r} (Allow, Deny or Require)")
+        action = "allow"
+    return {action: exprs}
+
+
+def _local_rate_limit(items: list, path: str, problems: list[str]) -> list[dict]:
+    out = []
+    for i, it in enumerate(items or []):
+        unit = _UNITS.get(str(it.get("unit", "")).lower())
+        n = it.get("requests", it.get("tokens"))
+        if unit is None or not isinstance(n, int) or n < 1:
+            problems.append(f"{path}[{i}]: needs requests (or tokens) >= 1 and unit Seconds, Minutes or Hours")
+            continue
+        entry = {"maxTokens": n + int(it.get("burst") or 0), "tokensPerFill": n, "fillInterval": unit}
+        if "tokens" in it and "requests" not in it:
+            entry["type"] = "tokens"
+        out.append(entry)
+    return out
+
+
+def rate_limit_config_to_local(rlc: dict, path: str, problems: list[str]) -> list[dict]:
+    """A RateLimitConfig whose descriptors are plain counters (generic_key) → local token buckets."""
+    raw = (rlc.get("spec") or {}).get("raw") or {}
+    descs = raw.get("descriptors") or []
+    out = []
+    used = set()
+    for act in raw.get("rateLimits") or []:
+        for a in act.get("actions") or []:
+            gk = a.get("genericKey")
+            if gk is None:
+                problems.append(f"{path}.rateLimits: only genericKey actions map to agentgw rate limits (got {sorted(a)})")
+                continue
+            used.add(gk.get("descriptorValue"))
+    for i, d in enumerate(descs):
+        if d.get("key") != "generic_key":
+            problems.append(f"{path}.descriptors[{i}].key: only generic_key descriptors map to agentgw rate limits")
+            continue
+        if used and d.get("value") not in used:
+            continue
+        rl = d.get("rateLimit") or {}
+        unit = _UNITS.get(str(rl.get("unit", "")).lower())
+        n = rl.get("requestsPerUnit")
+        if unit is None or not isinstance(n, int) or n < 1:
+            problems.append(f"{path}.descriptors[{i}].rateLimit: needs requestsPerUnit >= 1 and unit SECOND, MINUTE, HOUR or DAY")
+            continue
+        out.append({"maxTokens": n, "tokensPerFill": n, "fillInterval": unit})
+    if not out and not problems:
+        problems.append(f"{path}: no descriptors")
+    return out
+
+
+def traffic(spec: dict, ns: str, r: Resolver, lookup_rlc: Callable[[str, str], dict | None], path: str = "spec.traffic") -> tuple[dict, str, list[str]]:
+    """``spec.traffic`` → (route policies, phase, problems). Phase ``PreRouting`` means listener-level."""
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    phase = "PostRouting"
+    for key, val in (spec or {}).items():
+        p = f"{path}.{key}"
+        if key == "phase":
+            phase = str(val)
+            if phase not in ("PreRouting", "PostRouting"):
+                problems.append(f"{p}: must be PreRouting or PostRouting")
+        elif key == "targetSelectors":
+            continue
+        elif key == "jwtAuthentication":
+            out["jwtAuth"] = _jwt(val or {}, ns, r, p, problems)
+        elif key == "apiKeyAuthentication":
+            out["apiKey"] = _api_key(val or {}, ns, r, p, problems)
+        elif key == "basicAuthentication":
+            out["basicAuth"] = _basic(val or {}, ns, r, p, problems)
+        elif key == "authentication":  # ACK TrafficPolicy: {apiKeyAuth: {secretRef}}
+            for k2, v2 in (val or {}).items():
+                if k2 == "apiKeyAuth":
+                    out["apiKey"] = _api_key({"mode": "Strict", **(v2 or {})}, ns, r, f"{p}.apiKeyAuth", problems)
+                elif k2 == "jwtAuth":
+                    out["jwtAuth"] = _jwt(v2 or {}, ns, r, f"{p}.jwtAuth", problems)
+                else:
+                    problems.append(f"{p}.{k2}: not supported by agentgw")
+        elif key == "authorization":
+            out["authorization"] = _authorization(val or {}, p, problems)
+        elif key == "rateLimit":
+            for k2, v2 in (val or {}).items():
+                if k2 == "local":
+                    out["localRateLimit"] = _local_rate_limit(v2, f"{p}.local", problems)
+                else:
+                    problems.append(f"{p}.{k2}: not supported by agentgw (use local)")
+        elif key == "entRateLimit":
+            refs = ((val or {}).get("global") or {}).get("rateLimitConfigRefs") or []
+            buckets: list[dict] = []
+            if not refs:
+                problems.append(f"{p}.global.rateLimitConfigRefs: required")
+            for i, ref in enumerate(refs):
+                rlc = lookup_rlc(ref.get("namespace") or ns, ref.get("name", ""))
+                if rlc is None:
+                    problems.append(f"{p}.global.rateLimitConfigRefs[{i}]: RateLimitConfig {ref.get('namespace') or ns}/{ref.get('name')} not found")
+                    continue
+                buckets.extend(rate_limit_config_to_local(rlc, f"RateLimitConfig {ref.get('namespace') or ns}/{ref.get('name')}: spec.raw", problems))
+            out["localRateLimit"] = buckets
+        elif key == "cors":
+            out["cors"] = cors(val or {})
+        elif key == "timeouts":
+            t = {}
+            if (val or {}).get("request") is not None:
+                t["requestTimeout"] = duration(val["request"])
+            if (val or {}).get("backendRequest") is not None:
+                t["backendRequestTimeout"] = duration(val["backendRequest"])
+            out["timeout"] = t
+        elif key == "retry":
+            rt: dict[str, Any] = {"attempts": int((val or {}).get("attempts", 1))}
+            if (val or {}).get("backoff") is not None:
+                rt["backoff"] = duration(val["backoff"])
+            if (val or {}).get("codes"):
+                rt["codes"] = [int(c) for c in val["codes"]]
+            out["retry"] = rt
+        elif key == "headerModifiers":
+            if (val or {}).get("request"):
+                out["requestHeaderModifier"] = header_modifier(val["request"])
+            if (val or {}).get("response"):
+                out["responseHeaderModifier"] = header_modifier(val["response"])
+        else:
+            problems.append(f"{p}: not supported by agentgw")
+    return out, phase, problems
+
+
+# -- backend ----------------------------------------------------------------------------------
+
+
+def backend(spec: dict, ns: str, r: Resolver, path: str = "spec.backend") -> tuple[dict, list[str]]:
+    """``spec.backend`` of a policy, or ``spec.policies`` of an AgentgatewayBackend → backend policies."""
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    for key, val in (spec or {}).items():
+        p = f"{path}.{key}"
+        val = val or {}
+        if key == "a2a":
+            out["a2a"] = {}
+        elif key == "mcp":
+            for k2, v2 in val.items():
+                if k2 == "authorization":
+                    out["mcpAuthorization"] = _authorization(v2 or {}, f"{p}.authorization", problems)
+                else:
+                    problems.append(f"{p}.{k2}: not supported by agentgw")
+        elif key == "tls":
+            t: dict[str, Any] = {}
+            if val.get("sni"):
+                t["hostname"] = val["sni"]
+            if val.get("insecureSkipVerify"):
+                t["insecure"] = True
+            if val.get("alpnProtocols"):
+                t["alpn"] = list(val["alpnProtocols"])
+            for i, ref in enumerate(val.get("caCertificateRefs") or []):
+                cm = r.config_map(ns, ref.get("name", ""))
+                if cm is None or "ca.crt" not in (cm.get("data") or {}):
+                    problems.append(f"{p}.caCertificateRefs[{i}]: ConfigMap {ns}/{ref.get('name')} with key ca.crt not found")
+                else:
+                    t["root"] = ("configmap", ns, ref["name"])  # replaced by a file path by the translator
+            out["backendTLS"] = t
+        elif key == "auth":
+            if "secretRef" in val:
+                ref = val["secretRef"] or {}
+                sec = r.secret(ns, ref.get("name", ""))
+                if sec is None:
+                    problems.append(f"{p}.secretRef: Secret {ns}/{ref.get('name')} not found")
+                else:
+                    data = secret_data(sec)
+                    v = data.get("Authorization") or (next(iter(data.values())) if len(data) == 1 else None)
+                    if v is None:
+                        problems.append(f"{p}.secretRef: Secret {ns}/{ref.get('name')} has no Authorization key")
+                    else:
+                        out["backendAuth"] = {"key": v.removeprefix("Bearer ").strip()}
+            elif "key" in val:
+                out["backendAuth"] = {"key": str(val["key"])}
+            elif "passthrough" in val:
+                out["backendAuth"] = {"passthrough": {}}
+            elif "aws" in val:
+                a = val["aws"] or {}
+                out["backendAuth"] = {"aws": {k: a[k] for k in ("region", "serviceName") if k in a}}
+            else:
+                problems.append(f"{p}: needs secretRef, key, passthrough or aws")
+        elif key == "http":
+            h = {}
+            if val.get("requestTimeout") is not None:
+                h["requestTimeout"] = duration(val["requestTimeout"])
+            if val.get("version"):
+                h["version"] = str(val["version"])
+            out["http"] = h
+        else:
+            problems.append(f"{p}: not supported by agentgw")
+    return out, problems
+
+
+# -- frontend ---------------------------------------------------------------------------------
+
+
+def frontend(spec: dict, ns: str, r: Resolver, path: str = "spec.frontend") -> tuple[dict, dict, list[str]]:
+    """``spec.frontend`` (Gateway-level) → (``config`` settings, ``frontendPolicies``, problems)."""
+    problems: list[str] = []
+    cfg: dict[str, Any] = {}
+    fp: dict[str, Any] = {}
+    for key, val in (spec or {}).items():
+        p = f"{path}.{key}"
+        val = val or {}
+        if key == "tracing":
+            t: dict[str, Any] = {}
+            if val.get("backendRef"):
+                url, err = r.service_url(val["backendRef"], ns, "policy")
+                if err:
+                    problems.append(f"{p}.backendRef: {err}")
+                    continue
+                t["otlpEndpoint"] = url
+            elif val.get("endpoint"):
+                t["otlpEndpoint"] = str(val["endpoint"])
+            else:
+                problems.append(f"{p}: needs backendRef or endpoint")
+                continue
+            proto = str(val.get("protocol") or "GRPC").lower()
+            if proto not in ("grpc", "http"):
+                problems.append(f"{p}.protocol: must be GRPC or HTTP")
+            t["otlpProtocol"] = proto
+            for k in ("randomSampling", "clientSampling"):
+                if val.get(k) is not None:
+                    t[k] = str(val[k])
+            if val.get("path"):
+                t["path"] = str(val["path"])
+            cfg["tracing"] = t
+        elif key == "accessLog":
+            a: dict[str, Any] = {}
+            if val.get("filter"):
+                a["filter"] = str(val["filter"])
+            attrs = val.get("attributes") or {}
+            if attrs.get("add"):
+                a["add"] = {x["name"]: x["expression"] for x in attrs["add"]}
+            if attrs.get("remove"):
+                a["remove"] = list(attrs["remove"])
+            fp["accessLog"] = a
+        else:
+            problems.append(f"{p}: not supported by agentgw")
+    return cfg, fp, problems

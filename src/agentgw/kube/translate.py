@@ -1,0 +1,1041 @@
+"""Gateway API + agentgateway CRDs → agentgw config, status and errors. Pure: no I/O.
+
+``translate(objects)`` takes every relevant Kubernetes object as a dict and returns, for
+each Gateway this controller owns, the agentgw config (a dict in the standalone schema,
+accepted by `agentgw.config.load_config_text`) plus the files the config refers to (TLS
+material), and for every object the status it should carry. The controller writes both;
+``agentgw k8s translate`` prints them.
+
+Ownership: a Gateway is ours when its GatewayClass names our ``controllerName``. Offline
+(``offline=True``) a Gateway whose GatewayClass is not among the objects is treated as
+ours too, so vendor manifests (``gatewayClassName: enterprise-agentgateway``) translate
+as they are.
+
+Policy precedence (most specific wins, field by field — ``jwtAuth``, ``localRateLimit``…):
+Gateway < listener (``sectionName``) < HTTPRoute < rule (``sectionName`` = rule name) <
+the rule's own filters/timeouts. At one level, the oldest policy (creationTimestamp, then
+namespace/name) wins a field. Backend policies: the AgentgatewayBackend's own
+``spec.policies`` < policies targeting the backend (or Service).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import CONTROLLER_NAME
+from . import policies as P
+
+GW = "gateway.networking.k8s.io"
+AGW = "agentgateway.dev"
+ENT = "enterpriseagentgateway.solo.io"
+ACK = "agentgateway.alibabacloud.com"
+RL = "ratelimit.solo.io"
+
+CLUSTER_SCOPED = {"GatewayClass", "Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+A2A_APP_PROTOCOLS = {"kgateway.dev/a2a", "agentgateway.dev/a2a", "a2a"}
+MCP_APP_PROTOCOLS = {"kgateway.dev/mcp", "agentgateway.dev/mcp", "mcp"}
+POLICY_KINDS = {(AGW, "AgentgatewayPolicy"), (ENT, "EnterpriseAgentgatewayPolicy"), (ACK, "TrafficPolicy")}
+BACKEND_KINDS = {(AGW, "AgentgatewayBackend"), (ACK, "Backend")}
+SUPPORTED_ROUTE_KINDS = [{"group": GW, "kind": "HTTPRoute"}]
+CLUSTER_DOMAIN = "svc.cluster.local"
+
+
+def group_of(obj: dict) -> str:
+    av = obj.get("apiVersion", "")
+    return av.split("/")[0] if "/" in av else ""
+
+
+def meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+def ns_of(obj: dict) -> str:
+    if obj.get("kind") in CLUSTER_SCOPED:
+        return ""
+    return meta(obj).get("namespace") or "default"
+
+
+def okey(obj: dict) -> tuple[str, str, str, str]:
+    return (group_of(obj), obj.get("kind", ""), ns_of(obj), meta(obj).get("name", ""))
+
+
+def cond(type_: str, ok: bool, reason: str, message: str, gen: int) -> dict:
+    return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message, "observedGeneration": gen}
+
+
+def _gen(obj: dict) -> int:
+    return int(meta(obj).get("generation") or 1)
+
+
+def _age_key(obj: dict) -> tuple:
+    return (meta(obj).get("creationTimestamp") or "", ns_of(obj), meta(obj).get("name", ""))
+
+
+def display(k: tuple[str, str, str, str]) -> str:
+    g, kind, ns, name = k
+    return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
+
+
+def hostname_match(listener: str | None, route: str) -> str | None:
+    """The hostname a route hostname gets on a listener, or None when they don't intersect."""
+    if not listener:
+        return route
+    if listener == route:
+        return route
+    if listener.startswith("*."):
+        suffix = listener[1:]
+        if route.startswith("*."):
+            return route if route.endswith(suffix) else (listener if listener.endswith(route[1:]) else None)
+        return route if route.endswith(suffix) and len(route) > len(suffix) else None
+    if route.startswith("*."):
+        return listener if listener.endswith(route[1:]) and len(listener) > len(route) - 1 else None
+    return None
+
+
+def _file_name(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "-", "-".join(parts))
+
+
+@dataclass
+class GatewayOutput:
+    namespace: str
+    name: str
+    config: dict
+    files: dict[str, str] = field(default_factory=dict)
+    parameters: dict | None = None
+    listeners: list[dict] = field(default_factory=list)  # {name, port, protocol}
+    gateway: dict = field(default_factory=dict)
+
+    def digest(self) -> str:
+        import json
+
+        h = hashlib.sha256(json.dumps([self.config, self.files], sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class Result:
+    gateways: dict[tuple[str, str], GatewayOutput] = field(default_factory=dict)
+    status: dict[tuple[str, str, str, str], dict] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Listener:
+    name: str
+    port: int
+    protocol: str
+    hostname: str | None
+    spec: dict
+    conditions: dict = field(default_factory=dict)
+    ok: bool = True
+    tls: dict | None = None
+    attached: int = 0
+    routes: list[dict] = field(default_factory=list)
+    prerouting: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Attachment:
+    policy: dict
+    level: str  # gateway | listener | route | rule | backend
+    target: tuple  # (group, kind, ns, name)
+    section: str | None
+    traffic: dict
+    phase: str
+    backend: dict
+    config: dict
+    frontend: dict
+
+
+class Translator:
+    def __init__(self, objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False):
+        self.controller_name = controller_name
+        self.offline = offline
+        self.by_kind: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
+        for o in objects:
+            if not isinstance(o, dict) or not o.get("kind"):
+                continue
+            self.by_kind.setdefault((group_of(o), o["kind"]), {})[(ns_of(o), meta(o).get("name", ""))] = o
+        self.res = Result()
+        self.resolver = P.Resolver(self._secret, self._service_url, self._config_map)
+        self.attachments: list[_Attachment] = []
+
+    # -- lookups ----------------------------------------------------------------------------
+    def get(self, group: str, kind: str, ns: str, name: str) -> dict | None:
+        return self.by_kind.get((group, kind), {}).get((ns, name))
+
+    def all(self, group: str, kind: str) -> list[dict]:
+        return sorted(self.by_kind.get((group, kind), {}).values(), key=_age_key)
+
+    def _secret(self, ns: str, name: str) -> dict | None:
+        return self.get("", "Secret", ns, name)
+
+    def _config_map(self, ns: str, name: str) -> dict | None:
+        return self.get("", "ConfigMap", ns, name)
+
+    def granted(self, from_group: str, from_kind: str, from_ns: str, to_group: str, to_kind: str, to_ns: str, to_name: str) -> bool:
+        if from_ns == to_ns:
+            return True
+        for rg in self.all(GW, "ReferenceGrant"):
+            if ns_of(rg) != to_ns:
+                continue
+            spec = rg.get("spec") or {}
+            if not any(f.get("group", "") == from_group and f.get("kind") == from_kind and f.get("namespace") == from_ns for f in spec.get("from") or []):
+                continue
+            for t in spec.get("to") or []:
+                if t.get("group", "") == to_group and t.get("kind") == to_kind and (not t.get("name") or t.get("name") == to_name):
+                    return True
+        return False
+
+    def service_host(self, svc: dict) -> str:
+        spec = svc.get("spec") or {}
+        if spec.get("type") == "ExternalName" and spec.get("externalName"):
+            return spec["externalName"]
+        return f"{meta(svc)['name']}.{ns_of(svc)}.{CLUSTER_DOMAIN}"
+
+    def expand_host(self, host: str, ns: str) -> str:
+        """A bare Service name in the object's namespace becomes that Service's cluster DNS name."""
+        if "." not in host and ":" not in host and self.get("", "Service", ns, host) is not None:
+            return f"{host}.{ns}.{CLUSTER_DOMAIN}"
+        return host
+
+    def _service_url(self, ref: dict, from_ns: str, from_what: str, from_group: str = AGW, from_kind: str = "AgentgatewayPolicy") -> tuple[str | None, str | None]:
+        ns = ref.get("namespace") or from_ns
+        name = ref.get("name", "")
+        kind = ref.get("kind", "Service")
+        if ref.get("group", "") != "" or kind != "Service":
+            return None, f"unsupported kind {ref.get('group', '')}/{kind} (only Service)"
+        if not self.granted(from_group, from_kind, from_ns, "", "Service", ns, name):
+            return None, f"reference to Service {ns}/{name} is not permitted by any ReferenceGrant in namespace {ns}"
+        svc = self.get("", "Service", ns, name)
+        if svc is None:
+            return None, f"Service {ns}/{name} not found"
+        port = ref.get("port")
+        if port is None:
+            ports = (svc.get("spec") or {}).get("ports") or []
+            if len(ports) != 1:
+                return None, f"port is required (Service {ns}/{name} has {len(ports)} ports)"
+            port = ports[0]["port"]
+        return f"http://{self.service_host(svc)}:{port}", None
+
+    # -- entry ------------------------------------------------------------------------------
+    def run(self) -> Result:
+        classes = self._gateway_classes()
+        self._policies()
+        self._backends_status()
+        gateways = []
+        for gw in self.all(GW, "Gateway"):
+            cls = (gw.get("spec") or {}).get("gatewayClassName")
+            if cls in classes:
+                gateways.append(gw)
+            elif self.offline and self.get(GW, "GatewayClass", "", cls) is None:
+                self.res.notes.append(f"{display(okey(gw))}: GatewayClass {cls!r} is not among the manifests; translated as if it named {self.controller_name}")
+                gateways.append(gw)
+        gw_listeners = {(ns_of(g), meta(g)["name"]): self._listeners(g) for g in gateways}
+        self._routes(gw_listeners)
+        for gw in gateways:
+            self._gateway(gw, gw_listeners[(ns_of(gw), meta(gw)["name"])])
+        self._errors_from_status()
+        for cm in self.all("", "ConfigMap"):
+            if any(isinstance(v, str) and re.search(r"^\s*binds:", v, re.M) for v in (cm.get("data") or {}).values()):
+                self.res.notes.append(f"{display(okey(cm))}: holds a gateway config file, not Gateway API objects; nothing to translate (mount it and run `agentgw run -f`, or see docs/kubernetes.md for its Gateway API form)")
+        return self.res
+
+    # -- GatewayClass -----------------------------------------------------------------------
+    def _gateway_classes(self) -> set[str]:
+        ours = set()
+        for gc in self.all(GW, "GatewayClass"):
+            spec = gc.get("spec") or {}
+            if spec.get("controllerName") != self.controller_name:
+                continue
+            name = meta(gc)["name"]
+            ours.add(name)
+            ok, reason, msg = True, "Accepted", f"handled by {self.controller_name}"
+            pref = spec.get("parametersRef")
+            if pref:
+                if pref.get("group") != AGW or pref.get("kind") != "AgentgatewayParameters":
+                    ok, reason, msg = False, "InvalidParameters", f"parametersRef must be {AGW}/AgentgatewayParameters"
+                elif self.get(AGW, "AgentgatewayParameters", pref.get("namespace") or "", pref.get("name", "")) is None:
+                    ok, reason, msg = False, "InvalidParameters", f"AgentgatewayParameters {pref.get('namespace')}/{pref.get('name')} not found"
+            self.res.status[okey(gc)] = {"conditions": [cond("Accepted", ok, reason, msg, _gen(gc))], "supportedFeatures": []}
+        return ours
+
+    # -- policies ---------------------------------------------------------------------------
+    def _policies(self) -> None:
+        for grp, kind in sorted(POLICY_KINDS):
+            for pol in self.all(grp, kind):
+                self._policy(pol)
+
+    def _policy(self, pol: dict) -> None:
+        ns = ns_of(pol)
+        spec = pol.get("spec") or {}
+        gen = _gen(pol)
+        problems: list[str] = []
+        traffic, phase, tp = P.traffic(spec.get("traffic") or {}, ns, self.resolver, lambda n, nm: self.get(RL, "RateLimitConfig", n, nm))
+        problems += tp
+        backend, bp = P.backend(spec.get("backend") or {}, ns, self.resolver)
+        problems += bp
+        cfg, fp, fpp = P.frontend(spec.get("frontend") or {}, ns, self.resolver)
+        problems += fpp
+        for k in spec:
+            if k not in ("targetRefs", "targetSelectors", "traffic", "backend", "frontend"):
+                problems.append(f"spec.{k}: not supported by agentgw")
+        ancestors = []
+        targets = spec.get("targetRefs") or []
+        if not targets:
+            problems.append("spec.targetRefs: at least one target is required")
+        for i, t in enumerate(targets):
+            tg, tk, tn = t.get("group", ""), t.get("kind", ""), t.get("name", "")
+            section = t.get("sectionName")
+            level = {(GW, "Gateway"): "listener" if section else "gateway", (GW, "HTTPRoute"): "rule" if section else "route"}.get((tg, tk))
+            if (tg, tk) in BACKEND_KINDS or (tg, tk) == ("", "Service"):
+                level = "backend"
+            tkey = (tg, tk, ns, tn)
+            aref = {"group": tg, "kind": tk, "name": tn, "namespace": ns}
+            if section:
+                aref["sectionName"] = section
+            if level is None:
+                ancestors.append({"ancestorRef": aref, "controllerName": self.controller_name, "conditions": [cond("Accepted", False, "Invalid", f"targetRefs[{i}]: cannot attach to {tg}/{tk}", gen)]})
+                continue
+            if self.get(tg, tk, ns, tn) is None:
+                ancestors.append({"ancestorRef": aref, "controllerName": self.controller_name, "conditions": [cond("Accepted", False, "TargetNotFound", f"{tk} {ns}/{tn} not found", gen)]})
+                problems.append(f"spec.targetRefs[{i}]: {tk} {ns}/{tn} not found")
+                continue
+            bad = []
+            if level not in ("gateway", "listener") and (cfg or fp):
+                bad.append("spec.frontend: only applies to a Gateway")
+            if level == "backend" and traffic:
+                bad.append("spec.traffic: does not apply to a backend")
+            if level in ("gateway", "listener", "route", "rule") and backend and level != "route" and level != "rule":
+                pass
+            ok = not problems and not bad
+            reason = "Accepted" if ok else ("RefNotPermitted" if any("not permitted" in p for p in problems) else "Invalid")
+            msg = "attached" if ok else "; ".join(problems + bad)
+            ancestors.append({"ancestorRef": aref, "controllerName": self.controller_name, "conditions": [cond("Accepted", ok, reason, msg, gen)]})
+            if ok:
+                self.attachments.append(_Attachment(pol, level, tkey, section, traffic, phase, backend, cfg, fp))
+        all_ok = bool(ancestors) and all(a["conditions"][0]["status"] == "True" for a in ancestors) and not problems
+        if all_ok:
+            top = cond("Accepted", True, "Accepted", "policy accepted", gen)
+        else:
+            reasons = [a["conditions"][0]["reason"] for a in ancestors if a["conditions"][0]["status"] != "True"]
+            reason = reasons[0] if reasons else ("RefNotPermitted" if any("not permitted" in p for p in problems) else "Invalid")
+            msgs = problems or [a["conditions"][0]["message"] for a in ancestors if a["conditions"][0]["status"] != "True"]
+            top = cond("Accepted", False, reason, "; ".join(dict.fromkeys(msgs)), gen)
+        self.res.status[okey(pol)] = {"conditions": [top], "ancestors": ancestors}
+
+    def _merged(self, levels: list[tuple[str, tuple, str | None]], what: str, phase: str | None = None) -> dict:
+        """Merge policy sections over levels (least specific first); oldest policy wins within a level."""
+        out: dict = {}
+        for level, target, section in levels:
+            layer: dict = {}
+            for a in sorted(self.attachments, key=lambda a: _age_key(a.policy)):
+                if a.level != level or a.target != target or a.section != section:
+                    continue
+                if phase is not None and a.phase != phase:
+                    continue
+                for k, v in getattr(a, what).items():
+                    layer.setdefault(k, v)
+            out.update(layer)
+        return out
+
+    # -- backends (status only; translation happens per reference) ---------------------------
+    def _backends_status(self) -> None:
+        self._backend_cache: dict[tuple, tuple[dict | None, list[str], bool]] = {}
+        for grp, kind in sorted(BACKEND_KINDS):
+            for b in self.all(grp, kind):
+                rb, problems, _a2a = self.backend_object(b)
+                gen = _gen(b)
+                if problems:
+                    c = cond("Accepted", False, "Invalid", "; ".join(problems), gen)
+                else:
+                    c = cond("Accepted", True, "Accepted", "backend accepted", gen)
+                self.res.status[okey(b)] = {"conditions": [c]}
+
+    def backend_object(self, b: dict) -> tuple[dict | None, list[str], bool]:
+        """An AgentgatewayBackend / ACK Backend → (route backend dict, problems, is_a2a)."""
+        k = okey(b)
+        if k in getattr(self, "_backend_cache", {}):
+            return self._backend_cache[k]
+        ns = ns_of(b)
+        name = meta(b).get("name", "")
+        spec = dict(b.get("spec") or {})
+        problems: list[str] = []
+        a2a = False
+        out: dict[str, Any] | None = None
+        if group_of(b) == ACK:
+            typ = str(spec.pop("type", "")).upper()
+            if typ == "A2A":
+                out, a2a = {"a2a": self._a2a_targets(spec.get("a2a") or {}, ns, "spec.a2a", problems)}, True
+            else:
+                problems.append(f"spec.type: {typ or 'missing'}: only A2A is supported by agentgw")
+            pol_spec = {}
+        else:
+            pol_spec = spec.pop("policies", None) or {}
+            kinds = [x for x in ("static", "a2a", "ai", "mcp", "aws") if x in spec]
+            extra = [x for x in spec if x not in ("static", "a2a", "ai", "mcp", "aws")]
+            for x in extra:
+                problems.append(f"spec.{x}: not supported by agentgw")
+            if len(kinds) != 1:
+                problems.append(f"spec: exactly one of static, a2a, ai, mcp, aws must be set (got: {', '.join(kinds) or 'none'})")
+            else:
+                kind = kinds[0]
+                val = spec[kind] or {}
+                if kind == "static":
+                    if not val.get("host") or not val.get("port"):
+                        problems.append("spec.static: host and port are required")
+                    else:
+                        out = {"host": f"{self.expand_host(str(val['host']), ns)}:{int(val['port'])}"}
+                elif kind == "a2a":
+                    out, a2a = {"a2a": self._a2a_targets(val, ns, "spec.a2a", problems)}, True
+                elif kind == "mcp":
+                    out = {"mcp": self._mcp(val, ns, problems)}
+                elif kind == "ai":
+                    out = {"ai": self._ai(val, name, problems)}
+                elif kind == "aws":
+                    ac = val.get("agentCore")
+                    if not ac or not ac.get("agentRuntimeArn"):
+                        problems.append("spec.aws.agentCore.agentRuntimeArn: required")
+                    else:
+                        agent_core = {"agentRuntimeArn": str(ac["agentRuntimeArn"])}
+                        if ac.get("qualifier"):
+                            agent_core["qualifier"] = str(ac["qualifier"])
+                        out = {"aws": {"agentCore": agent_core}}
+                    for x in val:
+                        if x != "agentCore":
+                            problems.append(f"spec.aws.{x}: not supported by agentgw")
+        bpol, bp = P.backend(pol_spec, ns, self.resolver, "spec.policies")
+        problems += bp
+        if out is not None:
+            attached = self._merged([("backend", okey(b), None)], "backend")
+            merged = {**bpol, **attached}
+            if merged:
+                out["policies"] = merged
+        if problems:
+            out = None
+        r = (out, problems, a2a)
+        self._backend_cache[k] = r
+        return r
+
+    def _a2a_targets(self, spec: dict, ns: str, path: str, problems: list[str]) -> dict:
+        targets = []
+        for i, t in enumerate(spec.get("targets") or []):
+            st = t.get("static") or {}
+            if not st.get("host") or not st.get("port"):
+                problems.append(f"{path}.targets[{i}].static: host and port are required")
+                continue
+            entry: dict[str, Any] = {"static": {"host": self.expand_host(str(st["host"]), ns), "port": int(st["port"])}}
+            if t.get("name"):
+                entry = {"name": str(t["name"]), **entry}
+            if t.get("weight") is not None:
+                entry["weight"] = int(t["weight"])
+            targets.append(entry)
+        if not targets and not problems:
+            problems.append(f"{path}.targets: at least one target is required")
+        return {"targets": targets}
+
+    def _mcp(self, spec: dict, ns: str, problems: list[str]) -> dict:
+        targets = []
+        for i, t in enumerate(spec.get("targets") or []):
+            p = f"spec.mcp.targets[{i}]"
+            tname = str(t.get("name") or f"target{i}")
+            if "static" in t:
+                st = t["static"] or {}
+                if not st.get("host") or not st.get("port"):
+                    problems.append(f"{p}.static: host and port are required")
+                    continue
+                proto = str(st.get("protocol") or "StreamableHTTP")
+                kind = {"streamablehttp": "mcp", "sse": "sse"}.get(proto.lower())
+                if kind is None:
+                    problems.append(f"{p}.static.protocol: must be StreamableHTTP or SSE")
+                    continue
+                host_spec = {"host": self.expand_host(str(st["host"]), ns), "port": int(st["port"]), "path": str(st.get("path") or ("/sse" if kind == "sse" else "/mcp"))}
+                targets.append({"name": tname, kind: host_spec})
+            elif "selector" in t:
+                sel = t["selector"] or {}
+                svc_sel = sel.get("services") or sel.get("service") or {}
+                nss = self._selected_namespaces(sel.get("namespaces"), ns)
+                found = 0
+                for svc in self.all("", "Service"):
+                    if ns_of(svc) not in nss or not _labels_match(meta(svc).get("labels") or {}, svc_sel):
+                        continue
+                    for port in (svc.get("spec") or {}).get("ports") or []:
+                        ap = port.get("appProtocol") or ""
+                        if ap not in MCP_APP_PROTOCOLS and len((svc.get("spec") or {}).get("ports") or []) != 1:
+                            continue
+                        found += 1
+                        targets.append({"name": _file_name(meta(svc)["name"]) if ns_of(svc) == ns else _file_name(ns_of(svc), meta(svc)["name"]), "mcp": {"host": self.service_host(svc), "port": int(port["port"]), "path": "/mcp"}})
+                if not found:
+                    problems.append(f"{p}.selector: selects no Service")
+            else:
+                problems.append(f"{p}: needs static or selector")
+        out: dict[str, Any] = {"targets": targets}
+        if not targets and not problems:
+            problems.append("spec.mcp.targets: at least one target is required")
+        sr = spec.get("sessionRouting")
+        if sr is not None:
+            m = {"stateful": "stateful", "stateless": "stateless"}.get(str(sr).lower())
+            if m is None:
+                problems.append("spec.mcp.sessionRouting: must be Stateful or Stateless")
+            else:
+                out["statefulMode"] = m
+        if spec.get("prefixMode") is not None:
+            m = {"always": "always", "conditional": "conditional", "never": "never"}.get(str(spec["prefixMode"]).lower())
+            if m is None:
+                problems.append("spec.mcp.prefixMode: must be Always, Conditional or Never")
+            else:
+                out["prefixMode"] = m
+        if spec.get("failureMode") is not None:
+            m = {"failclosed": "failClosed", "failopen": "failOpen"}.get(str(spec["failureMode"]).lower())
+            if m is None:
+                problems.append("spec.mcp.failureMode: must be FailClosed or FailOpen")
+            else:
+                out["failureMode"] = m
+        for x in spec:
+            if x not in ("targets", "sessionRouting", "prefixMode", "failureMode"):
+                problems.append(f"spec.mcp.{x}: not supported by agentgw")
+        return out
+
+    _PROVIDERS = {"openai": "openAI", "anthropic": "anthropic", "gemini": "gemini", "vertexai": "vertex", "bedrock": "bedrock", "azureopenai": "azureOpenAI"}
+
+    def _ai_provider(self, p: dict, name: str, path: str, problems: list[str]) -> dict:
+        kinds = [k for k in p if k in self._PROVIDERS]
+        if len(kinds) != 1:
+            problems.append(f"{path}: exactly one provider ({', '.join(self._PROVIDERS)}) must be set")
+            return {}
+        settings = p[kinds[0]] or {}
+        keep = {k: settings[k] for k in ("model", "region", "projectId", "apiVersion", "resourceName") if settings.get(k) is not None}
+        for k in settings:
+            if k not in keep and k not in ("model", "region", "projectId", "apiVersion", "resourceName"):
+                problems.append(f"{path}.{kinds[0]}.{k}: not supported by agentgw")
+        out: dict[str, Any] = {"name": str(p.get("name") or name), "provider": {self._PROVIDERS[kinds[0]]: keep}}
+        if p.get("host"):
+            out["hostOverride"] = f"{p['host']}:{int(p.get('port') or 443)}"
+        if p.get("path"):
+            out["pathOverride"] = str(p["path"])
+        return out
+
+    def _ai(self, spec: dict, name: str, problems: list[str]) -> dict:
+        groups = spec.get("groups") or spec.get("priorityGroups")
+        if groups:
+            return {"groups": [{"providers": [self._ai_provider(p, f"{name}-{gi}-{pi}", f"spec.ai.groups[{gi}].providers[{pi}]", problems) for pi, p in enumerate(g.get("providers") or [])]} for gi, g in enumerate(groups)]}
+        if "provider" not in spec:
+            problems.append("spec.ai: needs provider or groups")
+            return {}
+        return self._ai_provider(spec["provider"] or {}, name, "spec.ai.provider", problems)
+
+    def _selected_namespaces(self, sel: Any, own: str) -> set[str]:
+        if not sel:
+            return {own}
+        if isinstance(sel, dict) and (sel.get("matchLabels") or sel.get("matchExpressions")):
+            return {meta(n)["name"] for n in self.all("", "Namespace") if _labels_match({"kubernetes.io/metadata.name": meta(n)["name"], **(meta(n).get("labels") or {})}, sel)}
+        return {own}
+
+    # -- listeners --------------------------------------------------------------------------
+    def _listeners(self, gw: dict) -> list[_Listener]:
+        ns = ns_of(gw)
+        gen = _gen(gw)
+        out: list[_Listener] = []
+        for spec in (gw.get("spec") or {}).get("listeners") or []:
+            lst = _Listener(spec.get("name", ""), int(spec.get("port", 0)), spec.get("protocol", "HTTP"), spec.get("hostname"), spec)
+            conds = {
+                "Accepted": cond("Accepted", True, "Accepted", "listener accepted", gen),
+                "Programmed": cond("Programmed", True, "Programmed", "listener programmed", gen),
+                "ResolvedRefs": cond("ResolvedRefs", True, "ResolvedRefs", "all references resolved", gen),
+                "Conflicted": cond("Conflicted", False, "NoConflicts", "no conflicts", gen),
+            }
+            if lst.protocol not in ("HTTP", "HTTPS"):
+                conds["Accepted"] = cond("Accepted", False, "UnsupportedProtocol", f"protocol {lst.protocol} is not supported (HTTP, HTTPS)", gen)
+                conds["Programmed"] = cond("Programmed", False, "Invalid", "listener not accepted", gen)
+                lst.ok = False
+            kinds = ((spec.get("allowedRoutes") or {}).get("kinds")) or []
+            bad_kinds = [k for k in kinds if (k.get("group", GW), k.get("kind")) != (GW, "HTTPRoute")]
+            if bad_kinds and len(bad_kinds) == len(kinds):
+                conds["ResolvedRefs"] = cond("ResolvedRefs", False, "InvalidRouteKinds", "only HTTPRoute is supported", gen)
+                conds["Programmed"] = cond("Programmed", False, "Invalid", "no supported route kinds", gen)
+                lst.ok = False
+            if lst.protocol == "HTTPS" and lst.ok:
+                tls = spec.get("tls") or {}
+                if tls.get("mode", "Terminate") != "Terminate":
+                    conds["Accepted"] = cond("Accepted", False, "UnsupportedValue", "only tls.mode Terminate is supported", gen)
+                    lst.ok = False
+                else:
+                    refs = tls.get("certificateRefs") or []
+                    err = None
+                    if not refs:
+                        err = ("InvalidCertificateRef", "tls.certificateRefs: required for HTTPS")
+                    else:
+                        ref = refs[0]
+                        sns = ref.get("namespace") or ns
+                        if ref.get("group", "") != "" or ref.get("kind", "Secret") != "Secret":
+                            err = ("InvalidCertificateRef", "certificateRefs[0]: only Secrets are supported")
+                        elif not self.granted(GW, "Gateway", ns, "", "Secret", sns, ref.get("name", "")):
+                            err = ("RefNotPermitted", f"certificateRefs[0]: Secret {sns}/{ref.get('name')} in another namespace needs a ReferenceGrant")
+                        else:
+                            sec = self._secret(sns, ref.get("name", ""))
+                            data = P.secret_data(sec) if sec else {}
+                            if sec is None or not data.get("tls.crt") or not data.get("tls.key"):
+                                err = ("InvalidCertificateRef", f"certificateRefs[0]: Secret {sns}/{ref.get('name')} not found or without tls.crt/tls.key")
+                            else:
+                                base = _file_name("tls", sns, ref["name"])
+                                lst.tls = {"cert": base + ".crt", "key": base + ".key", "_files": {base + ".crt": data["tls.crt"], base + ".key": data["tls.key"]}}
+                    if err:
+                        conds["ResolvedRefs"] = cond("ResolvedRefs", False, err[0], err[1], gen)
+                        conds["Programmed"] = cond("Programmed", False, "Invalid", err[1], gen)
+                        lst.ok = False
+            lst.conditions = conds
+            out.append(lst)
+        # conflicts: one port must carry one protocol; hostnames on a port must be distinct
+        by_port: dict[int, list[_Listener]] = {}
+        for lst in out:
+            by_port.setdefault(lst.port, []).append(lst)
+        for port, ls in by_port.items():
+            if len({l.protocol for l in ls}) > 1:
+                for l in ls:
+                    l.conditions["Conflicted"] = cond("Conflicted", True, "ProtocolConflict", f"port {port} is used with several protocols", gen)
+                    l.conditions["Programmed"] = cond("Programmed", False, "Invalid", "listener conflicts", gen)
+                    l.ok = False
+                continue
+            seen: dict[str | None, _Listener] = {}
+            for l in ls:
+                if l.hostname in seen:
+                    l.conditions["Conflicted"] = cond("Conflicted", True, "HostnameConflict", f"hostname {l.hostname or '(any)'} on port {port} is used by listener {seen[l.hostname].name}", gen)
+                    l.conditions["Programmed"] = cond("Programmed", False, "Invalid", "listener conflicts", gen)
+                    l.ok = False
+                else:
+                    seen[l.hostname] = l
+        return out
+
+    # -- routes -----------------------------------------------------------------------------
+    def _routes(self, gw_listeners: dict[tuple[str, str], list[_Listener]]) -> None:
+        for route in self.all(GW, "HTTPRoute"):
+            self._route(route, gw_listeners)
+
+    def _route(self, route: dict, gw_listeners: dict) -> None:
+        rns, rname = ns_of(route), meta(route)["name"]
+        spec = route.get("spec") or {}
+        gen = _gen(route)
+        parents_status = []
+        rules_out: list[tuple[dict, list[dict]]] | None = None
+        resolved = None
+        for pi, pref in enumerate(spec.get("parentRefs") or []):
+            pg, pk = pref.get("group", GW), pref.get("kind", "Gateway")
+            if (pg, pk) != (GW, "Gateway"):
+                continue
+            gns = pref.get("namespace") or rns
+            gkey = (gns, pref.get("name", ""))
+            if gkey not in gw_listeners:
+                if self.get(GW, "Gateway", *gkey) is None:
+                    self.res.errors.append(f"HTTPRoute {rns}/{rname}: spec.parentRefs[{pi}]: Gateway {gns}/{gkey[1]} not found")
+                continue  # another controller's Gateway
+            parent_ref = {"group": GW, "kind": "Gateway", "name": gkey[1], "namespace": gns}
+            for k in ("sectionName", "port"):
+                if pref.get(k) is not None:
+                    parent_ref[k] = pref[k]
+            candidates = [l for l in gw_listeners[gkey] if (pref.get("sectionName") in (None, l.name)) and (pref.get("port") in (None, l.port))]
+            accepted_on: list[tuple[_Listener, list[str]]] = []
+            refusals: list[tuple[int, str, str]] = [(9, "NoMatchingParent", "no listener matches sectionName/port")]
+            for l in candidates:
+                if not l.ok:
+                    refusals.append((3, "NoMatchingParent", f"listener {l.name} is not accepted"))
+                    continue
+                if not self._allowed(l, gns, rns):
+                    refusals.append((1, "NotAllowedByListeners", f"listener {l.name} does not allow routes from namespace {rns}"))
+                    continue
+                hostnames = spec.get("hostnames") or []
+                if hostnames:
+                    got = [h for h in (hostname_match(l.hostname, h) for h in hostnames) if h]
+                    if not got:
+                        refusals.append((2, "NoMatchingListenerHostname", f"no hostname of the route matches listener {l.name} ({l.hostname})"))
+                        continue
+                else:
+                    got = []
+                accepted_on.append((l, list(dict.fromkeys(got))))
+            if accepted_on:
+                if rules_out is None:
+                    rules_out, resolved = self._rules(route)
+                for l, hosts in accepted_on:
+                    l.attached += 1
+                    for levels, r in rules_out:
+                        full_levels = [("gateway", (GW, "Gateway", gns, gkey[1]), None), ("listener", (GW, "Gateway", gns, gkey[1]), l.name)] + levels
+                        rr = dict(r)
+                        pols = self._merged(full_levels, "traffic", "PostRouting")
+                        pols.update(r.get("policies") or {})
+                        if pols:
+                            rr["policies"] = pols
+                        else:
+                            rr.pop("policies", None)
+                        if hosts:
+                            rr = {k: v for k, v in rr.items() if k not in ("name", "namespace", "ruleName")}
+                            rr = {"name": r["name"], "namespace": r["namespace"], **({"ruleName": r["ruleName"]} if "ruleName" in r else {}), "hostnames": hosts, **rr}
+                        l.routes.append(rr)
+                conds = [cond("Accepted", True, "Accepted", "route accepted", gen), resolved]
+            else:
+                best = min(refusals)[0]
+                reason = next(r for p_, r, _ in refusals if p_ == best)
+                msg = "; ".join(m for p_, _, m in refusals if p_ == best)
+                conds = [cond("Accepted", False, reason, msg, gen)]
+                if rules_out is None:
+                    _, resolved_only = self._rules(route)
+                    conds.append(resolved_only)
+                else:
+                    conds.append(resolved)
+            parents_status.append({"parentRef": parent_ref, "controllerName": self.controller_name, "conditions": conds})
+        if parents_status:
+            self.res.status[okey(route)] = {"parents": parents_status}
+
+    def _allowed(self, l: _Listener, gns: str, rns: str) -> bool:
+        ns_spec = ((l.spec.get("allowedRoutes") or {}).get("namespaces")) or {}
+        frm = ns_spec.get("from", "Same")
+        if frm == "All":
+            return True
+        if frm == "Same":
+            return gns == rns
+        if frm == "Selector":
+            nsobj = self.get("", "Namespace", "", rns)
+            labels = dict(meta(nsobj).get("labels") or {}) if nsobj else {}
+            labels.setdefault("kubernetes.io/metadata.name", rns)
+            return _labels_match(labels, ns_spec.get("selector") or {})
+        return False
+
+    def _rules(self, route: dict) -> tuple[list[tuple[list, dict]], dict]:
+        """HTTPRoute rules → [(policy levels, config route)], ResolvedRefs condition."""
+        rns, rname = ns_of(route), meta(route)["name"]
+        gen = _gen(route)
+        rkey = okey(route)
+        out = []
+        failures: list[tuple[str, str]] = []
+        rules = (route.get("spec") or {}).get("rules") or [{}]
+        for ri, rule in enumerate(rules):
+            r: dict[str, Any] = {"name": rname, "namespace": rns}
+            if rule.get("name"):
+                r["ruleName"] = rule["name"]
+            elif len(rules) > 1:
+                r["ruleName"] = str(ri)
+            matches = [self._match(m) for m in rule.get("matches") or []]
+            if matches and matches != [{"path": {"pathPrefix": "/"}}]:
+                r["matches"] = matches
+            pols: dict[str, Any] = {}
+            for fi, f in enumerate(rule.get("filters") or []):
+                err = self._filter(f, pols)
+                if err:
+                    failures.append(("UnsupportedValue", f"spec.rules[{ri}].filters[{fi}]: {err}"))
+            t = rule.get("timeouts") or {}
+            if t:
+                to = {}
+                if t.get("request") is not None:
+                    to["requestTimeout"] = P.duration(t["request"])
+                if t.get("backendRequest") is not None:
+                    to["backendRequestTimeout"] = P.duration(t["backendRequest"])
+                pols["timeout"] = to
+            if rule.get("retry"):
+                rt = rule["retry"]
+                rr: dict[str, Any] = {"attempts": int(rt.get("attempts", 1))}
+                if rt.get("backoff"):
+                    rr["backoff"] = P.duration(rt["backoff"])
+                if rt.get("codes"):
+                    rr["codes"] = [int(c) for c in rt["codes"]]
+                pols["retry"] = rr
+            backends = []
+            a2a = False
+            for bi, ref in enumerate(rule.get("backendRefs") or []):
+                b, reason, msg, is_a2a = self._backend_ref(ref, rns, f"spec.rules[{ri}].backendRefs[{bi}]")
+                if b is None:
+                    failures.append((reason, msg))
+                    continue
+                for fi, f in enumerate(ref.get("filters") or []):
+                    bp: dict[str, Any] = {}
+                    err = self._filter(f, bp)
+                    if err or set(bp) - {"requestHeaderModifier", "responseHeaderModifier"}:
+                        failures.append(("UnsupportedValue", f"spec.rules[{ri}].backendRefs[{bi}].filters[{fi}]: only header modifiers are supported on a backendRef"))
+                    else:
+                        b.setdefault("policies", {}).update(bp)
+                a2a = a2a or is_a2a
+                backends.append(b)
+            if a2a:
+                pols.setdefault("a2a", {})
+            if backends:
+                r["backends"] = backends
+            elif rule.get("backendRefs"):
+                pols["directResponse"] = {"body": '{"error":{"type":"backend_not_found","message":"no valid backend for this route"}}', "status": 500, "headers": {"content-type": "application/json"}}
+            elif "requestRedirect" not in pols and "directResponse" not in pols:
+                pols["directResponse"] = {"body": '{"error":{"type":"no_backend","message":"this route has no backends"}}', "status": 503, "headers": {"content-type": "application/json"}}
+            if pols:
+                r["policies"] = pols
+            levels = [("route", rkey, None)]
+            if rule.get("name"):
+                levels.append(("rule", rkey, rule["name"]))
+            out.append((levels, r))
+        if failures:
+            c = cond("ResolvedRefs", False, failures[0][0], "; ".join(m for _, m in failures), gen)
+        else:
+            c = cond("ResolvedRefs", True, "ResolvedRefs", "all references resolved", gen)
+        return out, c
+
+    def _match(self, m: dict) -> dict:
+        out: dict[str, Any] = {}
+        path = m.get("path") or {"type": "PathPrefix", "value": "/"}
+        typ, val = path.get("type", "PathPrefix"), path.get("value", "/")
+        out["path"] = {"Exact": {"exact": val}, "RegularExpression": {"regex": val}}.get(typ, {"pathPrefix": val})
+        if m.get("method"):
+            out["method"] = m["method"]
+        for key, dst in (("headers", "headers"), ("queryParams", "query")):
+            items = []
+            for h in m.get(key) or []:
+                v = {"regex": h["value"]} if h.get("type") == "RegularExpression" else {"exact": h.get("value", "")}
+                items.append({"name": h["name"], "value": v})
+            if items:
+                out[dst] = items
+        return out
+
+    def _filter(self, f: dict, pols: dict) -> str | None:
+        typ = f.get("type")
+        if typ == "RequestHeaderModifier":
+            pols["requestHeaderModifier"] = P.header_modifier(f.get("requestHeaderModifier") or {})
+        elif typ == "ResponseHeaderModifier":
+            pols["responseHeaderModifier"] = P.header_modifier(f.get("responseHeaderModifier") or {})
+        elif typ == "RequestRedirect":
+            rd = f.get("requestRedirect") or {}
+            out: dict[str, Any] = {}
+            if rd.get("scheme"):
+                out["scheme"] = rd["scheme"]
+            if rd.get("hostname") and rd.get("port"):
+                out["authority"] = {"full": f"{rd['hostname']}:{rd['port']}"}
+            elif rd.get("hostname"):
+                out["authority"] = {"host": rd["hostname"]}
+            elif rd.get("port"):
+                out["authority"] = {"port": int(rd["port"])}
+            p = rd.get("path")
+            if p:
+                out["path"] = {"full": p.get("replaceFullPath")} if p.get("type") == "ReplaceFullPath" else {"prefix": p.get("replacePrefixMatch")}
+            out["status"] = int(rd.get("statusCode") or 302)
+            pols["requestRedirect"] = out
+        elif typ == "URLRewrite":
+            uw = f.get("urlRewrite") or {}
+            out = {}
+            if uw.get("hostname"):
+                out["authority"] = {"full": uw["hostname"]}
+            p = uw.get("path")
+            if p:
+                out["path"] = {"full": p.get("replaceFullPath")} if p.get("type") == "ReplaceFullPath" else {"prefix": p.get("replacePrefixMatch")}
+            pols["urlRewrite"] = out
+        elif typ == "CORS":
+            pols["cors"] = P.cors(f.get("cors") or {})
+        else:
+            return f"filter type {typ} is not supported by agentgw"
+        return None
+
+    def _backend_ref(self, ref: dict, rns: str, path: str) -> tuple[dict | None, str, str, bool]:
+        g, k = ref.get("group", ""), ref.get("kind", "Service")
+        ns = ref.get("namespace") or rns
+        name = ref.get("name", "")
+        what = f"{path}: {k} {ns}/{name}"
+        if (g, k) != ("", "Service") and (g, k) not in BACKEND_KINDS:
+            return None, "InvalidKind", f"{path}: unsupported backend kind {g}/{k}", False
+        if not self.granted(GW, "HTTPRoute", rns, g, k, ns, name):
+            return None, "RefNotPermitted", f"{what}: reference to namespace {ns} is not permitted by any ReferenceGrant", False
+        weight = ref.get("weight")
+        if (g, k) == ("", "Service"):
+            svc = self.get("", "Service", ns, name)
+            if svc is None:
+                return None, "BackendNotFound", f"{what} not found", False
+            port = ref.get("port")
+            if port is None:
+                return None, "UnsupportedValue", f"{what}: port is required", False
+            sport = next((p for p in (svc.get("spec") or {}).get("ports") or [] if p.get("port") == port), None)
+            if sport is None and (svc.get("spec") or {}).get("type") != "ExternalName":
+                return None, "BackendNotFound", f"{what} has no port {port}", False
+            ap = (sport or {}).get("appProtocol") or ""
+            out: dict[str, Any]
+            if ap in MCP_APP_PROTOCOLS:
+                out = {"mcp": {"targets": [{"name": _file_name(name), "mcp": {"host": self.service_host(svc), "port": int(port), "path": "/mcp"}}]}}
+            else:
+                out = {"service": {"name": {"namespace": ns, "hostname": self.service_host(svc)}, "port": int(port)}}
+            bpol = self._merged([("backend", ("", "Service", ns, name), None)], "backend")
+            if bpol:
+                out["policies"] = bpol
+            if weight is not None:
+                out["weight"] = int(weight)
+            return out, "", "", ap in A2A_APP_PROTOCOLS or bool(bpol.get("a2a") is not None)
+        b = self.get(g, k, ns, name)
+        if b is None:
+            return None, "BackendNotFound", f"{what} not found", False
+        rb, problems, is_a2a = self.backend_object(b)
+        if rb is None:
+            return None, "BackendNotFound", f"{what} is not accepted: {'; '.join(problems)}", False
+        out = dict(rb)
+        if weight is not None:
+            out["weight"] = int(weight)
+        return out, "", "", is_a2a or "a2a" in (rb.get("policies") or {})
+
+    # -- Gateway ----------------------------------------------------------------------------
+    def _gateway(self, gw: dict, listeners: list[_Listener]) -> None:
+        ns, name = ns_of(gw), meta(gw)["name"]
+        gen = _gen(gw)
+        spec = gw.get("spec") or {}
+        gkey = (GW, "Gateway", ns, name)
+        # parameters: GatewayClass parametersRef, overridden by the Gateway's infrastructure.parametersRef
+        params = None
+        param_err = None
+        gc = self.get(GW, "GatewayClass", "", spec.get("gatewayClassName", ""))
+        refs = []
+        if gc is not None and (gc.get("spec") or {}).get("parametersRef"):
+            pr = gc["spec"]["parametersRef"]
+            refs.append((pr.get("namespace") or "", pr))
+        ipr = (spec.get("infrastructure") or {}).get("parametersRef")
+        if ipr:
+            refs.append((ns, ipr))
+        for pns, pr in refs:
+            if pr.get("group") != AGW or pr.get("kind") != "AgentgatewayParameters":
+                param_err = f"parametersRef must be {AGW}/AgentgatewayParameters"
+                continue
+            p = self.get(AGW, "AgentgatewayParameters", pns, pr.get("name", ""))
+            if p is None:
+                param_err = f"AgentgatewayParameters {pns}/{pr.get('name')} not found"
+                continue
+            params = _deep_merge(params or {}, p.get("spec") or {})
+            self.res.status[okey(p)] = {"conditions": [cond("Accepted", True, "Accepted", "parameters accepted", _gen(p))]}
+        config: dict[str, Any] = {"config": {"namespace": ns, "gateway": name}}
+        files: dict[str, str] = {}
+        logging = (params or {}).get("logging") or {}
+        if logging:
+            config["config"]["logging"] = {k: logging[k] for k in ("level", "format") if k in logging}
+        fcfg = self._merged([("gateway", gkey, None)], "config")
+        config["config"].update(fcfg)
+        ffp = self._merged([("gateway", gkey, None)], "frontend")
+        binds: dict[int, list[dict]] = {}
+        for l in listeners:
+            if not l.ok:
+                continue
+            ld: dict[str, Any] = {"name": l.name, "namespace": ns, "gatewayName": name}
+            if l.hostname:
+                ld["hostname"] = l.hostname
+            ld["protocol"] = l.protocol
+            if l.tls:
+                ld["tls"] = {"cert": l.tls["cert"], "key": l.tls["key"]}
+                files.update(l.tls["_files"])
+            pre = self._merged([("gateway", gkey, None), ("listener", gkey, l.name)], "traffic", "PreRouting")
+            if pre:
+                ld["policies"] = pre
+            ld["routes"] = [self._files_in_route(r, files) for r in l.routes]
+            binds.setdefault(l.port, []).append(ld)
+        config["binds"] = [{"port": p, "listeners": ls} for p, ls in sorted(binds.items())]
+        if ffp:
+            config["frontendPolicies"] = ffp
+        # the config loader substitutes $VAR in strings: generated values are literal
+        config = _escape(json.loads(json.dumps(config)))
+        files = {k: v for k, v in files.items()}
+        raw = (params or {}).get("rawConfig")
+        if raw:
+            config = _deep_merge(config, raw)
+        # status
+        gconds = [cond("Accepted", True, "Accepted", "gateway accepted", gen)]
+        if param_err:
+            gconds = [cond("Accepted", False, "InvalidParameters", param_err, gen)]
+        ok_listeners = [l for l in listeners if l.ok]
+        if param_err:
+            gconds.append(cond("Programmed", False, "Invalid", param_err, gen))
+        elif not ok_listeners:
+            gconds[0] = cond("Accepted", False, "ListenersNotValid", "no listener is valid", gen)
+            gconds.append(cond("Programmed", False, "Invalid", "no listener is valid", gen))
+        else:
+            gconds.append(cond("Programmed", True, "Programmed", "config generated for the proxy", gen))
+        lstatus = []
+        for l in listeners:
+            lstatus.append({"name": l.name, "supportedKinds": SUPPORTED_ROUTE_KINDS if l.protocol in ("HTTP", "HTTPS") else [], "attachedRoutes": l.attached, "conditions": [l.conditions[t] for t in ("Accepted", "Programmed", "ResolvedRefs", "Conflicted")]})
+        status = {"conditions": gconds, "listeners": lstatus}
+        addrs = self._addresses(gw)
+        if addrs:
+            status["addresses"] = addrs
+        self.res.status[gkey] = status
+        if param_err:
+            return
+        self.res.gateways[(ns, name)] = GatewayOutput(ns, name, config, files, params, [{"name": l.name, "port": l.port, "protocol": l.protocol} for l in listeners if l.ok], gw)
+
+    def _files_in_route(self, r: dict, files: dict) -> dict:
+        """Replace ConfigMap CA placeholders in backendTLS by file names."""
+        for b in r.get("backends") or []:
+            t = (b.get("policies") or {}).get("backendTLS")
+            if t and isinstance(t.get("root"), tuple):
+                _, cns, cname = t["root"]
+                fname = _file_name("ca", cns, cname) + ".crt"
+                files[fname] = self._config_map(cns, cname)["data"]["ca.crt"]
+                t["root"] = fname
+        return r
+
+    def _addresses(self, gw: dict) -> list[dict]:
+        svc = self.get("", "Service", ns_of(gw), meta(gw)["name"])
+        if svc is None:
+            return []
+        out = []
+        for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+            if ing.get("ip"):
+                out.append({"type": "IPAddress", "value": ing["ip"]})
+            elif ing.get("hostname"):
+                out.append({"type": "Hostname", "value": ing["hostname"]})
+        if not out and (svc.get("spec") or {}).get("clusterIP") not in (None, "", "None"):
+            out.append({"type": "IPAddress", "value": svc["spec"]["clusterIP"]})
+        return out
+
+    def _errors_from_status(self) -> None:
+        for k, st in sorted(self.res.status.items()):
+            for c in st.get("conditions") or []:
+                if c["type"] in ("Accepted", "ResolvedRefs", "Programmed") and c["status"] == "False" and c["type"] != "Programmed":
+                    self.res.errors.append(f"{display(k)}: {c['type']}={c['reason']}: {c['message']}")
+            for l in st.get("listeners") or []:
+                for c in l["conditions"]:
+                    bad = (c["type"] == "Conflicted" and c["status"] == "True") or (c["type"] in ("Accepted", "ResolvedRefs") and c["status"] == "False")
+                    if bad:
+                        self.res.errors.append(f"{display(k)}: listener {l['name']}: {c['type']}={c['reason']}: {c['message']}")
+            for p in st.get("parents") or []:
+                for c in p["conditions"]:
+                    if c["status"] == "False":
+                        self.res.errors.append(f"{display(k)}: parent {p['parentRef']['namespace']}/{p['parentRef']['name']}: {c['type']}={c['reason']}: {c['message']}")
+
+
+def _labels_match(labels: dict, sel: dict) -> bool:
+    for k, v in (sel.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in sel.get("matchExpressions") or []:
+        k, op, vals = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In" and labels.get(k) not in vals:
+            return False
+        if op == "NotIn" and labels.get(k) in vals:
+            return False
+        if op == "Exists" and k not in labels:
+            return False
+        if op == "DoesNotExist" and k in labels:
+            return False
+    return True
+
+
+def _escape(v: Any) -> Any:
+    if isinstance(v, str):
+        return v.replace("$", "$$")
+    if isinstance(v, list):
+        return [_escape(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _escape(x) for k, x in v.items()}
+    return v
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def translate(objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False) -> Result:
+    """Translate a set of Kubernetes objects; see the module docstring."""
+    return Translator(objects, controller_name, offline).run()

@@ -1,0 +1,263 @@
+"""AgentCore end to end: a real agentgw process on examples/agentcore/gateway.yaml, IRSA-style
+credentials (web identity token file → AssumeRoleWithWebIdentity at a local moto STS), and
+a local AgentCore stand-in that recomputes every SigV4 signature and checks the service,
+region, ARN path, session header and the temporary credentials' token and expiry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.harness import REPO_ROOT, free_port, wait_for
+
+from .conftest import ARN, aws_env, irsa_env
+
+EXAMPLE = REPO_ROOT / "examples" / "agentcore" / "gateway.yaml"
+SEED_BODY = {
+    "jsonrpc": "2.0",
+    "id": "test-1",
+    "method": "tasks/send",
+    "params": {
+        "id": "task-1",
+        "message": {"role": "user", "parts": [{"type": "text", "text": "Hello from Agent Gateway! What can you help me with?"}]},
+    },
+}
+ENCODED_PATH = "/runtimes/" + quote(ARN, safe="") + "/invocations"
+
+
+def example_config(standin_url: str) -> dict:
+    """The shipped example with free ports and the stand-in's address; nothing else changed."""
+    cfg = yaml.safe_load(EXAMPLE.read_text())
+    for k in ("adminAddr", "statsAddr", "readinessAddr"):
+        cfg["config"][k] = f"127.0.0.1:{free_port()}"
+    for b in cfg["binds"]:
+        b["port"] = free_port()
+    cfg["backends"][0]["aws"]["agentCore"]["endpoint"] = standin_url
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def gw(standin, module_harness, tmp_path_factory):  # stand-in (and STS) outlive the gateway
+    env = irsa_env(tmp_path_factory.mktemp("irsa"), standin.sts_port)
+    g = module_harness.gateway(example_config(standin.url), env=env)
+    return g
+
+
+def url(gw, stage: int, path: str = "/tasks/send") -> str:
+    return f"http://127.0.0.1:{gw.ports[stage]}{path}"
+
+
+def entries_since(standin, n: int) -> list[dict]:
+    return standin.requests()[n:]
+
+
+def post(u: str, body, headers=None, timeout=20):
+    return httpx.post(u, json=body, headers=headers or {}, timeout=timeout)
+
+
+# -- step 7 -------------------------------------------------------------------------------------
+def test_seed_step7_request_is_signed_and_answered(gw, standin):
+    n = len(standin.requests())
+    r = post(url(gw, 0), SEED_BODY)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["jsonrpc"] == "2.0" and doc["id"] == "test-1"
+    task = doc["result"]
+    assert task["id"] == "task-1" and task["status"]["state"] == "completed"
+    text = task["status"]["message"]["parts"][0]["text"]
+    assert "You said: Hello from Agent Gateway! What can you help me with?" in text
+    assert task["artifacts"][0]["parts"][0] == {"type": "text", "text": text}
+    [seen] = entries_since(standin, n)
+    # the stand-in recomputed the signature and found it good, for the right service,
+    # region, ARN path, with temporary credentials from the web identity exchange
+    assert seen["verified"] is True, seen
+    assert seen["path"] == ENCODED_PATH and seen["arn"] == ARN
+    assert seen["temporary"] is True and seen["access_key"].startswith(("ASIA", "AKIA", "FSIA"))
+    assert 33 <= len(seen["session_id"]) <= 256
+    assert seen["payload"]["prompt"] == "Hello from Agent Gateway! What can you help me with?"
+    assert seen["payload"]["taskId"] == "task-1"
+    assert r.headers["x-amzn-bedrock-agentcore-runtime-session-id"] == seen["session_id"]
+
+
+def test_conversation_stays_on_one_runtime_session(gw, standin):
+    n = len(standin.requests())
+
+    def send(ctx_id, text):
+        body = {"jsonrpc": "2.0", "id": text, "method": "message/send",
+                "params": {"message": {"kind": "message", "role": "user", "messageId": text, "contextId": ctx_id,
+                                       "parts": [{"kind": "text", "text": text}]}}}
+        r = post(url(gw, 0, "/"), body)
+        assert r.status_code == 200, r.text
+        return r.json()["result"]
+
+    a1 = send("conversation-a", "one")
+    a2 = send("conversation-a", "two")
+    b1 = send("conversation-b", "three")
+    seen = entries_since(standin, n)
+    assert [e["verified"] for e in seen] == [True] * 3
+    assert seen[0]["session_id"] == seen[1]["session_id"] != seen[2]["session_id"]
+    assert "turn 2 of this session" in a2["status"]["message"]["parts"][0]["text"]
+    assert "turn 1 of this session" in b1["status"]["message"]["parts"][0]["text"]
+    assert a1["contextId"] == "conversation-a" and a1["kind"] == "task"
+
+
+def test_message_stream_is_relayed_as_it_arrives(gw, standin):
+    body = {"jsonrpc": "2.0", "id": 7, "method": "message/stream",
+            "params": {"message": {"kind": "message", "role": "user", "messageId": "m-stream", "contextId": "ctx-stream",
+                                   "parts": [{"kind": "text", "text": "tell me a story"}]}}}
+    events, stamps = [], []
+    t0 = time.monotonic()
+    with httpx.stream("POST", url(gw, 0, "/"), json=body, timeout=20) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                stamps.append(time.monotonic() - t0)
+    results = [e["result"] for e in events]
+    assert all(e["id"] == 7 for e in events)
+    assert results[0]["kind"] == "status-update" and results[0]["status"]["state"] == "working"
+    assert results[-1]["kind"] == "status-update" and results[-1]["status"]["state"] == "completed" and results[-1]["final"]
+    chunks = [x for x in results if x["kind"] == "artifact-update"]
+    assert len(chunks) > 10  # the agent's words, one event each
+    text = "".join(c["artifact"]["parts"][0]["text"] for c in chunks)
+    assert text.endswith("You said: tell me a story")
+    # relayed as they came (the stand-in pauses 80 ms between words), not buffered
+    first_chunk = stamps[results.index(chunks[0])]
+    assert stamps[-1] - first_chunk > 0.5, stamps
+
+
+def test_agent_card_through_get_agent_card(gw, standin):
+    n = len(standin.requests())
+    r = httpx.get(url(gw, 0, "/.well-known/agent-card.json"), timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "agentcore-standin"
+    [seen] = entries_since(standin, n)
+    assert seen["verified"] and seen["method"] == "GET"
+    assert seen["path"] == ENCODED_PATH + "/.well-known/agent-card.json"
+
+
+def test_raw_bodies_pass_through_signed(gw, standin):
+    n = len(standin.requests())
+    sid = "client-chosen-session-0123456789-abcdef"
+    r = httpx.post(url(gw, 0, "/invocations"), content=b'{"prompt": "raw hello"}',
+                   headers={"content-type": "application/json", "x-amzn-bedrock-agentcore-runtime-session-id": sid,
+                            "authorization": "Bearer client-secret-token"}, timeout=10)
+    assert r.status_code == 200, r.text
+    # the agent's answer, untouched
+    assert r.json() == {"result": {"role": "assistant", "content": [
+        {"text": "Hello! I'm the local AgentCore stand-in (turn 1 of this session). You said: raw hello"}]}}
+    r2 = httpx.post(url(gw, 0, "/anything"), content=b"\x00binary\xff", headers={"content-type": "application/octet-stream"}, timeout=10)
+    assert r2.status_code == 200
+    seen = entries_since(standin, n)
+    assert [e["verified"] for e in seen] == [True, True]
+    assert seen[0]["session_id"] == sid  # the client's session header is honoured
+    assert seen[1]["payload"] == "\x00binary\ufffd"  # the bytes as sent (decoded by the stand-in)
+    assert seen[1]["content_type"] == "application/octet-stream"
+    assert r2.json() == {"echo": "\x00binary\ufffd"}
+    assert len(seen[1]["session_id"]) >= 33
+    assert "client-secret-token" not in json.dumps(seen)  # the client's Authorization never reaches AWS
+
+
+# -- step 8a / 8b -------------------------------------------------------------------------------
+def test_seed_rate_limit_loop_gives_five_200s_then_429s(gw):
+    codes = []
+    for i in range(1, 9):
+        body = {"jsonrpc": "2.0", "id": str(i), "method": "tasks/send",
+                "params": {"id": f"t{i}", "message": {"role": "user", "parts": [{"type": "text", "text": "ping"}]}}}
+        r = post(url(gw, 1), body)
+        codes.append(r.status_code)
+        if r.status_code == 429:
+            err = r.json()
+            assert err["id"] == str(i) and err["error"]["data"]["type"] == "rate_limited"
+    assert codes == [200] * 5 + [429] * 3
+
+
+def test_seed_jwt_strict_gives_401_without_token(gw):
+    body = {"jsonrpc": "2.0", "id": "1", "method": "tasks/send",
+            "params": {"id": "t1", "message": {"role": "user", "parts": [{"type": "text", "text": "test"}]}}}
+    r = post(url(gw, 2), body)
+    assert r.status_code == 401
+    assert r.json()["error"]["data"]["type"] == "unauthenticated"
+    tok = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "agentcore" / "make_token.py")],
+                         capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+    r = post(url(gw, 2), body, headers={"authorization": f"Bearer {tok}"})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["status"]["state"] == "completed"
+
+
+# -- observability ---------------------------------------------------------------------------
+def test_metrics_and_access_log_name_agentcore_never_credentials(gw, standin):
+    post(url(gw, 0), SEED_BODY)
+    assert gw.metric("agentgw_requests_total", backend="agentcore/agentcore-backend", status="200") >= 1
+    entries = wait_for(
+        lambda: [e for e in gw.access_log() if e.get("msg") == "request" and e.get("agentcore_runtime_arn")],
+        timeout=5, message="agentcore access log entries",
+    )
+    assert all(e["agentcore_runtime_arn"] == ARN and e["backend"] == "agentcore/agentcore-backend" for e in entries)
+    out = gw.stdout_text() + gw.stderr_text()
+    keys = {e["access_key"] for e in standin.requests() if e.get("access_key")}
+    assert keys and not any(k in out for k in keys)
+    assert "x-amz-security-token" not in out.lower() and "Signature=" not in out
+
+
+# -- credentials -------------------------------------------------------------------------------
+def test_temporary_credentials_refresh_before_expiry_without_blocking(gw, standin):
+    """STS credentials live 8 s and STS takes 0.6 s to answer: over 10 s of traffic the
+    gateway moves to fresh credentials (the stand-in refuses expired ones) and no request
+    waits for STS."""
+    n = len(standin.requests())
+    latencies = []
+    deadline = time.monotonic() + 10
+    i = 0
+    while time.monotonic() < deadline:
+        i += 1
+        body = {"jsonrpc": "2.0", "id": i, "method": "message/send",
+                "params": {"message": {"kind": "message", "role": "user", "messageId": f"r{i}", "contextId": "refresh",
+                                       "parts": [{"kind": "text", "text": f"ping {i}"}]}}}
+        t = time.monotonic()
+        r = post(url(gw, 0, "/"), body)
+        latencies.append(time.monotonic() - t)
+        assert r.status_code == 200, r.text
+        time.sleep(0.2)
+    seen = entries_since(standin, n)
+    assert len(seen) == i and all(e["verified"] for e in seen), [e for e in seen if not e["verified"]][:1]
+    first = seen[0]
+    # the first credentials expired during the test, and later requests carried newer ones
+    assert first["expires"] < seen[-1]["time"]
+    assert len({e["access_key"] for e in seen}) >= 2
+    assert all(e["time"] < e["expires"] for e in seen)
+    assert max(latencies) < 0.5, latencies  # STS's 0.6 s never shows in a request
+
+
+def test_credential_failure_is_a_prompt_503_with_the_reason_logged(harness, standin, tmp_path):
+    env = irsa_env(tmp_path, standin.sts_port)
+    env["AWS_WEB_IDENTITY_TOKEN_FILE"] = str(tmp_path / "missing-token")
+    g = harness.gateway(example_config(standin.url), env=env)
+    t = time.monotonic()
+    r = post(f"http://127.0.0.1:{g.ports[0]}/tasks/send", SEED_BODY)
+    assert time.monotonic() - t < 5
+    assert r.status_code == 503
+    err = r.json()["error"]
+    assert err["data"]["type"] == "aws_credentials_unavailable" and "missing-token" in err["message"]
+    wait_for(lambda: "AWS credential refresh failed" in g.stdout_text() + g.stderr_text(), timeout=5,
+             message="the credential failure in the gateway's log")
+
+
+def test_refused_signature_is_a_502_naming_agentcores_reason(harness, standin):
+    env = aws_env(AWS_ACCESS_KEY_ID="AKIDUNKNOWNTOTHESTANDIN", AWS_SECRET_ACCESS_KEY="nope")
+    g = harness.gateway(example_config(standin.url), env=env)
+    r = post(f"http://127.0.0.1:{g.ports[0]}/tasks/send", SEED_BODY)
+    assert r.status_code == 502
+    err = r.json()["error"]
+    assert err["data"]["type"] == "UnrecognizedClientException"
+    assert "refused the gateway's AWS credentials" in err["message"]
+    assert r.json()["id"] == "test-1"

@@ -1,0 +1,306 @@
+"""A stand-in Kubernetes API server for the controller tests (aiohttp, 127.0.0.1).
+
+It follows the API's documented behaviour for what the controller uses:
+
+* one cluster-wide, increasing ``resourceVersion``; every write bumps it; lists carry the
+  current one in ``metadata.resourceVersion`` and their items carry no kind/apiVersion;
+* ``?watch=true&resourceVersion=N`` streams JSON lines ``{"type", "object"}`` for changes
+  after N (ADDED / MODIFIED / DELETED), then live ones; a version older than the retained
+  history gets an ``ERROR`` event with a 410 ``Status`` (``compact()`` drops history);
+* POST: 409 ``AlreadyExists``; sets uid, creationTimestamp, generation 1; Secrets'
+  ``stringData`` is folded into base64 ``data``;
+* PUT: 409 ``Conflict`` when ``metadata.resourceVersion`` is not the current one; on kinds
+  with a status subresource the main resource ignores ``status`` and ``/status`` ignores
+  everything but ``status``; ``generation`` moves only when ``spec`` changes;
+* PATCH ``application/merge-patch+json`` (RFC 7386), same subresource rules;
+* DELETE removes the object and, like the garbage collector, what it owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import uuid
+
+from aiohttp import web
+
+NO_STATUS = {"secrets", "configmaps", "serviceaccounts", "namespaces", "referencegrants"}
+CLUSTER = {"gatewayclasses", "namespaces"}
+KINDS = {
+    "gatewayclasses": "GatewayClass", "gateways": "Gateway", "httproutes": "HTTPRoute", "referencegrants": "ReferenceGrant",
+    "namespaces": "Namespace", "services": "Service", "secrets": "Secret", "configmaps": "ConfigMap", "serviceaccounts": "ServiceAccount",
+    "deployments": "Deployment", "horizontalpodautoscalers": "HorizontalPodAutoscaler", "poddisruptionbudgets": "PodDisruptionBudget",
+    "agentgatewaybackends": "AgentgatewayBackend", "agentgatewaypolicies": "AgentgatewayPolicy", "agentgatewayparameters": "AgentgatewayParameters",
+    "enterpriseagentgatewaypolicies": "EnterpriseAgentgatewayPolicy", "ratelimitconfigs": "RateLimitConfig",
+    "backends": "Backend", "trafficpolicies": "TrafficPolicy",
+}
+PLURALS = {v: k for k, v in KINDS.items()}
+
+
+def merge_patch(target, patch):
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}, status=code)
+
+
+class FakeApi:
+    def __init__(self):
+        self.rv = 100
+        self.objects: dict[tuple[str, str, str, str], dict] = {}  # (group, plural, ns, name)
+        self.history: list[tuple[int, str, tuple, dict]] = []
+        self.oldest = 0
+        self.cond = asyncio.Condition()
+        self.requests: list[tuple[str, str, int]] = []
+        self.conflict_next: set[tuple] = set()
+        self.epoch = 0  # keys whose next write loses a race
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    # -- storage ----------------------------------------------------------------------------
+    def _bump(self) -> str:
+        self.rv += 1
+        return str(self.rv)
+
+    async def _record(self, typ: str, key: tuple, obj: dict) -> None:
+        self.history.append((int(obj["metadata"]["resourceVersion"]), typ, key, copy.deepcopy(obj)))
+        async with self.cond:
+            self.cond.notify_all()
+
+    async def drop_watches(self) -> None:
+        """End every open watch, as an API server restart or timeout does."""
+        self.epoch += 1
+        async with self.cond:
+            self.cond.notify_all()
+
+    def compact(self) -> None:
+        """Forget history, as etcd compaction does: older watches get 410 Gone."""
+        self.history.clear()
+        self.oldest = self.rv
+
+    def get(self, kind: str, ns: str, name: str, group: str | None = None) -> dict | None:
+        plural = PLURALS[kind]
+        for (g, p, n, nm), o in self.objects.items():
+            if p == plural and n == ns and nm == name and (group is None or g == group):
+                return o
+        return None
+
+    def list_kind(self, kind: str) -> list[dict]:
+        return [o for (g, p, n, nm), o in sorted(self.objects.items()) if p == PLURALS[kind]]
+
+    async def put_object(self, group: str, obj: dict) -> dict:
+        """Create (test set-up), as a POST would."""
+        plural = PLURALS[obj["kind"]]
+        ns = "" if plural in CLUSTER else (obj["metadata"].get("namespace") or "default")
+        return await self._create(group, plural, ns, copy.deepcopy(obj))
+
+    async def set_status(self, kind: str, ns: str, name: str, status: dict) -> None:
+        """What another component (kubelet, deployment controller, cloud LB) would write."""
+        key = next(k for k, o in self.objects.items() if k[1] == PLURALS[kind] and k[2] == ns and k[3] == name)
+        o = self.objects[key]
+        o["status"] = merge_patch(o.get("status") or {}, status)
+        o["metadata"]["resourceVersion"] = self._bump()
+        await self._record("MODIFIED", key, o)
+
+    async def _create(self, group, plural, ns, obj) -> dict:
+        key = (group, plural, ns, obj["metadata"]["name"])
+        md = obj["metadata"]
+        if ns:
+            md["namespace"] = ns
+        md["uid"] = str(uuid.uuid4())
+        md["creationTimestamp"] = md.get("creationTimestamp") or "2026-11-23T00:00:00Z"
+        md["generation"] = 1
+        md["resourceVersion"] = self._bump()
+        if plural == "secrets" and "stringData" in obj:
+            data = obj.setdefault("data", {})
+            for k, v in obj.pop("stringData").items():
+                data[k] = base64.b64encode(v.encode()).decode()
+        if plural == "services":
+            obj.setdefault("spec", {}).setdefault("clusterIP", f"10.96.0.{len(self.objects) % 250 + 1}")
+        self.objects[key] = obj
+        await self._record("ADDED", key, obj)
+        return obj
+
+    # -- HTTP -------------------------------------------------------------------------------
+    def _parse(self, request: web.Request):
+        parts = [p for p in request.path.split("/") if p]
+        if parts[0] == "api":
+            group, rest = "", parts[2:]
+        else:
+            group, rest = parts[1], parts[3:]
+        ns = ""
+        if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) > 2:
+            ns, rest = rest[1], rest[2:]
+        plural = rest[0]
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        return group, plural, ns, name, sub
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        group, plural, ns, name, sub = self._parse(request)
+        resp = await self._handle(request, group, plural, ns, name, sub)
+        self.requests.append((request.method, request.path + (f"?watch" if request.query.get("watch") else ""), resp.status))
+        return resp
+
+    async def _handle(self, request, group, plural, ns, name, sub):
+        if plural not in KINDS:
+            return _status(404, "NotFound", f"the server could not find the requested resource ({plural})")
+        m = request.method
+        if m == "GET" and name is None:
+            if request.query.get("watch") in ("true", "1"):
+                return await self._watch(request, group, plural, ns)
+            items = [self._out(o) for (g, p, n, nm), o in sorted(self.objects.items()) if g == group and p == plural and (not ns or n == ns) and self._selected(o, request.query.get("labelSelector"))]
+            for it in items:
+                it.pop("kind", None)
+                it.pop("apiVersion", None)
+            return web.json_response({"kind": KINDS[plural] + "List", "metadata": {"resourceVersion": str(self.rv)}, "items": items})
+        key = (group, plural, ns, name)
+        cur = self.objects.get(key)
+        if m == "GET":
+            return web.json_response(self._out(cur)) if cur else _status(404, "NotFound", f"{plural} {name!r} not found")
+        if m == "POST":
+            body = await request.json()
+            if (group, plural, ns, body["metadata"]["name"]) in self.objects:
+                return _status(409, "AlreadyExists", f"{plural} {body['metadata']['name']!r} already exists")
+            body.pop("status", None) if plural not in NO_STATUS else None
+            return web.json_response(self._out(await self._create(group, plural, ns, body)), status=201)
+        if cur is None:
+            return _status(404, "NotFound", f"{plural} {name!r} not found")
+        if m == "DELETE":
+            await self._delete(key)
+            return web.json_response({"kind": "Status", "status": "Success"})
+        body = await request.json()
+        if key in self.conflict_next:
+            # another writer got there first
+            self.conflict_next.discard(key)
+            cur["metadata"]["resourceVersion"] = self._bump()
+            cur["metadata"].setdefault("annotations", {})["test/raced"] = str(self.rv)
+            await self._record("MODIFIED", key, cur)
+        if m == "PUT":
+            if body.get("metadata", {}).get("resourceVersion") != cur["metadata"]["resourceVersion"]:
+                return _status(409, "Conflict", f"Operation cannot be fulfilled on {plural} {name!r}: the object has been modified; please apply your changes to the latest version and try again")
+            new = body
+        elif m == "PATCH":
+            if request.content_type != "application/merge-patch+json":
+                return _status(415, "UnsupportedMediaType", request.content_type)
+            prv = (body.get("metadata") or {}).get("resourceVersion")
+            if prv and prv != cur["metadata"]["resourceVersion"]:
+                return _status(409, "Conflict", "the object has been modified")
+            new = merge_patch(cur, body)
+        else:
+            return _status(405, "MethodNotAllowed", m)
+        new = copy.deepcopy(new)
+        has_status = plural not in NO_STATUS
+        if sub == "status":
+            out = copy.deepcopy(cur)
+            out["status"] = new.get("status")
+        else:
+            out = new
+            if has_status:
+                out["status"] = copy.deepcopy(cur.get("status"))
+                if out["status"] is None:
+                    out.pop("status")
+            for f in ("uid", "creationTimestamp", "namespace", "name"):
+                if f in cur["metadata"]:
+                    out["metadata"][f] = cur["metadata"][f]
+            out["metadata"]["generation"] = cur["metadata"]["generation"] + (1 if out.get("spec") != cur.get("spec") else 0)
+            if plural == "secrets" and "stringData" in out:
+                data = out.setdefault("data", {})
+                for k, v in out.pop("stringData").items():
+                    data[k] = base64.b64encode(v.encode()).decode()
+        if out == cur:
+            return web.json_response(self._out(cur))  # no-op writes don't bump resourceVersion
+        out["metadata"]["resourceVersion"] = self._bump()
+        self.objects[key] = out
+        await self._record("MODIFIED", key, out)
+        return web.json_response(self._out(out))
+
+    async def _delete(self, key) -> None:
+        obj = self.objects.pop(key)
+        obj["metadata"]["resourceVersion"] = self._bump()
+        await self._record("DELETED", key, obj)
+        uid = obj["metadata"]["uid"]
+        for k, o in list(self.objects.items()):
+            if any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or []):
+                await self._delete(k)
+
+    def _out(self, o: dict) -> dict:
+        return copy.deepcopy(o)
+
+    @staticmethod
+    def _selected(o: dict, selector: str | None) -> bool:
+        if not selector:
+            return True
+        labels = o["metadata"].get("labels") or {}
+        for term in selector.split(","):
+            k, _, v = term.partition("=")
+            if labels.get(k) != v:
+                return False
+        return True
+
+    async def _watch(self, request, group, plural, ns) -> web.StreamResponse:
+        since = int(request.query.get("resourceVersion") or self.rv)
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        if since < self.oldest:
+            err = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410, "reason": "Expired", "message": f"too old resource version: {since} ({self.oldest})"}}
+            await resp.write(json.dumps(err).encode() + b"\n")
+            return resp
+        timeout = float(request.query.get("timeoutSeconds") or 300)
+        sel = request.query.get("labelSelector")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pos = since
+        epoch = self.epoch
+        try:
+            while loop.time() < deadline and epoch == self.epoch:
+                if pos < self.oldest:
+                    err = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "history compacted"}}
+                    await resp.write(json.dumps(err).encode() + b"\n")
+                    return resp
+                for rv, typ, key, obj in list(self.history):
+                    if rv <= pos:
+                        continue
+                    pos = rv
+                    g, p = key[0], key[1]
+                    n = obj["metadata"].get("namespace", "")
+                    if g != group or p != plural or (ns and n != ns) or not self._selected(obj, sel):
+                        continue
+                    out = copy.deepcopy(obj)
+                    out.pop("kind", None)
+                    out.pop("apiVersion", None)
+                    await resp.write(json.dumps({"type": typ, "object": out}).encode() + b"\n")
+                async with self.cond:
+                    try:
+                        await asyncio.wait_for(self.cond.wait(), timeout=max(0.05, min(1.0, deadline - loop.time())))
+                    except asyncio.TimeoutError:
+                        pass
+        except (ConnectionResetError, asyncio.CancelledError):
+            return resp
+        return resp
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()

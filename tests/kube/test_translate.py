@@ -1,0 +1,165 @@
+"""Golden tests: every seed's manifests and Gateway API example shapes → exact config, status, errors.
+
+Regenerate after an intended change with ``AGENTGW_UPDATE_GOLDEN=1 python -m pytest tests/kube/test_translate.py``
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from agentgw.compile import compile_config
+from agentgw.config import ConfigError, load_config_text
+from agentgw.kube.cli import dump_yaml, status_documents
+from agentgw.kube.manifests import load_manifests
+from agentgw.kube.translate import translate
+
+HERE = os.path.dirname(__file__)
+FIXTURES = os.path.join(HERE, "fixtures")
+GOLDEN = os.path.join(HERE, "golden")
+CASES = sorted(d for d in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, d)))
+UPDATE = os.environ.get("AGENTGW_UPDATE_GOLDEN") == "1"
+
+
+class _NoServices:
+    pool = None
+    on_upstream_error = None
+
+
+def _outputs(case: str) -> dict[str, str]:
+    res = translate(load_manifests(os.path.join(FIXTURES, case)), offline=True)
+    out = {}
+    for (ns, name), g in sorted(res.gateways.items()):
+        out[f"config.{ns}.{name}.yaml"] = dump_yaml(g.config)
+        if g.files:
+            out[f"files.{ns}.{name}.yaml"] = dump_yaml(g.files)
+    out["status.yaml"] = dump_yaml(status_documents(res))
+    out["messages.txt"] = "".join(f"error: {e}\n" for e in res.errors) + "".join(f"note: {n}\n" for n in res.notes)
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case):
+    got = _outputs(case)
+    d = os.path.join(GOLDEN, case)
+    if UPDATE:
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(d):
+            os.remove(os.path.join(d, f))
+        for name, text in got.items():
+            with open(os.path.join(d, name), "w") as fh:
+                fh.write(text)
+    want = {f: open(os.path.join(d, f)).read() for f in sorted(os.listdir(d))}
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert got[name] == want[name], f"{case}/{name} differs from the golden file"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_configs_load_and_compile(case, tmp_path):
+    """Every generated config passes the config loader and the compiler (TLS files written beside it)."""
+    res = translate(load_manifests(os.path.join(FIXTURES, case)), offline=True)
+    for (ns, name), g in res.gateways.items():
+        for fname, content in g.files.items():
+            (tmp_path / fname).write_text(content)
+        cfg = load_config_text(dump_yaml(g.config))
+        try:
+            compile_config(cfg, _NoServices(), str(tmp_path))
+        except ConfigError as exc:
+            # the example certificate is a placeholder; everything else must compile
+            assert all("cannot load TLS certificate" in e for e in exc.errors), exc.errors
+
+
+def test_seed_expectations():
+    """What the seeds' own checks print: the conditions their jsonpath/kubectl-wait steps read."""
+    res = translate(load_manifests(os.path.join(FIXTURES, "seed000_agentcore")), offline=True)
+    st = res.status
+    gw = st[("gateway.networking.k8s.io", "Gateway", "agentgateway-system", "agentgateway")]
+    assert {c["type"]: c["status"] for c in gw["conditions"]} == {"Accepted": "True", "Programmed": "True"}
+    be = st[("agentgateway.dev", "AgentgatewayBackend", "agentgateway-system", "agentcore-backend")]
+    assert be["conditions"][0]["reason"] == "Accepted"
+    rt = st[("gateway.networking.k8s.io", "HTTPRoute", "agentgateway-system", "agentcore")]
+    assert [c["reason"] for c in rt["parents"][0]["conditions"] if c["type"] == "ResolvedRefs"] == ["ResolvedRefs"]
+    route = res.gateways[("agentgateway-system", "agentgateway")].config["binds"][0]["listeners"][0]["routes"][0]
+    assert route["policies"]["localRateLimit"] == [{"maxTokens": 5, "tokensPerFill": 5, "fillInterval": "1m"}]
+    assert route["policies"]["jwtAuth"]["mode"] == "strict"
+
+
+def test_broken_references_are_reported():
+    res = translate(load_manifests(os.path.join(FIXTURES, "broken_refs")), offline=True)
+    text = "\n".join(res.errors)
+    for needle in (
+        "Service apps/does-not-exist not found",
+        "reference to namespace other is not permitted by any ReferenceGrant",
+        "unsupported backend kind example.com/Widget",
+        "Gateway apps/no-such-gateway not found",
+        "Accepted=NotAllowedByListeners",
+        "Accepted=NoMatchingListenerHostname",
+        "Accepted=UnsupportedProtocol",
+        "Accepted=TargetNotFound",
+        "Accepted=RefNotPermitted",
+    ):
+        assert needle in text, needle
+    # the Gateway of another controller is left alone: no status, no config
+    assert ("apps", "not-ours") not in res.gateways
+    assert ("gateway.networking.k8s.io", "Gateway", "apps", "not-ours") not in res.status
+    # rules whose only backend is broken answer 500, as Gateway API requires
+    routes = res.gateways[("apps", "gw")].config["binds"][0]["listeners"][0]["routes"]
+    assert {r["policies"]["directResponse"]["status"] for r in routes} == {500}
+
+
+def test_reference_grant_permits_cross_namespace_backend():
+    objs = load_manifests(os.path.join(FIXTURES, "broken_refs"))
+    grant = {
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": {"name": "allow", "namespace": "other"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "apps"}], "to": [{"group": "", "kind": "Service"}]},
+    }
+    res = translate(objs + [grant], offline=True)
+    routes = res.gateways[("apps", "gw")].config["binds"][0]["listeners"][0]["routes"]
+    cross = next(r for r in routes if r["matches"][0]["path"] == {"pathPrefix": "/cross"})
+    assert cross["backends"] == [{"service": {"name": {"namespace": "other", "hostname": "other-svc.other.svc.cluster.local"}, "port": 80}}]
+
+
+def test_policy_precedence_rule_over_route_over_gateway():
+    def pol(name, ts, target, traffic):
+        return {"apiVersion": "agentgateway.dev/v1alpha1", "kind": "AgentgatewayPolicy",
+                "metadata": {"name": name, "namespace": "ns", "creationTimestamp": ts},
+                "spec": {"targetRefs": [target], "traffic": traffic}}
+    gwref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}
+    rtref = {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r"}
+    objs = [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "ns"},
+         "spec": {"gatewayClassName": "x", "listeners": [{"name": "l", "port": 80, "protocol": "HTTP"}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "ns"}, "spec": {"ports": [{"port": 80}]}},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"},
+         "spec": {"parentRefs": [{"name": "gw"}], "rules": [
+             {"name": "a", "backendRefs": [{"name": "s", "port": 80}], "matches": [{"path": {"type": "Exact", "value": "/a"}}]},
+             {"name": "b", "backendRefs": [{"name": "s", "port": 80}], "timeouts": {"request": "9s"}}]}},
+        pol("gw-old", "2026-01-01T00:00:00Z", gwref, {"timeouts": {"request": "1s"}, "retry": {"attempts": 2}}),
+        pol("gw-new", "2026-02-01T00:00:00Z", gwref, {"timeouts": {"request": "2s"}}),
+        pol("route", "2026-03-01T00:00:00Z", rtref, {"timeouts": {"request": "3s"}}),
+        pol("rule-a", "2026-03-01T00:00:00Z", {**rtref, "sectionName": "a"}, {"timeouts": {"request": "4s"}}),
+    ]
+    res = translate(objs, offline=True)
+    routes = res.gateways[("ns", "gw")].config["binds"][0]["listeners"][0]["routes"]
+    by_rule = {r["ruleName"]: r["policies"] for r in routes}
+    assert by_rule["a"] == {"timeout": {"requestTimeout": "4s"}, "retry": {"attempts": 2}}
+    assert by_rule["b"] == {"timeout": {"requestTimeout": "9s"}, "retry": {"attempts": 2}}  # the rule's own timeouts win
+
+
+def test_cli_translate_prints_config_and_fails_on_errors(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.path.join(HERE, "..", "..", "src")}
+    ok = subprocess.run([sys.executable, "-m", "agentgw", "k8s", "translate", "-f", os.path.join(FIXTURES, "seed003_ack_a2a")], capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "demo-a2a-agent-server.default.svc.cluster.local" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "agentgw", "k8s", "translate", "-f", os.path.join(FIXTURES, "broken_refs"), "-o", str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 1
+    assert "error: HTTPRoute apps/broken" in bad.stderr
+    assert (tmp_path / "apps.gw" / "config.yaml").exists()

@@ -1,0 +1,158 @@
+"""``globalRateLimit``: one limit across processes, counted in a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import httpx
+
+from tests.support.harness import gateway_config, metric_sum, parse_metrics, route
+
+
+def _limit(redis_url: str, descriptors: list, **kw) -> dict:
+    return {"globalRateLimit": {"redis": {"url": redis_url, "timeout": "200ms"}, "descriptors": descriptors, **kw}}
+
+
+def _desc(value: str, n: int, unit: str = "HOUR", key: str = "generic_key", **kw) -> dict:
+    return {"entries": [{"key": key, "value": value}], "rateLimit": {"requestsPerUnit": n, "unit": unit}, **kw}
+
+
+async def _burst(urls: list[str], n_each: int, headers=None) -> list[int]:
+    conn = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30)) as s:
+
+        async def one(url):
+            async with s.get(url, headers=headers) as r:
+                await r.read()
+                return r.status
+
+        return await asyncio.gather(*[one(u) for _ in range(n_each) for u in urls])
+
+
+def test_two_processes_share_one_limit(harness, redis_server):
+    """300 concurrent requests across two gateway processes, limit 100: exactly 100 pass."""
+    up = harness.upstream("up")
+    pol = _limit(redis_server.url, [_desc('"counter"', 100)])
+    warm = _limit(redis_server.url, [_desc('"warm"', 1000)])
+    routes = [route("api", [up.host], prefix="/x", policies=pol), route("warm", [up.host], prefix="/warm", policies=warm)]
+    gws = [harness.gateway(gateway_config(routes)) for _ in range(2)]
+    for g in gws:  # connect each process to Redis (and load the script) first
+        assert httpx.get(f"{g.url}/warm").status_code == 200
+    statuses = asyncio.run(_burst([f"{g.url}/x" for g in gws], 150))
+    assert statuses.count(200) == 100, {s: statuses.count(s) for s in set(statuses)}
+    assert statuses.count(429) == 200
+    # both processes answered some of the 100 (the limit is shared, not split)
+    allowed = [metric_sum(parse_metrics(g.metrics_text()), "agentgw_ratelimit_checks_total", result="allowed") - 1
+               for g in gws]  # minus the warm-up request
+    assert sum(allowed) == 100 and all(a > 0 for a in allowed), allowed
+    r = httpx.get(f"{gws[0].url}/x")
+    assert r.status_code == 429
+    assert r.json()["error"]["type"] == "rate_limited"
+    assert 1 <= int(r.headers["retry-after"]) <= 3600
+    assert r.headers["x-ratelimit-limit"] == "100"
+
+
+def test_descriptor_values_from_cel(harness, redis_server):
+    """A per-user descriptor (request header) and the AgentCore 5/minute generic key."""
+    up = harness.upstream("up")
+    pol = _limit(redis_server.url, [_desc('request.headers["x-user"]', 3, key="user")])
+    gw = harness.gateway(gateway_config([
+        route("users", [up.host], prefix="/u", policies=pol),
+        route("agentcore", [up.host], prefix="/tasks", policies=_limit(redis_server.url, [_desc('"counter"', 5, unit="MINUTE")])),
+    ]))
+    with httpx.Client(base_url=gw.url) as c:
+        a = [c.get("/u", headers={"x-user": "alice"}).status_code for _ in range(5)]
+        b = [c.get("/u", headers={"x-user": "bob"}).status_code for _ in range(4)]
+        anon = [c.get("/u").status_code for _ in range(6)]  # no value: the descriptor doesn't apply
+        tasks = [c.post("/tasks/send", json={"i": i}).status_code for i in range(8)]
+    assert a == [200, 200, 200, 429, 429]
+    assert b == [200, 200, 200, 429]
+    assert anon == [200] * 6
+    assert tasks == [200] * 5 + [429] * 3
+    keys = redis_server.command("KEYS", "*")
+    assert b"alice" in keys and b"bob" in keys
+
+
+def test_redis_down_failure_modes_and_recovery(harness, redis_server):
+    up = harness.upstream("up")
+    d = [_desc('request.headers["x-k"]', 3, key="k")]
+    gw = harness.gateway(gateway_config([
+        route("open", [up.host], prefix="/open", policies=_limit(redis_server.url, d, failureMode="failOpen")),
+        route("closed", [up.host], prefix="/closed", policies=_limit(redis_server.url, d, failureMode="failClosed")),
+    ]))
+    with httpx.Client(base_url=gw.url, timeout=5) as c:
+        assert [c.get("/open", headers={"x-k": "a"}).status_code for _ in range(4)] == [200, 200, 200, 429]
+        redis_server.kill()
+        t0 = time.monotonic()
+        opened = [c.get("/open", headers={"x-k": "b"}).status_code for _ in range(5)]
+        closed = [c.get("/closed", headers={"x-k": "b"}) for _ in range(5)]
+        elapsed = time.monotonic() - t0
+        assert opened == [200] * 5
+        assert [r.status_code for r in closed] == [503] * 5
+        assert closed[0].json()["error"]["type"] == "rate_limit_unavailable"
+        assert elapsed < 5, f"10 requests with Redis down took {elapsed:.1f}s"
+        m = parse_metrics(gw.metrics_text())
+        assert metric_sum(m, "agentgw_ratelimit_checks_total", result="failed_open") == 5
+        assert metric_sum(m, "agentgw_ratelimit_checks_total", result="failed_closed") == 5
+        assert (metric_sum(m, "agentgw_ratelimit_errors_total", limiter="redis") or 0) >= 1
+        assert "redis rate limiter unavailable" in gw.stderr_text()
+        redis_server.start()  # same port, empty data
+        deadline = time.monotonic() + 10
+        while c.get("/closed", headers={"x-k": "probe"}).status_code == 503:
+            assert time.monotonic() < deadline, "no recovery after Redis came back"
+            time.sleep(0.1)
+        assert [c.get("/closed", headers={"x-k": "c"}).status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+def test_sliding_window(harness, redis_server):
+    """A sliding window counts the previous window's requests, weighted."""
+    up = harness.upstream("up")
+    pol = _limit(redis_server.url, [_desc('"s"', 4, unit="SECOND")], window="sliding")
+    gw = harness.gateway(gateway_config([route("s", [up.host], policies=pol)]))
+    with httpx.Client(base_url=gw.url) as c:
+        # align to the start of a second, then use up the window
+        time.sleep(1.0 - (time.time() % 1.0) + 0.02)
+        first = [c.get("/").status_code for _ in range(6)]
+        assert first == [200] * 4 + [429] * 2
+        # early in the next second most of the previous window still counts
+        time.sleep(1.0 - (time.time() % 1.0) + 0.1)
+        assert c.get("/").status_code == 429
+        time.sleep(2.2)  # two windows later: clean
+        assert c.get("/").status_code == 200
+
+
+def test_per_tool_limit_on_mcp(harness, redis_server):
+    """The EKS guide's `execute_code` at N per minute, as a global descriptor on mcp.tool.name."""
+    from tests.observability.otlp import TinyMcpServer
+
+    target = TinyMcpServer()
+    try:
+        d = [_desc("mcp.tool.name", 2, unit="MINUTE", key="tool-name")]
+        cfg = gateway_config([{
+            "name": "mcp",
+            "policies": _limit(redis_server.url, d),
+            "backends": [{"mcp": {"targets": [{"name": "t", "mcp": {"host": f"http://127.0.0.1:{target.port}/mcp"}}]}}],
+        }])
+        gws = [harness.gateway(cfg) for _ in range(2)]  # two replicas, one limit
+        h = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        answers = []
+        for i in range(4):
+            gw = gws[i % 2]
+            with httpx.Client(base_url=gw.url, headers=h, timeout=10) as c:
+                r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+                sid = r.headers["mcp-session-id"]
+                c.post("/mcp", headers={"mcp-session-id": sid}, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+                r = c.post("/mcp", headers={"mcp-session-id": sid}, json={
+                    "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {}}})
+                answers.append(r.json())
+        ok = [a for a in answers if "result" in a]
+        limited = [a for a in answers if "error" in a]
+        assert len(ok) == 2 and len(limited) == 2, answers
+        assert "rate limit exceeded for tool 'echo'" in limited[0]["error"]["message"]
+        # initialize and tools/list are not tool calls: never limited by the tool descriptor
+        assert b"tools/call" not in redis_server.command("KEYS", "*")
+    finally:
+        target.stop()
