@@ -19,6 +19,30 @@ if ! command -v htpasswd >/dev/null 2>&1; then
     echo "note: htpasswd not found (apt-get install apache2-utils); the htpasswd test will be skipped" >&2
   fi
 fi
+# Scale-out and observability tests: a real redis-server (global rate limits) and
+# Prometheus (promtool check metrics, a real scrape), both from Debian packages.
+apt_install() {  # apt_install COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    (apt-get install -y -q --no-install-recommends "$2" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "$2" >/dev/null 2>&1; }) \
+      || echo "warning: could not install $2; the tests that need $1 will be skipped" >&2
+  else
+    echo "note: $1 not found (apt-get install $2); the tests that need it will be skipped" >&2
+  fi
+}
+apt_install redis-server redis-server
+apt_install promtool prometheus
+# Kubernetes tests render deploy/kubernetes with kubectl's built-in kustomize (Debian: kubernetes-client).
+if ! command -v kubectl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get install -y -q kubernetes-client >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q kubernetes-client >/dev/null 2>&1; }) \
+      || echo "warning: could not install kubernetes-client; the kustomize test will be skipped" >&2
+  else
+    echo "note: kubectl not found (apt-get install kubernetes-client); the kustomize test will be skipped" >&2
+  fi
+fi
 # MCP interop tests: the reference server and the Inspector CLI, project-local.
 if command -v npm >/dev/null 2>&1; then
   npm install --silent --no-audit --no-fund --prefix .cache/npm \

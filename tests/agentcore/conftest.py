@@ -19,6 +19,7 @@ from tests.support.harness import REPO_ROOT, subprocess_env
 AGENTCORE_TEST_TIMEOUT = 60
 ARN = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/hello_agent-AbCdE12345"
 ROLE_ARN = "arn:aws:iam::123456789012:role/agentgw-agentcore-irsa"
+DEMO_KEY, DEMO_SECRET = "AKIDEXAMPLEAGENTGW", "agentgw-demo-secret-key"  # docs/agentcore.md
 
 
 def pytest_collection_modifyitems(config, items):
@@ -109,10 +110,11 @@ def _no_ambient_aws():
 
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory):
-    """Stand-in + local STS whose credentials live 8 s; STS answers take 0.6 s."""
+    """Stand-in + local STS whose credentials live 16 s; STS answers take 1.5 s."""
     s = StandIn(
         tmp_path_factory.mktemp("standin"), "--arn", ARN, "--sts-port", "0",
-        "--sts-duration", "8", "--sts-delay", "0.6", "--delay", "0.08",
+        "--credentials", f"{DEMO_KEY}:{DEMO_SECRET}",
+        "--sts-duration", "16", "--sts-delay", "1.5", "--delay", "0.08",
     )
     yield s
     s.stop()

@@ -268,3 +268,34 @@ def test_stand_in_api_semantics():
             await api.stop()
 
     run(main())
+
+
+def test_seed004_three_listeners_tracing_policy_and_parameters():
+    async def main():
+        objs = load_manifests(os.path.join(FIXTURES, "seed004_three_listeners"))
+        env = await _start([o for o in objs if o["kind"] != "ReferenceGrant"], gatewayclass="agentgateway")
+        api = env.api
+        try:
+            # without the ReferenceGrant the tracing policy is refused, traffic still configured
+            pol = await _eventually(lambda: api.get("AgentgatewayPolicy", "agentgateway-system", "otel-tracing").get("status"), what="policy status")
+            assert (_cond(pol, "Accepted")["status"], _cond(pol, "Accepted")["reason"]) == ("False", "RefNotPermitted")
+            gw = await _eventually(lambda: api.get("Gateway", "agentgateway-system", "agentgateway-proxy").get("status"), what="gateway status")
+            assert [(l["name"], l["attachedRoutes"]) for l in gw["listeners"]] == [("a2a", 1), ("mcp", 1), ("llm", 1)]
+            svc = api.get("Service", "agentgateway-system", "agentgateway-proxy")
+            assert svc["spec"]["type"] == "ClusterIP"
+            assert [p["port"] for p in svc["spec"]["ports"]] == [8080, 9090, 9080]
+            params = api.get("AgentgatewayParameters", "agentgateway-system", "agentgateway-proxy-params")["status"]
+            assert _cond(params, "Accepted")["status"] == "True"
+            grant = next(o for o in objs if o["kind"] == "ReferenceGrant")
+            await env.client.create(Resource(GW, "v1beta1", "referencegrants", "ReferenceGrant"), grant)
+            await _eventually(lambda: _cond(api.get("AgentgatewayPolicy", "agentgateway-system", "otel-tracing")["status"], "Accepted")["status"] == "True", what="policy accepted")
+
+            def traced():
+                s = api.get("Secret", "agentgateway-system", "agentgateway-proxy-agentgw-config")
+                return yaml.safe_load(base64.b64decode(s["data"]["config.yaml"]))["config"].get("tracing", {}).get("otlpEndpoint")
+
+            assert await _eventually(traced, what="tracing in config") == "http://opentelemetry-collector.opentelemetry.svc.cluster.local:4317"
+        finally:
+            await _stop(env)
+
+    run(main())

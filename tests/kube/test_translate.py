@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from agentgw.compile import compile_config
 from agentgw.config import ConfigError, load_config_text
@@ -163,3 +162,54 @@ def test_cli_translate_prints_config_and_fails_on_errors(tmp_path):
     assert bad.returncode == 1
     assert "error: HTTPRoute apps/broken" in bad.stderr
     assert (tmp_path / "apps.gw" / "config.yaml").exists()
+
+
+def test_rate_limit_config_with_redis_becomes_global_rate_limit(tmp_path):
+    objs = load_manifests(os.path.join(FIXTURES, "seed000_agentcore"))
+    res = translate(objs, offline=True, redis_url="redis://redis.agentgw-system.svc:6379/0")
+    g = res.gateways[("agentgateway-system", "agentgateway")]
+    pol = g.config["binds"][0]["listeners"][0]["routes"][0]["policies"]
+    assert "localRateLimit" not in pol
+    assert pol["globalRateLimit"] == {
+        "redis": {"url": "redis://redis.agentgw-system.svc:6379/0"},
+        "descriptors": [{"entries": [{"key": "generic_key", "value": '"counter"'}], "rateLimit": {"requestsPerUnit": 5, "unit": "MINUTE"}, "type": "requests"}],
+    }
+    compile_config(load_config_text(dump_yaml(g.config)), _NoServices(), str(tmp_path))
+    # nested descriptors: per client address within a header value
+    rlc = next(o for o in objs if o["kind"] == "RateLimitConfig")
+    rlc["spec"]["raw"] = {
+        "descriptors": [{"key": "x-tenant", "descriptors": [{"key": "remote_address", "rateLimit": {"requestsPerUnit": 2, "unit": "SECOND"}}]}],
+        "rateLimits": [{"actions": [{"requestHeaders": {"headerName": "X-Tenant", "descriptorKey": "x-tenant"}}, {"remoteAddress": {}}]}],
+    }
+    res = translate(objs, offline=True, redis_url="redis://r:6379/0")
+    pol = res.gateways[("agentgateway-system", "agentgateway")].config["binds"][0]["listeners"][0]["routes"][0]["policies"]
+    assert pol["globalRateLimit"]["descriptors"] == [{"entries": [{"key": "x-tenant", "value": 'request.headers["x-tenant"]'}, {"key": "remote_address", "value": "source.address"}],
+                                                     "rateLimit": {"requestsPerUnit": 2, "unit": "SECOND"}, "type": "requests"}]
+    assert not res.errors
+
+
+def test_secrets_resolved_for_jwks_api_keys_and_basic_auth():
+    jwks = '{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "k1"}]}'
+    objs = [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "ns"},
+         "spec": {"gatewayClassName": "x", "listeners": [{"name": "l", "port": 80, "protocol": "HTTP"}]}},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"},
+         "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"group": "agentgateway.dev", "kind": "AgentgatewayBackend", "name": "b"}]}]}},
+        {"apiVersion": "agentgateway.dev/v1alpha1", "kind": "AgentgatewayBackend", "metadata": {"name": "b", "namespace": "ns"}, "spec": {"static": {"host": "10.0.0.1", "port": 80}}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "jwks", "namespace": "ns"}, "data": {"jwks": __import__("base64").b64encode(jwks.encode()).decode()}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys", "namespace": "ns"}, "stringData": {"ci": '{"key": "k-ci", "metadata": {"team": "ci"}}'}},
+        {"apiVersion": "agentgateway.dev/v1alpha1", "kind": "AgentgatewayPolicy", "metadata": {"name": "p", "namespace": "ns"},
+         "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r"}],
+                  "traffic": {"jwtAuthentication": {"mode": "Optional", "providers": [{"issuer": "me", "jwks": {"secretRef": {"name": "jwks"}}}]},
+                              "apiKeyAuthentication": {"secretRef": {"name": "keys"}}}}},
+    ]
+    res = translate(objs, offline=True)
+    assert not res.errors, res.errors
+    pol = res.gateways[("ns", "gw")].config["binds"][0]["listeners"][0]["routes"][0]["policies"]
+    assert pol["jwtAuth"] == {"mode": "optional", "providers": [{"issuer": "me", "jwks": jwks}]}
+    assert pol["apiKey"] == {"mode": "strict", "keys": [{"key": "k-ci", "metadata": {"name": "ci", "team": "ci"}}]}
+    load_config_text(dump_yaml(res.gateways[("ns", "gw")].config))
+    # a missing Secret is reported on the policy, and the policy is not applied
+    res = translate([o for o in objs if o["metadata"]["name"] != "keys"], offline=True)
+    assert any("AgentgatewayPolicy ns/p: Accepted=Invalid" in e and "Secret ns/keys not found" in e for e in res.errors)
+    assert "policies" not in res.gateways[("ns", "gw")].config["binds"][0]["listeners"][0]["routes"][0]

@@ -136,8 +136,14 @@ def test_prometheus_scrapes_the_gateway(harness, mcp_target, tmp_path):
         assert _query(port, 'up{job="agentgw"}')[0]["value"][1] == "1"
         assert float(_query(port, 'sum(tool_invocations_total{tool_name="echo"})')[0]["value"][1]) == 2
         assert float(_query(port, "sum(a2a_calls_total)")[0]["value"][1]) == 1
-        # the dashboard's latency query is well-formed against these series
-        _query(port, "histogram_quantile(0.95, sum by (le) (rate(agent_request_duration_seconds_bucket[5m])))")
+        # every query of the Grafana dashboard is valid PromQL, and the request panels have data
+        dash = json.loads((REPO / "deploy/grafana/agentgw.json").read_text())
+        exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+        assert len(exprs) >= 15
+        for e in exprs:
+            e = e.replace("$job", ".*").replace("$__rate_interval", "1m")
+            _query(port, e)  # raises (HTTP 400) on a bad expression
+        assert _query(port, 'sum by (agent_identity) (agent_requests_total{job=~".*"})')
     finally:
         p.terminate()
         try:

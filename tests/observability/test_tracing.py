@@ -96,3 +96,20 @@ def test_mcp_tool_call_spans_and_target_parent(harness, grpc_receiver):
         assert tp and tp[-1] == f"00-{TRACE}-{call['span_id']}-01"  # the target's parent is the gateway span
     finally:
         target.stop()
+
+
+def test_a2a_span(harness, http_receiver):
+    up = harness.upstream("up")
+    cfg = gateway_config([route("helper", [up.host], prefix="/agents/helper", policies={"a2a": {}})],
+                         extra_config={"tracing": {"otlpEndpoint": f"http://127.0.0.1:{http_receiver.port}",
+                                                   "otlpProtocol": "http", "randomSampling": "1.0"}})
+    gw = harness.gateway(cfg)
+    r = httpx.post(f"{gw.url}/agents/helper", json={"jsonrpc": "2.0", "id": 1, "method": "tasks/get",
+                                                   "params": {"id": "task-42"}})
+    assert r.status_code == 200
+    spans = http_receiver.wait(2)
+    a2a = next(s for s in spans if s["name"].startswith("a2a "))
+    assert a2a["name"] == "a2a tasks/get" and a2a["attrs"]["a2a.method"] == "tasks/get"
+    assert a2a["attrs"]["a2a.task.id"] == "task-42"
+    server = next(s for s in spans if s["kind"] == 2)
+    assert a2a["parent"] == server["span_id"] and server["parent"] == ""  # a new trace (random sampling)

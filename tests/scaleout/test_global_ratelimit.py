@@ -129,7 +129,7 @@ def test_per_tool_limit_on_mcp(harness, redis_server):
 
     target = TinyMcpServer()
     try:
-        d = [_desc("mcp.tool.name", 2, unit="MINUTE", key="tool-name")]
+        d = [_desc("mcp.tool.name", 2, unit="MINUTE", key="tool-name", when='mcp.tool.name == "echo"')]
         cfg = gateway_config([{
             "name": "mcp",
             "policies": _limit(redis_server.url, d),
@@ -156,3 +156,55 @@ def test_per_tool_limit_on_mcp(harness, redis_server):
         assert b"tools/call" not in redis_server.command("KEYS", "*")
     finally:
         target.stop()
+
+
+def test_llm_token_limit_and_genai_span(harness, redis_server):
+    """type: tokens on llm.model: usage is charged after each answer; the span has GenAI attributes."""
+    import subprocess
+    import sys
+
+    from tests.observability.otlp import HttpReceiver
+    from tests.support.harness import free_port, wait_for
+
+    demo_port, llm_port = free_port(), free_port()
+    demo = subprocess.Popen([sys.executable, "-m", "agentgw.demo.openai_server", "--port", str(demo_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rec = HttpReceiver()
+    try:
+        cfg = gateway_config([])
+        cfg.pop("binds")
+        cfg["config"]["tracing"] = {"otlpEndpoint": f"http://127.0.0.1:{rec.port}", "otlpProtocol": "http",
+                                    "randomSampling": True}
+        cfg["llm"] = {"port": llm_port, "models": [{"name": "local", "provider": "openAI", "params": {
+            "model": "demo-echo", "baseUrl": f"http://127.0.0.1:{demo_port}/v1"}}],
+            "policies": _limit(redis_server.url, [_desc("llm.model", 30, key="model", type="tokens")])}
+        harness.gateway(cfg)
+        wait_for(lambda: _up(demo_port), timeout=10, message="demo LLM server")
+        body = {"model": "local", "messages": [{"role": "user", "content": "x" * 40}]}
+        codes = []
+        for _ in range(4):
+            r = httpx.post(f"http://127.0.0.1:{llm_port}/v1/chat/completions", json=body, timeout=10)
+            codes.append(r.status_code)
+            time.sleep(0.1)  # the usage charge is sent right after each answer
+        assert codes[:2] == [200, 200] and codes[2:] == [429, 429], codes
+        assert b"local" in redis_server.command("KEYS", "*")
+        spans = rec.wait(2)
+        chat = [s for s in spans if s["name"] == "chat demo-echo"]
+        assert chat, [s["name"] for s in spans]
+        a = chat[0]["attrs"]
+        assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.request.model"] == "demo-echo"
+        assert a["gen_ai.usage.input_tokens"] >= 10 and a["gen_ai.usage.output_tokens"] >= 1
+    finally:
+        demo.kill()
+        demo.wait(5)
+        rec.stop()
+
+
+def _up(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False

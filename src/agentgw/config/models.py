@@ -892,7 +892,7 @@ class RemoteRateLimit(_Model):
     timeout: Optional[DurationField] = None
 
 
-_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
 class DescriptorLimit(_Model):
@@ -904,19 +904,21 @@ class DescriptorLimit(_Model):
     @field_validator("unit")
     @classmethod
     def _unit(cls, v: str) -> str:
-        if v.lower() not in _UNITS:
+        if v.lower() not in _RATE_UNITS:
             raise ValueError(f"unit must be one of SECOND, MINUTE, HOUR, DAY (got {v!r})")
         return v
 
     @property
     def seconds(self) -> int:
-        return _UNITS[self.unit.lower()]
+        return _RATE_UNITS[self.unit.lower()]
 
 
 class GlobalRateLimitDescriptor(_Model):
     entries: list[RateLimitEntry] = Field(min_length=1)
     rate_limit: DescriptorLimit
     type: Literal["requests", "tokens"] = "requests"
+    #: CEL condition: the descriptor applies only when it is true.
+    when: Optional[str] = None
 
 
 class RedisSettings(_Model):

@@ -89,10 +89,6 @@ class State:
         self.turns: dict[str, int] = {}
 
 
-def _aws_error(status: int, kind: str, message: str):
-    return status, kind, message
-
-
 def verify(state: State, method: str, target: str, headers: list[tuple[str, str]], body: bytes, arn_region: str) -> dict:
     """Check the request like AWS would; returns facts, raises (status, type, message) tuples."""
     h = {k.lower(): v for k, v in headers}
@@ -209,8 +205,6 @@ class Handler(BaseHTTPRequestHandler):
             entry["session_id"] = sid
             if method == "POST" and not (33 <= len(sid) <= 256):
                 raise _Reject(400, "ValidationException", "runtimeSessionId must be 33 to 256 characters long")
-            if method == "GET" and not sid:
-                sid = ""
             facts = verify(st, method, raw_target, headers, body, am["region"])
             entry.update(facts, verified=True, content_type=self.headers.get("content-type"), accept=self.headers.get("accept"))
         except _Reject as rej:

@@ -11,7 +11,7 @@ import yaml
 
 from . import CONTROLLER_NAME
 from .manifests import ManifestError, load_manifests, manifests_fingerprint
-from .translate import Result, display, translate
+from .translate import Result, translate
 
 
 class _Dumper(yaml.SafeDumper):
@@ -33,8 +33,8 @@ def status_documents(res: Result) -> list[dict]:
     return out
 
 
-def _translate_paths(paths: list[str], controller_name: str) -> Result:
-    return translate(load_manifests(paths), controller_name=controller_name, offline=True)
+def _translate_paths(paths: list[str], controller_name: str, redis_url: str | None = None) -> Result:
+    return translate(load_manifests(paths), controller_name=controller_name, offline=True, redis_url=redis_url or None)
 
 
 def write_outputs(res: Result, out_dir: str) -> list[str]:
@@ -60,7 +60,7 @@ def _atomic_write(path: str, text: str) -> None:
 
 def cmd_translate(args: argparse.Namespace) -> int:
     try:
-        res = _translate_paths(args.file, args.controller_name)
+        res = _translate_paths(args.file, args.controller_name, args.redis_url)
     except ManifestError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -93,7 +93,7 @@ def cmd_run_manifests(args: argparse.Namespace) -> int:
 
     paths = args.k8s_manifests
     try:
-        res = _translate_paths(paths, CONTROLLER_NAME)
+        res = _translate_paths(paths, CONTROLLER_NAME, os.environ.get("AGENTGW_REDIS_URL"))
     except ManifestError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -118,7 +118,7 @@ def cmd_run_manifests(args: argparse.Namespace) -> int:
     out_dir = tempfile.mkdtemp(prefix="agentgw-k8s-")
 
     def regenerate() -> None:
-        r = _translate_paths(paths, CONTROLLER_NAME)
+        r = _translate_paths(paths, CONTROLLER_NAME, os.environ.get("AGENTGW_REDIS_URL"))
         if key in r.gateways:
             write_outputs(Result(gateways={key: r.gateways[key]}), out_dir)
         for e in r.errors:
@@ -171,6 +171,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--status", action="store_true", help="also print the status every object would get")
     t.add_argument("-o", "--output", help="write <ns>.<gateway>/config.yaml (+ TLS files) under this directory")
     t.add_argument("--controller-name", default=CONTROLLER_NAME)
+    t.add_argument("--redis-url", default=os.environ.get("AGENTGW_REDIS_URL"), help="RateLimitConfig limits become globalRateLimit counted in this Redis (default: $AGENTGW_REDIS_URL; without: per-replica localRateLimit)")
     t.set_defaults(fn=cmd_translate)
     c = sub.add_parser("controller", help="run the Kubernetes controller (in a cluster)")
     c.add_argument("--controller-name", default=os.environ.get("AGENTGW_CONTROLLER_NAME", CONTROLLER_NAME))
@@ -179,5 +180,3 @@ def add_parsers(sub) -> None:
     c.set_defaults(fn=cmd_controller)
 
 
-def describe(k) -> str:
-    return display(k)

@@ -30,7 +30,7 @@ from typing import Any
 from . import CONTROLLER_NAME
 from .client import ApiError, KubeClient, Resource, WatchExpired
 from .provision import GATEWAY_LABEL, DEFAULT_IMAGE, proxy_objects
-from .translate import GW, cond, translate
+from .translate import GW, _deep_merge, cond, translate
 
 log = logging.getLogger("agentgw.controller")
 
@@ -97,8 +97,13 @@ def _desired_hash(obj: dict) -> str:
 
 
 class Controller:
-    def __init__(self, client: KubeClient, controller_name: str = CONTROLLER_NAME, namespace: str | None = None, image: str = DEFAULT_IMAGE, debounce: float = 0.2):
+    def __init__(self, client: KubeClient, controller_name: str = CONTROLLER_NAME, namespace: str | None = None, image: str = DEFAULT_IMAGE, debounce: float = 0.2,
+                 proxy_defaults: dict | None = None, proxy_env: list | None = None, default_tracing: dict | None = None, redis_url: str | None = None):
         self.client = client
+        self.redis_url = redis_url
+        self.proxy_defaults = proxy_defaults or {}
+        self.proxy_env = proxy_env or []
+        self.default_tracing = default_tracing
         self.controller_name = controller_name
         self.namespace = namespace
         self.image = image
@@ -164,7 +169,7 @@ class Controller:
         return [o for k in WATCHED if k != "Deployment" for o in self.cache[k].values()]
 
     async def reconcile(self) -> None:
-        res = translate(self.objects(), controller_name=self.controller_name)
+        res = translate(self.objects(), controller_name=self.controller_name, redis_url=self.redis_url)
         self.reconciles += 1
         deployments = self.cache["Deployment"]
         for (ns, name), g in sorted(res.gateways.items()):
@@ -172,6 +177,12 @@ class Controller:
             if gw is None:
                 continue
             uid = (gw.get("metadata") or {}).get("uid")
+            params = _deep_merge(self.proxy_defaults, g.parameters or {})
+            if self.proxy_env:
+                params["env"] = list(self.proxy_env) + list((g.parameters or {}).get("env") or [])
+            g.parameters = params or None
+            if self.default_tracing and "tracing" not in g.config.get("config", {}):
+                g.config.setdefault("config", {})["tracing"] = dict(self.default_tracing)
             for obj in proxy_objects(g, self.image, uid):
                 await self._apply(obj)
             dep = deployments.get((ns, name))
@@ -312,11 +323,25 @@ class Controller:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def settings_from_environment() -> dict:
+    """Helm-provided defaults: AGENTGW_PROXY_DEFAULTS (JSON parameters), AGENTGW_PROXY_ENV (JSON env list),
+    AGENTGW_REDIS_URL (RateLimitConfig limits become Redis-backed ``globalRateLimit``),
+    AGENTGW_TRACING_ENDPOINT / AGENTGW_TRACING_PROTOCOL (tracing for Gateways without a tracing policy)."""
+    import os
+
+    out: dict[str, Any] = {"proxy_defaults": json.loads(os.environ.get("AGENTGW_PROXY_DEFAULTS") or "{}"), "proxy_env": json.loads(os.environ.get("AGENTGW_PROXY_ENV") or "[]")}
+    if os.environ.get("AGENTGW_REDIS_URL"):
+        out["redis_url"] = os.environ["AGENTGW_REDIS_URL"]
+    if os.environ.get("AGENTGW_TRACING_ENDPOINT"):
+        out["default_tracing"] = {"otlpEndpoint": os.environ["AGENTGW_TRACING_ENDPOINT"], "otlpProtocol": os.environ.get("AGENTGW_TRACING_PROTOCOL", "grpc")}
+    return out
+
+
 async def run_controller(controller_name: str = CONTROLLER_NAME, namespace: str | None = None, image: str = DEFAULT_IMAGE) -> int:
     client = KubeClient.from_environment()
     log.info("agentgw controller %s starting (namespace: %s)", controller_name, namespace or "all")
     try:
-        await Controller(client, controller_name, namespace, image).run()
+        await Controller(client, controller_name, namespace, image, **settings_from_environment()).run()
     finally:
         await client.close()
     return 0

@@ -96,6 +96,19 @@ def _jwt(spec: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> di
         jwks = p.get("jwks") or {}
         if "inline" in jwks:
             prov["jwks"] = str(jwks["inline"])
+        elif "secretRef" in jwks or "configMapRef" in jwks:
+            kind = "Secret" if "secretRef" in jwks else "ConfigMap"
+            ref = jwks.get("secretRef") or jwks.get("configMapRef") or {}
+            rns = ref.get("namespace") or ns
+            src = r.secret(rns, ref.get("name", "")) if kind == "Secret" else r.config_map(rns, ref.get("name", ""))
+            data = (secret_data(src) if kind == "Secret" else dict(src.get("data") or {})) if src else {}
+            key = ref.get("key") or "jwks"
+            if rns != ns:
+                problems.append(f"{pp}.jwks.{'secretRef' if kind == 'Secret' else 'configMapRef'}: must be in the policy's namespace")
+            elif not data.get(key):
+                problems.append(f"{pp}.jwks: {kind} {rns}/{ref.get('name')} with key {key} not found")
+            else:
+                prov["jwks"] = data[key]
         elif "remote" in jwks:
             rem = jwks["remote"] or {}
             if rem.get("url"):
@@ -114,6 +127,9 @@ def _jwt(spec: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> di
     if not providers:
         problems.append(f"{path}.providers: at least one provider is required")
     out["providers"] = providers
+    c2h = spec.get("claimToHeaders")  # agentgw extension
+    if c2h:
+        out["claimToHeaders"] = [{"claim": str(c.get("claim")), "header": str(c.get("header"))} for c in c2h]
     return out
 
 
@@ -199,7 +215,7 @@ def _local_rate_limit(items: list, path: str, problems: list[str]) -> list[dict]
 
 
 def rate_limit_config_to_local(rlc: dict, path: str, problems: list[str]) -> list[dict]:
-    """A RateLimitConfig whose descriptors are plain counters (generic_key) → local token buckets."""
+    """Without Redis: a RateLimitConfig whose descriptors are plain counters (generic_key) → per-replica token buckets."""
     raw = (rlc.get("spec") or {}).get("raw") or {}
     descs = raw.get("descriptors") or []
     out = []
@@ -229,7 +245,55 @@ def rate_limit_config_to_local(rlc: dict, path: str, problems: list[str]) -> lis
     return out
 
 
-def traffic(spec: dict, ns: str, r: Resolver, lookup_rlc: Callable[[str, str], dict | None], path: str = "spec.traffic") -> tuple[dict, str, list[str]]:
+def _action_entry(a: dict, path: str, problems: list[str]) -> tuple[dict, str, str | None] | None:
+    """One RateLimitConfig action → (globalRateLimit entry, descriptor key, descriptor value to match)."""
+    if "genericKey" in a:
+        g = a["genericKey"] or {}
+        key = g.get("descriptorKey") or "generic_key"
+        val = str(g.get("descriptorValue", ""))
+        return {"key": key, "value": json.dumps(val)}, key, val
+    if "remoteAddress" in a:
+        return {"key": "remote_address", "value": "source.address"}, "remote_address", None
+    if "requestHeaders" in a:
+        h = a["requestHeaders"] or {}
+        key = h.get("descriptorKey") or h.get("headerName", "")
+        return {"key": key, "value": f"request.headers[{json.dumps(str(h.get('headerName', '')).lower())}]"}, key, None
+    problems.append(f"{path}: action {sorted(a)} has no agentgw equivalent (genericKey, remoteAddress, requestHeaders)")
+    return None
+
+
+def rate_limit_config_to_global(rlc: dict, redis_url: str, path: str, problems: list[str]) -> dict:
+    """A RateLimitConfig → ``globalRateLimit`` (counters in Redis, shared by every replica)."""
+    raw = (rlc.get("spec") or {}).get("raw") or {}
+    out = []
+    for i, rl in enumerate(raw.get("rateLimits") or []):
+        level = raw.get("descriptors") or []
+        entries = []
+        limit = None
+        for j, a in enumerate(rl.get("actions") or []):
+            got = _action_entry(a, f"{path}.rateLimits[{i}].actions[{j}]", problems)
+            if got is None:
+                break
+            entry, key, val = got
+            node = next((d for d in level if d.get("key") == key and (val is None or d.get("value") in (None, val))), None)
+            if node is None:
+                problems.append(f"{path}.rateLimits[{i}].actions[{j}]: no descriptor with key {key!r}" + (f" and value {val!r}" if val is not None else ""))
+                break
+            entries.append(entry)
+            limit = node.get("rateLimit")
+            level = node.get("descriptors") or []
+        else:
+            if not entries or not limit:
+                problems.append(f"{path}.rateLimits[{i}]: no rateLimit at the end of its descriptors")
+                continue
+            out.append({"entries": entries, "rateLimit": {"requestsPerUnit": int(limit.get("requestsPerUnit", 0)), "unit": str(limit.get("unit", ""))},
+                        "type": "tokens" if str(rl.get("type", "REQUEST")).upper() == "TOKEN" else "requests"})
+    if not out and not problems:
+        problems.append(f"{path}.rateLimits: none")
+    return {"redis": {"url": redis_url}, "descriptors": out}
+
+
+def traffic(spec: dict, ns: str, r: Resolver, lookup_rlc: Callable[[str, str], dict | None], path: str = "spec.traffic", redis_url: str | None = None) -> tuple[dict, str, list[str]]:
     """``spec.traffic`` → (route policies, phase, problems). Phase ``PreRouting`` means listener-level."""
     problems: list[str] = []
     out: dict[str, Any] = {}
@@ -267,15 +331,22 @@ def traffic(spec: dict, ns: str, r: Resolver, lookup_rlc: Callable[[str, str], d
         elif key == "entRateLimit":
             refs = ((val or {}).get("global") or {}).get("rateLimitConfigRefs") or []
             buckets: list[dict] = []
+            descriptors: list[dict] = []
             if not refs:
                 problems.append(f"{p}.global.rateLimitConfigRefs: required")
             for i, ref in enumerate(refs):
                 rlc = lookup_rlc(ref.get("namespace") or ns, ref.get("name", ""))
+                where = f"RateLimitConfig {ref.get('namespace') or ns}/{ref.get('name')}: spec.raw"
                 if rlc is None:
                     problems.append(f"{p}.global.rateLimitConfigRefs[{i}]: RateLimitConfig {ref.get('namespace') or ns}/{ref.get('name')} not found")
-                    continue
-                buckets.extend(rate_limit_config_to_local(rlc, f"RateLimitConfig {ref.get('namespace') or ns}/{ref.get('name')}: spec.raw", problems))
-            out["localRateLimit"] = buckets
+                elif redis_url:
+                    descriptors.extend(rate_limit_config_to_global(rlc, redis_url, where, problems)["descriptors"])
+                else:
+                    buckets.extend(rate_limit_config_to_local(rlc, where, problems))
+            if redis_url:
+                out["globalRateLimit"] = {"redis": {"url": redis_url}, "descriptors": descriptors}
+            else:
+                out["localRateLimit"] = buckets
         elif key == "cors":
             out["cors"] = cors(val or {})
         elif key == "timeouts":

@@ -154,8 +154,9 @@ class _Attachment:
 
 
 class Translator:
-    def __init__(self, objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False):
+    def __init__(self, objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False, redis_url: str | None = None):
         self.controller_name = controller_name
+        self.redis_url = redis_url
         self.offline = offline
         self.by_kind: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
         for o in objects:
@@ -263,7 +264,7 @@ class Translator:
                     ok, reason, msg = False, "InvalidParameters", f"parametersRef must be {AGW}/AgentgatewayParameters"
                 elif self.get(AGW, "AgentgatewayParameters", pref.get("namespace") or "", pref.get("name", "")) is None:
                     ok, reason, msg = False, "InvalidParameters", f"AgentgatewayParameters {pref.get('namespace')}/{pref.get('name')} not found"
-            self.res.status[okey(gc)] = {"conditions": [cond("Accepted", ok, reason, msg, _gen(gc))], "supportedFeatures": []}
+            self.res.status[okey(gc)] = {"conditions": [cond("Accepted", ok, reason, msg, _gen(gc))]}
         return ours
 
     # -- policies ---------------------------------------------------------------------------
@@ -277,7 +278,7 @@ class Translator:
         spec = pol.get("spec") or {}
         gen = _gen(pol)
         problems: list[str] = []
-        traffic, phase, tp = P.traffic(spec.get("traffic") or {}, ns, self.resolver, lambda n, nm: self.get(RL, "RateLimitConfig", n, nm))
+        traffic, phase, tp = P.traffic(spec.get("traffic") or {}, ns, self.resolver, lambda n, nm: self.get(RL, "RateLimitConfig", n, nm), redis_url=self.redis_url)
         problems += tp
         backend, bp = P.backend(spec.get("backend") or {}, ns, self.resolver)
         problems += bp
@@ -312,8 +313,6 @@ class Translator:
                 bad.append("spec.frontend: only applies to a Gateway")
             if level == "backend" and traffic:
                 bad.append("spec.traffic: does not apply to a backend")
-            if level in ("gateway", "listener", "route", "rule") and backend and level != "route" and level != "rule":
-                pass
             ok = not problems and not bad
             reason = "Accepted" if ok else ("RefNotPermitted" if any("not permitted" in p for p in problems) else "Invalid")
             msg = "attached" if ok else "; ".join(problems + bad)
@@ -338,8 +337,8 @@ class Translator:
             for a in sorted(self.attachments, key=lambda a: _age_key(a.policy)):
                 if a.level != level or a.target != target or a.section != section:
                     continue
-                if phase is not None and a.phase != phase:
-                    continue
+                if phase is not None and a.phase != phase and (phase == "PreRouting" or level in ("gateway", "listener")):
+                    continue  # PreRouting only lifts Gateway/listener policies to the listener
                 for k, v in getattr(a, what).items():
                     layer.setdefault(k, v)
             out.update(layer)
@@ -671,6 +670,11 @@ class Translator:
                             rr["policies"] = pols
                         else:
                             rr.pop("policies", None)
+                        bpols = self._merged(full_levels, "backend")
+                        if bpols and rr.get("backends"):
+                            # backend sections of Gateway/route policies: every backend of the route,
+                            # below what targets the backend itself
+                            rr["backends"] = [{**b, "policies": {**bpols, **(b.get("policies") or {})}} for b in rr["backends"]]
                         if hosts:
                             rr = {k: v for k, v in rr.items() if k not in ("name", "namespace", "ruleName")}
                             rr = {"name": r["name"], "namespace": r["namespace"], **({"ruleName": r["ruleName"]} if "ruleName" in r else {}), "hostnames": hosts, **rr}
@@ -1036,6 +1040,10 @@ def _deep_merge(a: dict, b: dict) -> dict:
     return out
 
 
-def translate(objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False) -> Result:
-    """Translate a set of Kubernetes objects; see the module docstring."""
-    return Translator(objects, controller_name, offline).run()
+def translate(objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False, redis_url: str | None = None) -> Result:
+    """Translate a set of Kubernetes objects; see the module docstring.
+
+    ``redis_url``: where ``globalRateLimit`` keeps its counters; with it, ``RateLimitConfig``
+    limits are shared by every proxy replica, without it they are per replica.
+    """
+    return Translator(objects, controller_name, offline, redis_url).run()

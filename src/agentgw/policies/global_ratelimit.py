@@ -41,6 +41,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 
 from ..engine.http import Headers, Reply
 from .base import Policy
@@ -72,13 +73,16 @@ _MISSING = object()
 class _Values:
     """CEL values of a descriptor's entries (compiled once; memoised per input)."""
 
-    __slots__ = ("keys", "exprs", "binder", "memo", "uses_mcp", "uses_llm")
+    __slots__ = ("keys", "exprs", "binder", "memo", "uses_mcp", "uses_llm", "stringify")
 
-    def __init__(self, entries: list[tuple[str, str]]):
+    def __init__(self, entries: list[tuple[str, str]], when: str | None = None, stringify: bool = True):
+        self.stringify = stringify  # False: keep bool/int/float values as they are (logs, spans)
         from ..cel import Expression, _Binder
 
         self.keys = tuple(k for k, _ in entries)
         self.exprs = [Expression(v) for _, v in entries]
+        if when is not None:  # evaluated first; must be true for the entries to count
+            self.exprs.insert(0, Expression(f"({when}) ? true : false"))
         self.binder = _Binder(self.exprs)
         self.memo: dict = {}
         names = set()
@@ -113,13 +117,15 @@ class _Values:
                 out = None
                 break
             if isinstance(v, bool):
-                v = "true" if v else "false"
+                v = ("true" if v else "false") if self.stringify else v
             elif isinstance(v, (int, float, str)):
-                v = str(v)
+                v = str(v) if self.stringify else v
             else:  # an error value, a map, a list: no usable value
                 out = None
                 break
             out.append(v)
+        if out is not None and len(out) > len(self.keys):  # the `when` condition
+            out = out[1:] if out[0] in ("true", True) else None
         res = tuple(out) if out is not None else None
         if key is not None:
             if len(self.memo) >= 4096:
@@ -180,8 +186,122 @@ class LimiterMetrics:
             )
 
 
+class _Incomplete(Exception):
+    pass
+
+
+class RedisReplyError(Exception):
+    """An error reply (``-ERR ...``, ``-NOSCRIPT ...``)."""
+
+
+def _parse(buf, pos: int):
+    """One RESP2 reply at ``pos`` -> (value, next pos); raises _Incomplete."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _Incomplete
+    kind = buf[pos]
+    line = bytes(buf[pos + 1 : end])
+    pos = end + 2
+    if kind == 58:  # ':'
+        return int(line), pos
+    if kind == 43:  # '+'
+        return line.decode(), pos
+    if kind == 45:  # '-'
+        return RedisReplyError(line.decode("utf-8", "replace")), pos
+    if kind == 36:  # '$'
+        n = int(line)
+        if n < 0:
+            return None, pos
+        if len(buf) < pos + n + 2:
+            raise _Incomplete
+        return bytes(buf[pos : pos + n]), pos + n + 2
+    if kind == 42:  # '*'
+        n = int(line)
+        out = []
+        for _ in range(max(n, 0)):
+            v, pos = _parse(buf, pos)
+            out.append(v)
+        return (out if n >= 0 else None), pos
+    raise RedisReplyError(f"unexpected reply type {chr(kind)!r}")
+
+
+def _encode(args) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if not isinstance(a, bytes):
+            a = str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(parts)
+
+
+class _RespConnection(asyncio.Protocol):
+    """One pipelined connection: commands are written as they come, replies matched FIFO."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.transport = None
+        self.buf = bytearray()
+        self.waiters: deque = deque()
+        self.lost = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        try:
+            import socket
+
+            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos = 0
+        waiters = self.waiters
+        try:
+            while pos < len(buf):
+                value, pos = _parse(buf, pos)
+                fut = waiters.popleft() if waiters else None
+                if fut is not None and not fut.done():
+                    if isinstance(value, RedisReplyError):
+                        fut.set_exception(value)
+                    else:
+                        fut.set_result(value)
+        except _Incomplete:
+            pass
+        del buf[:pos]
+
+    def connection_lost(self, exc) -> None:
+        self.lost = True
+        err = ConnectionError(f"redis connection lost: {exc}" if exc else "redis connection closed")
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_exception(err)
+
+    def call(self, *args) -> asyncio.Future:
+        fut = self.loop.create_future()
+        if self.lost:
+            fut.set_exception(ConnectionError("redis connection closed"))
+            return fut
+        self.waiters.append(fut)
+        self.transport.write(_encode(args))
+        return fut
+
+    def close(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.close()
+
+
 class RedisStore:
-    """One Redis connection pool per URL per process; checks batched per loop tick."""
+    """One pipelined Redis connection per URL per process; checks batched per loop tick.
+
+    The hot path speaks RESP itself (a command is a few bytes; the reply an array of
+    integers): a general client's per-call machinery (pool checkout, per-read timeouts)
+    cost several times the round trip in measurements, and this is the one call every
+    limited request makes. The URL is parsed by redis-py (``redis://``, ``rediss://``,
+    user, password, database).
+    """
 
     _by_url: dict[str, "RedisStore"] = {}
 
@@ -194,31 +314,58 @@ class RedisStore:
         return st
 
     def __init__(self, url: str):
-        import redis.asyncio  # noqa: F401 - imported now, not inside the first check's deadline
+        from redis.asyncio.connection import SSLConnection, parse_url
 
         self.url = url
+        opts = parse_url(url)
+        self.host = opts.get("host", "127.0.0.1")
+        self.port = int(opts.get("port", 6379))
+        self.db = int(opts.get("db", 0) or 0)
+        self.username = opts.get("username")
+        self.password = opts.get("password")
+        self.tls = opts.get("connection_class") is SSLConnection
         self.timeout = 0.1
-        self.client = None
+        self.conn: _RespConnection | None = None
+        self.connecting: asyncio.Future | None = None
         self.sha: str | None = None
         self.pending: list = []  # (keys, args, future)
         self.scheduled = False
         self.down_until = 0.0
 
-    def _client(self):
-        if self.client is None:
-            import redis.asyncio as aioredis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
+    async def _connect(self) -> _RespConnection:
+        loop = asyncio.get_running_loop()
+        ssl_ctx = None
+        if self.tls:
+            import ssl
 
-            self.client = aioredis.Redis.from_url(
-                self.url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-                max_connections=64,
-            )
-        return self.client
+            ssl_ctx = ssl.create_default_context()
+        _, conn = await loop.create_connection(lambda: _RespConnection(loop), self.host, self.port, ssl=ssl_ctx)
+        try:
+            if self.password is not None:
+                auth = ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
+                await conn.call(*auth)
+            if self.db:
+                await conn.call("SELECT", self.db)
+            self.sha = (await conn.call("SCRIPT", "LOAD", _SCRIPT)).decode()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _connection(self) -> _RespConnection:
+        conn = self.conn
+        if conn is not None and not conn.lost:
+            return conn
+        if self.connecting is None:
+            self.connecting = asyncio.ensure_future(self._connect())
+        fut = self.connecting
+        try:
+            conn = await asyncio.shield(fut)
+        finally:
+            if fut.done() and self.connecting is fut:
+                self.connecting = None
+        self.conn = conn
+        return conn
 
     def check(self, keys: list, args: list) -> asyncio.Future:
         """Future of the counters after the update (an exception when Redis failed)."""
@@ -235,10 +382,24 @@ class RedisStore:
 
     def _flush(self, loop) -> None:
         batch, self.pending, self.scheduled = self.pending, [], False
-        if batch:
-            loop.create_task(self._run(batch))
+        if not batch:
+            return
+        conn = self.conn
+        if conn is None or conn.lost or self.sha is None:
+            loop.create_task(self._connect_then_send(batch, loop))
+        else:
+            self._send(conn, batch, loop)
 
-    async def _run(self, batch: list) -> None:
+    async def _connect_then_send(self, batch: list, loop) -> None:
+        try:
+            conn = await asyncio.wait_for(self._connection(), self.timeout)
+        except Exception as exc:  # noqa: BLE001 - refused, unreachable, slow
+            self._fail(batch, exc if str(exc) else asyncio.TimeoutError("no connection within the timeout"))
+            return
+        self._send(conn, batch, loop)
+
+    def _send(self, conn, batch: list, loop, retried: bool = False) -> None:
+        """One EVALSHA for the whole batch; no task, no coroutine: callbacks only."""
         keys: list = []
         args: list = []
         ttl = 0
@@ -247,37 +408,54 @@ class RedisStore:
             args.extend(a[:-1])
             ttl = max(ttl, a[-1])
         args.append(ttl)
-        try:
-            res = await asyncio.wait_for(self._eval(keys, args), self.timeout)
-        except BaseException as exc:  # noqa: BLE001 - every waiter gets the failure
-            if not isinstance(exc, asyncio.CancelledError):
-                self.down_until = time.monotonic() + 0.25
-            for _, _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else ConnectionError(str(exc)))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        i = 0
-        for k, _, fut in batch:
-            n = len(k)
-            if not fut.done():
-                fut.set_result(res[i : i + n])
-            i += n
+        fut = conn.call("EVALSHA", self.sha, len(keys), *keys, *args)
+        timer = loop.call_later(self.timeout, self._expire, fut, conn)
 
-    async def _eval(self, keys: list, args: list):
-        c = self._client()
-        if self.sha is None:
-            self.sha = await c.script_load(_SCRIPT)
+        def done(f):
+            timer.cancel()
+            if f.cancelled():
+                self._fail(batch, asyncio.TimeoutError("no answer within the timeout"))
+                return
+            exc = f.exception()
+            if exc is None:
+                res = f.result()
+                i = 0
+                for k, _, w in batch:
+                    n = len(k)
+                    if not w.done():
+                        w.set_result(res[i : i + n])
+                    i += n
+            elif isinstance(exc, RedisReplyError) and str(exc).startswith("NOSCRIPT") and not retried:
+                self.sha = None  # Redis restarted: scripts are gone; load again, resend once
+                loop.create_task(self._reload_then_send(conn, batch, loop))
+            else:
+                self._fail(batch, exc)
+
+        fut.add_done_callback(done)
+
+    async def _reload_then_send(self, conn, batch, loop) -> None:
         try:
-            return await c.evalsha(self.sha, len(keys), *keys, *args)
+            self.sha = (await asyncio.wait_for(conn.call("SCRIPT", "LOAD", _SCRIPT), self.timeout)).decode()
         except Exception as exc:  # noqa: BLE001
-            from redis.exceptions import NoScriptError
+            self._fail(batch, exc)
+            return
+        self._send(conn, batch, loop, retried=True)
 
-            if not isinstance(exc, NoScriptError) and "NOSCRIPT" not in str(exc):
-                raise
-            self.sha = await c.script_load(_SCRIPT)  # Redis restarted: scripts are gone
-            return await c.evalsha(self.sha, len(keys), *keys, *args)
+    @staticmethod
+    def _expire(fut, conn) -> None:
+        if not fut.done():
+            fut.cancel()
+            conn.close()  # replies may still come: start over on a fresh connection
+
+    def _fail(self, batch: list, exc: BaseException) -> None:
+        if not isinstance(exc, RedisReplyError):
+            self.down_until = time.monotonic() + 0.25
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+        for _, _, w in batch:
+            if not w.done():
+                w.set_exception(exc)
 
     def incr(self, keys: list, amount: int, ttl_ms: int) -> None:
         """Fire-and-forget charge (LLM token usage after the response)."""
@@ -454,7 +632,7 @@ def compile_rate_limits(compiler, p, path: str, route_id: str) -> list:
         descs = []
         for di, d in enumerate(g.descriptors):
             try:
-                vals = _Values([(e.key, e.value) for e in d.entries])
+                vals = _Values([(e.key, e.value) for e in d.entries], d.when)
             except CelError as exc:
                 compiler.errors.add(f"{path}.globalRateLimit.descriptors[{di}].entries", str(exc))
                 continue

@@ -50,22 +50,15 @@ class LogFields:
         f = self.filter
         if f is not None:
             v = f.evaluate(ctx)
-            if v is None or v[0] != "true":
+            if v is None or v[0] is not True:
                 return False
         for name, vals in self.add:
             v = vals.evaluate(ctx)
             if v is not None:
-                fields[name] = _typed(v[0])
+                fields[name] = v[0]
         for name in self.remove:
             fields.pop(name, None)
         return True
-
-
-def _typed(v: str):
-    try:
-        return int(v)
-    except ValueError:
-        return v
 
 
 def compile_access_log(compiler, cfg) -> LogFields | None:
@@ -93,14 +86,14 @@ def compile_access_log(compiler, cfg) -> LogFields | None:
     compiled = []
     for name, (path, expr) in add.items():
         try:
-            compiled.append((name, _Values([(name, str(expr))])))
+            compiled.append((name, _Values([(name, str(expr))], stringify=False)))
         except CelError as exc:
             compiler.errors.add(f"{path}.{name}", str(exc))
     f = None
     if filt:
         src = " && ".join(f"({e})" for _, e in filt)
         try:
-            f = _Values([("filter", src)])
+            f = _Values([("filter", src)], stringify=False)
         except CelError as exc:
             compiler.errors.add(filt[-1][0], str(exc))
     return LogFields(compiled, frozenset(remove), f)

@@ -86,7 +86,12 @@ class _Exporter:
 
             insecure = not endpoint.startswith("https://")
             exporter = OTLPSpanExporter(endpoint=endpoint, insecure=insecure, headers=headers or None, timeout=5)
-        res = Resource.create({"service.name": "agentgw", "service.version": __version__})
+        import os
+
+        attrs = {"service.version": __version__}
+        if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+            attrs["service.name"] = "agentgw"
+        res = Resource.create(attrs)
         self.provider = TracerProvider(resource=res, sampler=ALWAYS_ON)
         self.provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
         self.tracer = self.provider.get_tracer("agentgw", __version__)
@@ -260,7 +265,7 @@ def compile_tracing(compiler, cfg) -> RequestTracer | None:
     attrs = []
     for name, expr in attrs_src.items():
         try:
-            attrs.append((str(name), _Values([(str(name), str(expr))])))
+            attrs.append((str(name), _Values([(str(name), str(expr))], stringify=False)))
         except CelError as exc:
             errors.add(f"{path}.attributes.{name}", str(exc))
     if getattr(compiler.services, "pool", None) is None:  # `agentgw validate`: nothing is served

@@ -538,7 +538,7 @@ class AgentCoreBackend:
                 return
             sse = (up_headers.get("content-type") or "").startswith("text/event-stream")
             if call.stream:
-                await self._a2a_stream(ctx, call, conn, sse, task_id, context_id)
+                await self._a2a_stream(ctx, call, conn, sse, task_id, context_id, sid)
             else:
                 await self._a2a_send(ctx, call, conn, sse, task_id, context_id, sid)
         finally:
@@ -585,9 +585,9 @@ class AgentCoreBackend:
         headers = Headers([("content-type", "application/json"), (SESSION_HEADER, sid)])
         self._send_reply(ctx, Reply(200, headers, out))
 
-    async def _a2a_stream(self, ctx, call, conn, sse: bool, task_id, context_id) -> None:
+    async def _a2a_stream(self, ctx, call, conn, sse: bool, task_id, context_id, sid) -> None:
         ex = ctx.ex
-        headers = Headers([("content-type", "text/event-stream"), ("cache-control", "no-cache")])
+        headers = Headers([("content-type", "text/event-stream"), ("cache-control", "no-cache"), (SESSION_HEADER, sid)])
         ctx.finalize_headers(200, headers)
         ex.start(200, headers)
         obs = ctx.body_observer

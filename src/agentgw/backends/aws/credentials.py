@@ -47,13 +47,19 @@ class CredentialError(GatewayError):
 
 
 class Snapshot:
-    __slots__ = ("access_key", "secret_key", "token", "expires_at")
+    __slots__ = ("access_key", "secret_key", "token", "expires_at", "ahead")
 
     def __init__(self, access_key: str, secret_key: str, token: str | None, expires_at: float | None):
         self.access_key = access_key
         self.secret_key = secret_key
         self.token = token
         self.expires_at = expires_at  # epoch seconds, None = does not expire
+        # Background refresh starts this long before expiry: REFRESH_AHEAD, or, for
+        # credentials that arrive with less than a minute of use before that window (a
+        # 15-minute role session, test credentials), half their remaining lifetime, so
+        # they are refreshed once per half-life rather than on every request.
+        life = expires_at - time.time() if expires_at is not None else 0.0
+        self.ahead = REFRESH_AHEAD if life - REFRESH_AHEAD >= 60.0 else max(life / 2, 0.0)
 
 
 def _expiry_epoch(creds) -> float | None:
@@ -145,7 +151,7 @@ class AwsCredentialSource:
         """Credentials valid now; may wait only when nothing valid is cached."""
         snap = self._snap
         if snap is not None:
-            if not self._needs_refresh(snap, REFRESH_AHEAD):
+            if not self._needs_refresh(snap, snap.ahead):
                 return snap
             if not self._needs_refresh(snap, 5.0):
                 self._start_refresh()  # still valid: refresh in the background

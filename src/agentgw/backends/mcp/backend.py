@@ -619,6 +619,7 @@ class McpBackend:
                 self.m_requests.inc(("tools/call", target, tool, "rate_limited"))
                 raise RpcError(RATE_LIMITED, why)
         ctx.attrs["mcp.call"] = (target, tool)  # for tracing and the access log
+        ctx.attrs.setdefault("mcp", {"method": "tools/call", "tool": {"name": tool, "target": target}})
         t0 = time.perf_counter()
         try:
             return await self._forward(session, target, "tools/call", dict(params, name=tool), call, tool)
