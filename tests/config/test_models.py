@@ -93,7 +93,8 @@ def test_aws_agentcore_example():
 
 def test_a2a_and_frontend_access_log():
     cfg = load("a2a.yaml")
-    assert cfg.binds[0].listeners[0].routes[0].policies.a2a == {}
+    a2a = cfg.binds[0].listeners[0].routes[0].policies.a2a
+    assert a2a is not None and a2a.agent is None  # `a2a: {}` marks the route as A2A
     assert cfg.frontend_policies.access_log.add == {"backend": "backend"}
 
 
@@ -298,9 +299,9 @@ def test_backend_exactly_one_kind():
     errs = errors_of(route_yaml("backends:\n- {host: 'a:1', backend: named}\n- {weight: 2}\n"))
     assert errs == [
         "binds[0].listeners[0].routes[0].backends[0]: exactly one of host, service, backend, mcp, ai, "
-        "aws, dynamic, routeGroup must be set (got: host, backend)",
+        "aws, a2a, dynamic, routeGroup must be set (got: host, backend)",
         "binds[0].listeners[0].routes[0].backends[1]: exactly one of host, service, backend, mcp, ai, "
-        "aws, dynamic, routeGroup must be set (got: none)",
+        "aws, a2a, dynamic, routeGroup must be set (got: none)",
     ]
 
 

@@ -109,9 +109,10 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates():
             assert cfg == want
 
             # the seed's checks
-            be = api.get("AgentgatewayBackend", "agentgateway-system", "agentcore-backend")["status"]
+            be = await _eventually(lambda: api.get("AgentgatewayBackend", "agentgateway-system", "agentcore-backend")["status"], what="backend status")
             assert be["conditions"][0]["reason"] == "Accepted"
-            rt = api.get("HTTPRoute", "agentgateway-system", "agentcore")["status"]
+            # statuses are written one object after another: wait for the route's
+            rt = await _eventually(lambda: api.get("HTTPRoute", "agentgateway-system", "agentcore")["status"], what="route status")
             assert [c["reason"] for c in rt["parents"][0]["conditions"] if c["type"] == "ResolvedRefs"] == ["ResolvedRefs"]
             assert rt["parents"][0]["controllerName"] == "agentgw.dev/controller"
             assert all(c.get("lastTransitionTime") for c in rt["parents"][0]["conditions"])
@@ -141,8 +142,8 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates():
             assert api.get("Deployment", "agentgateway-system", "agentgateway")["metadata"]["generation"] == dep_gen
             sa = api.get("ServiceAccount", "agentgateway-system", "agentgateway")
             assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("agentgateway-agentcore-irsa")
-            rt = api.get("HTTPRoute", "agentgateway-system", "agentcore")
-            assert rt["status"]["parents"][0]["conditions"][0]["observedGeneration"] == rt["metadata"]["generation"] == 2
+            await _eventually(lambda: (rt := api.get("HTTPRoute", "agentgateway-system", "agentcore"))["status"]["parents"][0]["conditions"][0]["observedGeneration"] == rt["metadata"]["generation"] == 2,
+                              what="route status for generation 2")
 
             # deleting the Gateway garbage-collects its proxy
             await env.client.delete(Resource(GW, "v1", "gateways", "Gateway"), "agentgateway-system", "agentgateway")
@@ -284,7 +285,7 @@ def test_seed004_three_listeners_tracing_policy_and_parameters():
             svc = api.get("Service", "agentgateway-system", "agentgateway-proxy")
             assert svc["spec"]["type"] == "ClusterIP"
             assert [p["port"] for p in svc["spec"]["ports"]] == [8080, 9090, 9080]
-            params = api.get("AgentgatewayParameters", "agentgateway-system", "agentgateway-proxy-params")["status"]
+            params = await _eventually(lambda: api.get("AgentgatewayParameters", "agentgateway-system", "agentgateway-proxy-params")["status"], what="parameters status")
             assert _cond(params, "Accepted")["status"] == "True"
             grant = next(o for o in objs if o["kind"] == "ReferenceGrant")
             await env.client.create(Resource(GW, "v1beta1", "referencegrants", "ReferenceGrant"), grant)
