@@ -22,6 +22,7 @@ import ssl as _ssl
 from typing import Sequence
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
+from ..gateway import observe, serve_backend
 from ..engine.http import HOP_BY_HOP, GatewayError, Headers, strip_hop_by_hop
 
 
@@ -85,11 +86,6 @@ def upstream_head(ctx, backend: HttpBackend, body_len: int | None, chunked: bool
     """Serialise the upstream request head for ``ctx`` sent to ``backend``, in one pass."""
     req = ctx.req
     headers = req.headers
-    for k, v in headers:
-        if k == "connection" and v.strip().lower() not in _CONN_PLAIN_S:
-            # names further hop-by-hop headers (or asks for an upgrade): the general path
-            headers = strip_hop_by_hop(headers, keep_upgrade=req.upgrade)
-            break
     host = ctx.authority or backend.host_override
     orig_host = None
     xff = None
@@ -100,10 +96,34 @@ def upstream_head(ctx, backend: HttpBackend, body_len: int | None, chunked: bool
                 orig_host = v
             elif k == "x-forwarded-for":
                 xff = v if xff is None else f"{xff}, {v}"
-            elif req.upgrade and (k == "upgrade" or (k == "connection" and v == "upgrade")):
-                parts.append(f"{k}: {v}\r\n")
+            elif k == "connection" and v.strip().lower() not in _CONN_PLAIN_S:
+                # names further hop-by-hop headers (or asks for an upgrade): general path
+                return _upstream_head_general(ctx, backend, body_len, chunked)
             continue
         parts.append(f"{k}: {v}\r\n")
+    return _finish_head(ctx, backend, parts, host, orig_host, xff, body_len, chunked)
+
+
+def _upstream_head_general(ctx, backend: HttpBackend, body_len: int | None, chunked: bool) -> bytes:
+    """``upstream_head`` for requests whose ``Connection`` header lists other headers."""
+    req = ctx.req
+    headers = strip_hop_by_hop(req.headers, keep_upgrade=req.upgrade)
+    host = ctx.authority or backend.host_override
+    orig_host = req.headers.get("host")
+    xff = None
+    parts = []
+    for k, v in headers:
+        if k in ("host", "content-length", "expect", "x-forwarded-proto", "x-forwarded-host"):
+            continue
+        if k == "x-forwarded-for":
+            xff = v if xff is None else f"{xff}, {v}"
+            continue
+        parts.append(f"{k}: {v}\r\n")
+    return _finish_head(ctx, backend, parts, host, orig_host, xff, body_len, chunked)
+
+
+def _finish_head(ctx, backend, parts, host, orig_host, xff, body_len, chunked) -> bytes:
+    req = ctx.req
     if host is None:
         host = orig_host or backend.target.authority
     client_ip = req.client_addr
@@ -184,8 +204,6 @@ class HttpBackendSet:
         return True
 
     def _fast_head(self, ctx, conn: UpstreamConnection, exc) -> None:
-        from ..gateway import observe, serve_backend
-
         ex = ctx.ex
         if exc is not None:
             conn.close()
@@ -469,14 +487,14 @@ def raw_response_headers(raw: list[tuple[bytes, bytes]]) -> bytes | None:
     Returns None when a ``Connection`` header names further hop-by-hop headers: that
     rare case takes the structured path, which removes them.
     """
-    parts = []
+    parts: list[bytes] = []
     for n, v in raw:
         ln = n.lower()
         if ln in _RESP_DROP:
             if ln == b"connection" and v.strip().lower() not in _CONN_PLAIN:
                 return None
             continue
-        parts.append(b"%s: %s\r\n" % (n, v))
+        parts += (n, b": ", v, b"\r\n")
     return b"".join(parts)
 
 

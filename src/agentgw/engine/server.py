@@ -397,18 +397,22 @@ class HttpServerProtocol(asyncio.Protocol):
         req.tls = self.tls
         if parser.should_upgrade():
             req.upgrade = True
-        for k, v in self._headers:
-            if k == "expect" and v.lower() == "100-continue":
-                req.expect_continue = True
         s = self.settings
-        req.body = RequestBody(self, s.max_body_bytes)
+        req.body = body = RequestBody(self, s.max_body_bytes)
         self._req = req
-        cl = self._headers.get("content-length")
-        if cl is not None and cl.isdigit() and int(cl) > s.max_body_bytes:
-            req.body.error = GatewayError(413, "payload_too_large", f"request body exceeds {s.max_body_bytes} bytes")
-            req.keep_alive = False
-        if not self._headers.has("content-length") and not self._headers.has("transfer-encoding"):
-            req.body.complete = True
+        framed = False
+        for k, v in self._headers:  # one scan for the headers that shape the exchange
+            if k == "content-length":
+                framed = True
+                if v.isdigit() and int(v) > s.max_body_bytes:
+                    body.error = GatewayError(413, "payload_too_large", f"request body exceeds {s.max_body_bytes} bytes")
+                    req.keep_alive = False
+            elif k == "transfer-encoding":
+                framed = True
+            elif k == "expect" and v.lower() == "100-continue":
+                req.expect_continue = True
+        if not framed:
+            body.complete = True
         ex = Exchange(self, req)
         if self.current is None and self._pending is None:
             self._pending = ex
