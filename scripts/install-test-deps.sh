@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the test suite needs, on a fresh Debian machine with Python 3.11+.
 set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
 PY=${PYTHON:-python3}
 $PY -m pip install -q -e '.[test]'
 # The A2A tests also run an agent on a2a-sdk 0.3 (the older card and method names),
@@ -63,4 +64,21 @@ if [ ! -f "$AWS4_DIR/get-vanilla/get-vanilla.authz" ]; then
     echo "warning: could not fetch the botocore sdist; the SigV4 test-vector tests will be skipped" >&2
   fi
   rm -rf "$AWS4_TMP"
+fi
+
+# Locally a missing tool only skips the tests that need it; in CI it is an error, so a
+# broken install can't pass as a green run with skipped tests.
+if [ -n "${CI:-}" ]; then
+  missing=()
+  for cmd in htpasswd redis-server promtool prometheus kubectl node; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+  done
+  [ -d .cache/npm/node_modules/@modelcontextprotocol/server-everything ] || missing+=("npm:server-everything")
+  [ -d .cache/npm/node_modules/@modelcontextprotocol/inspector ] || missing+=("npm:inspector")
+  [ -f "$AWS4_DIR/get-vanilla/get-vanilla.authz" ] || missing+=("aws4_testsuite")
+  "$A2A03/bin/python" -c 'import a2a' 2>/dev/null || missing+=("a2a-sdk 0.3 venv")
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "error: test dependencies missing in CI: ${missing[*]}" >&2
+    exit 1
+  fi
 fi

@@ -187,7 +187,7 @@ class HttpBackendSet:
             return False
         req = ctx.req
         body = req.body
-        if not body.complete or body.error is not None or req.upgrade:
+        if not body.complete or body.error is not None or req.upgrade or ctx.body_filter is not None:
             return False
         backend = self.choice.pick()
         if backend is None:
@@ -221,9 +221,13 @@ class HttpBackendSet:
             return
         status = conn.status
         headers, cl = self._response_head(ctx, conn)
+        observer = ctx.body_observer
         if conn.done:
             body = b"".join(conn.chunks) if conn.chunks else b""
             conn.chunks = []
+            if observer is not None:
+                observer(body)
+                observer(None)
             if ex.head_only and cl is not None:
                 ex.start(status, headers, content_length=int(cl))
                 ex.end()
@@ -238,6 +242,8 @@ class HttpBackendSet:
 
         def on_end() -> None:
             client.remove_pause_hook(hook)
+            if observer is not None:
+                observer(None)
             ex.end()
             conn.release()
             observe(ctx)
@@ -249,7 +255,16 @@ class HttpBackendSet:
             conn.close()
             observe(ctx)
 
-        conn.stream_to(ex.write, on_end, on_error)
+        if observer is not None:
+            write = ex.write
+
+            def on_chunk(chunk: bytes) -> None:
+                observer(chunk)
+                write(chunk)
+
+            conn.stream_to(on_chunk, on_end, on_error)
+        else:
+            conn.stream_to(ex.write, on_end, on_error)
 
     def _response_head(self, ctx, conn: UpstreamConnection):
         """Response headers for the client (raw bytes when no policy needs them) and the

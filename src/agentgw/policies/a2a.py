@@ -56,6 +56,7 @@ class A2aErrorShape(Policy):
     call come back as JSON-RPC errors."""
 
     order = 1
+    sync = True  # awaits only while a body is still arriving (handled off the fast path)
 
     def on_request(self, ctx):
         req = ctx.req
@@ -77,6 +78,7 @@ class A2aErrorShape(Policy):
 class A2a(Policy):
     # after authentication (jwtAuth/apiKey/basicAuth/extAuthz), before authorization
     order = 35
+    sync = True  # awaits only while a body is still arriving (handled off the fast path)
 
     def __init__(self, agent: str, metrics=None):
         if metrics is None:  # validation only: nothing is served
