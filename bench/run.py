@@ -341,7 +341,7 @@ def run_a2a(args: argparse.Namespace) -> int:
     print()
     bars = []
     for c, summary in results.items():
-        print(f"### {'sequential' if c == 1 else f'{c}-concurrent'} (wrk -c{c})")
+        print(f"### {'sequential (wrk -c1)' if c == 1 else f'{c} concurrent sessions (wrk -t{c} -c{c}, one session per thread)'}")
         print()
         print(lib.markdown_table(summary))
         d, g = summary["direct"]["p50_ms"], summary["agentgw-a2a"]["p50_ms"]
@@ -414,6 +414,27 @@ def _mcp_lua(path: Path, sid: str) -> Path:
     return path
 
 
+def _mcp_sessions_lua(path: Path, sids: list[str]) -> Path:
+    """One MCP session per wrk thread (run with -tN -cN): N concurrent *sessions*, each
+    calling sequentially on its own connection, as N agents would."""
+    body = MCP_CALL.decode().replace("\\", "\\\\").replace('"', '\\"')
+    path.write_text(
+        "local sids = {" + ", ".join(f'"{s}"' for s in sids) + "}\n"
+        "local next_sid = 1\n"
+        "function setup(thread)\n"
+        "  thread:set('sid', sids[next_sid])\n"
+        "  next_sid = next_sid + 1\n"
+        "end\n"
+        "function init(args)\n"
+        f'  req = wrk.format("POST", nil, {{["Content-Type"] = "application/json", '
+        '["Accept"] = "application/json, text/event-stream", ["Mcp-Session-Id"] = sid, '
+        f'["Mcp-Protocol-Version"] = "2025-06-18"}}, "{body}")\n'
+        "end\n"
+        "function request() return req end\n"
+    )
+    return path
+
+
 def run_mcp(args: argparse.Namespace) -> int:
     """tools/call on a streamable-HTTP MCPServer (the Python SDK's FastMCP), direct vs through
     an mcp backend; bars: p50 added <= 1 ms (sequential and concurrent), req/s >= 0.5x direct."""
@@ -455,16 +476,20 @@ binds:
             lib.log(f"agentgw-mcp on :{ports['bind']} (CPU {args.proxy_cpu})")
             gw = start_agentgw(group, wd, "agentgw-mcp", yaml_text, ports, args.proxy_cpu, cmd=args.agentgw_cmd)
             gw_url = f"http://{lib.LOOPBACK}:{ports['bind']}/mcp"
-            targets = []
-            for name, url, proc in (("direct", direct_url, up), ("agentgw-mcp", gw_url, gw)):
-                script = _mcp_lua(wd / f"{name}.lua", _mcp_session(url))
-                targets.append((Target(name, url, proc), script))
+            endpoints = (("direct", direct_url, up), ("agentgw-mcp", gw_url, gw))
             for c in levels:
+                targets = []
+                for name, url, proc in endpoints:
+                    if c == 1:
+                        script = _mcp_lua(wd / f"{name}.lua", _mcp_session(url))
+                    else:  # c concurrent sessions, one per wrk thread
+                        script = _mcp_sessions_lua(wd / f"{name}-{c}.lua", [_mcp_session(url) for _ in range(c)])
+                    targets.append((Target(name, url, proc), script))
                 runs = []
                 for rnd in range(n_rounds):
                     order = targets[rnd % 2:] + targets[: rnd % 2]
                     for t, script in order:
-                        spec = LoadSpec(**{**spec0.__dict__, "connections": c, "script": script})
+                        spec = LoadSpec(**{**spec0.__dict__, "connections": c, "threads": c, "script": script})
                         lib.log(f"round {rnd + 1}: {t.name} wrk -c{c} -d{spec.duration_s:g}s tools/call")
                         runs.append(lib.measure(t, spec, rnd, group))
                 all_runs += [{"connections": c, **r.__dict__} for r in runs]
@@ -475,7 +500,7 @@ binds:
     print()
     bars = []
     for c, summary in results.items():
-        print(f"### {'sequential' if c == 1 else f'{c}-concurrent'} (wrk -c{c})")
+        print(f"### {'sequential (wrk -c1)' if c == 1 else f'{c} concurrent sessions (wrk -t{c} -c{c}, one session per thread)'}")
         print()
         print(lib.markdown_table(summary))
         d, g = summary["direct"]["p50_ms"], summary["agentgw-mcp"]["p50_ms"]
@@ -637,7 +662,7 @@ def run_llm(args: argparse.Namespace) -> int:
     print()
     bars = []
     for c, summary in results.items():
-        print(f"### {'sequential' if c == 1 else f'{c}-concurrent'} (wrk -c{c})")
+        print(f"### {'sequential (wrk -c1)' if c == 1 else f'{c} concurrent sessions (wrk -t{c} -c{c}, one session per thread)'}")
         print()
         print(lib.markdown_table(summary))
         d, g = summary["direct"]["p50_ms"], summary["agentgw-llm"]["p50_ms"]

@@ -11,15 +11,6 @@ if ! "$A2A03/bin/python" -c 'import a2a, uvicorn' 2>/dev/null; then
     $PY -m venv "$A2A03"
     "$A2A03/bin/python" -m pip install -q 'a2a-sdk[http-server]==0.3.26' 'uvicorn==0.54.0'
 fi
-# Apache's htpasswd (apache2-utils) makes the htpasswd files the basicAuth tests check.
-if ! command -v htpasswd >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get install -y -q apache2-utils >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q apache2-utils >/dev/null 2>&1; }) \
-      || echo "warning: could not install apache2-utils; the htpasswd test will be skipped" >&2
-  else
-    echo "note: htpasswd not found (apt-get install apache2-utils); the htpasswd test will be skipped" >&2
-  fi
-fi
 # Scale-out and observability tests: a real redis-server (global rate limits) and
 # Prometheus (promtool check metrics, a real scrape), both from Debian packages.
 apt_install() {  # apt_install COMMAND PACKAGE
@@ -35,15 +26,10 @@ apt_install() {  # apt_install COMMAND PACKAGE
 }
 apt_install redis-server redis-server
 apt_install promtool prometheus
-# Kubernetes tests render deploy/kubernetes with kubectl's built-in kustomize (Debian: kubernetes-client).
-if ! command -v kubectl >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get install -y -q kubernetes-client >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q kubernetes-client >/dev/null 2>&1; }) \
-      || echo "warning: could not install kubernetes-client; the kustomize test will be skipped" >&2
-  else
-    echo "note: kubectl not found (apt-get install kubernetes-client); the kustomize test will be skipped" >&2
-  fi
-fi
+# Apache's htpasswd makes the htpasswd files the basicAuth tests check.
+apt_install htpasswd apache2-utils
+# Kubernetes tests render deploy/kubernetes with kubectl's built-in kustomize.
+apt_install kubectl kubernetes-client
 # MCP interop tests: the reference server and the Inspector CLI, project-local.
 if command -v npm >/dev/null 2>&1; then
   npm install --silent --no-audit --no-fund --prefix .cache/npm \

@@ -124,14 +124,20 @@ async def handle(bind: BindRuntime, req, ex) -> None:
             return
         await backend.serve(ctx)
     except GatewayError as exc:
-        if not ctx.upstream_error and exc.status >= 500:
-            ctx.upstream_error = exc.message
-        if not ex.started:
-            ctx.respond(exc.reply())
-        elif not ex.finished:
-            ex.abort()
+        answer_error(ctx, exc)
     finally:
         observe(ctx)
+
+
+def answer_error(ctx: Ctx, exc: GatewayError) -> None:
+    """A gateway error as the client's answer, or a cut connection once a response began."""
+    ex = ctx.ex
+    if not ctx.upstream_error and exc.status >= 500:
+        ctx.upstream_error = exc.message
+    if not ex.started:
+        ctx.respond(exc.reply())
+    elif not ex.finished:
+        ex.abort()
 
 
 def observe(ctx: Ctx) -> None:
@@ -252,11 +258,6 @@ async def serve_backend(ctx: Ctx) -> None:
     try:
         await ctx.route.backend.serve(ctx)
     except GatewayError as exc:
-        if not ctx.upstream_error and exc.status >= 500:
-            ctx.upstream_error = exc.message
-        if not ex.started:
-            ctx.respond(exc.reply())
-        elif not ex.finished:
-            ex.abort()
+        answer_error(ctx, exc)
     finally:
         observe(ctx)

@@ -223,16 +223,7 @@ class HttpBackendSet:
         headers, cl = self._response_head(ctx, conn)
         observer = ctx.body_observer
         if conn.done:
-            body = b"".join(conn.chunks) if conn.chunks else b""
-            conn.chunks = []
-            if observer is not None:
-                observer(body)
-                observer(None)
-            if ex.head_only and cl is not None:
-                ex.start(status, headers, content_length=int(cl))
-                ex.end()
-            else:
-                ex.send(status, headers, body)
+            _send_whole(ex, conn, status, headers, cl, observer)
             conn.release()
             observe(ctx)
             return
@@ -408,16 +399,7 @@ class HttpBackendSet:
         headers, cl = self._response_head(ctx, conn)
         observer = ctx.body_observer
         if conn.done:
-            body = b"".join(conn.chunks) if conn.chunks else b""
-            conn.chunks = []
-            if observer is not None:
-                observer(body)
-                observer(None)
-            if ex.head_only and cl is not None:
-                ex.start(status, headers, content_length=int(cl))
-                ex.end()
-            else:
-                ex.send(status, headers, body)
+            _send_whole(ex, conn, status, headers, cl, observer)
             return
         ex.start(status, headers, content_length=int(cl) if cl is not None and cl.isdigit() else None)
         loop = asyncio.get_running_loop()
@@ -511,6 +493,20 @@ def raw_response_headers(raw: list[tuple[bytes, bytes]]) -> bytes | None:
             continue
         parts += (n, b": ", v, b"\r\n")
     return b"".join(parts)
+
+
+def _send_whole(ex, conn: UpstreamConnection, status: int, headers, cl: str | None, observer) -> None:
+    """Relay a response that arrived complete: one write, content-length framing."""
+    body = b"".join(conn.chunks) if conn.chunks else b""
+    conn.chunks = []
+    if observer is not None:
+        observer(body)
+        observer(None)
+    if ex.head_only and cl is not None:
+        ex.start(status, headers, content_length=int(cl))
+        ex.end()
+    else:
+        ex.send(status, headers, body)
 
 
 def _pump_done(fut: asyncio.Future, conn: UpstreamConnection) -> None:

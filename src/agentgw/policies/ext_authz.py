@@ -27,6 +27,7 @@ import weakref
 
 from ..engine.http import HOP_BY_HOP, Headers, Reply, error_body
 from .auth_common import HttpSideClient, SideCallError
+from .grpc_unary import call_unary
 from .base import Policy
 
 log = logging.getLogger("agentgw.auth")
@@ -83,38 +84,14 @@ class _GrpcTransport:
         return self._call
 
     async def check(self, request):
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        gfut = self._callable().future(request, timeout=self.timeout)
-
-        def done(g):
-            try:
-                res = g.result()
-            except Exception as exc:  # noqa: BLE001 - grpc.RpcError and friends
-                loop.call_soon_threadsafe(_set, fut, None, exc)
-                return
-            loop.call_soon_threadsafe(_set, fut, res, None)
-
-        gfut.add_done_callback(done)
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            gfut.cancel()
-            raise
+        return await call_unary(
+            self._callable(), request, self.timeout, lambda exc: ExtAuthzFailure(type(exc).__name__)
+        )
 
     def close(self):
         ch = getattr(self, "_channel", None)
         if ch is not None:
             ch.close()
-
-
-def _set(fut, res, exc):
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(ExtAuthzFailure(type(exc).__name__))
-    else:
-        fut.set_result(res)
 
 
 class ExtAuthz(Policy):

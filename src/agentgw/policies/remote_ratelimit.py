@@ -23,17 +23,9 @@ from __future__ import annotations
 import asyncio
 import weakref
 
+from .grpc_unary import call_unary
 from .base import Policy
 from .global_ratelimit import LimiterMetrics, _limit_reply, _unavailable_reply, _Values
-
-
-def _set(fut, res, exc):
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(res)
 
 
 class RlsClient:
@@ -61,24 +53,7 @@ class RlsClient:
         return self._call
 
     async def should_rate_limit(self, request):
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        gfut = self._callable().future(request, timeout=self.timeout)
-
-        def done(g):
-            try:
-                res = g.result()
-            except Exception as exc:  # noqa: BLE001 - grpc.RpcError and friends
-                loop.call_soon_threadsafe(_set, fut, None, exc)
-                return
-            loop.call_soon_threadsafe(_set, fut, res, None)
-
-        gfut.add_done_callback(done)
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            gfut.cancel()
-            raise
+        return await call_unary(self._callable(), request, self.timeout)
 
 
 class _TokenReport:
