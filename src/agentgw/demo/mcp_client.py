@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import urllib.error
 import urllib.request
 
 
@@ -32,8 +33,11 @@ def main() -> None:
     p.add_argument("--url", default="http://localhost:3000/mcp")
     p.add_argument("--call", nargs=2, metavar=("TOOL", "JSON_ARGS"))
     a = p.parse_args()
-    init, sid = post(a.url, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "agentgw-demo", "version": "1"}}}, None)
+    try:
+        init, sid = post(a.url, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "agentgw-demo", "version": "1"}}}, None)
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"cannot reach {a.url}: {exc.reason} (is `make run` running?)") from None
     info = init["result"]["serverInfo"]
     print(f"connected to {info['name']} {info['version']} (protocol {init['result']['protocolVersion']})")
     post(a.url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
