@@ -341,7 +341,7 @@ def run_a2a(args: argparse.Namespace) -> int:
     print()
     bars = []
     for c, summary in results.items():
-        print(f"### {'sequential (wrk -c1)' if c == 1 else f'{c} concurrent sessions (wrk -t{c} -c{c}, one session per thread)'}")
+        print(f"### {'sequential' if c == 1 else f'{c}-concurrent'} (wrk -c{c})")
         print()
         print(lib.markdown_table(summary))
         d, g = summary["direct"]["p50_ms"], summary["agentgw-a2a"]["p50_ms"]
@@ -662,7 +662,7 @@ def run_llm(args: argparse.Namespace) -> int:
     print()
     bars = []
     for c, summary in results.items():
-        print(f"### {'sequential (wrk -c1)' if c == 1 else f'{c} concurrent sessions (wrk -t{c} -c{c}, one session per thread)'}")
+        print(f"### {'sequential' if c == 1 else f'{c}-concurrent'} (wrk -c{c})")
         print()
         print(lib.markdown_table(summary))
         d, g = summary["direct"]["p50_ms"], summary["agentgw-llm"]["p50_ms"]

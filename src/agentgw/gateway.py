@@ -21,7 +21,7 @@ log = logging.getLogger("agentgw")
 
 
 class Route:
-    __slots__ = ("name", "request_chain", "response_chain", "backend", "policies", "listener", "fast")
+    __slots__ = ("name", "request_chain", "response_chain", "backend", "policies", "listener", "fast", "response_edits")
 
     def __init__(self, name: str, policies: list, backend, listener: str = ""):
         from .policies.base import overrides
@@ -35,12 +35,15 @@ class Route:
         self.listener = listener
         # Served by ``handle_fast`` when every request policy answers synchronously.
         self.fast = all(p.sync for p in policies)
+        self.response_edits = any(p.edits_response_headers for p in policies if overrides(p, "on_response"))
 
 
 class ListenerRuntime:
     """A listener: its route table plus the policies that run before routing."""
 
-    __slots__ = ("name", "hostname", "protocol", "routes", "tls", "request_chain", "response_chain", "fast")
+    __slots__ = (
+        "name", "hostname", "protocol", "routes", "tls", "request_chain", "response_chain", "fast", "response_edits",
+    )
 
     def __init__(
         self, name: str, hostname: str | None, protocol: str, routes: RouteTable, tls=None, policies: list = ()
@@ -56,6 +59,7 @@ class ListenerRuntime:
         self.request_chain = tuple(p.on_request for p in policies if overrides(p, "on_request"))
         self.response_chain = tuple(p.on_response for p in policies if overrides(p, "on_response"))
         self.fast = all(p.sync for p in policies)
+        self.response_edits = any(p.edits_response_headers for p in policies if overrides(p, "on_response"))
 
 
 class BindRuntime:

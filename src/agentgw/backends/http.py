@@ -23,7 +23,7 @@ from typing import Sequence
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
 from ..gateway import observe, serve_backend
-from ..engine.http import HOP_BY_HOP, GatewayError, Headers, strip_hop_by_hop
+from ..engine.http import HOP_BY_HOP, GatewayError, Headers, RawHeaderView, strip_hop_by_hop
 
 
 class HttpBackend:
@@ -261,9 +261,12 @@ class HttpBackendSet:
         """Response headers for the client (raw bytes when no policy needs them) and the
         upstream content-length, with response policies applied."""
         cl = conn.resp_cl.decode("latin-1") if conn.resp_cl is not None else None
-        if not ctx.response_hooks and not ctx.route.response_chain and not ctx.listener.response_chain:
+        route, listener = ctx.route, ctx.listener
+        if not ctx.response_hooks and not route.response_edits and not listener.response_edits:
             raw = raw_response_headers(conn.raw_headers)
             if raw is not None:
+                if route.response_chain or listener.response_chain:  # read-only hooks
+                    ctx.finalize_headers(conn.status, RawHeaderView(conn.raw_headers))
                 return raw, cl
         headers = strip_hop_by_hop(conn.headers)
         headers.remove("content-length")

@@ -94,6 +94,33 @@ class Headers(list):
         return Headers(self)
 
 
+class RawHeaderView:
+    """Read-only access to raw ``(name, value)`` byte pairs, decoding only what is asked.
+
+    Given to response hooks that declared they don't edit headers, so a relay can pass
+    upstream headers through as bytes and still let such hooks look at them.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]):
+        self.raw = raw
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        b = name.encode("latin-1")
+        for n, v in self.raw:
+            if len(n) == len(b) and n.lower() == b:
+                return v.decode("latin-1")
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        b = name.encode("latin-1")
+        return [v.decode("latin-1") for n, v in self.raw if n.lower() == b]
+
+    def has(self, name: str) -> bool:
+        return self.get(name) is not None
+
+
 def strip_hop_by_hop(headers: Headers, keep_upgrade: bool = False) -> Headers:
     """Return the end-to-end subset of ``headers``.
 

@@ -79,6 +79,7 @@ class A2a(Policy):
     # after authentication (jwtAuth/apiKey/basicAuth/extAuthz), before authorization
     order = 35
     sync = True  # awaits only while a body is still arriving (handled off the fast path)
+    edits_response_headers = False  # on_response reads status and content-type only
 
     def __init__(self, agent: str, metrics=None):
         if metrics is None:  # validation only: nothing is served

@@ -23,6 +23,10 @@ class Policy:
     #: path (``gateway.handle_fast``), which finishes the chain in a task if a policy
     #: does return an awaitable.
     sync: bool = False
+    #: False when ``on_response`` only reads the response head (status, a header or
+    #: two): relays then keep upstream headers as raw bytes and give such hooks a
+    #: read-only view (``engine.http.RawHeaderView``) instead of decoded ``Headers``.
+    edits_response_headers: bool = True
 
     def on_request(self, ctx) -> "Reply | None | Awaitable[Reply | None]":  # pragma: no cover
         return None
