@@ -246,16 +246,7 @@ class HttpBackendSet:
             conn.close()
             observe(ctx)
 
-        if observer is not None:
-            write = ex.write
-
-            def on_chunk(chunk: bytes) -> None:
-                observer(chunk)
-                write(chunk)
-
-            conn.stream_to(on_chunk, on_end, on_error)
-        else:
-            conn.stream_to(ex.write, on_end, on_error)
+        _stream_body(ex, conn, observer, on_end, on_error)
 
     def _response_head(self, ctx, conn: UpstreamConnection):
         """Response headers for the client (raw bytes when no policy needs them) and the
@@ -421,16 +412,7 @@ class HttpBackendSet:
         client = ex.conn
         hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
         try:
-            if observer is not None:
-                write = ex.write
-
-                def on_chunk(chunk: bytes) -> None:
-                    observer(chunk)
-                    write(chunk)
-
-                conn.stream_to(on_chunk, on_end, on_error)
-            else:
-                conn.stream_to(ex.write, on_end, on_error)
+            _stream_body(ex, conn, observer, on_end, on_error)
             try:
                 await done
             except GatewayError as exc:
@@ -496,6 +478,20 @@ def raw_response_headers(raw: list[tuple[bytes, bytes]]) -> bytes | None:
             continue
         parts += (n, b": ", v, b"\r\n")
     return b"".join(parts)
+
+
+def _stream_body(ex, conn: UpstreamConnection, observer, on_end, on_error) -> None:
+    """Relay the response body as it arrives, showing each chunk to ``observer`` first."""
+    if observer is None:
+        conn.stream_to(ex.write, on_end, on_error)
+        return
+    write = ex.write
+
+    def on_chunk(chunk: bytes) -> None:
+        observer(chunk)
+        write(chunk)
+
+    conn.stream_to(on_chunk, on_end, on_error)
 
 
 def _send_whole(ex, conn: UpstreamConnection, status: int, headers, cl: str | None, observer) -> None:
