@@ -121,7 +121,7 @@ class Agent:
 
         if method in ("message/send", "tasks/send", "SendMessage"):
             t = self.task(params, v1, "completed", self.answer(req, params))
-            self.tasks[t["id"]] = t
+            self.remember(t)
             result({"task": t} if v1 else t)
         elif method in ("message/stream", "tasks/sendSubscribe", "SendStreamingMessage"):
             await self.stream(req, ex, rid, params, v1)
@@ -141,10 +141,19 @@ class Agent:
         else:
             error(-32601, "Method not found")
 
+    MAX_TASKS = 10_000
+
+    def remember(self, t: dict) -> None:
+        """Keep the most recent tasks for tasks/get and cancel; a demo must not grow forever."""
+        tasks = self.tasks
+        tasks[t["id"]] = t
+        if len(tasks) > self.MAX_TASKS:
+            del tasks[next(iter(tasks))]
+
     async def stream(self, req, ex, rid, params, v1: bool) -> None:
         ex.start(200, Headers([("content-type", "text/event-stream"), ("cache-control", "no-cache")]))
         t = self.task(params, v1, "submitted")
-        self.tasks[t["id"]] = t
+        self.remember(t)
         tid, cid = t["id"], t["contextId"]
 
         def send(r: dict) -> None:
