@@ -392,37 +392,7 @@ class HttpBackendSet:
             return
         headers, cl = self._response_head(ctx, conn)
         observer = ctx.body_observer
-        if conn.done:
-            _send_whole(ex, conn, status, headers, cl, observer)
-            return
-        ex.start(status, headers, content_length=int(cl) if cl is not None and cl.isdigit() else None)
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def on_end() -> None:
-            if observer is not None:
-                observer(None)
-            if not done.done():
-                done.set_result(None)
-
-        def on_error(exc: BaseException) -> None:
-            if not done.done():
-                done.set_exception(exc)
-
-        client = ex.conn
-        hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
-        try:
-            _stream_body(ex, conn, observer, on_end, on_error)
-            try:
-                await done
-            except GatewayError as exc:
-                ctx.upstream_error = exc.message
-                ex.abort()
-                return
-        finally:
-            client.remove_pause_hook(hook)
-            conn.resume_reading()
-        ex.end()
+        await relay_response(ctx, conn, status, headers, cl, observer)
 
     async def _tunnel(self, ctx, conn: UpstreamConnection, headers: Headers) -> None:
         """Protocol switch (WebSocket): relay the 101, then raw bytes both ways until one closes."""
@@ -478,6 +448,43 @@ def raw_response_headers(raw: list[tuple[bytes, bytes]]) -> bytes | None:
             continue
         parts += (n, b": ", v, b"\r\n")
     return b"".join(parts)
+
+
+async def relay_response(ctx, conn: UpstreamConnection, status: int, headers, cl: str | None, observer=None) -> None:
+    """Relay an upstream response whose head is final: in one write when it is already
+    complete, else streamed with backpressure both ways; an upstream failure mid-body
+    cuts the client connection (a truncated response must not look complete)."""
+    ex = ctx.ex
+    if conn.done:
+        _send_whole(ex, conn, status, headers, cl, observer)
+        return
+    ex.start(status, headers, content_length=int(cl) if cl is not None and cl.isdigit() else None)
+    done = asyncio.get_running_loop().create_future()
+
+    def on_end() -> None:
+        if observer is not None:
+            observer(None)
+        if not done.done():
+            done.set_result(None)
+
+    def on_error(exc: BaseException) -> None:
+        if not done.done():
+            done.set_exception(exc)
+
+    client = ex.conn
+    hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
+    try:
+        _stream_body(ex, conn, observer, on_end, on_error)
+        try:
+            await done
+        except GatewayError as exc:
+            ctx.upstream_error = exc.message
+            ex.abort()
+            return
+    finally:
+        client.remove_pause_hook(hook)
+        conn.resume_reading()
+    ex.end()
 
 
 def _stream_body(ex, conn: UpstreamConnection, observer, on_end, on_error) -> None:

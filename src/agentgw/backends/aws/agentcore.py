@@ -45,6 +45,7 @@ import orjson
 from ...engine.client import StaleConnection, UpstreamConnection
 from ...engine.http import GatewayError, Headers, Reply, strip_hop_by_hop
 from ..a2a.rpc import parse_body, shape_reply
+from ..http import relay_response
 from .credentials import CredentialError
 from .sigv4 import sign_headers
 
@@ -482,7 +483,6 @@ class AgentCoreBackend:
             conn.release()
 
     async def _relay_raw(self, ctx, conn: UpstreamConnection, sid: str) -> None:
-        ex = ctx.ex
         status = conn.status
         headers = strip_hop_by_hop(conn.headers)
         cl = headers.get("content-length")
@@ -492,25 +492,7 @@ class AgentCoreBackend:
         if status >= 400:
             ctx.upstream_error = f"AgentCore answered {status} {(headers.get('x-amzn-errortype') or '').split(':', 1)[0]}".strip()
         ctx.finalize_headers(status, headers)
-        if conn.done:
-            body = b"".join(conn.chunks)
-            conn.chunks = []
-            ex.send(status, headers, body)
-            return
-        ex.start(status, headers, content_length=int(cl) if cl is not None and cl.isdigit() else None)
-        client = ex.conn
-        hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
-        try:
-            async for chunk in conn.iter_body():
-                ex.write(chunk)
-        except GatewayError as exc:
-            ctx.upstream_error = exc.message
-            ex.abort()
-            return
-        finally:
-            client.remove_pause_hook(hook)
-            conn.resume_reading()
-        ex.end()
+        await relay_response(ctx, conn, status, headers, cl)
 
     # -- A2A mode ------------------------------------------------------------------------------
     async def _a2a(self, ctx, call: A2aCall, principal, logf) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 
 from .base import Provider, Upstream
-from .ir import ChunkMaker, TranslationError, Usage, data_url, max_tokens_of, new_id, parse_image_url, parts_of, stop_list, text_of
+from .ir import ChunkMaker, TranslationError, Usage, data_url, max_tokens_of, new_id, parse_image_url, parts_of, stop_list, text_of, merging_appender
 from .openai import StreamError
 from .sse import SSEParser, encode
 
@@ -41,13 +41,7 @@ def ir_to_anthropic(ir: dict, model: str, stream: bool) -> dict:
     system: list[str] = []
     msgs: list[dict] = []
 
-    def push(role: str, blocks: list[dict]) -> None:
-        if not blocks:
-            return
-        if msgs and msgs[-1]["role"] == role:
-            msgs[-1]["content"].extend(blocks)
-        else:
-            msgs.append({"role": role, "content": blocks})
+    push = merging_appender(msgs)
 
     for m in ir.get("messages") or []:
         role = m.get("role")

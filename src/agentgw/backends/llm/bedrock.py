@@ -13,7 +13,7 @@ import orjson
 from botocore.eventstream import EventStreamBuffer, EventStreamError
 
 from .base import Provider, Upstream
-from .ir import ChunkMaker, TranslationError, Usage, completion, max_tokens_of, parse_image_url, parts_of, stop_list, text_of
+from .ir import ChunkMaker, TranslationError, Usage, completion, max_tokens_of, parse_image_url, parts_of, stop_list, text_of, merging_appender
 from .openai import StreamError
 
 STOP_TO_IR = {
@@ -37,13 +37,7 @@ def ir_to_converse(ir: dict) -> dict:
     system = []
     msgs: list[dict] = []
 
-    def push(role, blocks):
-        if not blocks:
-            return
-        if msgs and msgs[-1]["role"] == role:
-            msgs[-1]["content"].extend(blocks)
-        else:
-            msgs.append({"role": role, "content": blocks})
+    push = merging_appender(msgs)
 
     for m in ir.get("messages") or []:
         role = m.get("role")

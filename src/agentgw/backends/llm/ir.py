@@ -100,6 +100,21 @@ class ChunkMaker:
         }
 
 
+def merging_appender(msgs: list[dict]):
+    """``push(role, blocks)`` for providers that need alternating roles (Anthropic,
+    Bedrock Converse): consecutive blocks of one role become one message."""
+
+    def push(role: str, blocks: list[dict]) -> None:
+        if not blocks:
+            return
+        if msgs and msgs[-1]["role"] == role:
+            msgs[-1]["content"].extend(blocks)
+        else:
+            msgs.append({"role": role, "content": blocks})
+
+    return push
+
+
 def text_of(content) -> str:
     """The text of a message's content (string or list of parts)."""
     if content is None:
