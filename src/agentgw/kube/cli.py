@@ -157,8 +157,12 @@ def cmd_controller(args: argparse.Namespace) -> int:
     import uvloop
 
     from ..telemetry.setup import configure_logging
-    from .controller import run_controller
 
+    try:
+        from .controller import run_controller
+    except ImportError as exc:
+        print(f"agentgw controller needs the 'kube' extra: pip install 'agentgw[kube]' ({exc})", file=sys.stderr)
+        return 1
     configure_logging("info", "text")
     return uvloop.run(run_controller(controller_name=args.controller_name, namespace=args.namespace, image=args.proxy_image))
 
