@@ -258,7 +258,6 @@ async def finish_chain(ctx: Ctx, pending, rest: tuple) -> None:
 
 async def serve_backend(ctx: Ctx) -> None:
     """The backend step of ``handle``, for a request whose policies already ran."""
-    ex = ctx.ex
     try:
         await ctx.route.backend.serve(ctx)
     except GatewayError as exc:

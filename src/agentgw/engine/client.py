@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl as _ssl
-import time
 from typing import Callable
 
 import httptools

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 from ...config import models as m
 from ...policies.local_ratelimit import TokenBucket

@@ -22,7 +22,7 @@ from .jsonrpc import (
     is_request,
     version_rank,
 )
-from .upstream import HttpUpstream, SseUpstream, StdioUpstream, Upstream, UpstreamGone
+from .upstream import HttpUpstream, SseUpstream, StdioUpstream, Upstream
 
 log = logging.getLogger("agentgw.mcp")
 

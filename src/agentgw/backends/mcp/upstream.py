@@ -25,7 +25,7 @@ from typing import Callable
 import orjson
 
 from ...engine.client import ConnectionPool, StaleConnection, UpstreamTarget
-from ...engine.http import GatewayError, Headers, encode_headers
+from ...engine.http import GatewayError, encode_headers
 from .jsonrpc import (
     INTERNAL_ERROR,
     SESSION_EXPIRED,
