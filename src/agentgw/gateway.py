@@ -95,15 +95,8 @@ async def handle(bind: BindRuntime, req, ex) -> None:
         ctx.listener = listener
         path = normalize_path(req.path)
         ctx.path = path
-        for step in listener.request_chain:  # gateway-phase policies (e.g. authentication)
-            r = step(ctx)
-            if r is not None:
-                if r.__class__ is not Reply:
-                    r = await r
-                    if r is None:
-                        continue
-                ctx.respond(r)
-                return
+        if await run_chain(ctx, listener.request_chain):  # gateway phase (e.g. authentication)
+            return
         match = listener.routes.match(req.method, req.host, path, req.headers, req.query)
         if match is None:
             ctx.respond(Reply.error(404, *_NOT_FOUND))
@@ -113,20 +106,9 @@ async def handle(bind: BindRuntime, req, ex) -> None:
         ctx.match = match
         if bind.tracer is not None:
             bind.tracer.start(ctx)
-        for step in route.request_chain:
-            r = step(ctx)
-            if r is not None:
-                if r.__class__ is not Reply:
-                    r = await r
-                    if r is None:
-                        continue
-                ctx.respond(r)
-                return
-        backend = route.backend
-        if backend is None:
-            ctx.respond(Reply.error(503, "no_healthy_backend", "the route has no backend"))
+        if await run_chain(ctx, route.request_chain):
             return
-        await backend.serve(ctx)
+        await _backend(ctx).serve(ctx)
     except GatewayError as exc:
         answer_error(ctx, exc)
     finally:
@@ -214,52 +196,64 @@ def handle_fast(bind: BindRuntime, req, ex) -> bool:
                 ctx.respond(r)
                 observe(ctx)
                 return True
-        backend = route.backend
-        if backend is None:
-            ctx.respond(Reply.error(503, "no_healthy_backend", "the route has no backend"))
-            observe(ctx)
-            return True
-        try_fast = getattr(backend, "try_fast", None)
+        try_fast = getattr(_backend(ctx), "try_fast", None)
         if try_fast is not None and try_fast(ctx):
             return True
     except GatewayError as exc:
-        if not ex.started:
-            ctx.respond(exc.reply())
+        answer_error(ctx, exc)
         observe(ctx)
         return True
     ex.conn.spawn(ex, serve_backend(ctx))
     return True
 
 
+async def run_chain(ctx: Ctx, chain) -> bool:
+    """Run request policies in order; True when one of them answered the request."""
+    for step in chain:
+        r = step(ctx)
+        if r is not None:
+            if r.__class__ is not Reply:
+                r = await r
+                if r is None:
+                    continue
+            ctx.respond(r)
+            return True
+    return False
+
+
 async def finish_chain(ctx: Ctx, pending, rest: tuple) -> None:
     """The rest of a fast-path request whose policy chain had to wait on I/O."""
     try:
         r = await pending
-        for step in rest:
-            if r is not None:
-                break
-            r = step(ctx)
-            if r is not None and r.__class__ is not Reply:
-                r = await r
+        if r is not None:
+            ctx.respond(r)
+            answered = True
+        else:
+            answered = await run_chain(ctx, rest)
     except GatewayError as exc:
-        if not ctx.ex.started:
-            ctx.respond(exc.reply())
+        answer_error(ctx, exc)
         observe(ctx)
         return
     except BaseException:
         observe(ctx)
         raise
-    if r is not None or ctx.route.backend is None:
-        ctx.respond(r if r is not None else Reply.error(503, "no_healthy_backend", "the route has no backend"))
+    if answered:
         observe(ctx)
         return
     await serve_backend(ctx)
 
 
+def _backend(ctx: Ctx):
+    backend = ctx.route.backend
+    if backend is None:
+        raise GatewayError(503, "no_healthy_backend", "the route has no backend")
+    return backend
+
+
 async def serve_backend(ctx: Ctx) -> None:
     """The backend step of ``handle``, for a request whose policies already ran."""
     try:
-        await ctx.route.backend.serve(ctx)
+        await _backend(ctx).serve(ctx)
     except GatewayError as exc:
         answer_error(ctx, exc)
     finally:

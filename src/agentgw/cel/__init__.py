@@ -212,6 +212,16 @@ def _unquote(lit: str) -> str | None:
     return body
 
 
+def activation(data: dict):
+    """An engine activation over ``data`` (variable name → value)."""
+    return _environment().Activation(data, arena=_cel.Arena())
+
+
+def is_no_value(result) -> bool:
+    """An evaluation result that carries no usable value (error, unknown, null)."""
+    return result.type() in (_cel.Type.ERROR, _cel.Type.UNKNOWN, _cel.Type.NULL)
+
+
 class Expression:
     """One compiled expression."""
 
@@ -333,6 +343,22 @@ class _Binder:
             data[name] = m
         return data
 
+    def memoized(self, ctx, memo: dict, compute):
+        """``compute(data)`` for the values ``ctx`` gives the expressions, remembered in
+        ``memo`` (bounded) by those values when they are hashable."""
+        vals = self.values(ctx)
+        key = self.key(vals) if self.memoizable else None
+        if key is not None:
+            hit = memo.get(key, _MISSING)
+            if hit is not _MISSING:
+                return hit
+        result = compute(self.data(vals))
+        if key is not None:
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[key] = result
+        return result
+
     def bind(self, ctx) -> tuple[dict, tuple | None]:
         vals = self.values(ctx)
         return self.data(vals), (self.key(vals) if self.memoizable else None)
@@ -360,24 +386,10 @@ class RuleSet:
         self.memo: dict = {}
 
     def decide(self, ctx) -> str | None:
-        binder = self.binder
-        vals = binder.values(ctx)
-        key = binder.key(vals) if binder.memoizable else None
-        if key is not None:
-            hit = self.memo.get(key, _MISSING)
-            if hit is not _MISSING:
-                return hit
-        result = self._decide(binder.data(vals))
-        if key is not None:
-            memo = self.memo
-            if len(memo) >= _MEMO_MAX:
-                memo.clear()
-            memo[key] = result
-        return result
+        return self.binder.memoized(ctx, self.memo, self._decide)
 
     def _decide(self, data: dict) -> str | None:
-        env = _environment()
-        act = env.Activation(data, arena=_cel.Arena())
+        act = activation(data)
         for i, e in enumerate(self.deny):
             if e.evaluate(act) is not False:  # true, an error, or not a bool: fail closed
                 return f"deny rule {i} matched"

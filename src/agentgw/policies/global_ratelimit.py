@@ -43,6 +43,7 @@ import math
 import time
 from collections import deque
 
+from ..cel import Expression, _Binder, activation, is_no_value
 from ..engine.http import Headers, Reply
 from .base import Policy
 
@@ -67,7 +68,6 @@ end
 return out
 """
 
-_MISSING = object()
 
 
 class _Values:
@@ -77,7 +77,6 @@ class _Values:
 
     def __init__(self, entries: list[tuple[str, str]], when: str | None = None, stringify: bool = True):
         self.stringify = stringify  # False: keep bool/int/float values as they are (logs, spans)
-        from ..cel import Expression, _Binder
 
         self.keys = tuple(k for k, _ in entries)
         self.exprs = [Expression(v) for _, v in entries]
@@ -93,45 +92,31 @@ class _Values:
 
     def evaluate(self, ctx) -> tuple | None:
         """The entry values as strings, or None when the descriptor doesn't apply."""
-        b = self.binder
-        vals = b.values(ctx)
-        key = b.key(vals) if b.memoizable else None
-        if key is not None:
-            hit = self.memo.get(key, _MISSING)
-            if hit is not _MISSING:
-                return hit
-        from .. import cel as celmod
+        return self.binder.memoized(ctx, self.memo, self._evaluate)
 
-        env = celmod._environment()
-        act = env.Activation(b.data(vals), arena=celmod._cel.Arena())
+    def _evaluate(self, data: dict) -> tuple | None:
+        act = activation(data)
         out = []
-        bad = (celmod._cel.Type.ERROR, celmod._cel.Type.UNKNOWN, celmod._cel.Type.NULL)
         for e in self.exprs:
             try:
                 r = e.program.eval(act)
-                if r.type() in bad:  # a missing key, a type error...: no value
-                    out = None
-                    break
+                if is_no_value(r):  # a missing key, a type error...: no value
+                    return None
                 v = r.value()
             except Exception:  # noqa: BLE001 - an evaluation error: descriptor skipped
-                out = None
-                break
+                return None
             if isinstance(v, bool):
                 v = ("true" if v else "false") if self.stringify else v
             elif isinstance(v, (int, float, str)):
                 v = str(v) if self.stringify else v
             else:  # an error value, a map, a list: no usable value
-                out = None
-                break
+                return None
             out.append(v)
-        if out is not None and len(out) > len(self.keys):  # the `when` condition
-            out = out[1:] if out[0] in ("true", True) else None
-        res = tuple(out) if out is not None else None
-        if key is not None:
-            if len(self.memo) >= 4096:
-                self.memo.clear()
-            self.memo[key] = res
-        return res
+        if len(out) > len(self.keys):  # the `when` condition
+            if out[0] not in ("true", True):
+                return None
+            out = out[1:]
+        return tuple(out)
 
 
 def _limit_reply(limit: int, reset: float, message: str = "rate limit exceeded") -> Reply:

@@ -41,6 +41,24 @@ from .jsonrpc import (
 log = logging.getLogger("agentgw.mcp")
 
 
+
+async def sse_messages(conn, on_event: Callable[[str, bytes], None] | None = None):
+    """JSON-RPC messages from an upstream SSE body, as they arrive. ``message`` events
+    that aren't JSON are skipped; other events go to ``on_event``."""
+    parser = SseParser()
+    async for chunk in conn.iter_body():
+        for event, data, _ in parser.feed(chunk):
+            if event != "message":
+                if on_event is not None:
+                    on_event(event, data)
+                continue
+            if not data:
+                continue
+            try:
+                yield loads(data)
+            except orjson.JSONDecodeError:
+                continue
+
 class UpstreamGone(RpcError):
     """The target is unreachable or its session/process is gone."""
 
@@ -264,22 +282,12 @@ class HttpUpstream(Upstream):
                 conn.release()
 
     async def _read_sse_answer(self, conn, rid: int, related, timeout):
-        parser = SseParser()
         answer = None
-        async for chunk in conn.iter_body():
-            for event, data, _ in parser.feed(chunk):
-                if event != "message" or not data:
-                    continue
-                try:
-                    m = loads(data)
-                except orjson.JSONDecodeError:
-                    continue
-                if is_response(m) and m.get("id") == rid:
-                    answer = m
-                else:
-                    self.on_message(self, m, related)
-            if answer is not None:
+        async for m in sse_messages(conn):
+            if is_response(m) and m.get("id") == rid:
+                answer = m
                 break
+            self.on_message(self, m, related)
         if answer is None:
             raise UpstreamGone(f"target {self.name}: stream ended without an answer")
         return _unwrap(answer)
@@ -318,21 +326,13 @@ class HttpUpstream(Upstream):
             await conn.wait_head(30.0)
             if conn.status != 200:
                 return
-            parser = SseParser()
-            async for chunk in conn.iter_body():
-                for event, data, _ in parser.feed(chunk):
-                    if event != "message" or not data:
-                        continue
-                    try:
-                        m = loads(data)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if is_response(m):
-                        fut = self._pending.pop(m.get("id"), None)
-                        if fut is not None and not fut.done():
-                            fut.set_result(m)
-                        continue
-                    self.on_message(self, m, None)
+            async for m in sse_messages(conn):
+                if is_response(m):
+                    fut = self._pending.pop(m.get("id"), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(m)
+                    continue
+                self.on_message(self, m, None)
         except (GatewayError, OSError):
             pass
         except asyncio.CancelledError:
@@ -635,20 +635,14 @@ class SseUpstream(_StreamUpstream):
             await conn.wait_head(30.0)
             if conn.status != 200:
                 raise GatewayError(502, "upstream_error", f"SSE endpoint answered {conn.status}")
-            parser = SseParser()
-            async for chunk in conn.iter_body():
-                for event, data, _ in parser.feed(chunk):
-                    if event == "endpoint":
-                        self.endpoint = data.decode("utf-8").strip()
-                        if not ready.done():
-                            ready.set_result(None)
-                        continue
-                    if event != "message" or not data:
-                        continue
-                    try:
-                        self._dispatch(loads(data))
-                    except orjson.JSONDecodeError:
-                        continue
+            def on_event(event: str, data: bytes) -> None:
+                if event == "endpoint":
+                    self.endpoint = data.decode("utf-8").strip()
+                    if not ready.done():
+                        ready.set_result(None)
+
+            async for m in sse_messages(conn, on_event):
+                self._dispatch(m)
         except GatewayError as exc:
             if not ready.done():
                 ready.set_exception(exc)
