@@ -142,8 +142,7 @@ def test_alias_prompts_and_guards(gw, fakes):
 def test_stream_response_mask(gw):
     chunks = list(client(gw, "guarded").chat.completions.create(model="fast", messages=[{"role": "user", "content": "ring 415-555-0100"}], stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert "555-0100" not in text or "<PHONE_NUMBER>" in text
-    assert text.startswith("[system: company policy] echo: ring")
+    assert text == "[system: company policy] echo: ring <PHONE_NUMBER>"
 
 
 def test_backend_auth_passthrough(gw, fakes):
