@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.harness import REPO_ROOT, subprocess_env
+from tests.support.harness import REPO_ROOT, ReadyProcess
 
 A2A03_PYTHON = REPO_ROOT / ".venvs" / "a2a03" / "bin" / "python"
 A2A_TEST_TIMEOUT = 60
@@ -22,43 +19,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(A2A_TEST_TIMEOUT))
 
 
-class AgentProc:
-    """A test agent process; ``port`` is read from its ``READY <port>`` line."""
+class AgentProc(ReadyProcess):
+    """A test agent process; ``port`` is read from its ``READY <port>`` line (or the demo
+    agent's ``on http://127.0.0.1:<port>/`` banner)."""
 
     def __init__(self, workdir: Path, name: str, cmd: list[str]):
-        workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
-        self.out_path = workdir / f"agent-{name}.out"
-        self._out = open(self.out_path, "wb")
-        self.proc = subprocess.Popen(
-            cmd, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=subprocess_env(), cwd=str(REPO_ROOT), start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            text = self.out_path.read_text(errors="replace")
-            m = re.search(r"READY (\d+)", text) or re.search(r" on http://127\.0\.0\.1:(\d+)/", text)
-            if m:
-                self.port = int(m.group(1))
-                break
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"agent {name} did not start:\n{self.out_path.read_text(errors='replace')[-4000:]}")
-            time.sleep(0.05)
+        super().__init__(workdir, f"agent-{name}", cmd, r"READY (\d+)| on http://127\.0\.0\.1:(\d+)/")
+        m = self.ready_match
+        self.port = int(m.group(1) or m.group(2))
 
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._out.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.support.harness import REPO_ROOT, subprocess_env
+from tests.support.harness import ReadyProcess
 
 AGENTCORE_TEST_TIMEOUT = 60
 ARN = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/hello_agent-AbCdE12345"
@@ -28,29 +25,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(AGENTCORE_TEST_TIMEOUT))
 
 
-class StandIn:
+class StandIn(ReadyProcess):
     """``python -m agentgw.demo.agentcore_standin`` as a process."""
 
     def __init__(self, workdir: Path, *args: str):
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.out_path = workdir / "standin.out"
-        self._out = open(self.out_path, "wb")
-        self.proc = subprocess.Popen(
+        super().__init__(
+            workdir, "standin",
             [sys.executable, "-m", "agentgw.demo.agentcore_standin", "--port", "0", *args],
-            stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=subprocess_env(), cwd=str(REPO_ROOT), start_new_session=True,
+            r"READY (\d+)(?: STS (\d+))?",
         )
-        deadline = time.monotonic() + 30
-        while True:
-            m = re.search(r"READY (\d+)(?: STS (\d+))?", self.out_path.read_text(errors="replace"))
-            if m:
-                self.port = int(m.group(1))
-                self.sts_port = int(m.group(2)) if m.group(2) else None
-                break
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"stand-in did not start:\n{self.out_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.05)
+        m = self.ready_match
+        self.port = int(m.group(1))
+        self.sts_port = int(m.group(2)) if m.group(2) else None
 
     @property
     def url(self) -> str:
@@ -59,16 +45,6 @@ class StandIn:
     def requests(self) -> list[dict]:
         with urllib.request.urlopen(self.url + "/_standin/requests", timeout=5) as r:
             return json.loads(r.read())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._out.close()
 
 
 def aws_env(**kw: str) -> dict[str, str]:

@@ -539,6 +539,41 @@ class RawHTTP:
 # --------------------------------------------------------------------------- #
 # processes
 # --------------------------------------------------------------------------- #
+class ReadyProcess:
+    """A helper server run as a subprocess that prints a line matching ``ready`` (a regex)
+    once it listens; ``ready_match`` holds that match. Output goes to ``<workdir>/<label>.out``."""
+
+    def __init__(self, workdir: Path, label: str, cmd: list[str], ready: str, timeout: float = 30.0):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.label = label
+        self.out_path = workdir / f"{label}.out"
+        self._out = open(self.out_path, "wb")
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=subprocess_env(), cwd=str(REPO_ROOT), start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(ready, self.out_path.read_text(errors="replace"))
+            if m:
+                self.ready_match = m
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{label} did not start:\n{self.out_path.read_text(errors='replace')[-4000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._out.close()
+
+
 class _Proc:
     proc: subprocess.Popen
     stdout_path: Path
