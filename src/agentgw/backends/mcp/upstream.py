@@ -117,9 +117,13 @@ class Upstream:
         raise NotImplementedError
 
     async def notify(self, method: str, params) -> None:
-        raise NotImplementedError
+        msg = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            msg["params"] = params
+        await self.respond(msg)
 
     async def respond(self, msg: dict) -> None:
+        """Send a message that gets no answer (a response or a notification)."""
         raise NotImplementedError
 
     async def open_stream(self) -> None:
@@ -303,12 +307,6 @@ class HttpUpstream(Upstream):
         if conn.status == 404 and self.session_id:
             raise UpstreamGone(f"target {self.name}: upstream session expired", expired=True)
 
-    async def notify(self, method: str, params) -> None:
-        msg = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            msg["params"] = params
-        await self._send_no_answer(msg)
-
     async def respond(self, msg: dict) -> None:
         await self._send_no_answer(msg)
 
@@ -444,12 +442,6 @@ class _StreamUpstream(Upstream):
         for rid, fut in list(self._waiting.items()):
             if not fut.done():
                 fut.set_exception(UpstreamGone(f"target {self.name}: {reason}"))
-
-    async def notify(self, method: str, params) -> None:
-        msg = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            msg["params"] = params
-        await self._write(msg)
 
     async def respond(self, msg: dict) -> None:
         await self._write(msg)
