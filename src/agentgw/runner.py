@@ -292,7 +292,7 @@ class GatewayProcess:
         for srv in self.servers.values():
             for conn in list(srv.settings.connections):
                 if conn.transport is not None:
-                    conn.transport.close()
+                    conn.close()
             srv.settings.stop_sweeper()
         for s in self.admin_servers:
             s.close()

@@ -404,6 +404,7 @@ class HttpBackendSet:
         ctx.finalize_headers(101, headers)
         ex.start(101, headers)
         client = ex.conn
+        client.flush_output()  # the 101 head goes before any tunnelled byte
         leftover = conn.start_tunnel(client.transport)
         if leftover:
             client.transport.write(leftover)

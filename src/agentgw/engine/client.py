@@ -25,6 +25,7 @@ from typing import Callable
 import httptools
 
 from .http import GatewayError, Headers
+from .outbox import BufferedWriter, outbox_for
 
 
 class UpstreamConnectError(GatewayError):
@@ -74,7 +75,7 @@ class UpstreamTarget:
         return f"UpstreamTarget({self.host}:{self.port}{' tls' if self.ssl else ''})"
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(BufferedWriter, asyncio.Protocol):
     __slots__ = (
         "pool",
         "target",
@@ -111,6 +112,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_tunnel_peer",
         "_tunnel_leftover",
         "close_delimited",
+        "_out",
+        "_outbox",
     )
 
     def __init__(self, pool: "ConnectionPool", target: UpstreamTarget):
@@ -125,6 +128,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.write_paused = False
         self._drain_waiters: list[asyncio.Future] = []
         self._read_paused = False
+        self._out: bytes | None = None  # a write held to the end of this loop turn
+        self._outbox = outbox_for(self.loop)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -184,6 +189,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc):  # type: ignore[override]
         self.closed = True
+        self._out = None
         self.pool.forget(self)
         if self._tunnel_peer is not None:
             self._tunnel_peer.close()
@@ -232,8 +238,13 @@ class UpstreamConnection(asyncio.Protocol):
             self._read_paused = False
             self.transport.resume_reading()
 
+    def _write_closed(self) -> bool:
+        return self.closed or self.transport.is_closing()
+
     def close(self) -> None:
         if not self.closed:
+            if self._out is not None:
+                self.flush_output()
             self.closed = True
             self.pool.forget(self)
             if self.transport is not None:
@@ -352,10 +363,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._reset_state()
         self.head_only = head_only
         self._head_fut = self.loop.create_future()
-        if body:
-            self.transport.write(head + body)
-        else:
-            self.transport.write(head)
+        self.send_bytes(head + body if body else head)
 
     def send_head_cb(self, head: bytes, body: bytes | None, on_head, *, head_only: bool = False) -> None:
         """Like :meth:`send_head`, but ``on_head(conn, exc)`` is called instead of a future
@@ -364,14 +372,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._reset_state()
         self.head_only = head_only
         self._on_head = on_head
-        if body:
-            self.transport.write(head + body)
-        else:
-            self.transport.write(head)
+        self.send_bytes(head + body if body else head)
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
-            self.transport.write(data)
+        self.send_bytes(data)
 
     async def wait_head(self, timeout: float | None) -> None:
         """Wait for the response head; a timeout closes the connection (504)."""

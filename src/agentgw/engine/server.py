@@ -25,6 +25,7 @@ import httptools
 
 from .body import RequestBody
 from .http import GatewayError, Headers, encode_headers, error_body, status_line
+from .outbox import BufferedWriter, outbox_for
 
 log = logging.getLogger("agentgw.engine")
 
@@ -116,7 +117,7 @@ class Request:
         return self.headers.get("host", "") or ""
 
 
-class HttpServerProtocol(asyncio.Protocol):
+class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
     __slots__ = (
         "settings",
         "loop",
@@ -141,6 +142,8 @@ class HttpServerProtocol(asyncio.Protocol):
         "_tunnel_buffer",
         "_dead",
         "_pending",
+        "_out",
+        "_outbox",
     )
 
     def __init__(self, settings: ServerSettings, loop: asyncio.AbstractEventLoop):
@@ -167,6 +170,8 @@ class HttpServerProtocol(asyncio.Protocol):
         self._tunnel_buffer: list[bytes] | None = None
         self._dead = False
         self._pending: Exchange | None = None  # parsed in this read, started after it
+        self._out: bytes | None = None  # a write held to the end of this loop turn
+        self._outbox = outbox_for(loop)
 
     # -- connection lifecycle -------------------------------------------------------------
     def connection_made(self, transport):  # type: ignore[override]
@@ -208,6 +213,7 @@ class HttpServerProtocol(asyncio.Protocol):
         if self._dead:
             return
         self._dead = True
+        self._out = None
         s = self.settings
         s.connections.discard(self)
         if s.on_connection_change:
@@ -234,6 +240,16 @@ class HttpServerProtocol(asyncio.Protocol):
         if self.current is not None or self.queue:
             return True  # keep the write side open for the response(s)
         return False
+
+    # -- writing --------------------------------------------------------------------------
+    def _write_closed(self) -> bool:
+        return self._dead or self.transport.is_closing()
+
+    def close(self) -> None:
+        """Close after what was written (including a held write) has gone out."""
+        if self._out is not None:
+            self.flush_output()
+        self.transport.close()
 
     # -- flow control ---------------------------------------------------------------------
     def pause_writing(self):
@@ -331,14 +347,14 @@ class HttpServerProtocol(asyncio.Protocol):
         if self.transport is None or self._dead:
             return
         body = error_body(kind, message)
-        self.transport.write(
+        self.send_bytes(
             status_line(status)
             + b"content-type: application/json\r\nconnection: close\r\ncontent-length: "
             + str(len(body)).encode()
             + b"\r\n\r\n"
             + body
         )
-        self.transport.close()
+        self.close()
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -494,7 +510,7 @@ class HttpServerProtocol(asyncio.Protocol):
             req.body.drop()
         if not ex.keep_alive:
             self._closing = True
-            self.transport.close()
+            self.close()
             return
         if self.queue:
             # Requests already read are answered, even when the connection is closing.
@@ -508,7 +524,7 @@ class HttpServerProtocol(asyncio.Protocol):
             return
         if self._closing or self.settings.draining:
             self._closing = True
-            self.transport.close()
+            self.close()
             return
         self.state = _IDLE
         self.deadline = self.loop.time() + self.settings.idle_timeout
@@ -521,19 +537,19 @@ class HttpServerProtocol(asyncio.Protocol):
         ex = self.current
         if ex is not None and ex.request.expect_continue and not ex.continue_sent and not ex.started:
             ex.continue_sent = True
-            self.transport.write(_CONTINUE)
+            self.send_bytes(_CONTINUE)
 
     def deadline_passed(self) -> None:
         if self.state == _READING:
             self._closing = True
             self._write_error_and_close(408, "request_header_timeout", "timed out reading request headers")
         elif self.state == _IDLE:
-            self.transport.close()
+            self.close()
         self.deadline = 0.0
 
     def close_if_idle(self) -> None:
         if self.state == _IDLE and self.current is None and self.transport is not None:
-            self.transport.close()
+            self.close()
 
     # -- tunnels (protocol switch) --------------------------------------------------------
     def start_tunnel(self, upstream: asyncio.Transport) -> None:
@@ -550,7 +566,7 @@ class HttpServerProtocol(asyncio.Protocol):
     def tunnel_closed(self) -> None:
         self._tunnel = None
         if self.transport is not None:
-            self.transport.close()
+            self.close()
 
 
 class Exchange:
@@ -612,8 +628,7 @@ class Exchange:
         if not no_body and body:
             data += body
             self.bytes_sent = len(body)
-        if not self.conn._dead:
-            self.conn.transport.write(data)
+        self.conn.send_bytes(data)
         self._finish()
 
     def send_error(self, status: int, kind: str, message: str) -> None:
@@ -638,23 +653,22 @@ class Exchange:
         else:
             self.chunked = True
             extra = b"transfer-encoding: chunked\r\n"
-        if not self.conn._dead:
-            self.conn.transport.write(self._head(status, headers, extra))
+        self.conn.send_bytes(self._head(status, headers, extra))
 
     def write(self, data: bytes) -> None:
         if not data or self.head_only or self.conn._dead:
             return
         self.bytes_sent += len(data)
         if self.chunked:
-            self.conn.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            self.conn.send_bytes(b"%x\r\n%b\r\n" % (len(data), data))
         else:
-            self.conn.transport.write(data)
+            self.conn.send_bytes(data)
 
     def end(self) -> None:
         if self.finished:
             return
-        if self.chunked and not self.head_only and not self.conn._dead:
-            self.conn.transport.write(b"0\r\n\r\n")
+        if self.chunked and not self.head_only:
+            self.conn.send_bytes(b"0\r\n\r\n")
         self._finish()
 
     def abort(self) -> None:
@@ -663,6 +677,7 @@ class Exchange:
         self.keep_alive = False
         conn = self.conn
         if not conn._dead and conn.transport is not None:
+            conn.flush_output()  # earlier (complete) pipelined responses still go out
             conn.transport.abort()
         conn.exchange_done(self)
 
