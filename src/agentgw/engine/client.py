@@ -251,8 +251,8 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
                 self.transport.close()
 
     # -- httptools callbacks ----------------------------------------------------------------
-    def on_status(self, status: bytes) -> None:
-        pass
+    # (no on_status: the code is read in on_headers_complete, and httptools makes no call
+    # into Python for a callback the protocol doesn't define)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Kept as raw bytes: a response passing through untouched is never decoded.

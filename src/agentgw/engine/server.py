@@ -305,6 +305,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             return
         if self._closing:
             return
+        if self.state == _IDLE:
+            self.state = _READING
+            self.deadline = self.loop.time() + self.settings.header_read_timeout
         try:
             self.parser.feed_data(data)
             if self._pending is not None:
@@ -356,16 +359,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         )
         self.close()
 
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self._url = []
-        self._headers = Headers()
-        self._header_bytes = 0
-        self._req = None
-        if self.state == _IDLE:
-            self.state = _READING
-            self.deadline = self.loop.time() + self.settings.header_read_timeout
-
+    # httptools callbacks. There is no on_message_begin (a call into Python per request):
+    # per-message state is reset once a head is complete, and the header-read deadline is
+    # armed in data_received when bytes arrive on an idle connection.
     def on_url(self, url: bytes) -> None:
         self._header_bytes += len(url)
         if self._header_bytes > self.settings.max_header_bytes:
@@ -408,6 +404,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         req.http_version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive() and not self.settings.draining
         req.headers = self._headers
+        self._headers = Headers()  # the next message's
+        self._url = []
+        self._header_bytes = 0
         req.client_addr = self.peer
         req.scheme = self.settings.scheme
         req.tls = self.tls
@@ -417,7 +416,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         req.body = body = RequestBody(self, s.max_body_bytes)
         self._req = req
         framed = False
-        for k, v in self._headers:  # one scan for the headers that shape the exchange
+        for k, v in req.headers:  # one scan for the headers that shape the exchange
             if k == "content-length":
                 framed = True
                 if v.isdigit() and int(v) > s.max_body_bytes:
