@@ -243,10 +243,45 @@ class Expression:
         return self.program.eval(activation).value()
 
 
+_REQUEST_GETTERS: dict[str, Callable[[Any], Any]] = {
+    "method": lambda ctx: ctx.req.method,
+    "path": lambda ctx: ctx.path,
+    "host": lambda ctx: ctx.req.host,
+    "scheme": lambda ctx: ctx.req.scheme,
+    "query": lambda ctx: ctx.req.query,
+}
+
+
+def _request_key(plain: tuple, hdrs) -> Callable[[Any], tuple] | None:
+    """A memo key read straight off the request, for expressions that use only request
+    members and named headers (the usual ``authorization`` rules): no intermediate maps
+    and no sorting on the per-request path. Two requests with equal keys bind equal
+    data: the members, and each named header's joined value or None when absent."""
+    if any(p not in _REQUEST_GETTERS for p in plain):
+        return None
+    getters = tuple(_REQUEST_GETTERS[p] for p in plain)
+    names = sorted(hdrs)
+    if not names:
+        return lambda ctx: tuple([g(ctx) for g in getters])
+    index = {n: i for i, n in enumerate(names)}
+    count = len(names)
+
+    def key(ctx) -> tuple:
+        hv: list = [None] * count
+        for k, v in ctx.req.headers:
+            i = index.get(k)
+            if i is not None:
+                prev = hv[i]
+                hv[i] = v if prev is None else f"{prev}, {v}"
+        return (*[g(ctx) for g in getters], *hv)
+
+    return key
+
+
 class _Binder:
     """Builds the activation data for a set of expressions, and its memo key."""
 
-    __slots__ = ("plan", "memoizable")
+    __slots__ = ("plan", "memoizable", "fast_key")
 
     def __init__(self, exprs: list[Expression]):
         refs: dict[str, set | None] = {}
@@ -274,6 +309,9 @@ class _Binder:
             plan.append((name, tuple(plain), None if whole_headers else frozenset(hdrs) if hdrs else ()))
         self.plan = tuple(plan)
         self.memoizable = memo
+        self.fast_key = None
+        if memo and len(plan) == 1 and plan[0][0] == "request":
+            self.fast_key = _request_key(plan[0][1], plan[0][2])
 
     def values(self, ctx) -> list:
         """The inputs the rules read, in plan order (cheap: no maps are built)."""
@@ -346,22 +384,26 @@ class _Binder:
     def memoized(self, ctx, memo: dict, compute):
         """``compute(data)`` for the values ``ctx`` gives the expressions, remembered in
         ``memo`` (bounded) by those values when they are hashable."""
-        vals = self.values(ctx)
-        key = self.key(vals) if self.memoizable else None
-        if key is not None:
+        fast_key = self.fast_key
+        if fast_key is not None:
+            key = fast_key(ctx)
             hit = memo.get(key, _MISSING)
             if hit is not _MISSING:
                 return hit
+            vals = self.values(ctx)
+        else:
+            vals = self.values(ctx)
+            key = self.key(vals) if self.memoizable else None
+            if key is not None:
+                hit = memo.get(key, _MISSING)
+                if hit is not _MISSING:
+                    return hit
         result = compute(self.data(vals))
         if key is not None:
             if len(memo) >= _MEMO_MAX:
                 memo.clear()
             memo[key] = result
         return result
-
-    def bind(self, ctx) -> tuple[dict, tuple | None]:
-        vals = self.values(ctx)
-        return self.data(vals), (self.key(vals) if self.memoizable else None)
 
 
 _MEMO_MAX = 4096
