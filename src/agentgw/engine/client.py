@@ -238,9 +238,6 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             self._read_paused = False
             self.transport.resume_reading()
 
-    def _write_closed(self) -> bool:
-        return self.closed or self.transport.is_closing()
-
     def close(self) -> None:
         if not self.closed:
             if self._out is not None:

@@ -62,29 +62,34 @@ def outbox_for(loop: asyncio.AbstractEventLoop) -> Outbox:
 
 
 class BufferedWriter:
-    """Mixin for a protocol with ``transport``, ``_out`` (held bytes or None), ``_outbox``
-    and ``_write_closed()``; gives it a coalesced ``send_bytes`` and ``flush_output``."""
+    """Mixin for a protocol with ``transport``, ``_out`` (held bytes or None) and
+    ``_outbox``; gives it a coalesced ``send_bytes`` and ``flush_output``.
+
+    Writes to a transport that is closing (or lost) are dropped, as uvloop would refuse
+    them; a protocol drops what it holds when its connection is lost."""
 
     __slots__ = ()
 
     def send_bytes(self, data: bytes) -> None:
-        if self._write_closed():
-            return
         out = self._out
         if out is None:
             self._out = data
-            self._outbox.add(self)
+            box = self._outbox
+            pending = box.pending
+            if not pending:
+                box.loop.call_soon(box.flush)
+            pending.append(self)
         else:
             # A second write this turn: both go now, in order, as one syscall.
             self._out = None
-            self.transport.writelines((out, data))
+            t = self.transport
+            if not t.is_closing():
+                t.writelines((out, data))
 
     def flush_output(self) -> None:
         out = self._out
         if out is not None:
             self._out = None
-            if not self._write_closed():
-                self.transport.write(out)
-
-    def drop_output(self) -> None:
-        self._out = None
+            t = self.transport
+            if not t.is_closing():
+                t.write(out)

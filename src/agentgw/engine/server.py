@@ -242,9 +242,6 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         return False
 
     # -- writing --------------------------------------------------------------------------
-    def _write_closed(self) -> bool:
-        return self._dead or self.transport.is_closing()
-
     def close(self) -> None:
         """Close after what was written (including a held write) has gone out."""
         if self._out is not None:
