@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 import time
 
+from functools import partial
+
 from .context import Ctx
 from .engine.http import GatewayError, Reply
+from .policies.base import Deferred
 from .routing.paths import normalize_path
 from .routing.table import RouteTable, hostname_matches
 
@@ -185,26 +188,63 @@ def handle_fast(bind: BindRuntime, req, ex) -> bool:
     ctx.path = path
     ctx.route = route
     ctx.match = match
+    _continue_fast(ctx, route.request_chain, 0)
+    return True
+
+
+def _continue_fast(ctx: Ctx, chain: tuple, start: int) -> None:
+    """Run ``chain[start:]`` and then the backend, without a task for as long as every
+    step answers at once or waits on a single future (:class:`Deferred`)."""
+    ex = ctx.ex
     try:
-        chain = route.request_chain
-        for i, step in enumerate(chain):
-            r = step(ctx)
+        for i in range(start, len(chain)):
+            r = chain[i](ctx)
             if r is not None:
-                if r.__class__ is not Reply:  # e.g. a token-cache miss: finish in a task
-                    ex.conn.spawn(ex, finish_chain(ctx, r, chain[i + 1 :]))
-                    return True
-                ctx.respond(r)
-                observe(ctx)
-                return True
+                cls = r.__class__
+                if cls is Reply:
+                    ctx.respond(r)
+                    observe(ctx)
+                    return
+                if cls is Deferred:  # e.g. a Redis check: resume from its callback
+                    r.fut.add_done_callback(partial(_resume_fast, ctx, r, chain, i + 1))
+                    return
+                # any other awaitable (a token-cache miss...): finish in a task
+                ex.conn.spawn(ex, finish_chain(ctx, r, chain[i + 1 :]))
+                return
         try_fast = getattr(_backend(ctx), "try_fast", None)
         if try_fast is not None and try_fast(ctx):
-            return True
+            return
     except GatewayError as exc:
         answer_error(ctx, exc)
         observe(ctx)
-        return True
+        return
     ex.conn.spawn(ex, serve_backend(ctx))
-    return True
+
+
+def _resume_fast(ctx: Ctx, pending: Deferred, chain: tuple, start: int, fut) -> None:
+    """A deferred policy answer is in: finish that step, then carry on as ``handle_fast``."""
+    ex = ctx.ex
+    if ex.disconnected:
+        observe(ctx)  # the client left while the check was out, as a cancelled task would
+        return
+    try:
+        r = pending.decide(fut)
+        if r is not None:
+            ctx.respond(r)
+            observe(ctx)
+            return
+        _continue_fast(ctx, chain, start)
+    except GatewayError as exc:
+        answer_error(ctx, exc)
+        observe(ctx)
+    except Exception:
+        # No task or parser callback is above this frame to catch it: answer here.
+        log.exception("unhandled error while handling %s %s", ctx.req.method, ctx.req.path)
+        if not ex.started:
+            ex.send_error(500, "internal_error", "internal gateway error")
+        elif not ex.finished:
+            ex.abort()
+        observe(ctx)
 
 
 async def run_chain(ctx: Ctx, chain) -> bool:

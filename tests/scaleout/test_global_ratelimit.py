@@ -208,3 +208,78 @@ def _up(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_body_is_forwarded_after_the_check(harness, redis_server):
+    """The request waits for Redis without a task and then goes upstream from the
+    answer's callback: the upstream gets the exact body, and a limited request never
+    reaches it."""
+    import hashlib
+
+    up = harness.upstream("up")
+    gw = harness.gateway(gateway_config([
+        route("api", [up.host], prefix="/echo", policies=_limit(redis_server.url, [_desc('"body"', 3)])),
+    ]))
+    body = bytes(range(256)) * 40
+    with httpx.Client(base_url=gw.url, timeout=5) as c:
+        for _ in range(3):
+            r = c.post("/echo/x", content=body, headers={"content-type": "application/octet-stream"})
+            assert r.status_code == 200
+            assert r.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+        r = c.post("/echo/x", content=body)
+        assert r.status_code == 429
+    m = parse_metrics(gw.metrics_text())
+    assert metric_sum(m, "agentgw_ratelimit_checks_total", result="allowed") == 3
+    assert metric_sum(m, "agentgw_ratelimit_checks_total", result="limited") == 1
+
+
+def test_client_leaving_while_the_check_is_out(harness):
+    """Redis accepts but never answers: a client that gives up first leaves nothing
+    behind; the check still times out into its failure mode and the gateway serves on."""
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    held: list = []
+    stop = threading.Event()
+
+    def accept():
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])  # read nothing, answer nothing
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        up = harness.upstream("up")
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}"
+        gw = harness.gateway(gateway_config([
+            route("limited", [up.host], prefix="/limited",
+                  policies=_limit(url, [_desc('"x"', 100)], failureMode="failOpen")),
+            route("free", [up.host], prefix="/free"),
+        ]))
+        with httpx.Client(base_url=gw.url, timeout=0.05) as c:
+            for _ in range(3):
+                try:
+                    c.get("/limited")
+                except httpx.TimeoutException:
+                    pass
+        time.sleep(0.5)  # past the 200 ms Redis timeout
+        with httpx.Client(base_url=gw.url, timeout=5) as c:
+            assert c.get("/free").status_code == 200
+            assert c.get("/limited").status_code == 200  # fails open after the timeout
+        m = parse_metrics(gw.metrics_text())
+        assert metric_sum(m, "agentgw_ratelimit_checks_total", result="failed_open") >= 1
+        assert "Traceback" not in gw.stderr_text()
+        assert "unhandled error" not in gw.stderr_text()
+    finally:
+        stop.set()
+        t.join()
+        for s in held:
+            s.close()
+        silent.close()

@@ -3,16 +3,47 @@
 A policy is compiled once per config load from its config model. On each request the
 route calls ``on_request(ctx)``; it returns ``None`` to continue, a :class:`Reply` to
 answer the client directly (denials, redirects, preflights), or an awaitable of either
-when it must wait on I/O (a JWKS fetch, an external authorizer). ``on_response`` may
+when it must wait on I/O (a JWKS fetch, an external authorizer); a :class:`Deferred`
+when that wait is a single future, which the fast path resumes without a task. ``on_response`` may
 edit the response head on its way to the client. A policy never reaches into a
 backend: what a backend needs from it, it leaves on the ``Ctx``.
 """
 
 from __future__ import annotations
 
-from typing import Awaitable
+import asyncio
+from typing import Awaitable, Callable
 
 from ..engine.http import Headers, Reply
+
+
+class Deferred:
+    """A request-phase answer that waits on one future (a Redis round trip, say).
+
+    ``decide(fut)`` turns the settled future into the step's result (a ``Reply`` or
+    None), reading a failure from the future itself. The fast path resumes the chain
+    from the future's done-callback, so a request whose only wait is such a check needs
+    no task (``gateway.handle_fast``); everything else simply awaits it.
+    """
+
+    __slots__ = ("fut", "decide")
+
+    def __init__(self, fut: asyncio.Future, decide: Callable[[asyncio.Future], "Reply | None"]):
+        self.fut = fut
+        self.decide = decide
+
+    def __await__(self):
+        return self._wait().__await__()
+
+    async def _wait(self) -> "Reply | None":
+        try:
+            await self.fut
+        except asyncio.CancelledError:
+            if not self.fut.cancelled():
+                raise  # the awaiting task was cancelled, not the check
+        except Exception:  # noqa: BLE001 - decide() reads the failure from the future
+            pass
+        return self.decide(self.fut)
 
 
 class Policy:

@@ -42,10 +42,11 @@ import logging
 import math
 import time
 from collections import deque
+from functools import partial
 
 from ..cel import Expression, _Binder, activation, is_no_value
 from ..engine.http import Headers, Reply
-from .base import Policy
+from .base import Deferred, Policy
 
 log = logging.getLogger("agentgw.ratelimit")
 
@@ -552,13 +553,13 @@ class GlobalRateLimit(Policy):
         if not keys:
             return None
         fut = self.store.check(keys, args + [ttl])
-        return self._decide(ctx, fut, keys, checks, ttl)
+        return Deferred(fut, partial(self._decide, ctx, keys, checks, ttl))
 
-    async def _decide(self, ctx, fut, keys, checks, ttl):
+    def _decide(self, ctx, keys, checks, ttl, fut: asyncio.Future):
+        """The answer once Redis replied (or failed): None, 429, or the failure mode's."""
         m = self.metrics
-        try:
-            counts = await fut
-        except Exception as exc:  # noqa: BLE001 - Redis down, timeout, protocol error
+        exc = asyncio.TimeoutError("no answer within the timeout") if fut.cancelled() else fut.exception()
+        if exc is not None:  # Redis down, timeout, protocol error
             kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
             m.failure("redis", kind, exc, self.mode)
             if self.fail_open:
@@ -566,6 +567,7 @@ class GlobalRateLimit(Policy):
                 return None
             m.checks.inc(("redis", "failed_closed"))
             return _unavailable_reply()
+        counts = fut.result()
         now = time.time()
         token_keys = []
         for d, i, start, weight in checks:
