@@ -75,7 +75,10 @@ class Headers(list):
         return False
 
     def remove(self, name: str) -> None:  # type: ignore[override]
-        self[:] = [kv for kv in self if kv[0] != name]
+        for k, _ in self:  # usually absent (identity headers a client must not send): no copy
+            if k == name:
+                self[:] = [kv for kv in self if kv[0] != name]
+                return
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with one value, keeping its position."""
