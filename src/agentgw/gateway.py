@@ -240,10 +240,7 @@ def _resume_fast(ctx: Ctx, pending: Deferred, chain: tuple, start: int, fut) -> 
     except Exception:
         # No task or parser callback is above this frame to catch it: answer here.
         log.exception("unhandled error while handling %s %s", ctx.req.method, ctx.req.path)
-        if not ex.started:
-            ex.send_error(500, "internal_error", "internal gateway error")
-        elif not ex.finished:
-            ex.abort()
+        ex.fail_internal()
         observe(ctx)
 
 

@@ -459,10 +459,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
                     return
             except Exception:
                 log.exception("unhandled error while handling %s %s", ex.request.method, ex.request.path)
-                if not ex.started:
-                    ex.send_error(500, "internal_error", "internal gateway error")
-                elif not ex.finished:
-                    ex.abort()
+                ex.fail_internal()
                 return
         ex.task = self.loop.create_task(self._run(ex, self.settings.handler(ex.request, ex)))
 
@@ -666,6 +663,13 @@ class Exchange:
         if self.chunked and not self.head_only:
             self.conn.send_bytes(b"0\r\n\r\n")
         self._finish()
+
+    def fail_internal(self) -> None:
+        """After an unhandled error: a 500 if nothing was sent yet, else a cut connection."""
+        if not self.started:
+            self.send_error(500, "internal_error", "internal gateway error")
+        elif not self.finished:
+            self.abort()
 
     def abort(self) -> None:
         """Cut the client connection: a response that can't be completed must not look complete."""
