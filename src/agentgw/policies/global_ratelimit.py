@@ -44,6 +44,8 @@ import time
 from collections import deque
 from functools import partial
 
+import hiredis
+
 from ..cel import Expression, _Binder, activation, is_no_value
 from ..engine.http import Headers, Reply
 from .base import Deferred, Policy
@@ -172,61 +174,18 @@ class LimiterMetrics:
             )
 
 
-class _Incomplete(Exception):
-    pass
-
-
 class RedisReplyError(Exception):
     """An error reply (``-ERR ...``, ``-NOSCRIPT ...``)."""
 
 
-def _parse(buf, pos: int):
-    """One RESP2 reply at ``pos`` -> (value, next pos); raises _Incomplete."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise _Incomplete
-    kind = buf[pos]
-    line = bytes(buf[pos + 1 : end])
-    pos = end + 2
-    if kind == 58:  # ':'
-        return int(line), pos
-    if kind == 43:  # '+'
-        return line.decode(), pos
-    if kind == 45:  # '-'
-        return RedisReplyError(line.decode("utf-8", "replace")), pos
-    if kind == 36:  # '$'
-        n = int(line)
-        if n < 0:
-            return None, pos
-        if len(buf) < pos + n + 2:
-            raise _Incomplete
-        return bytes(buf[pos : pos + n]), pos + n + 2
-    if kind == 42:  # '*'
-        n = int(line)
-        out = []
-        for _ in range(max(n, 0)):
-            v, pos = _parse(buf, pos)
-            out.append(v)
-        return (out if n >= 0 else None), pos
-    raise RedisReplyError(f"unexpected reply type {chr(kind)!r}")
-
-
-def _encode(args) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if not isinstance(a, bytes):
-            a = str(a).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(parts)
-
-
 class _RespConnection(asyncio.Protocol):
-    """One pipelined connection: commands are written as they come, replies matched FIFO."""
+    """One pipelined connection: commands are written as they come, replies matched FIFO.
+    RESP framing is hiredis's (the C parser redis-py uses when it is installed)."""
 
     def __init__(self, loop):
         self.loop = loop
         self.transport = None
-        self.buf = bytearray()
+        self.reader = hiredis.Reader(replyError=RedisReplyError)
         self.waiters: deque = deque()
         self.lost = False
 
@@ -240,22 +199,24 @@ class _RespConnection(asyncio.Protocol):
             pass
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        pos = 0
+        reader = self.reader
+        reader.feed(data)
         waiters = self.waiters
-        try:
-            while pos < len(buf):
-                value, pos = _parse(buf, pos)
-                fut = waiters.popleft() if waiters else None
-                if fut is not None and not fut.done():
-                    if isinstance(value, RedisReplyError):
-                        fut.set_exception(value)
-                    else:
-                        fut.set_result(value)
-        except _Incomplete:
-            pass
-        del buf[:pos]
+        while True:
+            try:
+                value = reader.gets()
+            except hiredis.ProtocolError:
+                log.warning("redis: malformed reply; reconnecting")
+                self.transport.close()  # waiters fail in connection_lost
+                return
+            if value is False:
+                return
+            fut = waiters.popleft() if waiters else None
+            if fut is not None and not fut.done():
+                if isinstance(value, RedisReplyError):
+                    fut.set_exception(value)
+                else:
+                    fut.set_result(value)
 
     def connection_lost(self, exc) -> None:
         self.lost = True
@@ -271,7 +232,7 @@ class _RespConnection(asyncio.Protocol):
             fut.set_exception(ConnectionError("redis connection closed"))
             return fut
         self.waiters.append(fut)
-        self.transport.write(_encode(args))
+        self.transport.write(hiredis.pack_command(args))
         return fut
 
     def close(self) -> None:
@@ -282,11 +243,11 @@ class _RespConnection(asyncio.Protocol):
 class RedisStore:
     """One pipelined Redis connection per URL per process; checks batched per loop tick.
 
-    The hot path speaks RESP itself (a command is a few bytes; the reply an array of
-    integers): a general client's per-call machinery (pool checkout, per-read timeouts)
-    cost several times the round trip in measurements, and this is the one call every
-    limited request makes. The URL is parsed by redis-py (``redis://``, ``rediss://``,
-    user, password, database).
+    The hot path uses its own pipelined connection, with hiredis packing commands and
+    parsing replies (a command is a few bytes; the reply an array of integers): a general
+    client's per-call machinery (pool checkout, per-read timeouts) cost several times the
+    round trip in measurements, and this is the one call every limited request makes.
+    The URL is parsed by redis-py (``redis://``, ``rediss://``, user, password, database).
     """
 
     _by_url: dict[str, "RedisStore"] = {}
