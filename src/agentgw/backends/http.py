@@ -22,8 +22,8 @@ import ssl as _ssl
 from typing import Sequence
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
-from ..gateway import observe, serve_backend
 from ..engine.http import HOP_BY_HOP, GatewayError, Headers, RawHeaderView, strip_hop_by_hop
+from ..gateway import answer_error, observe, serve_backend
 
 
 class HttpBackend:
@@ -213,40 +213,11 @@ class HttpBackendSet:
             ctx.upstream_error = exc.message
             if self.on_upstream_error is not None:
                 self.on_upstream_error(ctx, exc)
-            if not ex.started:
-                ctx.respond(exc.reply())
-            elif not ex.finished:
-                ex.abort()
+            answer_error(ctx, exc)
             observe(ctx)
             return
-        status = conn.status
         headers, cl = self._response_head(ctx, conn)
-        observer = ctx.body_observer
-        if conn.done:
-            _send_whole(ex, conn, status, headers, cl, observer)
-            conn.release()
-            observe(ctx)
-            return
-        ex.start(status, headers, content_length=int(cl) if cl is not None and cl.isdigit() else None)
-        client = ex.conn
-        hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
-
-        def on_end() -> None:
-            client.remove_pause_hook(hook)
-            if observer is not None:
-                observer(None)
-            ex.end()
-            conn.release()
-            observe(ctx)
-
-        def on_error(err: BaseException) -> None:
-            client.remove_pause_hook(hook)
-            ctx.upstream_error = getattr(err, "message", str(err))
-            ex.abort()
-            conn.close()
-            observe(ctx)
-
-        _stream_body(ex, conn, observer, on_end, on_error)
+        start_relay(ctx, conn, conn.status, headers, cl, ctx.body_observer, partial(_fast_relay_done, ctx, conn))
 
     def _response_head(self, ctx, conn: UpstreamConnection):
         """Response headers for the client (raw bytes when no policy needs them) and the
@@ -451,41 +422,69 @@ def raw_response_headers(raw: list[tuple[bytes, bytes]]) -> bytes | None:
     return b"".join(parts)
 
 
-async def relay_response(ctx, conn: UpstreamConnection, status: int, headers, cl: str | None, observer=None) -> None:
-    """Relay an upstream response whose head is final: in one write when it is already
-    complete, else streamed with backpressure both ways; an upstream failure mid-body
-    cuts the client connection (a truncated response must not look complete)."""
+def start_relay(ctx, conn: UpstreamConnection, status: int, headers, cl: str | None, observer, finished):
+    """Relay an upstream response whose head is final, from callbacks: in one write when
+    it is already complete, else streamed with backpressure both ways; an upstream failure
+    mid-body cuts the client connection (a truncated response must not look complete).
+
+    ``finished(err)`` runs once when the client side is done (``err`` None on success).
+    Returns ``detach()``, for a waiter that gives up early: it stops the client's
+    backpressure from reaching ``conn``."""
     ex = ctx.ex
     if conn.done:
         _send_whole(ex, conn, status, headers, cl, observer)
-        return
+        finished(None)
+        return _nothing
     ex.start(status, headers, content_length=int(cl) if cl is not None and cl.isdigit() else None)
-    done = asyncio.get_running_loop().create_future()
+    client = ex.conn
+    hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
+
+    def detach() -> None:
+        client.remove_pause_hook(hook)
 
     def on_end() -> None:
+        detach()
         if observer is not None:
             observer(None)
+        ex.end()
+        finished(None)
+
+    def on_error(err: BaseException) -> None:
+        detach()
+        ctx.upstream_error = getattr(err, "message", str(err))
+        ex.abort()
+        finished(err)
+
+    _stream_body(ex, conn, observer, on_end, on_error)
+    return detach
+
+
+def _nothing() -> None:
+    pass
+
+
+def _fast_relay_done(ctx, conn: UpstreamConnection, err) -> None:
+    if err is None:
+        conn.release()
+    else:
+        conn.close()
+    observe(ctx)
+
+
+async def relay_response(ctx, conn: UpstreamConnection, status: int, headers, cl: str | None, observer=None) -> None:
+    """:func:`start_relay` for a task: returns once the response is relayed (or cut)."""
+    done = asyncio.get_running_loop().create_future()
+
+    def finished(err) -> None:
         if not done.done():
             done.set_result(None)
 
-    def on_error(exc: BaseException) -> None:
-        if not done.done():
-            done.set_exception(exc)
-
-    client = ex.conn
-    hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
+    detach = start_relay(ctx, conn, status, headers, cl, observer, finished)
     try:
-        _stream_body(ex, conn, observer, on_end, on_error)
-        try:
-            await done
-        except GatewayError as exc:
-            ctx.upstream_error = exc.message
-            ex.abort()
-            return
+        await done
     finally:
-        client.remove_pause_hook(hook)
+        detach()
         conn.resume_reading()
-    ex.end()
 
 
 def _stream_body(ex, conn: UpstreamConnection, observer, on_end, on_error) -> None:
