@@ -13,10 +13,12 @@ from tests.support.harness import RawHTTP, assert_gateway_error, closed_port, ga
 
 @pytest.fixture(scope="module")
 def env(module_harness):
-    up = module_harness.upstream("fail")
+    up = module_harness.upstream("fail", nports=2)
     dead = f"127.0.0.1:{closed_port()}"
     routes = [
         route("dead", [dead], prefix="/dead"),
+        # only ever sent /die: its pool never holds an idle connection (the task path)
+        route("cold", [up.hosts[1]], prefix="/cold", policies={"urlRewrite": {"path": {"prefix": "/die"}}}),
         route("empty", [], prefix="/empty"),
         route("slow", [up.host], prefix="/slow", policies={"timeout": {"backendRequestTimeout": "1s"}}),
         route("all", [up.host]),
@@ -65,11 +67,17 @@ def test_upstream_reset_before_response_is_502(env):
     assert_gateway_error(r.status_code, r.content, 502, "upstream_reset")
 
 
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "pooled"])
 @pytest.mark.parametrize("chunked", ["0", "1"])
-def test_upstream_dies_mid_body_aborts_client(env, chunked):
-    gw, _, _ = env
+def test_upstream_dies_mid_body_aborts_client(env, chunked, warm):
+    """Both relays: a pooled upstream connection sends from the parser callback and relays
+    from the upstream's (no task); otherwise the request runs in a task."""
+    gw, _, c = env
+    if warm:
+        assert c.get("/echo/warm").status_code == 200  # leaves an idle pooled connection
+    path = "/die" if warm else "/cold"
     with RawHTTP(gw.port, timeout=10) as s:
-        r = s.request("GET", f"/die?chunked={chunked}")
+        r = s.request("GET", f"{path}?chunked={chunked}")
         assert r.status == 200, "headers were already sent: the status must be the upstream's"
         assert not r.complete, "the client must see an incomplete body, not a clean end"
         assert len(r.body) < 100_000

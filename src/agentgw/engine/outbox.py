@@ -30,18 +30,14 @@ __all__ = ["Outbox", "outbox_for", "BufferedWriter"]
 
 
 class Outbox:
-    """The connections holding a write this turn, flushed together by one loop callback."""
+    """The connections holding a write this turn, flushed together by one loop callback
+    (scheduled by :meth:`BufferedWriter.send_bytes` when the first one joins)."""
 
     __slots__ = ("loop", "pending", "__weakref__")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.pending: list[BufferedWriter] = []
-
-    def add(self, conn: "BufferedWriter") -> None:
-        if not self.pending:
-            self.loop.call_soon(self.flush)
-        self.pending.append(conn)
 
     def flush(self) -> None:
         pending = self.pending
