@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-
 from functools import partial
 
 from .context import Ctx

@@ -62,11 +62,21 @@ def test_memoised_decisions_equal_fresh_ones(seq):
 
 @settings(max_examples=300, deadline=None)
 @given(requests, requests)
-def test_equal_fast_keys_mean_equal_bound_data(a, b):
+def test_fast_keys_are_equal_exactly_when_bound_data_is(a, b):
     binder = RuleSet(**REQUEST_RULES).binder
     ca, cb = ctx_for(a), ctx_for(b)
-    if binder.fast_key(ca) == binder.fast_key(cb):
-        assert binder.data(binder.values(ca)) == binder.data(binder.values(cb))
+    same_key = binder.fast_key(ca) == binder.fast_key(cb)
+    same_data = binder.data(binder.values(ca)) == binder.data(binder.values(cb))
+    assert same_key == same_data
+
+
+def test_headers_the_rules_do_not_name_leave_the_key_alone():
+    binder = RuleSet(**REQUEST_RULES).binder
+    base = {"method": "GET", "path": "/api", "headers": [("x-tenant", "acme")], "jwt": None}
+    noisy = {**base, "headers": [("content-type", "a"), ("x-tenant", "acme"), ("x-other", "b")]}
+    assert binder.fast_key(ctx_for(base)) == binder.fast_key(ctx_for(noisy))
+    other = {**base, "headers": [("x-tenant", "other")]}
+    assert binder.fast_key(ctx_for(base)) != binder.fast_key(ctx_for(other))
 
 
 @settings(max_examples=200, deadline=None)

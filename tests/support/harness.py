@@ -539,6 +539,32 @@ class RawHTTP:
 # --------------------------------------------------------------------------- #
 # processes
 # --------------------------------------------------------------------------- #
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` and its process group (helpers run in their own session)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.kill()
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """SIGTERM, then the whole group killed if it hasn't exited within ``timeout``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+
+
 class ReadyProcess:
     """A helper server run as a subprocess that prints a line matching ``ready`` (a regex)
     once it listens; ``ready_match`` holds that match. Output goes to ``<workdir>/<label>.out``."""
@@ -564,13 +590,7 @@ class ReadyProcess:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self._out.close()
 
 
@@ -595,18 +615,7 @@ class _Proc:
         return self.proc.poll() is None
 
     def _kill_group(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.kill()
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_group(self.proc)
 
 
 class Upstream(_Proc):
@@ -690,12 +699,7 @@ class Upstream(_Proc):
         self._get("/count?reset=1")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._kill_group()
+        terminate(self.proc)
         for f in (self._out, self._err):
             try:
                 f.close()

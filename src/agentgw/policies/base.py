@@ -4,8 +4,8 @@ A policy is compiled once per config load from its config model. On each request
 route calls ``on_request(ctx)``; it returns ``None`` to continue, a :class:`Reply` to
 answer the client directly (denials, redirects, preflights), or an awaitable of either
 when it must wait on I/O (a JWKS fetch, an external authorizer); a :class:`Deferred`
-when that wait is a single future, which the fast path resumes without a task. ``on_response`` may
-edit the response head on its way to the client. A policy never reaches into a
+when that wait is a single future, which the fast path resumes without a task.
+``on_response`` may edit the response head on its way to the client. A policy never reaches into a
 backend: what a backend needs from it, it leaves on the ``Ctx``.
 """
 
