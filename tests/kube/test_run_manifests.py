@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import httpx
 import pytest
 
+from tests.support.harness import terminate
+
 pytestmark = pytest.mark.timeout(60)
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "src"))
 
@@ -104,9 +106,5 @@ def test_run_k8s_manifests_serves_and_reloads(tmp_path):
         else:
             raise AssertionError("edit to the manifests was not served")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc, timeout=10)
         up.shutdown()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.observability.otlp import TinyMcpServer
-from tests.support.harness import free_port, gateway_config, metric_sum, parse_metrics, route
+from tests.support.harness import free_port, gateway_config, metric_sum, parse_metrics, route, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 EKS_FAMILIES = ("agent_requests_total", "agent_request_duration_seconds", "tool_invocations_total",
@@ -145,9 +145,5 @@ def test_prometheus_scrapes_the_gateway(harness, mcp_target, tmp_path):
             _query(port, e)  # raises (HTTP 400) on a bad expression
         assert _query(port, 'sum by (agent_identity) (agent_requests_total{job=~".*"})')
     finally:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        terminate(p, timeout=10)
         log.close()

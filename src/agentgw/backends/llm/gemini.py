@@ -12,7 +12,18 @@ from urllib.parse import quote
 import orjson
 
 from .base import Provider, Upstream
-from .ir import ChunkMaker, TranslationError, Usage, completion, max_tokens_of, parse_image_url, parts_of, stop_list, text_of
+from .ir import (
+    ChunkMaker,
+    TranslationError,
+    Usage,
+    completion,
+    max_tokens_of,
+    merging_appender,
+    parse_image_url,
+    parts_of,
+    stop_list,
+    text_of,
+)
 from .openai import StreamError
 from .sse import SSEParser
 
@@ -39,13 +50,7 @@ def ir_to_gemini(ir: dict) -> dict:
     contents: list[dict] = []
     names: dict[str, str] = {}
 
-    def push(role, parts):
-        if not parts:
-            return
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+    push = merging_appender(contents, key="parts")
 
     for m in ir.get("messages") or []:
         role = m.get("role")

@@ -100,17 +100,18 @@ class ChunkMaker:
         }
 
 
-def merging_appender(msgs: list[dict]):
+def merging_appender(msgs: list[dict], key: str = "content"):
     """``push(role, blocks)`` for providers that need alternating roles (Anthropic,
-    Bedrock Converse): consecutive blocks of one role become one message."""
+    Bedrock Converse, Gemini): consecutive blocks of one role become one message, its
+    blocks under ``key`` (Gemini's is ``parts``)."""
 
     def push(role: str, blocks: list[dict]) -> None:
         if not blocks:
             return
         if msgs and msgs[-1]["role"] == role:
-            msgs[-1]["content"].extend(blocks)
+            msgs[-1][key].extend(blocks)
         else:
-            msgs.append({"role": role, "content": blocks})
+            msgs.append({"role": role, key: blocks})
 
     return push
 
