@@ -217,6 +217,11 @@ class HttpBackendSet:
             observe(ctx)
             return
         headers, cl = self._response_head(ctx, conn)
+        if conn.done:  # the usual case, kept free of the streaming closures
+            _send_whole(ex, conn, conn.status, headers, cl, ctx.body_observer)
+            conn.release()
+            observe(ctx)
+            return
         start_relay(ctx, conn, conn.status, headers, cl, ctx.body_observer, partial(_fast_relay_done, ctx, conn))
 
     def _response_head(self, ctx, conn: UpstreamConnection):
