@@ -242,6 +242,35 @@ def test_token_locations_and_preserve(env):
     assert tok not in logs and bad not in logs and tok.split(".")[2] not in logs
 
 
+def test_repeated_token_keeps_every_check(env):
+    """A token seen before is answered from the accepted-credential cache: the same
+    stripping, identity headers, duplicate refusal and expiry apply as on first sight."""
+    c, k = env["client"], env["keys"]["rsa"]
+    tok = sign(k, claims(iss=RFC_ISS, sub="again"), kid=None)
+    for _ in range(3):
+        r = c.get("/s/x", headers={**bearer(tok), "x-agent-identity": "forged"})
+        assert r.status_code == 200, r.text
+        h = echo_headers(r)
+        assert h["x-agent-identity"] == ["again"] and "authorization" not in h
+        r = c.get("/s/x", headers=bearer(tok))
+        assert r.status_code == 200 and echo_headers(r)["x-agent-identity"] == ["again"]
+        r = c.get("/k/x", headers={**bearer(tok), "x-agent-identity": "forged"})
+        h = echo_headers(r)
+        assert h["authorization"] == [f"Bearer {tok}"] and h["x-agent-identity"] == ["again"]
+        r = c.get("/h/x", headers={"x-token": tok})
+        assert r.status_code == 200 and "x-token" not in echo_headers(r)
+    # a second copy of the header is still ambiguous for a known token
+    assert_401(c.get("/s/x", headers=[("authorization", f"Bearer {tok}"), ("authorization", f"Bearer {tok}")]), tok)
+    # a cached token stops working when it expires (exp plus the clock-skew leeway)
+    from agentgw.policies.jwt_auth import CLOCK_SKEW
+
+    short = sign(k, {**claims(iss=RFC_ISS, sub="short"), "exp": int(time.time() - CLOCK_SKEW + 3)}, kid=None)
+    assert c.get("/s/x", headers=bearer(short)).status_code == 200
+    assert c.get("/s/x", headers=bearer(short)).status_code == 200
+    time.sleep(4)
+    assert_401(c.get("/s/x", headers=bearer(short)), short)
+
+
 def test_jwks_rotation_and_outage(env):
     c, keys, jwks = env["client"], env["keys"], env["jwks"]
     t1 = sign(keys["r1"], claims(iss=REMOTE_ISS, sub="r1"))

@@ -13,7 +13,9 @@
   ``iss`` must equal the provider's ``issuer`` and, when ``audiences`` are set, ``aud``
   must name one of them.
 * A verified token is cached by its exact bytes until it expires (or until its issuer's
-  key set changes), so the hot path is a dict lookup.
+  key set changes), so the hot path is a dict lookup. For header locations the
+  accepted header value itself is remembered with its identity headers, so a repeat
+  costs one scan of the request headers and one lookup.
 * ``mode``: ``strict`` needs a valid token; ``optional`` (default) lets requests without
   a token through but refuses a bad one; ``permissive`` never refuses (claims are set
   only for a valid token).
@@ -343,11 +345,53 @@ class JwtAuth(Policy):
         self.location = location or CredentialLocation("header", "authorization", "Bearer ")
         self.preserve = preserve_token
         self.claim_headers = [(c, h.lower()) for c, h in claim_headers]
+        self._claim_names = frozenset(h for _, h in self.claim_headers)
         self._pairs: dict[int, tuple] = {}
+        # Accepted credentials by the exact header value they arrived in (header
+        # locations only): value -> (deadline, jwks, generation, claims, principal,
+        # identity header pairs). A hit skips the prefix parse, the verifier's lookup
+        # and the claim-to-header conversion; it ends when the token's own cache entry
+        # would (expiry or a key-set change).
+        self._hits: dict[str, tuple] = {}
+        self._hit_header = self.location.name if self.location.kind == "header" else None
         self.challenge = 'Bearer realm="agentgw"'
         self.bad_challenge = 'Bearer realm="agentgw", error="invalid_token"'
 
     def on_request(self, ctx):
+        name = self._hit_header
+        if name is not None:
+            h = ctx.req.headers
+            found = -1
+            spoofed = False
+            i = 0
+            names = self._claim_names
+            for k, _ in h:
+                if k == name:
+                    if found >= 0:  # several copies: ambiguous, the general path refuses
+                        found = -2
+                        break
+                    found = i
+                elif k in names:
+                    spoofed = True
+                i += 1
+            if found >= 0:
+                hit = self._hits.get(h[found][1])
+                if hit is not None and time.time() < hit[0] and hit[1].generation == hit[2]:
+                    attrs = ctx.attrs
+                    attrs["jwt"] = hit[3]
+                    if hit[4] is not None:
+                        attrs["principal"] = hit[4]
+                    if spoofed:
+                        drop = names if self.preserve else names | {name}
+                        h[:] = [kv for kv in h if kv[0] not in drop]
+                    elif not self.preserve:
+                        del h[found]
+                    if hit[5]:
+                        h.extend(hit[5])
+                    return None
+        return self._general(ctx)
+
+    def _general(self, ctx):
         if self.claim_headers:  # a client never supplies an identity header itself
             h = ctx.req.headers
             for _, header in self.claim_headers:
@@ -360,7 +404,7 @@ class JwtAuth(Policy):
         if token:
             claims = self.verifier.cached(token)
             if claims is not None:
-                self._accept(ctx, claims)
+                self._accept(ctx, claims, token)
                 return None
         elif self.mode == "permissive":
             return None
@@ -376,10 +420,12 @@ class JwtAuth(Policy):
             if self.mode == "permissive":
                 return None
             return unauthorized(self.NAME, "invalid token", self.bad_challenge)
-        self._accept(ctx, claims)
+        self._accept(ctx, claims, token)
         return None
 
-    def _accept(self, ctx, claims: dict) -> None:
+    def _accept(self, ctx, claims: dict, token: str) -> None:
+        if self._hit_header is not None:
+            raw = ctx.req.headers.get(self._hit_header)
         attrs = ctx.attrs
         attrs["jwt"] = claims
         sub = claims.get("sub")
@@ -400,6 +446,27 @@ class JwtAuth(Policy):
             ctx.req.headers.extend(pairs[1])
         if not self.preserve:
             self.location.strip(ctx)
+        if self._hit_header is not None and raw is not None:
+            self._remember(raw, token, claims)
+
+    def _remember(self, raw: str, token: str, claims: dict) -> None:
+        entry = self.verifier.cache.get(token)
+        if entry is None or entry[0] is not claims:
+            return
+        _, exp, provider, gen = entry
+        hits = self._hits
+        if len(hits) >= CACHE_MAX:
+            hits.clear()
+        pairs = self._pairs.get(id(claims))
+        sub = claims.get("sub")
+        hits[raw] = (
+            exp + CLOCK_SKEW,
+            provider.jwks,
+            gen,
+            claims,
+            sub if isinstance(sub, str) else None,
+            pairs[1] if pairs is not None and pairs[0] is claims else [],
+        )
 
 
 def build_jwks(spec, base_path, *, headers=(), ca_file=None, timeout: float = 5.0):
