@@ -259,7 +259,7 @@ class HttpBackendSet:
         body = req.body
         retry = self.retry
         attempts = retry.attempts if retry is not None else 1
-        loop = asyncio.get_running_loop()
+        loop = ctx.bind.services.loop
         deadline = loop.time() + self.request_timeout if self.request_timeout else None
         has_body = req.headers.has("content-length") or req.headers.has("transfer-encoding")
         last_error: GatewayError | None = None
@@ -478,7 +478,7 @@ def _fast_relay_done(ctx, conn: UpstreamConnection, err) -> None:
 
 async def relay_response(ctx, conn: UpstreamConnection, status: int, headers, cl: str | None, observer=None) -> None:
     """:func:`start_relay` for a task: returns once the response is relayed (or cut)."""
-    done = asyncio.get_running_loop().create_future()
+    done = ctx.bind.services.loop.create_future()
 
     def finished(err) -> None:
         if not done.done():

@@ -314,9 +314,13 @@ class RedisStore:
         self.conn = conn
         return conn
 
-    def check(self, keys: list, args: list) -> asyncio.Future:
-        """Future of the counters after the update (an exception when Redis failed)."""
-        loop = asyncio.get_running_loop()
+    def check(self, keys: list, args: list, loop=None) -> asyncio.Future:
+        """Future of the counters after the update (an exception when Redis failed).
+
+        Request paths pass their loop: ``asyncio.get_running_loop()`` costs a
+        ``getpid()`` system call on every call in CPython 3.11."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         fut = loop.create_future()
         if time.monotonic() < self.down_until:
             fut.set_exception(ConnectionError("redis marked down after a recent failure"))
@@ -513,7 +517,8 @@ class GlobalRateLimit(Policy):
         keys, args, checks, ttl = self._plan(ctx, descs)
         if not keys:
             return None
-        fut = self.store.check(keys, args + [ttl])
+        args.append(ttl)
+        fut = self.store.check(keys, args, ctx.bind.services.loop)
         return Deferred(fut, partial(self._decide, ctx, keys, checks, ttl))
 
     def _decide(self, ctx, keys, checks, ttl, fut: asyncio.Future):

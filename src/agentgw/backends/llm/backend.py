@@ -371,7 +371,7 @@ class AiBackendSet:
                     if est > b.tokens:
                         raise GatewayError(429, "rate_limited", f"request needs about {est} tokens; the token rate limit has {max(0, int(b.tokens))} left")
         stream = bool(body.get("stream")) and api != "embeddings"
-        loop = asyncio.get_running_loop()
+        loop = ctx.bind.services.loop  # (get_running_loop is a getpid() syscall on 3.11)
         deadline = loop.time() + self.request_timeout if self.request_timeout else None
         last: Exception | None = None
         for i, cand in enumerate(cands):
@@ -523,7 +523,7 @@ class AiBackendSet:
         head = f"{up.method} {up.path} HTTP/1.1\r\n".encode("latin-1") + encode_headers(hdrs) + b"\r\n"
         timeout = self.head_timeout
         if deadline is not None:
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - ctx.bind.services.loop.time()
             if remaining <= 0:
                 raise GatewayError(504, "request_timeout", "request timed out")
             timeout = min(timeout, remaining)
