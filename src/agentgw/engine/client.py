@@ -424,6 +424,24 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         self.chunks = []
         return data
 
+    async def read_chunks(self) -> list[bytes] | None:
+        """The body chunks that arrived since the last call, waiting if there are none
+        yet; ``None`` once the body is over.
+
+        The coroutine form of :meth:`iter_body` for readers that stop early (an MCP
+        answer found in a stream): an abandoned async generator is registered with the
+        loop and closed later by a task of its own, one per request."""
+        while not self.chunks:
+            if self.done:
+                return None
+            if self.error is not None:
+                raise self.error
+            fut = self.loop.create_future()
+            self._body_waiter = fut
+            await fut
+        chunks, self.chunks = self.chunks, []
+        return chunks
+
     async def iter_body(self):
         """Yield response body chunks as they arrive (for transforming streams)."""
         while True:

@@ -286,15 +286,24 @@ class HttpUpstream(Upstream):
                 conn.release()
 
     async def _read_sse_answer(self, conn, rid: int, related, timeout):
-        answer = None
-        async for m in sse_messages(conn):
-            if is_response(m) and m.get("id") == rid:
-                answer = m
-                break
-            self.on_message(self, m, related)
-        if answer is None:
-            raise UpstreamGone(f"target {self.name}: stream ended without an answer")
-        return _unwrap(answer)
+        # Chunks by coroutine, not through sse_messages(): this reader stops at the
+        # answer, and an async generator left behind costs a closing task per call.
+        parser = SseParser()
+        while True:
+            chunks = await conn.read_chunks()
+            if chunks is None:
+                raise UpstreamGone(f"target {self.name}: stream ended without an answer")
+            for chunk in chunks:
+                for event, data, _ in parser.feed(chunk):
+                    if event != "message" or not data:
+                        continue
+                    try:
+                        m = loads(data)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if is_response(m) and m.get("id") == rid:
+                        return _unwrap(m)
+                    self.on_message(self, m, related)
 
     async def _send_no_answer(self, msg: dict) -> None:
         conn = await self._post(msg, 30.0)
