@@ -23,7 +23,7 @@ log = logging.getLogger("agentgw")
 
 
 class Route:
-    __slots__ = ("name", "request_chain", "response_chain", "backend", "policies", "listener", "fast", "response_edits")
+    __slots__ = ("name", "request_chain", "response_chain", "backend", "policies", "listener", "response_edits")
 
     def __init__(self, name: str, policies: list, backend, listener: str = ""):
         from .policies.base import overrides
@@ -35,8 +35,6 @@ class Route:
         self.response_chain = tuple(p.on_response for p in policies if overrides(p, "on_response"))
         self.backend = backend
         self.listener = listener
-        # Served by ``handle_fast`` when every request policy answers synchronously.
-        self.fast = all(p.sync for p in policies)
         self.response_edits = any(p.edits_response_headers for p in policies if overrides(p, "on_response"))
 
 
@@ -44,7 +42,7 @@ class ListenerRuntime:
     """A listener: its route table plus the policies that run before routing."""
 
     __slots__ = (
-        "name", "hostname", "protocol", "routes", "tls", "request_chain", "response_chain", "fast", "response_edits",
+        "name", "hostname", "protocol", "routes", "tls", "request_chain", "response_chain", "response_edits",
     )
 
     def __init__(
@@ -60,7 +58,6 @@ class ListenerRuntime:
         self.tls = tls
         self.request_chain = tuple(p.on_request for p in policies if overrides(p, "on_request"))
         self.response_chain = tuple(p.on_response for p in policies if overrides(p, "on_response"))
-        self.fast = all(p.sync for p in policies)
         self.response_edits = any(p.edits_response_headers for p in policies if overrides(p, "on_response"))
 
 
@@ -164,24 +161,24 @@ def _status_str(status: int) -> str:
 
 
 def handle_fast(bind: BindRuntime, req, ex) -> bool:
-    """Serve a request without a task when everything on its way is synchronous.
+    """Serve a request without a task for as long as nothing on its way has to wait.
 
-    Routing and synchronous policies run right here in the parser callback; a plain
+    Routing and the route's policies run right here in the parser callback; a plain
     HTTP backend with a pooled connection sends the request at once and relays the
-    response from the upstream's read callback. Returns False, having done nothing,
-    when the request needs the general path (``handle`` in a task); once policies have
-    run, async work continues in a task from the backend step instead (``serve_backend``).
+    response from the upstream's read callback. What each step returns decides the rest
+    (``_continue_fast``): an answer, a :class:`Deferred` resumed from its callback, or
+    any other awaitable, which finishes the chain and the backend in a task. Returns
+    False, having done nothing, for what only the general path (``handle`` in a task)
+    does: no listener or route (404), listener-level request policies, tracing.
     """
     listener = bind.single or bind.select(req.host)
-    if listener is None or not listener.fast or listener.request_chain or bind.tracer is not None:
+    if listener is None or listener.request_chain or bind.tracer is not None:
         return False
     path = normalize_path(req.path)
     match = listener.routes.match(req.method, req.host, path, req.headers, req.query)
     if match is None:
         return False
     route = match.route
-    if not route.fast:
-        return False
     ctx = Ctx(req, ex, bind)
     ctx.listener = listener
     ctx.path = path

@@ -47,31 +47,3 @@ def test_validate_accepts_the_documented_shapes(tmp_path):
     r = run_cli("validate", "-f", str(f))
     assert r.returncode == 0, r.stderr
 
-
-def test_redis_limited_route_is_served_on_the_fast_path(tmp_path):
-    """A route whose only wait is the Redis check runs on the task-free path (the check
-    resumes the chain from its callback); a policy that always awaits keeps it off."""
-    from agentgw.compile import compile_config
-    from agentgw.config import load_config_text
-    from agentgw.engine.http import Headers
-
-    class _NoServices:
-        pool = None
-        on_upstream_error = None
-
-    limit = {"redis": {"url": "redis://127.0.0.1:1/0"}, "descriptors": [
-        {"entries": [{"key": "generic_key", "value": '"c"'}], "rateLimit": {"requestsPerUnit": 5, "unit": "MINUTE"}}]}
-    cfg = gateway_config([
-        route("limited", ["127.0.0.1:1"], prefix="/l", policies={
-            "globalRateLimit": limit,
-            "localRateLimit": [{"maxTokens": 10, "tokensPerFill": 1, "fillInterval": "1s"}]}),
-        route("ext", ["127.0.0.1:1"], prefix="/e", policies={
-            "globalRateLimit": limit, "extAuthz": {"host": "127.0.0.1:1", "protocol": {"http": {}}}}),
-    ])
-    rt = compile_config(load_config_text(dump_yaml(cfg)), _NoServices(), str(tmp_path))
-    (listener,) = next(iter(rt.binds.values())).listeners
-    limited = listener.routes.match("POST", "gw", "/l/x", Headers(), "").route
-    ext = listener.routes.match("POST", "gw", "/e/x", Headers(), "").route
-    assert (limited.name, ext.name) == ("limited", "ext")
-    assert limited.fast and listener.fast
-    assert not ext.fast

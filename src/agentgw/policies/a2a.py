@@ -56,7 +56,6 @@ class A2aErrorShape(Policy):
     call come back as JSON-RPC errors."""
 
     order = 1
-    sync = True  # awaits only while a body is still arriving (handled off the fast path)
 
     def on_request(self, ctx):
         req = ctx.req
@@ -78,7 +77,6 @@ class A2aErrorShape(Policy):
 class A2a(Policy):
     # after authentication (jwtAuth/apiKey/basicAuth/extAuthz), before authorization
     order = 35
-    sync = True  # awaits only while a body is still arriving (handled off the fast path)
     edits_response_headers = False  # on_response reads status and content-type only
 
     def __init__(self, agent: str, metrics=None):

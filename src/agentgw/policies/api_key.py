@@ -175,7 +175,6 @@ def _bcrypt_find(entries: list[KeyEntry], key: bytes) -> KeyEntry | None:
 
 class ApiKeyAuth(Policy):
     order = 21
-    sync = True  # cache hits answer at once; a miss returns an awaitable
     NAME = "apiKey"
 
     def __init__(self, store: KeyStore, mode: str = "optional", location: CredentialLocation | None = None):

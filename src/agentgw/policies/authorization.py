@@ -16,7 +16,6 @@ from .base import Policy
 
 class Authorization(Policy):
     order = 40
-    sync = True
     NAME = "authorization"
 
     def __init__(self, rules: RuleSet):

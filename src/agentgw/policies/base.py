@@ -49,11 +49,6 @@ class Deferred:
 class Policy:
     #: Where in the chain the policy runs; lower runs first. See ``ORDER``.
     order: int = 50
-    #: True when ``on_request`` answers synchronously (at least in the common case, e.g.
-    #: a cache hit): routes made only of such policies are served on the task-free fast
-    #: path (``gateway.handle_fast``), which finishes the chain in a task if a policy
-    #: does return an awaitable.
-    sync: bool = False
     #: False when ``on_response`` only reads the response head (status, a header or
     #: two): relays then keep upstream headers as raw bytes and give such hooks a
     #: read-only view (``engine.http.RawHeaderView``) instead of decoded ``Headers``.

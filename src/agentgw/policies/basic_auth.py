@@ -119,7 +119,6 @@ def parse_htpasswd(text: str) -> dict[str, HtpasswdEntry]:
 
 class BasicAuth(Policy):
     order = 22
-    sync = True  # cache hits answer at once; a miss returns an awaitable
     NAME = "basicAuth"
 
     def __init__(self, users: dict[str, HtpasswdEntry], realm: str | None = None, mode: str = "optional",

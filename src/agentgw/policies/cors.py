@@ -15,7 +15,6 @@ from .base import Policy
 
 class Cors(Policy):
     order = 10
-    sync = True
 
     def __init__(
         self,

@@ -8,7 +8,6 @@ from .base import Policy
 
 class DirectResponse(Policy):
     order = 60
-    sync = True
 
     def __init__(self, status: int = 200, body: bytes = b"", headers: dict | None = None):
         self.status = status

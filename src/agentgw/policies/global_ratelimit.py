@@ -451,7 +451,6 @@ class GlobalRateLimit(Policy):
     """Request-phase check of the non-MCP descriptors (the MCP ones run per tool call)."""
 
     order = 51
-    sync = True  # answers at once or with a Deferred (the Redis check): fast path
 
     def __init__(self, store: RedisStore, descriptors: list[_Descriptor], prefix: str, fail_open: bool,
                  sliding: bool, metrics: LimiterMetrics, route_id: str):

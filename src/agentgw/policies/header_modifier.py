@@ -25,7 +25,6 @@ class HeaderEdits:
 
 class RequestHeaderModifier(Policy):
     order = 70
-    sync = True
 
     def __init__(self, add=None, set=None, remove=None):
         self.edits = HeaderEdits(add, set, remove)
@@ -37,7 +36,6 @@ class RequestHeaderModifier(Policy):
 
 class ResponseHeaderModifier(Policy):
     order = 80
-    sync = True
 
     def __init__(self, add=None, set=None, remove=None):
         self.edits = HeaderEdits(add, set, remove)

@@ -329,7 +329,6 @@ def claim_header_value(v) -> str | None:
 
 class JwtAuth(Policy):
     order = 20
-    sync = True  # cache hits answer at once; a miss returns an awaitable
     NAME = "jwtAuth"
 
     def __init__(

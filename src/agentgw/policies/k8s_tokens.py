@@ -119,7 +119,6 @@ class TokenReviewer:
 
 class ServiceAccountAuth(Policy):
     order = 23
-    sync = True  # cache hits answer at once; a miss returns an awaitable
     NAME = "serviceAccountAuth"
 
     def __init__(

@@ -62,7 +62,6 @@ class TokenBucket:
 
 class LocalRateLimit(Policy):
     order = 50
-    sync = True
 
     def __init__(self, buckets: list[TokenBucket]):
         self.buckets = buckets

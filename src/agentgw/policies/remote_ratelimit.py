@@ -80,7 +80,6 @@ class _TokenReport:
 
 class RemoteRateLimit(Policy):
     order = 52
-    sync = False
 
     def __init__(self, domain: str, client: RlsClient, descriptors: list, fail_open: bool, metrics: LimiterMetrics):
         self.domain = domain

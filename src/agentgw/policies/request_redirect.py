@@ -10,7 +10,6 @@ from .url_rewrite import replace_prefix
 
 class RequestRedirect(Policy):
     order = 61
-    sync = True
 
     def __init__(
         self,

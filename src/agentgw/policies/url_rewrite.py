@@ -18,7 +18,6 @@ def replace_prefix(path: str, matched_prefix: str, new_prefix: str) -> str:
 
 class UrlRewrite(Policy):
     order = 71
-    sync = True
 
     def __init__(self, path_full: str | None = None, path_prefix: str | None = None, authority: str | None = None):
         self.path_full = path_full
