@@ -428,9 +428,9 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         """The body chunks that arrived since the last call, waiting if there are none
         yet; ``None`` once the body is over.
 
-        The coroutine form of :meth:`iter_body` for readers that stop early (an MCP
-        answer found in a stream): an abandoned async generator is registered with the
-        loop and closed later by a task of its own, one per request."""
+        A coroutine rather than an async generator, so a reader that stops early (an MCP
+        answer found in a stream) leaves nothing behind: an abandoned async generator is
+        registered with the loop and closed later by a task of its own."""
         while not self.chunks:
             if self.done:
                 return None
@@ -443,20 +443,11 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         return chunks
 
     async def iter_body(self):
-        """Yield response body chunks as they arrive (for transforming streams)."""
-        while True:
-            if self.chunks:
-                chunks, self.chunks = self.chunks, []
-                for c in chunks:
-                    yield c
-                continue
-            if self.done:
-                return
-            if self.error is not None:
-                raise self.error
-            fut = self.loop.create_future()
-            self._body_waiter = fut
-            await fut
+        """Yield response body chunks as they arrive, for readers that take the whole body
+        (transforming streams)."""
+        while (chunks := await self.read_chunks()) is not None:
+            for c in chunks:
+                yield c
 
     # -- tunnels ------------------------------------------------------------------------------
     def start_tunnel(self, client: asyncio.Transport) -> bytes:

@@ -42,11 +42,11 @@ log = logging.getLogger("agentgw.mcp")
 
 
 
-async def sse_messages(conn, on_event: Callable[[str, bytes], None] | None = None):
-    """JSON-RPC messages from an upstream SSE body, as they arrive. ``message`` events
-    that aren't JSON are skipped; other events go to ``on_event``."""
-    parser = SseParser()
-    async for chunk in conn.iter_body():
+def json_messages(parser: SseParser, chunks: list[bytes], on_event: Callable[[str, bytes], None] | None = None):
+    """JSON-RPC messages in some chunks of an SSE body. ``message`` events that aren't
+    JSON are skipped; other events go to ``on_event``. A plain generator: a reader may
+    stop at any message without leaving anything for the loop to close."""
+    for chunk in chunks:
         for event, data, _ in parser.feed(chunk):
             if event != "message":
                 if on_event is not None:
@@ -58,6 +58,14 @@ async def sse_messages(conn, on_event: Callable[[str, bytes], None] | None = Non
                 yield loads(data)
             except orjson.JSONDecodeError:
                 continue
+
+
+async def sse_messages(conn, on_event: Callable[[str, bytes], None] | None = None):
+    """JSON-RPC messages from an upstream SSE body, as they arrive (long-lived streams)."""
+    parser = SseParser()
+    while (chunks := await conn.read_chunks()) is not None:
+        for m in json_messages(parser, chunks, on_event):
+            yield m
 
 class UpstreamGone(RpcError):
     """The target is unreachable or its session/process is gone."""
@@ -286,24 +294,15 @@ class HttpUpstream(Upstream):
                 conn.release()
 
     async def _read_sse_answer(self, conn, rid: int, related, timeout):
-        # Chunks by coroutine, not through sse_messages(): this reader stops at the
-        # answer, and an async generator left behind costs a closing task per call.
+        # read_chunks, not sse_messages(): this reader stops at the answer, and an async
+        # generator left behind would cost a closing task per call.
         parser = SseParser()
-        while True:
-            chunks = await conn.read_chunks()
-            if chunks is None:
-                raise UpstreamGone(f"target {self.name}: stream ended without an answer")
-            for chunk in chunks:
-                for event, data, _ in parser.feed(chunk):
-                    if event != "message" or not data:
-                        continue
-                    try:
-                        m = loads(data)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if is_response(m) and m.get("id") == rid:
-                        return _unwrap(m)
-                    self.on_message(self, m, related)
+        while (chunks := await conn.read_chunks()) is not None:
+            for m in json_messages(parser, chunks):
+                if is_response(m) and m.get("id") == rid:
+                    return _unwrap(m)
+                self.on_message(self, m, related)
+        raise UpstreamGone(f"target {self.name}: stream ended without an answer")
 
     async def _send_no_answer(self, msg: dict) -> None:
         conn = await self._post(msg, 30.0)
