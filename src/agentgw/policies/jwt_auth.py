@@ -327,6 +327,21 @@ def claim_header_value(v) -> str | None:
     return s
 
 
+class _Accepted:
+    """A credential header value accepted before: what a repeat of it needs. Valid while
+    the token's own cache entry would be (until expiry, or until its key set changes)."""
+
+    __slots__ = ("deadline", "jwks", "generation", "claims", "principal", "identity")
+
+    def __init__(self, deadline: float, jwks, generation: int, claims: dict, principal, identity: list):
+        self.deadline = deadline
+        self.jwks = jwks
+        self.generation = generation
+        self.claims = claims
+        self.principal = principal
+        self.identity = identity  # claimToHeaders pairs
+
+
 class JwtAuth(Policy):
     order = 20
     NAME = "jwtAuth"
@@ -345,13 +360,10 @@ class JwtAuth(Policy):
         self.preserve = preserve_token
         self.claim_headers = [(c, h.lower()) for c, h in claim_headers]
         self._claim_names = frozenset(h for _, h in self.claim_headers)
-        self._pairs: dict[int, tuple] = {}
-        # Accepted credentials by the exact header value they arrived in (header
-        # locations only): value -> (deadline, jwks, generation, claims, principal,
-        # identity header pairs). A hit skips the prefix parse, the verifier's lookup
-        # and the claim-to-header conversion; it ends when the token's own cache entry
-        # would (expiry or a key-set change).
-        self._hits: dict[str, tuple] = {}
+        # Header locations only: accepted credentials by the exact header value they
+        # arrived in, so a repeat skips the prefix parse, the verifier's lookup and the
+        # claim-to-header conversion.
+        self._hits: dict[str, _Accepted] = {}
         self._hit_header = self.location.name if self.location.kind == "header" else None
         self.challenge = 'Bearer realm="agentgw"'
         self.bad_challenge = 'Bearer realm="agentgw", error="invalid_token"'
@@ -375,18 +387,18 @@ class JwtAuth(Policy):
                 i += 1
             if found >= 0:
                 hit = self._hits.get(h[found][1])
-                if hit is not None and time.time() < hit[0] and hit[1].generation == hit[2]:
+                if hit is not None and time.time() < hit.deadline and hit.jwks.generation == hit.generation:
                     attrs = ctx.attrs
-                    attrs["jwt"] = hit[3]
-                    if hit[4] is not None:
-                        attrs["principal"] = hit[4]
+                    attrs["jwt"] = hit.claims
+                    if hit.principal is not None:
+                        attrs["principal"] = hit.principal
                     if spoofed:
                         drop = names if self.preserve else names | {name}
                         h[:] = [kv for kv in h if kv[0] not in drop]
                     elif not self.preserve:
                         del h[found]
-                    if hit[5]:
-                        h.extend(hit[5])
+                    if hit.identity:
+                        h.extend(hit.identity)
                     return None
         return self._general(ctx)
 
@@ -423,32 +435,26 @@ class JwtAuth(Policy):
         return None
 
     def _accept(self, ctx, claims: dict, token: str) -> None:
-        if self._hit_header is not None:
-            raw = ctx.req.headers.get(self._hit_header)
+        h = ctx.req.headers
+        raw = h.get(self._hit_header) if self._hit_header is not None else None
+        sub = claims.get("sub")
+        principal = sub if isinstance(sub, str) else None
         attrs = ctx.attrs
         attrs["jwt"] = claims
-        sub = claims.get("sub")
-        if isinstance(sub, str):
-            attrs["principal"] = sub
-        if self.claim_headers:
-            # claims -> header pairs, computed once per verified claims object
-            pairs = self._pairs.get(id(claims))
-            if pairs is None or pairs[0] is not claims:
-                if len(self._pairs) >= CACHE_MAX:
-                    self._pairs.clear()
-                out = []
-                for claim, header in self.claim_headers:
-                    v = claim_header_value(_claim(claims, claim))
-                    if v is not None:
-                        out.append((header, v))
-                pairs = self._pairs[id(claims)] = (claims, out)
-            ctx.req.headers.extend(pairs[1])
+        if principal is not None:
+            attrs["principal"] = principal
+        identity = []
+        for claim, header in self.claim_headers:
+            v = claim_header_value(_claim(claims, claim))
+            if v is not None:
+                identity.append((header, v))
+        h.extend(identity)
         if not self.preserve:
             self.location.strip(ctx)
-        if self._hit_header is not None and raw is not None:
-            self._remember(raw, token, claims)
+        if raw is not None:
+            self._remember(raw, token, claims, principal, identity)
 
-    def _remember(self, raw: str, token: str, claims: dict) -> None:
+    def _remember(self, raw: str, token: str, claims: dict, principal, identity: list) -> None:
         entry = self.verifier.cache.get(token)
         if entry is None or entry[0] is not claims:
             return
@@ -456,16 +462,7 @@ class JwtAuth(Policy):
         hits = self._hits
         if len(hits) >= CACHE_MAX:
             hits.clear()
-        pairs = self._pairs.get(id(claims))
-        sub = claims.get("sub")
-        hits[raw] = (
-            exp + CLOCK_SKEW,
-            provider.jwks,
-            gen,
-            claims,
-            sub if isinstance(sub, str) else None,
-            pairs[1] if pairs is not None and pairs[0] is claims else [],
-        )
+        hits[raw] = _Accepted(exp + CLOCK_SKEW, provider.jwks, gen, claims, principal, identity)
 
 
 def build_jwks(spec, base_path, *, headers=(), ca_file=None, timeout: float = 5.0):
