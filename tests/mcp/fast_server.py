@@ -69,6 +69,16 @@ async def progress(steps: int, ctx: Context) -> str:
     return f"done {steps}"
 
 
+@server.tool()
+async def stall(seconds: float, ctx: Context) -> str:
+    """Report progress once, then take `seconds` to answer."""
+    import asyncio
+
+    await ctx.report_progress(0, 1, "started")
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}"
+
+
 class Confirm(BaseModel):
     ok: bool
 

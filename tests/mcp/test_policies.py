@@ -196,3 +196,30 @@ def test_openapi_target_and_legacy_sse_client(harness, upstream):
                     if d.get("id") == 2:
                         assert d["result"]["content"][0]["text"] == "42"
                         break
+
+
+def test_request_timeout_bounds_a_streamed_answer(harness, servers):
+    """A target that starts its SSE answer and then goes quiet: with a request timeout
+    the call ends in a JSON-RPC error when it runs out, and the session and target keep
+    working (the target is slow, not gone)."""
+    import time
+
+    beta = servers.fast("beta")
+    gw = harness.gateway(mcp_config({"targets": [{"name": "beta", "mcp": {"host": beta.url}}]},
+                                    policies={"timeout": {"requestTimeout": "1s"}}))
+    c = Raw(gw.url + "/mcp")
+    c.init()
+    json_only = {**c.h(), "accept": "application/json"}
+    t0 = time.monotonic()
+    r = httpx.post(c.base, json={"jsonrpc": "2.0", "id": 40, "method": "tools/call",
+                                 "params": {"name": "stall", "arguments": {"seconds": 30}, "_meta": {"progressToken": "p1"}}},
+                   headers=json_only, timeout=20)
+    took = time.monotonic() - t0
+    assert r.status_code == 200, r.text
+    err = r.json()["error"]
+    assert "did not answer within 1s" in err["message"], err
+    assert 0.9 < took < 5, took
+    assert _text(c.call("echo", {"text": "still here"})) == "beta: still here"
+    r = httpx.post(c.base, json={"jsonrpc": "2.0", "id": 41, "method": "tools/call",
+                                 "params": {"name": "stall", "arguments": {"seconds": 0.1}}}, headers=json_only, timeout=20)
+    assert r.json()["result"]["content"][0]["text"] == "slept 0.1"

@@ -410,23 +410,22 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         self._sink_end = on_end
         self._sink_error = on_error
 
-    async def read_body(self, limit: int | None = None) -> bytes:
-        """Buffer the whole response body."""
-        while not self.done:
-            if self.error is not None:
-                raise self.error
-            if limit is not None and sum(map(len, self.chunks)) > limit:
-                raise GatewayError(502, "upstream_response_too_large", f"upstream response exceeds {limit} bytes")
-            fut = self.loop.create_future()
-            self._body_waiter = fut
-            await fut
-        data = b"".join(self.chunks)
-        self.chunks = []
-        return data
+    async def read_body(self, limit: int | None = None, deadline: float | None = None) -> bytes:
+        """Buffer the whole response body (502 beyond ``limit`` bytes, 504 past ``deadline``)."""
+        parts: list[bytes] = []
+        size = 0
+        while (chunks := await self.read_chunks(deadline)) is not None:
+            parts += chunks
+            if limit is not None:
+                size += sum(map(len, chunks))
+                if size > limit:
+                    raise GatewayError(502, "upstream_response_too_large", f"upstream response exceeds {limit} bytes")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def read_chunks(self) -> list[bytes] | None:
+    async def read_chunks(self, deadline: float | None = None) -> list[bytes] | None:
         """The body chunks that arrived since the last call, waiting if there are none
-        yet; ``None`` once the body is over.
+        yet; ``None`` once the body is over. Waiting past ``deadline`` (loop time) raises
+        a 504 ``GatewayError`` (the body is unfinished, so ``release`` closes the connection).
 
         A coroutine rather than an async generator, so a reader that stops early (an MCP
         answer found in a stream) leaves nothing behind: an abandoned async generator is
@@ -438,9 +437,20 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
                 raise self.error
             fut = self.loop.create_future()
             self._body_waiter = fut
-            await fut
+            if deadline is None:
+                await fut
+            else:
+                timer = self.loop.call_at(deadline, self._body_timeout, fut)
+                try:
+                    await fut
+                finally:
+                    timer.cancel()
         chunks, self.chunks = self.chunks, []
         return chunks
+
+    def _body_timeout(self, fut: asyncio.Future) -> None:
+        if not fut.done():
+            fut.set_exception(GatewayError(504, "upstream_timeout", "upstream response body did not complete in time"))
 
     async def iter_body(self):
         """Yield response body chunks as they arrive, for readers that take the whole body

@@ -241,6 +241,8 @@ class HttpUpstream(Upstream):
             msg["params"] = params
         if related is not None:
             related.sent.append((self, rid))
+        # ``timeout`` bounds the whole call, as for stream targets: the head, then the body
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         conn = await self._post(msg, timeout)
         try:
             status = conn.status
@@ -262,7 +264,7 @@ class HttpUpstream(Upstream):
                     pass
                 raise RpcError(UPSTREAM_ERROR, f"target {self.name} answered HTTP {status}")
             if ctype.startswith("text/event-stream"):
-                res = await self._read_sse_answer(conn, rid, related, timeout)
+                res = await self._read_sse_answer(conn, rid, related, deadline)
                 if not conn.done and not conn.closed:
                     # the stream's end is usually a packet behind the answer: don't wait
                     # for it, let it return the connection to the pool when it comes
@@ -273,11 +275,16 @@ class HttpUpstream(Upstream):
                 # answer will come on the GET stream
                 fut = asyncio.get_running_loop().create_future()
                 self._pending[rid] = fut
-                await conn.read_body()
+                await conn.read_body(None, deadline)
                 conn.release()
                 conn = None
-                return _unwrap(await fut)
-            body = await conn.read_body(64 << 20)
+                try:
+                    return _unwrap(await asyncio.wait_for(fut, None if deadline is None else max(0.0, deadline - fut.get_loop().time())))
+                except asyncio.TimeoutError:
+                    raise RpcError(UPSTREAM_ERROR, f"target {self.name} did not answer within {timeout:g}s") from None
+                finally:
+                    self._pending.pop(rid, None)
+            body = await conn.read_body(64 << 20, deadline)
             doc = loads(body)
             if isinstance(doc, list):
                 for m in doc:
@@ -286,6 +293,8 @@ class HttpUpstream(Upstream):
                 raise RpcError(UPSTREAM_ERROR, f"target {self.name} sent no answer")
             return _unwrap(doc)
         except GatewayError as exc:
+            if exc.status == 504 and timeout is not None:  # outlived the call's timeout: the target is alive
+                raise RpcError(UPSTREAM_ERROR, f"target {self.name} did not answer within {timeout:g}s") from None
             raise UpstreamGone(f"target {self.name}: {exc.message}") from None
         except orjson.JSONDecodeError:
             raise RpcError(UPSTREAM_ERROR, f"target {self.name} sent invalid JSON") from None
@@ -293,11 +302,11 @@ class HttpUpstream(Upstream):
             if conn is not None:
                 conn.release()
 
-    async def _read_sse_answer(self, conn, rid: int, related, timeout):
+    async def _read_sse_answer(self, conn, rid: int, related, deadline: float | None):
         # read_chunks, not sse_messages(): this reader stops at the answer, and an async
         # generator left behind would cost a closing task per call.
         parser = SseParser()
-        while (chunks := await conn.read_chunks()) is not None:
+        while (chunks := await conn.read_chunks(deadline)) is not None:
             for m in json_messages(parser, chunks):
                 if is_response(m) and m.get("id") == rid:
                     return _unwrap(m)
