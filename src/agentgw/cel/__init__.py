@@ -385,19 +385,18 @@ class _Binder:
         """``compute(data)`` for the values ``ctx`` gives the expressions, remembered in
         ``memo`` (bounded) by those values when they are hashable."""
         fast_key = self.fast_key
-        if fast_key is not None:
+        vals = None
+        if fast_key is not None:  # key straight off the request; values only on a miss
             key = fast_key(ctx)
-            hit = memo.get(key, _MISSING)
-            if hit is not _MISSING:
-                return hit
-            vals = self.values(ctx)
         else:
             vals = self.values(ctx)
             key = self.key(vals) if self.memoizable else None
-            if key is not None:
-                hit = memo.get(key, _MISSING)
-                if hit is not _MISSING:
-                    return hit
+        if key is not None:
+            hit = memo.get(key, _MISSING)
+            if hit is not _MISSING:
+                return hit
+        if vals is None:
+            vals = self.values(ctx)
         result = compute(self.data(vals))
         if key is not None:
             if len(memo) >= _MEMO_MAX:
