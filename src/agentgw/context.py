@@ -87,6 +87,6 @@ class Ctx:
         if shaper is not None:
             # a protocol's own error shape (e.g. a JSON-RPC error for an A2A call);
             # set by that protocol's policy, keeps the status
-            reply = shaper(reply)
+            reply = shaper(self, reply)
         self.finalize_headers(reply.status, reply.headers)
         self.ex.send(reply.status, reply.headers, reply.body)

@@ -20,8 +20,6 @@ Compiled for a route with ``policies.a2a`` or an ``a2a`` backend. Per request:
 
 from __future__ import annotations
 
-from functools import partial
-
 from ..backends.a2a.card import CardRewriter, client_origin, is_card_path, path_prefixes, rewrite_card_body
 from ..backends.a2a.rpc import (
     CARD_OPERATIONS,
@@ -60,7 +58,7 @@ class A2aErrorShape(Policy):
     def on_request(self, ctx):
         req = ctx.req
         if req.method == "POST":
-            ctx.attrs["reply_shaper"] = partial(_shape, ctx)
+            ctx.attrs["reply_shaper"] = _shape
             body = req.body
             if not body.complete and body.error is None:
                 # an early refusal must still carry the call's id: have the (bounded)
@@ -95,6 +93,7 @@ class A2a(Policy):
             "Last task state seen in A2A responses, by agent",
             ("agent", "state"),
         )
+        self._finish = self._done  # bound once, not per request
 
     # -- request ------------------------------------------------------------------------
     def on_request(self, ctx):
@@ -150,7 +149,7 @@ class A2a(Policy):
             if op in CARD_OPERATIONS:
                 self._card_filter(ctx, jsonrpc=True)
             else:
-                ctx.body_observer = ResponseObserver(partial(self._done, ctx))
+                ctx.body_observer = ResponseObserver(self._finish, ctx)
             return
         rest = rest_operation("POST", ctx.path)
         if rest is not None:
@@ -171,7 +170,7 @@ class A2a(Policy):
         if op in CARD_OPERATIONS:
             self._card_filter(ctx, jsonrpc=False)
         else:
-            ctx.body_observer = ResponseObserver(partial(self._done, ctx))
+            ctx.body_observer = ResponseObserver(self._finish, ctx)
 
     def _card_filter(self, ctx, *, jsonrpc: bool) -> None:
         client_path = ctx.path

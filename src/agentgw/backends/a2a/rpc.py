@@ -136,10 +136,20 @@ def normalize_state(s) -> str | None:
     """``TASK_STATE_INPUT_REQUIRED`` / ``input-required`` → ``input-required``."""
     if not isinstance(s, str) or not s:
         return None
+    known = _STATES.get(s)
+    if known is not None:
+        return known
     if s.startswith("TASK_STATE_"):
         s = s[11:]
     return s.lower().replace("_", "-")
 
+
+# every spelling of the states both protocol generations define, normalized once
+_STATES: dict[str, str] = {}
+for _s in ("submitted", "working", "input-required", "completed", "canceled", "failed", "rejected",
+           "auth-required", "unknown"):
+    _STATES[_s] = _s
+    _STATES["TASK_STATE_" + _s.upper().replace("-", "_")] = _s
 
 _EVENT_KEYS = ("task", "statusUpdate", "artifactUpdate", "message", "status_update", "artifact_update")
 
@@ -157,38 +167,44 @@ def facts_from(doc, into: dict) -> None:
         doc = doc.get("result")
         if not isinstance(doc, dict):
             return
-    candidates = [doc]
-    for k in _EVENT_KEYS:
+    _object_facts(doc, into)
+    if "kind" in doc:
+        return  # a v0.3 object names its own type and wraps no other
+    for k in _EVENT_KEYS:  # a v1.0 stream response wraps one object
         v = doc.get(k)
         if isinstance(v, dict):
-            candidates.append(v)
-    for c in candidates:
-        tid = c.get("taskId")
-        if tid is None and isinstance(c.get("status"), dict):
+            _object_facts(v, into)
+
+
+def _object_facts(c: dict, into: dict) -> None:
+    """Facts of one Task, Message or status/artifact update object."""
+    tid = c.get("taskId")
+    st = c.get("status")
+    if isinstance(st, dict):
+        if tid is None:
             tid = c.get("id")  # a Task
-        if isinstance(tid, str):
-            into["task_id"] = tid
-        cid = c.get("contextId")
-        if isinstance(cid, str):
-            into["context_id"] = cid
-        st = c.get("status")
-        if isinstance(st, dict):
-            state = normalize_state(st.get("state"))
-            if state:
-                into["state"] = state
+        state = normalize_state(st.get("state"))
+        if state:
+            into["state"] = state
+    if isinstance(tid, str):
+        into["task_id"] = tid
+    cid = c.get("contextId")
+    if isinstance(cid, str):
+        into["context_id"] = cid
 
 
 class ResponseObserver:
-    """Watches a response body go by (``ctx.body_observer``) and calls ``done(facts)``
+    """Watches a response body go by (``ctx.body_observer``) and calls ``done(ctx, facts)``
     at its end. ``sse`` is set from the response head by the owning policy."""
 
-    __slots__ = ("sse", "buf", "facts", "done", "broken", "limit")
+    __slots__ = ("sse", "buf", "facts", "done", "ctx", "broken", "limit")
 
-    def __init__(self, done, limit: int = 1 << 20):
+    def __init__(self, done, ctx, limit: int = 1 << 20):
         self.sse = False
         self.buf = b""
         self.facts: dict = {}
         self.done = done
+        self.ctx = ctx
         self.broken = False
         self.limit = limit
 
@@ -197,7 +213,7 @@ class ResponseObserver:
             if not self.sse and self.buf and not self.broken:
                 facts_from(parse_body(self.buf), self.facts)
             self.buf = b""
-            self.done(self.facts)
+            self.done(self.ctx, self.facts)
             return
         if self.broken or not chunk:
             return
