@@ -732,6 +732,7 @@ class Target:
     url: str
     proc: Proc | None = None           # measured process (tree); None -> no CPU/RSS column
     notes: dict[str, Any] = field(default_factory=dict)
+    also: dict[str, Proc] = field(default_factory=dict)  # other processes whose CPU/request to record
 
 
 @dataclass
@@ -757,6 +758,7 @@ class Run:
     percentiles_ms: dict[str, float] = field(default_factory=dict)
     latency_avg_ms: float | None = None
     latency_max_ms: float | None = None
+    also_cpu_us_per_req: dict[str, float] = field(default_factory=dict)  # Target.also, by name
 
 
 @dataclass
@@ -786,6 +788,7 @@ def measure(target: Target, spec: LoadSpec, rnd: int = 0, group: ProcessGroup | 
         _check_alive(target.proc)
         cpu0 = cpu_times(target.proc.pid)
         log0 = target.proc.log_size()
+    also0 = {name: cpu_times(p.pid) for name, p in target.also.items()}
     with ForeignLoad(group) as fl:
         w = run_wrk(target.url, spec.script, spec.duration_s, spec.connections, spec.threads, spec.wrk_cpu)
     run = Run(target=target.name, round=rnd, rps=w.rps, p50_ms=w.p50_ms, p99_ms=w.p99_ms,
@@ -793,6 +796,10 @@ def measure(target: Target, spec: LoadSpec, rnd: int = 0, group: ProcessGroup | 
               non_2xx_3xx=w.non_2xx_3xx, wrk_exit=w.exit_code, clean=w.clean,
               percentiles_ms=w.percentiles_ms, latency_avg_ms=w.latency_avg_ms,
               latency_max_ms=w.latency_max_ms, foreign_cpu=round(fl.cpu_fraction, 3))
+    if w.requests:
+        for name, p in target.also.items():
+            t1 = cpu_times(p.pid)
+            run.also_cpu_us_per_req[name] = (t1[0] - also0[name][0] + t1[1] - also0[name][1]) * 1e6 / w.requests
     if target.proc is not None:
         if not target.proc.alive():
             run.clean = False
@@ -848,6 +855,43 @@ def summarize(runs: Sequence[Run], order: Sequence[str]) -> dict[str, dict[str, 
             s[f] = statistics.median(vals) if vals else None
         out[name] = s
     return out
+
+
+def paired_deltas(runs: Sequence[Run], base: str, target: str, field_name: str = "p50_ms") -> list[float]:
+    """Per round, target's figure minus base's, over rounds where both runs are clean and quiet.
+
+    Rounds are interleaved, so the two runs of a round are minutes apart at most; pairing
+    them takes out the drift of the machine between rounds that a difference of
+    medians keeps.
+    """
+    out = []
+    for rnd in sorted({r.round for r in runs}):
+        pair = {}
+        for r in runs:
+            if r.round == rnd and r.target in (base, target) and r.clean \
+                    and (r.foreign_cpu or 0.0) <= FOREIGN_CPU_WARN and getattr(r, field_name) is not None:
+                pair[r.target] = getattr(r, field_name)
+        if len(pair) == 2:
+            out.append(pair[target] - pair[base])
+    return out
+
+
+def p50_added_bar(label: str, runs: Sequence[Run], summary: dict[str, dict[str, Any]], base: str, target: str,
+                  bar_ms: float) -> dict[str, Any]:
+    """The "p50 added <= bar_ms" verdict, printed: the median of per-round paired deltas
+    when at least three rounds pair up, else the difference of the medians (both shown)."""
+    d, g = summary[base]["p50_ms"], summary[target]["p50_ms"]
+    of_medians = g - d if d is not None and g is not None else None
+    pairs = paired_deltas(runs, base, target)
+    delta = statistics.median(pairs) if len(pairs) >= 3 else of_medians
+    ok = delta is not None and delta <= bar_ms and not summary[target]["flagged"]
+    result = "PASS" if ok else ("N/A" if delta is None else "FAIL")
+    spread = f"; per round {', '.join(fmt(x, 2) for x in pairs)}" if pairs else ""
+    print(f"\n- p50 added ({target} - {base}): {fmt(delta, 3)} ms "
+          f"({'median of ' + str(len(pairs)) + ' paired rounds' if len(pairs) >= 3 else 'difference of medians'}; "
+          f"difference of medians {fmt(of_medians, 3)} ms{spread}) (bar <= {bar_ms:g} ms): {result}")
+    return {"label": label, "delta_ms": delta, "delta_of_medians_ms": of_medians, "paired_deltas_ms": pairs,
+            "bar_ms": bar_ms, "result": result}
 
 
 @dataclass
