@@ -887,9 +887,9 @@ def p50_added_bar(label: str, runs: Sequence[Run], summary: dict[str, dict[str, 
     ok = delta is not None and delta <= bar_ms and not summary[target]["flagged"]
     result = "PASS" if ok else ("N/A" if delta is None else "FAIL")
     spread = f"; per round {', '.join(fmt(x, 2) for x in pairs)}" if pairs else ""
-    print(f"\n- p50 added ({target} - {base}): {fmt(delta, 3)} ms "
-          f"({'median of ' + str(len(pairs)) + ' paired rounds' if len(pairs) >= 3 else 'difference of medians'}; "
-          f"difference of medians {fmt(of_medians, 3)} ms{spread}) (bar <= {bar_ms:g} ms): {result}")
+    how = (f"median of {len(pairs)} paired rounds; difference of medians {fmt(of_medians, 3)} ms"
+           if len(pairs) >= 3 else "difference of medians")
+    print(f"\n- p50 added ({target} - {base}): {fmt(delta, 3)} ms ({how}{spread}) (bar <= {bar_ms:g} ms): {result}")
     return {"label": label, "delta_ms": delta, "delta_of_medians_ms": of_medians, "paired_deltas_ms": pairs,
             "bar_ms": bar_ms, "result": result}
 
