@@ -18,6 +18,7 @@ from .engine.http import GatewayError, Reply
 from .policies.base import Deferred
 from .routing.paths import normalize_path
 from .routing.table import RouteTable, hostname_matches
+from .telemetry.metrics import status_label
 
 log = logging.getLogger("agentgw")
 
@@ -141,7 +142,7 @@ def observe(ctx: Ctx) -> None:
             route.name if route is not None else "",
             ctx.backend_name,
             req.method,
-            _status_str(status),
+            status_label(status),
             attrs.get("principal", "") if attrs else "",  # agent_identity (JWT sub, SA, key name)
         ),
         duration,
@@ -150,14 +151,6 @@ def observe(ctx: Ctx) -> None:
         attrs["trace"][0].finish(ctx, status)
     if services.access_log.enabled:
         services.access_log.record(ctx, duration)
-
-
-_STATUS_STR = {s: str(s) for s in range(0, 600)}
-
-
-def _status_str(status: int) -> str:
-    s = _STATUS_STR.get(status)
-    return s if s is not None else str(status)
 
 
 def handle_fast(bind: BindRuntime, req, ex) -> bool:

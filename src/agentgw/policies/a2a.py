@@ -29,6 +29,7 @@ from ..backends.a2a.rpc import (
     rest_operation,
     shape_reply,
 )
+from ..telemetry.metrics import status_label
 from .base import Policy
 
 CARD = "agent-card"
@@ -188,7 +189,7 @@ class A2a(Policy):
     # -- response -----------------------------------------------------------------------
     def on_response(self, ctx, status, headers) -> None:
         a = ctx.attrs.get("a2a")
-        self.requests.inc((self.agent, a["method"] if a is not None else "", str(status)))
+        self.requests.inc((self.agent, a["method"] if a is not None else "", status_label(status)))
         obs = ctx.body_observer
         if obs.__class__ is ResponseObserver:
             ct = headers.get("content-type") or ""

@@ -24,6 +24,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 
+_STATUS_LABELS = {s: str(s) for s in range(600)}
+
+
+def status_label(status: int) -> str:
+    """An HTTP status as a label value, without a new string per request."""
+    label = _STATUS_LABELS.get(status)
+    return label if label is not None else str(status)
+
+
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
