@@ -760,6 +760,11 @@ class Run:
     latency_max_ms: float | None = None
     also_cpu_us_per_req: dict[str, float] = field(default_factory=dict)  # Target.also, by name
 
+    @property
+    def quiet(self) -> bool:
+        """Clean, and nothing else loaded the machine while it ran."""
+        return self.clean and (self.foreign_cpu or 0.0) <= FOREIGN_CPU_WARN
+
 
 @dataclass
 class LoadSpec:
@@ -844,7 +849,7 @@ def summarize(runs: Sequence[Run], order: Sequence[str]) -> dict[str, dict[str, 
     for name in order:
         mine = [r for r in runs if r.target == name]
         clean = [r for r in mine if r.clean]
-        quiet = [r for r in clean if (r.foreign_cpu or 0.0) <= FOREIGN_CPU_WARN]
+        quiet = [r for r in clean if r.quiet]
         noisy = [r for r in mine if (r.foreign_cpu or 0.0) > FOREIGN_CPU_WARN]
         use = quiet or clean or mine
         s: dict[str, Any] = {"runs": len(mine), "clean_runs": len(clean), "flagged": len(clean) < len(mine),
@@ -868,8 +873,7 @@ def paired_deltas(runs: Sequence[Run], base: str, target: str, field_name: str =
     for rnd in sorted({r.round for r in runs}):
         pair = {}
         for r in runs:
-            if r.round == rnd and r.target in (base, target) and r.clean \
-                    and (r.foreign_cpu or 0.0) <= FOREIGN_CPU_WARN and getattr(r, field_name) is not None:
+            if r.round == rnd and r.target in (base, target) and r.quiet and getattr(r, field_name) is not None:
                 pair[r.target] = getattr(r, field_name)
         if len(pair) == 2:
             out.append(pair[target] - pair[base])
