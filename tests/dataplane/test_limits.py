@@ -54,6 +54,24 @@ def test_many_headers_over_limit_is_431(env):
     assert_gateway_error(r.status, r.body, 431, "header_too_large")
 
 
+def test_head_sent_in_pieces_over_limit_is_431_before_it_ends(env):
+    """A head that keeps coming in small reads is refused once it is over the limit,
+    without waiting for its end (the gateway doesn't buffer an unbounded head)."""
+    gw, up = env
+    with RawHTTP(gw.port) as s:
+        s.send(b"GET /echo/slow-big-head HTTP/1.1\r\nHost: x\r\n")
+        line = b"x-filler: " + b"v" * 500 + b"\r\n"
+        for _ in range(MAX_HEADER // len(line) + 3):
+            try:
+                s.send(line)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.005)
+        r = s.read_response()  # no blank line was ever sent: the answer came mid-head
+    assert_gateway_error(r.status, r.body, 431, "header_too_large")
+    assert up.count("/echo/slow-big-head") == 0
+
+
 def test_headers_under_limit_pass(env):
     gw, _ = env
     with RawHTTP(gw.port) as s:

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.support.harness import ConnectionClosed, RawHTTP, assert_gateway_error, gateway_config, route
+from tests.support.harness import ConnectionClosed, RawHTTP, assert_gateway_error, echo_header, gateway_config, route
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,42 @@ def test_chunked_with_smuggled_tail_in_valid_body_is_one_request(env):
     assert r.status == 200
     assert r.json()["body"] == tail.decode()
     assert up.count(f"/smuggled-{tag}") == 0
+
+
+def test_trailer_fields_never_become_the_next_requests_headers(env):
+    """A chunked request's trailer section ends that request: its fields must not be
+    read as headers of the next request on the connection (a front proxy may share one
+    connection between users)."""
+    gw, up = env
+    with RawHTTP(gw.port) as s:
+        s.send(
+            b"POST /echo/first HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\nX-Injected: from-trailer\r\nX-Agent-Identity: admin\r\n\r\n"
+            b"GET /echo/second HTTP/1.1\r\nHost: x\r\nX-Own: yes\r\n\r\n"
+        )
+        first = s.read_response()
+        second = s.read_response()
+    assert first.status == 200 and first.json()["body"] == "hello"
+    echo = second.json()
+    assert echo["path"] == "/echo/second"
+    assert echo_header(echo, "x-own") == ["yes"]
+    assert echo_header(echo, "x-injected") == []
+    assert echo_header(echo, "x-agent-identity") == []
+
+
+def test_header_values_are_trimmed_and_names_matched_case_insensitively(env):
+    """Optional whitespace around a value is not part of it (RFC 9110 §5.5), on any of
+    several headers decoded together; names keep their meaning in any case."""
+    gw, _ = env
+    with RawHTTP(gw.port) as s:
+        s.send(
+            b"POST /echo/ows HTTP/1.1\r\nHOST: x\r\nX-A:   a1 \t\r\nx-b:b1\r\nX-C: c 1\t\r\n"
+            b"CONTENT-LENGTH: 2\r\nX-D: \xe9t\xe9 \r\n\r\nok"
+        )
+        r = s.read_response()
+    echo = r.json()
+    assert r.status == 200 and echo["body"] == "ok"
+    assert echo_header(echo, "x-a") == ["a1"]
+    assert echo_header(echo, "x-b") == ["b1"]
+    assert echo_header(echo, "x-c") == ["c 1"]
+    assert echo_header(echo, "x-d") == ["\xe9t\xe9"]

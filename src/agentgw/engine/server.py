@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from collections import deque
 from typing import Awaitable, Callable
@@ -30,6 +31,9 @@ from .outbox import BufferedWriter, outbox_for
 log = logging.getLogger("agentgw.engine")
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# Trailing whitespace of each NUL-separated header value (see on_headers_complete).
+_TRAILING_OWS = re.compile(r"[ \t]+(?=\0|$)")
 
 # Connection states, for deadline handling.
 _IDLE, _READING, _ACTIVE, _TUNNEL = 0, 1, 2, 3
@@ -133,7 +137,8 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         "_drain_waiters",
         "_pause_hooks",
         "_url",
-        "_headers",
+        "_hnames",
+        "_hvalues",
         "_header_bytes",
         "_req",
         "_closing",
@@ -161,7 +166,10 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future] = []
         self._pause_hooks: list = []
         self._url: list[bytes] = []
-        self._headers = Headers()
+        # Raw header names and values of the head (or trailer section) being parsed,
+        # decoded together once it is complete (see on_headers_complete).
+        self._hnames: list[bytes] = []
+        self._hvalues: list[bytes] = []
         self._header_bytes = 0
         self._req: Request | None = None
         self._closing = False
@@ -307,6 +315,10 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             self.deadline = self.loop.time() + self.settings.header_read_timeout
         try:
             self.parser.feed_data(data)
+            if self._url or self._hnames:
+                # A head (or trailer section) is still incomplete after this read: bound
+                # what it may hold before the rest arrives.
+                self._check_head_size()
             if self._pending is not None:
                 # Start after the whole read is parsed, so a body that came in the same
                 # packet as its head is already complete when the handler looks.
@@ -359,23 +371,58 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
     # httptools callbacks. There is no on_message_begin (a call into Python per request):
     # per-message state is reset once a head is complete, and the header-read deadline is
     # armed in data_received when bytes arrive on an idle connection.
+    #
+    # Header lines are kept as raw bytes while they arrive and decoded all at once when the
+    # head is complete: a few C calls per request instead of a decode, a lower() and an
+    # rstrip() per header (SDK clients send a dozen headers or more). Their size is checked
+    # then too, and after any read that leaves a head unfinished, so an oversized head is
+    # refused (431) before it can grow past one read beyond the limit.
     def on_url(self, url: bytes) -> None:
-        self._header_bytes += len(url)
-        if self._header_bytes > self.settings.max_header_bytes:
-            raise ValueError("header too large")
         self._url.append(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.settings.max_header_bytes:
-            raise ValueError("header too large")
-        # llhttp drops leading whitespace but keeps trailing; RFC 9110 §5.5 excludes both.
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t")))
+        self._hnames.append(name)
+        self._hvalues.append(value)
+
+    def _head_size(self) -> int:
+        """Bytes of the head read so far (request line target and header lines)."""
+        names = self._hnames
+        return sum(map(len, self._url)) + sum(map(len, names)) + sum(map(len, self._hvalues)) + 4 * len(names)
+
+    def _check_head_size(self) -> None:
+        size = self._head_size()
+        if size > self.settings.max_header_bytes:
+            self._header_bytes = size
+            self._hnames.clear()
+            self._hvalues.clear()
+            self._reject(431, "header_too_large", "request header section too large")
 
     def on_headers_complete(self) -> None:
         parser = self.parser
+        url = self._url
+        raw_target = b"".join(url) if len(url) != 1 else url[0]
+        # The headers, decoded all at once. llhttp rejects NUL in names and values, so it
+        # can separate them here.
+        hn = self._hnames
+        hv = self._hvalues
+        nj = b"\0".join(hn)
+        vj = b"\0".join(hv)
+        n = len(hn)
+        hn.clear()
+        hv.clear()
+        size = len(raw_target) + len(nj) + len(vj) + 2 * n + 2  # as _head_size counts
+        if size > self.settings.max_header_bytes:
+            self._header_bytes = size
+            raise ValueError("header too large")
+        names = nj.decode("latin-1").lower().split("\0")
+        vs = vj.decode("latin-1")
+        if " \0" in vs or "\t\0" in vs or vs[-1:] in (" ", "\t"):
+            # llhttp drops a value's leading whitespace but keeps trailing; RFC 9110 §5.5
+            # excludes both
+            vs = _TRAILING_OWS.sub("", vs)
+        headers = Headers(zip(names, vs.split("\0"))) if n else Headers()
         req = Request()
-        target = (b"".join(self._url) if len(self._url) != 1 else self._url[0]).decode("latin-1")
+        target = raw_target.decode("latin-1")
         req.target = target
         if target[:1] != "/" and "://" in target:
             # absolute-form: keep only path+query, Host comes from the URL
@@ -386,7 +433,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
                     path += "?" + u.query.decode("latin-1")
                 if u.host:
                     host = u.host.decode("latin-1") + (f":{u.port}" if u.port else "")
-                    self._headers.set("host", host)
+                    headers.set("host", host)
                 target = path
             except httptools.HttpParserInvalidURLError:
                 pass
@@ -400,10 +447,8 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         req.method = parser.get_method().decode("ascii")
         req.http_version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive() and not self.settings.draining
-        req.headers = self._headers
-        self._headers = Headers()  # the next message's
+        req.headers = headers
         self._url = []
-        self._header_bytes = 0
         req.client_addr = self.peer
         req.scheme = self.settings.scheme
         req.tls = self.tls
@@ -412,19 +457,16 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         s = self.settings
         req.body = body = RequestBody(self, s.max_body_bytes)
         self._req = req
-        framed = False
-        for k, v in req.headers:  # one scan for the headers that shape the exchange
-            if k == "content-length":
-                framed = True
-                if v.isdigit() and int(v) > s.max_body_bytes:
-                    body.error = GatewayError(413, "payload_too_large", f"request body exceeds {s.max_body_bytes} bytes")
-                    req.keep_alive = False
-            elif k == "transfer-encoding":
-                framed = True
-            elif k == "expect" and v.lower() == "100-continue":
-                req.expect_continue = True
-        if not framed:
-            body.complete = True
+        # The headers that shape the exchange (llhttp has refused conflicting framing).
+        if "content-length" in names:
+            v = headers.get("content-length", "")
+            if v.isdigit() and int(v) > s.max_body_bytes:
+                body.error = GatewayError(413, "payload_too_large", f"request body exceeds {s.max_body_bytes} bytes")
+                req.keep_alive = False
+        elif "transfer-encoding" not in names:
+            body.complete = True  # no body
+        if "expect" in names and headers.get("expect", "").lower() == "100-continue":
+            req.expect_continue = True
         ex = Exchange(self, req)
         if self.current is None and self._pending is None:
             self._pending = ex
@@ -439,6 +481,11 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             req.body.feed(body)
 
     def on_message_complete(self) -> None:
+        if self._hnames:
+            # A chunked body's trailer section: not forwarded, and never to be read as the
+            # next request's headers.
+            self._hnames.clear()
+            self._hvalues.clear()
         req = self._req
         if req is not None:
             req.body.finish()
