@@ -135,3 +135,13 @@ def test_header_values_are_trimmed_and_names_matched_case_insensitively(env):
     assert echo_header(echo, "x-b") == ["b1"]
     assert echo_header(echo, "x-c") == ["c 1"]
     assert echo_header(echo, "x-d") == ["\xe9t\xe9"]
+
+
+def test_upstream_trailer_fields_are_not_relayed_as_response_headers(env):
+    gw, _ = env
+    with RawHTTP(gw.port) as s:
+        r = s.request("GET", "/trailers")
+    assert r.status == 200 and r.body == b"hello world"
+    names = {k.lower() for k, _ in r.headers}
+    assert "x-head-field" in names
+    assert "x-trailer-field" not in names and "set-cookie" not in names

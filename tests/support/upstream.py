@@ -195,6 +195,19 @@ async def handle_die(request: web.Request, state: State) -> web.StreamResponse:
     raise asyncio.CancelledError()
 
 
+async def handle_trailers(request: web.Request, state: State) -> web.StreamResponse:
+    """A chunked response with a trailer section, written raw (aiohttp can't send
+    trailers); the connection closes after it."""
+    if request.transport is not None:
+        request.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\nX-Head-Field: h\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer-Field: t\r\nSet-Cookie: from-trailer=1\r\n\r\n"
+        )
+        request.transport.close()
+    raise asyncio.CancelledError()
+
+
 async def handle_reset(request: web.Request, state: State) -> web.StreamResponse:
     if request.transport is not None:
         sock = request.transport.get_extra_info("socket")
@@ -294,6 +307,7 @@ ROUTES = {
     "/slow": handle_slow,
     "/die": handle_die,
     "/reset": handle_reset,
+    "/trailers": handle_trailers,
     "/ws": handle_ws,
     "/count": handle_count,
     "/flaky": handle_flaky,

@@ -252,6 +252,8 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
     # into Python for a callback the protocol doesn't define)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.status:
+            return  # a chunked body's trailer section: dropped, never relayed as headers
         # Kept as raw bytes: a response passing through untouched is never decoded.
         self.raw_headers.append((name, value))
         n = len(name)
