@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.harness import assert_gateway_error, gateway_config, route
+from tests.support.harness import RawHTTP, assert_gateway_error, build_request, gateway_config, route
 
 ROUTE_NAMES = [
     "regex",  # 0
@@ -159,3 +159,16 @@ def test_route_not_found_for_every_method(env):
     for method in ("GET", "POST", "DELETE", "OPTIONS"):
         r = client.request(method, "/definitely/not/routed")
         assert_gateway_error(r.status_code, r.content, 404, "route_not_found")
+
+
+@pytest.mark.parametrize("value", ["prod ", "prod\t", "prod \t ", "  prod"])
+def test_header_match_ignores_whitespace_around_the_value(env, value):
+    """Optional whitespace around a field value is not part of it (RFC 9110 §5.5): the
+    exact match ``x-env: prod`` holds however the client pads it. (The echo upstream
+    trims values itself, so this is seen by the gateway's own matching.)"""
+    gw, port_to_route, _ = env
+    with RawHTTP(gw.port) as s:
+        s.send(build_request("GET", "/h/x", [("X-Other", "a "), ("X-Env", value), ("Accept", "*/*")]))
+        r = s.read_response()
+    assert r.status == 200, r.body
+    assert port_to_route[int(r.header("x-upstream-port"))] == "hdr-one"

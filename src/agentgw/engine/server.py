@@ -32,6 +32,10 @@ log = logging.getLogger("agentgw.engine")
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a head over the size limit (→ 431)."""
+
+
 # Trailing whitespace of each NUL-separated header value (see on_headers_complete).
 _TRAILING_OWS = re.compile(r"[ \t]+(?=\0|$)")
 
@@ -139,7 +143,6 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         "_url",
         "_hnames",
         "_hvalues",
-        "_header_bytes",
         "_req",
         "_closing",
         "_read_paused",
@@ -170,7 +173,6 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         # decoded together once it is complete (see on_headers_complete).
         self._hnames: list[bytes] = []
         self._hvalues: list[bytes] = []
-        self._header_bytes = 0
         self._req: Request | None = None
         self._closing = False
         self._read_paused = False
@@ -329,8 +331,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             self._tunnel_buffer = [data[offset:]] if offset < len(data) else []
             self.pause_reading()
             self._start_pending()
-        except httptools.HttpParserCallbackError:
-            if self._header_bytes > self.settings.max_header_bytes:
+        except httptools.HttpParserCallbackError as exc:
+            # httptools keeps what the callback raised as the context
+            if isinstance(exc.__context__, _HeadTooLarge):
                 self._reject(431, "header_too_large", "request header section too large")
             else:
                 log.exception("parser callback failed")
@@ -384,15 +387,12 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self._hnames.append(name)
         self._hvalues.append(value)
 
-    def _head_size(self) -> int:
-        """Bytes of the head read so far (request line target and header lines)."""
-        names = self._hnames
-        return sum(map(len, self._url)) + sum(map(len, names)) + sum(map(len, self._hvalues)) + 4 * len(names)
-
     def _check_head_size(self) -> None:
-        size = self._head_size()
+        """Refuse an unfinished head already over the limit (counted as on_headers_complete
+        counts a finished one: the target plus each "name: value\\r\\n")."""
+        names = self._hnames
+        size = sum(map(len, self._url)) + sum(map(len, names)) + sum(map(len, self._hvalues)) + 4 * len(names)
         if size > self.settings.max_header_bytes:
-            self._header_bytes = size
             self._hnames.clear()
             self._hvalues.clear()
             self._reject(431, "header_too_large", "request header section too large")
@@ -410,10 +410,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         n = len(hn)
         hn.clear()
         hv.clear()
-        size = len(raw_target) + len(nj) + len(vj) + 2 * n + 2  # as _head_size counts
-        if size > self.settings.max_header_bytes:
-            self._header_bytes = size
-            raise ValueError("header too large")
+        # the target plus each "name: value\r\n" (the joins hold n - 1 separators each)
+        if len(raw_target) + len(nj) + len(vj) + 2 * n + 2 > self.settings.max_header_bytes:
+            raise _HeadTooLarge
         names = nj.decode("latin-1").lower().split("\0")
         vs = vj.decode("latin-1")
         if " \0" in vs or "\t\0" in vs or vs[-1:] in (" ", "\t"):
