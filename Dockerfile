@@ -2,7 +2,9 @@
 #   docker build -t ghcr.io/agentgw/agentgw:0.1.0 .
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# a C compiler for the engine's optional C helpers (src/agentgw/engine/_speedups.c)
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 RUN pip install --no-cache-dir --prefix=/install '.[kube]'
 

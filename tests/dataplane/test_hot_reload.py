@@ -21,7 +21,7 @@ def versioned_routes(up, version: str, extra: list[dict] | None = None) -> list[
 class LoadThread(threading.Thread):
     """Continuous keep-alive GETs on ONE connection; records every outcome."""
 
-    def __init__(self, port: int, max_requests: int = 5000, max_seconds: float = 40.0):
+    def __init__(self, port: int, max_requests: int = 1_000_000, max_seconds: float = 40.0):
         super().__init__(daemon=True)
         self.port = port
         self.max_requests = max_requests

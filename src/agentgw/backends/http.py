@@ -22,7 +22,8 @@ import ssl as _ssl
 from typing import Sequence
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
-from ..engine.http import HOP_BY_HOP, GatewayError, Headers, RawHeaderView, strip_hop_by_hop
+from ..engine.heads import build_request_head
+from ..engine.http import GatewayError, Headers, RawHeaderView, strip_hop_by_hop
 from ..gateway import answer_error, observe, serve_backend
 
 
@@ -77,31 +78,25 @@ class WeightedChoice:
         return items[bisect.bisect_right(self.cum, random.random() * self.total)]
 
 
-# Request headers the gateway rewrites rather than copies (plus hop-by-hop ones).
-_REQ_SPECIAL = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
-_CONN_PLAIN_S = frozenset({"keep-alive", "close"})
-
-
 def upstream_head(ctx, backend: HttpBackend, body_len: int | None, chunked: bool) -> bytes:
-    """Serialise the upstream request head for ``ctx`` sent to ``backend``, in one pass."""
+    """Serialise the upstream request head for ``ctx`` sent to ``backend``, in one call
+    (``engine.heads.build_request_head``); a ``Connection`` header that names further
+    hop-by-hop fields takes the general path, which removes them too."""
     req = ctx.req
-    headers = req.headers
-    host = ctx.authority or backend.host_override
-    orig_host = None
-    xff = None
-    parts = []
-    for k, v in headers:
-        if k in _REQ_SPECIAL:
-            if k == "host":
-                orig_host = v
-            elif k == "x-forwarded-for":
-                xff = v if xff is None else f"{xff}, {v}"
-            elif k == "connection" and v.strip().lower() not in _CONN_PLAIN_S:
-                # names further hop-by-hop headers (or asks for an upgrade): general path
-                return _upstream_head_general(ctx, backend, body_len, chunked)
-            continue
-        parts.append(f"{k}: {v}\r\n")
-    return _finish_head(ctx, backend, parts, host, orig_host, xff, body_len, chunked)
+    head = build_request_head(
+        req.method,
+        ctx.target,
+        ctx.authority or backend.host_override,
+        req.headers,
+        req.client_addr,
+        req.scheme,
+        backend.target.authority,
+        -1 if body_len is None else body_len,
+        chunked,
+    )
+    if head is None:
+        return _upstream_head_general(ctx, backend, body_len, chunked)
+    return head
 
 
 def _upstream_head_general(ctx, backend: HttpBackend, body_len: int | None, chunked: bool) -> bytes:
@@ -230,7 +225,7 @@ class HttpBackendSet:
         cl = conn.resp_cl.decode("latin-1") if conn.resp_cl is not None else None
         route, listener = ctx.route, ctx.listener
         if not ctx.response_hooks and not route.response_edits and not listener.response_edits:
-            raw = raw_response_headers(conn.raw_headers)
+            raw = conn.relay
             if raw is not None:
                 if route.response_chain or listener.response_chain:  # read-only hooks
                     ctx.finalize_headers(conn.status, RawHeaderView(conn.raw_headers))
@@ -389,42 +384,6 @@ class HttpBackendSet:
         # The exchange is over for HTTP purposes once both sides are spliced; the
         # connection objects close each other when either end goes away.
         ex.finished = True
-
-
-# Response headers that never pass through as they are: hop-by-hop ones, and the
-# framing headers the gateway sets itself.
-_RESP_DROP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-    }
-)
-_CONN_PLAIN = frozenset({b"keep-alive", b"close"})
-
-
-def raw_response_headers(raw: list[tuple[bytes, bytes]]) -> bytes | None:
-    """Encode upstream response headers for the client without decoding them.
-
-    Returns None when a ``Connection`` header names further hop-by-hop headers: that
-    rare case takes the structured path, which removes them.
-    """
-    parts: list[bytes] = []
-    for n, v in raw:
-        ln = n.lower()
-        if ln in _RESP_DROP:
-            if ln == b"connection" and v.strip().lower() not in _CONN_PLAIN:
-                return None
-            continue
-        parts += (n, b": ", v, b"\r\n")
-    return b"".join(parts)
 
 
 def start_relay(ctx, conn: UpstreamConnection, status: int, headers, cl: str | None, observer, finished):

@@ -24,8 +24,12 @@ from typing import Callable
 
 import httptools
 
+from .heads import scan_response_head
 from .http import GatewayError, Headers
 from .outbox import BufferedWriter, outbox_for
+
+# A response head larger than this is refused (502) rather than buffered without end.
+MAX_RESPONSE_HEAD = 256 * 1024
 
 
 class UpstreamConnectError(GatewayError):
@@ -90,7 +94,10 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         "_read_paused",
         # per-request state
         "status",
-        "raw_headers",
+        "head",
+        "relay",
+        "_headbuf",
+        "_head_start",
         "_headers",
         "resp_cl",
         "resp_te",
@@ -134,7 +141,10 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
 
     def _reset_state(self) -> None:
         self.status = 0
-        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.head = b""  # the final response's header lines, each ending in CRLF
+        self.relay: bytes | None = b""  # those without hop-by-hop/framing fields (see heads.py)
+        self._headbuf = b""  # what arrived while a response head was unfinished
+        self._head_start = 0  # where the head being parsed starts in _headbuf
         self._headers: Headers | None = None
         self.resp_cl: bytes | None = None
         self.resp_te = False
@@ -166,6 +176,18 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             self._tunnel_peer.write(data)
             return
         self._got_bytes = True
+        if not self.status:
+            # A response head is read from these bytes once llhttp has checked it (see
+            # on_headers_complete); it is nearly always in the first read, whole.
+            buf = self._headbuf
+            if not buf:
+                self._headbuf = data
+            elif len(buf) > MAX_RESPONSE_HEAD:  # all head so far, and no end to it yet
+                self._fail(UpstreamReset("upstream response head too large"))
+                self.close()
+                return
+            else:
+                self._headbuf = buf + data
         try:
             self.parser.feed_data(data)
             cb = self._on_head
@@ -248,19 +270,19 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
                 self.transport.close()
 
     # -- httptools callbacks ----------------------------------------------------------------
-    # (no on_status: the code is read in on_headers_complete, and httptools makes no call
-    # into Python for a callback the protocol doesn't define)
+    # There is no on_header (nor on_status): a call into Python per header line costs more
+    # than reading the whole head from the bytes once llhttp has accepted it
+    # (``heads.scan_response_head``). data_received keeps what arrives while a head is
+    # unfinished; it is nearly always in the first read, whole.
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.status:
-            return  # a chunked body's trailer section: dropped, never relayed as headers
-        # Kept as raw bytes: a response passing through untouched is never decoded.
-        self.raw_headers.append((name, value))
-        n = len(name)
-        if n == 14 and name.lower() == b"content-length":
-            self.resp_cl = value
-        elif n == 17 and name.lower() == b"transfer-encoding":
-            self.resp_te = True
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The response header fields as raw ``(name, value)`` byte pairs, in order."""
+        out = []
+        for line in self.head.split(b"\r\n")[:-1]:
+            name, _, value = line.partition(b":")
+            out.append((name, value.strip(b" \t")))
+        return out
 
     @property
     def headers(self) -> Headers:
@@ -274,12 +296,12 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        end, self.head, self.relay, self.resp_cl, self.resp_te = scan_response_head(self._headbuf, self._head_start)
         if 100 <= status < 200 and status != 101:
             self._informational = True  # 100 Continue / 103: wait for the final response
-            self.raw_headers = []
-            self.resp_cl = None
-            self.resp_te = False
+            self._head_start = end
             return
+        self._headbuf = b""
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
         if status != 101 and not self.head_only and status not in (204, 304):

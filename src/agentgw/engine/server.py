@@ -419,7 +419,8 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             # llhttp drops a value's leading whitespace but keeps trailing; RFC 9110 §5.5
             # excludes both
             vs = _TRAILING_OWS.sub("", vs)
-        headers = Headers(zip(names, vs.split("\0"))) if n else Headers()
+        values = vs.split("\0")
+        headers = Headers(zip(names, values)) if n else Headers()
         req = Request()
         target = raw_target.decode("latin-1")
         req.target = target
@@ -458,13 +459,13 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self._req = req
         # The headers that shape the exchange (llhttp has refused conflicting framing).
         if "content-length" in names:
-            v = headers.get("content-length", "")
+            v = values[names.index("content-length")]
             if v.isdigit() and int(v) > s.max_body_bytes:
                 body.error = GatewayError(413, "payload_too_large", f"request body exceeds {s.max_body_bytes} bytes")
                 req.keep_alive = False
         elif "transfer-encoding" not in names:
             body.complete = True  # no body
-        if "expect" in names and headers.get("expect", "").lower() == "100-continue":
+        if "expect" in names and values[names.index("expect")].lower() == "100-continue":
             req.expect_continue = True
         ex = Exchange(self, req)
         if self.current is None and self._pending is None:

@@ -1,0 +1,498 @@
+/* Byte-level helpers for the HTTP engine's hot path.
+
+   The gateway's per-request cost is mostly interpreter work per header line: a call
+   from llhttp into Python for each field, then a Python loop to decide which fields
+   pass through. The functions here do that per-line work in one C call per message.
+   Each has a pure-Python twin in ``heads.py`` with exactly the same results; the engine
+   uses this module when it was built and the twin otherwise, and the tests hold the two
+   to the same answers.
+
+   Input is a head llhttp has already accepted, so it is well formed: CRLF line ends,
+   no CR or LF inside a value, no obs-fold, no space before a colon. */
+
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+#include <strings.h>
+
+/* Hop-by-hop fields (RFC 9110 §7.6.1) and the framing the gateway writes itself. */
+enum { F_OTHER = 0, F_DROP, F_CONNECTION, F_CONTENT_LENGTH, F_TRANSFER_ENCODING };
+
+static int
+classify(const char *n, Py_ssize_t len)
+{
+    switch (len) {
+    case 2:
+        return strncasecmp(n, "te", 2) == 0 ? F_DROP : F_OTHER;
+    case 7:
+        return (strncasecmp(n, "trailer", 7) == 0 || strncasecmp(n, "upgrade", 7) == 0) ? F_DROP : F_OTHER;
+    case 10:
+        if (strncasecmp(n, "connection", 10) == 0)
+            return F_CONNECTION;
+        return strncasecmp(n, "keep-alive", 10) == 0 ? F_DROP : F_OTHER;
+    case 14:
+        return strncasecmp(n, "content-length", 14) == 0 ? F_CONTENT_LENGTH : F_OTHER;
+    case 16:
+        return strncasecmp(n, "proxy-connection", 16) == 0 ? F_DROP : F_OTHER;
+    case 17:
+        return strncasecmp(n, "transfer-encoding", 17) == 0 ? F_TRANSFER_ENCODING : F_OTHER;
+    case 18:
+        return strncasecmp(n, "proxy-authenticate", 18) == 0 ? F_DROP : F_OTHER;
+    case 19:
+        return strncasecmp(n, "proxy-authorization", 19) == 0 ? F_DROP : F_OTHER;
+    }
+    return F_OTHER;
+}
+
+static int
+is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* True when a Connection value names a token other than keep-alive or close. */
+static int
+names_other_fields(const char *v, Py_ssize_t len)
+{
+    Py_ssize_t i = 0;
+    while (i < len) {
+        Py_ssize_t s = i, e;
+        while (i < len && v[i] != ',')
+            i++;
+        e = i;
+        i++; /* past the comma */
+        while (s < e && is_ows(v[s]))
+            s++;
+        while (e > s && is_ows(v[e - 1]))
+            e--;
+        if (e == s)
+            continue;
+        if (e - s == 10 && strncasecmp(v + s, "keep-alive", 10) == 0)
+            continue;
+        if (e - s == 5 && strncasecmp(v + s, "close", 5) == 0)
+            continue;
+        return 1;
+    }
+    return 0;
+}
+
+#define MAX_KEPT 128
+
+/* scan_response_head(buf, start) -> (end, lines, relay, content_length, chunked)
+
+   ``buf[start:]`` begins with a complete response head. ``end``: the offset just past
+   its blank line. ``lines``: its header lines, each ending in CRLF. ``relay``: those
+   lines without hop-by-hop and framing fields, or None when a Connection header names
+   further fields (the caller then takes its general path). ``content_length``: the last
+   Content-Length value (bytes, surrounding whitespace removed) or None. ``chunked``:
+   whether a Transfer-Encoding field is present. */
+static PyObject *
+scan_response_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t start;
+    PyObject *result = NULL;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "scan_response_head(buf, start)");
+        return NULL;
+    }
+    start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+
+    const char *buf = (const char *)view.buf;
+    Py_ssize_t n = view.len;
+    if (start < 0 || start > n) {
+        PyErr_SetString(PyExc_ValueError, "start out of range");
+        goto done;
+    }
+    const char *p = memmem(buf + start, (size_t)(n - start), "\r\n\r\n", 4);
+    if (p == NULL) {
+        PyErr_SetString(PyExc_ValueError, "no complete head");
+        goto done;
+    }
+    Py_ssize_t blank = p - buf;   /* the CRLF that ends the last line (or status line) */
+    Py_ssize_t end = blank + 4;
+    const char *sl = memchr(buf + start, '\n', (size_t)(blank + 2 - start));
+    Py_ssize_t first = (sl - buf) + 1; /* first header line */
+    Py_ssize_t last = blank + 2;       /* just past the last header line */
+    if (first > last)
+        first = last;
+
+    /* Kept ranges of lines; a head with more dropped fields than MAX_KEPT gaps falls
+       back to building the relay block in a second pass. */
+    Py_ssize_t ks[MAX_KEPT], ke[MAX_KEPT];
+    int nk = 0, overflow = 0, dropped = 0, extra = 0, chunked = 0;
+    const char *cl = NULL;
+    Py_ssize_t cl_len = 0;
+    Py_ssize_t run = first; /* start of the current run of kept lines */
+
+    Py_ssize_t i = first;
+    while (i < last) {
+        const char *line = buf + i;
+        const char *lf = memchr(line, '\n', (size_t)(last - i));
+        Py_ssize_t next = (lf - buf) + 1;
+        Py_ssize_t line_len = next - i - 2; /* without CRLF */
+        const char *colon = memchr(line, ':', (size_t)line_len);
+        Py_ssize_t name_len = colon ? colon - line : line_len;
+        int kind = classify(line, name_len);
+        if (kind != F_OTHER) {
+            const char *v = colon ? colon + 1 : line + line_len;
+            const char *ve = line + line_len;
+            while (v < ve && is_ows(*v))
+                v++;
+            while (ve > v && is_ows(ve[-1]))
+                ve--;
+            if (kind == F_CONTENT_LENGTH) {
+                cl = v;
+                cl_len = ve - v;
+            }
+            else if (kind == F_TRANSFER_ENCODING)
+                chunked = 1;
+            else if (kind == F_CONNECTION && names_other_fields(v, ve - v))
+                extra = 1;
+            if (run < i) {
+                if (nk < MAX_KEPT) {
+                    ks[nk] = run;
+                    ke[nk] = i;
+                    nk++;
+                }
+                else
+                    overflow = 1;
+            }
+            run = next;
+            dropped = 1;
+        }
+        i = next;
+    }
+    if (run < last) {
+        if (nk < MAX_KEPT) {
+            ks[nk] = run;
+            ke[nk] = last;
+            nk++;
+        }
+        else
+            overflow = 1;
+    }
+
+    PyObject *lines = PyBytes_FromStringAndSize(buf + first, last - first);
+    if (lines == NULL)
+        goto done;
+    PyObject *relay;
+    if (extra) {
+        relay = Py_NewRef(Py_None);
+    }
+    else if (!dropped) {
+        relay = Py_NewRef(lines);
+    }
+    else if (!overflow) {
+        Py_ssize_t total = 0;
+        for (int k = 0; k < nk; k++)
+            total += ke[k] - ks[k];
+        relay = PyBytes_FromStringAndSize(NULL, total);
+        if (relay != NULL) {
+            char *out = PyBytes_AS_STRING(relay);
+            for (int k = 0; k < nk; k++) {
+                memcpy(out, buf + ks[k], (size_t)(ke[k] - ks[k]));
+                out += ke[k] - ks[k];
+            }
+        }
+    }
+    else {
+        /* Very many dropped fields: copy line by line. */
+        relay = PyBytes_FromStringAndSize(NULL, last - first);
+        if (relay != NULL) {
+            char *out = PyBytes_AS_STRING(relay);
+            Py_ssize_t j = first;
+            while (j < last) {
+                const char *line = buf + j;
+                const char *lf = memchr(line, '\n', (size_t)(last - j));
+                Py_ssize_t next = (lf - buf) + 1;
+                const char *colon = memchr(line, ':', (size_t)(next - j - 2));
+                Py_ssize_t name_len = colon ? colon - line : next - j - 2;
+                if (classify(line, name_len) == F_OTHER) {
+                    memcpy(out, line, (size_t)(next - j));
+                    out += next - j;
+                }
+                j = next;
+            }
+            if (_PyBytes_Resize(&relay, out - PyBytes_AS_STRING(relay)) < 0)
+                relay = NULL;
+        }
+    }
+    if (relay == NULL) {
+        Py_DECREF(lines);
+        goto done;
+    }
+    PyObject *clv = cl ? PyBytes_FromStringAndSize(cl, cl_len) : Py_NewRef(Py_None);
+    if (clv == NULL) {
+        Py_DECREF(lines);
+        Py_DECREF(relay);
+        goto done;
+    }
+    result = Py_BuildValue("(nNNNO)", end, lines, relay, clv, chunked ? Py_True : Py_False);
+
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
+
+/* ---- request heads ------------------------------------------------------------------ */
+
+/* Request fields the gateway rewrites rather than copies, plus hop-by-hop ones. */
+enum { R_COPY = 0, R_DROP, R_HOST, R_XFF, R_CONNECTION };
+
+static int
+request_field(const char *n, Py_ssize_t len)
+{
+#define IS(s) (len == (Py_ssize_t)sizeof(s) - 1 && memcmp(n, s, sizeof(s) - 1) == 0)
+    switch (len) {
+    case 2:
+        return IS("te") ? R_DROP : R_COPY;
+    case 4:
+        return IS("host") ? R_HOST : R_COPY;
+    case 6:
+        return IS("expect") ? R_DROP : R_COPY;
+    case 7:
+        return (IS("trailer") || IS("upgrade")) ? R_DROP : R_COPY;
+    case 10:
+        if (IS("connection"))
+            return R_CONNECTION;
+        return IS("keep-alive") ? R_DROP : R_COPY;
+    case 14:
+        return IS("content-length") ? R_DROP : R_COPY;
+    case 15:
+        return IS("x-forwarded-for") ? R_XFF : R_COPY;
+    case 16:
+        return (IS("proxy-connection") || IS("x-forwarded-host")) ? R_DROP : R_COPY;
+    case 17:
+        return (IS("transfer-encoding") || IS("x-forwarded-proto")) ? R_DROP : R_COPY;
+    case 18:
+        return IS("proxy-authenticate") ? R_DROP : R_COPY;
+    case 19:
+        return IS("proxy-authorization") ? R_DROP : R_COPY;
+    }
+    return R_COPY;
+#undef IS
+}
+
+/* A str as latin-1 bytes without copying, or NULL when it is not a str of one-byte
+   characters (the caller then leaves the work to Python). */
+static const char *
+latin1(PyObject *s, Py_ssize_t *len)
+{
+    if (!PyUnicode_Check(s) || PyUnicode_READY(s) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND)
+        return NULL;
+    *len = PyUnicode_GET_LENGTH(s);
+    return (const char *)PyUnicode_1BYTE_DATA(s);
+}
+
+typedef struct {
+    char *out;      /* NULL while measuring */
+    Py_ssize_t len;
+} sink;
+
+static void
+put(sink *k, const char *p, Py_ssize_t n)
+{
+    if (k->out != NULL)
+        memcpy(k->out + k->len, p, (size_t)n);
+    k->len += n;
+}
+
+#define PUTS(k, lit) put((k), (lit), (Py_ssize_t)sizeof(lit) - 1)
+
+#define MAX_FIELDS 256
+
+/* build_request_head(method, target, host, headers, client_ip, scheme, default_host,
+                      body_len, chunked) -> bytes | None | NotImplemented
+
+   The upstream request head: request line, Host (``host``, else the client's Host,
+   else ``default_host``), the client's fields except hop-by-hop and rewritten ones,
+   X-Forwarded-For (client's values plus ``client_ip``), X-Forwarded-Proto,
+   X-Forwarded-Host (the client's Host), then Content-Length (``body_len`` >= 0) or
+   ``transfer-encoding: chunked``. None: a Connection header names further fields (the
+   caller's general path removes them). What this version does not handle (a string
+   that is not latin-1, a header that is not a (str, str) pair) goes to the Python
+   version, ``heads.build_request_head_py``, which answers for it. */
+static PyObject *build_request_head_c(PyObject *const *args, Py_ssize_t nargs);
+
+static PyObject *
+build_request_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *r = build_request_head_c(args, nargs);
+    if (r != Py_NotImplemented)
+        return r;
+    Py_DECREF(r);
+    PyObject *mod = PyImport_ImportModule("agentgw.engine.heads");
+    if (mod == NULL)
+        return NULL;
+    PyObject *fn = PyObject_GetAttrString(mod, "build_request_head_py");
+    Py_DECREF(mod);
+    if (fn == NULL)
+        return NULL;
+    r = PyObject_Vectorcall(fn, args, (size_t)nargs, NULL);
+    Py_DECREF(fn);
+    return r;
+}
+
+static PyObject *
+build_request_head_c(PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "build_request_head takes 9 arguments");
+        return NULL;
+    }
+    Py_ssize_t method_n, target_n, host_n = 0, ip_n, scheme_n, dhost_n;
+    const char *method = latin1(args[0], &method_n);
+    const char *target = latin1(args[1], &target_n);
+    const char *host = NULL;
+    if (args[2] != Py_None && (host = latin1(args[2], &host_n)) == NULL)
+        Py_RETURN_NOTIMPLEMENTED;
+    PyObject *headers = args[3];
+    const char *ip = latin1(args[4], &ip_n);
+    const char *scheme = latin1(args[5], &scheme_n);
+    const char *dhost = latin1(args[6], &dhost_n);
+    if (!method || !target || !ip || !scheme || !dhost || !PyList_Check(headers))
+        Py_RETURN_NOTIMPLEMENTED;
+    Py_ssize_t body_len = PyLong_AsSsize_t(args[7]);
+    if (body_len == -1 && PyErr_Occurred())
+        return NULL;
+    int chunked = PyObject_IsTrue(args[8]);
+    if (chunked < 0)
+        return NULL;
+
+    Py_ssize_t nh = PyList_GET_SIZE(headers);
+    if (nh > MAX_FIELDS)
+        Py_RETURN_NOTIMPLEMENTED;
+    const char *kp[MAX_FIELDS], *vp[MAX_FIELDS];
+    Py_ssize_t kn[MAX_FIELDS], vn[MAX_FIELDS];
+    unsigned char role[MAX_FIELDS];
+    const char *orig_host = NULL;
+    Py_ssize_t orig_host_n = 0;
+    int n_xff = 0;
+    for (Py_ssize_t i = 0; i < nh; i++) {
+        PyObject *kv = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_Check(kv) || PyTuple_GET_SIZE(kv) != 2)
+            Py_RETURN_NOTIMPLEMENTED;
+        kp[i] = latin1(PyTuple_GET_ITEM(kv, 0), &kn[i]);
+        vp[i] = latin1(PyTuple_GET_ITEM(kv, 1), &vn[i]);
+        if (kp[i] == NULL || vp[i] == NULL)
+            Py_RETURN_NOTIMPLEMENTED;
+        int r = request_field(kp[i], kn[i]);
+        if (r == R_CONNECTION) {
+            if (names_other_fields(vp[i], vn[i]))
+                Py_RETURN_NONE;
+            r = R_DROP;
+        }
+        else if (r == R_HOST) {
+            orig_host = vp[i];
+            orig_host_n = vn[i];
+        }
+        else if (r == R_XFF)
+            n_xff++;
+        role[i] = (unsigned char)r;
+    }
+    if (host == NULL) {
+        if (orig_host != NULL && orig_host_n > 0) {
+            host = orig_host;
+            host_n = orig_host_n;
+        }
+        else {
+            host = dhost;
+            host_n = dhost_n;
+        }
+    }
+    /* the client's X-Forwarded-For values joined by ", " (empty: none worth keeping) */
+    Py_ssize_t xff_n = n_xff ? 2 * (n_xff - 1) : 0;
+    for (Py_ssize_t i = 0; i < nh; i++)
+        if (role[i] == R_XFF)
+            xff_n += vn[i];
+    char num[32];
+    int num_n = 0;
+    if (body_len >= 0)
+        num_n = snprintf(num, sizeof num, "%zd", body_len);
+
+    PyObject *result = NULL;
+    sink k = {NULL, 0};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            result = PyBytes_FromStringAndSize(NULL, k.len);
+            if (result == NULL)
+                return NULL;
+            k.out = PyBytes_AS_STRING(result);
+            k.len = 0;
+        }
+        put(&k, method, method_n);
+        PUTS(&k, " ");
+        put(&k, target, target_n);
+        PUTS(&k, " HTTP/1.1\r\nhost: ");
+        put(&k, host, host_n);
+        PUTS(&k, "\r\n");
+        for (Py_ssize_t i = 0; i < nh; i++) {
+            if (role[i] != R_COPY)
+                continue;
+            put(&k, kp[i], kn[i]);
+            PUTS(&k, ": ");
+            put(&k, vp[i], vn[i]);
+            PUTS(&k, "\r\n");
+        }
+        PUTS(&k, "x-forwarded-for: ");
+        if (xff_n > 0) {
+            int seen = 0;
+            for (Py_ssize_t i = 0; i < nh; i++) {
+                if (role[i] != R_XFF)
+                    continue;
+                if (seen++)
+                    PUTS(&k, ", ");
+                put(&k, vp[i], vn[i]);
+            }
+            PUTS(&k, ", ");
+        }
+        put(&k, ip, ip_n);
+        PUTS(&k, "\r\nx-forwarded-proto: ");
+        put(&k, scheme, scheme_n);
+        PUTS(&k, "\r\n");
+        if (orig_host != NULL && orig_host_n > 0) {
+            PUTS(&k, "x-forwarded-host: ");
+            put(&k, orig_host, orig_host_n);
+            PUTS(&k, "\r\n");
+        }
+        if (body_len >= 0) {
+            PUTS(&k, "content-length: ");
+            put(&k, num, num_n);
+            PUTS(&k, "\r\n");
+        }
+        else if (chunked)
+            PUTS(&k, "transfer-encoding: chunked\r\n");
+        PUTS(&k, "\r\n");
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan_response_head", (PyCFunction)(void (*)(void))scan_response_head, METH_FASTCALL,
+     "scan_response_head(buf, start) -> (end, lines, relay, content_length, chunked)"},
+    {"build_request_head", (PyCFunction)(void (*)(void))build_request_head, METH_FASTCALL,
+     "build_request_head(method, target, host, headers, client_ip, scheme, default_host, body_len, chunked)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "agentgw.engine._speedups", "C helpers for the HTTP engine's hot path.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,152 @@
+"""Reading message heads that llhttp has already accepted: one call per message.
+
+A call from llhttp into Python for every header line, then a Python loop to decide which
+lines pass through, was the largest per-request cost left in the proxy. These functions
+do that work in one call per message, in C when the ``_speedups`` extension was built
+(``pip install`` builds it where a compiler is present) and otherwise in the pure-Python
+twins below, which give exactly the same answers (the tests hold them to it).
+
+The heads given here are ones llhttp has accepted, so they are well formed: CRLF line
+ends, no CR or LF inside a value, no obs-fold, no whitespace before a colon.
+"""
+
+from __future__ import annotations
+
+# Response fields that never pass through as they are: hop-by-hop ones (RFC 9110 §7.6.1)
+# and the framing the gateway writes itself.
+_DROP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+    }
+)
+
+
+def _names_other_fields(value: bytes) -> bool:
+    """True when a Connection value names a token other than keep-alive or close."""
+    for token in value.split(b","):
+        t = token.strip(b" \t").lower()
+        if t and t != b"keep-alive" and t != b"close":
+            return True
+    return False
+
+
+def scan_response_head_py(buf: bytes, start: int) -> tuple[int, bytes, bytes | None, bytes | None, bool]:
+    """``buf[start:]`` begins with a complete response head. Returns ``(end, lines, relay,
+    content_length, chunked)``: the offset just past its blank line; its header lines,
+    each ending in CRLF; those lines without hop-by-hop and framing fields (None when a
+    Connection header names further fields, for the caller's general path); the last
+    Content-Length value, whitespace removed, or None; whether Transfer-Encoding is there.
+    """
+    blank = buf.index(b"\r\n\r\n", start)
+    first = buf.index(b"\n", start) + 1
+    last = blank + 2
+    if first > last:
+        first = last
+    lines = buf[first:last]
+    kept = []
+    cl = None
+    chunked = False
+    extra = False
+    dropped = False
+    for line in lines.split(b"\r\n")[:-1]:
+        name, _, value = line.partition(b":")
+        n = name.lower()
+        if n in _DROP:
+            dropped = True
+            value = value.strip(b" \t")
+            if n == b"content-length":
+                cl = value
+            elif n == b"transfer-encoding":
+                chunked = True
+            elif n == b"connection" and _names_other_fields(value):
+                extra = True
+            continue
+        kept.append(line + b"\r\n")
+    if extra:
+        relay = None
+    elif not dropped:
+        relay = lines
+    else:
+        relay = b"".join(kept)
+    return blank + 4, lines, relay, cl, chunked
+
+
+# Request fields the gateway rewrites rather than copies, plus hop-by-hop ones.
+_REQ_DROP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "expect",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    }
+)
+
+
+def build_request_head_py(
+    method: str,
+    target: str,
+    host: str | None,
+    headers,
+    client_ip: str,
+    scheme: str,
+    default_host: str,
+    body_len: int,
+    chunked: bool,
+) -> bytes | None:
+    """The upstream request head: request line; Host (``host``, else the client's Host,
+    else ``default_host``); the client's fields except hop-by-hop and rewritten ones;
+    X-Forwarded-For (the client's values, then ``client_ip``); X-Forwarded-Proto;
+    X-Forwarded-Host (the client's Host); then Content-Length (``body_len`` >= 0) or
+    chunked framing. None when a Connection header names further fields: the caller's
+    general path removes those as well. ``headers``: (lowercase name, value) pairs."""
+    orig_host = None
+    xff = None
+    parts = []
+    for k, v in headers:
+        if k in _REQ_DROP:
+            if k == "host":
+                orig_host = v
+            elif k == "x-forwarded-for":
+                xff = v if xff is None else f"{xff}, {v}"
+            elif k == "connection" and _names_other_fields(v.encode("latin-1")):
+                return None
+            continue
+        parts.append(f"{k}: {v}\r\n")
+    if host is None:
+        host = orig_host or default_host
+    parts.append(f"x-forwarded-for: {xff}, {client_ip}\r\n" if xff else f"x-forwarded-for: {client_ip}\r\n")
+    parts.append(f"x-forwarded-proto: {scheme}\r\n")
+    if orig_host:
+        parts.append(f"x-forwarded-host: {orig_host}\r\n")
+    if body_len >= 0:
+        parts.append(f"content-length: {body_len}\r\n")
+    elif chunked:
+        parts.append("transfer-encoding: chunked\r\n")
+    return f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n{''.join(parts)}\r\n".encode("latin-1")
+
+
+try:
+    from ._speedups import build_request_head, scan_response_head
+except ImportError:  # built without a compiler: same results, more instructions
+    scan_response_head = scan_response_head_py
+    build_request_head = build_request_head_py
