@@ -24,6 +24,8 @@ HOP = ["Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Pr
 def test_the_engine_uses_the_compiled_helpers():
     assert heads.scan_response_head is speedups.scan_response_head
     assert heads.build_request_head is speedups.build_request_head
+    assert heads.decode_fields is speedups.decode_fields
+    assert heads.FieldSink is speedups.FieldSink
 
 
 # -- response heads ---------------------------------------------------------------------
@@ -153,3 +155,29 @@ _req_value = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, black
        method=st.sampled_from(["GET", "POST", "DELETE"]), target=st.sampled_from(["/", "/a?b=c", "/%7Ex"]))
 def test_compiled_and_python_request_heads_agree(fields, host, body_len, chunked, method, target):
     _both(method, target, host, fields, "192.0.2.1", "https", "upstream:443", body_len, chunked)
+
+
+# -- request header fields ----------------------------------------------------------------
+
+def test_decode_fields_lowercases_names_trims_values_and_empties_its_inputs():
+    for decode in (speedups.decode_fields, heads.decode_fields_py):
+        fields = [b"Host", b"gw:1", b"X-Name", b"caf\xe9 \t", b"ACCEPT", b"*/*"]
+        pairs, names, size = decode(fields)
+        assert pairs == [("host", "gw:1"), ("x-name", "caf\xe9"), ("accept", "*/*")]
+        assert names == ["host", "x-name", "accept"]
+        assert size == sum(len(n) + len(v) + 4 for n, v in [(b"Host", b"gw:1"), (b"X-Name", b"caf\xe9 \t"), (b"ACCEPT", b"*/*")])
+        assert fields == []
+        assert decode([]) == ([], [], 0)
+
+
+@settings(max_examples=400, deadline=None)
+@given(fields=st.lists(st.tuples(st.from_regex(r"\A[A-Za-z0-9!#$%&'*+.^_`|~-]{1,20}\Z"), _value), max_size=16))
+def test_compiled_and_python_field_decoding_agree(fields):
+    fields = [(n.encode(), v.lstrip(b" \t")) for n, v in fields]  # llhttp drops leading whitespace
+    flat = [x for pair in fields for x in pair]
+    for sink_type in (speedups.FieldSink, heads.FieldSinkPy):
+        sink = sink_type()
+        for n, v in fields:
+            sink(n, v)
+        assert sink == flat
+    assert speedups.decode_fields(list(flat)) == heads.decode_fields_py(list(flat))

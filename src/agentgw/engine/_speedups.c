@@ -479,9 +479,119 @@ build_request_head_c(PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* ---- request header fields ------------------------------------------------------------ */
+
+/* decode_fields(fields) -> (pairs, lowercase_names, size)
+
+   ``fields``: one head's raw header names and values, alternating, as llhttp gave them
+   (bytes; names are tokens, values have no leading whitespace). Returns the
+   (lowercase name, value) string pairs (latin-1, trailing whitespace removed from each
+   value, RFC 9110 §5.5), the lowercase names alone, and the head size they account for
+   (each "name: value\r\n"). ``fields`` is emptied. */
+static PyObject *
+decode_fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "decode_fields(fields: list)");
+        return NULL;
+    }
+    PyObject *fields = args[0];
+    Py_ssize_t total = PyList_GET_SIZE(fields);
+    if (total % 2) {
+        PyErr_SetString(PyExc_ValueError, "fields must alternate names and values");
+        return NULL;
+    }
+    Py_ssize_t n = total / 2;
+    PyObject *pairs = PyList_New(n);
+    PyObject *names = PyList_New(n);
+    if (pairs == NULL || names == NULL)
+        goto fail;
+    Py_ssize_t size = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *nb = PyList_GET_ITEM(fields, 2 * i), *vb = PyList_GET_ITEM(fields, 2 * i + 1);
+        if (!PyBytes_Check(nb) || !PyBytes_Check(vb)) {
+            PyErr_SetString(PyExc_TypeError, "header names and values must be bytes");
+            goto fail;
+        }
+        Py_ssize_t nl = PyBytes_GET_SIZE(nb), vl = PyBytes_GET_SIZE(vb);
+        const char *np = PyBytes_AS_STRING(nb), *vp = PyBytes_AS_STRING(vb);
+        size += nl + vl + 4;
+        PyObject *name = PyUnicode_New(nl, 255);
+        if (name == NULL)
+            goto fail;
+        Py_UCS1 *out = PyUnicode_1BYTE_DATA(name);
+        for (Py_ssize_t j = 0; j < nl; j++) {
+            unsigned char c = (unsigned char)np[j];
+            out[j] = (c >= 'A' && c <= 'Z') ? (Py_UCS1)(c + 32) : (Py_UCS1)c;
+        }
+        if (PyUnicode_MAX_CHAR_VALUE(name) > 127) {
+            /* not a token: decode as Python would (latin-1, str.lower) */
+            Py_DECREF(name);
+            PyObject *dec = PyUnicode_DecodeLatin1(np, nl, NULL);
+            if (dec == NULL)
+                goto fail;
+            name = PyObject_CallMethod(dec, "lower", NULL);
+            Py_DECREF(dec);
+            if (name == NULL)
+                goto fail;
+        }
+        while (vl > 0 && is_ows(vp[vl - 1]))
+            vl--;
+        PyObject *value = PyUnicode_DecodeLatin1(vp, vl, NULL);
+        if (value == NULL) {
+            Py_DECREF(name);
+            goto fail;
+        }
+        PyObject *pair = PyTuple_Pack(2, name, value);
+        Py_DECREF(value);
+        if (pair == NULL) {
+            Py_DECREF(name);
+            goto fail;
+        }
+        PyList_SET_ITEM(names, i, name); /* steals */
+        PyList_SET_ITEM(pairs, i, pair);
+    }
+    if (PyList_SetSlice(fields, 0, total, NULL) < 0)
+        goto fail;
+    return Py_BuildValue("(NNn)", pairs, names, size);
+
+fail:
+    Py_XDECREF(pairs);
+    Py_XDECREF(names);
+    return NULL;
+}
+
+/* ---- FieldSink --------------------------------------------------------------------------- */
+
+/* A list that llhttp's header callback can be: ``sink(name, value)`` appends both.
+   Given to httptools as the protocol's ``on_header``, it takes each header line without
+   entering the interpreter; ``decode_fields`` reads it once the head is complete. */
+static PyObject *
+fieldsink_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    if (kwargs != NULL || PyTuple_GET_SIZE(args) != 2) {
+        PyErr_SetString(PyExc_TypeError, "FieldSink(name, value)");
+        return NULL;
+    }
+    if (PyList_Append(self, PyTuple_GET_ITEM(args, 0)) < 0 || PyList_Append(self, PyTuple_GET_ITEM(args, 1)) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyTypeObject FieldSinkType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "agentgw.engine._speedups.FieldSink",
+    .tp_basicsize = sizeof(PyListObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT, /* GC and the list flags come from the base */
+    .tp_doc = "A list whose call appends (name, value): a header callback for llhttp.",
+    .tp_call = fieldsink_call,
+};
+
 static PyMethodDef methods[] = {
     {"scan_response_head", (PyCFunction)(void (*)(void))scan_response_head, METH_FASTCALL,
      "scan_response_head(buf, start) -> (end, lines, relay, content_length, chunked)"},
+    {"decode_fields", (PyCFunction)(void (*)(void))decode_fields, METH_FASTCALL,
+     "decode_fields(fields) -> (pairs, lowercase_names, size)"},
     {"build_request_head", (PyCFunction)(void (*)(void))build_request_head, METH_FASTCALL,
      "build_request_head(method, target, host, headers, client_ip, scheme, default_host, body_len, chunked)"},
     {NULL, NULL, 0, NULL},
@@ -494,5 +604,15 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&module);
+    FieldSinkType.tp_base = &PyList_Type;
+    if (PyType_Ready(&FieldSinkType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "FieldSink", (PyObject *)&FieldSinkType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

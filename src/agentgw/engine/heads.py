@@ -12,6 +12,11 @@ ends, no CR or LF inside a value, no obs-fold, no whitespace before a colon.
 
 from __future__ import annotations
 
+import re
+
+# Trailing whitespace of each NUL-separated header value (see decode_fields_py).
+_TRAILING_OWS = re.compile(r"[ \t]+(?=\0|$)")
+
 # Response fields that never pass through as they are: hop-by-hop ones (RFC 9110 §7.6.1)
 # and the framing the gateway writes itself.
 _DROP = frozenset(
@@ -145,8 +150,42 @@ def build_request_head_py(
     return f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n{''.join(parts)}\r\n".encode("latin-1")
 
 
+class FieldSinkPy(list):
+    """A list whose call appends ``(name, value)``: llhttp's header callback (the C
+    version takes each header line without entering the interpreter)."""
+
+    __slots__ = ()
+
+    def __call__(self, name: bytes, value: bytes) -> None:
+        self.append(name)
+        self.append(value)
+
+
+def decode_fields_py(fields: list[bytes]) -> tuple[list, list[str], int]:
+    """One head's raw header names and values (alternating, as llhttp gave them) decoded
+    at once: returns the (lowercase name, value) string pairs (latin-1; trailing
+    whitespace removed from each value, RFC 9110 §5.5 — llhttp already dropped the
+    leading), the lowercase names alone, and the head size they account for (each
+    "name: value\r\n"). ``fields`` is emptied."""
+    n = len(fields) // 2
+    if not n:
+        fields.clear()
+        return [], [], 0
+    # llhttp refuses NUL in names and values, so it can separate them here
+    nj = b"\0".join(fields[0::2])
+    vj = b"\0".join(fields[1::2])
+    fields.clear()
+    lower = nj.decode("latin-1").lower().split("\0")
+    vs = vj.decode("latin-1")
+    if " \0" in vs or "\t\0" in vs or vs[-1:] in (" ", "\t"):
+        vs = _TRAILING_OWS.sub("", vs)
+    return list(zip(lower, vs.split("\0"))), lower, len(nj) + len(vj) + 2 * n + 2
+
+
 try:
-    from ._speedups import build_request_head, scan_response_head
+    from ._speedups import FieldSink, build_request_head, decode_fields, scan_response_head
 except ImportError:  # built without a compiler: same results, more instructions
     scan_response_head = scan_response_head_py
     build_request_head = build_request_head_py
+    decode_fields = decode_fields_py
+    FieldSink = FieldSinkPy

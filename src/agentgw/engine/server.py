@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import socket
 from collections import deque
 from typing import Awaitable, Callable
@@ -25,6 +24,7 @@ from typing import Awaitable, Callable
 import httptools
 
 from .body import RequestBody
+from .heads import FieldSink, decode_fields
 from .http import GatewayError, Headers, encode_headers, error_body, status_line
 from .outbox import BufferedWriter, outbox_for
 
@@ -35,9 +35,6 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class _HeadTooLarge(Exception):
     """Raised from a parser callback to stop parsing a head over the size limit (→ 431)."""
 
-
-# Trailing whitespace of each NUL-separated header value (see on_headers_complete).
-_TRAILING_OWS = re.compile(r"[ \t]+(?=\0|$)")
 
 # Connection states, for deadline handling.
 _IDLE, _READING, _ACTIVE, _TUNNEL = 0, 1, 2, 3
@@ -141,8 +138,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         "_drain_waiters",
         "_pause_hooks",
         "_url",
-        "_hnames",
-        "_hvalues",
+        "_fields",
+        "on_url",
+        "on_header",
         "_req",
         "_closing",
         "_read_paused",
@@ -158,6 +156,14 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self.settings = settings
         self.loop = loop
         self.transport: asyncio.Transport | None = None
+        self._url: list[bytes] = []
+        # Raw header names and values of the head (or trailer section) being parsed,
+        # alternating, decoded together once it is complete (see on_headers_complete).
+        # The parser's URL and header callbacks append to these lists directly: C
+        # callables, so llhttp hands over each piece without entering the interpreter.
+        self._fields = FieldSink()
+        self.on_url = self._url.append
+        self.on_header = self._fields
         self.parser = httptools.HttpRequestParser(self)
         self.peer = ""
         self.tls: dict | None = None
@@ -168,11 +174,6 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self.write_paused = False
         self._drain_waiters: list[asyncio.Future] = []
         self._pause_hooks: list = []
-        self._url: list[bytes] = []
-        # Raw header names and values of the head (or trailer section) being parsed,
-        # decoded together once it is complete (see on_headers_complete).
-        self._hnames: list[bytes] = []
-        self._hvalues: list[bytes] = []
         self._req: Request | None = None
         self._closing = False
         self._read_paused = False
@@ -317,7 +318,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             self.deadline = self.loop.time() + self.settings.header_read_timeout
         try:
             self.parser.feed_data(data)
-            if self._url or self._hnames:
+            if self._url or self._fields:
                 # A head (or trailer section) is still incomplete after this read: bound
                 # what it may hold before the rest arrives.
                 self._check_head_size()
@@ -375,52 +376,31 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
     # per-message state is reset once a head is complete, and the header-read deadline is
     # armed in data_received when bytes arrive on an idle connection.
     #
-    # Header lines are kept as raw bytes while they arrive and decoded all at once when the
-    # head is complete: a few C calls per request instead of a decode, a lower() and an
-    # rstrip() per header (SDK clients send a dozen headers or more). Their size is checked
+    # on_url and on_header are not methods: they are C callables set per connection in
+    # __init__ (a list's append, a heads.FieldSink) that keep the raw bytes as they arrive;
+    # the head is decoded in one call when it is complete (heads.decode_fields) instead of
+    # a call into Python, a decode, a lower() and an rstrip() per header (SDK clients send
+    # a dozen headers or more). Their size is checked
     # then too, and after any read that leaves a head unfinished, so an oversized head is
     # refused (431) before it can grow past one read beyond the limit.
-    def on_url(self, url: bytes) -> None:
-        self._url.append(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._hnames.append(name)
-        self._hvalues.append(value)
-
     def _check_head_size(self) -> None:
         """Refuse an unfinished head already over the limit (counted as on_headers_complete
         counts a finished one: the target plus each "name: value\\r\\n")."""
-        names = self._hnames
-        size = sum(map(len, self._url)) + sum(map(len, names)) + sum(map(len, self._hvalues)) + 4 * len(names)
+        fields = self._fields
+        size = sum(map(len, self._url)) + sum(map(len, fields)) + 2 * len(fields)
         if size > self.settings.max_header_bytes:
-            self._hnames.clear()
-            self._hvalues.clear()
+            fields.clear()
             self._reject(431, "header_too_large", "request header section too large")
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         url = self._url
         raw_target = b"".join(url) if len(url) != 1 else url[0]
-        # The headers, decoded all at once. llhttp rejects NUL in names and values, so it
-        # can separate them here.
-        hn = self._hnames
-        hv = self._hvalues
-        nj = b"\0".join(hn)
-        vj = b"\0".join(hv)
-        n = len(hn)
-        hn.clear()
-        hv.clear()
-        # the target plus each "name: value\r\n" (the joins hold n - 1 separators each)
-        if len(raw_target) + len(nj) + len(vj) + 2 * n + 2 > self.settings.max_header_bytes:
+        # The headers, decoded all at once (see heads.decode_fields).
+        pairs, names, size = decode_fields(self._fields)
+        if len(raw_target) + size > self.settings.max_header_bytes:
             raise _HeadTooLarge
-        names = nj.decode("latin-1").lower().split("\0")
-        vs = vj.decode("latin-1")
-        if " \0" in vs or "\t\0" in vs or vs[-1:] in (" ", "\t"):
-            # llhttp drops a value's leading whitespace but keeps trailing; RFC 9110 §5.5
-            # excludes both
-            vs = _TRAILING_OWS.sub("", vs)
-        values = vs.split("\0")
-        headers = Headers(zip(names, values)) if n else Headers()
+        headers = Headers(pairs)
         req = Request()
         target = raw_target.decode("latin-1")
         req.target = target
@@ -448,7 +428,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         req.http_version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive() and not self.settings.draining
         req.headers = headers
-        self._url = []
+        url.clear()
         req.client_addr = self.peer
         req.scheme = self.settings.scheme
         req.tls = self.tls
@@ -459,13 +439,13 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self._req = req
         # The headers that shape the exchange (llhttp has refused conflicting framing).
         if "content-length" in names:
-            v = values[names.index("content-length")]
+            v = pairs[names.index("content-length")][1]
             if v.isdigit() and int(v) > s.max_body_bytes:
                 body.error = GatewayError(413, "payload_too_large", f"request body exceeds {s.max_body_bytes} bytes")
                 req.keep_alive = False
         elif "transfer-encoding" not in names:
             body.complete = True  # no body
-        if "expect" in names and values[names.index("expect")].lower() == "100-continue":
+        if "expect" in names and pairs[names.index("expect")][1].lower() == "100-continue":
             req.expect_continue = True
         ex = Exchange(self, req)
         if self.current is None and self._pending is None:
@@ -481,11 +461,10 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             req.body.feed(body)
 
     def on_message_complete(self) -> None:
-        if self._hnames:
+        if self._fields:
             # A chunked body's trailer section: not forwarded, and never to be read as the
             # next request's headers.
-            self._hnames.clear()
-            self._hvalues.clear()
+            self._fields.clear()
         req = self._req
         if req is not None:
             req.body.finish()
