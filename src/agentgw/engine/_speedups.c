@@ -79,6 +79,19 @@ names_other_fields(const char *v, Py_ssize_t len)
 
 #define MAX_KEPT 128
 
+/* Note a run of kept lines [s, e); past MAX_KEPT runs, flag the slower copy instead. */
+static void
+keep(Py_ssize_t *ks, Py_ssize_t *ke, int *nk, int *overflow, Py_ssize_t s, Py_ssize_t e)
+{
+    if (*nk < MAX_KEPT) {
+        ks[*nk] = s;
+        ke[*nk] = e;
+        (*nk)++;
+    }
+    else
+        *overflow = 1;
+}
+
 /* scan_response_head(buf, start) -> (end, lines, relay, content_length, chunked)
 
    ``buf[start:]`` begins with a complete response head. ``end``: the offset just past
@@ -155,29 +168,15 @@ scan_response_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 chunked = 1;
             else if (kind == F_CONNECTION && names_other_fields(v, ve - v))
                 extra = 1;
-            if (run < i) {
-                if (nk < MAX_KEPT) {
-                    ks[nk] = run;
-                    ke[nk] = i;
-                    nk++;
-                }
-                else
-                    overflow = 1;
-            }
+            if (run < i)
+                keep(ks, ke, &nk, &overflow, run, i);
             run = next;
             dropped = 1;
         }
         i = next;
     }
-    if (run < last) {
-        if (nk < MAX_KEPT) {
-            ks[nk] = run;
-            ke[nk] = last;
-            nk++;
-        }
-        else
-            overflow = 1;
-    }
+    if (run < last)
+        keep(ks, ke, &nk, &overflow, run, last);
 
     PyObject *lines = PyBytes_FromStringAndSize(buf + first, last - first);
     if (lines == NULL)

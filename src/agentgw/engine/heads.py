@@ -14,25 +14,14 @@ from __future__ import annotations
 
 import re
 
+from .http import HOP_BY_HOP
+
 # Trailing whitespace of each NUL-separated header value (see decode_fields_py).
 _TRAILING_OWS = re.compile(r"[ \t]+(?=\0|$)")
 
 # Response fields that never pass through as they are: hop-by-hop ones (RFC 9110 §7.6.1)
 # and the framing the gateway writes itself.
-_DROP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-    }
-)
+_DROP = frozenset(name.encode() for name in HOP_BY_HOP) | {b"content-length"}
 
 
 def _names_other_fields(value: bytes) -> bool:
@@ -86,25 +75,7 @@ def scan_response_head_py(buf: bytes, start: int) -> tuple[int, bytes, bytes | N
 
 
 # Request fields the gateway rewrites rather than copies, plus hop-by-hop ones.
-_REQ_DROP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "expect",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-    }
-)
+_REQ_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
 
 
 def build_request_head_py(
