@@ -77,19 +77,16 @@ names_other_fields(const char *v, Py_ssize_t len)
     return 0;
 }
 
-#define MAX_KEPT 128
-
-/* Note a run of kept lines [s, e); past MAX_KEPT runs, flag the slower copy instead. */
-static void
-keep(Py_ssize_t *ks, Py_ssize_t *ke, int *nk, int *overflow, Py_ssize_t s, Py_ssize_t e)
+/* The next header line of [i, last): sets *next past its CRLF, returns its name length. */
+static Py_ssize_t
+next_line(const char *buf, Py_ssize_t i, Py_ssize_t last, Py_ssize_t *next, Py_ssize_t *line_len)
 {
-    if (*nk < MAX_KEPT) {
-        ks[*nk] = s;
-        ke[*nk] = e;
-        (*nk)++;
-    }
-    else
-        *overflow = 1;
+    const char *line = buf + i;
+    const char *lf = memchr(line, '\n', (size_t)(last - i));
+    *next = (lf - buf) + 1;
+    *line_len = *next - i - 2; /* without CRLF */
+    const char *colon = memchr(line, ':', (size_t)*line_len);
+    return colon ? colon - line : *line_len;
 }
 
 /* scan_response_head(buf, start) -> (end, lines, relay, content_length, chunked)
@@ -105,7 +102,7 @@ scan_response_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer view;
     Py_ssize_t start;
-    PyObject *result = NULL;
+    PyObject *result = NULL, *lines = NULL, *relay = NULL, *clv = NULL;
 
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "scan_response_head(buf, start)");
@@ -128,118 +125,74 @@ scan_response_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "no complete head");
         goto done;
     }
-    Py_ssize_t blank = p - buf;   /* the CRLF that ends the last line (or status line) */
-    Py_ssize_t end = blank + 4;
-    const char *sl = memchr(buf + start, '\n', (size_t)(blank + 2 - start));
-    Py_ssize_t first = (sl - buf) + 1; /* first header line */
-    Py_ssize_t last = blank + 2;       /* just past the last header line */
+    Py_ssize_t blank = p - buf; /* the CRLF that ends the last line (or the status line) */
+    const char *status_end = memchr(buf + start, '\n', (size_t)(blank + 2 - start));
+    Py_ssize_t first = (status_end - buf) + 1;
+    Py_ssize_t last = blank + 2; /* just past the last header line */
     if (first > last)
         first = last;
 
-    /* Kept ranges of lines; a head with more dropped fields than MAX_KEPT gaps falls
-       back to building the relay block in a second pass. */
-    Py_ssize_t ks[MAX_KEPT], ke[MAX_KEPT];
-    int nk = 0, overflow = 0, dropped = 0, extra = 0, chunked = 0;
+    /* First pass: the fields that matter to framing and hop-by-hop handling. */
+    int dropped = 0, extra = 0, chunked = 0;
     const char *cl = NULL;
-    Py_ssize_t cl_len = 0;
-    Py_ssize_t run = first; /* start of the current run of kept lines */
-
-    Py_ssize_t i = first;
-    while (i < last) {
-        const char *line = buf + i;
-        const char *lf = memchr(line, '\n', (size_t)(last - i));
-        Py_ssize_t next = (lf - buf) + 1;
-        Py_ssize_t line_len = next - i - 2; /* without CRLF */
-        const char *colon = memchr(line, ':', (size_t)line_len);
-        Py_ssize_t name_len = colon ? colon - line : line_len;
-        int kind = classify(line, name_len);
-        if (kind != F_OTHER) {
-            const char *v = colon ? colon + 1 : line + line_len;
-            const char *ve = line + line_len;
-            while (v < ve && is_ows(*v))
-                v++;
-            while (ve > v && is_ows(ve[-1]))
-                ve--;
-            if (kind == F_CONTENT_LENGTH) {
-                cl = v;
-                cl_len = ve - v;
-            }
-            else if (kind == F_TRANSFER_ENCODING)
-                chunked = 1;
-            else if (kind == F_CONNECTION && names_other_fields(v, ve - v))
-                extra = 1;
-            if (run < i)
-                keep(ks, ke, &nk, &overflow, run, i);
-            run = next;
-            dropped = 1;
+    Py_ssize_t cl_len = 0, i, next, line_len, kept = 0;
+    for (i = first; i < last; i = next) {
+        Py_ssize_t name_len = next_line(buf, i, last, &next, &line_len);
+        int kind = classify(buf + i, name_len);
+        if (kind == F_OTHER) {
+            kept += next - i;
+            continue;
         }
-        i = next;
+        dropped = 1;
+        const char *v = buf + i + (name_len < line_len ? name_len + 1 : line_len);
+        const char *ve = buf + i + line_len;
+        while (v < ve && is_ows(*v))
+            v++;
+        while (ve > v && is_ows(ve[-1]))
+            ve--;
+        if (kind == F_CONTENT_LENGTH) {
+            cl = v;
+            cl_len = ve - v;
+        }
+        else if (kind == F_TRANSFER_ENCODING)
+            chunked = 1;
+        else if (kind == F_CONNECTION && names_other_fields(v, ve - v))
+            extra = 1;
     }
-    if (run < last)
-        keep(ks, ke, &nk, &overflow, run, last);
 
-    PyObject *lines = PyBytes_FromStringAndSize(buf + first, last - first);
+    lines = PyBytes_FromStringAndSize(buf + first, last - first);
     if (lines == NULL)
         goto done;
-    PyObject *relay;
-    if (extra) {
+    if (extra)
         relay = Py_NewRef(Py_None);
-    }
-    else if (!dropped) {
+    else if (!dropped)
         relay = Py_NewRef(lines);
-    }
-    else if (!overflow) {
-        Py_ssize_t total = 0;
-        for (int k = 0; k < nk; k++)
-            total += ke[k] - ks[k];
-        relay = PyBytes_FromStringAndSize(NULL, total);
-        if (relay != NULL) {
-            char *out = PyBytes_AS_STRING(relay);
-            for (int k = 0; k < nk; k++) {
-                memcpy(out, buf + ks[k], (size_t)(ke[k] - ks[k]));
-                out += ke[k] - ks[k];
-            }
-        }
-    }
     else {
-        /* Very many dropped fields: copy line by line. */
-        relay = PyBytes_FromStringAndSize(NULL, last - first);
-        if (relay != NULL) {
-            char *out = PyBytes_AS_STRING(relay);
-            Py_ssize_t j = first;
-            while (j < last) {
-                const char *line = buf + j;
-                const char *lf = memchr(line, '\n', (size_t)(last - j));
-                Py_ssize_t next = (lf - buf) + 1;
-                const char *colon = memchr(line, ':', (size_t)(next - j - 2));
-                Py_ssize_t name_len = colon ? colon - line : next - j - 2;
-                if (classify(line, name_len) == F_OTHER) {
-                    memcpy(out, line, (size_t)(next - j));
-                    out += next - j;
-                }
-                j = next;
+        /* Second pass: copy the lines that pass through. */
+        relay = PyBytes_FromStringAndSize(NULL, kept);
+        if (relay == NULL)
+            goto done;
+        char *out = PyBytes_AS_STRING(relay);
+        for (i = first; i < last; i = next) {
+            Py_ssize_t name_len = next_line(buf, i, last, &next, &line_len);
+            if (classify(buf + i, name_len) == F_OTHER) {
+                memcpy(out, buf + i, (size_t)(next - i));
+                out += next - i;
             }
-            if (_PyBytes_Resize(&relay, out - PyBytes_AS_STRING(relay)) < 0)
-                relay = NULL;
         }
     }
-    if (relay == NULL) {
-        Py_DECREF(lines);
+    clv = cl ? PyBytes_FromStringAndSize(cl, cl_len) : Py_NewRef(Py_None);
+    if (clv == NULL)
         goto done;
-    }
-    PyObject *clv = cl ? PyBytes_FromStringAndSize(cl, cl_len) : Py_NewRef(Py_None);
-    if (clv == NULL) {
-        Py_DECREF(lines);
-        Py_DECREF(relay);
-        goto done;
-    }
-    result = Py_BuildValue("(nNNNO)", end, lines, relay, clv, chunked ? Py_True : Py_False);
+    result = Py_BuildValue("(nOOOO)", blank + 4, lines, relay, clv, chunked ? Py_True : Py_False);
 
 done:
+    Py_XDECREF(lines);
+    Py_XDECREF(relay);
+    Py_XDECREF(clv);
     PyBuffer_Release(&view);
     return result;
 }
-
 
 /* ---- request heads ------------------------------------------------------------------ */
 
@@ -515,17 +468,26 @@ decode_fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_ssize_t nl = PyBytes_GET_SIZE(nb), vl = PyBytes_GET_SIZE(vb);
         const char *np = PyBytes_AS_STRING(nb), *vp = PyBytes_AS_STRING(vb);
         size += nl + vl + 4;
-        PyObject *name = PyUnicode_New(nl, 255);
-        if (name == NULL)
-            goto fail;
-        Py_UCS1 *out = PyUnicode_1BYTE_DATA(name);
-        for (Py_ssize_t j = 0; j < nl; j++) {
-            unsigned char c = (unsigned char)np[j];
-            out[j] = (c >= 'A' && c <= 'Z') ? (Py_UCS1)(c + 32) : (Py_UCS1)c;
+        /* Names are tokens (ASCII): lowercased straight into a new str. Anything else is
+           decoded as Python would (latin-1, then str.lower). */
+        int ascii = 1;
+        for (Py_ssize_t j = 0; j < nl; j++)
+            if ((unsigned char)np[j] > 127) {
+                ascii = 0;
+                break;
+            }
+        PyObject *name;
+        if (ascii) {
+            name = PyUnicode_New(nl, 127);
+            if (name == NULL)
+                goto fail;
+            Py_UCS1 *out = PyUnicode_1BYTE_DATA(name);
+            for (Py_ssize_t j = 0; j < nl; j++) {
+                unsigned char c = (unsigned char)np[j];
+                out[j] = (c >= 'A' && c <= 'Z') ? (Py_UCS1)(c + 32) : (Py_UCS1)c;
+            }
         }
-        if (PyUnicode_MAX_CHAR_VALUE(name) > 127) {
-            /* not a token: decode as Python would (latin-1, str.lower) */
-            Py_DECREF(name);
+        else {
             PyObject *dec = PyUnicode_DecodeLatin1(np, nl, NULL);
             if (dec == NULL)
                 goto fail;
