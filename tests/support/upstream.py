@@ -208,6 +208,38 @@ async def handle_trailers(request: web.Request, state: State) -> web.StreamRespo
     raise asyncio.CancelledError()
 
 
+async def handle_interim(request: web.Request, state: State) -> web.StreamResponse:
+    """A 103 Early Hints, then the final response with hop-by-hop fields, written raw and
+    in small pieces so its head spans several reads; the connection closes after it."""
+    t = request.transport
+    if t is not None:
+        raw = (
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nKeep-Alive: timeout=5\r\n"
+            b"Connection: close\r\nX-End-To-End: e\r\ncontent-LENGTH: 2\r\n\r\nok"
+        )
+        for i in range(0, len(raw), 37):
+            t.write(raw[i : i + 37])
+            await asyncio.sleep(0.01)
+        t.close()
+    raise asyncio.CancelledError()
+
+
+async def handle_bighead(request: web.Request, state: State) -> web.StreamResponse:
+    """A response head that never ends: 1 KiB header lines until the peer gives up."""
+    t = request.transport
+    if t is not None:
+        t.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
+        line = b"X-Pad: " + b"p" * 1017 + b"\r\n"
+        for _ in range(2048):  # 2 MiB at most
+            if t.is_closing():
+                break
+            t.write(line * 16)
+            await asyncio.sleep(0.001)
+        t.close()
+    raise asyncio.CancelledError()
+
+
 async def handle_reset(request: web.Request, state: State) -> web.StreamResponse:
     if request.transport is not None:
         sock = request.transport.get_extra_info("socket")
@@ -308,6 +340,8 @@ ROUTES = {
     "/die": handle_die,
     "/reset": handle_reset,
     "/trailers": handle_trailers,
+    "/interim": handle_interim,
+    "/bighead": handle_bighead,
     "/ws": handle_ws,
     "/count": handle_count,
     "/flaky": handle_flaky,

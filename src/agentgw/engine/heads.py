@@ -12,6 +12,7 @@ ends, no CR or LF inside a value, no obs-fold, no whitespace before a colon.
 
 from __future__ import annotations
 
+import os
 import re
 
 from .http import HOP_BY_HOP
@@ -154,6 +155,10 @@ def decode_fields_py(fields: list[bytes]) -> tuple[list, list[str], int]:
 
 
 try:
+    if os.environ.get("AGENTGW_NO_SPEEDUPS"):
+        # the pure-Python versions even where the C ones are built: for debugging, and
+        # for the tests that run the gateway as an install without a compiler would
+        raise ImportError("AGENTGW_NO_SPEEDUPS is set")
     from ._speedups import FieldSink, build_request_head, decode_fields, scan_response_head
 except ImportError:  # built without a compiler: same results, more instructions
     scan_response_head = scan_response_head_py
