@@ -48,8 +48,10 @@ class Ctx:
         self.backend_name = ""
         self.upstream_error = ""
         self.response_hooks: list | None = None  # per-request extra response hooks
-        # body_filter(status, headers, body) -> body: buffer the whole upstream response
-        # and rewrite it (e.g. an A2A agent card's URLs). Set by a policy before the backend.
+        # body_filter(ctx, status, headers, body) -> body: buffer the whole upstream
+        # response and rewrite it (e.g. an A2A agent card's URLs). Set by a policy before
+        # the backend; it takes ctx as an argument so that it need not hold it (a
+        # ctx -> filter -> ctx cycle would leave the exchange to the cyclic collector).
         self.body_filter = None
         # body_observer(chunk) / body_observer(None) at the end: see a streamed response
         # without changing it (e.g. A2A task states for logs and metrics).

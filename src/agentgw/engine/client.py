@@ -231,6 +231,7 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             if not w.done():
                 w.set_exception(UpstreamReset("upstream closed the connection"))
         self._drain_waiters.clear()
+        self.parser = None  # it holds this protocol: free the pair without the cyclic collector
 
     def pause_writing(self):
         self.write_paused = True

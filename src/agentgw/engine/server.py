@@ -221,6 +221,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self.deadline = self.loop.time() + s.header_read_timeout
 
     def connection_lost(self, exc):  # type: ignore[override]
+        # The parser holds this protocol (its callbacks): drop it so that a closed
+        # connection is freed by reference counting, not left to the cyclic collector.
+        self.parser = None
         if self._dead:
             return
         self._dead = True

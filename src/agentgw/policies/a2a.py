@@ -175,13 +175,12 @@ class A2a(Policy):
 
     def _card_filter(self, ctx, *, jsonrpc: bool) -> None:
         client_path = ctx.path
-        req = ctx.req
-        req.headers.remove("accept-encoding")  # rewrite needs the plain body
+        ctx.req.headers.remove("accept-encoding")  # rewrite needs the plain body
 
-        def body_filter(status, headers, body):
+        def body_filter(ctx, status, headers, body):
             # ctx.path is now the upstream path (after urlRewrite)
             cp, up = path_prefixes(client_path, ctx.path)
-            rw = CardRewriter(client_origin(req), cp, up)
+            rw = CardRewriter(client_origin(ctx.req), cp, up)
             return rewrite_card_body(rw, status, headers, body, jsonrpc=jsonrpc)
 
         ctx.body_filter = body_filter

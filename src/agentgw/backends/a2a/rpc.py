@@ -213,7 +213,10 @@ class ResponseObserver:
             if not self.sse and self.buf and not self.broken:
                 facts_from(parse_body(self.buf), self.facts)
             self.buf = b""
-            self.done(self.ctx, self.facts)
+            # Let go of the request's context: ctx.body_observer is this object, and the
+            # cycle would otherwise leave every A2A exchange to the cyclic collector.
+            ctx, self.ctx = self.ctx, None
+            self.done(ctx, self.facts)
             return
         if self.broken or not chunk:
             return

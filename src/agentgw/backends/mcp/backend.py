@@ -333,6 +333,10 @@ class McpBackend:
             session.busy -= 1
             session.inflight.pop(_key(msg["id"]), None)
             session.touch()
+            # No interim message can follow the answer. Dropping the bound method also
+            # breaks the call -> emit -> call cycle, so the exchange is freed at once
+            # rather than by the cyclic collector.
+            call.call.emit_fn = None
         call.finish(resp)
 
     async def _initialize(self, ctx, msg: dict) -> None:

@@ -1,0 +1,62 @@
+"""``agentgw`` with a way to see what only the cyclic garbage collector can free.
+
+    python -m tests.support.gc_probe run -f CONFIG
+
+Runs the gateway as ``python -m agentgw`` does. On SIGUSR2 it runs a full collection
+with ``gc.DEBUG_SAVEALL`` (unreachable objects are kept in ``gc.garbage`` instead of
+freed), writes ``{type name: count}`` of them to ``gc_garbage.json`` in its working
+directory, and empties ``gc.garbage`` again, so each dump covers what became cyclic
+garbage since the previous one. Tests use it to check that a proxied request is freed
+by reference counting: a reference cycle per request leaves the work to the collector,
+whose passes then stall every connection of the process for tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import json
+import os
+import signal
+import sys
+
+
+def dump(*_args) -> None:
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        counts = collections.Counter(type(o).__qualname__ for o in gc.garbage)
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+    tmp = "gc_garbage.json.tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(counts))  # (json.dump's encoder makes a cycle of closures itself)
+    os.replace(tmp, "gc_garbage.json")
+
+
+def cyclic_garbage(gw) -> dict[str, int]:
+    """Test side: what became cyclic garbage in ``gw`` (a harness ``Gateway`` started
+    with ``command=PROBE``) since the previous call."""
+    from tests.support.harness import wait_for
+
+    out = gw.workdir / "gc_garbage.json"
+    out.unlink(missing_ok=True)
+    gw.proc.send_signal(signal.SIGUSR2)
+    wait_for(out.exists, timeout=10, message="gc_garbage.json")
+    return json.loads(out.read_text())
+
+
+PROBE = [sys.executable, "-m", "tests.support.gc_probe"]  # Gateway(command=PROBE)
+
+
+def main() -> None:
+    signal.signal(signal.SIGUSR2, dump)
+    from agentgw.cli import main as agentgw_main
+
+    sys.argv[0] = "agentgw"
+    sys.exit(agentgw_main())
+
+
+if __name__ == "__main__":
+    main()
