@@ -55,15 +55,16 @@ def test_state_spellings_normalize_alike():
 
 def test_observer_reads_a_json_body_in_pieces_and_an_event_stream():
     seen = []
-    obs = ResponseObserver(lambda ctx, facts: seen.append((ctx, dict(facts))), "ctx")
+    attrs = {"a2a": {}}
+    obs = ResponseObserver(lambda a, facts: seen.append((a, dict(facts))), attrs)
     body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": TASK_03})
     obs(body[:10])
     obs(body[10:])
     obs(None)
-    assert seen == [("ctx", {"task_id": "t1", "context_id": "c1", "state": "input-required"})]
+    assert seen == [(attrs, {"task_id": "t1", "context_id": "c1", "state": "input-required"})]
 
     seen.clear()
-    obs = ResponseObserver(lambda ctx, facts: seen.append(dict(facts)), None)
+    obs = ResponseObserver(lambda a, facts: seen.append(dict(facts)), {})
     obs.sse = True
     ev1 = b"data: " + orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": {**TASK_03, "status": {"state": "working"}}})
     ev2 = b"data: " + orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": {

@@ -15,17 +15,17 @@ import json
 import pytest
 
 from tests.support.gc_probe import PROBE, cyclic_garbage
-from tests.support.harness import RawHTTP, gateway_config, route
-
-REQUESTS = 120  # per kind of request; a cycle per request would leave >= this many objects
+from tests.support.harness import RawHTTP, build_request, gateway_config, route
 
 
 @pytest.fixture(scope="module")
 def gw(module_harness):
     up = module_harness.upstream("cycles")
+    a2a = {"a2a": {}}
     cfg = gateway_config(
         [
             route("plain", [up.host], prefix="/plain"),
+            route("sse", [up.host], prefix="/sse"),
             route(
                 "policies",
                 [up.host],
@@ -36,7 +36,9 @@ def gw(module_harness):
                     "localRateLimit": [{"maxTokens": 1_000_000, "tokensPerFill": 1_000_000, "fillInterval": "1s"}],
                 },
             ),
-            route("agent", [up.host], prefix="/agent", policies={"a2a": {}}),
+            route("agent", [up.host], prefix="/agent/", policies=a2a),
+            route("agent-sse", [up.host], prefix="/agent-sse", policies={**a2a, "urlRewrite": {"path": {"prefix": "/sse"}}}),
+            route("agent-cut", [up.host], prefix="/agent-cut", policies={**a2a, "urlRewrite": {"path": {"prefix": "/die"}}}),
         ]
     )
     return module_harness.gateway(cfg, command=PROBE)
@@ -46,28 +48,56 @@ SEND = json.dumps(
     {"jsonrpc": "2.0", "id": "r1", "method": "message/send",
      "params": {"message": {"role": "user", "messageId": "m1", "parts": [{"kind": "text", "text": "hi"}]}}}
 ).encode()
+STREAM = SEND.replace(b"message/send", b"message/stream")
 
+# kind: (method, path, body)
 KINDS = {
     "plain": ("GET", "/plain/x", b""),
     "policies": ("POST", "/pol/x", b'{"a": 1}'),
+    "streamed response": ("GET", "/sse?n=3&interval=0", b""),
     "a2a message/send": ("POST", "/agent/", SEND),
     "a2a agent card": ("GET", "/agent/.well-known/agent-card.json", b""),
-    "streamed response": ("GET", "/plain/sse?n=3&interval=0", b""),
+    "a2a message/stream": ("POST", "/agent-sse?n=3&interval=0", STREAM),
 }
+
+
+def _headers(body: bytes) -> list[tuple[str, str]]:
+    return [("Content-Type", "application/json")] if body else []
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_requests_leave_no_cyclic_garbage(gw, kind):
     method, path, body = KINDS[kind]
-    headers = [("Content-Type", "application/json")] if body else []
+    n = 120
     with RawHTTP(gw.port) as s:  # warm up: first-use caches are not per-request garbage
-        assert s.request(method, path, headers=headers, body=body).status == 200
+        r = s.request(method, path, headers=_headers(body), body=body)
+        assert r.status == 200
+        if kind.startswith("streamed") or kind.endswith("stream"):
+            assert r.header("content-type", "").startswith("text/event-stream")
+            assert r.body.count(b"data: ") == 3  # the upstream's events, not an echo
     cyclic_garbage(gw)
     with RawHTTP(gw.port) as s:  # keep-alive
-        for _ in range(REQUESTS // 2):
-            assert s.request(method, path, headers=headers, body=body).status == 200
-    for _ in range(REQUESTS // 2):  # a connection per request
+        for _ in range(n // 2):
+            assert s.request(method, path, headers=_headers(body), body=body).status == 200
+    for _ in range(n // 2):  # a connection per request
         with RawHTTP(gw.port) as s:
-            assert s.request(method, path, headers=[*headers, ("Connection", "close")], body=body).status == 200
+            headers = [*_headers(body), ("Connection", "close")]
+            assert s.request(method, path, headers=headers, body=body).status == 200
     garbage = cyclic_garbage(gw)
-    assert sum(garbage.values()) < REQUESTS // 4, f"{kind}: objects left to the cyclic collector: {garbage}"
+    # a cycle per request would leave at least ~10 objects per request
+    assert sum(garbage.values()) < n // 4, f"{kind}: objects left to the cyclic collector: {garbage}"
+
+
+def test_a2a_responses_cut_by_the_upstream_leave_no_cyclic_garbage(gw):
+    """The response observer never sees the end of these bodies: it must not be what
+    keeps the exchange alive."""
+    n = 16
+    req = build_request("POST", "/agent-cut", headers=_headers(STREAM), body=STREAM)
+    cyclic_garbage(gw)
+    for _ in range(n):
+        with RawHTTP(gw.port) as s:
+            s.send(req)
+            got = s.read_until_close()
+            assert got.startswith(b"HTTP/1.1 200") and len(got) < 100_000  # cut short
+    garbage = cyclic_garbage(gw)
+    assert sum(garbage.values()) < n // 2, f"objects left to the cyclic collector: {garbage}"

@@ -210,6 +210,9 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         return False
 
     def connection_lost(self, exc):  # type: ignore[override]
+        # The parser holds this protocol (its callbacks): drop it, on every path out,
+        # so that a closed connection is freed by reference counting.
+        self.parser = None
         self.closed = True
         self._out = None
         self.pool.forget(self)
@@ -231,7 +234,6 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             if not w.done():
                 w.set_exception(UpstreamReset("upstream closed the connection"))
         self._drain_waiters.clear()
-        self.parser = None  # it holds this protocol: free the pair without the cyclic collector
 
     def pause_writing(self):
         self.write_paused = True

@@ -150,7 +150,7 @@ class A2a(Policy):
             if op in CARD_OPERATIONS:
                 self._card_filter(ctx, jsonrpc=True)
             else:
-                ctx.body_observer = ResponseObserver(self._finish, ctx)
+                ctx.body_observer = ResponseObserver(self._finish, ctx.attrs)
             return
         rest = rest_operation("POST", ctx.path)
         if rest is not None:
@@ -171,7 +171,7 @@ class A2a(Policy):
         if op in CARD_OPERATIONS:
             self._card_filter(ctx, jsonrpc=False)
         else:
-            ctx.body_observer = ResponseObserver(self._finish, ctx)
+            ctx.body_observer = ResponseObserver(self._finish, ctx.attrs)
 
     def _card_filter(self, ctx, *, jsonrpc: bool) -> None:
         client_path = ctx.path
@@ -194,11 +194,11 @@ class A2a(Policy):
             ct = headers.get("content-type") or ""
             obs.sse = ct.startswith("text/event-stream")
 
-    def _done(self, ctx, facts: dict) -> None:
+    def _done(self, attrs: dict, facts: dict) -> None:
         if not facts:
             return
-        log = ctx.attrs["log"]
-        a = ctx.attrs["a2a"]
+        log = attrs["log"]
+        a = attrs["a2a"]
         tid = facts.get("task_id")
         if tid:
             log["a2a_task_id"] = tid

@@ -194,17 +194,22 @@ def _object_facts(c: dict, into: dict) -> None:
 
 
 class ResponseObserver:
-    """Watches a response body go by (``ctx.body_observer``) and calls ``done(ctx, facts)``
-    at its end. ``sse`` is set from the response head by the owning policy."""
+    """Watches a response body go by (``ctx.body_observer``) and calls
+    ``done(attrs, facts)`` at its end. ``sse`` is set from the response head by the
+    owning policy.
 
-    __slots__ = ("sse", "buf", "facts", "done", "ctx", "broken", "limit")
+    It holds the request's ``attrs``, never the request context: the context holds the
+    observer, and a body cut short never reaches the end, so a reference back would make
+    every such exchange garbage that only the cyclic collector can free."""
 
-    def __init__(self, done, ctx, limit: int = 1 << 20):
+    __slots__ = ("sse", "buf", "facts", "done", "attrs", "broken", "limit")
+
+    def __init__(self, done, attrs: dict, limit: int = 1 << 20):
         self.sse = False
         self.buf = b""
         self.facts: dict = {}
         self.done = done
-        self.ctx = ctx
+        self.attrs = attrs
         self.broken = False
         self.limit = limit
 
@@ -213,10 +218,7 @@ class ResponseObserver:
             if not self.sse and self.buf and not self.broken:
                 facts_from(parse_body(self.buf), self.facts)
             self.buf = b""
-            # Let go of the request's context: ctx.body_observer is this object, and the
-            # cycle would otherwise leave every A2A exchange to the cyclic collector.
-            ctx, self.ctx = self.ctx, None
-            self.done(ctx, self.facts)
+            self.done(self.attrs, self.facts)
             return
         if self.broken or not chunk:
             return

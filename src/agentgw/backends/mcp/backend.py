@@ -320,24 +320,22 @@ class McpBackend:
             await self._client_message(ctx, session, msg)
             self._send_empty(ctx, 202)
             return
-        call = _PostCall(self, ctx, msg["id"], sse_ok)
+        post = _PostAnswer(ctx)
+        call = ClientCall(msg["id"], post.emit if sse_ok else None)
         session.busy += 1
-        session.inflight[_key(msg["id"])] = call.call
+        session.inflight[_key(msg["id"])] = call
         try:
-            resp = await self.dispatch(ctx, session, msg, call.call)
+            resp = await self.dispatch(ctx, session, msg, call)
         except asyncio.CancelledError:
-            call.call.done = True
+            call.done = True
             await session.client_cancelled({"requestId": msg["id"], "reason": "client disconnected"})
             raise
         finally:
             session.busy -= 1
             session.inflight.pop(_key(msg["id"]), None)
             session.touch()
-            # No interim message can follow the answer. Dropping the bound method also
-            # breaks the call -> emit -> call cycle, so the exchange is freed at once
-            # rather than by the cyclic collector.
-            call.call.emit_fn = None
-        call.finish(resp)
+        call.done = True
+        post.finish(resp)
 
     async def _initialize(self, ctx, msg: dict) -> None:
         params = msg.get("params") or {}
@@ -701,18 +699,22 @@ def _hostname(hostport: str) -> str:
     return h.rsplit(":", 1)[0] if ":" in h else h
 
 
-class _PostCall:
-    """The response side of one POST: JSON, or SSE once an interim message has to go out."""
+class _PostAnswer:
+    """The response side of one POST: JSON, or SSE once an interim message has to go out.
 
-    def __init__(self, backend: McpBackend, ctx, id_, sse_ok: bool):
+    Its ``emit`` is the call's interim channel (``ClientCall.emit_fn``); it does not hold
+    the call back (the session checks ``call.done`` before emitting), so no cycle keeps
+    the exchange from being freed by reference counting."""
+
+    __slots__ = ("ctx", "streaming")
+
+    def __init__(self, ctx):
         self.ctx = ctx
-        self.sse_ok = sse_ok
         self.streaming = False
-        self.call = ClientCall(id_, self.emit if sse_ok else None)
 
     def emit(self, msg) -> bool:
         ex = self.ctx.ex
-        if self.call.done or ex.disconnected or ex.finished:
+        if ex.disconnected or ex.finished:
             return False
         if not self.streaming:
             self.streaming = True
@@ -723,7 +725,6 @@ class _PostCall:
         return True
 
     def finish(self, resp: dict) -> None:
-        self.call.done = True
         ctx = self.ctx
         ex = ctx.ex
         if self.streaming:
