@@ -16,18 +16,17 @@ event-loop turn keeps the count repeatable to a fraction of a per cent.
     python bench/instructions.py --headers 12 --requests 3000
     python bench/instructions.py --config my.yaml --port 8080 --path /v1/chat/completions
 
-Needs ``valgrind`` (``apt-get install valgrind``). The upstream is a small asyncio server in a
-child process that answers every request with a fixed JSON body: the ``http`` bench's
-1 KiB document, a completed A2A task, or the ``llm`` bench's chat completion.
+Needs ``valgrind`` (``apt-get install valgrind``) and nginx. The upstream is the benches' nginx with a fixed
+JSON answer: the ``http`` bench's 1 KiB document, a completed A2A task, or the ``llm``
+bench's chat completion.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import http.client
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,72 +42,19 @@ A2A_ANSWER = (b'{"jsonrpc":"2.0","id":"bench-1","result":{"id":"f9643b48c4544308
               b'"artifacts":[{"artifactId":"21ee94f888fb424e8995aa9263143482","parts":[{"kind":"text",'
               b'"text":"Hello World"}]}],"kind":"task"}}')
 
-UPSTREAM = r"""
-import asyncio, sys
-BODY = open(sys.argv[2], "rb").read()
-HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(BODY)
-
-class Up(asyncio.Protocol):
-    def connection_made(self, t):
-        self.t, self.buf = t, b""
-    def data_received(self, data):
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buf[:end].lower()
-            i = head.find(b"content-length:")
-            n = int(head[i + 15:].split(b"\r\n", 1)[0]) if i >= 0 else 0
-            if len(self.buf) < end + 4 + n:
-                return
-            self.buf = self.buf[end + 4 + n:]
-            self.t.write(HEAD + BODY)
-
-async def main():
-    srv = await asyncio.get_running_loop().create_server(Up, "127.0.0.1", int(sys.argv[1]))
-    await srv.serve_forever()
-
-asyncio.run(main())
-"""
-
-
-def request_bytes(path: str, port: int, extra_headers: int, body: bytes) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}"]
-    lines += [f"X-Extra-{i}: value-{i:04d}-abcdefghij" for i in range(extra_headers)]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def read_response(sock: socket.socket, buf: bytearray) -> bytearray:
-    """Read one Content-Length-framed response; return what follows it."""
-    while True:
-        end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", bytes(buf[:end + 2]))
-            if not m:
-                raise SystemExit(f"response without Content-Length: {bytes(buf[:end])!r}")
-            total = end + 4 + int(m.group(1))
-            if len(buf) >= total:
-                status = bytes(buf[9:12])
-                if status != b"200":
-                    raise SystemExit(f"gateway answered {bytes(buf[:end])!r}")
-                return buf[total:]
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise SystemExit("gateway closed the connection")
-        buf += chunk
-
-
-def drive(port: int, req: bytes, n: int, sock: socket.socket | None = None) -> socket.socket:
-    if sock is None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    buf = bytearray()
+def drive(conn: http.client.HTTPConnection, path: str, headers: list[tuple[str, str]], body: bytes, n: int) -> None:
+    """``n`` requests, one at a time, on one keep-alive connection, with exactly Host,
+    ``headers`` and Content-Length (http.client adds nothing else this way)."""
     for _ in range(n):
-        sock.sendall(req)
-        buf = read_response(sock, buf)
-    return sock
+        conn.putrequest("POST", path, skip_accept_encoding=True)
+        for k, v in headers:
+            conn.putheader(k, v)
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        r = conn.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise SystemExit(f"gateway answered {r.status}: {data[:300]!r}")
 
 
 def callgrind_dump(control: str, pid: int, out: Path) -> tuple[int, Path]:
@@ -147,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if not valgrind or not control:
         print("needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 2
+    lib.ensure_tools(["nginx"])
     body, answer, path = lib.json_body(scenarios.BODY_SIZE), lib.json_body(scenarios.BODY_SIZE), args.path
     if args.route == "a2a":
         body, answer, path = scenarios.A2A_REQUEST, A2A_ANSWER, "/"
@@ -157,9 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="agentgw-cg-") as tmp, lib.ProcessGroup(Path(tmp)) as group:
         wd = Path(tmp)
         up_port = lib.free_port()
-        (wd / "answer.json").write_bytes(answer)
-        group.start("upstream", [sys.executable, "-c", UPSTREAM, str(up_port), str(wd / "answer.json")])
-        lib.wait_tcp(up_port)
+        lib.start_nginx(group, "upstream", lib.write_nginx_upstream(wd / "nginx-up", "upstream", up_port, answer),
+                        up_port, None)
         if args.config:
             if not args.port:
                 ap.error("--config needs --port")
@@ -171,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg.write_text(scenarios.llm_yaml(ports, up_port))
             else:
                 policies = {"plain": "", "policies": scenarios.POLICIES_YAML,
-                            "a2a": "      policies:\n        a2a: {}\n"}[args.route]
+                            "a2a": scenarios.A2A_POLICY_YAML}[args.route]
                 cfg.write_text(scenarios.agentgw_yaml(ports, up_port, args.route, policies))
             port, ready = ports["bind"], ports["readiness"]
         out = wd / "callgrind.out"
@@ -182,14 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         if ready:
             lib.wait_http(f"http://127.0.0.1:{ready}/healthz/ready", 200, timeout=300, proc=gw)
         lib.wait_tcp(port, timeout=300, proc=gw)
-        req = request_bytes(path, port, args.headers, body)
-        sock = drive(port, req, args.warmup)
+        # wrk's three request headers (Host, Content-Type, Content-Length), then the extras
+        headers = [("Content-Type", "application/json")]
+        headers += [(f"X-Extra-{i}", f"value-{i:04d}-abcdefghij") for i in range(args.headers)]
+        conn = http.client.HTTPConnection(lib.LOOPBACK, port, timeout=120)
+        drive(conn, path, headers, body, args.warmup)
         callgrind_dump(control, gw.pid, out)  # a dump also zeroes the counters
-        drive(port, req, args.requests, sock)
+        drive(conn, path, headers, body, args.requests)
         window, dump = callgrind_dump(control, gw.pid, out)
         if args.keep_dump:
             shutil.copy(dump, args.keep_dump)
-        sock.close()
+        conn.close()
     per = window / args.requests
     what = args.config or f"{args.route} route"
     print(f"{what}, {3 + args.headers} request headers, {len(body)} B body: "

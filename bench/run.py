@@ -281,6 +281,7 @@ def run_http(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 
 A2A_TARGETS = ("direct", "agentgw-plain", "agentgw-a2a")
+A2A_POLICY_YAML = "      policies:\n        a2a: {}\n"  # the route policy under test (agentgw_yaml's `policies`)
 A2A_BAR_MS = 1.0  # agentgw may add at most this much to the p50 latency of message/send
 A2A_REQUEST = (
     b'{"jsonrpc":"2.0","id":"bench-1","method":"message/send","params":{"message":{"role":"user",'
@@ -323,7 +324,7 @@ def run_a2a(args: argparse.Namespace) -> int:
             lib.smoke_post(direct_url, A2A_REQUEST, proc=agent, what="demo agent")
             targets = [Target("direct", direct_url, agent)]
             # agentgw-plain: the same route without ``a2a`` (what the A2A processing adds is the difference)
-            for name, pol in (("agentgw-plain", ""), ("agentgw-a2a", "      policies:\n        a2a: {}\n")):
+            for name, pol in (("agentgw-plain", ""), ("agentgw-a2a", A2A_POLICY_YAML)):
                 ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
                 lib.log(f"{name} on :{ports['bind']} (CPU {args.proxy_cpu})")
                 p = start_agentgw(group, wd, name, agentgw_yaml(ports, agent_port, "bench-agent", pol), ports,
