@@ -312,7 +312,9 @@ def test_seed_rate_limit_loop_with_the_global_limiter_across_replicas(harness, s
             cfg = example_config(standin.url)
             cfg["binds"][1]["listeners"][0]["routes"][0]["policies"] = {
                 "globalRateLimit": {
-                    "redis": {"url": redis.url},
+                    # the default 100 ms for connect + SCRIPT LOAD can run out on a busy test
+                    # machine, and failClosed then marks Redis down for the whole loop
+                    "redis": {"url": redis.url, "timeout": "2s"},
                     "failureMode": "failClosed",
                     "descriptors": [{"entries": [{"key": "generic_key", "value": '"counter"'}],
                                      "rateLimit": {"requestsPerUnit": 5, "unit": "MINUTE"}}],
