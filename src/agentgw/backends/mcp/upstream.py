@@ -174,6 +174,9 @@ async def http_exchange(
     return conn
 
 
+STREAM_END_GRACE_S = 0.1
+
+
 def _release_at_end(conn, grace: float = 10.0) -> None:
     """Pool ``conn`` once its response ends; close it if that takes longer than ``grace``."""
     state = [False]
@@ -207,6 +210,7 @@ class HttpUpstream(Upstream):
         self._stream_task: asyncio.Task | None = None
         self._stream_conn = None
         self._pending: dict[int, asyncio.Future] = {}  # answers that arrive on the GET stream
+        self.await_stream_end = True  # see _await_stream_end
 
     def _head(self, method: str, length: int, accept: str) -> bytes:
         spec = self.spec
@@ -265,9 +269,10 @@ class HttpUpstream(Upstream):
                 raise RpcError(UPSTREAM_ERROR, f"target {self.name} answered HTTP {status}")
             if ctype.startswith("text/event-stream"):
                 res = await self._read_sse_answer(conn, rid, related, deadline)
+                if self.await_stream_end and not conn.done:
+                    await self._await_stream_end(conn, deadline)
                 if not conn.done and not conn.closed:
-                    # the stream's end is usually a packet behind the answer: don't wait
-                    # for it, let it return the connection to the pool when it comes
+                    # a stream kept open past the answer: pool the connection when it ends
                     _release_at_end(conn)
                     conn = None
                 return res
@@ -312,6 +317,27 @@ class HttpUpstream(Upstream):
                     return _unwrap(m)
                 self.on_message(self, m, related)
         raise UpstreamGone(f"target {self.name}: stream ended without an answer")
+
+    async def _await_stream_end(self, conn, deadline: float | None) -> None:
+        """Wait, briefly, for the end of an answer's SSE stream before the answer goes on.
+
+        A server closes the stream right after the answer, usually in the next packet.
+        Answering the client only then keeps the server's load what a direct client gives
+        it: one call per session in flight, on one connection. Answering earlier lets the
+        session's next call reach the server while it is still finishing the last one, on
+        a second connection; at 32 sessions that made the Python SDK server spend ~10 %
+        more CPU per call (bench/RESULTS.md). A server that keeps the stream open is
+        waited for once (``STREAM_END_GRACE_S``); after that this session stops waiting.
+        """
+        tail = conn.loop.time() + STREAM_END_GRACE_S
+        if deadline is not None and deadline < tail:
+            tail = deadline
+        try:
+            while await conn.read_chunks(tail) is not None:
+                pass  # what follows the answer on its stream is not relayed (nobody awaits it)
+        except GatewayError:
+            if not conn.error:  # the grace ran out, not the connection
+                self.await_stream_end = False
 
     async def _send_no_answer(self, msg: dict) -> None:
         conn = await self._post(msg, 30.0)
