@@ -236,8 +236,20 @@ async def openai_chat(request: web.Request, body: dict, azure: bool = False):
         return bad
     if model == "slow":
         await asyncio.sleep(3)
+    if model == "bad-json":  # a broken provider: 200 with a body that is not JSON
+        return web.Response(body=b'{"id": "chatcmpl-x", "choices": [', content_type="application/json")
     if body.get("stream"):
         return await openai_stream(request, model, conv, bool((body.get("stream_options") or {}).get("include_usage")))
+    if model == "slow-body":  # the head at once, the body 200 ms later (two writes)
+        data = json.dumps(openai_completion(model, conv)).encode()
+        resp = web.StreamResponse(headers={"content-type": "application/json"})
+        resp.content_length = len(data)
+        await resp.prepare(request)
+        await resp.drain()
+        await asyncio.sleep(0.2)
+        await resp.write(data)
+        await resp.write_eof()
+        return resp
     return web.json_response(openai_completion(model, conv))
 
 

@@ -19,16 +19,21 @@ import json
 import os
 import signal
 import sys
+import types
 
 
 def dump(*_args) -> None:
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
         gc.collect()
-        counts = collections.Counter(type(o).__qualname__ for o in gc.garbage)
+        # frames by function name: what a cycle through a traceback runs through
+        counts = collections.Counter(
+            f"frame {o.f_code.co_name}" if isinstance(o, types.FrameType) else type(o).__qualname__ for o in gc.garbage
+        )
     finally:
         gc.garbage.clear()
         gc.set_debug(0)
+    gc.collect()  # out of gc.garbage they are unreachable cycles again: free them for good
     tmp = "gc_garbage.json.tmp"
     with open(tmp, "w") as f:
         f.write(json.dumps(counts))  # (json.dump's encoder makes a cycle of closures itself)

@@ -389,13 +389,18 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         self._head_fut = self.loop.create_future()
         self.send_bytes(head + body if body else head)
 
-    def send_head_cb(self, head: bytes, body: bytes | None, on_head, *, head_only: bool = False) -> None:
+    def send_head_cb(
+        self, head: bytes, body: bytes | None, on_head, *, head_only: bool = False, timeout: float | None = None
+    ) -> None:
         """Like :meth:`send_head`, but ``on_head(conn, exc)`` is called instead of a future
         resolving: once the response head (and whatever body came with it) is parsed,
-        or with the error if the exchange fails first. No task needs to wait."""
+        or with the error if the exchange fails first (a 504 past ``timeout``, which
+        closes the connection). No task needs to wait."""
         self._reset_state()
         self.head_only = head_only
         self._on_head = on_head
+        if timeout is not None:
+            self._timer = self.loop.call_later(timeout, self._head_timeout, timeout)
         self.send_bytes(head + body if body else head)
 
     def write(self, data: bytes) -> None:
@@ -409,7 +414,11 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             return
         if timeout is not None:
             self._timer = self.loop.call_later(timeout, self._head_timeout, timeout)
-        await fut
+        try:
+            await fut
+        except BaseException:
+            del self, fut  # see _unheld
+            raise
 
     def _head_timeout(self, timeout: float) -> None:
         self._timer = None
@@ -464,16 +473,26 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
                 raise self.error
             fut = self.loop.create_future()
             self._body_waiter = fut
-            if deadline is None:
-                await fut
-            else:
-                timer = self.loop.call_at(deadline, self._body_timeout, fut)
-                try:
+            try:
+                if deadline is None:
                     await fut
-                finally:
-                    timer.cancel()
+                else:
+                    timer = self.loop.call_at(deadline, self._body_timeout, fut)
+                    try:
+                        await fut
+                    finally:
+                        timer.cancel()
+            except BaseException:
+                del self, fut  # see _unheld
+                raise
         chunks, self.chunks = self.chunks, []
         return chunks
+
+    # _unheld: a failed exchange's error is kept by its connection (``error``, the future
+    # it was raised from), and the error's traceback keeps the frames it passed through.
+    # A frame there that still held the connection would make each failed exchange a
+    # reference cycle, left to the cyclic collector (see docs/dataplane.md): the awaiting
+    # frames above let go of it before the error leaves them.
 
     def _body_timeout(self, fut: asyncio.Future) -> None:
         if not fut.done():

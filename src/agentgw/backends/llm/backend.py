@@ -15,14 +15,16 @@ not, is translated event by event.
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 import logging
 import random
 import time
 
 import orjson
 
+from ...engine.client import StaleConnection
 from ...engine.http import GatewayError, Headers, encode_headers
+from ...gateway import answer_error, observe, serve_backend
 from . import anthropic as anth
 from . import responses as resp_api
 from . import tokens
@@ -49,6 +51,7 @@ _SUFFIXES = (
     ("/embeddings", "embeddings"),
     ("/models", "models"),
 )
+_FAST_APIS = frozenset(("completions", "messages", "responses", "embeddings"))
 _OPERATION = {"completions": "chat", "messages": "chat", "responses": "chat", "embeddings": "embeddings"}
 
 
@@ -172,6 +175,14 @@ class AiBackendSet:
         self.request_timeout = request_timeout
         self.tokenize = tokenize
         self.label = label
+        # what ``try_fast`` can't do without awaiting: guards, token pre-counts, a deadline
+        self.fast_ok = (
+            pool is not None
+            and not self.policy.request_guards
+            and not self.policy.response_guards
+            and not tokenize
+            and not request_timeout
+        )
         if metrics is None:  # `agentgw validate` compiles without services
             from ...telemetry.metrics import GatewayMetrics
 
@@ -206,20 +217,9 @@ class AiBackendSet:
                 await self._models(ctx)
                 return
             await self._serve(ctx, api)
-        except Rejected as exc:
-            self._error(ctx, api, exc.status, "prompt_guard_rejected", exc.message, exc.headers)
-        except TranslationError as exc:
-            self._error(ctx, api, 400, "invalid_request_error", str(exc))
-        except ProviderError as exc:
-            if exc.body and self._native_error_ok(ctx, api, exc):
-                return
-            self._error(ctx, api, exc.status, "provider_error", exc.message)
-        except GatewayError as exc:
-            if exc.status >= 500 and not ctx.upstream_error:
-                ctx.upstream_error = exc.message
-            if ctx.ex.started:
+        except (Rejected, TranslationError, ProviderError, GatewayError) as exc:
+            if not self._answer_exc(ctx, api, exc):
                 raise
-            self._error(ctx, api, exc.status, exc.kind, exc.message)
 
     def _native_error_ok(self, ctx, api, exc: ProviderError) -> bool:
         """A provider error already in the client's API shape goes through as it is."""
@@ -318,14 +318,39 @@ class AiBackendSet:
     async def _serve(self, ctx, api: str) -> None:
         req = ctx.req
         raw = await req.body.read_all()
-        try:
-            body = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError as exc:
-            raise TranslationError(f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise TranslationError("request body must be a JSON object")
-        if api in ("completions", "messages") and not isinstance(body.get("messages"), list):
-            raise TranslationError("messages: an array is required")
+        body = _parse(raw, api)
+        cands, entry, dirty = self._resolve(body, req.headers)
+        policy = self.policy
+        guards_req = policy.request_guards + (entry.guards_req if entry else [])
+        guards_resp = policy.response_guards + (entry.guards_resp if entry else [])
+        for g in guards_req:
+            if await g.apply(ctx, body, api, "request", self):
+                dirty = True
+        if self._shape(body, api):
+            dirty = True
+        if api == "count_tokens":
+            if "messages" not in cands[0].provider.native:
+                n = tokens.count(collect_texts(body, "messages", "request"))
+                h = Headers([("content-type", "application/json")])
+                ctx.finalize_headers(200, h)
+                ctx.ex.send(200, h, orjson.dumps({"input_tokens": n}))
+                return
+        buckets = ctx.attrs.get("token_buckets")
+        if self.tokenize:
+            est = tokens.count(collect_texts(body, api if api != "count_tokens" else "messages", "request"))
+            ctx.attrs["llm_prompt_tokens_estimate"] = est
+            if buckets:
+                for b in buckets:
+                    if est > b.tokens:
+                        raise GatewayError(429, "rate_limited", f"request needs about {est} tokens; the token rate limit has {max(0, int(b.tokens))} left")
+        stream = bool(body.get("stream")) and api != "embeddings"
+        loop = ctx.bind.services.loop  # (get_running_loop is a getpid() syscall on 3.11)
+        deadline = loop.time() + self.request_timeout if self.request_timeout else None
+        await self._try_candidates(ctx, api, body, None if dirty else raw, cands, stream, guards_resp, deadline)
+
+    def _resolve(self, body: dict, headers) -> tuple[list[Candidate], ModelEntry | None, bool]:
+        """The candidate providers for ``body``'s model (aliases applied, in the body too);
+        True as the third item when that changed the body."""
         policy = self.policy
         model = body.get("model")
         if model is not None and not isinstance(model, str):
@@ -341,59 +366,49 @@ class AiBackendSet:
             model = alias
             body["model"] = model
             dirty = True
-        cands, entry = self.candidates(model, req.headers)
+        cands, entry = self.candidates(model, headers)
         if not cands:
             if self.models is not None and not model:
                 raise TranslationError("model: field required")
             raise GatewayError(404, "model_not_found", f"model {model!r} is not served by this gateway")
-        guards_req = policy.request_guards + (entry.guards_req if entry else [])
-        guards_resp = policy.response_guards + (entry.guards_resp if entry else [])
-        for g in guards_req:
-            if await g.apply(ctx, body, api, "request", self):
-                dirty = True
+        return cands, entry, dirty
+
+    def _shape(self, body: dict, api: str) -> bool:
+        """Prompts, defaults and overrides of the ``ai`` policy; True if the body changed."""
+        policy = self.policy
+        dirty = False
         if policy.prepend or policy.append:
-            dirty |= self._prompts(body, api)
+            dirty = self._prompts(body, api)
         if _apply_params(body, policy.defaults, policy.overrides):
             dirty = True
-        if api == "count_tokens":
-            if "messages" not in cands[0].provider.native:
-                n = tokens.count(collect_texts(body, "messages", "request"))
-                h = Headers([("content-type", "application/json")])
-                ctx.finalize_headers(200, h)
-                ctx.ex.send(200, h, orjson.dumps({"input_tokens": n}))
-                return
-        buckets = ctx.attrs.get("token_buckets")
-        if self.tokenize or (buckets and cands[0].provider is not None and self.tokenize):
-            est = tokens.count(collect_texts(body, api if api != "count_tokens" else "messages", "request"))
-            ctx.attrs["llm_prompt_tokens_estimate"] = est
-            if buckets:
-                for b in buckets:
-                    if est > b.tokens:
-                        raise GatewayError(429, "rate_limited", f"request needs about {est} tokens; the token rate limit has {max(0, int(b.tokens))} left")
-        stream = bool(body.get("stream")) and api != "embeddings"
-        loop = ctx.bind.services.loop  # (get_running_loop is a getpid() syscall on 3.11)
-        deadline = loop.time() + self.request_timeout if self.request_timeout else None
-        last: Exception | None = None
-        for i, cand in enumerate(cands):
-            ctx.backend_name = cand.provider.name
-            try:
-                await self._attempt(ctx, api, body, None if dirty else raw, cand, stream, guards_resp, deadline)
-                return
-            except ProviderError as exc:
-                if not exc.retryable or ctx.ex.started:
-                    raise
-                last = exc
-                reason = str(exc.status)
-            except GatewayError as exc:
-                if ctx.ex.started or exc.status not in (502, 503, 504) or exc.kind == "request_timeout":
-                    raise
-                last = exc
-                reason = exc.kind
-            if i + 1 < len(cands):
-                self.m_failover.inc((cand.provider.name, reason))
-                log.info("provider %s failed (%s); failing over to %s", cand.provider.name, reason, cands[i + 1].provider.name)
-        assert last is not None
-        raise last
+        return dirty
+
+    async def _try_candidates(self, ctx, api, body, raw, cands, stream, guards_resp, deadline, start=0, last=None) -> None:
+        """Try ``cands[start:]`` in order, failing over while nothing has reached the client."""
+        try:
+            for i in range(start, len(cands)):
+                cand = cands[i]
+                ctx.backend_name = cand.provider.name
+                try:
+                    await self._attempt(ctx, api, body, raw, cand, stream, guards_resp, deadline)
+                    return
+                except (ProviderError, GatewayError) as exc:
+                    reason = _failover_reason(ctx, exc)
+                    if reason is None:
+                        raise
+                    last = exc
+                if i + 1 < len(cands):
+                    self._note_failover(cand, reason, cands[i + 1])
+            assert last is not None
+            raise last
+        finally:
+            # ``last``'s traceback holds this frame: a frame that kept ``last`` would make
+            # a reference cycle of every failed-over request
+            last = None
+
+    def _note_failover(self, cand: Candidate, reason: str, nxt: Candidate) -> None:
+        self.m_failover.inc((cand.provider.name, reason))
+        log.info("provider %s failed (%s); failing over to %s", cand.provider.name, reason, nxt.provider.name)
 
     def _prompts(self, body: dict, api: str) -> bool:
         p = self.policy
@@ -412,21 +427,22 @@ class AiBackendSet:
             return True
         return False
 
-    async def _attempt(self, ctx, api, body: dict, raw: bytes | None, cand: Candidate, stream: bool, guards_resp, deadline) -> None:
+    def _prepare(self, api, body: dict, raw: bytes | None, cand: Candidate, stream: bool):
+        """The provider request for ``body``: (Upstream, native, usage injected into the
+        stream, model sent, IR or None)."""
         p = cand.provider
-        t0 = time.perf_counter()
         requested = body.get("model")
         model_out = cand.model_for(requested)
         native = api in p.native
         inject_usage = False
+        ir = None
         if native:
             b = body
             if (model_out and model_out != requested) or cand.defaults or cand.overrides:
                 b = dict(body)
                 if model_out:
                     b["model"] = model_out
-                if _apply_params(b, cand.defaults, cand.overrides):
-                    raw = None
+                _apply_params(b, cand.defaults, cand.overrides)
                 raw = None
             if stream and api == "completions":
                 so = b.get("stream_options")
@@ -438,89 +454,77 @@ class AiBackendSet:
                     raw = None
             payload = raw if raw is not None else orjson.dumps(b)
             up = Upstream(p.native_path(api if api != "count_tokens" else "messages", stream, model_out) + ("/count_tokens" if api == "count_tokens" else ""), payload)
+            return up, native, inject_usage, model_out, ir
+        if api == "completions":
+            ir = dict(body)
+        elif api == "messages":
+            ir = anth.request_to_ir(body)
+        elif api == "responses":
+            ir = resp_api.request_to_ir(body)
+        elif api == "embeddings":
+            ir = dict(body)
         else:
-            if api == "completions":
-                ir = dict(body)
-            elif api == "messages":
-                ir = anth.request_to_ir(body)
-            elif api == "responses":
-                ir = resp_api.request_to_ir(body)
-            elif api == "embeddings":
-                ir = dict(body)
-            else:
-                raise TranslationError(f"{api} is not supported for provider {p.system}")
-            ir["model"] = model_out
-            _apply_params(ir, cand.defaults, cand.overrides)
-            if api == "embeddings":
-                up = p.embeddings(ir)
-            else:
-                if not isinstance(ir.get("messages"), list):
-                    raise TranslationError("messages: field required")
-                up = p.chat(ir, stream)
+            raise TranslationError(f"{api} is not supported for provider {p.system}")
+        ir["model"] = model_out
+        _apply_params(ir, cand.defaults, cand.overrides)
+        if api == "embeddings":
+            up = p.embeddings(ir)
+        else:
+            if not isinstance(ir.get("messages"), list):
+                raise TranslationError("messages: field required")
+            up = p.chat(ir, stream)
+        return up, native, inject_usage, model_out, ir
+
+    async def _attempt(self, ctx, api, body: dict, raw: bytes | None, cand: Candidate, stream: bool, guards_resp, deadline) -> None:
+        p = cand.provider
+        t0 = time.perf_counter()
+        up, native, inject_usage, model_out, ir = self._prepare(api, body, raw, cand, stream)
         conn = await self._send(ctx, p, cand, up, deadline)
-        status = conn.status
-        if status >= 400:
-            try:
-                data = await conn.read_body(1 << 20)
-            finally:
-                conn.release()
-            err = ProviderError(status, f"{p.system} ({p.name}): {p.error_message(status, data)}", data, retryable=status == 429 or status >= 500)
-            err.native = native
-            raise err
-        ex = ctx.ex
+        if conn.status >= 400:
+            raise await _provider_error(conn, p, native)
         if not stream:
             try:
                 data = await conn.read_body(MAX_RESPONSE)
             finally:
                 conn.release()
-            try:
-                obj = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                raise GatewayError(502, "invalid_provider_response", f"{p.system} answered invalid JSON") from None
-            if native:
-                usage = p.usage_from(obj)
-                out_obj, out = obj, data
-            else:
-                if api == "embeddings":
-                    out_obj = p.parse_embeddings(obj, ir)
-                    usage = Usage.from_openai(out_obj.get("usage"))
-                else:
-                    ir_resp = p.parse_chat(obj, model_out)
-                    usage = Usage.from_openai(ir_resp.get("usage"))
-                    if api == "completions":
-                        out_obj = ir_resp
-                    elif api == "messages":
-                        out_obj = anth.response_from_ir(ir_resp, model_out)
-                    else:
-                        out_obj = resp_api.response_from_ir(ir_resp, model_out, body)
-                out = None
+            out_obj, out, usage = _whole_answer(p, api, native, ir, model_out, body, data)
             for g in guards_resp:
                 if await g.apply(ctx, out_obj, api, "response", self):
                     out = None
-            if out is None:
-                out = orjson.dumps(out_obj)
-            h = Headers([("content-type", "application/json")])
-            self._resp_headers(cand, h)
-            ctx.finalize_headers(200, h)
-            ex.send(200, h, out)
+            self._send_answer(ctx, cand, out_obj, out)
             self._account(ctx, api, p, model_out, usage, t0, None)
             return
         await self._stream(ctx, api, body, cand, conn, native, inject_usage, model_out, guards_resp, t0)
 
-    async def _send(self, ctx, p, cand, up: Upstream, deadline):
-        req_headers = ctx.req.headers
+    def _send_answer(self, ctx, cand: Candidate, out_obj, out: bytes | None) -> None:
+        if out is None:
+            out = orjson.dumps(out_obj)
+        h = Headers([("content-type", "application/json")])
+        self._resp_headers(cand, h)
+        ctx.finalize_headers(200, h)
+        ctx.ex.send(200, h, out)
+
+    def _request_headers(self, ctx, p, up: Upstream) -> list:
+        """The provider request's headers before credentials."""
         hdrs = [("host", p.host), ("content-type", "application/json")]
         if not any(k == "accept" for k, _ in up.headers):
             hdrs.append(("accept", "application/json"))
         hdrs.extend(up.headers)
-        hdrs.extend(p.forward_headers(req_headers))
-        hdrs.extend(await p.auth.headers(p, up, hdrs, req_headers))
+        hdrs.extend(p.forward_headers(ctx.req.headers))
+        return hdrs
+
+    def _head(self, cand: Candidate, up: Upstream, hdrs: list) -> bytes:
         if cand.req_headers is not None:
             hh = Headers(hdrs)
             cand.req_headers(hh)
             hdrs = list(hh)
         hdrs.append(("content-length", str(len(up.body))))
-        head = f"{up.method} {up.path} HTTP/1.1\r\n".encode("latin-1") + encode_headers(hdrs) + b"\r\n"
+        return f"{up.method} {up.path} HTTP/1.1\r\n".encode("latin-1") + encode_headers(hdrs) + b"\r\n"
+
+    async def _send(self, ctx, p, cand, up: Upstream, deadline):
+        hdrs = self._request_headers(ctx, p, up)
+        hdrs.extend(await p.auth.headers(p, up, hdrs, ctx.req.headers))
+        head = self._head(cand, up, hdrs)
         timeout = self.head_timeout
         if deadline is not None:
             remaining = deadline - ctx.bind.services.loop.time()
@@ -535,7 +539,10 @@ class AiBackendSet:
                 await conn.wait_head(timeout)
                 return conn
             except GatewayError as exc:
+                # (``conn`` is dropped: its head future holds the error, whose traceback
+                # holds this frame)
                 conn.close()
+                conn = None
                 if stale_retry and exc.__class__.__name__ == "StaleConnection":
                     stale_retry = False
                     continue
@@ -543,7 +550,104 @@ class AiBackendSet:
                 raise
             except BaseException:
                 conn.close()
+                conn = None
                 raise
+
+    # -- the task-free path -------------------------------------------------------------------
+    def try_fast(self, ctx) -> bool:
+        """Serve a non-streamed call from callbacks, without a task, when nothing on its way
+        has to wait: the body is in, no guard or token pre-count applies, the credentials
+        are at hand and an idle pooled connection to the first provider is there. Declines
+        (False, nothing sent) otherwise, and on any request error: ``serve`` in a task
+        then does the same work with awaits and answers errors in the client's API shape.
+        A failed first attempt (connect error, 429, 5xx, timeout) continues in a task too,
+        failing over as ``serve`` would."""
+        if not self.fast_ok:
+            return False
+        req = ctx.req
+        rb = req.body
+        if not rb.complete or rb.error is not None:
+            return False
+        api = self.api_of(ctx)
+        if api not in _FAST_APIS:
+            return False
+        raw = rb.buffered()
+        try:
+            body = _parse(raw, api)
+            if body.get("stream") and api != "embeddings":
+                return False
+            cands, entry, dirty = self._resolve(body, req.headers)
+            if entry is not None and (entry.guards_req or entry.guards_resp):
+                return False
+            if self._shape(body, api):
+                dirty = True
+            cand = cands[0]
+            up, native, _, model_out, ir = self._prepare(api, body, None if dirty else raw, cand, False)
+        except (TranslationError, GatewayError):
+            return False
+        p = cand.provider
+        hdrs = self._request_headers(ctx, p, up)
+        auth = p.auth.headers_now(p, up, hdrs, req.headers)
+        if auth is None:
+            return False
+        conn = self.pool.take_idle(p.target)
+        if conn is None:
+            return False
+        hdrs.extend(auth)
+        ctx.backend_name = p.name
+        call = _FastCall(self, ctx, api, body, None if dirty else raw, cands, cand, native, ir, model_out)
+        ctx.ex.on_disconnect(conn.close)
+        conn.send_head_cb(self._head(cand, up, hdrs), up.body, call.on_head, timeout=self.head_timeout)
+        return True
+
+    def _answer_exc(self, ctx, api, exc: BaseException) -> bool:
+        """Answer a failed request in the client's API shape; False if it can't be (a
+        response already began, or not an error this backend answers)."""
+        if isinstance(exc, Rejected):
+            self._error(ctx, api, exc.status, "prompt_guard_rejected", exc.message, exc.headers)
+        elif isinstance(exc, TranslationError):
+            self._error(ctx, api, 400, "invalid_request_error", str(exc))
+        elif isinstance(exc, ProviderError):
+            if not (exc.body and self._native_error_ok(ctx, api, exc)):
+                self._error(ctx, api, exc.status, "provider_error", exc.message)
+        elif isinstance(exc, GatewayError):
+            if exc.status >= 500 and not ctx.upstream_error:
+                ctx.upstream_error = exc.message
+            if ctx.ex.started:
+                return False
+            self._error(ctx, api, exc.status, exc.kind, exc.message)
+        else:
+            return False
+        return True
+
+    async def _fail_over_from_fast(self, ctx, call: "_FastCall", first) -> None:
+        """The first provider failed on the task-free path (``first``: the exception, or the
+        connection holding an error response): fail over from the second, in a task."""
+        api = call.api
+        try:
+            try:
+                await self._fail_over(ctx, call, first)
+            except (Rejected, TranslationError, ProviderError, GatewayError) as exc:
+                if not self._answer_exc(ctx, api, exc):
+                    raise
+        except GatewayError as exc:
+            answer_error(ctx, exc)
+        finally:
+            observe(ctx)
+
+    async def _fail_over(self, ctx, call: "_FastCall", first) -> None:
+        exc = first if isinstance(first, BaseException) else await _provider_error(first, call.cand.provider, call.native)
+        first = None
+        try:
+            reason = _failover_reason(ctx, exc)
+            if reason is None:
+                raise exc
+            cands = call.cands
+            if len(cands) > 1:
+                self._note_failover(call.cand, reason, cands[1])
+            await self._try_candidates(ctx, call.api, call.body, call.raw, cands, False, [], None, 1, exc)
+        finally:
+            exc = None  # not kept by this frame, which its traceback holds (see _try_candidates)
 
     def _resp_headers(self, cand, h: Headers) -> None:
         if cand.resp_headers is not None:
@@ -669,6 +773,169 @@ class AiBackendSet:
         if buckets:
             for b in buckets:
                 b.charge(usage.total)
+
+
+def _parse(raw: bytes, api: str) -> dict:
+    """The request body as a JSON object, checked as far as every API needs."""
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError as exc:
+        raise TranslationError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise TranslationError("request body must be a JSON object")
+    if api in ("completions", "messages") and not isinstance(body.get("messages"), list):
+        raise TranslationError("messages: an array is required")
+    return body
+
+
+def _failover_reason(ctx, exc: BaseException) -> str | None:
+    """Why the next provider may be tried after ``exc``, or None if it may not: only
+    while nothing has reached the client, and only for 429/5xx answers, connect errors
+    and upstream timeouts (not the request's own deadline)."""
+    if ctx.ex.started:
+        return None
+    if isinstance(exc, ProviderError):
+        return str(exc.status) if exc.retryable else None
+    if isinstance(exc, GatewayError) and exc.status in (502, 503, 504) and exc.kind != "request_timeout":
+        return exc.kind
+    return None
+
+
+async def _provider_error(conn, p, native: bool) -> ProviderError:
+    """The ProviderError for an error response (its body read, the connection released)."""
+    try:
+        data = await conn.read_body(1 << 20)
+    finally:
+        conn.release()
+    status = conn.status
+    err = ProviderError(status, f"{p.system} ({p.name}): {p.error_message(status, data)}", data, retryable=status == 429 or status >= 500)
+    err.native = native
+    return err
+
+
+def _whole_answer(p, api: str, native: bool, ir, model_out: str, body: dict, data: bytes):
+    """A non-streamed provider answer in the client's API shape: (object, its bytes when
+    unchanged from the provider's, usage)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise GatewayError(502, "invalid_provider_response", f"{p.system} answered invalid JSON") from None
+    if native:
+        return obj, data, p.usage_from(obj)
+    if api == "embeddings":
+        out_obj = p.parse_embeddings(obj, ir)
+        return out_obj, None, Usage.from_openai(out_obj.get("usage"))
+    ir_resp = p.parse_chat(obj, model_out)
+    usage = Usage.from_openai(ir_resp.get("usage"))
+    if api == "completions":
+        out_obj = ir_resp
+    elif api == "messages":
+        out_obj = anth.response_from_ir(ir_resp, model_out)
+    else:
+        out_obj = resp_api.response_from_ir(ir_resp, model_out, body)
+    return out_obj, None, usage
+
+
+class _FastCall:
+    """One non-streamed call on the task-free path, driven by the upstream connection's
+    callbacks: the response head (with, usually, the whole body), then the body's rest."""
+
+    __slots__ = ("backend", "ctx", "api", "body", "raw", "cands", "cand", "native", "ir", "model_out", "t0", "parts", "size")
+
+    def __init__(self, backend: AiBackendSet, ctx, api, body, raw, cands, cand, native, ir, model_out):
+        self.backend = backend
+        self.ctx = ctx
+        self.api = api
+        self.body = body
+        self.raw = raw
+        self.cands = cands
+        self.cand = cand
+        self.native = native
+        self.ir = ir
+        self.model_out = model_out
+        self.t0 = time.perf_counter()
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def on_head(self, conn, exc) -> None:
+        ctx = self.ctx
+        ex = ctx.ex
+        try:
+            if exc is not None:
+                conn.close()
+                if ex.disconnected:
+                    observe(ctx)
+                elif isinstance(exc, StaleConnection):
+                    ex.conn.spawn(ex, serve_backend(ctx))  # the whole call again, on a new connection
+                else:
+                    if isinstance(exc, GatewayError):
+                        ctx.upstream_error = exc.message
+                    ex.conn.spawn(ex, self.backend._fail_over_from_fast(ctx, self, exc))
+                return
+            if conn.status >= 400:
+                ex.conn.spawn(ex, self.backend._fail_over_from_fast(ctx, self, conn))
+                return
+            if conn.done:
+                data = b"".join(conn.chunks) if conn.chunks else b""
+                conn.chunks = []
+                conn.release()
+                self.answer(data)
+                return
+            conn.stream_to(self.on_chunk, partial(self.on_end, conn), partial(self.on_error, conn))
+        except Exception:
+            self.crashed(conn)
+
+    def on_chunk(self, chunk: bytes) -> None:
+        self.parts.append(chunk)
+        self.size += len(chunk)
+
+    def on_end(self, conn) -> None:
+        conn.release()
+        if self.size > MAX_RESPONSE:
+            self.fail(GatewayError(502, "upstream_response_too_large", f"upstream response exceeds {MAX_RESPONSE} bytes"))
+            return
+        try:
+            self.answer(b"".join(self.parts))
+        except Exception:
+            self.crashed(conn)
+
+    def on_error(self, conn, exc: BaseException) -> None:
+        conn.close()
+        if self.ctx.ex.disconnected:
+            observe(self.ctx)
+            return
+        self.fail(exc if isinstance(exc, GatewayError) else GatewayError(502, "upstream_reset", f"upstream connection failed: {exc}"))
+
+    def answer(self, data: bytes) -> None:
+        b = self.backend
+        ctx = self.ctx
+        cand = self.cand
+        p = cand.provider
+        try:
+            out_obj, out, usage = _whole_answer(p, self.api, self.native, self.ir, self.model_out, self.body, data)
+        except (TranslationError, GatewayError) as exc:
+            self.fail(exc)
+            return
+        b._send_answer(ctx, cand, out_obj, out)
+        b._account(ctx, self.api, p, self.model_out, usage, self.t0, None)
+        observe(ctx)
+
+    def fail(self, exc: BaseException) -> None:
+        ctx = self.ctx
+        if not self.backend._answer_exc(ctx, self.api, exc):
+            if isinstance(exc, GatewayError):
+                answer_error(ctx, exc)
+            else:
+                ctx.ex.fail_internal()
+        observe(ctx)
+
+    def crashed(self, conn) -> None:
+        # No task or parser callback above this frame would answer the client: do it here.
+        log.exception("unhandled error while handling %s %s", self.ctx.req.method, self.ctx.req.path)
+        conn.close()
+        if not self.ctx.ex.finished:
+            self.ctx.ex.fail_internal()
+        observe(self.ctx)
 
 
 class NativeStream:

@@ -30,9 +30,15 @@ class Auth:
     async def headers(self, provider, up: Upstream, base_headers: list, client_headers) -> list:
         return []
 
+    def headers_now(self, provider, up: Upstream, base_headers: list, client_headers) -> list | None:
+        """The same headers when they are at hand without waiting, else None (the
+        task-free request path then gives way to the awaiting one)."""
+        return None
+
 
 class NoAuth(Auth):
-    pass
+    def headers_now(self, provider, up, base_headers, client_headers) -> list:
+        return []
 
 
 class StaticKey(Auth):
@@ -44,11 +50,17 @@ class StaticKey(Auth):
     async def headers(self, provider, up, base_headers, client_headers) -> list:
         return self.pairs
 
+    def headers_now(self, provider, up, base_headers, client_headers) -> list:
+        return self.pairs
+
 
 class Passthrough(Auth):
     """``backendAuth.passthrough``: the client's own key, moved to the provider's header."""
 
     async def headers(self, provider, up, base_headers, client_headers) -> list:
+        return self.headers_now(provider, up, base_headers, client_headers)
+
+    def headers_now(self, provider, up, base_headers, client_headers) -> list:
         key = None
         auth = client_headers.get("authorization")
         if auth and auth[:7].lower() == "bearer ":

@@ -170,6 +170,7 @@ async def http_exchange(
         await conn.wait_head(timeout)
     except BaseException:
         conn.close()
+        conn = None  # held by the error's traceback otherwise (see engine.client._unheld)
         raise
     return conn
 

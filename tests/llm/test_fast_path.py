@@ -1,0 +1,165 @@
+"""Non-streamed LLM calls on a warm connection take the task-free path
+(``AiBackendSet.try_fast``): served from the upstream connection's callbacks. Everything
+the task path does must hold there too: failover on 5xx, 429 and timeouts, provider
+errors in the client's API shape, a body that arrives after its head, a broken
+provider answer, a client that leaves, and no per-request reference cycles.
+
+Each case makes several calls in a row on one route, so all but the first find an idle
+pooled connection to the provider and go the task-free way.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import openai
+import pytest
+
+from tests.llm import fakes as F
+from tests.support.gc_probe import PROBE, cyclic_garbage
+from tests.support.harness import gateway_config
+
+KEY = {"backendAuth": {"key": F.OPENAI_KEY}}
+
+
+def _openai(fakes, model: str) -> dict:
+    return {"name": f"openai-{model}", "provider": {"openAI": {"model": model}}, "hostOverride": f"127.0.0.1:{fakes.port}", "policies": KEY}
+
+
+def _route(name: str, *groups: list[dict], policies: dict | None = None) -> dict:
+    r = {"name": name, "matches": [{"path": {"pathPrefix": f"/{name}"}}], "backends": [{"ai": {"groups": [{"providers": g} for g in groups]}}]}
+    if policies:
+        r["policies"] = policies
+    return r
+
+
+@pytest.fixture(scope="module")
+def gw(module_harness, fakes):
+    claude = {"name": "claude", "provider": {"anthropic": {"model": "claude-x"}}, "hostOverride": f"127.0.0.1:{fakes.port}", "policies": {"backendAuth": {"key": F.ANTHROPIC_KEY}}}
+    routes = [
+        _route("ok", [_openai(fakes, "gpt-4o")]),
+        _route("late", [_openai(fakes, "slow-body")]),
+        _route("down", [_openai(fakes, "fail-500")], [claude]),
+        _route("limited", [_openai(fakes, "fail-429")]),
+        _route("broken", [_openai(fakes, "bad-json")]),
+        _route("slow", [_openai(fakes, "slow")], [claude], policies={"timeout": {"backendRequestTimeout": "300ms"}}),
+        _route("hang", [_openai(fakes, "slow")]),
+        _route("translated", [claude]),
+    ]
+    return module_harness.gateway(gateway_config(routes), command=PROBE)
+
+
+@pytest.fixture(autouse=True)
+def _reset(fakes):
+    fakes.reset()
+    yield
+    fakes.assert_valid()
+
+
+def _client(gw, prefix: str) -> openai.OpenAI:
+    """A client to use in a ``with`` block: its connection closes at the end, so that a
+    test's exchanges are over (and their garbage, if any, is there) when the next begins."""
+    return openai.OpenAI(base_url=f"{gw.url}/{prefix}/v1", api_key="client-key", max_retries=0, timeout=20)
+
+
+def _ask(c: openai.OpenAI, text: str):
+    return c.chat.completions.create(model="m", messages=[{"role": "user", "content": text}])
+
+
+def test_warm_calls_answer_and_count_tokens(gw, fakes):
+    with _client(gw, "ok") as c:
+        before = gw.metric("agentgw_gen_ai_client_token_usage_count", model="gpt-4o", type="output") or 0
+        for i in range(6):
+            r = _ask(c, f"q{i}")
+            assert r.choices[0].message.content == f"echo: q{i}"
+            assert r.usage.completion_tokens > 0
+        assert [e["body"]["messages"][0]["content"] for e in fakes.log()] == [f"q{i}" for i in range(6)]
+        assert all(e["headers"]["authorization"] == f"Bearer {F.OPENAI_KEY}" for e in fakes.log())  # never the client's key
+        assert gw.metric("agentgw_gen_ai_client_token_usage_count", model="gpt-4o", type="output") == before + 6
+
+
+def test_a_body_that_comes_after_its_head(gw, fakes):
+    with _client(gw, "late") as c:
+        for i in range(3):
+            assert _ask(c, f"late{i}").choices[0].message.content == f"echo: late{i}"
+
+
+def test_warm_calls_fail_over_on_5xx(gw, fakes):
+    with _client(gw, "down") as c:
+        for i in range(4):
+            r = _ask(c, f"d{i}")
+            assert r.choices[0].message.content == f"echo: d{i}"
+        assert [e["kind"] for e in fakes.log()] == ["openai", "anthropic"] * 4
+        assert gw.metric("agentgw_gen_ai_failovers_total", provider="openai-fail-500", reason="500") >= 4
+
+
+def test_warm_calls_fail_over_on_timeout(gw, fakes):
+    with _client(gw, "slow") as c:
+        for i in range(3):
+            t = time.monotonic()
+            r = _ask(c, f"s{i}")
+            assert r.choices[0].message.content == f"echo: s{i}"
+            assert time.monotonic() - t < 2.0
+        assert [e["kind"] for e in fakes.log()] == ["openai", "anthropic"] * 3
+
+
+def test_a_provider_error_reaches_the_client_in_its_shape(gw, fakes):
+    with _client(gw, "limited") as c:
+        for _ in range(3):
+            with pytest.raises(openai.RateLimitError) as ei:
+                _ask(c, "q")
+            assert ei.value.body["message"] == "rate limited by fake"  # the provider's own error body
+
+
+def test_a_broken_provider_answer_is_a_502_in_openai_shape(gw, fakes):
+    with _client(gw, "broken") as c:
+        for _ in range(3):
+            with pytest.raises(openai.APIStatusError) as ei:
+                _ask(c, "q")
+            assert ei.value.status_code == 502
+            assert "invalid JSON" in ei.value.body["message"]
+
+
+def test_translated_calls_go_the_same_way(gw, fakes):
+    with _client(gw, "translated") as c:
+        for i in range(3):
+            r = _ask(c, f"t{i}")
+            assert r.choices[0].message.content == f"echo: t{i}"
+            assert r.choices[0].finish_reason == "stop"
+        assert [e["kind"] for e in fakes.log()] == ["anthropic"] * 3
+
+
+def test_a_client_that_leaves_frees_the_call(gw, fakes):
+    with _client(gw, "ok") as c:
+        _ask(c, "warm")
+    body = b'{"model":"m","messages":[{"role":"user","content":"bye"}]}'
+    for _ in range(3):
+        # warm the route's pool: a first call to "hang" would wait 3 s, so leave at once
+        with socket.create_connection(("127.0.0.1", gw.port)) as s:
+            s.sendall(b"POST /hang/v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                      b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            time.sleep(0.1)
+    time.sleep(3.2)  # the provider finishes; the gateway must have dropped those calls cleanly
+    with _client(gw, "ok") as c:
+        assert _ask(c, "still here").choices[0].message.content == "echo: still here"
+
+
+@pytest.mark.parametrize("prefix", ["ok", "late", "down", "limited", "broken", "slow"])
+def test_no_cyclic_garbage(gw, fakes, prefix):
+    def calls(n: int) -> None:
+        with _client(gw, prefix) as c:
+            for _ in range(n):
+                try:
+                    _ask(c, "gc")
+                except openai.APIStatusError:
+                    pass
+        time.sleep(0.2)  # the gateway sees the connection close: all of it is garbage by now
+
+    calls(1)  # warm up: first-use caches are not per-request garbage
+    cyclic_garbage(gw)
+    n = 40 if prefix != "slow" else 8
+    calls(n)
+    garbage = cyclic_garbage(gw)
+    # a cycle per request would leave at least ~10 objects per request
+    assert sum(garbage.values()) < max(n // 4, 3), f"{prefix}: objects left to the cyclic collector: {garbage}"
