@@ -228,7 +228,7 @@ class HttpBackendSet:
             raw = conn.relay
             if raw is not None:
                 if route.response_chain or listener.response_chain:  # read-only hooks
-                    ctx.finalize_headers(conn.status, RawHeaderView(conn.raw_headers))
+                    ctx.finalize_headers(conn.status, RawHeaderView(conn.head))
                 return raw, cl
         headers = strip_hop_by_hop(conn.headers)
         headers.remove("content-length")

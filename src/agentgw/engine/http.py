@@ -98,27 +98,40 @@ class Headers(list):
 
 
 class RawHeaderView:
-    """Read-only access to raw ``(name, value)`` byte pairs, decoding only what is asked.
+    """Read-only access to a response head's header lines, decoding only what is asked.
 
     Given to response hooks that declared they don't edit headers, so a relay can pass
-    upstream headers through as bytes and still let such hooks look at them.
+    upstream headers through as bytes and still let such hooks look at them. It holds
+    the head as received (header lines, each ending in CRLF) and finds a field in it
+    with one search, so a hook that reads one header (or none) costs no parse of all.
     """
 
-    __slots__ = ("raw",)
+    __slots__ = ("head", "_low")
 
-    def __init__(self, raw: list[tuple[bytes, bytes]]):
-        self.raw = raw
+    def __init__(self, head: bytes):
+        self.head = head
+        self._low: bytes | None = None
+
+    def _values(self, name: str):
+        low = self._low
+        if low is None:
+            low = self._low = b"\r\n" + self.head.lower()
+        key = b"\r\n" + name.lower().encode("latin-1") + b":"
+        head = self.head
+        i = low.find(key)
+        while i >= 0:
+            start = i + len(key) - 2  # in ``head``, which lacks the leading CRLF
+            end = head.find(b"\r\n", start)
+            yield head[start : end if end >= 0 else len(head)].strip(b" \t").decode("latin-1")
+            i = low.find(key, i + len(key))
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        b = name.encode("latin-1")
-        for n, v in self.raw:
-            if len(n) == len(b) and n.lower() == b:
-                return v.decode("latin-1")
+        for v in self._values(name):
+            return v
         return default
 
     def get_all(self, name: str) -> list[str]:
-        b = name.encode("latin-1")
-        return [v.decode("latin-1") for n, v in self.raw if n.lower() == b]
+        return list(self._values(name))
 
     def has(self, name: str) -> bool:
         return self.get(name) is not None

@@ -175,6 +175,15 @@ class AiBackendSet:
         self.request_timeout = request_timeout
         self.tokenize = tokenize
         self.label = label
+        # the model table's plain names, when no entry matches on headers:
+        # name -> (candidates in table order, first entry), as ``candidates`` finds them
+        self._exact: dict[str, tuple[list[Candidate], ModelEntry]] | None = None
+        if models is not None and not any(e.header_matches for e in models):
+            self._exact = {}
+            for e in models:
+                if e.name not in self._exact:
+                    same = [x for x in models if x.name == e.name]
+                    self._exact[e.name] = ([x.candidate for x in same], same[0])
         # what ``try_fast`` can't do without awaiting: guards, token pre-counts, a deadline
         self.fast_ok = (
             pool is not None
@@ -304,6 +313,11 @@ class AiBackendSet:
             return out, None
         if not model:
             return [], None
+        exact = self._exact
+        if exact is not None:  # no entry matches on headers: a named model is one lookup
+            hit = exact.get(model)
+            if hit is not None:
+                return hit
         entries = [e for e in self.models if e.headers_match(headers)]
         exact = [e for e in entries if e.name == model]
         if exact:

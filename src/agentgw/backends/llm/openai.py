@@ -21,8 +21,11 @@ class OpenAIProvider(Provider):
 
     _PATHS = {"completions": "/chat/completions", "embeddings": "/embeddings", "responses": "/responses", "models": "/models"}
 
+    _FORWARD = frozenset(("openai-organization", "openai-project", "openai-beta"))
+
     def forward_headers(self, client_headers) -> list:
-        return [(k, v) for k, v in client_headers if k in ("openai-organization", "openai-project", "openai-beta")]
+        fwd = self._FORWARD
+        return [kv for kv in client_headers if kv[0] in fwd]
 
     def native_path(self, api: str, stream: bool, model: str) -> str:
         if self.path_override and api == "completions":
