@@ -367,6 +367,7 @@ def run_a2a(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 
 MCP_CALL = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}'
+MCP_TOOLS = ("echo", "echo_async")  # a plain ``def`` tool (the SDK's thread pool) or an ``async def`` one
 MCP_BAR_MS = 1.0
 MCP_RATIO_BAR = 0.5
 
@@ -377,9 +378,14 @@ def mcp_args(p: argparse.ArgumentParser) -> None:
                    help="comma-separated wrk connection counts (default 1,32: sequential and 32-concurrent)")
     p.add_argument("--agentgw-cmd", default=AGENTGW_CMD,
                    help="command that starts agentgw; {config} is replaced by the generated config path")
+    p.add_argument("--tool", choices=MCP_TOOLS, default="echo",
+                   help="the tool called: echo (a plain def, run in the SDK's worker threads) or echo_async")
+    p.add_argument("--think-ms", type=float, default=0.0,
+                   help="with concurrent sessions: each session waits this long between calls, as an agent "
+                        "would (default 0: back to back, which saturates the server)")
 
 
-def _mcp_session(url: str) -> str:
+def _mcp_session(url: str, call: bytes = MCP_CALL) -> str:
     """initialize + notifications/initialized; returns the Mcp-Session-Id."""
     import json as _json
     import urllib.request
@@ -395,15 +401,15 @@ def _mcp_session(url: str) -> str:
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
     with urllib.request.urlopen(urllib.request.Request(url, _json.dumps(note).encode(), h), timeout=30) as r:
         r.read()
-    with urllib.request.urlopen(urllib.request.Request(url, MCP_CALL, h), timeout=30) as r:
+    with urllib.request.urlopen(urllib.request.Request(url, call, h), timeout=30) as r:
         body = r.read()
         if b"hello" not in body:
             raise BenchError(f"tools/call smoke test failed at {url}: {body[:300]!r}")
     return sid
 
 
-def _mcp_lua(path: Path, sid: str) -> Path:
-    body = MCP_CALL.decode().replace("\\", "\\\\").replace('"', '\\"')
+def _mcp_lua(path: Path, sid: str, call: bytes = MCP_CALL) -> Path:
+    body = call.decode().replace("\\", "\\\\").replace('"', '\\"')
     path.write_text(
         'wrk.method = "POST"\n'
         f'wrk.body = "{body}"\n'
@@ -415,11 +421,14 @@ def _mcp_lua(path: Path, sid: str) -> Path:
     return path
 
 
-def _mcp_sessions_lua(path: Path, sids: list[str]) -> Path:
+def _mcp_sessions_lua(path: Path, sids: list[str], call: bytes = MCP_CALL, think_ms: float = 0.0) -> Path:
     """One MCP session per wrk thread (run with -tN -cN): N concurrent *sessions*, each
-    calling sequentially on its own connection, as N agents would."""
-    body = MCP_CALL.decode().replace("\\", "\\\\").replace('"', '\\"')
+    calling sequentially on its own connection, as N agents would; with ``think_ms``,
+    each waits that long before its next call (wrk's ``delay()``: not part of the
+    measured latency)."""
+    body = call.decode().replace("\\", "\\\\").replace('"', '\\"')
     path.write_text(
+        (f"function delay() return {think_ms:g} end\n" if think_ms > 0 else "") +
         "local sids = {" + ", ".join(f'"{s}"' for s in sids) + "}\n"
         "local next_sid = 1\n"
         "function setup(thread)\n"
@@ -443,6 +452,7 @@ def run_mcp(args: argparse.Namespace) -> int:
     check_cpus(args.upstream_cpu, args.proxy_cpu, args.wrk_cpu)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     n_rounds = rounds(args)
+    call = MCP_CALL.replace(b'"name":"echo"', f'"name":"{args.tool}"'.encode())
     results: dict[int, dict[str, dict[str, Any]]] = {}
     runs_by_level: dict[int, list] = {}
     all_runs: list = []
@@ -483,9 +493,10 @@ binds:
                 targets = []
                 for name, url, proc in endpoints:
                     if c == 1:
-                        script = _mcp_lua(wd / f"{name}.lua", _mcp_session(url))
+                        script = _mcp_lua(wd / f"{name}.lua", _mcp_session(url, call), call)
                     else:  # c concurrent sessions, one per wrk thread
-                        script = _mcp_sessions_lua(wd / f"{name}-{c}.lua", [_mcp_session(url) for _ in range(c)])
+                        script = _mcp_sessions_lua(wd / f"{name}-{c}.lua", [_mcp_session(url, call) for _ in range(c)],
+                                                   call, args.think_ms)
                     # the server's own CPU per call in both arms: is the bottleneck doing the same work?
                     targets.append((Target(name, url, proc, also={} if proc is up else {"mcp-server": up}), script))
                 runs = []
@@ -500,11 +511,12 @@ binds:
                 results[c] = lib.summarize(runs, [t.name for t, _ in targets])
 
     print()
-    print(f"## MCP tools/call — MCPServer direct vs through agentgw (mcp backend), {n_rounds} round(s)")
+    print(f"## MCP tools/call `{args.tool}` — MCPServer direct vs through agentgw (mcp backend), {n_rounds} round(s)")
     print()
     bars = []
     for c, summary in results.items():
-        print(f"### {'sequential (wrk -c1)' if c == 1 else f'{c} concurrent sessions (wrk -t{c} -c{c}, one session per thread)'}")
+        paced = f", {args.think_ms:g} ms between a session's calls" if args.think_ms > 0 else ""
+        print(f"### {'sequential (wrk -c1)' if c == 1 else f'{c} concurrent sessions (wrk -t{c} -c{c}, one session per thread{paced})'}")
         print()
         print(lib.markdown_table(summary))
         server_cpu = [r.cpu_us_per_req for r in runs_by_level[c] if r.target == "direct" and r.cpu_us_per_req]
@@ -522,7 +534,7 @@ binds:
                      "result": "PASS" if okr else ("N/A" if ratio is None else "FAIL")})
         print(f"- req/s agentgw/direct: {lib.fmt(ratio, 2)}x (bar >= {MCP_RATIO_BAR}x): {bars[-1]['result']}\n")
     payload = {"scenario": "mcp", "argv": sys.argv, "environment": lib.environment_info(),
-               "request": MCP_CALL.decode(), "rounds": n_rounds, "runs": all_runs,
+               "request": call.decode(), "think_ms": args.think_ms, "rounds": n_rounds, "runs": all_runs,
                "summary": {str(c): s for c, s in results.items()}, "bars": bars}
     path = lib.record_json("mcp", payload, args.out_dir)
     print(f"raw results: {path}")

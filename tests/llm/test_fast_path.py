@@ -57,10 +57,10 @@ def _reset(fakes):
     fakes.assert_valid()
 
 
-def _client(gw, prefix: str) -> openai.OpenAI:
+def _client(gw, prefix: str, **kw) -> openai.OpenAI:
     """A client to use in a ``with`` block: its connection closes at the end, so that a
     test's exchanges are over (and their garbage, if any, is there) when the next begins."""
-    return openai.OpenAI(base_url=f"{gw.url}/{prefix}/v1", api_key="client-key", max_retries=0, timeout=20)
+    return openai.OpenAI(base_url=f"{gw.url}/{prefix}/v1", api_key="client-key", max_retries=0, timeout=20, **kw)
 
 
 def _ask(c: openai.OpenAI, text: str):
@@ -68,14 +68,18 @@ def _ask(c: openai.OpenAI, text: str):
 
 
 def test_warm_calls_answer_and_count_tokens(gw, fakes):
-    with _client(gw, "ok") as c:
+    with _client(gw, "ok", default_headers={"OpenAI-Organization": "org-7", "X-Private": "not for the provider"}) as c:
         before = gw.metric("agentgw_gen_ai_client_token_usage_count", model="gpt-4o", type="output") or 0
         for i in range(6):
             r = _ask(c, f"q{i}")
             assert r.choices[0].message.content == f"echo: q{i}"
             assert r.usage.completion_tokens > 0
         assert [e["body"]["messages"][0]["content"] for e in fakes.log()] == [f"q{i}" for i in range(6)]
-        assert all(e["headers"]["authorization"] == f"Bearer {F.OPENAI_KEY}" for e in fakes.log())  # never the client's key
+        for e in fakes.log():
+            assert e["headers"]["authorization"] == f"Bearer {F.OPENAI_KEY}"  # never the client's key
+            assert e["headers"]["openai-organization"] == "org-7"  # forwarded, as OpenAI documents it
+            assert "x-private" not in e["headers"]
+            assert e["headers"]["host"] == f"127.0.0.1:{fakes.port}"
         assert gw.metric("agentgw_gen_ai_client_token_usage_count", model="gpt-4o", type="output") == before + 6
 
 

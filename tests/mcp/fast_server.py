@@ -30,6 +30,13 @@ def echo(text: str) -> str:
 
 
 @server.tool()
+async def echo_async(text: str) -> str:
+    """Echo the text back, prefixed with the server name, without a worker thread (the
+    SDK runs a plain ``def`` tool in its thread pool)."""
+    return f"{args.name}: {text}"
+
+
+@server.tool()
 def add(a: int, b: int) -> int:
     """Add two integers."""
     return a + b

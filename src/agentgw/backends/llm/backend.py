@@ -51,6 +51,7 @@ _SUFFIXES = (
     ("/embeddings", "embeddings"),
     ("/models", "models"),
 )
+_JSON_HEAD = b"content-type: application/json\r\n"  # an encoded header block (Exchange.send)
 _FAST_APIS = frozenset(("completions", "messages", "responses", "embeddings"))
 _OPERATION = {"completions": "chat", "messages": "chat", "responses": "chat", "embeddings": "embeddings"}
 
@@ -175,6 +176,7 @@ class AiBackendSet:
         self.request_timeout = request_timeout
         self.tokenize = tokenize
         self.label = label
+        self._head_prefixes: dict[tuple, bytes] = {}  # see _constant_head
         # the model table's plain names, when no entry matches on headers:
         # name -> (candidates in table order, first entry), as ``candidates`` finds them
         self._exact: dict[str, tuple[list[Candidate], ModelEntry]] | None = None
@@ -513,6 +515,15 @@ class AiBackendSet:
     def _send_answer(self, ctx, cand: Candidate, out_obj, out: bytes | None) -> None:
         if out is None:
             out = orjson.dumps(out_obj)
+        route, listener = ctx.route, ctx.listener
+        if (
+            cand.resp_headers is None
+            and not ctx.response_hooks
+            and (route is None or not route.response_chain)
+            and (listener is None or not listener.response_chain)
+        ):
+            ctx.ex.send(200, _JSON_HEAD, out)  # no policy reads or edits this head
+            return
         h = Headers([("content-type", "application/json")])
         self._resp_headers(cand, h)
         ctx.finalize_headers(200, h)
@@ -600,19 +611,39 @@ class AiBackendSet:
         except (TranslationError, GatewayError):
             return False
         p = cand.provider
-        hdrs = self._request_headers(ctx, p, up)
-        auth = p.auth.headers_now(p, up, hdrs, req.headers)
-        if auth is None:
-            return False
+        if p.auth.constant and not up.headers and cand.req_headers is None:
+            head = self._constant_head(ctx, p, up)
+        else:
+            hdrs = self._request_headers(ctx, p, up)
+            auth = p.auth.headers_now(p, up, hdrs, req.headers)
+            if auth is None:
+                return False
+            hdrs.extend(auth)
+            head = self._head(cand, up, hdrs)
         conn = self.pool.take_idle(p.target)
         if conn is None:
             return False
-        hdrs.extend(auth)
         ctx.backend_name = p.name
         call = _FastCall(self, ctx, api, body, None if dirty else raw, cands, cand, native, ir, model_out)
         ctx.ex.on_disconnect(conn.close)
-        conn.send_head_cb(self._head(cand, up, hdrs), up.body, call.on_head, timeout=self.head_timeout)
+        conn.send_head_cb(head, up.body, call.on_head, timeout=self.head_timeout)
         return True
+
+    def _constant_head(self, ctx, p, up: Upstream) -> bytes:
+        """The request head when only the forwarded client headers and the length vary:
+        the rest is encoded once per provider and path (a bounded number of them)."""
+        key = (p, up.path)
+        prefix = self._head_prefixes.get(key)
+        if prefix is None:
+            hdrs = [("host", p.host), ("content-type", "application/json"), ("accept", "application/json")]
+            hdrs.extend(p.auth.headers_now(p, up, hdrs, None))
+            prefix = f"{up.method} {up.path} HTTP/1.1\r\n".encode("latin-1") + encode_headers(hdrs)
+            if len(self._head_prefixes) < 256:  # paths can name models (Gemini, Bedrock)
+                self._head_prefixes[key] = prefix
+        fwd = p.forward_headers(ctx.req.headers)
+        if fwd:
+            prefix += encode_headers(fwd)
+        return prefix + b"content-length: %d\r\n\r\n" % len(up.body)
 
     def _answer_exc(self, ctx, api, exc: BaseException) -> bool:
         """Answer a failed request in the client's API shape; False if it can't be (a

@@ -27,6 +27,8 @@ class Upstream:
 class Auth:
     """Adds credentials to an upstream request (may await: token refresh, signing)."""
 
+    constant = False  # the same headers for every request (a static key, or none)
+
     async def headers(self, provider, up: Upstream, base_headers: list, client_headers) -> list:
         return []
 
@@ -37,12 +39,16 @@ class Auth:
 
 
 class NoAuth(Auth):
+    constant = True
+
     def headers_now(self, provider, up, base_headers, client_headers) -> list:
         return []
 
 
 class StaticKey(Auth):
     """A key sent in the header the provider expects (``authorization: Bearer``, ``x-api-key``...)."""
+
+    constant = True
 
     def __init__(self, pairs: list[tuple[str, str]]):
         self.pairs = list(pairs)
