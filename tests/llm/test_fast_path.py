@@ -45,6 +45,7 @@ def gw(module_harness, fakes):
         _route("broken", [_openai(fakes, "bad-json")]),
         _route("slow", [_openai(fakes, "slow")], [claude], policies={"timeout": {"backendRequestTimeout": "300ms"}}),
         _route("hang", [_openai(fakes, "slow")]),
+        _route("stuck", [_openai(fakes, "slow")], policies={"timeout": {"backendRequestTimeout": "300ms"}}),
         _route("translated", [claude]),
     ]
     return module_harness.gateway(gateway_config(routes), command=PROBE)
@@ -149,7 +150,17 @@ def test_a_client_that_leaves_frees_the_call(gw, fakes):
         assert _ask(c, "still here").choices[0].message.content == "echo: still here"
 
 
-@pytest.mark.parametrize("prefix", ["ok", "late", "down", "limited", "broken", "slow"])
+def test_a_timeout_with_nowhere_to_fail_over_is_a_504(gw, fakes):
+    with _client(gw, "stuck") as c:
+        for _ in range(3):
+            t = time.monotonic()
+            with pytest.raises(openai.APIStatusError) as ei:
+                _ask(c, "q")
+            assert ei.value.status_code == 504
+            assert time.monotonic() - t < 2.0
+
+
+@pytest.mark.parametrize("prefix", ["ok", "late", "down", "limited", "broken", "slow", "stuck"])
 def test_no_cyclic_garbage(gw, fakes, prefix):
     def calls(n: int) -> None:
         with _client(gw, prefix) as c:
@@ -162,7 +173,7 @@ def test_no_cyclic_garbage(gw, fakes, prefix):
 
     calls(1)  # warm up: first-use caches are not per-request garbage
     cyclic_garbage(gw)
-    n = 40 if prefix != "slow" else 8
+    n = 8 if prefix in ("slow", "stuck") else 40
     calls(n)
     garbage = cyclic_garbage(gw)
     # a cycle per request would leave at least ~10 objects per request

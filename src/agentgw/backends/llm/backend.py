@@ -669,9 +669,11 @@ class AiBackendSet:
         """The first provider failed on the task-free path (``first``: the exception, or the
         connection holding an error response): fail over from the second, in a task."""
         api = call.api
+        work = self._fail_over(ctx, call, first)
+        first = None  # an error kept here would be held by its own traceback, via this frame
         try:
             try:
-                await self._fail_over(ctx, call, first)
+                await work
             except (Rejected, TranslationError, ProviderError, GatewayError) as exc:
                 if not self._answer_exc(ctx, api, exc):
                     raise
@@ -908,17 +910,15 @@ class _FastCall:
         try:
             if exc is not None:
                 conn.close()
-                if ex.disconnected:
-                    observe(ctx)
-                elif isinstance(exc, StaleConnection):
+                if isinstance(exc, StaleConnection) and not ex.disconnected:
                     ex.conn.spawn(ex, serve_backend(ctx))  # the whole call again, on a new connection
-                else:
-                    if isinstance(exc, GatewayError):
-                        ctx.upstream_error = exc.message
-                    ex.conn.spawn(ex, self.backend._fail_over_from_fast(ctx, self, exc))
+                    return
+                if isinstance(exc, GatewayError):
+                    ctx.upstream_error = exc.message
+                self.failed(exc)
                 return
             if conn.status >= 400:
-                ex.conn.spawn(ex, self.backend._fail_over_from_fast(ctx, self, conn))
+                self.failed(conn)
                 return
             if conn.done:
                 data = b"".join(conn.chunks) if conn.chunks else b""
@@ -931,25 +931,23 @@ class _FastCall:
             self.crashed(conn)
 
     def on_chunk(self, chunk: bytes) -> None:
-        self.parts.append(chunk)
         self.size += len(chunk)
+        if self.size <= MAX_RESPONSE:  # past it, the call fails at the end: hold no more
+            self.parts.append(chunk)
 
     def on_end(self, conn) -> None:
         conn.release()
-        if self.size > MAX_RESPONSE:
-            self.fail(GatewayError(502, "upstream_response_too_large", f"upstream response exceeds {MAX_RESPONSE} bytes"))
-            return
         try:
+            if self.size > MAX_RESPONSE:
+                self.failed(GatewayError(502, "upstream_response_too_large", f"upstream response exceeds {MAX_RESPONSE} bytes"))
+                return
             self.answer(b"".join(self.parts))
         except Exception:
             self.crashed(conn)
 
     def on_error(self, conn, exc: BaseException) -> None:
         conn.close()
-        if self.ctx.ex.disconnected:
-            observe(self.ctx)
-            return
-        self.fail(exc if isinstance(exc, GatewayError) else GatewayError(502, "upstream_reset", f"upstream connection failed: {exc}"))
+        self.failed(exc if isinstance(exc, GatewayError) else GatewayError(502, "upstream_reset", f"upstream connection failed: {exc}"))
 
     def answer(self, data: bytes) -> None:
         b = self.backend
@@ -959,20 +957,25 @@ class _FastCall:
         try:
             out_obj, out, usage = _whole_answer(p, self.api, self.native, self.ir, self.model_out, self.body, data)
         except (TranslationError, GatewayError) as exc:
-            self.fail(exc)
+            # an invalid answer fails over, as on the task path; the error goes to a task
+            # without its traceback, whose frames hold this call (a reference cycle)
+            self.failed(exc.with_traceback(None))
             return
         b._send_answer(ctx, cand, out_obj, out)
         b._account(ctx, self.api, p, self.model_out, usage, self.t0, None)
         observe(ctx)
 
-    def fail(self, exc: BaseException) -> None:
+    def failed(self, first) -> None:
+        """The first provider failed (``first``: the error, or the connection holding an
+        error response): the rest, failover included, goes on in a task."""
         ctx = self.ctx
-        if not self.backend._answer_exc(ctx, self.api, exc):
-            if isinstance(exc, GatewayError):
-                answer_error(ctx, exc)
-            else:
-                ctx.ex.fail_internal()
-        observe(ctx)
+        ex = ctx.ex
+        if ex.disconnected:
+            if not isinstance(first, BaseException):
+                first.close()
+            observe(ctx)  # the client left, as a cancelled task would
+            return
+        ex.conn.spawn(ex, self.backend._fail_over_from_fast(ctx, self, first))
 
     def crashed(self, conn) -> None:
         # No task or parser callback above this frame would answer the client: do it here.
