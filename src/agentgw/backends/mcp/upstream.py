@@ -164,6 +164,10 @@ async def http_exchange(
         return conn
     except StaleConnection:
         conn.close()
+    except BaseException:
+        conn.close()
+        conn = None  # held by the error's traceback otherwise (see engine.client._unheld)
+        raise
     conn = await pool.connect(target)
     try:
         conn.send_head(head, body)
