@@ -683,9 +683,16 @@ class AiBackendSet:
             observe(ctx)
 
     async def _fail_over(self, ctx, call: "_FastCall", first) -> None:
-        exc = first if isinstance(first, BaseException) else await _provider_error(first, call.cand.provider, call.native)
-        first = None
+        exc = None
         try:
+            if isinstance(first, BaseException):
+                exc = first
+            else:
+                try:
+                    exc = await _provider_error(first, call.cand.provider, call.native)
+                except GatewayError as read_error:  # the error body could not be read
+                    exc = read_error
+            first = None
             reason = _failover_reason(ctx, exc)
             if reason is None:
                 raise exc
