@@ -276,10 +276,11 @@ def _backend(ctx: Ctx):
     return backend
 
 
-async def serve_backend(ctx: Ctx) -> None:
-    """The backend step of ``handle``, for a request whose policies already ran."""
+async def serve_backend(ctx: Ctx, work=None) -> None:
+    """The backend step of ``handle``, for a request whose policies already ran; or
+    ``work``, the rest of a backend's own task-free start that had to go on in a task."""
     try:
-        await _backend(ctx).serve(ctx)
+        await (_backend(ctx).serve(ctx) if work is None else work)
     except GatewayError as exc:
         answer_error(ctx, exc)
     finally:

@@ -560,6 +560,35 @@ class ConnectionPool:
             return conn
         return await self.connect(target)
 
+    async def exchange(
+        self, target: UpstreamTarget, head: bytes, body: bytes | None, timeout: float | None
+    ) -> UpstreamConnection:
+        """Send one whole request on a pooled connection and return it with the response
+        head read. A pooled connection found dead before answering (``StaleConnection``)
+        is replaced by a new one, once; any other failure closes the connection and
+        raises (a 504 past ``timeout``). For replayable requests only: the body is sent
+        again on the new connection."""
+        conn = await self.acquire(target)
+        try:
+            conn.send_head(head, body)
+            await conn.wait_head(timeout)
+            return conn
+        except StaleConnection:
+            conn.close()
+        except BaseException:
+            conn.close()
+            conn = None  # see UpstreamConnection._unheld
+            raise
+        conn = await self.connect(target)
+        try:
+            conn.send_head(head, body)
+            await conn.wait_head(timeout)
+        except BaseException:
+            conn.close()
+            conn = None
+            raise
+        return conn
+
     async def connect(self, target: UpstreamTarget) -> UpstreamConnection:
         try:
             transport, conn = await asyncio.wait_for(

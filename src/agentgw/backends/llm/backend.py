@@ -24,7 +24,7 @@ import orjson
 
 from ...engine.client import StaleConnection
 from ...engine.http import GatewayError, Headers, encode_headers
-from ...gateway import answer_error, observe, serve_backend
+from ...gateway import observe, serve_backend
 from . import anthropic as anth
 from . import responses as resp_api
 from . import tokens
@@ -221,13 +221,15 @@ class AiBackendSet:
     async def serve(self, ctx) -> None:
         api = self.api_of(ctx)
         ctx.backend_name = self.label
+        if api is None:
+            self._error(ctx, api, 404, "not_found", f"{ctx.path} is not an LLM API served here (chat/completions, messages, responses, embeddings, models)")
+            return
+        await self._answering(ctx, api, self._models(ctx) if api == "models" else self._serve(ctx, api))
+
+    async def _answering(self, ctx, api: str, work) -> None:
+        """Run ``work``, answering what fails in the client's API shape."""
         try:
-            if api is None:
-                raise GatewayError(404, "not_found", f"{ctx.path} is not an LLM API served here (chat/completions, messages, responses, embeddings, models)")
-            if api == "models":
-                await self._models(ctx)
-                return
-            await self._serve(ctx, api)
+            await work
         except (Rejected, TranslationError, ProviderError, GatewayError) as exc:
             if not self._answer_exc(ctx, api, exc):
                 raise
@@ -556,27 +558,11 @@ class AiBackendSet:
             if remaining <= 0:
                 raise GatewayError(504, "request_timeout", "request timed out")
             timeout = min(timeout, remaining)
-        stale_retry = True
-        while True:
-            conn = await self.pool.acquire(p.target)
-            try:
-                conn.send_head(head, up.body)
-                await conn.wait_head(timeout)
-                return conn
-            except GatewayError as exc:
-                # (``conn`` is dropped: its head future holds the error, whose traceback
-                # holds this frame)
-                conn.close()
-                conn = None
-                if stale_retry and exc.__class__.__name__ == "StaleConnection":
-                    stale_retry = False
-                    continue
-                ctx.upstream_error = exc.message
-                raise
-            except BaseException:
-                conn.close()
-                conn = None
-                raise
+        try:
+            return await self.pool.exchange(p.target, head, up.body, timeout)
+        except GatewayError as exc:
+            ctx.upstream_error = exc.message
+            raise
 
     # -- the task-free path -------------------------------------------------------------------
     def try_fast(self, ctx) -> bool:
@@ -665,24 +651,9 @@ class AiBackendSet:
             return False
         return True
 
-    async def _fail_over_from_fast(self, ctx, call: "_FastCall", first) -> None:
-        """The first provider failed on the task-free path (``first``: the exception, or the
-        connection holding an error response): fail over from the second, in a task."""
-        api = call.api
-        work = self._fail_over(ctx, call, first)
-        first = None  # an error kept here would be held by its own traceback, via this frame
-        try:
-            try:
-                await work
-            except (Rejected, TranslationError, ProviderError, GatewayError) as exc:
-                if not self._answer_exc(ctx, api, exc):
-                    raise
-        except GatewayError as exc:
-            answer_error(ctx, exc)
-        finally:
-            observe(ctx)
-
     async def _fail_over(self, ctx, call: "_FastCall", first) -> None:
+        """The first provider failed on the task-free path (``first``: the error, or the
+        connection holding an error response): fail over from the second, in a task."""
         exc = None
         try:
             if isinstance(first, BaseException):
@@ -982,7 +953,8 @@ class _FastCall:
                 first.close()
             observe(ctx)  # the client left, as a cancelled task would
             return
-        ex.conn.spawn(ex, self.backend._fail_over_from_fast(ctx, self, first))
+        b = self.backend
+        ex.conn.spawn(ex, serve_backend(ctx, b._answering(ctx, self.api, b._fail_over(ctx, self, first))))
 
     def crashed(self, conn) -> None:
         # No task or parser callback above this frame would answer the client: do it here.

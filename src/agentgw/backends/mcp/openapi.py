@@ -17,7 +17,7 @@ import yaml
 
 from ...engine.http import GatewayError, encode_headers
 from .jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
-from .upstream import TargetSpec, Upstream, UpstreamGone, http_exchange
+from .upstream import TargetSpec, Upstream, UpstreamGone
 
 _METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
@@ -121,7 +121,7 @@ class OpenApiUpstream(Upstream):
         path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
         head = f"GET {path} HTTP/1.1\r\nhost: {host or target.authority}\r\naccept: application/json, application/yaml\r\n\r\n".encode("latin-1")
         try:
-            conn = await http_exchange(self.pool, target, head, b"", 30.0)
+            conn = await self.pool.exchange(target, head, b"", 30.0)
             try:
                 body = await conn.read_body(32 << 20)
             finally:
@@ -178,7 +178,7 @@ class OpenApiUpstream(Upstream):
         h = [("accept", "application/json"), ("content-length", str(len(body))), *spec.headers, *self.client_headers, *headers]
         head = f"{op.method} {target} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n"
         try:
-            conn = await http_exchange(self.pool, spec.target, head, body, timeout)
+            conn = await self.pool.exchange(spec.target, head, body, timeout)
             try:
                 data = await conn.read_body(32 << 20)
             finally:

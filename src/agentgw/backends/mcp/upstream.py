@@ -24,7 +24,7 @@ from typing import Callable
 
 import orjson
 
-from ...engine.client import ConnectionPool, StaleConnection, UpstreamTarget
+from ...engine.client import ConnectionPool, UpstreamTarget
 from ...engine.http import GatewayError, encode_headers
 from .jsonrpc import (
     INTERNAL_ERROR,
@@ -153,32 +153,6 @@ def _unwrap(resp: dict):
 # ---------------------------------------------------------------------------------------
 
 
-async def http_exchange(
-    pool: ConnectionPool, target: UpstreamTarget, head: bytes, body: bytes, timeout: float | None
-):
-    """Send one request on a pooled connection; return it with the response head read."""
-    conn = await pool.acquire(target)
-    try:
-        conn.send_head(head, body)
-        await conn.wait_head(timeout)
-        return conn
-    except StaleConnection:
-        conn.close()
-    except BaseException:
-        conn.close()
-        conn = None  # held by the error's traceback otherwise (see engine.client._unheld)
-        raise
-    conn = await pool.connect(target)
-    try:
-        conn.send_head(head, body)
-        await conn.wait_head(timeout)
-    except BaseException:
-        conn.close()
-        conn = None  # held by the error's traceback otherwise (see engine.client._unheld)
-        raise
-    return conn
-
-
 STREAM_END_GRACE_S = 0.1
 
 
@@ -237,8 +211,8 @@ class HttpUpstream(Upstream):
     async def _post(self, msg: dict, timeout: float | None):
         body = dumps(msg)
         try:
-            return await http_exchange(
-                self.pool, self.spec.target, self._head("POST", len(body), "application/json, text/event-stream"), body, timeout
+            return await self.pool.exchange(
+                self.spec.target, self._head("POST", len(body), "application/json, text/event-stream"), body, timeout
             )
         except GatewayError as exc:
             raise UpstreamGone(f"target {self.name}: {exc.message}") from None
@@ -399,7 +373,7 @@ class HttpUpstream(Upstream):
         if delete and self.session_id:
             try:
                 conn = await asyncio.wait_for(
-                    http_exchange(self.pool, self.spec.target, self._head("DELETE", 0, "application/json"), b"", 5.0), 5.0
+                    self.pool.exchange(self.spec.target, self._head("DELETE", 0, "application/json"), b"", 5.0), 5.0
                 )
                 try:
                     await conn.read_body(1 << 20)
@@ -716,7 +690,7 @@ class SseUpstream(_StreamUpstream):
         h = [("content-type", "application/json"), ("content-length", str(len(body))), *spec.headers, *self.client_headers]
         head = f"POST {self._endpoint_path()} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n"
         try:
-            conn = await http_exchange(self.pool, spec.target, head, body, 30.0)
+            conn = await self.pool.exchange(spec.target, head, body, 30.0)
         except GatewayError as exc:
             raise UpstreamGone(f"target {self.name}: {exc.message}") from None
         try:
