@@ -67,6 +67,19 @@ def test_upstream_reset_before_response_is_502(env):
     assert_gateway_error(r.status_code, r.content, 502, "upstream_reset")
 
 
+def test_upstream_reset_on_a_pooled_connection_is_502(env):
+    """The task-free relay waits for the head by callback: a connection lost before the
+    head must call it back too (it once didn't, and the client waited forever)."""
+    gw, _, _ = env
+    with httpx.Client(base_url=gw.url, timeout=5) as c:
+        for _ in range(2):
+            assert c.get("/echo/warm").status_code == 200  # leaves an idle pooled connection
+            t0 = time.monotonic()
+            r = c.get("/reset")
+            assert_gateway_error(r.status_code, r.content, 502, "upstream_reset")
+            assert time.monotonic() - t0 < 3
+
+
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "pooled"])
 @pytest.mark.parametrize("chunked", ["0", "1"])
 def test_upstream_dies_mid_body_aborts_client(env, chunked, warm):

@@ -220,7 +220,8 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             self._tunnel_peer.close()
             self._tunnel_peer = None
             return
-        if self._head_fut is not None and not self._head_fut.done():
+        if self._on_head is not None or (self._head_fut is not None and not self._head_fut.done()):
+            # (a head awaited by a future or by a callback: send_head / send_head_cb)
             if not self._got_bytes and self.reused:
                 self._fail(StaleConnection("pooled upstream connection closed before responding"))
             else:
