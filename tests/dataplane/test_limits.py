@@ -136,6 +136,38 @@ def test_slowloris_header_read_timeout(env):
     assert up.count("/echo/slowloris") == 0
 
 
+def test_a_small_body_sent_after_its_head_is_served(env):
+    """A client that writes the head and the body separately (httpx does) has its small
+    body waited for before the request starts; the request is served as usual."""
+    gw, up = env
+    body = b'{"k": "' + b"v" * 2000 + b'"}'
+    with RawHTTP(gw.port, timeout=5) as s:
+        for _ in range(2):  # and again on the same connection
+            s.send(b"POST /echo/split HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body))
+            time.sleep(0.2)
+            s.send(body[:100])
+            time.sleep(0.1)
+            s.send(body[100:])
+            r = s.read_response()
+            assert r.status == 200 and r.json()["body_len"] == len(body)
+    assert up.count("/echo/split") == 2
+
+
+def test_a_small_body_that_never_comes_is_a_408(env):
+    """The wait for a small body is bounded by the header-read deadline; the upstream
+    never sees the request."""
+    gw, up = env
+    with RawHTTP(gw.port, timeout=6) as s:
+        t0 = time.monotonic()
+        s.send(b"POST /echo/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        r = s.read_response()
+        assert_gateway_error(r.status, r.body, 408, "request_body_timeout")
+        assert time.monotonic() - t0 < 3.5
+        assert s.closed_by_peer(3)
+    assert up.count("/echo/stalled") == 0
+
+
 def test_idle_keepalive_connection_is_closed(env):
     gw, _ = env
     with RawHTTP(gw.port, timeout=5) as s:

@@ -38,6 +38,7 @@ class _HeadTooLarge(Exception):
 
 # Connection states, for deadline handling.
 _IDLE, _READING, _ACTIVE, _TUNNEL = 0, 1, 2, 3
+BODY_WAIT_BYTES = 64 << 10  # request bodies up to this size are in before a request starts
 
 
 class ServerSettings:
@@ -148,6 +149,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         "_tunnel_buffer",
         "_dead",
         "_pending",
+        "_body_due",
         "_out",
         "_outbox",
     )
@@ -181,6 +183,11 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self._tunnel_buffer: list[bytes] | None = None
         self._dead = False
         self._pending: Exchange | None = None  # parsed in this read, started after it
+        # The pending exchange's body has a content-length of at most BODY_WAIT_BYTES: it
+        # starts once the body is in. Handlers can then serve it on the task-free path
+        # (which needs the whole body) instead of waiting for the body in a task; the
+        # header-read deadline bounds the wait.
+        self._body_due = False
         self._out: bytes | None = None  # a write held to the end of this loop turn
         self._outbox = outbox_for(loop)
 
@@ -325,10 +332,14 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
                 # A head (or trailer section) is still incomplete after this read: bound
                 # what it may hold before the rest arrives.
                 self._check_head_size()
-            if self._pending is not None:
+            ex = self._pending
+            if ex is not None and (ex.request.body.complete or not self._body_due):
                 # Start after the whole read is parsed, so a body that came in the same
-                # packet as its head is already complete when the handler looks.
-                ex, self._pending = self._pending, None
+                # packet as its head is already complete when the handler looks; a small
+                # body sent in a write of its own (HTTP clients such as httpx write the
+                # head and the body separately) is waited for here, from the reads, so
+                # that the handler still finds it whole (see _body_due).
+                self._pending = None
                 self._start(ex)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
@@ -441,18 +452,23 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         req.body = body = RequestBody(self, s.max_body_bytes)
         self._req = req
         # The headers that shape the exchange (llhttp has refused conflicting framing).
+        due = False
         if "content-length" in names:
             v = pairs[names.index("content-length")][1]
             if v.isdigit() and int(v) > s.max_body_bytes:
                 body.error = GatewayError(413, "payload_too_large", f"request body exceeds {s.max_body_bytes} bytes")
                 req.keep_alive = False
+            else:
+                due = v.isdigit() and int(v) <= BODY_WAIT_BYTES
         elif "transfer-encoding" not in names:
             body.complete = True  # no body
         if "expect" in names and pairs[names.index("expect")][1].lower() == "100-continue":
             req.expect_continue = True
+            due = False  # the client waits for 100 Continue, which the handler sends
         ex = Exchange(self, req)
         if self.current is None and self._pending is None:
             self._pending = ex
+            self._body_due = due
         else:
             self.queue.append(ex)
             if len(self.queue) > 8:
@@ -564,7 +580,10 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
     def deadline_passed(self) -> None:
         if self.state == _READING:
             self._closing = True
-            self._write_error_and_close(408, "request_header_timeout", "timed out reading request headers")
+            if self._pending is not None:  # a head in, its small body still due
+                self._write_error_and_close(408, "request_body_timeout", "timed out reading the request body")
+            else:
+                self._write_error_and_close(408, "request_header_timeout", "timed out reading request headers")
         elif self.state == _IDLE:
             self.close()
         self.deadline = 0.0
