@@ -11,14 +11,15 @@ pooled connection to the provider and go the task-free way.
 from __future__ import annotations
 
 import socket
+import struct
 import time
 
 import openai
 import pytest
 
 from tests.llm import fakes as F
-from tests.support.gc_probe import PROBE, cyclic_garbage
-from tests.support.harness import gateway_config
+from tests.support.gc_probe import PROBE, cyclic_garbage, tasks_created
+from tests.support.harness import gateway_config, wait_for
 
 KEY = {"backendAuth": {"key": F.OPENAI_KEY}}
 
@@ -136,16 +137,28 @@ def test_translated_calls_go_the_same_way(gw, fakes):
 
 
 def test_a_client_that_leaves_frees_the_call(gw, fakes):
+    """A client that leaves while the provider works ends the call at once: it is
+    counted (status 0) then, not when the provider answers 3 s later, and the gateway
+    serves on."""
     with _client(gw, "ok") as c:
-        _ask(c, "warm")
+        _ask(c, "warm")  # a pooled connection to the fake: the "hang" calls go the fast way
+
+    def left() -> float:
+        return gw.metric("agentgw_requests_total", route="hang", status="0") or 0.0
+
+    before = left()
     body = b'{"model":"m","messages":[{"role":"user","content":"bye"}]}'
+    t0 = time.monotonic()
     for _ in range(3):
-        # warm the route's pool: a first call to "hang" would wait 3 s, so leave at once
         with socket.create_connection(("127.0.0.1", gw.port)) as s:
+            # closed with a reset, as a client that goes away does (a FIN alone is a
+            # half-close: the gateway would still answer it)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.sendall(b"POST /hang/v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
                       b"content-length: %d\r\n\r\n%s" % (len(body), body))
             time.sleep(0.1)
-    time.sleep(3.2)  # the provider finishes; the gateway must have dropped those calls cleanly
+    wait_for(lambda: left() == before + 3, timeout=2.0, message="the calls of clients that left, counted")
+    assert time.monotonic() - t0 < 2.5  # well before the provider's 3 s
     with _client(gw, "ok") as c:
         assert _ask(c, "still here").choices[0].message.content == "echo: still here"
 
@@ -158,6 +171,31 @@ def test_a_timeout_with_nowhere_to_fail_over_is_a_504(gw, fakes):
                 _ask(c, "q")
             assert ei.value.status_code == 504
             assert time.monotonic() - t < 2.0
+
+
+@pytest.mark.parametrize(
+    "prefix, in_a_task",
+    [("ok", False), ("late", False), ("translated", False), ("down", True), ("limited", True)],
+)
+def test_warm_calls_take_no_task_unless_they_fail(gw, fakes, prefix, in_a_task):
+    """What makes the path fast, checked: a warm call that succeeds creates no asyncio
+    task; one whose provider fails continues in one (to fail over, or to read the error)."""
+    with _client(gw, prefix) as c:
+        try:
+            _ask(c, "warm")
+        except openai.APIStatusError:
+            pass
+        cyclic_garbage(gw)  # (writes the task count)
+        before = tasks_created(gw)
+        n = 10
+        for _ in range(n):
+            try:
+                _ask(c, "q")
+            except openai.APIStatusError:
+                pass
+        cyclic_garbage(gw)
+    made = tasks_created(gw) - before
+    assert made == (n if in_a_task else 0), f"{prefix}: {made} tasks for {n} calls"
 
 
 @pytest.mark.parametrize("prefix", ["ok", "late", "down", "limited", "broken", "slow", "stuck"])
