@@ -455,11 +455,12 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         due = False
         if "content-length" in names:
             v = pairs[names.index("content-length")][1]
-            if v.isdigit() and int(v) > s.max_body_bytes:
+            n = int(v) if v.isdigit() else -1  # (llhttp has refused a malformed one)
+            if n > s.max_body_bytes:
                 body.error = GatewayError(413, "payload_too_large", f"request body exceeds {s.max_body_bytes} bytes")
                 req.keep_alive = False
             else:
-                due = v.isdigit() and int(v) <= BODY_WAIT_BYTES
+                due = 0 <= n <= BODY_WAIT_BYTES
         elif "transfer-encoding" not in names:
             body.complete = True  # no body
         if "expect" in names and pairs[names.index("expect")][1].lower() == "100-continue":
