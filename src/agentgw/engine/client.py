@@ -471,7 +471,10 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             if self.done:
                 return None
             if self.error is not None:
-                raise self.error
+                try:
+                    raise self.error
+                finally:
+                    del self  # see _unheld
             fut = self.loop.create_future()
             self._body_waiter = fut
             try:

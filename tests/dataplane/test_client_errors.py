@@ -1,0 +1,100 @@
+"""The upstream client after a failed exchange, in process: errors are raised again on
+every later read, and the frames they pass through do not keep the connection.
+
+A failed exchange's error is kept on its connection (``conn.error``) and its traceback
+keeps the frames it was raised through; a frame of the client that still held the
+connection would make every failed exchange a reference cycle, left to the cyclic
+collector (docs/dataplane.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agentgw.engine.client import ConnectionPool, UpstreamTarget
+from agentgw.engine.http import GatewayError
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+CHUNK = b"6\r\ndata: \r\n"
+
+
+async def _cut_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer one request with a chunked head and one chunk, then close mid-body."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(HEAD + CHUNK)
+    await writer.drain()
+    writer.close()
+
+
+def _frames(exc: BaseException):
+    tb = exc.__traceback__
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next
+
+
+def test_a_body_cut_short_raises_on_every_read_without_holding_the_connection():
+    async def scenario() -> list[str]:
+        server = await asyncio.start_server(_cut_stream, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = ConnectionPool(asyncio.get_running_loop())
+        target = UpstreamTarget("127.0.0.1", port)
+        head = f"GET /s HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode()
+        conn = await pool.exchange(target, head, None, 5.0)
+        got, seen = [], []
+        try:
+            assert conn.status == 200
+            for _ in range(3):  # the first failure, then the stored error, twice
+                try:
+                    while (chunks := await conn.read_chunks(asyncio.get_running_loop().time() + 5)) is not None:
+                        got.extend(chunks)
+                    seen.append("end")
+                except GatewayError as exc:
+                    seen.append(exc.kind)
+                    holders = [f.f_code.co_name for f in _frames(exc)
+                               if f.f_code.co_name == "read_chunks" and "self" in f.f_locals]
+                    assert not holders, "a read_chunks frame in the traceback still holds the connection"
+                    assert conn.error is exc
+        finally:
+            conn.close()
+            server.close()
+            await server.wait_closed()
+        assert b"".join(got) == b"data: "
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert len(seen) == 3 and "end" not in seen, seen
+    assert len(set(seen)) == 1, seen  # the same error each time
+
+
+def test_a_read_after_the_body_ended_returns_none():
+    async def whole(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(HEAD + CHUNK + b"0\r\n\r\n")
+        await writer.drain()
+
+    async def scenario():
+        server = await asyncio.start_server(whole, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = ConnectionPool(asyncio.get_running_loop())
+        conn = await pool.exchange(UpstreamTarget("127.0.0.1", port), f"GET / HTTP/1.1\r\nhost: x:{port}\r\n\r\n".encode(), None, 5.0)
+        try:
+            body = []
+            while (chunks := await conn.read_chunks()) is not None:
+                body.extend(chunks)
+            again = await conn.read_chunks()
+        finally:
+            conn.close()
+            server.close()
+            await server.wait_closed()
+        return b"".join(body), again
+
+    body, again = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert body == b"data: "
+    assert again is None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    pytest.main([__file__, "-q"])
