@@ -557,8 +557,11 @@ def write_nginx_upstream(prefix: Path, name: str, port: int, body: bytes) -> Pat
     return _write_nginx(prefix, name, http)
 
 
-def write_nginx_proxy(prefix: Path, name: str, port: int, upstream_port: int, keepalive: int = 64) -> Path:
-    """nginx reverse proxy with a keep-alive upstream pool."""
+def write_nginx_proxy(prefix: Path, name: str, port: int, upstream_port: int, keepalive: int = 64,
+                      host: str = "$host") -> Path:
+    """nginx reverse proxy with a keep-alive upstream pool. ``host`` is the Host header sent
+    upstream: ``$http_host`` keeps the client's port, which servers that check Host against
+    DNS rebinding (the MCP SDK's) require."""
     http = f"""\
   upstream backend {{
     server {LOOPBACK}:{upstream_port};
@@ -572,7 +575,7 @@ def write_nginx_proxy(prefix: Path, name: str, port: int, upstream_port: int, ke
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_set_header Host $host;
+      proxy_set_header Host {host};
     }}
   }}"""
     return _write_nginx(prefix, name, http)

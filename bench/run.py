@@ -381,8 +381,11 @@ def mcp_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tool", choices=MCP_TOOLS, default="echo",
                    help="the tool called: echo (a plain def, run in the SDK's worker threads) or echo_async")
     p.add_argument("--think-ms", type=float, default=0.0,
-                   help="with concurrent sessions: each session waits this long between calls, as an agent "
-                        "would (default 0: back to back, which saturates the server)")
+                   help="with concurrent sessions: each session waits between calls, as an agent would, a "
+                        "random time of this mean (uniform in [0, 2x], drawn per call, so sessions do not "
+                        "move in step; default 0: back to back, which saturates the server)")
+    p.add_argument("--no-nginx", action="store_true",
+                   help="leave out the reference arm: nginx proxying the same server (on --proxy-cpu)")
 
 
 def _mcp_session(url: str, call: bytes = MCP_CALL) -> str:
@@ -423,19 +426,26 @@ def _mcp_lua(path: Path, sid: str, call: bytes = MCP_CALL) -> Path:
 
 def _mcp_sessions_lua(path: Path, sids: list[str], call: bytes = MCP_CALL, think_ms: float = 0.0) -> Path:
     """One MCP session per wrk thread (run with -tN -cN): N concurrent *sessions*, each
-    calling sequentially on its own connection, as N agents would; with ``think_ms``,
-    each waits that long before its next call (wrk's ``delay()``: not part of the
-    measured latency)."""
+    calling sequentially on its own connection, as N agents would.
+
+    With ``think_ms``, each waits before its next call (wrk's ``delay()``: not part of
+    the measured latency) a random time, uniform in [0, 2 * think_ms], from its own
+    seed. A fixed wait would keep the sessions in step: all N start together, so all N
+    calls would reach the server at once, every round, and each would queue behind the
+    others as if the server were saturated.
+    """
     body = call.decode().replace("\\", "\\\\").replace('"', '\\"')
     path.write_text(
-        (f"function delay() return {think_ms:g} end\n" if think_ms > 0 else "") +
+        (f"function delay() return math.random() * {2 * think_ms:g} end\n" if think_ms > 0 else "") +
         "local sids = {" + ", ".join(f'"{s}"' for s in sids) + "}\n"
         "local next_sid = 1\n"
         "function setup(thread)\n"
         "  thread:set('sid', sids[next_sid])\n"
+        "  thread:set('seed', next_sid)\n"
         "  next_sid = next_sid + 1\n"
         "end\n"
         "function init(args)\n"
+        "  math.randomseed(seed * 7919 + os.time())\n"
         f'  req = wrk.format("POST", nil, {{["Content-Type"] = "application/json", '
         '["Accept"] = "application/json, text/event-stream", ["Mcp-Session-Id"] = sid, '
         f'["Mcp-Protocol-Version"] = "2025-06-18"}}, "{body}")\n'
@@ -445,20 +455,35 @@ def _mcp_sessions_lua(path: Path, sids: list[str], call: bytes = MCP_CALL, think
     return path
 
 
+def _print_reference(runs: list, ref: str, target: str) -> None:
+    """Informational lines, not bars: what the reference proxy adds to the same server in
+    the same rounds, and the target against it (medians of per-round paired deltas)."""
+    for base, other, what in (("direct", ref, f"p50 added by {ref} (reference)"),
+                              (ref, target, f"p50 {target} - {ref}")):
+        pairs = lib.paired_deltas(runs, base, other)
+        if pairs:
+            print(f"- {what}: {lib.fmt(statistics.median(pairs), 3)} ms "
+                  f"(median of {len(pairs)} paired rounds; per round {', '.join(lib.fmt(x, 2) for x in pairs)})")
+    via = [r.also_cpu_us_per_req["mcp-server"] for r in runs if r.target == ref and "mcp-server" in r.also_cpu_us_per_req]
+    if via:
+        print(f"- MCP server CPU per call through {ref}: {statistics.median(via):,.0f} µs")
+
+
 def run_mcp(args: argparse.Namespace) -> int:
     """tools/call on a streamable-HTTP MCPServer (the Python SDK's FastMCP), direct vs through
     an mcp backend; bars: p50 added <= 1 ms (sequential and concurrent), req/s >= 0.5x direct."""
-    lib.ensure_tools(["wrk", "taskset"], install=not args.no_install)
+    lib.ensure_tools(["wrk", "taskset"] + ([] if args.no_nginx else ["nginx"]), install=not args.no_install)
     check_cpus(args.upstream_cpu, args.proxy_cpu, args.wrk_cpu)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     n_rounds = rounds(args)
+    n_arms = 2 if args.no_nginx else 3
     call = MCP_CALL.replace(b'"name":"echo"', f'"name":"{args.tool}"'.encode())
     results: dict[int, dict[str, dict[str, Any]]] = {}
     runs_by_level: dict[int, list] = {}
     all_runs: list = []
     with lib.work_dir(keep=args.keep) as wd, ProcessGroup(wd) as group:
         spec0 = load_spec(args, None)
-        with lib.signals_raise(deadline_for(2 * len(levels), spec0, n_rounds)):
+        with lib.signals_raise(deadline_for(n_arms * len(levels), spec0, n_rounds)):
             up_port = lib.free_port()
             lib.log(f"MCPServer (streamable HTTP) on :{up_port} (CPU {args.upstream_cpu})")
             up = group.start("mcp-server", [sys.executable, "-m", "tests.mcp.fast_server", "--name", "bench",
@@ -488,7 +513,13 @@ binds:
             lib.log(f"agentgw-mcp on :{ports['bind']} (CPU {args.proxy_cpu})")
             gw = start_agentgw(group, wd, "agentgw-mcp", yaml_text, ports, args.proxy_cpu, cmd=args.agentgw_cmd)
             gw_url = f"http://{lib.LOOPBACK}:{ports['bind']}/mcp"
-            endpoints = (("direct", direct_url, up), ("agentgw-mcp", gw_url, gw))
+            endpoints = [("direct", direct_url, up), ("agentgw-mcp", gw_url, gw)]
+            if not args.no_nginx:  # the reference: what a proxy hop costs this server, made by nginx
+                ngx_port = lib.free_port()
+                lib.log(f"nginx-mcp on :{ngx_port} (CPU {args.proxy_cpu})")
+                conf = lib.write_nginx_proxy(wd, "nginx-mcp", ngx_port, up_port, keepalive=64, host="$http_host")
+                ngx = lib.start_nginx(group, "nginx-mcp", conf, ngx_port, args.proxy_cpu)
+                endpoints.append(("nginx-mcp", f"http://{lib.LOOPBACK}:{ngx_port}/mcp", ngx))
             for c in levels:
                 targets = []
                 for name, url, proc in endpoints:
@@ -501,7 +532,7 @@ binds:
                     targets.append((Target(name, url, proc, also={} if proc is up else {"mcp-server": up}), script))
                 runs = []
                 for rnd in range(n_rounds):
-                    order = targets[rnd % 2:] + targets[: rnd % 2]
+                    order = targets[rnd % len(targets):] + targets[: rnd % len(targets)]
                     for t, script in order:
                         spec = LoadSpec(**{**spec0.__dict__, "connections": c, "threads": c, "script": script})
                         lib.log(f"round {rnd + 1}: {t.name} wrk -c{c} -d{spec.duration_s:g}s tools/call")
@@ -511,7 +542,8 @@ binds:
                 results[c] = lib.summarize(runs, [t.name for t, _ in targets])
 
     print()
-    print(f"## MCP tools/call `{args.tool}` — MCPServer direct vs through agentgw (mcp backend), {n_rounds} round(s)")
+    ref = "" if args.no_nginx else " (and through nginx, for reference)"
+    print(f"## MCP tools/call `{args.tool}` — MCPServer direct vs through agentgw (mcp backend){ref}, {n_rounds} round(s)")
     print()
     bars = []
     for c, summary in results.items():
@@ -527,6 +559,8 @@ binds:
                   f"{statistics.median(server_cpu_via):,.0f} µs through agentgw")
         bars.append(lib.p50_added_bar(f"p50 added c={c}", runs_by_level[c], summary, "direct", "agentgw-mcp",
                                       MCP_BAR_MS))
+        if "nginx-mcp" in summary:
+            _print_reference(runs_by_level[c], "nginx-mcp", "agentgw-mcp")
         dr, gr = summary["direct"].get("rps"), summary["agentgw-mcp"].get("rps")
         ratio = gr / dr if dr and gr else None
         okr = ratio is not None and ratio >= MCP_RATIO_BAR
