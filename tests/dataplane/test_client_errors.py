@@ -1,5 +1,6 @@
-"""The upstream client after a failed exchange, in process: errors are raised again on
-every later read, and the frames they pass through do not keep the connection.
+"""The upstream client in process: after a failed exchange, errors are raised again on
+every later read, and the frames they pass through do not keep the connection; after a
+good one, the connection goes back to the pool able to read its next response.
 
 A failed exchange's error is kept on its connection (``conn.error``) and its traceback
 keeps the frames it was raised through; a frame of the client that still held the
@@ -98,3 +99,44 @@ def test_a_read_after_the_body_ended_returns_none():
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__, "-q"])
+
+
+def test_a_connection_paused_when_its_response_ended_reads_again_once_pooled():
+    """A relay pauses reading from the upstream while the client can't keep up. When the
+    read that paused it also ended the response (a chunked body whose last chunks came in
+    the same packet), the connection went back to the pool still paused, and the next
+    exchange on it never saw its response: a hang, until the client gave up."""
+
+    async def answer(reader, writer):
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            writer.write(HEAD + CHUNK + b"0\r\n\r\n")
+            await writer.drain()
+
+    async def scenario():
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = ConnectionPool(asyncio.get_running_loop())
+        target = UpstreamTarget("127.0.0.1", port)
+        head = f"GET / HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode()
+        try:
+            conn = await pool.exchange(target, head, None, 5.0)
+            while not conn.done:
+                await conn.read_chunks()
+            conn.pause_reading()  # as the relay's pause hook does, here once the response is in
+            conn.release()
+            again = await pool.exchange(target, head, None, 2.0)  # 504 after 2 s when still paused
+            assert again is conn
+            body = []
+            while (chunks := await again.read_chunks(asyncio.get_running_loop().time() + 2)) is not None:
+                body.extend(chunks)
+            again.release()
+            return b"".join(body)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 20)) == b"data: "

@@ -114,3 +114,23 @@ def test_head_request_has_no_body(env):
         r2 = s.request("GET", "/echo/after-head")  # framing intact after HEAD
     assert r1.status == 200 and r1.body == b""
     assert r2.json()["path"] == "/echo/after-head"
+
+
+
+
+
+def test_upstream_connections_paused_by_the_client_are_pooled_reading(env):
+    """The relay of a large response pauses reading from the upstream whenever the
+    client falls behind, and the client's drain resumes it. When the read that paused it
+    also ended the response, the upstream connection went back to the pool still paused,
+    and the next request given it waited for a response it never read: a hang. Which read
+    pauses is up to timing (about one large chunked response in forty did it here), so
+    this makes many; ``test_client_errors`` has the deterministic case."""
+    gw, _, _ = env
+    size = 5 * 1024 * 1024
+    with httpx.Client(base_url=gw.url, timeout=5) as c:
+        for i in range(120):
+            with c.stream("GET", f"/big?size={size}&chunked=1") as r:
+                assert sum(len(b) for b in r.iter_raw()) == size
+            r = c.get(f"/echo/after-big-{i}")  # on the upstream connection just pooled
+            assert r.status_code == 200 and r.json()["path"] == f"/echo/after-big-{i}"

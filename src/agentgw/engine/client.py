@@ -523,6 +523,10 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         if self.closed or self._tunnel_peer is not None:
             return  # closed, or now a tunnel that closes with its peer
         if self.done and self.keep_alive and self.error is None and not self.upgraded:
+            # Reading may have been paused for the client's backpressure by the read that
+            # also ended the response: a pooled connection must read again, or the next
+            # exchange on it never sees its response (and a close while idle goes unseen).
+            self.resume_reading()
             self.pool.put(self)
         else:
             self.close()
