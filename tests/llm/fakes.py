@@ -220,6 +220,15 @@ async def openai_stream(request, model: str, conv: Conv, include_usage: bool):
     return resp
 
 
+_HUGE: list[bytes] = []
+
+
+def _huge_answer() -> bytes:
+    if not _HUGE:
+        _HUGE.append(b'{"id": "chatcmpl-huge", "pad": "' + b"a" * (65 << 20) + b'"}')
+    return _HUGE[0]
+
+
 async def openai_chat(request: web.Request, body: dict, azure: bool = False):
     if azure:
         need(request.headers.get("api-key") == AZURE_KEY, "api-key header: missing or wrong")
@@ -238,6 +247,8 @@ async def openai_chat(request: web.Request, body: dict, azure: bool = False):
         await asyncio.sleep(3)
     if model == "bad-json":  # a broken provider: 200 with a body that is not JSON
         return web.Response(body=b'{"id": "chatcmpl-x", "choices": [', content_type="application/json")
+    if model == "huge":  # an answer past the gateway's 64 MiB limit (a JSON string of 65 MiB)
+        return web.Response(body=_huge_answer(), content_type="application/json")
     if body.get("stream"):
         return await openai_stream(request, model, conv, bool((body.get("stream_options") or {}).get("include_usage")))
     if model == "slow-body":  # the head at once, the body 200 ms later (two writes)

@@ -48,6 +48,8 @@ def gw(module_harness, fakes):
         _route("hang", [_openai(fakes, "slow")]),
         _route("stuck", [_openai(fakes, "slow")], policies={"timeout": {"backendRequestTimeout": "300ms"}}),
         _route("translated", [claude]),
+        _route("huge", [_openai(fakes, "huge")], [claude]),
+        _route("huge-only", [_openai(fakes, "huge")]),
     ]
     return module_harness.gateway(gateway_config(routes), command=PROBE)
 
@@ -125,6 +127,25 @@ def test_a_broken_provider_answer_is_a_502_in_openai_shape(gw, fakes):
                 _ask(c, "q")
             assert ei.value.status_code == 502
             assert "invalid JSON" in ei.value.body["message"]
+
+
+def test_an_answer_past_the_size_limit_fails_over(gw, fakes):
+    # The task-free path holds no more than the limit (64 MiB), reads the rest to keep the
+    # connection, and fails over as the task path does (the first call is the cold one).
+    with _client(gw, "huge") as c:
+        for i in range(3):
+            assert _ask(c, f"h{i}").choices[0].message.content == f"echo: h{i}"
+    assert [e["kind"] for e in fakes.log()] == ["openai", "anthropic"] * 3
+    assert gw.metric("agentgw_gen_ai_failovers_total", provider="openai-huge", reason="upstream_response_too_large") >= 3
+
+
+def test_an_answer_past_the_size_limit_with_nowhere_to_fail_over_is_a_502(gw, fakes):
+    with _client(gw, "huge-only") as c:
+        for _ in range(3):
+            with pytest.raises(openai.APIStatusError) as ei:
+                _ask(c, "q")
+            assert ei.value.status_code == 502
+            assert "exceeds" in ei.value.body["message"]
 
 
 def test_translated_calls_go_the_same_way(gw, fakes):
