@@ -120,13 +120,19 @@ def test_a_provider_error_reaches_the_client_in_its_shape(gw, fakes):
             assert ei.value.body["message"] == "rate limited by fake"  # the provider's own error body
 
 
-def test_a_broken_provider_answer_is_a_502_in_openai_shape(gw, fakes):
-    with _client(gw, "broken") as c:
+def _all_502(gw, prefix: str, says: str) -> None:
+    """Three calls on one client (the first cold, the rest warm), each a 502 in OpenAI's
+    error shape whose message contains ``says``."""
+    with _client(gw, prefix) as c:
         for _ in range(3):
             with pytest.raises(openai.APIStatusError) as ei:
                 _ask(c, "q")
             assert ei.value.status_code == 502
-            assert "invalid JSON" in ei.value.body["message"]
+            assert says in ei.value.body["message"]
+
+
+def test_a_broken_provider_answer_is_a_502_in_openai_shape(gw, fakes):
+    _all_502(gw, "broken", "invalid JSON")
 
 
 def test_an_answer_past_the_size_limit_fails_over(gw, fakes):
@@ -140,12 +146,7 @@ def test_an_answer_past_the_size_limit_fails_over(gw, fakes):
 
 
 def test_an_answer_past_the_size_limit_with_nowhere_to_fail_over_is_a_502(gw, fakes):
-    with _client(gw, "huge-only") as c:
-        for _ in range(3):
-            with pytest.raises(openai.APIStatusError) as ei:
-                _ask(c, "q")
-            assert ei.value.status_code == 502
-            assert "exceeds" in ei.value.body["message"]
+    _all_502(gw, "huge-only", "exceeds")
 
 
 def test_translated_calls_go_the_same_way(gw, fakes):
