@@ -577,25 +577,18 @@ class ConnectionPool:
         raises (a 504 past ``timeout``). For replayable requests only: the body is sent
         again on the new connection."""
         conn = await self.acquire(target)
-        try:
-            conn.send_head(head, body)
-            await conn.wait_head(timeout)
-            return conn
-        except StaleConnection:
-            conn.close()
-        except BaseException:
-            conn.close()
-            conn = None  # see UpstreamConnection._unheld
-            raise
-        conn = await self.connect(target)
-        try:
-            conn.send_head(head, body)
-            await conn.wait_head(timeout)
-        except BaseException:
-            conn.close()
-            conn = None
-            raise
-        return conn
+        while True:
+            try:
+                conn.send_head(head, body)
+                await conn.wait_head(timeout)
+                return conn
+            except StaleConnection:  # (only a reused connection is found stale)
+                conn.close()
+            except BaseException:
+                conn.close()
+                conn = None  # see UpstreamConnection._unheld
+                raise
+            conn = await self.connect(target)
 
     async def connect(self, target: UpstreamTarget) -> UpstreamConnection:
         try:
