@@ -48,6 +48,9 @@ def gw(module_harness, fakes):
         _route("hang", [_openai(fakes, "slow")]),
         _route("stuck", [_openai(fakes, "slow")], policies={"timeout": {"backendRequestTimeout": "300ms"}}),
         _route("translated", [claude]),
+        _route("shaped", [_openai(fakes, "gpt-4o")],
+               policies={"ai": {"modelAliases": {"fast": "gpt-4o-mini"},
+                                "prompts": {"prepend": [{"role": "system", "content": "house rules"}]}}}),
         _route("huge", [_openai(fakes, "huge")], [claude]),
         _route("huge-only", [_openai(fakes, "huge")]),
     ]
@@ -147,6 +150,21 @@ def test_an_answer_past_the_size_limit_fails_over(gw, fakes):
 
 def test_an_answer_past_the_size_limit_with_nowhere_to_fail_over_is_a_502(gw, fakes):
     _all_502(gw, "huge-only", "exceeds")
+
+
+def test_policy_shaping_applies_once_cold_and_warm(gw, fakes):
+    """Aliases and prompts shape the request once: on a cold call, which goes on in a
+    task from the shaped request, and on warm ones, served without a task."""
+    with _client(gw, "shaped") as c:
+        for i in range(3):
+            r = c.chat.completions.create(model="fast", messages=[{"role": "user", "content": f"s{i}"}])
+            assert r.choices[0].message.content == f"[system: house rules] echo: s{i}"
+    sent = [e["body"] for e in fakes.log() if e["kind"] == "openai"]
+    assert len(sent) == 3
+    for b in sent:
+        assert b["model"] == "gpt-4o"  # the provider's own model, whatever the alias
+        assert [m["content"] for m in b["messages"]] == ["house rules", b["messages"][1]["content"]]
+        assert len(b["messages"]) == 2
 
 
 def test_translated_calls_go_the_same_way(gw, fakes):

@@ -531,12 +531,18 @@ class AiBackendSet:
         ctx.finalize_headers(200, h)
         ctx.ex.send(200, h, out)
 
-    def _request_headers(self, ctx, p, up: Upstream) -> list:
-        """The provider request's headers before credentials."""
+    @staticmethod
+    def _own_headers(p, up: Upstream) -> list:
+        """The provider request's headers that come from neither the client nor credentials."""
         hdrs = [("host", p.host), ("content-type", "application/json")]
         if not any(k == "accept" for k, _ in up.headers):
             hdrs.append(("accept", "application/json"))
         hdrs.extend(up.headers)
+        return hdrs
+
+    def _request_headers(self, ctx, p, up: Upstream) -> list:
+        """The provider request's headers before credentials."""
+        hdrs = self._own_headers(p, up)
         hdrs.extend(p.forward_headers(ctx.req.headers))
         return hdrs
 
@@ -568,11 +574,14 @@ class AiBackendSet:
     def try_fast(self, ctx) -> bool:
         """Serve a non-streamed call from callbacks, without a task, when nothing on its way
         has to wait: the body is in, no guard or token pre-count applies, the credentials
-        are at hand and an idle pooled connection to the first provider is there. Declines
-        (False, nothing sent) otherwise, and on any request error: ``serve`` in a task
-        then does the same work with awaits and answers errors in the client's API shape.
-        A failed first attempt (connect error, 429, 5xx, timeout) continues in a task too,
-        failing over as ``serve`` would."""
+        are at hand and an idle pooled connection to the first provider is there.
+
+        Declines (False, nothing done) before the request is read and shaped when it can
+        tell, and on any request error: ``serve`` in a task then does the same work with
+        awaits and answers errors in the client's API shape. Once the request is read and
+        shaped, what must wait (credentials to fetch or sign, no idle connection) goes on
+        from there in a task, not from the start. A failed first attempt (connect error,
+        429, 5xx, timeout) continues in a task too, failing over as ``serve`` would."""
         if not self.fast_ok:
             return False
         req = ctx.req
@@ -592,28 +601,40 @@ class AiBackendSet:
                 return False
             if self._shape(body, api):
                 dirty = True
-            cand = cands[0]
-            up, native, _, model_out, ir = self._prepare(api, body, None if dirty else raw, cand, False)
         except (TranslationError, GatewayError):
             return False
+        if dirty:
+            raw = None
+        cand = cands[0]
         p = cand.provider
+        conn = self.pool.take_idle(p.target) if p.auth.at_hand else None
+        if conn is None:
+            self._go_on_in_a_task(ctx, api, body, raw, cands)
+            return True
+        try:
+            up, native, _, model_out, ir = self._prepare(api, body, raw, cand, False)
+        except (TranslationError, GatewayError):
+            conn.release()  # unused: back to the pool
+            self._go_on_in_a_task(ctx, api, body, raw, cands)  # (which answers the error)
+            return True
         if p.auth.constant and not up.headers and cand.req_headers is None:
             head = self._constant_head(ctx, p, up)
         else:
             hdrs = self._request_headers(ctx, p, up)
-            auth = p.auth.headers_now(p, up, hdrs, req.headers)
-            if auth is None:
-                return False
-            hdrs.extend(auth)
+            hdrs.extend(p.auth.headers_now(p, up, hdrs, req.headers))
             head = self._head(cand, up, hdrs)
-        conn = self.pool.take_idle(p.target)
-        if conn is None:
-            return False
         ctx.backend_name = p.name
-        call = _FastCall(self, ctx, api, body, None if dirty else raw, cands, cand, native, ir, model_out)
+        call = _FastCall(self, ctx, api, body, raw, cands, cand, native, ir, model_out)
         ctx.ex.on_disconnect(conn.close)
         conn.send_head_cb(head, up.body, call.on_head, timeout=self.head_timeout)
         return True
+
+    def _go_on_in_a_task(self, ctx, api: str, body: dict, raw: bytes | None, cands: list) -> None:
+        """Serve a call ``try_fast`` has read and shaped, in a task, as ``serve`` would from
+        there (on this path no guard, token pre-count or request deadline applies)."""
+        ex = ctx.ex
+        work = self._try_candidates(ctx, api, body, raw, cands, False, [], None)
+        ex.conn.spawn(ex, serve_backend(ctx, self._answering(ctx, api, work)))
 
     def _constant_head(self, ctx, p, up: Upstream) -> bytes:
         """The request head when only the forwarded client headers and the length vary:
@@ -621,7 +642,7 @@ class AiBackendSet:
         key = (p, up.path)
         prefix = self._head_prefixes.get(key)
         if prefix is None:
-            hdrs = [("host", p.host), ("content-type", "application/json"), ("accept", "application/json")]
+            hdrs = self._own_headers(p, up)
             hdrs.extend(p.auth.headers_now(p, up, hdrs, None))
             prefix = f"{up.method} {up.path} HTTP/1.1\r\n".encode("latin-1") + encode_headers(hdrs)
             if len(self._head_prefixes) < 256:  # paths can name models (Gemini, Bedrock)

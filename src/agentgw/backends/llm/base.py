@@ -25,36 +25,33 @@ class Upstream:
 
 # -- authentication -----------------------------------------------------------------------
 class Auth:
-    """Adds credentials to an upstream request (may await: token refresh, signing)."""
+    """Adds credentials to an upstream request (may await: token refresh, signing).
 
-    constant = False  # the same headers for every request (a static key, or none)
+    One whose headers are at hand without waiting (``at_hand``) gives them from
+    ``headers_now``, which the task-free request path calls; ``headers`` then needs no
+    override. One that awaits overrides ``headers`` instead."""
+
+    at_hand = False  # headers_now() gives the headers without waiting
+    constant = False  # and they are the same for every request (a static key, or none)
 
     async def headers(self, provider, up: Upstream, base_headers: list, client_headers) -> list:
-        return []
+        return self.headers_now(provider, up, base_headers, client_headers)
 
-    def headers_now(self, provider, up: Upstream, base_headers: list, client_headers) -> list | None:
-        """The same headers when they are at hand without waiting, else None (the
-        task-free request path then gives way to the awaiting one)."""
-        return None
+    def headers_now(self, provider, up: Upstream, base_headers: list, client_headers) -> list:
+        return []
 
 
 class NoAuth(Auth):
-    constant = True
-
-    def headers_now(self, provider, up, base_headers, client_headers) -> list:
-        return []
+    at_hand = constant = True
 
 
 class StaticKey(Auth):
     """A key sent in the header the provider expects (``authorization: Bearer``, ``x-api-key``...)."""
 
-    constant = True
+    at_hand = constant = True
 
     def __init__(self, pairs: list[tuple[str, str]]):
         self.pairs = list(pairs)
-
-    async def headers(self, provider, up, base_headers, client_headers) -> list:
-        return self.pairs
 
     def headers_now(self, provider, up, base_headers, client_headers) -> list:
         return self.pairs
@@ -63,8 +60,7 @@ class StaticKey(Auth):
 class Passthrough(Auth):
     """``backendAuth.passthrough``: the client's own key, moved to the provider's header."""
 
-    async def headers(self, provider, up, base_headers, client_headers) -> list:
-        return self.headers_now(provider, up, base_headers, client_headers)
+    at_hand = True
 
     def headers_now(self, provider, up, base_headers, client_headers) -> list:
         key = None
