@@ -257,6 +257,9 @@ class HttpBackendSet:
         loop = ctx.bind.services.loop
         deadline = loop.time() + self.request_timeout if self.request_timeout else None
         has_body = req.headers.has("content-length") or req.headers.has("transfer-encoding")
+        # what the upstream head offers (upstream_head keeps Upgrade only for these): a 101
+        # naming anything else fails the exchange in the client (502, connection closed)
+        offer = (req.headers.get("upgrade") or None) if req.upgrade else None
         last_error: GatewayError | None = None
         attempt = 0
         stale_retried = False
@@ -284,6 +287,7 @@ class HttpBackendSet:
                         upstream_head(ctx, backend, len(data) if has_body else None, False),
                         data,
                         head_only=req.method == "HEAD",
+                        upgrade=offer,
                     )
                 else:
                     if body.error is not None:
@@ -294,6 +298,7 @@ class HttpBackendSet:
                         upstream_head(ctx, backend, int(cl) if cl is not None else None, chunked),
                         None,
                         head_only=req.method == "HEAD",
+                        upgrade=offer,
                     )
                     pump = asyncio.ensure_future(_pump_body(body, conn, chunked))
                     pump.add_done_callback(lambda f, c=conn: _pump_done(f, c))
@@ -337,6 +342,7 @@ class HttpBackendSet:
                     continue
                 return conn, pump
             # failed attempt
+            conn = None  # (closed) see UpstreamConnection._unheld
             ctx.upstream_error = last_error.message
             if self.on_upstream_error is not None:
                 self.on_upstream_error(ctx, last_error)
@@ -344,13 +350,16 @@ class HttpBackendSet:
                 await asyncio.sleep(retry.delay(attempt))
                 attempt += 1
                 continue
-            raise last_error
+            try:
+                raise last_error
+            finally:
+                last_error = None  # its traceback holds this frame: a cycle if the frame held it
 
     # -- response -----------------------------------------------------------------------
     async def _relay(self, ctx, conn: UpstreamConnection) -> None:
         ex = ctx.ex
         status = conn.status
-        if status == 101 and conn.upgraded:
+        if status == 101 and conn.upgraded:  # (the client has checked it was asked for)
             await self._tunnel(ctx, conn, strip_hop_by_hop(conn.headers))
             return
         if ctx.body_filter is not None:

@@ -12,7 +12,17 @@ Failure vocabulary (mapped to client responses by the proxy):
   * :class:`StaleConnection` — a reused keep-alive connection closed before any byte of
     the response arrived; the request may be sent again on a fresh connection;
   * :class:`UpstreamReset` — the connection broke before the response head (502);
+  * :class:`UpstreamProtocolError` — the upstream answered outside the exchange: a
+    ``101 Switching Protocols`` the request did not ask for, or a 1xx with a body (502);
   * a head timeout (504) closes the connection, which can't be reused.
+
+Protocol switches: a 101 is honoured only when the request offered an upgrade (the
+``upgrade`` argument of :meth:`UpstreamConnection.send_head`, the request's ``Upgrade``
+value) and the 101 names, in ``Upgrade`` with ``Connection: upgrade``, only protocols
+offered there. An exchange started without an offer (every caller but a relayed upgrade
+request, and every callback-mode exchange) fails on any 101 and closes the connection,
+so no caller can be turned into a raw tunnel by its upstream. The check runs only for
+1xx heads.
 """
 
 from __future__ import annotations
@@ -47,6 +57,18 @@ class UpstreamReset(GatewayError):
 
 class StaleConnection(UpstreamReset):
     """A pooled connection died before answering; safe to retry a replayable request."""
+
+
+class UpstreamProtocolError(GatewayError):
+    """The upstream answered outside the exchange (the connection is closed)."""
+
+    def __init__(self, message: str):
+        super().__init__(502, "upstream_protocol_error", message)
+
+
+def _tokens(value: str) -> set[str]:
+    """The protocols named by an ``Upgrade`` value, lowercase (``websocket``, ``foo/1``)."""
+    return {t for t in (p.strip(" \t").lower() for p in value.split(",")) if t}
 
 
 class UpstreamTarget:
@@ -115,6 +137,7 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         "_sink_end",
         "_sink_error",
         "_body_waiter",
+        "upgrade_offer",
         "upgraded",
         "_tunnel_peer",
         "_tunnel_leftover",
@@ -162,6 +185,7 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         self._sink_end = None
         self._sink_error = None
         self._body_waiter: asyncio.Future | None = None
+        self.upgrade_offer: str | None = None  # the request's Upgrade value, if it asked
         self.upgraded = False
         self._tunnel_peer: asyncio.Transport | None = None
         self._tunnel_leftover = b""
@@ -203,7 +227,13 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             self.transport.pause_reading()
             self._resolve_head()
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamReset(f"invalid response from upstream: {exc}"))
+            err = exc.__context__  # what a callback raised (on_headers_complete)
+            if isinstance(err, UpstreamProtocolError):
+                err.__traceback__ = None  # its frames hold this connection (see _unheld)
+            else:
+                err = UpstreamReset(f"invalid response from upstream: {exc}")
+            del exc
+            self._fail(err)
             self.close()
 
     def eof_received(self):
@@ -301,10 +331,17 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         end, self.head, self.relay, self.resp_cl, self.resp_te = scan_response_head(self._headbuf, self._head_start)
-        if 100 <= status < 200 and status != 101:
-            self._informational = True  # 100 Continue / 103: wait for the final response
-            self._head_start = end
-            return
+        if status < 200:  # the only branch a 1xx adds to the common path
+            if status == 101:
+                self._check_switch()  # raises unless the request asked for this protocol
+            elif status >= 100:
+                if status > 103 and (self.resp_te or (self.resp_cl and self.resp_cl.strip(b"0"))):
+                    # llhttp would read a body (RFC 9112 §6.3: a 1xx has none), and the
+                    # bytes after it as the final response: don't guess which is meant
+                    raise UpstreamProtocolError(f"upstream sent an interim response ({status}) with a body")
+                self._informational = True  # 100 Continue / 102 / 103: wait for the final response
+                self._head_start = end
+                return
         self._headbuf = b""
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
@@ -318,6 +355,24 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             # llhttp can't be told a HEAD response has no body; finish here and don't reuse.
             self.keep_alive = False
             self.on_message_complete()
+
+    def _check_switch(self) -> None:
+        """A 101 head: raise (the exchange fails, the connection closes) unless the request
+        offered an upgrade and the 101 names, with ``Connection: upgrade``, only protocols
+        offered (RFC 9110 §7.8; tokens compared case-insensitively)."""
+        offer = self.upgrade_offer
+        if offer is None:
+            raise UpstreamProtocolError("upstream switched protocols (101) though the request asked for no upgrade")
+        named = _tokens(",".join(self.headers.get_all("upgrade")))
+        if not named:
+            raise UpstreamProtocolError("upstream answered 101 Switching Protocols without an Upgrade header")
+        if not self.parser.should_upgrade():
+            raise UpstreamProtocolError("upstream answered 101 Switching Protocols without Connection: upgrade")
+        other = named - _tokens(offer)
+        if other:
+            raise UpstreamProtocolError(
+                f"upstream switched protocols to {', '.join(sorted(other))}, which the request did not offer ({offer})"
+            )
 
     def on_body(self, body: bytes) -> None:
         sink = self._sink
@@ -383,9 +438,16 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             if not w.done():
                 w.set_exception(exc)
 
-    def send_head(self, head: bytes, body: bytes | None, *, head_only: bool = False) -> None:
-        """Write a request (head plus, when known, the whole body) and expect a response."""
+    def send_head(
+        self, head: bytes, body: bytes | None, *, head_only: bool = False, upgrade: str | None = None
+    ) -> None:
+        """Write a request (head plus, when known, the whole body) and expect a response.
+
+        ``upgrade``: the request's ``Upgrade`` value when ``head`` asks for a protocol
+        switch (``Connection: upgrade``); only then can a 101 answer it (``upgraded``,
+        then :meth:`start_tunnel`). Without it, a 101 fails the exchange (502)."""
         self._reset_state()
+        self.upgrade_offer = upgrade
         self.head_only = head_only
         self._head_fut = self.loop.create_future()
         self.send_bytes(head + body if body else head)
@@ -396,7 +458,8 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         """Like :meth:`send_head`, but ``on_head(conn, exc)`` is called instead of a future
         resolving: once the response head (and whatever body came with it) is parsed,
         or with the error if the exchange fails first (a 504 past ``timeout``, which
-        closes the connection). No task needs to wait."""
+        closes the connection). No task needs to wait. No upgrade can be offered: a 101
+        fails the exchange (502)."""
         self._reset_state()
         self.head_only = head_only
         self._on_head = on_head
@@ -522,7 +585,9 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         """Return to the pool if the exchange finished cleanly, else close."""
         if self.closed or self._tunnel_peer is not None:
             return  # closed, or now a tunnel that closes with its peer
-        if self.done and self.keep_alive and self.error is None and not self.upgraded:
+        if self.done and self.keep_alive and self.error is None and self.upgrade_offer is None:
+            # (a connection that offered an upgrade is not pooled, even when declined: an
+            # idle connection can never be switched by what its upstream sends next)
             # Reading may have been paused for the client's backpressure by the read that
             # also ended the response: a pooled connection must read again, or the next
             # exchange on it never sees its response (and a close while idle goes unseen).

@@ -448,6 +448,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         req.tls = self.tls
         if parser.should_upgrade():
             req.upgrade = True
+            # What follows its head is held for a tunnel (the parser stops there): a
+            # response that is not a 101 ends the connection, which can't go on as HTTP.
+            req.keep_alive = False
         s = self.settings
         req.body = body = RequestBody(self, s.max_body_bytes)
         self._req = req
@@ -649,7 +652,7 @@ class Exchange:
     def _head(self, status: int, headers, extra: bytes) -> bytes:
         """``headers`` is header pairs, or an already-encoded block of header lines."""
         hb = headers if headers.__class__ is bytes else encode_headers(headers)
-        if self.keep_alive:
+        if self.keep_alive or status == 101:  # (a 101 says Connection: upgrade, set by its caller)
             return b"".join((status_line(status), hb, extra, b"\r\n"))
         return b"".join((status_line(status), hb, extra, b"connection: close\r\n\r\n"))
 
