@@ -1051,6 +1051,10 @@ class StdioSpec(_Model):
     args: list[str] = Field(default_factory=list)
     env: SecretStrMap = None
     clear_env: bool = False
+    #: agentgw extensions: this target's caps on live processes (override the backend's
+    #: ``stdioLimits``; see docs/mcp.md)
+    max_processes: Optional[int] = Field(default=None, ge=1)
+    max_processes_per_client: Optional[int] = Field(default=None, ge=1)
 
 
 class OpenApiSpec(McpHostSpec):
@@ -1101,6 +1105,21 @@ class McpToolRateLimit(_Model):
     fill_interval: DurationField
 
 
+#: Defaults of ``stdioLimits`` (see docs/mcp.md, "Process caps").
+STDIO_MAX_PROCESSES = 64
+STDIO_MAX_PROCESSES_PER_CLIENT = 8
+
+
+class StdioLimits(_Model):
+    """agentgw extension: caps on the live processes of each stdio target of a backend
+    (one process per client session), so that clients cannot exhaust the host."""
+
+    #: processes of one target, all clients together
+    max_processes: int = Field(default=STDIO_MAX_PROCESSES, ge=1)
+    #: processes of one target held by one client (principal, else IP address)
+    max_processes_per_client: int = Field(default=STDIO_MAX_PROCESSES_PER_CLIENT, ge=1)
+
+
 class McpBackend(_Model):
     targets: list[McpTarget]
     stateful_mode: Literal["stateless", "stateful"] = "stateful"
@@ -1110,6 +1129,7 @@ class McpBackend(_Model):
     dns_rebinding_protection: Optional[Union[bool, DnsRebindingProtection]] = None
     passthrough_headers: list[str] = Field(default_factory=list)
     tool_rate_limits: list[McpToolRateLimit] = Field(default_factory=list)
+    stdio_limits: Optional[StdioLimits] = None
 
     @field_validator("targets")
     @classmethod

@@ -35,6 +35,7 @@ from .jsonrpc import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     RATE_LIMITED,
+    TOO_MANY_SESSIONS,
     RpcError,
     dumps,
     error,
@@ -44,6 +45,7 @@ from .jsonrpc import (
     result,
     sse_event,
 )
+from .limits import client_key
 from .session import ClientCall, GatewaySession, Registry, _key
 from .token import SessionCodec
 
@@ -218,8 +220,9 @@ class McpBackend:
             return list(trace)
         return [(k, v) for k, v in ctx.req.headers if k in self.passthrough and k != "traceparent"] + trace
 
-    async def _session(self, ctx, sid: str | None) -> GatewaySession | None:
-        """The session for a request, resuming a sealed one; None → answer 404/400."""
+    async def _session(self, ctx, sid: str | None, stdio: bool = True) -> GatewaySession | None:
+        """The session for a request, resuming a sealed one; None → answer 404/400.
+        ``stdio=False``: a resumed session starts no stdio process (it is to be deleted)."""
         if self.stateless:
             return await self._shared()
         if not sid:
@@ -230,13 +233,15 @@ class McpBackend:
             state = self.codec.open(sid)
             if state is None or state.get("k") != "s":
                 return None
-            s = GatewaySession(self, reg, sid)
+            s = GatewaySession(self, reg, sid, client=client_key(ctx))
             s.client_headers[:] = self._client_headers(ctx)
             reg.add(s)
             try:
-                await s.resume(state)
-            except RpcError:
-                await reg.remove(sid, delete=False)
+                await s.resume(state, stdio=stdio)
+            except BaseException:  # an error, or the client gone: nothing stays behind
+                if reg.sessions.get(sid) is s:
+                    reg.sessions.pop(sid, None)
+                await asyncio.shield(s.close(delete=False))
                 raise
         else:
             await s.ready.wait()
@@ -251,31 +256,42 @@ class McpBackend:
     async def _shared(self) -> GatewaySession:
         reg = self.registry
         s = reg.shared.get(self._shared_key)
+        if s is not None and s.init_result is not None and not s.closed:
+            return s
         if s is None or s.closed or (s.ready.is_set() and s.init_error is not None):
             s = GatewaySession(self, reg, None, stateless=True)
             reg.shared[self._shared_key] = s
-            try:
-                await s.initialize({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "agentgw", "version": __version__}})
-            except RpcError:
-                reg.shared.pop(self._shared_key, None)
-                raise
-        else:
-            await s.ready.wait()
+            # its own task: a client leaving mid-initialize cancels its wait, not the
+            # initialize that every other request waits on too
+            s.init_task = t = asyncio.get_running_loop().create_task(self._init_shared(s))
+            t.add_done_callback(_retrieve)
+        await asyncio.shield(s.init_task)  # raises the initialize's RpcError
         return s
+
+    async def _init_shared(self, s: GatewaySession) -> None:
+        try:
+            await s.initialize({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "agentgw", "version": __version__}})
+        except BaseException:
+            reg = self.registry
+            if reg.shared.get(self._shared_key) is s:
+                reg.shared.pop(self._shared_key, None)
+            await s.close()  # the targets that did start
+            raise
 
     async def _new_session(self, ctx, params: dict) -> GatewaySession:
         reg = self.registry
-        s = GatewaySession(self, reg, None)
+        s = GatewaySession(self, reg, None, client=client_key(ctx))
         s.client_headers[:] = self._client_headers(ctx)
         try:
             await s.initialize(params if isinstance(params, dict) else {})
-        except RpcError:
-            await s.close(delete=True)
+        except BaseException:  # an error, or the client gone mid-initialize
+            await asyncio.shield(s.close(delete=True))
             raise
         state = s.state()
         state["k"] = "s"
         state["n"] = os.urandom(6).hex()
         s.id = self.codec.seal(state)
+        s.touch()  # idle from now, however long its initialize took
         reg.add(s)
         return s
 
@@ -308,7 +324,8 @@ class McpBackend:
         try:
             session = await self._session(ctx, sid)
         except RpcError as exc:
-            self._send(ctx, 200 if is_request(msg) else 502, error(msg.get("id"), exc.code, exc.message))
+            status = 200 if is_request(msg) else _status(exc)
+            self._send(ctx, status, error(msg.get("id"), exc.code, exc.message, exc.data))
             return
         if session is None:
             if sid:
@@ -353,8 +370,8 @@ class McpBackend:
                 return
             s = await self._new_session(ctx, params)
         except RpcError as exc:
-            self.m_requests.inc(("initialize", "", "", "error"))
-            self._send(ctx, 200, error(msg["id"], exc.code, exc.message))
+            self.m_requests.inc(("initialize", "", "", "too_many_sessions" if exc.code == TOO_MANY_SESSIONS else "error"))
+            self._send(ctx, 200, error(msg["id"], exc.code, exc.message, exc.data))
             return
         self.m_requests.inc(("initialize", "", "", "ok"))
         self._send(ctx, 200, result(msg["id"], s.init_result), session_id=s.id)
@@ -411,7 +428,9 @@ class McpBackend:
         try:
             session = await self._session(ctx, req.headers.get("mcp-session-id"))
         except RpcError as exc:
-            self._send(ctx, 502, {"error": {"type": "upstream_error", "message": exc.message}})
+            status = _status(exc)
+            kind = "too_many_sessions" if status == 429 else "upstream_error"
+            self._send(ctx, status, {"error": {"type": kind, "message": exc.message}})
             return
         if session is None:
             self._send(ctx, 404 if req.headers.get("mcp-session-id") else 400, {"error": {"type": "session_not_found", "message": "unknown or missing Mcp-Session-Id"}})
@@ -456,7 +475,7 @@ class McpBackend:
             return
         if sid not in self.registry.sessions:
             try:
-                s = await self._session(ctx, sid)
+                s = await self._session(ctx, sid, stdio=False)
             except RpcError:
                 s = None
             if s is None:
@@ -469,7 +488,7 @@ class McpBackend:
     # -- legacy HTTP+SSE ------------------------------------------------------------------
     async def _legacy_stream(self, ctx) -> None:
         reg = self.registry
-        s = GatewaySession(self, reg, os.urandom(16).hex())
+        s = GatewaySession(self, reg, os.urandom(16).hex(), client=client_key(ctx))
         s.legacy = True
         s.client_headers[:] = self._client_headers(ctx)
         reg.add(s)
@@ -508,7 +527,7 @@ class McpBackend:
                     res = await s.initialize(m.get("params") or {})
                     s.push(result(m["id"], res))
                 except RpcError as exc:
-                    s.push(error(m["id"], exc.code, exc.message))
+                    s.push(error(m["id"], exc.code, exc.message, exc.data))
                 return
             await s.ready.wait()
             if not is_request(m):
@@ -690,6 +709,17 @@ class McpBackend:
 
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def _retrieve(t: asyncio.Task) -> None:
+    """Mark a background task's exception as seen (its waiters may all have left)."""
+    if not t.cancelled():
+        t.exception()
+
+
+def _status(exc: RpcError) -> int:
+    """HTTP status for an error that is not the answer to a JSON-RPC request."""
+    return 429 if exc.code == TOO_MANY_SESSIONS else 502
 
 
 def _hostname(hostport: str) -> str:

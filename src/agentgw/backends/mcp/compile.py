@@ -46,7 +46,14 @@ def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, b
         tpath = f"{path}.targets[{ti}]"
         spec = _target(compiler, t, tpath, passthrough)
         if spec is not None:
+            if spec.kind == "stdio":
+                _process_caps(compiler, mb, t.stdio, spec, reg, path, f"{tpath}.stdio")
             targets.append(spec)
+    if mb.stdio_limits is not None:
+        if not any(t.stdio is not None for t in mb.targets):
+            compiler.errors.add(f"{path}.stdioLimits", "has no effect: the backend has no stdio targets")
+        elif mb.stateful_mode == "stateless":
+            compiler.errors.add(f"{path}.stdioLimits", _STATELESS_CAPS)
     rulesets = []
     for pol, p in ((route_policies, path.rsplit(".backends", 1)[0] + ".policies"), (backend_policies, path.rsplit(".", 1)[0] + ".policies")):
         if pol is not None and getattr(pol, "mcp_authorization", None) is not None:
@@ -89,6 +96,31 @@ def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, b
         rebinding=rebinding,
         request_timeout=timeout,
     )
+
+
+_STATELESS_CAPS = "has no effect with statefulMode: stateless (one shared process per stdio target serves every client)"
+
+
+def _process_caps(compiler, mb: m.McpBackend, st: m.StdioSpec, spec: TargetSpec, reg: Registry, path: str, spath: str) -> None:
+    """A stdio target's caps (its own, else the backend's ``stdioLimits``, else the
+    defaults) and the gate that counts its processes: one per backend path and target
+    name, so a reload that keeps the target keeps counting its running processes."""
+    lim = mb.stdio_limits
+    spec.max_processes = st.max_processes or (lim.max_processes if lim is not None else m.STDIO_MAX_PROCESSES)
+    spec.max_processes_per_client = st.max_processes_per_client or (
+        lim.max_processes_per_client if lim is not None else m.STDIO_MAX_PROCESSES_PER_CLIENT
+    )
+    if mb.stateful_mode == "stateless":
+        for key, v in (("maxProcesses", st.max_processes), ("maxProcessesPerClient", st.max_processes_per_client)):
+            if v is not None:
+                compiler.errors.add(f"{spath}.{key}", _STATELESS_CAPS)
+    metrics = getattr(compiler.services, "metrics", None)
+    gauge = None
+    if metrics is not None:
+        gauge = metrics.m.gauge(
+            "agentgw_mcp_stdio_processes", "Live stdio MCP server processes (see stdioLimits).", ("target",)
+        )
+    spec.gate = reg.gate((path, spec.name), spec.name, gauge)
 
 
 def _host_spec(compiler, hs: m.McpHostSpec, tpath: str, default_path: str, tls_cfg):

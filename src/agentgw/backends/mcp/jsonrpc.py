@@ -14,6 +14,7 @@ UPSTREAM_ERROR = -32001
 SESSION_EXPIRED = -32002
 FORBIDDEN = -32003
 RATE_LIMITED = -32004
+TOO_MANY_SESSIONS = -32005  # a stdio process cap (stdioLimits) is reached
 
 #: Handshake-era protocol revisions the gateway negotiates, oldest first.
 SUPPORTED_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")

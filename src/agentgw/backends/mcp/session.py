@@ -16,12 +16,14 @@ from collections import deque
 
 from .jsonrpc import (
     INTERNAL_ERROR,
+    INVALID_REQUEST,
     LATEST_VERSION,
     SUPPORTED_VERSIONS,
     RpcError,
     is_request,
     version_rank,
 )
+from .limits import ProcessGate, reserve
 from .upstream import HttpUpstream, SseUpstream, StdioUpstream, Upstream
 
 log = logging.getLogger("agentgw.mcp")
@@ -42,11 +44,14 @@ class ClientCall:
 
 
 class GatewaySession:
-    def __init__(self, runtime, registry: "Registry", sid: str | None = None, stateless: bool = False):
+    def __init__(
+        self, runtime, registry: "Registry", sid: str | None = None, stateless: bool = False, client: tuple | None = None
+    ):
         self.runtime = runtime  # the McpBackend that created it (its targets, settings)
         self.registry = registry
         self.id = sid
         self.stateless = stateless
+        self.client = client  # who its stdio processes count against (limits.client_key)
         self.upstreams: dict[str, Upstream] = {}
         self.failed: dict[str, str] = {}
         self.client_version = LATEST_VERSION
@@ -68,19 +73,21 @@ class GatewaySession:
         self.tool_index: dict[str, str] = {}  # unprefixed tool/prompt name -> target (prefix "never")
         self.client_headers: list[tuple[str, str]] = []
         self.legacy = False
+        self.initializing = False
+        self.init_task: asyncio.Task | None = None  # stateless: the shared session's initialize
 
     # -- lifecycle ----------------------------------------------------------------------
     def touch(self) -> None:
         self.last_used = time.monotonic()
 
-    def _make(self, spec) -> Upstream:
+    def _make(self, spec, slots: dict) -> Upstream:
         pool = self.runtime.pool
         if spec.kind == "mcp":
             u = HttpUpstream(spec, self.on_upstream_message, pool)
         elif spec.kind == "sse":
             u = SseUpstream(spec, self.on_upstream_message, pool)
         elif spec.kind == "stdio":
-            u = StdioUpstream(spec, self.on_upstream_message)
+            u = StdioUpstream(spec, self.on_upstream_message, slots.pop(spec.name, None))
         else:
             from .openapi import OpenApiUpstream
 
@@ -92,8 +99,17 @@ class GatewaySession:
         return {"protocolVersion": version, "capabilities": self.client_caps, "clientInfo": self.client_info}
 
     async def initialize(self, params: dict) -> dict:
-        """Fan ``initialize`` out to every target; merge what they answer."""
+        """Fan ``initialize`` out to every target; merge what they answer.
+
+        The stdio targets' process slots are taken first, all or none: at a cap the
+        client gets the error and no process starts."""
+        slots: dict = {}
+        if self.initializing:  # a second initialize (legacy SSE): would orphan the first's processes
+            raise RpcError(INVALID_REQUEST, "initialize was already sent on this MCP session")
+        self.initializing = True
         try:
+            if self.closed:
+                raise RpcError(INTERNAL_ERROR, "the MCP session was closed")
             requested = params.get("protocolVersion") or LATEST_VERSION
             self.client_version = requested
             self.client_caps = params.get("capabilities") or {}
@@ -101,9 +117,12 @@ class GatewaySession:
             version = requested if requested in SUPPORTED_VERSIONS else LATEST_VERSION
             rt = self.runtime
             timeout = rt.init_timeout
+            slots = reserve(rt.targets, self.client)
 
             async def one(spec):
-                u = self._make(spec)
+                if self.closed:  # closed (client gone) before this target's turn
+                    return spec.name, "the MCP session was closed"
+                u = self._make(spec, slots)
                 self.upstreams[spec.name] = u
                 try:
                     await u.initialize(self._init_params(version), timeout)
@@ -135,6 +154,8 @@ class GatewaySession:
             self.init_error = exc
             raise
         finally:
+            for slot in slots.values():  # targets whose turn never came
+                slot.release()
             self.ready.set()
 
     def _merged_init(self) -> dict:
@@ -178,17 +199,26 @@ class GatewaySession:
             "f": sorted(self.failed),
         }
 
-    async def resume(self, state: dict) -> None:
-        """Rebuild a session sealed by another process (or before a restart)."""
+    async def resume(self, state: dict, stdio: bool = True) -> None:
+        """Rebuild a session sealed by another process (or before a restart).
+
+        A stdio target gets a new process (under the caps, as for ``initialize``);
+        ``stdio=False`` leaves them out (a session resumed only to be deleted)."""
+        slots: dict = {}
         try:
             self.version = state.get("v") or LATEST_VERSION
             self.client_caps = state.get("c") or {}
             self.client_info = state.get("i") or self.client_info
             saved = state.get("t") or {}
             rt = self.runtime
+            skipped = set(state.get("f", ())) - set(saved)  # down when it started (failOpen)
+            specs = [s for s in rt.targets if stdio or s.kind != "stdio"]
+            slots = reserve([s for s in specs if s.name not in skipped], self.client)
 
             async def one(spec):
-                u = self._make(spec)
+                if self.closed:
+                    return
+                u = self._make(spec, slots)
                 entry = saved.get(spec.name)
                 if entry is not None and u.resumable and entry[0]:
                     u.session_id, u.version = entry[0], entry[1]
@@ -205,7 +235,7 @@ class GatewaySession:
                     await u.close()
                     self.failed[spec.name] = getattr(exc, "message", str(exc))
 
-            await asyncio.gather(*(one(s) for s in rt.targets))
+            await asyncio.gather(*(one(s) for s in specs))
             if self.failed and not rt.fail_open:
                 detail = "; ".join(f"{k}: {v}" for k, v in self.failed.items())
                 raise RpcError(INTERNAL_ERROR, f"failed to resume MCP targets: {detail}")
@@ -213,6 +243,8 @@ class GatewaySession:
             self.init_error = exc
             raise
         finally:
+            for slot in slots.values():
+                slot.release()
             self.ready.set()
 
     async def close(self, delete: bool = False) -> None:
@@ -323,7 +355,15 @@ class Registry:
         self.shared: dict = {}  # stateless mode: one upstream set per backend
         self.ttl = 1800.0
         self._sweeper: asyncio.TimerHandle | None = None
-        self._resuming: dict[str, asyncio.Task] = {}
+        self.gates: dict = {}  # stdio target key -> ProcessGate
+
+    def gate(self, key, name: str, gauge=None) -> ProcessGate:
+        """The process gate of a stdio target, one per ``key`` for the life of the process
+        (a config reload keeps the counts of the processes that are running)."""
+        g = self.gates.get(key)
+        if g is None:
+            g = self.gates[key] = ProcessGate(name, gauge)
+        return g
 
     def add(self, s: GatewaySession) -> None:
         self.sessions[s.id] = s

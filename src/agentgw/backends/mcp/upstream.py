@@ -91,6 +91,10 @@ class TargetSpec:
         self.clear_env = False
         self.openapi = None  # OpenApiTools
         self.authz = None  # per-target mcpAuthorization
+        # stdio: the caps on live processes and the gate that counts them (limits.py)
+        self.gate = None
+        self.max_processes = 0
+        self.max_processes_per_client = 0
 
 
 class Upstream:
@@ -482,23 +486,38 @@ class StdioUpstream(_StreamUpstream):
 
     The child runs in its own process group (so cleanup reaches its children too), is
     killed if the gateway dies (PR_SET_PDEATHSIG), and is always waited for (reaped).
+    ``slot`` (limits.py) is its place under the target's process caps: given back once
+    the process has been reaped, or at once if it never starts.
     """
 
     kind = "stdio"
 
-    def __init__(self, spec: TargetSpec, on_message: Callable):
+    def __init__(self, spec: TargetSpec, on_message: Callable, slot=None):
         super().__init__(spec, on_message)
         self.proc: asyncio.subprocess.Process | None = None
+        self.slot = slot
+        self._starting = False
         self._reader: asyncio.Task | None = None
         self._err_reader: asyncio.Task | None = None
+        self._stopper: asyncio.Task | None = None  # the one _stop of this process
+        self._reaper: asyncio.Task | None = None
         self._wlock = asyncio.Lock()
+
+    def _release(self) -> None:
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            slot.release()
 
     async def start(self) -> None:
         spec = self.spec
+        if self.closed:  # closed before it got going: start nothing
+            self._release()
+            raise UpstreamGone(f"target {self.name}: {self._dead_reason or 'session closed'}")
         env = {} if spec.clear_env else dict(os.environ)
         env.update(spec.env)
+        self._starting = True
         try:
-            self.proc = await asyncio.create_subprocess_exec(
+            proc = await asyncio.create_subprocess_exec(
                 spec.cmd,
                 *spec.args,
                 stdin=asyncio.subprocess.PIPE,
@@ -511,7 +530,19 @@ class StdioUpstream(_StreamUpstream):
             )
         except OSError as exc:
             self.closed = True
+            self._release()
             raise UpstreamGone(f"target {self.name}: cannot start {spec.cmd!r}: {exc.strerror or exc}") from None
+        except BaseException:
+            # cancelled while starting: the event loop kills a half-started child
+            self.closed = True
+            self._release()
+            raise
+        finally:
+            self._starting = False
+        self.proc = proc
+        if self.closed:  # the session closed while the process was being started
+            await asyncio.shield(self._stop_task())
+            raise UpstreamGone(f"target {self.name}: {self._dead_reason or 'session closed'}")
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(self._read())
         self._err_reader = loop.create_task(self._read_stderr())
@@ -553,8 +584,7 @@ class StdioUpstream(_StreamUpstream):
         finally:
             rc = proc.returncode
             self._fail_all("process exited" + (f" with status {rc}" if rc is not None else ""))
-            if not self.closed or self._dead_reason:
-                asyncio.get_running_loop().create_task(self._reap())
+            self._stop_task()
 
     async def _read_stderr(self) -> None:
         try:
@@ -566,13 +596,16 @@ class StdioUpstream(_StreamUpstream):
         except (asyncio.CancelledError, ValueError, ConnectionError):
             pass
 
-    async def _reap(self) -> None:
-        await self._stop()
+    def _stop_task(self) -> asyncio.Task:
+        """Stop and reap the process, once: a task, so that a cancelled caller (a client
+        gone mid-request) cannot leave it half done."""
+        t = self._stopper
+        if t is None:
+            t = self._stopper = asyncio.get_running_loop().create_task(self._stop())
+        return t
 
     async def _stop(self) -> None:
         proc = self.proc
-        if proc is None:
-            return
         if proc.returncode is None:
             try:
                 if proc.stdin is not None and not proc.stdin.is_closing():
@@ -594,10 +627,21 @@ class StdioUpstream(_StreamUpstream):
                 await asyncio.wait_for(proc.wait(), 5.0)
             except asyncio.TimeoutError:
                 log.error("target %s: process %d did not exit after SIGKILL", self.name, proc.pid)
+                # it keeps its slot until it is reaped
+                self._reaper = asyncio.get_running_loop().create_task(self._reaped(proc))
+                return
+        self._release()
+
+    async def _reaped(self, proc) -> None:
+        await proc.wait()
+        self._release()
 
     async def close(self, delete: bool = False) -> None:
         self._fail_all("session closed")
-        await self._stop()
+        if self.proc is not None:
+            await asyncio.shield(self._stop_task())
+        elif not self._starting:  # never started (a start under way cleans up itself)
+            self._release()
         for t in (self._reader, self._err_reader):
             if t is not None and not t.done():
                 t.cancel()
