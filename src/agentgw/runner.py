@@ -4,10 +4,15 @@ Reload never drops traffic: a new config is compiled off to the side; only when 
 complete does each bind's server switch to the new ``BindRuntime`` (a pointer swap read
 at the start of every request). Connections and in-flight requests on ports that stay
 are untouched; new ports start listening; removed ports stop listening and their
-connections are drained. A bind whose TLS settings changed gets a new listening socket
-(SO_REUSEPORT lets it open before the old one closes). A config that fails to load or
-compile is logged with the path of each bad field, counted as a failed reload, and the
-old config keeps serving.
+connections are drained. A bind whose TLS settings changed gets a new server on the
+same listening socket (a duplicate of it), so no connection waiting to be accepted is
+lost. A config that fails to load or compile, or names a port that another process
+already listens on, is logged with the path of each bad field, counted as a failed
+reload, and the old config keeps serving: new ports are opened before anything switches.
+
+Traffic ports are this gateway's alone (see ``ports``): the single process binds them
+without SO_REUSEPORT and holds a port lock; a ``--workers`` worker asks the supervisor
+(``claim_socket``) and then binds with SO_REUSEPORT to share the port with its siblings.
 """
 
 from __future__ import annotations
@@ -27,6 +32,18 @@ from .config import ConfigError, load_config_file, redacted_dump
 from .engine.client import ConnectionPool
 from .engine.server import HttpServerProtocol, ServerSettings
 from .gateway import BindRuntime, handle, handle_fast
+from .ports import (
+    PortInUse,
+    PortLock,
+    admin_addrs,
+    admin_error,
+    admin_port_owner,
+    cannot_listen,
+    claim,
+    duplicate,
+    own_conflicts,
+    port_keys,
+)
 from .telemetry.accesslog import AccessLog
 from .telemetry.metrics import GatewayMetrics, render
 from .telemetry.setup import configure_logging
@@ -89,18 +106,24 @@ class BindServer:
     def _handle_fast(self, req, ex) -> bool:
         return handle_fast(self.runtime, req, ex)
 
-    async def start(self, host: str) -> None:
+    async def start(self, host: str, *, reuse_port: bool = False, sock=None) -> None:
+        """Listen on ``host:port`` (SO_REUSEPORT only for ``--workers`` siblings), or on
+        ``sock``, an already listening socket (a bind whose TLS changed)."""
         loop = self.proc.loop
         settings = self.settings
-        self.server = await loop.create_server(
-            lambda: HttpServerProtocol(settings, loop),
-            host=host,
-            port=self.runtime.port,
-            reuse_port=True,
-            reuse_address=True,
-            backlog=2048,
-            ssl=self.tls,
-        )
+        factory = lambda: HttpServerProtocol(settings, loop)  # noqa: E731
+        if sock is not None:
+            self.server = await loop.create_server(factory, sock=sock, backlog=2048, ssl=self.tls)
+        else:
+            self.server = await loop.create_server(
+                factory,
+                host=host,
+                port=self.runtime.port,
+                reuse_port=reuse_port,
+                reuse_address=True,
+                backlog=2048,
+                ssl=self.tls,
+            )
         settings.start_sweeper(loop)
 
     async def stop_listening(self) -> None:
@@ -110,11 +133,21 @@ class BindServer:
 
 
 class GatewayProcess:
-    def __init__(self, config_path: str, *, serve_admin_ports: bool = True, control_socket: str | None = None):
+    def __init__(
+        self,
+        config_path: str,
+        *,
+        serve_admin_ports: bool = True,
+        control_socket: str | None = None,
+        claim_socket: str | None = None,
+    ):
         self.config_path = os.path.abspath(config_path)
         self.base_dir = os.path.dirname(self.config_path)
         self.serve_admin_ports = serve_admin_ports
         self.control_socket = control_socket
+        self.claim_socket = claim_socket  # set in a --workers worker: the supervisor decides
+        self.locks: dict[int, PortLock] = {}
+        self.admin_listening: list[tuple[str, str, str]] = []
         self.loop = asyncio.get_running_loop()
         self.services = Services(self.loop)
         self.runtime: Runtime | None = None
@@ -143,22 +176,27 @@ class GatewayProcess:
         self._stat = self._stat_file()
         if runtime.cfg.config.enable_ipv6:
             self.host = "::"
+        keys = port_keys(runtime.cfg)
+        admin = admin_addrs(runtime.cfg) if self.serve_admin_ports else []
+        own_conflicts(keys, admin)
         for port, bind in runtime.binds.items():
             srv = BindServer(self, bind, runtime.bind_tls.get(port), runtime.limits)
-            await srv.start(self.host)
+            await self._listen(srv, port, keys.get(port, f"port {port}"))
             self.servers[port] = srv
-        c = runtime.cfg.config
         handler = AdminHandler(
             config_dump=self.config_dump,
             ready=lambda: self.ready,
             metrics_text=self.metrics_text,
             metrics_snapshot=self.services.metrics.m.snapshot,
         )
-        if self.serve_admin_ports:
-            for addr in {c.admin_addr, c.stats_addr, c.readiness_addr}:
+        for key, addr, what in admin:
+            try:
                 srv = await serve_admin(self.loop, addr, handler)
-                if srv is not None:
-                    self.admin_servers.append(srv)
+            except OSError as exc:
+                raise admin_error(key, addr, what, exc) from None
+            if srv is not None:
+                self.admin_servers.append(srv)
+        self.admin_listening = admin
         if self.control_socket:
             self.admin_servers.append(await serve_admin(self.loop, "unix:" + self.control_socket, handler))
         self.services.metrics.reloads.inc(("ok",))
@@ -170,6 +208,37 @@ class GatewayProcess:
             __version__,
             ", ".join(f":{p}" for p in self.servers) or "no binds",
         )
+
+    async def _listen(self, srv: BindServer, port: int, key: str) -> None:
+        """Open ``port`` for ``srv`` if no other process listens on it; else ``PortInUse``."""
+        if self.claim_socket:
+            await claim(self.claim_socket, port, self.host, key)
+        else:
+            self.locks[port] = PortLock.acquire(port, key, self.loop)
+        try:
+            await srv.start(self.host, reuse_port=bool(self.claim_socket))
+        except OSError as exc:
+            lock = self.locks.pop(port, None)
+            if lock is not None:
+                lock.release()
+            raise cannot_listen(key, port, exc) from None
+
+    def close_listeners(self) -> None:
+        """Stop listening everywhere and give the ports up (a start that failed)."""
+        for srv in self.servers.values():
+            if srv.server is not None:
+                srv.server.close()
+                srv.server = None
+            srv.settings.stop_sweeper()
+        for s in self.admin_servers:
+            s.close()
+        self._release_locks(list(self.locks))
+
+    def _release_locks(self, ports) -> None:
+        for port in ports:
+            lock = self.locks.pop(port, None)
+            if lock is not None:
+                lock.release()
 
     def _apply_process_settings(self, runtime: Runtime) -> None:
         lg = runtime.cfg.config.logging
@@ -232,38 +301,70 @@ class GatewayProcess:
             self.services.metrics.reloads.inc(("failed",))
             log.error("config reload failed: cannot read %s: %s", self.config_path, exc)
             return False
+        try:
+            await self._apply(runtime)
+        except PortInUse as exc:
+            self.services.metrics.reloads.inc(("failed",))
+            log.error("config reload failed; keeping the running config: %s", exc)
+            return False  # retried when the file changes again (or is touched)
         self._digest = digest
-        await self._apply(runtime)
         self.services.metrics.reloads.inc(("ok",))
         log.info("config reloaded: serving %s", ", ".join(f":{p}" for p in self.servers) or "no binds")
         return True
 
     async def _apply(self, runtime: Runtime) -> None:
-        self._apply_process_settings(runtime)
+        """Switch to ``runtime``: first open every new server (all or nothing: ``PortInUse``
+        leaves the running config untouched), then swap, then close the ports removed."""
         old = self.servers
+        keys = port_keys(runtime.cfg)
+        fresh: dict[int, BindServer] = {}
+        opened: list[int] = []  # ports new to this config, listening now
+        try:
+            for port, bind in runtime.binds.items():
+                tls = runtime.bind_tls.get(port)
+                srv = old.get(port)
+                if srv is not None and _same_tls(srv.tls, tls):
+                    continue
+                key = keys.get(port, f"port {port}")
+                f = BindServer(self, bind, tls, runtime.limits)
+                if srv is not None:  # TLS changed: a new server on the same listening socket
+                    try:
+                        socks = duplicate(srv.server)
+                        try:
+                            await f.start(self.host, sock=socks[0])
+                        finally:
+                            for extra in socks[1:]:
+                                extra.close()
+                    except OSError as exc:
+                        f.settings.stop_sweeper()
+                        raise cannot_listen(key, port, exc) from None
+                else:
+                    owner = admin_port_owner(port, self.admin_listening)
+                    if owner is not None:
+                        raise PortInUse(f"{key}: port {port} is already used by {owner}")
+                    await self._listen(f, port, key)
+                    opened.append(port)
+                fresh[port] = f
+        except PortInUse:
+            for f in fresh.values():
+                await f.stop_listening()
+                f.settings.stop_sweeper()
+            self._release_locks(opened)
+            raise
+        self._apply_process_settings(runtime)
         new: dict[int, BindServer] = {}
         for port, bind in runtime.binds.items():
-            tls = runtime.bind_tls.get(port)
-            srv = old.get(port)
-            if srv is not None and _same_tls(srv.tls, tls):
+            srv = fresh.get(port)
+            if srv is None:
+                srv = old[port]
                 srv.runtime = bind
                 srv.apply_limits(runtime.limits)
-                new[port] = srv
-                continue
-            fresh = BindServer(self, bind, tls, runtime.limits)
-            try:
-                await fresh.start(self.host)
-            except OSError as exc:
-                log.error("cannot listen on port %d: %s", port, exc)
-                if srv is not None:
-                    srv.runtime = bind
-                    new[port] = srv
-                continue
-            new[port] = fresh
+            new[port] = srv
         for port, srv in old.items():
             if new.get(port) is not srv:
                 await srv.stop_listening()
                 srv.settings.drain()
+        self._release_locks([p for p in old if p not in new])
         self.servers = new
         self.runtime = runtime
 
@@ -282,6 +383,7 @@ class GatewayProcess:
         for srv in self.servers.values():
             await srv.stop_listening()
             srv.settings.drain()
+        self._release_locks(list(self.locks))  # not listening any more: another gateway may start
         deadline = 30.0
         c = self.runtime.cfg.config if self.runtime else None
         if c is not None and c.connection_termination_deadline is not None:
@@ -323,8 +425,19 @@ def _same_tls(a, b) -> bool:
     return a is None and b is None
 
 
-async def run_process(config_path: str, *, control_socket: str | None = None, serve_admin_ports: bool = True) -> int:
-    proc = GatewayProcess(config_path, control_socket=control_socket, serve_admin_ports=serve_admin_ports)
+async def run_process(
+    config_path: str,
+    *,
+    control_socket: str | None = None,
+    serve_admin_ports: bool = True,
+    claim_socket: str | None = None,
+) -> int:
+    proc = GatewayProcess(
+        config_path,
+        control_socket=control_socket,
+        serve_admin_ports=serve_admin_ports,
+        claim_socket=claim_socket,
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, proc.request_stop)
@@ -333,7 +446,12 @@ async def run_process(config_path: str, *, control_socket: str | None = None, se
     except ConfigError as exc:
         log.error("invalid config %s:\n%s", config_path, exc)
         return 1
+    except PortInUse as exc:
+        proc.close_listeners()
+        log.error("cannot start: %s", exc)
+        return 1
     except OSError as exc:
+        proc.close_listeners()
         log.error("cannot start: %s", exc)
         return 1
     await proc.wait_stopped()

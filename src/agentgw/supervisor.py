@@ -1,8 +1,12 @@
 """``--workers N``: N gateway processes sharing the traffic ports through SO_REUSEPORT.
 
-The supervisor validates the config, starts the workers (each a plain ``agentgw run``
-with a private control socket, each watching and hot-reloading the file on its own),
-restarts a worker that dies, and serves the admin, stats and readiness ports itself:
+The supervisor validates the config, makes sure no other process listens on its ports
+(see ``ports``: it holds the port locks, probes each traffic port and binds the admin
+ports before any worker starts), starts the workers (each a plain ``agentgw run`` with a
+private control socket, each watching and hot-reloading the file on its own, asking the
+supervisor before it binds a port), restarts a worker that dies (a worker that exits
+before the gateway was first ready stops the gateway instead), and serves the admin,
+stats and readiness ports itself:
 
 * ``/metrics`` merges every worker's snapshot, so counters are totals for the gateway
   and a scrape doesn't land on one random worker;
@@ -28,6 +32,17 @@ import uvloop
 
 from .admin.server import AdminHandler, fetch_unix, serve_admin
 from .config import ConfigError, load_config_file
+from .ports import (
+    PortInUse,
+    PortLock,
+    admin_addrs,
+    admin_error,
+    admin_port_owner,
+    own_conflicts,
+    port_keys,
+    probe,
+    serve_claims,
+)
 from .telemetry.metrics import merge_snapshots, render
 
 log = logging.getLogger("agentgw.supervisor")
@@ -40,12 +55,17 @@ class Supervisor:
         self.dir = tempfile.mkdtemp(prefix="agentgw-")
         self.procs: list[subprocess.Popen | None] = [None] * workers
         self.stopping = False
+        self.claim_path = os.path.join(self.dir, "ports.sock")
+        self.locks: dict[int, PortLock] = {}
+        self.admin: list[tuple[str, str, str]] = []
+        self.host = "0.0.0.0"
 
     def sock(self, i: int) -> str:
         return os.path.join(self.dir, f"w{i}.sock")
 
     def spawn(self, i: int) -> None:
-        cmd = [sys.executable, "-m", "agentgw", "run", "-f", self.config_path, "--control-socket", self.sock(i)]
+        cmd = [sys.executable, "-m", "agentgw", "run", "-f", self.config_path]
+        cmd += ["--control-socket", self.sock(i), "--claim-socket", self.claim_path]
         self.procs[i] = subprocess.Popen(cmd)
         log.info("started worker %d (pid %d)", i, self.procs[i].pid)
 
@@ -80,6 +100,27 @@ class Supervisor:
                 continue
         return {}
 
+    def decide(self, port: int, host: str, key: str) -> None:
+        """May this gateway serve traffic ``port``? Yes if it already does (a sibling
+        claimed it), else take the port lock and probe; ``PortInUse`` otherwise."""
+        if port in self.locks:
+            return
+        owner = admin_port_owner(port, self.admin)
+        if owner is not None:
+            raise PortInUse(f"{key}: port {port} is already used by {owner}")
+        lock = PortLock.acquire(port, key, asyncio.get_running_loop())
+        try:
+            probe(host or self.host, port, key)
+        except PortInUse:
+            lock.release()
+            raise
+        self.locks[port] = lock
+
+    def release_ports(self) -> None:
+        for lock in self.locks.values():
+            lock.release()
+        self.locks.clear()
+
     async def run(self) -> int:
         cfg = load_config_file(self.config_path)
         loop = asyncio.get_running_loop()
@@ -91,27 +132,53 @@ class Supervisor:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
-        for i in range(self.n):
-            self.spawn(i)
+        if cfg.config.enable_ipv6:
+            self.host = "::"
+        self.admin = admin_addrs(cfg)
         handler = AdminHandler(config_dump=self.config_dump, ready=self.ready, metrics_text=self.metrics_text)
         servers = []
-        c = cfg.config
-        for addr in {c.admin_addr, c.stats_addr, c.readiness_addr}:
-            srv = await serve_admin(loop, addr, handler)
-            if srv is not None:
-                servers.append(srv)
+        try:  # every port is ours before any worker starts
+            keys = port_keys(cfg)
+            own_conflicts(keys, self.admin)
+            for port, key in keys.items():
+                self.decide(port, self.host, key)
+            for key, addr, what in self.admin:
+                try:
+                    srv = await serve_admin(loop, addr, handler)
+                except OSError as exc:
+                    raise admin_error(key, addr, what, exc) from None
+                if srv is not None:
+                    servers.append(srv)
+        except PortInUse as exc:
+            for s in servers:
+                s.close()
+            self.release_ports()
+            log.error("cannot start: %s", exc)
+            return 1
+        servers.append(await serve_claims(self.claim_path, self.decide))
+        for i in range(self.n):
+            self.spawn(i)
+        started = failed = False
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), 0.5)
             except asyncio.TimeoutError:
                 pass
+            if not started and not stop.is_set():
+                started = await self.ready()
             for i, p in enumerate(self.procs):
                 if p is not None and p.poll() is not None and not self.stopping:
+                    if not started:  # e.g. a port taken in the meantime: fail, don't loop
+                        log.error("worker %d exited with %s while starting; stopping", i, p.returncode)
+                        failed = self.stopping = True
+                        stop.set()
+                        break
                     log.warning("worker %d exited with %s; restarting", i, p.returncode)
                     self.spawn(i)
         for p in self.procs:
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
+        self.release_ports()  # the workers stop listening at once; they drain on their own
         codes = []
         for p in self.procs:
             if p is None:
@@ -121,7 +188,7 @@ class Supervisor:
             codes.append(p.returncode)
         for s in servers:
             s.close()
-        return 0 if all(c == 0 for c in codes) else 1
+        return 0 if not failed and all(c == 0 for c in codes) else 1
 
 
 def run_supervisor(config_path: str, workers: int) -> int:

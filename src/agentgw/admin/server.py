@@ -12,7 +12,9 @@ The same handler also answers on a worker's private control socket when running 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import socket
 
 import orjson
 
@@ -84,14 +86,30 @@ async def serve_admin(loop, addr: str, handler) -> asyncio.AbstractServer | None
     if where is None:
         return None
     settings = ServerSettings(handler, header_read_timeout=10.0, idle_timeout=60.0, max_connections=256)
-    settings.start_sweeper(loop)
     factory = lambda: HttpServerProtocol(settings, loop)  # noqa: E731
     if isinstance(where, str):
         if os.path.exists(where):
-            os.unlink(where)
-        return await loop.create_unix_server(factory, where)
-    host, port = where
-    return await loop.create_server(factory, host, port, reuse_address=True)
+            if _unix_listening(where):  # another process serves it: don't take it over
+                raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+            os.unlink(where)  # left behind by a process that is gone
+        server = await loop.create_unix_server(factory, where)
+    else:
+        host, port = where
+        server = await loop.create_server(factory, host, port, reuse_address=True)
+    settings.start_sweeper(loop)
+    return server
+
+
+def _unix_listening(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(0.5)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 async def fetch_unix(path: str, target: str, timeout: float = 2.0) -> tuple[int, bytes]:
