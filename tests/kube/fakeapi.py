@@ -13,7 +13,12 @@ It follows the API's documented behaviour for what the controller uses:
   with a status subresource the main resource ignores ``status`` and ``/status`` ignores
   everything but ``status``; ``generation`` moves only when ``spec`` changes;
 * PATCH ``application/merge-patch+json`` (RFC 7386), same subresource rules;
-* DELETE removes the object and, like the garbage collector, what it owns.
+* DELETE removes the object and, like the garbage collector, what it owns;
+* objects of the kinds whose schemas the project has (its CRDs, the Gateway API kinds) are
+  validated on create, replace and patch as an API server with those CRDs installed does:
+  a problem is 422 ``Invalid``; an unknown field is 400 ``BadRequest`` with
+  ``?fieldValidation=Strict`` (what ``kubectl apply`` sends), and otherwise is dropped
+  with a ``Warning`` header (the API server's default).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import json
 import uuid
 
 from aiohttp import web
+
+from agentgw.kube import schema
 
 NO_STATUS = {"secrets", "configmaps", "serviceaccounts", "namespaces", "referencegrants"}
 CLUSTER = {"gatewayclasses", "namespaces"}
@@ -49,6 +56,25 @@ def merge_patch(target, patch):
         else:
             out[k] = merge_patch(out.get(k), v)
     return out
+
+
+def admit(group: str, obj: dict, field_validation: str = "Warn") -> tuple[dict | None, list[str], web.Response | None]:
+    """Schema validation as the API server does it: (object to store, warnings, refusal)."""
+    problems = schema.validate(obj, server=True)
+    unknown = [p for p in problems if schema.is_unknown_field(p)]
+    invalid = [p for p in problems if p not in unknown]
+    name = f'{obj.get("kind")}.{group} "{(obj.get("metadata") or {}).get("name")}"'
+    if invalid:
+        return None, [], _status(422, "Invalid", f"{name} is invalid: " + "; ".join(invalid))
+    if unknown and field_validation == "Strict":
+        return None, [], _status(400, "BadRequest", f"{name}: strict decoding error: " + ", ".join(f'unknown field "{p.split(":", 1)[0]}"' for p in unknown))
+    if unknown and field_validation != "Ignore":
+        return schema.prune(obj), [f'unknown field "{p.split(":", 1)[0]}"' for p in unknown], None
+    return (schema.prune(obj) if unknown else obj), [], None
+
+
+def _warn(warnings: list[str]) -> dict:
+    return {"Warning": "; ".join(f'299 - "{w}"' for w in warnings)} if warnings else {}
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:
@@ -99,11 +125,17 @@ class FakeApi:
     def list_kind(self, kind: str) -> list[dict]:
         return [o for (g, p, n, nm), o in sorted(self.objects.items()) if p == PLURALS[kind]]
 
-    async def put_object(self, group: str, obj: dict) -> dict:
-        """Create (test set-up), as a POST would."""
+    async def put_object(self, group: str, obj: dict, field_validation: str = "Strict", validate: bool = True) -> dict:
+        """Create (test set-up), as a POST would; ``validate=False`` stores it as it is, as a
+        cluster whose CRD has a wider schema would."""
         plural = PLURALS[obj["kind"]]
         ns = "" if plural in CLUSTER else (obj["metadata"].get("namespace") or "default")
-        return await self._create(group, plural, ns, copy.deepcopy(obj))
+        obj = copy.deepcopy(obj)
+        if validate:
+            obj, _, refused = admit(group, obj, field_validation)
+            if refused is not None:
+                raise ValueError(refused.text)
+        return await self._create(group, plural, ns, obj)
 
     async def set_status(self, kind: str, ns: str, name: str, status: dict) -> None:
         """What another component (kubelet, deployment controller, cloud LB) would write."""
@@ -169,12 +201,16 @@ class FakeApi:
         cur = self.objects.get(key)
         if m == "GET":
             return web.json_response(self._out(cur)) if cur else _status(404, "NotFound", f"{plural} {name!r} not found")
+        fv = request.query.get("fieldValidation", "Warn")
         if m == "POST":
             body = await request.json()
             if (group, plural, ns, body["metadata"]["name"]) in self.objects:
                 return _status(409, "AlreadyExists", f"{plural} {body['metadata']['name']!r} already exists")
             body.pop("status", None) if plural not in NO_STATUS else None
-            return web.json_response(self._out(await self._create(group, plural, ns, body)), status=201)
+            body, warnings, refused = admit(group, body, fv)
+            if refused is not None:
+                return refused
+            return web.json_response(self._out(await self._create(group, plural, ns, body)), status=201, headers=_warn(warnings))
         if cur is None:
             return _status(404, "NotFound", f"{plural} {name!r} not found")
         if m == "DELETE":
@@ -219,12 +255,17 @@ class FakeApi:
                 data = out.setdefault("data", {})
                 for k, v in out.pop("stringData").items():
                     data[k] = base64.b64encode(v.encode()).decode()
+        warnings: list[str] = []
+        if sub != "status":
+            out, warnings, refused = admit(group, out, fv)
+            if refused is not None:
+                return refused
         if out == cur:
             return web.json_response(self._out(cur))  # no-op writes don't bump resourceVersion
         out["metadata"]["resourceVersion"] = self._bump()
         self.objects[key] = out
         await self._record("MODIFIED", key, out)
-        return web.json_response(self._out(out))
+        return web.json_response(self._out(out), headers=_warn(warnings))
 
     async def _delete(self, key) -> None:
         obj = self.objects.pop(key)

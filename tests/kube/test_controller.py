@@ -237,17 +237,19 @@ def test_broken_reference_reported_then_fixed_by_reference_grant():
 
 def test_stand_in_api_semantics():
     """The stand-in itself: stale PUT → 409, /status only touches status, watch from a version."""
+    LISTENERS = [{"name": "http", "port": 80, "protocol": "HTTP"}]
+
     async def main():
         api = FakeApi()
         url = await api.start()
         client = KubeClient(url)
         res = Resource(GW, "v1", "gateways", "Gateway")
         try:
-            created = await client.create(res, {"apiVersion": f"{GW}/v1", "kind": "Gateway", "metadata": {"name": "g", "namespace": "n"}, "spec": {"gatewayClassName": "x", "listeners": []}, "status": {"x": 1}})
+            created = await client.create(res, {"apiVersion": f"{GW}/v1", "kind": "Gateway", "metadata": {"name": "g", "namespace": "n"}, "spec": {"gatewayClassName": "x", "listeners": LISTENERS}, "status": {"x": 1}})
             assert "status" not in created and created["metadata"]["generation"] == 1
             items, rv = await client.list(res, "n")
             assert items[0]["kind"] == "Gateway" and rv == created["metadata"]["resourceVersion"]
-            stale = dict(created, spec={"gatewayClassName": "y", "listeners": []})
+            stale = dict(created, spec={"gatewayClassName": "y", "listeners": LISTENERS})
             upd = await client.replace(res, stale)
             assert upd["metadata"]["generation"] == 2
             with pytest.raises(ApiError) as ei:

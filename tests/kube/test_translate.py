@@ -16,7 +16,7 @@ from agentgw.compile import compile_config
 from agentgw.config import ConfigError, load_config_text
 from agentgw.kube.cli import dump_yaml, status_documents
 from agentgw.kube.manifests import load_manifests
-from agentgw.kube.translate import translate
+from agentgw.kube.translate import CLOSED_RESPONSE, translate
 
 HERE = os.path.dirname(__file__)
 FIXTURES = os.path.join(HERE, "fixtures")
@@ -113,7 +113,8 @@ def test_broken_references_are_reported():
 
 
 def test_reference_grant_permits_cross_namespace_backend():
-    objs = load_manifests(os.path.join(FIXTURES, "broken_refs"))
+    # without the refused rate-limit policy, which closes the routes it targets
+    objs = [o for o in load_manifests(os.path.join(FIXTURES, "broken_refs")) if o["kind"] != "EnterpriseAgentgatewayPolicy"]
     grant = {
         "apiVersion": "gateway.networking.k8s.io/v1beta1",
         "kind": "ReferenceGrant",
@@ -209,7 +210,9 @@ def test_secrets_resolved_for_jwks_api_keys_and_basic_auth():
     assert pol["jwtAuth"] == {"mode": "optional", "providers": [{"issuer": "me", "jwks": jwks}]}
     assert pol["apiKey"] == {"mode": "strict", "keys": [{"key": "k-ci", "metadata": {"name": "ci", "team": "ci"}}]}
     load_config_text(dump_yaml(res.gateways[("ns", "gw")].config))
-    # a missing Secret is reported on the policy, and the policy is not applied
+    # a missing Secret is reported on the policy; the policy is not applied, and the route it
+    # would protect answers 500 instead of serving without it
     res = translate([o for o in objs if o["metadata"]["name"] != "keys"], offline=True)
     assert any("AgentgatewayPolicy ns/p: Accepted=Invalid" in e and "Secret ns/keys not found" in e for e in res.errors)
-    assert "policies" not in res.gateways[("ns", "gw")].config["binds"][0]["listeners"][0]["routes"][0]
+    route = res.gateways[("ns", "gw")].config["binds"][0]["listeners"][0]["routes"][0]
+    assert route["policies"] == {"directResponse": CLOSED_RESPONSE} and "backends" not in route

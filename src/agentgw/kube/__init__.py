@@ -2,6 +2,10 @@
 
 * `translate` — the pure translator: a set of objects (dicts) → one agentgw config per
   Gateway, the status each object should carry, and errors.
+* `schema` — validation of every translated object against its schema (`crds`, and the
+  Gateway API schemas in `gatewayapi_data`), as the API server's strict field validation does.
+* `check` — the proxy's own config validation and compiler on each translated config; what
+  it refuses is refused on the object it comes from.
 * `provision` — the proxy Deployment / Service / ServiceAccount / config Secret of a Gateway.
 * `client`, `controller` — a small Kubernetes API client and the reconcile loop.
 * `manifests` — reading YAML manifests from files and directories (offline use).

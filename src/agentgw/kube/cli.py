@@ -11,7 +11,7 @@ import yaml
 
 from . import CONTROLLER_NAME
 from .manifests import ManifestError, load_manifests, manifests_fingerprint
-from .translate import Result, translate
+from .translate import Result
 
 
 class _Dumper(yaml.SafeDumper):
@@ -33,8 +33,11 @@ def status_documents(res: Result) -> list[dict]:
     return out
 
 
-def _translate_paths(paths: list[str], controller_name: str, redis_url: str | None = None) -> Result:
-    return translate(load_manifests(paths), controller_name=controller_name, offline=True, redis_url=redis_url or None)
+def _translate_paths(paths: list[str], controller_name: str, redis_url: str | None = None, env=None) -> Result:
+    """Translate, validate and check the manifests as the controller does (`agentgw.kube.check`)."""
+    from .check import translate_checked
+
+    return translate_checked(load_manifests(paths), controller_name=controller_name, offline=True, redis_url=redis_url or None, env=env)
 
 
 def write_outputs(res: Result, out_dir: str) -> list[str]:
@@ -93,7 +96,7 @@ def cmd_run_manifests(args: argparse.Namespace) -> int:
 
     paths = args.k8s_manifests
     try:
-        res = _translate_paths(paths, CONTROLLER_NAME, os.environ.get("AGENTGW_REDIS_URL"))
+        res = _translate_paths(paths, CONTROLLER_NAME, os.environ.get("AGENTGW_REDIS_URL"), env=os.environ)
     except ManifestError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -118,7 +121,7 @@ def cmd_run_manifests(args: argparse.Namespace) -> int:
     out_dir = tempfile.mkdtemp(prefix="agentgw-k8s-")
 
     def regenerate() -> None:
-        r = _translate_paths(paths, CONTROLLER_NAME, os.environ.get("AGENTGW_REDIS_URL"))
+        r = _translate_paths(paths, CONTROLLER_NAME, os.environ.get("AGENTGW_REDIS_URL"), env=os.environ)
         if key in r.gateways:
             write_outputs(Result(gateways={key: r.gateways[key]}), out_dir)
         for e in r.errors:

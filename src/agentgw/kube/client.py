@@ -4,7 +4,9 @@ Only what the controller uses, spoken as the API documents it: lists return a
 ``resourceVersion`` to watch from; a watch streams JSON lines ``{type, object}`` and ends
 with an ``ERROR`` event of code 410 when that version is too old (then: list again);
 ``PUT`` carries ``metadata.resourceVersion`` and fails with 409 when the object changed
-meanwhile (then: read again and retry).
+meanwhile (then: read again and retry). Writes of objects (not of status) ask for strict
+field validation (``fieldValidation=Strict``): a field the API server does not know is an
+error, never silently dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+STRICT = {"fieldValidation": "Strict"}
 
 
 class ApiError(Exception):
@@ -152,18 +155,18 @@ class KubeClient:
         return obj
 
     async def create(self, res: Resource, obj: dict) -> dict:
-        return await self._request("POST", res.path((obj.get("metadata") or {}).get("namespace")), obj)
+        return await self._request("POST", res.path((obj.get("metadata") or {}).get("namespace")), obj, params=STRICT)
 
     async def replace(self, res: Resource, obj: dict) -> dict:
         m = obj["metadata"]
-        return await self._request("PUT", res.path(m.get("namespace"), m["name"]), obj)
+        return await self._request("PUT", res.path(m.get("namespace"), m["name"]), obj, params=STRICT)
 
     async def replace_status(self, res: Resource, obj: dict) -> dict:
         m = obj["metadata"]
         return await self._request("PUT", res.path(m.get("namespace"), m["name"], "status"), obj)
 
     async def merge_patch(self, res: Resource, namespace: str | None, name: str, patch: dict) -> dict:
-        return await self._request("PATCH", res.path(namespace, name), patch, content_type="application/merge-patch+json")
+        return await self._request("PATCH", res.path(namespace, name), patch, params=STRICT, content_type="application/merge-patch+json")
 
     async def delete(self, res: Resource, namespace: str | None, name: str) -> dict:
         return await self._request("DELETE", res.path(namespace, name))

@@ -1,14 +1,19 @@
-"""The reconcile loop: watch → translate → provision proxies → write status.
+"""The reconcile loop: watch → translate → check → provision proxies → write status.
 
 Every watched kind is listed once and then watched from the list's resourceVersion; a watch
 that expires (410) or drops is re-listed. Any change marks the world dirty; the reconciler
-then translates the whole cached world (it is small: Gateway API objects, not Pods) and
-converges the cluster on the result:
+then translates the whole cached world (it is small: Gateway API objects, not Pods), puts
+every Gateway's config through the proxy's own validation and compiler
+(`agentgw.kube.check`: objects the proxy would refuse are ``Accepted=False`` and left out),
+and converges the cluster on the result:
 
 * per Gateway: ServiceAccount, config Secret, Deployment, Service (+ HPA, PDB) from
   `provision.proxy_objects`, created when missing and patched when they differ (the
   ServiceAccount only gains labels and owner: annotations users add, such as IRSA's
   ``eks.amazonaws.com/role-arn``, stay);
+* writes ask the API server for strict field validation, so a field of a parameters
+  overlay the Deployment or Service schema does not have is refused rather than dropped;
+  the refusal is reported on the Gateway (``Programmed=False``) and its parameters;
 * status on every object the translator reports on, written through the ``/status``
   subresource with the cached ``resourceVersion``; a 409 re-reads the object and retries.
   ``lastTransitionTime`` only moves when a condition's status changes; other controllers'
@@ -29,8 +34,9 @@ from typing import Any
 
 from . import CONTROLLER_NAME
 from .client import ApiError, KubeClient, Resource, WatchExpired
+from .check import translate_checked
 from .provision import GATEWAY_LABEL, DEFAULT_IMAGE, proxy_objects
-from .translate import GW, _deep_merge, cond, translate
+from .translate import GW, GatewayOutput, _deep_merge, cond
 
 log = logging.getLogger("agentgw.controller")
 
@@ -115,6 +121,7 @@ class Controller:
         self.conflicts = 0
         self.relists = 0
         self.last_error: str | None = None
+        self._logged: set[str] = set()
         self._tasks: list[asyncio.Task] = []
 
     # -- watching ---------------------------------------------------------------------------
@@ -168,8 +175,17 @@ class Controller:
     def objects(self) -> list[dict]:
         return [o for k in WATCHED if k != "Deployment" for o in self.cache[k].values()]
 
+    def _prepare(self, g: GatewayOutput) -> None:
+        """The controller's defaults on a Gateway's output (checked with it before it ships)."""
+        params = _deep_merge(self.proxy_defaults, g.parameters or {})
+        if self.proxy_env:
+            params["env"] = list(self.proxy_env) + list((g.parameters or {}).get("env") or [])
+        g.parameters = params or None
+        if self.default_tracing and "tracing" not in g.config.get("config", {}):
+            g.config.setdefault("config", {})["tracing"] = dict(self.default_tracing)
+
     async def reconcile(self) -> None:
-        res = translate(self.objects(), controller_name=self.controller_name, redis_url=self.redis_url)
+        res = translate_checked(self.objects(), controller_name=self.controller_name, redis_url=self.redis_url, prepare=self._prepare)
         self.reconciles += 1
         deployments = self.cache["Deployment"]
         for (ns, name), g in sorted(res.gateways.items()):
@@ -177,22 +193,35 @@ class Controller:
             if gw is None:
                 continue
             uid = (gw.get("metadata") or {}).get("uid")
-            params = _deep_merge(self.proxy_defaults, g.parameters or {})
-            if self.proxy_env:
-                params["env"] = list(self.proxy_env) + list((g.parameters or {}).get("env") or [])
-            g.parameters = params or None
-            if self.default_tracing and "tracing" not in g.config.get("config", {}):
-                g.config.setdefault("config", {})["tracing"] = dict(self.default_tracing)
-            for obj in proxy_objects(g, self.image, uid):
-                await self._apply(obj)
+            gen = int((gw.get("metadata") or {}).get("generation") or 1)
+            st = res.status.get((GW, "Gateway", ns, name))
+            try:
+                for obj in proxy_objects(g, self.image, uid):
+                    await self._apply(obj)
+            except ApiError as exc:
+                if exc.status not in (400, 422):
+                    raise
+                # the API server refuses what the parameters make of the proxy's objects
+                msg = f"the API server refuses the proxy's objects: {exc.message or exc}"
+                log.warning("Gateway %s/%s: %s", ns, name, msg)
+                if st is not None:
+                    st["conditions"] = [c if c["type"] != "Programmed" else cond("Programmed", False, "Invalid", msg, gen) for c in st["conditions"]]
+                for pkey in g.parameter_objects:
+                    pst = res.status.get(pkey)
+                    if pst is not None:
+                        pst["conditions"] = [cond("Accepted", False, "Invalid", msg, c.get("observedGeneration", 1)) if c["type"] == "Accepted" else c for c in pst["conditions"]]
+                continue
             dep = deployments.get((ns, name))
             avail = int(((dep or {}).get("status") or {}).get("availableReplicas") or 0)
-            st = res.status.get((GW, "Gateway", ns, name))
             if st is not None and avail < 1:
-                gen = int((gw.get("metadata") or {}).get("generation") or 1)
                 st["conditions"] = [c if c["type"] != "Programmed" else cond("Programmed", False, "Pending", "waiting for a ready proxy pod", gen) for c in st["conditions"]]
         for key, status in sorted(res.status.items()):
             await self._write_status(key, status)
+        # what has no status to carry it (a ReferenceGrant) is logged, once
+        quiet = {e for e in res.errors if e.startswith("ReferenceGrant ")}
+        for e in sorted(quiet - self._logged):
+            log.warning("%s", e)
+        self._logged = quiet
 
     async def _apply(self, desired: dict) -> None:
         res = _by_kind(desired["apiVersion"].split("/")[0] if "/" in desired["apiVersion"] else "", desired["kind"])

@@ -1,8 +1,14 @@
 """The CustomResourceDefinitions agentgw's controller serves, as data.
 
 ``deploy/crds/*.yaml`` are generated from here (``python -m agentgw.kube.crds deploy/crds``)
-and a test checks they are in sync. Schemas are structural (every node typed; free-form
-parts marked ``x-kubernetes-preserve-unknown-fields``).
+and a test checks they are in sync. Schemas are structural (every node typed). They are
+also what the translator validates every object against (`agentgw.kube.schema`): a field
+that is not here is refused, so every field here must be one the translator acts on, and
+"exactly one of" choices are ``x-kubernetes-validations`` rules (the API server and the
+translator both evaluate them) rather than a silent precedence. The only free-form parts
+(``x-kubernetes-preserve-unknown-fields``) are agentgw config (``rawConfig``, checked by the
+proxy's own config validation) and Kubernetes object overlays (checked by the API server,
+which the controller asks for strict field validation).
 """
 
 from __future__ import annotations
@@ -34,6 +40,19 @@ def enum(*vals: str) -> dict:
     return {"type": "string", "enum": list(vals)}
 
 
+def one_of(*fields: str, at_most: bool = False) -> dict:
+    """A rule: exactly one (or, with ``at_most``, at most one) of ``fields`` is set."""
+    has = ", ".join(f"has(self.{f})" for f in fields)
+    names = ", ".join(fields[:-1]) + (" or " if at_most else " and ") + fields[-1] if len(fields) > 1 else fields[0]
+    if at_most:
+        return {"rule": f"[{has}].filter(x, x).size() <= 1", "message": f"at most one of {names} may be set"}
+    return {"rule": f"[{has}].filter(x, x).size() == 1", "message": f"exactly one of {', '.join(fields)} must be set"}
+
+
+def rules(*r: dict) -> dict:
+    return {"x-kubernetes-validations": list(r)}
+
+
 PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 LABEL_SELECTOR = obj({
     "matchLabels": STRMAP,
@@ -41,6 +60,9 @@ LABEL_SELECTOR = obj({
 })
 TARGET_REF = obj({"group": S, "kind": S, "name": S, "sectionName": S}, ["group", "kind", "name"])
 SECRET_REF = obj({"name": S, "namespace": S, "key": S}, ["name"])
+LOCAL_REF = obj({"name": S}, ["name"])
+HEADERS = arr(obj({"name": S, "value": S}, ["name", "value"]))
+HEADER_FILTER = obj({"add": HEADERS, "set": HEADERS, "remove": arr(S)})
 BACKEND_REF = obj({"group": S, "kind": S, "name": S, "namespace": S, "port": PORT}, ["name"])
 CONDITION = obj({
     "type": S, "status": enum("True", "False", "Unknown"), "reason": S, "message": S,
@@ -58,10 +80,11 @@ AUTHZ = obj({"action": enum("Allow", "Deny", "Require"), "policy": obj({"matchEx
 
 STATIC = obj({"host": S, "port": PORT}, ["host", "port"])
 BACKEND_POLICIES = obj({
-    "a2a": FREE,
+    "a2a": obj({}),
     "mcp": obj({"authorization": AUTHZ}),
-    "tls": obj({"sni": S, "insecureSkipVerify": B, "alpnProtocols": arr(S), "caCertificateRefs": arr(obj({"name": S}, ["name"]))}),
-    "auth": obj({"secretRef": SECRET_REF, "key": S, "passthrough": FREE, "aws": obj({"region": S, "serviceName": S})}),
+    "tls": obj({"sni": S, "insecureSkipVerify": B, "alpnProtocols": arr(S), "caCertificateRefs": arr(LOCAL_REF, maxItems=1)}),
+    "auth": obj({"secretRef": LOCAL_REF, "key": S, "passthrough": obj({}), "aws": obj({"region": S, "serviceName": S})},
+                **rules(one_of("secretRef", "key", "passthrough", "aws"))),
     "http": obj({"requestTimeout": DURATION, "version": S}),
 })
 
@@ -71,25 +94,54 @@ TRAFFIC = obj({
         "mode": MODE,
         "providers": arr(obj({
             "issuer": S, "audiences": arr(S),
-            "jwks": obj({"inline": S, "remote": obj({"url": S, "backendRef": BACKEND_REF, "jwksPath": S}), "secretRef": SECRET_REF, "configMapRef": SECRET_REF}),
+            "jwks": obj({"inline": S,
+                         "remote": obj({"url": S, "backendRef": BACKEND_REF, "jwksPath": S},
+                                       **rules(one_of("url", "backendRef"), {"rule": "!has(self.jwksPath) || has(self.backendRef)", "message": "jwksPath applies to backendRef only"})),
+                         "secretRef": SECRET_REF, "configMapRef": SECRET_REF},
+                        **rules(one_of("inline", "remote", "secretRef", "configMapRef"))),
         }, ["issuer", "jwks"]), minItems=1),
         "claimToHeaders": arr(obj({"claim": S, "header": S}, ["claim", "header"])),
     }, ["providers"]),
-    "apiKeyAuthentication": obj({"mode": MODE, "secretRef": SECRET_REF}, ["secretRef"]),
+    "apiKeyAuthentication": obj({"mode": MODE, "secretRef": obj({"name": S, "namespace": S}, ["name"])}, ["secretRef"]),
     "basicAuthentication": obj({"mode": MODE, "realm": S, "users": arr(S), "secretRef": SECRET_REF}),
     "authorization": AUTHZ,
-    "rateLimit": obj({"local": arr(obj({"requests": {"type": "integer", "minimum": 1}, "tokens": {"type": "integer", "minimum": 1}, "unit": enum("Seconds", "Minutes", "Hours"), "burst": {"type": "integer", "minimum": 0}}, ["unit"]))}),
+    "rateLimit": obj({"local": arr(obj({"requests": {"type": "integer", "minimum": 1}, "tokens": {"type": "integer", "minimum": 1}, "unit": enum("Seconds", "Minutes", "Hours"), "burst": {"type": "integer", "minimum": 0}}, ["unit"],
+                                       **rules(one_of("requests", "tokens"))))}),
     "cors": obj({"allowOrigins": arr(S), "allowMethods": arr(S), "allowHeaders": arr(S), "exposeHeaders": arr(S), "allowCredentials": B, "maxAge": {"x-kubernetes-int-or-string": True}}),
     "timeouts": obj({"request": DURATION, "backendRequest": DURATION}),
     "retry": obj({"attempts": {"type": "integer", "minimum": 0}, "backoff": DURATION, "codes": arr({"type": "integer", "minimum": 400, "maximum": 599})}),
-    "headerModifiers": obj({"request": FREE, "response": FREE}),
+    "headerModifiers": obj({"request": HEADER_FILTER, "response": HEADER_FILTER}),
 })
 FRONTEND = obj({
-    "tracing": obj({"backendRef": BACKEND_REF, "endpoint": S, "protocol": enum("GRPC", "HTTP"), "randomSampling": S, "clientSampling": S, "path": S}),
+    "tracing": obj({"backendRef": BACKEND_REF, "endpoint": S, "protocol": enum("GRPC", "HTTP"), "randomSampling": S, "clientSampling": S, "path": S},
+                   **rules(one_of("backendRef", "endpoint"))),
     "accessLog": obj({"filter": S, "attributes": obj({"add": arr(obj({"name": S, "expression": S}, ["name", "expression"])), "remove": arr(S)})}),
 })
 
 OVERLAY = obj({"metadata": obj({"labels": STRMAP, "annotations": STRMAP}), "spec": FREE})
+QUANTITIES = {"type": "object", "additionalProperties": {"x-kubernetes-int-or-string": True}}
+RESOURCES = obj({"limits": QUANTITIES, "requests": QUANTITIES, "claims": arr(obj({"name": S, "request": S}, ["name"]))})
+KEY_REF = obj({"name": S, "key": S, "optional": B}, ["key"])
+ENV_VAR = obj({
+    "name": S, "value": S,
+    "valueFrom": obj({
+        "fieldRef": obj({"apiVersion": S, "fieldPath": S}, ["fieldPath"]),
+        "resourceFieldRef": obj({"containerName": S, "resource": S, "divisor": {"x-kubernetes-int-or-string": True}}, ["resource"]),
+        "configMapKeyRef": KEY_REF, "secretKeyRef": KEY_REF,
+    }, **rules(one_of("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef"))),
+}, ["name"], **rules(one_of("value", "valueFrom", at_most=True)))
+
+# AI providers: the settings each one uses (``groups``/``priorityGroups`` list the same shape).
+_MODEL = {"model": S}
+AI_PROVIDER = obj({
+    "name": S, "host": S, "port": PORT, "path": S,
+    "openai": obj(_MODEL), "anthropic": obj(_MODEL), "gemini": obj(_MODEL),
+    "vertexai": obj({**_MODEL, "region": S, "projectId": S}, ["projectId"]),
+    "bedrock": obj({**_MODEL, "region": S}, ["region"]),
+    "azureopenai": obj({**_MODEL, "resourceName": S, "apiVersion": S}),
+}, **rules(one_of("openai", "anthropic", "gemini", "vertexai", "bedrock", "azureopenai"),
+           {"rule": "!has(self.port) || has(self.host)", "message": "port applies to host only"}))
+AI_GROUPS = arr(obj({"providers": arr(AI_PROVIDER, minItems=1)}, ["providers"]), minItems=1)
 
 ACCEPTED_COL = {"name": "Accepted", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Accepted")].status'}
 AGE_COL = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
@@ -127,13 +179,13 @@ AGENTGATEWAY_BACKEND = crd(
     obj({
         "static": STATIC,
         "a2a": obj({"targets": arr(obj({"name": S, "weight": {"type": "integer", "minimum": 0}, "static": STATIC}, ["static"]), minItems=1)}, ["targets"]),
-        "ai": obj({"provider": FREE, "groups": arr(FREE), "priorityGroups": arr(FREE)}),
+        "ai": obj({"provider": AI_PROVIDER, "groups": AI_GROUPS, "priorityGroups": AI_GROUPS}, **rules(one_of("provider", "groups", "priorityGroups"))),
         "mcp": obj({
             "targets": arr(obj({
                 "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
                 "static": obj({"host": S, "port": PORT, "path": S, "protocol": enum("StreamableHTTP", "SSE")}, ["host", "port"]),
                 "selector": obj({"namespaces": LABEL_SELECTOR, "services": LABEL_SELECTOR}),
-            }, ["name"]), minItems=1),
+            }, ["name"], **rules(one_of("static", "selector"))), minItems=1),
             "failureMode": enum("FailClosed", "FailOpen"),
             "prefixMode": enum("Always", "Conditional", "Never"),
             "sessionRouting": enum("Stateful", "Stateless"),
@@ -154,14 +206,14 @@ AGENTGATEWAY_PARAMETERS = crd(
     "agentgateway.dev", "AgentgatewayParameters", "agentgatewayparameters",
     obj({
         "image": obj({"registry": S, "repository": S, "tag": S, "digest": S, "pullPolicy": enum("Always", "IfNotPresent", "Never")}),
-        "env": arr(FREE),
-        "resources": FREE,
+        "env": arr(ENV_VAR),
+        "resources": RESOURCES,
         "replicas": {"type": "integer", "minimum": 0},
         "logging": obj({"level": S, "format": enum("text", "json")}),
         "rawConfig": FREE,
         "deployment": OVERLAY, "service": OVERLAY, "serviceAccount": OVERLAY,
         "podDisruptionBudget": OVERLAY, "horizontalPodAutoscaler": OVERLAY,
-    }),
+    }, **rules({"rule": "!(has(self.replicas) && has(self.horizontalPodAutoscaler))", "message": "replicas and horizontalPodAutoscaler are exclusive (the autoscaler sets the replica count)"})),
     STATUS, [], short=["agpar"], categories=["agentgateway"], spec_required=False,
 )
 
@@ -172,12 +224,27 @@ ENTERPRISE_POLICY = crd(
          "traffic": obj({**TRAFFIC["properties"], "entRateLimit": obj({"global": obj({"rateLimitConfigRefs": arr(obj({"name": S, "namespace": S}, ["name"]), minItems=1)}, ["rateLimitConfigRefs"])})})}, ["targetRefs"]),
     POLICY_STATUS, [], categories=["agentgateway"],
 )
+RL_LIMIT = obj({"requestsPerUnit": {"type": "integer", "minimum": 0}, "unit": enum("SECOND", "MINUTE", "HOUR", "DAY")})
+
+
+def _descriptors(depth: int) -> dict:
+    """Nested descriptors, unrolled (a structural schema cannot recurse)."""
+    props = {"key": S, "value": S, "rateLimit": RL_LIMIT}
+    if depth > 1:
+        props["descriptors"] = _descriptors(depth - 1)
+    return arr(obj(props, ["key"]))
+
+
+RL_ACTION = obj({
+    "genericKey": obj({"descriptorKey": S, "descriptorValue": S}, ["descriptorValue"]),
+    "remoteAddress": obj({}),
+    "requestHeaders": obj({"headerName": S, "descriptorKey": S}, ["headerName"]),
+}, **rules(one_of("genericKey", "remoteAddress", "requestHeaders")))
 RATE_LIMIT_CONFIG = crd(
     "ratelimit.solo.io", "RateLimitConfig", "ratelimitconfigs",
     obj({"raw": obj({
-        "descriptors": arr(obj({"key": S, "value": S, "rateLimit": obj({"requestsPerUnit": {"type": "integer", "minimum": 0}, "unit": enum("SECOND", "MINUTE", "HOUR", "DAY")}), "descriptors": arr(FREE)}, ["key"])),
-        "rateLimits": arr(obj({"actions": arr(FREE), "type": S, "limit": FREE})),
-        "setDescriptors": arr(FREE),
+        "descriptors": _descriptors(4),
+        "rateLimits": arr(obj({"actions": arr(RL_ACTION, minItems=1), "type": enum("REQUEST", "TOKEN")}, ["actions"])),
     })}),
     STATUS, [],
 )
@@ -189,7 +256,7 @@ ACK_BACKEND = crd(
 ACK_TRAFFIC_POLICY = crd(
     "agentgateway.alibabacloud.com", "TrafficPolicy", "trafficpolicies",
     obj({"targetRefs": arr(TARGET_REF, minItems=1, maxItems=16),
-         "traffic": obj({"authentication": obj({"apiKeyAuth": obj({"secretRef": SECRET_REF}, ["secretRef"])})})}, ["targetRefs"]),
+         "traffic": obj({"authentication": obj({"apiKeyAuth": obj({"secretRef": obj({"name": S, "namespace": S}, ["name"])}, ["secretRef"])})})}, ["targetRefs"]),
     POLICY_STATUS, [],
 )
 

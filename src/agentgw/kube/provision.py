@@ -54,8 +54,8 @@ def _image(params: dict, default: str) -> str:
         repo = f"{img['registry'].rstrip('/')}/{repo}"
     elif "/" not in repo:
         repo = default.rsplit(":", 1)[0].rsplit("/", 1)[0] + "/" + repo
-    if img.get("digest"):
-        return f"{repo}@{img['digest']}"
+    if img.get("digest"):  # the digest pins the image; a tag given with it stays in the reference
+        return f"{repo}:{img['tag']}@{img['digest']}" if img.get("tag") else f"{repo}@{img['digest']}"
     return f"{repo}:{img.get('tag') or default.rsplit(':', 1)[-1]}"
 
 

@@ -16,6 +16,17 @@ Gateway < listener (``sectionName``) < HTTPRoute < rule (``sectionName`` = rule 
 the rule's own filters/timeouts. At one level, the oldest policy (creationTimestamp, then
 namespace/name) wins a field. Backend policies: the AgentgatewayBackend's own
 ``spec.policies`` < policies targeting the backend (or Service).
+
+Accepted means enforced. Every object translated is first validated against its schema
+(`agentgw.kube.schema`: unknown or misspelled fields, types, enums, rules); an invalid object
+is ``Accepted=False`` (reason ``Invalid``, the message naming each field path) and is not
+applied: an invalid Gateway gets no config, an invalid HTTPRoute is not attached, an invalid
+backend answers 500 on the routes that use it. A policy that cannot be applied closes what
+it targets instead of leaving it unprotected: the routes under its targets answer 500 (a
+policy that only configures tracing or access logs is just left out). `agentgw.kube.check`
+then runs the proxy's own config validation and compiler on each Gateway's config and
+refuses, the same way, the objects a failure comes from (``refused``), using the field
+provenance recorded in ``GatewayOutput.sources``.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from typing import Any
 
 from . import CONTROLLER_NAME
 from . import policies as P
+from . import schema as SCHEMA
 
 GW = "gateway.networking.k8s.io"
 AGW = "agentgateway.dev"
@@ -42,6 +54,17 @@ POLICY_KINDS = {(AGW, "AgentgatewayPolicy"), (ENT, "EnterpriseAgentgatewayPolicy
 BACKEND_KINDS = {(AGW, "AgentgatewayBackend"), (ACK, "Backend")}
 SUPPORTED_ROUTE_KINDS = [{"group": GW, "kind": "HTTPRoute"}]
 CLUSTER_DOMAIN = "svc.cluster.local"
+#: what a route answers when a policy that applies to it is not accepted
+CLOSED_RESPONSE = {"body": '{"error":{"type":"policy_not_accepted","message":"a policy that applies to this route is not accepted"}}',
+                   "status": 500, "headers": {"content-type": "application/json"}}
+MAX_PROBLEMS = 10
+
+
+def problems_message(problems: list[str]) -> str:
+    ps = list(dict.fromkeys(problems))
+    if len(ps) > MAX_PROBLEMS:
+        return "; ".join(ps[:MAX_PROBLEMS]) + f"; and {len(ps) - MAX_PROBLEMS} more"
+    return "; ".join(ps)
 
 
 def group_of(obj: dict) -> str:
@@ -61,6 +84,11 @@ def ns_of(obj: dict) -> str:
 
 def okey(obj: dict) -> tuple[str, str, str, str]:
     return (group_of(obj), obj.get("kind", ""), ns_of(obj), meta(obj).get("name", ""))
+
+
+def listener_key(ns: str, gateway: str, listener: str) -> tuple[str, str, str, str, str]:
+    """A Gateway's listener, where the proxy's refusals can be pinned (a bad certificate)."""
+    return (GW, "Gateway", ns, gateway, listener)
 
 
 def cond(type_: str, ok: bool, reason: str, message: str, gen: int) -> dict:
@@ -109,6 +137,10 @@ class GatewayOutput:
     parameters: dict | None = None
     listeners: list[dict] = field(default_factory=list)  # {name, port, protocol}
     gateway: dict = field(default_factory=dict)
+    #: config path ("binds[0].listeners[1].routes[2].policies.jwtAuth") -> keys of the objects it comes from
+    sources: dict[str, set] = field(default_factory=dict)
+    #: the AgentgatewayParameters objects merged into ``parameters``
+    parameter_objects: list[tuple] = field(default_factory=list)
 
     def digest(self) -> str:
         import json
@@ -137,6 +169,7 @@ class _Listener:
     tls: dict | None = None
     attached: int = 0
     routes: list[dict] = field(default_factory=list)
+    route_sources: list[dict] = field(default_factory=list)  # per route: relative path -> object keys
     prerouting: dict = field(default_factory=dict)
 
 
@@ -153,11 +186,24 @@ class _Attachment:
     frontend: dict
 
 
+#: schema problems of stored objects, by (key, uid, resourceVersion): a version never changes
+_VALIDATED: dict[tuple, list[str]] = {}
+
+
 class Translator:
-    def __init__(self, objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False, redis_url: str | None = None):
+    def __init__(self, objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False, redis_url: str | None = None,
+                 refused: dict[tuple, list[str]] | None = None, failed_gateways: dict[tuple[str, str], str] | None = None):
         self.controller_name = controller_name
         self.redis_url = redis_url
         self.offline = offline
+        #: objects refused from outside the schema (the proxy's compiler): key -> problems
+        self.refused = dict(refused or {})
+        #: Gateways (namespace, name) whose config the proxy refuses as a whole -> why
+        self.failed_gateways = dict(failed_gateways or {})
+        self._problems: dict[tuple, list[str]] = {}
+        #: (level, target, section) -> keys of the policies not accepted that target it (closed)
+        self.closed: dict[tuple, list[tuple]] = {}
+        self.bad_gateways: dict[tuple[str, str], str] = {}
         self.by_kind: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
         for o in objects:
             if not isinstance(o, dict) or not o.get("kind"):
@@ -166,6 +212,24 @@ class Translator:
         self.res = Result()
         self.resolver = P.Resolver(self._secret, self._service_url, self._config_map)
         self.attachments: list[_Attachment] = []
+
+    # -- validation -------------------------------------------------------------------------
+    def problems(self, obj: dict) -> list[str]:
+        """Why ``obj`` cannot be applied as written: its schema, the fields ``kubectl apply``
+        sent that the API server dropped, and what the proxy refused of it."""
+        k = okey(obj)
+        if k not in self._problems:
+            md = meta(obj)
+            ck = (k, md["uid"], md["resourceVersion"]) if md.get("resourceVersion") and md.get("uid") else None
+            found = _VALIDATED.get(ck) if ck else None
+            if found is None:
+                found = SCHEMA.validate(obj) + SCHEMA.validate_last_applied(obj)
+                if ck:
+                    if len(_VALIDATED) > 8192:
+                        _VALIDATED.clear()
+                    _VALIDATED[ck] = found
+            self._problems[k] = list(found) + list(self.refused.get(k, []))
+        return self._problems[k]
 
     # -- lookups ----------------------------------------------------------------------------
     def get(self, group: str, kind: str, ns: str, name: str) -> dict | None:
@@ -184,8 +248,8 @@ class Translator:
         if from_ns == to_ns:
             return True
         for rg in self.all(GW, "ReferenceGrant"):
-            if ns_of(rg) != to_ns:
-                continue
+            if ns_of(rg) != to_ns or self.problems(rg):
+                continue  # an invalid grant grants nothing
             spec = rg.get("spec") or {}
             if not any(f.get("group", "") == from_group and f.get("kind") == from_kind and f.get("namespace") == from_ns for f in spec.get("from") or []):
                 continue
@@ -229,15 +293,31 @@ class Translator:
     def run(self) -> Result:
         classes = self._gateway_classes()
         self._policies()
+        self.attachments.sort(key=lambda a: _age_key(a.policy))
         self._backends_status()
+        for rg in self.all(GW, "ReferenceGrant"):
+            for p in self.problems(rg):  # a ReferenceGrant has no status: the error is all there is
+                self.res.errors.append(f"{display(okey(rg))}: not accepted (grants nothing): {p}")
         gateways = []
         for gw in self.all(GW, "Gateway"):
             cls = (gw.get("spec") or {}).get("gatewayClassName")
             if cls in classes:
-                gateways.append(gw)
+                pass
             elif self.offline and self.get(GW, "GatewayClass", "", cls) is None:
                 self.res.notes.append(f"{display(okey(gw))}: GatewayClass {cls!r} is not among the manifests; translated as if it named {self.controller_name}")
-                gateways.append(gw)
+            else:
+                continue
+            why = None
+            if classes.get(cls):
+                why = f"GatewayClass {cls} is not accepted: {classes[cls]}"
+            elif self.problems(gw):
+                why = problems_message(self.problems(gw))
+            elif (ns_of(gw), meta(gw).get("name", "")) in self.failed_gateways:
+                why = self.failed_gateways[(ns_of(gw), meta(gw).get("name", ""))]
+            if why is not None:
+                self._refuse_gateway(gw, why)
+                continue
+            gateways.append(gw)
         gw_listeners = {(ns_of(g), meta(g)["name"]): self._listeners(g) for g in gateways}
         self._routes(gw_listeners)
         for gw in gateways:
@@ -248,22 +328,37 @@ class Translator:
                 self.res.notes.append(f"{display(okey(cm))}: holds a gateway config file, not Gateway API objects; nothing to translate (mount it and run `agentgw run -f`, or see docs/kubernetes.md for its Gateway API form)")
         return self.res
 
+    def _refuse_gateway(self, gw: dict, why: str) -> None:
+        """A Gateway that is not applied: no config, no listeners; its routes are told so."""
+        ns, name, gen = ns_of(gw), meta(gw)["name"], _gen(gw)
+        self.bad_gateways[(ns, name)] = why
+        self.res.status[okey(gw)] = {"conditions": [cond("Accepted", False, "Invalid", why, gen), cond("Programmed", False, "Invalid", "not accepted", gen)]}
+
     # -- GatewayClass -----------------------------------------------------------------------
-    def _gateway_classes(self) -> set[str]:
-        ours = set()
+    def _gateway_classes(self) -> dict[str, str | None]:
+        """Our GatewayClasses -> None when accepted, else why not."""
+        ours: dict[str, str | None] = {}
         for gc in self.all(GW, "GatewayClass"):
             spec = gc.get("spec") or {}
             if spec.get("controllerName") != self.controller_name:
                 continue
             name = meta(gc)["name"]
-            ours.add(name)
             ok, reason, msg = True, "Accepted", f"handled by {self.controller_name}"
             pref = spec.get("parametersRef")
-            if pref:
+            probs = self.problems(gc)
+            if probs:
+                ok, reason, msg = False, "Invalid", problems_message(probs)
+            elif pref:
+                params = self.get(AGW, "AgentgatewayParameters", pref.get("namespace") or "", pref.get("name", ""))
                 if pref.get("group") != AGW or pref.get("kind") != "AgentgatewayParameters":
                     ok, reason, msg = False, "InvalidParameters", f"parametersRef must be {AGW}/AgentgatewayParameters"
-                elif self.get(AGW, "AgentgatewayParameters", pref.get("namespace") or "", pref.get("name", "")) is None:
+                elif params is None:
                     ok, reason, msg = False, "InvalidParameters", f"AgentgatewayParameters {pref.get('namespace')}/{pref.get('name')} not found"
+                elif self.problems(params):
+                    ok, reason, msg = False, "InvalidParameters", f"AgentgatewayParameters {pref.get('namespace')}/{pref.get('name')} is not accepted: {problems_message(self.problems(params))}"
+            # a class whose parameters are at fault still handles its Gateways (they report the
+            # parameters problem themselves); an invalid class does not
+            ours[name] = msg if not ok and reason == "Invalid" else None
             self.res.status[okey(gc)] = {"conditions": [cond("Accepted", ok, reason, msg, _gen(gc))]}
         return ours
 
@@ -277,20 +372,36 @@ class Translator:
         ns = ns_of(pol)
         spec = pol.get("spec") or {}
         gen = _gen(pol)
-        problems: list[str] = []
-        traffic, phase, tp = P.traffic(spec.get("traffic") or {}, ns, self.resolver, lambda n, nm: self.get(RL, "RateLimitConfig", n, nm), redis_url=self.redis_url)
-        problems += tp
-        backend, bp = P.backend(spec.get("backend") or {}, ns, self.resolver)
-        problems += bp
-        cfg, fp, fpp = P.frontend(spec.get("frontend") or {}, ns, self.resolver)
-        problems += fpp
-        for k in spec:
-            if k not in ("targetRefs", "targetSelectors", "traffic", "backend", "frontend"):
-                problems.append(f"spec.{k}: not supported by agentgw")
+        problems: list[str] = list(self.problems(pol))
+        traffic: dict = {}
+        backend: dict = {}
+        cfg: dict = {}
+        fp: dict = {}
+        phase = "PostRouting"
+        if not problems:  # sections are read only from a spec that matches its schema
+            bad_rlc: list[str] = []
+
+            def rlc(n: str, nm: str) -> dict | None:
+                o = self.get(RL, "RateLimitConfig", n, nm)
+                if o is not None and self.problems(o):
+                    bad_rlc.extend(f"RateLimitConfig {n}/{nm} is not valid: {x}" for x in self.problems(o))
+                return o
+
+            traffic, phase, tp = P.traffic(spec.get("traffic") or {}, ns, self.resolver, rlc, redis_url=self.redis_url)
+            problems += bad_rlc + tp
+            backend, bp = P.backend(spec.get("backend") or {}, ns, self.resolver)
+            problems += bp
+            cfg, fp, fpp = P.frontend(spec.get("frontend") or {}, ns, self.resolver)
+            problems += fpp
+        # what it would enforce, were it applied: anything but observability settings
+        enforcing = any(k not in ("targetRefs", "frontend") for k in spec)
         ancestors = []
-        targets = spec.get("targetRefs") or []
+        targets = [t for t in spec.get("targetRefs") or [] if isinstance(t, dict)]
         if not targets:
             problems.append("spec.targetRefs: at least one target is required")
+        for i, t in enumerate(targets):  # a missing target fails the policy on all of them
+            if self.get(t.get("group", ""), t.get("kind", ""), ns, t.get("name", "")) is None:
+                problems.append(f"spec.targetRefs[{i}]: {t.get('kind', '')} {ns}/{t.get('name', '')} not found")
         for i, t in enumerate(targets):
             tg, tk, tn = t.get("group", ""), t.get("kind", ""), t.get("name", "")
             section = t.get("sectionName")
@@ -306,7 +417,6 @@ class Translator:
                 continue
             if self.get(tg, tk, ns, tn) is None:
                 ancestors.append({"ancestorRef": aref, "controllerName": self.controller_name, "conditions": [cond("Accepted", False, "TargetNotFound", f"{tk} {ns}/{tn} not found", gen)]})
-                problems.append(f"spec.targetRefs[{i}]: {tk} {ns}/{tn} not found")
                 continue
             bad = []
             if level not in ("gateway", "listener") and (cfg or fp):
@@ -315,10 +425,12 @@ class Translator:
                 bad.append("spec.traffic: does not apply to a backend")
             ok = not problems and not bad
             reason = "Accepted" if ok else ("RefNotPermitted" if any("not permitted" in p for p in problems) else "Invalid")
-            msg = "attached" if ok else "; ".join(problems + bad)
+            msg = "attached" if ok else problems_message(problems + bad)
             ancestors.append({"ancestorRef": aref, "controllerName": self.controller_name, "conditions": [cond("Accepted", ok, reason, msg, gen)]})
             if ok:
                 self.attachments.append(_Attachment(pol, level, tkey, section, traffic, phase, backend, cfg, fp))
+            elif enforcing:
+                self.closed.setdefault((level, tkey, section), []).append(okey(pol))
         all_ok = bool(ancestors) and all(a["conditions"][0]["status"] == "True" for a in ancestors) and not problems
         if all_ok:
             top = cond("Accepted", True, "Accepted", "policy accepted", gen)
@@ -326,23 +438,36 @@ class Translator:
             reasons = [a["conditions"][0]["reason"] for a in ancestors if a["conditions"][0]["status"] != "True"]
             reason = reasons[0] if reasons else ("RefNotPermitted" if any("not permitted" in p for p in problems) else "Invalid")
             msgs = problems or [a["conditions"][0]["message"] for a in ancestors if a["conditions"][0]["status"] != "True"]
-            top = cond("Accepted", False, reason, "; ".join(dict.fromkeys(msgs)), gen)
+            top = cond("Accepted", False, reason, problems_message(msgs), gen)
         self.res.status[okey(pol)] = {"conditions": [top], "ancestors": ancestors}
 
     def _merged(self, levels: list[tuple[str, tuple, str | None]], what: str, phase: str | None = None) -> dict:
-        """Merge policy sections over levels (least specific first); oldest policy wins within a level."""
+        return self._merged_src(levels, what, phase)[0]
+
+    def _merged_src(self, levels: list[tuple[str, tuple, str | None]], what: str, phase: str | None = None) -> tuple[dict, dict[str, tuple]]:
+        """Merge policy sections over levels (least specific first); oldest policy wins within a level.
+        Also returns, per merged key, the policy it came from."""
         out: dict = {}
+        src: dict[str, tuple] = {}
         for level, target, section in levels:
             layer: dict = {}
-            for a in sorted(self.attachments, key=lambda a: _age_key(a.policy)):
+            lsrc: dict[str, tuple] = {}
+            for a in self.attachments:  # oldest first (sorted once, in run)
                 if a.level != level or a.target != target or a.section != section:
                     continue
                 if phase is not None and a.phase != phase and (phase == "PreRouting" or level in ("gateway", "listener")):
                     continue  # PreRouting only lifts Gateway/listener policies to the listener
                 for k, v in getattr(a, what).items():
-                    layer.setdefault(k, v)
+                    if k not in layer:
+                        layer[k] = v
+                        lsrc[k] = okey(a.policy)
             out.update(layer)
-        return out
+            src.update(lsrc)
+        return out, src
+
+    def _closers(self, levels: list[tuple[str, tuple, str | None]]) -> list[tuple]:
+        """Policies not accepted that target any of these levels."""
+        return [p for lv in levels for p in self.closed.get(lv, [])]
 
     # -- backends (status only; translation happens per reference) ---------------------------
     def _backends_status(self) -> None:
@@ -362,12 +487,20 @@ class Translator:
         k = okey(b)
         if k in getattr(self, "_backend_cache", {}):
             return self._backend_cache[k]
+        if not hasattr(self, "_backend_src"):
+            self._backend_src: dict[tuple, dict[str, set]] = {}
         ns = ns_of(b)
         name = meta(b).get("name", "")
         spec = dict(b.get("spec") or {})
-        problems: list[str] = []
+        problems: list[str] = list(self.problems(b))
+        closers = self._closers([("backend", k, None)])
         a2a = False
         out: dict[str, Any] | None = None
+        if problems or closers:
+            problems += [f"{display(c)} targets it and is not accepted" for c in closers]
+            r = (None, problems, False)
+            self._backend_cache[k] = r
+            return r
         if group_of(b) == ACK:
             typ = str(spec.pop("type", "")).upper()
             if typ == "A2A":
@@ -411,15 +544,19 @@ class Translator:
                             problems.append(f"spec.aws.{x}: not supported by agentgw")
         bpol, bp = P.backend(pol_spec, ns, self.resolver, "spec.policies")
         problems += bp
+        src: dict[str, set] = {"": {k}}
         if out is not None:
-            attached = self._merged([("backend", okey(b), None)], "backend")
+            attached, asrc = self._merged_src([("backend", okey(b), None)], "backend")
             merged = {**bpol, **attached}
             if merged:
                 out["policies"] = merged
+            for pk in merged:
+                src[f"policies.{pk}"] = {asrc[pk]} if pk in asrc else {k}
         if problems:
             out = None
         r = (out, problems, a2a)
         self._backend_cache[k] = r
+        self._backend_src[k] = src
         return r
 
     def _a2a_targets(self, spec: dict, ns: str, path: str, problems: list[str]) -> dict:
@@ -588,6 +725,15 @@ class Translator:
                         conds["ResolvedRefs"] = cond("ResolvedRefs", False, err[0], err[1], gen)
                         conds["Programmed"] = cond("Programmed", False, "Invalid", err[1], gen)
                         lst.ok = False
+            refused = self.refused.get(listener_key(ns, meta(gw)["name"], lst.name))
+            if refused and lst.ok:
+                msg = problems_message(refused)
+                if any(".tls" in r.split(":", 1)[0] for r in refused):
+                    conds["ResolvedRefs"] = cond("ResolvedRefs", False, "InvalidCertificateRef", msg, gen)
+                else:
+                    conds["Accepted"] = cond("Accepted", False, "UnsupportedValue", msg, gen)
+                conds["Programmed"] = cond("Programmed", False, "Invalid", msg, gen)
+                lst.ok = False
             lst.conditions = conds
             out.append(lst)
         # conflicts: one port must carry one protocol; hostnames on a port must be distinct
@@ -618,18 +764,21 @@ class Translator:
 
     def _route(self, route: dict, gw_listeners: dict) -> None:
         rns, rname = ns_of(route), meta(route)["name"]
+        rkey = okey(route)
         spec = route.get("spec") or {}
         gen = _gen(route)
         parents_status = []
-        rules_out: list[tuple[dict, list[dict]]] | None = None
+        rules_out: list[tuple[list, dict, dict]] | None = None
         resolved = None
         for pi, pref in enumerate(spec.get("parentRefs") or []):
+            if not isinstance(pref, dict):
+                continue
             pg, pk = pref.get("group", GW), pref.get("kind", "Gateway")
             if (pg, pk) != (GW, "Gateway"):
                 continue
             gns = pref.get("namespace") or rns
             gkey = (gns, pref.get("name", ""))
-            if gkey not in gw_listeners:
+            if gkey not in gw_listeners and gkey not in self.bad_gateways:
                 if self.get(GW, "Gateway", *gkey) is None:
                     self.res.errors.append(f"HTTPRoute {rns}/{rname}: spec.parentRefs[{pi}]: Gateway {gns}/{gkey[1]} not found")
                 continue  # another controller's Gateway
@@ -637,6 +786,14 @@ class Translator:
             for k in ("sectionName", "port"):
                 if pref.get(k) is not None:
                     parent_ref[k] = pref[k]
+            if self.problems(route):
+                conds = [cond("Accepted", False, "Invalid", problems_message(self.problems(route)), gen)]
+                parents_status.append({"parentRef": parent_ref, "controllerName": self.controller_name, "conditions": conds})
+                continue
+            if gkey in self.bad_gateways:
+                conds = [cond("Accepted", False, "NoMatchingParent", f"Gateway {gns}/{gkey[1]} is not accepted", gen)]
+                parents_status.append({"parentRef": parent_ref, "controllerName": self.controller_name, "conditions": conds})
+                continue
             candidates = [l for l in gw_listeners[gkey] if (pref.get("sectionName") in (None, l.name)) and (pref.get("port") in (None, l.port))]
             accepted_on: list[tuple[_Listener, list[str]]] = []
             refusals: list[tuple[int, str, str]] = [(9, "NoMatchingParent", "no listener matches sectionName/port")]
@@ -661,24 +818,42 @@ class Translator:
                     rules_out, resolved = self._rules(route)
                 for l, hosts in accepted_on:
                     l.attached += 1
-                    for levels, r in rules_out:
+                    for levels, r, rsrc in rules_out:
                         full_levels = [("gateway", (GW, "Gateway", gns, gkey[1]), None), ("listener", (GW, "Gateway", gns, gkey[1]), l.name)] + levels
-                        rr = dict(r)
-                        pols = self._merged(full_levels, "traffic", "PostRouting")
-                        pols.update(r.get("policies") or {})
-                        if pols:
-                            rr["policies"] = pols
+                        closers = self._closers(full_levels)
+                        src: dict[str, set] = {"": {rkey}}
+                        if closers:
+                            # a policy for this route is not accepted: answer 500 rather than serve without it
+                            rr = {k: v for k, v in r.items() if k in ("name", "namespace", "ruleName", "matches")}
+                            rr["policies"] = {"directResponse": dict(CLOSED_RESPONSE)}
+                            src["policies.directResponse"] = set(closers)
                         else:
-                            rr.pop("policies", None)
-                        bpols = self._merged(full_levels, "backend")
-                        if bpols and rr.get("backends"):
-                            # backend sections of Gateway/route policies: every backend of the route,
-                            # below what targets the backend itself
-                            rr["backends"] = [{**b, "policies": {**bpols, **(b.get("policies") or {})}} for b in rr["backends"]]
+                            rr = dict(r)
+                            pols, psrc = self._merged_src(full_levels, "traffic", "PostRouting")
+                            pols.update(r.get("policies") or {})
+                            for k in pols:
+                                src[f"policies.{k}"] = rsrc.get(f"policies.{k}", {rkey}) if k in (r.get("policies") or {}) else {psrc[k]}
+                            if pols:
+                                rr["policies"] = pols
+                            else:
+                                rr.pop("policies", None)
+                            for p_, objs in rsrc.items():
+                                if p_.startswith("backends["):
+                                    src[p_] = objs
+                            bpols, bsrc = self._merged_src(full_levels, "backend")
+                            if bpols and rr.get("backends"):
+                                # backend sections of Gateway/route policies: every backend of the route,
+                                # below what targets the backend itself
+                                for j, b in enumerate(rr["backends"]):
+                                    for k in bpols:
+                                        if k not in (b.get("policies") or {}):
+                                            src[f"backends[{j}].policies.{k}"] = {bsrc[k]}
+                                rr["backends"] = [{**b, "policies": {**bpols, **(b.get("policies") or {})}} for b in rr["backends"]]
                         if hosts:
                             rr = {k: v for k, v in rr.items() if k not in ("name", "namespace", "ruleName")}
                             rr = {"name": r["name"], "namespace": r["namespace"], **({"ruleName": r["ruleName"]} if "ruleName" in r else {}), "hostnames": hosts, **rr}
                         l.routes.append(rr)
+                        l.route_sources.append(src)
                 conds = [cond("Accepted", True, "Accepted", "route accepted", gen), resolved]
             else:
                 best = min(refusals)[0]
@@ -692,7 +867,7 @@ class Translator:
                     conds.append(resolved)
             parents_status.append({"parentRef": parent_ref, "controllerName": self.controller_name, "conditions": conds})
         if parents_status:
-            self.res.status[okey(route)] = {"parents": parents_status}
+            self.res.status[rkey] = {"parents": parents_status}
 
     def _allowed(self, l: _Listener, gns: str, rns: str) -> bool:
         ns_spec = ((l.spec.get("allowedRoutes") or {}).get("namespaces")) or {}
@@ -708,8 +883,11 @@ class Translator:
             return _labels_match(labels, ns_spec.get("selector") or {})
         return False
 
-    def _rules(self, route: dict) -> tuple[list[tuple[list, dict]], dict]:
-        """HTTPRoute rules → [(policy levels, config route)], ResolvedRefs condition."""
+    def _rules(self, route: dict) -> tuple[list[tuple[list, dict, dict]], dict]:
+        """HTTPRoute rules → [(policy levels, config route, its sources)], ResolvedRefs condition.
+
+        Sources: path in the config route → keys of the objects it comes from, where that
+        is not the HTTPRoute itself (backends and their policies)."""
         rns, rname = ns_of(route), meta(route)["name"]
         gen = _gen(route)
         rkey = okey(route)
@@ -747,12 +925,15 @@ class Translator:
                     rr["codes"] = [int(c) for c in rt["codes"]]
                 pols["retry"] = rr
             backends = []
+            rsrc: dict[str, set] = {}
             a2a = False
             for bi, ref in enumerate(rule.get("backendRefs") or []):
-                b, reason, msg, is_a2a = self._backend_ref(ref, rns, f"spec.rules[{ri}].backendRefs[{bi}]")
+                b, reason, msg, is_a2a, bsrc = self._backend_ref(ref, rns, f"spec.rules[{ri}].backendRefs[{bi}]")
                 if b is None:
                     failures.append((reason, msg))
                     continue
+                for p_, objs in bsrc.items():
+                    rsrc[f"backends[{len(backends)}]" + (f".{p_}" if p_ else "")] = objs
                 for fi, f in enumerate(ref.get("filters") or []):
                     bp: dict[str, Any] = {}
                     err = self._filter(f, bp)
@@ -760,6 +941,8 @@ class Translator:
                         failures.append(("UnsupportedValue", f"spec.rules[{ri}].backendRefs[{bi}].filters[{fi}]: only header modifiers are supported on a backendRef"))
                     else:
                         b.setdefault("policies", {}).update(bp)
+                        for k in bp:
+                            rsrc[f"backends[{len(backends)}].policies.{k}"] = {rkey}
                 a2a = a2a or is_a2a
                 backends.append(b)
             if a2a:
@@ -775,7 +958,7 @@ class Translator:
             levels = [("route", rkey, None)]
             if rule.get("name"):
                 levels.append(("rule", rkey, rule["name"]))
-            out.append((levels, r))
+            out.append((levels, r, rsrc))
         if failures:
             c = cond("ResolvedRefs", False, failures[0][0], "; ".join(m for _, m in failures), gen)
         else:
@@ -835,48 +1018,52 @@ class Translator:
             return f"filter type {typ} is not supported by agentgw"
         return None
 
-    def _backend_ref(self, ref: dict, rns: str, path: str) -> tuple[dict | None, str, str, bool]:
+    def _backend_ref(self, ref: dict, rns: str, path: str) -> tuple[dict | None, str, str, bool, dict[str, set]]:
+        """A backendRef → (config backend, failure reason, failure message, is_a2a, sources)."""
         g, k = ref.get("group", ""), ref.get("kind", "Service")
         ns = ref.get("namespace") or rns
         name = ref.get("name", "")
         what = f"{path}: {k} {ns}/{name}"
         if (g, k) != ("", "Service") and (g, k) not in BACKEND_KINDS:
-            return None, "InvalidKind", f"{path}: unsupported backend kind {g}/{k}", False
+            return None, "InvalidKind", f"{path}: unsupported backend kind {g}/{k}", False, {}
         if not self.granted(GW, "HTTPRoute", rns, g, k, ns, name):
-            return None, "RefNotPermitted", f"{what}: reference to namespace {ns} is not permitted by any ReferenceGrant", False
+            return None, "RefNotPermitted", f"{what}: reference to namespace {ns} is not permitted by any ReferenceGrant", False, {}
         weight = ref.get("weight")
         if (g, k) == ("", "Service"):
             svc = self.get("", "Service", ns, name)
             if svc is None:
-                return None, "BackendNotFound", f"{what} not found", False
+                return None, "BackendNotFound", f"{what} not found", False, {}
             port = ref.get("port")
             if port is None:
-                return None, "UnsupportedValue", f"{what}: port is required", False
+                return None, "UnsupportedValue", f"{what}: port is required", False, {}
             sport = next((p for p in (svc.get("spec") or {}).get("ports") or [] if p.get("port") == port), None)
             if sport is None and (svc.get("spec") or {}).get("type") != "ExternalName":
-                return None, "BackendNotFound", f"{what} has no port {port}", False
+                return None, "BackendNotFound", f"{what} has no port {port}", False, {}
+            closers = self._closers([("backend", ("", "Service", ns, name), None)])
+            if closers:
+                return None, "BackendNotFound", f"{what}: {', '.join(display(c) for c in closers)} targets it and is not accepted", False, {}
             ap = (sport or {}).get("appProtocol") or ""
             out: dict[str, Any]
             if ap in MCP_APP_PROTOCOLS:
                 out = {"mcp": {"targets": [{"name": _file_name(name), "mcp": {"host": self.service_host(svc), "port": int(port), "path": "/mcp"}}]}}
             else:
                 out = {"service": {"name": {"namespace": ns, "hostname": self.service_host(svc)}, "port": int(port)}}
-            bpol = self._merged([("backend", ("", "Service", ns, name), None)], "backend")
+            bpol, bsrc = self._merged_src([("backend", ("", "Service", ns, name), None)], "backend")
             if bpol:
                 out["policies"] = bpol
             if weight is not None:
                 out["weight"] = int(weight)
-            return out, "", "", ap in A2A_APP_PROTOCOLS or bool(bpol.get("a2a") is not None)
+            return out, "", "", ap in A2A_APP_PROTOCOLS or bool(bpol.get("a2a") is not None), {f"policies.{pk}": {bsrc[pk]} for pk in bpol}
         b = self.get(g, k, ns, name)
         if b is None:
-            return None, "BackendNotFound", f"{what} not found", False
+            return None, "BackendNotFound", f"{what} not found", False, {}
         rb, problems, is_a2a = self.backend_object(b)
         if rb is None:
-            return None, "BackendNotFound", f"{what} is not accepted: {'; '.join(problems)}", False
+            return None, "BackendNotFound", f"{what} is not accepted: {problems_message(problems)}", False, {}
         out = dict(rb)
         if weight is not None:
             out["weight"] = int(weight)
-        return out, "", "", is_a2a or "a2a" in (rb.get("policies") or {})
+        return out, "", "", is_a2a or "a2a" in (rb.get("policies") or {}), dict(self._backend_src.get(okey(b), {"": {okey(b)}}))
 
     # -- Gateway ----------------------------------------------------------------------------
     def _gateway(self, gw: dict, listeners: list[_Listener]) -> None:
@@ -887,6 +1074,7 @@ class Translator:
         # parameters: GatewayClass parametersRef, overridden by the Gateway's infrastructure.parametersRef
         params = None
         param_err = None
+        param_objs: list[tuple] = []
         gc = self.get(GW, "GatewayClass", "", spec.get("gatewayClassName", ""))
         refs = []
         if gc is not None and (gc.get("spec") or {}).get("parametersRef"):
@@ -903,17 +1091,27 @@ class Translator:
             if p is None:
                 param_err = f"AgentgatewayParameters {pns}/{pr.get('name')} not found"
                 continue
+            if self.problems(p):
+                msg = problems_message(self.problems(p))
+                param_err = f"AgentgatewayParameters {pns}/{pr.get('name')} is not accepted: {msg}"
+                self.res.status[okey(p)] = {"conditions": [cond("Accepted", False, "Invalid", msg, _gen(p))]}
+                continue
             params = _deep_merge(params or {}, p.get("spec") or {})
+            param_objs.append(okey(p))
             self.res.status[okey(p)] = {"conditions": [cond("Accepted", True, "Accepted", "parameters accepted", _gen(p))]}
         config: dict[str, Any] = {"config": {"namespace": ns, "gateway": name}}
+        sources: dict[str, set] = {"": {gkey}}
         files: dict[str, str] = {}
         logging = (params or {}).get("logging") or {}
         if logging:
             config["config"]["logging"] = {k: logging[k] for k in ("level", "format") if k in logging}
-        fcfg = self._merged([("gateway", gkey, None)], "config")
+            sources["config.logging"] = set(param_objs)
+        fcfg, fsrc = self._merged_src([("gateway", gkey, None)], "config")
         config["config"].update(fcfg)
-        ffp = self._merged([("gateway", gkey, None)], "frontend")
-        binds: dict[int, list[dict]] = {}
+        for k in fcfg:
+            sources[f"config.{k}"] = {fsrc[k]}
+        ffp, ffsrc = self._merged_src([("gateway", gkey, None)], "frontend")
+        binds: dict[int, list[tuple[dict, _Listener, dict]]] = {}
         for l in listeners:
             if not l.ok:
                 continue
@@ -924,20 +1122,32 @@ class Translator:
             if l.tls:
                 ld["tls"] = {"cert": l.tls["cert"], "key": l.tls["key"]}
                 files.update(l.tls["_files"])
-            pre = self._merged([("gateway", gkey, None), ("listener", gkey, l.name)], "traffic", "PreRouting")
+            pre, presrc = self._merged_src([("gateway", gkey, None), ("listener", gkey, l.name)], "traffic", "PreRouting")
             if pre:
                 ld["policies"] = pre
             ld["routes"] = [self._files_in_route(r, files) for r in l.routes]
-            binds.setdefault(l.port, []).append(ld)
-        config["binds"] = [{"port": p, "listeners": ls} for p, ls in sorted(binds.items())]
+            binds.setdefault(l.port, []).append((ld, l, presrc))
+        config["binds"] = [{"port": p, "listeners": [ld for ld, _, _ in ls]} for p, ls in sorted(binds.items())]
+        for bi, (_, ls) in enumerate(sorted(binds.items())):
+            for li, (ld, l, presrc) in enumerate(ls):
+                lp = f"binds[{bi}].listeners[{li}]"
+                sources[lp] = {listener_key(ns, name, l.name)}
+                for k in ld.get("policies") or {}:
+                    sources[f"{lp}.policies.{k}"] = {presrc[k]}
+                for ri, rsrc in enumerate(l.route_sources):
+                    for rel, objs in rsrc.items():
+                        sources[f"{lp}.routes[{ri}]" + (f".{rel}" if rel else "")] = set(objs)
         if ffp:
             config["frontendPolicies"] = ffp
+            for k in ffp:
+                sources[f"frontendPolicies.{k}"] = {ffsrc[k]}
         # the config loader substitutes $VAR in strings: generated values are literal
         config = _escape(json.loads(json.dumps(config)))
         files = {k: v for k, v in files.items()}
         raw = (params or {}).get("rawConfig")
         if raw:
             config = _deep_merge(config, raw)
+            _raw_sources(raw, "", sources, set(param_objs))
         # status
         gconds = [cond("Accepted", True, "Accepted", "gateway accepted", gen)]
         if param_err:
@@ -960,7 +1170,8 @@ class Translator:
         self.res.status[gkey] = status
         if param_err:
             return
-        self.res.gateways[(ns, name)] = GatewayOutput(ns, name, config, files, params, [{"name": l.name, "port": l.port, "protocol": l.protocol} for l in listeners if l.ok], gw)
+        self.res.gateways[(ns, name)] = GatewayOutput(ns, name, config, files, params, [{"name": l.name, "port": l.port, "protocol": l.protocol} for l in listeners if l.ok], gw,
+                                                      sources, param_objs)
 
     def _files_in_route(self, r: dict, files: dict) -> dict:
         """Replace ConfigMap CA placeholders in backendTLS by file names."""
@@ -1018,6 +1229,27 @@ def _labels_match(labels: dict, sel: dict) -> bool:
         if op == "DoesNotExist" and k in labels:
             return False
     return True
+
+
+def _raw_sources(raw: Any, path: str, sources: dict[str, set], objs: set) -> None:
+    """What ``rawConfig`` sets comes from the parameters (what it replaces no longer comes from elsewhere)."""
+    if not isinstance(raw, dict):
+        for p in [p for p in sources if p == path or p.startswith(path + ".") or p.startswith(path + "[")]:
+            del sources[p]
+        sources[path] = set(objs)
+        return
+    for k, v in raw.items():
+        _raw_sources(v, f"{path}.{k}" if path else str(k), sources, objs)
+
+
+def blame(path: str, sources: dict[str, set]) -> set | None:
+    """The objects a config path comes from: those of its longest recorded prefix."""
+    best = None
+    for p in sources:
+        if p == path or path.startswith(p + ".") or path.startswith(p + "[") or p == "":
+            if best is None or len(p) > len(best):
+                best = p
+    return sources.get(best) if best is not None else None
 
 
 def _escape(v: Any) -> Any:
