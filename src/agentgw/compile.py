@@ -10,6 +10,7 @@ chains as tuples of bound methods, backends holding their upstream targets).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import ssl
@@ -31,6 +32,8 @@ from .policies.local_ratelimit import LocalRateLimit, TokenBucket
 from .policies.request_redirect import RequestRedirect
 from .policies.url_rewrite import UrlRewrite
 from .telemetry.accesslog import compile_access_log
+from .engine.http import GatewayError
+from .routing.paths import DEFAULT_RULES, PathRules, canonical_path
 from .routing.table import EXACT, PREFIX, REGEX, Match, RouteTable, listener_specificity
 
 
@@ -138,9 +141,13 @@ class Compiler:
                     if tls_ctx is not None:
                         tls_by_host.append((lst.hostname, tls_ctx))
                 lname = lst.name or f"listener{li}"
-                table = self._routes(lst.routes or [], lpath, lname)
+                pn = lst.path_normalization
+                rules = PathRules(pn.encoded_slashes, pn.path_parameters) if pn is not None else DEFAULT_RULES
+                table = self._routes(lst.routes or [], lpath, lname, rules)
                 lpolicies = compile_identity(self, lst.policies, f"{lpath}.policies")
-                listeners.append(ListenerRuntime(lname, lst.hostname, lst.protocol, table, tls_ctx, lpolicies))
+                listeners.append(
+                    ListenerRuntime(lname, lst.hostname, lst.protocol, table, tls_ctx, lpolicies, rules)
+                )
             if len(protocols) > 1:
                 self.errors.add(bpath, "all listeners of one bind must use the same protocol (HTTP or HTTPS)")
             listeners.sort(key=lambda L: listener_specificity(L.hostname))
@@ -158,12 +165,14 @@ class Compiler:
         access_log = compile_access_log(self, cfg)
         if self.errors.items:
             raise ConfigError(self.errors.items)
+        trusted = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.config.trusted_proxies)
         for b in binds.values():
             b.tracer = tracer
+            b.trusted_proxies = trusted
         return Runtime(cfg, binds, bind_tls, effective_limits(cfg), self.warnings, access_log)
 
     # -- routes ---------------------------------------------------------------------------
-    def _routes(self, routes: list, lpath: str, lname: str) -> RouteTable:
+    def _routes(self, routes: list, lpath: str, lname: str, rules: PathRules = DEFAULT_RULES) -> RouteTable:
         entries = []
         order = 0
         for ri, r in enumerate(routes):
@@ -177,7 +186,7 @@ class Compiler:
             route = Route(name, policies, backend, lname)
             matches = []
             for mi, mm in enumerate(r.effective_matches()):
-                matches.append(self._match(route, mm, f"{rpath}.matches[{mi}]", order))
+                matches.append(self._match(route, mm, f"{rpath}.matches[{mi}]", order, rules))
                 order += 1
             entries.append((list(r.hostnames), matches))
         return RouteTable(entries)
@@ -203,7 +212,7 @@ class Compiler:
             return cfg.agent
         return r.name or (backend.label if backend is not None else "") or ""
 
-    def _match(self, route: Route, mm: m.RouteMatch, path: str, order: int) -> Match:
+    def _match(self, route: Route, mm: m.RouteMatch, path: str, order: int, rules: PathRules = DEFAULT_RULES) -> Match:
         kind, value = PREFIX, "/"
         if mm.path is not None:
             if mm.path.exact is not None:
@@ -212,6 +221,12 @@ class Compiler:
                 kind, value = PREFIX, mm.path.path_prefix
             elif mm.path.regex is not None:
                 kind, value = REGEX, mm.path.regex
+            if kind != REGEX:
+                # compared with canonical request paths: written in the same form
+                try:
+                    value = canonical_path(value, rules)
+                except GatewayError as e:
+                    self.errors.add(f"{path}.path", f"no request path can match {value!r}: {e.message}")
         def pairs(items):
             out = []
             for it in items:

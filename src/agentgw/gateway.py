@@ -9,6 +9,7 @@ at; a request in flight keeps the snapshot it started with.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from functools import partial
@@ -16,7 +17,7 @@ from functools import partial
 from .context import Ctx
 from .engine.http import GatewayError, Reply
 from .policies.base import Deferred
-from .routing.paths import normalize_path
+from .routing.paths import DEFAULT_RULES, canonical_path, plain_path
 from .routing.table import RouteTable, hostname_matches
 from .telemetry.metrics import status_label
 
@@ -44,10 +45,18 @@ class ListenerRuntime:
 
     __slots__ = (
         "name", "hostname", "protocol", "routes", "tls", "request_chain", "response_chain", "response_edits",
+        "path_rules",
     )
 
     def __init__(
-        self, name: str, hostname: str | None, protocol: str, routes: RouteTable, tls=None, policies: list = ()
+        self,
+        name: str,
+        hostname: str | None,
+        protocol: str,
+        routes: RouteTable,
+        tls=None,
+        policies: list = (),
+        path_rules=DEFAULT_RULES,
     ):
         from .policies.base import overrides
 
@@ -57,6 +66,7 @@ class ListenerRuntime:
         self.protocol = protocol
         self.routes = routes
         self.tls = tls
+        self.path_rules = path_rules  # routing.paths.PathRules: the listener's path readings
         self.request_chain = tuple(p.on_request for p in policies if overrides(p, "on_request"))
         self.response_chain = tuple(p.on_response for p in policies if overrides(p, "on_response"))
         self.response_edits = any(p.edits_response_headers for p in policies if overrides(p, "on_response"))
@@ -65,7 +75,7 @@ class ListenerRuntime:
 class BindRuntime:
     """One port: its listeners (most specific hostname first) and shared services."""
 
-    __slots__ = ("name", "port", "listeners", "single", "services", "tracer")
+    __slots__ = ("name", "port", "listeners", "single", "services", "tracer", "trusted_proxies")
 
     def __init__(self, port: int, listeners: list[ListenerRuntime], services):
         self.name = str(port)
@@ -74,6 +84,18 @@ class BindRuntime:
         self.single = listeners[0] if len(listeners) == 1 and not listeners[0].hostname else None
         self.services = services  # metrics, access log
         self.tracer = None  # telemetry.tracing.RequestTracer when tracing is configured
+        # peers whose X-Forwarded-Proto/-Host are believed (config.trustedProxies)
+        self.trusted_proxies: tuple = ()
+
+    def trusts(self, peer: str) -> bool:
+        """Whether ``peer`` (the client's address) is a configured trusted proxy."""
+        if not self.trusted_proxies or not peer:
+            return False
+        try:
+            ip = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted_proxies)
 
     def select(self, host: str) -> ListenerRuntime | None:
         for lst in self.listeners:
@@ -85,6 +107,17 @@ class BindRuntime:
 _NOT_FOUND = ("route_not_found", "no route matches this request")
 
 
+def canonical_request_path(req, listener: ListenerRuntime) -> str:
+    """The request's one path (routing.paths), written back to the request so that every
+    policy, log line and the upstream read the same; raises a 400 GatewayError."""
+    raw = req.path
+    path = canonical_path(raw, listener.path_rules)
+    if path != raw:
+        req.path = path
+        req.target = f"{path}?{req.query}" if req.query else path
+    return path
+
+
 async def handle(bind: BindRuntime, req, ex) -> None:
     ctx = Ctx(req, ex, bind)
     try:
@@ -93,8 +126,8 @@ async def handle(bind: BindRuntime, req, ex) -> None:
             ctx.respond(Reply.error(404, "listener_not_found", "no listener for this host"))
             return
         ctx.listener = listener
-        path = normalize_path(req.path)
-        ctx.path = path
+        ctx.path = canonical_request_path(req, listener)
+        path = ctx.path
         if await run_chain(ctx, listener.request_chain):  # gateway phase (e.g. authentication)
             return
         match = listener.routes.match(req.method, req.host, path, req.headers, req.query)
@@ -167,7 +200,12 @@ def handle_fast(bind: BindRuntime, req, ex) -> bool:
     listener = bind.single or bind.select(req.host)
     if listener is None or listener.request_chain or bind.tracer is not None:
         return False
-    path = normalize_path(req.path)
+    path = req.path
+    if plain_path(path) is None or "//" in path or "/." in path:  # else already canonical
+        try:
+            path = canonical_request_path(req, listener)
+        except GatewayError:
+            return False  # answered by ``handle``
     match = listener.routes.match(req.method, req.host, path, req.headers, req.query)
     if match is None:
         return False

@@ -99,6 +99,8 @@ class BindServer:
         s.header_read_timeout = limits.header_read_timeout
         s.idle_timeout = limits.idle_timeout
         s.max_connections = limits.max_connections
+        s.max_header_count = limits.max_header_count
+        s.body_timeout = limits.request_body_timeout
 
     def _handle(self, req, ex):
         return handle(self.runtime, req, ex)

@@ -52,7 +52,11 @@ def env(module_harness, a2a_agents, tls_files):
     }
     from tests.support.harness import free_port
 
-    cfg = gateway_config(routes, extra_binds=[{"port": free_port(), "listeners": [tls_listener]}])
+    cfg = gateway_config(
+        routes,
+        extra_binds=[{"port": free_port(), "listeners": [tls_listener]}],
+        extra_config={"trustedProxies": ["127.0.0.0/8"]},  # X-Forwarded-* from the tests count
+    )
     gw = module_harness.gateway(cfg)
     return gw, v1, v03, echo
 
@@ -109,6 +113,21 @@ def test_card_honours_x_forwarded_proto_and_host(env):
         "https://agents.example.com/agents/weather-agent/rest",
     ]
     assert str(v1.port) not in text
+
+
+def test_card_ignores_x_forwarded_headers_from_untrusted_peers(harness, a2a_agents):
+    """Without ``trustedProxies`` a client can't choose the URLs written into a card."""
+    v1 = a2a_agents("v1", "weather-agent")
+    gw = harness.gateway(gateway_config([a2a_route("weather-agent", [v1.host], "/agents/weather-agent")]))
+    card, text = _card(
+        gw, "/agents/weather-agent/.well-known/agent-card.json",
+        {"x-forwarded-proto": "https", "x-forwarded-host": "evil.example.com"},
+    )
+    assert sorted(i["url"] for i in card["supportedInterfaces"]) == [
+        f"{gw.url}/agents/weather-agent/",
+        f"{gw.url}/agents/weather-agent/rest",
+    ]
+    assert "evil.example.com" not in text
 
 
 def test_card_behind_tls_listener(env, tls_files):

@@ -621,14 +621,15 @@ def test_effective_limits_defaults():
     assert lim.header_read_timeout == 10.0
     assert lim.idle_timeout == 300.0
     assert lim.max_connections == 10000
-    assert lim.http1_max_headers is None
+    assert lim.max_header_count == 100
+    assert lim.request_body_timeout == 60.0
 
 
 def test_effective_limits_from_config():
     lim = effective_limits(load("full.yaml"))
     assert (lim.max_header_bytes, lim.header_read_timeout, lim.max_connections) == (32768, 5.0, 2048)
     assert lim.idle_timeout == 120.0  # frontendPolicies.http.http1IdleTimeout
-    assert lim.http1_max_headers == 200
+    assert lim.max_header_count == 200  # frontendPolicies.http.http1MaxHeaders
     assert effective_limits(load("llm.yaml")).max_body_bytes == 4 * 1024 * 1024  # maxBufferSize
 
 

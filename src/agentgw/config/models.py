@@ -1330,6 +1330,19 @@ class ListenerTLS(_Model):
     key_exchange_groups: Optional[list[str]] = None
 
 
+class PathNormalization(_Model):
+    """agentgw extension: how a listener reads paths that common servers read differently
+    (see docs/security.md). The defaults are the safe choice for any upstream."""
+
+    #: ``%2F``, ``%5C`` and a raw ``\``: refused (400), decoded into ``/`` (matched and
+    #: forwarded decoded), or kept as data (only for upstreams that never decode them).
+    encoded_slashes: Literal["reject", "decode", "keep"] = "reject"
+    #: ``;`` path parameters (``/admin;x=1``): stripped from every segment (matched and
+    #: forwarded without them), refused (400), or kept as ordinary characters (only for
+    #: upstreams that read ``;`` as data).
+    path_parameters: Literal["strip", "reject", "keep"] = "strip"
+
+
 class Listener(_Model):
     name: Optional[str] = None
     namespace: Optional[str] = None
@@ -1340,6 +1353,7 @@ class Listener(_Model):
     routes: Optional[list[Route]] = None
     tcp_routes: Optional[list[TcpRoute]] = None
     policies: Optional[GatewayPolicies] = None
+    path_normalization: Optional[PathNormalization] = None
 
     @model_validator(mode="after")
     def _protocol(self):
@@ -1568,6 +1582,9 @@ class Limits(_Model):
     max_header_bytes: Optional[int] = Field(default=None, ge=1024)
     #: Time allowed for a client to send the complete request head.
     header_read_timeout: Optional[DurationField] = None
+    #: Longest pause allowed between two reads of a request body (nginx's
+    #: ``client_body_timeout``); past it the request is answered 408 and closed.
+    request_body_timeout: Optional[DurationField] = None
     #: Concurrent downstream connections across all binds.
     max_connections: Optional[int] = Field(default=None, ge=1)
 
@@ -1614,6 +1631,21 @@ class GatewayConfig(_Model):
     metrics: Optional[Metrics] = None
     backend: Optional[BackendDefaults] = None
     limits: Optional[Limits] = None
+    #: agentgw extension: peers (IP networks) whose ``X-Forwarded-Proto`` and
+    #: ``X-Forwarded-Host`` are believed, e.g. a load balancer in front. From any other
+    #: peer these headers steer nothing (they are still forwarded, with the peer appended
+    #: to ``X-Forwarded-For``).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for i, net in enumerate(v):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"[{i}]: {net!r} is not an IP address or network (CIDR)") from None
+        return v
 
     @field_validator("admin_addr", "stats_addr", "readiness_addr", mode="before")
     @classmethod
@@ -1816,7 +1848,8 @@ class EffectiveLimits:
     header_read_timeout: float
     idle_timeout: float
     max_connections: int
-    http1_max_headers: Optional[int]
+    max_header_count: int
+    request_body_timeout: float
 
 
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
@@ -1824,6 +1857,8 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_HEADER_READ_TIMEOUT = 10.0
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_MAX_CONNECTIONS = 10_000
+DEFAULT_MAX_HEADER_COUNT = 100  # Envoy's default too
+DEFAULT_REQUEST_BODY_TIMEOUT = 60.0  # nginx's client_body_timeout default
 
 
 def effective_limits(cfg: LocalConfig) -> EffectiveLimits:
@@ -1831,6 +1866,7 @@ def effective_limits(cfg: LocalConfig) -> EffectiveLimits:
 
     ``maxBodyBytes`` <- ``frontendPolicies.http.maxBufferSize``;
     ``idleTimeout`` <- ``frontendPolicies.http.http1IdleTimeout``;
+    ``maxHeaderCount`` <- ``frontendPolicies.http.http1MaxHeaders``;
     the rest <- ``config.limits`` (agentgw extension).
     """
     http = cfg.frontend_policies.http or FrontendHTTP()
@@ -1849,5 +1885,10 @@ def effective_limits(cfg: LocalConfig) -> EffectiveLimits:
             else DEFAULT_IDLE_TIMEOUT
         ),
         max_connections=lim.max_connections or DEFAULT_MAX_CONNECTIONS,
-        http1_max_headers=http.http1_max_headers,
+        max_header_count=http.http1_max_headers or DEFAULT_MAX_HEADER_COUNT,
+        request_body_timeout=(
+            float(lim.request_body_timeout)
+            if lim.request_body_timeout is not None
+            else DEFAULT_REQUEST_BODY_TIMEOUT
+        ),
     )

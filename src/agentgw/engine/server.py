@@ -24,6 +24,8 @@ from typing import Awaitable, Callable
 import httptools
 
 from .body import RequestBody
+from .canon import BadHead, canonical_host, split_absolute_form
+from .canon import known as _known_hosts
 from .heads import FieldSink, decode_fields
 from .http import GatewayError, Headers, encode_headers, error_body, status_line
 from .outbox import BufferedWriter, outbox_for
@@ -31,10 +33,6 @@ from .outbox import BufferedWriter, outbox_for
 log = logging.getLogger("agentgw.engine")
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-class _HeadTooLarge(Exception):
-    """Raised from a parser callback to stop parsing a head over the size limit (→ 431)."""
-
 
 # Connection states, for deadline handling.
 _IDLE, _READING, _ACTIVE, _TUNNEL = 0, 1, 2, 3
@@ -53,6 +51,8 @@ class ServerSettings:
         max_body_bytes: int = 10 * 1024 * 1024,
         header_read_timeout: float = 10.0,
         idle_timeout: float = 300.0,
+        body_timeout: float = 60.0,
+        max_header_count: int = 100,
         max_connections: int = 10000,
         on_connection_change: Callable[[int], None] | None = None,
     ):
@@ -65,6 +65,9 @@ class ServerSettings:
         self.max_body_bytes = max_body_bytes
         self.header_read_timeout = header_read_timeout
         self.idle_timeout = idle_timeout
+        # longest wait for the next bytes of a request body that is being read
+        self.body_timeout = body_timeout
+        self.max_header_count = max_header_count
         self.max_connections = max_connections
         self.on_connection_change = on_connection_change
         self.connections: set[HttpServerProtocol] = set()
@@ -112,15 +115,13 @@ class Request:
         "upgrade",
         "expect_continue",
         "tls",
+        "host",
     )
 
     def __init__(self):
         self.upgrade = False
         self.expect_continue = False
-
-    @property
-    def host(self) -> str:
-        return self.headers.get("host", "") or ""
+        # ``host``: the canonical authority (engine.canon), also the Host field's value
 
 
 class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
@@ -323,9 +324,13 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             return
         if self._closing:
             return
-        if self.state == _IDLE:
+        state = self.state
+        if state == _IDLE:
             self.state = _READING
             self.deadline = self.loop.time() + self.settings.header_read_timeout
+        elif state == _ACTIVE and self._req is not None:
+            # a request body still coming in: the client may pause, but not forever
+            self.deadline = self.loop.time() + self.settings.body_timeout
         try:
             self.parser.feed_data(data)
             if self._url or self._fields:
@@ -348,8 +353,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             self._start_pending()
         except httptools.HttpParserCallbackError as exc:
             # httptools keeps what the callback raised as the context
-            if isinstance(exc.__context__, _HeadTooLarge):
-                self._reject(431, "header_too_large", "request header section too large")
+            bad = exc.__context__
+            if isinstance(bad, BadHead):  # a head with no single reading, or over a limit
+                self._reject(bad.status, bad.kind, bad.message)
             else:
                 log.exception("parser callback failed")
                 self._reject(400, "bad_request", "malformed request")
@@ -412,25 +418,47 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         raw_target = b"".join(url) if len(url) != 1 else url[0]
         # The headers, decoded all at once (see heads.decode_fields).
         pairs, names, size = decode_fields(self._fields)
-        if len(raw_target) + size > self.settings.max_header_bytes:
-            raise _HeadTooLarge
+        s = self.settings
+        if len(raw_target) + size > s.max_header_bytes:
+            raise BadHead(431, "header_too_large", "request header section too large")
+        if len(pairs) > s.max_header_count:
+            raise BadHead(431, "too_many_headers", f"more than {s.max_header_count} header fields")
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise BadHead(505, "http_version_not_supported", f"HTTP/{version} is not supported on this port")
+        method = parser.get_method().decode("ascii")
+        if method == "CONNECT":
+            raise BadHead(405, "method_not_allowed", "CONNECT is not enabled on this listener")
+        target = raw_target.decode("latin-1")
+        if "#" in target:  # (on the str: ``bytes in bytes`` first tries the needle as an int)
+            raise BadHead(400, "bad_request", "a fragment (#) is not allowed in the request target")
         headers = Headers(pairs)
         req = Request()
-        target = raw_target.decode("latin-1")
+        # The authority, read once (engine.canon): one Host, canonical, agreeing with an
+        # absolute-form target; the Host field is rewritten to that form.
+        n_host = names.count("host")
+        if n_host > 1:
+            raise BadHead(400, "invalid_host", "more than one Host header")
+        if target[:1] != "/":
+            if target == "*":
+                raise BadHead(400, "bad_request", "asterisk-form (*) request targets are not supported")
+            authority, target = split_absolute_form(target)
+            if n_host and canonical_host(pairs[names.index("host")][1]) != authority:
+                raise BadHead(400, "invalid_host", "the Host header and the request target name different hosts")
+            headers.set("host", authority)
+            req.host = authority
+        elif n_host:
+            i = names.index("host")
+            raw_host = pairs[i][1]
+            host = _known_hosts.get(raw_host) or canonical_host(raw_host)
+            if host != raw_host:
+                headers[i] = ("host", host)
+            req.host = host
+        elif version == "1.1":
+            raise BadHead(400, "invalid_host", "HTTP/1.1 request without a Host header")
+        else:
+            req.host = ""
         req.target = target
-        if target[:1] != "/" and "://" in target:
-            # absolute-form: keep only path+query, Host comes from the URL
-            try:
-                u = httptools.parse_url(target.encode("latin-1"))
-                path = (u.path or b"/").decode("latin-1")
-                if u.query:
-                    path += "?" + u.query.decode("latin-1")
-                if u.host:
-                    host = u.host.decode("latin-1") + (f":{u.port}" if u.port else "")
-                    headers.set("host", host)
-                target = path
-            except httptools.HttpParserInvalidURLError:
-                pass
         q = target.find("?")
         if q >= 0:
             req.path = target[:q]
@@ -438,8 +466,8 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         else:
             req.path = target
             req.query = ""
-        req.method = parser.get_method().decode("ascii")
-        req.http_version = parser.get_http_version()
+        req.method = method
+        req.http_version = version
         req.keep_alive = parser.should_keep_alive() and not self.settings.draining
         req.headers = headers
         url.clear()
@@ -451,7 +479,6 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             # What follows its head is held for a tunnel (the parser stops there): a
             # response that is not a 101 ends the connection, which can't go on as HTTP.
             req.keep_alive = False
-        s = self.settings
         req.body = body = RequestBody(self, s.max_body_bytes)
         self._req = req
         # The headers that shape the exchange (llhttp has refused conflicting framing).
@@ -491,13 +518,16 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         req = self._req
         if req is not None:
             req.body.finish()
+            if self.state == _ACTIVE:
+                self.deadline = 0.0  # the body is in: no body deadline
         self._req = None
 
     # -- exchanges ------------------------------------------------------------------------
     def _start(self, ex: "Exchange") -> None:
         self.current = ex
         self.state = _ACTIVE
-        self.deadline = 0.0
+        # a body still to come is bounded by the body timeout (refreshed on each read)
+        self.deadline = 0.0 if self._req is None else self.loop.time() + self.settings.body_timeout
         if ex.request.body.error is not None and ex.request.body.error.status == 413:
             ex.send_error(413, "payload_too_large", str(ex.request.body.error))
             return
@@ -590,7 +620,35 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
                 self._write_error_and_close(408, "request_header_timeout", "timed out reading request headers")
         elif self.state == _IDLE:
             self.close()
+        elif self.state == _ACTIVE and self._req is not None:
+            if self._read_paused:
+                # the gateway stopped reading (backpressure): the client is not late
+                self.deadline = self.loop.time() + self.settings.body_timeout
+                return
+            self._body_timed_out()
         self.deadline = 0.0
+
+    def _body_timed_out(self) -> None:
+        """A request body stopped arriving: fail it, answer 408 if nothing was sent yet
+        (else cut the response), and close; the handler's body read raises too."""
+        self._closing = True
+        err = GatewayError(408, "request_body_timeout", "timed out reading the request body")
+        req, self._req = self._req, None
+        req.body.fail(err)
+        ex = self.current
+        if ex is None or ex.finished:
+            self.close()
+            return
+        task = ex.task
+        if not ex.started:
+            ex.send_error(408, err.kind, err.message)  # closes: the body failed
+        else:
+            ex.abort()
+        # whatever still works on this exchange (a task, a callback) stops as for a
+        # client that left
+        ex.client_gone()
+        if task is not None and not task.done():
+            task.cancel()
 
     def close_if_idle(self) -> None:
         if self.state == _IDLE and self.current is None and self.transport is not None:

@@ -180,7 +180,7 @@ class A2a(Policy):
         def body_filter(ctx, status, headers, body):
             # ctx.path is now the upstream path (after urlRewrite)
             cp, up = path_prefixes(client_path, ctx.path)
-            rw = CardRewriter(client_origin(ctx.req), cp, up)
+            rw = CardRewriter(client_origin(ctx.req, ctx.bind.trusts(ctx.req.client_addr)), cp, up)
             return rewrite_card_body(rw, status, headers, body, jsonrpc=jsonrpc)
 
         ctx.body_filter = body_filter

@@ -1,0 +1,108 @@
+"""Limits with defaults, through a real gateway: a request body that stops arriving,
+too many header fields, HTTP versions and request-target forms the listener does not
+serve."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.support.harness import RawHTTP, build_request, gateway_config, route, wait_for
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.fixture(scope="module")
+def env(module_harness):
+    up = module_harness.upstream("up")
+    cfg = gateway_config(
+        [route("all", [up.host])],
+        limits={"requestBodyTimeout": "1s", "headerReadTimeout": "2s"},
+    )
+    cfg["frontendPolicies"] = {"http": {"http1MaxHeaders": 20}}
+    gw = module_harness.gateway(cfg)
+    return gw, up
+
+
+def test_a_body_that_stops_arriving_gets_408_and_frees_both_sockets(env):
+    gw, _ = env
+    pid = gw.proc.pid
+    time.sleep(0.2)
+    baseline = fd_count(pid)
+    clients = []
+    for _ in range(10):  # more than the small-body wait: streamed to the upstream
+        c = RawHTTP(gw.port, timeout=10)
+        c.send(build_request("POST", "/echo/slow", {"Content-Length": "1000000"}, body=b"x" * 200_000))
+        clients.append(c)
+    time.sleep(0.3)
+    assert fd_count(pid) > baseline  # client and upstream sockets are open
+    start = time.monotonic()
+    for c in clients:
+        r = c.read_response("POST")  # the upstream waits for the whole body: nothing sent yet
+        assert r.status == 408 and r.json()["error"]["type"] == "request_body_timeout"
+        assert c.closed_by_peer(timeout=5)
+        c.close()
+    assert time.monotonic() - start < 6  # 1 s timeout, swept once a second
+    wait_for(lambda: fd_count(pid) <= baseline, timeout=5, message=f"gateway fds back to {baseline}")
+
+
+def test_a_small_body_that_never_comes_gets_408(env):
+    gw, _ = env
+    with RawHTTP(gw.port, timeout=10) as c:
+        c.send(build_request("POST", "/echo/x", {"Content-Length": "10"}))
+        r = c.read_response("POST")
+        assert r.status == 408 and r.json()["error"]["type"] == "request_body_timeout"
+
+
+def test_a_chunked_body_that_pauses_within_the_timeout_is_served(env):
+    gw, _ = env
+    with RawHTTP(gw.port, timeout=10) as c:
+        c.send(b"POST /echo/x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(4):
+            c.send(b"3\r\nabc\r\n")
+            time.sleep(0.4)  # each pause under the 1 s timeout
+        c.send(b"0\r\n\r\n")
+        r = c.read_response("POST")
+        assert r.status == 200 and r.json()["body_len"] == 12
+
+
+def test_header_count_limit(env):
+    gw, _ = env
+    with RawHTTP(gw.port, timeout=5) as c:
+        r = c.request("GET", "/echo/x", [(f"x-h{i}", "v") for i in range(19)])  # + Host = 20
+        assert r.status == 200
+    with RawHTTP(gw.port, timeout=5) as c:
+        r = c.request("GET", "/echo/x", [(f"x-h{i}", "v") for i in range(20)])
+        assert r.status == 431 and r.json()["error"]["type"] == "too_many_headers"
+        assert c.closed_by_peer()
+
+
+def test_default_header_count_limit_is_100(harness):
+    up = harness.upstream("up")
+    gw = harness.gateway(gateway_config([route("all", [up.host])]))
+    with RawHTTP(gw.port, timeout=5) as c:
+        assert c.request("GET", "/echo/x", [(f"x-h{i}", "v") for i in range(99)]).status == 200
+    with RawHTTP(gw.port, timeout=5) as c:
+        assert c.request("GET", "/echo/x", [(f"x-h{i}", "v") for i in range(100)]).status == 431
+
+
+@pytest.mark.parametrize(
+    "head,status,kind",
+    [
+        (b"GET /x HTTP/2.0\r\nHost: a\r\n\r\n", 505, "http_version_not_supported"),
+        (b"GET /x HTTP/0.9\r\nHost: a\r\n\r\n", 505, "http_version_not_supported"),
+        (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405, "method_not_allowed"),
+        (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request"),
+    ],
+)
+def test_versions_and_target_forms_not_served(env, head, status, kind):
+    gw, up = env
+    with RawHTTP(gw.port, timeout=5) as c:
+        c.send(head + b"GET /echo/after HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = c.read_response()
+        assert (r.status, r.json()["error"]["type"]) == (status, kind)
+        assert c.closed_by_peer()  # nothing after it is read as another request
