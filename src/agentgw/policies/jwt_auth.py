@@ -86,6 +86,8 @@ def _import_keyset(data):
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
         raise ValueError("not a JWKS document")
     keys = [k for k in data["keys"] if isinstance(k, dict) and k.get("kty") in _ASYMMETRIC_KTY]
+    if not keys:
+        raise ValueError("no RSA, EC or OKP public key in the JWKS")
     keys = [{k2: v for k2, v in k.items() if k2 not in ("d", "p", "q", "dp", "dq", "qi")} for k in keys]
     ks = KeySet.import_key_set({"keys": keys})
     return ks
