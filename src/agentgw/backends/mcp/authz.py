@@ -1,7 +1,9 @@
 """``mcpAuthorization``: CEL rules deciding which tools, prompts and resources a caller sees.
 
-Each rule is a CEL expression (``agentgw.cel``); a caller may use an item when any rule
-is true (an empty rule list allows everything). Besides the common variables
+Each rule is a CEL expression (``agentgw.cel``), decided as for the HTTP ``authorization``
+policy: a caller may use an item when no ``deny`` rule matches, every ``require`` rule
+holds, and -- if there are ``allow`` rules (``rules`` is agentgateway's name for them) --
+at least one of them matches (no rules at all allows everything). Besides the common variables
 (``request``, ``jwt``, ``apiKey``, ``source``, ...), rules see ``mcp``:
 
 * ``mcp.method`` — ``tools/call``, ``tools/list``, ``prompts/get``, ...
@@ -21,13 +23,13 @@ __all__ = ["CelError", "McpAuthz", "RuleSet"]
 
 
 class RuleSet:
-    """``rules`` of one ``mcpAuthorization`` block (allow if any is true)."""
+    """One ``mcpAuthorization`` block: ``allow`` (``rules`` plus ``allow``), ``deny`` and
+    ``require``, decided together (see `agentgw.cel.RuleSet`)."""
 
-    __slots__ = ("impl", "source")
+    __slots__ = ("impl",)
 
-    def __init__(self, exprs: list[str]):
-        self.source = list(exprs)
-        self.impl = _CelRuleSet(allow=list(exprs))
+    def __init__(self, allow: list[str] = (), deny: list[str] = (), require: list[str] = ()):
+        self.impl = _CelRuleSet(allow=list(allow), deny=list(deny), require=list(require))
 
     def allows(self, ctx) -> bool:
         return self.impl.decide(ctx) is None

@@ -23,13 +23,21 @@ def registry_for(services) -> Registry:
 
 
 def _rules(compiler, authz: m.Authorization | None, path: str) -> RuleSet | None:
+    """An ``mcpAuthorization`` block: ``rules`` and ``allow`` (any must match), ``deny``
+    (none may match), ``require`` (all must hold) -- as the HTTP ``authorization`` policy."""
     if authz is None:
         return None
-    try:
-        return RuleSet(authz.rules)
-    except CelError as exc:
-        compiler.errors.add(path, str(exc))
+    ok = True
+    for key in ("rules", "allow", "deny", "require"):
+        for i, src in enumerate(getattr(authz, key)):
+            try:
+                RuleSet(allow=[src])
+            except CelError as exc:
+                compiler.errors.add(f"{path}.{key}[{i}]", f"invalid CEL expression: {exc}")
+                ok = False
+    if not ok:
         return None
+    return RuleSet(allow=[*authz.rules, *authz.allow], deny=authz.deny, require=authz.require)
 
 
 def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, backend_policies, traffic: dict, name: str = ""):
