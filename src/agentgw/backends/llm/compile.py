@@ -434,8 +434,11 @@ def compile_llm(c, llm: m.LlmConfig):
     lp = llm.policies
     if lp is not None:
         from ...compile import _UNSUPPORTED_ROUTE_POLICIES
+        from ...policies.identity import compile_identity
 
         c._unsupported(lp, {k: v for k, v in _UNSUPPORTED_ROUTE_POLICIES.items() if hasattr(lp, k)}, "llm.policies")
+        # authentication and authorization, as on a route
+        policies.extend(compile_identity(c, lp, "llm.policies"))
         if lp.local_rate_limit:
             policies.append(LocalRateLimit([TokenBucket(b.max_tokens, b.tokens_per_fill, float(b.fill_interval), b.type) for b in lp.local_rate_limit]))
         from ...policies.global_ratelimit import compile_rate_limits
