@@ -38,18 +38,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .compile import compile_config
-    from .config import ConfigError, load_config_file
-
-    class _NoServices:
-        pool = None
-        on_upstream_error = None
+    from .compile import check_config_file
+    from .config import ConfigError
 
     try:
-        import os
-
-        cfg = load_config_file(args.file)
-        compile_config(cfg, _NoServices(), os.path.dirname(os.path.abspath(args.file)))
+        check_config_file(args.file)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)

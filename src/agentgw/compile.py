@@ -32,6 +32,7 @@ from .policies.local_ratelimit import LocalRateLimit, TokenBucket
 from .policies.request_redirect import RequestRedirect
 from .policies.url_rewrite import UrlRewrite
 from .telemetry.accesslog import compile_access_log
+from .unsupported import refuse_except, refuse_unsupported
 from .engine.http import GatewayError
 from .routing.paths import DEFAULT_RULES, PathRules, canonical_path
 from .routing.table import EXACT, PREFIX, REGEX, Match, RouteTable, listener_specificity
@@ -56,6 +57,9 @@ class _Errors:
     def add(self, path: str, msg: str) -> None:
         self.items.append(f"{path}: {msg}")
 
+
+#: What a host (or a2a) backend reads from its policies; the rest are refused.
+_HTTP_BACKEND_POLICIES = {"backend_tls", "http", "a2a"}
 
 # Policies that parse but that this build does not enforce. Refusing them is safer than
 # serving a route without, say, the authentication its author asked for.
@@ -101,6 +105,7 @@ class Compiler:
     # -- entry ----------------------------------------------------------------------------
     def compile(self) -> Runtime:
         cfg = self.cfg
+        refuse_unsupported(cfg, self.errors.add)
         bind_cfgs = list(cfg.binds)
         if cfg.mcp is not None:
             bind_cfgs.append(self._mcp_shorthand(cfg.mcp))
@@ -135,6 +140,10 @@ class Compiler:
                     self.errors.add(f"{lpath}.protocol", f"{lst.protocol} listeners are not supported by this agentgw build yet")
                     continue
                 self._unsupported(lst.policies, _UNSUPPORTED_ROUTE_POLICIES, f"{lpath}.policies")
+                if lst.tls is not None and lst.protocol != "HTTPS":
+                    self.errors.add(f"{lpath}.tls", "is only used with protocol HTTPS")
+                if lst.tcp_routes is not None:
+                    self.errors.add(f"{lpath}.tcpRoutes", "are only used with protocol TCP or TLS (not supported yet)")
                 tls_ctx = None
                 if lst.protocol == "HTTPS":
                     tls_ctx = self._listener_tls(lst.tls, f"{lpath}.tls")
@@ -164,7 +173,7 @@ class Compiler:
         tracer = compile_tracing(self, cfg)
         access_log = compile_access_log(self, cfg)
         if self.errors.items:
-            raise ConfigError(self.errors.items)
+            raise ConfigError(list(dict.fromkeys(_shorthand_path(e) for e in self.errors.items)))
         trusted = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.config.trusted_proxies)
         for b in binds.values():
             b.tracer = tracer
@@ -281,6 +290,8 @@ class Compiler:
             rr = p.request_redirect
             a = rr.authority
             kw: dict = {}
+            if a == "auto":
+                self.errors.add(f"{path}.requestRedirect.authority", "auto is not supported yet; use none (keep the host) or {full|host|port}")
             if isinstance(a, m.HostRewrite):
                 kw = {"authority": a.full, "host": a.host, "port": a.port}
             out.append(
@@ -335,55 +346,55 @@ class Compiler:
         return out, traffic
 
     def _authority(self, a, path: str) -> str | None:
+        """``urlRewrite.authority``: ``none`` (keep the client's Host, as when unset) or
+        ``{full}``."""
         if a is None or a == "none":
             return None
         if a == "auto":
+            self.errors.add(path, "auto (the backend's host) is not supported yet; use {full: host}")
             return None
         if isinstance(a, m.HostRewrite):
             if a.full is not None:
                 return a.full
-            self.errors.add(path, "urlRewrite.authority supports 'full' only in this agentgw build")
+            key = "host" if a.host is not None else "port"
+            self.errors.add(f"{path}.{key}", "not supported yet in urlRewrite (only full)")
         return None
 
     # -- backends -------------------------------------------------------------------------
     def _backends(self, backends: list, path: str, route_policies, traffic: dict):
         route_tls = route_policies.backend_tls if route_policies is not None else None
+        if route_policies is not None and route_policies.mcp_authorization is not None:
+            named = [self.named.get(rb.backend, (0, None))[1] for rb in backends if rb.backend is not None]
+            if not any(rb.mcp is not None for rb in backends) and not any(nb is not None and nb.mcp is not None for nb in named):
+                self.errors.add(f"{path.rsplit('.', 1)[0]}.policies.mcpAuthorization", "needs an mcp backend on the route")
         http: list[tuple[int, HttpBackend]] = []
         for i, rb in enumerate(backends):
             bpath = f"{path}[{i}]"
             bp = rb.policies
             if bp is not None and (rb.mcp is not None or rb.ai is not None):
                 bp = None  # checked by the MCP / LLM compilers
+            nb = self.named.get(rb.backend, (0, None))[1] if rb.backend is not None else None
+            only = next((k for k in ("mcp", "ai", "aws") if getattr(rb, k) is not None or getattr(nb, k, None) is not None), None)
+            if only is not None and rb.weight != 1:
+                self.errors.add(f"{bpath}.weight", f"has no effect: an {only} backend is the only backend of its route")
+            if bp is not None and nb is not None and only in ("mcp", "ai"):
+                self.errors.add(f"{bpath}.policies", f"are not used with a named {only} backend; set them on backends[] instead")
+                bp = None
             if bp is not None:
-                self._unsupported(
-                    bp,
-                    {
-                        "request_header_modifier": "requestHeaderModifier",
-                        "response_header_modifier": "responseHeaderModifier",
-                        "request_redirect": "requestRedirect",
-                        "transformations": "transformations",
-                        "backend_auth": "backendAuth",
-                        "mcp_authorization": "mcpAuthorization",
-                        "ext_authz": "extAuthz",
-                        "ext_mcp": "extMcp",
-                        "health": "health",
-                        "ai": "ai",
-                        "inference_routing": "inferenceRouting",
-                        "tcp": "tcp",
-                        "backend_tunnel": "backendTunnel",
-                    },
-                    f"{bpath}.policies",
-                )
+                allowed = {"a2a"} if only == "aws" else _HTTP_BACKEND_POLICIES
+                refuse_except(self.errors.add, bp, f"{bpath}.policies", allowed, f"not supported for {only or 'host'} backends yet")
             tls_cfg = (bp.backend_tls if bp is not None else None) or route_tls
+            tls_path = f"{bpath}.policies.backendTLS" if bp is not None and bp.backend_tls is not None else f"{path.rsplit('.', 1)[0]}.policies.backendTLS"
+            timeout = self._backend_http(bp.http if bp is not None and only is None else None, f"{bpath}.policies.http")
             if rb.host is not None:
-                http.append((rb.weight, self._http_backend(rb.host, rb.host, tls_cfg, bpath)))
+                http.append((rb.weight, self._http_backend(rb.host, rb.host, tls_cfg, bpath, timeout, tls_path)))
             elif rb.service is not None:
                 s = rb.service
                 addr = f"{s.name.hostname}:{s.port}"
-                http.append((rb.weight, self._http_backend(f"{s.name.namespace}/{s.name.hostname}:{s.port}", addr, tls_cfg, bpath)))
+                http.append((rb.weight, self._http_backend(f"{s.name.namespace}/{s.name.hostname}:{s.port}", addr, tls_cfg, bpath, timeout, tls_path)))
             elif rb.a2a is not None:
                 for w, tname, addr in static_targets(rb.a2a):
-                    http.append((rb.weight * w, self._http_backend(tname, addr, tls_cfg, f"{bpath}.a2a")))
+                    http.append((rb.weight * w, self._http_backend(tname, addr, tls_cfg, f"{bpath}.a2a", timeout, tls_path)))
             elif rb.backend is not None:
                 ref = self.named.get(rb.backend)
                 if ref is None:
@@ -396,44 +407,48 @@ class Compiler:
                         continue
                     from .backends.llm.compile import compile_ai_backend
 
-                    return compile_ai_backend(self, nb.ai, f"backends[{ni}].ai", route_policies, nb.policies, traffic, name=nb.name)
+                    return compile_ai_backend(self, nb.ai, f"backends[{ni}].ai", route_policies, nb.policies, traffic, name=nb.name, route_path=path.rsplit(".", 1)[0])
                 if nb.mcp is not None:
                     if len(backends) > 1:
                         self.errors.add(f"{bpath}.backend", "an mcp backend must be the only backend of its route")
                         continue
-                    return self._mcp(nb.mcp, f"backends[{ni}].mcp", route_policies, nb.policies, traffic, name=nb.name)
+                    return self._mcp(nb.mcp, f"backends[{ni}].mcp", route_policies, nb.policies, traffic, name=nb.name, route_path=path.rsplit(".", 1)[0])
                 if nb.aws is not None:
-                    return self._aws(nb.aws, f"backends[{ni}].aws", len(backends), bpath, traffic, name=nb.name)
+                    refuse_except(self.errors.add, nb.policies, f"backends[{ni}].policies", {"a2a"}, "not supported for aws backends yet")
+                    return self._aws(nb.aws, f"backends[{ni}].aws", len(backends), bpath, traffic, name=nb.name, route_policies=route_policies)
+                refuse_except(self.errors.add, nb.policies, f"backends[{ni}].policies", _HTTP_BACKEND_POLICIES, "not supported for host backends yet")
                 ntls = (nb.policies.backend_tls if nb.policies is not None else None) or tls_cfg
+                if nb.policies is not None and nb.policies.backend_tls is not None:
+                    tls_path = f"backends[{ni}].policies.backendTLS"
+                nh = nb.policies.http if nb.policies is not None else None
+                ntimeout = self._backend_http(nh, f"backends[{ni}].policies.http") if nh is not None else timeout
                 if nb.a2a is not None:
                     for w, tname, addr in static_targets(nb.a2a):
-                        http.append((rb.weight * w, self._http_backend(nb.name, addr, ntls, f"backends[{ni}].a2a")))
+                        http.append((rb.weight * w, self._http_backend(nb.name, addr, ntls, f"backends[{ni}].a2a", ntimeout, tls_path)))
                     continue
                 if nb.host is None:
                     continue  # reported at backends[ni]
-                http.append((rb.weight, self._http_backend(nb.name, nb.host, ntls, f"backends[{ni}]")))
+                http.append((rb.weight, self._http_backend(nb.name, nb.host, ntls, f"backends[{ni}]", ntimeout, tls_path)))
             elif rb.ai is not None:
                 if len(backends) > 1:
                     self.errors.add(f"{bpath}.ai", "an ai backend must be the only backend of its route (use ai.groups for several providers)")
                     continue
                 from .backends.llm.compile import compile_ai_backend
 
-                return compile_ai_backend(self, rb.ai, f"{bpath}.ai", route_policies, rb.policies, traffic)
+                return compile_ai_backend(self, rb.ai, f"{bpath}.ai", route_policies, rb.policies, traffic, route_path=path.rsplit(".", 1)[0])
             elif rb.mcp is not None:
                 if len(backends) > 1:
                     self.errors.add(f"{bpath}.mcp", "an mcp backend must be the only backend of its route")
                     continue
-                return self._mcp(rb.mcp, f"{bpath}.mcp", route_policies, rb.policies, traffic)
+                return self._mcp(rb.mcp, f"{bpath}.mcp", route_policies, rb.policies, traffic, route_path=path.rsplit(".", 1)[0])
             elif rb.aws is not None:
-                return self._aws(rb.aws, f"{bpath}.aws", len(backends), bpath, traffic)
+                return self._aws(rb.aws, f"{bpath}.aws", len(backends), bpath, traffic, route_policies=route_policies)
             else:
                 kind = next(k for k in ("mcp", "ai", "aws", "dynamic", "route_group") if getattr(rb, k) is not None)
                 key = {"route_group": "routeGroup"}.get(kind, kind)
                 self.errors.add(f"{bpath}.{key}", f"{key} backends are not supported by this agentgw build yet")
         if not http:
             return None
-        if route_policies is not None and route_policies.mcp_authorization is not None:
-            self.errors.add(f"{path.rsplit('.', 1)[0]}.policies.mcpAuthorization", "needs an mcp backend on the route")
         svc = self.services
         return HttpBackendSet(
             http,
@@ -444,10 +459,19 @@ class Compiler:
             on_upstream_error=svc.on_upstream_error,
         )
 
-    def _http_backend(self, name: str, addr: str, tls_cfg, path: str) -> HttpBackend:
+    def _backend_http(self, h: m.BackendHTTP | None, path: str) -> float | None:
+        """A backend's ``http`` policy: its request timeout (``version`` may only name
+        HTTP/1.1, which is what agentgw speaks to backends)."""
+        if h is None:
+            return None
+        if h.version is not None and not re.fullmatch(r"(?i)(HTTP/?)?1(\.1)?", h.version.strip()):
+            self.errors.add(f"{path}.version", f"{h.version} to backends is not supported yet (agentgw speaks HTTP/1.1)")
+        return float(h.request_timeout) if h.request_timeout is not None else None
+
+    def _http_backend(self, name: str, addr: str, tls_cfg, path: str, timeout: float | None = None, tls_path: str | None = None) -> HttpBackend:
         tls_ctx, sni, key = None, None, ""
         if tls_cfg is not None:
-            tls_ctx, key = self._backend_tls(tls_cfg, f"{path}.policies.backendTLS")
+            tls_ctx, key = self._backend_tls(tls_cfg, tls_path or f"{path}.policies.backendTLS")
             sni = tls_cfg.hostname
         try:
             target, host_override = make_target(
@@ -456,10 +480,15 @@ class Compiler:
         except (ValueError, IndexError) as exc:
             self.errors.add(f"{path}.host", f"invalid backend address {addr!r}: {exc}")
             target, host_override = make_target("127.0.0.1:1", tls=None, sni=None, connect_timeout=1.0)
-        return HttpBackend(name, target, host_override=host_override)
+        return HttpBackend(name, target, host_override=host_override, timeout=timeout)
 
-    def _aws(self, aws: m.AwsBackend, path: str, n: int, bpath: str, traffic: dict, name: str | None = None):
+    def _aws(self, aws: m.AwsBackend, path: str, n: int, bpath: str, traffic: dict, name: str | None = None, route_policies=None):
         """``aws: {agentCore: …}``: an AWS Bedrock AgentCore runtime (backends/aws/agentcore.py)."""
+        if route_policies is not None:
+            rpath = bpath.rsplit(".backends", 1)[0] + ".policies"
+            for attr, key in (("retry", "retry"), ("backend_tls", "backendTLS")):
+                if getattr(route_policies, attr) is not None:
+                    self.errors.add(f"{rpath}.{key}", "not supported for aws backends yet")
         if n > 1:
             self.errors.add(bpath, "an aws backend must be the only backend of its route")
             return None
@@ -476,13 +505,16 @@ class Compiler:
             route["policies"] = sh.policies.model_dump(by_alias=True, exclude_none=True)
         return m.Bind.model_validate({"port": sh.port, "listeners": [{"name": "mcp", "routes": [route]}]})
 
-    def _mcp(self, mb: m.McpBackend, path: str, route_policies, backend_policies, traffic: dict, name: str = ""):
+    def _mcp(self, mb: m.McpBackend, path: str, route_policies, backend_policies, traffic: dict, name: str = "", route_path: str | None = None):
         from .backends.mcp.compile import compile_mcp_backend
 
-        return compile_mcp_backend(self, mb, path, route_policies, backend_policies, traffic, name)
+        return compile_mcp_backend(self, mb, path, route_policies, backend_policies, traffic, name, route_path=route_path)
 
     # -- TLS ------------------------------------------------------------------------------
     def _backend_tls(self, t: m.BackendTLS, path: str) -> tuple[ssl.SSLContext | None, str]:
+        if t.alpn and any(p != "http/1.1" for p in t.alpn):
+            # a backend that picked h2 would be sent HTTP/1.1
+            self.errors.add(f"{path}.alpn", "protocols other than http/1.1 are not supported yet (agentgw speaks HTTP/1.1 to backends)")
         key = (t.root, t.cert, t.key, t.insecure, t.insecure_host, tuple(t.alpn or ()))
         keystr = repr(key)
         ctx = self._tls_cache.get(key)
@@ -506,6 +538,12 @@ class Compiler:
         return ctx, keystr
 
     def _listener_tls(self, t: m.ListenerTLS, path: str) -> ssl.SSLContext | None:
+        """The listener's TLS settings; ``frontendPolicies.tls`` gives the defaults for
+        versions and cipher suites."""
+        ft = self.cfg.frontend_policies.tls or m.FrontendTLS()
+        min_version = t.min_tls_version or ft.min_version
+        max_version = t.max_tls_version or ft.max_version
+        cipher_suites = t.cipher_suites or ft.cipher_suites
         try:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self._path(t.cert), self._path(t.key))
@@ -515,14 +553,14 @@ class Compiler:
                 "TLS_V1_2": ssl.TLSVersion.TLSv1_2,
                 "TLS_V1_3": ssl.TLSVersion.TLSv1_3,
             }
-            ctx.minimum_version = versions[t.min_tls_version] if t.min_tls_version else ssl.TLSVersion.TLSv1_2
-            if t.max_tls_version:
-                ctx.maximum_version = versions[t.max_tls_version]
+            ctx.minimum_version = versions[min_version] if min_version else ssl.TLSVersion.TLSv1_2
+            if max_version:
+                ctx.maximum_version = versions[max_version]
             if t.root:
                 ctx.load_verify_locations(self._path(t.root))
                 ctx.verify_mode = ssl.CERT_REQUIRED
-            if t.cipher_suites:
-                ctx.set_ciphers(":".join(t.cipher_suites))
+            if cipher_suites:
+                ctx.set_ciphers(":".join(cipher_suites))
             ctx.set_alpn_protocols(["http/1.1"])
             return ctx
         except (OSError, ssl.SSLError) as exc:
@@ -552,5 +590,39 @@ class Compiler:
         return default
 
 
+#: The ``mcp:`` shorthand is compiled as a bind with one route to one backend; errors are
+#: reported with the paths of the shorthand's own keys.
+_SHORTHAND_PATHS = (
+    ("mcp.listeners[0].routes[0].backends[0].mcp.", "mcp."),
+    ("mcp.listeners[0].routes[0].backends[0].mcp:", "mcp:"),
+    ("mcp.listeners[0].routes[0].policies", "mcp.policies"),
+)
+
+
+def _shorthand_path(err: str) -> str:
+    for old, new in _SHORTHAND_PATHS:
+        if err.startswith(old):
+            return new + err[len(old):]
+    return err
+
+
 def compile_config(cfg: LocalConfig, services, base_dir: str = ".") -> Runtime:
     return Compiler(cfg, services, base_dir).compile()
+
+
+class _NothingServed:
+    """Services for a compile that serves nothing: ``agentgw validate``, and the check
+    ``agentgw run --workers`` makes before it starts any worker."""
+
+    pool = None
+    on_upstream_error = None
+
+
+def check_config_file(path: str) -> LocalConfig:
+    """Load and compile ``path`` as ``agentgw run`` would, serving nothing; raises
+    `ConfigError` naming every invalid or refused field."""
+    from .config import load_config_file
+
+    cfg = load_config_file(path)
+    compile_config(cfg, _NothingServed(), os.path.dirname(os.path.abspath(path)))
+    return cfg

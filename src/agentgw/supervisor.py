@@ -192,8 +192,10 @@ class Supervisor:
 
 
 def run_supervisor(config_path: str, workers: int) -> int:
+    from .compile import check_config_file
+
     try:
-        load_config_file(config_path)
+        check_config_file(config_path)  # compiled too: refused fields stop it before any worker starts
     except ConfigError as exc:
         log.error("invalid config %s:\n%s", config_path, exc)
         return 1

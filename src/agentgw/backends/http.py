@@ -30,13 +30,14 @@ from ..gateway import answer_error, observe, serve_backend
 class HttpBackend:
     """One upstream address (plus TLS settings) that requests can be sent to."""
 
-    __slots__ = ("name", "target", "host_override", "kind")
+    __slots__ = ("name", "target", "host_override", "kind", "timeout")
 
-    def __init__(self, name: str, target: UpstreamTarget, *, host_override: str | None = None):
+    def __init__(self, name: str, target: UpstreamTarget, *, host_override: str | None = None, timeout: float | None = None):
         self.name = name
         self.target = target
         self.host_override = host_override
         self.kind = "http"
+        self.timeout = timeout  # the backend's own ``http.requestTimeout``
 
 
 class RetryPolicy:
@@ -169,7 +170,10 @@ class HttpBackendSet:
         self.on_upstream_error = on_upstream_error
         names = {b.name for _, b in backends}
         self.label = names.pop() if len(names) == 1 else ""
-        self.fast_ok = retry is None and request_timeout is None and backend_timeout is None
+        self.fast_ok = (
+            retry is None and request_timeout is None and backend_timeout is None
+            and all(b.timeout is None for _, b in backends)
+        )
 
     # -- fast path (no task): see gateway.handle_fast ----------------------------------------
     def try_fast(self, ctx) -> bool:
@@ -269,6 +273,8 @@ class HttpBackendSet:
                 raise GatewayError(503, "no_healthy_backend", "the route has no backend to send to")
             ctx.backend_name = backend.name
             timeout = self.backend_timeout
+            if backend.timeout is not None:  # the backend's own limit; the shorter wins
+                timeout = backend.timeout if timeout is None else min(timeout, backend.timeout)
             if deadline is not None:
                 remaining = deadline - loop.time()
                 if remaining <= 0:

@@ -115,6 +115,10 @@ def compile_identity(compiler, p, path: str) -> list:
         token_file = fpath(s.token_file) if s.token_file else None
         kw = dict(mode=s.mode, location=location(s.location, f"{sp}.location"), principal_header=s.principal_header,
                   preserve_token=s.preserve_token)
+        if s.jwks is not None and (isinstance(s.jwks, str) or s.jwks.file is not None):
+            for attr, key in (("ca_file", "caFile"), ("token_file", "tokenFile"), ("timeout", "timeout")):
+                if getattr(s, attr) is not None:
+                    err(f"{sp}.{key}", "is only used with tokenReview or a jwks url")
         if s.jwks is not None:
             headers = []
             if token_file:
@@ -188,7 +192,15 @@ def _ext_authz(compiler, e, ep: str):
             err(f"{ep}.backend", f"no top-level host backend named {e.backend!r}")
             return None
         addr = ref[1].host
+    if e.policies is not None:
+        for attr, f in type(e.policies).model_fields.items():
+            if attr != "backend_tls" and getattr(e.policies, attr) is not None:
+                err(f"{ep}.policies.{f.alias or attr}", "not supported for extAuthz yet (only backendTLS)")
     bt = e.policies.backend_tls if e.policies is not None else None
+    if bt is not None:
+        for attr, key in (("cert", "cert"), ("key", "key"), ("hostname", "hostname"), ("insecure_host", "insecureHost"), ("alpn", "alpn")):
+            if getattr(bt, attr) not in (None, False):
+                err(f"{ep}.policies.backendTLS.{key}", "not supported for extAuthz yet (only root and insecure)")
     if bt is not None and bt.root:
         tls_root = compiler._path(bt.root)
     timeout = float(e.timeout) if e.timeout is not None else 1.0
@@ -210,7 +222,10 @@ def _ext_authz(compiler, e, ep: str):
     if proto is None or proto.grpc is not None:
         g = dict(proto.grpc or {}) if proto is not None else {}
         ctx_ext = g.pop("context", None) or {}
-        g.pop("metadata", None)
+        if g.pop("metadata", None) is not None:
+            err(f"{ep}.protocol.grpc.metadata", "not supported yet")
+        if bt is not None and bt.insecure:
+            err(f"{ep}.policies.backendTLS.insecure", "is only supported with the http protocol")
         if g:
             err(f"{ep}.protocol.grpc", f"unknown keys: {', '.join(sorted(map(str, g)))}")
             return None
@@ -233,7 +248,8 @@ def _ext_authz(compiler, e, ep: str):
     path = h.pop("path", "") or ""
     add = h.pop("addRequestHeaders", None) or {}
     inc = h.pop("includeResponseHeaders", None)
-    h.pop("metadata", None)
+    if h.pop("metadata", None) is not None:
+        err(f"{ep}.protocol.http.metadata", "not supported yet")
     if h:
         err(f"{ep}.protocol.http", f"unknown keys: {', '.join(sorted(map(str, h)))}")
         return None

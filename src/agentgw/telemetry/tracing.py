@@ -243,15 +243,24 @@ def compile_tracing(compiler, cfg) -> RequestTracer | None:
         endpoint, protocol, headers = ct.otlp_endpoint, ct.otlp_protocol, dict(ct.headers or {})
         if protocol == "http":
             endpoint = endpoint.rstrip("/") + (ct.path or "/v1/traces")
+        elif ct.path is not None:
+            errors.add(f"{path}.path", "is only used with otlpProtocol: http")
         rs, cs = ct.random_sampling, ct.client_sampling
         if ct.fields is not None:
             attrs_src = dict(ct.fields.add)
+            if ct.fields.remove:
+                errors.add(f"{path}.fields.remove", "removing span attributes is not supported yet")
     else:
         path = "frontendPolicies.tracing"
         host = ft.host if "://" in ft.host else f"http://{ft.host}"
         protocol, headers = ft.protocol, dict(ft.headers or {})
         endpoint = host.rstrip("/") + ((ft.path or "/v1/traces") if protocol == "http" else "")
+        if protocol != "http" and ft.path is not None:
+            errors.add(f"{path}.path", "is only used with protocol: http")
         rs, cs = ft.random_sampling, ft.client_sampling
+        for k in ft.attributes or {}:
+            if k != "add":
+                errors.add(f"{path}.attributes.{k}", "not supported yet (only add)")
         add = (ft.attributes or {}).get("add") if isinstance(ft.attributes, dict) else None
         if isinstance(add, list):
             attrs_src = {a.get("name"): a.get("expression") for a in add if isinstance(a, dict)}

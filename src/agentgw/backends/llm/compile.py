@@ -70,10 +70,10 @@ def _read_secret(c, v, path: str) -> str | None:
     return _read_secret(c, val, path) if val is not None else None
 
 
-def _target(c, url_origin: str, tls_cfg, path: str) -> tuple[UpstreamTarget, str]:
+def _target(c, url_origin: str, tls_cfg, path: str, tls_path: str | None = None) -> tuple[UpstreamTarget, str]:
     tls_ctx, sni, key = None, None, ""
     if tls_cfg is not None:
-        tls_ctx, key = c._backend_tls(tls_cfg, f"{path}.backendTLS")
+        tls_ctx, key = c._backend_tls(tls_cfg, tls_path or f"{path}.backendTLS")
         sni = tls_cfg.hostname
     try:
         target, host = make_target(url_origin, tls=tls_ctx, sni=sni, connect_timeout=c.connect_timeout, tls_key=key)
@@ -104,6 +104,8 @@ def make_provider(
     api_version: str | None = None,
     azure_host: str | None = None,
     guardrail=None,
+    auth_path: str | None = None,
+    tls_path: str | None = None,
 ):
     k = kind.lower()
     if k not in _KINDS:
@@ -145,20 +147,20 @@ def make_provider(
     scheme_tls = tls_cfg
     if scheme_tls is None and origin.startswith("http://"):
         scheme_tls = None
-    target, host = _target(c, origin, scheme_tls, path)
+    target, host = _target(c, origin, scheme_tls, path, tls_path)
     if not host or (host_override and not base_url):
         host = target.authority
     prov = cls(name, target, host, model=model, auth=NoAuth(), prefix=prefix, path_override=path_override, extra=extra)
-    prov.auth = _auth(c, prov, k, path, api_key, auth_cfg, region)
+    prov.auth = _auth(c, prov, k, path, api_key, auth_cfg, region, auth_path or f"{path}.backendAuth")
     return prov
 
 
-def _auth(c, prov, k: str, path: str, api_key, auth_cfg, region):
+def _auth(c, prov, k: str, path: str, api_key, auth_cfg, region, auth_path: str):
     if auth_cfg is not None:
         if auth_cfg.passthrough is not None:
             return Passthrough()
         if auth_cfg.key is not None:
-            key = _read_secret(c, auth_cfg.key, f"{path}.backendAuth.key")
+            key = _read_secret(c, auth_cfg.key, f"{auth_path}.key")
             return StaticKey(prov.key_headers(key or ""))
         if auth_cfg.aws is not None:
             from ..aws import shared_source
@@ -176,9 +178,11 @@ def _auth(c, prov, k: str, path: str, api_key, auth_cfg, region):
             return AwsSigV4(src, reg, a.service_name or "bedrock")
         if auth_cfg.gcp is not None:
             cred = auth_cfg.gcp.credential
+            if isinstance(cred, str):
+                c.errors.add(f"{auth_path}.gcp.credential", "an inline credential is not supported yet; use {file: path}")
             f = getattr(cred, "file", None) if cred is not None and not isinstance(cred, str) else None
             return GcpToken(c._path(f) if f else None)
-        c.errors.add(f"{path}.backendAuth.azure", "Azure AD authentication is not supported by this agentgw build; use a key")
+        c.errors.add(f"{auth_path}.azure", "Azure AD authentication is not supported by this agentgw build; use a key")
         return NoAuth()
     key = _read_secret(c, api_key, f"{path}.apiKey")
     if key:
@@ -304,8 +308,18 @@ def _merge_policies(a: AiPolicy, b: AiPolicy) -> AiPolicy:
 
 
 # -- ai backends on routes ----------------------------------------------------------------------
-def _provider_from_ai(c, spec, path: str, bpol, route_policies):
-    """One ``{name, provider: {openAI: {...}}, hostOverride, ...}`` entry."""
+#: What an ``ai`` backend reads from its policies; the rest are refused.
+_AI_BACKEND_POLICIES = {"backend_auth", "backend_tls", "http", "ai"}
+_AI_PROVIDER_POLICIES = {"backend_auth", "backend_tls"}
+_NOT_FOR_AI = "not supported for ai backends yet"
+
+
+def _provider_from_ai(c, spec, path: str, bpol, route_policies, bpath: str = "", rpath: str = ""):
+    """One ``{name, provider: {openAI: {...}}, hostOverride, ...}`` entry; ``bpath`` and
+    ``rpath`` are the paths of the backend's and the route's policies."""
+    from ...unsupported import refuse_except
+
+    refuse_except(c.errors.add, spec.policies, f"{path}.policies", _AI_PROVIDER_POLICIES, _NOT_FOR_AI)
     (kind, settings), = spec.provider.items()
     settings = settings or {}
     if not isinstance(settings, dict):
@@ -315,8 +329,17 @@ def _provider_from_ai(c, spec, path: str, bpol, route_policies):
     for k in settings:
         if k not in known:
             c.errors.add(f"{path}.provider.{kind}.{k}", "unknown field")
-    auth_cfg = (bpol.backend_auth if bpol is not None else None) or (spec.policies.backend_auth if spec.policies is not None else None) or (route_policies.backend_auth if route_policies is not None else None)
-    tls_cfg = (spec.policies.backend_tls if spec.policies is not None else None) or (bpol.backend_tls if bpol is not None else None) or (route_policies.backend_tls if route_policies is not None else None)
+    # the most specific setting wins: the provider's own, the backend's, the route's
+    auth_cfg, auth_path = next(
+        ((p.backend_auth, f"{pp}.backendAuth") for p, pp in ((bpol, bpath), (spec.policies, f"{path}.policies"), (route_policies, rpath))
+         if p is not None and p.backend_auth is not None),
+        (None, None),
+    )
+    tls_cfg, tls_path = next(
+        ((p.backend_tls, f"{pp}.backendTLS") for p, pp in ((spec.policies, f"{path}.policies"), (bpol, bpath), (route_policies, rpath))
+         if p is not None and p.backend_tls is not None),
+        (None, None),
+    )
     g = None
     if settings.get("guardrailIdentifier"):
         g = (settings["guardrailIdentifier"], str(settings.get("guardrailVersion") or "DRAFT"))
@@ -340,12 +363,25 @@ def _provider_from_ai(c, spec, path: str, bpol, route_policies):
         api_version=settings.get("apiVersion"),
         azure_host=settings.get("host"),
         guardrail=g,
+        auth_path=auth_path,
+        tls_path=tls_path,
     )
 
 
-def compile_ai_backend(c, ai: m.AiBackend, path: str, route_policies, backend_policies, traffic: dict, name: str | None = None) -> AiBackendSet:
-    route_ai = compile_ai_policy(c, route_policies.ai if route_policies is not None else None, path.rsplit(".backends", 1)[0] + ".policies.ai")
-    back_ai = compile_ai_policy(c, backend_policies.ai if backend_policies is not None else None, f"{path}.policies.ai")
+def compile_ai_backend(c, ai: m.AiBackend, path: str, route_policies, backend_policies, traffic: dict, name: str | None = None, route_path: str | None = None) -> AiBackendSet:
+    from ...unsupported import refuse_except
+
+    rpath = (route_path or path.rsplit(".backends", 1)[0]) + ".policies"
+    bpath = path.rsplit(".", 1)[0] + ".policies"
+    refuse_except(c.errors.add, backend_policies, bpath, _AI_BACKEND_POLICIES, _NOT_FOR_AI)
+    if route_policies is not None and route_policies.retry is not None:
+        c.errors.add(f"{rpath}.retry", "retries are not supported for ai backends yet")
+    head_timeout = traffic.get("backend_timeout")
+    own = c._backend_http(backend_policies.http if backend_policies is not None else None, f"{bpath}.http")
+    if own is not None:  # the backend's own request timeout; the shorter wins
+        head_timeout = own if head_timeout is None else min(head_timeout, own)
+    route_ai = compile_ai_policy(c, route_policies.ai if route_policies is not None else None, f"{rpath}.ai")
+    back_ai = compile_ai_policy(c, backend_policies.ai if backend_policies is not None else None, f"{bpath}.ai")
     policy = _merge_policies(route_ai, back_ai)
     groups = []
     tokenize = ai.tokenize
@@ -353,20 +389,20 @@ def compile_ai_backend(c, ai: m.AiBackend, path: str, route_policies, backend_po
         for gi, grp in enumerate(ai.groups):
             cands = []
             for pi, spec in enumerate(grp.providers):
-                prov = _provider_from_ai(c, spec, f"{path}.groups[{gi}].providers[{pi}]", backend_policies, route_policies)
+                prov = _provider_from_ai(c, spec, f"{path}.groups[{gi}].providers[{pi}]", backend_policies, route_policies, bpath, rpath)
                 cands.append(Candidate(prov, model=prov.model))
                 tokenize = tokenize or spec.tokenize
             if cands:
                 groups.append(cands)
     else:
-        prov = _provider_from_ai(c, ai, path, backend_policies, route_policies)
+        prov = _provider_from_ai(c, ai, path, backend_policies, route_policies, bpath, rpath)
         groups.append([Candidate(prov, model=prov.model)])
     return AiBackendSet(
         pool=c.services.pool,
         metrics=getattr(c.services, "metrics", None),
         groups=groups,
         policy=policy,
-        head_timeout=traffic.get("backend_timeout"),
+        head_timeout=head_timeout,
         request_timeout=traffic.get("request_timeout"),
         tokenize=tokenize,
         label=name or ai.name or "ai",
@@ -374,6 +410,38 @@ def compile_ai_backend(c, ai: m.AiBackend, path: str, route_policies, backend_po
 
 
 # -- the llm: shorthand -------------------------------------------------------------------------
+#: ``params`` that only mean something for some providers (lowercase provider names).
+_PARAMS_FOR = {
+    "aws_region": ("awsRegion", ("bedrock",)),
+    "vertex_region": ("vertexRegion", ("vertex",)),
+    "vertex_project": ("vertexProject", ("vertex",)),
+    "azure_resource_name": ("azureResourceName", ("azure",)),
+    "azure_resource_type": ("azureResourceType", ("azure",)),
+    "azure_api_version": ("azureApiVersion", ("azure",)),
+}
+
+
+def _provider_params(c, kind: str, prm: m.LlmParams, path: str) -> None:
+    for attr, (key, kinds) in _PARAMS_FOR.items():
+        if getattr(prm, attr) is not None and kind.lower() not in kinds:
+            c.errors.add(f"{path}.{key}", f"is only used with provider {' or '.join(kinds)}")
+    if prm.azure_project_name is not None:
+        c.errors.add(f"{path}.azureProjectName", "not supported yet")
+    if prm.base_url is not None and prm.host_override is not None:
+        c.errors.add(f"{path}.hostOverride", "cannot be combined with baseUrl (which sets the host)")
+
+
+def _custom_provider(c, custom: dict, path: str) -> None:
+    """``{custom: {...}}``: an OpenAI-compatible server at ``params.baseUrl``; its
+    ``formats`` may only name the chat completions API (the one agentgw speaks to it)."""
+    for k, v in custom.items():
+        if k != "formats":
+            c.errors.add(f"{path}.{k}", "not supported yet")
+            continue
+        for i, f in enumerate(v if isinstance(v, list) else [v]):
+            t = f.get("type") if isinstance(f, dict) else f
+            if t != "completions":
+                c.errors.add(f"{path}.formats[{i}]", f"{t!r} is not supported yet for custom providers (only completions)")
 def compile_llm(c, llm: m.LlmConfig):
     """The ``llm:`` section as a bind of its own: every path goes to one ``ai`` backend
     whose model table is ``llm.models`` (entries sharing a name are a failover chain)."""
@@ -399,6 +467,8 @@ def compile_llm(c, llm: m.LlmConfig):
             kind = pr
         else:
             kind = "custom"
+            _custom_provider(c, pr.custom, f"{path}.provider.custom")
+        _provider_params(c, kind, prm, f"{path}.params")
         prov = make_provider(
             c,
             name=f"{mdl.name}#{dup + 1}" if dup else mdl.name,
@@ -412,6 +482,8 @@ def compile_llm(c, llm: m.LlmConfig):
             api_key=prm.api_key,
             auth_cfg=mdl.auth,
             tls_cfg=mdl.tls,
+            auth_path=f"{path}.auth",
+            tls_path=f"{path}.tls",
             region=prm.aws_region or prm.vertex_region,
             project=prm.vertex_project,
             azure_resource=prm.azure_resource_name,

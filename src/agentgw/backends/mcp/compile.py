@@ -40,7 +40,7 @@ def _rules(compiler, authz: m.Authorization | None, path: str) -> RuleSet | None
     return RuleSet(allow=[*authz.rules, *authz.allow], deny=authz.deny, require=authz.require)
 
 
-def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, backend_policies, traffic: dict, name: str = ""):
+def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, backend_policies, traffic: dict, name: str = "", route_path: str | None = None):
     cfg = compiler.cfg
     services = compiler.services
     reg = registry_for(services)
@@ -63,17 +63,15 @@ def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, b
         elif mb.stateful_mode == "stateless":
             compiler.errors.add(f"{path}.stdioLimits", _STATELESS_CAPS)
     rulesets = []
-    for pol, p in ((route_policies, path.rsplit(".backends", 1)[0] + ".policies"), (backend_policies, path.rsplit(".", 1)[0] + ".policies")):
+    rpath = (route_path or path.rsplit(".backends", 1)[0]) + ".policies"
+    bpath = path.rsplit(".", 1)[0] + ".policies"
+    _refuse_policies(compiler, route_policies, rpath, _ROUTE_POLICIES_NOT_FOR_MCP)
+    _refuse_policies(compiler, backend_policies, bpath, _BACKEND_POLICIES_NOT_FOR_MCP)
+    for pol, p in ((route_policies, rpath), (backend_policies, bpath)):
         if pol is not None and getattr(pol, "mcp_authorization", None) is not None:
             rs = _rules(compiler, pol.mcp_authorization, f"{p}.mcpAuthorization")
             if rs is not None:
                 rulesets.append(rs)
-    if backend_policies is not None:
-        compiler._unsupported(
-            backend_policies,
-            {"transformations": "transformations", "ext_mcp": "extMcp", "ext_authz": "extAuthz", "health": "health", "ai": "ai"},
-            f"{path.rsplit('.', 1)[0]}.policies",
-        )
     has_target_rules = any(s.authz is not None for s in targets)
     authz = McpAuthz(rulesets) if rulesets or has_target_rules else None
     limits = []
@@ -88,6 +86,9 @@ def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, b
     elif isinstance(d, m.DnsRebindingProtection):
         rebinding = (frozenset(h.lower() for h in d.allowed_hosts), frozenset(o.lower().rstrip("/") for o in d.allowed_origins))
     timeout = traffic.get("backend_timeout") or traffic.get("request_timeout")
+    own = compiler._backend_http(backend_policies.http if backend_policies is not None else None, f"{bpath}.http")
+    if own is not None:  # the backend's own request timeout; the shorter wins
+        timeout = own if timeout is None else min(timeout, own)
     return McpBackend(
         name or "mcp",
         targets,
@@ -104,6 +105,45 @@ def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, b
         rebinding=rebinding,
         request_timeout=timeout,
     )
+
+
+#: Route policies that act on the backend and that an MCP backend does not use.
+_ROUTE_POLICIES_NOT_FOR_MCP = {
+    "retry": "retries are not supported for mcp backends yet",
+    "backend_tls": "is not used by mcp backends; set backendTLS in the policies of each target",
+}
+
+
+def _backend_policies_not_for_mcp() -> dict:
+    """Every backend policy but ``mcpAuthorization``, ``http`` (and ``a2a``, read by the route)."""
+    return {
+        name: "not supported for mcp backends yet"
+        for name in m.BackendPolicies.model_fields
+        if name not in ("mcp_authorization", "http", "a2a")
+    }
+
+
+_BACKEND_POLICIES_NOT_FOR_MCP = _backend_policies_not_for_mcp()
+
+
+def _refuse_policies(compiler, pol, path: str, refused: dict) -> None:
+    """An error for each field of ``pol`` set and named in ``refused`` (fields refused
+    everywhere are reported once, by ``agentgw.unsupported``)."""
+    if pol is None:
+        return
+    from ...unsupported import refused_everywhere
+
+    for name, msg in refused.items():
+        if getattr(pol, name, None) is not None and not refused_everywhere(type(pol), name):
+            f = type(pol).model_fields[name]
+            compiler.errors.add(f"{path}.{f.alias or name}", msg)
+
+
+#: Target policies that only act on HTTP requests to the target.
+_NOT_FOR_STDIO = {
+    name: "has no effect on a stdio target"
+    for name in ("backend_tls", "backend_auth", "request_header_modifier")
+}
 
 
 _STATELESS_CAPS = "has no effect with statefulMode: stateless (one shared process per stdio target serves every client)"
@@ -146,7 +186,7 @@ def _host_spec(compiler, hs: m.McpHostSpec, tpath: str, default_path: str, tls_c
         rest = url.split("://", 1)[1]
         path = "/" + rest.split("/", 1)[1] if "/" in rest else default_path
         addr = url.split("://", 1)[0] + "://" + rest.split("/", 1)[0]
-    hb = compiler._http_backend(addr, addr, tls_cfg, tpath)
+    hb = compiler._http_backend(addr, addr, tls_cfg, tpath, tls_path=f"{tpath.rsplit('.', 1)[0]}.policies.backendTLS")
     return hb.target, hb.host_override or hb.target.authority, path
 
 
@@ -157,7 +197,12 @@ def _target(compiler, t: m.McpTarget, tpath: str, passthrough: list[str]) -> Tar
     tls_cfg = pol.backend_tls if pol is not None else None
     if pol is not None:
         compiler._unsupported(pol, _UNSUPPORTED_TARGET_POLICIES, f"{tpath}.policies")
+        if kind == "stdio":
+            _refuse_policies(compiler, pol, f"{tpath}.policies", _NOT_FOR_STDIO)
+        _refuse_policies(compiler, pol, f"{tpath}.policies", {"http": "not supported for MCP targets yet"})
         h = pol.request_header_modifier
+        if h is not None and h.remove:
+            compiler.errors.add(f"{tpath}.policies.requestHeaderModifier.remove", "not supported for MCP targets yet")
         if h is not None:
             for k, v in (h.add or {}).items():
                 spec.headers.append((k.lower(), v))
@@ -179,7 +224,8 @@ def _target(compiler, t: m.McpTarget, tpath: str, passthrough: list[str]) -> Tar
                     value = v if isinstance(v, str) else _read(compiler, v.file, f"{tpath}.policies.backendAuth.key.value.file")
                 spec.headers.append(("authorization", f"Bearer {value.strip()}"))
             else:
-                compiler.errors.add(f"{tpath}.policies.backendAuth", "only key and passthrough are supported for MCP targets")
+                kind_key = next(f.alias or n for n, f in m.BackendAuth.model_fields.items() if getattr(ba, n) is not None)
+                compiler.errors.add(f"{tpath}.policies.backendAuth.{kind_key}", "not supported for MCP targets yet (only key and passthrough)")
         spec.authz = _rules(compiler, pol.mcp_authorization, f"{tpath}.policies.mcpAuthorization")
     if kind in ("mcp", "sse"):
         hs = getattr(t, kind)
