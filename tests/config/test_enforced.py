@@ -1330,3 +1330,26 @@ def test_refused_by_validate_run_and_reload(harness, tmp_path):
     assert gw.reload(bad, expect="failed") == "failed"
     assert line in gw.stdout_text() + gw.stderr_text()
     assert httpx.get(gw.url + "/x").status_code == 200
+
+
+def test_backend_request_timeout_bounds_requests_to_that_backend(harness):
+    """A backend's ``http.requestTimeout`` (inline and on a named backend) ends a request
+    the backend has not answered in time with 504; other routes are not bounded by it."""
+    import httpx
+
+    from tests.support.harness import gateway_config, route
+
+    up = harness.upstream("slow")
+    cfg = gateway_config(
+        [
+            route("inline", [{"host": up.host, "policies": {"http": {"requestTimeout": "300ms"}}}], prefix="/inline"),
+            route("named", [{"backend": "slow"}], prefix="/named"),
+            route("free", [up.host], prefix="/free"),
+        ],
+        backends=[{"name": "slow", "host": up.host, "policies": {"http": {"requestTimeout": "300ms", "version": "HTTP/1.1"}}}],
+    )
+    gw = harness.gateway(cfg)
+    for prefix in ("/inline", "/named"):
+        assert httpx.get(f"{gw.url}{prefix}/slow?delay=0.05", timeout=10).status_code == 200
+        assert httpx.get(f"{gw.url}{prefix}/slow?delay=2", timeout=10).status_code == 504, prefix
+    assert httpx.get(f"{gw.url}/free/slow?delay=1", timeout=10).status_code == 200
