@@ -2,8 +2,9 @@
 
 * `translate` — the pure translator: a set of objects (dicts) → one agentgw config per
   Gateway, the status each object should carry, and errors.
-* `schema` — validation of every translated object against its schema (`crds`, and the
-  Gateway API schemas in `gatewayapi_data`), as the API server's strict field validation does.
+* `schema` — validation of every translated object against its schema (`crds`, and
+  `gatewayapi_schema`: the subset of the Gateway API agentgw implements), as the API
+  server's strict field validation does.
 * `check` — the proxy's own config validation and compiler on each translated config; what
   it refuses is refused on the object it comes from.
 * `provision` — the proxy Deployment / Service / ServiceAccount / config Secret of a Gateway.

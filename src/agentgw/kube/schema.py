@@ -11,13 +11,16 @@ mean 'audiences'?)``.
 The schemas are the ones the project ships:
 
 * agentgateway and vendor CRDs: `agentgw.kube.crds` (what ``deploy/crds`` is generated from);
-* Gateway API kinds: the upstream CRDs' schemas (`agentgw.kube.gatewayapi_data`, generated
-  from the Gateway API release's experimental-channel CRDs), with the fields and values
-  agentgw does not implement marked, so that they are refused as "not supported by agentgw"
-  rather than ignored.
+* Gateway API kinds (GatewayClass, Gateway, HTTPRoute, ReferenceGrant): agentgw's own schema
+  of the subset of the Gateway API it implements (`agentgw.kube.gatewayapi_schema`). A
+  Gateway API field or value agentgw does not implement is refused as "not supported by
+  agentgw" rather than ignored, and so is any other field that is not a misspelling (those
+  get a "did you mean" hint).
 
-Two modes: ``agentgw`` (the translator: unsupported upstream fields are refused) and
-``server`` (what an API server with these CRDs installed accepts; the test API server uses it).
+Two modes: ``agentgw`` (the translator: whatever agentgw does not implement is refused) and
+``server`` (what an API server with these CRDs installed accepts; the test API server uses
+it): there, the Gateway API fields agentgw does not implement are accepted as they are, as a
+cluster with the Gateway API's own CRDs stores them.
 Free-form parts (``x-kubernetes-preserve-unknown-fields``) are left to whoever consumes them.
 """
 
@@ -50,67 +53,15 @@ OBJECT_META = {
     },
 }
 
-# -- Gateway API: what agentgw implements of the upstream schemas -------------------------------
-# Field paths (relative to the object) that upstream defines and agentgw does not act on.
-GATEWAY_API_UNSUPPORTED: dict[str, dict[str, str]] = {
-    "Gateway": {
-        "spec.addresses": "the proxy's Service gets its address from the cluster; requested addresses are not supported",
-        "spec.allowedListeners": "ListenerSets are not supported",
-        "spec.tls": "Gateway-level TLS settings (backend client certificates, client certificate validation) are not supported",
-        "spec.defaultScope": "default Gateways are not supported",
-        "spec.listeners[].tls.options": "no implementation-specific TLS options are defined",
-    },
-    "HTTPRoute": {
-        "spec.useDefaultGateways": "default Gateways are not supported",
-        "spec.rules[].sessionPersistence": "session persistence is not supported",
-        "spec.rules[].filters[].requestMirror": "the RequestMirror filter is not supported",
-        "spec.rules[].filters[].extensionRef": "ExtensionRef filters are not supported",
-        "spec.rules[].filters[].externalAuth": "the ExternalAuth filter is not supported",
-        **{f"spec.rules[].backendRefs[].filters[].{f}": "only header modifiers are supported on a backendRef"
-           for f in ("requestMirror", "requestRedirect", "urlRewrite", "extensionRef", "externalAuth", "cors")},
-    },
-}
-GATEWAY_API_UNSUPPORTED_VALUES: dict[str, dict[str, set]] = {
-    "HTTPRoute": {
-        "spec.rules[].filters[].type": {"RequestMirror", "ExtensionRef", "ExternalAuth"},
-        "spec.rules[].backendRefs[].filters[].type": {"RequestMirror", "RequestRedirect", "URLRewrite", "ExtensionRef", "ExternalAuth", "CORS"},
-    },
-}
-# Bounds tighter than upstream's where agentgw uses fewer items than the API allows.
-GATEWAY_API_LIMITS: dict[str, dict[str, dict]] = {
-    "Gateway": {"spec.listeners[].tls.certificateRefs": {"maxItems": 1, "why": "agentgw serves one certificate per listener"}},
-}
-
 _CEL_RESERVED = {"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if", "import", "let",
                  "loop", "package", "namespace", "return", "var", "void", "while"}
 
 
-def _annotate(root: dict, kind: str) -> dict:
-    """A copy of an upstream schema with agentgw's markers at the right nodes."""
-    root = copy.deepcopy(root)
-
-    def node_at(path: str) -> tuple[dict, str]:
-        parts = re.findall(r"[^.\[\]]+|\[\]", path)
-        n = root
-        for p in parts[:-1]:
-            n = n["items"] if p == "[]" else n["properties"][p]
-        return n, parts[-1]
-
-    for path, why in GATEWAY_API_UNSUPPORTED.get(kind, {}).items():
-        parent, last = node_at(path)
-        parent.setdefault("x-agentgw-unsupported", {})[last] = why
-    for path, vals in GATEWAY_API_UNSUPPORTED_VALUES.get(kind, {}).items():
-        parent, last = node_at(path)
-        parent["properties"][last]["x-agentgw-unsupported-values"] = sorted(vals)
-    for path, lim in GATEWAY_API_LIMITS.get(kind, {}).items():
-        parent, last = node_at(path)
-        parent["properties"][last]["x-agentgw-limits"] = lim
-    return root
-
-
 class _Kind:
-    def __init__(self, group: str, kind: str, versions: Iterable[str], root: dict):
+    def __init__(self, group: str, kind: str, versions: Iterable[str], root: dict, subset: bool = False):
         self.group, self.kind, self.versions, self.root = group, kind, list(versions), root
+        #: a schema of the part of an API agentgw implements: any other field is "not supported by agentgw"
+        self.subset = subset
 
 
 def _registry() -> dict[tuple[str, str], _Kind]:
@@ -120,10 +71,10 @@ def _registry() -> dict[tuple[str, str], _Kind]:
         vers = [v for v in sp["versions"] if v.get("served", True)]
         root = next(v for v in vers if v.get("storage"))["schema"]["openAPIV3Schema"]
         out[(sp["group"], sp["names"]["kind"])] = _Kind(sp["group"], sp["names"]["kind"], [v["name"] for v in vers], root)
-    from . import gatewayapi_data as gd
+    from . import gatewayapi_schema as gw
 
-    for kind, d in gd.SCHEMAS.items():
-        out[(gd.GROUP, kind)] = _Kind(gd.GROUP, kind, d["versions"], _annotate(d["schema"], kind))
+    for kind, d in gw.SCHEMAS.items():
+        out[(gw.GROUP, kind)] = _Kind(gw.GROUP, kind, d["versions"], d["schema"], subset=True)
     return out
 
 
@@ -237,12 +188,21 @@ def suggest(key: str, candidates: Iterable[str]) -> str | None:
 
 
 class _Walker:
-    def __init__(self, server: bool):
+    def __init__(self, server: bool, subset: bool = False):
         self.server = server
+        #: unknown fields are "not supported by agentgw" (a schema of the part of an API agentgw implements)
+        self.subset = subset and not server
         self.errors: list[str] = []
 
     def err(self, path: str, msg: str) -> None:
         self.errors.append(f"{path}: {msg}")
+
+    def unknown(self, path: str, key: str, candidates: Iterable[str]) -> None:
+        hint = suggest(key, candidates)
+        if hint:
+            self.err(path, f"unknown field (did you mean '{hint}'?)")
+        else:
+            self.err(path, "unknown field (not supported by agentgw)" if self.subset else "unknown field")
 
     def walk(self, node: dict, v: Any, path: str) -> Any:
         """Validate ``v`` at ``path``; returns it with schema defaults filled in (as the API
@@ -306,8 +266,10 @@ class _Walker:
         unsupported = node.get("x-agentgw-unsupported") or {}
         for k, x in list(v.items()):
             p = _key_path(path, str(k))
-            if k in unsupported and not self.server:
-                self.err(p, f"not supported by agentgw ({unsupported[k]})")
+            if k in unsupported:
+                if not self.server:
+                    self.err(p, f"not supported by agentgw ({unsupported[k]})")
+                # else: the API server, with the API's own schema, stores it (the translator refuses it)
             elif props is not None and k in props:
                 v[k] = self.walk(props[k], x, p)
             elif isinstance(ap, dict):
@@ -315,8 +277,7 @@ class _Walker:
             elif ap is True or free:
                 continue
             else:
-                hint = suggest(str(k), props or {})
-                self.err(p, "unknown field" + (f" (did you mean '{hint}'?)" if hint else ""))
+                self.unknown(p, str(k), list(props or {}) + list(unsupported))
         for r in node.get("required") or []:
             if r not in v:
                 self.err(_key_path(path, r), "required field is missing")
@@ -412,7 +373,7 @@ def validate(obj: dict, server: bool = False) -> list[str]:
     k = registry().get((group, str(obj.get("kind") or "")))
     if k is None:
         return []
-    w = _Walker(server)
+    w = _Walker(server, k.subset)
     if version not in k.versions:
         w.err("apiVersion", f"{group}/{version} is not served for {k.kind} (served: {', '.join(f'{group}/{x}' for x in k.versions)})")
     root_props = k.root.get("properties") or {}
@@ -421,14 +382,15 @@ def validate(obj: dict, server: bool = False) -> list[str]:
             continue  # status is the controllers' to write, through its own subresource
         if key == "metadata":
             if val is not None:
-                w.walk(OBJECT_META, val, "metadata")
+                meta = _Walker(server)
+                meta.walk(OBJECT_META, val, "metadata")
+                w.errors += meta.errors
             continue
         if key in root_props:
             if val is not None:
                 w.walk(root_props[key], val, key)
             continue
-        hint = suggest(key, [x for x in root_props if x != "status"])
-        w.err(key, "unknown field" + (f" (did you mean '{hint}'?)" if hint else ""))
+        w.unknown(key, key, [x for x in root_props if x != "status"])
     for r in k.root.get("required") or []:
         if obj.get(r) is None:
             w.err(r, "required field is missing")
@@ -436,12 +398,13 @@ def validate(obj: dict, server: bool = False) -> list[str]:
 
 
 def is_unknown_field(problem: str) -> bool:
-    return problem.endswith(": unknown field") or ": unknown field (did you mean" in problem
+    return re.match(r"^\S+: unknown field( \(|$)", problem) is not None
 
 
 def prune(obj: dict) -> dict:
     """``obj`` without the fields its schema does not have: what the API server stores when
-    the client did not ask for strict field validation."""
+    the client did not ask for strict field validation. Gateway API fields agentgw does not
+    implement are kept: the API's own CRDs have them (the translator refuses them)."""
     group, _ = _group_version(obj)
     k = registry().get((group, str(obj.get("kind") or "")))
     if k is None:
@@ -453,10 +416,13 @@ def prune(obj: dict) -> dict:
         if isinstance(v, dict) and node.get("type") == "object":
             props = node.get("properties")
             ap = node.get("additionalProperties")
+            kept = node.get("x-agentgw-unsupported") or {}
             out = {}
             for key, x in v.items():
                 if props is not None and key in props:
                     out[key] = walk(props[key], x)
+                elif key in kept:
+                    out[key] = x  # a field of the API agentgw does not implement: stored, then refused by the translator
                 elif isinstance(ap, dict):
                     out[key] = walk(ap, x)
                 elif ap is True or node.get("x-kubernetes-preserve-unknown-fields"):
@@ -503,48 +469,3 @@ def validate_last_applied(obj: dict) -> list[str]:
             continue
         out.append(f"{e} (in the last applied configuration; the API server dropped it)")
     return out
-
-
-# -- generating gatewayapi_data.py --------------------------------------------------------------
-def _strip(n: Any) -> Any:
-    if isinstance(n, dict):
-        return {k: _strip(v) for k, v in n.items() if k != "description"}
-    if isinstance(n, list):
-        return [_strip(x) for x in n]
-    return n
-
-
-def render_gateway_api(crd_dir: str, version: str) -> str:
-    """``gatewayapi_data.py`` from a Gateway API release's ``config/crd/experimental`` directory."""
-    import os
-
-    import yaml
-
-    schemas = {}
-    for plural, kind in (("gatewayclasses", "GatewayClass"), ("gateways", "Gateway"), ("httproutes", "HTTPRoute"), ("referencegrants", "ReferenceGrant")):
-        with open(os.path.join(crd_dir, f"gateway.networking.k8s.io_{plural}.yaml")) as f:
-            doc = yaml.safe_load(f)
-        vers = [v for v in doc["spec"]["versions"] if v.get("served")]
-        root = _strip(next(v for v in vers if v.get("storage"))["schema"]["openAPIV3Schema"])
-        root["properties"]["status"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        schemas[kind] = {"versions": [v["name"] for v in vers], "schema": root}
-    body = json.dumps(schemas, indent=1, sort_keys=True)
-    assert "'''" not in body
-    return (
-        f'"""Gateway API {version} schemas (experimental-channel CRDs, descriptions removed).\n\n'
-        "Generated by ``python -m agentgw.kube.schema <gateway-api>/config/crd/experimental " + version + "``; do not edit.\n"
-        '"""\n\nimport json\n\n'
-        f'VERSION = "{version}"\nGROUP = "gateway.networking.k8s.io"\n'
-        f"SCHEMAS = json.loads(r'''{body}''')\n"
-    )
-
-
-if __name__ == "__main__":
-    import os
-    import sys
-
-    text = render_gateway_api(sys.argv[1], sys.argv[2])
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gatewayapi_data.py")
-    with open(out, "w") as f:
-        f.write(text)
-    print(out)
