@@ -216,3 +216,31 @@ def test_secrets_resolved_for_jwks_api_keys_and_basic_auth():
     assert any("AgentgatewayPolicy ns/p: Accepted=Invalid" in e and "Secret ns/keys not found" in e for e in res.errors)
     route = res.gateways[("ns", "gw")].config["binds"][0]["listeners"][0]["routes"][0]
     assert route["policies"] == {"directResponse": CLOSED_RESPONSE} and "backends" not in route
+
+
+def test_backend_http_version_other_than_http1_is_refused_at_translation(tmp_path):
+    """``policies.http.version``: HTTP1 is carried over (and compiles); HTTP2 makes the
+    backend not accepted, with the field in its status, instead of a config the gateway
+    would refuse at load."""
+    def objs(version):
+        return [
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "ns"},
+             "spec": {"gatewayClassName": "x", "listeners": [{"name": "l", "port": 80, "protocol": "HTTP"}]}},
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"},
+             "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"group": "agentgateway.dev", "kind": "AgentgatewayBackend", "name": "b"}]}]}},
+            {"apiVersion": "agentgateway.dev/v1alpha1", "kind": "AgentgatewayBackend", "metadata": {"name": "b", "namespace": "ns"},
+             "spec": {"static": {"host": "10.0.0.1", "port": 80}, "policies": {"http": {"version": version, "requestTimeout": "5s"}}}},
+        ]
+
+    res = translate(objs("HTTP1"), offline=True)
+    assert not res.errors
+    cfg = res.gateways[("ns", "gw")].config
+    assert cfg["binds"][0]["listeners"][0]["routes"][0]["backends"][0]["policies"] == {"http": {"requestTimeout": "5s", "version": "HTTP1"}}
+    compile_config(load_config_text(dump_yaml(cfg)), _NoServices(), str(tmp_path))
+
+    res = translate(objs("HTTP2"), offline=True)
+    msg = "spec.policies.http.version: HTTP2 to backends is not supported by agentgw"
+    assert any(e.startswith("AgentgatewayBackend ns/b: Accepted=Invalid: " + msg) for e in res.errors), res.errors
+    assert msg in dump_yaml(status_documents(res))
+    route = res.gateways[("ns", "gw")].config["binds"][0]["listeners"][0]["routes"][0]
+    assert "backends" not in route and route["policies"]["directResponse"]["status"] == 500

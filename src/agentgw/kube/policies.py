@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any, Callable
+
+#: the ``http.version`` values the config compiler accepts (agentgw speaks HTTP/1.1 to backends)
+_HTTP1 = re.compile(r"(?i)(HTTP/?)?1(\.1)?")
 
 AUTH_MODES = {"strict": "strict", "optional": "optional", "permissive": "permissive"}
 _UNITS = {"second": "1s", "seconds": "1s", "minute": "1m", "minutes": "1m", "hour": "1h", "hours": "1h", "day": "24h", "days": "24h"}
@@ -433,7 +437,11 @@ def backend(spec: dict, ns: str, r: Resolver, path: str = "spec.backend") -> tup
             if val.get("requestTimeout") is not None:
                 h["requestTimeout"] = duration(val["requestTimeout"])
             if val.get("version"):
-                h["version"] = str(val["version"])
+                v = str(val["version"])
+                if _HTTP1.fullmatch(v.strip()):
+                    h["version"] = v
+                else:
+                    problems.append(f"{p}.version: {v} to backends is not supported by agentgw (it speaks HTTP/1.1 to backends; use HTTP1 or leave it unset)")
             out["http"] = h
         else:
             problems.append(f"{p}: not supported by agentgw")
