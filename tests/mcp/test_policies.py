@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import httpx
+import httpx2
 import pytest
 from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.support.harness import closed_port
 
 from .conftest import demo_stdio, fast_stdio, mcp_config, run
+from .flaky_target import flaky  # noqa: F401 (fixture)
 from .test_sessions import Raw, _text
 
 AUTHZ = {"rules": [
@@ -139,6 +142,40 @@ def test_header_passthrough_static_headers_backend_auth_and_dns_rebinding(harnes
     assert r.status_code == 403
     r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={**c.h(), "origin": "http://localhost:5173"})
     assert r.status_code == 200 and r.json()["result"] == {}
+
+
+def test_backend_auth_passthrough_sends_the_client_token_to_that_target_only(harness, servers, flaky):
+    """``backendAuth.passthrough`` on one target: that target gets the client's
+    Authorization; a target next to it does not (it gets the backend-wide
+    ``passthroughHeaders``), nor does a target with its own ``backendAuth.key``, whose
+    static headers replace the client's (``requestHeaderModifier.set``)."""
+    beta, gamma = servers.fast("beta"), servers.fast("gamma")
+    keyed = flaky("keyed")
+    gw = harness.gateway(mcp_config({
+        "passthroughHeaders": ["x-tenant"],
+        "targets": [
+            {"name": "beta", "mcp": {"host": beta.url}, "policies": {"backendAuth": {"passthrough": {}}}},
+            {"name": "gamma", "mcp": {"host": gamma.url}},
+            {"name": "keyed", "mcp": {"host": keyed.url}, "policies": {
+                "backendAuth": {"key": "sekrit"}, "requestHeaderModifier": {"set": {"x-tenant": "fixed"}}}},
+        ],
+    }))
+
+    async def go():
+        http = httpx2.AsyncClient(headers={"authorization": "Bearer client-token", "x-tenant": "acme"}, timeout=20)
+        async with http, Client(streamable_http_client(gw.url + "/mcp", http_client=http)) as c:
+            async def header(target: str, name: str) -> str:
+                return (await c.call_tool(f"{target}_header", {"name": name})).content[0].text
+
+            assert await header("beta", "authorization") == "Bearer client-token"
+            assert await header("gamma", "authorization") == "<none>"
+            assert await header("beta", "x-tenant") == "acme"
+            assert await header("gamma", "x-tenant") == "acme"
+            await c.call_tool("keyed_flaky", {})
+
+    run(go())
+    seen = [([v for k, v in h if k == "authorization"], [v for k, v in h if k == "x-tenant"]) for _, _, h in keyed.requests]
+    assert seen and all(s == (["Bearer sekrit"], ["fixed"]) for s in seen), seen
 
 
 def test_openapi_target_and_legacy_sse_client(harness, upstream):

@@ -50,13 +50,15 @@ def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, b
     codec = reg.codec(c.session.key if c.session is not None else None)
     passthrough = [h.lower() for h in mb.passthrough_headers]
     targets = []
+    own: dict[str, set[str]] = {}  # target -> client headers only it is sent (backendAuth.passthrough)
     for ti, t in enumerate(mb.targets):
         tpath = f"{path}.targets[{ti}]"
-        spec = _target(compiler, t, tpath, passthrough)
+        spec = _target(compiler, t, tpath, own.setdefault(t.name, set()))
         if spec is not None:
             if spec.kind == "stdio":
                 _process_caps(compiler, mb, t.stdio, spec, reg, path, f"{tpath}.stdio")
             targets.append(spec)
+    _passthrough(targets, passthrough, own)
     if mb.stdio_limits is not None:
         if not any(t.stdio is not None for t in mb.targets):
             compiler.errors.add(f"{path}.stdioLimits", "has no effect: the backend has no stdio targets")
@@ -112,6 +114,20 @@ _ROUTE_POLICIES_NOT_FOR_MCP = {
     "retry": "retries are not supported for mcp backends yet",
     "backend_tls": "is not used by mcp backends; set backendTLS in the policies of each target",
 }
+
+
+def _passthrough(targets: list[TargetSpec], backend_wide: list[str], own: dict[str, set[str]]) -> None:
+    """Client headers per target: the backend's ``passthroughHeaders`` go to every target,
+    the client's ``Authorization`` (``backendAuth.passthrough``) only to the targets that
+    ask for it. The session carries the union (``backend_wide`` grows to it); each target
+    withholds what is another's alone, and what it sets itself (``backendAuth.key``,
+    ``requestHeaderModifier.set``): a static value replaces the client's."""
+    extra = set().union(*own.values()) - set(backend_wide) if own else set()
+    for h in sorted(extra):
+        backend_wide.append(h)
+    for spec in targets:
+        mine = own.get(spec.name, set())
+        spec.withheld = frozenset((extra - mine) | (spec.replaces & set(backend_wide)))
 
 
 def _backend_policies_not_for_mcp() -> dict:
@@ -190,7 +206,8 @@ def _host_spec(compiler, hs: m.McpHostSpec, tpath: str, default_path: str, tls_c
     return hb.target, hb.host_override or hb.target.authority, path
 
 
-def _target(compiler, t: m.McpTarget, tpath: str, passthrough: list[str]) -> TargetSpec | None:
+def _target(compiler, t: m.McpTarget, tpath: str, passthrough: set[str]) -> TargetSpec | None:
+    """One target; ``passthrough`` gets the client headers only this target is sent."""
     kind = next(k for k in ("mcp", "sse", "stdio", "openapi") if getattr(t, k) is not None)
     spec = TargetSpec(t.name, kind)
     pol = t.policies
@@ -208,11 +225,11 @@ def _target(compiler, t: m.McpTarget, tpath: str, passthrough: list[str]) -> Tar
                 spec.headers.append((k.lower(), v))
             for k, v in (h.set or {}).items():
                 spec.headers = [kv for kv in spec.headers if kv[0] != k.lower()] + [(k.lower(), v)]
+                spec.replaces.add(k.lower())
         ba = pol.backend_auth
         if ba is not None:
             if ba.passthrough is not None:
-                if "authorization" not in passthrough:
-                    passthrough.append("authorization")
+                passthrough.add("authorization")
             elif ba.key is not None:
                 key = ba.key
                 if isinstance(key, str):
@@ -223,6 +240,7 @@ def _target(compiler, t: m.McpTarget, tpath: str, passthrough: list[str]) -> Tar
                     v = key.value
                     value = v if isinstance(v, str) else _read(compiler, v.file, f"{tpath}.policies.backendAuth.key.value.file")
                 spec.headers.append(("authorization", f"Bearer {value.strip()}"))
+                spec.replaces.add("authorization")
             else:
                 kind_key = next(f.alias or n for n, f in m.BackendAuth.model_fields.items() if getattr(ba, n) is not None)
                 compiler.errors.add(f"{tpath}.policies.backendAuth.{kind_key}", "not supported for MCP targets yet (only key and passthrough)")

@@ -175,7 +175,7 @@ class OpenApiUpstream(Upstream):
         if op.has_body and "body" in args:
             body = orjson.dumps(args["body"])
             headers.append(("content-type", "application/json"))
-        h = [("accept", "application/json"), ("content-length", str(len(body))), *spec.headers, *self.client_headers, *headers]
+        h = [("accept", "application/json"), ("content-length", str(len(body))), *spec.headers, *self.passed_headers(), *headers]
         head = f"{op.method} {target} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n"
         try:
             conn = await self.pool.exchange(spec.target, head, body, timeout)

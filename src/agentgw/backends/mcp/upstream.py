@@ -85,6 +85,10 @@ class TargetSpec:
         self.host = ""  # Host header
         self.path = "/mcp"
         self.headers: list[tuple[str, str]] = []  # static headers (incl. backend auth)
+        # client headers the session passes through that this target must not get:
+        # another target's backendAuth.passthrough, or one this target sets itself
+        self.withheld: frozenset[str] = frozenset()
+        self.replaces: set[str] = set()  # headers it sets itself (compile time)
         self.cmd = ""
         self.args: list[str] = []
         self.env: dict[str, str] = {}
@@ -113,6 +117,13 @@ class Upstream:
         self.client_headers: list[tuple[str, str]] = []  # per-request passthrough headers
         self._next_id = 0
         self.closed = False
+
+    def passed_headers(self) -> list[tuple[str, str]]:
+        """The client's passed-through headers that this target gets."""
+        w = self.spec.withheld
+        if not w:
+            return self.client_headers
+        return [kv for kv in self.client_headers if kv[0] not in w]
 
     def next_id(self) -> int:
         self._next_id += 1
@@ -206,7 +217,7 @@ class HttpUpstream(Upstream):
         if self.version:
             h.append(("mcp-protocol-version", self.version))
         h.extend(spec.headers)
-        h.extend(self.client_headers)
+        h.extend(self.passed_headers())
         line = f"{method} {spec.path} HTTP/1.1\r\nhost: {spec.host}\r\n"
         if method == "POST":
             line += f"content-length: {length}\r\n"
@@ -679,7 +690,7 @@ class SseUpstream(_StreamUpstream):
         except GatewayError as exc:
             raise UpstreamGone(f"target {self.name}: {exc.message}") from None
         self._conn = conn
-        h = [("accept", "text/event-stream"), *spec.headers, *self.client_headers]
+        h = [("accept", "text/event-stream"), *spec.headers, *self.passed_headers()]
         conn.send_head(f"GET {spec.path} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n", None)
         self._task = loop.create_task(self._read(conn, ready))
         try:
@@ -731,7 +742,7 @@ class SseUpstream(_StreamUpstream):
             raise UpstreamGone(f"target {self.name}: {self._dead_reason or 'closed'}")
         body = dumps(msg)
         spec = self.spec
-        h = [("content-type", "application/json"), ("content-length", str(len(body))), *spec.headers, *self.client_headers]
+        h = [("content-type", "application/json"), ("content-length", str(len(body))), *spec.headers, *self.passed_headers()]
         head = f"POST {self._endpoint_path()} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n"
         try:
             conn = await self.pool.exchange(spec.target, head, body, 30.0)
