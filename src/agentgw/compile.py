@@ -11,6 +11,7 @@ chains as tuples of bound methods, backends holding their upstream targets).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import ssl
@@ -48,6 +49,11 @@ class Runtime:
     limits: Any
     warnings: list[str] = field(default_factory=list)
     access_log: Any = None  # telemetry.accesslog.LogFields (accessLog / logging.fields)
+    # TCP keepalive (idle s, interval s, probes) on upstream / client connections, or None
+    backend_keepalive: tuple[int, int, int] | None = None
+    frontend_keepalive: tuple[int, int, int] | None = None
+    tls_handshake_timeout: float = 15.0  # seconds, HTTPS listeners
+    metrics_remove: frozenset = frozenset()  # metric families not exposed (see telemetry.metrics)
 
 
 class _Errors:
@@ -172,13 +178,58 @@ class Compiler:
 
         tracer = compile_tracing(self, cfg)
         access_log = compile_access_log(self, cfg)
+        process = self._process_settings()
         if self.errors.items:
             raise ConfigError(list(dict.fromkeys(_shorthand_path(e) for e in self.errors.items)))
         trusted = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.config.trusted_proxies)
         for b in binds.values():
             b.tracer = tracer
             b.trusted_proxies = trusted
-        return Runtime(cfg, binds, bind_tls, effective_limits(cfg), self.warnings, access_log)
+        return Runtime(cfg, binds, bind_tls, effective_limits(cfg), self.warnings, access_log, **process)
+
+    # -- connection and process settings --------------------------------------------------
+    def _process_settings(self) -> dict:
+        """What the gateway process applies to its sockets and metrics (``Runtime`` fields)."""
+        c = self.cfg.config
+        fp = self.cfg.frontend_policies
+        ft = fp.tls or m.FrontendTLS()
+        out: dict = {
+            "backend_keepalive": self._keepalive(c.backend.keepalives if c.backend else None, "config.backend.keepalives"),
+            "frontend_keepalive": self._keepalive(fp.tcp.keepalives if fp.tcp else None, "frontendPolicies.tcp.keepalives"),
+        }
+        if ft.handshake_timeout is not None:
+            if float(ft.handshake_timeout) <= 0:
+                self.errors.add("frontendPolicies.tls.handshakeTimeout", "must be more than 0s")
+            out["tls_handshake_timeout"] = float(ft.handshake_timeout)
+        if ft.alpn:
+            names = [_alpn_name(p) for p in ft.alpn]
+            if "http/1.1" not in names:
+                self.errors.add(
+                    "frontendPolicies.tls.alpn",
+                    "a list without http/1.1 is not supported yet (listeners speak HTTP/1.1 and offer only http/1.1)",
+                )
+        mt = c.metrics
+        if mt is not None and mt.remove:
+            out["metrics_remove"] = frozenset(mt.remove)
+        return out
+
+    def _keepalive(self, k: m.Keepalives | None, path: str) -> tuple[int, int, int] | None:
+        """``keepalives {enabled, time, interval, retries}`` as the kernel takes them
+        (whole seconds, a probe count), with agentgateway's defaults (on, 180s, 180s, 9);
+        ``None`` when absent or ``enabled: false``."""
+        if k is None or k.enabled is False:
+            return None
+        out = []
+        for name, value, default in (("time", k.time, 180), ("interval", k.interval, 180)):
+            secs = default if value is None else math.ceil(float(value))
+            if not 1 <= secs <= 32767:
+                self.errors.add(f"{path}.{name}", "must be from 1s to 32767s (the kernel's range; fractions round up)")
+            out.append(secs)
+        count = 9 if k.retries is None else k.retries
+        if not 1 <= count <= 127:
+            self.errors.add(f"{path}.retries", "must be from 1 to 127 (the kernel's range)")
+        out.append(count)
+        return (out[0], out[1], out[2])
 
     # -- routes ---------------------------------------------------------------------------
     def _routes(self, routes: list, lpath: str, lname: str, rules: PathRules = DEFAULT_RULES) -> RouteTable:
@@ -597,6 +648,13 @@ _SHORTHAND_PATHS = (
     ("mcp.listeners[0].routes[0].backends[0].mcp:", "mcp:"),
     ("mcp.listeners[0].routes[0].policies", "mcp.policies"),
 )
+
+
+def _alpn_name(p: Any) -> str:
+    """An ALPN protocol as written: a string, or bytes as a list of integers."""
+    if isinstance(p, list) and all(isinstance(b, int) and 0 <= b < 256 for b in p):
+        return bytes(p).decode("latin-1")
+    return str(p)
 
 
 def _shorthand_path(err: str) -> str:

@@ -41,7 +41,7 @@ import sys
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
-_ADMIN_KEYS = (
+ADMIN_KEYS = (  # (key, GatewayConfig field, what it serves)
     ("adminAddr", "admin_addr", "the admin endpoint"),
     ("statsAddr", "stats_addr", "the metrics endpoint"),
     ("readinessAddr", "readiness_addr", "the readiness endpoint"),
@@ -77,7 +77,7 @@ def admin_addrs(cfg) -> list[tuple[str, str, str]]:
     c = cfg.config
     seen: set[str] = set()
     out = []
-    for name, attr, what in _ADMIN_KEYS:
+    for name, attr, what in ADMIN_KEYS:
         addr = getattr(c, attr)
         if addr == "off" or addr in seen:
             continue
@@ -136,6 +136,13 @@ def own_conflicts(traffic: dict[int, str], admin: list[tuple[str, str, str]]) ->
             if _overlap(where, other):
                 raise PortInUse(f"{key}: port {where[1]} is already used by {okey}")
         seen.append((where, key))
+
+
+def same_port(a: str, b: str) -> bool:
+    """Whether admin-style addresses ``a`` and ``b`` are TCP addresses that take the same
+    port on overlapping hosts (a socket on one refuses the other)."""
+    ta, tb = _tcp(a), _tcp(b)
+    return ta is not None and tb is not None and _overlap(ta, tb)
 
 
 def admin_port_owner(port: int, admin: list[tuple[str, str, str]]) -> str | None:

@@ -9,6 +9,11 @@ same listening socket (a duplicate of it), so no connection waiting to be accept
 lost. A config that fails to load or compile, or names a port that another process
 already listens on, is logged with the path of each bad field, counted as a failed
 reload, and the old config keeps serving: new ports are opened before anything switches.
+Admin, stats and readiness addresses (``config.adminAddr``...) that change are applied
+the same way: the new ones open before the switch, the old ones close after it. What
+only a restart can change -- ``config.enableIpv6`` (the host of every traffic port), an
+admin address with ``--workers`` (the supervisor serves it), an admin address moving to
+another host on the same port -- fails the reload with a log line saying so.
 
 Traffic ports are this gateway's alone (see ``ports``): the single process binds them
 without SO_REUSEPORT and holds a port lock; a ``--workers`` worker asks the supervisor
@@ -26,13 +31,14 @@ import signal
 import socket
 
 from . import __version__
-from .admin.server import AdminHandler, serve_admin
+from .admin.server import AdminHandler, AdminServer, serve_admin
 from .compile import Runtime, compile_config
 from .config import ConfigError, load_config_file, redacted_dump
 from .engine.client import ConnectionPool
 from .engine.server import HttpServerProtocol, ServerSettings
 from .gateway import BindRuntime, handle, handle_fast
 from .ports import (
+    ADMIN_KEYS,
     PortInUse,
     PortLock,
     admin_addrs,
@@ -43,12 +49,17 @@ from .ports import (
     duplicate,
     own_conflicts,
     port_keys,
+    same_port,
 )
 from .telemetry.accesslog import AccessLog
 from .telemetry.metrics import GatewayMetrics, render
 from .telemetry.setup import configure_logging
 
 log = logging.getLogger("agentgw")
+
+
+class NeedsRestart(Exception):
+    """A reload changes a setting that only a restart applies; ``str()`` is one line."""
 
 
 class Services:
@@ -72,10 +83,11 @@ class Services:
 class BindServer:
     """A listening socket for one bind, pointing at the current ``BindRuntime``."""
 
-    def __init__(self, proc: "GatewayProcess", runtime: BindRuntime, tls, limits):
+    def __init__(self, proc: "GatewayProcess", runtime: BindRuntime, tls, rt: Runtime):
         self.proc = proc
         self.runtime = runtime
         self.tls = tls
+        self.handshake_timeout = rt.tls_handshake_timeout
         self.server: asyncio.AbstractServer | None = None
         m = proc.services.metrics
         key = (runtime.name,)
@@ -90,10 +102,14 @@ class BindServer:
             on_connection_change=on_conn,
         )
         self.settings.fast_handler = self._handle_fast
-        self.apply_limits(limits)
+        self.apply_settings(rt)
 
-    def apply_limits(self, limits) -> None:
+    def apply_settings(self, rt: Runtime) -> None:
+        """The connection settings of ``rt`` (limits, keepalive), for new connections and
+        the deadlines of open ones."""
+        limits = rt.limits
         s = self.settings
+        s.keepalive = rt.frontend_keepalive
         s.max_header_bytes = limits.max_header_bytes
         s.max_body_bytes = limits.max_body_bytes
         s.header_read_timeout = limits.header_read_timeout
@@ -114,8 +130,10 @@ class BindServer:
         loop = self.proc.loop
         settings = self.settings
         factory = lambda: HttpServerProtocol(settings, loop)  # noqa: E731
+        # a client that has not finished the TLS handshake in time is disconnected
+        tls = {"ssl": self.tls, "ssl_handshake_timeout": self.handshake_timeout} if self.tls is not None else {}
         if sock is not None:
-            self.server = await loop.create_server(factory, sock=sock, backlog=2048, ssl=self.tls)
+            self.server = await loop.create_server(factory, sock=sock, backlog=2048, **tls)
         else:
             self.server = await loop.create_server(
                 factory,
@@ -124,7 +142,7 @@ class BindServer:
                 reuse_port=reuse_port,
                 reuse_address=True,
                 backlog=2048,
-                ssl=self.tls,
+                **tls,
             )
         settings.start_sweeper(loop)
 
@@ -154,7 +172,11 @@ class GatewayProcess:
         self.services = Services(self.loop)
         self.runtime: Runtime | None = None
         self.servers: dict[int, BindServer] = {}
-        self.admin_servers: list = []
+        # listening admin-style servers by address (``config.adminAddr``...);
+        # ``admin_listening`` is what the config asked for
+        self.admin_servers: dict[str, AdminServer] = {}
+        self.admin_handler: AdminHandler | None = None
+        self.control_server: AdminServer | None = None  # --workers: the supervisor asks here
         self.ready = False
         self._stopping = asyncio.Event()
         self._digest = b""
@@ -182,25 +204,19 @@ class GatewayProcess:
         admin = admin_addrs(runtime.cfg) if self.serve_admin_ports else []
         own_conflicts(keys, admin)
         for port, bind in runtime.binds.items():
-            srv = BindServer(self, bind, runtime.bind_tls.get(port), runtime.limits)
+            srv = BindServer(self, bind, runtime.bind_tls.get(port), runtime)
             await self._listen(srv, port, keys.get(port, f"port {port}"))
             self.servers[port] = srv
-        handler = AdminHandler(
+        handler = self.admin_handler = AdminHandler(
             config_dump=self.config_dump,
             ready=lambda: self.ready,
             metrics_text=self.metrics_text,
             metrics_snapshot=self.services.metrics.m.snapshot,
         )
-        for key, addr, what in admin:
-            try:
-                srv = await serve_admin(self.loop, addr, handler)
-            except OSError as exc:
-                raise admin_error(key, addr, what, exc) from None
-            if srv is not None:
-                self.admin_servers.append(srv)
+        self.admin_servers.update(await self._open_admin(admin))
         self.admin_listening = admin
         if self.control_socket:
-            self.admin_servers.append(await serve_admin(self.loop, "unix:" + self.control_socket, handler))
+            self.control_server = await serve_admin(self.loop, "unix:" + self.control_socket, handler)
         self.services.metrics.reloads.inc(("ok",))
         self._watch_task = self.loop.create_task(self._watch())
         tune_gc()
@@ -232,9 +248,27 @@ class GatewayProcess:
                 srv.server.close()
                 srv.server = None
             srv.settings.stop_sweeper()
-        for s in self.admin_servers:
-            s.close()
+        for s in [*self.admin_servers.values(), self.control_server]:
+            if s is not None:
+                s.close()
         self._release_locks(list(self.locks))
+
+    async def _open_admin(self, admin: list[tuple[str, str, str]]) -> dict[str, AdminServer]:
+        """Listen on each admin-style address of ``admin`` not listened on yet; all or
+        nothing (``PortInUse`` closes the ones opened)."""
+        opened: dict[str, AdminServer] = {}
+        for key, addr, what in admin:
+            if addr in self.admin_servers:
+                continue
+            try:
+                srv = await serve_admin(self.loop, addr, self.admin_handler)
+            except OSError as exc:
+                for o in opened.values():
+                    o.close()
+                raise admin_error(key, addr, what, exc) from None
+            if srv is not None:
+                opened[addr] = srv
+        return opened
 
     def _release_locks(self, ports) -> None:
         for port in ports:
@@ -251,8 +285,10 @@ class GatewayProcess:
         al.json = fmt == "json"
         al.enabled = level in ("trace", "debug", "info")
         al.fields = runtime.access_log
+        self.services.metrics.m.remove = runtime.metrics_remove
         bd = runtime.cfg.config.backend
         pool = self.services.pool
+        pool.keepalive = runtime.backend_keepalive  # connections opened from now on
         if bd is not None:
             if bd.pool_idle_timeout is not None:
                 pool.idle_timeout = float(bd.pool_idle_timeout)
@@ -305,7 +341,7 @@ class GatewayProcess:
             return False
         try:
             await self._apply(runtime)
-        except PortInUse as exc:
+        except (PortInUse, NeedsRestart) as exc:
             self.services.metrics.reloads.inc(("failed",))
             log.error("config reload failed; keeping the running config: %s", exc)
             return False  # retried when the file changes again (or is touched)
@@ -315,12 +351,17 @@ class GatewayProcess:
         return True
 
     async def _apply(self, runtime: Runtime) -> None:
-        """Switch to ``runtime``: first open every new server (all or nothing: ``PortInUse``
-        leaves the running config untouched), then swap, then close the ports removed."""
+        """Switch to ``runtime``: first open every new server, traffic and admin (all or
+        nothing: ``PortInUse`` leaves the running config untouched), then swap, then
+        close the ports and admin addresses removed."""
         old = self.servers
         keys = port_keys(runtime.cfg)
+        admin = admin_addrs(runtime.cfg) if self.serve_admin_ports else []
+        self._needs_restart(runtime, admin)
+        own_conflicts(keys, admin)
         fresh: dict[int, BindServer] = {}
         opened: list[int] = []  # ports new to this config, listening now
+        new_admin: dict[str, AdminServer] = {}
         try:
             for port, bind in runtime.binds.items():
                 tls = runtime.bind_tls.get(port)
@@ -328,7 +369,7 @@ class GatewayProcess:
                 if srv is not None and _same_tls(srv.tls, tls):
                     continue
                 key = keys.get(port, f"port {port}")
-                f = BindServer(self, bind, tls, runtime.limits)
+                f = BindServer(self, bind, tls, runtime)
                 if srv is not None:  # TLS changed: a new server on the same listening socket
                     try:
                         socks = duplicate(srv.server)
@@ -347,6 +388,7 @@ class GatewayProcess:
                     await self._listen(f, port, key)
                     opened.append(port)
                 fresh[port] = f
+            new_admin = await self._open_admin(admin)
         except PortInUse:
             for f in fresh.values():
                 await f.stop_listening()
@@ -354,13 +396,21 @@ class GatewayProcess:
             self._release_locks(opened)
             raise
         self._apply_process_settings(runtime)
+        if self.serve_admin_ports:
+            wanted = {addr for _, addr, _ in admin}
+            for addr in [a for a in self.admin_servers if a not in wanted]:
+                self.admin_servers.pop(addr).close()
+            self.admin_servers.update(new_admin)
+            if admin != self.admin_listening:
+                log.info("admin endpoints: %s", ", ".join(f"{k}={a}" for k, a, _ in admin) or "off")
+            self.admin_listening = admin
         new: dict[int, BindServer] = {}
         for port, bind in runtime.binds.items():
             srv = fresh.get(port)
             if srv is None:
                 srv = old[port]
                 srv.runtime = bind
-                srv.apply_limits(runtime.limits)
+                srv.apply_settings(runtime)
             new[port] = srv
         for port, srv in old.items():
             if new.get(port) is not srv:
@@ -370,6 +420,28 @@ class GatewayProcess:
         self.servers = new
         self.runtime = runtime
 
+    def _needs_restart(self, runtime: Runtime, admin: list[tuple[str, str, str]]) -> None:
+        """Refuse (``NeedsRestart``) a reload that changes what only a restart can: the
+        listening host of every traffic port (``enableIpv6``), an admin address served
+        by the supervisor (``--workers``), or an admin address moving to another host on
+        the port it is listening on."""
+        cur = self.runtime.cfg.config
+        new = runtime.cfg.config
+        if bool(cur.enable_ipv6) != bool(new.enable_ipv6):
+            raise NeedsRestart("changing config.enableIpv6 needs a restart (every traffic port would be opened again)")
+        if not self.serve_admin_ports:
+            for name, attr, _ in ADMIN_KEYS:
+                if getattr(cur, attr) != getattr(new, attr):
+                    raise NeedsRestart(f"changing config.{name} needs a restart with --workers (the supervisor serves it)")
+            return
+        going = [a for _, a, _ in self.admin_listening if a not in {x for _, x, _ in admin}]
+        for key, addr, _ in admin:
+            if addr in self.admin_servers:
+                continue
+            for a in going:
+                if same_port(a, addr):
+                    raise NeedsRestart(f"changing {key} from {a} to {addr} (the same port) needs a restart")
+
     # -- shutdown -----------------------------------------------------------------------------
     def request_stop(self) -> None:
         self._stopping.set()
@@ -378,16 +450,29 @@ class GatewayProcess:
         await self._stopping.wait()
 
     async def shutdown(self) -> None:
-        """Stop accepting, let in-flight requests finish (bounded), then close."""
+        """Drain, as agentgateway does: readiness turns to 503 and keep-alive stops at
+        once; new connections are still accepted for ``connectionMinTerminationDeadline``
+        (default 0: none), each served one request, since clients and load balancers
+        take a moment to stop sending; then listening stops, in-flight requests get up to
+        ``connectionTerminationDeadline`` (default 30s) to finish, and what is left is
+        closed."""
         self.ready = False
         if self._watch_task is not None:
             self._watch_task.cancel()
+        c = self.runtime.cfg.config if self.runtime else None
+        minimum = 0.0
+        if c is not None and c.connection_min_termination_deadline is not None:
+            minimum = float(c.connection_min_termination_deadline)
+        for srv in self.servers.values():
+            srv.settings.drain()
+        if minimum > 0:
+            log.info("draining: still accepting connections for %gs (connectionMinTerminationDeadline)", minimum)
+            await asyncio.sleep(minimum)
         for srv in self.servers.values():
             await srv.stop_listening()
-            srv.settings.drain()
+            srv.settings.drain()  # (idle connections accepted meanwhile)
         self._release_locks(list(self.locks))  # not listening any more: another gateway may start
         deadline = 30.0
-        c = self.runtime.cfg.config if self.runtime else None
         if c is not None and c.connection_termination_deadline is not None:
             deadline = float(c.connection_termination_deadline)
         end = self.loop.time() + deadline
@@ -398,8 +483,9 @@ class GatewayProcess:
                 if conn.transport is not None:
                     conn.close()
             srv.settings.stop_sweeper()
-        for s in self.admin_servers:
-            s.close()
+        for s in [*self.admin_servers.values(), self.control_server]:
+            if s is not None:
+                s.close()
         mcp = getattr(self.services, "mcp", None)
         if mcp is not None:  # MCP sessions: stop stdio servers (and reap them)
             await mcp.close()

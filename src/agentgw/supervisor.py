@@ -178,7 +178,10 @@ class Supervisor:
         for p in self.procs:
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        self.release_ports()  # the workers stop listening at once; they drain on their own
+        # the workers stop listening at once (after connectionMinTerminationDeadline, if
+        # set: a port lock taken meanwhile still finds the port in use); they drain on
+        # their own
+        self.release_ports()
         codes = []
         for p in self.procs:
             if p is None:

@@ -314,7 +314,8 @@ VALUES: dict[str, Any] = {
     "Logging.level": "debug",
     "Logging.filter": CEL_A,
     "MetricsFields.add": {"f": STR_CEL_A},
-    "Metrics.remove": ["route"],
+    "Metrics.remove": ["requests"],
+    "Keepalives.enabled": False,  # on unless false (agentgateway's default)
     "Limits.max_header_bytes": 4096,
     "GatewayConfig.trusted_proxies": ["10.0.0.0/8"],
     # -- binds, listeners, routes
@@ -536,7 +537,7 @@ VALUES: dict[str, Any] = {
     "McpShorthand.failure_mode": "failOpen",
     # -- frontend
     "FrontendHTTP.max_buffer_size": 1024,
-    "FrontendTLS.alpn": ["h2"],
+    "FrontendTLS.alpn": ["h2"],  # refused; a list with http/1.1 is what listeners offer anyway
     # defaults for HTTPS listeners: compared with one
     "FrontendTLS.cipher_suites": In(["ECDHE-RSA-AES128-GCM-SHA256"], doc=lambda d: _https(d)),
     "FrontendTLS.min_version": In("TLS_V1_3", doc=lambda d: _https(d)),
@@ -633,6 +634,7 @@ READ_BY_PROCESS: dict[str, str] = {  # Class.field -> how the process source rea
     "GatewayConfig.readiness_addr": r"\breadiness_addr\b",
     "GatewayConfig.enable_ipv6": r"\.enable_ipv6\b",
     "GatewayConfig.connection_termination_deadline": r"\.connection_termination_deadline\b",
+    "GatewayConfig.connection_min_termination_deadline": r"\.connection_min_termination_deadline\b",
     "Logging.level": r"\blg\.level\b",
     "Logging.format": r"\blg\.format\b",
     "BackendDefaults.pool_idle_timeout": r"\.pool_idle_timeout\b",

@@ -80,7 +80,40 @@ async def _maybe_await(v):
     return v
 
 
-async def serve_admin(loop, addr: str, handler) -> asyncio.AbstractServer | None:
+class AdminServer:
+    """A listening admin-style server and the settings of its connections."""
+
+    def __init__(self, loop, server: asyncio.AbstractServer, settings: ServerSettings, path: str | None = None):
+        self.loop = loop
+        self.server = server
+        self.settings = settings
+        self.path = path  # a unix socket's path
+
+    @property
+    def sockets(self):
+        return self.server.sockets
+
+    def close(self) -> None:
+        """Stop listening (a unix socket's path is removed); idle connections close now,
+        busy ones after their response, bounded by the usual deadlines."""
+        self.server.close()
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            self.path = None
+        self.settings.drain()
+        self._reap()
+
+    def _reap(self) -> None:
+        if self.settings.connections and not self.loop.is_closed():
+            self.loop.call_later(1.0, self._reap)
+        else:
+            self.settings.stop_sweeper()
+
+
+async def serve_admin(loop, addr: str, handler) -> AdminServer | None:
     """Start an admin-style server on ``addr`` (TCP or unix socket)."""
     where = parse_addr(addr)
     if where is None:
@@ -97,7 +130,7 @@ async def serve_admin(loop, addr: str, handler) -> asyncio.AbstractServer | None
         host, port = where
         server = await loop.create_server(factory, host, port, reuse_address=True)
     settings.start_sweeper(loop)
-    return server
+    return AdminServer(loop, server, settings, where if isinstance(where, str) else None)
 
 
 def _unix_listening(path: str) -> bool:

@@ -37,6 +37,7 @@ import httptools
 from .heads import scan_response_head
 from .http import GatewayError, Headers
 from .outbox import BufferedWriter, outbox_for
+from .tcp import Keepalive, set_keepalive
 
 # A response head larger than this is refused (502) rather than buffered without end.
 MAX_RESPONSE_HEAD = 256 * 1024
@@ -598,7 +599,10 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
 
 
 class ConnectionPool:
-    """Idle keep-alive connections per upstream target, LIFO (warm sockets first)."""
+    """Idle keep-alive connections per upstream target, LIFO (warm sockets first).
+
+    ``keepalive``: TCP keepalive probes on every connection it opens (see ``tcp``), or
+    ``None`` to leave them off."""
 
     def __init__(
         self,
@@ -608,8 +612,10 @@ class ConnectionPool:
         max_idle_per_target: int | None = None,
         on_connect_error: Callable[[UpstreamTarget], None] | None = None,
         on_connect: Callable[[UpstreamTarget], None] | None = None,
+        keepalive: Keepalive | None = None,
     ):
         self.loop = loop
+        self.keepalive = keepalive
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle_per_target
         self.on_connect_error = on_connect_error
@@ -689,6 +695,8 @@ class ConnectionPool:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+            if self.keepalive is not None:
+                set_keepalive(sock, self.keepalive)
         return conn
 
     def put(self, conn: UpstreamConnection) -> None:

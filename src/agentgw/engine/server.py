@@ -29,6 +29,7 @@ from .canon import known as _known_hosts
 from .heads import FieldSink, decode_fields
 from .http import GatewayError, Headers, encode_headers, error_body, status_line
 from .outbox import BufferedWriter, outbox_for
+from .tcp import Keepalive, set_keepalive
 
 log = logging.getLogger("agentgw.engine")
 
@@ -55,6 +56,7 @@ class ServerSettings:
         max_header_count: int = 100,
         max_connections: int = 10000,
         on_connection_change: Callable[[int], None] | None = None,
+        keepalive: Keepalive | None = None,
     ):
         self.handler = handler
         # fast_handler(req, ex) -> bool: try to serve without a task (see gateway.py);
@@ -70,6 +72,8 @@ class ServerSettings:
         self.max_header_count = max_header_count
         self.max_connections = max_connections
         self.on_connection_change = on_connection_change
+        # TCP keepalive probes on accepted connections (see ``tcp``); None: off
+        self.keepalive = keepalive
         self.connections: set[HttpServerProtocol] = set()
         self.draining = False
         self._sweeper: asyncio.TimerHandle | None = None
@@ -217,6 +221,8 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+            if s.keepalive is not None:
+                set_keepalive(sock, s.keepalive)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = peer[0] if isinstance(peer, tuple) else str(peer)

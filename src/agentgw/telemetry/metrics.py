@@ -75,12 +75,33 @@ class Histogram:
         st[1] += v
 
 
+def removed_families(families: Iterable[str], remove: Iterable[str]) -> set[str]:
+    """The families ``config.metrics.remove`` names, as agentgateway reads its names: a
+    family's full name (``agentgw_requests_total``), or without ``_total``, or the short
+    name of an ``agentgw_`` family (``requests``; agentgateway's ``agentgateway_`` prefix
+    reads as ``agentgw_``), with ``_total`` or a ``_seconds`` unit left off. A name that
+    is a family's own (``mcp_errors_total``) names that family only."""
+    fams = set(families)
+    out: set[str] = set()
+    for r in remove:
+        exact = {f for f in (r, r + "_total", r + "_seconds") if f in fams}
+        if exact:
+            out |= exact
+            continue
+        base = r[len("agentgateway_"):] if r.startswith("agentgateway_") else r
+        out |= {f for f in ("agentgw_" + base, f"agentgw_{base}_total", f"agentgw_{base}_seconds") if f in fams}
+    return out
+
+
 class Metrics:
     """The process's metric families, by name."""
 
     def __init__(self):
         self.families: dict[str, Counter | Gauge | Histogram] = {}
         self.before_snapshot: list = []  # callables that refresh derived families
+        # ``config.metrics.remove``: the families it names (`removed_families`) are left
+        # out of snapshots -- still counted, never exposed
+        self.remove: frozenset[str] = frozenset()
 
     def counter(self, name: str, help: str, labels: Iterable[str] = ()) -> Counter:
         return self._get(name, lambda: Counter(name, help, tuple(labels)))
@@ -102,7 +123,10 @@ class Metrics:
         for hook in self.before_snapshot:
             hook()
         out = {}
+        removed = removed_families(self.families, self.remove) if self.remove else ()
         for name, fam in self.families.items():
+            if name in removed:
+                continue
             d = {"kind": fam.kind, "help": fam.help, "labels": list(fam.labels), "series": []}
             if isinstance(fam, Histogram):
                 d["buckets"] = list(fam.buckets)
