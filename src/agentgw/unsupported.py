@@ -9,7 +9,7 @@ reload alike), with an error naming its path.
 
 ``UNSUPPORTED`` lists the fields refused wherever they appear, keyed by the model class
 that declares them (subclasses inherit the refusal). Fields refused only in some places
--- ``tls`` on a listener that is not HTTPS, ``retry`` on a route to an MCP backend -- are
+-- ``tls`` on a listener that is not HTTPS, ``backendTLS`` on a route to an MCP backend -- are
 checked by the compiler of that part. The list is also the one in
 docs/config-reference.md ("Refused as not supported yet"); a test keeps the two equal.
 """

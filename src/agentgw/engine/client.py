@@ -11,6 +11,8 @@ Failure vocabulary (mapped to client responses by the proxy):
   * :class:`UpstreamConnectError` — could not connect (502; 504 when it timed out);
   * :class:`StaleConnection` — a reused keep-alive connection closed before any byte of
     the response arrived; the request may be sent again on a fresh connection;
+  * :class:`NoResponse` — any connection closed before any byte of the response
+    arrived (502; ``StaleConnection`` is the case of a reused one);
   * :class:`UpstreamReset` — the connection broke before the response head (502);
   * :class:`UpstreamProtocolError` — the upstream answered outside the exchange: a
     ``101 Switching Protocols`` the request did not ask for, or a 1xx with a body (502);
@@ -56,7 +58,11 @@ class UpstreamReset(GatewayError):
         super().__init__(502, "upstream_reset", message)
 
 
-class StaleConnection(UpstreamReset):
+class NoResponse(UpstreamReset):
+    """The connection closed before any byte of the response arrived."""
+
+
+class StaleConnection(NoResponse):
     """A pooled connection died before answering; safe to retry a replayable request."""
 
 
@@ -253,10 +259,12 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             return
         if self._on_head is not None or (self._head_fut is not None and not self._head_fut.done()):
             # (a head awaited by a future or by a callback: send_head / send_head_cb)
-            if not self._got_bytes and self.reused:
+            if self._got_bytes:
+                self._fail(UpstreamReset())
+            elif self.reused:
                 self._fail(StaleConnection("pooled upstream connection closed before responding"))
             else:
-                self._fail(UpstreamReset())
+                self._fail(NoResponse())
         elif self.status and not self.done:
             if self.close_delimited and exc is None:
                 self.on_message_complete()

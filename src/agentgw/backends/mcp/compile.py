@@ -68,6 +68,8 @@ def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, b
     rpath = (route_path or path.rsplit(".backends", 1)[0]) + ".policies"
     bpath = path.rsplit(".", 1)[0] + ".policies"
     _refuse_policies(compiler, route_policies, rpath, _ROUTE_POLICIES_NOT_FOR_MCP)
+    if route_policies is not None and route_policies.retry is not None:
+        _retry(compiler, mb, route_policies.retry, traffic.get("retry"), targets, f"{rpath}.retry")
     _refuse_policies(compiler, backend_policies, bpath, _BACKEND_POLICIES_NOT_FOR_MCP)
     for pol, p in ((route_policies, rpath), (backend_policies, bpath)):
         if pol is not None and getattr(pol, "mcp_authorization", None) is not None:
@@ -111,9 +113,37 @@ def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, b
 
 #: Route policies that act on the backend and that an MCP backend does not use.
 _ROUTE_POLICIES_NOT_FOR_MCP = {
-    "retry": "retries are not supported for mcp backends yet",
     "backend_tls": "is not used by mcp backends; set backendTLS in the policies of each target",
 }
+
+
+def _retry(compiler, mb: m.McpBackend, cfg: m.Retry, policy, targets: list[TargetSpec], path: str) -> None:
+    """The route's ``retry`` on the backend's HTTP targets (``upstream.exchange``).
+
+    ``codes`` must be error statuses: a target that answers 2xx has taken the request (a
+    tool call may have run), so resending it would run it twice. A stdio target is never
+    retried (a message written to its stdin has been received; its process is the
+    session), so on a backend whose targets are all stdio the policy has no effect."""
+    ok = True
+    for i, c in enumerate(cfg.codes):
+        if c < 400:
+            compiler.errors.add(
+                f"{path}.codes[{i}]",
+                f"{c} is not an error status: an mcp target that answers {c} has taken the request, "
+                "which is never sent again (only 4xx and 5xx codes are retried)",
+            )
+            ok = False
+    if mb.targets and all(t.stdio is not None for t in mb.targets):
+        compiler.errors.add(
+            path,
+            "has no effect: the mcp backend has only stdio targets, and a message written to a stdio "
+            "server is never sent again (retries apply to mcp, sse and openapi targets)",
+        )
+        return
+    if ok and policy is not None:
+        for spec in targets:
+            if spec.kind != "stdio":
+                spec.retry = policy
 
 
 def _passthrough(targets: list[TargetSpec], backend_wide: list[str], own: dict[str, set[str]]) -> None:

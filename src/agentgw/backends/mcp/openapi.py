@@ -4,11 +4,13 @@ Tool name: the ``operationId`` (else ``<method>_<path>`` with non-word character
 ``_``). Input schema: one property per path/query/header parameter plus ``body`` for a
 JSON request body; local ``$ref``s are inlined. A call fills the path template, adds the
 query string and headers, sends the JSON body through the gateway's pooled client and
-returns the response body as text content (``isError`` for HTTP status ≥ 400).
+returns the response body as text content (``isError`` for HTTP status ≥ 400). The
+route's ``retry`` applies as for other HTTP targets (``upstream.exchange``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from urllib.parse import quote, urlencode
 
@@ -17,7 +19,7 @@ import yaml
 
 from ...engine.http import GatewayError, encode_headers
 from .jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
-from .upstream import TargetSpec, Upstream, UpstreamGone
+from .upstream import TargetSpec, Upstream, UpstreamGone, exchange
 
 _METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
@@ -177,8 +179,9 @@ class OpenApiUpstream(Upstream):
             headers.append(("content-type", "application/json"))
         h = [("accept", "application/json"), ("content-length", str(len(body))), *spec.headers, *self.passed_headers(), *headers]
         head = f"{op.method} {target} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n"
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         try:
-            conn = await self.pool.exchange(spec.target, head, body, timeout)
+            conn = await exchange(self.pool, spec, head, body, timeout, deadline)
             try:
                 data = await conn.read_body(32 << 20)
             finally:

@@ -11,6 +11,12 @@ carries its progress token) and None otherwise.
 
 HTTP targets run on the gateway's own pooled HTTP/1.1 client: a ``tools/call`` is one
 write and one buffered read on a warm keep-alive connection, no per-call task.
+
+Retries (the route's ``retry`` policy, :func:`exchange`) are for HTTP requests the target
+cannot have acted on: the connection could not be made or closed before any byte of an
+answer, or the answer's status is one of ``codes`` (error statuses only). Nothing is sent
+again once an answer's body is being read, so nothing already relayed to the client is
+ever repeated. A stdio target is never retried: what is written to its stdin is received.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Callable
 
 import orjson
 
-from ...engine.client import ConnectionPool, UpstreamTarget
+from ...engine.client import ConnectionPool, NoResponse, UpstreamConnectError, UpstreamTarget
 from ...engine.http import GatewayError, encode_headers
 from .jsonrpc import (
     INTERNAL_ERROR,
@@ -67,6 +73,70 @@ async def sse_messages(conn, on_event: Callable[[str, bytes], None] | None = Non
         for m in json_messages(parser, chunks, on_event):
             yield m
 
+
+async def exchange(pool: ConnectionPool, spec: "TargetSpec", head: bytes, body: bytes | None, timeout: float | None, deadline: float | None = None, fresh: bool = False):
+    """Send one HTTP request to ``spec``'s target; return the connection holding the
+    response head (``ConnectionPool.exchange``), sending it again under the target's
+    ``retry`` policy while the target cannot have acted on it:
+
+    * it could not be reached (connection refused, connect timeout, TLS handshake), or
+      the connection closed before any byte of an answer (a pooled connection found
+      closed is replaced once more, outside the count, as for every request);
+    * it answered with a status in ``codes`` (4xx/5xx only: see ``compile.py``), read
+      from the head alone -- the body is dropped unread.
+
+    Never after an answer's head with another status (its body may be relayed), and never
+    after a timeout (the target may be working on it). ``attempts`` counts every send;
+    ``backoff`` is waited before each resend (doubling, at most 10×), and no resend
+    starts that would wait past ``deadline`` (loop time). The last attempt's outcome is
+    the outcome. ``fresh``: a new connection per attempt (a long-lived stream)."""
+    retry = spec.retry
+    if retry is None and not fresh:
+        return await pool.exchange(spec.target, head, body, timeout)
+    loop = asyncio.get_running_loop()
+    attempts = retry.attempts if retry is not None else 1
+    attempt = 0
+    while True:
+        t = timeout
+        if deadline is not None:
+            left = max(0.001, deadline - loop.time())
+            t = left if t is None else min(t, left)
+        try:
+            if fresh:
+                conn = await pool.connect(spec.target)
+                try:
+                    conn.send_head(head, body)
+                    await conn.wait_head(t)
+                except BaseException:
+                    conn.close()
+                    conn = None  # see UpstreamConnection._unheld
+                    raise
+            else:
+                conn = await pool.exchange(spec.target, head, body, t)
+        except (UpstreamConnectError, NoResponse) as exc:
+            if not _again(retry, attempt, attempts, deadline, loop):
+                raise
+            why = exc.message
+        else:
+            if retry is None or conn.status not in retry.codes or not _again(retry, attempt, attempts, deadline, loop):
+                return conn
+            why = f"answered HTTP {conn.status}"
+            conn.close()
+            conn = None
+        delay = retry.delay(attempt)
+        attempt += 1
+        log.debug("target %s: %s; attempt %d of %d in %.3gs", spec.name, why, attempt + 1, attempts, delay)
+        if delay:
+            await asyncio.sleep(delay)
+
+
+def _again(retry, attempt: int, attempts: int, deadline: float | None, loop) -> bool:
+    """Another attempt: one is left, and its backoff ends before ``deadline``."""
+    if retry is None or attempt + 1 >= attempts:
+        return False
+    return deadline is None or loop.time() + retry.delay(attempt) < deadline
+
+
 class UpstreamGone(RpcError):
     """The target is unreachable or its session/process is gone."""
 
@@ -89,6 +159,7 @@ class TargetSpec:
         # another target's backendAuth.passthrough, or one this target sets itself
         self.withheld: frozenset[str] = frozenset()
         self.replaces: set[str] = set()  # headers it sets itself (compile time)
+        self.retry = None  # the route's RetryPolicy (HTTP targets; see exchange())
         self.cmd = ""
         self.args: list[str] = []
         self.env: dict[str, str] = {}
@@ -223,11 +294,11 @@ class HttpUpstream(Upstream):
             line += f"content-length: {length}\r\n"
         return line.encode("latin-1") + encode_headers(h) + b"\r\n"
 
-    async def _post(self, msg: dict, timeout: float | None):
+    async def _post(self, msg: dict, timeout: float | None, deadline: float | None = None):
         body = dumps(msg)
         try:
-            return await self.pool.exchange(
-                self.spec.target, self._head("POST", len(body), "application/json, text/event-stream"), body, timeout
+            return await exchange(
+                self.pool, self.spec, self._head("POST", len(body), "application/json, text/event-stream"), body, timeout, deadline
             )
         except GatewayError as exc:
             raise UpstreamGone(f"target {self.name}: {exc.message}") from None
@@ -241,7 +312,7 @@ class HttpUpstream(Upstream):
             related.sent.append((self, rid))
         # ``timeout`` bounds the whole call, as for stream targets: the head, then the body
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        conn = await self._post(msg, timeout)
+        conn = await self._post(msg, timeout, deadline)
         try:
             status = conn.status
             ctype = (conn.headers.get("content-type") or "").lower()
@@ -411,7 +482,8 @@ class _StreamUpstream(Upstream):
         self._progress: dict = {}  # progress token -> client request
         self._dead_reason = ""
 
-    async def _write(self, msg: dict) -> None:
+    async def _write(self, msg: dict, deadline: float | None = None) -> None:
+        """Send one message; ``deadline`` (loop time) bounds resends (``exchange``)."""
         raise NotImplementedError
 
     async def request(self, method: str, params, related, timeout: float | None):
@@ -433,10 +505,12 @@ class _StreamUpstream(Upstream):
                 if token is not None:
                     self._progress[token] = related
         try:
-            await self._write(msg)
             if timeout is not None:
-                resp = await asyncio.wait_for(fut, timeout)
+                deadline = asyncio.get_running_loop().time() + timeout
+                await self._write(msg, deadline)
+                resp = await asyncio.wait_for(fut, max(0.0, deadline - asyncio.get_running_loop().time()))
             else:
+                await self._write(msg)
                 resp = await fut
         except asyncio.TimeoutError:
             raise RpcError(UPSTREAM_ERROR, f"target {self.name} did not answer within {timeout:g}s") from None
@@ -563,7 +637,7 @@ class StdioUpstream(_StreamUpstream):
             await self.start()
         return await super().initialize(params, timeout if timeout is not None else 60.0)
 
-    async def _write(self, msg: dict) -> None:
+    async def _write(self, msg: dict, deadline: float | None = None) -> None:
         proc = self.proc
         if proc is None or self.closed or proc.stdin is None or proc.stdin.is_closing():
             raise UpstreamGone(f"target {self.name}: {self._dead_reason or 'process is not running'}")
@@ -685,13 +759,13 @@ class SseUpstream(_StreamUpstream):
         spec = self.spec
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
+        h = [("accept", "text/event-stream"), *spec.headers, *self.passed_headers()]
+        head = f"GET {spec.path} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n"
         try:
-            conn = await self.pool.connect(spec.target)
+            conn = await exchange(self.pool, spec, head, None, 30.0, loop.time() + (timeout or 30.0), fresh=True)
         except GatewayError as exc:
             raise UpstreamGone(f"target {self.name}: {exc.message}") from None
         self._conn = conn
-        h = [("accept", "text/event-stream"), *spec.headers, *self.passed_headers()]
-        conn.send_head(f"GET {spec.path} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n", None)
         self._task = loop.create_task(self._read(conn, ready))
         try:
             await asyncio.wait_for(ready, timeout or 30.0)
@@ -737,7 +811,7 @@ class SseUpstream(_StreamUpstream):
             await self.start(timeout)
         return await super().initialize(params, timeout if timeout is not None else 60.0)
 
-    async def _write(self, msg: dict) -> None:
+    async def _write(self, msg: dict, deadline: float | None = None) -> None:
         if self.closed:
             raise UpstreamGone(f"target {self.name}: {self._dead_reason or 'closed'}")
         body = dumps(msg)
@@ -745,7 +819,7 @@ class SseUpstream(_StreamUpstream):
         h = [("content-type", "application/json"), ("content-length", str(len(body))), *spec.headers, *self.passed_headers()]
         head = f"POST {self._endpoint_path()} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n"
         try:
-            conn = await self.pool.exchange(spec.target, head, body, 30.0)
+            conn = await exchange(self.pool, spec, head, body, 30.0, deadline)
         except GatewayError as exc:
             raise UpstreamGone(f"target {self.name}: {exc.message}") from None
         try:
