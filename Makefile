@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install run test bench
+.PHONY: install run test lint bench
 
 install:
 	$(PIP) install -q -e .
@@ -15,7 +15,13 @@ run: install
 
 test:
 	bash scripts/install-test-deps.sh
+	$(PYTHON) -m ruff check src
+	$(PYTHON) -m ruff format --check src
 	$(PYTHON) -m pytest -q
+
+lint:
+	$(PYTHON) -m ruff check src
+	$(PYTHON) -m ruff format --check src
 
 bench: install
 	$(PYTHON) bench/run.py http

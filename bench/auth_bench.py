@@ -46,8 +46,11 @@ def _token() -> tuple[str, str]:
 
     key = RSAKey.generate_key(2048, parameters={"kid": "bench", "use": "sig"})
     now = int(time.time())
-    tok = jwt.encode({"alg": "RS256", "kid": "bench"},
-                     {"iss": ISSUER, "aud": "agentgw", "sub": "bench-agent", "iat": now, "exp": now + 3600}, key)
+    tok = jwt.encode(
+        {"alg": "RS256", "kid": "bench"},
+        {"iss": ISSUER, "aud": "agentgw", "sub": "bench-agent", "iat": now, "exp": now + 3600},
+        key,
+    )
     return json.dumps(KeySet([key]).as_dict(private=False)), tok
 
 
@@ -66,9 +69,9 @@ def _policies(kind: str, jwks: str) -> str:
         return (
             "      policies:\n"
             "        authorization:\n"
-            "          require: ['request.headers[\"x-tenant\"] == \"acme\"']\n"
+            '          require: [\'request.headers["x-tenant"] == "acme"\']\n'
             "          deny: ['request.path.startsWith(\"/admin\")']\n"
-            "          allow: ['request.method == \"POST\" || request.method == \"GET\"']\n"
+            '          allow: [\'request.method == "POST" || request.method == "GET"\']\n'
         )
     return ""
 
@@ -87,8 +90,11 @@ def write_lua(path, body: bytes, token: str):
 def add_arguments(p: argparse.ArgumentParser, run_mod) -> None:
     run_mod.add_load_args(p)
     p.add_argument("--targets", default=None, help=f"comma-separated subset of {','.join(TARGETS)}")
-    p.add_argument("--agentgw-cmd", default=run_mod.AGENTGW_CMD,
-                   help="command that starts agentgw; {config} is replaced by the generated config path")
+    p.add_argument(
+        "--agentgw-cmd",
+        default=run_mod.AGENTGW_CMD,
+        help="command that starts agentgw; {config} is replaced by the generated config path",
+    )
 
 
 def run(args: argparse.Namespace, run_mod, scenario: str) -> int:
@@ -126,15 +132,19 @@ def run(args: argparse.Namespace, run_mod, scenario: str) -> int:
                 url = f"http://{lib.LOOPBACK}:{ports['bind']}/"
                 _smoke(url, req_body, headers, name)
                 targets.append(Target(name, url, p, notes={"ports": ports, "policy": kind}))
-            lib.log(f"{n_rounds} round(s) × {len(targets)} target(s): wrk -t1 -c{spec.connections} "
-                    f"-d{spec.duration_s:g}s --latency POST {BODY_SIZE} B with a bearer JWT")
+            lib.log(
+                f"{n_rounds} round(s) × {len(targets)} target(s): wrk -t1 -c{spec.connections} "
+                f"-d{spec.duration_s:g}s --latency POST {BODY_SIZE} B with a bearer JWT"
+            )
             runs = lib.interleaved_rounds(targets, spec, n_rounds, group)
 
     summary = lib.summarize(runs, [t.name for t in targets])
     bars = [b.evaluate(summary) for b in BARS if b.numerator in summary and b.denominator in summary]
     print()
-    print(f"## {scenario} — {n_rounds} round(s), wrk -t1 -c{spec.connections} -d{spec.duration_s:g}s --latency, "
-          f"POST {BODY_SIZE} B JSON with Authorization: Bearer <RS256 JWT>")
+    print(
+        f"## {scenario} — {n_rounds} round(s), wrk -t1 -c{spec.connections} -d{spec.duration_s:g}s --latency, "
+        f"POST {BODY_SIZE} B JSON with Authorization: Bearer <RS256 JWT>"
+    )
     print(f"CPUs: upstream {args.upstream_cpu}, proxy {args.proxy_cpu}, wrk {args.wrk_cpu}; medians of clean runs")
     print()
     print(lib.markdown_table(summary))
@@ -143,7 +153,9 @@ def run(args: argparse.Namespace, run_mod, scenario: str) -> int:
     for name in ("agentgw-jwt", "agentgw-cel"):
         s = summary.get(name)
         if s and s.get("rps") and plain:
-            print(f"- {name}/agentgw-plain req/s ratio: {s['rps'] / plain:.3f}× ({(1 - s['rps'] / plain) * 100:.1f}% lower)")
+            print(
+                f"- {name}/agentgw-plain req/s ratio: {s['rps'] / plain:.3f}× ({(1 - s['rps'] / plain) * 100:.1f}% lower)"
+            )
     print(lib.bars_report(bars) if bars else "- bars: not evaluated (needs agentgw-plain and a policy target)")
     noise = max((x.foreign_cpu or 0.0) for x in runs) if runs else 0.0
     warn = " — WARNING: something else was running; figures are unreliable" if noise > lib.FOREIGN_CPU_WARN else ""
@@ -152,9 +164,17 @@ def run(args: argparse.Namespace, run_mod, scenario: str) -> int:
         "scenario": scenario,
         "argv": sys.argv,
         "environment": lib.environment_info(),
-        "load": {"tool": "wrk", "threads": spec.threads, "connections": spec.connections,
-                 "duration_s": spec.duration_s, "warmup_s": spec.warmup_s, "rounds": n_rounds,
-                 "method": "POST", "request_body_bytes": BODY_SIZE, "response_body_bytes": BODY_SIZE},
+        "load": {
+            "tool": "wrk",
+            "threads": spec.threads,
+            "connections": spec.connections,
+            "duration_s": spec.duration_s,
+            "warmup_s": spec.warmup_s,
+            "rounds": n_rounds,
+            "method": "POST",
+            "request_body_bytes": BODY_SIZE,
+            "response_body_bytes": BODY_SIZE,
+        },
         "placement": {"upstream": args.upstream_cpu, "proxy": args.proxy_cpu, "wrk": args.wrk_cpu},
         "targets": {t.name: {"url": t.url, **t.notes} for t in targets},
         "policies_yaml": {k: _policies(k, "<jwks>") for k in ("jwt", "cel")},

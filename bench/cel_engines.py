@@ -64,7 +64,11 @@ EXPECTED = [True, True, True]
 # What the gateway binds for these rules: only the variables and members the rules name
 # (see agentgw.cel), built per request from the request and the verified identity.
 LAZY = lambda: {  # noqa: E731
-    "request": {"method": REQUEST["method"], "path": REQUEST["path"], "headers": {"x-tenant": REQUEST["headers"]["x-tenant"]}},
+    "request": {
+        "method": REQUEST["method"],
+        "path": REQUEST["path"],
+        "headers": {"x-tenant": REQUEST["headers"]["x-tenant"]},
+    },
     "jwt": {"sub": JWT["sub"], "groups": JWT["groups"]},
 }
 
@@ -263,8 +267,9 @@ def main(argv=None) -> int:
         )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"python": platform.python_version(), "rules": RULES, "results": results, "agentgw": agw}, f,
-                      indent=2)
+            json.dump(
+                {"python": platform.python_version(), "rules": RULES, "results": results, "agentgw": agw}, f, indent=2
+            )
     return 0
 
 

@@ -37,10 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lib  # noqa: E402
 import run as scenarios  # noqa: E402
 
-A2A_ANSWER = (b'{"jsonrpc":"2.0","id":"bench-1","result":{"id":"f9643b48c4544308869cd2d8549654f6",'
-              b'"contextId":"bench-c1","status":{"state":"completed","timestamp":"2026-11-23T19:30:48Z"},'
-              b'"artifacts":[{"artifactId":"21ee94f888fb424e8995aa9263143482","parts":[{"kind":"text",'
-              b'"text":"Hello World"}]}],"kind":"task"}}')
+A2A_ANSWER = (
+    b'{"jsonrpc":"2.0","id":"bench-1","result":{"id":"f9643b48c4544308869cd2d8549654f6",'
+    b'"contextId":"bench-c1","status":{"state":"completed","timestamp":"2026-11-23T19:30:48Z"},'
+    b'"artifacts":[{"artifactId":"21ee94f888fb424e8995aa9263143482","parts":[{"kind":"text",'
+    b'"text":"Hello World"}]}],"kind":"task"}}'
+)
+
 
 def drive(conn: http.client.HTTPConnection, path: str, headers: list[tuple[str, str]], body: bytes, n: int) -> None:
     """``n`` requests, one at a time, on one keep-alive connection, with exactly Host,
@@ -75,8 +78,12 @@ def callgrind_dump(control: str, pid: int, out: Path) -> tuple[int, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--route", choices=("plain", "policies", "a2a", "llm"), default="plain",
-                    help="the bench route to measure (ignored with --config)")
+    ap.add_argument(
+        "--route",
+        choices=("plain", "policies", "a2a", "llm"),
+        default="plain",
+        help="the bench route to measure (ignored with --config)",
+    )
     ap.add_argument("--config", help="measure this config instead (its bind port is --port)")
     ap.add_argument("--port", type=int, help="the bind port of --config")
     ap.add_argument("--path", default="/bench", help="request path (plain, policies and --config)")
@@ -84,8 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=2000, help="requests in the counted window")
     ap.add_argument("--warmup", type=int, default=500, help="requests before the window")
     ap.add_argument("--body", type=Path, help="request body file (default: the http bench's 1 KiB JSON)")
-    ap.add_argument("--keep-dump", type=Path, metavar="FILE",
-                    help="copy the window's callgrind dump here (read it with callgrind_annotate)")
+    ap.add_argument(
+        "--keep-dump",
+        type=Path,
+        metavar="FILE",
+        help="copy the window's callgrind dump here (read it with callgrind_annotate)",
+    )
     ap.add_argument("--env", action="append", default=[], metavar="K=V", help="environment for agentgw")
     args = ap.parse_args(argv)
 
@@ -104,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="agentgw-cg-") as tmp, lib.ProcessGroup(Path(tmp)) as group:
         wd = Path(tmp)
         up_port = lib.free_port()
-        lib.start_nginx(group, "upstream", lib.write_nginx_upstream(wd / "nginx-up", "upstream", up_port, answer),
-                        up_port, None)
+        lib.start_nginx(
+            group, "upstream", lib.write_nginx_upstream(wd / "nginx-up", "upstream", up_port, answer), up_port, None
+        )
         if args.config:
             if not args.port:
                 ap.error("--config needs --port")
@@ -116,15 +128,29 @@ def main(argv: list[str] | None = None) -> int:
             if args.route == "llm":
                 cfg.write_text(scenarios.llm_yaml(ports, up_port))
             else:
-                policies = {"plain": "", "policies": scenarios.POLICIES_YAML,
-                            "a2a": scenarios.A2A_POLICY_YAML}[args.route]
+                policies = {"plain": "", "policies": scenarios.POLICIES_YAML, "a2a": scenarios.A2A_POLICY_YAML}[
+                    args.route
+                ]
                 cfg.write_text(scenarios.agentgw_yaml(ports, up_port, args.route, policies))
             port, ready = ports["bind"], ports["readiness"]
         out = wd / "callgrind.out"
         env = {**lib.python_env_with_repo_src(), "PYTHONHASHSEED": "0"}
         env.update(kv.split("=", 1) for kv in args.env)
-        gw = group.start("agentgw", [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}",
-                                     sys.executable, "-m", "agentgw", "run", "-f", str(cfg)], env=env)
+        gw = group.start(
+            "agentgw",
+            [
+                valgrind,
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-m",
+                "agentgw",
+                "run",
+                "-f",
+                str(cfg),
+            ],
+            env=env,
+        )
         if ready:
             lib.wait_http(f"http://127.0.0.1:{ready}/healthz/ready", 200, timeout=300, proc=gw)
         lib.wait_tcp(port, timeout=300, proc=gw)
@@ -141,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         conn.close()
     per = window / args.requests
     what = args.config or f"{args.route} route"
-    print(f"{what}, {3 + args.headers} request headers, {len(body)} B body: "
-          f"{per / 1000:.1f} k instructions per request ({args.requests} requests)")
+    print(
+        f"{what}, {3 + args.headers} request headers, {len(body)} B body: "
+        f"{per / 1000:.1f} k instructions per request ({args.requests} requests)"
+    )
     return 0
 
 

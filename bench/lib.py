@@ -204,8 +204,14 @@ class ProcessGroup:
         self.workdir = workdir
         self.procs: list[Proc] = []
 
-    def start(self, name: str, argv: Sequence[str], cpu: str | int | None = None,
-              env: dict[str, str] | None = None, cwd: str | Path | None = None) -> Proc:
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        cpu: str | int | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | Path | None = None,
+    ) -> Proc:
         argv = [str(a) for a in argv]
         full = argv
         if cpu is not None:
@@ -214,8 +220,14 @@ class ProcessGroup:
         fh = open(log_path, "ab")
         try:
             popen = subprocess.Popen(
-                full, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                env=env, cwd=cwd, start_new_session=True, preexec_fn=_child_setup,
+                full,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_child_setup,
             )
         except OSError as e:
             raise BenchError(f"cannot start {name}: {e}") from None
@@ -327,8 +339,13 @@ def wait_tcp(port: int, timeout: float = 10.0, proc: Proc | None = None, host: s
     raise _timeout_error(f"{host}:{port}", timeout, proc, last)
 
 
-def http_request(url: str, method: str = "GET", body: bytes | None = None,
-                 headers: dict[str, str] | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_request(
+    url: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 2.0,
+) -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     # never use environment proxies for loopback benchmarking
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -355,12 +372,12 @@ def wait_http(url: str, status: int = 200, timeout: float = 30.0, proc: Proc | N
     raise _timeout_error(url, timeout, proc, last)
 
 
-def smoke_post(url: str, body: bytes, expect_len: int | None = None, proc: Proc | None = None,
-               what: str = "") -> None:
+def smoke_post(url: str, body: bytes, expect_len: int | None = None, proc: Proc | None = None, what: str = "") -> None:
     """One POST like wrk's; fail clearly unless it is a 2xx (with the expected body size)."""
     try:
-        code, data = http_request(url, method="POST", body=body,
-                                  headers={"Content-Type": "application/json"}, timeout=5.0)
+        code, data = http_request(
+            url, method="POST", body=body, headers={"Content-Type": "application/json"}, timeout=5.0
+        )
     except (OSError, urllib.error.URLError) as e:
         _check_alive(proc)
         raise BenchError(f"{what or url}: smoke POST failed: {getattr(e, 'reason', e)}") from None
@@ -405,7 +422,7 @@ def cpu_times(pid: int, tree: bool = True) -> tuple[float, float]:
             stat = Path(f"/proc/{p}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # fields after "(comm)", starting at field 3
+        fields = stat[stat.rindex(")") + 2 :].split()  # fields after "(comm)", starting at field 3
         user += int(fields[11])  # utime (field 14)
         system += int(fields[12])  # stime (field 15)
     return user / CLK_TCK, system / CLK_TCK
@@ -557,8 +574,9 @@ def write_nginx_upstream(prefix: Path, name: str, port: int, body: bytes) -> Pat
     return _write_nginx(prefix, name, http)
 
 
-def write_nginx_proxy(prefix: Path, name: str, port: int, upstream_port: int, keepalive: int = 64,
-                      host: str = "$host") -> Path:
+def write_nginx_proxy(
+    prefix: Path, name: str, port: int, upstream_port: int, keepalive: int = 64, host: str = "$host"
+) -> Path:
     """nginx reverse proxy with a keep-alive upstream pool. ``host`` is the Host header sent
     upstream: ``$http_host`` keeps the client's port, which servers that check Host against
     DNS rebinding (the MCP SDK's) require."""
@@ -581,19 +599,24 @@ def write_nginx_proxy(prefix: Path, name: str, port: int, upstream_port: int, ke
     return _write_nginx(prefix, name, http)
 
 
-def start_nginx(group: ProcessGroup, name: str, conf: Path, port: int, cpu: str | int | None,
-                timeout: float = 10.0) -> Proc:
+def start_nginx(
+    group: ProcessGroup, name: str, conf: Path, port: int, cpu: str | int | None, timeout: float = 10.0
+) -> Proc:
     nginx = which("nginx")
     if not nginx:
         raise BenchError("nginx not found")
     prefix = conf.parent
-    check = subprocess.run([nginx, "-t", "-q", "-c", str(conf), "-p", str(prefix),
-                            "-e", str(prefix / f"{name}.error.log")],
-                           capture_output=True, text=True, timeout=15)
+    check = subprocess.run(
+        [nginx, "-t", "-q", "-c", str(conf), "-p", str(prefix), "-e", str(prefix / f"{name}.error.log")],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
     if check.returncode != 0:
         raise BenchError(f"nginx config {conf} is invalid:\n{check.stderr}")
-    p = group.start(name, [nginx, "-c", conf, "-p", prefix, "-e", prefix / f"{name}.error.log",
-                           "-g", "daemon off;"], cpu=cpu)
+    p = group.start(
+        name, [nginx, "-c", conf, "-p", prefix, "-e", prefix / f"{name}.error.log", "-g", "daemon off;"], cpu=cpu
+    )
     wait_tcp(port, timeout=timeout, proc=p)
     return p
 
@@ -606,9 +629,7 @@ def start_nginx(group: ProcessGroup, name: str, conf: Path, port: int, cpu: str 
 def write_post_lua(path: Path, body: bytes, content_type: str = "application/json") -> Path:
     """wrk script that POSTs a fixed body (no per-response Lua hook, so wrk stays fast)."""
     path.write_text(
-        'wrk.method = "POST"\n'
-        f'wrk.headers["Content-Type"] = "{content_type}"\n'
-        f"wrk.body = [==[{body.decode()}]==]\n"
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\nwrk.body = [==[{body.decode()}]==]\n'
     )
     return path
 
@@ -688,13 +709,27 @@ def parse_wrk(out: str) -> WrkResult:
     return r
 
 
-def run_wrk(url: str, script: Path | None, duration_s: float, connections: int, threads: int = 1,
-            cpu: str | int | None = None, timeout_s: float = 2.0, extra: Sequence[str] = ()) -> WrkResult:
+def run_wrk(
+    url: str,
+    script: Path | None,
+    duration_s: float,
+    connections: int,
+    threads: int = 1,
+    cpu: str | int | None = None,
+    timeout_s: float = 2.0,
+    extra: Sequence[str] = (),
+) -> WrkResult:
     wrk = which("wrk")
     if not wrk:
         raise BenchError("wrk not found")
-    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--latency",
-            f"--timeout={max(1, round(timeout_s))}s"]
+    argv = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        "--latency",
+        f"--timeout={max(1, round(timeout_s))}s",
+    ]
     if script is not None:
         argv += ["-s", str(script)]
     argv += [*extra, url]
@@ -702,8 +737,15 @@ def run_wrk(url: str, script: Path | None, duration_s: float, connections: int, 
         argv = [which("taskset") or "taskset", "-c", str(cpu), *argv]
     try:
         # own session so a terminal Ctrl-C goes to us only; killed (by this pid) on timeout
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_child_setup)
+        p = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_child_setup,
+        )
     except OSError as e:
         raise BenchError(f"cannot start wrk: {e}") from None
     try:
@@ -731,9 +773,10 @@ def run_wrk(url: str, script: Path | None, duration_s: float, connections: int, 
 @dataclass
 class Target:
     """Something to load: a URL plus (optionally) the process whose CPU/RSS to sample."""
+
     name: str
     url: str
-    proc: Proc | None = None           # measured process (tree); None -> no CPU/RSS column
+    proc: Proc | None = None  # measured process (tree); None -> no CPU/RSS column
     notes: dict[str, Any] = field(default_factory=dict)
     also: dict[str, Proc] = field(default_factory=dict)  # other processes whose CPU/request to record
 
@@ -799,11 +842,23 @@ def measure(target: Target, spec: LoadSpec, rnd: int = 0, group: ProcessGroup | 
     also0 = {name: cpu_times(p.pid) for name, p in target.also.items()}
     with ForeignLoad(group) as fl:
         w = run_wrk(target.url, spec.script, spec.duration_s, spec.connections, spec.threads, spec.wrk_cpu)
-    run = Run(target=target.name, round=rnd, rps=w.rps, p50_ms=w.p50_ms, p99_ms=w.p99_ms,
-              requests=w.requests, errors=w.errors, socket_errors=w.socket_errors,
-              non_2xx_3xx=w.non_2xx_3xx, wrk_exit=w.exit_code, clean=w.clean,
-              percentiles_ms=w.percentiles_ms, latency_avg_ms=w.latency_avg_ms,
-              latency_max_ms=w.latency_max_ms, foreign_cpu=round(fl.cpu_fraction, 3))
+    run = Run(
+        target=target.name,
+        round=rnd,
+        rps=w.rps,
+        p50_ms=w.p50_ms,
+        p99_ms=w.p99_ms,
+        requests=w.requests,
+        errors=w.errors,
+        socket_errors=w.socket_errors,
+        non_2xx_3xx=w.non_2xx_3xx,
+        wrk_exit=w.exit_code,
+        clean=w.clean,
+        percentiles_ms=w.percentiles_ms,
+        latency_avg_ms=w.latency_avg_ms,
+        latency_max_ms=w.latency_max_ms,
+        foreign_cpu=round(fl.cpu_fraction, 3),
+    )
     if w.requests:
         for name, p in target.also.items():
             t1 = cpu_times(p.pid)
@@ -823,13 +878,16 @@ def measure(target: Target, spec: LoadSpec, rnd: int = 0, group: ProcessGroup | 
     cpu = f", cpu {run.cpu_us_per_req:.1f} us/req" if run.cpu_us_per_req is not None else ""
     if run.foreign_cpu > FOREIGN_CPU_WARN:
         flag += f"  <-- NOISY: other processes used {run.foreign_cpu:.2f} CPU"
-    log(f"round {rnd + 1} {target.name}: {run.rps:,.0f} req/s, p50 {fmt(run.p50_ms, 2)} ms, "
-        f"p99 {fmt(run.p99_ms, 2)} ms{cpu}{flag}")
+    log(
+        f"round {rnd + 1} {target.name}: {run.rps:,.0f} req/s, p50 {fmt(run.p50_ms, 2)} ms, "
+        f"p99 {fmt(run.p99_ms, 2)} ms{cpu}{flag}"
+    )
     return run
 
 
-def interleaved_rounds(targets: Sequence[Target], spec: LoadSpec, repeat: int,
-                       group: ProcessGroup | None = None) -> list[Run]:
+def interleaved_rounds(
+    targets: Sequence[Target], spec: LoadSpec, repeat: int, group: ProcessGroup | None = None
+) -> list[Run]:
     """repeat rounds over all targets; the start position rotates every round."""
     runs: list[Run] = []
     for rnd in range(repeat):
@@ -855,9 +913,14 @@ def summarize(runs: Sequence[Run], order: Sequence[str]) -> dict[str, dict[str, 
         quiet = [r for r in clean if r.quiet]
         noisy = [r for r in mine if (r.foreign_cpu or 0.0) > FOREIGN_CPU_WARN]
         use = quiet or clean or mine
-        s: dict[str, Any] = {"runs": len(mine), "clean_runs": len(clean), "flagged": len(clean) < len(mine),
-                             "noisy_runs": len(noisy), "median_of": len(use),
-                             "errors": sum(r.errors for r in mine)}
+        s: dict[str, Any] = {
+            "runs": len(mine),
+            "clean_runs": len(clean),
+            "flagged": len(clean) < len(mine),
+            "noisy_runs": len(noisy),
+            "median_of": len(use),
+            "errors": sum(r.errors for r in mine),
+        }
         for f in _MEDIAN_FIELDS:
             vals = [getattr(r, f) for r in use if getattr(r, f) is not None]
             s[f] = statistics.median(vals) if vals else None
@@ -883,8 +946,9 @@ def paired_deltas(runs: Sequence[Run], base: str, target: str, field_name: str =
     return out
 
 
-def p50_added_bar(label: str, runs: Sequence[Run], summary: dict[str, dict[str, Any]], base: str, target: str,
-                  bar_ms: float) -> dict[str, Any]:
+def p50_added_bar(
+    label: str, runs: Sequence[Run], summary: dict[str, dict[str, Any]], base: str, target: str, bar_ms: float
+) -> dict[str, Any]:
     """The "p50 added <= bar_ms" verdict, printed: the median of per-round paired deltas
     when at least three rounds pair up, else the difference of the medians (both shown)."""
     d, g = summary[base]["p50_ms"], summary[target]["p50_ms"]
@@ -894,16 +958,26 @@ def p50_added_bar(label: str, runs: Sequence[Run], summary: dict[str, dict[str, 
     ok = delta is not None and delta <= bar_ms and not summary[target]["flagged"]
     result = "PASS" if ok else ("N/A" if delta is None else "FAIL")
     spread = f"; per round {', '.join(fmt(x, 2) for x in pairs)}" if pairs else ""
-    how = (f"median of {len(pairs)} paired rounds; difference of medians {fmt(of_medians, 3)} ms"
-           if len(pairs) >= 3 else "difference of medians")
+    how = (
+        f"median of {len(pairs)} paired rounds; difference of medians {fmt(of_medians, 3)} ms"
+        if len(pairs) >= 3
+        else "difference of medians"
+    )
     print(f"\n- p50 added ({target} - {base}): {fmt(delta, 3)} ms ({how}{spread}) (bar <= {bar_ms:g} ms): {result}")
-    return {"label": label, "delta_ms": delta, "delta_of_medians_ms": of_medians, "paired_deltas_ms": pairs,
-            "bar_ms": bar_ms, "result": result}
+    return {
+        "label": label,
+        "delta_ms": delta,
+        "delta_of_medians_ms": of_medians,
+        "paired_deltas_ms": pairs,
+        "bar_ms": bar_ms,
+        "result": result,
+    }
 
 
 @dataclass
 class Bar:
     """Acceptance bar: summary[numerator].rps >= factor * summary[denominator].rps."""
+
     label: str
     numerator: str
     denominator: str
@@ -913,14 +987,25 @@ class Bar:
         num = summary.get(self.numerator, {}).get("rps")
         den = summary.get(self.denominator, {}).get("rps")
         ratio = num / den if num and den else None
-        flagged = bool(summary.get(self.numerator, {}).get("flagged") or summary.get(self.denominator, {}).get("flagged"))
+        flagged = bool(
+            summary.get(self.numerator, {}).get("flagged") or summary.get(self.denominator, {}).get("flagged")
+        )
         # noisy inputs: a median had to use runs during which other processes loaded the machine
-        noisy = any(s.get("noisy_runs", 0) and s.get("median_of", 0) > s.get("runs", 0) - s.get("noisy_runs", 0)
-                    for s in (summary.get(self.numerator, {}), summary.get(self.denominator, {})))
+        noisy = any(
+            s.get("noisy_runs", 0) and s.get("median_of", 0) > s.get("runs", 0) - s.get("noisy_runs", 0)
+            for s in (summary.get(self.numerator, {}), summary.get(self.denominator, {}))
+        )
         ok = ratio is not None and ratio >= self.factor and not flagged
-        return {"label": self.label, "numerator": self.numerator, "denominator": self.denominator,
-                "factor": self.factor, "ratio": ratio, "flagged_inputs": flagged, "noisy_inputs": noisy,
-                "result": "PASS" if ok else ("N/A" if ratio is None else "FAIL")}
+        return {
+            "label": self.label,
+            "numerator": self.numerator,
+            "denominator": self.denominator,
+            "factor": self.factor,
+            "ratio": ratio,
+            "flagged_inputs": flagged,
+            "noisy_inputs": noisy,
+            "result": "PASS" if ok else ("N/A" if ratio is None else "FAIL"),
+        }
 
 
 def fmt(v: float | None, nd: int = 1, thousands: bool = False) -> str:
@@ -930,16 +1015,20 @@ def fmt(v: float | None, nd: int = 1, thousands: bool = False) -> str:
 
 
 def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
-    lines = ["| target | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | errors |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| target | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | errors |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for name, s in summary.items():
         err = str(s["errors"])
         if s["flagged"]:
             err += f" (FLAGGED: {s['runs'] - s['clean_runs']}/{s['runs']} runs had errors)"
         if s.get("noisy_runs"):
             err += f" ({s['noisy_runs']}/{s['runs']} runs noisy)"
-        lines.append(f"| {name} | {fmt(s['rps'], 0, True)} | {fmt(s['p50_ms'], 2)} | {fmt(s['p99_ms'], 2)} "
-                     f"| {fmt(s['cpu_us_per_req'], 1)} | {fmt(s['rss_mib'], 1)} | {err} |")
+        lines.append(
+            f"| {name} | {fmt(s['rps'], 0, True)} | {fmt(s['p50_ms'], 2)} | {fmt(s['p99_ms'], 2)} "
+            f"| {fmt(s['cpu_us_per_req'], 1)} | {fmt(s['rss_mib'], 1)} | {err} |"
+        )
     return "\n".join(lines)
 
 
@@ -950,20 +1039,26 @@ def bars_report(results: Sequence[dict[str, Any]]) -> str:
         extra = " (inputs flagged: runs had errors)" if b["flagged_inputs"] else ""
         if b.get("noisy_inputs"):
             extra += " (inputs noisy: machine was busy, unreliable)"
-        lines.append(f"- {b['label']}: {b['numerator']}/{b['denominator']} = {ratio}, "
-                     f"bar ≥ {b['factor']:.2f}× → **{b['result']}**{extra}")
+        lines.append(
+            f"- {b['label']}: {b['numerator']}/{b['denominator']} = {ratio}, "
+            f"bar ≥ {b['factor']:.2f}× → **{b['result']}**{extra}"
+        )
     return "\n".join(lines)
 
 
 def git_info() -> dict[str, Any]:
     def git(*a: str) -> str:
         try:
-            return subprocess.run(["git", "-C", str(REPO_DIR), *a], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(REPO_DIR), *a], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             return ""
-    return {"commit": git("rev-parse", "HEAD") or None,
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
 
 
 def environment_info() -> dict[str, Any]:
@@ -1010,8 +1105,14 @@ def python_env_with_repo_src() -> dict[str, str]:
 def agentgw_available() -> tuple[bool, str]:
     """Can `python -m agentgw run` be started from this tree? (cheap `--help` probe)"""
     try:
-        r = subprocess.run([sys.executable, "-m", "agentgw", "run", "--help"], env=python_env_with_repo_src(),
-                           capture_output=True, text=True, timeout=30, cwd=REPO_DIR)
+        r = subprocess.run(
+            [sys.executable, "-m", "agentgw", "run", "--help"],
+            env=python_env_with_repo_src(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=REPO_DIR,
+        )
     except subprocess.TimeoutExpired:
         return False, "`python -m agentgw run --help` timed out"
     if r.returncode != 0:

@@ -35,11 +35,17 @@ def add_load_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--duration", type=float, default=None, help="measured seconds per run (default 10; --quick: 3)")
     g.add_argument("--warmup", type=float, default=None, help="warm-up seconds before each run (default 2; --quick: 1)")
     g.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    g.add_argument("--repeat", type=int, default=None,
-                   help="interleaved rounds; medians per target are reported (default 1)")
+    g.add_argument(
+        "--repeat", type=int, default=None, help="interleaved rounds; medians per target are reported (default 1)"
+    )
     g.add_argument("--quick", action="store_true", help="short smoke benchmark: 3 s runs, 1 s warm-up, 1 round")
-    g.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                   help="before each run wait up to S seconds for the machine to be idle (default 0: don't wait)")
+    g.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each run wait up to S seconds for the machine to be idle (default 0: don't wait)",
+    )
     c = p.add_argument_group("placement")
     c.add_argument("--upstream-cpu", default="0", help="CPU list for the upstream (default 0)")
     c.add_argument("--proxy-cpu", default="1", help="CPU list for each proxy under test (default 1)")
@@ -73,8 +79,9 @@ def check_cpus(*cpu_lists: str) -> None:
             lo, _, hi = part.partition("-")
             for c in range(int(lo), int(hi or lo) + 1):
                 if c not in have:
-                    raise BenchError(f"CPU {c} is not available (usable CPUs: {have}); "
-                                     f"adjust --upstream-cpu/--proxy-cpu/--wrk-cpu")
+                    raise BenchError(
+                        f"CPU {c} is not available (usable CPUs: {have}); adjust --upstream-cpu/--proxy-cpu/--wrk-cpu"
+                    )
     if len(have) < 2:
         lib.log("WARNING: fewer than 2 CPUs: proxies share a CPU with wrk and the upstream")
 
@@ -93,12 +100,12 @@ def agentgw_yaml(ports: dict[str, int], upstream_port: int, route: str, policies
     """Config in the agentgateway schema: one bind, one listener, one route to the upstream."""
     return f"""\
 config:
-  adminAddr: {lib.LOOPBACK}:{ports['admin']}
-  statsAddr: {lib.LOOPBACK}:{ports['stats']}
-  readinessAddr: {lib.LOOPBACK}:{ports['readiness']}
+  adminAddr: {lib.LOOPBACK}:{ports["admin"]}
+  statsAddr: {lib.LOOPBACK}:{ports["stats"]}
+  readinessAddr: {lib.LOOPBACK}:{ports["readiness"]}
   logging: {{level: warn}}
 binds:
-- port: {ports['bind']}
+- port: {ports["bind"]}
   listeners:
   - name: bench
     routes:
@@ -123,8 +130,16 @@ POLICIES_YAML = """\
 AGENTGW_CMD = f"{shlex.quote(sys.executable)} -m agentgw run -f {{config}}"
 
 
-def start_agentgw(group: ProcessGroup, workdir: Path, name: str, yaml_text: str, ports: dict[str, int],
-                  cpu: str, cmd: str = AGENTGW_CMD, timeout: float = 30.0) -> lib.Proc:
+def start_agentgw(
+    group: ProcessGroup,
+    workdir: Path,
+    name: str,
+    yaml_text: str,
+    ports: dict[str, int],
+    cpu: str,
+    cmd: str = AGENTGW_CMD,
+    timeout: float = 30.0,
+) -> lib.Proc:
     """Start agentgw (pinned) with a generated config; wait for /healthz/ready and the bind port."""
     cfg = workdir / f"{name}.yaml"
     cfg.write_text(yaml_text)
@@ -149,11 +164,17 @@ BODY_SIZE = 1024
 
 def http_args(p: argparse.ArgumentParser) -> None:
     add_load_args(p)
-    p.add_argument("--targets", default=",".join(HTTP_TARGETS),
-                   help=f"comma-separated subset of {','.join(HTTP_TARGETS)} (default: all)")
-    p.add_argument("--agentgw-cmd", default=AGENTGW_CMD,
-                   help="command that starts agentgw; {config} is replaced by the generated config path "
-                        "(default: the working tree's `python -m agentgw run -f {config}`)")
+    p.add_argument(
+        "--targets",
+        default=",".join(HTTP_TARGETS),
+        help=f"comma-separated subset of {','.join(HTTP_TARGETS)} (default: all)",
+    )
+    p.add_argument(
+        "--agentgw-cmd",
+        default=AGENTGW_CMD,
+        help="command that starts agentgw; {config} is replaced by the generated config path "
+        "(default: the working tree's `python -m agentgw run -f {config}`)",
+    )
 
 
 def run_http(args: argparse.Namespace) -> int:
@@ -169,8 +190,10 @@ def run_http(args: argparse.Namespace) -> int:
     if use_agentgw and args.agentgw_cmd == AGENTGW_CMD:
         ok, why = lib.agentgw_available()
         if not ok:
-            raise BenchError(f"`python -m agentgw run` is not usable in this tree ({why}); "
-                             f"to measure only the references use --targets direct,nginx")
+            raise BenchError(
+                f"`python -m agentgw run` is not usable in this tree ({why}); "
+                f"to measure only the references use --targets direct,nginx"
+            )
 
     n_rounds = rounds(args)
     req_body = lib.json_body(BODY_SIZE, tag="request")
@@ -204,15 +227,24 @@ def run_http(args: argparse.Namespace) -> int:
                     continue
                 ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
                 lib.log(f"{name} on :{ports['bind']} (CPU {args.proxy_cpu})")
-                p = start_agentgw(group, wd, name, agentgw_yaml(ports, up_port, route, pol), ports, args.proxy_cpu,
-                                  cmd=args.agentgw_cmd)
+                p = start_agentgw(
+                    group,
+                    wd,
+                    name,
+                    agentgw_yaml(ports, up_port, route, pol),
+                    ports,
+                    args.proxy_cpu,
+                    cmd=args.agentgw_cmd,
+                )
                 url = f"http://{lib.LOOPBACK}:{ports['bind']}/"
                 lib.smoke_post(url, req_body, BODY_SIZE, proc=p, what=name)
                 targets.append(Target(name, url, p, notes={"ports": ports, "route": route}))
                 access_log_note = "logging.level=warn (no access log configured)"
 
-            lib.log(f"{n_rounds} round(s) × {len(targets)} target(s): wrk -t1 -c{spec.connections} "
-                    f"-d{spec.duration_s:g}s --latency POST {BODY_SIZE} B (warm-up {spec.warmup_s:g}s)")
+            lib.log(
+                f"{n_rounds} round(s) × {len(targets)} target(s): wrk -t1 -c{spec.connections} "
+                f"-d{spec.duration_s:g}s --latency POST {BODY_SIZE} B (warm-up {spec.warmup_s:g}s)"
+            )
             runs = lib.interleaved_rounds(targets, spec, n_rounds, group)
 
     summary = lib.summarize(runs, [t.name for t in targets])
@@ -224,14 +256,20 @@ def run_http(args: argparse.Namespace) -> int:
     if agw_runs:
         access_log_on = any(r.log_bytes >= r.requests > 0 for r in agw_runs)
         log_bytes = sum(r.log_bytes for r in agw_runs)
-        access_log_note = (f"{access_log_note}; agentgw wrote {log_bytes} B of log output during the measured "
-                           f"runs -> access logging {'appears ON' if access_log_on else 'off'}")
+        access_log_note = (
+            f"{access_log_note}; agentgw wrote {log_bytes} B of log output during the measured "
+            f"runs -> access logging {'appears ON' if access_log_on else 'off'}"
+        )
 
     print()
-    print(f"## HTTP proxy — {n_rounds} round(s), wrk -t1 -c{spec.connections} -d{spec.duration_s:g}s --latency, "
-          f"POST {BODY_SIZE} B JSON → 200 + {BODY_SIZE} B JSON")
-    print(f"CPUs: upstream {args.upstream_cpu}, proxy {args.proxy_cpu}, wrk {args.wrk_cpu}; "
-          f"medians of clean runs; CPU/RSS = proxy process tree (nginx: master + worker)")
+    print(
+        f"## HTTP proxy — {n_rounds} round(s), wrk -t1 -c{spec.connections} -d{spec.duration_s:g}s --latency, "
+        f"POST {BODY_SIZE} B JSON → 200 + {BODY_SIZE} B JSON"
+    )
+    print(
+        f"CPUs: upstream {args.upstream_cpu}, proxy {args.proxy_cpu}, wrk {args.wrk_cpu}; "
+        f"medians of clean runs; CPU/RSS = proxy process tree (nginx: master + worker)"
+    )
     print()
     print(lib.markdown_table(summary))
     print()
@@ -247,24 +285,40 @@ def run_http(args: argparse.Namespace) -> int:
     if access_log_note:
         print(f"- access log: {access_log_note}")
     noise = max((x.foreign_cpu or 0.0) for x in runs) if runs else 0.0
-    warn = (" — WARNING: something else was running; figures are unreliable"
-            if noise > lib.FOREIGN_CPU_WARN else "")
+    warn = " — WARNING: something else was running; figures are unreliable" if noise > lib.FOREIGN_CPU_WARN else ""
     print(f"- machine noise: other processes used up to {noise:.2f} CPU during a measured run{warn}")
-    print("- policies route: requestHeaderModifier add x-bench, localRateLimit 1e8 tokens/1s (never hit); "
-          "metrics always on")
+    print(
+        "- policies route: requestHeaderModifier add x-bench, localRateLimit 1e8 tokens/1s (never hit); "
+        "metrics always on"
+    )
 
     payload: dict[str, Any] = {
         "scenario": "http",
         "argv": sys.argv,
         "environment": lib.environment_info(),
-        "load": {"tool": "wrk", "threads": spec.threads, "connections": spec.connections,
-                 "duration_s": spec.duration_s, "warmup_s": spec.warmup_s, "rounds": n_rounds,
-                 "wait_quiet_s": spec.wait_quiet_s, "method": "POST", "request_body_bytes": BODY_SIZE, "response_body_bytes": BODY_SIZE,
-                 "content_type": "application/json"},
+        "load": {
+            "tool": "wrk",
+            "threads": spec.threads,
+            "connections": spec.connections,
+            "duration_s": spec.duration_s,
+            "warmup_s": spec.warmup_s,
+            "rounds": n_rounds,
+            "wait_quiet_s": spec.wait_quiet_s,
+            "method": "POST",
+            "request_body_bytes": BODY_SIZE,
+            "response_body_bytes": BODY_SIZE,
+            "content_type": "application/json",
+        },
         "placement": {"upstream": args.upstream_cpu, "proxy": args.proxy_cpu, "wrk": args.wrk_cpu},
         "targets": {t.name: {"url": t.url, **t.notes} for t in targets},
-        "agentgw": {"command": args.agentgw_cmd, "access_log_on": access_log_on, "access_log_note": access_log_note,
-                    "policies_yaml": POLICIES_YAML} if use_agentgw else None,
+        "agentgw": {
+            "command": args.agentgw_cmd,
+            "access_log_on": access_log_on,
+            "access_log_note": access_log_note,
+            "policies_yaml": POLICIES_YAML,
+        }
+        if use_agentgw
+        else None,
         "runs": runs,
         "summary": summary,
         "bars": bars,
@@ -291,10 +345,16 @@ A2A_REQUEST = (
 
 def a2a_args(p: argparse.ArgumentParser) -> None:
     add_load_args(p)
-    p.add_argument("--concurrency", default="1,32",
-                   help="comma-separated wrk connection counts to measure (default 1,32: sequential and 32-concurrent)")
-    p.add_argument("--agentgw-cmd", default=AGENTGW_CMD,
-                   help="command that starts agentgw; {config} is replaced by the generated config path")
+    p.add_argument(
+        "--concurrency",
+        default="1,32",
+        help="comma-separated wrk connection counts to measure (default 1,32: sequential and 32-concurrent)",
+    )
+    p.add_argument(
+        "--agentgw-cmd",
+        default=AGENTGW_CMD,
+        help="command that starts agentgw; {config} is replaced by the generated config path",
+    )
 
 
 def run_a2a(args: argparse.Namespace) -> int:
@@ -317,8 +377,13 @@ def run_a2a(args: argparse.Namespace) -> int:
         with lib.signals_raise(deadline_for(len(A2A_TARGETS) * len(levels), spec0, n_rounds)):
             agent_port = lib.free_port()
             lib.log(f"demo A2A agent on :{agent_port} (CPU {args.upstream_cpu})")
-            agent = group.start("agent", [sys.executable, "-m", "agentgw.demo.a2a_agent", "--port", str(agent_port)],
-                                cpu=args.upstream_cpu, env=lib.python_env_with_repo_src(), cwd=lib.REPO_DIR)
+            agent = group.start(
+                "agent",
+                [sys.executable, "-m", "agentgw.demo.a2a_agent", "--port", str(agent_port)],
+                cpu=args.upstream_cpu,
+                env=lib.python_env_with_repo_src(),
+                cwd=lib.REPO_DIR,
+            )
             lib.wait_tcp(agent_port, proc=agent)
             direct_url = f"http://{lib.LOOPBACK}:{agent_port}/"
             lib.smoke_post(direct_url, A2A_REQUEST, proc=agent, what="demo agent")
@@ -327,8 +392,15 @@ def run_a2a(args: argparse.Namespace) -> int:
             for name, pol in (("agentgw-plain", ""), ("agentgw-a2a", A2A_POLICY_YAML)):
                 ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
                 lib.log(f"{name} on :{ports['bind']} (CPU {args.proxy_cpu})")
-                p = start_agentgw(group, wd, name, agentgw_yaml(ports, agent_port, "bench-agent", pol), ports,
-                                  args.proxy_cpu, cmd=args.agentgw_cmd)
+                p = start_agentgw(
+                    group,
+                    wd,
+                    name,
+                    agentgw_yaml(ports, agent_port, "bench-agent", pol),
+                    ports,
+                    args.proxy_cpu,
+                    cmd=args.agentgw_cmd,
+                )
                 gw_url = f"http://{lib.LOOPBACK}:{ports['bind']}/"
                 lib.smoke_post(gw_url, A2A_REQUEST, proc=p, what=name)
                 targets.append(Target(name, gw_url, p))
@@ -351,12 +423,20 @@ def run_a2a(args: argparse.Namespace) -> int:
         g, pl = summary["agentgw-a2a"]["p50_ms"], summary["agentgw-plain"]["p50_ms"]
         if pl is not None and g is not None:
             print(f"\n- of which A2A processing (agentgw-a2a - agentgw-plain): {lib.fmt(g - pl, 3)} ms")
-        bars.append(lib.p50_added_bar(f"p50 delta c={c}", runs_by_level[c], summary, "direct", "agentgw-a2a",
-                                      A2A_BAR_MS))
+        bars.append(
+            lib.p50_added_bar(f"p50 delta c={c}", runs_by_level[c], summary, "direct", "agentgw-a2a", A2A_BAR_MS)
+        )
         print()
-    payload = {"scenario": "a2a", "argv": sys.argv, "environment": lib.environment_info(),
-               "request": A2A_REQUEST.decode(), "rounds": n_rounds, "runs": all_runs,
-               "summary": {str(c): s for c, s in results.items()}, "bars": bars}
+    payload = {
+        "scenario": "a2a",
+        "argv": sys.argv,
+        "environment": lib.environment_info(),
+        "request": A2A_REQUEST.decode(),
+        "rounds": n_rounds,
+        "runs": all_runs,
+        "summary": {str(c): s for c, s in results.items()},
+        "bars": bars,
+    }
     path = lib.record_json("a2a", payload, args.out_dir)
     print(f"raw results: {path}")
     return 0 if all(b["result"] == "PASS" for b in bars) else 1
@@ -374,18 +454,35 @@ MCP_RATIO_BAR = 0.5
 
 def mcp_args(p: argparse.ArgumentParser) -> None:
     add_load_args(p)
-    p.add_argument("--concurrency", default="1,32",
-                   help="comma-separated wrk connection counts (default 1,32: sequential and 32-concurrent)")
-    p.add_argument("--agentgw-cmd", default=AGENTGW_CMD,
-                   help="command that starts agentgw; {config} is replaced by the generated config path")
-    p.add_argument("--tool", choices=MCP_TOOLS, default="echo",
-                   help="the tool called: echo (a plain def, run in the SDK's worker threads) or echo_async")
-    p.add_argument("--think-ms", type=float, default=0.0,
-                   help="with concurrent sessions: each session waits between calls, as an agent would, a "
-                        "random time of this mean (uniform in [0, 2x], drawn per call, so sessions do not "
-                        "move in step; default 0: back to back, which saturates the server)")
-    p.add_argument("--no-nginx", action="store_true",
-                   help="leave out the reference arm: nginx proxying the same server (on --proxy-cpu)")
+    p.add_argument(
+        "--concurrency",
+        default="1,32",
+        help="comma-separated wrk connection counts (default 1,32: sequential and 32-concurrent)",
+    )
+    p.add_argument(
+        "--agentgw-cmd",
+        default=AGENTGW_CMD,
+        help="command that starts agentgw; {config} is replaced by the generated config path",
+    )
+    p.add_argument(
+        "--tool",
+        choices=MCP_TOOLS,
+        default="echo",
+        help="the tool called: echo (a plain def, run in the SDK's worker threads) or echo_async",
+    )
+    p.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="with concurrent sessions: each session waits between calls, as an agent would, a "
+        "random time of this mean (uniform in [0, 2x], drawn per call, so sessions do not "
+        "move in step; default 0: back to back, which saturates the server)",
+    )
+    p.add_argument(
+        "--no-nginx",
+        action="store_true",
+        help="leave out the reference arm: nginx proxying the same server (on --proxy-cpu)",
+    )
 
 
 def _mcp_session(url: str, call: bytes = MCP_CALL) -> str:
@@ -394,8 +491,16 @@ def _mcp_session(url: str, call: bytes = MCP_CALL) -> str:
     import urllib.request
 
     h = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"},
+        },
+    }
     with urllib.request.urlopen(urllib.request.Request(url, _json.dumps(init).encode(), h), timeout=30) as r:
         sid = r.headers["mcp-session-id"]
         r.read()
@@ -436,8 +541,10 @@ def _mcp_sessions_lua(path: Path, sids: list[str], call: bytes = MCP_CALL, think
     """
     body = call.decode().replace("\\", "\\\\").replace('"', '\\"')
     path.write_text(
-        (f"function delay() return math.random() * {2 * think_ms:g} end\n" if think_ms > 0 else "") +
-        "local sids = {" + ", ".join(f'"{s}"' for s in sids) + "}\n"
+        (f"function delay() return math.random() * {2 * think_ms:g} end\n" if think_ms > 0 else "")
+        + "local sids = {"
+        + ", ".join(f'"{s}"' for s in sids)
+        + "}\n"
         "local next_sid = 1\n"
         "function setup(thread)\n"
         "  thread:set('sid', sids[next_sid])\n"
@@ -458,13 +565,19 @@ def _mcp_sessions_lua(path: Path, sids: list[str], call: bytes = MCP_CALL, think
 def _print_reference(runs: list, ref: str, target: str) -> None:
     """Informational lines, not bars: what the reference proxy adds to the same server in
     the same rounds, and the target against it (medians of per-round paired deltas)."""
-    for base, other, what in (("direct", ref, f"p50 added by {ref} (reference)"),
-                              (ref, target, f"p50 {target} - {ref}")):
+    for base, other, what in (
+        ("direct", ref, f"p50 added by {ref} (reference)"),
+        (ref, target, f"p50 {target} - {ref}"),
+    ):
         pairs = lib.paired_deltas(runs, base, other)
         if pairs:
-            print(f"- {what}: {lib.fmt(statistics.median(pairs), 3)} ms "
-                  f"(median of {len(pairs)} paired rounds; per round {', '.join(lib.fmt(x, 2) for x in pairs)})")
-    via = [r.also_cpu_us_per_req["mcp-server"] for r in runs if r.target == ref and "mcp-server" in r.also_cpu_us_per_req]
+            print(
+                f"- {what}: {lib.fmt(statistics.median(pairs), 3)} ms "
+                f"(median of {len(pairs)} paired rounds; per round {', '.join(lib.fmt(x, 2) for x in pairs)})"
+            )
+    via = [
+        r.also_cpu_us_per_req["mcp-server"] for r in runs if r.target == ref and "mcp-server" in r.also_cpu_us_per_req
+    ]
     if via:
         print(f"- MCP server CPU per call through {ref}: {statistics.median(via):,.0f} µs")
 
@@ -486,20 +599,24 @@ def run_mcp(args: argparse.Namespace) -> int:
         with lib.signals_raise(deadline_for(n_arms * len(levels), spec0, n_rounds)):
             up_port = lib.free_port()
             lib.log(f"MCPServer (streamable HTTP) on :{up_port} (CPU {args.upstream_cpu})")
-            up = group.start("mcp-server", [sys.executable, "-m", "tests.mcp.fast_server", "--name", "bench",
-                                            "--http", str(up_port)],
-                             cpu=args.upstream_cpu, env=lib.python_env_with_repo_src(), cwd=lib.REPO_DIR)
+            up = group.start(
+                "mcp-server",
+                [sys.executable, "-m", "tests.mcp.fast_server", "--name", "bench", "--http", str(up_port)],
+                cpu=args.upstream_cpu,
+                env=lib.python_env_with_repo_src(),
+                cwd=lib.REPO_DIR,
+            )
             lib.wait_tcp(up_port, timeout=30, proc=up)
             direct_url = f"http://{lib.LOOPBACK}:{up_port}/mcp"
             ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
             yaml_text = f"""\
 config:
-  adminAddr: {lib.LOOPBACK}:{ports['admin']}
-  statsAddr: {lib.LOOPBACK}:{ports['stats']}
-  readinessAddr: {lib.LOOPBACK}:{ports['readiness']}
+  adminAddr: {lib.LOOPBACK}:{ports["admin"]}
+  statsAddr: {lib.LOOPBACK}:{ports["stats"]}
+  readinessAddr: {lib.LOOPBACK}:{ports["readiness"]}
   logging: {{level: warn}}
 binds:
-- port: {ports['bind']}
+- port: {ports["bind"]}
   listeners:
   - name: bench
     routes:
@@ -526,13 +643,14 @@ binds:
                     if c == 1:
                         script = _mcp_lua(wd / f"{name}.lua", _mcp_session(url, call), call)
                     else:  # c concurrent sessions, one per wrk thread
-                        script = _mcp_sessions_lua(wd / f"{name}-{c}.lua", [_mcp_session(url, call) for _ in range(c)],
-                                                   call, args.think_ms)
+                        script = _mcp_sessions_lua(
+                            wd / f"{name}-{c}.lua", [_mcp_session(url, call) for _ in range(c)], call, args.think_ms
+                        )
                     # the server's own CPU per call in both arms: is the bottleneck doing the same work?
                     targets.append((Target(name, url, proc, also={} if proc is up else {"mcp-server": up}), script))
                 runs = []
                 for rnd in range(n_rounds):
-                    order = targets[rnd % len(targets):] + targets[: rnd % len(targets)]
+                    order = targets[rnd % len(targets) :] + targets[: rnd % len(targets)]
                     for t, script in order:
                         spec = LoadSpec(**{**spec0.__dict__, "connections": c, "threads": c, "script": script})
                         lib.log(f"round {rnd + 1}: {t.name} wrk -c{c} -d{spec.duration_s:g}s tools/call")
@@ -543,33 +661,57 @@ binds:
 
     print()
     ref = "" if args.no_nginx else " (and through nginx, for reference)"
-    print(f"## MCP tools/call `{args.tool}` — MCPServer direct vs through agentgw (mcp backend){ref}, {n_rounds} round(s)")
+    print(
+        f"## MCP tools/call `{args.tool}` — MCPServer direct vs through agentgw (mcp backend){ref}, {n_rounds} round(s)"
+    )
     print()
     bars = []
     for c, summary in results.items():
         paced = f", {args.think_ms:g} ms between a session's calls" if args.think_ms > 0 else ""
-        print(f"### {'sequential (wrk -c1)' if c == 1 else f'{c} concurrent sessions (wrk -t{c} -c{c}, one session per thread{paced})'}")
+        print(
+            f"### {'sequential (wrk -c1)' if c == 1 else f'{c} concurrent sessions (wrk -t{c} -c{c}, one session per thread{paced})'}"
+        )
         print()
         print(lib.markdown_table(summary))
         server_cpu = [r.cpu_us_per_req for r in runs_by_level[c] if r.target == "direct" and r.cpu_us_per_req]
-        server_cpu_via = [r.also_cpu_us_per_req["mcp-server"] for r in runs_by_level[c]
-                          if r.target == "agentgw-mcp" and "mcp-server" in r.also_cpu_us_per_req]
+        server_cpu_via = [
+            r.also_cpu_us_per_req["mcp-server"]
+            for r in runs_by_level[c]
+            if r.target == "agentgw-mcp" and "mcp-server" in r.also_cpu_us_per_req
+        ]
         if server_cpu and server_cpu_via:
-            print(f"\n- MCP server CPU per call: {statistics.median(server_cpu):,.0f} µs direct, "
-                  f"{statistics.median(server_cpu_via):,.0f} µs through agentgw")
-        bars.append(lib.p50_added_bar(f"p50 added c={c}", runs_by_level[c], summary, "direct", "agentgw-mcp",
-                                      MCP_BAR_MS))
+            print(
+                f"\n- MCP server CPU per call: {statistics.median(server_cpu):,.0f} µs direct, "
+                f"{statistics.median(server_cpu_via):,.0f} µs through agentgw"
+            )
+        bars.append(
+            lib.p50_added_bar(f"p50 added c={c}", runs_by_level[c], summary, "direct", "agentgw-mcp", MCP_BAR_MS)
+        )
         if "nginx-mcp" in summary:
             _print_reference(runs_by_level[c], "nginx-mcp", "agentgw-mcp")
         dr, gr = summary["direct"].get("rps"), summary["agentgw-mcp"].get("rps")
         ratio = gr / dr if dr and gr else None
         okr = ratio is not None and ratio >= MCP_RATIO_BAR
-        bars.append({"label": f"req/s ratio c={c}", "ratio": ratio, "bar": MCP_RATIO_BAR,
-                     "result": "PASS" if okr else ("N/A" if ratio is None else "FAIL")})
+        bars.append(
+            {
+                "label": f"req/s ratio c={c}",
+                "ratio": ratio,
+                "bar": MCP_RATIO_BAR,
+                "result": "PASS" if okr else ("N/A" if ratio is None else "FAIL"),
+            }
+        )
         print(f"- req/s agentgw/direct: {lib.fmt(ratio, 2)}x (bar >= {MCP_RATIO_BAR}x): {bars[-1]['result']}\n")
-    payload = {"scenario": "mcp", "argv": sys.argv, "environment": lib.environment_info(),
-               "request": call.decode(), "think_ms": args.think_ms, "rounds": n_rounds, "runs": all_runs,
-               "summary": {str(c): s for c, s in results.items()}, "bars": bars}
+    payload = {
+        "scenario": "mcp",
+        "argv": sys.argv,
+        "environment": lib.environment_info(),
+        "request": call.decode(),
+        "think_ms": args.think_ms,
+        "rounds": n_rounds,
+        "runs": all_runs,
+        "summary": {str(c): s for c, s in results.items()},
+        "bars": bars,
+    }
     path = lib.record_json("mcp", payload, args.out_dir)
     print(f"raw results: {path}")
     return 0 if all(b["result"] == "PASS" for b in bars) else 1
@@ -583,37 +725,51 @@ binds:
 # Scenario: llm
 # ---------------------------------------------------------------------------
 
-LLM_REQUEST = (b'{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},'
-               b'{"role":"user","content":"Say hello to the benchmark in one short sentence, please."}],'
-               b'"max_tokens":64,"temperature":0.2}')
-LLM_RESPONSE = (b'{"id":"chatcmpl-bench0001","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini",'
-                b'"choices":[{"index":0,"message":{"role":"assistant","content":"Hello, benchmark! Nice to meet you."},'
-                b'"finish_reason":"stop","logprobs":null}],'
-                b'"usage":{"prompt_tokens":28,"completion_tokens":9,"total_tokens":37}}')
+LLM_REQUEST = (
+    b'{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},'
+    b'{"role":"user","content":"Say hello to the benchmark in one short sentence, please."}],'
+    b'"max_tokens":64,"temperature":0.2}'
+)
+LLM_RESPONSE = (
+    b'{"id":"chatcmpl-bench0001","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini",'
+    b'"choices":[{"index":0,"message":{"role":"assistant","content":"Hello, benchmark! Nice to meet you."},'
+    b'"finish_reason":"stop","logprobs":null}],'
+    b'"usage":{"prompt_tokens":28,"completion_tokens":9,"total_tokens":37}}'
+)
 LLM_BAR_MS = 1.0
 LLM_TARGETS = ("direct", "agentgw-llm")
 
 
 def llm_args(p: argparse.ArgumentParser) -> None:
     add_load_args(p)
-    p.add_argument("--concurrency", default="1,32",
-                   help="comma-separated wrk connection counts to measure (default 1,32: sequential and 32-concurrent)")
-    p.add_argument("--stream-requests", type=int, default=None,
-                   help="streamed requests per target for the time-to-first-token comparison (default 300; --quick: 60)")
-    p.add_argument("--agentgw-cmd", default=AGENTGW_CMD,
-                   help="command that starts agentgw; {config} is replaced by the generated config path")
+    p.add_argument(
+        "--concurrency",
+        default="1,32",
+        help="comma-separated wrk connection counts to measure (default 1,32: sequential and 32-concurrent)",
+    )
+    p.add_argument(
+        "--stream-requests",
+        type=int,
+        default=None,
+        help="streamed requests per target for the time-to-first-token comparison (default 300; --quick: 60)",
+    )
+    p.add_argument(
+        "--agentgw-cmd",
+        default=AGENTGW_CMD,
+        help="command that starts agentgw; {config} is replaced by the generated config path",
+    )
 
 
 def llm_yaml(ports: dict[str, int], upstream_port: int) -> str:
     """The ``llm:`` shorthand with one OpenAI model on the fake upstream (key from config)."""
     return f"""\
 config:
-  adminAddr: {lib.LOOPBACK}:{ports['admin']}
-  statsAddr: {lib.LOOPBACK}:{ports['stats']}
-  readinessAddr: {lib.LOOPBACK}:{ports['readiness']}
+  adminAddr: {lib.LOOPBACK}:{ports["admin"]}
+  statsAddr: {lib.LOOPBACK}:{ports["stats"]}
+  readinessAddr: {lib.LOOPBACK}:{ports["readiness"]}
   logging: {{level: warn}}
 llm:
-  port: {ports['bind']}
+  port: {ports["bind"]}
   models:
   - name: gpt-4o-mini
     provider: openAI
@@ -627,8 +783,10 @@ def _ttft_ms(port: int, n: int, body: bytes) -> list[float]:
     import socket
     import time as _t
 
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {lib.LOOPBACK}:{port}\r\ncontent-type: application/json\r\n"
-            f"authorization: Bearer sk-client\r\ncontent-length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: {lib.LOOPBACK}:{port}\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer sk-client\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode()
     sock = socket.create_connection((lib.LOOPBACK, port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     out: list[float] = []
@@ -683,7 +841,9 @@ def run_llm(args: argparse.Namespace) -> int:
             lib.smoke_post(direct_url, LLM_REQUEST, len(LLM_RESPONSE), proc=up, what="upstream")
             ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
             lib.log(f"agentgw-llm on :{ports['bind']} (CPU {args.proxy_cpu})")
-            gw = start_agentgw(group, wd, "agentgw-llm", llm_yaml(ports, up_port), ports, args.proxy_cpu, cmd=args.agentgw_cmd)
+            gw = start_agentgw(
+                group, wd, "agentgw-llm", llm_yaml(ports, up_port), ports, args.proxy_cpu, cmd=args.agentgw_cmd
+            )
             gw_url = f"http://{lib.LOOPBACK}:{ports['bind']}/v1/chat/completions"
             lib.smoke_post(gw_url, LLM_REQUEST, len(LLM_RESPONSE), proc=gw, what="agentgw-llm")
             targets = [Target("direct", direct_url, up), Target("agentgw-llm", gw_url, gw)]
@@ -696,12 +856,24 @@ def run_llm(args: argparse.Namespace) -> int:
                 results[c] = lib.summarize(runs, [t.name for t in targets])
             # streaming: the demo OpenAI-compatible server, direct vs through a second agentgw
             lib.log(f"streaming upstream (agentgw.demo.openai_server) on :{sse_port}")
-            sse = group.start("sse-upstream", [sys.executable, "-m", "agentgw.demo.openai_server", "--port", str(sse_port)],
-                              cpu=args.upstream_cpu, env=lib.python_env_with_repo_src(), cwd=lib.REPO_DIR)
+            sse = group.start(
+                "sse-upstream",
+                [sys.executable, "-m", "agentgw.demo.openai_server", "--port", str(sse_port)],
+                cpu=args.upstream_cpu,
+                env=lib.python_env_with_repo_src(),
+                cwd=lib.REPO_DIR,
+            )
             lib.wait_tcp(sse_port, proc=sse)
             ports2 = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
-            gw2 = start_agentgw(group, wd, "agentgw-llm-stream", llm_yaml(ports2, sse_port), ports2, args.proxy_cpu,
-                                cmd=args.agentgw_cmd)
+            gw2 = start_agentgw(
+                group,
+                wd,
+                "agentgw-llm-stream",
+                llm_yaml(ports2, sse_port),
+                ports2,
+                args.proxy_cpu,
+                cmd=args.agentgw_cmd,
+            )
             stream_body = LLM_REQUEST[:-1] + b',"stream":true}'
             for name, port in (("direct", sse_port), ("agentgw-llm", ports2["bind"])):
                 _ttft_ms(port, 10, stream_body)  # warm-up
@@ -718,24 +890,41 @@ def run_llm(args: argparse.Namespace) -> int:
         print(f"### {'sequential' if c == 1 else f'{c}-concurrent'} (wrk -c{c})")
         print()
         print(lib.markdown_table(summary))
-        bars.append(lib.p50_added_bar(f"p50 delta c={c}", runs_by_level[c], summary, "direct", "agentgw-llm",
-                                      LLM_BAR_MS))
+        bars.append(
+            lib.p50_added_bar(f"p50 delta c={c}", runs_by_level[c], summary, "direct", "agentgw-llm", LLM_BAR_MS)
+        )
         print()
     md, mg = statistics.median(ttft["direct"]), statistics.median(ttft["agentgw-llm"])
     p90 = {k: sorted(v)[int(len(v) * 0.9) - 1] for k, v in ttft.items()}
     tdelta = mg - md
-    bars.append({"label": "stream TTFT median delta", "delta_ms": tdelta, "bar_ms": LLM_BAR_MS,
-                 "result": "PASS" if tdelta <= LLM_BAR_MS else "FAIL"})
+    bars.append(
+        {
+            "label": "stream TTFT median delta",
+            "delta_ms": tdelta,
+            "bar_ms": LLM_BAR_MS,
+            "result": "PASS" if tdelta <= LLM_BAR_MS else "FAIL",
+        }
+    )
     print("### streaming: time to first token (sequential, one keep-alive connection)")
     print()
     print("| target | requests | median ms | p90 ms |")
     print("|---|---|---|---|")
     for k in ttft:
         print(f"| {k} | {len(ttft[k])} | {statistics.median(ttft[k]):.3f} | {p90[k]:.3f} |")
-    print(f"\n- TTFT median delta (agentgw - direct): {tdelta:.3f} ms (bar <= {LLM_BAR_MS:g} ms): {bars[-1]['result']}\n")
-    payload = {"scenario": "llm", "argv": sys.argv, "environment": lib.environment_info(),
-               "request": LLM_REQUEST.decode(), "rounds": n_rounds, "runs": all_runs, "ttft_ms": ttft,
-               "summary": {str(c): s for c, s in results.items()}, "bars": bars}
+    print(
+        f"\n- TTFT median delta (agentgw - direct): {tdelta:.3f} ms (bar <= {LLM_BAR_MS:g} ms): {bars[-1]['result']}\n"
+    )
+    payload = {
+        "scenario": "llm",
+        "argv": sys.argv,
+        "environment": lib.environment_info(),
+        "request": LLM_REQUEST.decode(),
+        "rounds": n_rounds,
+        "runs": all_runs,
+        "ttft_ms": ttft,
+        "summary": {str(c): s for c, s in results.items()},
+        "bars": bars,
+    }
     path = lib.record_json("llm", payload, args.out_dir)
     print(f"raw results: {path}")
     return 0 if all(b["result"] == "PASS" for b in bars) else 1
@@ -762,8 +951,11 @@ def redis_policy_yaml(redis_port: int) -> str:
 
 def redis_args(p: argparse.ArgumentParser) -> None:
     add_load_args(p)
-    p.add_argument("--agentgw-cmd", default=AGENTGW_CMD,
-                   help="command that starts agentgw; {config} is replaced by the generated config path")
+    p.add_argument(
+        "--agentgw-cmd",
+        default=AGENTGW_CMD,
+        help="command that starts agentgw; {config} is replaced by the generated config path",
+    )
     p.add_argument("--redis-cpu", default=None, help="CPU list for redis-server (default: the upstream's)")
 
 
@@ -780,17 +972,40 @@ def run_redis(args: argparse.Namespace) -> int:
             conf = lib.write_nginx_upstream(wd, "upstream", up_port, resp_body)
             lib.start_nginx(group, "upstream", conf, up_port, args.upstream_cpu)
             lib.log(f"redis-server on :{redis_port} (CPU {args.redis_cpu or args.upstream_cpu})")
-            rp = group.start("redis", ["redis-server", "--port", str(redis_port), "--bind", lib.LOOPBACK,
-                                       "--save", "", "--appendonly", "no", "--dir", str(wd)],
-                             cpu=args.redis_cpu or args.upstream_cpu)
+            rp = group.start(
+                "redis",
+                [
+                    "redis-server",
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    lib.LOOPBACK,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(wd),
+                ],
+                cpu=args.redis_cpu or args.upstream_cpu,
+            )
             lib.wait_tcp(redis_port, proc=rp)
             targets: list[Target] = []
-            for name, route, pol in (("agentgw-plain", "plain", ""),
-                                     ("agentgw-redis", "redis", redis_policy_yaml(redis_port))):
+            for name, route, pol in (
+                ("agentgw-plain", "plain", ""),
+                ("agentgw-redis", "redis", redis_policy_yaml(redis_port)),
+            ):
                 ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
                 lib.log(f"{name} on :{ports['bind']} (CPU {args.proxy_cpu})")
-                p = start_agentgw(group, wd, name, agentgw_yaml(ports, up_port, route, pol), ports, args.proxy_cpu,
-                                  cmd=args.agentgw_cmd)
+                p = start_agentgw(
+                    group,
+                    wd,
+                    name,
+                    agentgw_yaml(ports, up_port, route, pol),
+                    ports,
+                    args.proxy_cpu,
+                    cmd=args.agentgw_cmd,
+                )
                 url = f"http://{lib.LOOPBACK}:{ports['bind']}/"
                 lib.smoke_post(url, req_body, BODY_SIZE, proc=p, what=name)
                 targets.append(Target(name, url, p, notes={"ports": ports, "route": route}))
@@ -803,14 +1018,31 @@ def run_redis(args: argparse.Namespace) -> int:
     print(lib.markdown_table(summary))
     print()
     print(lib.bars_report(bars))
-    print("- redis route: one generic_key descriptor, 1e9/hour (never hit); every request is checked in Redis "
-          "(checks of one event-loop tick share one EVALSHA round trip)")
-    payload = {"scenario": "redis", "argv": sys.argv, "environment": lib.environment_info(),
-               "load": {"tool": "wrk", "connections": spec.connections, "duration_s": spec.duration_s,
-                        "warmup_s": spec.warmup_s, "rounds": n_rounds},
-               "placement": {"upstream": args.upstream_cpu, "proxy": args.proxy_cpu, "wrk": args.wrk_cpu,
-                             "redis": args.redis_cpu or args.upstream_cpu},
-               "runs": runs, "summary": summary, "bars": bars}
+    print(
+        "- redis route: one generic_key descriptor, 1e9/hour (never hit); every request is checked in Redis "
+        "(checks of one event-loop tick share one EVALSHA round trip)"
+    )
+    payload = {
+        "scenario": "redis",
+        "argv": sys.argv,
+        "environment": lib.environment_info(),
+        "load": {
+            "tool": "wrk",
+            "connections": spec.connections,
+            "duration_s": spec.duration_s,
+            "warmup_s": spec.warmup_s,
+            "rounds": n_rounds,
+        },
+        "placement": {
+            "upstream": args.upstream_cpu,
+            "proxy": args.proxy_cpu,
+            "wrk": args.wrk_cpu,
+            "redis": args.redis_cpu or args.upstream_cpu,
+        },
+        "runs": runs,
+        "summary": summary,
+        "bars": bars,
+    }
     path = lib.record_json("redis", payload, args.out_dir)
     print(f"raw results: {path}")
     return 0 if all(b["result"] == "PASS" for b in bars) else 1
@@ -822,15 +1054,26 @@ def run_redis(args: argparse.Namespace) -> int:
 SCENARIOS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "http": ("plain HTTP reverse proxy vs nginx (direct, nginx, agentgw plain/policies)", http_args, run_http),
     "mcp": ("MCP tools/call through an mcp backend vs direct, sequential and 32-concurrent", mcp_args, run_mcp),
-    "llm": ("LLM chat completions through the llm: shorthand vs direct, sequential/32-concurrent, plus streaming TTFT",
-            llm_args, run_llm),
-    "a2a": ("A2A message/send through agentgw vs direct, sequential and 32-concurrent (p50 delta bar)", a2a_args, run_a2a),
-    "jwt": ("jwtAuth and a 3-rule CEL authorization vs the same route without (bars: >= 0.85x plain)",
-            lambda p: auth_bench.add_arguments(p, sys.modules[__name__]),
-            lambda a: auth_bench.run(a, sys.modules[__name__], "jwt")),
-    "cel": ("a 3-rule CEL authorization vs the same route without (bar: >= 0.85x plain)",
-            lambda p: auth_bench.add_arguments(p, sys.modules[__name__]),
-            lambda a: auth_bench.run(a, sys.modules[__name__], "cel")),
+    "llm": (
+        "LLM chat completions through the llm: shorthand vs direct, sequential/32-concurrent, plus streaming TTFT",
+        llm_args,
+        run_llm,
+    ),
+    "a2a": (
+        "A2A message/send through agentgw vs direct, sequential and 32-concurrent (p50 delta bar)",
+        a2a_args,
+        run_a2a,
+    ),
+    "jwt": (
+        "jwtAuth and a 3-rule CEL authorization vs the same route without (bars: >= 0.85x plain)",
+        lambda p: auth_bench.add_arguments(p, sys.modules[__name__]),
+        lambda a: auth_bench.run(a, sys.modules[__name__], "jwt"),
+    ),
+    "cel": (
+        "a 3-rule CEL authorization vs the same route without (bar: >= 0.85x plain)",
+        lambda p: auth_bench.add_arguments(p, sys.modules[__name__]),
+        lambda a: auth_bench.run(a, sys.modules[__name__], "cel"),
+    ),
     "redis": ("globalRateLimit (Redis) vs the same route without (bar: >= 0.75x plain)", redis_args, run_redis),
 }
 
@@ -839,8 +1082,9 @@ PLANNED: dict[str, str] = {}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="scenario", metavar="SCENARIO", required=True)
     for name, (help_, add, _) in SCENARIOS.items():
         add(sub.add_parser(name, help=help_))

@@ -60,9 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the gateway")
     r.add_argument("-f", "--file", help="config file (YAML or JSON)")
-    r.add_argument("--k8s-manifests", action="append", metavar="DIR", help="serve the Gateway these Kubernetes manifests define (repeatable)")
-    r.add_argument("--gateway", metavar="NS/NAME", help="with --k8s-manifests: the Gateway to serve when there are several")
-    r.add_argument("--workers", type=int, default=1, help="processes sharing this gateway's ports (SO_REUSEPORT among themselves only)")
+    r.add_argument(
+        "--k8s-manifests",
+        action="append",
+        metavar="DIR",
+        help="serve the Gateway these Kubernetes manifests define (repeatable)",
+    )
+    r.add_argument(
+        "--gateway", metavar="NS/NAME", help="with --k8s-manifests: the Gateway to serve when there are several"
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing this gateway's ports (SO_REUSEPORT among themselves only)",
+    )
     r.add_argument("--control-socket", help=argparse.SUPPRESS)
     r.add_argument("--claim-socket", help=argparse.SUPPRESS)  # a --workers worker: the supervisor decides the ports
     r.set_defaults(fn=_run)

@@ -18,25 +18,25 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backends.a2a import static_targets
 from .backends.http import HttpBackend, HttpBackendSet, RetryPolicy, make_target
 from .config import ConfigError, LocalConfig, effective_limits
 from .config import models as m
+from .engine.http import GatewayError
 from .gateway import BindRuntime, ListenerRuntime, Route
-from .backends.a2a import static_targets
 from .policies.a2a import compile_a2a
 from .policies.cors import Cors
 from .policies.direct_response import DirectResponse
+from .policies.global_ratelimit import compile_rate_limits
 from .policies.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from .policies.identity import compile_identity
-from .policies.global_ratelimit import compile_rate_limits
 from .policies.local_ratelimit import LocalRateLimit, TokenBucket
 from .policies.request_redirect import RequestRedirect
 from .policies.url_rewrite import UrlRewrite
-from .telemetry.accesslog import compile_access_log
-from .unsupported import refuse_except, refuse_unsupported
-from .engine.http import GatewayError
 from .routing.paths import DEFAULT_RULES, PathRules, canonical_path
 from .routing.table import EXACT, PREFIX, REGEX, Match, RouteTable, listener_specificity
+from .telemetry.accesslog import compile_access_log
+from .unsupported import refuse_except, refuse_unsupported
 
 
 @dataclass
@@ -126,7 +126,9 @@ class Compiler:
             self.errors.add("routeGroups", "route groups are not supported by this agentgw build yet")
         for i, nb in enumerate(cfg.backends):
             if nb.host is None and nb.a2a is None and nb.mcp is None and nb.ai is None and nb.aws is None:
-                self.errors.add(f"backends[{i}]", "only host, a2a, mcp, ai and aws backends are supported by this agentgw build yet")
+                self.errors.add(
+                    f"backends[{i}]", "only host, a2a, mcp, ai and aws backends are supported by this agentgw build yet"
+                )
         binds: dict[int, BindRuntime] = {}
         bind_tls: dict[int, ssl.SSLContext | None] = {}
         seen_ports: dict[int, int] = {}
@@ -143,7 +145,9 @@ class Compiler:
                 lpath = f"{bpath}.listeners[{li}]"
                 protocols.add(lst.protocol)
                 if lst.protocol not in ("HTTP", "HTTPS"):
-                    self.errors.add(f"{lpath}.protocol", f"{lst.protocol} listeners are not supported by this agentgw build yet")
+                    self.errors.add(
+                        f"{lpath}.protocol", f"{lst.protocol} listeners are not supported by this agentgw build yet"
+                    )
                     continue
                 self._unsupported(lst.policies, _UNSUPPORTED_ROUTE_POLICIES, f"{lpath}.policies")
                 if lst.tls is not None and lst.protocol != "HTTPS":
@@ -160,9 +164,7 @@ class Compiler:
                 rules = PathRules(pn.encoded_slashes, pn.path_parameters) if pn is not None else DEFAULT_RULES
                 table = self._routes(lst.routes or [], lpath, lname, rules)
                 lpolicies = compile_identity(self, lst.policies, f"{lpath}.policies")
-                listeners.append(
-                    ListenerRuntime(lname, lst.hostname, lst.protocol, table, tls_ctx, lpolicies, rules)
-                )
+                listeners.append(ListenerRuntime(lname, lst.hostname, lst.protocol, table, tls_ctx, lpolicies, rules))
             if len(protocols) > 1:
                 self.errors.add(bpath, "all listeners of one bind must use the same protocol (HTTP or HTTPS)")
             listeners.sort(key=lambda L: listener_specificity(L.hostname))
@@ -194,8 +196,12 @@ class Compiler:
         fp = self.cfg.frontend_policies
         ft = fp.tls or m.FrontendTLS()
         out: dict = {
-            "backend_keepalive": self._keepalive(c.backend.keepalives if c.backend else None, "config.backend.keepalives"),
-            "frontend_keepalive": self._keepalive(fp.tcp.keepalives if fp.tcp else None, "frontendPolicies.tcp.keepalives"),
+            "backend_keepalive": self._keepalive(
+                c.backend.keepalives if c.backend else None, "config.backend.keepalives"
+            ),
+            "frontend_keepalive": self._keepalive(
+                fp.tcp.keepalives if fp.tcp else None, "frontendPolicies.tcp.keepalives"
+            ),
         }
         if ft.handshake_timeout is not None:
             if float(ft.handshake_timeout) <= 0:
@@ -287,6 +293,7 @@ class Compiler:
                     value = canonical_path(value, rules)
                 except GatewayError as e:
                     self.errors.add(f"{path}.path", f"no request path can match {value!r}: {e.message}")
+
         def pairs(items):
             out = []
             for it in items:
@@ -300,7 +307,10 @@ class Compiler:
             value=value,
             method=mm.method,
             headers=pairs(mm.headers),
-            query=[(q.name, q.value.exact, re.compile(q.value.regex) if q.value.regex is not None else None) for q in mm.query],
+            query=[
+                (q.name, q.value.exact, re.compile(q.value.regex) if q.value.regex is not None else None)
+                for q in mm.query
+            ],
             order=order,
         )
 
@@ -312,7 +322,9 @@ class Compiler:
                 return True
         return False
 
-    def _route_policies(self, p: m.RoutePolicies | None, path: str, ai: bool = False, route_id: str = "") -> tuple[list, dict]:
+    def _route_policies(
+        self, p: m.RoutePolicies | None, path: str, ai: bool = False, route_id: str = ""
+    ) -> tuple[list, dict]:
         out: list = []
         traffic: dict = {}
         if p is None:
@@ -342,7 +354,10 @@ class Compiler:
             a = rr.authority
             kw: dict = {}
             if a == "auto":
-                self.errors.add(f"{path}.requestRedirect.authority", "auto is not supported yet; use none (keep the host) or {full|host|port}")
+                self.errors.add(
+                    f"{path}.requestRedirect.authority",
+                    "auto is not supported yet; use none (keep the host) or {full|host|port}",
+                )
             if isinstance(a, m.HostRewrite):
                 kw = {"authority": a.full, "host": a.host, "port": a.port}
             out.append(
@@ -357,7 +372,9 @@ class Compiler:
         if p.direct_response is not None:
             d = p.direct_response
             if not isinstance(d, m.DirectResponse):
-                self.errors.add(f"{path}.directResponse.conditional", "conditional direct responses are not supported yet")
+                self.errors.add(
+                    f"{path}.directResponse.conditional", "conditional direct responses are not supported yet"
+                )
             elif d.body_expression is not None:
                 self.errors.add(f"{path}.directResponse.bodyExpression", "not supported by this agentgw build yet")
             else:
@@ -416,8 +433,12 @@ class Compiler:
         route_tls = route_policies.backend_tls if route_policies is not None else None
         if route_policies is not None and route_policies.mcp_authorization is not None:
             named = [self.named.get(rb.backend, (0, None))[1] for rb in backends if rb.backend is not None]
-            if not any(rb.mcp is not None for rb in backends) and not any(nb is not None and nb.mcp is not None for nb in named):
-                self.errors.add(f"{path.rsplit('.', 1)[0]}.policies.mcpAuthorization", "needs an mcp backend on the route")
+            if not any(rb.mcp is not None for rb in backends) and not any(
+                nb is not None and nb.mcp is not None for nb in named
+            ):
+                self.errors.add(
+                    f"{path.rsplit('.', 1)[0]}.policies.mcpAuthorization", "needs an mcp backend on the route"
+                )
         http: list[tuple[int, HttpBackend]] = []
         for i, rb in enumerate(backends):
             bpath = f"{path}[{i}]"
@@ -425,27 +446,51 @@ class Compiler:
             if bp is not None and (rb.mcp is not None or rb.ai is not None):
                 bp = None  # checked by the MCP / LLM compilers
             nb = self.named.get(rb.backend, (0, None))[1] if rb.backend is not None else None
-            only = next((k for k in ("mcp", "ai", "aws") if getattr(rb, k) is not None or getattr(nb, k, None) is not None), None)
+            only = next(
+                (k for k in ("mcp", "ai", "aws") if getattr(rb, k) is not None or getattr(nb, k, None) is not None),
+                None,
+            )
             if only is not None and rb.weight != 1:
                 self.errors.add(f"{bpath}.weight", f"has no effect: an {only} backend is the only backend of its route")
             if bp is not None and nb is not None and only in ("mcp", "ai"):
-                self.errors.add(f"{bpath}.policies", f"are not used with a named {only} backend; set them on backends[] instead")
+                self.errors.add(
+                    f"{bpath}.policies", f"are not used with a named {only} backend; set them on backends[] instead"
+                )
                 bp = None
             if bp is not None:
                 allowed = {"a2a"} if only == "aws" else _HTTP_BACKEND_POLICIES
-                refuse_except(self.errors.add, bp, f"{bpath}.policies", allowed, f"not supported for {only or 'host'} backends yet")
+                refuse_except(
+                    self.errors.add,
+                    bp,
+                    f"{bpath}.policies",
+                    allowed,
+                    f"not supported for {only or 'host'} backends yet",
+                )
             tls_cfg = (bp.backend_tls if bp is not None else None) or route_tls
-            tls_path = f"{bpath}.policies.backendTLS" if bp is not None and bp.backend_tls is not None else f"{path.rsplit('.', 1)[0]}.policies.backendTLS"
+            tls_path = (
+                f"{bpath}.policies.backendTLS"
+                if bp is not None and bp.backend_tls is not None
+                else f"{path.rsplit('.', 1)[0]}.policies.backendTLS"
+            )
             timeout = self._backend_http(bp.http if bp is not None and only is None else None, f"{bpath}.policies.http")
             if rb.host is not None:
                 http.append((rb.weight, self._http_backend(rb.host, rb.host, tls_cfg, bpath, timeout, tls_path)))
             elif rb.service is not None:
                 s = rb.service
                 addr = f"{s.name.hostname}:{s.port}"
-                http.append((rb.weight, self._http_backend(f"{s.name.namespace}/{s.name.hostname}:{s.port}", addr, tls_cfg, bpath, timeout, tls_path)))
+                http.append(
+                    (
+                        rb.weight,
+                        self._http_backend(
+                            f"{s.name.namespace}/{s.name.hostname}:{s.port}", addr, tls_cfg, bpath, timeout, tls_path
+                        ),
+                    )
+                )
             elif rb.a2a is not None:
                 for w, tname, addr in static_targets(rb.a2a):
-                    http.append((rb.weight * w, self._http_backend(tname, addr, tls_cfg, f"{bpath}.a2a", timeout, tls_path)))
+                    http.append(
+                        (rb.weight * w, self._http_backend(tname, addr, tls_cfg, f"{bpath}.a2a", timeout, tls_path))
+                    )
             elif rb.backend is not None:
                 ref = self.named.get(rb.backend)
                 if ref is None:
@@ -454,44 +499,98 @@ class Compiler:
                 ni, nb = ref
                 if nb.ai is not None:
                     if len(backends) > 1:
-                        self.errors.add(f"{bpath}.backend", "an ai backend must be the only backend of its route (use ai.groups for several providers)")
+                        self.errors.add(
+                            f"{bpath}.backend",
+                            "an ai backend must be the only backend of its route (use ai.groups for several providers)",
+                        )
                         continue
                     from .backends.llm.compile import compile_ai_backend
 
-                    return compile_ai_backend(self, nb.ai, f"backends[{ni}].ai", route_policies, nb.policies, traffic, name=nb.name, route_path=path.rsplit(".", 1)[0])
+                    return compile_ai_backend(
+                        self,
+                        nb.ai,
+                        f"backends[{ni}].ai",
+                        route_policies,
+                        nb.policies,
+                        traffic,
+                        name=nb.name,
+                        route_path=path.rsplit(".", 1)[0],
+                    )
                 if nb.mcp is not None:
                     if len(backends) > 1:
                         self.errors.add(f"{bpath}.backend", "an mcp backend must be the only backend of its route")
                         continue
-                    return self._mcp(nb.mcp, f"backends[{ni}].mcp", route_policies, nb.policies, traffic, name=nb.name, route_path=path.rsplit(".", 1)[0])
+                    return self._mcp(
+                        nb.mcp,
+                        f"backends[{ni}].mcp",
+                        route_policies,
+                        nb.policies,
+                        traffic,
+                        name=nb.name,
+                        route_path=path.rsplit(".", 1)[0],
+                    )
                 if nb.aws is not None:
-                    refuse_except(self.errors.add, nb.policies, f"backends[{ni}].policies", {"a2a"}, "not supported for aws backends yet")
-                    return self._aws(nb.aws, f"backends[{ni}].aws", len(backends), bpath, traffic, name=nb.name, route_policies=route_policies)
-                refuse_except(self.errors.add, nb.policies, f"backends[{ni}].policies", _HTTP_BACKEND_POLICIES, "not supported for host backends yet")
+                    refuse_except(
+                        self.errors.add,
+                        nb.policies,
+                        f"backends[{ni}].policies",
+                        {"a2a"},
+                        "not supported for aws backends yet",
+                    )
+                    return self._aws(
+                        nb.aws,
+                        f"backends[{ni}].aws",
+                        len(backends),
+                        bpath,
+                        traffic,
+                        name=nb.name,
+                        route_policies=route_policies,
+                    )
+                refuse_except(
+                    self.errors.add,
+                    nb.policies,
+                    f"backends[{ni}].policies",
+                    _HTTP_BACKEND_POLICIES,
+                    "not supported for host backends yet",
+                )
                 ntls = (nb.policies.backend_tls if nb.policies is not None else None) or tls_cfg
                 if nb.policies is not None and nb.policies.backend_tls is not None:
                     tls_path = f"backends[{ni}].policies.backendTLS"
                 nh = nb.policies.http if nb.policies is not None else None
                 ntimeout = self._backend_http(nh, f"backends[{ni}].policies.http") if nh is not None else timeout
                 if nb.a2a is not None:
-                    for w, tname, addr in static_targets(nb.a2a):
-                        http.append((rb.weight * w, self._http_backend(nb.name, addr, ntls, f"backends[{ni}].a2a", ntimeout, tls_path)))
+                    for w, _tname, addr in static_targets(nb.a2a):
+                        http.append(
+                            (
+                                rb.weight * w,
+                                self._http_backend(nb.name, addr, ntls, f"backends[{ni}].a2a", ntimeout, tls_path),
+                            )
+                        )
                     continue
                 if nb.host is None:
                     continue  # reported at backends[ni]
-                http.append((rb.weight, self._http_backend(nb.name, nb.host, ntls, f"backends[{ni}]", ntimeout, tls_path)))
+                http.append(
+                    (rb.weight, self._http_backend(nb.name, nb.host, ntls, f"backends[{ni}]", ntimeout, tls_path))
+                )
             elif rb.ai is not None:
                 if len(backends) > 1:
-                    self.errors.add(f"{bpath}.ai", "an ai backend must be the only backend of its route (use ai.groups for several providers)")
+                    self.errors.add(
+                        f"{bpath}.ai",
+                        "an ai backend must be the only backend of its route (use ai.groups for several providers)",
+                    )
                     continue
                 from .backends.llm.compile import compile_ai_backend
 
-                return compile_ai_backend(self, rb.ai, f"{bpath}.ai", route_policies, rb.policies, traffic, route_path=path.rsplit(".", 1)[0])
+                return compile_ai_backend(
+                    self, rb.ai, f"{bpath}.ai", route_policies, rb.policies, traffic, route_path=path.rsplit(".", 1)[0]
+                )
             elif rb.mcp is not None:
                 if len(backends) > 1:
                     self.errors.add(f"{bpath}.mcp", "an mcp backend must be the only backend of its route")
                     continue
-                return self._mcp(rb.mcp, f"{bpath}.mcp", route_policies, rb.policies, traffic, route_path=path.rsplit(".", 1)[0])
+                return self._mcp(
+                    rb.mcp, f"{bpath}.mcp", route_policies, rb.policies, traffic, route_path=path.rsplit(".", 1)[0]
+                )
             elif rb.aws is not None:
                 return self._aws(rb.aws, f"{bpath}.aws", len(backends), bpath, traffic, route_policies=route_policies)
             else:
@@ -516,10 +615,14 @@ class Compiler:
         if h is None:
             return None
         if h.version is not None and not re.fullmatch(r"(?i)(HTTP/?)?1(\.1)?", h.version.strip()):
-            self.errors.add(f"{path}.version", f"{h.version} to backends is not supported yet (agentgw speaks HTTP/1.1)")
+            self.errors.add(
+                f"{path}.version", f"{h.version} to backends is not supported yet (agentgw speaks HTTP/1.1)"
+            )
         return float(h.request_timeout) if h.request_timeout is not None else None
 
-    def _http_backend(self, name: str, addr: str, tls_cfg, path: str, timeout: float | None = None, tls_path: str | None = None) -> HttpBackend:
+    def _http_backend(
+        self, name: str, addr: str, tls_cfg, path: str, timeout: float | None = None, tls_path: str | None = None
+    ) -> HttpBackend:
         tls_ctx, sni, key = None, None, ""
         if tls_cfg is not None:
             tls_ctx, key = self._backend_tls(tls_cfg, tls_path or f"{path}.policies.backendTLS")
@@ -533,7 +636,16 @@ class Compiler:
             target, host_override = make_target("127.0.0.1:1", tls=None, sni=None, connect_timeout=1.0)
         return HttpBackend(name, target, host_override=host_override, timeout=timeout)
 
-    def _aws(self, aws: m.AwsBackend, path: str, n: int, bpath: str, traffic: dict, name: str | None = None, route_policies=None):
+    def _aws(
+        self,
+        aws: m.AwsBackend,
+        path: str,
+        n: int,
+        bpath: str,
+        traffic: dict,
+        name: str | None = None,
+        route_policies=None,
+    ):
         """``aws: {agentCore: …}``: an AWS Bedrock AgentCore runtime (backends/aws/agentcore.py)."""
         if route_policies is not None:
             rpath = bpath.rsplit(".backends", 1)[0] + ".policies"
@@ -556,16 +668,30 @@ class Compiler:
             route["policies"] = sh.policies.model_dump(by_alias=True, exclude_none=True)
         return m.Bind.model_validate({"port": sh.port, "listeners": [{"name": "mcp", "routes": [route]}]})
 
-    def _mcp(self, mb: m.McpBackend, path: str, route_policies, backend_policies, traffic: dict, name: str = "", route_path: str | None = None):
+    def _mcp(
+        self,
+        mb: m.McpBackend,
+        path: str,
+        route_policies,
+        backend_policies,
+        traffic: dict,
+        name: str = "",
+        route_path: str | None = None,
+    ):
         from .backends.mcp.compile import compile_mcp_backend
 
-        return compile_mcp_backend(self, mb, path, route_policies, backend_policies, traffic, name, route_path=route_path)
+        return compile_mcp_backend(
+            self, mb, path, route_policies, backend_policies, traffic, name, route_path=route_path
+        )
 
     # -- TLS ------------------------------------------------------------------------------
     def _backend_tls(self, t: m.BackendTLS, path: str) -> tuple[ssl.SSLContext | None, str]:
         if t.alpn and any(p != "http/1.1" for p in t.alpn):
             # a backend that picked h2 would be sent HTTP/1.1
-            self.errors.add(f"{path}.alpn", "protocols other than http/1.1 are not supported yet (agentgw speaks HTTP/1.1 to backends)")
+            self.errors.add(
+                f"{path}.alpn",
+                "protocols other than http/1.1 are not supported yet (agentgw speaks HTTP/1.1 to backends)",
+            )
         key = (t.root, t.cert, t.key, t.insecure, t.insecure_host, tuple(t.alpn or ()))
         keystr = repr(key)
         ctx = self._tls_cache.get(key)
@@ -660,7 +786,7 @@ def _alpn_name(p: Any) -> str:
 def _shorthand_path(err: str) -> str:
     for old, new in _SHORTHAND_PATHS:
         if err.startswith(old):
-            return new + err[len(old):]
+            return new + err[len(old) :]
     return err
 
 

@@ -44,7 +44,14 @@ class ListenerRuntime:
     """A listener: its route table plus the policies that run before routing."""
 
     __slots__ = (
-        "name", "hostname", "protocol", "routes", "tls", "request_chain", "response_chain", "response_edits",
+        "name",
+        "hostname",
+        "protocol",
+        "routes",
+        "tls",
+        "request_chain",
+        "response_chain",
+        "response_edits",
         "path_rules",
     )
 

@@ -128,7 +128,7 @@ def own_conflicts(traffic: dict[int, str], admin: list[tuple[str, str, str]]) ->
     """Refuse a config whose own addresses collide (a bind on the admin port, say), which
     would otherwise be reported as "in use by another process"."""
     seen: list[tuple[tuple[str, int], str]] = [(("0.0.0.0", p), k) for p, k in traffic.items()]
-    for key, addr, what in admin:
+    for key, addr, _what in admin:
         where = _tcp(addr)
         if where is None:
             continue
@@ -174,7 +174,7 @@ class PortLock:
         return b"\0agentgw/port/%d" % port
 
     @classmethod
-    def acquire(cls, port: int, key: str, loop: asyncio.AbstractEventLoop | None = None) -> "PortLock":
+    def acquire(cls, port: int, key: str, loop: asyncio.AbstractEventLoop | None = None) -> PortLock:
         if not sys.platform.startswith("linux"):  # no abstract namespace: the bind/probe decides alone
             return cls(port, None, None)
         try:
@@ -266,7 +266,7 @@ async def claim(path: str, port: int, host: str, key: str, timeout: float = 5.0)
 
     try:
         answer = (await asyncio.wait_for(go(), timeout)).decode().rstrip("\n")
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise PortInUse(f"{key}: cannot check port {port} with the supervisor: {exc or 'timeout'}") from None
     if answer != "ok":
         raise PortInUse(answer.removeprefix("error ") or f"{key}: port {port} refused by the supervisor")

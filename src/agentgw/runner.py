@@ -83,7 +83,7 @@ class Services:
 class BindServer:
     """A listening socket for one bind, pointing at the current ``BindRuntime``."""
 
-    def __init__(self, proc: "GatewayProcess", runtime: BindRuntime, tls, rt: Runtime):
+    def __init__(self, proc: GatewayProcess, runtime: BindRuntime, tls, rt: Runtime):
         self.proc = proc
         self.runtime = runtime
         self.tls = tls
@@ -432,7 +432,9 @@ class GatewayProcess:
         if not self.serve_admin_ports:
             for name, attr, _ in ADMIN_KEYS:
                 if getattr(cur, attr) != getattr(new, attr):
-                    raise NeedsRestart(f"changing config.{name} needs a restart with --workers (the supervisor serves it)")
+                    raise NeedsRestart(
+                        f"changing config.{name} needs a restart with --workers (the supervisor serves it)"
+                    )
             return
         going = [a for _, a, _ in self.admin_listening if a not in {x for _, x, _ in admin}]
         for key, addr, _ in admin:

@@ -73,7 +73,7 @@ class Supervisor:
         for i in range(self.n):
             try:
                 status, _ = await fetch_unix(self.sock(i), "/healthz/ready")
-            except (OSError, asyncio.TimeoutError, ValueError, IndexError):
+            except (TimeoutError, OSError, ValueError, IndexError):
                 return False
             if status != 200:
                 return False
@@ -86,7 +86,7 @@ class Supervisor:
                 status, body = await fetch_unix(self.sock(i), "/metrics.json")
                 if status == 200:
                     snaps.append(orjson.loads(body))
-            except (OSError, asyncio.TimeoutError, ValueError, IndexError):
+            except (TimeoutError, OSError, ValueError, IndexError):
                 continue
         return render(merge_snapshots(snaps))
 
@@ -96,7 +96,7 @@ class Supervisor:
                 status, body = await fetch_unix(self.sock(i), "/config_dump")
                 if status == 200:
                     return orjson.loads(body)
-            except (OSError, asyncio.TimeoutError, ValueError, IndexError):
+            except (TimeoutError, OSError, ValueError, IndexError):
                 continue
         return {}
 
@@ -162,7 +162,7 @@ class Supervisor:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), 0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if not started and not stop.is_set():
                 started = await self.ready()

@@ -16,7 +16,8 @@ docs/config-reference.md ("Refused as not supported yet"); a test keeps the two 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -52,7 +53,7 @@ def _gcp_type(value: str) -> str | None:
 
 #: (declaring class, Python field name) -> message, or a function of the value that
 #: returns the message (``None``: this value is fine).
-UNSUPPORTED: dict[tuple[type[BaseModel], str], Union[str, Callable[[Any], Union[str, None]]]] = {
+UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]] = {
     # -- process settings
     (m.GatewayConfig, "dns"): "custom DNS resolver settings are not supported yet",
     (m.GatewayConfig, "local_xds_path"): _XDS,
@@ -93,7 +94,10 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], Union[str, Callable[[Any], Union[
     (m.AccessLog, "access_log_policy"): "not supported yet",
     (m.FrontendTracing, "resources"): "tracing resource attributes are not supported yet",
     # -- backends
-    (m.BackendTLS, "subject_alt_names"): "checking the server certificate against a list of names is not supported yet; use hostname",
+    (
+        m.BackendTLS,
+        "subject_alt_names",
+    ): "checking the server certificate against a list of names is not supported yet; use hostname",
     (m.BackendTLS, "key_exchange_groups"): "choosing key exchange groups is not supported yet",
     (m.BackendTLS, "spiffe"): "SPIFFE verification is not supported yet",
     (m.SimpleBackendPolicies, "tcp"): "TCP settings for backends are not supported yet",
@@ -159,7 +163,9 @@ def refused_everywhere(cls: type, name: str) -> bool:
     return msg is not None and not callable(msg)
 
 
-def refuse_except(add: Callable[[str, str], None], pol: BaseModel | None, path: str, allowed: set[str], msg: str) -> None:
+def refuse_except(
+    add: Callable[[str, str], None], pol: BaseModel | None, path: str, allowed: set[str], msg: str
+) -> None:
     """``add(path, msg)`` for each field of ``pol`` that is set and not in ``allowed``
     (Python names) -- the policies a part of the gateway does not act on. Fields refused
     everywhere are left to `refuse_unsupported`, so they are reported once."""

@@ -45,10 +45,22 @@ def a2a_agents(tmp_path_factory):
             cmd = [sys.executable, "-m", "tests.a2a.agents.sdk_v1_agent", "--name", name]
         elif kind == "v03":
             if not A2A03_PYTHON.exists():
-                pytest.fail(f"{A2A03_PYTHON} is missing: run scripts/install-test-deps.sh (it creates the a2a-sdk 0.3 venv)")
+                pytest.fail(
+                    f"{A2A03_PYTHON} is missing: run scripts/install-test-deps.sh (it creates the a2a-sdk 0.3 venv)"
+                )
             cmd = [str(A2A03_PYTHON), str(REPO_ROOT / "tests/a2a/agents/sdk_v03_agent.py"), "--name", name]
         elif kind == "demo":
-            cmd = [sys.executable, "-m", "agentgw.demo.a2a_agent", "--port", "0", "--name", name, "--stream-delay", "0.05"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "agentgw.demo.a2a_agent",
+                "--port",
+                "0",
+                "--name",
+                name,
+                "--stream-delay",
+                "0.05",
+            ]
         else:
             raise ValueError(kind)
         p = AgentProc(workdir, f"{kind}-{name}-{len(procs)}", cmd)

@@ -12,7 +12,14 @@ import pytest
 
 from a2a.client import ClientConfig, ClientFactory
 from a2a.helpers.proto_helpers import new_text_message
-from a2a.types import CancelTaskRequest, GetTaskRequest, Role, SendMessageConfiguration, SendMessageRequest, SubscribeToTaskRequest
+from a2a.types import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    Role,
+    SendMessageConfiguration,
+    SendMessageRequest,
+    SubscribeToTaskRequest,
+)
 from tests.support.harness import gateway_config, route, wait_for
 
 
@@ -38,7 +45,9 @@ def env(module_harness, a2a_agents, tls_files):
             policies={"urlRewrite": {"path": {"prefix": "/"}}},
         ),
         a2a_route(
-            "limited-agent", [v1.host], "/agents/limited",
+            "limited-agent",
+            [v1.host],
+            "/agents/limited",
             extra={"localRateLimit": [{"maxTokens": 2, "tokensPerFill": 1, "fillInterval": "60s"}]},
         ),
         route("echo-a2a", [echo.host], prefix="/echo-a2a", policies={"a2a": {"agent": "echo"}}),
@@ -105,7 +114,8 @@ def test_card_behind_path_prefix(env):
 def test_card_honours_x_forwarded_proto_and_host(env):
     gw, v1, _, _ = env
     card, text = _card(
-        gw, "/agents/weather-agent/.well-known/agent-card.json",
+        gw,
+        "/agents/weather-agent/.well-known/agent-card.json",
         {"x-forwarded-proto": "https", "x-forwarded-host": "agents.example.com"},
     )
     assert sorted(i["url"] for i in card["supportedInterfaces"]) == [
@@ -120,7 +130,8 @@ def test_card_ignores_x_forwarded_headers_from_untrusted_peers(harness, a2a_agen
     v1 = a2a_agents("v1", "weather-agent")
     gw = harness.gateway(gateway_config([a2a_route("weather-agent", [v1.host], "/agents/weather-agent")]))
     card, text = _card(
-        gw, "/agents/weather-agent/.well-known/agent-card.json",
+        gw,
+        "/agents/weather-agent/.well-known/agent-card.json",
         {"x-forwarded-proto": "https", "x-forwarded-host": "evil.example.com"},
     )
     assert sorted(i["url"] for i in card["supportedInterfaces"]) == [
@@ -257,7 +268,9 @@ def test_get_and_cancel(env):
 def test_resubscribe_after_a_dropped_stream(env):
     gw, _, _, _ = env
     body = {
-        "jsonrpc": "2.0", "id": "s1", "method": "SendStreamingMessage",
+        "jsonrpc": "2.0",
+        "id": "s1",
+        "method": "SendStreamingMessage",
         "params": {"message": {"role": "ROLE_USER", "messageId": "m-drop", "parts": [{"text": "steps 4"}]}},
     }
     task_id = None
@@ -323,7 +336,9 @@ def test_v03_methods_get_cancel_resubscribe_and_legacy_names(env):
     assert rpc("tasks/get", {"id": tid})["result"]["status"]["state"] in ("submitted", "working")
     assert rpc("tasks/cancel", {"id": tid})["result"]["status"]["state"] == "canceled"
     # resubscribing to a finished task is refused by the agent; the gateway relays that
-    res = httpx.post(url, json={"jsonrpc": "2.0", "id": 7, "method": "tasks/resubscribe", "params": {"id": tid}}, timeout=10)
+    res = httpx.post(
+        url, json={"jsonrpc": "2.0", "id": 7, "method": "tasks/resubscribe", "params": {"id": tid}}, timeout=10
+    )
     assert res.status_code == 200
     # the pre-0.3 name is parsed and relayed; this agent doesn't know it
     err = rpc("tasks/send", {"id": "x", "message": msg}, rid="legacy-1")
@@ -343,7 +358,8 @@ def test_jsonrpc_body_and_headers_pass_through_untouched(env):
     gw, _, _, _ = env
     raw = b'{ "params" : {"id":"t-1", "x": 1.50, "u": "\\u00e9"},\n "method":"tasks/get", "jsonrpc":"2.0","id":9 }'
     r = httpx.post(
-        f"{gw.url}/echo-a2a/rpc", content=raw,
+        f"{gw.url}/echo-a2a/rpc",
+        content=raw,
         headers={"content-type": "application/json", "A2A-Version": "0.3", "X-A2A-Extensions": "urn:x"},
         timeout=10,
     )
@@ -357,8 +373,12 @@ def test_jsonrpc_body_and_headers_pass_through_untouched(env):
 
 def test_gateway_errors_on_jsonrpc_calls_are_jsonrpc_errors(env):
     gw, _, _, _ = env
-    body = {"jsonrpc": "2.0", "id": "rl-1", "method": "message/send",
-            "params": {"message": {"role": "user", "messageId": "m", "parts": [{"kind": "text", "text": "hi"}]}}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": "rl-1",
+        "method": "message/send",
+        "params": {"message": {"role": "user", "messageId": "m", "parts": [{"kind": "text", "text": "hi"}]}},
+    }
     statuses = []
     for _ in range(3):
         r = httpx.post(f"{gw.url}/agents/limited/", json=body, timeout=10)

@@ -61,7 +61,12 @@ def _send(url, text="hello", headers=None):
         try:
             client = await ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create_from_url(url)
             try:
-                return [ev async for ev in client.send_message(SendMessageRequest(message=new_text_message(text, role=Role.ROLE_USER)))]
+                return [
+                    ev
+                    async for ev in client.send_message(
+                        SendMessageRequest(message=new_text_message(text, role=Role.ROLE_USER))
+                    )
+                ]
             finally:
                 await client.close()
         finally:
@@ -71,8 +76,12 @@ def _send(url, text="hello", headers=None):
 
 
 def _rpc(url, headers=None, rid="r1"):
-    body = {"jsonrpc": "2.0", "id": rid, "method": "message/send",
-            "params": {"message": {"role": "user", "messageId": "m", "parts": [{"kind": "text", "text": "hi"}]}}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": rid,
+        "method": "message/send",
+        "params": {"message": {"role": "user", "messageId": "m", "parts": [{"kind": "text", "text": "hi"}]}},
+    }
     return httpx.post(url, json=body, headers=headers or {}, timeout=10)
 
 
@@ -83,7 +92,12 @@ def test_ack_flow_api_keys(harness, a2a_agents):
         [{"backend": "test-a2a"}],
         policies={"apiKey": {"mode": "strict", "keys": [{"key": "key-value-foo"}, {"key": "key-value-bar"}]}},
     )
-    backends = [{"name": "test-a2a", "a2a": {"targets": [{"name": "a2a-target", "static": {"host": "127.0.0.1", "port": agent.port}}]}}]
+    backends = [
+        {
+            "name": "test-a2a",
+            "a2a": {"targets": [{"name": "a2a-target", "static": {"host": "127.0.0.1", "port": agent.port}}]},
+        }
+    ]
     gw = _start(harness, gateway_config([ack], backends=backends))
     # no key: the card itself is refused, as the a2a-samples CLI shows
     r = httpx.get(gw.url + "/.well-known/agent-card.json", timeout=10)
@@ -95,7 +109,12 @@ def test_ack_flow_api_keys(harness, a2a_agents):
     r = _rpc(gw.url + "/")
     assert r.status_code == 401 and r.json()["id"] == "r1" and r.json()["error"]["data"]["httpStatus"] == 401
     # a wrong key
-    assert httpx.get(gw.url + "/.well-known/agent-card.json", headers={"authorization": "Bearer nope"}, timeout=10).status_code == 401
+    assert (
+        httpx.get(
+            gw.url + "/.well-known/agent-card.json", headers={"authorization": "Bearer nope"}, timeout=10
+        ).status_code
+        == 401
+    )
     # a good key: discovery and the call go through, to a card naming the gateway
     ok = {"authorization": "Bearer key-value-foo"}
     card = httpx.get(gw.url + "/.well-known/agent-card.json", headers=ok, timeout=10).json()
@@ -109,7 +128,12 @@ def test_eks_flow_source_to_target_rules(harness, a2a_agents, signer):
     weather = a2a_agents("demo", "weather-agent-v6")
     booking = a2a_agents("demo", "booking-agent")
     policies = {
-        "jwtAuth": {"mode": "strict", "issuer": ISSUER, "audiences": ["agent-gateway"], "jwks": {"file": str(jwks_path)}},
+        "jwtAuth": {
+            "mode": "strict",
+            "issuer": ISSUER,
+            "audiences": ["agent-gateway"],
+            "jwks": {"file": str(jwks_path)},
+        },
         "authorization": {
             "rules": [
                 f'jwt.sub == "{SA}planning-agent-sa" && a2a.agent == "weather-agent-v6"',
@@ -134,7 +158,9 @@ def test_eks_flow_source_to_target_rules(harness, a2a_agents, signer):
     r = _rpc(gw.url + "/agents/booking-agent/", headers=planning, rid=42)
     assert r.status_code == 403
     doc = r.json()
-    assert doc["jsonrpc"] == "2.0" and doc["id"] == 42 and doc["error"]["data"] == {"type": "forbidden", "httpStatus": 403}
+    assert (
+        doc["jsonrpc"] == "2.0" and doc["id"] == 42 and doc["error"]["data"] == {"type": "forbidden", "httpStatus": 403}
+    )
     # orchestrator may call any agent
     assert _rpc(gw.url + "/agents/booking-agent/", headers=orchestrator).status_code == 200
     assert _send(gw.url + "/agents/booking-agent", headers=orchestrator)[-1].task.status.state == 3

@@ -14,22 +14,46 @@ CASES = [
     # JSON-RPC v0.3 result: a Task
     ({"jsonrpc": "2.0", "id": 1, "result": TASK_03}, {"task_id": "t1", "context_id": "c1", "state": "input-required"}),
     # v0.3 Message result: ids, no state
-    ({"jsonrpc": "2.0", "id": 1, "result": {"kind": "message", "messageId": "m", "taskId": "t2", "contextId": "c2"}},
-     {"task_id": "t2", "context_id": "c2"}),
+    (
+        {"jsonrpc": "2.0", "id": 1, "result": {"kind": "message", "messageId": "m", "taskId": "t2", "contextId": "c2"}},
+        {"task_id": "t2", "context_id": "c2"},
+    ),
     # v0.3 status-update event (SSE data)
-    ({"jsonrpc": "2.0", "id": 1, "result": {"kind": "status-update", "taskId": "t3", "contextId": "c3",
-                                            "status": {"state": "completed"}, "final": True}},
-     {"task_id": "t3", "context_id": "c3", "state": "completed"}),
+    (
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "result": {
+                "kind": "status-update",
+                "taskId": "t3",
+                "contextId": "c3",
+                "status": {"state": "completed"},
+                "final": True,
+            },
+        },
+        {"task_id": "t3", "context_id": "c3", "state": "completed"},
+    ),
     # v1.0 stream response wrapping a status update, proto enum spelling
-    ({"jsonrpc": "2.0", "id": 1, "result": {"statusUpdate": {"taskId": "t4", "contextId": "c4",
-                                                             "status": {"state": "TASK_STATE_AUTH_REQUIRED"}}}},
-     {"task_id": "t4", "context_id": "c4", "state": "auth-required"}),
+    (
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "result": {
+                "statusUpdate": {"taskId": "t4", "contextId": "c4", "status": {"state": "TASK_STATE_AUTH_REQUIRED"}}
+            },
+        },
+        {"task_id": "t4", "context_id": "c4", "state": "auth-required"},
+    ),
     # v1.0 SendMessage answer wrapping a Task
-    ({"task": {"id": "t5", "contextId": "c5", "status": {"state": "TASK_STATE_CANCELED"}}},
-     {"task_id": "t5", "context_id": "c5", "state": "canceled"}),
+    (
+        {"task": {"id": "t5", "contextId": "c5", "status": {"state": "TASK_STATE_CANCELED"}}},
+        {"task_id": "t5", "context_id": "c5", "state": "canceled"},
+    ),
     # REST body: a bare Task without kind
-    ({"id": "t6", "contextId": "c6", "status": {"state": "TASK_STATE_WORKING"}},
-     {"task_id": "t6", "context_id": "c6", "state": "working"}),
+    (
+        {"id": "t6", "contextId": "c6", "status": {"state": "TASK_STATE_WORKING"}},
+        {"task_id": "t6", "context_id": "c6", "state": "working"},
+    ),
     # a JSON-RPC error carries only its code
     ({"jsonrpc": "2.0", "id": 1, "error": {"code": -32001, "message": "Task not found"}}, {"error_code": -32001}),
     # not an object, or a result that isn't one: nothing
@@ -67,10 +91,15 @@ def test_observer_reads_a_json_body_in_pieces_and_an_event_stream():
     obs = ResponseObserver(lambda a, facts: seen.append(dict(facts)), {})
     obs.sse = True
     ev1 = b"data: " + orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": {**TASK_03, "status": {"state": "working"}}})
-    ev2 = b"data: " + orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": {
-        "kind": "status-update", "taskId": "t1", "contextId": "c1", "status": {"state": "completed"}}})
+    ev2 = b"data: " + orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "result": {"kind": "status-update", "taskId": "t1", "contextId": "c1", "status": {"state": "completed"}},
+        }
+    )
     stream = ev1 + b"\r\n\r\n" + ev2 + b"\n\n"
     for i in range(0, len(stream), 7):
-        obs(stream[i:i + 7])
+        obs(stream[i : i + 7])
     obs(None)
     assert seen == [{"task_id": "t1", "context_id": "c1", "state": "completed"}]

@@ -30,7 +30,8 @@ class StandIn(ReadyProcess):
 
     def __init__(self, workdir: Path, *args: str):
         super().__init__(
-            workdir, "standin",
+            workdir,
+            "standin",
             [sys.executable, "-m", "agentgw.demo.agentcore_standin", "--port", "0", *args],
             r"READY (\d+)(?: STS (\d+))?",
         )
@@ -64,7 +65,9 @@ def irsa_env(tmp: Path, sts_port: int) -> dict[str, str]:
     """What EKS injects for IRSA, with STS at the local moto server."""
     token = tmp / "eks.amazonaws.com" / "serviceaccount" / "token"
     token.parent.mkdir(parents=True, exist_ok=True)
-    token.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YWdlbnRnYXRld2F5LXN5c3RlbTphZ2VudGdhdGV3YXkifQ.c2ln")
+    token.write_text(
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YWdlbnRnYXRld2F5LXN5c3RlbTphZ2VudGdhdGV3YXkifQ.c2ln"
+    )
     return aws_env(
         AWS_ROLE_ARN=ROLE_ARN,
         AWS_WEB_IDENTITY_TOKEN_FILE=str(token),
@@ -88,9 +91,19 @@ def _no_ambient_aws():
 def standin(tmp_path_factory):
     """Stand-in + local STS whose credentials live 16 s; STS answers take 1.5 s."""
     s = StandIn(
-        tmp_path_factory.mktemp("standin"), "--arn", ARN, "--sts-port", "0",
-        "--credentials", f"{DEMO_KEY}:{DEMO_SECRET}",
-        "--sts-duration", "16", "--sts-delay", "1.5", "--delay", "0.08",
+        tmp_path_factory.mktemp("standin"),
+        "--arn",
+        ARN,
+        "--sts-port",
+        "0",
+        "--credentials",
+        f"{DEMO_KEY}:{DEMO_SECRET}",
+        "--sts-duration",
+        "16",
+        "--sts-delay",
+        "1.5",
+        "--delay",
+        "0.08",
     )
     yield s
     s.stop()

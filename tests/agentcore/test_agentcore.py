@@ -26,7 +26,10 @@ SEED_BODY = {
     "method": "tasks/send",
     "params": {
         "id": "task-1",
-        "message": {"role": "user", "parts": [{"type": "text", "text": "Hello from Agent Gateway! What can you help me with?"}]},
+        "message": {
+            "role": "user",
+            "parts": [{"type": "text", "text": "Hello from Agent Gateway! What can you help me with?"}],
+        },
     },
 }
 ENCODED_PATH = "/runtimes/" + quote(ARN, safe="") + "/invocations"
@@ -90,9 +93,20 @@ def test_conversation_stays_on_one_runtime_session(gw, standin):
     n = len(standin.requests())
 
     def send(ctx_id, text):
-        body = {"jsonrpc": "2.0", "id": text, "method": "message/send",
-                "params": {"message": {"kind": "message", "role": "user", "messageId": text, "contextId": ctx_id,
-                                       "parts": [{"kind": "text", "text": text}]}}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": text,
+            "method": "message/send",
+            "params": {
+                "message": {
+                    "kind": "message",
+                    "role": "user",
+                    "messageId": text,
+                    "contextId": ctx_id,
+                    "parts": [{"kind": "text", "text": text}],
+                }
+            },
+        }
         r = post(url(gw, 0, "/"), body)
         assert r.status_code == 200, r.text
         return r.json()["result"]
@@ -109,9 +123,19 @@ def test_conversation_stays_on_one_runtime_session(gw, standin):
 
 
 def test_a2a_v1_send_message_gets_a_v1_task(gw, standin):
-    body = {"jsonrpc": "2.0", "id": "v1", "method": "SendMessage",
-            "params": {"message": {"role": "ROLE_USER", "messageId": "m-v1", "contextId": "ctx-v1",
-                                   "parts": [{"text": "hello v1"}]}}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": "v1",
+        "method": "SendMessage",
+        "params": {
+            "message": {
+                "role": "ROLE_USER",
+                "messageId": "m-v1",
+                "contextId": "ctx-v1",
+                "parts": [{"text": "hello v1"}],
+            }
+        },
+    }
     r = post(url(gw, 0, "/"), body, headers={"a2a-version": "1.0"})
     assert r.status_code == 200, r.text
     task = r.json()["result"]["task"]
@@ -121,9 +145,20 @@ def test_a2a_v1_send_message_gets_a_v1_task(gw, standin):
 
 
 def test_message_stream_is_relayed_as_it_arrives(gw, standin):
-    body = {"jsonrpc": "2.0", "id": 7, "method": "message/stream",
-            "params": {"message": {"kind": "message", "role": "user", "messageId": "m-stream", "contextId": "ctx-stream",
-                                   "parts": [{"kind": "text", "text": "tell me a story"}]}}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "message/stream",
+        "params": {
+            "message": {
+                "kind": "message",
+                "role": "user",
+                "messageId": "m-stream",
+                "contextId": "ctx-stream",
+                "parts": [{"kind": "text", "text": "tell me a story"}],
+            }
+        },
+    }
     events, stamps = [], []
     t0 = time.monotonic()
     with httpx.stream("POST", url(gw, 0, "/"), json=body, timeout=20) as r:
@@ -137,7 +172,11 @@ def test_message_stream_is_relayed_as_it_arrives(gw, standin):
     results = [e["result"] for e in events]
     assert all(e["id"] == 7 for e in events)
     assert results[0]["kind"] == "status-update" and results[0]["status"]["state"] == "working"
-    assert results[-1]["kind"] == "status-update" and results[-1]["status"]["state"] == "completed" and results[-1]["final"]
+    assert (
+        results[-1]["kind"] == "status-update"
+        and results[-1]["status"]["state"] == "completed"
+        and results[-1]["final"]
+    )
     chunks = [x for x in results if x["kind"] == "artifact-update"]
     assert len(chunks) > 10  # the agent's words, one event each
     text = "".join(c["artifact"]["parts"][0]["text"] for c in chunks)
@@ -162,14 +201,32 @@ def test_agent_card_through_get_agent_card(gw, standin):
 def test_raw_bodies_pass_through_signed(gw, standin):
     n = len(standin.requests())
     sid = "client-chosen-session-0123456789-abcdef"
-    r = httpx.post(url(gw, 0, "/invocations"), content=b'{"prompt": "raw hello"}',
-                   headers={"content-type": "application/json", "x-amzn-bedrock-agentcore-runtime-session-id": sid,
-                            "authorization": "Bearer client-secret-token"}, timeout=10)
+    r = httpx.post(
+        url(gw, 0, "/invocations"),
+        content=b'{"prompt": "raw hello"}',
+        headers={
+            "content-type": "application/json",
+            "x-amzn-bedrock-agentcore-runtime-session-id": sid,
+            "authorization": "Bearer client-secret-token",
+        },
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     # the agent's answer, untouched
-    assert r.json() == {"result": {"role": "assistant", "content": [
-        {"text": "Hello! I'm the local AgentCore stand-in (turn 1 of this session). You said: raw hello"}]}}
-    r2 = httpx.post(url(gw, 0, "/anything"), content=b"\x00binary\xff", headers={"content-type": "application/octet-stream"}, timeout=10)
+    assert r.json() == {
+        "result": {
+            "role": "assistant",
+            "content": [
+                {"text": "Hello! I'm the local AgentCore stand-in (turn 1 of this session). You said: raw hello"}
+            ],
+        }
+    }
+    r2 = httpx.post(
+        url(gw, 0, "/anything"),
+        content=b"\x00binary\xff",
+        headers={"content-type": "application/octet-stream"},
+        timeout=10,
+    )
     assert r2.status_code == 200
     seen = entries_since(standin, n)
     assert [e["verified"] for e in seen] == [True, True]
@@ -185,8 +242,12 @@ def test_raw_bodies_pass_through_signed(gw, standin):
 def test_seed_rate_limit_loop_gives_five_200s_then_429s(gw):
     codes = []
     for i in range(1, 9):
-        body = {"jsonrpc": "2.0", "id": str(i), "method": "tasks/send",
-                "params": {"id": f"t{i}", "message": {"role": "user", "parts": [{"type": "text", "text": "ping"}]}}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": str(i),
+            "method": "tasks/send",
+            "params": {"id": f"t{i}", "message": {"role": "user", "parts": [{"type": "text", "text": "ping"}]}},
+        }
         r = post(url(gw, 1), body)
         codes.append(r.status_code)
         if r.status_code == 429:
@@ -196,13 +257,22 @@ def test_seed_rate_limit_loop_gives_five_200s_then_429s(gw):
 
 
 def test_seed_jwt_strict_gives_401_without_token(gw):
-    body = {"jsonrpc": "2.0", "id": "1", "method": "tasks/send",
-            "params": {"id": "t1", "message": {"role": "user", "parts": [{"type": "text", "text": "test"}]}}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": "1",
+        "method": "tasks/send",
+        "params": {"id": "t1", "message": {"role": "user", "parts": [{"type": "text", "text": "test"}]}},
+    }
     r = post(url(gw, 2), body)
     assert r.status_code == 401
     assert r.json()["error"]["data"]["type"] == "unauthenticated"
-    tok = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "agentcore" / "make_token.py")],
-                         capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+    tok = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "examples" / "agentcore" / "make_token.py")],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    ).stdout.strip()
     r = post(url(gw, 2), body, headers={"authorization": f"Bearer {tok}"})
     assert r.status_code == 200, r.text
     assert r.json()["result"]["status"]["state"] == "completed"
@@ -214,7 +284,8 @@ def test_metrics_and_access_log_name_agentcore_never_credentials(gw, standin):
     assert gw.metric("agentgw_requests_total", backend="agentcore/agentcore-backend", status="200") >= 1
     entries = wait_for(
         lambda: [e for e in gw.access_log() if e.get("msg") == "request" and e.get("agentcore_runtime_arn")],
-        timeout=5, message="agentcore access log entries",
+        timeout=5,
+        message="agentcore access log entries",
     )
     assert all(e["agentcore_runtime_arn"] == ARN and e["backend"] == "agentcore/agentcore-backend" for e in entries)
     out = gw.stdout_text() + gw.stderr_text()
@@ -235,9 +306,20 @@ def test_temporary_credentials_refresh_before_expiry_without_blocking(gw, standi
     give_up = time.monotonic() + 30
     while True:
         i += 1
-        body = {"jsonrpc": "2.0", "id": i, "method": "message/send",
-                "params": {"message": {"kind": "message", "role": "user", "messageId": f"r{i}", "contextId": "refresh",
-                                       "parts": [{"kind": "text", "text": f"ping {i}"}]}}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": i,
+            "method": "message/send",
+            "params": {
+                "message": {
+                    "kind": "message",
+                    "role": "user",
+                    "messageId": f"r{i}",
+                    "contextId": "refresh",
+                    "parts": [{"kind": "text", "text": f"ping {i}"}],
+                }
+            },
+        }
         t = time.monotonic()
         r = post(url(gw, 0, "/"), body)
         latencies.append(time.monotonic() - t)
@@ -268,8 +350,11 @@ def test_credential_failure_is_a_prompt_503_with_the_reason_logged(harness, stan
     assert r.status_code == 503
     err = r.json()["error"]
     assert err["data"]["type"] == "aws_credentials_unavailable" and "missing-token" in err["message"]
-    wait_for(lambda: "AWS credential refresh failed" in g.stdout_text() + g.stderr_text(), timeout=5,
-             message="the credential failure in the gateway's log")
+    wait_for(
+        lambda: "AWS credential refresh failed" in g.stdout_text() + g.stderr_text(),
+        timeout=5,
+        message="the credential failure in the gateway's log",
+    )
 
 
 def test_refused_signature_is_a_502_naming_agentcores_reason(harness, standin):
@@ -285,7 +370,9 @@ def test_refused_signature_is_a_502_naming_agentcores_reason(harness, standin):
 
 def test_walkthrough_with_static_keys_from_the_environment(harness, standin):
     """docs/agentcore.md section 1: the demo keys in AWS_ACCESS_KEY_ID/SECRET."""
-    g = harness.gateway(example_config(standin.url), env=aws_env(AWS_ACCESS_KEY_ID=DEMO_KEY, AWS_SECRET_ACCESS_KEY=DEMO_SECRET))
+    g = harness.gateway(
+        example_config(standin.url), env=aws_env(AWS_ACCESS_KEY_ID=DEMO_KEY, AWS_SECRET_ACCESS_KEY=DEMO_SECRET)
+    )
     n = len(standin.requests())
     r = post(f"http://127.0.0.1:{g.ports[0]}/tasks/send", SEED_BODY)
     assert r.status_code == 200, r.text
@@ -316,8 +403,12 @@ def test_seed_rate_limit_loop_with_the_global_limiter_across_replicas(harness, s
                     # machine, and failClosed then marks Redis down for the whole loop
                     "redis": {"url": redis.url, "timeout": "2s"},
                     "failureMode": "failClosed",
-                    "descriptors": [{"entries": [{"key": "generic_key", "value": '"counter"'}],
-                                     "rateLimit": {"requestsPerUnit": 5, "unit": "MINUTE"}}],
+                    "descriptors": [
+                        {
+                            "entries": [{"key": "generic_key", "value": '"counter"'}],
+                            "rateLimit": {"requestsPerUnit": 5, "unit": "MINUTE"},
+                        }
+                    ],
                 }
             }
             gws.append(harness.gateway(cfg, env=env))
@@ -325,8 +416,12 @@ def test_seed_rate_limit_loop_with_the_global_limiter_across_replicas(harness, s
             time.sleep(60.5 - time.time() % 60)
         codes = []
         for i in range(1, 9):
-            body = {"jsonrpc": "2.0", "id": str(i), "method": "tasks/send",
-                    "params": {"id": f"t{i}", "message": {"role": "user", "parts": [{"type": "text", "text": "ping"}]}}}
+            body = {
+                "jsonrpc": "2.0",
+                "id": str(i),
+                "method": "tasks/send",
+                "params": {"id": f"t{i}", "message": {"role": "user", "parts": [{"type": "text", "text": "ping"}]}},
+            }
             g = gws[i % 2]  # alternate replicas
             codes.append(post(f"http://127.0.0.1:{g.ports[1]}/tasks/send", body).status_code)
         assert codes == [200] * 5 + [429] * 3

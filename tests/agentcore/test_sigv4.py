@@ -115,8 +115,13 @@ def test_gateway_signer_matches_aws_test_suite(case, frozen):
     target = path + sep + quote(query, safe="&=%~-._")
     out = dict(
         sign_headers(
-            snap, service="service", region="us-east-1", method=method,
-            url=f"https://{host}{target}", headers=list(merged.items()), body=body,
+            snap,
+            service="service",
+            region="us-east-1",
+            method=method,
+            url=f"https://{host}{target}",
+            headers=list(merged.items()),
+            body=body,
         )
     )
     assert out["x-amz-date"] == "20150830T123600Z"
@@ -148,8 +153,11 @@ def _botocore_request(qualifier, token):
     """What botocore's client sends for InvokeAgentRuntime (captured, not sent)."""
     session = botocore.session.Session()
     client = session.create_client(
-        "bedrock-agentcore", region_name="us-west-2",
-        aws_access_key_id=AKID, aws_secret_access_key=SECRET, aws_session_token=token,
+        "bedrock-agentcore",
+        region_name="us-west-2",
+        aws_access_key_id=AKID,
+        aws_secret_access_key=SECRET,
+        aws_session_token=token,
     )
     seen = {}
 
@@ -158,8 +166,13 @@ def _botocore_request(qualifier, token):
         return AWSResponse(request.url, 200, {"content-type": "application/json"}, _Raw(b"{}"))
 
     client.meta.events.register("before-send.bedrock-agentcore.InvokeAgentRuntime", capture)
-    kw = dict(agentRuntimeArn=ARN, runtimeSessionId=SID, payload=b'{"prompt":"hi"}',
-              contentType="application/json", accept="application/json")
+    kw = dict(
+        agentRuntimeArn=ARN,
+        runtimeSessionId=SID,
+        payload=b'{"prompt":"hi"}',
+        contentType="application/json",
+        accept="application/json",
+    )
     if qualifier:
         kw["qualifier"] = qualifier
     client.invoke_agent_runtime(**kw)
@@ -178,7 +191,9 @@ class _Raw:
         yield self.data
 
 
-@pytest.mark.parametrize("qualifier,token", [(None, None), ("DEFAULT", "FQoGZXIvYXdzEXAMPLE//token+/="), ("v2 beta", None)])
+@pytest.mark.parametrize(
+    "qualifier,token", [(None, None), ("DEFAULT", "FQoGZXIvYXdzEXAMPLE//token+/="), ("v2 beta", None)]
+)
 def test_url_and_signature_match_botocore_client(frozen, qualifier, token):
     req = _botocore_request(qualifier, token)
     scheme, _, rest = req.url.partition("://")
@@ -188,24 +203,50 @@ def test_url_and_signature_match_botocore_client(frozen, qualifier, token):
     rt = RuntimeArn(ARN)
     assert scheme == "https" and host == rt.default_host == "bedrock-agentcore.us-west-2.amazonaws.com"
     assert target == invocation_path(ARN, qualifier)
-    assert target.startswith("/runtimes/arn%3Aaws%3Abedrock-agentcore%3Aus-west-2%3A123456789012%3Aruntime%2Fmy_agent-Ab12Cd34Ef/invocations")
+    assert target.startswith(
+        "/runtimes/arn%3Aaws%3Abedrock-agentcore%3Aus-west-2%3A123456789012%3Aruntime%2Fmy_agent-Ab12Cd34Ef/invocations"
+    )
     # the gateway's signer over the headers botocore signed gives botocore's signature
     theirs = _s(req.headers["Authorization"])
     signed = parse_authorization(theirs)["signed"]
     assert "bedrock-agentcore/aws4_request" in theirs
     assert SESSION_HEADER in signed
-    hdrs = [("host", host)] + [(k.lower(), v) for k, v in req.headers.items()
-                               if k.lower() in signed and k.lower() not in ("host", "x-amz-date", "x-amz-security-token")]
+    hdrs = [("host", host)] + [
+        (k.lower(), v)
+        for k, v in req.headers.items()
+        if k.lower() in signed and k.lower() not in ("host", "x-amz-date", "x-amz-security-token")
+    ]
     hdrs = [(k, v.decode() if isinstance(v, bytes) else v) for k, v in hdrs]
-    ours = dict(sign_headers(Snapshot(AKID, SECRET, token, None), service="bedrock-agentcore", region="us-west-2",
-                             method="POST", url=req.url, headers=hdrs, body=req.body))
+    ours = dict(
+        sign_headers(
+            Snapshot(AKID, SECRET, token, None),
+            service="bedrock-agentcore",
+            region="us-west-2",
+            method="POST",
+            url=req.url,
+            headers=hdrs,
+            body=req.body,
+        )
+    )
     assert ours["authorization"] == theirs
     assert ours.get("x-amz-security-token") == token
     # and the stand-in's verifier accepts botocore's request as sent
     wire = [(k, v.decode() if isinstance(v, bytes) else v) for k, v in req.headers.items()] + [("host", host)]
     auth = parse_authorization(theirs)
-    assert expected_signature(SECRET, "POST", target, wire, req.body, auth, req.headers["X-Amz-Date"].decode()
-                              if isinstance(req.headers["X-Amz-Date"], bytes) else req.headers["X-Amz-Date"])[0] == auth["signature"]
+    assert (
+        expected_signature(
+            SECRET,
+            "POST",
+            target,
+            wire,
+            req.body,
+            auth,
+            req.headers["X-Amz-Date"].decode()
+            if isinstance(req.headers["X-Amz-Date"], bytes)
+            else req.headers["X-Amz-Date"],
+        )[0]
+        == auth["signature"]
+    )
 
 
 # -- ARNs and sessions ---------------------------------------------------------------------------
@@ -219,9 +260,9 @@ def test_region_and_partition_come_from_the_arn():
 def test_session_ids_follow_agentcore_rules():
     a = session_id_for("ctx-1", "alice")
     assert valid_session_id(a) and 33 <= len(a) <= 256
-    assert a == session_id_for("ctx-1", "alice")          # a conversation stays on its session
+    assert a == session_id_for("ctx-1", "alice")  # a conversation stays on its session
     assert a != session_id_for("ctx-2", "alice")
-    assert a != session_id_for("ctx-1", "mallory")        # a guessed context id joins nothing
+    assert a != session_id_for("ctx-1", "mallory")  # a guessed context id joins nothing
     assert not valid_session_id("short") and not valid_session_id("x" * 257)
 
 

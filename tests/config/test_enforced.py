@@ -125,7 +125,13 @@ def _fp(o: Any, fp: Callable) -> Any:
                 cells.append("<empty>")
         return ("function", o.__module__, o.__qualname__, tuple(cells), fp(o.__defaults__), fp(o.__kwdefaults__))
     if isinstance(o, (types.BuiltinFunctionType, types.BuiltinMethodType)):
-        return ("builtin", getattr(o, "__qualname__", repr(o)), fp(getattr(o, "__self__", None)) if not isinstance(getattr(o, "__self__", None), types.ModuleType) else None)
+        return (
+            "builtin",
+            getattr(o, "__qualname__", repr(o)),
+            fp(getattr(o, "__self__", None))
+            if not isinstance(getattr(o, "__self__", None), types.ModuleType)
+            else None,
+        )
     if isinstance(o, ssl.SSLContext):
         return (
             "ssl",
@@ -190,7 +196,9 @@ def record_ssl():
 # --------------------------------------------------------------------------------------
 
 #: A compile error that refuses a field (as opposed to rejecting a bad value for it).
-REFUSAL = re.compile(r"not supported|only supported|(is|are) (only|not) used|has no effect|needs an? |must be the only|not both|cannot be combined")
+REFUSAL = re.compile(
+    r"not supported|only supported|(is|are) (only|not) used|has no effect|needs an? |must be the only|not both|cannot be combined"
+)
 
 
 @dataclass
@@ -290,7 +298,7 @@ def _jwks(kid: str) -> str:
 JWKS_A, JWKS_B = _jwks("a"), _jwks("b")
 HTPASSWD = "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="  # password
 CEL_A, CEL_B = 'request.path.startsWith("/a")', 'request.path.startsWith("/b")'
-STR_CEL_A, STR_CEL_B = 'request.path', 'request.method'
+STR_CEL_A, STR_CEL_B = "request.path", "request.method"
 
 #: Mutations for fields whose generic value would not be valid. Keyed ``Class.field``
 #: (Python names). Paths of files are relative to the files the test writes.
@@ -343,8 +351,12 @@ VALUES: dict[str, Any] = {
     "StringMatch.exact": Req("v", "v2"),
     "StringMatch.regex": "^v.*",
     # -- route policies
-    "BackendPolicies.ai": {"promptGuard": {"request": [{"regex": {"action": "reject", "rules": [{"pattern": "secret"}]}}]}},
-    "RoutePolicies.ai": {"promptGuard": {"request": [{"regex": {"action": "reject", "rules": [{"pattern": "secret"}]}}]}},
+    "BackendPolicies.ai": {
+        "promptGuard": {"request": [{"regex": {"action": "reject", "rules": [{"pattern": "secret"}]}}]}
+    },
+    "RoutePolicies.ai": {
+        "promptGuard": {"request": [{"regex": {"action": "reject", "rules": [{"pattern": "secret"}]}}]}
+    },
     "HeaderModifier.add": {"x-add": "1"},
     "HeaderModifier.set": {"x-set": "1"},
     "HeaderModifier.remove": ["x-remove"],
@@ -397,7 +409,9 @@ VALUES: dict[str, Any] = {
     "JwtAuth.issuer": "https://issuer2.example",
     "JwtAuth.audiences": ["aud"],
     "JwtAuth.jwks": Alts(JWKS_B, {"file": "jwks.json"}),
-    "JwtAuth.providers": With([{"issuer": "https://p.example", "jwks": JWKS_A}], issuer=None, jwks=None, audiences=None),
+    "JwtAuth.providers": With(
+        [{"issuer": "https://p.example", "jwks": JWKS_A}], issuer=None, jwks=None, audiences=None
+    ),
     "JwtProvider.issuer": Req("https://p.example", "https://p2.example"),
     "JwtProvider.jwks": Req(JWKS_A, Alts(JWKS_B, {"file": "jwks.json"})),
     "JwtProvider.audiences": ["aud"],
@@ -494,7 +508,13 @@ VALUES: dict[str, Any] = {
     "AiBackend.path_prefix": "/prefix",
     "AiBackend.groups": With(
         [{"providers": [{"name": "g0", "provider": {"openAI": {}}, "hostOverride": "127.0.0.1:9501"}]}],
-        name=None, provider=None, hostOverride=None, pathOverride=None, pathPrefix=None, tokenize=None, policies=None,
+        name=None,
+        provider=None,
+        hostOverride=None,
+        pathOverride=None,
+        pathPrefix=None,
+        tokenize=None,
+        policies=None,
     ),
     "AiProvider.name": Req("g0", "g1"),
     "AiProvider.provider": Req({"openAI": {}}, {"anthropic": {}}),
@@ -513,7 +533,9 @@ VALUES: dict[str, Any] = {
     "A2aPolicy.agent": "agent-x",
     "LlmConfig.port": 4001,
     "LlmModel.name": Req("gpt-4o", "gpt-4o-mini"),
-    "LlmModel.provider": Req("openAI", Alts("anthropic", With({"custom": {}}, params={"baseUrl": "http://127.0.0.1:9800/v1"}))),
+    "LlmModel.provider": Req(
+        "openAI", Alts("anthropic", With({"custom": {}}, params={"baseUrl": "http://127.0.0.1:9800/v1"}))
+    ),
     "LlmModel.defaults": {"temperature": 0.5},
     "LlmModel.overrides": {"temperature": 0.5},
     "LlmModel.transformation": {"max_tokens": "1000"},
@@ -554,7 +576,12 @@ VALUES: dict[str, Any] = {
 }
 
 #: Another file of the same kind, to change a ``{file: ...}``.
-FILE_ALT = {"htpasswd": "htpasswd2", "apikey.txt": "apikey2.txt", "jwks.json": "jwks2.json", "openapi.json": "openapi2.json"}
+FILE_ALT = {
+    "htpasswd": "htpasswd2",
+    "apikey.txt": "apikey2.txt",
+    "jwks.json": "jwks2.json",
+    "openapi.json": "openapi2.json",
+}
 
 #: ``{file: ...}`` under these fields names this file.
 FILE_AT = {
@@ -575,8 +602,10 @@ MINIMAL: dict[str, dict] = {
     "Route": {"backends": [{"host": "127.0.0.1:9009"}]},
     "McpTarget": {"name": "t9", "mcp": {"host": "http://127.0.0.1:9300/mcp"}},
     "McpHostSpec": {"host": "http://127.0.0.1:9300/mcp"},
-    "OpenApiSpec": {"schema": json.dumps({"openapi": "3.0.0", "info": {"title": "t", "version": "1"}, "paths": {}}),
-                    "host": "http://127.0.0.1:9400"},
+    "OpenApiSpec": {
+        "schema": json.dumps({"openapi": "3.0.0", "info": {"title": "t", "version": "1"}, "paths": {}}),
+        "host": "http://127.0.0.1:9400",
+    },
     "JwtAuth": {"issuer": "https://issuer.example", "jwks": JWKS_A},
     "ServiceAccountAuth": {"issuer": "https://kubernetes.default.svc", "jwks": JWKS_A},
     "ApiKeyAuth": {"keys": [{"key": "k-1"}]},
@@ -588,10 +617,17 @@ MINIMAL: dict[str, dict] = {
     "LlmModel": {"name": "gpt-4o", "provider": "openAI"},
     "LlmConfig": {"models": [{"name": "gpt-4o", "provider": "openAI"}]},
     "McpShorthand": {"targets": [{"name": "s0", "stdio": {"cmd": "true"}}]},
-    "RemoteRateLimit": {"domain": "d", "host": "127.0.0.1:8081", "descriptors": [{"entries": [{"key": "k", "value": STR_CEL_A}]}]},
-    "GlobalRateLimit": {"redis": {"url": "redis://127.0.0.1:6379"},
-                        "descriptors": [{"entries": [{"key": "k", "value": STR_CEL_A}],
-                                         "rateLimit": {"requestsPerUnit": 5, "unit": "minute"}}]},
+    "RemoteRateLimit": {
+        "domain": "d",
+        "host": "127.0.0.1:8081",
+        "descriptors": [{"entries": [{"key": "k", "value": STR_CEL_A}]}],
+    },
+    "GlobalRateLimit": {
+        "redis": {"url": "redis://127.0.0.1:6379"},
+        "descriptors": [
+            {"entries": [{"key": "k", "value": STR_CEL_A}], "rateLimit": {"requestsPerUnit": 5, "unit": "minute"}}
+        ],
+    },
     "Tracing": {"otlpEndpoint": "http://127.0.0.1:4317"},
     "FrontendTracing": {"host": "127.0.0.1:4317"},
     "FrontendTCP": {"keepalives": {"enabled": True}},
@@ -907,15 +943,21 @@ class Walk:
                             bparent[sk] = sv
                     b2 = self.compiled(base_doc)
                     if b2.kind != "ok":
-                        self.problem(f"{fpath} ({k}): the context {mval.siblings} does not compile: {'; '.join(b2.errors)[:400]}")
+                        self.problem(
+                            f"{fpath} ({k}): the context {mval.siblings} does not compile: {'; '.join(b2.errors)[:400]}"
+                        )
                         continue
                     base_fp = b2.fp
                     mval = mval.value
                 new = copy.deepcopy(base_doc)
                 parent = get_at(new, loc)
-                if not isinstance(mval, Patch) and (mval.value if isinstance(mval, With) else mval) == parent.get(ak, current):
-                    self.problem(f"{fpath} ({k}): the test's value {json.dumps(parent.get(ak))[:120]} is the current one; "
-                                 f"give VALUES a different one")
+                if not isinstance(mval, Patch) and (mval.value if isinstance(mval, With) else mval) == parent.get(
+                    ak, current
+                ):
+                    self.problem(
+                        f"{fpath} ({k}): the test's value {json.dumps(parent.get(ak))[:120]} is the current one; "
+                        f"give VALUES a different one"
+                    )
                     continue
                 if isinstance(mval, Patch):
                     mval.fn(new, parent, loc)
@@ -956,8 +998,10 @@ class Walk:
                 container = _model_value(cls, name, value)
                 empty = container and value in ({}, [{}])
                 if out.fp == base_fp and not empty:
-                    self.problem(f"{fpath} ({k}): accepted but ignored (setting it to {json.dumps(value)[:120]} "
-                                 f"does not change the compiled runtime)")
+                    self.problem(
+                        f"{fpath} ({k}): accepted but ignored (setting it to {json.dumps(value)[:120]} "
+                        f"does not change the compiled runtime)"
+                    )
                     continue
                 self.checked[fpath] = "enforced"
                 self._accept(k, f, value)
@@ -1054,7 +1098,11 @@ HOST_ROUTE = _route("http", {"host": "127.0.0.1:9001"}, "/h")
 MCP_ROUTE = _route("mcp", {"mcp": {"targets": [{"name": "t0", "stdio": STDIO}]}}, "/m")
 AI_ROUTE = _route("ai", {"ai": {"name": "p0", "provider": {"openAI": {}}, "hostOverride": "127.0.0.1:9501"}}, "/ai")
 A2A_ROUTE = _route("a2a", {"a2a": {"targets": [{"static": {"host": "127.0.0.1", "port": 9700}}]}}, "/a2a")
-AWS_ROUTE = _route("aws", {"aws": {"agentCore": {"agentRuntimeArn": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/a"}}}, "/aws")
+AWS_ROUTE = _route(
+    "aws",
+    {"aws": {"agentCore": {"agentRuntimeArn": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/a"}}},
+    "/aws",
+)
 NAMED = {"backends": [{"name": "b-host", "host": "127.0.0.1:9003"}]}
 
 
@@ -1125,14 +1173,41 @@ def _named(kind_value) -> dict:
 #: (name, base config, where to start, model there). The root site walks everything;
 #: the others walk one route (or named backend) again in another context.
 SITES = [
-    ("root", {**_routes(HOST_ROUTE, MCP_ROUTE, _route("named", {"backend": "b-host"}, "/n")), **NAMED}, [], LocalConfig),
+    (
+        "root",
+        {**_routes(HOST_ROUTE, MCP_ROUTE, _route("named", {"backend": "b-host"}, "/n")), **NAMED},
+        [],
+        LocalConfig,
+    ),
     ("ai route", {**_routes(AI_ROUTE), **NAMED}, ["binds", 0, "listeners", 0, "routes", 0], None),
     ("a2a route", {**_routes(A2A_ROUTE), **NAMED}, ["binds", 0, "listeners", 0, "routes", 0], None),
     ("aws route", {**_routes(AWS_ROUTE), **NAMED}, ["binds", 0, "listeners", 0, "routes", 0], None),
-    ("named mcp backend", _named({"mcp": {"targets": [{"name": "t0", "mcp": {"host": "http://127.0.0.1:9300/mcp"}}]}}), ["backends", 0], None),
-    ("named ai backend", _named({"ai": {"name": "p0", "provider": {"openAI": {}}, "hostOverride": "127.0.0.1:9501"}}), ["backends", 0], None),
-    ("named a2a backend", _named({"a2a": {"targets": [{"static": {"host": "127.0.0.1", "port": 9700}}]}}), ["backends", 0], None),
-    ("named aws backend", _named({"aws": {"agentCore": {"agentRuntimeArn": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/a"}}}), ["backends", 0], None),
+    (
+        "named mcp backend",
+        _named({"mcp": {"targets": [{"name": "t0", "mcp": {"host": "http://127.0.0.1:9300/mcp"}}]}}),
+        ["backends", 0],
+        None,
+    ),
+    (
+        "named ai backend",
+        _named({"ai": {"name": "p0", "provider": {"openAI": {}}, "hostOverride": "127.0.0.1:9501"}}),
+        ["backends", 0],
+        None,
+    ),
+    (
+        "named a2a backend",
+        _named({"a2a": {"targets": [{"static": {"host": "127.0.0.1", "port": 9700}}]}}),
+        ["backends", 0],
+        None,
+    ),
+    (
+        "named aws backend",
+        _named(
+            {"aws": {"agentCore": {"agentRuntimeArn": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/a"}}}
+        ),
+        ["backends", 0],
+        None,
+    ),
 ]
 
 
@@ -1171,8 +1246,15 @@ def files(tmp_path_factory) -> Path:
     (d / "jwks2.json").write_text(JWKS_A)
     (d / "xds.yaml").write_text("{}\n")
     for name, op in (("openapi.json", "getX"), ("openapi2.json", "getY")):
-        (d / name).write_text(json.dumps({"openapi": "3.0.0", "info": {"title": "t", "version": "1"},
-                                          "paths": {"/x": {"get": {"operationId": op}}}}))
+        (d / name).write_text(
+            json.dumps(
+                {
+                    "openapi": "3.0.0",
+                    "info": {"title": "t", "version": "1"},
+                    "paths": {"/x": {"get": {"operationId": op}}},
+                }
+            )
+        )
     return d
 
 
@@ -1213,7 +1295,11 @@ def test_fingerprint_is_deterministic(compiled):
     for _, doc, _, _ in SITES:
         text = json.dumps(doc)
         a, b = (
-            fingerprint(_runtime_view(compile_config(load_config_text(text, fmt="json", env={}), FakeServices(), str(compiled.files))))
+            fingerprint(
+                _runtime_view(
+                    compile_config(load_config_text(text, fmt="json", env={}), FakeServices(), str(compiled.files))
+                )
+            )
             for _ in range(2)
         )
         assert a == b
@@ -1348,7 +1434,9 @@ def test_backend_request_timeout_bounds_requests_to_that_backend(harness):
             route("named", [{"backend": "slow"}], prefix="/named"),
             route("free", [up.host], prefix="/free"),
         ],
-        backends=[{"name": "slow", "host": up.host, "policies": {"http": {"requestTimeout": "300ms", "version": "HTTP/1.1"}}}],
+        backends=[
+            {"name": "slow", "host": up.host, "policies": {"http": {"requestTimeout": "300ms", "version": "HTTP/1.1"}}}
+        ],
     )
     gw = harness.gateway(cfg)
     for prefix in ("/inline", "/named"):

@@ -191,7 +191,9 @@ def test_missing_file():
 
 
 def test_schema_comment_is_harmless():
-    cfg = load_config_text("# yaml-language-server: $schema=https://agentgateway.dev/schema/config\nbinds: []\n", env={})
+    cfg = load_config_text(
+        "# yaml-language-server: $schema=https://agentgateway.dev/schema/config\nbinds: []\n", env={}
+    )
     assert cfg.binds == []
 
 
@@ -234,7 +236,10 @@ def test_env_missing_variable_names_variable_and_path():
 
 def test_env_missing_variables_all_reported():
     errs = errors_of(ENV_ROUTE, env={})
-    assert "binds[0].listeners[0].routes[0].policies.requestHeaderModifier.set.x-a: environment variable A is not set" in errs
+    assert (
+        "binds[0].listeners[0].routes[0].policies.requestHeaderModifier.set.x-a: environment variable A is not set"
+        in errs
+    )
     assert "binds[0].listeners[0].routes[0].backends[0].host: environment variable HOST is not set" in errs
     assert "binds[0].listeners[0].routes[0].backends[0].host: environment variable PORT is not set" in errs
 
@@ -255,8 +260,11 @@ def test_env_value_cannot_change_yaml_structure():
 
 
 def test_env_not_applied_to_keys_or_non_strings():
-    cfg = load_config_text("binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies:\n"
-                           "        requestHeaderModifier:\n          set: {$KEY: v}\n", env={})
+    cfg = load_config_text(
+        "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies:\n"
+        "        requestHeaderModifier:\n          set: {$KEY: v}\n",
+        env={},
+    )
     assert cfg.binds[0].listeners[0].routes[0].policies.request_header_modifier.set == {"$KEY": "v"}
 
 
@@ -348,7 +356,8 @@ def test_redacted_dump_llm_and_mcp():
 
 
 def test_redaction_backstop_for_free_form_sections():
-    cfg = load_config_text("""
+    cfg = load_config_text(
+        """
 binds:
 - port: 1
   listeners:
@@ -372,7 +381,9 @@ binds:
 config:
   database:
     url: postgres://gw:db-password-value@db/agentgw
-""", env={})
+""",
+        env={},
+    )
     d = redacted_dump(cfg)
     text = json.dumps(d)
     for s in ("oidc-client-secret-value", "azure-secret-value", "db-password-value"):

@@ -228,11 +228,14 @@ def test_parse_duration_rejects(text):
 
 
 def test_duration_fields_are_float_seconds_but_dump_original_text():
-    cfg = load_config_text(route_yaml("""
+    cfg = load_config_text(
+        route_yaml("""
 policies:
   timeout: {requestTimeout: 1m30s}
 backends: [{host: "a:1"}]
-"""), env={})
+"""),
+        env={},
+    )
     t = cfg.binds[0].listeners[0].routes[0].policies.timeout.request_timeout
     assert isinstance(t, Duration) and isinstance(t, float)
     assert t == 90.0 and t.raw == "1m30s"
@@ -241,10 +244,12 @@ backends: [{host: "a:1"}]
 
 
 def test_duration_without_unit_is_an_error_naming_the_field():
-    errs = errors_of(route_yaml("""
+    errs = errors_of(
+        route_yaml("""
 policies:
   retry: {attempts: 2, backoff: 100}
-"""))
+""")
+    )
     assert errs == [
         "binds[0].listeners[0].routes[0].policies.retry.backoff: "
         "duration 100 has no unit; write it as a string like '100s' or '100ms'"
@@ -265,7 +270,10 @@ policies:
         (route_yaml("policies:\n  rateLimit: []\n"), "binds[0].listeners[0].routes[0].policies.rateLimit"),
         # snake_case spelling of a camelCase key is not accepted
         (route_yaml("policies:\n  backend_tls: {}\n"), "binds[0].listeners[0].routes[0].policies.backend_tls"),
-        (route_yaml("policies:\n  cors: {allowOrigin: ['*']}\n"), "binds[0].listeners[0].routes[0].policies.cors.allowOrigin"),
+        (
+            route_yaml("policies:\n  cors: {allowOrigin: ['*']}\n"),
+            "binds[0].listeners[0].routes[0].policies.cors.allowOrigin",
+        ),
         (route_yaml("backends:\n- host: a:1\n  wieght: 2\n"), "binds[0].listeners[0].routes[0].backends[0].wieght"),
     ],
 )
@@ -282,11 +290,13 @@ def test_path_match_exactly_one():
 
 
 def test_header_and_query_value_exactly_one():
-    errs = errors_of(route_yaml("""
+    errs = errors_of(
+        route_yaml("""
 matches:
 - headers: [{name: x-a, value: {exact: a, regex: b}}]
   query: [{name: q, value: {}}]
-"""))
+""")
+    )
     assert errs == [
         "binds[0].listeners[0].routes[0].matches[0].headers[0].value: "
         "exactly one of exact, regex must be set (got: exact, regex)",
@@ -306,14 +316,16 @@ def test_backend_exactly_one_kind():
 
 
 def test_mcp_target_exactly_one_transport():
-    errs = errors_of(route_yaml("""
+    errs = errors_of(
+        route_yaml("""
 backends:
 - mcp:
     targets:
     - name: t
       stdio: {cmd: x}
       sse: {host: "http://a/sse"}
-"""))
+""")
+    )
     assert errs == [
         "binds[0].listeners[0].routes[0].backends[0].mcp.targets[0]: "
         "exactly one of sse, mcp, stdio, openapi must be set (got: sse, stdio)"
@@ -321,7 +333,8 @@ backends:
 
 
 def test_mcp_host_port_path_rules():
-    errs = errors_of(route_yaml("""
+    errs = errors_of(
+        route_yaml("""
 backends:
 - mcp:
     targets:
@@ -329,7 +342,8 @@ backends:
       mcp: {host: localhost, port: 3000}
     - name: b
       sse: {port: 3000}
-"""))
+""")
+    )
     assert errs == [
         "binds[0].listeners[0].routes[0].backends[0].mcp.targets[0].mcp: "
         "if port or path is set, both must be set; otherwise, use only host",
@@ -338,12 +352,14 @@ backends:
 
 
 def test_backend_auth_and_rewrite_exactly_one():
-    errs = errors_of(route_yaml("""
+    errs = errors_of(
+        route_yaml("""
 policies:
   backendAuth: {passthrough: {}, key: abc}
   urlRewrite:
     authority: {host: a, port: 80}
-"""))
+""")
+    )
     assert errs == [
         "binds[0].listeners[0].routes[0].policies.urlRewrite.authority: "
         "exactly one of full, host, port must be set (got: host, port)",
@@ -360,13 +376,13 @@ def test_url_rewrite_authority_auto_string():
 def test_apikey_entry_exactly_one():
     errs = errors_of(route_yaml("policies:\n  apiKey: {keys: [{metadata: {a: 1}}]}\n"))
     assert errs == [
-        "binds[0].listeners[0].routes[0].policies.apiKey.keys[0]: "
-        "exactly one of key, keyHash must be set (got: none)"
+        "binds[0].listeners[0].routes[0].policies.apiKey.keys[0]: exactly one of key, keyHash must be set (got: none)"
     ]
 
 
 def test_jwt_providers_form_and_shape_errors():
-    cfg = load_config_text(route_yaml("""
+    cfg = load_config_text(
+        route_yaml("""
 policies:
   jwtAuth:
     mode: strict
@@ -375,7 +391,9 @@ policies:
       jwks: {url: "https://a/jwks"}
     - issuer: b
       jwks: '{"keys": []}'
-"""), env={})
+"""),
+        env={},
+    )
     jwt = cfg.binds[0].listeners[0].routes[0].policies.jwt_auth
     assert jwt.mode == "strict"
     assert jwt.providers[1].jwks == '{"keys": []}'
@@ -391,11 +409,13 @@ policies:
 
 
 def test_bad_regex_is_a_config_error_naming_its_path():
-    errs = errors_of(route_yaml("""
+    errs = errors_of(
+        route_yaml("""
 matches:
 - path: {regex: "/(a"}
 - headers: [{name: x, value: {regex: "[z-a]"}}]
-"""))
+""")
+    )
     assert len(errs) == 2
     assert errs[0].startswith("binds[0].listeners[0].routes[0].matches[0].path.regex: invalid regex '/(a'")
     assert errs[1].startswith("binds[0].listeners[0].routes[0].matches[1].headers[0].value.regex: invalid regex")
@@ -413,13 +433,12 @@ def test_legacy_regex_tuple_form():
 
 def test_local_rate_limit_is_a_list():
     errs = errors_of(route_yaml("policies:\n  localRateLimit: {maxTokens: 1, fillInterval: 1s}\n"))
-    assert errs == [
-        "binds[0].listeners[0].routes[0].policies.localRateLimit: expected a list or {conditional: [...]}"
-    ]
+    assert errs == ["binds[0].listeners[0].routes[0].policies.localRateLimit: expected a list or {conditional: [...]}"]
 
 
 def test_local_rate_limit_conditional_form_and_bucket_rules():
-    cfg = load_config_text(route_yaml("""
+    cfg = load_config_text(
+        route_yaml("""
 policies:
   localRateLimit:
     conditional:
@@ -431,16 +450,20 @@ policies:
       tokensPerFill: 10
       fillInterval: 1s
       type: tokens
-"""), env={})
+"""),
+        env={},
+    )
     rl = cfg.binds[0].listeners[0].routes[0].policies.local_rate_limit
     assert rl.conditional[0].condition.startswith("request.headers")
     assert rl.conditional[1].type == "tokens"
-    errs = errors_of(route_yaml("""
+    errs = errors_of(
+        route_yaml("""
 policies:
   localRateLimit:
   - {maxTokens: 1, tokensPerFill: 5, fillInterval: 1s}
   - {maxTokens: 1, fillInterval: 1s, type: bytes}
-"""))
+""")
+    )
     assert errs[0] == (
         "binds[0].listeners[0].routes[0].policies.localRateLimit[0]: maxTokens cannot be less than tokensPerFill"
     )
@@ -448,13 +471,15 @@ policies:
 
 
 def test_conditional_fallback_must_be_last():
-    errs = errors_of(route_yaml("""
+    errs = errors_of(
+        route_yaml("""
 policies:
   directResponse:
     conditional:
     - {status: 404}
     - {condition: 'true', status: 200}
-"""))
+""")
+    )
     assert errs == [
         "binds[0].listeners[0].routes[0].policies.directResponse.conditional: "
         "conditional policy entries without condition must be last"
@@ -462,10 +487,13 @@ policies:
 
 
 def test_direct_response_body_forms():
-    cfg = load_config_text(route_yaml("""
+    cfg = load_config_text(
+        route_yaml("""
 policies:
   directResponse: {body: [104, 105], status: 200, headers: {content-type: text/plain}}
-"""), env={})
+"""),
+        env={},
+    )
     dr = cfg.binds[0].listeners[0].routes[0].policies.direct_response
     assert dr.body == "hi" and dr.headers == {"content-type": "text/plain"}
     errs = errors_of(route_yaml("policies:\n  directResponse: {body: x}\n"))
@@ -473,7 +501,8 @@ policies:
 
 
 def test_cors_retry_timeout_shapes():
-    cfg = load_config_text(route_yaml("""
+    cfg = load_config_text(
+        route_yaml("""
 policies:
   cors:
     allowCredentials: true
@@ -482,7 +511,9 @@ policies:
     maxAge: 1h
   retry: {attempts: 2, codes: [503]}
   timeout: {backendRequestTimeout: 250ms}
-"""), env={})
+"""),
+        env={},
+    )
     p = cfg.binds[0].listeners[0].routes[0].policies
     assert p.cors.allow_credentials and p.cors.max_age == 3600.0
     assert p.retry.backoff is None and p.timeout.request_timeout is None
@@ -552,14 +583,17 @@ def test_session_key_must_be_32_hex_bytes():
 
 
 def test_operational_knobs_accepted():
-    cfg = load_config_text("""
+    cfg = load_config_text(
+        """
 config:
   xdsAddress: https://istiod:15010
   caAddress: https://istiod:15012
   dns: {lookupFamily: V4Only}
   hbone: {windowSize: 1}
   enableIpv6: false
-""", env={})
+""",
+        env={},
+    )
     assert cfg.config.xds_address == "https://istiod:15010"
 
 

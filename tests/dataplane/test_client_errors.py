@@ -74,7 +74,9 @@ def test_a_body_cut_short_raises_on_every_read_without_holding_the_connection():
                         seen.append("end")
                     except GatewayError as exc:
                         seen.append(exc.kind)
-                        holders = [f for f in _frames(exc) if f.f_code.co_name == "read_chunks" and "self" in f.f_locals]
+                        holders = [
+                            f for f in _frames(exc) if f.f_code.co_name == "read_chunks" and "self" in f.f_locals
+                        ]
                         assert not holders, "a read_chunks frame in the traceback still holds the connection"
                         assert conn.error is exc
             finally:

@@ -33,8 +33,19 @@ def versions(name: str) -> list:
         out.append(getattr(speedups, name))
     return out
 
-HOP = ["Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "TE",
-       "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length"]
+
+HOP = [
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Connection",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "TE",
+    "Trailer",
+    "Transfer-Encoding",
+    "Upgrade",
+    "Content-Length",
+]
 
 
 def test_the_engine_uses_the_compiled_helpers():
@@ -49,6 +60,7 @@ def test_the_engine_uses_the_compiled_helpers():
 
 
 # -- response heads ---------------------------------------------------------------------
+
 
 def _accepted_by_llhttp(raw: bytes) -> bool:
     class P:
@@ -66,8 +78,10 @@ def _accepted_by_llhttp(raw: bytes) -> bool:
 
 
 def test_response_head_relay_drops_hop_by_hop_and_framing_in_any_case():
-    raw = (b"HTTP/1.1 200 OK\r\nServer: x\r\ncontent-LENGTH:  12 \r\nCONNECTION: keep-alive\r\n"
-           b"X-Keep: a:b\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nDate: d\r\n\r\nhello world!")
+    raw = (
+        b"HTTP/1.1 200 OK\r\nServer: x\r\ncontent-LENGTH:  12 \r\nCONNECTION: keep-alive\r\n"
+        b"X-Keep: a:b\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nDate: d\r\n\r\nhello world!"
+    )
     for scan in versions("scan_response_head"):
         end, lines, relay, cl, chunked = scan(raw, 0)
         assert raw[end:] == b"hello world!"
@@ -91,21 +105,30 @@ def test_response_head_after_an_interim_response_and_with_no_fields():
         assert scan(raw, end) == (len(raw), b"", b"", None, False)
 
 
-_name = st.one_of(st.sampled_from(HOP + [h.lower() for h in HOP] + [h.upper() for h in HOP]),
-                  st.from_regex(r"\A[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,20}\Z"))
+_name = st.one_of(
+    st.sampled_from(HOP + [h.lower() for h in HOP] + [h.upper() for h in HOP]),
+    st.from_regex(r"\A[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,20}\Z"),
+)
 _value = st.from_regex(r"\A[ \t]*([!-~\x80-\xff]([ \t!-~\x80-\xff]{0,30}[!-~\x80-\xff])?)?[ \t]*\Z").map(
-    lambda s: s.encode("latin-1"))
-_conn_value = st.lists(st.sampled_from(["keep-alive", "close", "Keep-Alive", "CLOSE", "", " ", "x-secret", "upgrade"]),
-                       min_size=1, max_size=4).map(lambda t: ",".join(t).encode())
+    lambda s: s.encode("latin-1")
+)
+_conn_value = st.lists(
+    st.sampled_from(["keep-alive", "close", "Keep-Alive", "CLOSE", "", " ", "x-secret", "upgrade"]),
+    min_size=1,
+    max_size=4,
+).map(lambda t: ",".join(t).encode())
 
 
 @needs_c
 @settings(max_examples=400, deadline=None)
-@given(fields=st.lists(st.one_of(st.tuples(_name, _value), st.tuples(st.just("Connection"), _conn_value)), max_size=12),
-       interim=st.booleans(), status=st.sampled_from([200, 201, 204, 301, 404, 502]))
+@given(
+    fields=st.lists(st.one_of(st.tuples(_name, _value), st.tuples(st.just("Connection"), _conn_value)), max_size=12),
+    interim=st.booleans(),
+    status=st.sampled_from([200, 201, 204, 301, 404, 502]),
+)
 def test_compiled_and_python_response_scans_agree(fields, interim, status):
     head = b"".join(n.encode() + b": " + v + b"\r\n" for n, v in fields)
-    raw = (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" if interim else b"")
+    raw = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" if interim else b""
     start = len(raw)
     raw += b"HTTP/1.1 %d X\r\n" % status + head + b"\r\n"
     if not _accepted_by_llhttp(raw):
@@ -121,6 +144,7 @@ def test_compiled_and_python_response_scans_agree(fields, interim, status):
 
 # -- request heads ----------------------------------------------------------------------
 
+
 def _both(*args):
     """The request head from the Python twin, and the same from the C version if built."""
     p = heads.build_request_head_py(*args)
@@ -130,22 +154,44 @@ def _both(*args):
 
 
 def test_request_head_rewrites_host_and_forwarding_fields():
-    head = _both("POST", "/v1/x?y=1", None,
-                 [("host", "gw.example:8080"), ("content-type", "application/json"), ("content-length", "5"),
-                  ("x-forwarded-for", "10.0.0.1"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "evil"),
-                  ("connection", "keep-alive"), ("te", "trailers"), ("expect", "100-continue"), ("accept", "*/*")],
-                 "127.0.0.9", "http", "up:9000", 5, False)
-    assert head == (b"POST /v1/x?y=1 HTTP/1.1\r\nhost: gw.example:8080\r\ncontent-type: application/json\r\n"
-                    b"accept: */*\r\nx-forwarded-for: 10.0.0.1, 127.0.0.9\r\nx-forwarded-proto: http\r\n"
-                    b"x-forwarded-host: gw.example:8080\r\ncontent-length: 5\r\n\r\n")
+    head = _both(
+        "POST",
+        "/v1/x?y=1",
+        None,
+        [
+            ("host", "gw.example:8080"),
+            ("content-type", "application/json"),
+            ("content-length", "5"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil"),
+            ("connection", "keep-alive"),
+            ("te", "trailers"),
+            ("expect", "100-continue"),
+            ("accept", "*/*"),
+        ],
+        "127.0.0.9",
+        "http",
+        "up:9000",
+        5,
+        False,
+    )
+    assert head == (
+        b"POST /v1/x?y=1 HTTP/1.1\r\nhost: gw.example:8080\r\ncontent-type: application/json\r\n"
+        b"accept: */*\r\nx-forwarded-for: 10.0.0.1, 127.0.0.9\r\nx-forwarded-proto: http\r\n"
+        b"x-forwarded-host: gw.example:8080\r\ncontent-length: 5\r\n\r\n"
+    )
 
 
 def test_request_head_host_override_default_and_chunked():
     assert _both("GET", "/", "api.example", [("host", "gw")], "1.1.1.1", "https", "up", -1, True).startswith(
-        b"GET / HTTP/1.1\r\nhost: api.example\r\n")
+        b"GET / HTTP/1.1\r\nhost: api.example\r\n"
+    )
     head = _both("GET", "/", None, [], "1.1.1.1", "http", "up:81", -1, True)
-    assert head == (b"GET / HTTP/1.1\r\nhost: up:81\r\nx-forwarded-for: 1.1.1.1\r\nx-forwarded-proto: http\r\n"
-                    b"transfer-encoding: chunked\r\n\r\n")
+    assert head == (
+        b"GET / HTTP/1.1\r\nhost: up:81\r\nx-forwarded-for: 1.1.1.1\r\nx-forwarded-proto: http\r\n"
+        b"transfer-encoding: chunked\r\n\r\n"
+    )
 
 
 def test_request_head_connection_naming_fields_returns_none():
@@ -159,29 +205,54 @@ def test_request_head_outside_latin1_is_left_to_python():
     # exactly as it always did.
     with pytest.raises(UnicodeEncodeError):
         speedups.build_request_head("GET", "/", None, [("x-name", "\u65e5")], "1.1.1.1", "http", "up", -1, False)
-    assert speedups.build_request_head("GET", "/", None, (("x-a", "b"),), "1.1.1.1", "http", "up", -1, False) == \
-        heads.build_request_head_py("GET", "/", None, (("x-a", "b"),), "1.1.1.1", "http", "up", -1, False)
+    assert speedups.build_request_head(
+        "GET", "/", None, (("x-a", "b"),), "1.1.1.1", "http", "up", -1, False
+    ) == heads.build_request_head_py("GET", "/", None, (("x-a", "b"),), "1.1.1.1", "http", "up", -1, False)
 
 
 _req_name = st.one_of(
-    st.sampled_from(["host", "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "expect",
-                     "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "proxy-connection",
-                     "proxy-authorization", "proxy-authenticate", "Host", "X-Forwarded-For"]),
-    st.from_regex(r"\A[a-z][a-z0-9-]{0,18}\Z"))
+    st.sampled_from(
+        [
+            "host",
+            "connection",
+            "keep-alive",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "expect",
+            "content-length",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "proxy-connection",
+            "proxy-authorization",
+            "proxy-authenticate",
+            "Host",
+            "X-Forwarded-For",
+        ]
+    ),
+    st.from_regex(r"\A[a-z][a-z0-9-]{0,18}\Z"),
+)
 _req_value = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"), max_size=20)
 
 
 @needs_c
 @settings(max_examples=400, deadline=None)
-@given(fields=st.lists(st.tuples(_req_name, _req_value), max_size=14),
-       host=st.one_of(st.none(), st.sampled_from(["", "api.example", "h:1"])),
-       body_len=st.sampled_from([-1, 0, 7, 1 << 40]), chunked=st.booleans(),
-       method=st.sampled_from(["GET", "POST", "DELETE"]), target=st.sampled_from(["/", "/a?b=c", "/%7Ex"]))
+@given(
+    fields=st.lists(st.tuples(_req_name, _req_value), max_size=14),
+    host=st.one_of(st.none(), st.sampled_from(["", "api.example", "h:1"])),
+    body_len=st.sampled_from([-1, 0, 7, 1 << 40]),
+    chunked=st.booleans(),
+    method=st.sampled_from(["GET", "POST", "DELETE"]),
+    target=st.sampled_from(["/", "/a?b=c", "/%7Ex"]),
+)
 def test_compiled_and_python_request_heads_agree(fields, host, body_len, chunked, method, target):
     _both(method, target, host, fields, "192.0.2.1", "https", "upstream:443", body_len, chunked)
 
 
 # -- request header fields ----------------------------------------------------------------
+
 
 def test_decode_fields_lowercases_names_trims_values_and_empties_its_inputs():
     for decode in versions("decode_fields"):
@@ -192,7 +263,9 @@ def test_decode_fields_lowercases_names_trims_values_and_empties_its_inputs():
         # token names come out as ordinary ASCII strings (the C version once built them as
         # latin-1 strings and decoded every name a second time)
         assert all(name.isascii() for name in names)
-        assert size == sum(len(n) + len(v) + 4 for n, v in [(b"Host", b"gw:1"), (b"X-Name", b"caf\xe9 \t"), (b"ACCEPT", b"*/*")])
+        assert size == sum(
+            len(n) + len(v) + 4 for n, v in [(b"Host", b"gw:1"), (b"X-Name", b"caf\xe9 \t"), (b"ACCEPT", b"*/*")]
+        )
         assert fields == []
         assert decode([]) == ([], [], 0)
 

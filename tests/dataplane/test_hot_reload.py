@@ -81,10 +81,24 @@ def test_reload_under_load(harness):
     time.sleep(0.2)  # the slow request is in flight during the first reload
 
     for version in ("v2", "v3", "v4"):
-        extra = [route("added", [], prefix="/added", policies={"directResponse": {"body": f"added-{version}", "status": 200}})] if version != "v2" else None
+        extra = (
+            [
+                route(
+                    "added",
+                    [],
+                    prefix="/added",
+                    policies={"directResponse": {"body": f"added-{version}", "status": 200}},
+                )
+            ]
+            if version != "v2"
+            else None
+        )
         gw.reload(with_routes(cfg, versioned_routes(up, version, extra)))
-        wait_for(lambda: httpx.get(gw.url + "/echo/x").headers.get("x-cfg-version") == version, 5,
-                 message=f"new connections to see {version}")
+        wait_for(
+            lambda: httpx.get(gw.url + "/echo/x").headers.get("x-cfg-version") == version,
+            5,
+            message=f"new connections to see {version}",
+        )
         if extra:
             assert httpx.get(gw.url + "/added").text == f"added-{version}"
 
@@ -127,8 +141,9 @@ def test_invalid_reload_keeps_old_config(harness):
 
     # and a later valid change still applies
     gw.reload(with_routes(cfg, versioned_routes(up, "fixed")))
-    wait_for(lambda: httpx.get(gw.url + "/echo/x").headers.get("x-cfg-version") == "fixed", 5,
-             message="fixed config applied")
+    wait_for(
+        lambda: httpx.get(gw.url + "/echo/x").headers.get("x-cfg-version") == "fixed", 5, message="fixed config applied"
+    )
     assert (gw.metric("agentgw_config_reloads_total", result="failed") or 0) == failed_before + 2
 
 
@@ -139,5 +154,8 @@ def test_reload_can_remove_a_route(harness):
     gw = harness.gateway(cfg)
     assert httpx.get(gw.url + "/gone").text == "here"
     gw.reload(with_routes(cfg, versioned_routes(up, "v2")))
-    wait_for(lambda: httpx.get(gw.url + "/gone").headers.get("x-upstream-name") == "reload-rm", 5,
-             message="removed route no longer answering")
+    wait_for(
+        lambda: httpx.get(gw.url + "/gone").headers.get("x-upstream-name") == "reload-rm",
+        5,
+        message="removed route no longer answering",
+    )

@@ -69,7 +69,9 @@ def socket_fds(pid: int) -> dict[int, int]:
     return out
 
 
-def gateway_connection(pid: int, *, local_port: int | None = None, remote_port: int | None = None) -> tuple[TcpEntry, int]:
+def gateway_connection(
+    pid: int, *, local_port: int | None = None, remote_port: int | None = None
+) -> tuple[TcpEntry, int]:
     """The established connection of process ``pid`` with these ports, and its fd there."""
 
     def find():
@@ -169,7 +171,12 @@ def test_frontend_keepalives_are_set_on_client_connections_and_follow_reloads(ha
     _, opts3, c3 = _client_connection(gw)
     assert opts3[0] == 0
     # the first connection was not touched
-    assert keepalive_options(gw.proc.pid, gateway_connection(gw.proc.pid, local_port=gw.port, remote_port=c.sock.getsockname()[1])[1]) == opts
+    assert (
+        keepalive_options(
+            gw.proc.pid, gateway_connection(gw.proc.pid, local_port=gw.port, remote_port=c.sock.getsockname()[1])[1]
+        )
+        == opts
+    )
     for conn in (c, c2, c3):
         conn.close()
 

@@ -143,8 +143,10 @@ def test_a_small_body_sent_after_its_head_is_served(env):
     body = b'{"k": "' + b"v" * 2000 + b'"}'
     with RawHTTP(gw.port, timeout=5) as s:
         for _ in range(2):  # and again on the same connection
-            s.send(b"POST /echo/split HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   b"Content-Length: %d\r\n\r\n" % len(body))
+            s.send(
+                b"POST /echo/split HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)
+            )
             time.sleep(0.2)
             s.send(body[:100])
             time.sleep(0.1)

@@ -24,7 +24,11 @@ def test_removed_metrics_are_not_exposed_and_come_back_on_reload(harness, worker
     for i in range(3):
         assert httpx.get(f"{gw.url}/echo/{i}", timeout=10).status_code == 200
     names = _names(gw)
-    for gone in ("agentgw_requests_total", "agentgw_upstream_connections_total", "agent_request_duration_seconds_count"):
+    for gone in (
+        "agentgw_requests_total",
+        "agentgw_upstream_connections_total",
+        "agent_request_duration_seconds_count",
+    ):
         assert gone not in names, gone
     for kept in ("agentgw_request_duration_seconds_count", "agent_requests_total", "agentgw_config_reloads_total"):
         assert kept in names, kept

@@ -26,9 +26,19 @@ def env(module_harness, tls_files):
             prefix="/secret",
             policies={"requestHeaderModifier": {"set": {"authorization": SECRET}}},
         ),
-        route("tls-backend", [up.host], prefix="/tlsb",
-              policies={"backendTLS": {"root": str(tls_files.ca_cert), "cert": str(tls_files.cert),
-                                       "key": str(tls_files.key), "hostname": "localhost"}}),
+        route(
+            "tls-backend",
+            [up.host],
+            prefix="/tlsb",
+            policies={
+                "backendTLS": {
+                    "root": str(tls_files.ca_cert),
+                    "cert": str(tls_files.cert),
+                    "key": str(tls_files.key),
+                    "hostname": "localhost",
+                }
+            },
+        ),
         route("dead-route", [dead], prefix="/dead"),
         route("obs-route", [up.host]),
     ]
@@ -94,8 +104,11 @@ def test_requests_total_increases_with_labels(env):
     dur_before = gw.metric("agentgw_request_duration_seconds_count") or 0.0
     for _ in range(5):
         assert c.get("/echo/counted").status_code == 200
-    wait_for(lambda: _requests_total(gw, route="obs-route", status="200") >= before + 5, 5,
-             message="agentgw_requests_total to increase by 5")
+    wait_for(
+        lambda: _requests_total(gw, route="obs-route", status="200") >= before + 5,
+        5,
+        message="agentgw_requests_total to increase by 5",
+    )
     samples = [s for s in gw.metrics() if s.name == "agentgw_requests_total" and s.labels.get("route") == "obs-route"]
     labels = samples[0].labels
     for key in ("route", "method", "status"):
@@ -115,8 +128,11 @@ def test_upstream_connect_errors_counted(env):
     gw, _, c = env
     before = gw.metric("agentgw_upstream_connect_errors_total") or 0.0
     assert c.get("/dead/x").status_code == 502
-    wait_for(lambda: (gw.metric("agentgw_upstream_connect_errors_total") or 0.0) >= before + 1, 5,
-             message="agentgw_upstream_connect_errors_total to increase")
+    wait_for(
+        lambda: (gw.metric("agentgw_upstream_connect_errors_total") or 0.0) >= before + 1,
+        5,
+        message="agentgw_upstream_connect_errors_total to increase",
+    )
 
 
 def test_active_connections_gauge(env):

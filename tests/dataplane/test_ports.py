@@ -88,8 +88,9 @@ def test_second_gateway_on_the_same_port_is_refused(harness, tmp_path, workers):
 @pytest.mark.parametrize("workers", [None, 2])
 def test_gateway_started_second_cannot_join_a_workers_gateway(harness, tmp_path, workers):
     first = harness.gateway(gateway_config(direct("first")), workers=2)
-    out = run_refused(tmp_path, gateway_config(direct("second"), port=first.port),
-                      *(["--workers", str(workers)] if workers else []))
+    out = run_refused(
+        tmp_path, gateway_config(direct("second"), port=first.port), *(["--workers", str(workers)] if workers else [])
+    )
     assert f"binds[0].port: port {first.port} is already in use by another process" in out, out
     assert served_by(first.url + "/x") == {"first"}
     assert listeners(first.port) == 2  # the two workers, nobody else
@@ -103,9 +104,19 @@ def test_two_gateways_started_together_one_wins(tmp_path, workers):
     for i in range(2):
         path = tmp_path / f"gw{i}.yaml"
         path.write_text(yaml.safe_dump(gateway_config(direct(f"gw{i}"), port=port)))
-        cmd = [sys.executable, "-m", "agentgw", "run", "-f", str(path)] + (["--workers", str(workers)] if workers else [])
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      env=subprocess_env(), start_new_session=True))
+        cmd = [sys.executable, "-m", "agentgw", "run", "-f", str(path)] + (
+            ["--workers", str(workers)] if workers else []
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=subprocess_env(),
+                start_new_session=True,
+            )
+        )
     try:
         deadline = time.monotonic() + 30
         while all(p.poll() is None for p in procs) and time.monotonic() < deadline:
@@ -137,8 +148,9 @@ def test_port_held_by_a_reuseport_socket_is_refused(tmp_path, workers):
     port = free_port()
     holder = reuseport_listener(port)
     try:
-        out = run_refused(tmp_path, gateway_config(direct("gw"), port=port),
-                          *(["--workers", str(workers)] if workers else []))
+        out = run_refused(
+            tmp_path, gateway_config(direct("gw"), port=port), *(["--workers", str(workers)] if workers else [])
+        )
         assert f"binds[0].port: port {port} is already in use by another process" in out, out
         assert listeners(port) == 1  # nobody joined the holder
         c = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -209,8 +221,9 @@ def test_admin_addresses_can_be_off(tmp_path, workers):
     path.write_text(yaml.safe_dump(cfg).replace("readinessAddr: 'off'", "readinessAddr: off"))
     assert "readinessAddr: off\n" in path.read_text()
     cmd = [sys.executable, "-m", "agentgw", "run", "-f", str(path)] + (["--workers", str(workers)] if workers else [])
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=subprocess_env(), start_new_session=True)
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env(), start_new_session=True
+    )
     try:
         url = f"http://127.0.0.1:{cfg['binds'][0]['port']}/x"
 
@@ -303,7 +316,9 @@ def test_reload_adding_a_port_another_gateway_serves_is_refused(harness):
     gw = harness.gateway(cfg)
     assert gw.reload(_with_extra_bind(cfg, other.port, "mine"), expect="failed") == "failed"
     logs = gw.stdout_text() + gw.stderr_text()
-    assert f"binds[1].port: port {other.port} is already in use by another process (agentgw, pid {other.proc.pid})" in logs
+    assert (
+        f"binds[1].port: port {other.port} is already in use by another process (agentgw, pid {other.proc.pid})" in logs
+    )
     assert served_by(other.url + "/x") == {"other"}
 
 
@@ -340,8 +355,12 @@ def test_tls_change_on_reload_keeps_the_port(harness, tls_files, workers):
 
         def new_cert_served() -> bool:
             try:
-                return httpx.get(gw.url + "/x", verify=other.client_context(), timeout=5,
-                                 headers={"connection": "close"}).text == "tls"
+                return (
+                    httpx.get(
+                        gw.url + "/x", verify=other.client_context(), timeout=5, headers={"connection": "close"}
+                    ).text
+                    == "tls"
+                )
             except httpx.HTTPError:
                 return False
 

@@ -37,16 +37,30 @@ def gw(module_harness):
                 },
             ),
             route("agent", [up.host], prefix="/agent/", policies=a2a),
-            route("agent-sse", [up.host], prefix="/agent-sse", policies={**a2a, "urlRewrite": {"path": {"prefix": "/sse"}}}),
-            route("agent-cut", [up.host], prefix="/agent-cut", policies={**a2a, "urlRewrite": {"path": {"prefix": "/die"}}}),
+            route(
+                "agent-sse",
+                [up.host],
+                prefix="/agent-sse",
+                policies={**a2a, "urlRewrite": {"path": {"prefix": "/sse"}}},
+            ),
+            route(
+                "agent-cut",
+                [up.host],
+                prefix="/agent-cut",
+                policies={**a2a, "urlRewrite": {"path": {"prefix": "/die"}}},
+            ),
         ]
     )
     return module_harness.gateway(cfg, command=PROBE)
 
 
 SEND = json.dumps(
-    {"jsonrpc": "2.0", "id": "r1", "method": "message/send",
-     "params": {"message": {"role": "user", "messageId": "m1", "parts": [{"kind": "text", "text": "hi"}]}}}
+    {
+        "jsonrpc": "2.0",
+        "id": "r1",
+        "method": "message/send",
+        "params": {"message": {"role": "user", "messageId": "m1", "parts": [{"kind": "text", "text": "hi"}]}},
+    }
 ).encode()
 STREAM = SEND.replace(b"message/send", b"message/stream")
 

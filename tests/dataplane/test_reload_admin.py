@@ -80,8 +80,10 @@ def test_admin_address_taken_fails_the_reload(harness):
     "change, message",
     [
         (lambda c: c["config"].update(enableIpv6=True), "changing config.enableIpv6 needs a restart"),
-        (lambda c: c["config"].update(adminAddr="0.0.0.0:" + c["config"]["adminAddr"].rsplit(":", 1)[1]),
-         "changing config.adminAddr from 127.0.0.1:{p} to 0.0.0.0:{p} (the same port) needs a restart"),
+        (
+            lambda c: c["config"].update(adminAddr="0.0.0.0:" + c["config"]["adminAddr"].rsplit(":", 1)[1]),
+            "changing config.adminAddr from 127.0.0.1:{p} to 0.0.0.0:{p} (the same port) needs a restart",
+        ),
     ],
     ids=["enableIpv6", "same-port"],
 )
@@ -104,6 +106,9 @@ def test_admin_address_change_with_workers_needs_a_restart(harness):
     new = copy.deepcopy(cfg)
     new["config"]["adminAddr"] = f"127.0.0.1:{free_port()}"
     assert gw.reload(new, expect="failed") == "failed"
-    wait_for(lambda: gw.logs().count("changing config.adminAddr needs a restart with --workers") == 2, 5.0,
-             message="both workers refusing the reload")
+    wait_for(
+        lambda: gw.logs().count("changing config.adminAddr needs a restart with --workers") == 2,
+        5.0,
+        message="both workers refusing the reload",
+    )
     assert _serves(gw.admin_addr, "/config_dump")

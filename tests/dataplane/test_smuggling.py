@@ -30,14 +30,13 @@ def attack_cases(tag: str) -> dict[str, bytes]:
             b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % len(chunked_with_tail)
         )
         + chunked_with_tail,
-        "te-cl": (
-            b"POST /echo/front HTTP/1.1\r\nHost: x\r\n"
-            b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
-        )
+        "te-cl": (b"POST /echo/front HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n")
         + b"%x\r\n" % len(tail)
         + tail
         + b"\r\n0\r\n\r\n",
-        "duplicate-cl": (b"POST /echo/front HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: %d\r\n\r\n" % len(tail))
+        "duplicate-cl": (
+            b"POST /echo/front HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: %d\r\n\r\n" % len(tail)
+        )
         + tail,
         "cl-list": (b"POST /echo/front HTTP/1.1\r\nHost: x\r\nContent-Length: 0, %d\r\n\r\n" % len(tail)) + tail,
         "bad-chunk-size": b"POST /echo/front HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
@@ -45,7 +44,8 @@ def attack_cases(tag: str) -> dict[str, bytes]:
         "negative-chunk-size": b"POST /echo/front HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"
         + tail,
         "obs-fold": b"GET /echo/front HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\n\r\n" + tail,
-        "space-before-colon": (b"POST /echo/front HTTP/1.1\r\nHost: x\r\nContent-Length : %d\r\n\r\n" % len(tail)) + tail,
+        "space-before-colon": (b"POST /echo/front HTTP/1.1\r\nHost: x\r\nContent-Length : %d\r\n\r\n" % len(tail))
+        + tail,
         "te-space-before-colon": b"POST /echo/front HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"
         + tail,
         "cl-not-a-number": b"POST /echo/front HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\nhello" + tail,

@@ -116,9 +116,6 @@ def test_head_request_has_no_body(env):
     assert r2.json()["path"] == "/echo/after-head"
 
 
-
-
-
 def test_upstream_connections_paused_by_the_client_are_pooled_reading(env):
     """The relay of a large response pauses reading from the upstream whenever the
     client falls behind, and the client's drain resumes it. When the read that paused it

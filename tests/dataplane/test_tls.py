@@ -22,8 +22,12 @@ def env(module_harness, tls_files):
             prefix="/tls-backend",
             policies={"backendTLS": {"root": str(tls_files.ca_cert), "hostname": "localhost"}},
         ),
-        route("to-tls-url", [f"https://localhost:{tls_up.port}"], prefix="/tls-url",
-              policies={"backendTLS": {"root": str(tls_files.ca_cert)}}),
+        route(
+            "to-tls-url",
+            [f"https://localhost:{tls_up.port}"],
+            prefix="/tls-url",
+            policies={"backendTLS": {"root": str(tls_files.ca_cert)}},
+        ),
         route(
             "to-tls-wrong-ca",
             [tls_up.host],

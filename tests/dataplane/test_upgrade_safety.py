@@ -494,18 +494,26 @@ def mcp_answer(req: Req):
     if method == "initialize":
         if "switch" in json.dumps(msg.get("params", {}).get("clientInfo", {})):
             return SWITCHES["ws-data"], "switched"
-        res = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "raw", "version": "1"}}
+        res = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "raw", "version": "1"},
+        }
         body = json.dumps({"jsonrpc": "2.0", "id": rid, "result": res}).encode()
         return ok(body, b"application/json", b"mcp-session-id: s-1\r\n"), "keep"
     if rid is None:
         return b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n", "keep"
     if method == "tools/list":
         tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("echo", "switch")]
-        return ok(json.dumps({"jsonrpc": "2.0", "id": rid, "result": {"tools": tools}}).encode(), b"application/json"), "keep"
+        return ok(
+            json.dumps({"jsonrpc": "2.0", "id": rid, "result": {"tools": tools}}).encode(), b"application/json"
+        ), "keep"
     if method == "tools/call" and msg["params"]["name"] == "switch":
         return SWITCHES[msg["params"]["arguments"]["variant"]], "switched"
     content = [{"type": "text", "text": json.dumps(msg["params"].get("arguments"))}]
-    return ok(json.dumps({"jsonrpc": "2.0", "id": rid, "result": {"content": content}}).encode(), b"application/json"), "keep"
+    return ok(
+        json.dumps({"jsonrpc": "2.0", "id": rid, "result": {"content": content}}).encode(), b"application/json"
+    ), "keep"
 
 
 def llm_answer(req: Req):
@@ -515,7 +523,10 @@ def llm_answer(req: Req):
         variant = text.split("SWITCH:", 1)[1].split('"', 1)[0]
         return SWITCHES[variant], "switched"
     answer = {
-        "id": "c-1", "object": "chat.completion", "created": 1, "model": doc.get("model", "m"),
+        "id": "c-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": doc.get("model", "m"),
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
@@ -529,12 +540,19 @@ def agents(module_harness):
     llm_cold = RawUpstream(llm_answer)
 
     def provider(up: RawUpstream) -> dict:
-        return {"name": f"p{up.port}", "provider": {"openAI": {"model": "gpt-4o"}}, "hostOverride": up.host,
-                "policies": {"backendAuth": {"key": "sk-test"}}}
+        return {
+            "name": f"p{up.port}",
+            "provider": {"openAI": {"model": "gpt-4o"}},
+            "hostOverride": up.host,
+            "policies": {"backendAuth": {"key": "sk-test"}},
+        }
 
     def ai(name: str, up: RawUpstream) -> dict:
-        return {"name": name, "matches": [{"path": {"pathPrefix": f"/{name}"}}],
-                "backends": [{"ai": {"groups": [{"providers": [provider(up)]}]}}]}
+        return {
+            "name": name,
+            "matches": [{"path": {"pathPrefix": f"/{name}"}}],
+            "backends": [{"ai": {"groups": [{"providers": [provider(up)]}]}}],
+        }
 
     targets = {"targets": [{"name": "raw", "mcp": {"host": f"http://{mcp.host}/mcp"}}]}
     gw = module_harness.gateway(
@@ -571,7 +589,11 @@ def test_mcp_tool_call_answered_by_a_101_is_a_jsonrpc_error(agents, variant):
         r = _rpc(c, url, "initialize", init, None, 1)
         assert r.status_code == 200, r.text
         sid = r.headers["mcp-session-id"]
-        c.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=dict(MCP_HEADERS, **{"mcp-session-id": sid}))
+        c.post(
+            url,
+            json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+            headers=dict(MCP_HEADERS, **{"mcp-session-id": sid}),
+        )
         names = [t["name"] for t in _rpc_doc(_rpc(c, url, "tools/list", {}, sid, 2))["result"]["tools"]]
         switch = next(n for n in names if n.endswith("switch"))
         echo = next(n for n in names if n.endswith("echo"))
@@ -597,7 +619,11 @@ def test_mcp_initialize_answered_by_a_101_fails_cleanly(agents):
     gw, mcp, _, _ = agents
     t = tag()
     with httpx.Client(timeout=10) as c:
-        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": f"switch-{t}", "version": "1"}}
+        init = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": f"switch-{t}", "version": "1"},
+        }
         t0 = time.monotonic()
         r = _rpc(c, f"{gw.url}/mcp", "initialize", init, None, 1)
         assert time.monotonic() - t0 < 3
@@ -609,7 +635,9 @@ def test_mcp_initialize_answered_by_a_101_fails_cleanly(agents):
 
 
 def _chat(c: httpx.Client, url: str, text: str) -> httpx.Response:
-    return c.post(url, json={"model": "m", "messages": [{"role": "user", "content": text}]}, headers={"authorization": "Bearer k"})
+    return c.post(
+        url, json={"model": "m", "messages": [{"role": "user", "content": text}]}, headers={"authorization": "Bearer k"}
+    )
 
 
 @pytest.mark.parametrize("variant", ["bare", "ws-data", "h2c"])

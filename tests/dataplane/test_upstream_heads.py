@@ -72,8 +72,11 @@ def test_request_head_fields_rewritten_and_passed(env):
 def test_connection_naming_a_field_removes_it_both_ways(env):
     gw, _ = env
     with RawHTTP(gw.port) as s:
-        r = s.request("GET", "/echo/conn?header=X-Hop:secret&header=Connection:X-Hop",
-                      headers=[("Connection", "X-Private"), ("X-Private", "p"), ("X-Kept", "k")])
+        r = s.request(
+            "GET",
+            "/echo/conn?header=X-Hop:secret&header=Connection:X-Hop",
+            headers=[("Connection", "X-Private"), ("X-Private", "p"), ("X-Kept", "k")],
+        )
     assert r.status == 200
     echo = json.loads(r.body)
     assert echo_header(echo, "x-private") == [] and echo_header(echo, "x-kept") == ["k"]

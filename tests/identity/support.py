@@ -131,8 +131,12 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         with owner.lock:
             owner.requests.append(
-                {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                 "body": body}
+                {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body,
+                }
             )
 
 
@@ -192,8 +196,11 @@ class TokenReviewServer(_Server):
                     if not want or set(want) & set(auds):
                         status = {
                             "authenticated": True,
-                            "user": {"username": user, "uid": "uid-" + user.rsplit(":", 1)[-1],
-                                     "groups": ["system:serviceaccounts"]},
+                            "user": {
+                                "username": user,
+                                "uid": "uid-" + user.rsplit(":", 1)[-1],
+                                "groups": ["system:serviceaccounts"],
+                            },
                             "audiences": [a for a in auds if not want or a in want],
                         }
                 out = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec, "status": status}
@@ -214,9 +221,13 @@ class HttpAuthzServer(_Server):
                     time.sleep(1.5)
                 user = self.headers.get("x-user")
                 if user == "alice":
-                    self._send(200, b"", {"x-authz-user": "alice", "x-authz-tier": "gold", "content-type": "text/plain"})
+                    self._send(
+                        200, b"", {"x-authz-user": "alice", "x-authz-tier": "gold", "content-type": "text/plain"}
+                    )
                 else:
-                    self._send(403, b'{"denied":"by policy"}', {"content-type": "application/json", "x-authz-reason": "no"})
+                    self._send(
+                        403, b'{"denied":"by policy"}', {"content-type": "application/json", "x-authz-reason": "no"}
+                    )
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
 

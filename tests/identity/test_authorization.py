@@ -24,25 +24,45 @@ def env(module_harness):
     key = new_rsa("k1")
     jwt = {"mode": "optional", "issuer": ISS, "audiences": ["agentgw"], "jwks": json.dumps(public_jwks(key))}
     routes = [
-        route("admin", [up.host], prefix="/admin", policies={
-            "jwtAuth": {**jwt, "mode": "strict"},
-            "authorization": {"rules": ['jwt.sub == "root"', '"admins" in jwt.groups']},
-        }),
-        route("tenant", [up.host], prefix="/tenant", policies={
-            "jwtAuth": jwt,
-            "authorization": {
-                "require": ['request.headers["x-tenant"] == "acme"'],
-                "deny": ['has(jwt.sub) && jwt.sub == "mallory"', 'request.method == "DELETE"'],
-                "allow": ['request.path.startsWith("/tenant/public")', 'has(jwt.sub)'],
+        route(
+            "admin",
+            [up.host],
+            prefix="/admin",
+            policies={
+                "jwtAuth": {**jwt, "mode": "strict"},
+                "authorization": {"rules": ['jwt.sub == "root"', '"admins" in jwt.groups']},
             },
-        }),
-        route("source", [up.host], prefix="/source", policies={
-            "authorization": {"rules": ['source.address == "127.0.0.1" && request.host.startsWith("ok.")']},
-        }),
+        ),
+        route(
+            "tenant",
+            [up.host],
+            prefix="/tenant",
+            policies={
+                "jwtAuth": jwt,
+                "authorization": {
+                    "require": ['request.headers["x-tenant"] == "acme"'],
+                    "deny": ['has(jwt.sub) && jwt.sub == "mallory"', 'request.method == "DELETE"'],
+                    "allow": ['request.path.startsWith("/tenant/public")', "has(jwt.sub)"],
+                },
+            },
+        ),
+        route(
+            "source",
+            [up.host],
+            prefix="/source",
+            policies={
+                "authorization": {"rules": ['source.address == "127.0.0.1" && request.host.startsWith("ok.")']},
+            },
+        ),
         # everything else is open, but never /admin however it's spelled
-        route("open", [up.host], prefix="/", policies={
-            "authorization": {"deny": ['request.path.startsWith("/admin")', 'request.path.startsWith("/secret")']},
-        }),
+        route(
+            "open",
+            [up.host],
+            prefix="/",
+            policies={
+                "authorization": {"deny": ['request.path.startsWith("/admin")', 'request.path.startsWith("/secret")']},
+            },
+        ),
     ]
     gw = module_harness.gateway(gateway_config(routes))
     tokens = {
@@ -100,8 +120,20 @@ def test_source_and_host(env):
 
 
 def test_cel_errors_are_config_errors(tmp_path):
-    cfg = gateway_config([route("r", ["127.0.0.1:9"], policies={"authorization": {
-        "rules": ['request.method == "GET"', "request.method =="], "deny": ["nosuchvar.x == 1"]}})])
+    cfg = gateway_config(
+        [
+            route(
+                "r",
+                ["127.0.0.1:9"],
+                policies={
+                    "authorization": {
+                        "rules": ['request.method == "GET"', "request.method =="],
+                        "deny": ["nosuchvar.x == 1"],
+                    }
+                },
+            )
+        ]
+    )
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     r = run_cli("validate", "-f", str(tmp_path / "c.yaml"))
     assert r.returncode == 1
@@ -140,11 +172,19 @@ def header_variants(draw, token: str | None):
         scheme = draw(st.sampled_from(["Bearer", "bearer", "BEARER"]))
         hs.append((name, f"{scheme} {token}"))
         if draw(st.booleans()):
-            hs.append((draw(st.sampled_from(["authorization", "Authorization"])), "Bearer " + draw(
-                st.sampled_from(["x", token]))))
+            hs.append(
+                (
+                    draw(st.sampled_from(["authorization", "Authorization"])),
+                    "Bearer " + draw(st.sampled_from(["x", token])),
+                )
+            )
     for _ in range(draw(st.integers(0, 2))):
-        hs.append((draw(st.sampled_from(["x-tenant", "X-Tenant", "x-role", "X-Forwarded-For", "x-agent-identity"])),
-                   draw(st.sampled_from(["acme", "root", "admin", "127.0.0.1"]))))
+        hs.append(
+            (
+                draw(st.sampled_from(["x-tenant", "X-Tenant", "x-role", "X-Forwarded-For", "x-agent-identity"])),
+                draw(st.sampled_from(["acme", "root", "admin", "127.0.0.1"])),
+            )
+        )
     return hs
 
 

@@ -44,10 +44,22 @@ def test_doc_examples_validate(tmp_path):
         doc = yaml.safe_load(block)
         if isinstance(doc, dict) and "binds" in doc:
             cfg = doc
-        elif isinstance(doc, dict) and set(doc) <= {"jwtAuth", "apiKey", "basicAuth", "serviceAccountAuth",
-                                                    "extAuthz", "authorization"}:
-            cfg = {"binds": [{"port": 3000, "listeners": [{"routes": [
-                {"policies": doc, "backends": [{"host": "127.0.0.1:8080"}]}]}]}]}
+        elif isinstance(doc, dict) and set(doc) <= {
+            "jwtAuth",
+            "apiKey",
+            "basicAuth",
+            "serviceAccountAuth",
+            "extAuthz",
+            "authorization",
+        }:
+            cfg = {
+                "binds": [
+                    {
+                        "port": 3000,
+                        "listeners": [{"routes": [{"policies": doc, "backends": [{"host": "127.0.0.1:8080"}]}]}],
+                    }
+                ]
+            }
         else:
             continue  # location one-liners, the Secret manifest
         f = tmp_path / f"c{checked}.yaml"

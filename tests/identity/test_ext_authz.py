@@ -18,19 +18,49 @@ def env(module_harness):
     http_srv = HttpAuthzServer()
     dead = f"127.0.0.1:{closed_port()}"
     routes = [
-        route("grpc", [up.host], prefix="/grpc", policies={"extAuthz": {
-            "host": grpc_srv.host, "protocol": {"grpc": {"context": {"route": "grpc"}}}}}),
-        route("http", [up.host], prefix="/http", policies={"extAuthz": {
-            "host": http_srv.host, "protocol": {"http": {"path": "/authz", "addRequestHeaders": {"x-gw": "agentgw"}}},
-            "timeout": "500ms"}}),
-        route("http-inc", [up.host], prefix="/inc", policies={"extAuthz": {
-            "host": http_srv.host, "protocol": {"http": {"includeResponseHeaders": ["x-authz-user"]}},
-            "includeRequestHeaders": ["x-user"]}}),
+        route(
+            "grpc",
+            [up.host],
+            prefix="/grpc",
+            policies={"extAuthz": {"host": grpc_srv.host, "protocol": {"grpc": {"context": {"route": "grpc"}}}}},
+        ),
+        route(
+            "http",
+            [up.host],
+            prefix="/http",
+            policies={
+                "extAuthz": {
+                    "host": http_srv.host,
+                    "protocol": {"http": {"path": "/authz", "addRequestHeaders": {"x-gw": "agentgw"}}},
+                    "timeout": "500ms",
+                }
+            },
+        ),
+        route(
+            "http-inc",
+            [up.host],
+            prefix="/inc",
+            policies={
+                "extAuthz": {
+                    "host": http_srv.host,
+                    "protocol": {"http": {"includeResponseHeaders": ["x-authz-user"]}},
+                    "includeRequestHeaders": ["x-user"],
+                }
+            },
+        ),
         route("dead-deny", [up.host], prefix="/dead-deny", policies={"extAuthz": {"host": dead, "timeout": "300ms"}}),
-        route("dead-allow", [up.host], prefix="/dead-allow", policies={"extAuthz": {
-            "host": dead, "failureMode": "allow", "protocol": {"http": {}}}}),
-        route("dead-status", [up.host], prefix="/dead-status", policies={"extAuthz": {
-            "host": dead, "failureMode": {"denyWithStatus": 503}, "protocol": {"grpc": {}}}}),
+        route(
+            "dead-allow",
+            [up.host],
+            prefix="/dead-allow",
+            policies={"extAuthz": {"host": dead, "failureMode": "allow", "protocol": {"http": {}}}},
+        ),
+        route(
+            "dead-status",
+            [up.host],
+            prefix="/dead-status",
+            policies={"extAuthz": {"host": dead, "failureMode": {"denyWithStatus": 503}, "protocol": {"grpc": {}}}},
+        ),
     ]
     gw = module_harness.gateway(gateway_config(routes))
     c = httpx.Client(base_url=gw.url, timeout=10)

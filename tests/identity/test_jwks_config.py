@@ -17,10 +17,30 @@ class _NoServices:
 
 def test_jwks_with_only_symmetric_keys_is_refused_with_its_path():
     jwks = json.dumps({"keys": [{"kty": "oct", "kid": "a", "k": "c2VjcmV0", "alg": "HS256"}]})
-    cfg = load_config_text(json.dumps({"binds": [{"port": 18000, "listeners": [{"routes": [{
-        "policies": {"jwtAuth": {"issuer": "https://issuer.example", "jwks": jwks}},
-        "backends": [{"host": "127.0.0.1:9"}],
-    }]}]}]}), env={})
+    cfg = load_config_text(
+        json.dumps(
+            {
+                "binds": [
+                    {
+                        "port": 18000,
+                        "listeners": [
+                            {
+                                "routes": [
+                                    {
+                                        "policies": {"jwtAuth": {"issuer": "https://issuer.example", "jwks": jwks}},
+                                        "backends": [{"host": "127.0.0.1:9"}],
+                                    }
+                                ]
+                            }
+                        ],
+                    }
+                ]
+            }
+        ),
+        env={},
+    )
     with pytest.raises(ConfigError) as ei:
         compile_config(cfg, _NoServices())
-    assert ei.value.errors == ["binds[0].listeners[0].routes[0].policies.jwtAuth.jwks: cannot load JWKS: not a usable JWKS"]
+    assert ei.value.errors == [
+        "binds[0].listeners[0].routes[0].policies.jwtAuth.jwks: cannot load JWKS: not a usable JWKS"
+    ]

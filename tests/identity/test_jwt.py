@@ -142,8 +142,21 @@ def test_ps256_and_eddsa_from_file_provider(env):
 
 @pytest.mark.parametrize(
     "case",
-    ["expired", "not_yet_valid", "wrong_aud", "wrong_iss", "no_exp", "tampered_payload", "tampered_sig",
-     "alg_none", "alg_none_signed", "hmac_public_key", "wrong_key", "garbage", "unknown_kid_static"],
+    [
+        "expired",
+        "not_yet_valid",
+        "wrong_aud",
+        "wrong_iss",
+        "no_exp",
+        "tampered_payload",
+        "tampered_sig",
+        "alg_none",
+        "alg_none_signed",
+        "hmac_public_key",
+        "wrong_key",
+        "garbage",
+        "unknown_kid_static",
+    ],
 )
 def test_bad_tokens_are_refused(env, case):
     c, keys = env["client"], env["keys"]

@@ -44,13 +44,33 @@ def k8s(module_harness, tmp_path_factory):
     }
     tr = TokenReviewServer(tokens, bearer=gw_token)
     routes = [
-        route("jwks", [up.host], prefix="/jwks", policies={"serviceAccountAuth": {
-            "issuer": K8S_ISS, "audiences": ["agent-gateway"],
-            "jwks": {"url": f"http://{jwks.host}/openid/v1/jwks"}, "tokenFile": str(d / "token"),
-            "principalHeader": "x-agent-identity"}}),
-        route("review", [up.host], prefix="/review", policies={"serviceAccountAuth": {
-            "tokenReview": f"http://{tr.host}", "audiences": ["agent-gateway"], "tokenFile": str(d / "token"),
-            "principalHeader": "x-agent-identity"}}),
+        route(
+            "jwks",
+            [up.host],
+            prefix="/jwks",
+            policies={
+                "serviceAccountAuth": {
+                    "issuer": K8S_ISS,
+                    "audiences": ["agent-gateway"],
+                    "jwks": {"url": f"http://{jwks.host}/openid/v1/jwks"},
+                    "tokenFile": str(d / "token"),
+                    "principalHeader": "x-agent-identity",
+                }
+            },
+        ),
+        route(
+            "review",
+            [up.host],
+            prefix="/review",
+            policies={
+                "serviceAccountAuth": {
+                    "tokenReview": f"http://{tr.host}",
+                    "audiences": ["agent-gateway"],
+                    "tokenFile": str(d / "token"),
+                    "principalHeader": "x-agent-identity",
+                }
+            },
+        ),
     ]
     gw = module_harness.gateway(gateway_config(routes))
     c = httpx.Client(base_url=gw.url, timeout=10)
@@ -67,8 +87,12 @@ def test_sa_token_by_jwks(k8s):
     assert echo_headers(r)["x-agent-identity"] == [SA]
     # the JWKS fetch carried the gateway's own token
     assert k8s["jwks"].requests[0]["headers"]["authorization"] == "Bearer gateway-own-sa-token"
-    for bad in (sa_token(key, aud="vault"), sa_token(key, sub="jane"), sa_token(key, ttl=-120),
-                sa_token(new_rsa("cluster-1"))):
+    for bad in (
+        sa_token(key, aud="vault"),
+        sa_token(key, sub="jane"),
+        sa_token(key, ttl=-120),
+        sa_token(new_rsa("cluster-1")),
+    ):
         r = c.get("/jwks/x", headers={"authorization": f"Bearer {bad}"})
         assert r.status_code == 401 and bad not in r.text
     assert c.get("/jwks/x").status_code == 401
@@ -103,23 +127,53 @@ def test_sa_token_by_token_review_cached_until_expiry(k8s):
 def apikey(module_harness, tmp_path_factory):
     up = module_harness.upstream("apikey")
     d = tmp_path_factory.mktemp("apikey")
-    (d / "keys.yaml").write_text(yaml.safe_dump([
-        {"key": "file-key-1", "metadata": {"team": "search"}},
-        {"keyHash": "sha256:" + hashlib.sha256(b"hashed-key").hexdigest(), "metadata": {"team": "hashed"}},
-        {"keyHash": bcrypt.hashpw(b"bcrypt-key", bcrypt.gensalt(4)).decode(), "metadata": {"team": "bcrypt"}},
-    ]))
+    (d / "keys.yaml").write_text(
+        yaml.safe_dump(
+            [
+                {"key": "file-key-1", "metadata": {"team": "search"}},
+                {"keyHash": "sha256:" + hashlib.sha256(b"hashed-key").hexdigest(), "metadata": {"team": "hashed"}},
+                {"keyHash": bcrypt.hashpw(b"bcrypt-key", bcrypt.gensalt(4)).decode(), "metadata": {"team": "bcrypt"}},
+            ]
+        )
+    )
     secret = d / "secret"
     secret.mkdir()
     (secret / "key1").write_text("key-value-foo")
     (secret / "key2").write_text("key-value-bar\n")
     (secret / "..data").mkdir()  # what a Secret mount looks like
     routes = [
-        route("inline", [up.host], prefix="/inline", policies={"apiKey": {"mode": "strict", "keys": [
-            {"key": "inline-key-1", "metadata": {"team": "infra", "tier": "gold"}}]}}),
-        route("file", [up.host], prefix="/file", policies={"apiKey": {"mode": "strict", "keysFile": str(d / "keys.yaml"),
-                                                                       "location": {"header": {"name": "x-api-key"}}}}),
-        route("dir", [up.host], prefix="/dir", policies={"apiKey": {"mode": "strict", "keysDir": str(secret)},
-                                                         "authorization": {"rules": ['apiKey.name == "key1"']}}),
+        route(
+            "inline",
+            [up.host],
+            prefix="/inline",
+            policies={
+                "apiKey": {
+                    "mode": "strict",
+                    "keys": [{"key": "inline-key-1", "metadata": {"team": "infra", "tier": "gold"}}],
+                }
+            },
+        ),
+        route(
+            "file",
+            [up.host],
+            prefix="/file",
+            policies={
+                "apiKey": {
+                    "mode": "strict",
+                    "keysFile": str(d / "keys.yaml"),
+                    "location": {"header": {"name": "x-api-key"}},
+                }
+            },
+        ),
+        route(
+            "dir",
+            [up.host],
+            prefix="/dir",
+            policies={
+                "apiKey": {"mode": "strict", "keysDir": str(secret)},
+                "authorization": {"rules": ['apiKey.name == "key1"']},
+            },
+        ),
         route("opt", [up.host], prefix="/opt", policies={"apiKey": {"keys": [{"key": "inline-key-1"}]}}),
     ]
     gw = module_harness.gateway(gateway_config(routes))
@@ -161,8 +215,11 @@ def test_apikey_secret_directory_with_metadata_rule_and_rotation(apikey):
     r = c.get("/dir/x", headers={"authorization": "Bearer key-value-bar"})  # valid key, rule wants key1
     assert r.status_code == 403 and r.json()["error"]["message"] == "authorization: no allow rule matched"
     (secret / "key1").write_text("rotated-foo")
-    wait_for(lambda: c.get("/dir/x", headers={"authorization": "Bearer rotated-foo"}).status_code == 200,
-             timeout=8, message="rotated key accepted")
+    wait_for(
+        lambda: c.get("/dir/x", headers={"authorization": "Bearer rotated-foo"}).status_code == 200,
+        timeout=8,
+        message="rotated key accepted",
+    )
     assert c.get("/dir/x", headers={"authorization": "Bearer key-value-foo"}).status_code == 401
 
 
@@ -181,14 +238,18 @@ HTPASSWD = shutil.which("htpasswd")
 @pytest.mark.skipif(HTPASSWD is None, reason="htpasswd (apache2-utils) not installed")
 def test_basic_auth_with_real_htpasswd_file(harness, tmp_path):
     f = tmp_path / "htpasswd"
-    subprocess.run([HTPASSWD, "-c", "-b", "-B", "-C", "5", str(f), "bella", "bcrypt pw"], check=True, capture_output=True)
+    subprocess.run(
+        [HTPASSWD, "-c", "-b", "-B", "-C", "5", str(f), "bella", "bcrypt pw"], check=True, capture_output=True
+    )
     subprocess.run([HTPASSWD, "-b", "-m", str(f), "april", "apr1:pw"], check=True, capture_output=True)
     subprocess.run([HTPASSWD, "-b", "-s", str(f), "shane", "sha-pw"], check=True, capture_output=True)
     text = f.read_text()
     assert "$2y$" in text and "$apr1$" in text and "{SHA}" in text
     up = harness.upstream("basic")
-    pol = {"basicAuth": {"htpasswd": {"file": str(f)}, "realm": "Agents Only", "mode": "strict"},
-           "authorization": {"rules": ['basicAuth.username != "shane" || request.method == "GET"']}}
+    pol = {
+        "basicAuth": {"htpasswd": {"file": str(f)}, "realm": "Agents Only", "mode": "strict"},
+        "authorization": {"rules": ['basicAuth.username != "shane" || request.method == "GET"']},
+    }
     gw = harness.gateway(gateway_config([route("r", [up.host], policies=pol)]))
 
     def basic(u, p):

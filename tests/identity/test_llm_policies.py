@@ -14,11 +14,21 @@ def test_llm_shorthand_enforces_authentication_and_authorization(harness):
     cfg = gateway_config([])
     cfg["llm"] = {
         "port": port,
-        "models": [{"name": "m", "provider": "openAI",
-                    "params": {"baseUrl": f"http://127.0.0.1:{closed_port()}/v1", "apiKey": "sk-upstream"}}],
+        "models": [
+            {
+                "name": "m",
+                "provider": "openAI",
+                "params": {"baseUrl": f"http://127.0.0.1:{closed_port()}/v1", "apiKey": "sk-upstream"},
+            }
+        ],
         "policies": {
-            "apiKey": {"mode": "strict", "keys": [{"key": "k-team-a", "metadata": {"team": "a"}},
-                                                  {"key": "k-team-b", "metadata": {"team": "b"}}]},
+            "apiKey": {
+                "mode": "strict",
+                "keys": [
+                    {"key": "k-team-a", "metadata": {"team": "a"}},
+                    {"key": "k-team-b", "metadata": {"team": "b"}},
+                ],
+            },
             "authorization": {"deny": ['apiKey.team == "b"']},
         },
     }

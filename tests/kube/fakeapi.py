@@ -36,12 +36,25 @@ from agentgw.kube import schema
 NO_STATUS = {"secrets", "configmaps", "serviceaccounts", "namespaces", "referencegrants"}
 CLUSTER = {"gatewayclasses", "namespaces"}
 KINDS = {
-    "gatewayclasses": "GatewayClass", "gateways": "Gateway", "httproutes": "HTTPRoute", "referencegrants": "ReferenceGrant",
-    "namespaces": "Namespace", "services": "Service", "secrets": "Secret", "configmaps": "ConfigMap", "serviceaccounts": "ServiceAccount",
-    "deployments": "Deployment", "horizontalpodautoscalers": "HorizontalPodAutoscaler", "poddisruptionbudgets": "PodDisruptionBudget",
-    "agentgatewaybackends": "AgentgatewayBackend", "agentgatewaypolicies": "AgentgatewayPolicy", "agentgatewayparameters": "AgentgatewayParameters",
-    "enterpriseagentgatewaypolicies": "EnterpriseAgentgatewayPolicy", "ratelimitconfigs": "RateLimitConfig",
-    "backends": "Backend", "trafficpolicies": "TrafficPolicy",
+    "gatewayclasses": "GatewayClass",
+    "gateways": "Gateway",
+    "httproutes": "HTTPRoute",
+    "referencegrants": "ReferenceGrant",
+    "namespaces": "Namespace",
+    "services": "Service",
+    "secrets": "Secret",
+    "configmaps": "ConfigMap",
+    "serviceaccounts": "ServiceAccount",
+    "deployments": "Deployment",
+    "horizontalpodautoscalers": "HorizontalPodAutoscaler",
+    "poddisruptionbudgets": "PodDisruptionBudget",
+    "agentgatewaybackends": "AgentgatewayBackend",
+    "agentgatewaypolicies": "AgentgatewayPolicy",
+    "agentgatewayparameters": "AgentgatewayParameters",
+    "enterpriseagentgatewaypolicies": "EnterpriseAgentgatewayPolicy",
+    "ratelimitconfigs": "RateLimitConfig",
+    "backends": "Backend",
+    "trafficpolicies": "TrafficPolicy",
 }
 PLURALS = {v: k for k, v in KINDS.items()}
 
@@ -67,7 +80,16 @@ def admit(group: str, obj: dict, field_validation: str = "Warn") -> tuple[dict |
     if invalid:
         return None, [], _status(422, "Invalid", f"{name} is invalid: " + "; ".join(invalid))
     if unknown and field_validation == "Strict":
-        return None, [], _status(400, "BadRequest", f"{name}: strict decoding error: " + ", ".join(f'unknown field "{p.split(":", 1)[0]}"' for p in unknown))
+        return (
+            None,
+            [],
+            _status(
+                400,
+                "BadRequest",
+                f"{name}: strict decoding error: "
+                + ", ".join(f'unknown field "{p.split(":", 1)[0]}"' for p in unknown),
+            ),
+        )
     if unknown and field_validation != "Ignore":
         return schema.prune(obj), [f'unknown field "{p.split(":", 1)[0]}"' for p in unknown], None
     return (schema.prune(obj) if unknown else obj), [], None
@@ -78,7 +100,10 @@ def _warn(warnings: list[str]) -> dict:
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:
-    return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}, status=code)
+    return web.json_response(
+        {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message},
+        status=code,
+    )
 
 
 class FakeApi:
@@ -182,7 +207,9 @@ class FakeApi:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         group, plural, ns, name, sub = self._parse(request)
         resp = await self._handle(request, group, plural, ns, name, sub)
-        self.requests.append((request.method, request.path + (f"?watch" if request.query.get("watch") else ""), resp.status))
+        self.requests.append(
+            (request.method, request.path + (f"?watch" if request.query.get("watch") else ""), resp.status)
+        )
         return resp
 
     async def _handle(self, request, group, plural, ns, name, sub):
@@ -192,15 +219,26 @@ class FakeApi:
         if m == "GET" and name is None:
             if request.query.get("watch") in ("true", "1"):
                 return await self._watch(request, group, plural, ns)
-            items = [self._out(o) for (g, p, n, nm), o in sorted(self.objects.items()) if g == group and p == plural and (not ns or n == ns) and self._selected(o, request.query.get("labelSelector"))]
+            items = [
+                self._out(o)
+                for (g, p, n, nm), o in sorted(self.objects.items())
+                if g == group
+                and p == plural
+                and (not ns or n == ns)
+                and self._selected(o, request.query.get("labelSelector"))
+            ]
             for it in items:
                 it.pop("kind", None)
                 it.pop("apiVersion", None)
-            return web.json_response({"kind": KINDS[plural] + "List", "metadata": {"resourceVersion": str(self.rv)}, "items": items})
+            return web.json_response(
+                {"kind": KINDS[plural] + "List", "metadata": {"resourceVersion": str(self.rv)}, "items": items}
+            )
         key = (group, plural, ns, name)
         cur = self.objects.get(key)
         if m == "GET":
-            return web.json_response(self._out(cur)) if cur else _status(404, "NotFound", f"{plural} {name!r} not found")
+            return (
+                web.json_response(self._out(cur)) if cur else _status(404, "NotFound", f"{plural} {name!r} not found")
+            )
         fv = request.query.get("fieldValidation", "Warn")
         if m == "POST":
             body = await request.json()
@@ -210,7 +248,9 @@ class FakeApi:
             body, warnings, refused = admit(group, body, fv)
             if refused is not None:
                 return refused
-            return web.json_response(self._out(await self._create(group, plural, ns, body)), status=201, headers=_warn(warnings))
+            return web.json_response(
+                self._out(await self._create(group, plural, ns, body)), status=201, headers=_warn(warnings)
+            )
         if cur is None:
             return _status(404, "NotFound", f"{plural} {name!r} not found")
         if m == "DELETE":
@@ -225,7 +265,11 @@ class FakeApi:
             await self._record("MODIFIED", key, cur)
         if m == "PUT":
             if body.get("metadata", {}).get("resourceVersion") != cur["metadata"]["resourceVersion"]:
-                return _status(409, "Conflict", f"Operation cannot be fulfilled on {plural} {name!r}: the object has been modified; please apply your changes to the latest version and try again")
+                return _status(
+                    409,
+                    "Conflict",
+                    f"Operation cannot be fulfilled on {plural} {name!r}: the object has been modified; please apply your changes to the latest version and try again",
+                )
             new = body
         elif m == "PATCH":
             if request.content_type != "application/merge-patch+json":
@@ -250,7 +294,9 @@ class FakeApi:
             for f in ("uid", "creationTimestamp", "namespace", "name"):
                 if f in cur["metadata"]:
                     out["metadata"][f] = cur["metadata"][f]
-            out["metadata"]["generation"] = cur["metadata"]["generation"] + (1 if out.get("spec") != cur.get("spec") else 0)
+            out["metadata"]["generation"] = cur["metadata"]["generation"] + (
+                1 if out.get("spec") != cur.get("spec") else 0
+            )
             if plural == "secrets" and "stringData" in out:
                 data = out.setdefault("data", {})
                 for k, v in out.pop("stringData").items():
@@ -295,7 +341,17 @@ class FakeApi:
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
         if since < self.oldest:
-            err = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410, "reason": "Expired", "message": f"too old resource version: {since} ({self.oldest})"}}
+            err = {
+                "type": "ERROR",
+                "object": {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "code": 410,
+                    "reason": "Expired",
+                    "message": f"too old resource version: {since} ({self.oldest})",
+                },
+            }
             await resp.write(json.dumps(err).encode() + b"\n")
             return resp
         timeout = float(request.query.get("timeoutSeconds") or 300)
@@ -307,7 +363,10 @@ class FakeApi:
         try:
             while loop.time() < deadline and epoch == self.epoch:
                 if pos < self.oldest:
-                    err = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "history compacted"}}
+                    err = {
+                        "type": "ERROR",
+                        "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "history compacted"},
+                    }
                     await resp.write(json.dumps(err).encode() + b"\n")
                     return resp
                 for rv, typ, key, obj in list(self.history):

@@ -57,7 +57,15 @@ class Env:
 async def _start(objs, gatewayclass="enterprise-agentgateway"):
     api = FakeApi()
     url = await api.start()
-    await api.put_object(GW, {"apiVersion": f"{GW}/v1", "kind": "GatewayClass", "metadata": {"name": gatewayclass}, "spec": {"controllerName": "agentgw.dev/controller"}})
+    await api.put_object(
+        GW,
+        {
+            "apiVersion": f"{GW}/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": gatewayclass},
+            "spec": {"controllerName": "agentgw.dev/controller"},
+        },
+    )
     for o in objs:
         await api.put_object(_group(o), o)
     client = KubeClient(url)
@@ -83,9 +91,13 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates():
         api = env.api
         try:
             # GatewayClass Accepted; Gateway Accepted but not Programmed until a proxy pod is ready
-            gc = await _eventually(lambda: api.get("GatewayClass", "", "enterprise-agentgateway").get("status"), what="GatewayClass status")
+            gc = await _eventually(
+                lambda: api.get("GatewayClass", "", "enterprise-agentgateway").get("status"), what="GatewayClass status"
+            )
             assert _cond(gc, "Accepted")["status"] == "True"
-            gw = await _eventually(lambda: api.get("Gateway", "agentgateway-system", "agentgateway").get("status"), what="Gateway status")
+            gw = await _eventually(
+                lambda: api.get("Gateway", "agentgateway-system", "agentgateway").get("status"), what="Gateway status"
+            )
             assert _cond(gw, "Accepted")["status"] == "True"
             assert _cond(gw, "Programmed")["reason"] == "Pending"
             assert gw["listeners"][0]["attachedRoutes"] == 1
@@ -105,33 +117,86 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates():
             assert pod["spec"]["containers"][0]["image"] == "registry.example/agentgw:test"
             assert svc["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": 8080, "protocol": "TCP"}]
             cfg = yaml.safe_load(base64.b64decode(sec["data"]["config.yaml"]))
-            want = translate(load_manifests(os.path.join(FIXTURES, "seed000_agentcore")), offline=True).gateways[("agentgateway-system", "agentgateway")].config
+            want = (
+                translate(load_manifests(os.path.join(FIXTURES, "seed000_agentcore")), offline=True)
+                .gateways[("agentgateway-system", "agentgateway")]
+                .config
+            )
             assert cfg == want
 
             # the seed's checks
-            be = await _eventually(lambda: api.get("AgentgatewayBackend", "agentgateway-system", "agentcore-backend")["status"], what="backend status")
+            be = await _eventually(
+                lambda: api.get("AgentgatewayBackend", "agentgateway-system", "agentcore-backend")["status"],
+                what="backend status",
+            )
             assert be["conditions"][0]["reason"] == "Accepted"
             # statuses are written one object after another: wait for the route's
-            rt = await _eventually(lambda: api.get("HTTPRoute", "agentgateway-system", "agentcore")["status"], what="route status")
-            assert [c["reason"] for c in rt["parents"][0]["conditions"] if c["type"] == "ResolvedRefs"] == ["ResolvedRefs"]
+            rt = await _eventually(
+                lambda: api.get("HTTPRoute", "agentgateway-system", "agentcore")["status"], what="route status"
+            )
+            assert [c["reason"] for c in rt["parents"][0]["conditions"] if c["type"] == "ResolvedRefs"] == [
+                "ResolvedRefs"
+            ]
             assert rt["parents"][0]["controllerName"] == "agentgw.dev/controller"
             assert all(c.get("lastTransitionTime") for c in rt["parents"][0]["conditions"])
 
             # the deployment controller reports a ready pod; the cloud gives the Service an address
-            await api.set_status("Deployment", "agentgateway-system", "agentgateway", {"availableReplicas": 1, "readyReplicas": 1})
-            await api.set_status("Service", "agentgateway-system", "agentgateway", {"loadBalancer": {"ingress": [{"hostname": "gw.elb.example.com"}]}})
-            gw = await _eventually(lambda: (s := api.get("Gateway", "agentgateway-system", "agentgateway")["status"]) and _cond(s, "Programmed")["status"] == "True" and s, what="Programmed=True")
+            await api.set_status(
+                "Deployment", "agentgateway-system", "agentgateway", {"availableReplicas": 1, "readyReplicas": 1}
+            )
+            await api.set_status(
+                "Service",
+                "agentgateway-system",
+                "agentgateway",
+                {"loadBalancer": {"ingress": [{"hostname": "gw.elb.example.com"}]}},
+            )
+            gw = await _eventually(
+                lambda: (
+                    (s := api.get("Gateway", "agentgateway-system", "agentgateway")["status"])
+                    and _cond(s, "Programmed")["status"] == "True"
+                    and s
+                ),
+                what="Programmed=True",
+            )
             assert _cond(gw, "Programmed")["reason"] == "Programmed"
-            await _eventually(lambda: api.get("Gateway", "agentgateway-system", "agentgateway")["status"].get("addresses") == [{"type": "Hostname", "value": "gw.elb.example.com"}], what="addresses")
+            await _eventually(
+                lambda: (
+                    api.get("Gateway", "agentgateway-system", "agentgateway")["status"].get("addresses")
+                    == [{"type": "Hostname", "value": "gw.elb.example.com"}]
+                ),
+                what="addresses",
+            )
 
             # IRSA step: annotate the ServiceAccount; the controller must keep the annotation
-            await env.client.merge_patch(Resource("", "v1", "serviceaccounts", "ServiceAccount"), "agentgateway-system", "agentgateway", {"metadata": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/agentgateway-agentcore-irsa"}}})
+            await env.client.merge_patch(
+                Resource("", "v1", "serviceaccounts", "ServiceAccount"),
+                "agentgateway-system",
+                "agentgateway",
+                {
+                    "metadata": {
+                        "annotations": {
+                            "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/agentgateway-agentcore-irsa"
+                        }
+                    }
+                },
+            )
             dep_gen = api.get("Deployment", "agentgateway-system", "agentgateway")["metadata"]["generation"]
 
             # a route change: new config in the Secret, no pod restart (Deployment spec untouched)
             route = api.get("HTTPRoute", "agentgateway-system", "agentcore")
-            patch = {"spec": {"rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/tasks"}}], "backendRefs": route["spec"]["rules"][0]["backendRefs"]}]}}
-            await env.client.merge_patch(Resource(GW, "v1", "httproutes", "HTTPRoute"), "agentgateway-system", "agentcore", patch)
+            patch = {
+                "spec": {
+                    "rules": [
+                        {
+                            "matches": [{"path": {"type": "PathPrefix", "value": "/tasks"}}],
+                            "backendRefs": route["spec"]["rules"][0]["backendRefs"],
+                        }
+                    ]
+                }
+            }
+            await env.client.merge_patch(
+                Resource(GW, "v1", "httproutes", "HTTPRoute"), "agentgateway-system", "agentcore", patch
+            )
 
             def new_config():
                 s = api.get("Secret", "agentgateway-system", "agentgateway-agentgw-config")
@@ -142,8 +207,16 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates():
             assert api.get("Deployment", "agentgateway-system", "agentgateway")["metadata"]["generation"] == dep_gen
             sa = api.get("ServiceAccount", "agentgateway-system", "agentgateway")
             assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("agentgateway-agentcore-irsa")
-            await _eventually(lambda: (rt := api.get("HTTPRoute", "agentgateway-system", "agentcore"))["status"]["parents"][0]["conditions"][0]["observedGeneration"] == rt["metadata"]["generation"] == 2,
-                              what="route status for generation 2")
+            await _eventually(
+                lambda: (
+                    (rt := api.get("HTTPRoute", "agentgateway-system", "agentcore"))["status"]["parents"][0][
+                        "conditions"
+                    ][0]["observedGeneration"]
+                    == rt["metadata"]["generation"]
+                    == 2
+                ),
+                what="route status for generation 2",
+            )
 
             # deleting the Gateway garbage-collects its proxy
             await env.client.delete(Resource(GW, "v1", "gateways", "Gateway"), "agentgateway-system", "agentgateway")
@@ -162,7 +235,15 @@ def test_status_conflict_is_retried_after_rereading():
         # the first status write to the HTTPRoute loses a race with another writer
         api.conflict_next.add((GW, "httproutes", "default", "route-for-a2a-backend"))
         url = await api.start()
-        await api.put_object(GW, {"apiVersion": f"{GW}/v1", "kind": "GatewayClass", "metadata": {"name": "ack-agent-gateway"}, "spec": {"controllerName": "agentgw.dev/controller"}})
+        await api.put_object(
+            GW,
+            {
+                "apiVersion": f"{GW}/v1",
+                "kind": "GatewayClass",
+                "metadata": {"name": "ack-agent-gateway"},
+                "spec": {"controllerName": "agentgw.dev/controller"},
+            },
+        )
         for o in objs:
             await api.put_object(_group(o), o)
         client = KubeClient(url)
@@ -170,13 +251,20 @@ def test_status_conflict_is_retried_after_rereading():
         task = asyncio.get_running_loop().create_task(ctl.run())
         env = Env(api, client, ctl, task)
         try:
-            st = await _eventually(lambda: api.get("HTTPRoute", "default", "route-for-a2a-backend").get("status"), what="route status")
+            st = await _eventually(
+                lambda: api.get("HTTPRoute", "default", "route-for-a2a-backend").get("status"), what="route status"
+            )
             assert _cond(st["parents"][0], "Accepted")["status"] == "True"
             assert ctl.conflicts >= 1
-            assert any(m == "PUT" and p.endswith("/route-for-a2a-backend/status") and code == 409 for m, p, code in api.requests)
+            assert any(
+                m == "PUT" and p.endswith("/route-for-a2a-backend/status") and code == 409
+                for m, p, code in api.requests
+            )
             # the other writer's change survived: status was written on top of the re-read object
             assert api.get("HTTPRoute", "default", "route-for-a2a-backend")["metadata"]["annotations"]["test/raced"]
-            pol = await _eventually(lambda: api.get("TrafficPolicy", "default", "test-a2a-apikey-auth").get("status"), what="policy status")
+            pol = await _eventually(
+                lambda: api.get("TrafficPolicy", "default", "test-a2a-apikey-auth").get("status"), what="policy status"
+            )
             assert _cond(pol, "Accepted")["status"] == "True"
             assert pol["ancestors"][0]["ancestorRef"]["name"] == "route-for-a2a-backend"
         finally:
@@ -190,17 +278,26 @@ def test_expired_watch_relists_and_keeps_converging():
         env = await _start(load_manifests(os.path.join(FIXTURES, "seed000_agentcore")))
         api = env.api
         try:
-            await _eventually(lambda: api.get("Gateway", "agentgateway-system", "agentgateway").get("status"), what="status")
+            await _eventually(
+                lambda: api.get("Gateway", "agentgateway-system", "agentgateway").get("status"), what="status"
+            )
             api.compact()
             await api.drop_watches()
             # a change after compaction: watches get 410, list again, and still see it
-            await env.client.merge_patch(Resource("agentgateway.dev", "v1alpha1", "agentgatewaybackends", "AgentgatewayBackend"), "agentgateway-system", "agentcore-backend",
-                                         {"spec": {"aws": {"agentCore": {"qualifier": "prod"}}}})
+            await env.client.merge_patch(
+                Resource("agentgateway.dev", "v1alpha1", "agentgatewaybackends", "AgentgatewayBackend"),
+                "agentgateway-system",
+                "agentcore-backend",
+                {"spec": {"aws": {"agentCore": {"qualifier": "prod"}}}},
+            )
 
             def has_qualifier():
                 s = api.get("Secret", "agentgateway-system", "agentgateway-agentgw-config")
                 c = yaml.safe_load(base64.b64decode(s["data"]["config.yaml"]))
-                return c["binds"][0]["listeners"][0]["routes"][0]["backends"][0]["aws"]["agentCore"].get("qualifier") == "prod"
+                return (
+                    c["binds"][0]["listeners"][0]["routes"][0]["backends"][0]["aws"]["agentCore"].get("qualifier")
+                    == "prod"
+                )
 
             await _eventually(has_qualifier, what="qualifier in config")
             assert env.ctl.relists >= 1
@@ -216,19 +313,39 @@ def test_broken_reference_reported_then_fixed_by_reference_grant():
         env = await _start(objs, gatewayclass="agentgateway")
         api = env.api
         try:
-            st = await _eventually(lambda: api.get("HTTPRoute", "agentgateway-system", "kagent-a2a").get("status"), what="route status")
+            st = await _eventually(
+                lambda: api.get("HTTPRoute", "agentgateway-system", "kagent-a2a").get("status"), what="route status"
+            )
             rr = _cond(st["parents"][0], "ResolvedRefs")
             assert (rr["status"], rr["reason"]) == ("False", "RefNotPermitted")
-            grant = next(o for o in load_manifests(os.path.join(FIXTURES, "seed002_flux")) if o["kind"] == "ReferenceGrant")
+            grant = next(
+                o for o in load_manifests(os.path.join(FIXTURES, "seed002_flux")) if o["kind"] == "ReferenceGrant"
+            )
             await env.client.create(Resource(GW, "v1beta1", "referencegrants", "ReferenceGrant"), grant)
-            await _eventually(lambda: _cond(api.get("HTTPRoute", "agentgateway-system", "kagent-a2a")["status"]["parents"][0], "ResolvedRefs")["status"] == "True", what="ResolvedRefs=True")
+            await _eventually(
+                lambda: (
+                    _cond(
+                        api.get("HTTPRoute", "agentgateway-system", "kagent-a2a")["status"]["parents"][0],
+                        "ResolvedRefs",
+                    )["status"]
+                    == "True"
+                ),
+                what="ResolvedRefs=True",
+            )
             # parameters applied: HPA + PDB, replicas left to the HPA
-            hpa = await _eventually(lambda: api.get("HorizontalPodAutoscaler", "agentgateway-system", "agentgateway-proxy"), what="HPA")
+            hpa = await _eventually(
+                lambda: api.get("HorizontalPodAutoscaler", "agentgateway-system", "agentgateway-proxy"), what="HPA"
+            )
             assert hpa["spec"]["maxReplicas"] == 3
-            assert api.get("PodDisruptionBudget", "agentgateway-system", "agentgateway-proxy")["spec"]["minAvailable"] == 1
+            assert (
+                api.get("PodDisruptionBudget", "agentgateway-system", "agentgateway-proxy")["spec"]["minAvailable"] == 1
+            )
             dep = api.get("Deployment", "agentgateway-system", "agentgateway-proxy")
             assert "replicas" not in dep["spec"]
-            assert dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
+            assert dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
+                "cpu": "500m",
+                "memory": "512Mi",
+            }
         finally:
             await _stop(env)
 
@@ -245,7 +362,16 @@ def test_stand_in_api_semantics():
         client = KubeClient(url)
         res = Resource(GW, "v1", "gateways", "Gateway")
         try:
-            created = await client.create(res, {"apiVersion": f"{GW}/v1", "kind": "Gateway", "metadata": {"name": "g", "namespace": "n"}, "spec": {"gatewayClassName": "x", "listeners": LISTENERS}, "status": {"x": 1}})
+            created = await client.create(
+                res,
+                {
+                    "apiVersion": f"{GW}/v1",
+                    "kind": "Gateway",
+                    "metadata": {"name": "g", "namespace": "n"},
+                    "spec": {"gatewayClassName": "x", "listeners": LISTENERS},
+                    "status": {"x": 1},
+                },
+            )
             assert "status" not in created and created["metadata"]["generation"] == 1
             items, rv = await client.list(res, "n")
             assert items[0]["kind"] == "Gateway" and rv == created["metadata"]["resourceVersion"]
@@ -255,8 +381,14 @@ def test_stand_in_api_semantics():
             with pytest.raises(ApiError) as ei:
                 await client.replace(res, stale)  # its resourceVersion is now stale
             assert ei.value.status == 409
-            st = await client.replace_status(res, {**upd, "spec": {"gatewayClassName": "ignored"}, "status": {"conditions": []}})
-            assert st["spec"]["gatewayClassName"] == "y" and st["status"] == {"conditions": []} and st["metadata"]["generation"] == 2
+            st = await client.replace_status(
+                res, {**upd, "spec": {"gatewayClassName": "ignored"}, "status": {"conditions": []}}
+            )
+            assert (
+                st["spec"]["gatewayClassName"] == "y"
+                and st["status"] == {"conditions": []}
+                and st["metadata"]["generation"] == 2
+            )
             seen = []
             async for typ, obj in client.watch(res, rv, "n", timeout_seconds=1):
                 seen.append((typ, obj["metadata"]["resourceVersion"]))
@@ -280,24 +412,48 @@ def test_seed004_three_listeners_tracing_policy_and_parameters():
         api = env.api
         try:
             # without the ReferenceGrant the tracing policy is refused, traffic still configured
-            pol = await _eventually(lambda: api.get("AgentgatewayPolicy", "agentgateway-system", "otel-tracing").get("status"), what="policy status")
+            pol = await _eventually(
+                lambda: api.get("AgentgatewayPolicy", "agentgateway-system", "otel-tracing").get("status"),
+                what="policy status",
+            )
             assert (_cond(pol, "Accepted")["status"], _cond(pol, "Accepted")["reason"]) == ("False", "RefNotPermitted")
-            gw = await _eventually(lambda: api.get("Gateway", "agentgateway-system", "agentgateway-proxy").get("status"), what="gateway status")
+            gw = await _eventually(
+                lambda: api.get("Gateway", "agentgateway-system", "agentgateway-proxy").get("status"),
+                what="gateway status",
+            )
             assert [(l["name"], l["attachedRoutes"]) for l in gw["listeners"]] == [("a2a", 1), ("mcp", 1), ("llm", 1)]
             svc = api.get("Service", "agentgateway-system", "agentgateway-proxy")
             assert svc["spec"]["type"] == "ClusterIP"
             assert [p["port"] for p in svc["spec"]["ports"]] == [8080, 9090, 9080]
-            params = await _eventually(lambda: api.get("AgentgatewayParameters", "agentgateway-system", "agentgateway-proxy-params")["status"], what="parameters status")
+            params = await _eventually(
+                lambda: api.get("AgentgatewayParameters", "agentgateway-system", "agentgateway-proxy-params")["status"],
+                what="parameters status",
+            )
             assert _cond(params, "Accepted")["status"] == "True"
             grant = next(o for o in objs if o["kind"] == "ReferenceGrant")
             await env.client.create(Resource(GW, "v1beta1", "referencegrants", "ReferenceGrant"), grant)
-            await _eventually(lambda: _cond(api.get("AgentgatewayPolicy", "agentgateway-system", "otel-tracing")["status"], "Accepted")["status"] == "True", what="policy accepted")
+            await _eventually(
+                lambda: (
+                    _cond(api.get("AgentgatewayPolicy", "agentgateway-system", "otel-tracing")["status"], "Accepted")[
+                        "status"
+                    ]
+                    == "True"
+                ),
+                what="policy accepted",
+            )
 
             def traced():
                 s = api.get("Secret", "agentgateway-system", "agentgateway-proxy-agentgw-config")
-                return yaml.safe_load(base64.b64decode(s["data"]["config.yaml"]))["config"].get("tracing", {}).get("otlpEndpoint")
+                return (
+                    yaml.safe_load(base64.b64decode(s["data"]["config.yaml"]))["config"]
+                    .get("tracing", {})
+                    .get("otlpEndpoint")
+                )
 
-            assert await _eventually(traced, what="tracing in config") == "http://opentelemetry-collector.opentelemetry.svc.cluster.local:4317"
+            assert (
+                await _eventually(traced, what="tracing in config")
+                == "http://opentelemetry-collector.opentelemetry.svc.cluster.local:4317"
+            )
         finally:
             await _stop(env)
 

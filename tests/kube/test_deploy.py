@@ -27,25 +27,125 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 DNS1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 FORBIDDEN = {"$ref", "definitions", "dependencies", "additionalItems", "patternProperties", "id", "$schema"}
 
-META = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "pattern": DNS1123, "maxLength": 253}}}
-CONTAINER = {"type": "object", "required": ["name", "image"], "properties": {"name": {"type": "string", "pattern": DNS1123}, "image": {"type": "string", "minLength": 1},
-             "ports": {"type": "array", "items": {"type": "object", "required": ["containerPort"], "properties": {"name": {"type": "string", "maxLength": 15}, "containerPort": {"type": "integer", "minimum": 1, "maximum": 65535}}}}}}
-POD = {"type": "object", "required": ["containers"], "properties": {"containers": {"type": "array", "minItems": 1, "items": CONTAINER}}}
-LABEL_SEL = {"type": "object", "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}}}
+META = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": {"type": "string", "pattern": DNS1123, "maxLength": 253}},
+}
+CONTAINER = {
+    "type": "object",
+    "required": ["name", "image"],
+    "properties": {
+        "name": {"type": "string", "pattern": DNS1123},
+        "image": {"type": "string", "minLength": 1},
+        "ports": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["containerPort"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 15},
+                    "containerPort": {"type": "integer", "minimum": 1, "maximum": 65535},
+                },
+            },
+        },
+    },
+}
+POD = {
+    "type": "object",
+    "required": ["containers"],
+    "properties": {"containers": {"type": "array", "minItems": 1, "items": CONTAINER}},
+}
+LABEL_SEL = {
+    "type": "object",
+    "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}},
+}
 BUILTIN = {
     "Namespace": {},
     "ServiceAccount": {},
-    "Secret": {"properties": {"type": {"type": "string"}, "stringData": {"type": "object", "additionalProperties": {"type": "string"}}}},
-    "ClusterRole": {"required": ["rules"], "properties": {"rules": {"type": "array", "items": {"type": "object", "required": ["verbs"], "properties": {"verbs": {"type": "array", "minItems": 1}}}}}},
-    "ClusterRoleBinding": {"required": ["roleRef", "subjects"], "properties": {"roleRef": {"type": "object", "required": ["apiGroup", "kind", "name"]},
-                                                                              "subjects": {"type": "array", "items": {"type": "object", "required": ["kind", "name"]}}}},
-    "Deployment": {"required": ["spec"], "properties": {"spec": {"type": "object", "required": ["selector", "template"], "properties": {"selector": LABEL_SEL, "template": {"type": "object", "required": ["spec"], "properties": {"spec": POD}}}}}},
-    "Service": {"required": ["spec"], "properties": {"spec": {"type": "object", "required": ["ports"], "properties": {
-        "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]},
-        "ports": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["port"], "properties": {"port": {"type": "integer", "minimum": 1, "maximum": 65535}, "name": {"type": "string", "maxLength": 15}}}}}}}},
-    "HorizontalPodAutoscaler": {"required": ["spec"], "properties": {"spec": {"type": "object", "required": ["scaleTargetRef", "maxReplicas"]}}},
+    "Secret": {
+        "properties": {
+            "type": {"type": "string"},
+            "stringData": {"type": "object", "additionalProperties": {"type": "string"}},
+        }
+    },
+    "ClusterRole": {
+        "required": ["rules"],
+        "properties": {
+            "rules": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["verbs"],
+                    "properties": {"verbs": {"type": "array", "minItems": 1}},
+                },
+            }
+        },
+    },
+    "ClusterRoleBinding": {
+        "required": ["roleRef", "subjects"],
+        "properties": {
+            "roleRef": {"type": "object", "required": ["apiGroup", "kind", "name"]},
+            "subjects": {"type": "array", "items": {"type": "object", "required": ["kind", "name"]}},
+        },
+    },
+    "Deployment": {
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["selector", "template"],
+                "properties": {
+                    "selector": LABEL_SEL,
+                    "template": {"type": "object", "required": ["spec"], "properties": {"spec": POD}},
+                },
+            }
+        },
+    },
+    "Service": {
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["ports"],
+                "properties": {
+                    "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]},
+                    "ports": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["port"],
+                            "properties": {
+                                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                "name": {"type": "string", "maxLength": 15},
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    },
+    "HorizontalPodAutoscaler": {
+        "required": ["spec"],
+        "properties": {"spec": {"type": "object", "required": ["scaleTargetRef", "maxReplicas"]}},
+    },
     "PodDisruptionBudget": {"required": ["spec"], "properties": {"spec": {"type": "object", "required": ["selector"]}}},
-    "GatewayClass": {"required": ["spec"], "properties": {"spec": {"type": "object", "required": ["controllerName"], "properties": {"controllerName": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9/\-._~%!$&'()*+,;=:]+$"}}}}},
+    "GatewayClass": {
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["controllerName"],
+                "properties": {
+                    "controllerName": {
+                        "type": "string",
+                        "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9/\-._~%!$&'()*+,;=:]+$",
+                    }
+                },
+            }
+        },
+    },
 }
 
 
@@ -84,7 +184,11 @@ def to_jsonschema(node: dict) -> dict:
     """openAPIV3Schema → JSON schema; objects refuse fields the API server would prune."""
     if node.get("x-kubernetes-int-or-string"):
         return {"anyOf": [{"type": "integer"}, {"type": "string"}]}
-    out = {k: v for k, v in node.items() if not k.startswith("x-kubernetes-") and k not in ("properties", "items", "additionalProperties", "format")}
+    out = {
+        k: v
+        for k, v in node.items()
+        if not k.startswith("x-kubernetes-") and k not in ("properties", "items", "additionalProperties", "format")
+    }
     if "properties" in node:
         out["properties"] = {k: to_jsonschema(v) for k, v in node["properties"].items()}
         if not node.get("x-kubernetes-preserve-unknown-fields"):
@@ -138,11 +242,21 @@ def test_crd_files_are_generated_and_in_sync():
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed (apt-get install kubernetes-client)")
 @pytest.mark.parametrize("overlay", ["kubernetes", "kubernetes/compat"])
 def test_kustomize_renders_and_objects_validate(overlay):
-    out = subprocess.run(["kubectl", "kustomize", os.path.join(DEPLOY, overlay)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["kubectl", "kustomize", os.path.join(DEPLOY, overlay)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     objs = [d for d in yaml.safe_load_all(out.stdout) if d]
     kinds = sorted({o["kind"] for o in objs})
-    assert {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment", "GatewayClass", "Namespace"} <= set(kinds)
+    assert {
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ServiceAccount",
+        "Deployment",
+        "GatewayClass",
+        "Namespace",
+    } <= set(kinds)
     for o in objs:
         validate(o)
         if o["kind"] in ("GatewayClass", "ClusterRole", "ClusterRoleBinding", "Namespace", "CustomResourceDefinition"):
@@ -156,13 +270,22 @@ def test_kustomize_renders_and_objects_validate(overlay):
     gc = [o for o in objs if o["kind"] == "GatewayClass"]
     assert all(o["spec"]["controllerName"] == "agentgw.dev/controller" for o in gc)
     if overlay.endswith("compat"):
-        assert {o["metadata"]["name"] for o in gc} == {"agentgw", "agentgateway", "enterprise-agentgateway", "ack-agent-gateway"}
+        assert {o["metadata"]["name"] for o in gc} == {
+            "agentgw",
+            "agentgateway",
+            "enterprise-agentgateway",
+            "ack-agent-gateway",
+        }
         assert sum(1 for o in objs if o["kind"] == "CustomResourceDefinition") == 7
 
 
 @pytest.mark.parametrize("case", sorted(d for d in os.listdir(FIXTURES) if d.startswith("seed")))
 def test_seed_custom_resources_validate_against_our_crds(case):
-    crs = [o for o in load_manifests(os.path.join(FIXTURES, case)) if ((o["apiVersion"].split("/")[0]), o["kind"]) in all_crds()]
+    crs = [
+        o
+        for o in load_manifests(os.path.join(FIXTURES, case))
+        if ((o["apiVersion"].split("/")[0]), o["kind"]) in all_crds()
+    ]
     for o in crs:
         validate(o)
     if case in ("seed000_agentcore", "seed002_flux", "seed003_ack_a2a", "seed004_three_listeners"):
@@ -170,12 +293,20 @@ def test_seed_custom_resources_validate_against_our_crds(case):
 
 
 def test_crd_schema_refuses_bad_instances():
-    bad = {"apiVersion": "agentgateway.dev/v1alpha1", "kind": "AgentgatewayBackend", "metadata": {"name": "x"},
-           "spec": {"aws": {"agentCore": {"agentRuntimeArn": "not-an-arn"}}}}
+    bad = {
+        "apiVersion": "agentgateway.dev/v1alpha1",
+        "kind": "AgentgatewayBackend",
+        "metadata": {"name": "x"},
+        "spec": {"aws": {"agentCore": {"agentRuntimeArn": "not-an-arn"}}},
+    }
     with pytest.raises(jsonschema.ValidationError):
         validate(bad)
-    typo = {"apiVersion": "agentgateway.dev/v1alpha1", "kind": "AgentgatewayPolicy", "metadata": {"name": "x"},
-            "spec": {"targetRefs": [{"group": "g", "kind": "k", "name": "n"}], "traffic": {"jwtAuthentification": {}}}}
+    typo = {
+        "apiVersion": "agentgateway.dev/v1alpha1",
+        "kind": "AgentgatewayPolicy",
+        "metadata": {"name": "x"},
+        "spec": {"targetRefs": [{"group": "g", "kind": "k", "name": "n"}], "traffic": {"jwtAuthentification": {}}},
+    }
     with pytest.raises(jsonschema.ValidationError):
         validate(typo)
 

@@ -83,7 +83,12 @@ def test_run_k8s_manifests_serves_and_reloads(tmp_path):
     f = tmp_path / "m.yaml"
     f.write_text(MANIFESTS.format(gw_port=gw_port, up_port=up.server_address[1], env="one"))
     env = {**os.environ, "PYTHONPATH": SRC}
-    proc = subprocess.Popen([sys.executable, "-m", "agentgw", "run", "--k8s-manifests", str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentgw", "run", "--k8s-manifests", str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         url = f"http://127.0.0.1:{gw_port}/api/x"
         deadline = time.time() + 20

@@ -114,34 +114,66 @@ def test_broken_references_are_reported():
 
 def test_reference_grant_permits_cross_namespace_backend():
     # without the refused rate-limit policy, which closes the routes it targets
-    objs = [o for o in load_manifests(os.path.join(FIXTURES, "broken_refs")) if o["kind"] != "EnterpriseAgentgatewayPolicy"]
+    objs = [
+        o for o in load_manifests(os.path.join(FIXTURES, "broken_refs")) if o["kind"] != "EnterpriseAgentgatewayPolicy"
+    ]
     grant = {
         "apiVersion": "gateway.networking.k8s.io/v1beta1",
         "kind": "ReferenceGrant",
         "metadata": {"name": "allow", "namespace": "other"},
-        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "apps"}], "to": [{"group": "", "kind": "Service"}]},
+        "spec": {
+            "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "apps"}],
+            "to": [{"group": "", "kind": "Service"}],
+        },
     }
     res = translate(objs + [grant], offline=True)
     routes = res.gateways[("apps", "gw")].config["binds"][0]["listeners"][0]["routes"]
     cross = next(r for r in routes if r["matches"][0]["path"] == {"pathPrefix": "/cross"})
-    assert cross["backends"] == [{"service": {"name": {"namespace": "other", "hostname": "other-svc.other.svc.cluster.local"}, "port": 80}}]
+    assert cross["backends"] == [
+        {"service": {"name": {"namespace": "other", "hostname": "other-svc.other.svc.cluster.local"}, "port": 80}}
+    ]
 
 
 def test_policy_precedence_rule_over_route_over_gateway():
     def pol(name, ts, target, traffic):
-        return {"apiVersion": "agentgateway.dev/v1alpha1", "kind": "AgentgatewayPolicy",
-                "metadata": {"name": name, "namespace": "ns", "creationTimestamp": ts},
-                "spec": {"targetRefs": [target], "traffic": traffic}}
+        return {
+            "apiVersion": "agentgateway.dev/v1alpha1",
+            "kind": "AgentgatewayPolicy",
+            "metadata": {"name": name, "namespace": "ns", "creationTimestamp": ts},
+            "spec": {"targetRefs": [target], "traffic": traffic},
+        }
+
     gwref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}
     rtref = {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r"}
     objs = [
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "ns"},
-         "spec": {"gatewayClassName": "x", "listeners": [{"name": "l", "port": 80, "protocol": "HTTP"}]}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "ns"}, "spec": {"ports": [{"port": 80}]}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"},
-         "spec": {"parentRefs": [{"name": "gw"}], "rules": [
-             {"name": "a", "backendRefs": [{"name": "s", "port": 80}], "matches": [{"path": {"type": "Exact", "value": "/a"}}]},
-             {"name": "b", "backendRefs": [{"name": "s", "port": 80}], "timeouts": {"request": "9s"}}]}},
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "ns"},
+            "spec": {"gatewayClassName": "x", "listeners": [{"name": "l", "port": 80, "protocol": "HTTP"}]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "s", "namespace": "ns"},
+            "spec": {"ports": [{"port": 80}]},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "ns"},
+            "spec": {
+                "parentRefs": [{"name": "gw"}],
+                "rules": [
+                    {
+                        "name": "a",
+                        "backendRefs": [{"name": "s", "port": 80}],
+                        "matches": [{"path": {"type": "Exact", "value": "/a"}}],
+                    },
+                    {"name": "b", "backendRefs": [{"name": "s", "port": 80}], "timeouts": {"request": "9s"}},
+                ],
+            },
+        },
         pol("gw-old", "2026-01-01T00:00:00Z", gwref, {"timeouts": {"request": "1s"}, "retry": {"attempts": 2}}),
         pol("gw-new", "2026-02-01T00:00:00Z", gwref, {"timeouts": {"request": "2s"}}),
         pol("route", "2026-03-01T00:00:00Z", rtref, {"timeouts": {"request": "3s"}}),
@@ -151,15 +183,40 @@ def test_policy_precedence_rule_over_route_over_gateway():
     routes = res.gateways[("ns", "gw")].config["binds"][0]["listeners"][0]["routes"]
     by_rule = {r["ruleName"]: r["policies"] for r in routes}
     assert by_rule["a"] == {"timeout": {"requestTimeout": "4s"}, "retry": {"attempts": 2}}
-    assert by_rule["b"] == {"timeout": {"requestTimeout": "9s"}, "retry": {"attempts": 2}}  # the rule's own timeouts win
+    assert by_rule["b"] == {
+        "timeout": {"requestTimeout": "9s"},
+        "retry": {"attempts": 2},
+    }  # the rule's own timeouts win
 
 
 def test_cli_translate_prints_config_and_fails_on_errors(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.path.join(HERE, "..", "..", "src")}
-    ok = subprocess.run([sys.executable, "-m", "agentgw", "k8s", "translate", "-f", os.path.join(FIXTURES, "seed003_ack_a2a")], capture_output=True, text=True, env=env, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "agentgw", "k8s", "translate", "-f", os.path.join(FIXTURES, "seed003_ack_a2a")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "demo-a2a-agent-server.default.svc.cluster.local" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "agentgw", "k8s", "translate", "-f", os.path.join(FIXTURES, "broken_refs"), "-o", str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agentgw",
+            "k8s",
+            "translate",
+            "-f",
+            os.path.join(FIXTURES, "broken_refs"),
+            "-o",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert bad.returncode == 1
     assert "error: HTTPRoute apps/broken" in bad.stderr
     assert (tmp_path / "apps.gw" / "config.yaml").exists()
@@ -173,36 +230,101 @@ def test_rate_limit_config_with_redis_becomes_global_rate_limit(tmp_path):
     assert "localRateLimit" not in pol
     assert pol["globalRateLimit"] == {
         "redis": {"url": "redis://redis.agentgw-system.svc:6379/0"},
-        "descriptors": [{"entries": [{"key": "generic_key", "value": '"counter"'}], "rateLimit": {"requestsPerUnit": 5, "unit": "MINUTE"}, "type": "requests"}],
+        "descriptors": [
+            {
+                "entries": [{"key": "generic_key", "value": '"counter"'}],
+                "rateLimit": {"requestsPerUnit": 5, "unit": "MINUTE"},
+                "type": "requests",
+            }
+        ],
     }
     compile_config(load_config_text(dump_yaml(g.config)), _NoServices(), str(tmp_path))
     # nested descriptors: per client address within a header value
     rlc = next(o for o in objs if o["kind"] == "RateLimitConfig")
     rlc["spec"]["raw"] = {
-        "descriptors": [{"key": "x-tenant", "descriptors": [{"key": "remote_address", "rateLimit": {"requestsPerUnit": 2, "unit": "SECOND"}}]}],
-        "rateLimits": [{"actions": [{"requestHeaders": {"headerName": "X-Tenant", "descriptorKey": "x-tenant"}}, {"remoteAddress": {}}]}],
+        "descriptors": [
+            {
+                "key": "x-tenant",
+                "descriptors": [{"key": "remote_address", "rateLimit": {"requestsPerUnit": 2, "unit": "SECOND"}}],
+            }
+        ],
+        "rateLimits": [
+            {
+                "actions": [
+                    {"requestHeaders": {"headerName": "X-Tenant", "descriptorKey": "x-tenant"}},
+                    {"remoteAddress": {}},
+                ]
+            }
+        ],
     }
     res = translate(objs, offline=True, redis_url="redis://r:6379/0")
-    pol = res.gateways[("agentgateway-system", "agentgateway")].config["binds"][0]["listeners"][0]["routes"][0]["policies"]
-    assert pol["globalRateLimit"]["descriptors"] == [{"entries": [{"key": "x-tenant", "value": 'request.headers["x-tenant"]'}, {"key": "remote_address", "value": "source.address"}],
-                                                     "rateLimit": {"requestsPerUnit": 2, "unit": "SECOND"}, "type": "requests"}]
+    pol = res.gateways[("agentgateway-system", "agentgateway")].config["binds"][0]["listeners"][0]["routes"][0][
+        "policies"
+    ]
+    assert pol["globalRateLimit"]["descriptors"] == [
+        {
+            "entries": [
+                {"key": "x-tenant", "value": 'request.headers["x-tenant"]'},
+                {"key": "remote_address", "value": "source.address"},
+            ],
+            "rateLimit": {"requestsPerUnit": 2, "unit": "SECOND"},
+            "type": "requests",
+        }
+    ]
     assert not res.errors
 
 
 def test_secrets_resolved_for_jwks_api_keys_and_basic_auth():
     jwks = '{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "k1"}]}'
     objs = [
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "ns"},
-         "spec": {"gatewayClassName": "x", "listeners": [{"name": "l", "port": 80, "protocol": "HTTP"}]}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"},
-         "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"group": "agentgateway.dev", "kind": "AgentgatewayBackend", "name": "b"}]}]}},
-        {"apiVersion": "agentgateway.dev/v1alpha1", "kind": "AgentgatewayBackend", "metadata": {"name": "b", "namespace": "ns"}, "spec": {"static": {"host": "10.0.0.1", "port": 80}}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "jwks", "namespace": "ns"}, "data": {"jwks": __import__("base64").b64encode(jwks.encode()).decode()}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys", "namespace": "ns"}, "stringData": {"ci": '{"key": "k-ci", "metadata": {"team": "ci"}}'}},
-        {"apiVersion": "agentgateway.dev/v1alpha1", "kind": "AgentgatewayPolicy", "metadata": {"name": "p", "namespace": "ns"},
-         "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r"}],
-                  "traffic": {"jwtAuthentication": {"mode": "Optional", "providers": [{"issuer": "me", "jwks": {"secretRef": {"name": "jwks"}}}]},
-                              "apiKeyAuthentication": {"secretRef": {"name": "keys"}}}}},
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "ns"},
+            "spec": {"gatewayClassName": "x", "listeners": [{"name": "l", "port": 80, "protocol": "HTTP"}]},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "ns"},
+            "spec": {
+                "parentRefs": [{"name": "gw"}],
+                "rules": [{"backendRefs": [{"group": "agentgateway.dev", "kind": "AgentgatewayBackend", "name": "b"}]}],
+            },
+        },
+        {
+            "apiVersion": "agentgateway.dev/v1alpha1",
+            "kind": "AgentgatewayBackend",
+            "metadata": {"name": "b", "namespace": "ns"},
+            "spec": {"static": {"host": "10.0.0.1", "port": 80}},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "jwks", "namespace": "ns"},
+            "data": {"jwks": __import__("base64").b64encode(jwks.encode()).decode()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "keys", "namespace": "ns"},
+            "stringData": {"ci": '{"key": "k-ci", "metadata": {"team": "ci"}}'},
+        },
+        {
+            "apiVersion": "agentgateway.dev/v1alpha1",
+            "kind": "AgentgatewayPolicy",
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {
+                "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r"}],
+                "traffic": {
+                    "jwtAuthentication": {
+                        "mode": "Optional",
+                        "providers": [{"issuer": "me", "jwks": {"secretRef": {"name": "jwks"}}}],
+                    },
+                    "apiKeyAuthentication": {"secretRef": {"name": "keys"}},
+                },
+            },
+        },
     ]
     res = translate(objs, offline=True)
     assert not res.errors, res.errors
@@ -222,20 +344,43 @@ def test_backend_http_version_other_than_http1_is_refused_at_translation(tmp_pat
     """``policies.http.version``: HTTP1 is carried over (and compiles); HTTP2 makes the
     backend not accepted, with the field in its status, instead of a config the gateway
     would refuse at load."""
+
     def objs(version):
         return [
-            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "ns"},
-             "spec": {"gatewayClassName": "x", "listeners": [{"name": "l", "port": 80, "protocol": "HTTP"}]}},
-            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"},
-             "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"group": "agentgateway.dev", "kind": "AgentgatewayBackend", "name": "b"}]}]}},
-            {"apiVersion": "agentgateway.dev/v1alpha1", "kind": "AgentgatewayBackend", "metadata": {"name": "b", "namespace": "ns"},
-             "spec": {"static": {"host": "10.0.0.1", "port": 80}, "policies": {"http": {"version": version, "requestTimeout": "5s"}}}},
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "Gateway",
+                "metadata": {"name": "gw", "namespace": "ns"},
+                "spec": {"gatewayClassName": "x", "listeners": [{"name": "l", "port": 80, "protocol": "HTTP"}]},
+            },
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": {"name": "r", "namespace": "ns"},
+                "spec": {
+                    "parentRefs": [{"name": "gw"}],
+                    "rules": [
+                        {"backendRefs": [{"group": "agentgateway.dev", "kind": "AgentgatewayBackend", "name": "b"}]}
+                    ],
+                },
+            },
+            {
+                "apiVersion": "agentgateway.dev/v1alpha1",
+                "kind": "AgentgatewayBackend",
+                "metadata": {"name": "b", "namespace": "ns"},
+                "spec": {
+                    "static": {"host": "10.0.0.1", "port": 80},
+                    "policies": {"http": {"version": version, "requestTimeout": "5s"}},
+                },
+            },
         ]
 
     res = translate(objs("HTTP1"), offline=True)
     assert not res.errors
     cfg = res.gateways[("ns", "gw")].config
-    assert cfg["binds"][0]["listeners"][0]["routes"][0]["backends"][0]["policies"] == {"http": {"requestTimeout": "5s", "version": "HTTP1"}}
+    assert cfg["binds"][0]["listeners"][0]["routes"][0]["backends"][0]["policies"] == {
+        "http": {"requestTimeout": "5s", "version": "HTTP1"}
+    }
     compile_config(load_config_text(dump_yaml(cfg)), _NoServices(), str(tmp_path))
 
     res = translate(objs("HTTP2"), offline=True)

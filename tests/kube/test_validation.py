@@ -37,31 +37,65 @@ pytestmark = pytest.mark.timeout(60)
 
 # -- objects ------------------------------------------------------------------------------------
 def gateway_class():
-    return {"apiVersion": f"{GW}/v1", "kind": "GatewayClass", "metadata": {"name": "agentgw"}, "spec": {"controllerName": "agentgw.dev/controller"}}
+    return {
+        "apiVersion": f"{GW}/v1",
+        "kind": "GatewayClass",
+        "metadata": {"name": "agentgw"},
+        "spec": {"controllerName": "agentgw.dev/controller"},
+    }
 
 
 def gateway(**spec):
-    return {"apiVersion": f"{GW}/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": NS},
-            "spec": {"gatewayClassName": "agentgw", "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}], **spec}}
+    return {
+        "apiVersion": f"{GW}/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": NS},
+        "spec": {
+            "gatewayClassName": "agentgw",
+            "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}],
+            **spec,
+        },
+    }
 
 
 def route(name="r", backend="b", **rule):
-    return {"apiVersion": f"{GW}/v1", "kind": "HTTPRoute", "metadata": {"name": name, "namespace": NS},
-            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"group": AGW, "kind": "AgentgatewayBackend", "name": backend}], **rule}]}}
+    return {
+        "apiVersion": f"{GW}/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "parentRefs": [{"name": "gw"}],
+            "rules": [{"backendRefs": [{"group": AGW, "kind": "AgentgatewayBackend", "name": backend}], **rule}],
+        },
+    }
 
 
 def backend(name="b", **spec):
-    return {"apiVersion": f"{AGW}/v1alpha1", "kind": "AgentgatewayBackend", "metadata": {"name": name, "namespace": NS},
-            "spec": spec or {"static": {"host": "10.0.0.1", "port": 80}}}
+    return {
+        "apiVersion": f"{AGW}/v1alpha1",
+        "kind": "AgentgatewayBackend",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec or {"static": {"host": "10.0.0.1", "port": 80}},
+    }
 
 
 def policy(name="p", target=None, **spec):
-    return {"apiVersion": f"{AGW}/v1alpha1", "kind": "AgentgatewayPolicy", "metadata": {"name": name, "namespace": NS},
-            "spec": {"targetRefs": [target or {"group": GW, "kind": "HTTPRoute", "name": "r"}], **spec}}
+    return {
+        "apiVersion": f"{AGW}/v1alpha1",
+        "kind": "AgentgatewayPolicy",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"targetRefs": [target or {"group": GW, "kind": "HTTPRoute", "name": "r"}], **spec},
+    }
 
 
 def jwt_policy(**provider):
-    return policy(traffic={"jwtAuthentication": {"providers": [{"issuer": "https://idp.example.com", "jwks": {"inline": JWKS}, **provider}]}})
+    return policy(
+        traffic={
+            "jwtAuthentication": {
+                "providers": [{"issuer": "https://idp.example.com", "jwks": {"inline": JWKS}, **provider}]
+            }
+        }
+    )
 
 
 def world(*extra):
@@ -69,7 +103,11 @@ def world(*extra):
 
 
 def status(res, kind, name, group=None, ns=NS):
-    group = group if group is not None else {"AgentgatewayPolicy": AGW, "AgentgatewayBackend": AGW, "AgentgatewayParameters": AGW}.get(kind, GW)
+    group = (
+        group
+        if group is not None
+        else {"AgentgatewayPolicy": AGW, "AgentgatewayBackend": AGW, "AgentgatewayParameters": AGW}.get(kind, GW)
+    )
     return res.status[(group, kind, ns if kind != "GatewayClass" else "", name)]
 
 
@@ -90,9 +128,15 @@ def test_misspelled_jwt_audience_names_the_field_and_suggests_the_right_one():
     res = translate(world(jwt_policy(audience=["agents"])))
     a = accepted(status(res, "AgentgatewayPolicy", "p"))
     assert (a["status"], a["reason"]) == ("False", "Invalid")
-    assert a["message"] == "spec.traffic.jwtAuthentication.providers[0].audience: unknown field (did you mean 'audiences'?)"
+    assert (
+        a["message"]
+        == "spec.traffic.jwtAuthentication.providers[0].audience: unknown field (did you mean 'audiences'?)"
+    )
     assert status(res, "AgentgatewayPolicy", "p")["ancestors"][0]["conditions"][0]["status"] == "False"
-    assert "AgentgatewayPolicy ns/p: Accepted=Invalid: spec.traffic.jwtAuthentication.providers[0].audience: unknown field (did you mean 'audiences'?)" in res.errors
+    assert (
+        "AgentgatewayPolicy ns/p: Accepted=Invalid: spec.traffic.jwtAuthentication.providers[0].audience: unknown field (did you mean 'audiences'?)"
+        in res.errors
+    )
     # not applied, and the route it was to protect is closed rather than open
     assert routes_of(res) == [{"name": "r", "namespace": NS, "policies": {"directResponse": CLOSED_RESPONSE}}]
     assert "jwtAuth" not in config_text(res)
@@ -103,27 +147,43 @@ def test_misspelled_jwt_audience_names_the_field_and_suggests_the_right_one():
 
 
 def test_misspelled_agentcore_qualifier_refuses_the_backend():
-    res = translate([gateway_class(), gateway(), route(), backend(aws={"agentCore": {"agentRuntimeArn": ARN, "qualifer": "prod"}})])
+    res = translate(
+        [gateway_class(), gateway(), route(), backend(aws={"agentCore": {"agentRuntimeArn": ARN, "qualifer": "prod"}})]
+    )
     a = accepted(status(res, "AgentgatewayBackend", "b"))
-    assert (a["status"], a["reason"], a["message"]) == ("False", "Invalid", "spec.aws.agentCore.qualifer: unknown field (did you mean 'qualifier'?)")
+    assert (a["status"], a["reason"], a["message"]) == (
+        "False",
+        "Invalid",
+        "spec.aws.agentCore.qualifer: unknown field (did you mean 'qualifier'?)",
+    )
     r = routes_of(res)[0]
     assert "backends" not in r and r["policies"]["directResponse"]["status"] == 500
     rr = next(c for c in status(res, "HTTPRoute", "r")["parents"][0]["conditions"] if c["type"] == "ResolvedRefs")
     assert rr["status"] == "False" and "qualifer: unknown field" in rr["message"]
-    res = translate([gateway_class(), gateway(), route(), backend(aws={"agentCore": {"agentRuntimeArn": ARN, "qualifier": "prod"}})])
+    res = translate(
+        [gateway_class(), gateway(), route(), backend(aws={"agentCore": {"agentRuntimeArn": ARN, "qualifier": "prod"}})]
+    )
     assert routes_of(res)[0]["backends"][0]["aws"]["agentCore"] == {"agentRuntimeArn": ARN, "qualifier": "prod"}
 
 
 def test_httproute_extras_refuse_the_route():
     cases = {
-        "spec.rules[0].matches[0].header: unknown field (did you mean 'headers'?)": {"matches": [{"path": {"type": "PathPrefix", "value": "/a"}, "header": []}]},
-        "spec.rules[0].sessionPersistence: not supported by agentgw (session persistence is not supported)": {"sessionPersistence": {"sessionName": "s"}},
+        "spec.rules[0].matches[0].header: unknown field (did you mean 'headers'?)": {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/a"}, "header": []}]
+        },
+        "spec.rules[0].sessionPersistence: not supported by agentgw (session persistence is not supported)": {
+            "sessionPersistence": {"sessionName": "s"}
+        },
         "spec.rules[0].filters[0].type: unsupported value 'RequestMirror': not supported by agentgw": {
-            "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "m", "port": 80}}}]},
+            "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "m", "port": 80}}}]
+        },
         "spec.rules[0].timeouts.request: must match the pattern": {"timeouts": {"request": "10 seconds"}},
         "spec.rules[0].filters: RequestHeaderModifier filter cannot be repeated": {
-            "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "a", "value": "1"}]}},
-                        {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "b", "value": "2"}]}}]},
+            "filters": [
+                {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "a", "value": "1"}]}},
+                {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "b", "value": "2"}]}},
+            ]
+        },
     }
     for want, rule in cases.items():
         res = translate([gateway_class(), gateway(), route(**rule), backend()])
@@ -140,7 +200,10 @@ def test_httproute_extras_refuse_the_route():
     r["spce"] = {}
     res = translate([gateway_class(), gateway(), r, backend()])
     msg = accepted(status(res, "HTTPRoute", "r")["parents"][0])["message"]
-    assert "spce: unknown field (did you mean 'spec'?)" in msg and "spec.parentRefs[0].sectionNmae: unknown field (did you mean 'sectionName'?)" in msg
+    assert (
+        "spce: unknown field (did you mean 'spec'?)" in msg
+        and "spec.parentRefs[0].sectionNmae: unknown field (did you mean 'sectionName'?)" in msg
+    )
 
 
 def test_gateway_extras_refuse_the_gateway_and_its_routes_say_so():
@@ -155,9 +218,21 @@ def test_gateway_extras_refuse_the_gateway_and_its_routes_say_so():
     parent = accepted(status(res, "HTTPRoute", "r")["parents"][0])
     assert (parent["status"], parent["reason"]) == ("False", "NoMatchingParent")
     # two certificates on a listener: agentgw would serve one, so it is refused
-    g = gateway(listeners=[{"name": "https", "port": 8443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "a"}, {"name": "b"}]}}])
+    g = gateway(
+        listeners=[
+            {
+                "name": "https",
+                "port": 8443,
+                "protocol": "HTTPS",
+                "tls": {"certificateRefs": [{"name": "a"}, {"name": "b"}]},
+            }
+        ]
+    )
     a = accepted(status(translate([gateway_class(), g]), "Gateway", "gw"))
-    assert "spec.listeners[0].tls.certificateRefs: must have at most 1 item (agentgw serves one certificate per listener)" in a["message"]
+    assert (
+        "spec.listeners[0].tls.certificateRefs: must have at most 1 item (agentgw serves one certificate per listener)"
+        in a["message"]
+    )
 
 
 def test_gateway_api_fields_outside_the_subset_agentgw_implements_are_refused():
@@ -204,9 +279,13 @@ def _put(obj, path, value):
 def test_every_unimplemented_gateway_api_field_is_refused_by_agentgw_and_kept_by_the_api_server():
     from agentgw.kube import gatewayapi_schema as gwapi
 
-    https = gateway(listeners=[{"name": "https", "port": 8443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "c"}]}}])
+    https = gateway(
+        listeners=[{"name": "https", "port": 8443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "c"}]}}]
+    )
     redirect = route(filters=[{"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": ["x"]}}])
-    redirect["spec"]["rules"][0]["backendRefs"][0]["filters"] = [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": ["x"]}}]
+    redirect["spec"]["rules"][0]["backendRefs"][0]["filters"] = [
+        {"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": ["x"]}}
+    ]
     base = {"Gateway": https, "HTTPRoute": redirect}
     found = []
     for kind, d in gwapi.SCHEMAS.items():
@@ -218,39 +297,76 @@ def test_every_unimplemented_gateway_api_field_is_refused_by_agentgw_and_kept_by
                 type_of = {f: t for t, f in gwapi.FILTER_FIELDS.items()}
                 o = _put(base[kind], filters, [{"type": type_of[field], field: {"x": 1}}])
             found.append(f"{kind}.{path}")
-            field_path = path.replace("rules[]", "rules[0]").replace("listeners[]", "listeners[0]").replace("backendRefs[]", "backendRefs[0]").replace("filters[]", "filters[0]")
+            field_path = (
+                path.replace("rules[]", "rules[0]")
+                .replace("listeners[]", "listeners[0]")
+                .replace("backendRefs[]", "backendRefs[0]")
+                .replace("filters[]", "filters[0]")
+            )
             assert f"{field_path}: not supported by agentgw ({why})" in schema.validate(o), (kind, path)
             assert schema.validate(o, server=True) == [], (kind, path)  # stored as it is ...
             assert schema.prune(o) == o, (kind, path)  # ... also without strict field validation
-    assert len(found) >= 15 and "HTTPRoute.spec.rules[].sessionPersistence" in found and "Gateway.spec.addresses" in found
+    assert (
+        len(found) >= 15 and "HTTPRoute.spec.rules[].sessionPersistence" in found and "Gateway.spec.addresses" in found
+    )
 
 
 GATEWAY_API_RULES = {
-    "spec.rules[0]: a rule with a RequestRedirect filter cannot have backendRefs (the redirect is its answer)":
-        {"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}}]},
-    "spec.rules[0]: replacePrefixMatch needs exactly one match, with a PathPrefix path (the prefix it replaces)":
-        {"matches": [{"path": {"type": "Exact", "value": "/a"}}], "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/b"}}}]},
-    "spec.rules[0].filters[0].urlRewrite.path: replacePrefixMatch is set when type is ReplacePrefixMatch, and only then":
-        {"filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": "/", "replacePrefixMatch": "/b"}}}]},
-    "spec.rules[0].filters[0]: requestHeaderModifier is set when type is RequestHeaderModifier, and only then":
-        {"filters": [{"type": "RequestHeaderModifier"}]},
-    "spec.rules[0].filters: RequestRedirect and URLRewrite filters cannot be used together":
-        {"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}}, {"type": "URLRewrite", "urlRewrite": {"hostname": "a.example.com"}}]},
-    "spec.rules[0].matches[0].path: an Exact or PathPrefix path must start with '/'": {"matches": [{"path": {"type": "Exact", "value": "a"}}]},
-    "spec.rules[0].matches[0].path: an Exact or PathPrefix path must be normalized": {"matches": [{"path": {"value": "/a/../b"}}]},
-    "spec.rules[0].matches[0].path: an Exact or PathPrefix path may hold only URI path characters": {"matches": [{"path": {"value": "/a b"}}]},
-    "spec.rules[0].timeouts: backendRequest cannot be longer than request": {"timeouts": {"request": "1m", "backendRequest": "1h"}},
-    "spec.rules[0].filters[0].cors.allowOrigins: '*' (any origin) cannot be listed with other values":
-        {"filters": [{"type": "CORS", "cors": {"allowOrigins": ["*", "https://a.example.com"]}}]},
-    "spec.rules[0].filters[0].requestHeaderModifier.set[0].value: must match the pattern":
-        {"filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-a", "value": "trailing "}]}}]},
+    "spec.rules[0]: a rule with a RequestRedirect filter cannot have backendRefs (the redirect is its answer)": {
+        "filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}}]
+    },
+    "spec.rules[0]: replacePrefixMatch needs exactly one match, with a PathPrefix path (the prefix it replaces)": {
+        "matches": [{"path": {"type": "Exact", "value": "/a"}}],
+        "filters": [
+            {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/b"}}}
+        ],
+    },
+    "spec.rules[0].filters[0].urlRewrite.path: replacePrefixMatch is set when type is ReplacePrefixMatch, and only then": {
+        "filters": [
+            {
+                "type": "URLRewrite",
+                "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": "/", "replacePrefixMatch": "/b"}},
+            }
+        ]
+    },
+    "spec.rules[0].filters[0]: requestHeaderModifier is set when type is RequestHeaderModifier, and only then": {
+        "filters": [{"type": "RequestHeaderModifier"}]
+    },
+    "spec.rules[0].filters: RequestRedirect and URLRewrite filters cannot be used together": {
+        "filters": [
+            {"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}},
+            {"type": "URLRewrite", "urlRewrite": {"hostname": "a.example.com"}},
+        ]
+    },
+    "spec.rules[0].matches[0].path: an Exact or PathPrefix path must start with '/'": {
+        "matches": [{"path": {"type": "Exact", "value": "a"}}]
+    },
+    "spec.rules[0].matches[0].path: an Exact or PathPrefix path must be normalized": {
+        "matches": [{"path": {"value": "/a/../b"}}]
+    },
+    "spec.rules[0].matches[0].path: an Exact or PathPrefix path may hold only URI path characters": {
+        "matches": [{"path": {"value": "/a b"}}]
+    },
+    "spec.rules[0].timeouts: backendRequest cannot be longer than request": {
+        "timeouts": {"request": "1m", "backendRequest": "1h"}
+    },
+    "spec.rules[0].filters[0].cors.allowOrigins: '*' (any origin) cannot be listed with other values": {
+        "filters": [{"type": "CORS", "cors": {"allowOrigins": ["*", "https://a.example.com"]}}]
+    },
+    "spec.rules[0].filters[0].requestHeaderModifier.set[0].value: must match the pattern": {
+        "filters": [
+            {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-a", "value": "trailing "}]}}
+        ]
+    },
 }
 
 
 @pytest.mark.parametrize("want", list(GATEWAY_API_RULES))
 def test_gateway_api_rules(want):
     r = route(**GATEWAY_API_RULES[want])
-    if "RequestRedirect filter cannot" not in want and any(f.get("type") == "RequestRedirect" for f in r["spec"]["rules"][0].get("filters", [])):
+    if "RequestRedirect filter cannot" not in want and any(
+        f.get("type") == "RequestRedirect" for f in r["spec"]["rules"][0].get("filters", [])
+    ):
         del r["spec"]["rules"][0]["backendRefs"]
     problems = schema.validate(r)
     assert any(p.startswith(want) for p in problems), problems
@@ -259,29 +375,103 @@ def test_gateway_api_rules(want):
 
 def test_gateway_api_rules_accept_what_agentgw_implements():
     ok = [
-        route(matches=[{"path": {"type": "PathPrefix", "value": "/a"}, "headers": [{"name": "x-a", "value": "1"}], "queryParams": [{"name": "q", "type": "RegularExpression", "value": "^a"}], "method": "POST"}],
-              filters=[{"type": "URLRewrite", "urlRewrite": {"hostname": "a.example.com", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/b"}}},
-                       {"type": "CORS", "cors": {"allowOrigins": ["https://*.example.com", "http://localhost:3000"], "allowMethods": ["GET"], "maxAge": 60}}],
-              timeouts={"request": "1h30m", "backendRequest": "90m"}, retry={"attempts": 2, "backoff": "100ms", "codes": [502, 503]}),
-        route(matches=[{"path": {"type": "RegularExpression", "value": "/a/.*[0-9]+"}}], timeouts={"request": "0s", "backendRequest": "10s"}),
-        {**route(), "spec": {"parentRefs": [{"name": "gw", "sectionName": "a"}, {"name": "gw", "sectionName": "b"}, {"name": "gw", "namespace": "other"}],
-                             "rules": [{"name": "a", "filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}, {"name": "b"}, {}]}},
-        gateway(listeners=[{"name": "https", "hostname": "*.example.com", "port": 8443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "c", "namespace": "certs"}]},
-                            "allowedRoutes": {"namespaces": {"from": "Selector", "selector": {"matchExpressions": [{"key": "team", "operator": "In", "values": ["a"]}]}},
-                                              "kinds": [{"kind": "HTTPRoute"}]}},
-                           {"name": "tcp", "port": 5432, "protocol": "TCP"}],  # refused by the listener's status, not the schema
-                infrastructure={"labels": {"app.kubernetes.io/part-of": "agents"}, "annotations": {"example.com/note": "any text"},
-                                "parametersRef": {"group": AGW, "kind": "AgentgatewayParameters", "name": "p"}}),
+        route(
+            matches=[
+                {
+                    "path": {"type": "PathPrefix", "value": "/a"},
+                    "headers": [{"name": "x-a", "value": "1"}],
+                    "queryParams": [{"name": "q", "type": "RegularExpression", "value": "^a"}],
+                    "method": "POST",
+                }
+            ],
+            filters=[
+                {
+                    "type": "URLRewrite",
+                    "urlRewrite": {
+                        "hostname": "a.example.com",
+                        "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/b"},
+                    },
+                },
+                {
+                    "type": "CORS",
+                    "cors": {
+                        "allowOrigins": ["https://*.example.com", "http://localhost:3000"],
+                        "allowMethods": ["GET"],
+                        "maxAge": 60,
+                    },
+                },
+            ],
+            timeouts={"request": "1h30m", "backendRequest": "90m"},
+            retry={"attempts": 2, "backoff": "100ms", "codes": [502, 503]},
+        ),
+        route(
+            matches=[{"path": {"type": "RegularExpression", "value": "/a/.*[0-9]+"}}],
+            timeouts={"request": "0s", "backendRequest": "10s"},
+        ),
+        {
+            **route(),
+            "spec": {
+                "parentRefs": [
+                    {"name": "gw", "sectionName": "a"},
+                    {"name": "gw", "sectionName": "b"},
+                    {"name": "gw", "namespace": "other"},
+                ],
+                "rules": [
+                    {
+                        "name": "a",
+                        "filters": [
+                            {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}
+                        ],
+                    },
+                    {"name": "b"},
+                    {},
+                ],
+            },
+        },
+        gateway(
+            listeners=[
+                {
+                    "name": "https",
+                    "hostname": "*.example.com",
+                    "port": 8443,
+                    "protocol": "HTTPS",
+                    "tls": {"certificateRefs": [{"name": "c", "namespace": "certs"}]},
+                    "allowedRoutes": {
+                        "namespaces": {
+                            "from": "Selector",
+                            "selector": {"matchExpressions": [{"key": "team", "operator": "In", "values": ["a"]}]},
+                        },
+                        "kinds": [{"kind": "HTTPRoute"}],
+                    },
+                },
+                {"name": "tcp", "port": 5432, "protocol": "TCP"},
+            ],  # refused by the listener's status, not the schema
+            infrastructure={
+                "labels": {"app.kubernetes.io/part-of": "agents"},
+                "annotations": {"example.com/note": "any text"},
+                "parametersRef": {"group": AGW, "kind": "AgentgatewayParameters", "name": "p"},
+            },
+        ),
     ]
     for o in ok:
         assert schema.validate(o) == [], o
     refused = {
-        "spec.listeners[0]: tls is not allowed for HTTP, TCP and UDP listeners": [{"name": "http", "port": 80, "protocol": "HTTP", "tls": {"certificateRefs": [{"name": "c"}]}}],
-        "spec.listeners[0]: an HTTPS listener terminates TLS: tls.mode must be Terminate": [{"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"mode": "Passthrough"}}],
-        "spec.listeners[0].tls: certificateRefs is required when mode is Terminate": [{"name": "https", "port": 443, "protocol": "HTTPS", "tls": {}}],
+        "spec.listeners[0]: tls is not allowed for HTTP, TCP and UDP listeners": [
+            {"name": "http", "port": 80, "protocol": "HTTP", "tls": {"certificateRefs": [{"name": "c"}]}}
+        ],
+        "spec.listeners[0]: an HTTPS listener terminates TLS: tls.mode must be Terminate": [
+            {"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"mode": "Passthrough"}}
+        ],
+        "spec.listeners[0].tls: certificateRefs is required when mode is Terminate": [
+            {"name": "https", "port": 443, "protocol": "HTTPS", "tls": {}}
+        ],
         "spec.listeners[0].allowedRoutes.namespaces: selector is set when from is Selector, and only then": [
-            {"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "Selector"}}}],
-        "spec.listeners[1]: duplicate entry with name of spec.listeners[0]": [{"name": "a", "port": 80, "protocol": "HTTP"}, {"name": "a", "port": 81, "protocol": "HTTP"}],
+            {"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "Selector"}}}
+        ],
+        "spec.listeners[1]: duplicate entry with name of spec.listeners[0]": [
+            {"name": "a", "port": 80, "protocol": "HTTP"},
+            {"name": "a", "port": 81, "protocol": "HTTP"},
+        ],
     }
     for want, listeners in refused.items():
         assert want in schema.validate(gateway(listeners=listeners)), want
@@ -289,17 +479,30 @@ def test_gateway_api_rules_accept_what_agentgw_implements():
     problems = schema.validate(two)
     assert "spec.parentRefs: parentRefs naming the same parent must each set sectionName or port" in problems
     assert "spec.rules: rule names must be unique within the route" in problems
-    assert schema.validate({**route(), "spec": {"rules": [{"backendRefs": [{"name": "svc"}]}]}}) == ["spec.rules[0].backendRefs[0]: port is required for a Service"]
+    assert schema.validate({**route(), "spec": {"rules": [{"backendRefs": [{"name": "svc"}]}]}}) == [
+        "spec.rules[0].backendRefs[0]: port is required for a Service"
+    ]
 
 
 def test_gatewayclass_and_parameters_are_validated():
     gc = gateway_class()
     gc["spec"]["parametersRef"] = {"group": AGW, "kind": "AgentgatewayParameters", "name": "params", "namespace": NS}
-    params = {"apiVersion": f"{AGW}/v1alpha1", "kind": "AgentgatewayParameters", "metadata": {"name": "params", "namespace": NS},
-              "spec": {"env": [{"name": "X", "valeu": "1"}], "replicas": 2, "horizontalPodAutoscaler": {"spec": {"maxReplicas": 3}}}}
+    params = {
+        "apiVersion": f"{AGW}/v1alpha1",
+        "kind": "AgentgatewayParameters",
+        "metadata": {"name": "params", "namespace": NS},
+        "spec": {
+            "env": [{"name": "X", "valeu": "1"}],
+            "replicas": 2,
+            "horizontalPodAutoscaler": {"spec": {"maxReplicas": 3}},
+        },
+    }
     res = translate([gc, gateway(), route(), backend(), params])
     a = accepted(status(res, "GatewayClass", "agentgw"))
-    assert (a["status"], a["reason"]) == ("False", "InvalidParameters") and "spec.env[0].valeu: unknown field (did you mean 'value'?)" in a["message"]
+    assert (a["status"], a["reason"]) == (
+        "False",
+        "InvalidParameters",
+    ) and "spec.env[0].valeu: unknown field (did you mean 'value'?)" in a["message"]
     a = accepted(status(res, "Gateway", "gw"))
     assert (a["status"], a["reason"]) == ("False", "InvalidParameters")
     assert "replicas and horizontalPodAutoscaler are exclusive" in a["message"]
@@ -309,34 +512,86 @@ def test_gatewayclass_and_parameters_are_validated():
     gc = gateway_class()
     gc["spec"]["parameterRef"] = {"group": AGW, "kind": "AgentgatewayParameters", "name": "params"}
     res = translate([gc, gateway(), route(), backend()])
-    assert accepted(status(res, "GatewayClass", "agentgw"))["message"] == "spec.parameterRef: unknown field (did you mean 'parametersRef'?)"
+    assert (
+        accepted(status(res, "GatewayClass", "agentgw"))["message"]
+        == "spec.parameterRef: unknown field (did you mean 'parametersRef'?)"
+    )
     assert accepted(status(res, "Gateway", "gw"))["message"].startswith("GatewayClass agentgw is not accepted")
     assert (NS, "gw") not in res.gateways
 
 
 def test_nested_arrays_and_free_form_parts_are_checked_to_the_leaf():
-    mcp = backend(mcp={"targets": [{"name": "a", "static": {"host": "a", "port": 80}}, {"name": "b", "static": {"host": "b", "port": 80, "protocl": "SSE"}}]})
+    mcp = backend(
+        mcp={
+            "targets": [
+                {"name": "a", "static": {"host": "a", "port": 80}},
+                {"name": "b", "static": {"host": "b", "port": 80, "protocl": "SSE"}},
+            ]
+        }
+    )
     ai = backend(name="ai", ai={"groups": [{"providers": [{"openai": {"model": "m"}}, {"anthropic": {"modle": "m"}}]}]})
-    hm = policy(name="hm", traffic={"headerModifiers": {"request": {"set": [{"name": "x", "value": "1"}], "remvoe": ["y"]}}})
-    rl = {"apiVersion": "ratelimit.solo.io/v1alpha1", "kind": "RateLimitConfig", "metadata": {"name": "rl", "namespace": NS},
-          "spec": {"raw": {"descriptors": [{"key": "generic_key", "value": "c", "rateLimit": {"requestsPerUnit": 5, "unit": "MINUTE"}}],
-                           "rateLimits": [{"actions": [{"genericKey": {"descriptorValue": "c"}}], "limit": {"dynamicMetadata": {}}}]}}}
-    ent = {"apiVersion": "enterpriseagentgateway.solo.io/v1alpha1", "kind": "EnterpriseAgentgatewayPolicy", "metadata": {"name": "ent", "namespace": NS},
-           "spec": {"targetRefs": [{"group": GW, "kind": "HTTPRoute", "name": "r2"}], "traffic": {"entRateLimit": {"global": {"rateLimitConfigRefs": [{"name": "rl"}]}}}}}
+    hm = policy(
+        name="hm", traffic={"headerModifiers": {"request": {"set": [{"name": "x", "value": "1"}], "remvoe": ["y"]}}}
+    )
+    rl = {
+        "apiVersion": "ratelimit.solo.io/v1alpha1",
+        "kind": "RateLimitConfig",
+        "metadata": {"name": "rl", "namespace": NS},
+        "spec": {
+            "raw": {
+                "descriptors": [
+                    {"key": "generic_key", "value": "c", "rateLimit": {"requestsPerUnit": 5, "unit": "MINUTE"}}
+                ],
+                "rateLimits": [
+                    {"actions": [{"genericKey": {"descriptorValue": "c"}}], "limit": {"dynamicMetadata": {}}}
+                ],
+            }
+        },
+    }
+    ent = {
+        "apiVersion": "enterpriseagentgateway.solo.io/v1alpha1",
+        "kind": "EnterpriseAgentgatewayPolicy",
+        "metadata": {"name": "ent", "namespace": NS},
+        "spec": {
+            "targetRefs": [{"group": GW, "kind": "HTTPRoute", "name": "r2"}],
+            "traffic": {"entRateLimit": {"global": {"rateLimitConfigRefs": [{"name": "rl"}]}}},
+        },
+    }
     res = translate([gateway_class(), gateway(), route(), mcp, ai, route("r2", "ai"), hm, rl, ent])
-    assert accepted(status(res, "AgentgatewayBackend", "b"))["message"] == "spec.mcp.targets[1].static.protocl: unknown field (did you mean 'protocol'?)"
-    assert accepted(status(res, "AgentgatewayBackend", "ai"))["message"] == "spec.ai.groups[0].providers[1].anthropic.modle: unknown field (did you mean 'model'?)"
-    assert accepted(status(res, "AgentgatewayPolicy", "hm"))["message"] == "spec.traffic.headerModifiers.request.remvoe: unknown field (did you mean 'remove'?)"
+    assert (
+        accepted(status(res, "AgentgatewayBackend", "b"))["message"]
+        == "spec.mcp.targets[1].static.protocl: unknown field (did you mean 'protocol'?)"
+    )
+    assert (
+        accepted(status(res, "AgentgatewayBackend", "ai"))["message"]
+        == "spec.ai.groups[0].providers[1].anthropic.modle: unknown field (did you mean 'model'?)"
+    )
+    assert (
+        accepted(status(res, "AgentgatewayPolicy", "hm"))["message"]
+        == "spec.traffic.headerModifiers.request.remvoe: unknown field (did you mean 'remove'?)"
+    )
     # a RateLimitConfig has no status of its own here: the policy using it says what is wrong with it
     a = accepted(status(res, "EnterpriseAgentgatewayPolicy", "ent", group="enterpriseagentgateway.solo.io"))
-    assert a["status"] == "False" and "RateLimitConfig ns/rl is not valid: spec.raw.rateLimits[0].limit: unknown field" in a["message"]
+    assert (
+        a["status"] == "False"
+        and "RateLimitConfig ns/rl is not valid: spec.raw.rateLimits[0].limit: unknown field" in a["message"]
+    )
 
 
 def test_one_of_rules_refuse_what_would_be_silently_ignored():
-    both = policy(traffic={"jwtAuthentication": {"providers": [{"issuer": "i", "jwks": {"inline": JWKS, "remote": {"url": "https://idp/jwks"}}}]},
-                           "rateLimit": {"local": [{"requests": 5, "tokens": 100, "unit": "Minutes"}]}})
+    both = policy(
+        traffic={
+            "jwtAuthentication": {
+                "providers": [{"issuer": "i", "jwks": {"inline": JWKS, "remote": {"url": "https://idp/jwks"}}}]
+            },
+            "rateLimit": {"local": [{"requests": 5, "tokens": 100, "unit": "Minutes"}]},
+        }
+    )
     msg = accepted(status(translate(world(both)), "AgentgatewayPolicy", "p"))["message"]
-    assert "spec.traffic.jwtAuthentication.providers[0].jwks: exactly one of inline, remote, secretRef, configMapRef must be set" in msg
+    assert (
+        "spec.traffic.jwtAuthentication.providers[0].jwks: exactly one of inline, remote, secretRef, configMapRef must be set"
+        in msg
+    )
     assert "spec.traffic.rateLimit.local[0]: exactly one of requests, tokens must be set" in msg
 
 
@@ -345,38 +600,78 @@ def test_wrong_types_are_refused_before_translation():
     msg = accepted(status(translate(world(p)), "AgentgatewayPolicy", "p"))["message"]
     assert "spec.traffic.retry.attempts: must be an integer (got string)" in msg
     assert "spec.traffic.timeouts.request: must be a string (got integer)" in msg
-    p = policy(traffic={"jwtAuthentication": {"mode": "Stritc", "providers": [{"issuer": "i", "jwks": {"inline": JWKS}}]}})
+    p = policy(
+        traffic={"jwtAuthentication": {"mode": "Stritc", "providers": [{"issuer": "i", "jwks": {"inline": JWKS}}]}}
+    )
     msg = accepted(status(translate(world(p)), "AgentgatewayPolicy", "p"))["message"]
-    assert msg == "spec.traffic.jwtAuthentication.mode: unsupported value 'Stritc' (supported: 'Strict', 'Optional', 'Permissive')"
+    assert (
+        msg
+        == "spec.traffic.jwtAuthentication.mode: unsupported value 'Stritc' (supported: 'Strict', 'Optional', 'Permissive')"
+    )
 
 
 def test_a_policy_that_only_configures_observability_does_not_close_routes():
     p = policy(target={"group": GW, "kind": "Gateway", "name": "gw"}, frontend={"accessLog": {"fitler": "true"}})
     res = translate(world(p))
-    assert accepted(status(res, "AgentgatewayPolicy", "p"))["message"] == "spec.frontend.accessLog.fitler: unknown field (did you mean 'filter'?)"
+    assert (
+        accepted(status(res, "AgentgatewayPolicy", "p"))["message"]
+        == "spec.frontend.accessLog.fitler: unknown field (did you mean 'filter'?)"
+    )
     assert routes_of(res)[0]["backends"]
 
 
 def test_a_gateway_level_policy_that_is_refused_closes_every_route_of_the_gateway():
-    p = policy(target={"group": GW, "kind": "Gateway", "name": "gw"}, traffic={"apiKeyAuthentication": {"secretRef": {"name": "keys", "key": "k"}}})
+    p = policy(
+        target={"group": GW, "kind": "Gateway", "name": "gw"},
+        traffic={"apiKeyAuthentication": {"secretRef": {"name": "keys", "key": "k"}}},
+    )
     res = translate(world(p, route("r2")))
-    assert "spec.traffic.apiKeyAuthentication.secretRef.key: unknown field" in accepted(status(res, "AgentgatewayPolicy", "p"))["message"]
+    assert (
+        "spec.traffic.apiKeyAuthentication.secretRef.key: unknown field"
+        in accepted(status(res, "AgentgatewayPolicy", "p"))["message"]
+    )
     assert [r["policies"] for r in routes_of(res)] == [{"directResponse": CLOSED_RESPONSE}] * 2
 
 
 def test_invalid_reference_grant_grants_nothing():
-    objs = [gateway_class(), gateway(), backend(),
-            {"apiVersion": f"{GW}/v1", "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": NS},
-             "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "svc", "namespace": "other", "port": 80}]}]}},
-            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "namespace": "other"}, "spec": {"ports": [{"port": 80}]}}]
-    grant = {"apiVersion": f"{GW}/v1beta1", "kind": "ReferenceGrant", "metadata": {"name": "g", "namespace": "other"},
-             "spec": {"from": [{"group": GW, "kind": "HTTPRoute", "namespace": NS}], "to": [{"group": "", "kind": "Service"}]}}
+    objs = [
+        gateway_class(),
+        gateway(),
+        backend(),
+        {
+            "apiVersion": f"{GW}/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": NS},
+            "spec": {
+                "parentRefs": [{"name": "gw"}],
+                "rules": [{"backendRefs": [{"name": "svc", "namespace": "other", "port": 80}]}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "svc", "namespace": "other"},
+            "spec": {"ports": [{"port": 80}]},
+        },
+    ]
+    grant = {
+        "apiVersion": f"{GW}/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": {"name": "g", "namespace": "other"},
+        "spec": {
+            "from": [{"group": GW, "kind": "HTTPRoute", "namespace": NS}],
+            "to": [{"group": "", "kind": "Service"}],
+        },
+    }
     assert routes_of(translate(objs + [grant]))[0]["backends"]
     bad = copy.deepcopy(grant)
     bad["spec"]["to"][0]["nmae"] = "svc"
     res = translate(objs + [bad])
     assert "backends" not in routes_of(res)[0]
-    assert "ReferenceGrant other/g: not accepted (grants nothing): spec.to[0].nmae: unknown field (did you mean 'name'?)" in res.errors
+    assert (
+        "ReferenceGrant other/g: not accepted (grants nothing): spec.to[0].nmae: unknown field (did you mean 'name'?)"
+        in res.errors
+    )
 
 
 def test_fields_dropped_by_the_api_server_are_found_in_the_last_applied_configuration():
@@ -386,8 +681,10 @@ def test_fields_dropped_by_the_api_server_are_found_in_the_last_applied_configur
     res = translate(world(live))
     a = accepted(status(res, "AgentgatewayPolicy", "p"))
     assert a["status"] == "False"
-    assert a["message"] == ("spec.traffic.jwtAuthentication.providers[0].audience: unknown field (did you mean 'audiences'?) "
-                            "(in the last applied configuration; the API server dropped it)")
+    assert a["message"] == (
+        "spec.traffic.jwtAuthentication.providers[0].audience: unknown field (did you mean 'audiences'?) "
+        "(in the last applied configuration; the API server dropped it)"
+    )
 
 
 def test_every_seed_and_example_is_valid():
@@ -429,13 +726,20 @@ def test_schemas_behind_the_validation():
     for doc in list(crds.CORE.values()) + list(crds.COMPAT.values()):
         free_paths(doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"], doc["spec"]["names"]["kind"])
     assert sorted(p for p in free if ".status." not in p) == sorted(
-        ["AgentgatewayParameters.spec.rawConfig"] + [f"AgentgatewayParameters.spec.{o}.spec" for o in ("deployment", "service", "serviceAccount", "podDisruptionBudget", "horizontalPodAutoscaler")])
+        ["AgentgatewayParameters.spec.rawConfig"]
+        + [
+            f"AgentgatewayParameters.spec.{o}.spec"
+            for o in ("deployment", "service", "serviceAccount", "podDisruptionBudget", "horizontalPodAutoscaler")
+        ]
+    )
     # the API server's view (server mode) accepts Gateway API fields agentgw refuses
     r = route(sessionPersistence={"sessionName": "s"})
     assert schema.validate(r, server=True) == []
     assert schema.validate(r) != []
     # a served version is required
-    assert schema.validate({**backend(), "apiVersion": f"{AGW}/v1"}) == [f"apiVersion: {AGW}/v1 is not served for AgentgatewayBackend (served: {AGW}/v1alpha1)"]
+    assert schema.validate({**backend(), "apiVersion": f"{AGW}/v1"}) == [
+        f"apiVersion: {AGW}/v1 is not served for AgentgatewayBackend (served: {AGW}/v1alpha1)"
+    ]
 
 
 # -- the proxy's verdict ------------------------------------------------------------------------
@@ -448,7 +752,9 @@ def test_a_config_the_proxy_refuses_is_never_accepted():
     res = translate_checked(world(p))
     a = accepted(status(res, "AgentgatewayPolicy", "p"))
     assert (a["status"], a["reason"]) == ("False", "Invalid")
-    assert a["message"].startswith("the proxy refuses the config made from it: binds[0].listeners[0].routes[0].policies.authorization.allow[0]: invalid CEL expression")
+    assert a["message"].startswith(
+        "the proxy refuses the config made from it: binds[0].listeners[0].routes[0].policies.authorization.allow[0]: invalid CEL expression"
+    )
     assert routes_of(res) == [{"name": "r", "namespace": NS, "policies": {"directResponse": CLOSED_RESPONSE}}]
     assert accepted(status(res, "HTTPRoute", "r")["parents"][0])["status"] == "True"  # the route itself is fine
     assert proxy_errors(res.gateways[(NS, "gw")], {}) == []
@@ -460,11 +766,18 @@ def test_proxy_refusals_are_pinned_on_the_object_that_made_the_part():
     assert "backends[0].host: invalid host" in accepted(status(res, "AgentgatewayBackend", "b"))["message"]
     assert routes_of(res)[0]["policies"]["directResponse"]["status"] == 500
     # the parameters: their rawConfig
-    params = {"apiVersion": f"{AGW}/v1alpha1", "kind": "AgentgatewayParameters", "metadata": {"name": "params", "namespace": NS},
-              "spec": {"rawConfig": {"config": {"logLevl": "debug"}}}}
+    params = {
+        "apiVersion": f"{AGW}/v1alpha1",
+        "kind": "AgentgatewayParameters",
+        "metadata": {"name": "params", "namespace": NS},
+        "spec": {"rawConfig": {"config": {"logLevl": "debug"}}},
+    }
     g = gateway(infrastructure={"parametersRef": {"group": AGW, "kind": "AgentgatewayParameters", "name": "params"}})
     res = translate_checked([gateway_class(), g, route(), backend(), params])
-    assert accepted(status(res, "AgentgatewayParameters", "params"))["message"] == "the proxy refuses the config made from it: config.logLevl: unknown field"
+    assert (
+        accepted(status(res, "AgentgatewayParameters", "params"))["message"]
+        == "the proxy refuses the config made from it: config.logLevl: unknown field"
+    )
     assert accepted(status(res, "Gateway", "gw"))["reason"] == "InvalidParameters"
     assert (NS, "gw") not in res.gateways
     # a listener: a certificate the proxy cannot load; the other listeners are served
@@ -473,7 +786,9 @@ def test_proxy_refusals_are_pinned_on_the_object_that_made_the_part():
     gw = res.status[(GW, "Gateway", "infra", "shared-gateway")]
     https = next(l for l in gw["listeners"] if l["name"] == "https")
     rr = next(c for c in https["conditions"] if c["type"] == "ResolvedRefs")
-    assert (rr["status"], rr["reason"]) == ("False", "InvalidCertificateRef") and "cannot load TLS certificate" in rr["message"]
+    assert (rr["status"], rr["reason"]) == ("False", "InvalidCertificateRef") and "cannot load TLS certificate" in rr[
+        "message"
+    ]
     assert accepted(gw)["status"] == "True"
     assert [b["port"] for b in res.gateways[("infra", "shared-gateway")].config["binds"]] == [80]
 
@@ -528,7 +843,10 @@ def test_stand_in_api_server_enforces_the_schemas():
             # strict field validation (what the controller and kubectl apply send): refused
             with pytest.raises(ApiError) as ei:
                 await client.create(POLICIES, jwt_policy(audience=["x"]))
-            assert ei.value.status == 400 and 'unknown field "spec.traffic.jwtAuthentication.providers[0].audience"' in ei.value.message
+            assert (
+                ei.value.status == 400
+                and 'unknown field "spec.traffic.jwtAuthentication.providers[0].audience"' in ei.value.message
+            )
             # other problems are 422 whatever the field validation
             bad = jwt_policy()
             bad["spec"]["traffic"]["jwtAuthentication"]["mode"] = "Sometimes"
@@ -536,7 +854,9 @@ def test_stand_in_api_server_enforces_the_schemas():
                 await client.create(POLICIES, bad)
             assert ei.value.status == 422 and "unsupported value 'Sometimes'" in ei.value.message
             # without strict validation the API server drops the field and warns
-            async with client.session.post(client.base_url + POLICIES.path(NS), json=jwt_policy(audience=["x"])) as resp:
+            async with client.session.post(
+                client.base_url + POLICIES.path(NS), json=jwt_policy(audience=["x"])
+            ) as resp:
                 assert resp.status == 201
                 assert "audience" in resp.headers.get("Warning", "")
             stored = api.get("AgentgatewayPolicy", NS, "p")
@@ -547,9 +867,14 @@ def test_stand_in_api_server_enforces_the_schemas():
             assert ei.value.status == 400
             # Gateway API kinds: a cluster with the API's own CRDs stores the fields agentgw does not
             # implement (the translator refuses them); an unknown field is refused as for our CRDs
-            await client.create(Resource(GW, "v1", "httproutes", "HTTPRoute"), route(sessionPersistence={"sessionName": "s"}))
+            await client.create(
+                Resource(GW, "v1", "httproutes", "HTTPRoute"), route(sessionPersistence={"sessionName": "s"})
+            )
             with pytest.raises(ApiError):
-                await client.create(Resource(GW, "v1", "httproutes", "HTTPRoute"), {**route("r2"), "spec": {**route()["spec"], "hostnaems": ["a"]}})
+                await client.create(
+                    Resource(GW, "v1", "httproutes", "HTTPRoute"),
+                    {**route("r2"), "spec": {**route()["spec"], "hostnaems": ["a"]}},
+                )
         finally:
             await client.close()
             await api.stop()
@@ -566,15 +891,24 @@ def test_controller_refuses_what_it_cannot_enforce_and_accepts_the_fix():
         # as a cluster whose CRD is wider than ours would store it
         await api.put_object(AGW, jwt_policy(audience=["agents"]), validate=False)
         # what `kubectl apply --validate=false` leaves: the field dropped, the annotation keeping it
-        applied = policy(name="p2", target={"group": GW, "kind": "HTTPRoute", "name": "r2"},
-                         traffic={"rateLimit": {"local": [{"requests": 5, "unit": "Minutes", "brust": 10}]}})
+        applied = policy(
+            name="p2",
+            target={"group": GW, "kind": "HTTPRoute", "name": "r2"},
+            traffic={"rateLimit": {"local": [{"requests": 5, "unit": "Minutes", "brust": 10}]}},
+        )
         p2 = copy.deepcopy(applied)
         p2["metadata"]["annotations"] = {schema.LAST_APPLIED: json.dumps(applied)}
         await api.put_object(AGW, p2, field_validation="Warn")
         await api.put_object(GW, route("r2"))
         # a policy the proxy's compiler refuses
-        await api.put_object(AGW, policy(name="p3", target={"group": GW, "kind": "HTTPRoute", "name": "r3"},
-                                         traffic={"authorization": {"policy": {"matchExpressions": ["jwt.sub =="]}}}))
+        await api.put_object(
+            AGW,
+            policy(
+                name="p3",
+                target={"group": GW, "kind": "HTTPRoute", "name": "r3"},
+                traffic={"authorization": {"policy": {"matchExpressions": ["jwt.sub =="]}}},
+            ),
+        )
         await api.put_object(GW, route("r3"))
         client = KubeClient(url)
         ctl = Controller(client, image="registry.example/agentgw:test", debounce=0.05)
@@ -591,10 +925,21 @@ def test_controller_refuses_what_it_cannot_enforce_and_accepts_the_fix():
             st = await _eventually(lambda: api.get("AgentgatewayPolicy", NS, "p").get("status"), what="policy status")
             a = accepted(st)
             assert (a["status"], a["reason"]) == ("False", "Invalid")
-            assert a["message"] == "spec.traffic.jwtAuthentication.providers[0].audience: unknown field (did you mean 'audiences'?)"
-            a2 = accepted(await _eventually(lambda: api.get("AgentgatewayPolicy", NS, "p2").get("status"), what="p2 status"))
-            assert a2["status"] == "False" and "spec.traffic.rateLimit.local[0].brust: unknown field (did you mean 'burst'?) (in the last applied configuration" in a2["message"]
-            a3 = accepted(await _eventually(lambda: api.get("AgentgatewayPolicy", NS, "p3").get("status"), what="p3 status"))
+            assert (
+                a["message"]
+                == "spec.traffic.jwtAuthentication.providers[0].audience: unknown field (did you mean 'audiences'?)"
+            )
+            a2 = accepted(
+                await _eventually(lambda: api.get("AgentgatewayPolicy", NS, "p2").get("status"), what="p2 status")
+            )
+            assert (
+                a2["status"] == "False"
+                and "spec.traffic.rateLimit.local[0].brust: unknown field (did you mean 'burst'?) (in the last applied configuration"
+                in a2["message"]
+            )
+            a3 = accepted(
+                await _eventually(lambda: api.get("AgentgatewayPolicy", NS, "p3").get("status"), what="p3 status")
+            )
             assert a3["status"] == "False" and a3["message"].startswith("the proxy refuses the config made from it: ")
             for name in ("r", "r2", "r3"):
                 assert route_cfg(name)["policies"] == {"directResponse": CLOSED_RESPONSE}, name
@@ -602,9 +947,37 @@ def test_controller_refuses_what_it_cannot_enforce_and_accepts_the_fix():
             assert accepted(gw)["status"] == "True"
 
             # the fix: accepted, and the audience is in the proxy's config
-            await client.merge_patch(POLICIES, NS, "p", {"spec": {"traffic": {"jwtAuthentication": {"providers": [{"issuer": "https://idp.example.com", "audiences": ["agents"], "jwks": {"inline": JWKS}}]}}}})
-            await _eventually(lambda: accepted(api.get("AgentgatewayPolicy", NS, "p")["status"])["status"] == "True", what="fixed policy accepted")
-            await _eventually(lambda: route_cfg("r")["policies"].get("jwtAuth", {}).get("providers", [{}])[0].get("audiences") == ["agents"], what="audience in config")
+            await client.merge_patch(
+                POLICIES,
+                NS,
+                "p",
+                {
+                    "spec": {
+                        "traffic": {
+                            "jwtAuthentication": {
+                                "providers": [
+                                    {
+                                        "issuer": "https://idp.example.com",
+                                        "audiences": ["agents"],
+                                        "jwks": {"inline": JWKS},
+                                    }
+                                ]
+                            }
+                        }
+                    }
+                },
+            )
+            await _eventually(
+                lambda: accepted(api.get("AgentgatewayPolicy", NS, "p")["status"])["status"] == "True",
+                what="fixed policy accepted",
+            )
+            await _eventually(
+                lambda: (
+                    route_cfg("r")["policies"].get("jwtAuth", {}).get("providers", [{}])[0].get("audiences")
+                    == ["agents"]
+                ),
+                what="audience in config",
+            )
             assert ctl.last_error is None
         finally:
             task.cancel()

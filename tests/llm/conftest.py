@@ -45,7 +45,9 @@ class Fakes:
 
     def assert_valid(self) -> None:
         bad = [e for e in self.log() if e["error"]]
-        assert not bad, f"requests failed provider-schema validation: {[(e['kind'], e['path'], e['error']) for e in bad]}"
+        assert not bad, (
+            f"requests failed provider-schema validation: {[(e['kind'], e['path'], e['error']) for e in bad]}"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -109,9 +109,28 @@ def behaviour(model: str):
 
 # -- OpenAI / Azure -----------------------------------------------------------------------
 OPENAI_CHAT_KEYS = {
-    "model", "messages", "stream", "stream_options", "tools", "tool_choice", "temperature", "top_p", "max_tokens",
-    "max_completion_tokens", "stop", "n", "user", "parallel_tool_calls", "response_format", "seed", "logprobs",
-    "presence_penalty", "frequency_penalty", "metadata", "store", "reasoning_effort",
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "n",
+    "user",
+    "parallel_tool_calls",
+    "response_format",
+    "seed",
+    "logprobs",
+    "presence_penalty",
+    "frequency_penalty",
+    "metadata",
+    "store",
+    "reasoning_effort",
 }
 
 
@@ -137,9 +156,15 @@ def validate_openai_chat(body: dict, azure: bool) -> Conv:
         if role == "assistant":
             need(c is None or isinstance(c, (str, list)), f"messages[{i}].content: string, array or null")
             for j, tc in enumerate(m.get("tool_calls") or []):
-                need(tc.get("type") == "function" and isinstance(tc.get("id"), str), f"messages[{i}].tool_calls[{j}]: id and type=function required")
+                need(
+                    tc.get("type") == "function" and isinstance(tc.get("id"), str),
+                    f"messages[{i}].tool_calls[{j}]: id and type=function required",
+                )
                 fn = tc.get("function") or {}
-                need(isinstance(fn.get("name"), str) and isinstance(fn.get("arguments"), str), f"messages[{i}].tool_calls[{j}].function: name and arguments (string) required")
+                need(
+                    isinstance(fn.get("name"), str) and isinstance(fn.get("arguments"), str),
+                    f"messages[{i}].tool_calls[{j}].function: name and arguments (string) required",
+                )
                 json.loads(fn["arguments"])
                 call_ids.add(tc["id"])
             conv.tool_result = None
@@ -154,7 +179,10 @@ def validate_openai_chat(body: dict, azure: bool) -> Conv:
                     need(isinstance(p.get("text"), str), f"messages[{i}].content[{j}].text: required")
                     text += p["text"]
                 else:
-                    need(isinstance((p.get("image_url") or {}).get("url"), str), f"messages[{i}].content[{j}].image_url.url: required")
+                    need(
+                        isinstance((p.get("image_url") or {}).get("url"), str),
+                        f"messages[{i}].content[{j}].image_url.url: required",
+                    )
                     conv.image = True
         if role in ("system", "developer"):
             conv.system = text
@@ -162,7 +190,10 @@ def validate_openai_chat(body: dict, azure: bool) -> Conv:
             conv.last_user = text
             conv.tool_result = None
     for j, t in enumerate(body.get("tools") or []):
-        need(t.get("type") == "function" and isinstance((t.get("function") or {}).get("name"), str), f"tools[{j}]: type=function and function.name required")
+        need(
+            t.get("type") == "function" and isinstance((t.get("function") or {}).get("name"), str),
+            f"tools[{j}]: type=function and function.name required",
+        )
         conv.tools.append(t["function"]["name"])
     if "stream" in body:
         need(isinstance(body["stream"], bool), "stream: boolean")
@@ -175,7 +206,13 @@ def openai_completion(model: str, conv: Conv) -> dict:
     text, call = conv.answer()
     msg = {"role": "assistant", "content": text, "refusal": None}
     if call:
-        msg["tool_calls"] = [{"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": json.dumps(call["args"])}}]
+        msg["tool_calls"] = [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": json.dumps(call["args"])},
+            }
+        ]
     return {
         "id": "chatcmpl-" + uuid.uuid4().hex[:20],
         "object": "chat.completion",
@@ -194,8 +231,14 @@ async def openai_stream(request, model: str, conv: Conv, include_usage: bool):
     created = int(time.time())
 
     async def ev(delta, finish=None, usage=None, choices=True):
-        obj = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_fake",
-               "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else []}
+        obj = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else [],
+        }
         if usage:
             obj["usage"] = usage
         elif include_usage:
@@ -209,12 +252,27 @@ async def openai_stream(request, model: str, conv: Conv, include_usage: bool):
             await ev({"content": p})
     if call:
         args = json.dumps(call["args"])
-        await ev({"tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": ""}}]})
+        await ev(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": call["name"], "arguments": ""},
+                    }
+                ]
+            }
+        )
         for k in range(0, len(args), 5):
-            await ev({"tool_calls": [{"index": 0, "function": {"arguments": args[k:k + 5]}}]})
+            await ev({"tool_calls": [{"index": 0, "function": {"arguments": args[k : k + 5]}}]})
     await ev({}, "tool_calls" if call else "stop")
     if include_usage:
-        await ev(None, usage={"prompt_tokens": IN_TOKENS, "completion_tokens": OUT_TOKENS, "total_tokens": IN_TOKENS + OUT_TOKENS}, choices=False)
+        await ev(
+            None,
+            usage={"prompt_tokens": IN_TOKENS, "completion_tokens": OUT_TOKENS, "total_tokens": IN_TOKENS + OUT_TOKENS},
+            choices=False,
+        )
     await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
     return resp
@@ -236,9 +294,14 @@ async def openai_chat(request: web.Request, body: dict, azure: bool = False):
         need(request.query.get("api-version"), "api-version query parameter: required")
         model = request.match_info["deployment"]
     else:
-        need(request.headers.get("authorization") == f"Bearer {OPENAI_KEY}", "authorization: missing or wrong Bearer key")
+        need(
+            request.headers.get("authorization") == f"Bearer {OPENAI_KEY}", "authorization: missing or wrong Bearer key"
+        )
         model = body.get("model", "")
-    need(request.headers.get("content-type", "").startswith("application/json"), "content-type: application/json required")
+    need(
+        request.headers.get("content-type", "").startswith("application/json"),
+        "content-type: application/json required",
+    )
     conv = validate_openai_chat(body, azure)
     bad = behaviour(model)
     if bad is not None:
@@ -275,7 +338,9 @@ async def openai_embeddings(request: web.Request, body: dict):
     if body.get("encoding_format") == "base64":
         for d in data:
             d["embedding"] = base64.b64encode(struct.pack("<3f", *d["embedding"])).decode()
-    return web.json_response({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 5, "total_tokens": 5}})
+    return web.json_response(
+        {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 5, "total_tokens": 5}}
+    )
 
 
 async def openai_responses(request: web.Request, body: dict):
@@ -284,26 +349,67 @@ async def openai_responses(request: web.Request, body: dict):
     need(isinstance(body.get("input"), (str, list)), "input: required")
     text = body["input"] if isinstance(body["input"], str) else "items"
     out = {
-        "id": "resp_" + uuid.uuid4().hex[:20], "object": "response", "created_at": int(time.time()), "status": "completed",
-        "model": body["model"], "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
-                                            "content": [{"type": "output_text", "text": f"native: {text}", "annotations": []}]}],
-        "usage": {"input_tokens": IN_TOKENS, "output_tokens": OUT_TOKENS, "total_tokens": IN_TOKENS + OUT_TOKENS,
-                  "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}},
-        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "error": None, "incomplete_details": None,
-        "instructions": None, "metadata": {}, "temperature": 1.0, "top_p": 1.0,
+        "id": "resp_" + uuid.uuid4().hex[:20],
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": body["model"],
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": f"native: {text}", "annotations": []}],
+            }
+        ],
+        "usage": {
+            "input_tokens": IN_TOKENS,
+            "output_tokens": OUT_TOKENS,
+            "total_tokens": IN_TOKENS + OUT_TOKENS,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "metadata": {},
+        "temperature": 1.0,
+        "top_p": 1.0,
     }
     return web.json_response(out)
 
 
 # -- Anthropic ----------------------------------------------------------------------------
-ANTHROPIC_KEYS = {"model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p", "top_k", "tools", "tool_choice", "metadata", "thinking", "service_tier"}
+ANTHROPIC_KEYS = {
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "metadata",
+    "thinking",
+    "service_tier",
+}
 
 
 def validate_anthropic(request, body: dict) -> Conv:
     need(request.headers.get("x-api-key") == ANTHROPIC_KEY, "x-api-key: missing or wrong")
     need("authorization" not in request.headers, "authorization: must not be sent with x-api-key")
     need(request.headers.get("anthropic-version"), "anthropic-version header: required")
-    need(request.headers.get("content-type", "").startswith("application/json"), "content-type: application/json required")
+    need(
+        request.headers.get("content-type", "").startswith("application/json"),
+        "content-type: application/json required",
+    )
     only_keys(body, ANTHROPIC_KEYS, "body")
     need(isinstance(body.get("model"), str) and body["model"], "model: required")
     need(isinstance(body.get("max_tokens"), int) and body["max_tokens"] > 0, "max_tokens: required positive integer")
@@ -340,12 +446,20 @@ def validate_anthropic(request, body: dict) -> Conv:
                 src = b.get("source") or {}
                 need(src.get("type") in ("base64", "url"), f"{w}.source.type: base64 or url")
                 if src["type"] == "base64":
-                    need(src.get("media_type") in ("image/png", "image/jpeg", "image/gif", "image/webp"), f"{w}.source.media_type: invalid")
+                    need(
+                        src.get("media_type") in ("image/png", "image/jpeg", "image/gif", "image/webp"),
+                        f"{w}.source.media_type: invalid",
+                    )
                     base64.b64decode(src.get("data", ""), validate=True)
                 conv.image = True
             elif t == "tool_use":
                 need(role == "assistant", f"{w}: tool_use only in assistant turns")
-                need(isinstance(b.get("id"), str) and isinstance(b.get("name"), str) and isinstance(b.get("input"), dict), f"{w}: id, name, input(object) required")
+                need(
+                    isinstance(b.get("id"), str)
+                    and isinstance(b.get("name"), str)
+                    and isinstance(b.get("input"), dict),
+                    f"{w}: id, name, input(object) required",
+                )
                 tool_ids.add(b["id"])
             elif t == "tool_result":
                 need(role == "user", f"{w}: tool_result only in user turns")
@@ -359,7 +473,10 @@ def validate_anthropic(request, body: dict) -> Conv:
             conv.last_user, conv.tool_result = text, None
     need(msgs[0]["role"] == "user", "messages[0].role: must be user")
     for j, t in enumerate(body.get("tools") or []):
-        need(isinstance(t.get("name"), str) and isinstance(t.get("input_schema"), dict), f"tools[{j}]: name and input_schema required")
+        need(
+            isinstance(t.get("name"), str) and isinstance(t.get("input_schema"), dict),
+            f"tools[{j}]: name and input_schema required",
+        )
         conv.tools.append(t["name"])
     tc = body.get("tool_choice")
     if tc is not None:
@@ -373,10 +490,24 @@ def anthropic_message(model: str, conv: Conv) -> dict:
     if text:
         content.append({"type": "text", "text": text})
     if call:
-        content.append({"type": "tool_use", "id": "toolu_" + call["id"][5:], "name": call["name"], "input": call["args"]})
-    return {"id": "msg_" + uuid.uuid4().hex[:20], "type": "message", "role": "assistant", "model": model, "content": content,
-            "stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": IN_TOKENS, "output_tokens": OUT_TOKENS, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+        content.append(
+            {"type": "tool_use", "id": "toolu_" + call["id"][5:], "name": call["name"], "input": call["args"]}
+        )
+    return {
+        "id": "msg_" + uuid.uuid4().hex[:20],
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": "tool_use" if call else "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": IN_TOKENS,
+            "output_tokens": OUT_TOKENS,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
 
 
 async def anthropic_stream(request, model: str, conv: Conv):
@@ -389,7 +520,17 @@ async def anthropic_stream(request, model: str, conv: Conv):
 
     text, call = conv.answer()
     msg = anthropic_message(model, conv)
-    await ev("message_start", {"message": {**msg, "content": [], "stop_reason": None, "usage": {"input_tokens": IN_TOKENS, "output_tokens": 1}}})
+    await ev(
+        "message_start",
+        {
+            "message": {
+                **msg,
+                "content": [],
+                "stop_reason": None,
+                "usage": {"input_tokens": IN_TOKENS, "output_tokens": 1},
+            }
+        },
+    )
     await ev("ping", {})
     idx = 0
     if text:
@@ -399,12 +540,32 @@ async def anthropic_stream(request, model: str, conv: Conv):
         await ev("content_block_stop", {"index": idx})
         idx += 1
     if call:
-        await ev("content_block_start", {"index": idx, "content_block": {"type": "tool_use", "id": "toolu_" + call["id"][5:], "name": call["name"], "input": {}}})
+        await ev(
+            "content_block_start",
+            {
+                "index": idx,
+                "content_block": {
+                    "type": "tool_use",
+                    "id": "toolu_" + call["id"][5:],
+                    "name": call["name"],
+                    "input": {},
+                },
+            },
+        )
         args = json.dumps(call["args"])
         for k in range(0, len(args), 5):
-            await ev("content_block_delta", {"index": idx, "delta": {"type": "input_json_delta", "partial_json": args[k:k + 5]}})
+            await ev(
+                "content_block_delta",
+                {"index": idx, "delta": {"type": "input_json_delta", "partial_json": args[k : k + 5]}},
+            )
         await ev("content_block_stop", {"index": idx})
-    await ev("message_delta", {"delta": {"stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None}, "usage": {"output_tokens": OUT_TOKENS}})
+    await ev(
+        "message_delta",
+        {
+            "delta": {"stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": OUT_TOKENS},
+        },
+    )
     await ev("message_stop", {})
     await resp.write_eof()
     return resp
@@ -428,9 +589,16 @@ def verify_sigv4(request: web.Request, raw: bytes):
 
     auth = request.headers.get("authorization", "")
     need(auth.startswith("AWS4-HMAC-SHA256 "), "authorization: SigV4 (AWS4-HMAC-SHA256) required")
-    parts = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+    parts = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 ") :].split(","))
     cred = parts.get("Credential", "").split("/")
-    need(len(cred) == 5 and cred[0] == AWS_KEY_ID and cred[2] == AWS_REGION and cred[3] == "bedrock" and cred[4] == "aws4_request", f"authorization: bad credential scope {parts.get('Credential')}")
+    need(
+        len(cred) == 5
+        and cred[0] == AWS_KEY_ID
+        and cred[2] == AWS_REGION
+        and cred[3] == "bedrock"
+        and cred[4] == "aws4_request",
+        f"authorization: bad credential scope {parts.get('Credential')}",
+    )
     amz_date = request.headers.get("x-amz-date")
     need(amz_date and amz_date.startswith(cred[1]), "x-amz-date: required and matching the scope date")
     signed = parts["SignedHeaders"].split(";")
@@ -447,7 +615,22 @@ def verify_sigv4(request: web.Request, raw: bytes):
 
 
 def validate_converse(body: dict) -> Conv:
-    only_keys(body, {"messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig", "additionalModelRequestFields", "additionalModelResponseFieldPaths", "promptVariables", "requestMetadata", "performanceConfig"}, "body")
+    only_keys(
+        body,
+        {
+            "messages",
+            "system",
+            "inferenceConfig",
+            "toolConfig",
+            "guardrailConfig",
+            "additionalModelRequestFields",
+            "additionalModelResponseFieldPaths",
+            "promptVariables",
+            "requestMetadata",
+            "performanceConfig",
+        },
+        "body",
+    )
     msgs = body.get("messages")
     need(isinstance(msgs, list) and msgs, "messages: required non-empty array")
     conv = Conv()
@@ -465,7 +648,7 @@ def validate_converse(body: dict) -> Conv:
         for j, b in enumerate(m["content"]):
             w = f"messages[{i}].content[{j}]"
             need(len(b) == 1, f"{w}: exactly one member (text, image, toolUse, toolResult, ...)")
-            (k, v), = b.items()
+            ((k, v),) = b.items()
             if k == "text":
                 need(isinstance(v, str), f"{w}.text: string")
                 text += v
@@ -475,7 +658,12 @@ def validate_converse(body: dict) -> Conv:
                 conv.image = True
             elif k == "toolUse":
                 need(m["role"] == "assistant", f"{w}: toolUse only in assistant turns")
-                need(isinstance(v.get("toolUseId"), str) and isinstance(v.get("name"), str) and isinstance(v.get("input"), dict), f"{w}.toolUse: toolUseId, name, input required")
+                need(
+                    isinstance(v.get("toolUseId"), str)
+                    and isinstance(v.get("name"), str)
+                    and isinstance(v.get("input"), dict),
+                    f"{w}.toolUse: toolUseId, name, input required",
+                )
                 tool_ids.add(v["toolUseId"])
             elif k == "toolResult":
                 need(v.get("toolUseId") in tool_ids, f"{w}.toolResult.toolUseId: no such toolUse")
@@ -493,7 +681,10 @@ def validate_converse(body: dict) -> Conv:
     if tc is not None:
         for j, t in enumerate(tc.get("tools") or []):
             spec = t.get("toolSpec") or {}
-            need(isinstance(spec.get("name"), str) and isinstance((spec.get("inputSchema") or {}).get("json"), dict), f"toolConfig.tools[{j}].toolSpec: name and inputSchema.json required")
+            need(
+                isinstance(spec.get("name"), str) and isinstance((spec.get("inputSchema") or {}).get("json"), dict),
+                f"toolConfig.tools[{j}].toolSpec: name and inputSchema.json required",
+            )
             conv.tools.append(spec["name"])
     return conv
 
@@ -504,9 +695,17 @@ def es_frame(event: str, payload: dict, message_type: str = "event") -> bytes:
         return struct.pack("B", len(n)) + n + b"\x07" + struct.pack(">H", len(v)) + v
 
     if message_type == "event":
-        headers = header(":event-type", event) + header(":content-type", "application/json") + header(":message-type", "event")
+        headers = (
+            header(":event-type", event)
+            + header(":content-type", "application/json")
+            + header(":message-type", "event")
+        )
     else:
-        headers = header(":exception-type", event) + header(":content-type", "application/json") + header(":message-type", "exception")
+        headers = (
+            header(":exception-type", event)
+            + header(":content-type", "application/json")
+            + header(":message-type", "exception")
+        )
     body = json.dumps(payload).encode()
     total = 12 + len(headers) + len(body) + 4
     prelude = struct.pack(">II", total, len(headers))
@@ -530,8 +729,17 @@ async def bedrock(request: web.Request, body: dict, raw: bytes):
         if text:
             content.append({"text": text})
         if call:
-            content.append({"toolUse": {"toolUseId": "tooluse_" + call["id"][5:], "name": call["name"], "input": call["args"]}})
-        return web.json_response({"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 12}})
+            content.append(
+                {"toolUse": {"toolUseId": "tooluse_" + call["id"][5:], "name": call["name"], "input": call["args"]}}
+            )
+        return web.json_response(
+            {
+                "output": {"message": {"role": "assistant", "content": content}},
+                "stopReason": stop,
+                "usage": usage,
+                "metrics": {"latencyMs": 12},
+            }
+        )
     resp = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
     await resp.prepare(request)
     await resp.write(es_frame("messageStart", {"role": "assistant"}))
@@ -542,12 +750,23 @@ async def bedrock(request: web.Request, body: dict, raw: bytes):
         await resp.write(es_frame("contentBlockStop", {"contentBlockIndex": idx}))
         idx += 1
     if call:
-        await resp.write(es_frame("contentBlockStart", {"contentBlockIndex": idx, "start": {"toolUse": {"toolUseId": "tooluse_" + call["id"][5:], "name": call["name"]}}}))
+        await resp.write(
+            es_frame(
+                "contentBlockStart",
+                {
+                    "contentBlockIndex": idx,
+                    "start": {"toolUse": {"toolUseId": "tooluse_" + call["id"][5:], "name": call["name"]}},
+                },
+            )
+        )
         args = json.dumps(call["args"])
-        frames = b"".join(es_frame("contentBlockDelta", {"contentBlockIndex": idx, "delta": {"toolUse": {"input": args[k:k + 5]}}}) for k in range(0, len(args), 5))
+        frames = b"".join(
+            es_frame("contentBlockDelta", {"contentBlockIndex": idx, "delta": {"toolUse": {"input": args[k : k + 5]}}})
+            for k in range(0, len(args), 5)
+        )
         # split frames across writes at odd offsets: the decoder must reassemble them
         for k in range(0, len(frames), 37):
-            await resp.write(frames[k:k + 37])
+            await resp.write(frames[k : k + 37])
         await resp.write(es_frame("contentBlockStop", {"contentBlockIndex": idx}))
     await resp.write(es_frame("messageStop", {"stopReason": stop}))
     await resp.write(es_frame("metadata", {"usage": usage, "metrics": {"latencyMs": 12}}))
@@ -557,7 +776,11 @@ async def bedrock(request: web.Request, body: dict, raw: bytes):
 
 # -- Gemini / Vertex ----------------------------------------------------------------------
 def validate_gemini(body: dict) -> Conv:
-    only_keys(body, {"contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings", "cachedContent"}, "body")
+    only_keys(
+        body,
+        {"contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings", "cachedContent"},
+        "body",
+    )
     contents = body.get("contents")
     need(isinstance(contents, list) and contents, "contents: required non-empty array")
     conv = Conv()
@@ -583,7 +806,10 @@ def validate_gemini(body: dict) -> Conv:
                 conv.image = True
             elif k == "functionCall":
                 need(c["role"] == "model", f"{w}: functionCall only in model turns")
-                need(isinstance(p[k].get("name"), str) and isinstance(p[k].get("args", {}), dict), f"{w}.functionCall: name and args")
+                need(
+                    isinstance(p[k].get("name"), str) and isinstance(p[k].get("args", {}), dict),
+                    f"{w}.functionCall: name and args",
+                )
                 called.add(p[k]["name"])
             elif k == "functionResponse":
                 need(p[k].get("name") in called, f"{w}.functionResponse.name: no such functionCall")
@@ -595,12 +821,30 @@ def validate_gemini(body: dict) -> Conv:
             conv.last_user, conv.tool_result = text, None
     gc = body.get("generationConfig")
     if gc is not None:
-        only_keys(gc, {"maxOutputTokens", "temperature", "topP", "topK", "stopSequences", "candidateCount", "responseMimeType", "responseSchema", "thinkingConfig", "seed"}, "generationConfig")
+        only_keys(
+            gc,
+            {
+                "maxOutputTokens",
+                "temperature",
+                "topP",
+                "topK",
+                "stopSequences",
+                "candidateCount",
+                "responseMimeType",
+                "responseSchema",
+                "thinkingConfig",
+                "seed",
+            },
+            "generationConfig",
+        )
     for t in body.get("tools") or []:
         for j, d in enumerate(t.get("functionDeclarations") or []):
             need(isinstance(d.get("name"), str), f"functionDeclarations[{j}].name: required")
             if "parameters" in d:
-                need("additionalProperties" not in json.dumps(d["parameters"]), "parameters: additionalProperties is not allowed in Gemini schemas")
+                need(
+                    "additionalProperties" not in json.dumps(d["parameters"]),
+                    "parameters: additionalProperties is not allowed in Gemini schemas",
+                )
             conv.tools.append(d["name"])
     return conv
 
@@ -610,11 +854,19 @@ def gemini_response(model: str, conv: Conv, parts_override=None, finish="STOP", 
     parts = parts_override
     if parts is None:
         parts = [{"text": text}] if text else [{"functionCall": {"name": call["name"], "args": call["args"]}}]
-    out = {"candidates": [{"content": {"role": "model", "parts": parts}, "index": 0}], "modelVersion": model, "responseId": uuid.uuid4().hex[:16]}
+    out = {
+        "candidates": [{"content": {"role": "model", "parts": parts}, "index": 0}],
+        "modelVersion": model,
+        "responseId": uuid.uuid4().hex[:16],
+    }
     if finish:
         out["candidates"][0]["finishReason"] = finish
     if with_usage:
-        out["usageMetadata"] = {"promptTokenCount": IN_TOKENS, "candidatesTokenCount": OUT_TOKENS, "totalTokenCount": IN_TOKENS + OUT_TOKENS}
+        out["usageMetadata"] = {
+            "promptTokenCount": IN_TOKENS,
+            "candidatesTokenCount": OUT_TOKENS,
+            "totalTokenCount": IN_TOKENS + OUT_TOKENS,
+        }
     return out
 
 
@@ -647,7 +899,11 @@ async def gemini(request: web.Request, body: dict, vertex: bool):
         ps = pieces(text)
         for k, p in enumerate(ps):
             last = k == len(ps) - 1
-            await resp.write(b"data: " + json.dumps(gemini_response(model, conv, [{"text": p}], "STOP" if last else None, last)).encode() + b"\r\n\r\n")
+            await resp.write(
+                b"data: "
+                + json.dumps(gemini_response(model, conv, [{"text": p}], "STOP" if last else None, last)).encode()
+                + b"\r\n\r\n"
+            )
     else:
         await resp.write(b"data: " + json.dumps(gemini_response(model, conv)).encode() + b"\r\n\r\n")
     await resp.write_eof()
@@ -667,12 +923,23 @@ async def guard_webhook(request: web.Request, body: dict):
         need(isinstance(ch, list), "body.choices: required")
         texts = [c["message"]["content"] for c in ch]
     if any("forbidden" in t for t in texts):
-        return web.json_response({"action": {"reason": "forbidden word", "status_code": 422, "body": "webhook says no"}})
+        return web.json_response(
+            {"action": {"reason": "forbidden word", "status_code": 422, "body": "webhook says no"}}
+        )
     if any("secret-word" in t for t in texts):
         new = [t.replace("secret-word", "[redacted]") for t in texts]
         if direction == "request":
-            return web.json_response({"action": {"reason": "masked", "body": {"messages": [{"role": "user", "content": t} for t in new]}}})
-        return web.json_response({"action": {"reason": "masked", "body": {"choices": [{"message": {"role": "assistant", "content": t}} for t in new]}}})
+            return web.json_response(
+                {"action": {"reason": "masked", "body": {"messages": [{"role": "user", "content": t} for t in new]}}}
+            )
+        return web.json_response(
+            {
+                "action": {
+                    "reason": "masked",
+                    "body": {"choices": [{"message": {"role": "assistant", "content": t}} for t in new]},
+                }
+            }
+        )
     return web.json_response({"action": {"reason": "pass"}})
 
 
@@ -680,7 +947,13 @@ async def guard_webhook(request: web.Request, body: dict):
 def route(handler, kind):
     async def wrapped(request: web.Request):
         raw = await request.read()
-        entry = {"kind": kind, "method": request.method, "path": request.path_qs, "headers": {k.lower(): v for k, v in request.headers.items()}, "error": None}
+        entry = {
+            "kind": kind,
+            "method": request.method,
+            "path": request.path_qs,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "error": None,
+        }
         LOG.append(entry)
         try:
             body = json.loads(raw) if raw else {}
@@ -691,7 +964,9 @@ def route(handler, kind):
             return await handler(request, body)
         except (Invalid, ValueError, KeyError, TypeError) as exc:
             entry["error"] = str(exc)
-            return web.json_response({"error": {"message": f"fake validation failed: {exc}", "type": "invalid_request_error"}}, status=400)
+            return web.json_response(
+                {"error": {"message": f"fake validation failed: {exc}", "type": "invalid_request_error"}}, status=400
+            )
 
     return wrapped
 
@@ -706,7 +981,9 @@ async def reset(request):
 
 
 async def list_models(request):
-    return web.json_response({"object": "list", "data": [{"id": "gpt-fake", "object": "model", "created": 0, "owned_by": "fake"}]})
+    return web.json_response(
+        {"object": "list", "data": [{"id": "gpt-fake", "object": "model", "created": 0, "owned_by": "fake"}]}
+    )
 
 
 def make_app() -> web.Application:
@@ -720,8 +997,13 @@ def make_app() -> web.Application:
     app.router.add_post("/v1/messages", route(anthropic_messages, "anthropic"))
     app.router.add_post("/model/{model}/{op:converse|converse-stream}", route(bedrock, "bedrock"))
     app.router.add_post("/v1beta/models/{model}:{op}", route(lambda r, b: gemini(r, b, False), "gemini"))
-    app.router.add_post("/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:{op}", route(lambda r, b: gemini(r, b, True), "vertex"))
-    app.router.add_post("/openai/deployments/{deployment}/chat/completions", route(lambda r, b: openai_chat(r, b, azure=True), "azure"))
+    app.router.add_post(
+        "/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:{op}",
+        route(lambda r, b: gemini(r, b, True), "vertex"),
+    )
+    app.router.add_post(
+        "/openai/deployments/{deployment}/chat/completions", route(lambda r, b: openai_chat(r, b, azure=True), "azure")
+    )
     app.router.add_post("/request", route(guard_webhook, "webhook"))
     app.router.add_post("/response", route(guard_webhook, "webhook"))
     return app

@@ -18,7 +18,12 @@ from tests.support.harness import REPO_ROOT, free_port, gateway_config, run_cli
 
 
 def _openai(fake, model, **extra):
-    return {"name": f"openai-{model}", "provider": {"openAI": {"model": model}}, "hostOverride": f"127.0.0.1:{fake.port}", **extra}
+    return {
+        "name": f"openai-{model}",
+        "provider": {"openAI": {"model": model}},
+        "hostOverride": f"127.0.0.1:{fake.port}",
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +38,16 @@ def gw(module_harness, fakes):
                     "ai": {
                         "groups": [
                             {"providers": [{**_openai(fakes, "fail-500"), "policies": key}]},
-                            {"providers": [{"name": "gem", "provider": {"gemini": {"model": "gemini-2.0-flash"}}, "hostOverride": f"127.0.0.1:{fakes.port}", "policies": {"backendAuth": {"key": F.GEMINI_KEY}}}]},
+                            {
+                                "providers": [
+                                    {
+                                        "name": "gem",
+                                        "provider": {"gemini": {"model": "gemini-2.0-flash"}},
+                                        "hostOverride": f"127.0.0.1:{fakes.port}",
+                                        "policies": {"backendAuth": {"key": F.GEMINI_KEY}},
+                                    }
+                                ]
+                            },
                         ]
                     }
                 }
@@ -48,7 +62,16 @@ def gw(module_harness, fakes):
                     "ai": {
                         "groups": [
                             {"providers": [{**_openai(fakes, "slow"), "policies": key}]},
-                            {"providers": [{"name": "claude", "provider": {"anthropic": {"model": "claude-x"}}, "hostOverride": f"127.0.0.1:{fakes.port}", "policies": {"backendAuth": {"key": F.ANTHROPIC_KEY}}}]},
+                            {
+                                "providers": [
+                                    {
+                                        "name": "claude",
+                                        "provider": {"anthropic": {"model": "claude-x"}},
+                                        "hostOverride": f"127.0.0.1:{fakes.port}",
+                                        "policies": {"backendAuth": {"key": F.ANTHROPIC_KEY}},
+                                    }
+                                ]
+                            },
                         ]
                     }
                 }
@@ -64,7 +87,10 @@ def gw(module_harness, fakes):
                     "prompts": {"prepend": [{"role": "system", "content": "company policy"}]},
                     "promptGuard": {
                         "request": [
-                            {"regex": {"action": "reject", "rules": [{"pattern": "DROP TABLE", "name": "sql"}]}, "rejection": {"status": 400, "body": "no SQL please"}},
+                            {
+                                "regex": {"action": "reject", "rules": [{"pattern": "DROP TABLE", "name": "sql"}]},
+                                "rejection": {"status": 400, "body": "no SQL please"},
+                            },
                             {"webhook": {"target": {"host": f"127.0.0.1:{fakes.port}"}}},
                         ],
                         "response": [
@@ -80,7 +106,15 @@ def gw(module_harness, fakes):
             "name": "passthrough",
             "matches": [{"path": {"pathPrefix": "/mine"}}],
             "policies": {"backendAuth": {"passthrough": {}}},
-            "backends": [{"ai": {"name": "oa", "provider": {"openAI": {"model": "gpt-4o"}}, "hostOverride": f"127.0.0.1:{fakes.port}"}}],
+            "backends": [
+                {
+                    "ai": {
+                        "name": "oa",
+                        "provider": {"openAI": {"model": "gpt-4o"}},
+                        "hostOverride": f"127.0.0.1:{fakes.port}",
+                    }
+                }
+            ],
         },
         {
             "name": "limited",
@@ -89,7 +123,15 @@ def gw(module_harness, fakes):
                 "backendAuth": {"key": F.OPENAI_KEY},
                 "localRateLimit": [{"type": "tokens", "maxTokens": 30, "tokensPerFill": 30, "fillInterval": "1h"}],
             },
-            "backends": [{"ai": {"name": "oa", "provider": {"openAI": {"model": "gpt-4o"}}, "hostOverride": f"127.0.0.1:{fakes.port}"}}],
+            "backends": [
+                {
+                    "ai": {
+                        "name": "oa",
+                        "provider": {"openAI": {"model": "gpt-4o"}},
+                        "hostOverride": f"127.0.0.1:{fakes.port}",
+                    }
+                }
+            ],
         },
     ]
     return module_harness.gateway(gateway_config(routes))
@@ -122,7 +164,9 @@ def test_timeout_fails_over(gw, fakes):
 
 def test_alias_prompts_and_guards(gw, fakes):
     c = client(gw, "guarded")
-    r = c.chat.completions.create(model="fast", messages=[{"role": "user", "content": "call 415-555-0100 about secret-word"}])
+    r = c.chat.completions.create(
+        model="fast", messages=[{"role": "user", "content": "call 415-555-0100 about secret-word"}]
+    )
     seen = [e for e in fakes.log() if e["kind"] == "openai"][-1]["body"]
     assert seen["model"] == "gpt-4o-mini"
     assert seen["messages"][0] == {"role": "system", "content": "company policy"}
@@ -140,13 +184,19 @@ def test_alias_prompts_and_guards(gw, fakes):
 
 
 def test_stream_response_mask(gw):
-    chunks = list(client(gw, "guarded").chat.completions.create(model="fast", messages=[{"role": "user", "content": "ring 415-555-0100"}], stream=True))
+    chunks = list(
+        client(gw, "guarded").chat.completions.create(
+            model="fast", messages=[{"role": "user", "content": "ring 415-555-0100"}], stream=True
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "[system: company policy] echo: ring <PHONE_NUMBER>"
 
 
 def test_backend_auth_passthrough(gw, fakes):
-    r = client(gw, "mine", key=F.OPENAI_KEY).chat.completions.create(model="x", messages=[{"role": "user", "content": "q"}])
+    r = client(gw, "mine", key=F.OPENAI_KEY).chat.completions.create(
+        model="x", messages=[{"role": "user", "content": "q"}]
+    )
     assert r.choices[0].message.content == "echo: q"
     assert fakes.last()["headers"]["authorization"] == f"Bearer {F.OPENAI_KEY}"
     with pytest.raises(openai.BadRequestError):

@@ -25,11 +25,20 @@ KEY = {"backendAuth": {"key": F.OPENAI_KEY}}
 
 
 def _openai(fakes, model: str) -> dict:
-    return {"name": f"openai-{model}", "provider": {"openAI": {"model": model}}, "hostOverride": f"127.0.0.1:{fakes.port}", "policies": KEY}
+    return {
+        "name": f"openai-{model}",
+        "provider": {"openAI": {"model": model}},
+        "hostOverride": f"127.0.0.1:{fakes.port}",
+        "policies": KEY,
+    }
 
 
 def _route(name: str, *groups: list[dict], policies: dict | None = None) -> dict:
-    r = {"name": name, "matches": [{"path": {"pathPrefix": f"/{name}"}}], "backends": [{"ai": {"groups": [{"providers": g} for g in groups]}}]}
+    r = {
+        "name": name,
+        "matches": [{"path": {"pathPrefix": f"/{name}"}}],
+        "backends": [{"ai": {"groups": [{"providers": g} for g in groups]}}],
+    }
     if policies:
         r["policies"] = policies
     return r
@@ -37,7 +46,12 @@ def _route(name: str, *groups: list[dict], policies: dict | None = None) -> dict
 
 @pytest.fixture(scope="module")
 def gw(module_harness, fakes):
-    claude = {"name": "claude", "provider": {"anthropic": {"model": "claude-x"}}, "hostOverride": f"127.0.0.1:{fakes.port}", "policies": {"backendAuth": {"key": F.ANTHROPIC_KEY}}}
+    claude = {
+        "name": "claude",
+        "provider": {"anthropic": {"model": "claude-x"}},
+        "hostOverride": f"127.0.0.1:{fakes.port}",
+        "policies": {"backendAuth": {"key": F.ANTHROPIC_KEY}},
+    }
     routes = [
         _route("ok", [_openai(fakes, "gpt-4o")]),
         _route("late", [_openai(fakes, "slow-body")]),
@@ -48,9 +62,16 @@ def gw(module_harness, fakes):
         _route("hang", [_openai(fakes, "slow")]),
         _route("stuck", [_openai(fakes, "slow")], policies={"timeout": {"backendRequestTimeout": "300ms"}}),
         _route("translated", [claude]),
-        _route("shaped", [_openai(fakes, "gpt-4o")],
-               policies={"ai": {"modelAliases": {"fast": "gpt-4o-mini"},
-                                "prompts": {"prepend": [{"role": "system", "content": "house rules"}]}}}),
+        _route(
+            "shaped",
+            [_openai(fakes, "gpt-4o")],
+            policies={
+                "ai": {
+                    "modelAliases": {"fast": "gpt-4o-mini"},
+                    "prompts": {"prepend": [{"role": "system", "content": "house rules"}]},
+                }
+            },
+        ),
         _route("huge", [_openai(fakes, "huge")], [claude]),
         _route("huge-only", [_openai(fakes, "huge")]),
     ]
@@ -145,7 +166,9 @@ def test_an_answer_past_the_size_limit_fails_over(gw, fakes):
         for i in range(3):
             assert _ask(c, f"h{i}").choices[0].message.content == f"echo: h{i}"
     assert [e["kind"] for e in fakes.log()] == ["openai", "anthropic"] * 3
-    assert gw.metric("agentgw_gen_ai_failovers_total", provider="openai-huge", reason="upstream_response_too_large") >= 3
+    assert (
+        gw.metric("agentgw_gen_ai_failovers_total", provider="openai-huge", reason="upstream_response_too_large") >= 3
+    )
 
 
 def test_an_answer_past_the_size_limit_with_nowhere_to_fail_over_is_a_502(gw, fakes):
@@ -194,8 +217,10 @@ def test_a_client_that_leaves_frees_the_call(gw, fakes):
             # closed with a reset, as a client that goes away does (a FIN alone is a
             # half-close: the gateway would still answer it)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            s.sendall(b"POST /hang/v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                      b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            s.sendall(
+                b"POST /hang/v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
             time.sleep(0.1)
     wait_for(lambda: left() == before + 3, timeout=2.0, message="the calls of clients that left, counted")
     assert time.monotonic() - t0 < 2.5  # well before the provider's 3 s

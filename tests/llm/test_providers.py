@@ -19,7 +19,12 @@ WEATHER_TOOL = {
     "function": {
         "name": "get_weather",
         "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
     },
 }
 
@@ -38,25 +43,99 @@ PROVIDERS = {
 def llm_config(fake_url: str, key_file: str, port: int, stats: int) -> dict:
     aws = {"accessKeyId": F.AWS_KEY_ID, "secretAccessKey": F.AWS_SECRET, "region": F.AWS_REGION}
     return {
-        "config": {"adminAddr": f"127.0.0.1:{free_port()}", "statsAddr": f"127.0.0.1:{stats}", "readinessAddr": f"127.0.0.1:{free_port()}"},
+        "config": {
+            "adminAddr": f"127.0.0.1:{free_port()}",
+            "statsAddr": f"127.0.0.1:{stats}",
+            "readinessAddr": f"127.0.0.1:{free_port()}",
+        },
         "llm": {
             "port": port,
             "models": [
-                {"name": "gpt-4o", "provider": "openAI", "params": {"model": "gpt-4o-2024", "baseUrl": fake_url + "/v1", "apiKey": F.OPENAI_KEY}},
-                {"name": "claude", "provider": "anthropic", "params": {"model": "claude-sonnet-4", "baseUrl": fake_url, "apiKey": {"file": key_file}}},
+                {
+                    "name": "gpt-4o",
+                    "provider": "openAI",
+                    "params": {"model": "gpt-4o-2024", "baseUrl": fake_url + "/v1", "apiKey": F.OPENAI_KEY},
+                },
+                {
+                    "name": "claude",
+                    "provider": "anthropic",
+                    "params": {"model": "claude-sonnet-4", "baseUrl": fake_url, "apiKey": {"file": key_file}},
+                },
                 {"name": "anthropic/*", "provider": "anthropic", "params": {"baseUrl": fake_url}},
-                {"name": "bedrock-claude", "provider": "bedrock", "params": {"model": "anthropic.claude-3-5-sonnet-20240620-v1:0", "awsRegion": F.AWS_REGION, "baseUrl": fake_url}, "auth": {"aws": aws}},
-                {"name": "bedrock-nocreds", "provider": "bedrock", "params": {"model": "m", "awsRegion": F.AWS_REGION, "baseUrl": fake_url}},
-                {"name": "gemini-flash", "provider": "gemini", "params": {"model": "gemini-2.0-flash", "baseUrl": fake_url, "apiKey": F.GEMINI_KEY}},
-                {"name": "vertex-gemini", "provider": "vertex", "params": {"model": "gemini-2.0-flash", "vertexProject": "proj", "vertexRegion": "us-central1", "baseUrl": fake_url, "apiKey": F.VERTEX_TOKEN}},
-                {"name": "azure-gpt", "provider": "azure", "params": {"model": "my-deployment", "azureResourceName": "res", "azureResourceType": "openAI", "azureApiVersion": "2024-10-21", "baseUrl": fake_url, "apiKey": F.AZURE_KEY}},
+                {
+                    "name": "bedrock-claude",
+                    "provider": "bedrock",
+                    "params": {
+                        "model": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                        "awsRegion": F.AWS_REGION,
+                        "baseUrl": fake_url,
+                    },
+                    "auth": {"aws": aws},
+                },
+                {
+                    "name": "bedrock-nocreds",
+                    "provider": "bedrock",
+                    "params": {"model": "m", "awsRegion": F.AWS_REGION, "baseUrl": fake_url},
+                },
+                {
+                    "name": "gemini-flash",
+                    "provider": "gemini",
+                    "params": {"model": "gemini-2.0-flash", "baseUrl": fake_url, "apiKey": F.GEMINI_KEY},
+                },
+                {
+                    "name": "vertex-gemini",
+                    "provider": "vertex",
+                    "params": {
+                        "model": "gemini-2.0-flash",
+                        "vertexProject": "proj",
+                        "vertexRegion": "us-central1",
+                        "baseUrl": fake_url,
+                        "apiKey": F.VERTEX_TOKEN,
+                    },
+                },
+                {
+                    "name": "azure-gpt",
+                    "provider": "azure",
+                    "params": {
+                        "model": "my-deployment",
+                        "azureResourceName": "res",
+                        "azureResourceType": "openAI",
+                        "azureApiVersion": "2024-10-21",
+                        "baseUrl": fake_url,
+                        "apiKey": F.AZURE_KEY,
+                    },
+                },
                 # failover chains: entries sharing a name are tried in order
-                {"name": "chain", "provider": "openAI", "params": {"model": "fail-429", "baseUrl": fake_url + "/v1", "apiKey": F.OPENAI_KEY}},
-                {"name": "chain", "provider": "anthropic", "params": {"model": "claude-backup", "baseUrl": fake_url, "apiKey": F.ANTHROPIC_KEY}},
-                {"name": "down", "provider": "openAI", "params": {"model": "x", "baseUrl": f"http://127.0.0.1:{closed_port()}/v1", "apiKey": "k"}},
-                {"name": "down", "provider": "gemini", "params": {"model": "gemini-2.0-flash", "baseUrl": fake_url, "apiKey": F.GEMINI_KEY}},
-                {"name": "broken", "provider": "openAI", "params": {"model": "fail-500", "baseUrl": fake_url + "/v1", "apiKey": F.OPENAI_KEY}},
-                {"name": "broken-claude", "provider": "anthropic", "params": {"model": "fail-500", "baseUrl": fake_url, "apiKey": F.ANTHROPIC_KEY}},
+                {
+                    "name": "chain",
+                    "provider": "openAI",
+                    "params": {"model": "fail-429", "baseUrl": fake_url + "/v1", "apiKey": F.OPENAI_KEY},
+                },
+                {
+                    "name": "chain",
+                    "provider": "anthropic",
+                    "params": {"model": "claude-backup", "baseUrl": fake_url, "apiKey": F.ANTHROPIC_KEY},
+                },
+                {
+                    "name": "down",
+                    "provider": "openAI",
+                    "params": {"model": "x", "baseUrl": f"http://127.0.0.1:{closed_port()}/v1", "apiKey": "k"},
+                },
+                {
+                    "name": "down",
+                    "provider": "gemini",
+                    "params": {"model": "gemini-2.0-flash", "baseUrl": fake_url, "apiKey": F.GEMINI_KEY},
+                },
+                {
+                    "name": "broken",
+                    "provider": "openAI",
+                    "params": {"model": "fail-500", "baseUrl": fake_url + "/v1", "apiKey": F.OPENAI_KEY},
+                },
+                {
+                    "name": "broken-claude",
+                    "provider": "anthropic",
+                    "params": {"model": "fail-500", "baseUrl": fake_url, "apiKey": F.ANTHROPIC_KEY},
+                },
                 {
                     "name": "tuned",
                     "provider": "openAI",
@@ -70,7 +149,12 @@ def llm_config(fake_url: str, key_file: str, port: int, stats: int) -> dict:
                     "params": {"model": "gpt-4o-mini", "baseUrl": fake_url + "/v1", "apiKey": F.OPENAI_KEY},
                     "guardrails": {
                         "request": [{"regex": {"action": "mask", "rules": [{"builtin": "email"}, {"builtin": "ssn"}]}}],
-                        "response": [{"regex": {"action": "reject", "rules": [{"builtin": "creditCard"}]}, "rejection": {"status": 451, "body": "card number in answer"}}],
+                        "response": [
+                            {
+                                "regex": {"action": "reject", "rules": [{"builtin": "creditCard"}]},
+                                "rejection": {"status": 451, "body": "card number in answer"},
+                            }
+                        ],
                     },
                 },
             ],
@@ -125,7 +209,9 @@ def _no_client_key(fakes):
 # -- chat completions, every provider -----------------------------------------------------------
 @pytest.mark.parametrize("model", list(PROVIDERS))
 def test_chat_completion_every_provider(oa, fakes, model):
-    r = oa.chat.completions.create(model=model, messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}])
+    r = oa.chat.completions.create(
+        model=model, messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
+    )
     assert r.choices[0].message.content == "[system: be brief] echo: hello there"
     assert r.choices[0].finish_reason == "stop"
     assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (11, 7, 18)
@@ -147,13 +233,19 @@ def test_provider_specific_wire_details(oa, fakes):
     assert e["body"]["model"] == "claude-3-haiku"  # wildcard prefix stripped
     assert e["headers"]["anthropic-version"] == "2023-06-01"
     oa.chat.completions.create(model="vertex-gemini", messages=[{"role": "user", "content": "hi"}])
-    assert fakes.last("vertex")["path"] == "/v1/projects/proj/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent"
+    assert (
+        fakes.last("vertex")["path"]
+        == "/v1/projects/proj/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent"
+    )
 
 
 @pytest.mark.parametrize("model", list(PROVIDERS))
 def test_chat_stream_every_provider(oa, fakes, model):
     stream = oa.chat.completions.create(
-        model=model, messages=[{"role": "system", "content": "sys"}, {"role": "user", "content": "one two three"}], stream=True, stream_options={"include_usage": True}
+        model=model,
+        messages=[{"role": "system", "content": "sys"}, {"role": "user", "content": "one two three"}],
+        stream=True,
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -163,11 +255,15 @@ def test_chat_stream_every_provider(oa, fakes, model):
     usage = [c.usage for c in chunks if c.usage]
     assert usage and (usage[-1].prompt_tokens, usage[-1].completion_tokens) == (11, 7)
     req = fakes.last(PROVIDERS[model])
-    assert req["path"].endswith(("converse-stream", ":streamGenerateContent?alt=sse")) or req["body"].get("stream") is True
+    assert (
+        req["path"].endswith(("converse-stream", ":streamGenerateContent?alt=sse")) or req["body"].get("stream") is True
+    )
 
 
 def test_stream_without_usage_option_gets_no_usage_chunk(oa, fakes):
-    chunks = list(oa.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "a b"}], stream=True))
+    chunks = list(
+        oa.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "a b"}], stream=True)
+    )
     assert all(c.choices for c in chunks), "usage-only chunk leaked to a client that did not ask for it"
     # the gateway still asked the provider for usage, for its own accounting
     assert fakes.last("openai")["body"]["stream_options"] == {"include_usage": True}
@@ -198,7 +294,11 @@ def test_tool_call_round_trip(oa, fakes, model, stream):
         call_id, name, args = tc.id, tc.function.name, tc.function.arguments
     assert name == "get_weather" and json.loads(args) == {"city": "Paris"} and call_id
     msgs += [
-        {"role": "assistant", "content": None, "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}],
+        },
         {"role": "tool", "tool_call_id": call_id, "content": "18C and sunny"},
     ]
     r2 = oa.chat.completions.create(model=model, messages=msgs, tools=[WEATHER_TOOL])
@@ -209,21 +309,36 @@ def test_tool_call_round_trip(oa, fakes, model, stream):
 def test_image_input(oa, fakes, model):
     r = oa.chat.completions.create(
         model=model,
-        messages=[{"role": "user", "content": [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                ],
+            }
+        ],
     )
     assert r.choices[0].message.content == "echo: what is this [image]"
 
 
 def test_bedrock_rejects_remote_image_in_openai_shape(oa):
     with pytest.raises(openai.BadRequestError) as ei:
-        oa.chat.completions.create(model="bedrock-claude", messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}])
+        oa.chat.completions.create(
+            model="bedrock-claude",
+            messages=[
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}
+            ],
+        )
     assert "base64" in ei.value.body["message"]
 
 
 # -- Anthropic SDK ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", list(PROVIDERS))
 def test_anthropic_messages_every_provider(an, fakes, model):
-    msg = an.messages.create(model=model, max_tokens=100, system="be brief", messages=[{"role": "user", "content": "hello there"}])
+    msg = an.messages.create(
+        model=model, max_tokens=100, system="be brief", messages=[{"role": "user", "content": "hello there"}]
+    )
     assert msg.content[0].type == "text" and msg.content[0].text == "[system: be brief] echo: hello there"
     assert msg.stop_reason == "end_turn"
     assert (msg.usage.input_tokens, msg.usage.output_tokens) == (11, 7)
@@ -232,8 +347,16 @@ def test_anthropic_messages_every_provider(an, fakes, model):
 
 @pytest.mark.parametrize("model", list(PROVIDERS))
 def test_anthropic_stream_and_tools_every_provider(an, fakes, model):
-    tools = [{"name": "get_weather", "description": "weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
-    with an.messages.stream(model=model, max_tokens=100, messages=[{"role": "user", "content": "weather?"}], tools=tools) as s:
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "weather",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
+    with an.messages.stream(
+        model=model, max_tokens=100, messages=[{"role": "user", "content": "weather?"}], tools=tools
+    ) as s:
         final = s.get_final_message()
     assert final.stop_reason == "tool_use"
     tu = [b for b in final.content if b.type == "tool_use"][0]
@@ -262,7 +385,15 @@ def test_anthropic_image(an):
     msg = an.messages.create(
         model="gemini-flash",
         max_tokens=50,
-        messages=[{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}, {"type": "text", "text": "see"}]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                    {"type": "text", "text": "see"},
+                ],
+            }
+        ],
     )
     assert msg.content[0].text == "echo: see [image]"
 
@@ -291,13 +422,22 @@ def test_responses_api_native_and_translated(oa, fakes):
     r = oa.responses.create(model="claude", instructions="sys", input="hi")
     assert r.output_text == "[system: sys] echo: hi"
     assert r.usage.input_tokens == 11 and r.usage.output_tokens == 7
-    tool = {"type": "function", "name": "get_weather", "description": "w", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "w",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
     r = oa.responses.create(model="bedrock-claude", input="weather?", tools=[tool])
     call = [o for o in r.output if o.type == "function_call"][0]
     assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
     r2 = oa.responses.create(
         model="bedrock-claude",
-        input=[{"role": "user", "content": "weather?"}, {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments}, {"type": "function_call_output", "call_id": call.call_id, "output": "windy"}],
+        input=[
+            {"role": "user", "content": "weather?"},
+            {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "windy"},
+        ],
         tools=[tool],
     )
     assert r2.output_text == "tool said: windy"
@@ -367,13 +507,17 @@ def test_defaults_and_overrides(oa, fakes):
     oa.chat.completions.create(model="tuned", messages=[{"role": "user", "content": "x"}])
     b = fakes.last("openai")["body"]
     assert b["temperature"] == 0.25 and b["max_tokens"] == 32 and b["model"] == "gpt-4o-mini"
-    oa.chat.completions.create(model="tuned", messages=[{"role": "user", "content": "x"}], temperature=0.9, max_tokens=500)
+    oa.chat.completions.create(
+        model="tuned", messages=[{"role": "user", "content": "x"}], temperature=0.9, max_tokens=500
+    )
     b = fakes.last("openai")["body"]
     assert b["temperature"] == 0.9 and b["max_tokens"] == 32
 
 
 def test_guardrails_mask_request_and_reject_response(oa, fakes, an):
-    r = oa.chat.completions.create(model="guarded", messages=[{"role": "user", "content": "mail bob@example.com ssn 123-45-6789"}])
+    r = oa.chat.completions.create(
+        model="guarded", messages=[{"role": "user", "content": "mail bob@example.com ssn 123-45-6789"}]
+    )
     sent = fakes.last("openai")["body"]["messages"][0]["content"]
     assert "bob@example.com" not in sent and "123-45-6789" not in sent
     assert sent == "mail <EMAIL_ADDRESS> ssn <SSN>"
@@ -383,20 +527,49 @@ def test_guardrails_mask_request_and_reject_response(oa, fakes, an):
     assert ei.value.status_code == 451 and ei.value.body["message"] == "card number in answer"
     # a streamed answer is cut with an error event when the guard trips
     with pytest.raises(openai.APIError) as se:
-        list(oa.chat.completions.create(model="guarded", messages=[{"role": "user", "content": "card 4111-1111-1111-1111"}], stream=True))
+        list(
+            oa.chat.completions.create(
+                model="guarded", messages=[{"role": "user", "content": "card 4111-1111-1111-1111"}], stream=True
+            )
+        )
     assert "card number" in str(se.value)
     with pytest.raises(anthropic.APIStatusError) as ae:
-        an.messages.create(model="guarded", max_tokens=10, messages=[{"role": "user", "content": "card 4111 1111 1111 1111"}])
+        an.messages.create(
+            model="guarded", max_tokens=10, messages=[{"role": "user", "content": "card 4111 1111 1111 1111"}]
+        )
     assert ae.value.status_code == 451 and ae.value.body["type"] == "error"
 
 
 # -- metrics ------------------------------------------------------------------------------------
 def test_token_usage_and_latency_metrics(oa, gw):
-    before = gw.metric("agentgw_gen_ai_client_token_usage_sum", model="gemini-2.0-flash", provider="gcp.gemini", type="output") or 0
+    before = (
+        gw.metric(
+            "agentgw_gen_ai_client_token_usage_sum", model="gemini-2.0-flash", provider="gcp.gemini", type="output"
+        )
+        or 0
+    )
     oa.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": "x"}])
     list(oa.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": "x"}], stream=True))
-    after = gw.metric("agentgw_gen_ai_client_token_usage_sum", model="gemini-2.0-flash", provider="gcp.gemini", type="output")
+    after = gw.metric(
+        "agentgw_gen_ai_client_token_usage_sum", model="gemini-2.0-flash", provider="gcp.gemini", type="output"
+    )
     assert after - before == 14
-    assert gw.metric("agentgw_gen_ai_client_token_usage_count", model="gemini-2.0-flash", provider="gcp.gemini", type="input") >= 2
-    assert gw.metric("agentgw_gen_ai_time_to_first_token_seconds_count", model="gemini-2.0-flash", provider="gcp.gemini") >= 1
-    assert gw.metric("agentgw_gen_ai_client_operation_duration_seconds_count", model="gemini-2.0-flash", provider="gcp.gemini", operation="chat") >= 2
+    assert (
+        gw.metric(
+            "agentgw_gen_ai_client_token_usage_count", model="gemini-2.0-flash", provider="gcp.gemini", type="input"
+        )
+        >= 2
+    )
+    assert (
+        gw.metric("agentgw_gen_ai_time_to_first_token_seconds_count", model="gemini-2.0-flash", provider="gcp.gemini")
+        >= 1
+    )
+    assert (
+        gw.metric(
+            "agentgw_gen_ai_client_operation_duration_seconds_count",
+            model="gemini-2.0-flash",
+            provider="gcp.gemini",
+            operation="chat",
+        )
+        >= 2
+    )

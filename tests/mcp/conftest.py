@@ -54,11 +54,20 @@ class Server:
         self.port = port
         self.log = log
         self._f = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, cwd=str(REPO_ROOT), start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self._f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=str(REPO_ROOT),
+            start_new_session=True,
+        )
         if port is not None:
             try:
-                wait_for(lambda: _port_open(port) or self.proc.poll() is not None, timeout=20, message=f"{cmd} listening")
+                wait_for(
+                    lambda: _port_open(port) or self.proc.poll() is not None, timeout=20, message=f"{cmd} listening"
+                )
             except AssertionError:
                 self.stop()
                 raise
@@ -91,8 +100,12 @@ def servers(tmp_path):
         @staticmethod
         def fast(name: str, transport: str = "http") -> Server:
             port = free_port()
-            s = Server([PY, "-m", "tests.mcp.fast_server", "--name", name, f"--{transport}", str(port)], port,
-                       tmp_path / f"fast-{name}.log", subprocess_env())
+            s = Server(
+                [PY, "-m", "tests.mcp.fast_server", "--name", name, f"--{transport}", str(port)],
+                port,
+                tmp_path / f"fast-{name}.log",
+                subprocess_env(),
+            )
             started.append(s)
             return s
 
@@ -100,7 +113,9 @@ def servers(tmp_path):
         def everything() -> Server:
             need_npm(EVERYTHING)
             port = free_port()
-            s = Server([str(EVERYTHING), "streamableHttp"], port, tmp_path / "everything.log", node_env({"PORT": str(port)}))
+            s = Server(
+                [str(EVERYTHING), "streamableHttp"], port, tmp_path / "everything.log", node_env({"PORT": str(port)})
+            )
             started.append(s)
             return s
 
@@ -122,7 +137,9 @@ def everything_stdio() -> dict:
     return {"cmd": str(EVERYTHING), "args": ["stdio"], "env": {"NODE_OPTIONS": f"--require {LOOPBACK} --no-warnings"}}
 
 
-def mcp_config(backend: dict, *, policies: dict | None = None, extra_config: dict | None = None, port: int | None = None) -> dict:
+def mcp_config(
+    backend: dict, *, policies: dict | None = None, extra_config: dict | None = None, port: int | None = None
+) -> dict:
     r = {"name": "mcp", "backends": [{"mcp": backend}]}
     if policies:
         r["policies"] = policies

@@ -1,6 +1,6 @@
 """An MCPServer (the Python SDK's FastMCP) for the MCP gateway tests.
 
-    python -m tests.mcp.fast_server --name alpha [--http PORT | --sse PORT]   (default: stdio)
+python -m tests.mcp.fast_server --name alpha [--http PORT | --sse PORT]   (default: stdio)
 """
 
 from __future__ import annotations

@@ -100,7 +100,8 @@ class FlakyTarget:
         reason = {200: "OK", 202: "Accepted", 405: "Method Not Allowed", 503: "Service Unavailable"}.get(status, "X")
         writer.write(
             f"HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n"
-            f"connection: close\r\n{extra}\r\n".encode("latin-1") + body
+            f"connection: close\r\n{extra}\r\n".encode("latin-1")
+            + body
         )
 
     async def _handle(self, method: str, target: str, headers, body: bytes, writer) -> None:
@@ -123,7 +124,11 @@ class FlakyTarget:
                 return
             if mode == "partial":
                 token = ((msg.get("params") or {}).get("_meta") or {}).get("progressToken")
-                note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": 1, "total": 2}}
+                note = {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/progress",
+                    "params": {"progressToken": token, "progress": 1, "total": 2},
+                }
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
                 writer.write(b"event: message\r\ndata: " + json.dumps(note).encode() + b"\r\n\r\n")
                 await writer.drain()
@@ -148,8 +153,11 @@ class FlakyTarget:
             return None
         m, params = msg.get("method"), msg.get("params") or {}
         if m == "initialize":
-            res = {"protocolVersion": params.get("protocolVersion"), "capabilities": {"tools": {}},
-                   "serverInfo": {"name": self.name, "version": "1"}}
+            res = {
+                "protocolVersion": params.get("protocolVersion"),
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": self.name, "version": "1"},
+            }
         elif m == "tools/list":
             res = {"tools": [{"name": "flaky", "description": "fails on purpose", "inputSchema": {"type": "object"}}]}
         elif m == "tools/call":

@@ -22,10 +22,17 @@ RULES = {
     # allow: only these two
     "allow": ({"allow": ['mcp.tool.name in ["echo", "add"]']}, lambda names: names == {"echo", "add"}, "execute_code"),
     # deny: everything but execute_code
-    "deny": ({"deny": ['mcp.tool.name == "execute_code"']}, lambda names: "execute_code" not in names and {"echo", "add"} <= names, "execute_code"),
+    "deny": (
+        {"deny": ['mcp.tool.name == "execute_code"']},
+        lambda names: "execute_code" not in names and {"echo", "add"} <= names,
+        "execute_code",
+    ),
     # require: only the tools whose name starts with "e"
-    "require": ({"require": ['mcp.tool.name.startsWith("e")']},
-                lambda names: names and all(n.startswith("e") for n in names) and "execute_code" in names, "add"),
+    "require": (
+        {"require": ['mcp.tool.name.startsWith("e")']},
+        lambda names: names and all(n.startswith("e") for n in names) and "execute_code" in names,
+        "add",
+    ),
 }
 LEVELS = ("route", "backend", "named", "target")
 
@@ -52,9 +59,14 @@ def gw(module_harness, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("authz-server") / "beta.log"
     with open(log, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.mcp.fast_server", "--name", "beta", "--http", str(port)],
-                                stdout=f, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=str(REPO_ROOT),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.mcp.fast_server", "--name", "beta", "--http", str(port)],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(),
+            cwd=str(REPO_ROOT),
+            start_new_session=True,
+        )
 
     def up() -> bool:
         try:
@@ -68,12 +80,32 @@ def gw(module_harness, tmp_path_factory):
         target = {"name": "beta", "mcp": {"host": f"http://127.0.0.1:{port}/mcp"}}
         routes = [_route(level, kind, target) for level in LEVELS for kind in RULES]
         # all three kinds together, one per level: route allow, backend deny, target require
-        routes.append(route("combined", [{
-            "mcp": {"targets": [{**target, "policies": {"mcpAuthorization": {"require": ['request.headers["x-tenant"] == "acme"']}}}]},
-            "policies": {"mcpAuthorization": {"deny": ['mcp.tool.name == "execute_code"']}},
-        }], prefix="/combined", policies={"mcpAuthorization": {"allow": ['mcp.tool.name in ["echo", "add", "execute_code"]']}}))
-        named = [{"name": f"named-{kind}", "mcp": {"targets": [target]}, "policies": {"mcpAuthorization": RULES[kind][0]}}
-                 for kind in RULES]
+        routes.append(
+            route(
+                "combined",
+                [
+                    {
+                        "mcp": {
+                            "targets": [
+                                {
+                                    **target,
+                                    "policies": {
+                                        "mcpAuthorization": {"require": ['request.headers["x-tenant"] == "acme"']}
+                                    },
+                                }
+                            ]
+                        },
+                        "policies": {"mcpAuthorization": {"deny": ['mcp.tool.name == "execute_code"']}},
+                    }
+                ],
+                prefix="/combined",
+                policies={"mcpAuthorization": {"allow": ['mcp.tool.name in ["echo", "add", "execute_code"]']}},
+            )
+        )
+        named = [
+            {"name": f"named-{kind}", "mcp": {"targets": [target]}, "policies": {"mcpAuthorization": RULES[kind][0]}}
+            for kind in RULES
+        ]
         yield module_harness.gateway(gateway_config(routes, backends=named, logging_format=None))
     finally:
         proc.kill()
@@ -112,13 +144,23 @@ def test_deny_require_and_allow_together(gw):
     c.init()
 
     def listed(headers: dict) -> set:
-        r = httpx.post(url, json={"jsonrpc": "2.0", "id": 7, "method": "tools/list"}, headers={**c.h(), **headers}, timeout=10)
+        r = httpx.post(
+            url, json={"jsonrpc": "2.0", "id": 7, "method": "tools/list"}, headers={**c.h(), **headers}, timeout=10
+        )
         return {t["name"] for t in r.json()["result"]["tools"]}
 
     def call(tool: str, headers: dict) -> dict:
-        r = httpx.post(url, json={"jsonrpc": "2.0", "id": 8, "method": "tools/call",
-                                  "params": {"name": tool, "arguments": {"a": 1, "b": 2, "code": "x", "text": "x"}}},
-                       headers={**c.h(), **headers}, timeout=10)
+        r = httpx.post(
+            url,
+            json={
+                "jsonrpc": "2.0",
+                "id": 8,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": {"a": 1, "b": 2, "code": "x", "text": "x"}},
+            },
+            headers={**c.h(), **headers},
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
         return r.json()
 

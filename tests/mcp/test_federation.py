@@ -14,11 +14,17 @@ from .conftest import demo_stdio, fast_stdio, mcp_config, run
 
 def test_tools_prompts_resources_across_stdio_and_http_targets(harness, servers):
     beta = servers.fast("beta")
-    gw = harness.gateway(mcp_config({"targets": [
-        {"name": "alpha", "stdio": fast_stdio("alpha")},
-        {"name": "beta", "mcp": {"host": beta.url}},
-        {"name": "weather", "stdio": demo_stdio("weather")},
-    ]}))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "targets": [
+                    {"name": "alpha", "stdio": fast_stdio("alpha")},
+                    {"name": "beta", "mcp": {"host": beta.url}},
+                    {"name": "weather", "stdio": demo_stdio("weather")},
+                ]
+            }
+        )
+    )
 
     async def go():
         progress = []
@@ -63,16 +69,25 @@ def test_tools_prompts_resources_across_stdio_and_http_targets(harness, servers)
 
     run(go())
     samples = parse_metrics(gw.metrics_text())
-    assert metric_sum(samples, "agentgw_mcp_requests_total", method="tools/call", target="beta", tool="echo", status="ok") == 1
+    assert (
+        metric_sum(samples, "agentgw_mcp_requests_total", method="tools/call", target="beta", tool="echo", status="ok")
+        == 1
+    )
     assert metric_sum(samples, "agentgw_mcp_tool_call_duration_seconds_count", target="alpha", tool="echo") == 1
 
 
 def test_elicitation_and_sampling_are_relayed(harness, servers):
     beta = servers.fast("beta")
-    gw = harness.gateway(mcp_config({"targets": [
-        {"name": "alpha", "stdio": fast_stdio("alpha")},
-        {"name": "beta", "mcp": {"host": beta.url}},
-    ]}))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "targets": [
+                    {"name": "alpha", "stdio": fast_stdio("alpha")},
+                    {"name": "beta", "mcp": {"host": beta.url}},
+                ]
+            }
+        )
+    )
     asked = []
 
     async def elicit(context, params):
@@ -81,7 +96,9 @@ def test_elicitation_and_sampling_are_relayed(harness, servers):
 
     async def sample(context, params):
         asked.append(params.messages[0].content.text)
-        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="forty-two"), model="test")
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="forty-two"), model="test"
+        )
 
     async def go():
         async with Client(gw.url + "/mcp", elicitation_callback=elicit, sampling_callback=sample) as c:
@@ -97,7 +114,9 @@ def test_elicitation_and_sampling_are_relayed(harness, servers):
 
 def test_prefix_never_single_target_and_stateless(harness, servers):
     beta = servers.fast("beta")
-    gw = harness.gateway(mcp_config({"statefulMode": "stateless", "targets": [{"name": "beta", "mcp": {"host": beta.url}}]}))
+    gw = harness.gateway(
+        mcp_config({"statefulMode": "stateless", "targets": [{"name": "beta", "mcp": {"host": beta.url}}]})
+    )
 
     async def go():
         async with Client(gw.url + "/mcp") as c:
@@ -109,7 +128,10 @@ def test_prefix_never_single_target_and_stateless(harness, servers):
     run(go())
     import httpx
 
-    r = httpx.post(gw.url + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                   headers={"accept": "application/json, text/event-stream"})
+    r = httpx.post(
+        gw.url + "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"accept": "application/json, text/event-stream"},
+    )
     assert r.status_code == 200 and "mcp-session-id" not in r.headers
     assert any(t["name"] == "add" for t in r.json()["result"]["tools"])

@@ -15,10 +15,16 @@ from .conftest import INSPECTOR, demo_stdio, everything_stdio, fast_stdio, mcp_c
 
 def test_server_everything_over_stdio_and_streamable_http(harness, servers):
     ev = servers.everything()
-    gw = harness.gateway(mcp_config({"targets": [
-        {"name": "evs", "stdio": everything_stdio()},
-        {"name": "evh", "mcp": {"host": ev.url}},
-    ]}))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "targets": [
+                    {"name": "evs", "stdio": everything_stdio()},
+                    {"name": "evh", "mcp": {"host": ev.url}},
+                ]
+            }
+        )
+    )
     sampled = []
 
     async def sample(context, params):
@@ -40,7 +46,9 @@ def test_server_everything_over_stdio_and_streamable_http(harness, servers):
                 r = await c.call_tool(f"{t}_get-sum", {"a": 2, "b": 3})
                 assert "5" in r.content[0].text
                 progress.clear()
-                r = await c.call_tool(f"{t}_trigger-long-running-operation", {"duration": 1, "steps": 3}, progress_callback=on_progress)
+                r = await c.call_tool(
+                    f"{t}_trigger-long-running-operation", {"duration": 1, "steps": 3}, progress_callback=on_progress
+                )
                 assert len(progress) == 3, progress
                 r = await c.call_tool(f"{t}_trigger-sampling-request", {"prompt": f"from {t}", "maxTokens": 5})
                 assert not r.is_error
@@ -57,19 +65,31 @@ def test_server_everything_over_stdio_and_streamable_http(harness, servers):
 
 def _inspector(url: str, *args: str) -> dict:
     need_npm(INSPECTOR)
-    p = subprocess.run([str(INSPECTOR), "--cli", url, "--transport", "http", *args], capture_output=True, text=True,
-                       timeout=40, env=node_env(), cwd=str(REPO_ROOT))
+    p = subprocess.run(
+        [str(INSPECTOR), "--cli", url, "--transport", "http", *args],
+        capture_output=True,
+        text=True,
+        timeout=40,
+        env=node_env(),
+        cwd=str(REPO_ROOT),
+    )
     assert p.returncode == 0, p.stderr[-2000:] + p.stdout[-2000:]
     return json.loads(p.stdout)
 
 
 def test_inspector_cli_through_the_gateway(harness, servers):
     beta = servers.fast("beta")
-    gw = harness.gateway(mcp_config({"targets": [
-        {"name": "beta", "mcp": {"host": beta.url}},
-        {"name": "alpha", "stdio": fast_stdio("alpha")},
-        {"name": "weather", "stdio": demo_stdio("weather")},
-    ]}))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "targets": [
+                    {"name": "beta", "mcp": {"host": beta.url}},
+                    {"name": "alpha", "stdio": fast_stdio("alpha")},
+                    {"name": "weather", "stdio": demo_stdio("weather")},
+                ]
+            }
+        )
+    )
     url = gw.url + "/mcp"
     tools = {t["name"] for t in _inspector(url, "--method", "tools/list")["tools"]}
     assert {"beta_echo", "alpha_echo", "weather_get_forecast"} <= tools

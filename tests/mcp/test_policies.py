@@ -15,20 +15,31 @@ from .conftest import demo_stdio, fast_stdio, mcp_config, run
 from .flaky_target import flaky  # noqa: F401 (fixture)
 from .test_sessions import Raw, _text
 
-AUTHZ = {"rules": [
-    # the EKS guide's principal → allowedTools, with the identity in x-agent-identity
-    'request.headers["x-agent-identity"] == "weather-agent" && mcp.tool.name in ["echo", "execute_code", "get_forecast"]',
-    'request.headers["x-agent-identity"] == "admin"',
-]}
+AUTHZ = {
+    "rules": [
+        # the EKS guide's principal → allowedTools, with the identity in x-agent-identity
+        'request.headers["x-agent-identity"] == "weather-agent" && mcp.tool.name in ["echo", "execute_code", "get_forecast"]',
+        'request.headers["x-agent-identity"] == "admin"',
+    ]
+}
 
 
 def test_authorization_filters_lists_and_denies_calls_and_rate_limits_a_tool(harness, servers):
     beta = servers.fast("beta")
-    gw = harness.gateway(mcp_config(
-        {"targets": [{"name": "beta", "mcp": {"host": beta.url}}, {"name": "weather", "stdio": demo_stdio("weather")}],
-         "toolRateLimits": [{"tools": ["execute_code"], "maxTokens": 3, "tokensPerFill": 3, "fillInterval": "60s"}]},
-        policies={"mcpAuthorization": AUTHZ},
-    ))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "targets": [
+                    {"name": "beta", "mcp": {"host": beta.url}},
+                    {"name": "weather", "stdio": demo_stdio("weather")},
+                ],
+                "toolRateLimits": [
+                    {"tools": ["execute_code"], "maxTokens": 3, "tokensPerFill": 3, "fillInterval": "60s"}
+                ],
+            },
+            policies={"mcpAuthorization": AUTHZ},
+        )
+    )
     url = gw.url + "/mcp"
 
     async def listed(identity: str) -> set:
@@ -44,25 +55,50 @@ def test_authorization_filters_lists_and_denies_calls_and_rate_limits_a_tool(har
     # nobody: nothing listed, calls denied with a JSON-RPC error on HTTP 200
     r = httpx.post(url, json={"jsonrpc": "2.0", "id": 10, "method": "tools/list"}, headers=c.h())
     assert r.json()["result"]["tools"] == []
-    r = httpx.post(url, json={"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "beta_add", "arguments": {"a": 1, "b": 2}}},
-                   headers={**c.h(), **httpx_headers})
+    r = httpx.post(
+        url,
+        json={
+            "jsonrpc": "2.0",
+            "id": 11,
+            "method": "tools/call",
+            "params": {"name": "beta_add", "arguments": {"a": 1, "b": 2}},
+        },
+        headers={**c.h(), **httpx_headers},
+    )
     assert r.status_code == 200
     assert r.json()["error"]["code"] == -32003 and "not authorized" in r.json()["error"]["message"]
     # admin sees everything
-    r = httpx.post(url, json={"jsonrpc": "2.0", "id": 12, "method": "tools/list"}, headers={**c.h(), "x-agent-identity": "admin"})
+    r = httpx.post(
+        url, json={"jsonrpc": "2.0", "id": 12, "method": "tools/list"}, headers={**c.h(), "x-agent-identity": "admin"}
+    )
     assert {"beta_add", "beta_bump", "weather_whoami"} <= {t["name"] for t in r.json()["result"]["tools"]}
     # execute_code: 3 per minute, the 4th is refused
     results = []
     for i in range(4):
-        r = httpx.post(url, json={"jsonrpc": "2.0", "id": 20 + i, "method": "tools/call",
-                                  "params": {"name": "beta_execute_code", "arguments": {"code": "print(1)"}}},
-                       headers={**c.h(), **httpx_headers})
+        r = httpx.post(
+            url,
+            json={
+                "jsonrpc": "2.0",
+                "id": 20 + i,
+                "method": "tools/call",
+                "params": {"name": "beta_execute_code", "arguments": {"code": "print(1)"}},
+            },
+            headers={**c.h(), **httpx_headers},
+        )
         results.append(r.json())
     assert [("result" in d) for d in results] == [True, True, True, False]
     assert results[3]["error"]["code"] == -32004
     # echo is not rate limited
-    r = httpx.post(url, json={"jsonrpc": "2.0", "id": 30, "method": "tools/call", "params": {"name": "beta_echo", "arguments": {"text": "x"}}},
-                   headers={**c.h(), **httpx_headers})
+    r = httpx.post(
+        url,
+        json={
+            "jsonrpc": "2.0",
+            "id": 30,
+            "method": "tools/call",
+            "params": {"name": "beta_echo", "arguments": {"text": "x"}},
+        },
+        headers={**c.h(), **httpx_headers},
+    )
     assert _text(r.json()) == "beta: x"
     m = gw.metrics_text()
     assert 'agentgw_mcp_requests_total{method="tools/call",status="denied",target="beta",tool="add"} 1.0' in m
@@ -72,11 +108,14 @@ def test_authorization_filters_lists_and_denies_calls_and_rate_limits_a_tool(har
 @pytest.mark.parametrize("mode", ["failOpen", "failClosed"])
 def test_a_dead_target(harness, servers, mode):
     beta, gamma = servers.fast("beta"), servers.fast("gamma")
-    backend = {"failureMode": mode, "targets": [
-        {"name": "beta", "mcp": {"host": beta.url}},
-        {"name": "gamma", "mcp": {"host": gamma.url}},
-        {"name": "weather", "stdio": demo_stdio("weather")},
-    ]}
+    backend = {
+        "failureMode": mode,
+        "targets": [
+            {"name": "beta", "mcp": {"host": beta.url}},
+            {"name": "gamma", "mcp": {"host": gamma.url}},
+            {"name": "weather", "stdio": demo_stdio("weather")},
+        ],
+    }
     gw = harness.gateway(mcp_config(backend))
 
     async def go():
@@ -115,21 +154,39 @@ def test_a_dead_target(harness, servers, mode):
 
 def test_header_passthrough_static_headers_backend_auth_and_dns_rebinding(harness, servers):
     beta = servers.fast("beta")
-    gw = harness.gateway(mcp_config({
-        "passthroughHeaders": ["x-tenant"],
-        "dnsRebindingProtection": True,
-        "targets": [{"name": "beta", "mcp": {"host": beta.url}, "policies": {
-            "requestHeaderModifier": {"set": {"x-static": "s1"}},
-            "backendAuth": {"key": "sekrit"},
-        }}],
-    }))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "passthroughHeaders": ["x-tenant"],
+                "dnsRebindingProtection": True,
+                "targets": [
+                    {
+                        "name": "beta",
+                        "mcp": {"host": beta.url},
+                        "policies": {
+                            "requestHeaderModifier": {"set": {"x-static": "s1"}},
+                            "backendAuth": {"key": "sekrit"},
+                        },
+                    }
+                ],
+            }
+        )
+    )
     url = gw.url + "/mcp"
     c = Raw(url)
     c.init()
 
     def header(name):
-        r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "header", "arguments": {"name": name}}},
-                       headers={**c.h(), "x-tenant": "acme", "x-private": "no"})
+        r = httpx.post(
+            url,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "header", "arguments": {"name": name}},
+            },
+            headers={**c.h(), "x-tenant": "acme", "x-private": "no"},
+        )
         return _text(r.json())
 
     assert header("x-tenant") == "acme"
@@ -138,9 +195,13 @@ def test_header_passthrough_static_headers_backend_auth_and_dns_rebinding(harnes
     assert header("authorization") == "Bearer sekrit"
     r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={**c.h(), "host": "evil.example"})
     assert r.status_code == 421
-    r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={**c.h(), "origin": "http://evil.example"})
+    r = httpx.post(
+        url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={**c.h(), "origin": "http://evil.example"}
+    )
     assert r.status_code == 403
-    r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={**c.h(), "origin": "http://localhost:5173"})
+    r = httpx.post(
+        url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={**c.h(), "origin": "http://localhost:5173"}
+    )
     assert r.status_code == 200 and r.json()["result"] == {}
 
 
@@ -151,19 +212,30 @@ def test_backend_auth_passthrough_sends_the_client_token_to_that_target_only(har
     static headers replace the client's (``requestHeaderModifier.set``)."""
     beta, gamma = servers.fast("beta"), servers.fast("gamma")
     keyed = flaky("keyed")
-    gw = harness.gateway(mcp_config({
-        "passthroughHeaders": ["x-tenant"],
-        "targets": [
-            {"name": "beta", "mcp": {"host": beta.url}, "policies": {"backendAuth": {"passthrough": {}}}},
-            {"name": "gamma", "mcp": {"host": gamma.url}},
-            {"name": "keyed", "mcp": {"host": keyed.url}, "policies": {
-                "backendAuth": {"key": "sekrit"}, "requestHeaderModifier": {"set": {"x-tenant": "fixed"}}}},
-        ],
-    }))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "passthroughHeaders": ["x-tenant"],
+                "targets": [
+                    {"name": "beta", "mcp": {"host": beta.url}, "policies": {"backendAuth": {"passthrough": {}}}},
+                    {"name": "gamma", "mcp": {"host": gamma.url}},
+                    {
+                        "name": "keyed",
+                        "mcp": {"host": keyed.url},
+                        "policies": {
+                            "backendAuth": {"key": "sekrit"},
+                            "requestHeaderModifier": {"set": {"x-tenant": "fixed"}},
+                        },
+                    },
+                ],
+            }
+        )
+    )
 
     async def go():
         http = httpx2.AsyncClient(headers={"authorization": "Bearer client-token", "x-tenant": "acme"}, timeout=20)
         async with http, Client(streamable_http_client(gw.url + "/mcp", http_client=http)) as c:
+
             async def header(target: str, name: str) -> str:
                 return (await c.call_tool(f"{target}_header", {"name": name})).content[0].text
 
@@ -174,25 +246,48 @@ def test_backend_auth_passthrough_sends_the_client_token_to_that_target_only(har
             await c.call_tool("keyed_flaky", {})
 
     run(go())
-    seen = [([v for k, v in h if k == "authorization"], [v for k, v in h if k == "x-tenant"]) for _, _, h in keyed.requests]
+    seen = [
+        ([v for k, v in h if k == "authorization"], [v for k, v in h if k == "x-tenant"]) for _, _, h in keyed.requests
+    ]
     assert seen and all(s == (["Bearer sekrit"], ["fixed"]) for s in seen), seen
 
 
 def test_openapi_target_and_legacy_sse_client(harness, upstream):
     schema = {
-        "openapi": "3.0.0", "info": {"title": "t", "version": "1"},
-        "paths": {"/echo/items/{id}": {"get": {"operationId": "getItem", "parameters": [
-            {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
-            {"name": "q", "in": "query", "schema": {"type": "string"}}]},
-            "post": {"operationId": "putItem", "parameters": [{"name": "id", "in": "path", "schema": {"type": "string"}}],
-                     "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        "openapi": "3.0.0",
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/echo/items/{id}": {
+                "get": {
+                    "operationId": "getItem",
+                    "parameters": [
+                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "q", "in": "query", "schema": {"type": "string"}},
+                    ],
+                },
+                "post": {
+                    "operationId": "putItem",
+                    "parameters": [{"name": "id", "in": "path", "schema": {"type": "string"}}],
+                    "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                },
+            }
+        },
     }
     import json
 
-    gw = harness.gateway(mcp_config({"targets": [
-        {"name": "api", "openapi": {"schema": json.dumps(schema), "host": f"http://127.0.0.1:{upstream.port}"}},
-        {"name": "math", "stdio": demo_stdio("math")},
-    ]}))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "targets": [
+                    {
+                        "name": "api",
+                        "openapi": {"schema": json.dumps(schema), "host": f"http://127.0.0.1:{upstream.port}"},
+                    },
+                    {"name": "math", "stdio": demo_stdio("math")},
+                ]
+            }
+        )
+    )
 
     async def go():
         async with Client(gw.url + "/mcp") as c:
@@ -216,8 +311,21 @@ def test_openapi_target_and_legacy_sse_client(harness, upstream):
             endpoint = next(lines).split(": ", 1)[1]
             assert endpoint.startswith("/message?sessionId=")
             post = lambda m: h.post(gw.url + endpoint, json=m)  # noqa: E731
-            assert post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).status_code == 202
+            assert (
+                post(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "initialize",
+                        "params": {
+                            "protocolVersion": "2024-11-05",
+                            "capabilities": {},
+                            "clientInfo": {"name": "t", "version": "1"},
+                        },
+                    }
+                ).status_code
+                == 202
+            )
             got = []
             for line in lines:
                 if line.startswith("data: "):
@@ -226,7 +334,14 @@ def test_openapi_target_and_legacy_sse_client(harness, upstream):
                         break
             assert got[-1]["result"]["protocolVersion"] == "2024-11-05"
             post({"jsonrpc": "2.0", "method": "notifications/initialized"})
-            post({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "math_multiply", "arguments": {"a": 6, "b": 7}}})
+            post(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "math_multiply", "arguments": {"a": 6, "b": 7}},
+                }
+            )
             for line in lines:
                 if line.startswith("data: "):
                     d = json.loads(line[6:])
@@ -242,21 +357,41 @@ def test_request_timeout_bounds_a_streamed_answer(harness, servers):
     import time
 
     beta = servers.fast("beta")
-    gw = harness.gateway(mcp_config({"targets": [{"name": "beta", "mcp": {"host": beta.url}}]},
-                                    policies={"timeout": {"requestTimeout": "1s"}}))
+    gw = harness.gateway(
+        mcp_config(
+            {"targets": [{"name": "beta", "mcp": {"host": beta.url}}]}, policies={"timeout": {"requestTimeout": "1s"}}
+        )
+    )
     c = Raw(gw.url + "/mcp")
     c.init()
     json_only = {**c.h(), "accept": "application/json"}
     t0 = time.monotonic()
-    r = httpx.post(c.base, json={"jsonrpc": "2.0", "id": 40, "method": "tools/call",
-                                 "params": {"name": "stall", "arguments": {"seconds": 30}, "_meta": {"progressToken": "p1"}}},
-                   headers=json_only, timeout=20)
+    r = httpx.post(
+        c.base,
+        json={
+            "jsonrpc": "2.0",
+            "id": 40,
+            "method": "tools/call",
+            "params": {"name": "stall", "arguments": {"seconds": 30}, "_meta": {"progressToken": "p1"}},
+        },
+        headers=json_only,
+        timeout=20,
+    )
     took = time.monotonic() - t0
     assert r.status_code == 200, r.text
     err = r.json()["error"]
     assert "did not answer within 1s" in err["message"], err
     assert 0.9 < took < 5, took
     assert _text(c.call("echo", {"text": "still here"})) == "beta: still here"
-    r = httpx.post(c.base, json={"jsonrpc": "2.0", "id": 41, "method": "tools/call",
-                                 "params": {"name": "stall", "arguments": {"seconds": 0.1}}}, headers=json_only, timeout=20)
+    r = httpx.post(
+        c.base,
+        json={
+            "jsonrpc": "2.0",
+            "id": 41,
+            "method": "tools/call",
+            "params": {"name": "stall", "arguments": {"seconds": 0.1}},
+        },
+        headers=json_only,
+        timeout=20,
+    )
     assert r.json()["result"]["content"][0]["text"] == "slept 0.1"

@@ -24,8 +24,12 @@ from tests.support.harness import gateway_config, metric_sum, parse_metrics, rou
 from .conftest import PY, children_of, mcp_config
 
 ACCEPT = {"accept": "application/json, text/event-stream"}
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
 TOO_MANY = -32005
 ISS = "https://issuer.test"
 
@@ -34,8 +38,10 @@ def counted_stdio(name: str, log: Path, delay: float = 0.0) -> dict:
     """The demo stdio server behind a shell that first appends its pid to ``log``: every
     process the gateway ever starts leaves a line, however short its life."""
     pause = f"sleep {delay}; " if delay else ""
-    return {"cmd": "/bin/sh", "args": ["-c", f'echo $$ >> "$0"; {pause}exec "$1" -m agentgw.demo.mcp_server --name "$2"',
-                                       str(log), PY, name]}
+    return {
+        "cmd": "/bin/sh",
+        "args": ["-c", f'echo $$ >> "$0"; {pause}exec "$1" -m agentgw.demo.mcp_server --name "$2"', str(log), PY, name],
+    }
 
 
 def started(log: Path) -> int:
@@ -70,8 +76,11 @@ def refused(r: httpx.Response, limit: str, cap: int) -> None:
 
 
 def whoami(c: httpx.Client, url: str, sid: str, headers: dict | None = None) -> int:
-    r = c.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
-               headers={**ACCEPT, "mcp-session-id": sid, **(headers or {})})
+    r = c.post(
+        url,
+        json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
+        headers={**ACCEPT, "mcp-session-id": sid, **(headers or {})},
+    )
     assert r.status_code == 200 and "result" in r.json(), r.text
     return int(r.json()["result"]["content"][0]["text"].split()[-1])
 
@@ -100,8 +109,14 @@ def settle(gw, n: int, log: Path | None = None, started_n: int | None = None) ->
 # -------------------------------------------------------------------------------------------
 def test_caps_per_client_and_per_target(harness, tmp_path):
     log = tmp_path / "starts"
-    gw = harness.gateway(mcp_config({"stdioLimits": {"maxProcesses": 3, "maxProcessesPerClient": 2},
-                                     "targets": [{"name": "weather", "stdio": counted_stdio("weather", log)}]}))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "stdioLimits": {"maxProcesses": 3, "maxProcessesPerClient": 2},
+                "targets": [{"name": "weather", "stdio": counted_stdio("weather", log)}],
+            }
+        )
+    )
     url = gw.url + "/mcp"
     a, b, c = client("127.0.0.1"), client("127.0.0.2"), client("127.0.0.3")
     with a, b, c:
@@ -128,14 +143,22 @@ def test_caps_per_client_and_per_target(harness, tmp_path):
         assert whoami(c, url, c1) in children_of(gw.proc.pid)
         # the refused initializes are counted apart
         text = httpx.get(gw.stats_url + "/metrics", timeout=5).text
-        n = metric_sum(parse_metrics(text), "agentgw_mcp_requests_total", method="initialize", status="too_many_sessions")
+        n = metric_sum(
+            parse_metrics(text), "agentgw_mcp_requests_total", method="initialize", status="too_many_sessions"
+        )
         assert n == 7
 
 
 def test_concurrent_initializes_never_exceed_the_caps(harness, tmp_path):
     log = tmp_path / "starts"
-    gw = harness.gateway(mcp_config({"stdioLimits": {"maxProcesses": 4, "maxProcessesPerClient": 3},
-                                     "targets": [{"name": "weather", "stdio": counted_stdio("weather", log)}]}))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "stdioLimits": {"maxProcesses": 4, "maxProcessesPerClient": 3},
+                "targets": [{"name": "weather", "stdio": counted_stdio("weather", log)}],
+            }
+        )
+    )
     url = gw.url + "/mcp"
     peak = [0]
     stop = threading.Event()
@@ -168,11 +191,18 @@ def test_concurrent_initializes_never_exceed_the_caps(harness, tmp_path):
 def test_idle_expiry_process_exit_and_client_gone_give_places_back(harness, tmp_path):
     log = tmp_path / "starts"
     slow = tmp_path / "slow-starts"
-    gw = harness.gateway(mcp_config(
-        {"stdioLimits": {"maxProcessesPerClient": 1},
-         "targets": [{"name": "weather", "stdio": counted_stdio("weather", log)},
-                     {"name": "slow", "stdio": {**counted_stdio("math", slow, delay=2), "maxProcessesPerClient": 2}}]},
-        extra_config={"mcp": {"sessionTtl": "3s"}}))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "stdioLimits": {"maxProcessesPerClient": 1},
+                "targets": [
+                    {"name": "weather", "stdio": counted_stdio("weather", log)},
+                    {"name": "slow", "stdio": {**counted_stdio("math", slow, delay=2), "maxProcessesPerClient": 2}},
+                ],
+            },
+            extra_config={"mcp": {"sessionTtl": "3s"}},
+        )
+    )
     url = gw.url + "/mcp"
     with client() as c:
         # one session holds one process of each target; an initialize over the cap of
@@ -190,8 +220,14 @@ def test_idle_expiry_process_exit_and_client_gone_give_places_back(harness, tmp_
         assert started(log) == 2 and started(slow) == 2 and kids(gw) == 2
 
     # process exit: a target that dies gives its place back at once
-    gw2 = harness.gateway(mcp_config({"stdioLimits": {"maxProcessesPerClient": 1},
-                                      "targets": [{"name": "weather", "stdio": counted_stdio("weather", log)}]}))
+    gw2 = harness.gateway(
+        mcp_config(
+            {
+                "stdioLimits": {"maxProcessesPerClient": 1},
+                "targets": [{"name": "weather", "stdio": counted_stdio("weather", log)}],
+            }
+        )
+    )
     url2 = gw2.url + "/mcp"
     with client() as c:
         sid = opened(c, url2)
@@ -204,8 +240,14 @@ def test_idle_expiry_process_exit_and_client_gone_give_places_back(harness, tmp_
         assert whoami(c, url2, sid2) != pid
 
     # client gone mid-initialize (the target takes 2s to start): the process is reaped
-    gw3 = harness.gateway(mcp_config({"stdioLimits": {"maxProcessesPerClient": 1},
-                                      "targets": [{"name": "weather", "stdio": counted_stdio("weather", slow, delay=2)}]}))
+    gw3 = harness.gateway(
+        mcp_config(
+            {
+                "stdioLimits": {"maxProcessesPerClient": 1},
+                "targets": [{"name": "weather", "stdio": counted_stdio("weather", slow, delay=2)}],
+            }
+        )
+    )
     for _ in range(3):
         send_and_reset(gw3.port, slow, started(slow))
         wait_for(lambda: kids(gw3) == 0, timeout=15, message="process of an abandoned initialize reaped")
@@ -218,9 +260,12 @@ def test_idle_expiry_process_exit_and_client_gone_give_places_back(harness, tmp_
 def test_principal_is_the_client_and_no_process_before_apikey(harness, tmp_path):
     log = tmp_path / "starts"
     keys = [{"key": "key-alice", "metadata": {"name": "alice"}}, {"key": "key-bob", "metadata": {"name": "bob"}}]
-    gw = harness.gateway(mcp_config(
-        {"targets": [{"name": "weather", "stdio": {**counted_stdio("weather", log), "maxProcessesPerClient": 1}}]},
-        policies={"apiKey": {"mode": "strict", "keys": keys}}))
+    gw = harness.gateway(
+        mcp_config(
+            {"targets": [{"name": "weather", "stdio": {**counted_stdio("weather", log), "maxProcessesPerClient": 1}}]},
+            policies={"apiKey": {"mode": "strict", "keys": keys}},
+        )
+    )
     url = gw.url + "/mcp"
     alice, bob = {"authorization": "Bearer key-alice"}, {"authorization": "Bearer key-bob"}
     with client() as c:
@@ -233,8 +278,12 @@ def test_principal_is_the_client_and_no_process_before_apikey(harness, tmp_path)
         b = opened(c, url, bob)  # same address, another principal
         settle(gw, 2, log, 2)
         # the session id alone is not a credential: without the key, no access
-        assert c.post(url, json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
-                      headers={**ACCEPT, "mcp-session-id": a}).status_code == 401
+        assert (
+            c.post(
+                url, json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, headers={**ACCEPT, "mcp-session-id": a}
+            ).status_code
+            == 401
+        )
         delete(c, url, a, alice)
         settle(gw, 1, log, 2)
         opened(c, url, alice)
@@ -249,22 +298,32 @@ def test_no_process_before_jwt_auth_on_route_or_listener(harness, tmp_path):
         logs = {p: tmp_path / f"starts-{p}" for p in ("remote", "inline", "listener")}
 
         def mcp_route(name: str, prefix: str, policies: dict | None = None) -> dict:
-            return route(name, [{"mcp": {"targets": [{"name": "weather", "stdio": counted_stdio("weather", logs[name])}]}}],
-                         prefix=prefix, policies=policies)
+            return route(
+                name,
+                [{"mcp": {"targets": [{"name": "weather", "stdio": counted_stdio("weather", logs[name])}]}}],
+                prefix=prefix,
+                policies=policies,
+            )
 
         remote = {"jwtAuth": {"mode": "strict", "issuer": ISS, "jwks": {"url": f"http://{jwks.host}/jwks"}}}
         inline = {"jwtAuth": {"mode": "strict", "issuer": ISS, "jwks": json.dumps(public_jwks(key))}}
         # route policies: the task-free path (inline keys answer at once, a JWKS fetch waits)
-        gw = harness.gateway(gateway_config([mcp_route("remote", "/remote", remote), mcp_route("inline", "/inline", inline)],
-                                            logging_format=None))
+        gw = harness.gateway(
+            gateway_config(
+                [mcp_route("remote", "/remote", remote), mcp_route("inline", "/inline", inline)], logging_format=None
+            )
+        )
         # listener policies: the general path
         cfg = gateway_config([mcp_route("listener", "/")], logging_format=None)
         cfg["binds"][0]["listeners"][0]["policies"] = inline
         lgw = harness.gateway(cfg)
-        bad = [{}, {"authorization": "Bearer not.a.jwt"},
-               {"authorization": f"Bearer {sign(stranger, claims(iss=ISS))}"},  # unknown kid: a JWKS refetch first
-               {"authorization": f"Bearer {sign(key, claims(iss=ISS, ttl=-120))}"},
-               {"authorization": f"Bearer {sign(key, claims(iss='https://other.test'))}"}]
+        bad = [
+            {},
+            {"authorization": "Bearer not.a.jwt"},
+            {"authorization": f"Bearer {sign(stranger, claims(iss=ISS))}"},  # unknown kid: a JWKS refetch first
+            {"authorization": f"Bearer {sign(key, claims(iss=ISS, ttl=-120))}"},
+            {"authorization": f"Bearer {sign(key, claims(iss='https://other.test'))}"},
+        ]
         urls = {"remote": gw.url + "/remote/mcp", "inline": gw.url + "/inline/mcp", "listener": lgw.url + "/mcp"}
 
         def attempt(job):
@@ -322,8 +381,14 @@ class LegacyStream:
 
 def test_legacy_sse_sessions_are_capped_and_freed_when_the_stream_ends(harness, tmp_path):
     log = tmp_path / "starts"
-    gw = harness.gateway(mcp_config({"stdioLimits": {"maxProcessesPerClient": 1},
-                                     "targets": [{"name": "weather", "stdio": counted_stdio("weather", log)}]}))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "stdioLimits": {"maxProcessesPerClient": 1},
+                "targets": [{"name": "weather", "stdio": counted_stdio("weather", log)}],
+            }
+        )
+    )
     with LegacyStream(gw) as s1:
         assert "result" in s1.initialize()
         with LegacyStream(gw) as s2:
@@ -341,20 +406,35 @@ def test_resumed_sessions_count_and_delete_starts_nothing(harness, tmp_path):
     under that replica's caps; a DELETE of a session the replica does not hold starts none."""
     logs = [tmp_path / "starts-1", tmp_path / "starts-2"]
     extra = {"session": {"key": "33" * 32}}
-    gw1, gw2 = (harness.gateway(mcp_config(
-        {"targets": [{"name": "weather", "stdio": {**counted_stdio("weather", log), "maxProcessesPerClient": 1}}]},
-        extra_config=extra)) for log in logs)
+    gw1, gw2 = (
+        harness.gateway(
+            mcp_config(
+                {
+                    "targets": [
+                        {"name": "weather", "stdio": {**counted_stdio("weather", log), "maxProcessesPerClient": 1}}
+                    ]
+                },
+                extra_config=extra,
+            )
+        )
+        for log in logs
+    )
     u1, u2 = gw1.url + "/mcp", gw2.url + "/mcp"
     with client("127.0.0.1") as c, client("127.0.0.2") as d:
         s1, s2 = opened(c, u1), opened(d, u1)
         whoami(c, u2, s1)  # resumed on gw2: one process there
         assert started(logs[1]) == 1
-        r = c.post(u2, json={"jsonrpc": "2.0", "id": 5, "method": "tools/list"}, headers={**ACCEPT, "mcp-session-id": s2})
+        r = c.post(
+            u2, json={"jsonrpc": "2.0", "id": 5, "method": "tools/list"}, headers={**ACCEPT, "mcp-session-id": s2}
+        )
         assert r.status_code == 200 and r.json()["error"]["code"] == TOO_MANY, r.text  # same client (address) on gw2
         r = c.get(u2, headers={"accept": "text/event-stream", "mcp-session-id": s2})
         assert r.status_code == 429 and r.json()["error"]["type"] == "too_many_sessions"
-        r = c.post(u2, json={"jsonrpc": "2.0", "method": "notifications/roots/list_changed"},
-                   headers={**ACCEPT, "mcp-session-id": s2})
+        r = c.post(
+            u2,
+            json={"jsonrpc": "2.0", "method": "notifications/roots/list_changed"},
+            headers={**ACCEPT, "mcp-session-id": s2},
+        )
         assert r.status_code == 429 and r.json()["error"]["code"] == TOO_MANY
         delete(c, u2, s2)  # not held by gw2: ended without starting a process
         assert started(logs[1]) == 1 and kids(gw2) == 1
@@ -368,9 +448,11 @@ def send_and_reset(port: int, log: Path, before: int) -> None:
     body = json.dumps(INIT).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
-        s.sendall(b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                  b"accept: application/json, text/event-stream\r\n"
-                  b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        s.sendall(
+            b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"accept: application/json, text/event-stream\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
         wait_for(lambda: started(log) > before, timeout=10, message="process started")
 
 
@@ -378,8 +460,14 @@ def test_stateless_mode_shares_one_process(harness, tmp_path):
     """statefulMode: stateless runs one process per stdio target for every client, and
     the client whose initialize started it may leave without breaking it for the others."""
     log = tmp_path / "starts"
-    gw = harness.gateway(mcp_config({"statefulMode": "stateless",
-                                     "targets": [{"name": "weather", "stdio": counted_stdio("weather", log, delay=1)}]}))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "statefulMode": "stateless",
+                "targets": [{"name": "weather", "stdio": counted_stdio("weather", log, delay=1)}],
+            }
+        )
+    )
     url = gw.url + "/mcp"
     send_and_reset(gw.port, log, 0)
 
@@ -392,26 +480,51 @@ def test_stateless_mode_shares_one_process(harness, tmp_path):
     for r in answers:
         assert r.status_code == 200 and "result" in r.json() and "mcp-session-id" not in r.headers, r.text
     with client() as c:
-        r = c.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
-                   headers=ACCEPT)
+        r = c.post(
+            url,
+            json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
+            headers=ACCEPT,
+        )
         pid = int(r.json()["result"]["content"][0]["text"].split()[-1])
     assert started(log) == 1 and children_of(gw.proc.pid) == [pid]
 
 
-@pytest.mark.parametrize("backend, where", [
-    ({"stdioLimits": {}, "targets": [{"name": "h", "mcp": {"host": "http://127.0.0.1:1/mcp"}}]},
-     "stdioLimits: has no effect: the backend has no stdio targets"),
-    ({"statefulMode": "stateless", "stdioLimits": {"maxProcesses": 2}, "targets": [{"name": "w", "stdio": {"cmd": "x"}}]},
-     "stdioLimits: has no effect with statefulMode: stateless"),
-    ({"statefulMode": "stateless", "targets": [{"name": "w", "stdio": {"cmd": "x", "maxProcessesPerClient": 2}}]},
-     "targets[0].stdio.maxProcessesPerClient: has no effect with statefulMode: stateless"),
-    ({"stdioLimits": {"maxProcesses": 0}, "targets": [{"name": "w", "stdio": {"cmd": "x"}}]},
-     "stdioLimits.maxProcesses: "),
-    ({"targets": [{"name": "w", "stdio": {"cmd": "x", "maxProcessesPerClient": -1}}]},
-     "targets[0].stdio.maxProcessesPerClient: "),
-    ({"stdioLimits": {"maxProcess": 3}, "targets": [{"name": "w", "stdio": {"cmd": "x"}}]},
-     "stdioLimits.maxProcess: unknown field"),
-])
+@pytest.mark.parametrize(
+    "backend, where",
+    [
+        (
+            {"stdioLimits": {}, "targets": [{"name": "h", "mcp": {"host": "http://127.0.0.1:1/mcp"}}]},
+            "stdioLimits: has no effect: the backend has no stdio targets",
+        ),
+        (
+            {
+                "statefulMode": "stateless",
+                "stdioLimits": {"maxProcesses": 2},
+                "targets": [{"name": "w", "stdio": {"cmd": "x"}}],
+            },
+            "stdioLimits: has no effect with statefulMode: stateless",
+        ),
+        (
+            {
+                "statefulMode": "stateless",
+                "targets": [{"name": "w", "stdio": {"cmd": "x", "maxProcessesPerClient": 2}}],
+            },
+            "targets[0].stdio.maxProcessesPerClient: has no effect with statefulMode: stateless",
+        ),
+        (
+            {"stdioLimits": {"maxProcesses": 0}, "targets": [{"name": "w", "stdio": {"cmd": "x"}}]},
+            "stdioLimits.maxProcesses: ",
+        ),
+        (
+            {"targets": [{"name": "w", "stdio": {"cmd": "x", "maxProcessesPerClient": -1}}]},
+            "targets[0].stdio.maxProcessesPerClient: ",
+        ),
+        (
+            {"stdioLimits": {"maxProcess": 3}, "targets": [{"name": "w", "stdio": {"cmd": "x"}}]},
+            "stdioLimits.maxProcess: unknown field",
+        ),
+    ],
+)
 def test_config_errors_name_the_field(tmp_path, backend, where):
     import yaml
 
@@ -423,7 +536,9 @@ def test_config_errors_name_the_field(tmp_path, backend, where):
         on_upstream_error = None
 
     f = tmp_path / "c.yaml"
-    f.write_text(yaml.safe_dump({"binds": [{"port": 3000, "listeners": [{"routes": [{"backends": [{"mcp": backend}]}]}]}]}))
+    f.write_text(
+        yaml.safe_dump({"binds": [{"port": 3000, "listeners": [{"routes": [{"backends": [{"mcp": backend}]}]}]}]})
+    )
     with pytest.raises(ConfigError) as ei:
         compile_config(load_config_file(str(f)), NoServices(), str(tmp_path))
     prefix = "binds[0].listeners[0].routes[0].backends[0].mcp."
@@ -440,12 +555,30 @@ def test_defaults_apply_and_a_target_overrides_the_backend(tmp_path):
         pool = None
         on_upstream_error = None
 
-    backend = {"stdioLimits": {"maxProcessesPerClient": 4},
-               "targets": [{"name": "a", "stdio": {"cmd": "x"}}, {"name": "b", "stdio": {"cmd": "x", "maxProcesses": 2}}]}
+    backend = {
+        "stdioLimits": {"maxProcessesPerClient": 4},
+        "targets": [{"name": "a", "stdio": {"cmd": "x"}}, {"name": "b", "stdio": {"cmd": "x", "maxProcesses": 2}}],
+    }
     f = tmp_path / "c.yaml"
-    f.write_text(yaml.safe_dump({"binds": [{"port": 3000, "listeners": [{"routes": [
-        {"matches": [{"path": {"pathPrefix": "/x"}}], "backends": [{"mcp": backend}]},
-        {"backends": [{"mcp": {"targets": [{"name": "c", "stdio": {"cmd": "x"}}]}}]}]}]}]}))
+    f.write_text(
+        yaml.safe_dump(
+            {
+                "binds": [
+                    {
+                        "port": 3000,
+                        "listeners": [
+                            {
+                                "routes": [
+                                    {"matches": [{"path": {"pathPrefix": "/x"}}], "backends": [{"mcp": backend}]},
+                                    {"backends": [{"mcp": {"targets": [{"name": "c", "stdio": {"cmd": "x"}}]}}]},
+                                ]
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     rt = compile_config(load_config_file(str(f)), NoServices(), str(tmp_path))
     routes = {m.route for lst in rt.binds[3000].listeners for m in lst.routes.anyhost}
     caps = {t.name: (t.max_processes, t.max_processes_per_client) for r in routes for t in r.backend.targets}

@@ -16,7 +16,9 @@ CALLS = 40
 def test_mcp_calls_leave_no_cyclic_garbage(harness, servers):
     http = servers.fast("web")
     gw = harness.gateway(
-        mcp_config({"targets": [{"name": "web", "mcp": {"host": http.url}}, {"name": "local", "stdio": fast_stdio("local")}]}),
+        mcp_config(
+            {"targets": [{"name": "web", "mcp": {"host": http.url}}, {"name": "local", "stdio": fast_stdio("local")}]}
+        ),
         command=PROBE,
     )
 

@@ -38,10 +38,17 @@ def test_a_call_the_target_did_not_take_is_sent_again_with_backoff(harness, flak
     backoff (200 ms, then 400 ms); failing three times, the call is a JSON-RPC error
     after exactly three sends. The backend's stdio target (not retried) works alongside."""
     t = flaky()
-    gw = harness.gateway(mcp_config(
-        {"targets": [{"name": "flaky", "mcp": {"host": t.url}}, {"name": "weather", "stdio": demo_stdio("weather")}]},
-        policies={"retry": RETRY},
-    ))
+    gw = harness.gateway(
+        mcp_config(
+            {
+                "targets": [
+                    {"name": "flaky", "mcp": {"host": t.url}},
+                    {"name": "weather", "stdio": demo_stdio("weather")},
+                ]
+            },
+            policies={"retry": RETRY},
+        )
+    )
 
     async def go():
         async with Client(gw.url + "/mcp") as c:
@@ -72,8 +79,12 @@ def test_a_call_the_target_did_not_take_is_sent_again_with_backoff(harness, flak
 def test_no_retry_without_the_policy_or_for_other_statuses(harness, flaky):
     t = flaky()
     gw = harness.gateway(mcp_config({"targets": [{"name": "flaky", "mcp": {"host": t.url}}]}))
-    gw_502 = harness.gateway(mcp_config({"targets": [{"name": "flaky", "mcp": {"host": t.url}}]},
-                                        policies={"retry": {"attempts": 3, "codes": [502]}}))
+    gw_502 = harness.gateway(
+        mcp_config(
+            {"targets": [{"name": "flaky", "mcp": {"host": t.url}}]},
+            policies={"retry": {"attempts": 3, "codes": [502]}},
+        )
+    )
 
     async def go(url):
         async with Client(url + "/mcp") as c:
@@ -91,8 +102,12 @@ def test_no_retry_once_part_of_an_sse_answer_was_relayed(harness, flaky):
     """The target starts its SSE answer (a progress notification, which reaches the
     client) and then drops the connection: the call is an error, never sent again."""
     t = flaky()
-    gw = harness.gateway(mcp_config({"targets": [{"name": "flaky", "mcp": {"host": t.url}}]},
-                                    policies={"retry": {"attempts": 5, "backoff": "10ms", "codes": [500, 502, 503]}}))
+    gw = harness.gateway(
+        mcp_config(
+            {"targets": [{"name": "flaky", "mcp": {"host": t.url}}]},
+            policies={"retry": {"attempts": 5, "backoff": "10ms", "codes": [500, 502, 503]}},
+        )
+    )
 
     async def go():
         progress = []
@@ -115,8 +130,12 @@ def test_a_target_that_refuses_connections_at_first_is_reached_on_a_later_attemp
     """Connections refused (nothing listens yet): the ``initialize`` is sent again until
     the target is up; it reaches the target once."""
     t = flaky(listen=False)
-    gw = harness.gateway(mcp_config({"targets": [{"name": "flaky", "mcp": {"host": t.url}}]},
-                                    policies={"retry": {"attempts": 6, "backoff": "200ms"}}))
+    gw = harness.gateway(
+        mcp_config(
+            {"targets": [{"name": "flaky", "mcp": {"host": t.url}}]},
+            policies={"retry": {"attempts": 6, "backoff": "200ms"}},
+        )
+    )
 
     async def go():
         t.listen(delay=0.5)
@@ -133,7 +152,9 @@ def test_retry_on_a_legacy_sse_target(harness, flaky):
     """HTTP+SSE: the POST of a message that was not taken (503, or closed unanswered) is
     sent again; its answer comes on the target's stream."""
     t = flaky()
-    gw = harness.gateway(mcp_config({"targets": [{"name": "flaky", "sse": {"host": t.sse_url}}]}, policies={"retry": RETRY}))
+    gw = harness.gateway(
+        mcp_config({"targets": [{"name": "flaky", "sse": {"host": t.sse_url}}]}, policies={"retry": RETRY})
+    )
 
     async def go():
         async with Client(gw.url + "/mcp") as c:
@@ -153,8 +174,19 @@ class _Services:
 
 
 def _compile_errors(backend: dict, retry: dict, tmp_path) -> list[str]:
-    cfg = {"binds": [{"port": 18001, "listeners": [{"name": "l0", "routes": [
-        {"name": "mcp", "backends": [{"mcp": backend}], "policies": {"retry": retry}}]}]}]}
+    cfg = {
+        "binds": [
+            {
+                "port": 18001,
+                "listeners": [
+                    {
+                        "name": "l0",
+                        "routes": [{"name": "mcp", "backends": [{"mcp": backend}], "policies": {"retry": retry}}],
+                    }
+                ],
+            }
+        ]
+    }
     try:
         compile_config(load_config_text(dump_yaml(cfg)), _Services(), str(tmp_path))
     except ConfigError as exc:
@@ -168,8 +200,10 @@ def test_retry_is_refused_where_it_could_not_act(tmp_path):
     path = "binds[0].listeners[0].routes[0].policies.retry"
     # only stdio targets: nothing to retry
     errs = _compile_errors({"targets": [stdio]}, {"attempts": 3}, tmp_path)
-    assert errs == [f"{path}: has no effect: the mcp backend has only stdio targets, and a message written to a "
-                    "stdio server is never sent again (retries apply to mcp, sse and openapi targets)"]
+    assert errs == [
+        f"{path}: has no effect: the mcp backend has only stdio targets, and a message written to a "
+        "stdio server is never sent again (retries apply to mcp, sse and openapi targets)"
+    ]
     # a success status: the target took the call
     errs = _compile_errors({"targets": [http]}, {"attempts": 3, "codes": [503, 200]}, tmp_path)
     assert len(errs) == 1 and errs[0].startswith(f"{path}.codes[1]: 200 is not an error status"), errs

@@ -25,9 +25,14 @@ class Raw:
         self.n = 0
 
     def init(self) -> dict:
-        r = self.post("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}})
+        r = self.post(
+            "initialize",
+            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+        )
         self.sid = r.headers["mcp-session-id"]
-        httpx.post(self.base, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=self.h(), timeout=10)
+        httpx.post(
+            self.base, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=self.h(), timeout=10
+        )
         return r.json()["result"]
 
     def h(self) -> dict:
@@ -52,7 +57,9 @@ def _text(doc: dict) -> str:
 
 def test_session_moves_between_replicas_with_the_same_key(harness, servers):
     beta = servers.fast("beta")
-    targets = {"targets": [{"name": "beta", "mcp": {"host": beta.url}}, {"name": "weather", "stdio": demo_stdio("weather")}]}
+    targets = {
+        "targets": [{"name": "beta", "mcp": {"host": beta.url}}, {"name": "weather", "stdio": demo_stdio("weather")}]
+    }
     extra = {"session": {"key": KEY}}
     gw1 = harness.gateway(mcp_config(targets, extra_config=extra))
     gw2 = harness.gateway(mcp_config(targets, extra_config=extra))
@@ -70,8 +77,11 @@ def test_session_moves_between_replicas_with_the_same_key(harness, servers):
     r = c.post("tools/list", base=other.url + "/mcp")
     assert r.status_code == 404
     # garbage ids too
-    r = httpx.post(gw1.url + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                   headers={**ACCEPT, "mcp-session-id": "bogus"})
+    r = httpx.post(
+        gw1.url + "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={**ACCEPT, "mcp-session-id": "bogus"},
+    )
     assert r.status_code == 404
     r = httpx.post(gw1.url + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=ACCEPT)
     assert r.status_code == 400
@@ -86,7 +96,9 @@ def _pid_gone(pid: int) -> bool:
 
 
 def test_delete_ttl_and_shutdown_leave_no_processes(harness):
-    targets = {"targets": [{"name": "weather", "stdio": demo_stdio("weather")}, {"name": "math", "stdio": demo_stdio("math")}]}
+    targets = {
+        "targets": [{"name": "weather", "stdio": demo_stdio("weather")}, {"name": "math", "stdio": demo_stdio("math")}]
+    }
     gw = harness.gateway(mcp_config(targets, extra_config={"mcp": {"sessionTtl": "1s"}}))
 
     def pids(c):

@@ -25,16 +25,18 @@ class Spans:
                 res = {kv.key: _val(kv.value) for kv in rs.resource.attributes}
                 for ss in rs.scope_spans:
                     for s in ss.spans:
-                        self.spans.append({
-                            "name": s.name,
-                            "trace_id": s.trace_id.hex(),
-                            "span_id": s.span_id.hex(),
-                            "parent": s.parent_span_id.hex(),
-                            "kind": s.kind,
-                            "attrs": {kv.key: _val(kv.value) for kv in s.attributes},
-                            "resource": res,
-                            "status": s.status.code,
-                        })
+                        self.spans.append(
+                            {
+                                "name": s.name,
+                                "trace_id": s.trace_id.hex(),
+                                "span_id": s.span_id.hex(),
+                                "parent": s.parent_span_id.hex(),
+                                "kind": s.kind,
+                                "attrs": {kv.key: _val(kv.value) for kv in s.attributes},
+                                "resource": res,
+                                "status": s.status.code,
+                            }
+                        )
 
     def wait(self, n: int, timeout: float = 10.0) -> list[dict]:
         deadline = time.monotonic() + timeout
@@ -62,9 +64,13 @@ class GrpcReceiver(Spans):
 
         handler = grpc.method_handlers_generic_handler(
             "opentelemetry.proto.collector.trace.v1.TraceService",
-            {"Export": grpc.unary_unary_rpc_method_handler(
-                export, request_deserializer=ts.ExportTraceServiceRequest.FromString,
-                response_serializer=ts.ExportTraceServiceResponse.SerializeToString)},
+            {
+                "Export": grpc.unary_unary_rpc_method_handler(
+                    export,
+                    request_deserializer=ts.ExportTraceServiceRequest.FromString,
+                    response_serializer=ts.ExportTraceServiceResponse.SerializeToString,
+                )
+            },
         )
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         self.server.add_generic_rpc_handlers((handler,))
@@ -127,8 +133,11 @@ class TinyMcpServer:
                     return
                 m = msg["method"]
                 if m == "initialize":
-                    res = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
-                           "serverInfo": {"name": "tiny", "version": "1"}}
+                    res = {
+                        "protocolVersion": msg["params"]["protocolVersion"],
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "tiny", "version": "1"},
+                    }
                 elif m == "tools/list":
                     res = {"tools": [{"name": "echo", "description": "echo", "inputSchema": {"type": "object"}}]}
                 elif m == "tools/call":

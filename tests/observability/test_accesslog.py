@@ -13,11 +13,13 @@ from tests.support.harness import gateway_config, route
 def test_access_log_add_remove_filter(harness):
     up = harness.upstream("up")
     cfg = gateway_config([route("api", [up.host])])
-    cfg["frontendPolicies"] = {"accessLog": {
-        "filter": 'request.path != "/healthz"',
-        "add": {"user": 'request.headers["x-user"]', "code": "response.code", "agent": "apiKey.name"},
-        "remove": ["host", "bytes_received"],
-    }}
+    cfg["frontendPolicies"] = {
+        "accessLog": {
+            "filter": 'request.path != "/healthz"',
+            "add": {"user": 'request.headers["x-user"]', "code": "response.code", "agent": "apiKey.name"},
+            "remove": ["host", "bytes_received"],
+        }
+    }
     gw = harness.gateway(cfg)
     with httpx.Client(base_url=gw.url) as c:
         c.get("/healthz")

@@ -18,8 +18,14 @@ from tests.observability.otlp import TinyMcpServer
 from tests.support.harness import free_port, gateway_config, metric_sum, parse_metrics, route, terminate
 
 REPO = Path(__file__).resolve().parents[2]
-EKS_FAMILIES = ("agent_requests_total", "agent_request_duration_seconds", "tool_invocations_total",
-                "tool_invocation_duration_seconds", "mcp_errors_total", "a2a_calls_total")
+EKS_FAMILIES = (
+    "agent_requests_total",
+    "agent_request_duration_seconds",
+    "tool_invocations_total",
+    "tool_invocation_duration_seconds",
+    "mcp_errors_total",
+    "a2a_calls_total",
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +36,28 @@ def mcp_target():
 
 
 def _config(up, mcp_port: int) -> dict:
-    keys = {"apiKey": {"mode": "strict", "keys": [{"key": "secret-a", "metadata": {"name": "agent-a"}},
-                                                 {"key": "secret-b", "metadata": {"name": "agent-b"}}]}}
-    cfg = gateway_config([
-        route("api", [up.host], prefix="/api", policies=keys),
-        route("agent", [up.host], prefix="/agents/helper", policies={"a2a": {}}),
-        {"name": "mcp", "matches": [{"path": {"pathPrefix": "/mcp"}}],
-         "backends": [{"mcp": {"targets": [{"name": "tiny", "mcp": {"host": f"http://127.0.0.1:{mcp_port}/mcp"}}]}}]},
-    ])
+    keys = {
+        "apiKey": {
+            "mode": "strict",
+            "keys": [
+                {"key": "secret-a", "metadata": {"name": "agent-a"}},
+                {"key": "secret-b", "metadata": {"name": "agent-b"}},
+            ],
+        }
+    }
+    cfg = gateway_config(
+        [
+            route("api", [up.host], prefix="/api", policies=keys),
+            route("agent", [up.host], prefix="/agents/helper", policies={"a2a": {}}),
+            {
+                "name": "mcp",
+                "matches": [{"path": {"pathPrefix": "/mcp"}}],
+                "backends": [
+                    {"mcp": {"targets": [{"name": "tiny", "mcp": {"host": f"http://127.0.0.1:{mcp_port}/mcp"}}]}}
+                ],
+            },
+        ]
+    )
     return cfg
 
 
@@ -49,20 +69,50 @@ def _traffic(gw) -> None:
         for _ in range(3):
             assert c.get("/api/x", headers={"authorization": "Bearer secret-b"}).status_code == 200
         assert c.get("/api/x").status_code == 401
-        r = c.post("/agents/helper", json={"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {
-            "message": {"role": "user", "messageId": "m1", "parts": [{"kind": "text", "text": "hi"}]}}})
+        r = c.post(
+            "/agents/helper",
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "message/send",
+                "params": {"message": {"role": "user", "messageId": "m1", "parts": [{"kind": "text", "text": "hi"}]}},
+            },
+        )
         assert r.status_code == 200
-        r = c.post("/mcp", headers=h, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        r = c.post(
+            "/mcp",
+            headers=h,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            },
+        )
         sid = r.headers["mcp-session-id"]
         h["mcp-session-id"] = sid
         c.post("/mcp", headers=h, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
         for i in range(2):
-            r = c.post("/mcp", headers=h, json={"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call",
-                                                "params": {"name": "echo", "arguments": {"i": i}}})
+            r = c.post(
+                "/mcp",
+                headers=h,
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 10 + i,
+                    "method": "tools/call",
+                    "params": {"name": "echo", "arguments": {"i": i}},
+                },
+            )
             assert r.status_code == 200 and '"error"' not in r.text, r.text
-        r = c.post("/mcp", headers=h, json={"jsonrpc": "2.0", "id": 20, "method": "tools/call",
-                                            "params": {"name": "nope", "arguments": {}}})
+        r = c.post(
+            "/mcp",
+            headers=h,
+            json={"jsonrpc": "2.0", "id": 20, "method": "tools/call", "params": {"name": "nope", "arguments": {}}},
+        )
         assert r.status_code == 200
 
 
@@ -92,8 +142,11 @@ def test_eks_families_with_workers_and_promtool(harness, mcp_target):
         pytest.skip("promtool is not installed (scripts/install-test-deps.sh installs it)")
     r = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
     assert r.returncode == 0, (r.stdout + r.stderr).decode()
-    r = subprocess.run(["promtool", "check", "rules", str(REPO / "deploy/prometheus/agentgw-alerts.yaml")],
-                       capture_output=True, timeout=30)
+    r = subprocess.run(
+        ["promtool", "check", "rules", str(REPO / "deploy/prometheus/agentgw-alerts.yaml")],
+        capture_output=True,
+        timeout=30,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr).decode()
 
 
@@ -117,9 +170,17 @@ def test_prometheus_scrapes_the_gateway(harness, mcp_target, tmp_path):
         f"- job_name: agentgw\n  static_configs: [{{targets: ['127.0.0.1:{gw.stats_addr[1]}']}}]\n"
     )
     log = open(tmp_path / "prometheus.log", "wb")
-    p = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-                          f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 45
         result = []

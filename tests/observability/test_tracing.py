@@ -28,12 +28,17 @@ def grpc_receiver():
 
 def test_http_route_traceparent_in_and_out(harness, http_receiver):
     up = harness.upstream("up")
-    cfg = gateway_config([route("echo", [up.host])], extra_config={"tracing": {
-        "otlpEndpoint": f"http://127.0.0.1:{http_receiver.port}",
-        "otlpProtocol": "http",
-        "headers": {"x-tenant": "t1"},
-        "fields": {"add": {"caller": 'request.headers["x-caller"]'}},
-    }})
+    cfg = gateway_config(
+        [route("echo", [up.host])],
+        extra_config={
+            "tracing": {
+                "otlpEndpoint": f"http://127.0.0.1:{http_receiver.port}",
+                "otlpProtocol": "http",
+                "headers": {"x-tenant": "t1"},
+                "fields": {"add": {"caller": 'request.headers["x-caller"]'}},
+            }
+        },
+    )
     gw = harness.gateway(cfg)
     with httpx.Client(base_url=gw.url) as c:
         # no traceparent and randomSampling defaults to false: nothing is traced or added
@@ -66,22 +71,48 @@ def test_mcp_tool_call_spans_and_target_parent(harness, grpc_receiver):
     try:
         port = free_port()
         cfg = gateway_config([], port=port)
-        cfg["binds"][0]["listeners"][0]["routes"] = [{
-            "name": "mcp",
-            "backends": [{"mcp": {"targets": [{"name": "tiny", "mcp": {"host": f"http://127.0.0.1:{target.port}/mcp"}}]}}],
-        }]
-        cfg["frontendPolicies"] = {"tracing": {"host": f"127.0.0.1:{grpc_receiver.port}", "protocol": "grpc",
-                                               "randomSampling": True}}
+        cfg["binds"][0]["listeners"][0]["routes"] = [
+            {
+                "name": "mcp",
+                "backends": [
+                    {"mcp": {"targets": [{"name": "tiny", "mcp": {"host": f"http://127.0.0.1:{target.port}/mcp"}}]}}
+                ],
+            }
+        ]
+        cfg["frontendPolicies"] = {
+            "tracing": {"host": f"127.0.0.1:{grpc_receiver.port}", "protocol": "grpc", "randomSampling": True}
+        }
         gw = harness.gateway(cfg)
         h = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
         with httpx.Client(base_url=gw.url, headers=h, timeout=10) as c:
-            r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+            r = c.post(
+                "/mcp",
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": "2025-06-18",
+                        "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "1"},
+                    },
+                },
+            )
             assert r.status_code == 200, r.text
             sid = r.headers["mcp-session-id"]
-            c.post("/mcp", headers={"mcp-session-id": sid}, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-            r = c.post("/mcp", headers={"mcp-session-id": sid, "traceparent": f"00-{TRACE}-{PARENT}-01"},
-                       json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"a": 1}}})
+            c.post(
+                "/mcp", headers={"mcp-session-id": sid}, json={"jsonrpc": "2.0", "method": "notifications/initialized"}
+            )
+            r = c.post(
+                "/mcp",
+                headers={"mcp-session-id": sid, "traceparent": f"00-{TRACE}-{PARENT}-01"},
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "echo", "arguments": {"a": 1}},
+                },
+            )
             assert r.status_code == 200 and "error" not in r.text, r.text
         spans = grpc_receiver.wait(6)
         call = [s for s in spans if s["name"] == "tools/call echo"]
@@ -100,12 +131,20 @@ def test_mcp_tool_call_spans_and_target_parent(harness, grpc_receiver):
 
 def test_a2a_span(harness, http_receiver):
     up = harness.upstream("up")
-    cfg = gateway_config([route("helper", [up.host], prefix="/agents/helper", policies={"a2a": {}})],
-                         extra_config={"tracing": {"otlpEndpoint": f"http://127.0.0.1:{http_receiver.port}",
-                                                   "otlpProtocol": "http", "randomSampling": "1.0"}})
+    cfg = gateway_config(
+        [route("helper", [up.host], prefix="/agents/helper", policies={"a2a": {}})],
+        extra_config={
+            "tracing": {
+                "otlpEndpoint": f"http://127.0.0.1:{http_receiver.port}",
+                "otlpProtocol": "http",
+                "randomSampling": "1.0",
+            }
+        },
+    )
     gw = harness.gateway(cfg)
-    r = httpx.post(f"{gw.url}/agents/helper", json={"jsonrpc": "2.0", "id": 1, "method": "tasks/get",
-                                                   "params": {"id": "task-42"}})
+    r = httpx.post(
+        f"{gw.url}/agents/helper", json={"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"id": "task-42"}}
+    )
     assert r.status_code == 200
     spans = http_receiver.wait(2)
     a2a = next(s for s in spans if s["name"].startswith("a2a "))

@@ -36,7 +36,10 @@ def test_two_processes_share_one_limit(harness, redis_server):
     up = harness.upstream("up")
     pol = _limit(redis_server.url, [_desc('"counter"', 100)])
     warm = _limit(redis_server.url, [_desc('"warm"', 1000)])
-    routes = [route("api", [up.host], prefix="/x", policies=pol), route("warm", [up.host], prefix="/warm", policies=warm)]
+    routes = [
+        route("api", [up.host], prefix="/x", policies=pol),
+        route("warm", [up.host], prefix="/warm", policies=warm),
+    ]
     gws = [harness.gateway(gateway_config(routes)) for _ in range(2)]
     for g in gws:  # connect each process to Redis (and load the script) first
         assert httpx.get(f"{g.url}/warm").status_code == 200
@@ -44,8 +47,9 @@ def test_two_processes_share_one_limit(harness, redis_server):
     assert statuses.count(200) == 100, {s: statuses.count(s) for s in set(statuses)}
     assert statuses.count(429) == 200
     # both processes answered some of the 100 (the limit is shared, not split)
-    allowed = [metric_sum(parse_metrics(g.metrics_text()), "agentgw_ratelimit_checks_total", result="allowed") - 1
-               for g in gws]  # minus the warm-up request
+    allowed = [
+        metric_sum(parse_metrics(g.metrics_text()), "agentgw_ratelimit_checks_total", result="allowed") - 1 for g in gws
+    ]  # minus the warm-up request
     assert sum(allowed) == 100 and all(a > 0 for a in allowed), allowed
     r = httpx.get(f"{gws[0].url}/x")
     assert r.status_code == 429
@@ -58,10 +62,19 @@ def test_descriptor_values_from_cel(harness, redis_server):
     """A per-user descriptor (request header) and the AgentCore 5/minute generic key."""
     up = harness.upstream("up")
     pol = _limit(redis_server.url, [_desc('request.headers["x-user"]', 3, key="user")])
-    gw = harness.gateway(gateway_config([
-        route("users", [up.host], prefix="/u", policies=pol),
-        route("agentcore", [up.host], prefix="/tasks", policies=_limit(redis_server.url, [_desc('"counter"', 5, unit="MINUTE")])),
-    ]))
+    gw = harness.gateway(
+        gateway_config(
+            [
+                route("users", [up.host], prefix="/u", policies=pol),
+                route(
+                    "agentcore",
+                    [up.host],
+                    prefix="/tasks",
+                    policies=_limit(redis_server.url, [_desc('"counter"', 5, unit="MINUTE")]),
+                ),
+            ]
+        )
+    )
     with httpx.Client(base_url=gw.url) as c:
         a = [c.get("/u", headers={"x-user": "alice"}).status_code for _ in range(5)]
         b = [c.get("/u", headers={"x-user": "bob"}).status_code for _ in range(4)]
@@ -78,10 +91,19 @@ def test_descriptor_values_from_cel(harness, redis_server):
 def test_redis_down_failure_modes_and_recovery(harness, redis_server):
     up = harness.upstream("up")
     d = [_desc('request.headers["x-k"]', 3, key="k")]
-    gw = harness.gateway(gateway_config([
-        route("open", [up.host], prefix="/open", policies=_limit(redis_server.url, d, failureMode="failOpen")),
-        route("closed", [up.host], prefix="/closed", policies=_limit(redis_server.url, d, failureMode="failClosed")),
-    ]))
+    gw = harness.gateway(
+        gateway_config(
+            [
+                route("open", [up.host], prefix="/open", policies=_limit(redis_server.url, d, failureMode="failOpen")),
+                route(
+                    "closed",
+                    [up.host],
+                    prefix="/closed",
+                    policies=_limit(redis_server.url, d, failureMode="failClosed"),
+                ),
+            ]
+        )
+    )
     with httpx.Client(base_url=gw.url, timeout=5) as c:
         assert [c.get("/open", headers={"x-k": "a"}).status_code for _ in range(4)] == [200, 200, 200, 429]
         redis_server.kill()
@@ -130,23 +152,52 @@ def test_per_tool_limit_on_mcp(harness, redis_server):
     target = TinyMcpServer()
     try:
         d = [_desc("mcp.tool.name", 2, unit="MINUTE", key="tool-name", when='mcp.tool.name == "echo"')]
-        cfg = gateway_config([{
-            "name": "mcp",
-            "policies": _limit(redis_server.url, d),
-            "backends": [{"mcp": {"targets": [{"name": "t", "mcp": {"host": f"http://127.0.0.1:{target.port}/mcp"}}]}}],
-        }])
+        cfg = gateway_config(
+            [
+                {
+                    "name": "mcp",
+                    "policies": _limit(redis_server.url, d),
+                    "backends": [
+                        {"mcp": {"targets": [{"name": "t", "mcp": {"host": f"http://127.0.0.1:{target.port}/mcp"}}]}}
+                    ],
+                }
+            ]
+        )
         gws = [harness.gateway(cfg) for _ in range(2)]  # two replicas, one limit
         h = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
         answers = []
         for i in range(4):
             gw = gws[i % 2]
             with httpx.Client(base_url=gw.url, headers=h, timeout=10) as c:
-                r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+                r = c.post(
+                    "/mcp",
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "initialize",
+                        "params": {
+                            "protocolVersion": "2025-06-18",
+                            "capabilities": {},
+                            "clientInfo": {"name": "t", "version": "1"},
+                        },
+                    },
+                )
                 sid = r.headers["mcp-session-id"]
-                c.post("/mcp", headers={"mcp-session-id": sid}, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-                r = c.post("/mcp", headers={"mcp-session-id": sid}, json={
-                    "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {}}})
+                c.post(
+                    "/mcp",
+                    headers={"mcp-session-id": sid},
+                    json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                )
+                r = c.post(
+                    "/mcp",
+                    headers={"mcp-session-id": sid},
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 2,
+                        "method": "tools/call",
+                        "params": {"name": "echo", "arguments": {}},
+                    },
+                )
                 answers.append(r.json())
         ok = [a for a in answers if "result" in a]
         limited = [a for a in answers if "error" in a]
@@ -167,17 +218,31 @@ def test_llm_token_limit_and_genai_span(harness, redis_server):
     from tests.support.harness import free_port, wait_for
 
     demo_port, llm_port = free_port(), free_port()
-    demo = subprocess.Popen([sys.executable, "-m", "agentgw.demo.openai_server", "--port", str(demo_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "agentgw.demo.openai_server", "--port", str(demo_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     rec = HttpReceiver()
     try:
         cfg = gateway_config([])
         cfg.pop("binds")
-        cfg["config"]["tracing"] = {"otlpEndpoint": f"http://127.0.0.1:{rec.port}", "otlpProtocol": "http",
-                                    "randomSampling": True}
-        cfg["llm"] = {"port": llm_port, "models": [{"name": "local", "provider": "openAI", "params": {
-            "model": "demo-echo", "baseUrl": f"http://127.0.0.1:{demo_port}/v1"}}],
-            "policies": _limit(redis_server.url, [_desc("llm.model", 30, key="model", type="tokens")])}
+        cfg["config"]["tracing"] = {
+            "otlpEndpoint": f"http://127.0.0.1:{rec.port}",
+            "otlpProtocol": "http",
+            "randomSampling": True,
+        }
+        cfg["llm"] = {
+            "port": llm_port,
+            "models": [
+                {
+                    "name": "local",
+                    "provider": "openAI",
+                    "params": {"model": "demo-echo", "baseUrl": f"http://127.0.0.1:{demo_port}/v1"},
+                }
+            ],
+            "policies": _limit(redis_server.url, [_desc("llm.model", 30, key="model", type="tokens")]),
+        }
         harness.gateway(cfg)
         wait_for(lambda: _up(demo_port), timeout=10, message="demo LLM server")
         body = {"model": "local", "messages": [{"role": "user", "content": "x" * 40}]}
@@ -217,9 +282,13 @@ def test_body_is_forwarded_after_the_check(harness, redis_server):
     import hashlib
 
     up = harness.upstream("up")
-    gw = harness.gateway(gateway_config([
-        route("api", [up.host], prefix="/echo", policies=_limit(redis_server.url, [_desc('"body"', 3)])),
-    ]))
+    gw = harness.gateway(
+        gateway_config(
+            [
+                route("api", [up.host], prefix="/echo", policies=_limit(redis_server.url, [_desc('"body"', 3)])),
+            ]
+        )
+    )
     body = bytes(range(256)) * 40
     with httpx.Client(base_url=gw.url, timeout=5) as c:
         for _ in range(3):
@@ -258,11 +327,19 @@ def test_client_leaving_while_the_check_is_out(harness):
     try:
         up = harness.upstream("up")
         url = f"redis://127.0.0.1:{silent.getsockname()[1]}"
-        gw = harness.gateway(gateway_config([
-            route("limited", [up.host], prefix="/limited",
-                  policies=_limit(url, [_desc('"x"', 100)], failureMode="failOpen")),
-            route("free", [up.host], prefix="/free"),
-        ]))
+        gw = harness.gateway(
+            gateway_config(
+                [
+                    route(
+                        "limited",
+                        [up.host],
+                        prefix="/limited",
+                        policies=_limit(url, [_desc('"x"', 100)], failureMode="failOpen"),
+                    ),
+                    route("free", [up.host], prefix="/free"),
+                ]
+            )
+        )
         with httpx.Client(base_url=gw.url, timeout=0.05) as c:
             for _ in range(3):
                 try:

@@ -47,11 +47,13 @@ class StandInRLS:
     def start(self):
         handler = grpc.method_handlers_generic_handler(
             "envoy.service.ratelimit.v3.RateLimitService",
-            {"ShouldRateLimit": grpc.unary_unary_rpc_method_handler(
-                self.should_rate_limit,
-                request_deserializer=pb.RateLimitRequest.FromString,
-                response_serializer=pb.RateLimitResponse.SerializeToString,
-            )},
+            {
+                "ShouldRateLimit": grpc.unary_unary_rpc_method_handler(
+                    self.should_rate_limit,
+                    request_deserializer=pb.RateLimitRequest.FromString,
+                    response_serializer=pb.RateLimitResponse.SerializeToString,
+                )
+            },
         )
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         self.server.add_generic_rpc_handlers((handler,))
@@ -73,21 +75,34 @@ def rls():
 
 
 def _policy(port: int, mode: str = "failOpen") -> dict:
-    return {"remoteRateLimit": {
-        "domain": "agentgateway",
-        "host": f"127.0.0.1:{port}",
-        "failureMode": mode,
-        "descriptors": [{"entries": [{"key": "user", "value": 'request.headers["x-user"]'},
-                                     {"key": "tool", "value": '"echo"'}], "type": "requests"}],
-    }}
+    return {
+        "remoteRateLimit": {
+            "domain": "agentgateway",
+            "host": f"127.0.0.1:{port}",
+            "failureMode": mode,
+            "descriptors": [
+                {
+                    "entries": [
+                        {"key": "user", "value": 'request.headers["x-user"]'},
+                        {"key": "tool", "value": '"echo"'},
+                    ],
+                    "type": "requests",
+                }
+            ],
+        }
+    }
 
 
 def test_remote_rate_limit_service(harness, rls):
     up = harness.upstream("up")
-    gw = harness.gateway(gateway_config([
-        route("open", [up.host], prefix="/open", policies=_policy(rls.port)),
-        route("closed", [up.host], prefix="/closed", policies=_policy(rls.port, "failClosed")),
-    ]))
+    gw = harness.gateway(
+        gateway_config(
+            [
+                route("open", [up.host], prefix="/open", policies=_policy(rls.port)),
+                route("closed", [up.host], prefix="/closed", policies=_policy(rls.port, "failClosed")),
+            ]
+        )
+    )
     with httpx.Client(base_url=gw.url, timeout=5) as c:
         rs = [c.get("/open", headers={"x-user": "alice"}) for _ in range(3)]
         assert [r.status_code for r in rs] == [200, 200, 429]

@@ -117,7 +117,7 @@ class Nginx:
         terminate(self.proc)
 
 
-UVICORN_APP = '''
+UVICORN_APP = """
 import json, sys
 
 async def app(scope, receive, send):
@@ -134,7 +134,7 @@ if __name__ == "__main__":
     import uvicorn
     print("READY", flush=True)
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", http="httptools")
-'''
+"""
 
 
 class Uvicorn:

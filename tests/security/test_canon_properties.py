@@ -119,7 +119,9 @@ def test_refused_by_default(raw):
     assert e.value.status == 400
 
 
-hosts = st.lists(st.sampled_from(list(string.ascii_letters + string.digits + "-.:_") + ["@", "%", "[", "]", " "]), max_size=20).map("".join)
+hosts = st.lists(
+    st.sampled_from(list(string.ascii_letters + string.digits + "-.:_") + ["@", "%", "[", "]", " "]), max_size=20
+).map("".join)
 
 
 @settings(max_examples=2000, deadline=None)

@@ -224,23 +224,63 @@ def test_canonical_host_and_path_are_what_the_upstream_gets(env):
 
 # -- generated requests --------------------------------------------------------------------
 PIECES = [
-    "admin", "Admin", "public", "x", ".", "..", "", "%2e", "%2E%2e", "%2f", "%2F", "%5c", "\\",
-    ";", ";x=1", "..;", ".;", "%61dmin", "adm%69n", "%3b", "%3B", "%25", "%252f", "%00", "%", "%zz",
-    "a%20b", "~", "@", ":",
+    "admin",
+    "Admin",
+    "public",
+    "x",
+    ".",
+    "..",
+    "",
+    "%2e",
+    "%2E%2e",
+    "%2f",
+    "%2F",
+    "%5c",
+    "\\",
+    ";",
+    ";x=1",
+    "..;",
+    ".;",
+    "%61dmin",
+    "adm%69n",
+    "%3b",
+    "%3B",
+    "%25",
+    "%252f",
+    "%00",
+    "%",
+    "%zz",
+    "a%20b",
+    "~",
+    "@",
+    ":",
 ]
 segment = st.lists(st.sampled_from(PIECES), min_size=1, max_size=3).map("".join)
 paths = st.lists(segment, min_size=1, max_size=5).map(lambda segs: "/" + "/".join(segs))
-HOSTS = ["gw.test", "admin.test", "ADMIN.TEST", "admin.test.", "admin.test:80", "admin.test..", "gw.test@admin.test",
-         "admin.test:99999", "[::1]", "admin.test.:"]
+HOSTS = [
+    "gw.test",
+    "admin.test",
+    "ADMIN.TEST",
+    "admin.test.",
+    "admin.test:80",
+    "admin.test..",
+    "gw.test@admin.test",
+    "admin.test:99999",
+    "[::1]",
+    "admin.test.:",
+]
 host_lines = st.lists(st.sampled_from(HOSTS), min_size=0, max_size=2).map(lambda hs: [f"Host: {h}" for h in hs])
 targets = st.one_of(
     paths,
-    st.tuples(st.sampled_from(["http://admin.test", "http://admin.test.", "http://gw.test", "https://ADMIN.test:443"]), paths)
-    .map("".join),
+    st.tuples(
+        st.sampled_from(["http://admin.test", "http://admin.test.", "http://gw.test", "https://ADMIN.test:443"]), paths
+    ).map("".join),
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True
+)
 @given(target=targets, hosts=host_lines)
 def test_generated_requests_have_one_reading(env, target, hosts):
     check(env, target, hosts)

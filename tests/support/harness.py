@@ -233,9 +233,7 @@ def gateway_config(
     if listener_hostname:
         listener["hostname"] = listener_hostname
     if tls is not None:
-        listener["tls"] = (
-            {"cert": str(tls.cert), "key": str(tls.key)} if isinstance(tls, TLSFiles) else dict(tls)
-        )
+        listener["tls"] = {"cert": str(tls.cert), "key": str(tls.key)} if isinstance(tls, TLSFiles) else dict(tls)
     listener["routes"] = routes
     cfg: dict[str, Any] = {
         "config": {
@@ -332,9 +330,7 @@ def metric_sum(samples: list[Sample], name: str, **labels: str) -> float | None:
     found = [s for s in samples if s.name == name]
     if not found:
         return None
-    return sum(
-        s.value for s in found if all(s.labels.get(k) == str(v) for k, v in labels.items())
-    )
+    return sum(s.value for s in found if all(s.labels.get(k) == str(v) for k, v in labels.items()))
 
 
 # --------------------------------------------------------------------------- #
@@ -575,8 +571,13 @@ class ReadyProcess:
         self.out_path = workdir / f"{label}.out"
         self._out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(
-            cmd, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=subprocess_env(), cwd=str(REPO_ROOT), start_new_session=True,
+            cmd,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=subprocess_env(),
+            cwd=str(REPO_ROOT),
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -1005,7 +1006,9 @@ class Harness:
 # --------------------------------------------------------------------------- #
 # assertions
 # --------------------------------------------------------------------------- #
-def assert_gateway_error(status: int, body: bytes | str, expected_status: int, expected_type: str | None = None) -> dict:
+def assert_gateway_error(
+    status: int, body: bytes | str, expected_status: int, expected_type: str | None = None
+) -> dict:
     """Check a gateway-generated error: ``{"error": {"type": ..., "message": ...}}``."""
     if isinstance(body, str):
         body = body.encode()

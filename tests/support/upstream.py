@@ -105,9 +105,7 @@ async def handle_echo(request: web.Request, state: State) -> web.StreamResponse:
         "query": query,
         "raw_path": request.raw_path,
         "http_version": f"{request.version.major}.{request.version.minor}",
-        "headers": [
-            [k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers
-        ],
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers],
         "body": body.decode("utf-8", errors="replace"),
         "body_len": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),
@@ -136,7 +134,7 @@ async def handle_sse(request: web.Request, state: State) -> web.StreamResponse:
     for i in range(n):
         if i:
             await asyncio.sleep(interval)
-        event = f'data: {json.dumps({"i": i, "t": time.time()})}\n\n'
+        event = f"data: {json.dumps({'i': i, 't': time.time()})}\n\n"
         await resp.write(event.encode())
     await resp.write_eof()
     return resp
@@ -160,9 +158,7 @@ async def handle_big(request: web.Request, state: State) -> web.StreamResponse:
     size = _inum(request, "size", 1024)
     body = big_body(size)
     if request.query.get("chunked") == "1":
-        resp = web.StreamResponse(
-            status=200, headers={"Content-Type": "application/octet-stream"}
-        )
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/octet-stream"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         step = 64 * 1024
@@ -248,9 +244,7 @@ async def handle_reset(request: web.Request, state: State) -> web.StreamResponse
             import struct
 
             try:  # RST instead of FIN
-                sock.setsockopt(
-                    _socket.SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0))
             except OSError:
                 pass
         request.transport.abort()
@@ -292,9 +286,7 @@ async def handle_count(request: web.Request, state: State) -> web.StreamResponse
     path = request.query.get("path")
     if path is not None:
         return web.json_response({"path": path, "count": state.counts.get(path, 0)})
-    return web.json_response(
-        {"counts": dict(state.counts), "log": list(state.log), "upstream": state.name}
-    )
+    return web.json_response({"counts": dict(state.counts), "log": list(state.log), "upstream": state.name})
 
 
 async def handle_flaky(request: web.Request, state: State) -> web.StreamResponse:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from functools import partial
 import random
 import ssl as _ssl
-from typing import Sequence
+from collections.abc import Sequence
+from functools import partial
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
 from ..engine.heads import build_request_head
@@ -32,7 +32,9 @@ class HttpBackend:
 
     __slots__ = ("name", "target", "host_override", "kind", "timeout")
 
-    def __init__(self, name: str, target: UpstreamTarget, *, host_override: str | None = None, timeout: float | None = None):
+    def __init__(
+        self, name: str, target: UpstreamTarget, *, host_override: str | None = None, timeout: float | None = None
+    ):
         self.name = name
         self.target = target
         self.host_override = host_override
@@ -171,7 +173,9 @@ class HttpBackendSet:
         names = {b.name for _, b in backends}
         self.label = names.pop() if len(names) == 1 else ""
         self.fast_ok = (
-            retry is None and request_timeout is None and backend_timeout is None
+            retry is None
+            and request_timeout is None
+            and backend_timeout is None
             and all(b.timeout is None for _, b in backends)
         )
 
@@ -311,8 +315,15 @@ class HttpBackendSet:
                 try:
                     await conn.wait_head(timeout)
                 except GatewayError as exc:
-                    if exc.status == 504 and exc.kind == "upstream_timeout" and deadline is not None and loop.time() >= deadline:
-                        raise GatewayError(504, "request_timeout", f"request timed out after {self.request_timeout:g}s") from None
+                    if (
+                        exc.status == 504
+                        and exc.kind == "upstream_timeout"
+                        and deadline is not None
+                        and loop.time() >= deadline
+                    ):
+                        raise GatewayError(
+                            504, "request_timeout", f"request timed out after {self.request_timeout:g}s"
+                        ) from None
                     raise
             except StaleConnection as exc:
                 if conn is not None:
@@ -536,7 +547,5 @@ def make_target(
         tls_key = tls_key or "default"
     if port is None:
         port = 443 if (scheme == "https" or tls is not None) else 80
-    target = UpstreamTarget(
-        host, port, ssl=tls, server_hostname=sni, connect_timeout=connect_timeout, tls_key=tls_key
-    )
+    target = UpstreamTarget(host, port, ssl=tls, server_hostname=sni, connect_timeout=connect_timeout, tls_key=tls_key)
     return target, host_override

@@ -28,9 +28,10 @@ request shape costs one tuple build and one dict lookup.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["CelError", "Expression", "RuleSet", "register_variable", "VARIABLES"]
+__all__ = ["VARIABLES", "CelError", "Expression", "RuleSet", "register_variable"]
 
 
 class CelError(ValueError):
@@ -174,7 +175,7 @@ def _references(src: str) -> dict[str, set | None]:
     member = rf"(?:\s*\.\s*({_IDENT})\b(?!\s*\()|\s*\[\s*\x00(\d+)\x00\s*\])"
     for name in VARIABLES:
         for m in re.finditer(rf"(?<![\w.]){re.escape(name)}(?!\w)", s):
-            rest = s[m.end():]
+            rest = s[m.end() :]
             mm = re.match(member, rest)
             if mm is None:
                 out[name] = None
@@ -184,7 +185,7 @@ def _references(src: str) -> dict[str, set | None]:
                 out[name] = None
                 break
             if name == "request" and key == "headers":
-                rest2 = rest[mm.end():]
+                rest2 = rest[mm.end() :]
                 hm = re.match(member, rest2)
                 if hm is None:
                     key = "headers"

@@ -14,16 +14,16 @@ from .models import SECRET, EffectiveLimits, LocalConfig, effective_limits
 from .redact import REDACTED, redacted_dump
 
 __all__ = [
-    "LocalConfig",
-    "ConfigError",
-    "load_config_file",
-    "load_config_text",
-    "redacted_dump",
-    "parse_duration",
-    "Duration",
-    "EffectiveLimits",
-    "effective_limits",
-    "format_path",
     "REDACTED",
     "SECRET",
+    "ConfigError",
+    "Duration",
+    "EffectiveLimits",
+    "LocalConfig",
+    "effective_limits",
+    "format_path",
+    "load_config_file",
+    "load_config_text",
+    "parse_duration",
+    "redacted_dump",
 ]

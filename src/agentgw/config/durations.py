@@ -75,13 +75,13 @@ class Duration(float):
 
     raw: str
 
-    def __new__(cls, seconds: float, raw: str | None = None) -> "Duration":
+    def __new__(cls, seconds: float, raw: str | None = None) -> Duration:
         obj = super().__new__(cls, seconds)
         obj.raw = raw if raw is not None else _format_seconds(seconds)
         return obj
 
     @classmethod
-    def parse(cls, text: str) -> "Duration":
+    def parse(cls, text: str) -> Duration:
         return cls(parse_duration(text), text.strip())
 
     def __repr__(self) -> str:
@@ -109,9 +109,7 @@ def _validate(value: Any) -> Duration:
     if isinstance(value, (int, float)):
         if value == 0:
             return Duration(0.0, "0s")
-        raise ValueError(
-            f"duration {value!r} has no unit; write it as a string like '{value}s' or '{value}ms'"
-        )
+        raise ValueError(f"duration {value!r} has no unit; write it as a string like '{value}s' or '{value}ms'")
     if isinstance(value, str):
         return Duration.parse(value)
     raise ValueError(f"duration must be a string like '10s', got {type(value).__name__}")

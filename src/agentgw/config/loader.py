@@ -20,15 +20,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from .models import LocalConfig
 
-__all__ = ["ConfigError", "load_config_file", "load_config_text", "format_path"]
+__all__ = ["ConfigError", "format_path", "load_config_file", "load_config_text"]
 
 
 class ConfigError(ValueError):
@@ -104,7 +105,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _parse(text: str, source: str, fmt: Optional[str]) -> Any:
+def _parse(text: str, source: str, fmt: str | None) -> Any:
     if fmt is None:
         fmt = "json" if text.lstrip().startswith(("{", "[")) else "yaml"
     fmt = fmt.lower()
@@ -115,7 +116,7 @@ def _parse(text: str, source: str, fmt: Optional[str]) -> Any:
             raise ConfigError([f"{source}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"]) from None
     if fmt in ("yaml", "yml"):
         try:
-            return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+            return yaml.load(text, Loader=_UniqueKeyLoader)
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -134,9 +135,7 @@ _VAR = re.compile(r"\$(?:\$|\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _substitute(
-    node: Any, env: Mapping[str, str], loc: tuple[Any, ...], errors: list[str]
-) -> Any:
+def _substitute(node: Any, env: Mapping[str, str], loc: tuple[Any, ...], errors: list[str]) -> Any:
     if isinstance(node, str):
         if "$" not in node:
             return node
@@ -219,8 +218,8 @@ def load_config_text(
     text: str,
     *,
     source: str = "<inline>",
-    fmt: Optional[str] = None,
-    env: Optional[Mapping[str, str]] = None,
+    fmt: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> LocalConfig:
     """Parse and validate config text.
 
@@ -243,9 +242,7 @@ def load_config_text(
         raise ConfigError(_error_lines(e)) from None
 
 
-def load_config_file(
-    path: str | os.PathLike[str], *, env: Optional[Mapping[str, str]] = None
-) -> LocalConfig:
+def load_config_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> LocalConfig:
     """Load a config file; the format comes from the extension (.json, .yaml, .yml) or is sniffed."""
     p = Path(path)
     try:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -57,9 +57,9 @@ from .durations import DurationField
 
 __all__ = [
     "SECRET",
-    "SecretMarker",
-    "LocalConfig",
     "EffectiveLimits",
+    "LocalConfig",
+    "SecretMarker",
     "effective_limits",
 ]
 
@@ -76,9 +76,9 @@ class SecretMarker:
     redacted; for anything else the whole value is replaced.
     """
 
-    _instance: "SecretMarker | None" = None
+    _instance: SecretMarker | None = None
 
-    def __new__(cls) -> "SecretMarker":
+    def __new__(cls) -> SecretMarker:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -146,7 +146,7 @@ def _by_type(value: Any) -> str:
 def _str_or(str_type: Any, obj_type: Any) -> Any:
     """A field that is either a plain string or an object."""
     return Annotated[
-        Union[Annotated[str_type, Tag("~str")], Annotated[obj_type, Tag("~obj")]],
+        Annotated[str_type, Tag("~str")] | Annotated[obj_type, Tag("~obj")],
         Discriminator(_by_type),
     ]
 
@@ -154,7 +154,7 @@ def _str_or(str_type: Any, obj_type: Any) -> Any:
 def _explicit_or_conditional(obj_type: Any, cond_type: Any) -> Any:
     """agentgateway's ``LocalExplicitOrConditional<T>``: ``T`` or ``{conditional: [...]}``."""
     return Annotated[
-        Union[Annotated[obj_type, Tag("~obj")], Annotated[cond_type, Tag("~conditional")]],
+        Annotated[obj_type, Tag("~obj")] | Annotated[cond_type, Tag("~conditional")],
         Discriminator(_by_type),
     ]
 
@@ -168,7 +168,7 @@ def _compile_regex(pattern: str) -> str:
 
 
 StrMap = dict[str, str]
-SecretStrMap = Annotated[Optional[dict[str, str]], SECRET]
+SecretStrMap = Annotated[dict[str, str] | None, SECRET]
 Opaque = dict[str, Any]
 
 
@@ -180,9 +180,9 @@ Opaque = dict[str, Any]
 class FileRef(_Model):
     """``{file: path}`` or ``{url: ...}`` -- the non-inline forms of a loaded value."""
 
-    file: Optional[str] = None
-    url: Optional[str] = None
-    tunnel: Optional[Opaque] = None
+    file: str | None = None
+    url: str | None = None
+    tunnel: Opaque | None = None
 
     _exactly_one_of = ("file", "url")
 
@@ -212,21 +212,21 @@ class ServiceRef(_Model):
 class SimpleBackendRef(_Model):
     """Reference to a side-channel backend: exactly one of service, host, backend."""
 
-    service: Optional[ServiceRef] = None
-    host: Optional[str] = None
-    backend: Optional[str] = None
+    service: ServiceRef | None = None
+    host: str | None = None
+    backend: str | None = None
 
     _exactly_one_of = ("service", "host", "backend")
 
     @field_validator("host")
     @classmethod
-    def _host(cls, v: Optional[str]) -> Optional[str]:
+    def _host(cls, v: str | None) -> str | None:
         return _validate_target(v) if v is not None else v
 
 
 class HeaderLocation(_Model):
     name: str
-    prefix: Optional[str] = None
+    prefix: str | None = None
 
 
 class NameOnly(_Model):
@@ -240,10 +240,10 @@ class ExpressionLocation(_Model):
 class AuthorizationLocation(_Model):
     """Where a credential is read from: exactly one of header, queryParameter, cookie, expression."""
 
-    header: Optional[HeaderLocation] = None
-    query_parameter: Optional[NameOnly] = None
-    cookie: Optional[NameOnly] = None
-    expression: Optional[ExpressionLocation] = None
+    header: HeaderLocation | None = None
+    query_parameter: NameOnly | None = None
+    cookie: NameOnly | None = None
+    expression: ExpressionLocation | None = None
 
     _exactly_one_of = ("header", "query_parameter", "cookie", "expression")
 
@@ -257,7 +257,7 @@ def _validate_target(v: str) -> str:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"invalid host {v!r}: URL must be http:// or https:// with a host")
         try:
-            parts.port
+            _ = parts.port  # (urlsplit checks the port when it is read)
         except ValueError:
             raise ValueError(f"invalid host {v!r}: bad port") from None
         return v
@@ -286,9 +286,9 @@ def _validate_target(v: str) -> str:
 class PathMatch(_Model):
     """Exactly one of exact, pathPrefix, regex."""
 
-    exact: Optional[str] = None
-    path_prefix: Optional[str] = None
-    regex: Optional[str] = None
+    exact: str | None = None
+    path_prefix: str | None = None
+    regex: str | None = None
 
     _exactly_one_of = ("exact", "path_prefix", "regex")
 
@@ -306,14 +306,14 @@ class PathMatch(_Model):
 class StringMatch(_Model):
     """Exactly one of exact, regex."""
 
-    exact: Optional[str] = None
-    regex: Optional[str] = None
+    exact: str | None = None
+    regex: str | None = None
 
     _exactly_one_of = ("exact", "regex")
 
     @field_validator("regex")
     @classmethod
-    def _regex(cls, v: Optional[str]) -> Optional[str]:
+    def _regex(cls, v: str | None) -> str | None:
         return _compile_regex(v) if v is not None else v
 
 
@@ -330,8 +330,8 @@ class QueryMatch(_Model):
 class RouteMatch(_Model):
     """All set conditions must hold.  No ``path`` means any path (``pathPrefix: /``)."""
 
-    path: Optional[PathMatch] = None
-    method: Optional[str] = None
+    path: PathMatch | None = None
+    method: str | None = None
     headers: list[HeaderMatch] = Field(default_factory=list)
     query: list[QueryMatch] = Field(default_factory=list)
 
@@ -350,9 +350,9 @@ class HeaderModifier(_Model):
 class HostRewrite(_Model):
     """Exactly one of full, host, port."""
 
-    full: Optional[str] = None
-    host: Optional[str] = None
-    port: Optional[int] = Field(default=None, ge=1, le=65535)
+    full: str | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
 
     _exactly_one_of = ("full", "host", "port")
 
@@ -360,8 +360,8 @@ class HostRewrite(_Model):
 class PathRewrite(_Model):
     """Exactly one of full, prefix."""
 
-    full: Optional[str] = None
-    prefix: Optional[str] = None
+    full: str | None = None
+    prefix: str | None = None
 
     _exactly_one_of = ("full", "prefix")
 
@@ -371,15 +371,15 @@ HostRewriteField = _str_or(Literal["auto", "none"], HostRewrite)
 
 
 class RequestRedirect(_Model):
-    scheme: Optional[str] = None
-    authority: Optional[HostRewriteField] = None
-    path: Optional[PathRewrite] = None
-    status: Optional[int] = Field(default=None, ge=300, le=399)
+    scheme: str | None = None
+    authority: HostRewriteField | None = None
+    path: PathRewrite | None = None
+    status: int | None = Field(default=None, ge=300, le=399)
 
 
 class UrlRewrite(_Model):
-    authority: Optional[HostRewriteField] = None
-    path: Optional[PathRewrite] = None
+    authority: HostRewriteField | None = None
+    path: PathRewrite | None = None
 
 
 class RequestMirror(_Model):
@@ -395,8 +395,8 @@ def _body_to_str(v: Any) -> Any:
 
 
 class DirectResponse(_Model):
-    body: Optional[str] = None
-    body_expression: Optional[str] = None
+    body: str | None = None
+    body_expression: str | None = None
     headers: StrMap = Field(default_factory=dict)
     status: int = Field(ge=100, le=599)
 
@@ -409,7 +409,7 @@ class DirectResponse(_Model):
 
 
 class ConditionalDirectResponse(DirectResponse):
-    condition: Optional[str] = None
+    condition: str | None = None
 
 
 class Cors(_Model):
@@ -418,7 +418,7 @@ class Cors(_Model):
     allow_methods: list[str] = Field(default_factory=list)
     allow_origins: list[str] = Field(default_factory=list)
     expose_headers: list[str] = Field(default_factory=list)
-    max_age: Optional[DurationField] = None
+    max_age: DurationField | None = None
 
 
 class Csrf(_Model):
@@ -426,13 +426,13 @@ class Csrf(_Model):
 
 
 class Timeout(_Model):
-    request_timeout: Optional[DurationField] = None
-    backend_request_timeout: Optional[DurationField] = None
+    request_timeout: DurationField | None = None
+    backend_request_timeout: DurationField | None = None
 
 
 class Retry(_Model):
     attempts: int = Field(default=1, ge=0)
-    backoff: Optional[DurationField] = None
+    backoff: DurationField | None = None
     codes: list[int] = Field(default_factory=list)
 
     @field_validator("codes")
@@ -462,7 +462,7 @@ class RateLimit(_Model):
 
 
 class ConditionalRateLimit(RateLimit):
-    condition: Optional[str] = None
+    condition: str | None = None
 
 
 class Conditional(_Model):
@@ -491,10 +491,7 @@ class ConditionalDirectResponses(Conditional):
 
 #: localRateLimit is a LIST of buckets, or ``{conditional: [...]}``.
 LocalRateLimitField = Annotated[
-    Union[
-        Annotated[list[RateLimit], Tag("~list")],
-        Annotated[ConditionalRateLimits, Tag("~conditional")],
-    ],
+    Annotated[list[RateLimit], Tag("~list")] | Annotated[ConditionalRateLimits, Tag("~conditional")],
     Discriminator(_by_type),
 ]
 DirectResponseField = _explicit_or_conditional(DirectResponse, ConditionalDirectResponses)
@@ -504,17 +501,17 @@ class Transform(_Model):
     add: StrMap = Field(default_factory=dict)
     set: StrMap = Field(default_factory=dict)
     remove: list[str] = Field(default_factory=list)
-    body: Optional[str] = None
+    body: str | None = None
     metadata: StrMap = Field(default_factory=dict)
 
 
 class Transformations(_Model):
-    request: Optional[Transform] = None
-    response: Optional[Transform] = None
+    request: Transform | None = None
+    response: Transform | None = None
 
 
 class ConditionalTransformation(Transformations):
-    condition: Optional[str] = None
+    condition: str | None = None
 
 
 class ConditionalTransformations(Conditional):
@@ -532,14 +529,14 @@ AuthMode = Literal["strict", "optional", "permissive"]
 
 
 class JwtValidationOptions(_Model):
-    required_claims: Optional[list[str]] = None
+    required_claims: list[str] | None = None
 
 
 class JwtProvider(_Model):
     issuer: str
-    audiences: Optional[list[str]] = None
+    audiences: list[str] | None = None
     jwks: FileInlineOrRemote
-    jwt_validation_options: Optional[JwtValidationOptions] = None
+    jwt_validation_options: JwtValidationOptions | None = None
 
 
 class ClaimToHeader(_Model):
@@ -565,16 +562,16 @@ class JwtAuth(_Model):
     """
 
     mode: AuthMode = "optional"
-    location: Optional[AuthorizationLocation] = None
+    location: AuthorizationLocation | None = None
     preserve_token: bool = False
     forward: bool = False
-    providers: Optional[list[JwtProvider]] = None
-    issuer: Optional[str] = None
-    audiences: Optional[list[str]] = None
-    jwks: Optional[FileInlineOrRemote] = None
-    jwt_validation_options: Optional[JwtValidationOptions] = None
-    provider_backend: Optional[SimpleBackendRef] = None
-    claim_to_headers: Optional[list[ClaimToHeader]] = None
+    providers: list[JwtProvider] | None = None
+    issuer: str | None = None
+    audiences: list[str] | None = None
+    jwks: FileInlineOrRemote | None = None
+    jwt_validation_options: JwtValidationOptions | None = None
+    provider_backend: SimpleBackendRef | None = None
+    claim_to_headers: list[ClaimToHeader] | None = None
 
     @model_validator(mode="after")
     def _shape(self):
@@ -597,15 +594,15 @@ class JwtAuth(_Model):
 class ApiKeyEntry(_Model):
     """One accepted key: exactly one of key (plaintext) or keyHash (sha256:<hex> or bcrypt)."""
 
-    key: Annotated[Optional[str], SECRET] = None
-    key_hash: Annotated[Optional[str], SECRET] = None
-    metadata: Optional[dict[str, Any]] = None
+    key: Annotated[str | None, SECRET] = None
+    key_hash: Annotated[str | None, SECRET] = None
+    metadata: dict[str, Any] | None = None
 
     _exactly_one_of = ("key", "key_hash")
 
     @field_validator("key_hash")
     @classmethod
-    def _hash(cls, v: Optional[str]) -> Optional[str]:
+    def _hash(cls, v: str | None) -> str | None:
         if v is None or v.startswith(("$2a$", "$2b$", "$2y$")):
             return v
         if not v.startswith("sha256:"):
@@ -620,10 +617,10 @@ class ApiKeyAuth(_Model):
     """``keysFile`` / ``keysDir`` are agentgw extensions (a key list file, a mounted Secret)."""
 
     keys: list[ApiKeyEntry] = Field(default_factory=list)
-    keys_file: Optional[str] = None
-    keys_dir: Optional[str] = None
+    keys_file: str | None = None
+    keys_dir: str | None = None
     mode: AuthMode = "optional"
-    location: Optional[AuthorizationLocation] = None
+    location: AuthorizationLocation | None = None
 
     @model_validator(mode="after")
     def _some_keys(self):
@@ -636,16 +633,16 @@ class ServiceAccountAuth(_Model):
     """agentgw extension: Kubernetes service-account tokens, by JWKS or TokenReview."""
 
     mode: AuthMode = "strict"
-    location: Optional[AuthorizationLocation] = None
-    audiences: Optional[list[str]] = None
-    issuer: Optional[str] = None
-    jwks: Optional[FileInlineOrRemote] = None
-    token_review: Optional[str] = None
-    ca_file: Optional[str] = None
-    token_file: Optional[str] = None
-    principal_header: Optional[str] = None
+    location: AuthorizationLocation | None = None
+    audiences: list[str] | None = None
+    issuer: str | None = None
+    jwks: FileInlineOrRemote | None = None
+    token_review: str | None = None
+    ca_file: str | None = None
+    token_file: str | None = None
+    principal_header: str | None = None
     preserve_token: bool = False
-    timeout: Optional[DurationField] = None
+    timeout: DurationField | None = None
 
     _exactly_one_of = ("jwks", "token_review")
 
@@ -660,9 +657,9 @@ class ServiceAccountAuth(_Model):
 
 class BasicAuth(_Model):
     htpasswd: Annotated[FileOrInline, SECRET]
-    realm: Optional[str] = None
+    realm: str | None = None
     mode: Literal["strict", "optional"] = "optional"
-    authorization_location: Optional[AuthorizationLocation] = None
+    authorization_location: AuthorizationLocation | None = None
 
 
 class Authorization(_Model):
@@ -678,24 +675,22 @@ class Authorization(_Model):
     require: list[str] = Field(default_factory=list)
 
 
-
-
 # --------------------------------------------------------------------------
 # Backend-side policies
 # --------------------------------------------------------------------------
 
 
 class BackendTLS(_Model):
-    cert: Optional[str] = None
-    key: Annotated[Optional[str], SECRET] = None
-    root: Optional[str] = None
-    hostname: Optional[str] = None
+    cert: str | None = None
+    key: Annotated[str | None, SECRET] = None
+    root: str | None = None
+    hostname: str | None = None
     insecure: bool = False
     insecure_host: bool = False
-    alpn: Optional[list[str]] = None
-    subject_alt_names: Optional[list[str]] = None
-    key_exchange_groups: Optional[list[str]] = None
-    spiffe: Optional[Opaque] = None
+    alpn: list[str] | None = None
+    subject_alt_names: list[str] | None = None
+    key_exchange_groups: list[str] | None = None
+    spiffe: Opaque | None = None
 
     @model_validator(mode="after")
     def _pair(self):
@@ -705,12 +700,12 @@ class BackendTLS(_Model):
 
 
 class PassthroughAuth(_Model):
-    location: Optional[AuthorizationLocation] = None
+    location: AuthorizationLocation | None = None
 
 
 class KeyAuth(_Model):
     value: FileOrInline
-    location: Optional[AuthorizationLocation] = None
+    location: AuthorizationLocation | None = None
 
 
 class AssumeRole(_Model):
@@ -720,18 +715,18 @@ class AssumeRole(_Model):
 class AwsAuth(_Model):
     """Explicit credentials, or ``{}`` for the ambient AWS credential chain."""
 
-    access_key_id: Annotated[Optional[str], SECRET] = None
-    secret_access_key: Annotated[Optional[str], SECRET] = None
-    region: Optional[str] = None
-    session_token: Annotated[Optional[str], SECRET] = None
-    service_name: Optional[str] = None
-    assume_role: Optional[AssumeRole] = None
+    access_key_id: Annotated[str | None, SECRET] = None
+    secret_access_key: Annotated[str | None, SECRET] = None
+    region: str | None = None
+    session_token: Annotated[str | None, SECRET] = None
+    service_name: str | None = None
+    assume_role: AssumeRole | None = None
 
 
 class GcpAuth(_Model):
-    type: Optional[Literal["idToken", "accessToken"]] = None
-    audience: Optional[str] = None
-    credential: Annotated[Optional[FileOrInline], SECRET] = None
+    type: Literal["idToken", "accessToken"] | None = None
+    audience: str | None = None
+    credential: Annotated[FileOrInline | None, SECRET] = None
 
 
 #: ``backendAuth.key`` is a plain key string, ``{file}`` or ``{value, location}``.
@@ -744,11 +739,7 @@ def _key_kind(value: Any) -> str:
 
 
 BackendAuthKey = Annotated[
-    Union[
-        Annotated[str, Tag("~str")],
-        Annotated[FileOnlyRef, Tag("~file")],
-        Annotated[KeyAuth, Tag("~obj")],
-    ],
+    Annotated[str, Tag("~str")] | Annotated[FileOnlyRef, Tag("~file")] | Annotated[KeyAuth, Tag("~obj")],
     Discriminator(_key_kind),
 ]
 
@@ -756,34 +747,34 @@ BackendAuthKey = Annotated[
 class BackendAuth(_Model):
     """Exactly one of passthrough, key, gcp, aws, azure."""
 
-    passthrough: Optional[PassthroughAuth] = None
-    key: Annotated[Optional[BackendAuthKey], SECRET] = None
-    gcp: Optional[GcpAuth] = None
-    aws: Optional[AwsAuth] = None
-    azure: Annotated[Optional[Opaque], SECRET] = None
+    passthrough: PassthroughAuth | None = None
+    key: Annotated[BackendAuthKey | None, SECRET] = None
+    gcp: GcpAuth | None = None
+    aws: AwsAuth | None = None
+    azure: Annotated[Opaque | None, SECRET] = None
 
     _exactly_one_of = ("passthrough", "key", "gcp", "aws", "azure")
 
 
 class BackendHTTP(_Model):
-    version: Optional[str] = None
-    request_timeout: Optional[DurationField] = None
+    version: str | None = None
+    request_timeout: DurationField | None = None
 
 
 class SimpleBackendPolicies(_Model):
     """Policies for connecting to a backend (agentgateway ``SimpleLocalBackendPolicies``)."""
 
-    request_header_modifier: Optional[HeaderModifier] = None
-    transformations: Optional[Transformations] = None
-    backend_tls: Optional[BackendTLS] = Field(default=None, alias="backendTLS")
-    backend_auth: Optional[BackendAuth] = None
-    http: Optional[BackendHTTP] = None
-    tcp: Optional[Opaque] = None
-    backend_tunnel: Optional[Opaque] = None
+    request_header_modifier: HeaderModifier | None = None
+    transformations: Transformations | None = None
+    backend_tls: BackendTLS | None = Field(default=None, alias="backendTLS")
+    backend_auth: BackendAuth | None = None
+    http: BackendHTTP | None = None
+    tcp: Opaque | None = None
+    backend_tunnel: Opaque | None = None
 
 
 class ExtAuthzBody(_Model):
-    max_request_bytes: Optional[int] = Field(default=None, ge=0)
+    max_request_bytes: int | None = Field(default=None, ge=0)
     allow_partial_message: bool = False
     pack_as_bytes: bool = False
 
@@ -791,34 +782,34 @@ class ExtAuthzBody(_Model):
 class ExtAuthzProtocol(_Model):
     """Exactly one of grpc, http (their contents are passed through to the compiler)."""
 
-    grpc: Optional[Opaque] = None
-    http: Optional[Opaque] = None
+    grpc: Opaque | None = None
+    http: Opaque | None = None
 
     _exactly_one_of = ("grpc", "http")
 
 
 class ExtAuthz(_Model):
     # target: exactly one of service, host, backend
-    service: Optional[ServiceRef] = None
-    host: Optional[str] = None
-    backend: Optional[str] = None
-    policies: Optional[SimpleBackendPolicies] = None
-    protocol: Optional[ExtAuthzProtocol] = None
-    failure_mode: Optional[Any] = None
-    include_request_headers: Optional[list[str]] = None
-    include_request_body: Optional[ExtAuthzBody] = None
-    timeout: Optional[DurationField] = None
+    service: ServiceRef | None = None
+    host: str | None = None
+    backend: str | None = None
+    policies: SimpleBackendPolicies | None = None
+    protocol: ExtAuthzProtocol | None = None
+    failure_mode: Any | None = None
+    include_request_headers: list[str] | None = None
+    include_request_body: ExtAuthzBody | None = None
+    timeout: DurationField | None = None
 
     _exactly_one_of = ("service", "host", "backend")
 
     @field_validator("host")
     @classmethod
-    def _host(cls, v: Optional[str]) -> Optional[str]:
+    def _host(cls, v: str | None) -> str | None:
         return _validate_target(v) if v is not None else v
 
 
 class ConditionalExtAuthz(ExtAuthz):
-    condition: Optional[str] = None
+    condition: str | None = None
 
 
 class ConditionalExtAuthzs(Conditional):
@@ -833,30 +824,29 @@ class A2aPolicy(_Model):
     metrics). ``agent`` (an agentgw extension) names the agent for metrics, logs and
     CEL's ``a2a.agent``; by default the route's name, else the backend's."""
 
-    agent: Optional[str] = None
+    agent: str | None = None
 
 
 class McpTargetPolicies(SimpleBackendPolicies):
-    mcp_authorization: Optional[Authorization] = None
-    ext_mcp: Optional[Opaque] = None
+    mcp_authorization: Authorization | None = None
+    ext_mcp: Opaque | None = None
 
 
 class BackendPolicies(McpTargetPolicies):
     """Per-backend policies (agentgateway ``LocalBackendPolicies``)."""
 
-    response_header_modifier: Optional[HeaderModifier] = None
-    request_redirect: Optional[RequestRedirect] = None
-    health: Optional[Opaque] = None
-    ext_authz: Optional[ExtAuthz] = None
-    a2a: Optional[A2aPolicy] = Field(default=None, alias="a2a")
-    inference_routing: Optional[Opaque] = None
-    ai: Optional[Opaque] = None
-
+    response_header_modifier: HeaderModifier | None = None
+    request_redirect: RequestRedirect | None = None
+    health: Opaque | None = None
+    ext_authz: ExtAuthz | None = None
+    a2a: A2aPolicy | None = Field(default=None, alias="a2a")
+    inference_routing: Opaque | None = None
+    ai: Opaque | None = None
 
 
 class TcpBackendPolicies(_Model):
-    backend_tls: Optional[BackendTLS] = Field(default=None, alias="backendTLS")
-    backend_tunnel: Optional[Opaque] = None
+    backend_tls: BackendTLS | None = Field(default=None, alias="backendTLS")
+    backend_tunnel: Opaque | None = None
 
 
 # --------------------------------------------------------------------------
@@ -889,7 +879,7 @@ class RemoteRateLimit(_Model):
     host: str
     descriptors: list[RemoteRateLimitDescriptor] = Field(min_length=1)
     failure_mode: Literal["failOpen", "failClosed"] = "failOpen"
-    timeout: Optional[DurationField] = None
+    timeout: DurationField | None = None
 
 
 _RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -918,13 +908,13 @@ class GlobalRateLimitDescriptor(_Model):
     rate_limit: DescriptorLimit
     type: Literal["requests", "tokens"] = "requests"
     #: CEL condition: the descriptor applies only when it is true.
-    when: Optional[str] = None
+    when: str | None = None
 
 
 class RedisSettings(_Model):
     url: Annotated[str, SECRET]
     #: Budget for one check (connect included); over it, ``failureMode`` applies.
-    timeout: Optional[DurationField] = None
+    timeout: DurationField | None = None
     key_prefix: str = "agw"
 
 
@@ -942,12 +932,12 @@ class FrontendTracing(_Model):
 
     host: str
     protocol: Literal["grpc", "http"] = "grpc"
-    path: Optional[str] = None
+    path: str | None = None
     headers: SecretStrMap = None
-    random_sampling: Optional[str] = None
-    client_sampling: Optional[str] = None
-    attributes: Optional[Opaque] = None
-    resources: Optional[Opaque] = None
+    random_sampling: str | None = None
+    client_sampling: str | None = None
+    attributes: Opaque | None = None
+    resources: Opaque | None = None
 
     @field_validator("random_sampling", "client_sampling", mode="before")
     @classmethod
@@ -963,55 +953,55 @@ class FrontendTracing(_Model):
 class GatewayPolicies(_Model):
     """Policies allowed at listener level (run before routing)."""
 
-    oidc: Optional[Opaque] = None
-    jwt_auth: Optional[JwtAuth] = None
-    ext_authz: Optional[ExtAuthzField] = None
-    ext_proc: Optional[Opaque] = None
-    transformations: Optional[TransformationsField] = None
-    basic_auth: Optional[BasicAuth] = None
-    api_key: Optional[ApiKeyAuth] = None
-    service_account_auth: Optional[ServiceAccountAuth] = None
-    authorization: Optional[Authorization] = None
+    oidc: Opaque | None = None
+    jwt_auth: JwtAuth | None = None
+    ext_authz: ExtAuthzField | None = None
+    ext_proc: Opaque | None = None
+    transformations: TransformationsField | None = None
+    basic_auth: BasicAuth | None = None
+    api_key: ApiKeyAuth | None = None
+    service_account_auth: ServiceAccountAuth | None = None
+    authorization: Authorization | None = None
 
 
 class RoutePolicies(GatewayPolicies):
     """Route policies (agentgateway ``FilterOrPolicy``)."""
 
-    request_header_modifier: Optional[HeaderModifier] = None
-    response_header_modifier: Optional[HeaderModifier] = None
-    request_redirect: Optional[RequestRedirect] = None
-    url_rewrite: Optional[UrlRewrite] = None
-    request_mirror: Optional[RequestMirror] = None
-    direct_response: Optional[DirectResponseField] = None
-    cors: Optional[Cors] = None
-    mcp_authorization: Optional[Authorization] = None
-    ext_mcp: Optional[Opaque] = None
-    authorization: Optional[Authorization] = None
-    mcp_authentication: Optional[Opaque] = None
-    a2a: Optional[A2aPolicy] = Field(default=None, alias="a2a")
-    ai: Optional[Opaque] = None
-    backend_tls: Optional[BackendTLS] = Field(default=None, alias="backendTLS")
-    backend_tunnel: Optional[Opaque] = None
-    backend_auth: Optional[BackendAuth] = None
-    local_rate_limit: Optional[LocalRateLimitField] = None
-    remote_rate_limit: Optional[RemoteRateLimit] = None
-    global_rate_limit: Optional[GlobalRateLimit] = None
-    csrf: Optional[Csrf] = None
-    timeout: Optional[Timeout] = None
-    retry: Optional[Retry] = None
+    request_header_modifier: HeaderModifier | None = None
+    response_header_modifier: HeaderModifier | None = None
+    request_redirect: RequestRedirect | None = None
+    url_rewrite: UrlRewrite | None = None
+    request_mirror: RequestMirror | None = None
+    direct_response: DirectResponseField | None = None
+    cors: Cors | None = None
+    mcp_authorization: Authorization | None = None
+    ext_mcp: Opaque | None = None
+    authorization: Authorization | None = None
+    mcp_authentication: Opaque | None = None
+    a2a: A2aPolicy | None = Field(default=None, alias="a2a")
+    ai: Opaque | None = None
+    backend_tls: BackendTLS | None = Field(default=None, alias="backendTLS")
+    backend_tunnel: Opaque | None = None
+    backend_auth: BackendAuth | None = None
+    local_rate_limit: LocalRateLimitField | None = None
+    remote_rate_limit: RemoteRateLimit | None = None
+    global_rate_limit: GlobalRateLimit | None = None
+    csrf: Csrf | None = None
+    timeout: Timeout | None = None
+    retry: Retry | None = None
 
 
 class LlmPolicies(GatewayPolicies):
     """``llm.policies``: listener policies plus authorization and rate limits."""
 
-    authorization: Optional[Authorization] = None
+    authorization: Authorization | None = None
     local_rate_limit: list[RateLimit] = Field(default_factory=list)
-    remote_rate_limit: Optional[RemoteRateLimit] = None
-    global_rate_limit: Optional[GlobalRateLimit] = None
+    remote_rate_limit: RemoteRateLimit | None = None
+    global_rate_limit: GlobalRateLimit | None = None
 
 
 class TcpRoutePolicies(_Model):
-    backend_tls: Optional[BackendTLS] = Field(default=None, alias="backendTLS")
+    backend_tls: BackendTLS | None = Field(default=None, alias="backendTLS")
 
 
 # --------------------------------------------------------------------------
@@ -1022,10 +1012,10 @@ class TcpRoutePolicies(_Model):
 class McpHostSpec(_Model):
     """Where an MCP target lives: a URL in ``host``, ``host``+``port``+``path``, or a named ``backend``."""
 
-    host: Optional[str] = None
-    port: Optional[int] = Field(default=None, ge=1, le=65535)
-    path: Optional[str] = None
-    backend: Optional[str] = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    path: str | None = None
+    backend: str | None = None
 
     @model_validator(mode="after")
     def _shape(self):
@@ -1053,8 +1043,8 @@ class StdioSpec(_Model):
     clear_env: bool = False
     #: agentgw extensions: this target's caps on live processes (override the backend's
     #: ``stdioLimits``; see docs/mcp.md)
-    max_processes: Optional[int] = Field(default=None, ge=1)
-    max_processes_per_client: Optional[int] = Field(default=None, ge=1)
+    max_processes: int | None = Field(default=None, ge=1)
+    max_processes_per_client: int | None = Field(default=None, ge=1)
 
 
 class OpenApiSpec(McpHostSpec):
@@ -1068,11 +1058,11 @@ class McpTarget(_Model):
     """One upstream MCP server: exactly one of sse, mcp, stdio, openapi."""
 
     name: str
-    sse: Optional[McpHostSpec] = None
-    mcp: Optional[McpHostSpec] = None
-    stdio: Optional[StdioSpec] = None
-    openapi: Optional[OpenApiSpec] = None
-    policies: Optional[McpTargetPolicies] = None
+    sse: McpHostSpec | None = None
+    mcp: McpHostSpec | None = None
+    stdio: StdioSpec | None = None
+    openapi: OpenApiSpec | None = None
+    policies: McpTargetPolicies | None = None
 
     _exactly_one_of = ("sse", "mcp", "stdio", "openapi")
 
@@ -1080,9 +1070,7 @@ class McpTarget(_Model):
     @classmethod
     def _name(cls, v: str) -> str:
         if not _MCP_TARGET_NAME.match(v):
-            raise ValueError(
-                f"invalid MCP target name {v!r}: use letters, digits, '_', '-' and '.' only"
-            )
+            raise ValueError(f"invalid MCP target name {v!r}: use letters, digits, '_', '-' and '.' only")
         return v
 
 
@@ -1098,8 +1086,8 @@ class DnsRebindingProtection(_Model):
 class McpToolRateLimit(_Model):
     """agentgw extension: a token bucket for calls of some tools (``tools`` unset: all)."""
 
-    tools: Optional[list[str]] = None
-    target: Optional[str] = None
+    tools: list[str] | None = None
+    target: str | None = None
     max_tokens: int = Field(ge=1)
     tokens_per_fill: int = Field(ge=1)
     fill_interval: DurationField
@@ -1123,13 +1111,13 @@ class StdioLimits(_Model):
 class McpBackend(_Model):
     targets: list[McpTarget]
     stateful_mode: Literal["stateless", "stateful"] = "stateful"
-    prefix_mode: Optional[Literal["always", "conditional", "never"]] = None
-    failure_mode: Optional[Literal["failClosed", "failOpen"]] = None
+    prefix_mode: Literal["always", "conditional", "never"] | None = None
+    failure_mode: Literal["failClosed", "failOpen"] | None = None
     #: agentgw extensions (see docs/mcp.md)
-    dns_rebinding_protection: Optional[Union[bool, DnsRebindingProtection]] = None
+    dns_rebinding_protection: bool | DnsRebindingProtection | None = None
     passthrough_headers: list[str] = Field(default_factory=list)
     tool_rate_limits: list[McpToolRateLimit] = Field(default_factory=list)
-    stdio_limits: Optional[StdioLimits] = None
+    stdio_limits: StdioLimits | None = None
 
     @field_validator("targets")
     @classmethod
@@ -1145,11 +1133,11 @@ class McpBackend(_Model):
 class AiProvider(_Model):
     name: str
     provider: Opaque
-    host_override: Optional[str] = None
-    path_override: Optional[str] = None
-    path_prefix: Optional[str] = None
+    host_override: str | None = None
+    path_override: str | None = None
+    path_prefix: str | None = None
     tokenize: bool = False
-    policies: Optional[BackendPolicies] = None
+    policies: BackendPolicies | None = None
 
     @field_validator("provider")
     @classmethod
@@ -1162,7 +1150,7 @@ class AiProvider(_Model):
 
     @field_validator("host_override")
     @classmethod
-    def _host(cls, v: Optional[str]) -> Optional[str]:
+    def _host(cls, v: str | None) -> str | None:
         return _validate_target(v) if v is not None else v
 
 
@@ -1173,14 +1161,14 @@ class AiProviderGroup(_Model):
 class AiBackend(_Model):
     """A single provider (``name``/``provider``/...) or ``groups: [{providers: [...]}]``."""
 
-    name: Optional[str] = None
-    provider: Optional[Opaque] = None
-    host_override: Optional[str] = None
-    path_override: Optional[str] = None
-    path_prefix: Optional[str] = None
+    name: str | None = None
+    provider: Opaque | None = None
+    host_override: str | None = None
+    path_override: str | None = None
+    path_prefix: str | None = None
     tokenize: bool = False
-    policies: Optional[BackendPolicies] = None
-    groups: Optional[list[AiProviderGroup]] = None
+    policies: BackendPolicies | None = None
+    groups: list[AiProviderGroup] | None = None
 
     @model_validator(mode="after")
     def _shape(self):
@@ -1202,25 +1190,24 @@ _AGENTCORE_ARN = re.compile(r"^arn:aws[a-z-]*:bedrock-agentcore:[a-z0-9-]+:\d{12
 
 class AgentCore(_Model):
     agent_runtime_arn: str
-    qualifier: Optional[str] = None
+    qualifier: str | None = None
     # agentgw extension: send to this base URL (a local stand-in, a VPC endpoint)
     # instead of https://bedrock-agentcore.<region>.amazonaws.com; still SigV4-signed
     # for bedrock-agentcore in the ARN's region.
-    endpoint: Optional[str] = None
+    endpoint: str | None = None
 
     @field_validator("agent_runtime_arn")
     @classmethod
     def _arn(cls, v: str) -> str:
         if not _AGENTCORE_ARN.match(v):
             raise ValueError(
-                "expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<runtime-id>, "
-                f"got {v!r}"
+                f"expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<runtime-id>, got {v!r}"
             )
         return v
 
     @field_validator("endpoint")
     @classmethod
-    def _endpoint(cls, v: Optional[str]) -> Optional[str]:
+    def _endpoint(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^https?://[^/?#\s]+/?$", v):
             raise ValueError(f"endpoint must be http(s)://host[:port], got {v!r}")
         return v
@@ -1236,7 +1223,7 @@ class A2aStaticTarget(_Model):
 
 
 class A2aTarget(_Model):
-    name: Optional[str] = None
+    name: str | None = None
     static: A2aStaticTarget
     weight: int = Field(default=1, ge=0)
 
@@ -1248,15 +1235,15 @@ class A2aBackend(_Model):
 
 
 class _BackendKinds(_Model):
-    host: Optional[str] = None
-    mcp: Optional[McpBackend] = None
-    ai: Optional[AiBackend] = None
-    aws: Optional[AwsBackend] = None
-    a2a: Optional[A2aBackend] = Field(default=None, alias="a2a")
+    host: str | None = None
+    mcp: McpBackend | None = None
+    ai: AiBackend | None = None
+    aws: AwsBackend | None = None
+    a2a: A2aBackend | None = Field(default=None, alias="a2a")
 
     @field_validator("host")
     @classmethod
-    def _host(cls, v: Optional[str]) -> Optional[str]:
+    def _host(cls, v: str | None) -> str | None:
         return _validate_target(v) if v is not None else v
 
 
@@ -1264,11 +1251,11 @@ class RouteBackend(_BackendKinds):
     """A route backend: exactly one of host, service, backend, mcp, ai, aws, dynamic, routeGroup."""
 
     weight: int = Field(default=1, ge=0)
-    service: Optional[ServiceRef] = None
-    backend: Optional[str] = None
-    dynamic: Optional[Opaque] = None
-    route_group: Optional[str] = None
-    policies: Optional[BackendPolicies] = None
+    service: ServiceRef | None = None
+    backend: str | None = None
+    dynamic: Opaque | None = None
+    route_group: str | None = None
+    policies: BackendPolicies | None = None
 
     _exactly_one_of = ("host", "service", "backend", "mcp", "ai", "aws", "a2a", "dynamic", "route_group")
 
@@ -1277,14 +1264,14 @@ class NamedBackend(_BackendKinds):
     """Top-level ``backends[]``: a name plus exactly one of host, mcp, ai, aws."""
 
     name: str
-    policies: Optional[BackendPolicies] = None
+    policies: BackendPolicies | None = None
 
     _exactly_one_of = ("host", "mcp", "ai", "aws", "a2a")
 
 
 class TcpRouteBackend(SimpleBackendRef):
     weight: int = Field(default=1, ge=0)
-    policies: Optional[TcpBackendPolicies] = None
+    policies: TcpBackendPolicies | None = None
 
 
 # --------------------------------------------------------------------------
@@ -1293,13 +1280,13 @@ class TcpRouteBackend(SimpleBackendRef):
 
 
 class Route(_Model):
-    name: Optional[str] = None
-    namespace: Optional[str] = None
-    rule_name: Optional[str] = None
+    name: str | None = None
+    namespace: str | None = None
+    rule_name: str | None = None
     hostnames: list[str] = Field(default_factory=list)
     #: ``None`` means agentgateway's default: a single ``pathPrefix: /`` match.
-    matches: Optional[list[RouteMatch]] = None
-    policies: Optional[RoutePolicies] = None
+    matches: list[RouteMatch] | None = None
+    policies: RoutePolicies | None = None
     backends: list[RouteBackend] = Field(default_factory=list)
 
     def effective_matches(self) -> list[RouteMatch]:
@@ -1309,11 +1296,11 @@ class Route(_Model):
 
 
 class TcpRoute(_Model):
-    name: Optional[str] = None
-    namespace: Optional[str] = None
-    rule_name: Optional[str] = None
+    name: str | None = None
+    namespace: str | None = None
+    rule_name: str | None = None
     hostnames: list[str] = Field(default_factory=list)
-    policies: Optional[TcpRoutePolicies] = None
+    policies: TcpRoutePolicies | None = None
     backends: list[TcpRouteBackend] = Field(default_factory=list)
 
 
@@ -1323,11 +1310,11 @@ TlsVersion = Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"]
 class ListenerTLS(_Model):
     cert: str
     key: Annotated[str, SECRET]
-    root: Optional[str] = None
-    cipher_suites: Optional[list[str]] = None
-    min_tls_version: Optional[TlsVersion] = Field(default=None, alias="minTLSVersion")
-    max_tls_version: Optional[TlsVersion] = Field(default=None, alias="maxTLSVersion")
-    key_exchange_groups: Optional[list[str]] = None
+    root: str | None = None
+    cipher_suites: list[str] | None = None
+    min_tls_version: TlsVersion | None = Field(default=None, alias="minTLSVersion")
+    max_tls_version: TlsVersion | None = Field(default=None, alias="maxTLSVersion")
+    key_exchange_groups: list[str] | None = None
 
 
 class PathNormalization(_Model):
@@ -1344,16 +1331,16 @@ class PathNormalization(_Model):
 
 
 class Listener(_Model):
-    name: Optional[str] = None
-    namespace: Optional[str] = None
-    gateway_name: Optional[str] = None
-    hostname: Optional[str] = None
+    name: str | None = None
+    namespace: str | None = None
+    gateway_name: str | None = None
+    hostname: str | None = None
     protocol: Literal["HTTP", "HTTPS", "TLS", "TCP", "HBONE"] = "HTTP"
-    tls: Optional[ListenerTLS] = None
-    routes: Optional[list[Route]] = None
-    tcp_routes: Optional[list[TcpRoute]] = None
-    policies: Optional[GatewayPolicies] = None
-    path_normalization: Optional[PathNormalization] = None
+    tls: ListenerTLS | None = None
+    routes: list[Route] | None = None
+    tcp_routes: list[TcpRoute] | None = None
+    policies: GatewayPolicies | None = None
+    path_normalization: PathNormalization | None = None
 
     @model_validator(mode="after")
     def _protocol(self):
@@ -1370,7 +1357,7 @@ class Listener(_Model):
 class Bind(_Model):
     port: int = Field(ge=0, le=65535)
     listeners: list[Listener]
-    tunnel_protocol: Optional[str] = None
+    tunnel_protocol: str | None = None
 
 
 class RouteGroup(_Model):
@@ -1380,7 +1367,7 @@ class RouteGroup(_Model):
 
 class ResourceName(_Model):
     name: str
-    namespace: Optional[str] = None
+    namespace: str | None = None
 
 
 class TargetedPolicy(_Model):
@@ -1408,29 +1395,29 @@ class FrontendHTTP(_Model):
     """``frontendPolicies.http``.  Unset means the agentgw default (see `effective_limits`)."""
 
     #: Largest request/response body agentgw will buffer in memory (bytes).
-    max_buffer_size: Optional[int] = Field(default=None, ge=1)
-    http1_max_headers: Optional[int] = Field(default=None, ge=1)
-    http1_idle_timeout: Optional[DurationField] = None
-    http2_window_size: Optional[int] = Field(default=None, ge=0)
-    http2_connection_window_size: Optional[int] = Field(default=None, ge=0)
-    http2_frame_size: Optional[int] = Field(default=None, ge=0)
-    http2_keepalive_interval: Optional[DurationField] = None
-    http2_keepalive_timeout: Optional[DurationField] = None
+    max_buffer_size: int | None = Field(default=None, ge=1)
+    http1_max_headers: int | None = Field(default=None, ge=1)
+    http1_idle_timeout: DurationField | None = None
+    http2_window_size: int | None = Field(default=None, ge=0)
+    http2_connection_window_size: int | None = Field(default=None, ge=0)
+    http2_frame_size: int | None = Field(default=None, ge=0)
+    http2_keepalive_interval: DurationField | None = None
+    http2_keepalive_timeout: DurationField | None = None
 
 
 class FrontendTLS(_Model):
-    handshake_timeout: Optional[DurationField] = None
-    alpn: Optional[list[Any]] = None
-    min_version: Optional[TlsVersion] = None
-    max_version: Optional[TlsVersion] = None
-    cipher_suites: Optional[list[str]] = None
+    handshake_timeout: DurationField | None = None
+    alpn: list[Any] | None = None
+    min_version: TlsVersion | None = None
+    max_version: TlsVersion | None = None
+    cipher_suites: list[str] | None = None
 
 
 class Keepalives(_Model):
-    enabled: Optional[bool] = None
-    time: Optional[DurationField] = None
-    interval: Optional[DurationField] = None
-    retries: Optional[int] = Field(default=None, ge=0)
+    enabled: bool | None = None
+    time: DurationField | None = None
+    interval: DurationField | None = None
+    retries: int | None = Field(default=None, ge=0)
 
 
 class FrontendTCP(_Model):
@@ -1438,22 +1425,22 @@ class FrontendTCP(_Model):
 
 
 class AccessLog(_Model):
-    filter: Optional[str] = None
+    filter: str | None = None
     add: StrMap = Field(default_factory=dict)
     remove: list[str] = Field(default_factory=list)
-    otlp: Optional[Opaque] = None
-    access_log_policy: Optional[Opaque] = None
+    otlp: Opaque | None = None
+    access_log_policy: Opaque | None = None
 
 
 class FrontendPolicies(_Model):
-    http: Optional[FrontendHTTP] = None
-    tls: Optional[FrontendTLS] = None
-    tcp: Optional[FrontendTCP] = None
-    network_authorization: Optional[Opaque] = None
-    proxy_protocol: Optional[Opaque] = None
-    connect: Optional[Opaque] = None
-    access_log: Optional[AccessLog] = None
-    tracing: Optional[FrontendTracing] = None
+    http: FrontendHTTP | None = None
+    tls: FrontendTLS | None = None
+    tcp: FrontendTCP | None = None
+    network_authorization: Opaque | None = None
+    proxy_protocol: Opaque | None = None
+    connect: Opaque | None = None
+    access_log: AccessLog | None = None
+    tracing: FrontendTracing | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -1515,10 +1502,10 @@ class Tracing(_Model):
     otlp_endpoint: str
     headers: SecretStrMap = None
     otlp_protocol: Literal["grpc", "http"] = "grpc"
-    fields: Optional[Fields] = None
-    random_sampling: Optional[str] = None
-    client_sampling: Optional[str] = None
-    path: Optional[str] = None
+    fields: Fields | None = None
+    random_sampling: str | None = None
+    client_sampling: str | None = None
+    path: str | None = None
 
     @field_validator("random_sampling", "client_sampling", mode="before")
     @classmethod
@@ -1527,10 +1514,10 @@ class Tracing(_Model):
 
 
 class Logging(_Model):
-    level: Optional[str] = None
-    format: Optional[Literal["text", "json"]] = None
-    filter: Optional[str] = None
-    fields: Optional[Fields] = None
+    level: str | None = None
+    format: Literal["text", "json"] | None = None
+    filter: str | None = None
+    fields: Fields | None = None
 
 
 class MetricsFields(_Model):
@@ -1539,23 +1526,23 @@ class MetricsFields(_Model):
 
 class Metrics(_Model):
     remove: list[str] = Field(default_factory=list)
-    fields: Optional[MetricsFields] = None
+    fields: MetricsFields | None = None
 
 
 class BackendDefaults(_Model):
-    keepalives: Optional[Keepalives] = None
-    connect_timeout: Optional[DurationField] = None
-    pool_idle_timeout: Optional[DurationField] = None
-    pool_max_size: Optional[int] = Field(default=None, ge=0)
+    keepalives: Keepalives | None = None
+    connect_timeout: DurationField | None = None
+    pool_idle_timeout: DurationField | None = None
+    pool_max_size: int | None = Field(default=None, ge=0)
 
 
 class Session(_Model):
     #: AES-256-GCM key, 64 hex characters (``openssl rand -hex 32``).
-    key: Annotated[Optional[str], SECRET] = None
+    key: Annotated[str | None, SECRET] = None
 
     @field_validator("key")
     @classmethod
-    def _hex(cls, v: Optional[str]) -> Optional[str]:
+    def _hex(cls, v: str | None) -> str | None:
         if v is None:
             return v
         try:
@@ -1568,7 +1555,7 @@ class Session(_Model):
 
 
 class McpSettings(_Model):
-    session_ttl: Optional[DurationField] = None
+    session_ttl: DurationField | None = None
 
 
 class Limits(_Model):
@@ -1579,14 +1566,14 @@ class Limits(_Model):
     """
 
     #: Total size of a request's start line plus headers.
-    max_header_bytes: Optional[int] = Field(default=None, ge=1024)
+    max_header_bytes: int | None = Field(default=None, ge=1024)
     #: Time allowed for a client to send the complete request head.
-    header_read_timeout: Optional[DurationField] = None
+    header_read_timeout: DurationField | None = None
     #: Longest pause allowed between two reads of a request body (nginx's
     #: ``client_body_timeout``); past it the request is answered 408 and closed.
-    request_body_timeout: Optional[DurationField] = None
+    request_body_timeout: DurationField | None = None
     #: Concurrent downstream connections across all binds.
-    max_connections: Optional[int] = Field(default=None, ge=1)
+    max_connections: int | None = Field(default=None, ge=1)
 
 
 def _worker_threads(v: Any) -> Any:
@@ -1597,40 +1584,40 @@ class GatewayConfig(_Model):
     """The ``config:`` section: process-level settings."""
 
     # -- accepted, not acted on by agentgw (mesh / control-plane plumbing) --
-    enable_ipv6: Optional[bool] = None
-    dns: Optional[Opaque] = None
-    local_xds_path: Optional[str] = None
-    ca_address: Optional[str] = None
-    ca_auth_token: Annotated[Optional[str], SECRET] = None
-    xds_address: Optional[str] = None
-    xds_auth_token: Annotated[Optional[str], SECRET] = None
-    auth_token: Annotated[Optional[str], SECRET] = None
-    namespace: Optional[str] = None
-    gateway: Optional[str] = None
-    trust_domain: Optional[str] = None
-    additional_trust_domains: Optional[str] = None
-    skip_validate_trust_domain: Optional[bool] = None
-    service_account: Optional[str] = None
-    cluster_id: Optional[str] = None
-    network: Optional[str] = None
-    hbone: Optional[Opaque] = None
-    http2: Optional[Opaque] = None
-    database: Annotated[Optional[Opaque], SECRET] = None
+    enable_ipv6: bool | None = None
+    dns: Opaque | None = None
+    local_xds_path: str | None = None
+    ca_address: str | None = None
+    ca_auth_token: Annotated[str | None, SECRET] = None
+    xds_address: str | None = None
+    xds_auth_token: Annotated[str | None, SECRET] = None
+    auth_token: Annotated[str | None, SECRET] = None
+    namespace: str | None = None
+    gateway: str | None = None
+    trust_domain: str | None = None
+    additional_trust_domains: str | None = None
+    skip_validate_trust_domain: bool | None = None
+    service_account: str | None = None
+    cluster_id: str | None = None
+    network: str | None = None
+    hbone: Opaque | None = None
+    http2: Opaque | None = None
+    database: Annotated[Opaque | None, SECRET] = None
 
     # -- acted on --
     admin_addr: str = "127.0.0.1:15000"
     stats_addr: str = "0.0.0.0:15020"
     readiness_addr: str = "0.0.0.0:15021"
-    session: Optional[Session] = None
-    mcp: Optional[McpSettings] = None
-    connection_termination_deadline: Optional[DurationField] = None
-    connection_min_termination_deadline: Optional[DurationField] = None
-    worker_threads: Optional[str] = None
-    tracing: Optional[Tracing] = None
-    logging: Optional[Logging] = None
-    metrics: Optional[Metrics] = None
-    backend: Optional[BackendDefaults] = None
-    limits: Optional[Limits] = None
+    session: Session | None = None
+    mcp: McpSettings | None = None
+    connection_termination_deadline: DurationField | None = None
+    connection_min_termination_deadline: DurationField | None = None
+    worker_threads: str | None = None
+    tracing: Tracing | None = None
+    logging: Logging | None = None
+    metrics: Metrics | None = None
+    backend: BackendDefaults | None = None
+    limits: Limits | None = None
     #: agentgw extension: peers (IP networks) whose ``X-Forwarded-Proto`` and
     #: ``X-Forwarded-Host`` are believed, e.g. a load balancer in front. From any other
     #: peer these headers steer nothing (they are still forwarded, with the peer appended
@@ -1666,24 +1653,24 @@ _LLM_PROVIDERS = ("openAI", "anthropic", "gemini", "vertex", "bedrock", "azure",
 
 
 class LlmParams(_Model):
-    model: Optional[str] = None
-    api_key: Annotated[Optional[FileOrInline], SECRET] = None
-    aws_region: Optional[str] = None
-    vertex_region: Optional[str] = None
-    vertex_project: Optional[str] = None
-    azure_resource_name: Optional[str] = None
-    azure_resource_type: Optional[str] = None
-    azure_api_version: Optional[str] = None
-    azure_project_name: Optional[str] = None
-    base_url: Optional[str] = None
-    host_override: Optional[str] = None
-    path_override: Optional[str] = None
-    path_prefix: Optional[str] = None
+    model: str | None = None
+    api_key: Annotated[FileOrInline | None, SECRET] = None
+    aws_region: str | None = None
+    vertex_region: str | None = None
+    vertex_project: str | None = None
+    azure_resource_name: str | None = None
+    azure_resource_type: str | None = None
+    azure_api_version: str | None = None
+    azure_project_name: str | None = None
+    base_url: str | None = None
+    host_override: str | None = None
+    path_override: str | None = None
+    path_prefix: str | None = None
     tokenize: bool = False
 
     @field_validator("base_url")
     @classmethod
-    def _base_url(cls, v: Optional[str]) -> Optional[str]:
+    def _base_url(cls, v: str | None) -> str | None:
         if v is None:
             return v
         parts = urlsplit(v)
@@ -1711,7 +1698,7 @@ class CustomProvider(_Model):
 
 
 LlmProvider = Annotated[
-    Union[Annotated[str, Tag("~str")], Annotated[CustomProvider, Tag("~obj")]],
+    Annotated[str, Tag("~str")] | Annotated[CustomProvider, Tag("~obj")],
     Discriminator(_provider_kind),
 ]
 
@@ -1720,16 +1707,16 @@ class LlmModel(_Model):
     name: str
     provider: LlmProvider
     params: LlmParams = Field(default_factory=LlmParams)
-    defaults: Optional[dict[str, Any]] = None
-    overrides: Optional[dict[str, Any]] = None
-    transformation: Optional[StrMap] = None
-    request_headers: Optional[HeaderModifier] = None
-    response_headers: Optional[HeaderModifier] = None
-    tls: Optional[BackendTLS] = None
-    auth: Optional[BackendAuth] = None
-    health: Optional[Opaque] = None
-    backend_tunnel: Optional[Opaque] = None
-    guardrails: Optional[Opaque] = None
+    defaults: dict[str, Any] | None = None
+    overrides: dict[str, Any] | None = None
+    transformation: StrMap | None = None
+    request_headers: HeaderModifier | None = None
+    response_headers: HeaderModifier | None = None
+    tls: BackendTLS | None = None
+    auth: BackendAuth | None = None
+    health: Opaque | None = None
+    backend_tunnel: Opaque | None = None
+    guardrails: Opaque | None = None
     matches: list[LlmRouteMatch] = Field(default_factory=list)
 
     @model_validator(mode="before")
@@ -1779,12 +1766,12 @@ class LlmModel(_Model):
 class LlmConfig(_Model):
     port: int = Field(default=4000, ge=0, le=65535)
     models: list[LlmModel]
-    policies: Optional[LlmPolicies] = None
+    policies: LlmPolicies | None = None
 
 
 class McpShorthand(McpBackend):
     port: int = Field(default=3000, ge=0, le=65535)
-    policies: Optional[RoutePolicies] = None
+    policies: RoutePolicies | None = None
 
 
 # --------------------------------------------------------------------------
@@ -1803,9 +1790,9 @@ class LocalConfig(_Model):
     services: list[Opaque] = Field(default_factory=list)
     backends: list[NamedBackend] = Field(default_factory=list)
     route_groups: list[RouteGroup] = Field(default_factory=list)
-    llm: Optional[LlmConfig] = None
-    mcp: Optional[McpShorthand] = None
-    ui: Optional[Opaque] = None
+    llm: LlmConfig | None = None
+    mcp: McpShorthand | None = None
+    ui: Opaque | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -1875,20 +1862,12 @@ def effective_limits(cfg: LocalConfig) -> EffectiveLimits:
         max_header_bytes=lim.max_header_bytes or DEFAULT_MAX_HEADER_BYTES,
         max_body_bytes=http.max_buffer_size or DEFAULT_MAX_BODY_BYTES,
         header_read_timeout=(
-            float(lim.header_read_timeout)
-            if lim.header_read_timeout is not None
-            else DEFAULT_HEADER_READ_TIMEOUT
+            float(lim.header_read_timeout) if lim.header_read_timeout is not None else DEFAULT_HEADER_READ_TIMEOUT
         ),
-        idle_timeout=(
-            float(http.http1_idle_timeout)
-            if http.http1_idle_timeout is not None
-            else DEFAULT_IDLE_TIMEOUT
-        ),
+        idle_timeout=(float(http.http1_idle_timeout) if http.http1_idle_timeout is not None else DEFAULT_IDLE_TIMEOUT),
         max_connections=lim.max_connections or DEFAULT_MAX_CONNECTIONS,
         max_header_count=http.http1_max_headers or DEFAULT_MAX_HEADER_COUNT,
         request_body_timeout=(
-            float(lim.request_body_timeout)
-            if lim.request_body_timeout is not None
-            else DEFAULT_REQUEST_BODY_TIMEOUT
+            float(lim.request_body_timeout) if lim.request_body_timeout is not None else DEFAULT_REQUEST_BODY_TIMEOUT
         ),
     )

@@ -30,7 +30,18 @@ __all__ = ["REDACTED", "redacted_dump", "redacted_model_dump"]
 
 REDACTED = "<redacted>"
 
-_SECRET_WORDS = ("secret", "passw", "credential", "authorization", "cookie", "htpasswd", "apikey", "api_key", "api-key", "private")
+_SECRET_WORDS = (
+    "secret",
+    "passw",
+    "credential",
+    "authorization",
+    "cookie",
+    "htpasswd",
+    "apikey",
+    "api_key",
+    "api-key",
+    "private",
+)
 _TOKEN = re.compile(r"token(?!s\b|s_|ize)", re.IGNORECASE)
 
 
@@ -83,4 +94,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
-

@@ -109,7 +109,11 @@ class Agent:
             doc = orjson.loads(body)
             method, rid, params = doc["method"], doc.get("id"), doc.get("params") or {}
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            ex.send(200, _JSON.copy(), orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}))
+            ex.send(
+                200,
+                _JSON.copy(),
+                orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}),
+            )
             return
         v1 = method in _V1
 
@@ -117,7 +121,11 @@ class Agent:
             ex.send(200, _JSON.copy(), orjson.dumps({"jsonrpc": "2.0", "id": rid, "result": r}))
 
         def error(code: int, message: str) -> None:
-            ex.send(200, _JSON.copy(), orjson.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}))
+            ex.send(
+                200,
+                _JSON.copy(),
+                orjson.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}),
+            )
 
         if method in ("message/send", "tasks/send", "SendMessage"):
             t = self.task(params, v1, "completed", self.answer(req, params))

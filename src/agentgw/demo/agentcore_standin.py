@@ -74,7 +74,7 @@ class Keys:
                         if role.access_key_id == akid:
                             exp = role.expiration
                             if exp.tzinfo is None:
-                                exp = exp.replace(tzinfo=dt.timezone.utc)
+                                exp = exp.replace(tzinfo=dt.UTC)
                             return role.secret_access_key, role.session_token, exp.timestamp()
         return None
 
@@ -89,7 +89,9 @@ class State:
         self.turns: dict[str, int] = {}
 
 
-def verify(state: State, method: str, target: str, headers: list[tuple[str, str]], body: bytes, arn_region: str) -> dict:
+def verify(
+    state: State, method: str, target: str, headers: list[tuple[str, str]], body: bytes, arn_region: str
+) -> dict:
     """Check the request like AWS would; returns facts, raises (status, type, message) tuples."""
     h = {k.lower(): v for k, v in headers}
     try:
@@ -97,12 +99,20 @@ def verify(state: State, method: str, target: str, headers: list[tuple[str, str]
     except SignatureError as exc:
         raise _Reject(403, exc.kind, exc.message) from None
     if auth["service"] != SERVICE:
-        raise _Reject(403, "InvalidSignatureException", f"Credential should be scoped to correct service: '{SERVICE}', not '{auth['service']}'")
+        raise _Reject(
+            403,
+            "InvalidSignatureException",
+            f"Credential should be scoped to correct service: '{SERVICE}', not '{auth['service']}'",
+        )
     if auth["region"] != arn_region:
-        raise _Reject(403, "InvalidSignatureException", f"Credential should be scoped to a valid region: '{arn_region}', not '{auth['region']}'")
+        raise _Reject(
+            403,
+            "InvalidSignatureException",
+            f"Credential should be scoped to a valid region: '{arn_region}', not '{auth['region']}'",
+        )
     amz_date = h.get("x-amz-date", "")
     try:
-        t = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+        t = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC).timestamp()
     except ValueError:
         raise _Reject(403, "IncompleteSignatureException", "missing or malformed X-Amz-Date") from None
     if abs(time.time() - t) > 300:
@@ -159,7 +169,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         if kind:
-            self.send_header("x-amzn-ErrorType", f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock.agentcore/")
+            self.send_header(
+                "x-amzn-ErrorType", f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock.agentcore/"
+            )
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -206,7 +218,9 @@ class Handler(BaseHTTPRequestHandler):
             if method == "POST" and not (33 <= len(sid) <= 256):
                 raise _Reject(400, "ValidationException", "runtimeSessionId must be 33 to 256 characters long")
             facts = verify(st, method, raw_target, headers, body, am["region"])
-            entry.update(facts, verified=True, content_type=self.headers.get("content-type"), accept=self.headers.get("accept"))
+            entry.update(
+                facts, verified=True, content_type=self.headers.get("content-type"), accept=self.headers.get("accept")
+            )
         except _Reject as rej:
             entry.update(verified=False, error=rej.kind, message=rej.message[:500])
             self._record(entry)
@@ -214,9 +228,17 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "GET":
             self._record(entry)
-            self._json(200, {"name": "agentcore-standin", "description": "local AgentCore stand-in agent",
-                             "url": f"http://{self.headers.get('host')}/", "version": "1.0.0",
-                             "capabilities": {"streaming": True}, "skills": []})
+            self._json(
+                200,
+                {
+                    "name": "agentcore-standin",
+                    "description": "local AgentCore stand-in agent",
+                    "url": f"http://{self.headers.get('host')}/",
+                    "version": "1.0.0",
+                    "capabilities": {"streaming": True},
+                    "skills": [],
+                },
+            )
             return
         try:
             payload = json.loads(body) if body else None

@@ -1,7 +1,7 @@
 """A tiny dependency-free MCP client: initialize, list the tools, optionally call one.
 
-    python -m agentgw.demo.mcp_client                        # http://localhost:3000/mcp
-    python -m agentgw.demo.mcp_client --call math_add '{"a": 2, "b": 3}'
+python -m agentgw.demo.mcp_client                        # http://localhost:3000/mcp
+python -m agentgw.demo.mcp_client --call math_add '{"a": 2, "b": 3}'
 """
 
 from __future__ import annotations
@@ -34,8 +34,20 @@ def main() -> None:
     p.add_argument("--call", nargs=2, metavar=("TOOL", "JSON_ARGS"))
     a = p.parse_args()
     try:
-        init, sid = post(a.url, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "agentgw-demo", "version": "1"}}}, None)
+        init, sid = post(
+            a.url,
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "agentgw-demo", "version": "1"},
+                },
+            },
+            None,
+        )
     except urllib.error.URLError as exc:
         raise SystemExit(f"cannot reach {a.url}: {exc.reason} (is `make run` running?)") from None
     info = init["result"]["serverInfo"]
@@ -45,8 +57,16 @@ def main() -> None:
     for t in tools["result"]["tools"]:
         print(f"  {t['name']:<28} {t.get('description', '')}")
     if a.call:
-        res, _ = post(a.url, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                              "params": {"name": a.call[0], "arguments": json.loads(a.call[1])}}, sid)
+        res, _ = post(
+            a.url,
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": a.call[0], "arguments": json.loads(a.call[1])},
+            },
+            sid,
+        )
         print(json.dumps(res.get("result", res), indent=2))
     req = urllib.request.Request(a.url, headers={"mcp-session-id": sid}, method="DELETE")
     urllib.request.urlopen(req, timeout=10).close()

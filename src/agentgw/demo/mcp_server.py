@@ -38,16 +38,34 @@ class Server:
             "slow_count": ("Count to n, reporting progress", _schema(n="integer"), None),
         }
         if name == "weather":
-            self.tools["get_forecast"] = ("Weather forecast for a city", _schema(city="string"),
-                                          lambda a: _text(f"{a['city']}: {FORECASTS.get(str(a['city']).lower(), 'clear, 20°C')}"))
-            self.tools["get_alerts"] = ("Weather alerts for a region", _schema(region="string"),
-                                        lambda a: _text(f"no alerts for {a['region']}"))
+            self.tools["get_forecast"] = (
+                "Weather forecast for a city",
+                _schema(city="string"),
+                lambda a: _text(f"{a['city']}: {FORECASTS.get(str(a['city']).lower(), 'clear, 20°C')}"),
+            )
+            self.tools["get_alerts"] = (
+                "Weather alerts for a region",
+                _schema(region="string"),
+                lambda a: _text(f"no alerts for {a['region']}"),
+            )
         elif name == "math":
-            self.tools["add"] = ("Add two numbers", _schema(a="number", b="number"), lambda a: _text(str(a["a"] + a["b"])))
-            self.tools["multiply"] = ("Multiply two numbers", _schema(a="number", b="number"), lambda a: _text(str(a["a"] * a["b"])))
+            self.tools["add"] = (
+                "Add two numbers",
+                _schema(a="number", b="number"),
+                lambda a: _text(str(a["a"] + a["b"])),
+            )
+            self.tools["multiply"] = (
+                "Multiply two numbers",
+                _schema(a="number", b="number"),
+                lambda a: _text(str(a["a"] * a["b"])),
+            )
         else:
             self.tools["add_note"] = ("Remember a note", _schema(text="string"), self._add_note)
-            self.tools["list_notes"] = ("All notes so far", _schema(), lambda a: _text("\n".join(self.notes) or "(no notes)"))
+            self.tools["list_notes"] = (
+                "All notes so far",
+                _schema(),
+                lambda a: _text("\n".join(self.notes) or "(no notes)"),
+            )
 
     def _add_note(self, a):
         self.notes.append(str(a["text"]))
@@ -65,8 +83,11 @@ class Server:
             if self.name == "notes":
                 caps["resources"] = {"subscribe": False, "listChanged": False}
                 caps["prompts"] = {"listChanged": False}
-            return {"protocolVersion": v if v in VERSIONS else VERSIONS[-1], "capabilities": caps,
-                    "serverInfo": {"name": f"demo-{self.name}", "version": "1.0"}}
+            return {
+                "protocolVersion": v if v in VERSIONS else VERSIONS[-1],
+                "capabilities": caps,
+                "serverInfo": {"name": f"demo-{self.name}", "version": "1.0"},
+            }
         if method == "ping":
             return {}
         if method == "tools/list":
@@ -81,8 +102,13 @@ class Server:
                 for i in range(1, n + 1):
                     time.sleep(0.01)
                     if token is not None:
-                        self.send({"jsonrpc": "2.0", "method": "notifications/progress",
-                                   "params": {"progressToken": token, "progress": i, "total": n}})
+                        self.send(
+                            {
+                                "jsonrpc": "2.0",
+                                "method": "notifications/progress",
+                                "params": {"progressToken": token, "progress": i, "total": n},
+                            }
+                        )
                 return _text(f"counted to {n}")
             return self.tools[name][2](args)
         if self.name == "notes":
@@ -91,11 +117,17 @@ class Server:
             if method == "resources/templates/list":
                 return {"resourceTemplates": [{"uriTemplate": "notes://{index}", "name": "one note"}]}
             if method == "resources/read":
-                return {"contents": [{"uri": params.get("uri"), "mimeType": "text/plain", "text": "\n".join(self.notes)}]}
+                return {
+                    "contents": [{"uri": params.get("uri"), "mimeType": "text/plain", "text": "\n".join(self.notes)}]
+                }
             if method == "prompts/list":
                 return {"prompts": [{"name": "summarize", "description": "Summarize the notes", "arguments": []}]}
             if method == "prompts/get":
-                return {"messages": [{"role": "user", "content": {"type": "text", "text": "Summarize: " + "; ".join(self.notes)}}]}
+                return {
+                    "messages": [
+                        {"role": "user", "content": {"type": "text", "text": "Summarize: " + "; ".join(self.notes)}}
+                    ]
+                }
         raise LookupError(method)
 
     def run(self) -> None:
@@ -114,8 +146,14 @@ class Server:
             except LookupError as exc:
                 code = -32602 if isinstance(exc, KeyError) else -32601
                 self.send({"jsonrpc": "2.0", "id": msg["id"], "error": {"code": code, "message": str(exc)}})
-            except Exception as exc:  # noqa: BLE001 - a demo: report, keep serving
-                self.send({"jsonrpc": "2.0", "id": msg["id"], "result": {"content": [{"type": "text", "text": str(exc)}], "isError": True}})
+            except Exception as exc:
+                self.send(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": msg["id"],
+                        "result": {"content": [{"type": "text", "text": str(exc)}], "isError": True},
+                    }
+                )
 
 
 def main() -> None:

@@ -41,7 +41,14 @@ def answer(req: dict) -> tuple[str | None, list | None, str]:
         return f"The tool said: {_text(last.get('content'))}", None, "stop"
     if tools and req.get("tool_choice") != "none":
         fn = tools[0].get("function", {})
-        call = {"id": "call_" + uuid.uuid4().hex[:12], "type": "function", "function": {"name": fn.get("name", "tool"), "arguments": json.dumps({"input": _text(last.get("content"))})}}
+        call = {
+            "id": "call_" + uuid.uuid4().hex[:12],
+            "type": "function",
+            "function": {
+                "name": fn.get("name", "tool"),
+                "arguments": json.dumps({"input": _text(last.get("content"))}),
+            },
+        }
         return None, [call], "tool_calls"
     return f"You said: {_text(last.get('content'))}", None, "stop"
 
@@ -65,23 +72,47 @@ def chat(req: dict) -> dict:
 def chat_stream(req: dict) -> list[bytes]:
     text, calls, finish = answer(req)
     rid = "chatcmpl-" + uuid.uuid4().hex[:24]
-    base = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": req.get("model") or MODELS[0]}
+    base = {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": req.get("model") or MODELS[0],
+    }
 
     def ev(delta, fin=None):
-        return b"data: " + json.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": fin}]}).encode() + b"\n\n"
+        return (
+            b"data: "
+            + json.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": fin}]}).encode()
+            + b"\n\n"
+        )
 
     out = [ev({"role": "assistant", "content": ""})]
     if text:
         for word in text.split(" "):
             out.append(ev({"content": word + " "}))
     for i, c in enumerate(calls or []):
-        out.append(ev({"tool_calls": [{"index": i, "id": c["id"], "type": "function", "function": {"name": c["function"]["name"], "arguments": ""}}]}))
+        out.append(
+            ev(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["function"]["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
         out.append(ev({"tool_calls": [{"index": i, "function": {"arguments": c["function"]["arguments"]}}]}))
     out.append(ev({}, finish))
     so = req.get("stream_options") or {}
     if so.get("include_usage"):
         prompt = "".join(_text(m.get("content")) for m in req.get("messages") or [])
-        out.append(b"data: " + json.dumps({**base, "choices": [], "usage": _usage(prompt, text or "")}).encode() + b"\n\n")
+        out.append(
+            b"data: " + json.dumps({**base, "choices": [], "usage": _usage(prompt, text or "")}).encode() + b"\n\n"
+        )
     out.append(b"data: [DONE]\n\n")
     return out
 
@@ -94,7 +125,12 @@ def embeddings(req: dict) -> dict:
         h = hashlib.sha256(str(t).encode()).digest()
         data.append({"object": "embedding", "index": i, "embedding": [b / 255 for b in h[:8]]})
     n = sum(max(1, len(str(t)) // 4) for t in items)
-    return {"object": "list", "data": data, "model": req.get("model") or "demo-embed", "usage": {"prompt_tokens": n, "total_tokens": n}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": req.get("model") or "demo-embed",
+        "usage": {"prompt_tokens": n, "total_tokens": n},
+    }
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
@@ -117,9 +153,17 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
             except ValueError:
                 req = None
             if req is None:
-                status, body = 400, json.dumps({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}).encode()
+                status, body = (
+                    400,
+                    json.dumps({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}).encode(),
+                )
             elif method == "GET" and path.endswith("/models"):
-                body = json.dumps({"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "demo"} for m in MODELS]}).encode()
+                body = json.dumps(
+                    {
+                        "object": "list",
+                        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "demo"} for m in MODELS],
+                    }
+                ).encode()
             elif method == "POST" and path.endswith("/chat/completions"):
                 if req.get("stream"):
                     ctype, chunks = "text/event-stream", chat_stream(req)
@@ -128,12 +172,20 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
             elif method == "POST" and path.endswith("/embeddings"):
                 body = json.dumps(embeddings(req)).encode()
             else:
-                status, body = 404, json.dumps({"error": {"message": f"no route for {method} {path}", "type": "not_found"}}).encode()
+                status, body = (
+                    404,
+                    json.dumps({"error": {"message": f"no route for {method} {path}", "type": "not_found"}}).encode(),
+                )
             reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
             if chunks is None:
-                writer.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+                writer.write(
+                    f"HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
             else:
-                writer.write(f"HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n".encode())
+                writer.write(
+                    f"HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n".encode()
+                )
                 for c in chunks:
                     writer.write(b"%x\r\n%s\r\n" % (len(c), c))
                     await writer.drain()

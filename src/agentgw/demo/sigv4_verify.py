@@ -67,7 +67,9 @@ def canonical_query(raw_query: str) -> str:
     return "&".join(f"{k}={v}" for k, v in pairs)
 
 
-def canonical_request(method: str, raw_target: str, headers: list[tuple[str, str]], signed: list[str], body: bytes) -> str:
+def canonical_request(
+    method: str, raw_target: str, headers: list[tuple[str, str]], signed: list[str], body: bytes
+) -> str:
     path, _, query = raw_target.partition("?")
     values: dict[str, list[str]] = {}
     for k, v in headers:
@@ -115,7 +117,9 @@ def parse_authorization(value: str) -> dict:
     }
 
 
-def expected_signature(secret: str, method: str, raw_target: str, headers: list[tuple[str, str]], body: bytes, auth: dict, amz_date: str) -> tuple[str, str, str]:
+def expected_signature(
+    secret: str, method: str, raw_target: str, headers: list[tuple[str, str]], body: bytes, auth: dict, amz_date: str
+) -> tuple[str, str, str]:
     """``(signature, canonical request, string to sign)`` for a parsed Authorization."""
     creq = canonical_request(method, raw_target, headers, auth["signed"], body)
     sts = string_to_sign(amz_date, auth["scope"], creq)

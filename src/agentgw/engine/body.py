@@ -10,7 +10,7 @@ the client socket is paused until the consumer catches up.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from .http import GatewayError
 

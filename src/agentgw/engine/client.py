@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl as _ssl
-from typing import Callable
+from collections.abc import Callable
 
 import httptools
 
@@ -153,7 +153,7 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         "_outbox",
     )
 
-    def __init__(self, pool: "ConnectionPool", target: UpstreamTarget):
+    def __init__(self, pool: ConnectionPool, target: UpstreamTarget):
         self.pool = pool
         self.target = target
         self.loop = pool.loop
@@ -681,7 +681,7 @@ class ConnectionPool:
                 ),
                 target.connect_timeout,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self.on_connect_error:
                 self.on_connect_error(target)
             raise UpstreamConnectError(

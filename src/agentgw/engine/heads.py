@@ -76,7 +76,14 @@ def scan_response_head_py(buf: bytes, start: int) -> tuple[int, bytes, bytes | N
 
 
 # Request fields the gateway rewrites rather than copies, plus hop-by-hop ones.
-_REQ_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+_REQ_DROP = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "expect",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+}
 
 
 def build_request_head_py(

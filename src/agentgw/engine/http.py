@@ -93,7 +93,7 @@ class Headers(list):
     def add(self, name: str, value: str) -> None:
         self.append((name, value))
 
-    def copy(self) -> "Headers":  # type: ignore[override]
+    def copy(self) -> Headers:  # type: ignore[override]
         return Headers(self)
 
 
@@ -188,7 +188,7 @@ class Reply:
         self.body = body
 
     @classmethod
-    def error(cls, status: int, kind: str, message: str, headers: Headers | None = None) -> "Reply":
+    def error(cls, status: int, kind: str, message: str, headers: Headers | None = None) -> Reply:
         h = headers if headers is not None else Headers()
         h.append(("content-type", "application/json"))
         return cls(status, h, error_body(kind, message))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-__all__ = ["Outbox", "outbox_for", "BufferedWriter"]
+__all__ = ["BufferedWriter", "Outbox", "outbox_for"]
 
 
 class Outbox:
@@ -46,7 +46,7 @@ class Outbox:
             conn.flush_output()
 
 
-_outboxes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Outbox]" = weakref.WeakKeyDictionary()
+_outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Outbox] = weakref.WeakKeyDictionary()
 
 
 def outbox_for(loop: asyncio.AbstractEventLoop) -> Outbox:

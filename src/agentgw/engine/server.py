@@ -19,7 +19,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httptools
 
@@ -45,7 +45,7 @@ class ServerSettings:
 
     def __init__(
         self,
-        handler: Callable[["Request", "Exchange"], Awaitable[None]],
+        handler: Callable[[Request, Exchange], Awaitable[None]],
         *,
         scheme: str = "http",
         max_header_bytes: int = 64 * 1024,
@@ -529,7 +529,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self._req = None
 
     # -- exchanges ------------------------------------------------------------------------
-    def _start(self, ex: "Exchange") -> None:
+    def _start(self, ex: Exchange) -> None:
         self.current = ex
         self.state = _ACTIVE
         # a body still to come is bounded by the body timeout (refreshed on each read)
@@ -548,11 +548,11 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
                 return
         ex.task = self.loop.create_task(self._run(ex, self.settings.handler(ex.request, ex)))
 
-    def spawn(self, ex: "Exchange", coro) -> None:
+    def spawn(self, ex: Exchange, coro) -> None:
         """Continue an exchange in a task (a fast handler handing over to async work)."""
         ex.task = self.loop.create_task(self._run(ex, coro))
 
-    async def _run(self, ex: "Exchange", coro) -> None:
+    async def _run(self, ex: Exchange, coro) -> None:
         try:
             await coro
         except asyncio.CancelledError:
@@ -576,7 +576,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             else:
                 ex.end()
 
-    def exchange_done(self, ex: "Exchange") -> None:
+    def exchange_done(self, ex: Exchange) -> None:
         """Called when a response is complete: next pipelined request, idle, or close."""
         if self.current is not ex:
             return

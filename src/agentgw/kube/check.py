@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from .. import compile as _compile
 from ..config import ConfigError, load_config_text
@@ -37,7 +37,12 @@ class _NoServices:
 def proxy_errors(g: GatewayOutput, env: Mapping[str, str] | None = None) -> list[str]:
     """The proxy's verdict on ``g``'s config: ``[]`` when it would load it, else its errors."""
     try:
-        cfg = load_config_text(dump_yaml(g.config), source=f"Gateway {g.namespace}/{g.name}", fmt="yaml", env=env if env is not None else {})
+        cfg = load_config_text(
+            dump_yaml(g.config),
+            source=f"Gateway {g.namespace}/{g.name}",
+            fmt="yaml",
+            env=env if env is not None else {},
+        )
     except ConfigError as exc:
         return list(exc.errors)
     with tempfile.TemporaryDirectory(prefix="agentgw-check-") as d:
@@ -48,12 +53,14 @@ def proxy_errors(g: GatewayOutput, env: Mapping[str, str] | None = None) -> list
             _compile.compile_config(cfg, _NoServices(), d)
         except ConfigError as exc:
             return list(exc.errors)
-        except Exception as exc:  # noqa: BLE001 - a config the compiler cannot handle is refused, not shipped
+        except Exception as exc:
             return [f"(root): the config cannot be compiled: {type(exc).__name__}: {exc}"]
     return []
 
 
-def pod_env(g: GatewayOutput, objects_by_key: Mapping[tuple, dict] | None = None, extra: list | None = None) -> dict[str, str]:
+def pod_env(
+    g: GatewayOutput, objects_by_key: Mapping[tuple, dict] | None = None, extra: list | None = None
+) -> dict[str, str]:
     """The environment the proxy's container gets (what ``$VAR`` in ``rawConfig`` can name).
 
     Literal values are used as they are; values from Secrets and ConfigMaps are read when
@@ -81,9 +88,14 @@ def pod_env(g: GatewayOutput, objects_by_key: Mapping[tuple, dict] | None = None
     return env
 
 
-def translate_checked(objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False, redis_url: str | None = None,
-                      prepare: Callable[[GatewayOutput], None] | None = None,
-                      env: Callable[[GatewayOutput], Mapping[str, str]] | Mapping[str, str] | None = None) -> Result:
+def translate_checked(
+    objects: list[dict],
+    controller_name: str = CONTROLLER_NAME,
+    offline: bool = False,
+    redis_url: str | None = None,
+    prepare: Callable[[GatewayOutput], None] | None = None,
+    env: Callable[[GatewayOutput], Mapping[str, str]] | Mapping[str, str] | None = None,
+) -> Result:
     """`translate`, then the proxy's config validation and compiler on every Gateway's config.
 
     ``prepare`` finishes a Gateway's output the way the caller will ship it (the controller
@@ -118,10 +130,16 @@ def translate_checked(objects: list[dict], controller_name: str = CONTROLLER_NAM
                     continue
                 for o in objs:
                     # a listener (5-tuple key) is told the proxy's message as it is
-                    refused.setdefault(o, []).append(err if len(o) == 5 else f"the proxy refuses the config made from it: {err}")
+                    refused.setdefault(o, []).append(
+                        err if len(o) == 5 else f"the proxy refuses the config made from it: {err}"
+                    )
                 progress = True
             if whole:
-                failed[key] = "the proxy refuses the config made for it: " + "; ".join(whole[:10]) + (f"; and {len(whole) - 10} more" if len(whole) > 10 else "")
+                failed[key] = (
+                    "the proxy refuses the config made for it: "
+                    + "; ".join(whole[:10])
+                    + (f"; and {len(whole) - 10} more" if len(whole) > 10 else "")
+                )
                 progress = True
         if not progress:
             return res
@@ -132,4 +150,4 @@ def translate_checked(objects: list[dict], controller_name: str = CONTROLLER_NAM
     return res
 
 
-__all__ = ["proxy_errors", "pod_env", "translate_checked"]
+__all__ = ["pod_env", "proxy_errors", "translate_checked"]

@@ -15,7 +15,7 @@ from .translate import Result
 
 
 class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data):  # noqa: D401 - yaml hook
+    def ignore_aliases(self, data):
         return True
 
 
@@ -37,7 +37,9 @@ def _translate_paths(paths: list[str], controller_name: str, redis_url: str | No
     """Translate, validate and check the manifests as the controller does (`agentgw.kube.check`)."""
     from .check import translate_checked
 
-    return translate_checked(load_manifests(paths), controller_name=controller_name, offline=True, redis_url=redis_url or None, env=env)
+    return translate_checked(
+        load_manifests(paths), controller_name=controller_name, offline=True, redis_url=redis_url or None, env=env
+    )
 
 
 def write_outputs(res: Result, out_dir: str) -> list[str]:
@@ -71,7 +73,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     for (ns, name), g in sorted(res.gateways.items()):
         docs.append(f"# Gateway {ns}/{name}\n" + dump_yaml(g.config))
         if g.files and not args.output:
-            docs[-1] += "".join(f"# + file {f} ({len(c)} bytes, from a Secret/ConfigMap)\n" for f, c in sorted(g.files.items()))
+            docs[-1] += "".join(
+                f"# + file {f} ({len(c)} bytes, from a Secret/ConfigMap)\n" for f, c in sorted(g.files.items())
+            )
     if args.output:
         for p in write_outputs(res, args.output):
             print(p)
@@ -115,7 +119,11 @@ def cmd_run_manifests(args: argparse.Namespace) -> int:
             print(f"no Gateway {args.gateway!r} in these manifests", file=sys.stderr)
             return 1
     elif len(names) > 1:
-        print("several Gateways in these manifests; pick one with --gateway NS/NAME: " + ", ".join(f"{a}/{b}" for a, b in names), file=sys.stderr)
+        print(
+            "several Gateways in these manifests; pick one with --gateway NS/NAME: "
+            + ", ".join(f"{a}/{b}" for a, b in names),
+            file=sys.stderr,
+        )
         return 1
     key = names[0]
     out_dir = tempfile.mkdtemp(prefix="agentgw-k8s-")
@@ -167,7 +175,9 @@ def cmd_controller(args: argparse.Namespace) -> int:
         print(f"agentgw controller needs the 'kube' extra: pip install 'agentgw[kube]' ({exc})", file=sys.stderr)
         return 1
     configure_logging("info", "text")
-    return uvloop.run(run_controller(controller_name=args.controller_name, namespace=args.namespace, image=args.proxy_image))
+    return uvloop.run(
+        run_controller(controller_name=args.controller_name, namespace=args.namespace, image=args.proxy_image)
+    )
 
 
 def add_parsers(sub) -> None:
@@ -178,12 +188,18 @@ def add_parsers(sub) -> None:
     t.add_argument("--status", action="store_true", help="also print the status every object would get")
     t.add_argument("-o", "--output", help="write <ns>.<gateway>/config.yaml (+ TLS files) under this directory")
     t.add_argument("--controller-name", default=CONTROLLER_NAME)
-    t.add_argument("--redis-url", default=os.environ.get("AGENTGW_REDIS_URL"), help="RateLimitConfig limits become globalRateLimit counted in this Redis (default: $AGENTGW_REDIS_URL; without: per-replica localRateLimit)")
+    t.add_argument(
+        "--redis-url",
+        default=os.environ.get("AGENTGW_REDIS_URL"),
+        help="RateLimitConfig limits become globalRateLimit counted in this Redis (default: $AGENTGW_REDIS_URL; without: per-replica localRateLimit)",
+    )
     t.set_defaults(fn=cmd_translate)
     c = sub.add_parser("controller", help="run the Kubernetes controller (in a cluster)")
     c.add_argument("--controller-name", default=os.environ.get("AGENTGW_CONTROLLER_NAME", CONTROLLER_NAME))
-    c.add_argument("--namespace", default=os.environ.get("AGENTGW_WATCH_NAMESPACE") or None, help="watch one namespace (default: all)")
+    c.add_argument(
+        "--namespace",
+        default=os.environ.get("AGENTGW_WATCH_NAMESPACE") or None,
+        help="watch one namespace (default: all)",
+    )
     c.add_argument("--proxy-image", default=os.environ.get("AGENTGW_PROXY_IMAGE", "ghcr.io/agentgw/agentgw:0.1.0"))
     c.set_defaults(fn=cmd_controller)
-
-

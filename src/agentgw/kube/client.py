@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 
@@ -60,7 +61,13 @@ class Resource:
 
 
 class KubeClient:
-    def __init__(self, base_url: str, token: str | None = None, ssl_ctx: ssl.SSLContext | bool | None = None, token_file: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        ssl_ctx: ssl.SSLContext | bool | None = None,
+        token_file: str | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._token_file = token_file
@@ -68,14 +75,16 @@ class KubeClient:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_environment(cls) -> "KubeClient":
+    def from_environment(cls) -> KubeClient:
         """In-cluster config (service account token + CA), or ``AGENTGW_KUBE_API`` (plain URL, no auth)."""
         url = os.environ.get("AGENTGW_KUBE_API")
         if url:
             return cls(url)
         host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         if not host:
-            raise RuntimeError("not in a cluster: KUBERNETES_SERVICE_HOST is unset (set AGENTGW_KUBE_API for a plain-HTTP API)")
+            raise RuntimeError(
+                "not in a cluster: KUBERNETES_SERVICE_HOST is unset (set AGENTGW_KUBE_API for a plain-HTTP API)"
+            )
         if ":" in host:
             host = f"[{host}]"
         ctx = ssl.create_default_context(cafile=os.path.join(SA_DIR, "ca.crt"))
@@ -103,9 +112,24 @@ class KubeClient:
         if self._session is not None:
             await self._session.close()
 
-    async def _request(self, method: str, path: str, body: Any = None, params: dict | None = None, content_type: str = "application/json") -> dict:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict | None = None,
+        content_type: str = "application/json",
+    ) -> dict:
         data = json.dumps(body) if body is not None else None
-        async with self.session.request(method, self.base_url + path, data=data, params=params, headers=self._headers(content_type if data else None), ssl=self._ssl, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+        async with self.session.request(
+            method,
+            self.base_url + path,
+            data=data,
+            params=params,
+            headers=self._headers(content_type if data else None),
+            ssl=self._ssl,
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as resp:
             text = await resp.text()
             try:
                 payload = json.loads(text) if text else {}
@@ -116,7 +140,9 @@ class KubeClient:
             return payload
 
     # -- verbs ------------------------------------------------------------------------------
-    async def list(self, res: Resource, namespace: str | None = None, label_selector: str | None = None) -> tuple[list[dict], str]:
+    async def list(
+        self, res: Resource, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[dict], str]:
         params = {"labelSelector": label_selector} if label_selector else None
         body = await self._request("GET", res.path(namespace), params=params)
         items = body.get("items") or []
@@ -125,11 +151,29 @@ class KubeClient:
             it.setdefault("kind", res.kind)
         return items, (body.get("metadata") or {}).get("resourceVersion", "")
 
-    async def watch(self, res: Resource, resource_version: str, namespace: str | None = None, label_selector: str | None = None, timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict]]:
-        params = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_seconds)}
+    async def watch(
+        self,
+        res: Resource,
+        resource_version: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[tuple[str, dict]]:
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
         if label_selector:
             params["labelSelector"] = label_selector
-        async with self.session.get(self.base_url + res.path(namespace), params=params, headers=self._headers(), ssl=self._ssl, timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30, sock_read=timeout_seconds + 30)) as resp:
+        async with self.session.get(
+            self.base_url + res.path(namespace),
+            params=params,
+            headers=self._headers(),
+            ssl=self._ssl,
+            timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30, sock_read=timeout_seconds + 30),
+        ) as resp:
             if resp.status == 410:
                 raise WatchExpired()
             if resp.status >= 400:
@@ -166,7 +210,9 @@ class KubeClient:
         return await self._request("PUT", res.path(m.get("namespace"), m["name"], "status"), obj)
 
     async def merge_patch(self, res: Resource, namespace: str | None, name: str, patch: dict) -> dict:
-        return await self._request("PATCH", res.path(namespace, name), patch, params=STRICT, content_type="application/merge-patch+json")
+        return await self._request(
+            "PATCH", res.path(namespace, name), patch, params=STRICT, content_type="application/merge-patch+json"
+        )
 
     async def delete(self, res: Resource, namespace: str | None, name: str) -> dict:
         return await self._request("DELETE", res.path(namespace, name))

@@ -33,9 +33,9 @@ import logging
 from typing import Any
 
 from . import CONTROLLER_NAME
-from .client import ApiError, KubeClient, Resource, WatchExpired
 from .check import translate_checked
-from .provision import GATEWAY_LABEL, DEFAULT_IMAGE, proxy_objects
+from .client import ApiError, KubeClient, Resource, WatchExpired
+from .provision import DEFAULT_IMAGE, GATEWAY_LABEL, proxy_objects
 from .translate import GW, GatewayOutput, _deep_merge, cond
 
 log = logging.getLogger("agentgw.controller")
@@ -55,15 +55,34 @@ R = {
     "PodDisruptionBudget": Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     "AgentgatewayBackend": Resource("agentgateway.dev", "v1alpha1", "agentgatewaybackends", "AgentgatewayBackend"),
     "AgentgatewayPolicy": Resource("agentgateway.dev", "v1alpha1", "agentgatewaypolicies", "AgentgatewayPolicy"),
-    "AgentgatewayParameters": Resource("agentgateway.dev", "v1alpha1", "agentgatewayparameters", "AgentgatewayParameters"),
-    "EnterpriseAgentgatewayPolicy": Resource("enterpriseagentgateway.solo.io", "v1alpha1", "enterpriseagentgatewaypolicies", "EnterpriseAgentgatewayPolicy"),
+    "AgentgatewayParameters": Resource(
+        "agentgateway.dev", "v1alpha1", "agentgatewayparameters", "AgentgatewayParameters"
+    ),
+    "EnterpriseAgentgatewayPolicy": Resource(
+        "enterpriseagentgateway.solo.io", "v1alpha1", "enterpriseagentgatewaypolicies", "EnterpriseAgentgatewayPolicy"
+    ),
     "RateLimitConfig": Resource("ratelimit.solo.io", "v1alpha1", "ratelimitconfigs", "RateLimitConfig"),
     "Backend": Resource("agentgateway.alibabacloud.com", "v1alpha1", "backends", "Backend"),
     "TrafficPolicy": Resource("agentgateway.alibabacloud.com", "v1alpha1", "trafficpolicies", "TrafficPolicy"),
 }
-WATCHED = ["GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace", "Service", "Secret", "ConfigMap",
-           "AgentgatewayBackend", "AgentgatewayPolicy", "AgentgatewayParameters",
-           "EnterpriseAgentgatewayPolicy", "RateLimitConfig", "Backend", "TrafficPolicy", "Deployment"]
+WATCHED = [
+    "GatewayClass",
+    "Gateway",
+    "HTTPRoute",
+    "ReferenceGrant",
+    "Namespace",
+    "Service",
+    "Secret",
+    "ConfigMap",
+    "AgentgatewayBackend",
+    "AgentgatewayPolicy",
+    "AgentgatewayParameters",
+    "EnterpriseAgentgatewayPolicy",
+    "RateLimitConfig",
+    "Backend",
+    "TrafficPolicy",
+    "Deployment",
+]
 OPTIONAL = {"EnterpriseAgentgatewayPolicy", "RateLimitConfig", "Backend", "TrafficPolicy", "ReferenceGrant"}
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=agentgw"
 HASH_ANNOTATION = "agentgw.dev/desired-hash"
@@ -77,7 +96,7 @@ def _by_kind(group: str, kind: str) -> Resource | None:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _strip_times(v: Any) -> Any:
@@ -103,8 +122,18 @@ def _desired_hash(obj: dict) -> str:
 
 
 class Controller:
-    def __init__(self, client: KubeClient, controller_name: str = CONTROLLER_NAME, namespace: str | None = None, image: str = DEFAULT_IMAGE, debounce: float = 0.2,
-                 proxy_defaults: dict | None = None, proxy_env: list | None = None, default_tracing: dict | None = None, redis_url: str | None = None):
+    def __init__(
+        self,
+        client: KubeClient,
+        controller_name: str = CONTROLLER_NAME,
+        namespace: str | None = None,
+        image: str = DEFAULT_IMAGE,
+        debounce: float = 0.2,
+        proxy_defaults: dict | None = None,
+        proxy_env: list | None = None,
+        default_tracing: dict | None = None,
+        redis_url: str | None = None,
+    ):
         self.client = client
         self.redis_url = redis_url
         self.proxy_defaults = proxy_defaults or {}
@@ -166,7 +195,7 @@ class Controller:
                 log.warning("watch of %s failed: %s", kind, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
-            except (OSError, asyncio.TimeoutError, ValueError, Exception) as exc:  # noqa: BLE001 - keep watching
+            except (TimeoutError, OSError, ValueError, Exception) as exc:
                 log.warning("watch of %s failed: %s", kind, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
@@ -185,7 +214,9 @@ class Controller:
             g.config.setdefault("config", {})["tracing"] = dict(self.default_tracing)
 
     async def reconcile(self) -> None:
-        res = translate_checked(self.objects(), controller_name=self.controller_name, redis_url=self.redis_url, prepare=self._prepare)
+        res = translate_checked(
+            self.objects(), controller_name=self.controller_name, redis_url=self.redis_url, prepare=self._prepare
+        )
         self.reconciles += 1
         deployments = self.cache["Deployment"]
         for (ns, name), g in sorted(res.gateways.items()):
@@ -205,16 +236,29 @@ class Controller:
                 msg = f"the API server refuses the proxy's objects: {exc.message or exc}"
                 log.warning("Gateway %s/%s: %s", ns, name, msg)
                 if st is not None:
-                    st["conditions"] = [c if c["type"] != "Programmed" else cond("Programmed", False, "Invalid", msg, gen) for c in st["conditions"]]
+                    st["conditions"] = [
+                        c if c["type"] != "Programmed" else cond("Programmed", False, "Invalid", msg, gen)
+                        for c in st["conditions"]
+                    ]
                 for pkey in g.parameter_objects:
                     pst = res.status.get(pkey)
                     if pst is not None:
-                        pst["conditions"] = [cond("Accepted", False, "Invalid", msg, c.get("observedGeneration", 1)) if c["type"] == "Accepted" else c for c in pst["conditions"]]
+                        pst["conditions"] = [
+                            cond("Accepted", False, "Invalid", msg, c.get("observedGeneration", 1))
+                            if c["type"] == "Accepted"
+                            else c
+                            for c in pst["conditions"]
+                        ]
                 continue
             dep = deployments.get((ns, name))
             avail = int(((dep or {}).get("status") or {}).get("availableReplicas") or 0)
             if st is not None and avail < 1:
-                st["conditions"] = [c if c["type"] != "Programmed" else cond("Programmed", False, "Pending", "waiting for a ready proxy pod", gen) for c in st["conditions"]]
+                st["conditions"] = [
+                    c
+                    if c["type"] != "Programmed"
+                    else cond("Programmed", False, "Pending", "waiting for a ready proxy pod", gen)
+                    for c in st["conditions"]
+                ]
         for key, status in sorted(res.status.items()):
             await self._write_status(key, status)
         # what has no status to carry it (a ReferenceGrant) is logged, once
@@ -246,7 +290,13 @@ class Controller:
             return
         if desired["kind"] == "ServiceAccount":
             # never replace a ServiceAccount: users annotate it (IRSA); add ours, keep theirs
-            patch = {"metadata": {"labels": desired["metadata"].get("labels") or {}, "annotations": desired["metadata"]["annotations"], "ownerReferences": desired["metadata"].get("ownerReferences")}}
+            patch = {
+                "metadata": {
+                    "labels": desired["metadata"].get("labels") or {},
+                    "annotations": desired["metadata"]["annotations"],
+                    "ownerReferences": desired["metadata"].get("ownerReferences"),
+                }
+            }
             await self.client.merge_patch(res, md["namespace"], md["name"], patch)
             return
         if desired["kind"] == "Secret":
@@ -261,7 +311,19 @@ class Controller:
                         raise
                     self.conflicts += 1
                     current = await self.client.get(res, md["namespace"], md["name"])
-        await self.client.merge_patch(res, md["namespace"], md["name"], {"metadata": {"labels": desired["metadata"].get("labels"), "annotations": desired["metadata"]["annotations"], "ownerReferences": desired["metadata"].get("ownerReferences")}, "spec": desired["spec"]})
+        await self.client.merge_patch(
+            res,
+            md["namespace"],
+            md["name"],
+            {
+                "metadata": {
+                    "labels": desired["metadata"].get("labels"),
+                    "annotations": desired["metadata"]["annotations"],
+                    "ownerReferences": desired["metadata"].get("ownerReferences"),
+                },
+                "spec": desired["spec"],
+            },
+        )
         log.info("updated %s %s/%s", desired["kind"], md["namespace"], md["name"])
 
     def _merge_foreign(self, new: dict, old: dict) -> dict:
@@ -287,7 +349,14 @@ class Controller:
             for e in out.get(key) or []:
                 if e.get("controllerName") != self.controller_name:
                     continue
-                o = next((x for x in old.get(key) or [] if x.get(ref) == e[ref] and x.get("controllerName") == self.controller_name), {})
+                o = next(
+                    (
+                        x
+                        for x in old.get(key) or []
+                        if x.get(ref) == e[ref] and x.get("controllerName") == self.controller_name
+                    ),
+                    {},
+                )
                 e["conditions"] = _stamp(e["conditions"], o.get("conditions"), now)
         return out
 
@@ -297,7 +366,7 @@ class Controller:
         if res is None:
             return
         cached = self.cache.get(res.kind if res.kind in self.cache else "", {}).get((ns, name))
-        for attempt in range(4):
+        for _attempt in range(4):
             if cached is None:
                 try:
                     cached = await self.client.get(res, ns or None, name)
@@ -309,7 +378,12 @@ class Controller:
             merged = self._merge_foreign(status, old)
             if _strip_times(merged) == _strip_times(old):
                 return
-            body = {"apiVersion": res.api_version, "kind": res.kind, "metadata": {"name": name, "resourceVersion": cached["metadata"]["resourceVersion"]}, "status": self._with_times(merged, old, _now())}
+            body = {
+                "apiVersion": res.api_version,
+                "kind": res.kind,
+                "metadata": {"name": name, "resourceVersion": cached["metadata"]["resourceVersion"]},
+                "status": self._with_times(merged, old, _now()),
+            }
             if ns:
                 body["metadata"]["namespace"] = ns
             try:
@@ -341,7 +415,7 @@ class Controller:
                     self.last_error = None
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - retry on the next pass
+                except Exception as exc:
                     self.last_error = str(exc)
                     log.warning("reconcile failed (will retry): %s", exc)
                     await asyncio.sleep(1.0)
@@ -358,15 +432,23 @@ def settings_from_environment() -> dict:
     AGENTGW_TRACING_ENDPOINT / AGENTGW_TRACING_PROTOCOL (tracing for Gateways without a tracing policy)."""
     import os
 
-    out: dict[str, Any] = {"proxy_defaults": json.loads(os.environ.get("AGENTGW_PROXY_DEFAULTS") or "{}"), "proxy_env": json.loads(os.environ.get("AGENTGW_PROXY_ENV") or "[]")}
+    out: dict[str, Any] = {
+        "proxy_defaults": json.loads(os.environ.get("AGENTGW_PROXY_DEFAULTS") or "{}"),
+        "proxy_env": json.loads(os.environ.get("AGENTGW_PROXY_ENV") or "[]"),
+    }
     if os.environ.get("AGENTGW_REDIS_URL"):
         out["redis_url"] = os.environ["AGENTGW_REDIS_URL"]
     if os.environ.get("AGENTGW_TRACING_ENDPOINT"):
-        out["default_tracing"] = {"otlpEndpoint": os.environ["AGENTGW_TRACING_ENDPOINT"], "otlpProtocol": os.environ.get("AGENTGW_TRACING_PROTOCOL", "grpc")}
+        out["default_tracing"] = {
+            "otlpEndpoint": os.environ["AGENTGW_TRACING_ENDPOINT"],
+            "otlpProtocol": os.environ.get("AGENTGW_TRACING_PROTOCOL", "grpc"),
+        }
     return out
 
 
-async def run_controller(controller_name: str = CONTROLLER_NAME, namespace: str | None = None, image: str = DEFAULT_IMAGE) -> int:
+async def run_controller(
+    controller_name: str = CONTROLLER_NAME, namespace: str | None = None, image: str = DEFAULT_IMAGE
+) -> int:
     client = KubeClient.from_environment()
     log.info("agentgw controller %s starting (namespace: %s)", controller_name, namespace or "all")
     try:

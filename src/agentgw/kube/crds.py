@@ -18,7 +18,6 @@ import sys
 from typing import Any
 
 S = {"type": "string"}
-I = {"type": "integer"}
 B = {"type": "boolean"}
 FREE = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -54,101 +53,243 @@ def rules(*r: dict) -> dict:
 
 
 PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
-LABEL_SELECTOR = obj({
-    "matchLabels": STRMAP,
-    "matchExpressions": arr(obj({"key": S, "operator": enum("In", "NotIn", "Exists", "DoesNotExist"), "values": arr(S)}, ["key", "operator"])),
-})
+LABEL_SELECTOR = obj(
+    {
+        "matchLabels": STRMAP,
+        "matchExpressions": arr(
+            obj(
+                {"key": S, "operator": enum("In", "NotIn", "Exists", "DoesNotExist"), "values": arr(S)},
+                ["key", "operator"],
+            )
+        ),
+    }
+)
 TARGET_REF = obj({"group": S, "kind": S, "name": S, "sectionName": S}, ["group", "kind", "name"])
 SECRET_REF = obj({"name": S, "namespace": S, "key": S}, ["name"])
 LOCAL_REF = obj({"name": S}, ["name"])
 HEADERS = arr(obj({"name": S, "value": S}, ["name", "value"]))
 HEADER_FILTER = obj({"add": HEADERS, "set": HEADERS, "remove": arr(S)})
 BACKEND_REF = obj({"group": S, "kind": S, "name": S, "namespace": S, "port": PORT}, ["name"])
-CONDITION = obj({
-    "type": S, "status": enum("True", "False", "Unknown"), "reason": S, "message": S,
-    "observedGeneration": {"type": "integer", "format": "int64"}, "lastTransitionTime": {"type": "string", "format": "date-time"},
-}, ["type", "status"])
+CONDITION = obj(
+    {
+        "type": S,
+        "status": enum("True", "False", "Unknown"),
+        "reason": S,
+        "message": S,
+        "observedGeneration": {"type": "integer", "format": "int64"},
+        "lastTransitionTime": {"type": "string", "format": "date-time"},
+    },
+    ["type", "status"],
+)
 CONDITIONS = arr(CONDITION, **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"], "maxItems": 8})
 STATUS = obj({"conditions": CONDITIONS})
-POLICY_STATUS = obj({
-    "conditions": CONDITIONS,
-    "ancestors": arr(obj({"ancestorRef": FREE, "controllerName": S, "conditions": CONDITIONS}), maxItems=16),
-})
+POLICY_STATUS = obj(
+    {
+        "conditions": CONDITIONS,
+        "ancestors": arr(obj({"ancestorRef": FREE, "controllerName": S, "conditions": CONDITIONS}), maxItems=16),
+    }
+)
 MODE = enum("Strict", "Optional", "Permissive")
 DURATION = {"type": "string", "pattern": "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"}
-AUTHZ = obj({"action": enum("Allow", "Deny", "Require"), "policy": obj({"matchExpressions": arr(S, minItems=1)}, ["matchExpressions"])}, ["policy"])
+AUTHZ = obj(
+    {
+        "action": enum("Allow", "Deny", "Require"),
+        "policy": obj({"matchExpressions": arr(S, minItems=1)}, ["matchExpressions"]),
+    },
+    ["policy"],
+)
 
 STATIC = obj({"host": S, "port": PORT}, ["host", "port"])
-BACKEND_POLICIES = obj({
-    "a2a": obj({}),
-    "mcp": obj({"authorization": AUTHZ}),
-    "tls": obj({"sni": S, "insecureSkipVerify": B, "alpnProtocols": arr(S), "caCertificateRefs": arr(LOCAL_REF, maxItems=1)}),
-    "auth": obj({"secretRef": LOCAL_REF, "key": S, "passthrough": obj({}), "aws": obj({"region": S, "serviceName": S})},
-                **rules(one_of("secretRef", "key", "passthrough", "aws"))),
-    "http": obj({"requestTimeout": DURATION, "version": S}),
-})
+BACKEND_POLICIES = obj(
+    {
+        "a2a": obj({}),
+        "mcp": obj({"authorization": AUTHZ}),
+        "tls": obj(
+            {
+                "sni": S,
+                "insecureSkipVerify": B,
+                "alpnProtocols": arr(S),
+                "caCertificateRefs": arr(LOCAL_REF, maxItems=1),
+            }
+        ),
+        "auth": obj(
+            {"secretRef": LOCAL_REF, "key": S, "passthrough": obj({}), "aws": obj({"region": S, "serviceName": S})},
+            **rules(one_of("secretRef", "key", "passthrough", "aws")),
+        ),
+        "http": obj({"requestTimeout": DURATION, "version": S}),
+    }
+)
 
-TRAFFIC = obj({
-    "phase": enum("PreRouting", "PostRouting"),
-    "jwtAuthentication": obj({
-        "mode": MODE,
-        "providers": arr(obj({
-            "issuer": S, "audiences": arr(S),
-            "jwks": obj({"inline": S,
-                         "remote": obj({"url": S, "backendRef": BACKEND_REF, "jwksPath": S},
-                                       **rules(one_of("url", "backendRef"), {"rule": "!has(self.jwksPath) || has(self.backendRef)", "message": "jwksPath applies to backendRef only"})),
-                         "secretRef": SECRET_REF, "configMapRef": SECRET_REF},
-                        **rules(one_of("inline", "remote", "secretRef", "configMapRef"))),
-        }, ["issuer", "jwks"]), minItems=1),
-        "claimToHeaders": arr(obj({"claim": S, "header": S}, ["claim", "header"])),
-    }, ["providers"]),
-    "apiKeyAuthentication": obj({"mode": MODE, "secretRef": obj({"name": S, "namespace": S}, ["name"])}, ["secretRef"]),
-    "basicAuthentication": obj({"mode": MODE, "realm": S, "users": arr(S), "secretRef": SECRET_REF}),
-    "authorization": AUTHZ,
-    "rateLimit": obj({"local": arr(obj({"requests": {"type": "integer", "minimum": 1}, "tokens": {"type": "integer", "minimum": 1}, "unit": enum("Seconds", "Minutes", "Hours"), "burst": {"type": "integer", "minimum": 0}}, ["unit"],
-                                       **rules(one_of("requests", "tokens"))))}),
-    "cors": obj({"allowOrigins": arr(S), "allowMethods": arr(S), "allowHeaders": arr(S), "exposeHeaders": arr(S), "allowCredentials": B, "maxAge": {"x-kubernetes-int-or-string": True}}),
-    "timeouts": obj({"request": DURATION, "backendRequest": DURATION}),
-    "retry": obj({"attempts": {"type": "integer", "minimum": 0}, "backoff": DURATION, "codes": arr({"type": "integer", "minimum": 400, "maximum": 599})}),
-    "headerModifiers": obj({"request": HEADER_FILTER, "response": HEADER_FILTER}),
-})
-FRONTEND = obj({
-    "tracing": obj({"backendRef": BACKEND_REF, "endpoint": S, "protocol": enum("GRPC", "HTTP"), "randomSampling": S, "clientSampling": S, "path": S},
-                   **rules(one_of("backendRef", "endpoint"))),
-    "accessLog": obj({"filter": S, "attributes": obj({"add": arr(obj({"name": S, "expression": S}, ["name", "expression"])), "remove": arr(S)})}),
-})
+TRAFFIC = obj(
+    {
+        "phase": enum("PreRouting", "PostRouting"),
+        "jwtAuthentication": obj(
+            {
+                "mode": MODE,
+                "providers": arr(
+                    obj(
+                        {
+                            "issuer": S,
+                            "audiences": arr(S),
+                            "jwks": obj(
+                                {
+                                    "inline": S,
+                                    "remote": obj(
+                                        {"url": S, "backendRef": BACKEND_REF, "jwksPath": S},
+                                        **rules(
+                                            one_of("url", "backendRef"),
+                                            {
+                                                "rule": "!has(self.jwksPath) || has(self.backendRef)",
+                                                "message": "jwksPath applies to backendRef only",
+                                            },
+                                        ),
+                                    ),
+                                    "secretRef": SECRET_REF,
+                                    "configMapRef": SECRET_REF,
+                                },
+                                **rules(one_of("inline", "remote", "secretRef", "configMapRef")),
+                            ),
+                        },
+                        ["issuer", "jwks"],
+                    ),
+                    minItems=1,
+                ),
+                "claimToHeaders": arr(obj({"claim": S, "header": S}, ["claim", "header"])),
+            },
+            ["providers"],
+        ),
+        "apiKeyAuthentication": obj(
+            {"mode": MODE, "secretRef": obj({"name": S, "namespace": S}, ["name"])}, ["secretRef"]
+        ),
+        "basicAuthentication": obj({"mode": MODE, "realm": S, "users": arr(S), "secretRef": SECRET_REF}),
+        "authorization": AUTHZ,
+        "rateLimit": obj(
+            {
+                "local": arr(
+                    obj(
+                        {
+                            "requests": {"type": "integer", "minimum": 1},
+                            "tokens": {"type": "integer", "minimum": 1},
+                            "unit": enum("Seconds", "Minutes", "Hours"),
+                            "burst": {"type": "integer", "minimum": 0},
+                        },
+                        ["unit"],
+                        **rules(one_of("requests", "tokens")),
+                    )
+                )
+            }
+        ),
+        "cors": obj(
+            {
+                "allowOrigins": arr(S),
+                "allowMethods": arr(S),
+                "allowHeaders": arr(S),
+                "exposeHeaders": arr(S),
+                "allowCredentials": B,
+                "maxAge": {"x-kubernetes-int-or-string": True},
+            }
+        ),
+        "timeouts": obj({"request": DURATION, "backendRequest": DURATION}),
+        "retry": obj(
+            {
+                "attempts": {"type": "integer", "minimum": 0},
+                "backoff": DURATION,
+                "codes": arr({"type": "integer", "minimum": 400, "maximum": 599}),
+            }
+        ),
+        "headerModifiers": obj({"request": HEADER_FILTER, "response": HEADER_FILTER}),
+    }
+)
+FRONTEND = obj(
+    {
+        "tracing": obj(
+            {
+                "backendRef": BACKEND_REF,
+                "endpoint": S,
+                "protocol": enum("GRPC", "HTTP"),
+                "randomSampling": S,
+                "clientSampling": S,
+                "path": S,
+            },
+            **rules(one_of("backendRef", "endpoint")),
+        ),
+        "accessLog": obj(
+            {
+                "filter": S,
+                "attributes": obj(
+                    {"add": arr(obj({"name": S, "expression": S}, ["name", "expression"])), "remove": arr(S)}
+                ),
+            }
+        ),
+    }
+)
 
 OVERLAY = obj({"metadata": obj({"labels": STRMAP, "annotations": STRMAP}), "spec": FREE})
 QUANTITIES = {"type": "object", "additionalProperties": {"x-kubernetes-int-or-string": True}}
 RESOURCES = obj({"limits": QUANTITIES, "requests": QUANTITIES, "claims": arr(obj({"name": S, "request": S}, ["name"]))})
 KEY_REF = obj({"name": S, "key": S, "optional": B}, ["key"])
-ENV_VAR = obj({
-    "name": S, "value": S,
-    "valueFrom": obj({
-        "fieldRef": obj({"apiVersion": S, "fieldPath": S}, ["fieldPath"]),
-        "resourceFieldRef": obj({"containerName": S, "resource": S, "divisor": {"x-kubernetes-int-or-string": True}}, ["resource"]),
-        "configMapKeyRef": KEY_REF, "secretKeyRef": KEY_REF,
-    }, **rules(one_of("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef"))),
-}, ["name"], **rules(one_of("value", "valueFrom", at_most=True)))
+ENV_VAR = obj(
+    {
+        "name": S,
+        "value": S,
+        "valueFrom": obj(
+            {
+                "fieldRef": obj({"apiVersion": S, "fieldPath": S}, ["fieldPath"]),
+                "resourceFieldRef": obj(
+                    {"containerName": S, "resource": S, "divisor": {"x-kubernetes-int-or-string": True}}, ["resource"]
+                ),
+                "configMapKeyRef": KEY_REF,
+                "secretKeyRef": KEY_REF,
+            },
+            **rules(one_of("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")),
+        ),
+    },
+    ["name"],
+    **rules(one_of("value", "valueFrom", at_most=True)),
+)
 
 # AI providers: the settings each one uses (``groups``/``priorityGroups`` list the same shape).
 _MODEL = {"model": S}
-AI_PROVIDER = obj({
-    "name": S, "host": S, "port": PORT, "path": S,
-    "openai": obj(_MODEL), "anthropic": obj(_MODEL), "gemini": obj(_MODEL),
-    "vertexai": obj({**_MODEL, "region": S, "projectId": S}, ["projectId"]),
-    "bedrock": obj({**_MODEL, "region": S}, ["region"]),
-    "azureopenai": obj({**_MODEL, "resourceName": S, "apiVersion": S}),
-}, **rules(one_of("openai", "anthropic", "gemini", "vertexai", "bedrock", "azureopenai"),
-           {"rule": "!has(self.port) || has(self.host)", "message": "port applies to host only"}))
+AI_PROVIDER = obj(
+    {
+        "name": S,
+        "host": S,
+        "port": PORT,
+        "path": S,
+        "openai": obj(_MODEL),
+        "anthropic": obj(_MODEL),
+        "gemini": obj(_MODEL),
+        "vertexai": obj({**_MODEL, "region": S, "projectId": S}, ["projectId"]),
+        "bedrock": obj({**_MODEL, "region": S}, ["region"]),
+        "azureopenai": obj({**_MODEL, "resourceName": S, "apiVersion": S}),
+    },
+    **rules(
+        one_of("openai", "anthropic", "gemini", "vertexai", "bedrock", "azureopenai"),
+        {"rule": "!has(self.port) || has(self.host)", "message": "port applies to host only"},
+    ),
+)
 AI_GROUPS = arr(obj({"providers": arr(AI_PROVIDER, minItems=1)}, ["providers"]), minItems=1)
 
 ACCEPTED_COL = {"name": "Accepted", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Accepted")].status'}
 AGE_COL = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 
-def crd(group: str, kind: str, plural: str, spec: dict, status: dict, columns: list[dict], short: list[str] | None = None, categories: list[str] | None = None, version: str = "v1alpha1", spec_required: bool = True) -> dict:
-    root = obj({"apiVersion": S, "kind": S, "metadata": {"type": "object"}, "spec": spec, "status": status}, ["spec"] if spec_required else None)
+def crd(
+    group: str,
+    kind: str,
+    plural: str,
+    spec: dict,
+    status: dict,
+    columns: list[dict],
+    short: list[str] | None = None,
+    categories: list[str] | None = None,
+    version: str = "v1alpha1",
+    spec_required: bool = True,
+) -> dict:
+    root = obj(
+        {"apiVersion": S, "kind": S, "metadata": {"type": "object"}, "spec": spec, "status": status},
+        ["spec"] if spec_required else None,
+    )
     names = {"kind": kind, "listKind": kind + "List", "plural": plural, "singular": kind.lower()}
     if short:
         names["shortNames"] = short
@@ -162,67 +303,178 @@ def crd(group: str, kind: str, plural: str, spec: dict, status: dict, columns: l
             "group": group,
             "names": names,
             "scope": "Namespaced",
-            "versions": [{
-                "name": version, "served": True, "storage": True,
-                "schema": {"openAPIV3Schema": root},
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns + [ACCEPTED_COL, AGE_COL],
-            }],
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": root},
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns + [ACCEPTED_COL, AGE_COL],
+                }
+            ],
         },
     }
 
 
-ONE_KIND_RULE = {"rule": "[has(self.static), has(self.a2a), has(self.ai), has(self.mcp), has(self.aws)].filter(x, x).size() == 1", "message": "exactly one of static, a2a, ai, mcp, aws must be set"}
+ONE_KIND_RULE = {
+    "rule": "[has(self.static), has(self.a2a), has(self.ai), has(self.mcp), has(self.aws)].filter(x, x).size() == 1",
+    "message": "exactly one of static, a2a, ai, mcp, aws must be set",
+}
 
 AGENTGATEWAY_BACKEND = crd(
-    "agentgateway.dev", "AgentgatewayBackend", "agentgatewaybackends",
-    obj({
-        "static": STATIC,
-        "a2a": obj({"targets": arr(obj({"name": S, "weight": {"type": "integer", "minimum": 0}, "static": STATIC}, ["static"]), minItems=1)}, ["targets"]),
-        "ai": obj({"provider": AI_PROVIDER, "groups": AI_GROUPS, "priorityGroups": AI_GROUPS}, **rules(one_of("provider", "groups", "priorityGroups"))),
-        "mcp": obj({
-            "targets": arr(obj({
-                "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
-                "static": obj({"host": S, "port": PORT, "path": S, "protocol": enum("StreamableHTTP", "SSE")}, ["host", "port"]),
-                "selector": obj({"namespaces": LABEL_SELECTOR, "services": LABEL_SELECTOR}),
-            }, ["name"], **rules(one_of("static", "selector"))), minItems=1),
-            "failureMode": enum("FailClosed", "FailOpen"),
-            "prefixMode": enum("Always", "Conditional", "Never"),
-            "sessionRouting": enum("Stateful", "Stateless"),
-        }, ["targets"]),
-        "aws": obj({"agentCore": obj({"agentRuntimeArn": {"type": "string", "pattern": "^arn:aws[a-z-]*:bedrock-agentcore:"}, "qualifier": S}, ["agentRuntimeArn"])}, ["agentCore"]),
-        "policies": BACKEND_POLICIES,
-    }, **{"x-kubernetes-validations": [ONE_KIND_RULE]}),
-    STATUS, [], short=["agbe"], categories=["agentgateway"],
+    "agentgateway.dev",
+    "AgentgatewayBackend",
+    "agentgatewaybackends",
+    obj(
+        {
+            "static": STATIC,
+            "a2a": obj(
+                {
+                    "targets": arr(
+                        obj({"name": S, "weight": {"type": "integer", "minimum": 0}, "static": STATIC}, ["static"]),
+                        minItems=1,
+                    )
+                },
+                ["targets"],
+            ),
+            "ai": obj(
+                {"provider": AI_PROVIDER, "groups": AI_GROUPS, "priorityGroups": AI_GROUPS},
+                **rules(one_of("provider", "groups", "priorityGroups")),
+            ),
+            "mcp": obj(
+                {
+                    "targets": arr(
+                        obj(
+                            {
+                                "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+                                "static": obj(
+                                    {"host": S, "port": PORT, "path": S, "protocol": enum("StreamableHTTP", "SSE")},
+                                    ["host", "port"],
+                                ),
+                                "selector": obj({"namespaces": LABEL_SELECTOR, "services": LABEL_SELECTOR}),
+                            },
+                            ["name"],
+                            **rules(one_of("static", "selector")),
+                        ),
+                        minItems=1,
+                    ),
+                    "failureMode": enum("FailClosed", "FailOpen"),
+                    "prefixMode": enum("Always", "Conditional", "Never"),
+                    "sessionRouting": enum("Stateful", "Stateless"),
+                },
+                ["targets"],
+            ),
+            "aws": obj(
+                {
+                    "agentCore": obj(
+                        {
+                            "agentRuntimeArn": {"type": "string", "pattern": "^arn:aws[a-z-]*:bedrock-agentcore:"},
+                            "qualifier": S,
+                        },
+                        ["agentRuntimeArn"],
+                    )
+                },
+                ["agentCore"],
+            ),
+            "policies": BACKEND_POLICIES,
+        },
+        **{"x-kubernetes-validations": [ONE_KIND_RULE]},
+    ),
+    STATUS,
+    [],
+    short=["agbe"],
+    categories=["agentgateway"],
 )
 
 AGENTGATEWAY_POLICY = crd(
-    "agentgateway.dev", "AgentgatewayPolicy", "agentgatewaypolicies",
-    obj({"targetRefs": arr(TARGET_REF, minItems=1, maxItems=16), "frontend": FRONTEND, "traffic": TRAFFIC, "backend": BACKEND_POLICIES}, ["targetRefs"]),
-    POLICY_STATUS, [], short=["agpol"], categories=["agentgateway"],
+    "agentgateway.dev",
+    "AgentgatewayPolicy",
+    "agentgatewaypolicies",
+    obj(
+        {
+            "targetRefs": arr(TARGET_REF, minItems=1, maxItems=16),
+            "frontend": FRONTEND,
+            "traffic": TRAFFIC,
+            "backend": BACKEND_POLICIES,
+        },
+        ["targetRefs"],
+    ),
+    POLICY_STATUS,
+    [],
+    short=["agpol"],
+    categories=["agentgateway"],
 )
 
 AGENTGATEWAY_PARAMETERS = crd(
-    "agentgateway.dev", "AgentgatewayParameters", "agentgatewayparameters",
-    obj({
-        "image": obj({"registry": S, "repository": S, "tag": S, "digest": S, "pullPolicy": enum("Always", "IfNotPresent", "Never")}),
-        "env": arr(ENV_VAR),
-        "resources": RESOURCES,
-        "replicas": {"type": "integer", "minimum": 0},
-        "logging": obj({"level": S, "format": enum("text", "json")}),
-        "rawConfig": FREE,
-        "deployment": OVERLAY, "service": OVERLAY, "serviceAccount": OVERLAY,
-        "podDisruptionBudget": OVERLAY, "horizontalPodAutoscaler": OVERLAY,
-    }, **rules({"rule": "!(has(self.replicas) && has(self.horizontalPodAutoscaler))", "message": "replicas and horizontalPodAutoscaler are exclusive (the autoscaler sets the replica count)"})),
-    STATUS, [], short=["agpar"], categories=["agentgateway"], spec_required=False,
+    "agentgateway.dev",
+    "AgentgatewayParameters",
+    "agentgatewayparameters",
+    obj(
+        {
+            "image": obj(
+                {
+                    "registry": S,
+                    "repository": S,
+                    "tag": S,
+                    "digest": S,
+                    "pullPolicy": enum("Always", "IfNotPresent", "Never"),
+                }
+            ),
+            "env": arr(ENV_VAR),
+            "resources": RESOURCES,
+            "replicas": {"type": "integer", "minimum": 0},
+            "logging": obj({"level": S, "format": enum("text", "json")}),
+            "rawConfig": FREE,
+            "deployment": OVERLAY,
+            "service": OVERLAY,
+            "serviceAccount": OVERLAY,
+            "podDisruptionBudget": OVERLAY,
+            "horizontalPodAutoscaler": OVERLAY,
+        },
+        **rules(
+            {
+                "rule": "!(has(self.replicas) && has(self.horizontalPodAutoscaler))",
+                "message": "replicas and horizontalPodAutoscaler are exclusive (the autoscaler sets the replica count)",
+            }
+        ),
+    ),
+    STATUS,
+    [],
+    short=["agpar"],
+    categories=["agentgateway"],
+    spec_required=False,
 )
 
 # Other vendors' shapes agentgw translates (installed with deploy/kubernetes/compat only).
 ENTERPRISE_POLICY = crd(
-    "enterpriseagentgateway.solo.io", "EnterpriseAgentgatewayPolicy", "enterpriseagentgatewaypolicies",
-    obj({"targetRefs": arr(TARGET_REF, minItems=1, maxItems=16), "frontend": FRONTEND, "backend": BACKEND_POLICIES,
-         "traffic": obj({**TRAFFIC["properties"], "entRateLimit": obj({"global": obj({"rateLimitConfigRefs": arr(obj({"name": S, "namespace": S}, ["name"]), minItems=1)}, ["rateLimitConfigRefs"])})})}, ["targetRefs"]),
-    POLICY_STATUS, [], categories=["agentgateway"],
+    "enterpriseagentgateway.solo.io",
+    "EnterpriseAgentgatewayPolicy",
+    "enterpriseagentgatewaypolicies",
+    obj(
+        {
+            "targetRefs": arr(TARGET_REF, minItems=1, maxItems=16),
+            "frontend": FRONTEND,
+            "backend": BACKEND_POLICIES,
+            "traffic": obj(
+                {
+                    **TRAFFIC["properties"],
+                    "entRateLimit": obj(
+                        {
+                            "global": obj(
+                                {"rateLimitConfigRefs": arr(obj({"name": S, "namespace": S}, ["name"]), minItems=1)},
+                                ["rateLimitConfigRefs"],
+                            )
+                        }
+                    ),
+                }
+            ),
+        },
+        ["targetRefs"],
+    ),
+    POLICY_STATUS,
+    [],
+    categories=["agentgateway"],
 )
 RL_LIMIT = obj({"requestsPerUnit": {"type": "integer", "minimum": 0}, "unit": enum("SECOND", "MINUTE", "HOUR", "DAY")})
 
@@ -235,29 +487,66 @@ def _descriptors(depth: int) -> dict:
     return arr(obj(props, ["key"]))
 
 
-RL_ACTION = obj({
-    "genericKey": obj({"descriptorKey": S, "descriptorValue": S}, ["descriptorValue"]),
-    "remoteAddress": obj({}),
-    "requestHeaders": obj({"headerName": S, "descriptorKey": S}, ["headerName"]),
-}, **rules(one_of("genericKey", "remoteAddress", "requestHeaders")))
+RL_ACTION = obj(
+    {
+        "genericKey": obj({"descriptorKey": S, "descriptorValue": S}, ["descriptorValue"]),
+        "remoteAddress": obj({}),
+        "requestHeaders": obj({"headerName": S, "descriptorKey": S}, ["headerName"]),
+    },
+    **rules(one_of("genericKey", "remoteAddress", "requestHeaders")),
+)
 RATE_LIMIT_CONFIG = crd(
-    "ratelimit.solo.io", "RateLimitConfig", "ratelimitconfigs",
-    obj({"raw": obj({
-        "descriptors": _descriptors(4),
-        "rateLimits": arr(obj({"actions": arr(RL_ACTION, minItems=1), "type": enum("REQUEST", "TOKEN")}, ["actions"])),
-    })}),
-    STATUS, [],
+    "ratelimit.solo.io",
+    "RateLimitConfig",
+    "ratelimitconfigs",
+    obj(
+        {
+            "raw": obj(
+                {
+                    "descriptors": _descriptors(4),
+                    "rateLimits": arr(
+                        obj({"actions": arr(RL_ACTION, minItems=1), "type": enum("REQUEST", "TOKEN")}, ["actions"])
+                    ),
+                }
+            )
+        }
+    ),
+    STATUS,
+    [],
 )
 ACK_BACKEND = crd(
-    "agentgateway.alibabacloud.com", "Backend", "backends",
-    obj({"type": enum("A2A"), "a2a": obj({"targets": arr(obj({"name": S, "static": STATIC}, ["static"]), minItems=1)}, ["targets"])}, ["type"]),
-    STATUS, [{"name": "Type", "type": "string", "jsonPath": ".spec.type"}],
+    "agentgateway.alibabacloud.com",
+    "Backend",
+    "backends",
+    obj(
+        {
+            "type": enum("A2A"),
+            "a2a": obj({"targets": arr(obj({"name": S, "static": STATIC}, ["static"]), minItems=1)}, ["targets"]),
+        },
+        ["type"],
+    ),
+    STATUS,
+    [{"name": "Type", "type": "string", "jsonPath": ".spec.type"}],
 )
 ACK_TRAFFIC_POLICY = crd(
-    "agentgateway.alibabacloud.com", "TrafficPolicy", "trafficpolicies",
-    obj({"targetRefs": arr(TARGET_REF, minItems=1, maxItems=16),
-         "traffic": obj({"authentication": obj({"apiKeyAuth": obj({"secretRef": obj({"name": S, "namespace": S}, ["name"])}, ["secretRef"])})})}, ["targetRefs"]),
-    POLICY_STATUS, [],
+    "agentgateway.alibabacloud.com",
+    "TrafficPolicy",
+    "trafficpolicies",
+    obj(
+        {
+            "targetRefs": arr(TARGET_REF, minItems=1, maxItems=16),
+            "traffic": obj(
+                {
+                    "authentication": obj(
+                        {"apiKeyAuth": obj({"secretRef": obj({"name": S, "namespace": S}, ["name"])}, ["secretRef"])}
+                    )
+                }
+            ),
+        },
+        ["targetRefs"],
+    ),
+    POLICY_STATUS,
+    [],
 )
 
 CORE = {
@@ -282,7 +571,9 @@ def render() -> dict[str, str]:
     out = {}
     for prefix, group in (("", CORE), ("compat/", COMPAT), ("../helm/agentgw/crds/", CORE)):
         for name, doc in group.items():
-            out[prefix + name] = "# Generated by `python -m agentgw.kube.crds deploy/crds`; do not edit.\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False)
+            out[prefix + name] = "# Generated by `python -m agentgw.kube.crds deploy/crds`; do not edit.\n" + yaml.dump(
+                doc, Dumper=_Dumper, sort_keys=False
+            )
     return out
 
 

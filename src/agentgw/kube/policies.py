@@ -10,13 +10,23 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: the ``http.version`` values the config compiler accepts (agentgw speaks HTTP/1.1 to backends)
 _HTTP1 = re.compile(r"(?i)(HTTP/?)?1(\.1)?")
 
 AUTH_MODES = {"strict": "strict", "optional": "optional", "permissive": "permissive"}
-_UNITS = {"second": "1s", "seconds": "1s", "minute": "1m", "minutes": "1m", "hour": "1h", "hours": "1h", "day": "24h", "days": "24h"}
+_UNITS = {
+    "second": "1s",
+    "seconds": "1s",
+    "minute": "1m",
+    "minutes": "1m",
+    "hour": "1h",
+    "hours": "1h",
+    "day": "24h",
+    "days": "24h",
+}
 
 
 def secret_data(secret: dict) -> dict[str, str]:
@@ -78,7 +88,12 @@ def cors(f: dict) -> dict:
 class Resolver:
     """What policy translation needs from the rest of the world (Secrets, Services, grants)."""
 
-    def __init__(self, secret: Callable[[str, str], dict | None], service_url: Callable[[dict, str, str], tuple[str | None, str | None]], config_map: Callable[[str, str], dict | None]):
+    def __init__(
+        self,
+        secret: Callable[[str, str], dict | None],
+        service_url: Callable[[dict, str, str], tuple[str | None, str | None]],
+        config_map: Callable[[str, str], dict | None],
+    ):
         self.secret = secret  # (namespace, name) -> Secret or None
         self.service_url = service_url  # (backendRef, from_ns, from_kind) -> (url, error)
         self.config_map = config_map
@@ -108,7 +123,9 @@ def _jwt(spec: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> di
             data = (secret_data(src) if kind == "Secret" else dict(src.get("data") or {})) if src else {}
             key = ref.get("key") or "jwks"
             if rns != ns:
-                problems.append(f"{pp}.jwks.{'secretRef' if kind == 'Secret' else 'configMapRef'}: must be in the policy's namespace")
+                problems.append(
+                    f"{pp}.jwks.{'secretRef' if kind == 'Secret' else 'configMapRef'}: must be in the policy's namespace"
+                )
             elif not data.get(key):
                 problems.append(f"{pp}.jwks: {kind} {rns}/{ref.get('name')} with key {key} not found")
             else:
@@ -179,11 +196,19 @@ def _basic(spec: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> 
             problems.append(f"{path}.secretRef: Secret {ref.get('namespace') or ns}/{ref.get('name')} not found")
         else:
             data = secret_data(sec)
-            key = ref.get("key") or (".htaccess" if ".htaccess" in data else "htpasswd" if "htpasswd" in data else "users" if "users" in data else None)
+            key = ref.get("key") or (
+                ".htaccess"
+                if ".htaccess" in data
+                else "htpasswd"
+                if "htpasswd" in data
+                else "users"
+                if "users" in data
+                else None
+            )
             if key is None or key not in data:
                 problems.append(f"{path}.secretRef: Secret has no key {ref.get('key') or '.htaccess'}")
             else:
-                lines.extend(l for l in data[key].splitlines() if l.strip())
+                lines.extend(ln for ln in data[key].splitlines() if ln.strip())
     if not lines:
         problems.append(f"{path}: needs users or secretRef")
     out: dict[str, Any] = {"htpasswd": "\n".join(lines) + "\n", "mode": mode}
@@ -228,7 +253,9 @@ def rate_limit_config_to_local(rlc: dict, path: str, problems: list[str]) -> lis
         for a in act.get("actions") or []:
             gk = a.get("genericKey")
             if gk is None:
-                problems.append(f"{path}.rateLimits: only genericKey actions map to agentgw rate limits (got {sorted(a)})")
+                problems.append(
+                    f"{path}.rateLimits: only genericKey actions map to agentgw rate limits (got {sorted(a)})"
+                )
                 continue
             used.add(gk.get("descriptorValue"))
     for i, d in enumerate(descs):
@@ -241,7 +268,9 @@ def rate_limit_config_to_local(rlc: dict, path: str, problems: list[str]) -> lis
         unit = _UNITS.get(str(rl.get("unit", "")).lower())
         n = rl.get("requestsPerUnit")
         if unit is None or not isinstance(n, int) or n < 1:
-            problems.append(f"{path}.descriptors[{i}].rateLimit: needs requestsPerUnit >= 1 and unit SECOND, MINUTE, HOUR or DAY")
+            problems.append(
+                f"{path}.descriptors[{i}].rateLimit: needs requestsPerUnit >= 1 and unit SECOND, MINUTE, HOUR or DAY"
+            )
             continue
         out.append({"maxTokens": n, "tokensPerFill": n, "fillInterval": unit})
     if not out and not problems:
@@ -279,9 +308,14 @@ def rate_limit_config_to_global(rlc: dict, redis_url: str, path: str, problems: 
             if got is None:
                 break
             entry, key, val = got
-            node = next((d for d in level if d.get("key") == key and (val is None or d.get("value") in (None, val))), None)
+            node = next(
+                (d for d in level if d.get("key") == key and (val is None or d.get("value") in (None, val))), None
+            )
             if node is None:
-                problems.append(f"{path}.rateLimits[{i}].actions[{j}]: no descriptor with key {key!r}" + (f" and value {val!r}" if val is not None else ""))
+                problems.append(
+                    f"{path}.rateLimits[{i}].actions[{j}]: no descriptor with key {key!r}"
+                    + (f" and value {val!r}" if val is not None else "")
+                )
                 break
             entries.append(entry)
             limit = node.get("rateLimit")
@@ -290,14 +324,29 @@ def rate_limit_config_to_global(rlc: dict, redis_url: str, path: str, problems: 
             if not entries or not limit:
                 problems.append(f"{path}.rateLimits[{i}]: no rateLimit at the end of its descriptors")
                 continue
-            out.append({"entries": entries, "rateLimit": {"requestsPerUnit": int(limit.get("requestsPerUnit", 0)), "unit": str(limit.get("unit", ""))},
-                        "type": "tokens" if str(rl.get("type", "REQUEST")).upper() == "TOKEN" else "requests"})
+            out.append(
+                {
+                    "entries": entries,
+                    "rateLimit": {
+                        "requestsPerUnit": int(limit.get("requestsPerUnit", 0)),
+                        "unit": str(limit.get("unit", "")),
+                    },
+                    "type": "tokens" if str(rl.get("type", "REQUEST")).upper() == "TOKEN" else "requests",
+                }
+            )
     if not out and not problems:
         problems.append(f"{path}.rateLimits: none")
     return {"redis": {"url": redis_url}, "descriptors": out}
 
 
-def traffic(spec: dict, ns: str, r: Resolver, lookup_rlc: Callable[[str, str], dict | None], path: str = "spec.traffic", redis_url: str | None = None) -> tuple[dict, str, list[str]]:
+def traffic(
+    spec: dict,
+    ns: str,
+    r: Resolver,
+    lookup_rlc: Callable[[str, str], dict | None],
+    path: str = "spec.traffic",
+    redis_url: str | None = None,
+) -> tuple[dict, str, list[str]]:
     """``spec.traffic`` → (route policies, phase, problems). Phase ``PreRouting`` means listener-level."""
     problems: list[str] = []
     out: dict[str, Any] = {}
@@ -342,7 +391,9 @@ def traffic(spec: dict, ns: str, r: Resolver, lookup_rlc: Callable[[str, str], d
                 rlc = lookup_rlc(ref.get("namespace") or ns, ref.get("name", ""))
                 where = f"RateLimitConfig {ref.get('namespace') or ns}/{ref.get('name')}: spec.raw"
                 if rlc is None:
-                    problems.append(f"{p}.global.rateLimitConfigRefs[{i}]: RateLimitConfig {ref.get('namespace') or ns}/{ref.get('name')} not found")
+                    problems.append(
+                        f"{p}.global.rateLimitConfigRefs[{i}]: RateLimitConfig {ref.get('namespace') or ns}/{ref.get('name')} not found"
+                    )
                 elif redis_url:
                     descriptors.extend(rate_limit_config_to_global(rlc, redis_url, where, problems)["descriptors"])
                 else:
@@ -406,7 +457,9 @@ def backend(spec: dict, ns: str, r: Resolver, path: str = "spec.backend") -> tup
             for i, ref in enumerate(val.get("caCertificateRefs") or []):
                 cm = r.config_map(ns, ref.get("name", ""))
                 if cm is None or "ca.crt" not in (cm.get("data") or {}):
-                    problems.append(f"{p}.caCertificateRefs[{i}]: ConfigMap {ns}/{ref.get('name')} with key ca.crt not found")
+                    problems.append(
+                        f"{p}.caCertificateRefs[{i}]: ConfigMap {ns}/{ref.get('name')} with key ca.crt not found"
+                    )
                 else:
                     t["root"] = ("configmap", ns, ref["name"])  # replaced by a file path by the translator
             out["backendTLS"] = t
@@ -441,7 +494,9 @@ def backend(spec: dict, ns: str, r: Resolver, path: str = "spec.backend") -> tup
                 if _HTTP1.fullmatch(v.strip()):
                     h["version"] = v
                 else:
-                    problems.append(f"{p}.version: {v} to backends is not supported by agentgw (it speaks HTTP/1.1 to backends; use HTTP1 or leave it unset)")
+                    problems.append(
+                        f"{p}.version: {v} to backends is not supported by agentgw (it speaks HTTP/1.1 to backends; use HTTP1 or leave it unset)"
+                    )
             out["http"] = h
         else:
             problems.append(f"{p}: not supported by agentgw")

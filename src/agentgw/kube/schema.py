@@ -30,7 +30,8 @@ import copy
 import difflib
 import json
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from . import crds
 
@@ -41,20 +42,61 @@ _STRMAP = {"type": "object", "additionalProperties": S}
 OBJECT_META = {
     "type": "object",
     "properties": {
-        "name": S, "generateName": S, "namespace": S, "selfLink": S, "uid": S, "resourceVersion": S,
-        "generation": {"type": "integer"}, "creationTimestamp": S, "deletionTimestamp": S,
+        "name": S,
+        "generateName": S,
+        "namespace": S,
+        "selfLink": S,
+        "uid": S,
+        "resourceVersion": S,
+        "generation": {"type": "integer"},
+        "creationTimestamp": S,
+        "deletionTimestamp": S,
         "deletionGracePeriodSeconds": {"type": "integer"},
-        "labels": _STRMAP, "annotations": _STRMAP,
-        "ownerReferences": {"type": "array", "items": {"type": "object", "properties": {
-            "apiVersion": S, "kind": S, "name": S, "uid": S, "controller": {"type": "boolean"}, "blockOwnerDeletion": {"type": "boolean"}},
-            "required": ["apiVersion", "kind", "name", "uid"]}},
+        "labels": _STRMAP,
+        "annotations": _STRMAP,
+        "ownerReferences": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "apiVersion": S,
+                    "kind": S,
+                    "name": S,
+                    "uid": S,
+                    "controller": {"type": "boolean"},
+                    "blockOwnerDeletion": {"type": "boolean"},
+                },
+                "required": ["apiVersion", "kind", "name", "uid"],
+            },
+        },
         "finalizers": {"type": "array", "items": S},
         "managedFields": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
     },
 }
 
-_CEL_RESERVED = {"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if", "import", "let",
-                 "loop", "package", "namespace", "return", "var", "void", "while"}
+_CEL_RESERVED = {
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+}
 
 
 class _Kind:
@@ -70,7 +112,9 @@ def _registry() -> dict[tuple[str, str], _Kind]:
         sp = doc["spec"]
         vers = [v for v in sp["versions"] if v.get("served", True)]
         root = next(v for v in vers if v.get("storage"))["schema"]["openAPIV3Schema"]
-        out[(sp["group"], sp["names"]["kind"])] = _Kind(sp["group"], sp["names"]["kind"], [v["name"] for v in vers], root)
+        out[(sp["group"], sp["names"]["kind"])] = _Kind(
+            sp["group"], sp["names"]["kind"], [v["name"] for v in vers], root
+        )
     from . import gatewayapi_schema as gw
 
     for kind, d in gw.SCHEMAS.items():
@@ -110,7 +154,7 @@ def _program(rule: str):
         _cel_env = cel.NewEnv(variables={"self": cel.Type.DYN}, extensions=[ExtStrings()])
     try:
         prog = _cel_env.compile(rule)
-    except Exception as exc:  # noqa: BLE001 - a rule our engine cannot compile is reported, never skipped
+    except Exception as exc:
         prog = exc
     _programs[rule] = prog
     return prog
@@ -120,7 +164,9 @@ def _escape(name: str) -> str:
     """Property names as CEL sees them (the API server's escaping)."""
     if name in _CEL_RESERVED:
         return f"__{name}__"
-    out = name.replace("__", "__underscores__").replace(".", "__dot__").replace("-", "__dash__").replace("/", "__slash__")
+    out = (
+        name.replace("__", "__underscores__").replace(".", "__dot__").replace("-", "__dash__").replace("/", "__slash__")
+    )
     return out
 
 
@@ -145,7 +191,7 @@ def _eval_rule(rule: str, value: Any) -> bool | str:
     try:
         res = prog.eval(_cel_env.Activation({"self": value}, arena=cel.Arena()))
         return res.value() is True
-    except Exception as exc:  # noqa: BLE001 - an evaluation error fails the rule, as in the API server
+    except Exception as exc:
         return f"rule error: {exc}"
 
 
@@ -249,7 +295,10 @@ class _Walker:
             ok = False
         elif not self.server and v in (node.get("x-agentgw-unsupported-values") or ()):
             supported = [x for x in node.get("enum") or [] if x not in node["x-agentgw-unsupported-values"]]
-            self.err(path, f"unsupported value {_q(v)}: not supported by agentgw (supported: {', '.join(_q(x) for x in supported)})")
+            self.err(
+                path,
+                f"unsupported value {_q(v)}: not supported by agentgw (supported: {', '.join(_q(x) for x in supported)})",
+            )
             ok = False
         if ok:
             self.rules(node, v, path)
@@ -290,7 +339,11 @@ class _Walker:
 
     def array(self, node: dict, v: list, path: str) -> list:
         lim = {} if self.server else dict(node.get("x-agentgw-limits") or {})
-        mx = min(x for x in (node.get("maxItems"), lim.get("maxItems")) if x is not None) if (node.get("maxItems") is not None or lim.get("maxItems") is not None) else None
+        mx = (
+            min(x for x in (node.get("maxItems"), lim.get("maxItems")) if x is not None)
+            if (node.get("maxItems") is not None or lim.get("maxItems") is not None)
+            else None
+        )
         if "minItems" in node and len(v) < node["minItems"]:
             self.err(path, f"must have at least {node['minItems']} item{'s' if node['minItems'] != 1 else ''}")
         if mx is not None and len(v) > mx:
@@ -316,7 +369,10 @@ class _Walker:
             for i, x in enumerate(v):
                 if not isinstance(x, dict):
                     continue
-                k = tuple(json.dumps(x.get(kk, (items.get("properties") or {}).get(kk, {}).get("default")), sort_keys=True) for kk in keys)
+                k = tuple(
+                    json.dumps(x.get(kk, (items.get("properties") or {}).get(kk, {}).get("default")), sort_keys=True)
+                    for kk in keys
+                )
                 if k in seen_k:
                     self.err(f"{path}[{i}]", f"duplicate entry with {', '.join(keys)} of {path}[{seen_k[k]}]")
                 else:
@@ -325,7 +381,9 @@ class _Walker:
 
     def string(self, node: dict, v: str, path: str) -> None:
         if "minLength" in node and len(v) < node["minLength"]:
-            self.err(path, f"must be at least {node['minLength']} character{'s' if node['minLength'] != 1 else ''} long")
+            self.err(
+                path, f"must be at least {node['minLength']} character{'s' if node['minLength'] != 1 else ''} long"
+            )
         if "maxLength" in node and len(v) > node["maxLength"]:
             self.err(path, f"must be at most {node['maxLength']} characters long")
         if "pattern" in node and not re.search(node["pattern"], v):
@@ -333,7 +391,9 @@ class _Walker:
 
     def number(self, node: dict, v: float, path: str) -> None:
         if "minimum" in node and (v < node["minimum"] or (node.get("exclusiveMinimum") and v == node["minimum"])):
-            self.err(path, f"must be {'greater than' if node.get('exclusiveMinimum') else 'at least'} {node['minimum']}")
+            self.err(
+                path, f"must be {'greater than' if node.get('exclusiveMinimum') else 'at least'} {node['minimum']}"
+            )
         if "maximum" in node and (v > node["maximum"] or (node.get("exclusiveMaximum") and v == node["maximum"])):
             self.err(path, f"must be {'less than' if node.get('exclusiveMaximum') else 'at most'} {node['maximum']}")
 
@@ -375,7 +435,10 @@ def validate(obj: dict, server: bool = False) -> list[str]:
         return []
     w = _Walker(server, k.subset)
     if version not in k.versions:
-        w.err("apiVersion", f"{group}/{version} is not served for {k.kind} (served: {', '.join(f'{group}/{x}' for x in k.versions)})")
+        w.err(
+            "apiVersion",
+            f"{group}/{version} is not served for {k.kind} (served: {', '.join(f'{group}/{x}' for x in k.versions)})",
+        )
     root_props = k.root.get("properties") or {}
     for key, val in obj.items():
         if key in ("apiVersion", "kind", "status"):
@@ -422,7 +485,9 @@ def prune(obj: dict) -> dict:
                 if props is not None and key in props:
                     out[key] = walk(props[key], x)
                 elif key in kept:
-                    out[key] = x  # a field of the API agentgw does not implement: stored, then refused by the translator
+                    out[key] = (
+                        x  # a field of the API agentgw does not implement: stored, then refused by the translator
+                    )
                 elif isinstance(ap, dict):
                     out[key] = walk(ap, x)
                 elif ap is True or node.get("x-kubernetes-preserve-unknown-fields"):
@@ -460,7 +525,11 @@ def validate_last_applied(obj: dict) -> list[str]:
         applied = json.loads(text)
     except ValueError:
         return []
-    if not isinstance(applied, dict) or applied.get("kind") != obj.get("kind") or (applied.get("metadata") or {}).get("name") != md.get("name"):
+    if (
+        not isinstance(applied, dict)
+        or applied.get("kind") != obj.get("kind")
+        or (applied.get("metadata") or {}).get("name") != md.get("name")
+    ):
         return []
     live = set(validate(obj))
     out = []

@@ -35,7 +35,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from . import CONTROLLER_NAME
 from . import policies as P
@@ -55,8 +55,11 @@ BACKEND_KINDS = {(AGW, "AgentgatewayBackend"), (ACK, "Backend")}
 SUPPORTED_ROUTE_KINDS = [{"group": GW, "kind": "HTTPRoute"}]
 CLUSTER_DOMAIN = "svc.cluster.local"
 #: what a route answers when a policy that applies to it is not accepted
-CLOSED_RESPONSE = {"body": '{"error":{"type":"policy_not_accepted","message":"a policy that applies to this route is not accepted"}}',
-                   "status": 500, "headers": {"content-type": "application/json"}}
+CLOSED_RESPONSE = {
+    "body": '{"error":{"type":"policy_not_accepted","message":"a policy that applies to this route is not accepted"}}',
+    "status": 500,
+    "headers": {"content-type": "application/json"},
+}
 MAX_PROBLEMS = 10
 
 
@@ -92,7 +95,13 @@ def listener_key(ns: str, gateway: str, listener: str) -> tuple[str, str, str, s
 
 
 def cond(type_: str, ok: bool, reason: str, message: str, gen: int) -> dict:
-    return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message, "observedGeneration": gen}
+    return {
+        "type": type_,
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": gen,
+    }
 
 
 def _gen(obj: dict) -> int:
@@ -104,7 +113,7 @@ def _age_key(obj: dict) -> tuple:
 
 
 def display(k: tuple[str, str, str, str]) -> str:
-    g, kind, ns, name = k
+    _group, kind, ns, name = k
     return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
 
 
@@ -191,8 +200,15 @@ _VALIDATED: dict[tuple, list[str]] = {}
 
 
 class Translator:
-    def __init__(self, objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False, redis_url: str | None = None,
-                 refused: dict[tuple, list[str]] | None = None, failed_gateways: dict[tuple[str, str], str] | None = None):
+    def __init__(
+        self,
+        objects: list[dict],
+        controller_name: str = CONTROLLER_NAME,
+        offline: bool = False,
+        redis_url: str | None = None,
+        refused: dict[tuple, list[str]] | None = None,
+        failed_gateways: dict[tuple[str, str], str] | None = None,
+    ):
         self.controller_name = controller_name
         self.redis_url = redis_url
         self.offline = offline
@@ -244,17 +260,26 @@ class Translator:
     def _config_map(self, ns: str, name: str) -> dict | None:
         return self.get("", "ConfigMap", ns, name)
 
-    def granted(self, from_group: str, from_kind: str, from_ns: str, to_group: str, to_kind: str, to_ns: str, to_name: str) -> bool:
+    def granted(
+        self, from_group: str, from_kind: str, from_ns: str, to_group: str, to_kind: str, to_ns: str, to_name: str
+    ) -> bool:
         if from_ns == to_ns:
             return True
         for rg in self.all(GW, "ReferenceGrant"):
             if ns_of(rg) != to_ns or self.problems(rg):
                 continue  # an invalid grant grants nothing
             spec = rg.get("spec") or {}
-            if not any(f.get("group", "") == from_group and f.get("kind") == from_kind and f.get("namespace") == from_ns for f in spec.get("from") or []):
+            if not any(
+                f.get("group", "") == from_group and f.get("kind") == from_kind and f.get("namespace") == from_ns
+                for f in spec.get("from") or []
+            ):
                 continue
             for t in spec.get("to") or []:
-                if t.get("group", "") == to_group and t.get("kind") == to_kind and (not t.get("name") or t.get("name") == to_name):
+                if (
+                    t.get("group", "") == to_group
+                    and t.get("kind") == to_kind
+                    and (not t.get("name") or t.get("name") == to_name)
+                ):
                     return True
         return False
 
@@ -270,7 +295,9 @@ class Translator:
             return f"{host}.{ns}.{CLUSTER_DOMAIN}"
         return host
 
-    def _service_url(self, ref: dict, from_ns: str, from_what: str, from_group: str = AGW, from_kind: str = "AgentgatewayPolicy") -> tuple[str | None, str | None]:
+    def _service_url(
+        self, ref: dict, from_ns: str, from_what: str, from_group: str = AGW, from_kind: str = "AgentgatewayPolicy"
+    ) -> tuple[str | None, str | None]:
         ns = ref.get("namespace") or from_ns
         name = ref.get("name", "")
         kind = ref.get("kind", "Service")
@@ -304,7 +331,9 @@ class Translator:
             if cls in classes:
                 pass
             elif self.offline and self.get(GW, "GatewayClass", "", cls) is None:
-                self.res.notes.append(f"{display(okey(gw))}: GatewayClass {cls!r} is not among the manifests; translated as if it named {self.controller_name}")
+                self.res.notes.append(
+                    f"{display(okey(gw))}: GatewayClass {cls!r} is not among the manifests; translated as if it named {self.controller_name}"
+                )
             else:
                 continue
             why = None
@@ -325,14 +354,21 @@ class Translator:
         self._errors_from_status()
         for cm in self.all("", "ConfigMap"):
             if any(isinstance(v, str) and re.search(r"^\s*binds:", v, re.M) for v in (cm.get("data") or {}).values()):
-                self.res.notes.append(f"{display(okey(cm))}: holds a gateway config file, not Gateway API objects; nothing to translate (mount it and run `agentgw run -f`, or see docs/kubernetes.md for its Gateway API form)")
+                self.res.notes.append(
+                    f"{display(okey(cm))}: holds a gateway config file, not Gateway API objects; nothing to translate (mount it and run `agentgw run -f`, or see docs/kubernetes.md for its Gateway API form)"
+                )
         return self.res
 
     def _refuse_gateway(self, gw: dict, why: str) -> None:
         """A Gateway that is not applied: no config, no listeners; its routes are told so."""
         ns, name, gen = ns_of(gw), meta(gw)["name"], _gen(gw)
         self.bad_gateways[(ns, name)] = why
-        self.res.status[okey(gw)] = {"conditions": [cond("Accepted", False, "Invalid", why, gen), cond("Programmed", False, "Invalid", "not accepted", gen)]}
+        self.res.status[okey(gw)] = {
+            "conditions": [
+                cond("Accepted", False, "Invalid", why, gen),
+                cond("Programmed", False, "Invalid", "not accepted", gen),
+            ]
+        }
 
     # -- GatewayClass -----------------------------------------------------------------------
     def _gateway_classes(self) -> dict[str, str | None]:
@@ -353,9 +389,17 @@ class Translator:
                 if pref.get("group") != AGW or pref.get("kind") != "AgentgatewayParameters":
                     ok, reason, msg = False, "InvalidParameters", f"parametersRef must be {AGW}/AgentgatewayParameters"
                 elif params is None:
-                    ok, reason, msg = False, "InvalidParameters", f"AgentgatewayParameters {pref.get('namespace')}/{pref.get('name')} not found"
+                    ok, reason, msg = (
+                        False,
+                        "InvalidParameters",
+                        f"AgentgatewayParameters {pref.get('namespace')}/{pref.get('name')} not found",
+                    )
                 elif self.problems(params):
-                    ok, reason, msg = False, "InvalidParameters", f"AgentgatewayParameters {pref.get('namespace')}/{pref.get('name')} is not accepted: {problems_message(self.problems(params))}"
+                    ok, reason, msg = (
+                        False,
+                        "InvalidParameters",
+                        f"AgentgatewayParameters {pref.get('namespace')}/{pref.get('name')} is not accepted: {problems_message(self.problems(params))}",
+                    )
             # a class whose parameters are at fault still handles its Gateways (they report the
             # parameters problem themselves); an invalid class does not
             ours[name] = msg if not ok and reason == "Invalid" else None
@@ -405,7 +449,10 @@ class Translator:
         for i, t in enumerate(targets):
             tg, tk, tn = t.get("group", ""), t.get("kind", ""), t.get("name", "")
             section = t.get("sectionName")
-            level = {(GW, "Gateway"): "listener" if section else "gateway", (GW, "HTTPRoute"): "rule" if section else "route"}.get((tg, tk))
+            level = {
+                (GW, "Gateway"): "listener" if section else "gateway",
+                (GW, "HTTPRoute"): "rule" if section else "route",
+            }.get((tg, tk))
             if (tg, tk) in BACKEND_KINDS or (tg, tk) == ("", "Service"):
                 level = "backend"
             tkey = (tg, tk, ns, tn)
@@ -413,10 +460,24 @@ class Translator:
             if section:
                 aref["sectionName"] = section
             if level is None:
-                ancestors.append({"ancestorRef": aref, "controllerName": self.controller_name, "conditions": [cond("Accepted", False, "Invalid", f"targetRefs[{i}]: cannot attach to {tg}/{tk}", gen)]})
+                ancestors.append(
+                    {
+                        "ancestorRef": aref,
+                        "controllerName": self.controller_name,
+                        "conditions": [
+                            cond("Accepted", False, "Invalid", f"targetRefs[{i}]: cannot attach to {tg}/{tk}", gen)
+                        ],
+                    }
+                )
                 continue
             if self.get(tg, tk, ns, tn) is None:
-                ancestors.append({"ancestorRef": aref, "controllerName": self.controller_name, "conditions": [cond("Accepted", False, "TargetNotFound", f"{tk} {ns}/{tn} not found", gen)]})
+                ancestors.append(
+                    {
+                        "ancestorRef": aref,
+                        "controllerName": self.controller_name,
+                        "conditions": [cond("Accepted", False, "TargetNotFound", f"{tk} {ns}/{tn} not found", gen)],
+                    }
+                )
                 continue
             bad = []
             if level not in ("gateway", "listener") and (cfg or fp):
@@ -424,9 +485,17 @@ class Translator:
             if level == "backend" and traffic:
                 bad.append("spec.traffic: does not apply to a backend")
             ok = not problems and not bad
-            reason = "Accepted" if ok else ("RefNotPermitted" if any("not permitted" in p for p in problems) else "Invalid")
+            reason = (
+                "Accepted" if ok else ("RefNotPermitted" if any("not permitted" in p for p in problems) else "Invalid")
+            )
             msg = "attached" if ok else problems_message(problems + bad)
-            ancestors.append({"ancestorRef": aref, "controllerName": self.controller_name, "conditions": [cond("Accepted", ok, reason, msg, gen)]})
+            ancestors.append(
+                {
+                    "ancestorRef": aref,
+                    "controllerName": self.controller_name,
+                    "conditions": [cond("Accepted", ok, reason, msg, gen)],
+                }
+            )
             if ok:
                 self.attachments.append(_Attachment(pol, level, tkey, section, traffic, phase, backend, cfg, fp))
             elif enforcing:
@@ -436,15 +505,23 @@ class Translator:
             top = cond("Accepted", True, "Accepted", "policy accepted", gen)
         else:
             reasons = [a["conditions"][0]["reason"] for a in ancestors if a["conditions"][0]["status"] != "True"]
-            reason = reasons[0] if reasons else ("RefNotPermitted" if any("not permitted" in p for p in problems) else "Invalid")
-            msgs = problems or [a["conditions"][0]["message"] for a in ancestors if a["conditions"][0]["status"] != "True"]
+            reason = (
+                reasons[0]
+                if reasons
+                else ("RefNotPermitted" if any("not permitted" in p for p in problems) else "Invalid")
+            )
+            msgs = problems or [
+                a["conditions"][0]["message"] for a in ancestors if a["conditions"][0]["status"] != "True"
+            ]
             top = cond("Accepted", False, reason, problems_message(msgs), gen)
         self.res.status[okey(pol)] = {"conditions": [top], "ancestors": ancestors}
 
     def _merged(self, levels: list[tuple[str, tuple, str | None]], what: str, phase: str | None = None) -> dict:
         return self._merged_src(levels, what, phase)[0]
 
-    def _merged_src(self, levels: list[tuple[str, tuple, str | None]], what: str, phase: str | None = None) -> tuple[dict, dict[str, tuple]]:
+    def _merged_src(
+        self, levels: list[tuple[str, tuple, str | None]], what: str, phase: str | None = None
+    ) -> tuple[dict, dict[str, tuple]]:
         """Merge policy sections over levels (least specific first); oldest policy wins within a level.
         Also returns, per merged key, the policy it came from."""
         out: dict = {}
@@ -455,7 +532,11 @@ class Translator:
             for a in self.attachments:  # oldest first (sorted once, in run)
                 if a.level != level or a.target != target or a.section != section:
                     continue
-                if phase is not None and a.phase != phase and (phase == "PreRouting" or level in ("gateway", "listener")):
+                if (
+                    phase is not None
+                    and a.phase != phase
+                    and (phase == "PreRouting" or level in ("gateway", "listener"))
+                ):
                     continue  # PreRouting only lifts Gateway/listener policies to the listener
                 for k, v in getattr(a, what).items():
                     if k not in layer:
@@ -474,7 +555,7 @@ class Translator:
         self._backend_cache: dict[tuple, tuple[dict | None, list[str], bool]] = {}
         for grp, kind in sorted(BACKEND_KINDS):
             for b in self.all(grp, kind):
-                rb, problems, _a2a = self.backend_object(b)
+                _rb, problems, _a2a = self.backend_object(b)
                 gen = _gen(b)
                 if problems:
                     c = cond("Accepted", False, "Invalid", "; ".join(problems), gen)
@@ -515,7 +596,9 @@ class Translator:
             for x in extra:
                 problems.append(f"spec.{x}: not supported by agentgw")
             if len(kinds) != 1:
-                problems.append(f"spec: exactly one of static, a2a, ai, mcp, aws must be set (got: {', '.join(kinds) or 'none'})")
+                problems.append(
+                    f"spec: exactly one of static, a2a, ai, mcp, aws must be set (got: {', '.join(kinds) or 'none'})"
+                )
             else:
                 kind = kinds[0]
                 val = spec[kind] or {}
@@ -591,7 +674,11 @@ class Translator:
                 if kind is None:
                     problems.append(f"{p}.static.protocol: must be StreamableHTTP or SSE")
                     continue
-                host_spec = {"host": self.expand_host(str(st["host"]), ns), "port": int(st["port"]), "path": str(st.get("path") or ("/sse" if kind == "sse" else "/mcp"))}
+                host_spec = {
+                    "host": self.expand_host(str(st["host"]), ns),
+                    "port": int(st["port"]),
+                    "path": str(st.get("path") or ("/sse" if kind == "sse" else "/mcp")),
+                }
                 targets.append({"name": tname, kind: host_spec})
             elif "selector" in t:
                 sel = t["selector"] or {}
@@ -606,7 +693,14 @@ class Translator:
                         if ap not in MCP_APP_PROTOCOLS and len((svc.get("spec") or {}).get("ports") or []) != 1:
                             continue
                         found += 1
-                        targets.append({"name": _file_name(meta(svc)["name"]) if ns_of(svc) == ns else _file_name(ns_of(svc), meta(svc)["name"]), "mcp": {"host": self.service_host(svc), "port": int(port["port"]), "path": "/mcp"}})
+                        targets.append(
+                            {
+                                "name": _file_name(meta(svc)["name"])
+                                if ns_of(svc) == ns
+                                else _file_name(ns_of(svc), meta(svc)["name"]),
+                                "mcp": {"host": self.service_host(svc), "port": int(port["port"]), "path": "/mcp"},
+                            }
+                        )
                 if not found:
                     problems.append(f"{p}.selector: selects no Service")
             else:
@@ -622,7 +716,9 @@ class Translator:
             else:
                 out["statefulMode"] = m
         if spec.get("prefixMode") is not None:
-            m = {"always": "always", "conditional": "conditional", "never": "never"}.get(str(spec["prefixMode"]).lower())
+            m = {"always": "always", "conditional": "conditional", "never": "never"}.get(
+                str(spec["prefixMode"]).lower()
+            )
             if m is None:
                 problems.append("spec.mcp.prefixMode: must be Always, Conditional or Never")
             else:
@@ -638,7 +734,14 @@ class Translator:
                 problems.append(f"spec.mcp.{x}: not supported by agentgw")
         return out
 
-    _PROVIDERS = {"openai": "openAI", "anthropic": "anthropic", "gemini": "gemini", "vertexai": "vertex", "bedrock": "bedrock", "azureopenai": "azureOpenAI"}
+    _PROVIDERS: ClassVar[dict[str, str]] = {
+        "openai": "openAI",
+        "anthropic": "anthropic",
+        "gemini": "gemini",
+        "vertexai": "vertex",
+        "bedrock": "bedrock",
+        "azureopenai": "azureOpenAI",
+    }
 
     def _ai_provider(self, p: dict, name: str, path: str, problems: list[str]) -> dict:
         kinds = [k for k in p if k in self._PROVIDERS]
@@ -646,7 +749,11 @@ class Translator:
             problems.append(f"{path}: exactly one provider ({', '.join(self._PROVIDERS)}) must be set")
             return {}
         settings = p[kinds[0]] or {}
-        keep = {k: settings[k] for k in ("model", "region", "projectId", "apiVersion", "resourceName") if settings.get(k) is not None}
+        keep = {
+            k: settings[k]
+            for k in ("model", "region", "projectId", "apiVersion", "resourceName")
+            if settings.get(k) is not None
+        }
         for k in settings:
             if k not in keep and k not in ("model", "region", "projectId", "apiVersion", "resourceName"):
                 problems.append(f"{path}.{kinds[0]}.{k}: not supported by agentgw")
@@ -660,7 +767,17 @@ class Translator:
     def _ai(self, spec: dict, name: str, problems: list[str]) -> dict:
         groups = spec.get("groups") or spec.get("priorityGroups")
         if groups:
-            return {"groups": [{"providers": [self._ai_provider(p, f"{name}-{gi}-{pi}", f"spec.ai.groups[{gi}].providers[{pi}]", problems) for pi, p in enumerate(g.get("providers") or [])]} for gi, g in enumerate(groups)]}
+            return {
+                "groups": [
+                    {
+                        "providers": [
+                            self._ai_provider(p, f"{name}-{gi}-{pi}", f"spec.ai.groups[{gi}].providers[{pi}]", problems)
+                            for pi, p in enumerate(g.get("providers") or [])
+                        ]
+                    }
+                    for gi, g in enumerate(groups)
+                ]
+            }
         if "provider" not in spec:
             problems.append("spec.ai: needs provider or groups")
             return {}
@@ -670,7 +787,11 @@ class Translator:
         if not sel:
             return {own}
         if isinstance(sel, dict) and (sel.get("matchLabels") or sel.get("matchExpressions")):
-            return {meta(n)["name"] for n in self.all("", "Namespace") if _labels_match({"kubernetes.io/metadata.name": meta(n)["name"], **(meta(n).get("labels") or {})}, sel)}
+            return {
+                meta(n)["name"]
+                for n in self.all("", "Namespace")
+                if _labels_match({"kubernetes.io/metadata.name": meta(n)["name"], **(meta(n).get("labels") or {})}, sel)
+            }
         return {own}
 
     # -- listeners --------------------------------------------------------------------------
@@ -679,7 +800,9 @@ class Translator:
         gen = _gen(gw)
         out: list[_Listener] = []
         for spec in (gw.get("spec") or {}).get("listeners") or []:
-            lst = _Listener(spec.get("name", ""), int(spec.get("port", 0)), spec.get("protocol", "HTTP"), spec.get("hostname"), spec)
+            lst = _Listener(
+                spec.get("name", ""), int(spec.get("port", 0)), spec.get("protocol", "HTTP"), spec.get("hostname"), spec
+            )
             conds = {
                 "Accepted": cond("Accepted", True, "Accepted", "listener accepted", gen),
                 "Programmed": cond("Programmed", True, "Programmed", "listener programmed", gen),
@@ -687,19 +810,29 @@ class Translator:
                 "Conflicted": cond("Conflicted", False, "NoConflicts", "no conflicts", gen),
             }
             if lst.protocol not in ("HTTP", "HTTPS"):
-                conds["Accepted"] = cond("Accepted", False, "UnsupportedProtocol", f"protocol {lst.protocol} is not supported (HTTP, HTTPS)", gen)
+                conds["Accepted"] = cond(
+                    "Accepted",
+                    False,
+                    "UnsupportedProtocol",
+                    f"protocol {lst.protocol} is not supported (HTTP, HTTPS)",
+                    gen,
+                )
                 conds["Programmed"] = cond("Programmed", False, "Invalid", "listener not accepted", gen)
                 lst.ok = False
             kinds = ((spec.get("allowedRoutes") or {}).get("kinds")) or []
             bad_kinds = [k for k in kinds if (k.get("group", GW), k.get("kind")) != (GW, "HTTPRoute")]
             if bad_kinds and len(bad_kinds) == len(kinds):
-                conds["ResolvedRefs"] = cond("ResolvedRefs", False, "InvalidRouteKinds", "only HTTPRoute is supported", gen)
+                conds["ResolvedRefs"] = cond(
+                    "ResolvedRefs", False, "InvalidRouteKinds", "only HTTPRoute is supported", gen
+                )
                 conds["Programmed"] = cond("Programmed", False, "Invalid", "no supported route kinds", gen)
                 lst.ok = False
             if lst.protocol == "HTTPS" and lst.ok:
                 tls = spec.get("tls") or {}
                 if tls.get("mode", "Terminate") != "Terminate":
-                    conds["Accepted"] = cond("Accepted", False, "UnsupportedValue", "only tls.mode Terminate is supported", gen)
+                    conds["Accepted"] = cond(
+                        "Accepted", False, "UnsupportedValue", "only tls.mode Terminate is supported", gen
+                    )
                     lst.ok = False
                 else:
                     refs = tls.get("certificateRefs") or []
@@ -712,15 +845,25 @@ class Translator:
                         if ref.get("group", "") != "" or ref.get("kind", "Secret") != "Secret":
                             err = ("InvalidCertificateRef", "certificateRefs[0]: only Secrets are supported")
                         elif not self.granted(GW, "Gateway", ns, "", "Secret", sns, ref.get("name", "")):
-                            err = ("RefNotPermitted", f"certificateRefs[0]: Secret {sns}/{ref.get('name')} in another namespace needs a ReferenceGrant")
+                            err = (
+                                "RefNotPermitted",
+                                f"certificateRefs[0]: Secret {sns}/{ref.get('name')} in another namespace needs a ReferenceGrant",
+                            )
                         else:
                             sec = self._secret(sns, ref.get("name", ""))
                             data = P.secret_data(sec) if sec else {}
                             if sec is None or not data.get("tls.crt") or not data.get("tls.key"):
-                                err = ("InvalidCertificateRef", f"certificateRefs[0]: Secret {sns}/{ref.get('name')} not found or without tls.crt/tls.key")
+                                err = (
+                                    "InvalidCertificateRef",
+                                    f"certificateRefs[0]: Secret {sns}/{ref.get('name')} not found or without tls.crt/tls.key",
+                                )
                             else:
                                 base = _file_name("tls", sns, ref["name"])
-                                lst.tls = {"cert": base + ".crt", "key": base + ".key", "_files": {base + ".crt": data["tls.crt"], base + ".key": data["tls.key"]}}
+                                lst.tls = {
+                                    "cert": base + ".crt",
+                                    "key": base + ".key",
+                                    "_files": {base + ".crt": data["tls.crt"], base + ".key": data["tls.key"]},
+                                }
                     if err:
                         conds["ResolvedRefs"] = cond("ResolvedRefs", False, err[0], err[1], gen)
                         conds["Programmed"] = cond("Programmed", False, "Invalid", err[1], gen)
@@ -741,20 +884,28 @@ class Translator:
         for lst in out:
             by_port.setdefault(lst.port, []).append(lst)
         for port, ls in by_port.items():
-            if len({l.protocol for l in ls}) > 1:
-                for l in ls:
-                    l.conditions["Conflicted"] = cond("Conflicted", True, "ProtocolConflict", f"port {port} is used with several protocols", gen)
-                    l.conditions["Programmed"] = cond("Programmed", False, "Invalid", "listener conflicts", gen)
-                    l.ok = False
+            if len({gl.protocol for gl in ls}) > 1:
+                for gl in ls:
+                    gl.conditions["Conflicted"] = cond(
+                        "Conflicted", True, "ProtocolConflict", f"port {port} is used with several protocols", gen
+                    )
+                    gl.conditions["Programmed"] = cond("Programmed", False, "Invalid", "listener conflicts", gen)
+                    gl.ok = False
                 continue
             seen: dict[str | None, _Listener] = {}
-            for l in ls:
-                if l.hostname in seen:
-                    l.conditions["Conflicted"] = cond("Conflicted", True, "HostnameConflict", f"hostname {l.hostname or '(any)'} on port {port} is used by listener {seen[l.hostname].name}", gen)
-                    l.conditions["Programmed"] = cond("Programmed", False, "Invalid", "listener conflicts", gen)
-                    l.ok = False
+            for gl in ls:
+                if gl.hostname in seen:
+                    gl.conditions["Conflicted"] = cond(
+                        "Conflicted",
+                        True,
+                        "HostnameConflict",
+                        f"hostname {gl.hostname or '(any)'} on port {port} is used by listener {seen[gl.hostname].name}",
+                        gen,
+                    )
+                    gl.conditions["Programmed"] = cond("Programmed", False, "Invalid", "listener conflicts", gen)
+                    gl.ok = False
                 else:
-                    seen[l.hostname] = l
+                    seen[gl.hostname] = gl
         return out
 
     # -- routes -----------------------------------------------------------------------------
@@ -780,7 +931,9 @@ class Translator:
             gkey = (gns, pref.get("name", ""))
             if gkey not in gw_listeners and gkey not in self.bad_gateways:
                 if self.get(GW, "Gateway", *gkey) is None:
-                    self.res.errors.append(f"HTTPRoute {rns}/{rname}: spec.parentRefs[{pi}]: Gateway {gns}/{gkey[1]} not found")
+                    self.res.errors.append(
+                        f"HTTPRoute {rns}/{rname}: spec.parentRefs[{pi}]: Gateway {gns}/{gkey[1]} not found"
+                    )
                 continue  # another controller's Gateway
             parent_ref = {"group": GW, "kind": "Gateway", "name": gkey[1], "namespace": gns}
             for k in ("sectionName", "port"):
@@ -788,38 +941,57 @@ class Translator:
                     parent_ref[k] = pref[k]
             if self.problems(route):
                 conds = [cond("Accepted", False, "Invalid", problems_message(self.problems(route)), gen)]
-                parents_status.append({"parentRef": parent_ref, "controllerName": self.controller_name, "conditions": conds})
+                parents_status.append(
+                    {"parentRef": parent_ref, "controllerName": self.controller_name, "conditions": conds}
+                )
                 continue
             if gkey in self.bad_gateways:
                 conds = [cond("Accepted", False, "NoMatchingParent", f"Gateway {gns}/{gkey[1]} is not accepted", gen)]
-                parents_status.append({"parentRef": parent_ref, "controllerName": self.controller_name, "conditions": conds})
+                parents_status.append(
+                    {"parentRef": parent_ref, "controllerName": self.controller_name, "conditions": conds}
+                )
                 continue
-            candidates = [l for l in gw_listeners[gkey] if (pref.get("sectionName") in (None, l.name)) and (pref.get("port") in (None, l.port))]
+            candidates = [
+                gl
+                for gl in gw_listeners[gkey]
+                if (pref.get("sectionName") in (None, gl.name)) and (pref.get("port") in (None, gl.port))
+            ]
             accepted_on: list[tuple[_Listener, list[str]]] = []
             refusals: list[tuple[int, str, str]] = [(9, "NoMatchingParent", "no listener matches sectionName/port")]
-            for l in candidates:
-                if not l.ok:
-                    refusals.append((3, "NoMatchingParent", f"listener {l.name} is not accepted"))
+            for gl in candidates:
+                if not gl.ok:
+                    refusals.append((3, "NoMatchingParent", f"listener {gl.name} is not accepted"))
                     continue
-                if not self._allowed(l, gns, rns):
-                    refusals.append((1, "NotAllowedByListeners", f"listener {l.name} does not allow routes from namespace {rns}"))
+                if not self._allowed(gl, gns, rns):
+                    refusals.append(
+                        (1, "NotAllowedByListeners", f"listener {gl.name} does not allow routes from namespace {rns}")
+                    )
                     continue
                 hostnames = spec.get("hostnames") or []
                 if hostnames:
-                    got = [h for h in (hostname_match(l.hostname, h) for h in hostnames) if h]
+                    got = [h for h in (hostname_match(gl.hostname, h) for h in hostnames) if h]
                     if not got:
-                        refusals.append((2, "NoMatchingListenerHostname", f"no hostname of the route matches listener {l.name} ({l.hostname})"))
+                        refusals.append(
+                            (
+                                2,
+                                "NoMatchingListenerHostname",
+                                f"no hostname of the route matches listener {gl.name} ({gl.hostname})",
+                            )
+                        )
                         continue
                 else:
                     got = []
-                accepted_on.append((l, list(dict.fromkeys(got))))
+                accepted_on.append((gl, list(dict.fromkeys(got))))
             if accepted_on:
                 if rules_out is None:
                     rules_out, resolved = self._rules(route)
-                for l, hosts in accepted_on:
-                    l.attached += 1
+                for gl, hosts in accepted_on:
+                    gl.attached += 1
                     for levels, r, rsrc in rules_out:
-                        full_levels = [("gateway", (GW, "Gateway", gns, gkey[1]), None), ("listener", (GW, "Gateway", gns, gkey[1]), l.name)] + levels
+                        full_levels = [
+                            ("gateway", (GW, "Gateway", gns, gkey[1]), None),
+                            ("listener", (GW, "Gateway", gns, gkey[1]), gl.name),
+                        ] + levels
                         closers = self._closers(full_levels)
                         src: dict[str, set] = {"": {rkey}}
                         if closers:
@@ -832,7 +1004,9 @@ class Translator:
                             pols, psrc = self._merged_src(full_levels, "traffic", "PostRouting")
                             pols.update(r.get("policies") or {})
                             for k in pols:
-                                src[f"policies.{k}"] = rsrc.get(f"policies.{k}", {rkey}) if k in (r.get("policies") or {}) else {psrc[k]}
+                                src[f"policies.{k}"] = (
+                                    rsrc.get(f"policies.{k}", {rkey}) if k in (r.get("policies") or {}) else {psrc[k]}
+                                )
                             if pols:
                                 rr["policies"] = pols
                             else:
@@ -848,12 +1022,20 @@ class Translator:
                                     for k in bpols:
                                         if k not in (b.get("policies") or {}):
                                             src[f"backends[{j}].policies.{k}"] = {bsrc[k]}
-                                rr["backends"] = [{**b, "policies": {**bpols, **(b.get("policies") or {})}} for b in rr["backends"]]
+                                rr["backends"] = [
+                                    {**b, "policies": {**bpols, **(b.get("policies") or {})}} for b in rr["backends"]
+                                ]
                         if hosts:
                             rr = {k: v for k, v in rr.items() if k not in ("name", "namespace", "ruleName")}
-                            rr = {"name": r["name"], "namespace": r["namespace"], **({"ruleName": r["ruleName"]} if "ruleName" in r else {}), "hostnames": hosts, **rr}
-                        l.routes.append(rr)
-                        l.route_sources.append(src)
+                            rr = {
+                                "name": r["name"],
+                                "namespace": r["namespace"],
+                                **({"ruleName": r["ruleName"]} if "ruleName" in r else {}),
+                                "hostnames": hosts,
+                                **rr,
+                            }
+                        gl.routes.append(rr)
+                        gl.route_sources.append(src)
                 conds = [cond("Accepted", True, "Accepted", "route accepted", gen), resolved]
             else:
                 best = min(refusals)[0]
@@ -865,12 +1047,14 @@ class Translator:
                     conds.append(resolved_only)
                 else:
                     conds.append(resolved)
-            parents_status.append({"parentRef": parent_ref, "controllerName": self.controller_name, "conditions": conds})
+            parents_status.append(
+                {"parentRef": parent_ref, "controllerName": self.controller_name, "conditions": conds}
+            )
         if parents_status:
             self.res.status[rkey] = {"parents": parents_status}
 
-    def _allowed(self, l: _Listener, gns: str, rns: str) -> bool:
-        ns_spec = ((l.spec.get("allowedRoutes") or {}).get("namespaces")) or {}
+    def _allowed(self, gl: _Listener, gns: str, rns: str) -> bool:
+        ns_spec = ((gl.spec.get("allowedRoutes") or {}).get("namespaces")) or {}
         frm = ns_spec.get("from", "Same")
         if frm == "All":
             return True
@@ -938,7 +1122,12 @@ class Translator:
                     bp: dict[str, Any] = {}
                     err = self._filter(f, bp)
                     if err or set(bp) - {"requestHeaderModifier", "responseHeaderModifier"}:
-                        failures.append(("UnsupportedValue", f"spec.rules[{ri}].backendRefs[{bi}].filters[{fi}]: only header modifiers are supported on a backendRef"))
+                        failures.append(
+                            (
+                                "UnsupportedValue",
+                                f"spec.rules[{ri}].backendRefs[{bi}].filters[{fi}]: only header modifiers are supported on a backendRef",
+                            )
+                        )
                     else:
                         b.setdefault("policies", {}).update(bp)
                         for k in bp:
@@ -950,9 +1139,17 @@ class Translator:
             if backends:
                 r["backends"] = backends
             elif rule.get("backendRefs"):
-                pols["directResponse"] = {"body": '{"error":{"type":"backend_not_found","message":"no valid backend for this route"}}', "status": 500, "headers": {"content-type": "application/json"}}
+                pols["directResponse"] = {
+                    "body": '{"error":{"type":"backend_not_found","message":"no valid backend for this route"}}',
+                    "status": 500,
+                    "headers": {"content-type": "application/json"},
+                }
             elif "requestRedirect" not in pols and "directResponse" not in pols:
-                pols["directResponse"] = {"body": '{"error":{"type":"no_backend","message":"this route has no backends"}}', "status": 503, "headers": {"content-type": "application/json"}}
+                pols["directResponse"] = {
+                    "body": '{"error":{"type":"no_backend","message":"this route has no backends"}}',
+                    "status": 503,
+                    "headers": {"content-type": "application/json"},
+                }
             if pols:
                 r["policies"] = pols
             levels = [("route", rkey, None)]
@@ -1000,7 +1197,11 @@ class Translator:
                 out["authority"] = {"port": int(rd["port"])}
             p = rd.get("path")
             if p:
-                out["path"] = {"full": p.get("replaceFullPath")} if p.get("type") == "ReplaceFullPath" else {"prefix": p.get("replacePrefixMatch")}
+                out["path"] = (
+                    {"full": p.get("replaceFullPath")}
+                    if p.get("type") == "ReplaceFullPath"
+                    else {"prefix": p.get("replacePrefixMatch")}
+                )
             out["status"] = int(rd.get("statusCode") or 302)
             pols["requestRedirect"] = out
         elif typ == "URLRewrite":
@@ -1010,7 +1211,11 @@ class Translator:
                 out["authority"] = {"full": uw["hostname"]}
             p = uw.get("path")
             if p:
-                out["path"] = {"full": p.get("replaceFullPath")} if p.get("type") == "ReplaceFullPath" else {"prefix": p.get("replacePrefixMatch")}
+                out["path"] = (
+                    {"full": p.get("replaceFullPath")}
+                    if p.get("type") == "ReplaceFullPath"
+                    else {"prefix": p.get("replacePrefixMatch")}
+                )
             pols["urlRewrite"] = out
         elif typ == "CORS":
             pols["cors"] = P.cors(f.get("cors") or {})
@@ -1027,7 +1232,13 @@ class Translator:
         if (g, k) != ("", "Service") and (g, k) not in BACKEND_KINDS:
             return None, "InvalidKind", f"{path}: unsupported backend kind {g}/{k}", False, {}
         if not self.granted(GW, "HTTPRoute", rns, g, k, ns, name):
-            return None, "RefNotPermitted", f"{what}: reference to namespace {ns} is not permitted by any ReferenceGrant", False, {}
+            return (
+                None,
+                "RefNotPermitted",
+                f"{what}: reference to namespace {ns} is not permitted by any ReferenceGrant",
+                False,
+                {},
+            )
         weight = ref.get("weight")
         if (g, k) == ("", "Service"):
             svc = self.get("", "Service", ns, name)
@@ -1041,11 +1252,26 @@ class Translator:
                 return None, "BackendNotFound", f"{what} has no port {port}", False, {}
             closers = self._closers([("backend", ("", "Service", ns, name), None)])
             if closers:
-                return None, "BackendNotFound", f"{what}: {', '.join(display(c) for c in closers)} targets it and is not accepted", False, {}
+                return (
+                    None,
+                    "BackendNotFound",
+                    f"{what}: {', '.join(display(c) for c in closers)} targets it and is not accepted",
+                    False,
+                    {},
+                )
             ap = (sport or {}).get("appProtocol") or ""
             out: dict[str, Any]
             if ap in MCP_APP_PROTOCOLS:
-                out = {"mcp": {"targets": [{"name": _file_name(name), "mcp": {"host": self.service_host(svc), "port": int(port), "path": "/mcp"}}]}}
+                out = {
+                    "mcp": {
+                        "targets": [
+                            {
+                                "name": _file_name(name),
+                                "mcp": {"host": self.service_host(svc), "port": int(port), "path": "/mcp"},
+                            }
+                        ]
+                    }
+                }
             else:
                 out = {"service": {"name": {"namespace": ns, "hostname": self.service_host(svc)}, "port": int(port)}}
             bpol, bsrc = self._merged_src([("backend", ("", "Service", ns, name), None)], "backend")
@@ -1053,7 +1279,13 @@ class Translator:
                 out["policies"] = bpol
             if weight is not None:
                 out["weight"] = int(weight)
-            return out, "", "", ap in A2A_APP_PROTOCOLS or bool(bpol.get("a2a") is not None), {f"policies.{pk}": {bsrc[pk]} for pk in bpol}
+            return (
+                out,
+                "",
+                "",
+                ap in A2A_APP_PROTOCOLS or bool(bpol.get("a2a") is not None),
+                {f"policies.{pk}": {bsrc[pk]} for pk in bpol},
+            )
         b = self.get(g, k, ns, name)
         if b is None:
             return None, "BackendNotFound", f"{what} not found", False, {}
@@ -1063,7 +1295,13 @@ class Translator:
         out = dict(rb)
         if weight is not None:
             out["weight"] = int(weight)
-        return out, "", "", is_a2a or "a2a" in (rb.get("policies") or {}), dict(self._backend_src.get(okey(b), {"": {okey(b)}}))
+        return (
+            out,
+            "",
+            "",
+            is_a2a or "a2a" in (rb.get("policies") or {}),
+            dict(self._backend_src.get(okey(b), {"": {okey(b)}})),
+        )
 
     # -- Gateway ----------------------------------------------------------------------------
     def _gateway(self, gw: dict, listeners: list[_Listener]) -> None:
@@ -1098,7 +1336,9 @@ class Translator:
                 continue
             params = _deep_merge(params or {}, p.get("spec") or {})
             param_objs.append(okey(p))
-            self.res.status[okey(p)] = {"conditions": [cond("Accepted", True, "Accepted", "parameters accepted", _gen(p))]}
+            self.res.status[okey(p)] = {
+                "conditions": [cond("Accepted", True, "Accepted", "parameters accepted", _gen(p))]
+            }
         config: dict[str, Any] = {"config": {"namespace": ns, "gateway": name}}
         sources: dict[str, set] = {"": {gkey}}
         files: dict[str, str] = {}
@@ -1112,29 +1352,31 @@ class Translator:
             sources[f"config.{k}"] = {fsrc[k]}
         ffp, ffsrc = self._merged_src([("gateway", gkey, None)], "frontend")
         binds: dict[int, list[tuple[dict, _Listener, dict]]] = {}
-        for l in listeners:
-            if not l.ok:
+        for gl in listeners:
+            if not gl.ok:
                 continue
-            ld: dict[str, Any] = {"name": l.name, "namespace": ns, "gatewayName": name}
-            if l.hostname:
-                ld["hostname"] = l.hostname
-            ld["protocol"] = l.protocol
-            if l.tls:
-                ld["tls"] = {"cert": l.tls["cert"], "key": l.tls["key"]}
-                files.update(l.tls["_files"])
-            pre, presrc = self._merged_src([("gateway", gkey, None), ("listener", gkey, l.name)], "traffic", "PreRouting")
+            ld: dict[str, Any] = {"name": gl.name, "namespace": ns, "gatewayName": name}
+            if gl.hostname:
+                ld["hostname"] = gl.hostname
+            ld["protocol"] = gl.protocol
+            if gl.tls:
+                ld["tls"] = {"cert": gl.tls["cert"], "key": gl.tls["key"]}
+                files.update(gl.tls["_files"])
+            pre, presrc = self._merged_src(
+                [("gateway", gkey, None), ("listener", gkey, gl.name)], "traffic", "PreRouting"
+            )
             if pre:
                 ld["policies"] = pre
-            ld["routes"] = [self._files_in_route(r, files) for r in l.routes]
-            binds.setdefault(l.port, []).append((ld, l, presrc))
+            ld["routes"] = [self._files_in_route(r, files) for r in gl.routes]
+            binds.setdefault(gl.port, []).append((ld, gl, presrc))
         config["binds"] = [{"port": p, "listeners": [ld for ld, _, _ in ls]} for p, ls in sorted(binds.items())]
         for bi, (_, ls) in enumerate(sorted(binds.items())):
-            for li, (ld, l, presrc) in enumerate(ls):
+            for li, (ld, gl, presrc) in enumerate(ls):
                 lp = f"binds[{bi}].listeners[{li}]"
-                sources[lp] = {listener_key(ns, name, l.name)}
+                sources[lp] = {listener_key(ns, name, gl.name)}
                 for k in ld.get("policies") or {}:
                     sources[f"{lp}.policies.{k}"] = {presrc[k]}
-                for ri, rsrc in enumerate(l.route_sources):
+                for ri, rsrc in enumerate(gl.route_sources):
                     for rel, objs in rsrc.items():
                         sources[f"{lp}.routes[{ri}]" + (f".{rel}" if rel else "")] = set(objs)
         if ffp:
@@ -1152,7 +1394,7 @@ class Translator:
         gconds = [cond("Accepted", True, "Accepted", "gateway accepted", gen)]
         if param_err:
             gconds = [cond("Accepted", False, "InvalidParameters", param_err, gen)]
-        ok_listeners = [l for l in listeners if l.ok]
+        ok_listeners = [gl for gl in listeners if gl.ok]
         if param_err:
             gconds.append(cond("Programmed", False, "Invalid", param_err, gen))
         elif not ok_listeners:
@@ -1161,8 +1403,15 @@ class Translator:
         else:
             gconds.append(cond("Programmed", True, "Programmed", "config generated for the proxy", gen))
         lstatus = []
-        for l in listeners:
-            lstatus.append({"name": l.name, "supportedKinds": SUPPORTED_ROUTE_KINDS if l.protocol in ("HTTP", "HTTPS") else [], "attachedRoutes": l.attached, "conditions": [l.conditions[t] for t in ("Accepted", "Programmed", "ResolvedRefs", "Conflicted")]})
+        for gl in listeners:
+            lstatus.append(
+                {
+                    "name": gl.name,
+                    "supportedKinds": SUPPORTED_ROUTE_KINDS if gl.protocol in ("HTTP", "HTTPS") else [],
+                    "attachedRoutes": gl.attached,
+                    "conditions": [gl.conditions[t] for t in ("Accepted", "Programmed", "ResolvedRefs", "Conflicted")],
+                }
+            )
         status = {"conditions": gconds, "listeners": lstatus}
         addrs = self._addresses(gw)
         if addrs:
@@ -1170,8 +1419,17 @@ class Translator:
         self.res.status[gkey] = status
         if param_err:
             return
-        self.res.gateways[(ns, name)] = GatewayOutput(ns, name, config, files, params, [{"name": l.name, "port": l.port, "protocol": l.protocol} for l in listeners if l.ok], gw,
-                                                      sources, param_objs)
+        self.res.gateways[(ns, name)] = GatewayOutput(
+            ns,
+            name,
+            config,
+            files,
+            params,
+            [{"name": gl.name, "port": gl.port, "protocol": gl.protocol} for gl in listeners if gl.ok],
+            gw,
+            sources,
+            param_objs,
+        )
 
     def _files_in_route(self, r: dict, files: dict) -> dict:
         """Replace ConfigMap CA placeholders in backendTLS by file names."""
@@ -1201,17 +1459,27 @@ class Translator:
     def _errors_from_status(self) -> None:
         for k, st in sorted(self.res.status.items()):
             for c in st.get("conditions") or []:
-                if c["type"] in ("Accepted", "ResolvedRefs", "Programmed") and c["status"] == "False" and c["type"] != "Programmed":
+                if (
+                    c["type"] in ("Accepted", "ResolvedRefs", "Programmed")
+                    and c["status"] == "False"
+                    and c["type"] != "Programmed"
+                ):
                     self.res.errors.append(f"{display(k)}: {c['type']}={c['reason']}: {c['message']}")
-            for l in st.get("listeners") or []:
-                for c in l["conditions"]:
-                    bad = (c["type"] == "Conflicted" and c["status"] == "True") or (c["type"] in ("Accepted", "ResolvedRefs") and c["status"] == "False")
+            for gl in st.get("listeners") or []:
+                for c in gl["conditions"]:
+                    bad = (c["type"] == "Conflicted" and c["status"] == "True") or (
+                        c["type"] in ("Accepted", "ResolvedRefs") and c["status"] == "False"
+                    )
                     if bad:
-                        self.res.errors.append(f"{display(k)}: listener {l['name']}: {c['type']}={c['reason']}: {c['message']}")
+                        self.res.errors.append(
+                            f"{display(k)}: listener {gl['name']}: {c['type']}={c['reason']}: {c['message']}"
+                        )
             for p in st.get("parents") or []:
                 for c in p["conditions"]:
                     if c["status"] == "False":
-                        self.res.errors.append(f"{display(k)}: parent {p['parentRef']['namespace']}/{p['parentRef']['name']}: {c['type']}={c['reason']}: {c['message']}")
+                        self.res.errors.append(
+                            f"{display(k)}: parent {p['parentRef']['namespace']}/{p['parentRef']['name']}: {c['type']}={c['reason']}: {c['message']}"
+                        )
 
 
 def _labels_match(labels: dict, sel: dict) -> bool:
@@ -1272,7 +1540,9 @@ def _deep_merge(a: dict, b: dict) -> dict:
     return out
 
 
-def translate(objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False, redis_url: str | None = None) -> Result:
+def translate(
+    objects: list[dict], controller_name: str = CONTROLLER_NAME, offline: bool = False, redis_url: str | None = None
+) -> Result:
     """Translate a set of Kubernetes objects; see the module docstring.
 
     ``redis_url``: where ``globalRateLimit`` keeps its counters; with it, ``RateLimitConfig``

@@ -65,7 +65,7 @@ def entries_from_data(data, source: str) -> list[KeyEntry]:
     for i, item in enumerate(data):
         try:
             e = ApiKeyEntry.model_validate(item)
-        except Exception:  # noqa: BLE001 - never echo the entry (it holds a key)
+        except Exception:
             raise ValueError(f"{source}: entry {i} is not a valid key entry") from None
         out.append(KeyEntry(f"{source}#{i}", key=e.key, key_hash=e.key_hash, metadata=e.metadata))
     return out

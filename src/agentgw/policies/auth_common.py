@@ -18,11 +18,11 @@ from ..engine.http import GatewayError, Headers, Reply, encode_headers
 
 __all__ = [
     "CredentialLocation",
-    "unauthorized",
-    "forbidden",
-    "sha256",
     "HttpSideClient",
     "SideCallError",
+    "forbidden",
+    "sha256",
+    "unauthorized",
 ]
 
 
@@ -126,9 +126,7 @@ class CredentialLocation:
 
 
 def unauthorized(policy: str, message: str, challenge: str) -> Reply:
-    return Reply.error(
-        401, "unauthenticated", f"{policy}: {message}", Headers([("www-authenticate", challenge)])
-    )
+    return Reply.error(401, "unauthenticated", f"{policy}: {message}", Headers([("www-authenticate", challenge)]))
 
 
 def forbidden(policy: str, message: str) -> Reply:
@@ -162,7 +160,11 @@ class HttpSideClient:
         port = parts.port or (443 if tls else 80)
         host = parts.hostname
         self.target = UpstreamTarget(
-            host, port, ssl=tls, server_hostname=host if tls else None, connect_timeout=timeout,
+            host,
+            port,
+            ssl=tls,
+            server_hostname=host if tls else None,
+            connect_timeout=timeout,
             tls_key=f"side:{ca_file}:{insecure}",
         )
         self.base_path = parts.path.rstrip("/")
@@ -182,7 +184,7 @@ class HttpSideClient:
         head = f"{method} {path} HTTP/1.1\r\n".encode("latin-1") + encode_headers(hs) + b"\r\n"
         try:
             return await asyncio.wait_for(self._send(pool, head, body, limit, method == "HEAD"), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SideCallError(f"no answer from {target.authority} within {self.timeout:g}s") from None
         except GatewayError as exc:
             raise SideCallError(exc.message) from None

@@ -12,7 +12,7 @@ backend: what a backend needs from it, it leaves on the ``Ctx``.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from ..engine.http import Headers, Reply
 
@@ -28,20 +28,20 @@ class Deferred:
 
     __slots__ = ("fut", "decide")
 
-    def __init__(self, fut: asyncio.Future, decide: Callable[[asyncio.Future], "Reply | None"]):
+    def __init__(self, fut: asyncio.Future, decide: Callable[[asyncio.Future], Reply | None]):
         self.fut = fut
         self.decide = decide
 
     def __await__(self):
         return self._wait().__await__()
 
-    async def _wait(self) -> "Reply | None":
+    async def _wait(self) -> Reply | None:
         try:
             await self.fut
         except asyncio.CancelledError:
             if not self.fut.cancelled():
                 raise  # the awaiting task was cancelled, not the check
-        except Exception:  # noqa: BLE001 - decide() reads the failure from the future
+        except Exception:
             pass
         return self.decide(self.fut)
 
@@ -54,7 +54,7 @@ class Policy:
     #: read-only view (``engine.http.RawHeaderView``) instead of decoded ``Headers``.
     edits_response_headers: bool = True
 
-    def on_request(self, ctx) -> "Reply | None | Awaitable[Reply | None]":  # pragma: no cover
+    def on_request(self, ctx) -> Reply | Awaitable[Reply | None] | None:  # pragma: no cover
         return None
 
     def on_response(self, ctx, status: int, headers: Headers) -> None:  # pragma: no cover

@@ -89,7 +89,7 @@ class HtpasswdEntry:
             got = base64.b64encode(hashlib.sha1(password).digest()).decode()
             return hmac.compare_digest(got.encode(), v[5:].encode())
         magic = "$apr1$" if self.kind == "apr1" else "$1$"
-        salt = v[len(magic):].split("$", 1)[0]
+        salt = v[len(magic) :].split("$", 1)[0]
         got = md5_crypt(password, salt.encode("latin-1"), magic.encode())
         return hmac.compare_digest(got.encode("latin-1"), v.encode("latin-1"))
 
@@ -121,8 +121,13 @@ class BasicAuth(Policy):
     order = 22
     NAME = "basicAuth"
 
-    def __init__(self, users: dict[str, HtpasswdEntry], realm: str | None = None, mode: str = "optional",
-                 location: CredentialLocation | None = None):
+    def __init__(
+        self,
+        users: dict[str, HtpasswdEntry],
+        realm: str | None = None,
+        mode: str = "optional",
+        location: CredentialLocation | None = None,
+    ):
         self.users = users
         self.mode = mode
         self.location = location or CredentialLocation("header", "authorization", "Basic ")

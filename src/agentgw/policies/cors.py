@@ -30,7 +30,9 @@ class Cors(Policy):
         self.any_origin = "*" in origins
         self.exact = frozenset(o for o in origins if "*" not in o)
         self.patterns = [
-            re.compile("^" + ".*".join(re.escape(p) for p in o.split("*")) + "$") for o in origins if "*" in o and o != "*"
+            re.compile("^" + ".*".join(re.escape(p) for p in o.split("*")) + "$")
+            for o in origins
+            if "*" in o and o != "*"
         ]
         self.methods = ", ".join(allow_methods or [])
         self.headers = ", ".join(allow_headers or [])

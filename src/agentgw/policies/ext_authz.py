@@ -21,14 +21,13 @@ decides: ``deny`` (default; 403), ``{denyWithStatus: N}``, or ``allow``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import weakref
 
 from ..engine.http import HOP_BY_HOP, Headers, Reply, error_body
 from .auth_common import HttpSideClient, SideCallError
-from .grpc_unary import call_unary
 from .base import Policy
+from .grpc_unary import call_unary
 
 log = logging.getLogger("agentgw.auth")
 
@@ -49,8 +48,10 @@ def _reply(status: int, headers, body: bytes) -> Reply:
     if not body:
         if not h.has("content-type"):
             h.append(("content-type", "application/json"))
-        body = error_body("forbidden" if status == 403 else "unauthenticated" if status == 401 else "denied",
-                          "extAuthz: denied by the external authorizer")
+        body = error_body(
+            "forbidden" if status == 403 else "unauthenticated" if status == 401 else "denied",
+            "extAuthz: denied by the external authorizer",
+        )
     return Reply(status, h, body)
 
 
@@ -137,7 +138,7 @@ class ExtAuthz(Policy):
             if self.grpc is not None:
                 return await self._check_grpc(ctx)
             return await self._check_http(ctx)
-        except (ExtAuthzFailure, SideCallError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, ExtAuthzFailure, SideCallError, ValueError) as exc:
             log.warning("extAuthz: authorizer unavailable: %s", exc or type(exc).__name__)
             if self.failure_allow:
                 return None

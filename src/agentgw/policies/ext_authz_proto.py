@@ -32,8 +32,11 @@ _T = {
 _MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
     "envoy.config.core.v3.SocketAddress": [("address", 2, "string", False), ("port_value", 3, "uint32", False)],
     "envoy.config.core.v3.Address": [("socket_address", 1, ".envoy.config.core.v3.SocketAddress", False)],
-    "envoy.config.core.v3.HeaderValue": [("key", 1, "string", False), ("value", 2, "string", False),
-                                         ("raw_value", 3, "bytes", False)],
+    "envoy.config.core.v3.HeaderValue": [
+        ("key", 1, "string", False),
+        ("value", 2, "string", False),
+        ("raw_value", 3, "bytes", False),
+    ],
     "google.protobuf.BoolValue": [("value", 1, "bool", False)],
     "envoy.config.core.v3.HeaderValueOption": [
         ("header", 1, ".envoy.config.core.v3.HeaderValue", False),
@@ -92,6 +95,7 @@ _MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
 def _build():
     pool = descriptor_pool.DescriptorPool()
     by_pkg: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+
     # Split "pkg.Msg.Nested" into package and (possibly nested) message path: packages
     # are the lowercase leading components.
     def split(full: str) -> tuple[str, list[str]]:
@@ -103,8 +107,9 @@ def _build():
 
     order = ["google.protobuf", "google.rpc", "envoy.type.v3", "envoy.config.core.v3", "envoy.service.auth.v3"]
     for name in order:
-        fd = descriptor_pb2.FileDescriptorProto(name=f"agentgw/{name.replace('.', '/')}.proto", package=name,
-                                                syntax="proto3")
+        fd = descriptor_pb2.FileDescriptorProto(
+            name=f"agentgw/{name.replace('.', '/')}.proto", package=name, syntax="proto3"
+        )
         by_pkg[name] = fd
     deps = {
         "envoy.config.core.v3": ["google.protobuf"],

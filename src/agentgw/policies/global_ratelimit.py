@@ -43,6 +43,7 @@ import math
 import time
 from collections import deque
 from functools import partial
+from typing import ClassVar
 
 import hiredis
 
@@ -70,7 +71,6 @@ for i, k in ipairs(KEYS) do
 end
 return out
 """
-
 
 
 class _Values:
@@ -106,7 +106,7 @@ class _Values:
                 if is_no_value(r):  # a missing key, a type error...: no value
                     return None
                 v = r.value()
-            except Exception:  # noqa: BLE001 - an evaluation error: descriptor skipped
+            except Exception:
                 return None
             if isinstance(v, bool):
                 v = ("true" if v else "false") if self.stringify else v
@@ -250,10 +250,10 @@ class RedisStore:
     The URL is parsed by redis-py (``redis://``, ``rediss://``, user, password, database).
     """
 
-    _by_url: dict[str, "RedisStore"] = {}
+    _by_url: ClassVar[dict[str, RedisStore]] = {}
 
     @classmethod
-    def get(cls, url: str, timeout: float) -> "RedisStore":
+    def get(cls, url: str, timeout: float) -> RedisStore:
         st = cls._by_url.get(url)
         if st is None:
             st = cls._by_url[url] = cls(url)
@@ -344,8 +344,8 @@ class RedisStore:
     async def _connect_then_send(self, batch: list, loop) -> None:
         try:
             conn = await asyncio.wait_for(self._connection(), self.timeout)
-        except Exception as exc:  # noqa: BLE001 - refused, unreachable, slow
-            self._fail(batch, exc if str(exc) else asyncio.TimeoutError("no connection within the timeout"))
+        except Exception as exc:
+            self._fail(batch, exc if str(exc) else TimeoutError("no connection within the timeout"))
             return
         self._send(conn, batch, loop)
 
@@ -365,7 +365,7 @@ class RedisStore:
         def done(f):
             timer.cancel()
             if f.cancelled():
-                self._fail(batch, asyncio.TimeoutError("no answer within the timeout"))
+                self._fail(batch, TimeoutError("no answer within the timeout"))
                 return
             exc = f.exception()
             if exc is None:
@@ -387,7 +387,7 @@ class RedisStore:
     async def _reload_then_send(self, conn, batch, loop) -> None:
         try:
             self.sha = (await asyncio.wait_for(conn.call("SCRIPT", "LOAD", _SCRIPT), self.timeout)).decode()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._fail(batch, exc)
             return
         self._send(conn, batch, loop, retried=True)
@@ -452,8 +452,16 @@ class GlobalRateLimit(Policy):
 
     order = 51
 
-    def __init__(self, store: RedisStore, descriptors: list[_Descriptor], prefix: str, fail_open: bool,
-                 sliding: bool, metrics: LimiterMetrics, route_id: str):
+    def __init__(
+        self,
+        store: RedisStore,
+        descriptors: list[_Descriptor],
+        prefix: str,
+        fail_open: bool,
+        sliding: bool,
+        metrics: LimiterMetrics,
+        route_id: str,
+    ):
         self.store = store
         self.request_desc = [d for d in descriptors if not d.values.uses_mcp]
         self.mcp_desc = [d for d in descriptors if d.values.uses_mcp]
@@ -483,7 +491,7 @@ class GlobalRateLimit(Policy):
             doc = orjson.loads(data) if data else {}
             if isinstance(doc, dict) and isinstance(doc.get("model"), str):
                 ctx.attrs["llm"] = {"model": doc["model"]}
-        except Exception:  # noqa: BLE001 - not JSON: llm.* descriptors just don't apply
+        except Exception:
             pass
         r = self._check(ctx, self.request_desc)
         return (await r) if r is not None else None
@@ -523,7 +531,7 @@ class GlobalRateLimit(Policy):
     def _decide(self, ctx, keys, checks, ttl, fut: asyncio.Future):
         """The answer once Redis replied (or failed): None, 429, or the failure mode's."""
         m = self.metrics
-        exc = asyncio.TimeoutError("no answer within the timeout") if fut.cancelled() else fut.exception()
+        exc = TimeoutError("no answer within the timeout") if fut.cancelled() else fut.exception()
         if exc is not None:  # Redis down, timeout, protocol error
             kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
             m.failure("redis", kind, exc, self.mode)
@@ -588,14 +596,23 @@ def compile_rate_limits(compiler, p, path: str, route_id: str) -> list:
             except CelError as exc:
                 compiler.errors.add(f"{path}.globalRateLimit.descriptors[{di}].entries", str(exc))
                 continue
-            descs.append(_Descriptor(di, vals, d.rate_limit.requests_per_unit, d.rate_limit.seconds, d.type == "tokens"))
+            descs.append(
+                _Descriptor(di, vals, d.rate_limit.requests_per_unit, d.rate_limit.seconds, d.type == "tokens")
+            )
         timeout = float(g.redis.timeout) if g.redis.timeout is not None else 0.1
         store = RedisStore.get(g.redis.url, timeout)
         if not getattr(compiler, "_limiter_metrics", None):
             compiler._limiter_metrics = LimiterMetrics(services)
         out.append(
-            GlobalRateLimit(store, descs, g.redis.key_prefix, g.failure_mode == "failOpen", g.window == "sliding",
-                            compiler._limiter_metrics, route_id)
+            GlobalRateLimit(
+                store,
+                descs,
+                g.redis.key_prefix,
+                g.failure_mode == "failOpen",
+                g.window == "sliding",
+                compiler._limiter_metrics,
+                route_id,
+            )
         )
     r = getattr(p, "remote_rate_limit", None)
     if r is not None:

@@ -27,7 +27,7 @@ async def call_unary(method, request, timeout: float | None, wrap_error=None):
     def done(g) -> None:
         try:
             res = g.result()
-        except Exception as exc:  # noqa: BLE001 - grpc.RpcError and friends
+        except Exception as exc:
             loop.call_soon_threadsafe(settle, None, exc)
             return
         loop.call_soon_threadsafe(settle, res, None)

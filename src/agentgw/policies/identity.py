@@ -68,13 +68,15 @@ def compile_identity(compiler, p, path: str) -> list:
     a = getattr(p, "api_key", None)
     if a is not None:
         ap = f"{path}.apiKey"
-        entries = [KeyEntry(f"keys[{i}]", key=e.key, key_hash=e.key_hash, metadata=e.metadata) for i, e in enumerate(a.keys)]
+        entries = [
+            KeyEntry(f"keys[{i}]", key=e.key, key_hash=e.key_hash, metadata=e.metadata) for i, e in enumerate(a.keys)
+        ]
         if a.keys_file is not None:
             try:
                 entries += load_keys_file(fpath(a.keys_file))
             except OSError as exc:
                 err(f"{ap}.keysFile", f"cannot read: {exc.strerror or exc}")
-            except Exception as exc:  # noqa: BLE001 - YAML errors would quote the file
+            except Exception as exc:
                 err(f"{ap}.keysFile", str(exc) if isinstance(exc, ValueError) else "not a valid YAML/JSON key list")
         directory = None
         if a.keys_dir is not None:
@@ -84,7 +86,9 @@ def compile_identity(compiler, p, path: str) -> list:
             if not os.path.isdir(directory):
                 err(f"{ap}.keysDir", "not a directory")
                 directory = None
-        out.append(ApiKeyAuth(KeyStore(entries, directory), mode=a.mode, location=location(a.location, f"{ap}.location")))
+        out.append(
+            ApiKeyAuth(KeyStore(entries, directory), mode=a.mode, location=location(a.location, f"{ap}.location"))
+        )
 
     b = getattr(p, "basic_auth", None)
     if b is not None:
@@ -113,8 +117,12 @@ def compile_identity(compiler, p, path: str) -> list:
         timeout = float(s.timeout) if s.timeout is not None else 5.0
         ca = fpath(s.ca_file) if s.ca_file else None
         token_file = fpath(s.token_file) if s.token_file else None
-        kw = dict(mode=s.mode, location=location(s.location, f"{sp}.location"), principal_header=s.principal_header,
-                  preserve_token=s.preserve_token)
+        kw = dict(
+            mode=s.mode,
+            location=location(s.location, f"{sp}.location"),
+            principal_header=s.principal_header,
+            preserve_token=s.preserve_token,
+        )
         if s.jwks is not None and (isinstance(s.jwks, str) or s.jwks.file is not None):
             for attr, key in (("ca_file", "caFile"), ("token_file", "tokenFile"), ("timeout", "timeout")):
                 if getattr(s, attr) is not None:
@@ -122,6 +130,7 @@ def compile_identity(compiler, p, path: str) -> list:
         if s.jwks is not None:
             headers = []
             if token_file:
+
                 def bearer(tf=token_file):
                     with open(tf, encoding="utf-8") as f:
                         return "Bearer " + f.read().strip()
@@ -198,7 +207,13 @@ def _ext_authz(compiler, e, ep: str):
                 err(f"{ep}.policies.{f.alias or attr}", "not supported for extAuthz yet (only backendTLS)")
     bt = e.policies.backend_tls if e.policies is not None else None
     if bt is not None:
-        for attr, key in (("cert", "cert"), ("key", "key"), ("hostname", "hostname"), ("insecure_host", "insecureHost"), ("alpn", "alpn")):
+        for attr, key in (
+            ("cert", "cert"),
+            ("key", "key"),
+            ("hostname", "hostname"),
+            ("insecure_host", "insecureHost"),
+            ("alpn", "alpn"),
+        ):
             if getattr(bt, attr) not in (None, False):
                 err(f"{ep}.policies.backendTLS.{key}", "not supported for extAuthz yet (only root and insecure)")
     if bt is not None and bt.root:
@@ -211,8 +226,12 @@ def _ext_authz(compiler, e, ep: str):
         pass
     elif fm == "allow":
         allow = True
-    elif isinstance(fm, dict) and set(fm) == {"denyWithStatus"} and isinstance(fm["denyWithStatus"], int) \
-            and 200 <= fm["denyWithStatus"] <= 599:
+    elif (
+        isinstance(fm, dict)
+        and set(fm) == {"denyWithStatus"}
+        and isinstance(fm["denyWithStatus"], int)
+        and 200 <= fm["denyWithStatus"] <= 599
+    ):
         status = fm["denyWithStatus"]
     else:
         err(f"{ep}.failureMode", "must be allow, deny or {denyWithStatus: <status>}")
@@ -258,7 +277,7 @@ def _ext_authz(compiler, e, ep: str):
         return None
     url = addr if "://" in addr else f"http://{addr}"
     if bt is not None and url.startswith("http://"):
-        url = "https://" + url[len("http://"):]
+        url = "https://" + url[len("http://") :]
     try:
         client = HttpSideClient(url, ca_file=tls_root, timeout=timeout, insecure=bool(bt and bt.insecure))
     except (OSError, ValueError) as exc:

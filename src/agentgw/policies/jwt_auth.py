@@ -77,7 +77,7 @@ def _import_keyset(data):
             for cls in (RSAKey, ECKey, OKPKey):
                 try:
                     return KeySet([cls.import_key(stripped)])
-                except Exception:  # noqa: BLE001 - try the next key type
+                except Exception:
                     continue
             raise ValueError("not a usable PEM public key")
         data = json.loads(stripped)
@@ -164,9 +164,13 @@ class RemoteJwks:
                 self.keyset, self.kids = ks, kids
                 self.expires = time.monotonic() + ttl
         except (SideCallError, ValueError, UnicodeDecodeError) as exc:
-            log.warning("JWKS fetch from %s failed: %s (keeping %d known keys)",
-                        self.client.target.authority, exc, len(self.kids))
-        except Exception as exc:  # noqa: BLE001 - a JWKS problem must not break the request path
+            log.warning(
+                "JWKS fetch from %s failed: %s (keeping %d known keys)",
+                self.client.target.authority,
+                exc,
+                len(self.kids),
+            )
+        except Exception as exc:
             log.warning("JWKS fetch from %s failed: %s", self.client.target.authority, type(exc).__name__)
         finally:
             self._inflight = None
@@ -274,7 +278,8 @@ class TokenVerifier:
         alg = header["alg"]
         kty = _KTY_FOR_ALG[alg[:2]]
         candidates = [
-            k for k in keyset.keys
+            k
+            for k in keyset.keys
             if (kid is None or k.kid == kid) and k.key_type == kty and k.get("alg") in (None, alg)
         ]
         if not candidates:

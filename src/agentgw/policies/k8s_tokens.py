@@ -42,7 +42,7 @@ def _unverified_exp(token: str) -> float | None:
         return None
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     exp = payload.get("exp") if isinstance(payload, dict) else None
     return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
@@ -51,7 +51,7 @@ def _unverified_exp(token: str) -> float | None:
 def service_account(username: str, uid: str = "", groups=()) -> dict | None:
     if not username.startswith(SA_PREFIX):
         return None
-    ns, sep, name = username[len(SA_PREFIX):].partition(":")
+    ns, sep, name = username[len(SA_PREFIX) :].partition(":")
     if not sep or not ns or not name or ":" in name:
         return None
     return {"username": username, "namespace": ns, "name": name, "uid": uid, "groups": list(groups)}

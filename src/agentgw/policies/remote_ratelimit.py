@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-from .grpc_unary import call_unary
 from .base import Policy
 from .global_ratelimit import LimiterMetrics, _limit_reply, _unavailable_reply, _Values
+from .grpc_unary import call_unary
 
 
 class RlsClient:
@@ -118,7 +118,7 @@ class RemoteRateLimit(Policy):
         m = self.metrics
         try:
             resp = await self.client.should_rate_limit(req)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             code = getattr(exc, "code", None)
             kind = code().name.lower() if callable(code) else type(exc).__name__
             m.failure("rls", kind, exc, self.mode)

@@ -20,23 +20,39 @@ UNKNOWN, OK, OVER_LIMIT = 0, 1, 2
 
 _PKG = "agentgw.rls.v3"
 _F = descriptor_pb2.FieldDescriptorProto
-_T = {"string": _F.TYPE_STRING, "bytes": _F.TYPE_BYTES, "int32": _F.TYPE_INT32, "int64": _F.TYPE_INT64,
-      "uint32": _F.TYPE_UINT32, "uint64": _F.TYPE_UINT64}
+_T = {
+    "string": _F.TYPE_STRING,
+    "bytes": _F.TYPE_BYTES,
+    "int32": _F.TYPE_INT32,
+    "int64": _F.TYPE_INT64,
+    "uint32": _F.TYPE_UINT32,
+    "uint64": _F.TYPE_UINT64,
+}
 
 # message -> [(field, number, type or message name, repeated?)]
 _MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
     "Entry": [("key", 1, "string", False), ("value", 2, "string", False)],
     "Descriptor": [("entries", 1, "Entry", True)],
-    "RateLimitRequest": [("domain", 1, "string", False), ("descriptors", 2, "Descriptor", True),
-                         ("hits_addend", 3, "uint32", False)],
+    "RateLimitRequest": [
+        ("domain", 1, "string", False),
+        ("descriptors", 2, "Descriptor", True),
+        ("hits_addend", 3, "uint32", False),
+    ],
     "Duration": [("seconds", 1, "int64", False), ("nanos", 2, "int32", False)],
     "RateLimit": [("name", 3, "string", False), ("requests_per_unit", 1, "uint32", False), ("unit", 2, "int32", False)],
-    "DescriptorStatus": [("code", 1, "int32", False), ("current_limit", 2, "RateLimit", False),
-                         ("limit_remaining", 3, "uint32", False), ("duration_until_reset", 4, "Duration", False)],
+    "DescriptorStatus": [
+        ("code", 1, "int32", False),
+        ("current_limit", 2, "RateLimit", False),
+        ("limit_remaining", 3, "uint32", False),
+        ("duration_until_reset", 4, "Duration", False),
+    ],
     "HeaderValue": [("key", 1, "string", False), ("value", 2, "string", False)],
-    "RateLimitResponse": [("overall_code", 1, "int32", False), ("statuses", 2, "DescriptorStatus", True),
-                          ("response_headers_to_add", 3, "HeaderValue", True),
-                          ("request_headers_to_add", 4, "HeaderValue", True)],
+    "RateLimitResponse": [
+        ("overall_code", 1, "int32", False),
+        ("statuses", 2, "DescriptorStatus", True),
+        ("response_headers_to_add", 3, "HeaderValue", True),
+        ("request_headers_to_add", 4, "HeaderValue", True),
+    ],
 }
 
 

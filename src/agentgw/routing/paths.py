@@ -93,7 +93,7 @@ def canonical_path(path: str, rules: PathRules = DEFAULT_RULES) -> str:
             c = m.group(0)
             if c == "%":
                 raise _bad("a '%' in the path is not followed by two hex digits")
-            return "%%%02X" % ord(c)  # a character that may not stand raw (llhttp: ASCII)
+            return f"%{ord(c):02X}"  # a character that may not stand raw (llhttp: ASCII)
         code = int(hx, 16)
         if code in _DECODED:
             return chr(code)

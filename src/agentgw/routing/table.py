@@ -10,7 +10,8 @@ compiled; a request walks the sorted lists and stops at the first match.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import parse_qsl
 
 EXACT, PREFIX, REGEX = 0, 1, 2
@@ -28,8 +29,8 @@ class Match:
         kind: int = PREFIX,
         value: str = "/",
         method: str | None = None,
-        headers: Sequence[tuple[str, str | None, "re.Pattern | None"]] = (),
-        query: Sequence[tuple[str, str | None, "re.Pattern | None"]] = (),
+        headers: Sequence[tuple[str, str | None, re.Pattern | None]] = (),
+        query: Sequence[tuple[str, str | None, re.Pattern | None]] = (),
         order: int = 0,
     ):
         self.route = route

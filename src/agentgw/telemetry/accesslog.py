@@ -19,7 +19,7 @@ from ..cel import register_variable
 
 def _now_iso() -> str:
     t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
 
 
 def _response(ctx) -> dict:
@@ -149,9 +149,9 @@ class AccessLog:
             line = orjson.dumps(fields) + b"\n"
         else:
             line = (
-                " ".join(
-                    f"{k}={_text(v)}" for k, v in fields.items() if k not in ("time", "level", "msg")
-                ).join((f"{fields['time']} info request ", "\n"))
+                " ".join(f"{k}={_text(v)}" for k, v in fields.items() if k not in ("time", "level", "msg")).join(
+                    (f"{fields['time']} info request ", "\n")
+                )
             ).encode("utf-8", "replace")
         self._buf.append(line)
         if self._timer is None:

@@ -14,7 +14,7 @@ supervisor asks each worker for its snapshot and sums them.
 from __future__ import annotations
 
 import bisect
-from typing import Iterable
+from collections.abc import Iterable
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -88,7 +88,7 @@ def removed_families(families: Iterable[str], remove: Iterable[str]) -> set[str]
         if exact:
             out |= exact
             continue
-        base = r[len("agentgateway_"):] if r.startswith("agentgateway_") else r
+        base = r[len("agentgateway_") :] if r.startswith("agentgateway_") else r
         out |= {f for f in ("agentgw_" + base, f"agentgw_{base}_total", f"agentgw_{base}_seconds") if f in fams}
     return out
 
@@ -236,27 +236,35 @@ class GatewayMetrics:
         self.upstream_errors = m.counter(
             "agentgw_upstream_errors_total", "Upstream request failures by type.", ("backend", "type")
         )
-        self.active_connections = m.gauge(
-            "agentgw_active_connections", "Client connections currently open.", ("bind",)
-        )
+        self.active_connections = m.gauge("agentgw_active_connections", "Client connections currently open.", ("bind",))
         self.reloads = m.counter("agentgw_config_reloads_total", "Configuration loads by result.", ("result",))
         alabels = ("agent_identity", "route", "status")
         self.agent_requests = m.counter(
-            "agent_requests_total", "Requests by calling agent identity (JWT sub / service account; empty if anonymous).", alabels
+            "agent_requests_total",
+            "Requests by calling agent identity (JWT sub / service account; empty if anonymous).",
+            alabels,
         )
         self.agent_duration = m.histogram(
             "agent_request_duration_seconds", "Request duration by calling agent identity.", alabels
         )
         self.tool_calls = m.counter(
-            "tool_invocations_total", "MCP tools/call requests by tool, target and outcome.", ("tool_name", "target", "status")
+            "tool_invocations_total",
+            "MCP tools/call requests by tool, target and outcome.",
+            ("tool_name", "target", "status"),
         )
         self.tool_duration = m.histogram(
-            "tool_invocation_duration_seconds", "Duration of MCP tools/call requests by tool and target.", ("tool_name", "target")
+            "tool_invocation_duration_seconds",
+            "Duration of MCP tools/call requests by tool and target.",
+            ("tool_name", "target"),
         )
         self.mcp_errors = m.counter(
-            "mcp_errors_total", "Failed MCP requests by error type (error, denied, rate_limited) and target.", ("error_type", "target")
+            "mcp_errors_total",
+            "Failed MCP requests by error type (error, denied, rate_limited) and target.",
+            ("error_type", "target"),
         )
-        self.a2a_calls = m.counter("a2a_calls_total", "A2A calls by agent, method and HTTP status.", ("agent", "method", "status"))
+        self.a2a_calls = m.counter(
+            "a2a_calls_total", "A2A calls by agent, method and HTTP status.", ("agent", "method", "status")
+        )
         m.before_snapshot.append(self.sync_derived)
 
     def observe(self, key: tuple, seconds: float) -> None:

@@ -22,8 +22,7 @@ _LEVELS = {
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         d = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + ".%03dZ" % int(record.msecs),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "scope": record.name,
             "msg": record.getMessage(),

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from typing import ClassVar
 
 log = logging.getLogger("agentgw.tracing")
 
@@ -56,7 +57,7 @@ def _ratio(expr: str | None, default: float, path: str, errors) -> float:
 class _Exporter:
     """A TracerProvider per (endpoint, protocol, headers): survives reloads unchanged."""
 
-    _cache: dict = {}
+    _cache: ClassVar[dict] = {}
 
     @classmethod
     def get(cls, endpoint: str, protocol: str, headers: dict):
@@ -89,7 +90,9 @@ class _Exporter:
         import os
 
         attrs = {"service.version": __version__}
-        if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get(
+            "OTEL_RESOURCE_ATTRIBUTES", ""
+        ):
             attrs["service.name"] = "agentgw"
         res = Resource.create(attrs)
         self.provider = TracerProvider(resource=res, sampler=ALWAYS_ON)
@@ -99,7 +102,7 @@ class _Exporter:
     def shutdown(self) -> None:
         try:
             self.provider.shutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -216,7 +219,7 @@ class RequestTracer:
         for name, vals in self.attrs:
             try:
                 v = vals.evaluate(ctx)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 v = None
             if v is not None:
                 span.set_attribute(name, v[0])

@@ -146,8 +146,17 @@ def normalize_state(s) -> str | None:
 
 # every spelling of the states both protocol generations define, normalized once
 _STATES: dict[str, str] = {}
-for _s in ("submitted", "working", "input-required", "completed", "canceled", "failed", "rejected",
-           "auth-required", "unknown"):
+for _s in (
+    "submitted",
+    "working",
+    "input-required",
+    "completed",
+    "canceled",
+    "failed",
+    "rejected",
+    "auth-required",
+    "unknown",
+):
     _STATES[_s] = _s
     _STATES["TASK_STATE_" + _s.upper().replace("-", "_")] = _s
 

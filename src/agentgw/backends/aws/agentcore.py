@@ -118,7 +118,11 @@ class A2aCall:
 
     def __init__(self, doc: dict, style: str, stream: bool):
         params = doc.get("params") if isinstance(doc.get("params"), dict) else {}
-        msg = params.get("message") if isinstance(params.get("message"), dict) else (params.get("request") if isinstance(params.get("request"), dict) else {})
+        msg = (
+            params.get("message")
+            if isinstance(params.get("message"), dict)
+            else (params.get("request") if isinstance(params.get("request"), dict) else {})
+        )
         self.rpc_id = doc.get("id")
         self.method = doc["method"]
         self.style = style
@@ -224,8 +228,13 @@ def task_result(call: A2aCall, task_id: str, context_id: str, text: str, session
         "parts": _parts(style, text),
     }
     if style == "v1":
-        agent_msg = {"role": "ROLE_AGENT", "messageId": agent_msg["messageId"], "taskId": task_id,
-                     "contextId": context_id, "parts": [{"text": text}]}
+        agent_msg = {
+            "role": "ROLE_AGENT",
+            "messageId": agent_msg["messageId"],
+            "taskId": task_id,
+            "contextId": context_id,
+            "parts": [{"text": text}],
+        }
         return {
             "task": {
                 "id": task_id,
@@ -262,27 +271,62 @@ class EventMaker:
     def status(self, state: str, final: bool) -> bytes:
         style = self.call.style
         if style == "legacy":
-            return self._frame({"id": self.task_id, "status": {"state": state, "timestamp": _now_iso()}, "final": final})
+            return self._frame(
+                {"id": self.task_id, "status": {"state": state, "timestamp": _now_iso()}, "final": final}
+            )
         if style == "v1":
             st = "TASK_STATE_" + state.upper().replace("-", "_")
-            return self._frame({"statusUpdate": {"taskId": self.task_id, "contextId": self.context_id,
-                                                 "status": {"state": st, "timestamp": _now_iso()}}})
-        return self._frame({"kind": "status-update", "taskId": self.task_id, "contextId": self.context_id,
-                            "status": {"state": state, "timestamp": _now_iso()}, "final": final})
+            return self._frame(
+                {
+                    "statusUpdate": {
+                        "taskId": self.task_id,
+                        "contextId": self.context_id,
+                        "status": {"state": st, "timestamp": _now_iso()},
+                    }
+                }
+            )
+        return self._frame(
+            {
+                "kind": "status-update",
+                "taskId": self.task_id,
+                "contextId": self.context_id,
+                "status": {"state": state, "timestamp": _now_iso()},
+                "final": final,
+            }
+        )
 
     def artifact(self, text: str) -> bytes:
         style = self.call.style
         append = self.chunks > 0
         self.chunks += 1
         if style == "legacy":
-            return self._frame({"id": self.task_id, "artifact": {"name": "response", "index": 0, "append": append,
-                                                                 "parts": _parts(style, text)}})
+            return self._frame(
+                {
+                    "id": self.task_id,
+                    "artifact": {"name": "response", "index": 0, "append": append, "parts": _parts(style, text)},
+                }
+            )
         if style == "v1":
-            return self._frame({"artifactUpdate": {"taskId": self.task_id, "contextId": self.context_id, "append": append,
-                                                   "artifact": {"artifactId": "response", "parts": [{"text": text}]}}})
-        return self._frame({"kind": "artifact-update", "taskId": self.task_id, "contextId": self.context_id,
-                            "append": append, "lastChunk": False,
-                            "artifact": {"artifactId": "response", "name": "response", "parts": _parts(style, text)}})
+            return self._frame(
+                {
+                    "artifactUpdate": {
+                        "taskId": self.task_id,
+                        "contextId": self.context_id,
+                        "append": append,
+                        "artifact": {"artifactId": "response", "parts": [{"text": text}]},
+                    }
+                }
+            )
+        return self._frame(
+            {
+                "kind": "artifact-update",
+                "taskId": self.task_id,
+                "contextId": self.context_id,
+                "append": append,
+                "lastChunk": False,
+                "artifact": {"artifactId": "response", "name": "response", "parts": _parts(style, text)},
+            }
+        )
 
 
 def sse_events(buf: bytes):
@@ -369,8 +413,10 @@ class AgentCoreBackend:
         if self.request_timeout:
             try:
                 await asyncio.wait_for(self._serve(ctx), self.request_timeout)
-            except asyncio.TimeoutError:
-                raise GatewayError(504, "request_timeout", f"request timed out after {self.request_timeout:g}s") from None
+            except TimeoutError:
+                raise GatewayError(
+                    504, "request_timeout", f"request timed out after {self.request_timeout:g}s"
+                ) from None
         else:
             await self._serve(ctx)
 
@@ -402,7 +448,7 @@ class AgentCoreBackend:
     async def _credentials(self):
         try:
             return await asyncio.wait_for(self.creds.get(), CREDENTIAL_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("AWS credentials for %s not available after %gs", self.arn, CREDENTIAL_TIMEOUT)
             raise CredentialError(f"AWS credentials not available after {CREDENTIAL_TIMEOUT:g}s") from None
 
@@ -411,8 +457,13 @@ class AgentCoreBackend:
         snap = await self._credentials()
         headers = [("host", self.host)] + headers
         auth = sign_headers(
-            snap, service=SERVICE, region=self.region, method=method,
-            url=f"{self.scheme}://{self.host}{path}", headers=headers, body=payload,
+            snap,
+            service=SERVICE,
+            region=self.region,
+            method=method,
+            url=f"{self.scheme}://{self.host}{path}",
+            headers=headers,
+            body=payload,
         )
         lines = [f"{method} {path} HTTP/1.1\r\n"]
         lines.extend(f"{k}: {v}\r\n" for k, v in headers + auth)
@@ -490,7 +541,9 @@ class AgentCoreBackend:
         if not headers.has(SESSION_HEADER):
             headers.append((SESSION_HEADER, sid))
         if status >= 400:
-            ctx.upstream_error = f"AgentCore answered {status} {(headers.get('x-amzn-errortype') or '').split(':', 1)[0]}".strip()
+            ctx.upstream_error = (
+                f"AgentCore answered {status} {(headers.get('x-amzn-errortype') or '').split(':', 1)[0]}".strip()
+            )
         ctx.finalize_headers(status, headers)
         await relay_response(ctx, conn, status, headers, cl)
 
@@ -538,7 +591,7 @@ class AgentCoreBackend:
         body = await conn.read_body(self.max_response)
         if sse:
             texts = []
-            events, rest = sse_events(body + b"\n\n")
+            events, _rest = sse_events(body + b"\n\n")
             for data in events:
                 d = _event_doc(data)
                 if isinstance(d, dict) and "jsonrpc" in d:
@@ -552,8 +605,13 @@ class AgentCoreBackend:
             if texts is None:
                 out = last
             else:
-                out = orjson.dumps({"jsonrpc": "2.0", "id": call.rpc_id,
-                                    "result": task_result(call, task_id, context_id, "".join(texts), sid)})
+                out = orjson.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": call.rpc_id,
+                        "result": task_result(call, task_id, context_id, "".join(texts), sid),
+                    }
+                )
         else:
             doc = parse_body(body)
             if isinstance(doc, dict) and "jsonrpc" in doc:
@@ -562,8 +620,9 @@ class AgentCoreBackend:
                 text = answer_text(doc) if doc is not None else body.decode("utf-8", "replace")
                 if text is None:
                     text = body.decode("utf-8", "replace")
-                out = orjson.dumps({"jsonrpc": "2.0", "id": call.rpc_id,
-                                    "result": task_result(call, task_id, context_id, text, sid)})
+                out = orjson.dumps(
+                    {"jsonrpc": "2.0", "id": call.rpc_id, "result": task_result(call, task_id, context_id, text, sid)}
+                )
         headers = Headers([("content-type", "application/json"), (SESSION_HEADER, sid)])
         self._send_reply(ctx, Reply(200, headers, out))
 

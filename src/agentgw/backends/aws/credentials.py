@@ -68,7 +68,7 @@ def _expiry_epoch(creds) -> float | None:
         return None
     if isinstance(exp, _dt.datetime):
         if exp.tzinfo is None:
-            exp = exp.replace(tzinfo=_dt.timezone.utc)
+            exp = exp.replace(tzinfo=_dt.UTC)
         return exp.timestamp()
     return None
 
@@ -161,7 +161,7 @@ class AwsCredentialSource:
         fut = self._start_refresh()
         try:
             await asyncio.shield(fut)
-        except Exception as exc:  # noqa: BLE001 - any botocore failure; logged by the done callback
+        except Exception as exc:
             raise CredentialError(f"AWS credentials unavailable: {self._last_error or exc}") from None
         snap = self._snap
         if snap is None or self._needs_refresh(snap, 0.0):

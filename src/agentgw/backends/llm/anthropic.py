@@ -6,14 +6,33 @@ from __future__ import annotations
 import orjson
 
 from .base import Provider, Upstream
-from .ir import ChunkMaker, TranslationError, Usage, data_url, max_tokens_of, new_id, parse_image_url, parts_of, stop_list, text_of, merging_appender
+from .ir import (
+    ChunkMaker,
+    TranslationError,
+    Usage,
+    data_url,
+    max_tokens_of,
+    merging_appender,
+    new_id,
+    parse_image_url,
+    parts_of,
+    stop_list,
+    text_of,
+)
 from .openai import StreamError
 from .sse import SSEParser, encode
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 
-STOP_TO_IR = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop"}
+STOP_TO_IR = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
 STOP_FROM_IR = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 
 
@@ -63,10 +82,26 @@ def ir_to_anthropic(ir: dict, model: str, stream: bool) -> dict:
                 blocks.append({"type": "text", "text": t})
             for tc in m.get("tool_calls") or []:
                 fn = tc.get("function") or {}
-                blocks.append({"type": "tool_use", "id": tc.get("id") or new_id("toolu_"), "name": fn.get("name", ""), "input": _args(fn.get("arguments"))})
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": tc.get("id") or new_id("toolu_"),
+                        "name": fn.get("name", ""),
+                        "input": _args(fn.get("arguments")),
+                    }
+                )
             push("assistant", blocks)
         elif role == "tool":
-            push("user", [{"type": "tool_result", "tool_use_id": m.get("tool_call_id", ""), "content": text_of(m.get("content"))}])
+            push(
+                "user",
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": m.get("tool_call_id", ""),
+                        "content": text_of(m.get("content")),
+                    }
+                ],
+            )
         else:
             raise TranslationError(f"unsupported message role {role!r}")
     out: dict = {"model": model, "max_tokens": max_tokens_of(ir) or DEFAULT_MAX_TOKENS, "messages": msgs}
@@ -81,7 +116,11 @@ def ir_to_anthropic(ir: dict, model: str, stream: bool) -> dict:
     tools = ir.get("tools")
     if tools:
         out["tools"] = [
-            {"name": t["function"]["name"], "description": t["function"].get("description", ""), "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
+            {
+                "name": t["function"]["name"],
+                "description": t["function"].get("description", ""),
+                "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}},
+            }
             for t in tools
             if t.get("type") == "function"
         ]
@@ -116,10 +155,28 @@ def anthropic_to_ir_response(obj: dict, model: str) -> dict:
         if b.get("type") == "text":
             text.append(b.get("text", ""))
         elif b.get("type") == "tool_use":
-            calls.append({"id": b.get("id"), "type": "function", "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input") or {}).decode()}})
+            calls.append(
+                {
+                    "id": b.get("id"),
+                    "type": "function",
+                    "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input") or {}).decode()},
+                }
+            )
     u = obj.get("usage") or {}
-    usage = Usage(int(u.get("input_tokens") or 0) + int(u.get("cache_read_input_tokens") or 0) + int(u.get("cache_creation_input_tokens") or 0), int(u.get("output_tokens") or 0))
-    return completion(obj.get("model") or model, "".join(text) if text or not calls else None, calls, STOP_TO_IR.get(obj.get("stop_reason"), "stop"), usage, rid=obj.get("id"))
+    usage = Usage(
+        int(u.get("input_tokens") or 0)
+        + int(u.get("cache_read_input_tokens") or 0)
+        + int(u.get("cache_creation_input_tokens") or 0),
+        int(u.get("output_tokens") or 0),
+    )
+    return completion(
+        obj.get("model") or model,
+        "".join(text) if text or not calls else None,
+        calls,
+        STOP_TO_IR.get(obj.get("stop_reason"), "stop"),
+        usage,
+        rid=obj.get("id"),
+    )
 
 
 class AnthropicStreamDecoder:
@@ -147,14 +204,30 @@ class AnthropicStreamDecoder:
                 if msg.get("model"):
                     self.mk.model = msg["model"]
                 u = msg.get("usage") or {}
-                self.usage = Usage(int(u.get("input_tokens") or 0) + int(u.get("cache_read_input_tokens") or 0), int(u.get("output_tokens") or 0))
+                self.usage = Usage(
+                    int(u.get("input_tokens") or 0) + int(u.get("cache_read_input_tokens") or 0),
+                    int(u.get("output_tokens") or 0),
+                )
                 out.append(self.mk.chunk({"role": "assistant", "content": ""}))
             elif t == "content_block_start":
                 cb = ev.get("content_block") or {}
                 if cb.get("type") == "tool_use":
                     ti = len(self.tools)
                     self.tools[ev.get("index", 0)] = ti
-                    out.append(self.mk.chunk({"tool_calls": [{"index": ti, "id": cb.get("id"), "type": "function", "function": {"name": cb.get("name"), "arguments": ""}}]}))
+                    out.append(
+                        self.mk.chunk(
+                            {
+                                "tool_calls": [
+                                    {
+                                        "index": ti,
+                                        "id": cb.get("id"),
+                                        "type": "function",
+                                        "function": {"name": cb.get("name"), "arguments": ""},
+                                    }
+                                ]
+                            }
+                        )
+                    )
                 elif cb.get("type") == "text" and cb.get("text"):
                     out.append(self.mk.chunk({"content": cb["text"]}))
             elif t == "content_block_delta":
@@ -163,7 +236,11 @@ class AnthropicStreamDecoder:
                     out.append(self.mk.chunk({"content": d.get("text", "")}))
                 elif d.get("type") == "input_json_delta":
                     ti = self.tools.get(ev.get("index", 0), 0)
-                    out.append(self.mk.chunk({"tool_calls": [{"index": ti, "function": {"arguments": d.get("partial_json", "")}}]}))
+                    out.append(
+                        self.mk.chunk(
+                            {"tool_calls": [{"index": ti, "function": {"arguments": d.get("partial_json", "")}}]}
+                        )
+                    )
             elif t == "message_delta":
                 d = ev.get("delta") or {}
                 u = ev.get("usage") or {}
@@ -222,7 +299,10 @@ class AnthropicProvider(Provider):
         u = obj.get("usage") if isinstance(obj, dict) else None
         if not isinstance(u, dict):
             return None
-        return Usage(int(u.get("input_tokens") or 0) + int(u.get("cache_read_input_tokens") or 0), int(u.get("output_tokens") or 0))
+        return Usage(
+            int(u.get("input_tokens") or 0) + int(u.get("cache_read_input_tokens") or 0),
+            int(u.get("output_tokens") or 0),
+        )
 
 
 # -- client-facing /v1/messages -------------------------------------------------------------
@@ -261,17 +341,34 @@ def request_to_ir(req: dict) -> dict:
                 t = b.get("type")
                 if t == "tool_result":
                     text = _tool_result_text(b.get("content"))
-                    msgs.append({"role": "tool", "tool_call_id": b.get("tool_use_id", ""), "content": ("[error] " + text) if b.get("is_error") else text})
+                    msgs.append(
+                        {
+                            "role": "tool",
+                            "tool_call_id": b.get("tool_use_id", ""),
+                            "content": ("[error] " + text) if b.get("is_error") else text,
+                        }
+                    )
                 elif t == "text":
                     parts.append({"type": "text", "text": b.get("text", "")})
                 elif t == "image":
                     parts.append({"type": "image_url", "image_url": {"url": _image_url_of(b.get("source") or {})}})
             if parts:
-                msgs.append({"role": "user", "content": parts if any(p["type"] != "text" for p in parts) else "".join(p["text"] for p in parts)})
+                msgs.append(
+                    {
+                        "role": "user",
+                        "content": parts
+                        if any(p["type"] != "text" for p in parts)
+                        else "".join(p["text"] for p in parts),
+                    }
+                )
         elif role == "assistant":
             text = "".join(b.get("text", "") for b in content or [] if b.get("type") == "text")
             calls = [
-                {"id": b.get("id"), "type": "function", "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input") or {}).decode()}}
+                {
+                    "id": b.get("id"),
+                    "type": "function",
+                    "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input") or {}).decode()},
+                }
                 for b in content or []
                 if b.get("type") == "tool_use"
             ]
@@ -289,14 +386,24 @@ def request_to_ir(req: dict) -> dict:
             ir[k] = req[k]
     if req.get("tools"):
         ir["tools"] = [
-            {"type": "function", "function": {"name": t["name"], "description": t.get("description", ""), "parameters": t.get("input_schema") or {}}}
+            {
+                "type": "function",
+                "function": {
+                    "name": t["name"],
+                    "description": t.get("description", ""),
+                    "parameters": t.get("input_schema") or {},
+                },
+            }
             for t in req["tools"]
             if "name" in t
         ]
     tc = req.get("tool_choice")
     if isinstance(tc, dict):
         ty = tc.get("type")
-        ir["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}.get(ty) or {"type": "function", "function": {"name": tc.get("name")}}
+        ir["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}.get(ty) or {
+            "type": "function",
+            "function": {"name": tc.get("name")},
+        }
         if tc.get("disable_parallel_tool_use"):
             ir["parallel_tool_calls"] = False
     md = req.get("metadata")
@@ -314,7 +421,14 @@ def response_from_ir(ir: dict, model: str) -> dict:
         content.append({"type": "text", "text": t})
     for tc in msg.get("tool_calls") or []:
         fn = tc.get("function") or {}
-        content.append({"type": "tool_use", "id": tc.get("id") or new_id("toolu_"), "name": fn.get("name"), "input": _args(fn.get("arguments"))})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": tc.get("id") or new_id("toolu_"),
+                "name": fn.get("name"),
+                "input": _args(fn.get("arguments")),
+            }
+        )
     u = Usage.from_openai(ir.get("usage")) or Usage()
     rid = ir.get("id") or ""
     return {
@@ -366,7 +480,9 @@ class StreamFromIR:
         out = self._close()
         self.block += 1
         self.block_type = kind
-        return out + encode({"type": "content_block_start", "index": self.block, "content_block": cb}, "content_block_start")
+        return out + encode(
+            {"type": "content_block_start", "index": self.block, "content_block": cb}, "content_block_start"
+        )
 
     def feed(self, chunk: dict) -> bytes:
         out = b""
@@ -381,16 +497,34 @@ class StreamFromIR:
             if text:
                 if self.block_type != "text":
                     out += self._open({"type": "text", "text": ""}, "text")
-                out += encode({"type": "content_block_delta", "index": self.block, "delta": {"type": "text_delta", "text": text}}, "content_block_delta")
+                out += encode(
+                    {"type": "content_block_delta", "index": self.block, "delta": {"type": "text_delta", "text": text}},
+                    "content_block_delta",
+                )
             for tc in d.get("tool_calls") or []:
                 ti = tc.get("index", 0)
                 fn = tc.get("function") or {}
                 if ti not in self.tool_blocks:
-                    out += self._open({"type": "tool_use", "id": tc.get("id") or new_id("toolu_"), "name": fn.get("name") or "", "input": {}}, "tool")
+                    out += self._open(
+                        {
+                            "type": "tool_use",
+                            "id": tc.get("id") or new_id("toolu_"),
+                            "name": fn.get("name") or "",
+                            "input": {},
+                        },
+                        "tool",
+                    )
                     self.tool_blocks[ti] = self.block
                 args = fn.get("arguments")
                 if args:
-                    out += encode({"type": "content_block_delta", "index": self.tool_blocks[ti], "delta": {"type": "input_json_delta", "partial_json": args}}, "content_block_delta")
+                    out += encode(
+                        {
+                            "type": "content_block_delta",
+                            "index": self.tool_blocks[ti],
+                            "delta": {"type": "input_json_delta", "partial_json": args},
+                        },
+                        "content_block_delta",
+                    )
             if ch.get("finish_reason"):
                 self.stop = STOP_FROM_IR.get(ch["finish_reason"], "end_turn")
         return out
@@ -398,13 +532,28 @@ class StreamFromIR:
     def finish(self) -> bytes:
         out = b"" if self.started else self._start(None)
         out += self._close()
-        out += encode({"type": "message_delta", "delta": {"stop_reason": self.stop, "stop_sequence": None}, "usage": {"input_tokens": self.usage.input, "output_tokens": self.usage.output}}, "message_delta")
+        out += encode(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": self.stop, "stop_sequence": None},
+                "usage": {"input_tokens": self.usage.input, "output_tokens": self.usage.output},
+            },
+            "message_delta",
+        )
         out += encode({"type": "message_stop"}, "message_stop")
         return out
 
 
 def error_body(status: int, message: str) -> bytes:
-    kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
+    kind = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        529: "overloaded_error",
+    }.get(status, "api_error")
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
 
 

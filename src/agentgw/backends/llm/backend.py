@@ -15,10 +15,10 @@ not, is translated event by event.
 
 from __future__ import annotations
 
-from functools import partial
 import logging
 import random
 import time
+from functools import partial
 
 import orjson
 
@@ -71,7 +71,17 @@ class Candidate:
 
     __slots__ = ("provider", "model", "strip_prefix", "defaults", "overrides", "req_headers", "resp_headers", "weight")
 
-    def __init__(self, provider, model=None, strip_prefix="", defaults=None, overrides=None, req_headers=None, resp_headers=None, weight=1):
+    def __init__(
+        self,
+        provider,
+        model=None,
+        strip_prefix="",
+        defaults=None,
+        overrides=None,
+        req_headers=None,
+        resp_headers=None,
+        weight=1,
+    ):
         self.provider = provider
         self.model = model
         self.strip_prefix = strip_prefix
@@ -128,7 +138,18 @@ class ModelEntry:
 class AiPolicy:
     """The compiled ``ai`` policy (route or backend level)."""
 
-    def __init__(self, *, request_guards=(), response_guards=(), defaults=None, overrides=None, prepend=(), append=(), aliases=None, routes=None):
+    def __init__(
+        self,
+        *,
+        request_guards=(),
+        response_guards=(),
+        defaults=None,
+        overrides=None,
+        prepend=(),
+        append=(),
+        aliases=None,
+        routes=None,
+    ):
         self.request_guards = list(request_guards)
         self.response_guards = list(response_guards)
         self.defaults = defaults or None
@@ -166,7 +187,19 @@ class AiBackendSet:
 
     kind = "ai"
 
-    def __init__(self, *, pool, metrics, groups=None, models: list[ModelEntry] | None = None, policy: AiPolicy | None = None, head_timeout=None, request_timeout=None, tokenize=False, label=""):
+    def __init__(
+        self,
+        *,
+        pool,
+        metrics,
+        groups=None,
+        models: list[ModelEntry] | None = None,
+        policy: AiPolicy | None = None,
+        head_timeout=None,
+        request_timeout=None,
+        tokenize=False,
+        label="",
+    ):
         self.pool = pool
         self.metrics = metrics
         self.groups = groups or []  # [[Candidate, ...], ...] priority groups (ai backends)
@@ -199,10 +232,29 @@ class AiBackendSet:
 
             metrics = self.metrics = GatewayMetrics()
         m = metrics.m
-        self.m_tokens = m.histogram("agentgw_gen_ai_client_token_usage", "Tokens used per LLM request (gen_ai.client.token.usage).", ("model", "provider", "type"), TOKEN_BUCKETS)
-        self.m_duration = m.histogram("agentgw_gen_ai_client_operation_duration_seconds", "Duration of LLM requests (gen_ai.client.operation.duration).", ("model", "provider", "operation"), OP_DURATION_BUCKETS)
-        self.m_ttft = m.histogram("agentgw_gen_ai_time_to_first_token_seconds", "Time from request to the first streamed token sent to the client.", ("model", "provider"), TTFT_BUCKETS)
-        self.m_failover = m.counter("agentgw_gen_ai_failovers_total", "Provider attempts that failed over to the next provider.", ("provider", "reason"))
+        self.m_tokens = m.histogram(
+            "agentgw_gen_ai_client_token_usage",
+            "Tokens used per LLM request (gen_ai.client.token.usage).",
+            ("model", "provider", "type"),
+            TOKEN_BUCKETS,
+        )
+        self.m_duration = m.histogram(
+            "agentgw_gen_ai_client_operation_duration_seconds",
+            "Duration of LLM requests (gen_ai.client.operation.duration).",
+            ("model", "provider", "operation"),
+            OP_DURATION_BUCKETS,
+        )
+        self.m_ttft = m.histogram(
+            "agentgw_gen_ai_time_to_first_token_seconds",
+            "Time from request to the first streamed token sent to the client.",
+            ("model", "provider"),
+            TTFT_BUCKETS,
+        )
+        self.m_failover = m.counter(
+            "agentgw_gen_ai_failovers_total",
+            "Provider attempts that failed over to the next provider.",
+            ("provider", "reason"),
+        )
 
     # -- entry ------------------------------------------------------------------------------
     def api_of(self, ctx) -> str | None:
@@ -222,7 +274,13 @@ class AiBackendSet:
         api = self.api_of(ctx)
         ctx.backend_name = self.label
         if api is None:
-            self._error(ctx, api, 404, "not_found", f"{ctx.path} is not an LLM API served here (chat/completions, messages, responses, embeddings, models)")
+            self._error(
+                ctx,
+                api,
+                404,
+                "not_found",
+                f"{ctx.path} is not an LLM API served here (chat/completions, messages, responses, embeddings, models)",
+            )
             return
         await self._answering(ctx, api, self._models(ctx) if api == "models" else self._serve(ctx, api))
 
@@ -286,10 +344,20 @@ class AiBackendSet:
                 await self._passthrough(ctx, cand, "models")
                 return
         if ctx.req.headers.has("anthropic-version"):
-            data = [{"id": n, "type": "model", "display_name": n, "created_at": "1970-01-01T00:00:00Z"} for n, _ in names]
-            body = {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+            data = [
+                {"id": n, "type": "model", "display_name": n, "created_at": "1970-01-01T00:00:00Z"} for n, _ in names
+            ]
+            body = {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
         else:
-            body = {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": p} for n, p in names]}
+            body = {
+                "object": "list",
+                "data": [{"id": n, "object": "model", "created": 0, "owned_by": p} for n, p in names],
+            }
         h = Headers([("content-type", "application/json")])
         ctx.finalize_headers(200, h)
         ctx.ex.send(200, h, orjson.dumps(body))
@@ -360,7 +428,11 @@ class AiBackendSet:
             if buckets:
                 for b in buckets:
                     if est > b.tokens:
-                        raise GatewayError(429, "rate_limited", f"request needs about {est} tokens; the token rate limit has {max(0, int(b.tokens))} left")
+                        raise GatewayError(
+                            429,
+                            "rate_limited",
+                            f"request needs about {est} tokens; the token rate limit has {max(0, int(b.tokens))} left",
+                        )
         stream = bool(body.get("stream")) and api != "embeddings"
         loop = ctx.bind.services.loop  # (get_running_loop is a getpid() syscall on 3.11)
         deadline = loop.time() + self.request_timeout if self.request_timeout else None
@@ -377,7 +449,9 @@ class AiBackendSet:
         alias = policy.aliases.get(model) if model else None
         if alias is None and model and policy.aliases:
             for k, v in policy.aliases.items():
-                if "*" in k and ((k.endswith("*") and model.startswith(k[:-1])) or (k.startswith("*") and model.endswith(k[1:]))):
+                if "*" in k and (
+                    (k.endswith("*") and model.startswith(k[:-1])) or (k.startswith("*") and model.endswith(k[1:]))
+                ):
                     alias = v
                     break
         if alias is not None:
@@ -401,7 +475,9 @@ class AiBackendSet:
             dirty = True
         return dirty
 
-    async def _try_candidates(self, ctx, api, body, raw, cands, stream, guards_resp, deadline, start=0, last=None) -> None:
+    async def _try_candidates(
+        self, ctx, api, body, raw, cands, stream, guards_resp, deadline, start=0, last=None
+    ) -> None:
         """Try ``cands[start:]`` in order, failing over while nothing has reached the client."""
         try:
             for i in range(start, len(cands)):
@@ -437,10 +513,20 @@ class AiBackendSet:
             sys_pre = [m["content"] for m in p.prepend if m.get("role") in ("system", "developer")]
             if sys_pre:
                 cur = body.get("system")
-                cur_text = cur if isinstance(cur, str) else "".join(b.get("text", "") for b in cur or [] if isinstance(b, dict))
+                cur_text = (
+                    cur
+                    if isinstance(cur, str)
+                    else "".join(b.get("text", "") for b in cur or [] if isinstance(b, dict))
+                )
                 body["system"] = "\n\n".join([*sys_pre, cur_text] if cur_text else sys_pre)
-            pre = [{"role": m["role"], "content": m["content"]} for m in p.prepend if m.get("role") in ("user", "assistant")]
-            post = [{"role": m["role"], "content": m["content"]} for m in p.append if m.get("role") in ("user", "assistant")]
+            pre = [
+                {"role": m["role"], "content": m["content"]}
+                for m in p.prepend
+                if m.get("role") in ("user", "assistant")
+            ]
+            post = [
+                {"role": m["role"], "content": m["content"]} for m in p.append if m.get("role") in ("user", "assistant")
+            ]
             body["messages"] = pre + body["messages"] + post
             return True
         return False
@@ -471,7 +557,11 @@ class AiBackendSet:
                     inject_usage = True
                     raw = None
             payload = raw if raw is not None else orjson.dumps(b)
-            up = Upstream(p.native_path(api if api != "count_tokens" else "messages", stream, model_out) + ("/count_tokens" if api == "count_tokens" else ""), payload)
+            up = Upstream(
+                p.native_path(api if api != "count_tokens" else "messages", stream, model_out)
+                + ("/count_tokens" if api == "count_tokens" else ""),
+                payload,
+            )
             return up, native, inject_usage, model_out, ir
         if api == "completions":
             ir = dict(body)
@@ -493,7 +583,9 @@ class AiBackendSet:
             up = p.chat(ir, stream)
         return up, native, inject_usage, model_out, ir
 
-    async def _attempt(self, ctx, api, body: dict, raw: bytes | None, cand: Candidate, stream: bool, guards_resp, deadline) -> None:
+    async def _attempt(
+        self, ctx, api, body: dict, raw: bytes | None, cand: Candidate, stream: bool, guards_resp, deadline
+    ) -> None:
         p = cand.provider
         t0 = time.perf_counter()
         up, native, inject_usage, model_out, ir = self._prepare(api, body, raw, cand, stream)
@@ -672,7 +764,7 @@ class AiBackendSet:
             return False
         return True
 
-    async def _fail_over(self, ctx, call: "_FastCall", first) -> None:
+    async def _fail_over(self, ctx, call: _FastCall, first) -> None:
         """The first provider failed on the task-free path (``first``: the error, or the
         connection holding an error response): fail over from the second, in a task."""
         exc = None
@@ -735,7 +827,13 @@ class AiBackendSet:
             front = None
         else:
             decoder = p.stream_decoder(model_out)
-            front = None if api == "completions" else anth.StreamFromIR(model_out) if api == "messages" else resp_api.StreamFromIR(model_out, body)
+            front = (
+                None
+                if api == "completions"
+                else anth.StreamFromIR(model_out)
+                if api == "messages"
+                else resp_api.StreamFromIR(model_out, body)
+            )
 
         def emit(chunk: dict) -> bytes:
             if guards:
@@ -759,7 +857,11 @@ class AiBackendSet:
                     out = []
                     for event, payload, obj in sniff.feed(data, True):
                         if obj is None:
-                            out.append(b"data: " + payload.encode() + b"\n\n" if not event else b"event: " + event.encode() + b"\ndata: " + payload.encode() + b"\n\n")
+                            out.append(
+                                b"data: " + payload.encode() + b"\n\n"
+                                if not event
+                                else b"event: " + event.encode() + b"\ndata: " + payload.encode() + b"\n\n"
+                            )
                             continue
                         if inject_usage and not obj.get("choices") and obj.get("usage"):
                             continue
@@ -854,7 +956,12 @@ async def _provider_error(conn, p, native: bool) -> ProviderError:
     finally:
         conn.release()
     status = conn.status
-    err = ProviderError(status, f"{p.system} ({p.name}): {p.error_message(status, data)}", data, retryable=status == 429 or status >= 500)
+    err = ProviderError(
+        status,
+        f"{p.system} ({p.name}): {p.error_message(status, data)}",
+        data,
+        retryable=status == 429 or status >= 500,
+    )
     err.native = native
     return err
 
@@ -886,7 +993,21 @@ class _FastCall:
     """One non-streamed call on the task-free path, driven by the upstream connection's
     callbacks: the response head (with, usually, the whole body), then the body's rest."""
 
-    __slots__ = ("backend", "ctx", "api", "body", "raw", "cands", "cand", "native", "ir", "model_out", "t0", "parts", "size")
+    __slots__ = (
+        "backend",
+        "ctx",
+        "api",
+        "body",
+        "raw",
+        "cands",
+        "cand",
+        "native",
+        "ir",
+        "model_out",
+        "t0",
+        "parts",
+        "size",
+    )
 
     def __init__(self, backend: AiBackendSet, ctx, api, body, raw, cands, cand, native, ir, model_out):
         self.backend = backend
@@ -938,7 +1059,9 @@ class _FastCall:
         conn.release()
         try:
             if self.size > MAX_RESPONSE:
-                self.failed(GatewayError(502, "upstream_response_too_large", f"upstream response exceeds {MAX_RESPONSE} bytes"))
+                self.failed(
+                    GatewayError(502, "upstream_response_too_large", f"upstream response exceeds {MAX_RESPONSE} bytes")
+                )
                 return
             self.answer(b"".join(self.parts))
         except Exception:
@@ -946,7 +1069,11 @@ class _FastCall:
 
     def on_error(self, conn, exc: BaseException) -> None:
         conn.close()
-        self.failed(exc if isinstance(exc, GatewayError) else GatewayError(502, "upstream_reset", f"upstream connection failed: {exc}"))
+        self.failed(
+            exc
+            if isinstance(exc, GatewayError)
+            else GatewayError(502, "upstream_reset", f"upstream connection failed: {exc}")
+        )
 
     def answer(self, data: bytes) -> None:
         b = self.backend
@@ -1028,7 +1155,10 @@ class NativeStream:
             t = obj.get("type")
             if t == "message_start":
                 u = (obj.get("message") or {}).get("usage") or {}
-                self.usage = Usage(int(u.get("input_tokens") or 0) + int(u.get("cache_read_input_tokens") or 0), int(u.get("output_tokens") or 0))
+                self.usage = Usage(
+                    int(u.get("input_tokens") or 0) + int(u.get("cache_read_input_tokens") or 0),
+                    int(u.get("output_tokens") or 0),
+                )
             elif t == "message_delta":
                 u = obj.get("usage") or {}
                 if self.usage is None:

@@ -15,7 +15,9 @@ class Upstream:
 
     __slots__ = ("method", "path", "body", "headers", "stream_kind")
 
-    def __init__(self, path: str, body: bytes, headers: list | None = None, method: str = "POST", stream_kind: str = "sse"):
+    def __init__(
+        self, path: str, body: bytes, headers: list | None = None, method: str = "POST", stream_kind: str = "sse"
+    ):
         self.method = method
         self.path = path
         self.body = body
@@ -68,7 +70,9 @@ class Passthrough(Auth):
         if auth and auth[:7].lower() == "bearer ":
             key = auth[7:].strip()
         if key is None:
-            key = client_headers.get("x-api-key") or client_headers.get("api-key") or client_headers.get("x-goog-api-key")
+            key = (
+                client_headers.get("x-api-key") or client_headers.get("api-key") or client_headers.get("x-goog-api-key")
+            )
         if not key:
             return []
         return provider.key_headers(key)
@@ -88,7 +92,9 @@ class AwsSigV4(Auth):
         scheme = "https" if t.ssl is not None else "http"
         url = f"{scheme}://{provider.host}{up.path}"
         signed = [kv for kv in base_headers if kv[0] in ("host", "content-type", "accept")]
-        return sign_headers(snap, service=self.service, region=self.region, method=up.method, url=url, headers=signed, body=up.body)
+        return sign_headers(
+            snap, service=self.service, region=self.region, method=up.method, url=url, headers=signed, body=up.body
+        )
 
 
 class GcpToken(Auth):
@@ -118,7 +124,7 @@ class GcpToken(Auth):
                 self._creds, _ = google.auth.default(scopes=scopes)
         self._creds.refresh(google.auth.transport.requests.Request())
         exp = self._creds.expiry
-        ts = exp.replace(tzinfo=dt.timezone.utc).timestamp() if exp else __import__("time").time() + 3000
+        ts = exp.replace(tzinfo=dt.UTC).timestamp() if exp else __import__("time").time() + 3000
         return self._creds.token, ts
 
     async def headers(self, provider, up, base_headers, client_headers) -> list:
@@ -134,9 +140,11 @@ class GcpToken(Auth):
             if self._token is None or now > self._expiry - 5:
                 try:
                     self._token, self._expiry = await asyncio.shield(self._inflight)
-                except Exception as exc:  # noqa: BLE001 - any google-auth failure
+                except Exception as exc:
                     logging.getLogger("agentgw.gcp").error("GCP token refresh failed: %s", exc)
-                    raise GatewayError(503, "gcp_credentials_unavailable", f"GCP credentials unavailable: {exc}") from None
+                    raise GatewayError(
+                        503, "gcp_credentials_unavailable", f"GCP credentials unavailable: {exc}"
+                    ) from None
             elif self._inflight.done() and not self._inflight.cancelled() and self._inflight.exception() is None:
                 self._token, self._expiry = self._inflight.result()
         return [("authorization", f"Bearer {self._token}")]
@@ -152,7 +160,18 @@ class Provider:
     native: frozenset = frozenset()
     default_base = ""
 
-    def __init__(self, name: str, target, host: str, *, model: str | None, auth: Auth, prefix: str = "", path_override: str | None = None, extra: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        target,
+        host: str,
+        *,
+        model: str | None,
+        auth: Auth,
+        prefix: str = "",
+        path_override: str | None = None,
+        extra: dict | None = None,
+    ):
         self.name = name
         self.target = target
         self.host = host

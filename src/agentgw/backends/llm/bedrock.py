@@ -13,7 +13,18 @@ import orjson
 from botocore.eventstream import EventStreamBuffer, EventStreamError
 
 from .base import Provider, Upstream
-from .ir import ChunkMaker, TranslationError, Usage, completion, max_tokens_of, parse_image_url, parts_of, stop_list, text_of, merging_appender
+from .ir import (
+    ChunkMaker,
+    TranslationError,
+    Usage,
+    completion,
+    max_tokens_of,
+    merging_appender,
+    parse_image_url,
+    parts_of,
+    stop_list,
+    text_of,
+)
 from .openai import StreamError
 
 STOP_TO_IR = {
@@ -62,10 +73,28 @@ def ir_to_converse(ir: dict) -> dict:
                 blocks.append({"text": t})
             for tc in m.get("tool_calls") or []:
                 fn = tc.get("function") or {}
-                blocks.append({"toolUse": {"toolUseId": tc.get("id"), "name": fn.get("name"), "input": _args(fn.get("arguments"))}})
+                blocks.append(
+                    {
+                        "toolUse": {
+                            "toolUseId": tc.get("id"),
+                            "name": fn.get("name"),
+                            "input": _args(fn.get("arguments")),
+                        }
+                    }
+                )
             push("assistant", blocks)
         elif role == "tool":
-            push("user", [{"toolResult": {"toolUseId": m.get("tool_call_id", ""), "content": [{"text": text_of(m.get("content"))}]}}])
+            push(
+                "user",
+                [
+                    {
+                        "toolResult": {
+                            "toolUseId": m.get("tool_call_id", ""),
+                            "content": [{"text": text_of(m.get("content"))}],
+                        }
+                    }
+                ],
+            )
         else:
             raise TranslationError(f"unsupported message role {role!r}")
     out: dict = {"messages": msgs}
@@ -88,7 +117,15 @@ def ir_to_converse(ir: dict) -> dict:
     if tools and ir.get("tool_choice") != "none":
         tc: dict = {
             "tools": [
-                {"toolSpec": {"name": t["function"]["name"], "description": t["function"].get("description") or t["function"]["name"], "inputSchema": {"json": t["function"].get("parameters") or {"type": "object", "properties": {}}}}}
+                {
+                    "toolSpec": {
+                        "name": t["function"]["name"],
+                        "description": t["function"].get("description") or t["function"]["name"],
+                        "inputSchema": {
+                            "json": t["function"].get("parameters") or {"type": "object", "properties": {}}
+                        },
+                    }
+                }
                 for t in tools
             ]
         }
@@ -111,10 +148,18 @@ def converse_to_ir(obj: dict, model: str) -> dict:
             text.append(b["text"])
         elif "toolUse" in b:
             tu = b["toolUse"]
-            calls.append({"id": tu.get("toolUseId"), "type": "function", "function": {"name": tu.get("name"), "arguments": orjson.dumps(tu.get("input") or {}).decode()}})
+            calls.append(
+                {
+                    "id": tu.get("toolUseId"),
+                    "type": "function",
+                    "function": {"name": tu.get("name"), "arguments": orjson.dumps(tu.get("input") or {}).decode()},
+                }
+            )
     u = obj.get("usage") or {}
     usage = Usage(int(u.get("inputTokens") or 0), int(u.get("outputTokens") or 0))
-    return completion(model, "".join(text) if text or not calls else None, calls, STOP_TO_IR.get(obj.get("stopReason"), "stop"), usage)
+    return completion(
+        model, "".join(text) if text or not calls else None, calls, STOP_TO_IR.get(obj.get("stopReason"), "stop"), usage
+    )
 
 
 class ConverseStreamDecoder:
@@ -139,7 +184,9 @@ class ConverseStreamDecoder:
                     payload = {}
                 if mtype in ("exception", "error"):
                     name = h.get(":exception-type") or h.get(":error-code") or "error"
-                    raise StreamError(f"{name}: {payload.get('message') or payload.get('Message') or h.get(':error-message', '')}")
+                    raise StreamError(
+                        f"{name}: {payload.get('message') or payload.get('Message') or h.get(':error-message', '')}"
+                    )
                 ev = h.get(":event-type")
                 out.extend(self._event(ev, payload))
         except EventStreamError as exc:
@@ -155,7 +202,20 @@ class ConverseStreamDecoder:
             if tu:
                 ti = len(self.tools)
                 self.tools[p.get("contentBlockIndex", 0)] = ti
-                return [mk.chunk({"tool_calls": [{"index": ti, "id": tu.get("toolUseId"), "type": "function", "function": {"name": tu.get("name"), "arguments": ""}}]})]
+                return [
+                    mk.chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": ti,
+                                    "id": tu.get("toolUseId"),
+                                    "type": "function",
+                                    "function": {"name": tu.get("name"), "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
+                ]
             return []
         if ev == "contentBlockDelta":
             d = p.get("delta") or {}
@@ -163,7 +223,9 @@ class ConverseStreamDecoder:
                 return [mk.chunk({"content": d["text"]})]
             if "toolUse" in d:
                 ti = self.tools.get(p.get("contentBlockIndex", 0), 0)
-                return [mk.chunk({"tool_calls": [{"index": ti, "function": {"arguments": d["toolUse"].get("input", "")}}]})]
+                return [
+                    mk.chunk({"tool_calls": [{"index": ti, "function": {"arguments": d["toolUse"].get("input", "")}}]})
+                ]
             return []
         if ev == "messageStop":
             return [mk.chunk({}, STOP_TO_IR.get(p.get("stopReason"), "stop"))]
@@ -192,7 +254,12 @@ class BedrockProvider(Provider):
             body["guardrailConfig"] = {"guardrailIdentifier": g[0], "guardrailVersion": g[1]}
         op = "converse-stream" if stream else "converse"
         path = self.path_override or f"{self.prefix}/model/{quote(model, safe='')}/{op}"
-        return Upstream(path, orjson.dumps(body), [("accept", "application/vnd.amazon.eventstream" if stream else "application/json")], stream_kind="eventstream")
+        return Upstream(
+            path,
+            orjson.dumps(body),
+            [("accept", "application/vnd.amazon.eventstream" if stream else "application/json")],
+            stream_kind="eventstream",
+        )
 
     def parse_chat(self, obj: dict, model: str) -> dict:
         return converse_to_ir(obj, model)

@@ -49,8 +49,26 @@ _ENV_KEYS = {
     "azureopenai": ("AZURE_OPENAI_API_KEY",),
     "bedrock": ("AWS_BEARER_TOKEN_BEDROCK",),
 }
-_AI_POLICY_KEYS = {"promptGuard", "defaults", "overrides", "prompts", "modelAliases", "routes", "promptCaching", "transformations"}
-_ROUTE_KINDS = {"completions", "messages", "models", "embeddings", "responses", "anthropicTokenCount", "count_tokens", "passthrough"}
+_AI_POLICY_KEYS = {
+    "promptGuard",
+    "defaults",
+    "overrides",
+    "prompts",
+    "modelAliases",
+    "routes",
+    "promptCaching",
+    "transformations",
+}
+_ROUTE_KINDS = {
+    "completions",
+    "messages",
+    "models",
+    "embeddings",
+    "responses",
+    "anthropicTokenCount",
+    "count_tokens",
+    "passthrough",
+}
 
 
 def _read_secret(c, v, path: str) -> str | None:
@@ -127,13 +145,19 @@ def make_provider(
             c.errors.add(path, "vertex needs a project")
         region = region or "us-central1"
         extra.update(project=project or "", region=region)
-        origin = "https://aiplatform.googleapis.com" if region == "global" else f"https://{region}-aiplatform.googleapis.com"
+        origin = (
+            "https://aiplatform.googleapis.com" if region == "global" else f"https://{region}-aiplatform.googleapis.com"
+        )
     elif k in ("azure", "azureopenai"):
         extra["api_version"] = api_version
         if azure_host:
             origin = azure_host if "://" in azure_host else f"https://{azure_host}"
         elif azure_resource:
-            dom = "services.ai.azure.com" if (azure_type or "").lower() in ("foundry", "aiservices") else "openai.azure.com"
+            dom = (
+                "services.ai.azure.com"
+                if (azure_type or "").lower() in ("foundry", "aiservices")
+                else "openai.azure.com"
+            )
             origin = f"https://{azure_resource}.{dom}"
     if base_url:
         origin, prefix = split_base_url(base_url, default_prefix)
@@ -179,7 +203,9 @@ def _auth(c, prov, k: str, path: str, api_key, auth_cfg, region, auth_path: str)
         if auth_cfg.gcp is not None:
             cred = auth_cfg.gcp.credential
             if isinstance(cred, str):
-                c.errors.add(f"{auth_path}.gcp.credential", "an inline credential is not supported yet; use {file: path}")
+                c.errors.add(
+                    f"{auth_path}.gcp.credential", "an inline credential is not supported yet; use {file: path}"
+                )
             f = getattr(cred, "file", None) if cred is not None and not isinstance(cred, str) else None
             return GcpToken(c._path(f) if f else None)
         c.errors.add(f"{auth_path}.azure", "Azure AD authentication is not supported by this agentgw build; use a key")
@@ -233,7 +259,9 @@ def _webhook_factory(c):
         fwd = []
         for hm in w.get("forwardHeaderMatches") or []:
             v = hm.get("value") or {}
-            fwd.append((str(hm.get("name", "")).lower(), v.get("exact"), re.compile(v["regex"]) if v.get("regex") else None))
+            fwd.append(
+                (str(hm.get("name", "")).lower(), v.get("exact"), re.compile(v["regex"]) if v.get("regex") else None)
+            )
         return WebhookGuard(target, host, fwd)
 
     return make
@@ -274,7 +302,9 @@ def compile_ai_policy(c, opaque, path: str) -> AiPolicy:
                 continue
             kind = {"anthropicTokenCount": "count_tokens"}.get(kind, kind)
             if kind == "passthrough":
-                c.errors.add(f"{path}.routes.{suffix}", "passthrough routes are not supported by this agentgw build yet")
+                c.errors.add(
+                    f"{path}.routes.{suffix}", "passthrough routes are not supported by this agentgw build yet"
+                )
                 continue
             routes.append((suffix, kind))
         routes.sort(key=lambda r: (r[0] == "*", -len(r[0])))
@@ -320,24 +350,42 @@ def _provider_from_ai(c, spec, path: str, bpol, route_policies, bpath: str = "",
     from ...unsupported import refuse_except
 
     refuse_except(c.errors.add, spec.policies, f"{path}.policies", _AI_PROVIDER_POLICIES, _NOT_FOR_AI)
-    (kind, settings), = spec.provider.items()
+    ((kind, settings),) = spec.provider.items()
     settings = settings or {}
     if not isinstance(settings, dict):
         c.errors.add(f"{path}.provider.{kind}", "expected an object")
         settings = {}
-    known = {"model", "region", "projectId", "host", "apiVersion", "guardrailIdentifier", "guardrailVersion", "resourceName", "resourceType", "baseUrl", "apiKey"}
+    known = {
+        "model",
+        "region",
+        "projectId",
+        "host",
+        "apiVersion",
+        "guardrailIdentifier",
+        "guardrailVersion",
+        "resourceName",
+        "resourceType",
+        "baseUrl",
+        "apiKey",
+    }
     for k in settings:
         if k not in known:
             c.errors.add(f"{path}.provider.{kind}.{k}", "unknown field")
     # the most specific setting wins: the provider's own, the backend's, the route's
     auth_cfg, auth_path = next(
-        ((p.backend_auth, f"{pp}.backendAuth") for p, pp in ((bpol, bpath), (spec.policies, f"{path}.policies"), (route_policies, rpath))
-         if p is not None and p.backend_auth is not None),
+        (
+            (p.backend_auth, f"{pp}.backendAuth")
+            for p, pp in ((bpol, bpath), (spec.policies, f"{path}.policies"), (route_policies, rpath))
+            if p is not None and p.backend_auth is not None
+        ),
         (None, None),
     )
     tls_cfg, tls_path = next(
-        ((p.backend_tls, f"{pp}.backendTLS") for p, pp in ((spec.policies, f"{path}.policies"), (bpol, bpath), (route_policies, rpath))
-         if p is not None and p.backend_tls is not None),
+        (
+            (p.backend_tls, f"{pp}.backendTLS")
+            for p, pp in ((spec.policies, f"{path}.policies"), (bpol, bpath), (route_policies, rpath))
+            if p is not None and p.backend_tls is not None
+        ),
         (None, None),
     )
     g = None
@@ -368,7 +416,16 @@ def _provider_from_ai(c, spec, path: str, bpol, route_policies, bpath: str = "",
     )
 
 
-def compile_ai_backend(c, ai: m.AiBackend, path: str, route_policies, backend_policies, traffic: dict, name: str | None = None, route_path: str | None = None) -> AiBackendSet:
+def compile_ai_backend(
+    c,
+    ai: m.AiBackend,
+    path: str,
+    route_policies,
+    backend_policies,
+    traffic: dict,
+    name: str | None = None,
+    route_path: str | None = None,
+) -> AiBackendSet:
     from ...unsupported import refuse_except
 
     rpath = (route_path or path.rsplit(".backends", 1)[0]) + ".policies"
@@ -389,7 +446,9 @@ def compile_ai_backend(c, ai: m.AiBackend, path: str, route_policies, backend_po
         for gi, grp in enumerate(ai.groups):
             cands = []
             for pi, spec in enumerate(grp.providers):
-                prov = _provider_from_ai(c, spec, f"{path}.groups[{gi}].providers[{pi}]", backend_policies, route_policies, bpath, rpath)
+                prov = _provider_from_ai(
+                    c, spec, f"{path}.groups[{gi}].providers[{pi}]", backend_policies, route_policies, bpath, rpath
+                )
                 cands.append(Candidate(prov, model=prov.model))
                 tokenize = tokenize or spec.tokenize
             if cands:
@@ -441,7 +500,11 @@ def _custom_provider(c, custom: dict, path: str) -> None:
         for i, f in enumerate(v if isinstance(v, list) else [v]):
             t = f.get("type") if isinstance(f, dict) else f
             if t != "completions":
-                c.errors.add(f"{path}.formats[{i}]", f"{t!r} is not supported yet for custom providers (only completions)")
+                c.errors.add(
+                    f"{path}.formats[{i}]", f"{t!r} is not supported yet for custom providers (only completions)"
+                )
+
+
 def compile_llm(c, llm: m.LlmConfig):
     """The ``llm:`` section as a bind of its own: every path goes to one ``ai`` backend
     whose model table is ``llm.models`` (entries sharing a name are a failover chain)."""
@@ -458,7 +521,11 @@ def compile_llm(c, llm: m.LlmConfig):
         path = f"llm.models[{i}]"
         dup = seen_names.get(mdl.name, 0)
         seen_names[mdl.name] = dup + 1
-        for attr, key in (("transformation", "transformation"), ("health", "health"), ("backend_tunnel", "backendTunnel")):
+        for attr, key in (
+            ("transformation", "transformation"),
+            ("health", "health"),
+            ("backend_tunnel", "backendTunnel"),
+        ):
             if getattr(mdl, attr) is not None:
                 c.errors.add(f"{path}.{key}", "not supported by this agentgw build yet")
         pr = mdl.provider
@@ -492,15 +559,44 @@ def compile_llm(c, llm: m.LlmConfig):
         )
         tokenize = tokenize or prm.tokenize
         strip = mdl.name[:-1] if mdl.name.endswith("/*") else ""
-        rh = HeaderEdits(mdl.request_headers.add, mdl.request_headers.set, mdl.request_headers.remove).apply if mdl.request_headers else None
-        sh = HeaderEdits(mdl.response_headers.add, mdl.response_headers.set, mdl.response_headers.remove).apply if mdl.response_headers else None
-        cand = Candidate(prov, model=prm.model, strip_prefix=strip, defaults=mdl.defaults, overrides=mdl.overrides, req_headers=rh, resp_headers=sh)
+        rh = (
+            HeaderEdits(mdl.request_headers.add, mdl.request_headers.set, mdl.request_headers.remove).apply
+            if mdl.request_headers
+            else None
+        )
+        sh = (
+            HeaderEdits(mdl.response_headers.add, mdl.response_headers.set, mdl.response_headers.remove).apply
+            if mdl.response_headers
+            else None
+        )
+        cand = Candidate(
+            prov,
+            model=prm.model,
+            strip_prefix=strip,
+            defaults=mdl.defaults,
+            overrides=mdl.overrides,
+            req_headers=rh,
+            resp_headers=sh,
+        )
         g = mdl.guardrails or {}
-        greq = parse_guard_list(g.get("request"), f"{path}.guardrails.request", c.errors, wh) if isinstance(g, dict) else []
-        gresp = parse_guard_list(g.get("response"), f"{path}.guardrails.response", c.errors, wh) if isinstance(g, dict) else []
+        greq = (
+            parse_guard_list(g.get("request"), f"{path}.guardrails.request", c.errors, wh)
+            if isinstance(g, dict)
+            else []
+        )
+        gresp = (
+            parse_guard_list(g.get("response"), f"{path}.guardrails.response", c.errors, wh)
+            if isinstance(g, dict)
+            else []
+        )
         hm = []
         for mm in mdl.matches:
-            hm.append([(h.name.lower(), h.value.exact, re.compile(h.value.regex) if h.value.regex is not None else None) for h in mm.headers])
+            hm.append(
+                [
+                    (h.name.lower(), h.value.exact, re.compile(h.value.regex) if h.value.regex is not None else None)
+                    for h in mm.headers
+                ]
+            )
         entries.append(ModelEntry(mdl.name, cand, greq, gresp, hm))
     policies = []
     lp = llm.policies
@@ -512,11 +608,24 @@ def compile_llm(c, llm: m.LlmConfig):
         # authentication and authorization, as on a route
         policies.extend(compile_identity(c, lp, "llm.policies"))
         if lp.local_rate_limit:
-            policies.append(LocalRateLimit([TokenBucket(b.max_tokens, b.tokens_per_fill, float(b.fill_interval), b.type) for b in lp.local_rate_limit]))
+            policies.append(
+                LocalRateLimit(
+                    [
+                        TokenBucket(b.max_tokens, b.tokens_per_fill, float(b.fill_interval), b.type)
+                        for b in lp.local_rate_limit
+                    ]
+                )
+            )
         from ...policies.global_ratelimit import compile_rate_limits
 
         policies.extend(compile_rate_limits(c, lp, "llm.policies", "llm"))
-    backend = AiBackendSet(pool=c.services.pool, metrics=getattr(c.services, "metrics", None), models=entries, tokenize=tokenize, label="llm")
+    backend = AiBackendSet(
+        pool=c.services.pool,
+        metrics=getattr(c.services, "metrics", None),
+        models=entries,
+        tokenize=tokenize,
+        label="llm",
+    )
     route = Route("llm", policies, backend, "llm")
     table = RouteTable([([], [Match(route, kind=PREFIX, value="/", order=0)])])
     return BindRuntime(llm.port, [ListenerRuntime("llm", None, "HTTP", table)], c.services)

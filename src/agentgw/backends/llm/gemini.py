@@ -27,7 +27,15 @@ from .ir import (
 from .openai import StreamError
 from .sse import SSEParser
 
-FINISH_TO_IR = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter", "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter"}
+FINISH_TO_IR = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+}
 
 
 def _args(s):
@@ -39,7 +47,11 @@ def _args(s):
 def _clean_schema(s):
     """Gemini's Schema is an OpenAPI subset: drop JSON-Schema keys it rejects."""
     if isinstance(s, dict):
-        return {k: _clean_schema(v) for k, v in s.items() if k not in ("$schema", "additionalProperties", "strict", "$id", "$defs")}
+        return {
+            k: _clean_schema(v)
+            for k, v in s.items()
+            if k not in ("$schema", "additionalProperties", "strict", "$id", "$defs")
+        }
     if isinstance(s, list):
         return [_clean_schema(v) for v in s]
     return s
@@ -141,7 +153,10 @@ def _usage(obj) -> Usage | None:
     u = obj.get("usageMetadata")
     if not isinstance(u, dict):
         return None
-    return Usage(int(u.get("promptTokenCount") or 0), int(u.get("candidatesTokenCount") or 0) + int(u.get("thoughtsTokenCount") or 0))
+    return Usage(
+        int(u.get("promptTokenCount") or 0),
+        int(u.get("candidatesTokenCount") or 0) + int(u.get("thoughtsTokenCount") or 0),
+    )
 
 
 def gemini_to_ir(obj: dict, model: str) -> dict:
@@ -151,14 +166,27 @@ def gemini_to_ir(obj: dict, model: str) -> dict:
         return completion(model, None, None, "content_filter" if fb.get("blockReason") else "stop", _usage(obj))
     c = cands[0]
     text, calls = [], []
-    for i, p in enumerate((c.get("content") or {}).get("parts") or []):
+    for p in (c.get("content") or {}).get("parts") or []:
         if "text" in p and not p.get("thought"):
             text.append(p["text"])
         elif "functionCall" in p:
             fc = p["functionCall"]
-            calls.append({"id": fc.get("id") or f"call_{len(calls)}_{fc.get('name')}", "type": "function", "function": {"name": fc.get("name"), "arguments": orjson.dumps(fc.get("args") or {}).decode()}})
+            calls.append(
+                {
+                    "id": fc.get("id") or f"call_{len(calls)}_{fc.get('name')}",
+                    "type": "function",
+                    "function": {"name": fc.get("name"), "arguments": orjson.dumps(fc.get("args") or {}).decode()},
+                }
+            )
     finish = "tool_calls" if calls else FINISH_TO_IR.get(c.get("finishReason"), "stop")
-    return completion(obj.get("modelVersion") or model, "".join(text) if text or not calls else None, calls, finish, _usage(obj), rid=obj.get("responseId") and "chatcmpl-" + obj["responseId"])
+    return completion(
+        obj.get("modelVersion") or model,
+        "".join(text) if text or not calls else None,
+        calls,
+        finish,
+        _usage(obj),
+        rid=obj.get("responseId") and "chatcmpl-" + obj["responseId"],
+    )
 
 
 class GeminiStreamDecoder:
@@ -195,7 +223,23 @@ class GeminiStreamDecoder:
                         fc = p["functionCall"]
                         ti = self.ncalls
                         self.ncalls += 1
-                        out.append(self.mk.chunk({"tool_calls": [{"index": ti, "id": fc.get("id") or f"call_{ti}_{fc.get('name')}", "type": "function", "function": {"name": fc.get("name"), "arguments": orjson.dumps(fc.get("args") or {}).decode()}}]}))
+                        out.append(
+                            self.mk.chunk(
+                                {
+                                    "tool_calls": [
+                                        {
+                                            "index": ti,
+                                            "id": fc.get("id") or f"call_{ti}_{fc.get('name')}",
+                                            "type": "function",
+                                            "function": {
+                                                "name": fc.get("name"),
+                                                "arguments": orjson.dumps(fc.get("args") or {}).decode(),
+                                            },
+                                        }
+                                    ]
+                                }
+                            )
+                        )
                 fr = c.get("finishReason")
                 if fr and not self.finish_sent:
                     self.finish_sent = True
@@ -246,8 +290,16 @@ class GeminiProvider(Provider):
         return Upstream(self._model_path(model) + ":batchEmbedContents", orjson.dumps(body))
 
     def parse_embeddings(self, obj: dict, req: dict) -> dict:
-        data = [{"object": "embedding", "index": i, "embedding": e.get("values", [])} for i, e in enumerate(obj.get("embeddings") or [])]
-        return {"object": "list", "data": data, "model": req.get("model"), "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        data = [
+            {"object": "embedding", "index": i, "embedding": e.get("values", [])}
+            for i, e in enumerate(obj.get("embeddings") or [])
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "model": req.get("model"),
+            "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        }
 
 
 class VertexProvider(GeminiProvider):

@@ -39,9 +39,18 @@ def _builtin(names, pattern: str, label: str, check=None) -> None:
 
 
 _builtin(["email", "emailAddress"], r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "EMAIL_ADDRESS")
-_builtin(["creditCard", "credit_card"], r"\b(?:\d[ -]?){12,18}\d\b", "CREDIT_CARD", lambda s: _luhn(s) and 13 <= sum(c.isdigit() for c in s) <= 19)
+_builtin(
+    ["creditCard", "credit_card"],
+    r"\b(?:\d[ -]?){12,18}\d\b",
+    "CREDIT_CARD",
+    lambda s: _luhn(s) and 13 <= sum(c.isdigit() for c in s) <= 19,
+)
 _builtin(["ssn", "usSsn"], r"\b\d{3}[- ]\d{2}[- ]\d{4}\b", "SSN")
-_builtin(["phoneNumber", "phone", "phone_number"], r"(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]\d{3}[ .-]\d{4}\b", "PHONE_NUMBER")
+_builtin(
+    ["phoneNumber", "phone", "phone_number"],
+    r"(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]\d{3}[ .-]\d{4}\b",
+    "PHONE_NUMBER",
+)
 _builtin(["caSin", "ca_sin"], r"\b\d{3}[- ]\d{3}[- ]\d{3}\b", "CA_SIN", _luhn)
 
 
@@ -147,6 +156,7 @@ class RegexGuard:
         """(masked text, name of first rule that matched or None)."""
         hit = None
         for label, rx, check in self.rules:
+
             def repl(m, label=label, check=check):
                 nonlocal hit
                 if check is not None and not check(m.group(0)):
@@ -232,7 +242,10 @@ class WebhookGuard:
         if not isinstance(action, dict):
             return False
         if "status_code" in action or ("body" in action and isinstance(action["body"], str)):
-            raise Rejected(int(action.get("status_code") or 403), action.get("body") or action.get("reason") or "rejected by prompt guard webhook")
+            raise Rejected(
+                int(action.get("status_code") or 403),
+                action.get("body") or action.get("reason") or "rejected by prompt guard webhook",
+            )
         nb = action.get("body")
         if isinstance(nb, dict):
             if direction == "request":
@@ -291,14 +304,21 @@ def parse_guard_list(items, path: str, errors, make_webhook) -> list:
                 if isinstance(r, str):
                     r = {"pattern": r}
                 if "builtin" in r:
-                    b = BUILTINS.get(str(r["builtin"]).lower().replace("-", "_")) or BUILTINS.get(str(r["builtin"]).lower())
+                    b = BUILTINS.get(str(r["builtin"]).lower().replace("-", "_")) or BUILTINS.get(
+                        str(r["builtin"]).lower()
+                    )
                     if b is None:
-                        errors.add(f"{gp}.regex.rules[{j}].builtin", f"unknown builtin {r['builtin']!r}; expected email, creditCard, ssn, phoneNumber or caSin")
+                        errors.add(
+                            f"{gp}.regex.rules[{j}].builtin",
+                            f"unknown builtin {r['builtin']!r}; expected email, creditCard, ssn, phoneNumber or caSin",
+                        )
                         continue
                     rules.append(b)
                 elif "pattern" in r:
                     try:
-                        rules.append((str(r.get("name") or "masked").upper().replace(" ", "_"), re.compile(r["pattern"]), None))
+                        rules.append(
+                            (str(r.get("name") or "masked").upper().replace(" ", "_"), re.compile(r["pattern"]), None)
+                        )
                     except re.error as exc:
                         errors.add(f"{gp}.regex.rules[{j}].pattern", f"invalid regex: {exc}")
                 else:

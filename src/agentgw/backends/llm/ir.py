@@ -42,7 +42,7 @@ class Usage:
         return {"prompt_tokens": self.input, "completion_tokens": self.output, "total_tokens": self.total}
 
     @classmethod
-    def from_openai(cls, u) -> "Usage | None":
+    def from_openai(cls, u) -> Usage | None:
         if not isinstance(u, dict):
             return None
         i = u.get("prompt_tokens", u.get("input_tokens")) or 0
@@ -54,7 +54,9 @@ def new_id(prefix: str = "chatcmpl-") -> str:
     return prefix + uuid.uuid4().hex[:24]
 
 
-def completion(model: str, content: str | None, tool_calls: list | None, finish: str, usage: Usage | None, rid: str | None = None) -> dict:
+def completion(
+    model: str, content: str | None, tool_calls: list | None, finish: str, usage: Usage | None, rid: str | None = None
+) -> dict:
     msg: dict = {"role": "assistant", "content": content}
     if tool_calls:
         msg["tool_calls"] = tool_calls
@@ -123,7 +125,11 @@ def text_of(content) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text"))
+        return "".join(
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text")
+        )
     return ""
 
 

@@ -7,6 +7,8 @@ something, such as the model name), so OpenAI→OpenAI costs one JSON parse.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import orjson
 
 from .base import Provider, Upstream
@@ -19,7 +21,12 @@ class OpenAIProvider(Provider):
     native = frozenset({"completions", "embeddings", "responses", "models"})
     default_base = "https://api.openai.com/v1"
 
-    _PATHS = {"completions": "/chat/completions", "embeddings": "/embeddings", "responses": "/responses", "models": "/models"}
+    _PATHS: ClassVar[dict[str, str]] = {
+        "completions": "/chat/completions",
+        "embeddings": "/embeddings",
+        "responses": "/responses",
+        "models": "/models",
+    }
 
     _FORWARD = frozenset(("openai-organization", "openai-project", "openai-beta"))
 
@@ -73,7 +80,11 @@ class OpenAIStreamDecoder:
             if not isinstance(obj, dict):
                 continue
             if "error" in obj and "choices" not in obj:
-                raise StreamError(obj["error"].get("message", "provider stream error") if isinstance(obj["error"], dict) else str(obj["error"]))
+                raise StreamError(
+                    obj["error"].get("message", "provider stream error")
+                    if isinstance(obj["error"], dict)
+                    else str(obj["error"])
+                )
             u = obj.get("usage")
             if u:
                 self.usage = Usage.from_openai(u)

@@ -48,14 +48,26 @@ def request_to_ir(req: dict) -> dict:
                 role = it.get("role", "user")
                 msgs.append({"role": role, "content": _parts(it.get("content"))})
             elif t == "function_call":
-                call = {"id": it.get("call_id"), "type": "function", "function": {"name": it.get("name"), "arguments": it.get("arguments") or "{}"}}
-                if msgs and msgs[-1]["role"] == "assistant" and not text_of(msgs[-1].get("content")) or (msgs and msgs[-1].get("tool_calls")):
+                call = {
+                    "id": it.get("call_id"),
+                    "type": "function",
+                    "function": {"name": it.get("name"), "arguments": it.get("arguments") or "{}"},
+                }
+                if (msgs and msgs[-1]["role"] == "assistant" and not text_of(msgs[-1].get("content"))) or (
+                    msgs and msgs[-1].get("tool_calls")
+                ):
                     msgs[-1].setdefault("tool_calls", []).append(call)
                 else:
                     msgs.append({"role": "assistant", "content": None, "tool_calls": [call]})
             elif t == "function_call_output":
                 out = it.get("output")
-                msgs.append({"role": "tool", "tool_call_id": it.get("call_id"), "content": out if isinstance(out, str) else orjson.dumps(out).decode()})
+                msgs.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": it.get("call_id"),
+                        "content": out if isinstance(out, str) else orjson.dumps(out).decode(),
+                    }
+                )
             elif t == "reasoning":
                 continue
             else:
@@ -72,7 +84,17 @@ def request_to_ir(req: dict) -> dict:
     if len(tools) != len(req.get("tools") or []):
         raise TranslationError("tools: only function tools are supported for this provider")
     if tools:
-        ir["tools"] = [{"type": "function", "function": {"name": t["name"], "description": t.get("description") or "", "parameters": t.get("parameters") or {}}} for t in tools]
+        ir["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t["name"],
+                    "description": t.get("description") or "",
+                    "parameters": t.get("parameters") or {},
+                },
+            }
+            for t in tools
+        ]
     tc = req.get("tool_choice")
     if isinstance(tc, str):
         ir["tool_choice"] = tc
@@ -116,7 +138,13 @@ def _shell(rid: str, model: str, req: dict, status: str, output: list, usage: Us
 
 
 def _msg_item(iid: str, text: str, status: str = "completed") -> dict:
-    return {"type": "message", "id": iid, "status": status, "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}] if status == "completed" else []}
+    return {
+        "type": "message",
+        "id": iid,
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}] if status == "completed" else [],
+    }
 
 
 def _call_item(iid: str, call_id: str, name: str, args: str, status: str = "completed") -> dict:
@@ -132,9 +160,15 @@ def response_from_ir(ir: dict, model: str, req: dict) -> dict:
         output.append(_msg_item(new_id("msg_"), t))
     for tc in msg.get("tool_calls") or []:
         fn = tc.get("function") or {}
-        output.append(_call_item(new_id("fc_"), tc.get("id") or new_id("call_"), fn.get("name") or "", fn.get("arguments") or "{}"))
+        output.append(
+            _call_item(
+                new_id("fc_"), tc.get("id") or new_id("call_"), fn.get("name") or "", fn.get("arguments") or "{}"
+            )
+        )
     status = "incomplete" if ch.get("finish_reason") == "length" else "completed"
-    out = _shell(new_id("resp_"), ir.get("model") or model, req, status, output, Usage.from_openai(ir.get("usage")) or Usage())
+    out = _shell(
+        new_id("resp_"), ir.get("model") or model, req, status, output, Usage.from_openai(ir.get("usage")) or Usage()
+    )
     if status == "incomplete":
         out["incomplete_details"] = {"reason": "max_output_tokens"}
     return out
@@ -175,7 +209,9 @@ class StreamFromIR:
             part = item["content"][0]
             self.output.append(item)
             return (
-                self._ev("response.output_text.done", item_id=iid, output_index=idx, content_index=0, text=text, logprobs=[])
+                self._ev(
+                    "response.output_text.done", item_id=iid, output_index=idx, content_index=0, text=text, logprobs=[]
+                )
                 + self._ev("response.content_part.done", item_id=iid, output_index=idx, content_index=0, part=part)
                 + self._ev("response.output_item.done", output_index=idx, item=item)
             )
@@ -183,7 +219,9 @@ class StreamFromIR:
         args = "".join(buf)
         item = _call_item(iid, call_id, name, args)
         self.output.append(item)
-        return self._ev("response.function_call_arguments.done", item_id=iid, output_index=idx, arguments=args) + self._ev("response.output_item.done", output_index=idx, item=item)
+        return self._ev(
+            "response.function_call_arguments.done", item_id=iid, output_index=idx, arguments=args
+        ) + self._ev("response.output_item.done", output_index=idx, item=item)
 
     def feed(self, chunk: dict) -> bytes:
         out = b"" if self.started else self._start()
@@ -199,10 +237,25 @@ class StreamFromIR:
                     idx = len(self.output)
                     iid = new_id("msg_")
                     self.cur = ("text", idx, iid, [])
-                    out += self._ev("response.output_item.added", output_index=idx, item=_msg_item(iid, "", "in_progress"))
-                    out += self._ev("response.content_part.added", item_id=iid, output_index=idx, content_index=0, part={"type": "output_text", "text": "", "annotations": []})
+                    out += self._ev(
+                        "response.output_item.added", output_index=idx, item=_msg_item(iid, "", "in_progress")
+                    )
+                    out += self._ev(
+                        "response.content_part.added",
+                        item_id=iid,
+                        output_index=idx,
+                        content_index=0,
+                        part={"type": "output_text", "text": "", "annotations": []},
+                    )
                 self.cur[3].append(text)
-                out += self._ev("response.output_text.delta", item_id=self.cur[2], output_index=self.cur[1], content_index=0, delta=text, logprobs=[])
+                out += self._ev(
+                    "response.output_text.delta",
+                    item_id=self.cur[2],
+                    output_index=self.cur[1],
+                    content_index=0,
+                    delta=text,
+                    logprobs=[],
+                )
             for tc in d.get("tool_calls") or []:
                 ti = tc.get("index", 0)
                 fn = tc.get("function") or {}
@@ -212,11 +265,20 @@ class StreamFromIR:
                     iid = new_id("fc_")
                     self.calls[ti] = idx
                     self.cur = ("call", idx, iid, tc.get("id") or new_id("call_"), fn.get("name") or "", [])
-                    out += self._ev("response.output_item.added", output_index=idx, item=_call_item(iid, self.cur[3], self.cur[4], "", "in_progress"))
+                    out += self._ev(
+                        "response.output_item.added",
+                        output_index=idx,
+                        item=_call_item(iid, self.cur[3], self.cur[4], "", "in_progress"),
+                    )
                 args = fn.get("arguments")
                 if args and self.cur is not None and self.cur[0] == "call":
                     self.cur[5].append(args)
-                    out += self._ev("response.function_call_arguments.delta", item_id=self.cur[2], output_index=self.cur[1], delta=args)
+                    out += self._ev(
+                        "response.function_call_arguments.delta",
+                        item_id=self.cur[2],
+                        output_index=self.cur[1],
+                        delta=args,
+                    )
             if ch.get("finish_reason"):
                 self.finish = ch["finish_reason"]
         return out

@@ -17,8 +17,10 @@ def _encoding():
             import tiktoken
 
             _enc = tiktoken.get_encoding("o200k_base")
-        except Exception as exc:  # noqa: BLE001 - not installed, or encoding files not reachable
-            logging.getLogger("agentgw.llm").info("tiktoken unavailable (%s); estimating prompt tokens from length", exc)
+        except Exception as exc:
+            logging.getLogger("agentgw.llm").info(
+                "tiktoken unavailable (%s); estimating prompt tokens from length", exc
+            )
             _enc = None
     return _enc
 

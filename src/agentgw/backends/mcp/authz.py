@@ -17,7 +17,8 @@ values the rules read, so listing many tools costs one evaluation per distinct i
 
 from __future__ import annotations
 
-from ...cel import CelError, RuleSet as _CelRuleSet
+from ...cel import CelError
+from ...cel import RuleSet as _CelRuleSet
 
 __all__ = ["CelError", "McpAuthz", "RuleSet"]
 

@@ -185,7 +185,9 @@ class McpBackend:
             await self._delete(ctx)
         else:
             self._send(
-                ctx, 405, {"error": {"type": "method_not_allowed", "message": f"{method} is not an MCP method"}},
+                ctx,
+                405,
+                {"error": {"type": "method_not_allowed", "message": f"{method} is not an MCP method"}},
                 extra=(("allow", "GET, POST, DELETE"),),
             )
 
@@ -270,7 +272,13 @@ class McpBackend:
 
     async def _init_shared(self, s: GatewaySession) -> None:
         try:
-            await s.initialize({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "agentgw", "version": __version__}})
+            await s.initialize(
+                {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "agentgw", "version": __version__},
+                }
+            )
         except BaseException:
             reg = self.registry
             if reg.shared.get(self._shared_key) is s:
@@ -329,7 +337,11 @@ class McpBackend:
             return
         if session is None:
             if sid:
-                self._send(ctx, 404, error(msg.get("id"), INVALID_REQUEST, "session not found (expired or unknown): initialize again"))
+                self._send(
+                    ctx,
+                    404,
+                    error(msg.get("id"), INVALID_REQUEST, "session not found (expired or unknown): initialize again"),
+                )
             else:
                 self._send(ctx, 400, error(msg.get("id"), INVALID_REQUEST, "missing Mcp-Session-Id header"))
             return
@@ -370,7 +382,9 @@ class McpBackend:
                 return
             s = await self._new_session(ctx, params)
         except RpcError as exc:
-            self.m_requests.inc(("initialize", "", "", "too_many_sessions" if exc.code == TOO_MANY_SESSIONS else "error"))
+            self.m_requests.inc(
+                ("initialize", "", "", "too_many_sessions" if exc.code == TOO_MANY_SESSIONS else "error")
+            )
             self._send(ctx, 200, error(msg["id"], exc.code, exc.message, exc.data))
             return
         self.m_requests.inc(("initialize", "", "", "ok"))
@@ -388,7 +402,9 @@ class McpBackend:
         elif is_notification(msg):
             # roots/list_changed and the like: every target may care
             params = msg.get("params")
-            await asyncio.gather(*(u.notify(method, params) for u in session.upstreams.values()), return_exceptions=True)
+            await asyncio.gather(
+                *(u.notify(method, params) for u in session.upstreams.values()), return_exceptions=True
+            )
 
     async def _batch(self, ctx, msgs: list, sid) -> None:
         out = []
@@ -420,10 +436,20 @@ class McpBackend:
     async def _get_stream(self, ctx) -> None:
         req = ctx.req
         if "text/event-stream" not in (req.headers.get("accept") or ""):
-            self._send(ctx, 405, {"error": {"type": "method_not_allowed", "message": "GET needs Accept: text/event-stream"}}, extra=(("allow", "POST, DELETE"),))
+            self._send(
+                ctx,
+                405,
+                {"error": {"type": "method_not_allowed", "message": "GET needs Accept: text/event-stream"}},
+                extra=(("allow", "POST, DELETE"),),
+            )
             return
         if self.stateless:
-            self._send(ctx, 405, {"error": {"type": "method_not_allowed", "message": "stateless MCP has no server stream"}}, extra=(("allow", "POST"),))
+            self._send(
+                ctx,
+                405,
+                {"error": {"type": "method_not_allowed", "message": "stateless MCP has no server stream"}},
+                extra=(("allow", "POST"),),
+            )
             return
         try:
             session = await self._session(ctx, req.headers.get("mcp-session-id"))
@@ -433,7 +459,11 @@ class McpBackend:
             self._send(ctx, status, {"error": {"type": kind, "message": exc.message}})
             return
         if session is None:
-            self._send(ctx, 404 if req.headers.get("mcp-session-id") else 400, {"error": {"type": "session_not_found", "message": "unknown or missing Mcp-Session-Id"}})
+            self._send(
+                ctx,
+                404 if req.headers.get("mcp-session-id") else 400,
+                {"error": {"type": "session_not_found", "message": "unknown or missing Mcp-Session-Id"}},
+            )
             return
         await self._pump(ctx, session, b"")
 
@@ -471,7 +501,11 @@ class McpBackend:
     async def _delete(self, ctx) -> None:
         sid = ctx.req.headers.get("mcp-session-id")
         if self.stateless or not sid:
-            self._send(ctx, 405 if self.stateless else 400, {"error": {"type": "bad_request", "message": "no session to delete"}})
+            self._send(
+                ctx,
+                405 if self.stateless else 400,
+                {"error": {"type": "bad_request", "message": "no session to delete"}},
+            )
             return
         if sid not in self.registry.sessions:
             try:
@@ -613,7 +647,13 @@ class McpBackend:
     async def _resource(self, session, target, method, params, call):
         res = await self._forward(session, target, method, params, call, "")
         if method == "resources/read" and isinstance(res, dict) and self.prefix:
-            res = dict(res, contents=[dict(c, uri=self.prefix_uri(target, c["uri"])) if isinstance(c, dict) and "uri" in c else c for c in res.get("contents") or []])
+            res = dict(
+                res,
+                contents=[
+                    dict(c, uri=self.prefix_uri(target, c["uri"])) if isinstance(c, dict) and "uri" in c else c
+                    for c in res.get("contents") or []
+                ],
+            )
         return res
 
     async def _call_tool(self, ctx, session, params: dict, call: ClientCall):
@@ -696,7 +736,9 @@ class McpBackend:
                 if not isinstance(item, dict) or field not in item:
                     continue
                 orig = item[field]
-                if self.authz is not None and not self.authz.allows(ctx, method, name, orig, kind, spec.authz if spec else None):
+                if self.authz is not None and not self.authz.allows(
+                    ctx, method, name, orig, kind, spec.authz if spec else None
+                ):
                     continue
                 if field == "name":
                     session.tool_index[orig] = name

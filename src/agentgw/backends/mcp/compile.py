@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from ...config import models as m
 from ...policies.local_ratelimit import TokenBucket
 from .authz import CelError, McpAuthz, RuleSet
@@ -40,7 +39,16 @@ def _rules(compiler, authz: m.Authorization | None, path: str) -> RuleSet | None
     return RuleSet(allow=[*authz.rules, *authz.allow], deny=authz.deny, require=authz.require)
 
 
-def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, backend_policies, traffic: dict, name: str = "", route_path: str | None = None):
+def compile_mcp_backend(
+    compiler,
+    mb: m.McpBackend,
+    path: str,
+    route_policies,
+    backend_policies,
+    traffic: dict,
+    name: str = "",
+    route_path: str | None = None,
+):
     cfg = compiler.cfg
     services = compiler.services
     reg = registry_for(services)
@@ -82,13 +90,22 @@ def compile_mcp_backend(compiler, mb: m.McpBackend, path: str, route_policies, b
     for li, rl in enumerate(mb.tool_rate_limits):
         if rl.target is not None and rl.target not in {t.name for t in mb.targets}:
             compiler.errors.add(f"{path}.toolRateLimits[{li}].target", f"no target named {rl.target!r}")
-        limits.append((frozenset(rl.tools) if rl.tools else None, rl.target, TokenBucket(rl.max_tokens, rl.tokens_per_fill, float(rl.fill_interval))))
+        limits.append(
+            (
+                frozenset(rl.tools) if rl.tools else None,
+                rl.target,
+                TokenBucket(rl.max_tokens, rl.tokens_per_fill, float(rl.fill_interval)),
+            )
+        )
     rebinding = None
     d = mb.dns_rebinding_protection
     if d is True:
         rebinding = (LOCAL_HOSTS, frozenset())
     elif isinstance(d, m.DnsRebindingProtection):
-        rebinding = (frozenset(h.lower() for h in d.allowed_hosts), frozenset(o.lower().rstrip("/") for o in d.allowed_origins))
+        rebinding = (
+            frozenset(h.lower() for h in d.allowed_hosts),
+            frozenset(o.lower().rstrip("/") for o in d.allowed_origins),
+        )
     timeout = traffic.get("backend_timeout") or traffic.get("request_timeout")
     own = compiler._backend_http(backend_policies.http if backend_policies is not None else None, f"{bpath}.http")
     if own is not None:  # the backend's own request timeout; the shorter wins
@@ -187,15 +204,16 @@ def _refuse_policies(compiler, pol, path: str, refused: dict) -> None:
 
 #: Target policies that only act on HTTP requests to the target.
 _NOT_FOR_STDIO = {
-    name: "has no effect on a stdio target"
-    for name in ("backend_tls", "backend_auth", "request_header_modifier")
+    name: "has no effect on a stdio target" for name in ("backend_tls", "backend_auth", "request_header_modifier")
 }
 
 
 _STATELESS_CAPS = "has no effect with statefulMode: stateless (one shared process per stdio target serves every client)"
 
 
-def _process_caps(compiler, mb: m.McpBackend, st: m.StdioSpec, spec: TargetSpec, reg: Registry, path: str, spath: str) -> None:
+def _process_caps(
+    compiler, mb: m.McpBackend, st: m.StdioSpec, spec: TargetSpec, reg: Registry, path: str, spath: str
+) -> None:
     """A stdio target's caps (its own, else the backend's ``stdioLimits``, else the
     defaults) and the gate that counts its processes: one per backend path and target
     name, so a reload that keeps the target keeps counting its running processes."""
@@ -268,12 +286,21 @@ def _target(compiler, t: m.McpTarget, tpath: str, passthrough: set[str]) -> Targ
                     value = _read(compiler, key.file, f"{tpath}.policies.backendAuth.key.file")
                 else:
                     v = key.value
-                    value = v if isinstance(v, str) else _read(compiler, v.file, f"{tpath}.policies.backendAuth.key.value.file")
+                    value = (
+                        v
+                        if isinstance(v, str)
+                        else _read(compiler, v.file, f"{tpath}.policies.backendAuth.key.value.file")
+                    )
                 spec.headers.append(("authorization", f"Bearer {value.strip()}"))
                 spec.replaces.add("authorization")
             else:
-                kind_key = next(f.alias or n for n, f in m.BackendAuth.model_fields.items() if getattr(ba, n) is not None)
-                compiler.errors.add(f"{tpath}.policies.backendAuth.{kind_key}", "not supported for MCP targets yet (only key and passthrough)")
+                kind_key = next(
+                    f.alias or n for n, f in m.BackendAuth.model_fields.items() if getattr(ba, n) is not None
+                )
+                compiler.errors.add(
+                    f"{tpath}.policies.backendAuth.{kind_key}",
+                    "not supported for MCP targets yet (only key and passthrough)",
+                )
         spec.authz = _rules(compiler, pol.mcp_authorization, f"{tpath}.policies.mcpAuthorization")
     if kind in ("mcp", "sse"):
         hs = getattr(t, kind)

@@ -57,7 +57,7 @@ class ProcessGate:
             )
         return None
 
-    def take(self, client: tuple | None) -> "Slot":
+    def take(self, client: tuple | None) -> Slot:
         self.total += 1
         if client is not None:
             self.clients[client] = self.clients.get(client, 0) + 1

@@ -54,7 +54,14 @@ class Operation:
     __slots__ = ("name", "method", "path", "params", "has_body", "tool")
 
     def __init__(self, name, method, path, params, has_body, tool):
-        self.name, self.method, self.path, self.params, self.has_body, self.tool = name, method, path, params, has_body, tool
+        self.name, self.method, self.path, self.params, self.has_body, self.tool = (
+            name,
+            method,
+            path,
+            params,
+            has_body,
+            tool,
+        )
 
 
 def build_tools(doc: dict) -> dict[str, Operation]:
@@ -94,7 +101,11 @@ def build_tools(doc: dict) -> dict[str, Operation]:
             schema = {"type": "object", "properties": props}
             if required:
                 schema["required"] = sorted(set(required))
-            tool = {"name": name, "description": op.get("summary") or op.get("description") or f"{method.upper()} {path}", "inputSchema": schema}
+            tool = {
+                "name": name,
+                "description": op.get("summary") or op.get("description") or f"{method.upper()} {path}",
+                "inputSchema": schema,
+            }
             ops[name] = Operation(name, method.upper(), path, params, has_body, tool)
     return ops
 
@@ -121,7 +132,9 @@ class OpenApiUpstream(Upstream):
         target, host = make_target(url, tls=None, sni=None, connect_timeout=10.0)
         rest = url.split("://", 1)[1]
         path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
-        head = f"GET {path} HTTP/1.1\r\nhost: {host or target.authority}\r\naccept: application/json, application/yaml\r\n\r\n".encode("latin-1")
+        head = f"GET {path} HTTP/1.1\r\nhost: {host or target.authority}\r\naccept: application/json, application/yaml\r\n\r\n".encode(
+            "latin-1"
+        )
         try:
             conn = await self.pool.exchange(target, head, b"", 30.0)
             try:
@@ -140,7 +153,11 @@ class OpenApiUpstream(Upstream):
         except ValueError as exc:
             raise UpstreamGone(f"target {self.name}: {exc}") from None
         self.version = params.get("protocolVersion")
-        self.init_result = {"protocolVersion": self.version, "capabilities": {"tools": {}}, "serverInfo": {"name": self.name, "version": "openapi"}}
+        self.init_result = {
+            "protocolVersion": self.version,
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": self.name, "version": "openapi"},
+        }
         return self.init_result
 
     async def request(self, method: str, params, related, timeout):
@@ -177,7 +194,13 @@ class OpenApiUpstream(Upstream):
         if op.has_body and "body" in args:
             body = orjson.dumps(args["body"])
             headers.append(("content-type", "application/json"))
-        h = [("accept", "application/json"), ("content-length", str(len(body))), *spec.headers, *self.passed_headers(), *headers]
+        h = [
+            ("accept", "application/json"),
+            ("content-length", str(len(body))),
+            *spec.headers,
+            *self.passed_headers(),
+            *headers,
+        ]
         head = f"{op.method} {target} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n"
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         try:

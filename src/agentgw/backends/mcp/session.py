@@ -45,7 +45,7 @@ class ClientCall:
 
 class GatewaySession:
     def __init__(
-        self, runtime, registry: "Registry", sid: str | None = None, stateless: bool = False, client: tuple | None = None
+        self, runtime, registry: Registry, sid: str | None = None, stateless: bool = False, client: tuple | None = None
     ):
         self.runtime = runtime  # the McpBackend that created it (its targets, settings)
         self.registry = registry
@@ -127,7 +127,7 @@ class GatewaySession:
                 try:
                     await u.initialize(self._init_params(version), timeout)
                     return spec.name, None
-                except (RpcError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, RpcError, OSError) as exc:
                     msg = exc.message if isinstance(exc, RpcError) else str(exc) or exc.__class__.__name__
                     return spec.name, msg
 
@@ -173,7 +173,9 @@ class GatewaySession:
                 elif k in ("logging", "completions"):
                     caps[k] = {}
             if res.get("instructions"):
-                instructions.append(f"[{name}] {res['instructions']}" if len(self.upstreams) > 1 else res["instructions"])
+                instructions.append(
+                    f"[{name}] {res['instructions']}" if len(self.upstreams) > 1 else res["instructions"]
+                )
         # list changes of the merged view happen whenever any target's do; the gateway
         # itself can always say "tools" (possibly empty)
         caps.setdefault("tools", {})
@@ -302,7 +304,7 @@ class GatewaySession:
             self.get_waiter = loop.create_future()
             try:
                 await asyncio.wait_for(self.get_waiter, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             finally:
                 self.get_waiter = None
@@ -336,7 +338,9 @@ class GatewaySession:
             return
         for upstream, rid in call.sent:
             try:
-                await upstream.notify("notifications/cancelled", {"requestId": rid, "reason": params.get("reason", "cancelled by client")})
+                await upstream.notify(
+                    "notifications/cancelled", {"requestId": rid, "reason": params.get("reason", "cancelled by client")}
+                )
             except RpcError:
                 pass
 

@@ -26,7 +26,7 @@ import ctypes
 import logging
 import os
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 
@@ -45,7 +45,6 @@ from .jsonrpc import (
 )
 
 log = logging.getLogger("agentgw.mcp")
-
 
 
 def json_messages(parser: SseParser, chunks: list[bytes], on_event: Callable[[str, bytes], None] | None = None):
@@ -74,7 +73,15 @@ async def sse_messages(conn, on_event: Callable[[str, bytes], None] | None = Non
             yield m
 
 
-async def exchange(pool: ConnectionPool, spec: "TargetSpec", head: bytes, body: bytes | None, timeout: float | None, deadline: float | None = None, fresh: bool = False):
+async def exchange(
+    pool: ConnectionPool,
+    spec: TargetSpec,
+    head: bytes,
+    body: bytes | None,
+    timeout: float | None,
+    deadline: float | None = None,
+    fresh: bool = False,
+):
     """Send one HTTP request to ``spec``'s target; return the connection holding the
     response head (``ConnectionPool.exchange``), sending it again under the target's
     ``retry`` policy while the target cannot have acted on it:
@@ -298,7 +305,12 @@ class HttpUpstream(Upstream):
         body = dumps(msg)
         try:
             return await exchange(
-                self.pool, self.spec, self._head("POST", len(body), "application/json, text/event-stream"), body, timeout, deadline
+                self.pool,
+                self.spec,
+                self._head("POST", len(body), "application/json, text/event-stream"),
+                body,
+                timeout,
+                deadline,
             )
         except GatewayError as exc:
             raise UpstreamGone(f"target {self.name}: {exc.message}") from None
@@ -349,8 +361,12 @@ class HttpUpstream(Upstream):
                 conn.release()
                 conn = None
                 try:
-                    return _unwrap(await asyncio.wait_for(fut, None if deadline is None else max(0.0, deadline - fut.get_loop().time())))
-                except asyncio.TimeoutError:
+                    return _unwrap(
+                        await asyncio.wait_for(
+                            fut, None if deadline is None else max(0.0, deadline - fut.get_loop().time())
+                        )
+                    )
+                except TimeoutError:
                     raise RpcError(UPSTREAM_ERROR, f"target {self.name} did not answer within {timeout:g}s") from None
                 finally:
                     self._pending.pop(rid, None)
@@ -465,7 +481,7 @@ class HttpUpstream(Upstream):
                     await conn.read_body(1 << 20)
                 finally:
                     conn.release()
-            except (GatewayError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, GatewayError, OSError):
                 pass
 
 
@@ -512,7 +528,7 @@ class _StreamUpstream(Upstream):
             else:
                 await self._write(msg)
                 resp = await fut
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RpcError(UPSTREAM_ERROR, f"target {self.name} did not answer within {timeout:g}s") from None
         finally:
             self._waiting.pop(rid, None)
@@ -550,7 +566,7 @@ class _StreamUpstream(Upstream):
     def _fail_all(self, reason: str) -> None:
         self._dead_reason = reason
         self.closed = True
-        for rid, fut in list(self._waiting.items()):
+        for fut in list(self._waiting.values()):
             if not fut.done():
                 fut.set_exception(UpstreamGone(f"target {self.name}: {reason}"))
 
@@ -699,18 +715,18 @@ class StdioUpstream(_StreamUpstream):
                 pass
             try:
                 await asyncio.wait_for(proc.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 _killpg(proc.pid, signal.SIGTERM)
                 try:
                     await asyncio.wait_for(proc.wait(), 2.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         # the leader may be gone while its children live on: the group goes too
         _killpg(proc.pid, signal.SIGKILL)
         if proc.returncode is None:
             try:
                 await asyncio.wait_for(proc.wait(), 5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("target %s: process %d did not exit after SIGKILL", self.name, proc.pid)
                 # it keeps its slot until it is reaped
                 self._reaper = asyncio.get_running_loop().create_task(self._reaped(proc))
@@ -769,7 +785,7 @@ class SseUpstream(_StreamUpstream):
         self._task = loop.create_task(self._read(conn, ready))
         try:
             await asyncio.wait_for(ready, timeout or 30.0)
-        except (asyncio.TimeoutError, GatewayError) as exc:
+        except (TimeoutError, GatewayError) as exc:
             await self.close()
             raise UpstreamGone(f"target {self.name}: no endpoint event ({exc!r})") from None
 
@@ -778,6 +794,7 @@ class SseUpstream(_StreamUpstream):
             await conn.wait_head(30.0)
             if conn.status != 200:
                 raise GatewayError(502, "upstream_error", f"SSE endpoint answered {conn.status}")
+
             def on_event(event: str, data: bytes) -> None:
                 if event == "endpoint":
                     self.endpoint = data.decode("utf-8").strip()
@@ -816,8 +833,17 @@ class SseUpstream(_StreamUpstream):
             raise UpstreamGone(f"target {self.name}: {self._dead_reason or 'closed'}")
         body = dumps(msg)
         spec = self.spec
-        h = [("content-type", "application/json"), ("content-length", str(len(body))), *spec.headers, *self.passed_headers()]
-        head = f"POST {self._endpoint_path()} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1") + encode_headers(h) + b"\r\n"
+        h = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            *spec.headers,
+            *self.passed_headers(),
+        ]
+        head = (
+            f"POST {self._endpoint_path()} HTTP/1.1\r\nhost: {spec.host}\r\n".encode("latin-1")
+            + encode_headers(h)
+            + b"\r\n"
+        )
         try:
             conn = await exchange(self.pool, spec, head, body, 30.0, deadline)
         except GatewayError as exc:
@@ -829,7 +855,9 @@ class SseUpstream(_StreamUpstream):
         finally:
             conn.release()
         if conn.status >= 400:
-            raise UpstreamGone(f"target {self.name}: message endpoint answered HTTP {conn.status}", expired=conn.status == 404)
+            raise UpstreamGone(
+                f"target {self.name}: message endpoint answered HTTP {conn.status}", expired=conn.status == 404
+            )
 
     async def close(self, delete: bool = False) -> None:
         self._fail_all("session closed")
