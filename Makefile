@@ -9,7 +9,7 @@ install:
 	$(PIP) install -q -e .
 
 run: install
-	@$(PYTHON) -m agentgw.demo.echo --port 9001 & echo $$! > .demo.pid; \
+	@$(PYTHON) -m agentgw_demo.echo --port 9001 & echo $$! > .demo.pid; \
 	trap 'kill $$(cat .demo.pid) 2>/dev/null; rm -f .demo.pid' EXIT INT TERM; \
 	$(PYTHON) -m agentgw run -f examples/quickstart.yaml
 

@@ -379,7 +379,7 @@ def run_a2a(args: argparse.Namespace) -> int:
             lib.log(f"demo A2A agent on :{agent_port} (CPU {args.upstream_cpu})")
             agent = group.start(
                 "agent",
-                [sys.executable, "-m", "agentgw.demo.a2a_agent", "--port", str(agent_port)],
+                [sys.executable, "-m", "agentgw_demo.a2a_agent", "--port", str(agent_port)],
                 cpu=args.upstream_cpu,
                 env=lib.python_env_with_repo_src(),
                 cwd=lib.REPO_DIR,
@@ -855,10 +855,10 @@ def run_llm(args: argparse.Namespace) -> int:
                 runs_by_level[c] = runs
                 results[c] = lib.summarize(runs, [t.name for t in targets])
             # streaming: the demo OpenAI-compatible server, direct vs through a second agentgw
-            lib.log(f"streaming upstream (agentgw.demo.openai_server) on :{sse_port}")
+            lib.log(f"streaming upstream (agentgw_demo.openai_server) on :{sse_port}")
             sse = group.start(
                 "sse-upstream",
-                [sys.executable, "-m", "agentgw.demo.openai_server", "--port", str(sse_port)],
+                [sys.executable, "-m", "agentgw_demo.openai_server", "--port", str(sse_port)],
                 cpu=args.upstream_cpu,
                 env=lib.python_env_with_repo_src(),
                 cwd=lib.REPO_DIR,

@@ -53,7 +53,7 @@ def a2a_agents(tmp_path_factory):
             cmd = [
                 sys.executable,
                 "-m",
-                "agentgw.demo.a2a_agent",
+                "agentgw_demo.a2a_agent",
                 "--port",
                 "0",
                 "--name",

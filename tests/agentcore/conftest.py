@@ -26,13 +26,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 class StandIn(ReadyProcess):
-    """``python -m agentgw.demo.agentcore_standin`` as a process."""
+    """``python -m agentgw_demo.agentcore_standin`` as a process."""
 
     def __init__(self, workdir: Path, *args: str):
         super().__init__(
             workdir,
             "standin",
-            [sys.executable, "-m", "agentgw.demo.agentcore_standin", "--port", "0", *args],
+            [sys.executable, "-m", "agentgw_demo.agentcore_standin", "--port", "0", *args],
             r"READY (\d+)(?: STS (\d+))?",
         )
         m = self.ready_match

@@ -24,7 +24,7 @@ from agentgw.backends.aws.agentcore import (
     valid_session_id,
 )
 from agentgw.backends.aws.credentials import Snapshot
-from agentgw.demo.sigv4_verify import expected_signature, parse_authorization
+from agentgw_demo.sigv4_verify import expected_signature, parse_authorization
 from tests.support.harness import REPO_ROOT, run_cli
 
 SUITE = REPO_ROOT / ".cache" / "aws4_testsuite" / f"botocore-{botocore.__version__}"

@@ -129,7 +129,7 @@ def fast_stdio(name: str) -> dict:
 
 
 def demo_stdio(name: str) -> dict:
-    return {"cmd": PY, "args": ["-m", "agentgw.demo.mcp_server", "--name", name]}
+    return {"cmd": PY, "args": ["-m", "agentgw_demo.mcp_server", "--name", name]}
 
 
 def everything_stdio() -> dict:

@@ -40,7 +40,7 @@ def counted_stdio(name: str, log: Path, delay: float = 0.0) -> dict:
     pause = f"sleep {delay}; " if delay else ""
     return {
         "cmd": "/bin/sh",
-        "args": ["-c", f'echo $$ >> "$0"; {pause}exec "$1" -m agentgw.demo.mcp_server --name "$2"', str(log), PY, name],
+        "args": ["-c", f'echo $$ >> "$0"; {pause}exec "$1" -m agentgw_demo.mcp_server --name "$2"', str(log), PY, name],
     }
 
 

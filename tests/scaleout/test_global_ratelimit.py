@@ -219,7 +219,7 @@ def test_llm_token_limit_and_genai_span(harness, redis_server):
 
     demo_port, llm_port = free_port(), free_port()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "agentgw.demo.openai_server", "--port", str(demo_port)],
+        [sys.executable, "-m", "agentgw_demo.openai_server", "--port", str(demo_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -1,13 +1,13 @@
 """A local stand-in for AWS Bedrock AgentCore's InvokeAgentRuntime, checking SigV4.
 
-    python -m agentgw.demo.agentcore_standin --port 9000 [--credentials AKID:SECRET ...]
+    python -m agentgw_demo.agentcore_standin --port 9000 [--credentials AKID:SECRET ...]
                                              [--arn ARN] [--sts-port 9100]
 
 It answers ``POST /runtimes/<percent-encoded runtime ARN>/invocations[?qualifier=…]``
 (and ``GET …/invocations/.well-known/agent-card.json``) like a runtime hosting a small
 HTTP-protocol agent, after checking what AWS would check:
 
-* the SigV4 signature, recomputed independently (``agentgw.demo.sigv4_verify``) from
+* the SigV4 signature, recomputed independently (``agentgw_demo.sigv4_verify``) from
   the request as received — credential scope service ``bedrock-agentcore`` and the
   ARN's region, ``x-amz-date`` within 5 minutes, ``host`` and the session header signed,
   the secret of the access key, and for temporary credentials the session token and
@@ -26,7 +26,7 @@ payloads are echoed as ``{"echo": payload}``. Turns are counted per runtime sess
 
 Known access keys: ``--credentials AKID:SECRET`` (repeatable; by default
 ``$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY`` when set). ``--sts-port`` also runs a local
-STS (moto, ``pip install 'moto[server]'``) in this process, whose temporary credentials
+STS (moto: ``pip install 'agentgw[demo]'``) in this process, whose temporary credentials
 (e.g. from ``AssumeRoleWithWebIdentity``) are accepted too; ``--sts-duration`` caps their
 lifetime in seconds and ``--sts-delay`` slows STS answers (to show refresh never blocks).
 
@@ -284,7 +284,7 @@ def start_sts(port: int, duration: float | None, delay: float) -> int:
         from moto.server import ThreadedMotoServer
         from moto.sts import models as sts_models
     except ImportError:
-        sys.exit("--sts-port needs moto: pip install 'moto[server]'")
+        sys.exit("--sts-port needs moto: pip install 'agentgw[demo]' (or 'moto[server]')")
     orig = sts_models.STSBackend.assume_role
 
     def assume_role(self, *a, **kw):

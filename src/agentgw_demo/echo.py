@@ -1,6 +1,6 @@
 """A tiny HTTP echo server shipped for the quickstart, so a new user has an upstream.
 
-``python -m agentgw.demo.echo --port 9001`` answers every request with JSON describing
+``python -m agentgw_demo.echo --port 9001`` answers every request with JSON describing
 it (method, path, headers, body) and ``/sse`` with a short event stream. It runs on
 agentgw's own engine, so it needs nothing beyond the package.
 """
@@ -13,8 +13,8 @@ import asyncio
 import orjson
 import uvloop
 
-from ..engine.http import Headers
-from ..engine.server import HttpServerProtocol, ServerSettings
+from agentgw.engine.http import Headers
+from agentgw.engine.server import HttpServerProtocol, ServerSettings
 
 
 async def _handle(req, ex) -> None:

@@ -1,7 +1,7 @@
 """A tiny dependency-free MCP client: initialize, list the tools, optionally call one.
 
-python -m agentgw.demo.mcp_client                        # http://localhost:3000/mcp
-python -m agentgw.demo.mcp_client --call math_add '{"a": 2, "b": 3}'
+python -m agentgw_demo.mcp_client                        # http://localhost:3000/mcp
+python -m agentgw_demo.mcp_client --call math_add '{"a": 2, "b": 3}'
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A tiny A2A agent shipped for the examples and the benchmark.
 
-``python -m agentgw.demo.a2a_agent --port 9999 --name weather-agent`` serves:
+``python -m agentgw_demo.a2a_agent --port 9999 --name weather-agent`` serves:
 
 * its agent card at ``/.well-known/agent-card.json`` and ``/.well-known/agent.json``,
   with both the v0.3 fields (``url``, ``preferredTransport``, ``additionalInterfaces``)
@@ -28,8 +28,8 @@ import uuid
 import orjson
 import uvloop
 
-from ..engine.http import Headers
-from ..engine.server import HttpServerProtocol, ServerSettings
+from agentgw.engine.http import Headers
+from agentgw.engine.server import HttpServerProtocol, ServerSettings
 
 _V1 = {"SendMessage", "SendStreamingMessage", "GetTask", "CancelTask"}
 _JSON = Headers([("content-type", "application/json")])

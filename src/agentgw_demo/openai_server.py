@@ -1,6 +1,6 @@
 """A tiny OpenAI-compatible server for trying the LLM gateway locally (stdlib only).
 
-    python -m agentgw.demo.openai_server --port 9002
+    python -m agentgw_demo.openai_server --port 9002
 
 It answers ``POST /v1/chat/completions`` (streaming or not) by echoing the last user
 message, calls the first tool once when ``tools`` are given (then answers with the tool

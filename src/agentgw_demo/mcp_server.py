@@ -1,6 +1,6 @@
 """A tiny dependency-free MCP server on stdio, for the quickstart and the tests.
 
-    python -m agentgw.demo.mcp_server --name weather    # or: math, notes
+    python -m agentgw_demo.mcp_server --name weather    # or: math, notes
 
 Newline-delimited JSON-RPC on stdin/stdout, protocol revisions 2024-11-05 to 2025-11-25.
 Each flavour has a few tools; ``notes`` also has a resource and a prompt. Every flavour
