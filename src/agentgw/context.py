@@ -10,8 +10,12 @@ specific policy or backend: each stores what it needs under its own attribute in
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from .engine.http import Headers, Reply
+
+if TYPE_CHECKING:
+    from .gateway import ListenerRuntime, Route
 
 
 class Ctx:
@@ -38,8 +42,8 @@ class Ctx:
         self.req = req
         self.ex = ex
         self.bind = bind
-        self.listener = None
-        self.route = None
+        self.listener: ListenerRuntime | None = None
+        self.route: Route | None = None
         self.match = None
         self.path = req.path
         self.query = req.query

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from collections.abc import Sequence
 from functools import partial
 
 from .context import Ctx
@@ -62,7 +63,7 @@ class ListenerRuntime:
         protocol: str,
         routes: RouteTable,
         tls=None,
-        policies: list = (),
+        policies: Sequence = (),
         path_rules=DEFAULT_RULES,
     ):
         from .policies.base import overrides
@@ -315,7 +316,7 @@ async def finish_chain(ctx: Ctx, pending, rest: tuple) -> None:
 
 
 def _backend(ctx: Ctx):
-    backend = ctx.route.backend
+    backend = ctx.route.backend  # type: ignore[union-attr]  # routed: set before any backend step
     if backend is None:
         raise GatewayError(503, "no_healthy_backend", "the route has no backend")
     return backend

@@ -60,7 +60,7 @@ class WeightedChoice:
 
     __slots__ = ("items", "cum", "total")
 
-    def __init__(self, weighted: list[tuple[int, object]]):
+    def __init__(self, weighted: Sequence[tuple[int, object]]):
         items, cum, total = [], [], 0
         for w, item in weighted:
             if w <= 0:
@@ -311,7 +311,7 @@ class HttpBackendSet:
                         upgrade=offer,
                     )
                     pump = asyncio.ensure_future(_pump_body(body, conn, chunked))
-                    pump.add_done_callback(lambda f, c=conn: _pump_done(f, c))
+                    pump.add_done_callback(partial(_pump_done, conn=conn))
                 try:
                     await conn.wait_head(timeout)
                 except GatewayError as exc:
@@ -363,7 +363,7 @@ class HttpBackendSet:
             ctx.upstream_error = last_error.message
             if self.on_upstream_error is not None:
                 self.on_upstream_error(ctx, last_error)
-            if attempt + 1 < attempts and replayable:
+            if retry is not None and attempt + 1 < attempts and replayable:
                 await asyncio.sleep(retry.delay(attempt))
                 attempt += 1
                 continue

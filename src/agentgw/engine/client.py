@@ -157,7 +157,8 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         self.pool = pool
         self.target = target
         self.loop = pool.loop
-        self.transport: asyncio.Transport | None = None
+        # None until connection_made, which comes before any use
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.reused = 0
@@ -181,16 +182,17 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         self.keep_alive = True
         self.head_only = False
         self._head_fut: asyncio.Future | None = None
-        self._on_head = None  # callback mode: on_head(conn, exc) instead of a future
+        # callback mode: on_head(conn, exc) instead of a future
+        self._on_head: Callable[[UpstreamConnection, BaseException | None], None] | None = None
         self._got_bytes = False
         self._informational = False
         self._timer: asyncio.TimerHandle | None = None
         self.chunks: list[bytes] = []
         self.done = False
         self.error: BaseException | None = None
-        self._sink = None
-        self._sink_end = None
-        self._sink_error = None
+        self._sink: Callable[[bytes], None] | None = None
+        self._sink_end: Callable[[], None] | None = None
+        self._sink_error: Callable[[BaseException], None] | None = None
         self._body_waiter: asyncio.Future | None = None
         self.upgrade_offer: str | None = None  # the request's Upgrade value, if it asked
         self.upgraded = False
@@ -199,10 +201,10 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         self.close_delimited = False
 
     # -- asyncio protocol -------------------------------------------------------------------
-    def connection_made(self, transport):  # type: ignore[override]
+    def connection_made(self, transport):
         self.transport = transport
 
-    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+    def data_received(self, data: bytes) -> None:
         if self._tunnel_peer is not None:
             self._tunnel_peer.write(data)
             return
@@ -246,10 +248,10 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
     def eof_received(self):
         return False
 
-    def connection_lost(self, exc):  # type: ignore[override]
+    def connection_lost(self, exc):
         # The parser holds this protocol (its callbacks): drop it, on every path out,
         # so that a closed connection is freed by reference counting.
-        self.parser = None
+        self.parser = None  # type: ignore[assignment]  # nothing parses after connection_lost
         self.closed = True
         self._out = None
         self.pool.forget(self)
@@ -481,7 +483,7 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
 
     async def wait_head(self, timeout: float | None) -> None:
         """Wait for the response head; a timeout closes the connection (504)."""
-        fut = self._head_fut
+        fut: asyncio.Future = self._head_fut  # type: ignore[assignment]  # set by send_head, which comes first
         if fut.done():
             fut.result()
             return
@@ -665,7 +667,7 @@ class ConnectionPool:
                 conn.close()
             except BaseException:
                 conn.close()
-                conn = None  # see UpstreamConnection._unheld
+                del conn  # see UpstreamConnection._unheld
                 raise
             conn = await self.connect(target)
 

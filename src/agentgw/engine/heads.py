@@ -140,7 +140,7 @@ class FieldSinkPy(list):
         self.append(value)
 
 
-def decode_fields_py(fields: list[bytes]) -> tuple[list, list[str], int]:
+def decode_fields_py(fields: list[bytes]) -> tuple[list[tuple[str, str]], list[str], int]:
     """One head's raw header names and values (alternating, as llhttp gave them) decoded
     at once: returns the (lowercase name, value) string pairs (latin-1; trailing
     whitespace removed from each value, RFC 9110 §5.5 — llhttp already dropped the
@@ -171,4 +171,4 @@ except ImportError:  # built without a compiler: same results, more instructions
     scan_response_head = scan_response_head_py
     build_request_head = build_request_head_py
     decode_fields = decode_fields_py
-    FieldSink = FieldSinkPy
+    FieldSink = FieldSinkPy  # type: ignore[misc, assignment]  # the C type's pure-Python twin

@@ -74,7 +74,7 @@ class Headers(list):
                 return True
         return False
 
-    def remove(self, name: str) -> None:  # type: ignore[override]
+    def remove(self, name: str) -> None:
         for k, _ in self:  # usually absent (identity headers a client must not send): no copy
             if k == name:
                 self[:] = [kv for kv in self if kv[0] != name]
@@ -93,7 +93,7 @@ class Headers(list):
     def add(self, name: str, value: str) -> None:
         self.append((name, value))
 
-    def copy(self) -> Headers:  # type: ignore[override]
+    def copy(self) -> Headers:
         return Headers(self)
 
 

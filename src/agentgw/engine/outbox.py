@@ -25,8 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from typing import Protocol
 
 __all__ = ["BufferedWriter", "Outbox", "outbox_for"]
+
+
+class _Holder(Protocol):
+    """What :class:`BufferedWriter` needs of the protocol it is mixed into."""
+
+    transport: asyncio.Transport
+    _out: bytes | None  # held bytes, or None
+    _outbox: Outbox
+
+    def flush_output(self) -> None: ...
 
 
 class Outbox:
@@ -37,7 +48,7 @@ class Outbox:
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.pending: list[BufferedWriter] = []
+        self.pending: list[_Holder] = []
 
     def flush(self) -> None:
         pending = self.pending
@@ -66,7 +77,12 @@ class BufferedWriter:
 
     __slots__ = ()
 
-    def send_bytes(self, data: bytes) -> None:
+    # (slots of the class it is mixed into)
+    transport: asyncio.Transport
+    _out: bytes | None
+    _outbox: Outbox
+
+    def send_bytes(self: _Holder, data: bytes) -> None:
         out = self._out
         if out is None:
             self._out = data
@@ -82,7 +98,7 @@ class BufferedWriter:
             if not t.is_closing():
                 t.writelines((out, data))
 
-    def flush_output(self) -> None:
+    def flush_output(self: _Holder) -> None:
         out = self._out
         if out is not None:
             self._out = None

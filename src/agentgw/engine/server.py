@@ -105,6 +105,21 @@ class ServerSettings:
 class Request:
     """One parsed request head plus its body stream."""
 
+    method: str
+    target: str
+    path: str
+    query: str
+    headers: Headers
+    http_version: str
+    keep_alive: bool
+    body: RequestBody
+    client_addr: str
+    scheme: str
+    upgrade: bool
+    expect_continue: bool
+    tls: dict | None
+    host: str
+
     __slots__ = (
         "method",
         "target",
@@ -162,7 +177,8 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
     def __init__(self, settings: ServerSettings, loop: asyncio.AbstractEventLoop):
         self.settings = settings
         self.loop = loop
-        self.transport: asyncio.Transport | None = None
+        # None until connection_made, which comes before any use
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self._url: list[bytes] = []
         # Raw header names and values of the head (or trailer section) being parsed,
         # alternating, decoded together once it is complete (see on_headers_complete).
@@ -197,7 +213,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self._outbox = outbox_for(loop)
 
     # -- connection lifecycle -------------------------------------------------------------
-    def connection_made(self, transport):  # type: ignore[override]
+    def connection_made(self, transport):
         self.transport = transport
         s = self.settings
         if len(s.connections) >= s.max_connections:
@@ -234,10 +250,10 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             }
         self.deadline = self.loop.time() + s.header_read_timeout
 
-    def connection_lost(self, exc):  # type: ignore[override]
+    def connection_lost(self, exc):
         # The parser holds this protocol (its callbacks): drop it so that a closed
         # connection is freed by reference counting, not left to the cyclic collector.
-        self.parser = None
+        self.parser = None  # type: ignore[assignment]  # nothing parses after connection_lost
         if self._dead:
             return
         self._dead = True
@@ -321,7 +337,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             self.transport.resume_reading()
 
     # -- parsing --------------------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+    def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
             self._tunnel.write(data)
             return
@@ -534,8 +550,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self.state = _ACTIVE
         # a body still to come is bounded by the body timeout (refreshed on each read)
         self.deadline = 0.0 if self._req is None else self.loop.time() + self.settings.body_timeout
-        if ex.request.body.error is not None and ex.request.body.error.status == 413:
-            ex.send_error(413, "payload_too_large", str(ex.request.body.error))
+        err = ex.request.body.error
+        if err is not None and isinstance(err, GatewayError) and err.status == 413:
+            ex.send_error(413, "payload_too_large", str(err))
             return
         fast = self.settings.fast_handler
         if fast is not None:
@@ -626,20 +643,21 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
                 self._write_error_and_close(408, "request_header_timeout", "timed out reading request headers")
         elif self.state == _IDLE:
             self.close()
-        elif self.state == _ACTIVE and self._req is not None:
+        elif self.state == _ACTIVE and (req := self._req) is not None:
             if self._read_paused:
                 # the gateway stopped reading (backpressure): the client is not late
                 self.deadline = self.loop.time() + self.settings.body_timeout
                 return
-            self._body_timed_out()
+            self._body_timed_out(req)
         self.deadline = 0.0
 
-    def _body_timed_out(self) -> None:
-        """A request body stopped arriving: fail it, answer 408 if nothing was sent yet
-        (else cut the response), and close; the handler's body read raises too."""
+    def _body_timed_out(self, req: Request) -> None:
+        """A request body stopped arriving (``req``'s, the one being read): fail it, answer
+        408 if nothing was sent yet (else cut the response), and close; the handler's body
+        read raises too."""
         self._closing = True
         err = GatewayError(408, "request_body_timeout", "timed out reading the request body")
-        req, self._req = self._req, None
+        self._req = None
         req.body.fail(err)
         ex = self.current
         if ex is None or ex.finished:

@@ -59,7 +59,7 @@ class Match:
         elif kind == EXACT:
             if path != self.value:
                 return False
-        elif self.regex.fullmatch(path) is None:
+        elif self.regex.fullmatch(path) is None:  # type: ignore[union-attr]  # compiled for REGEX
             return False
         if self.method is not None and method != self.method:
             return False
@@ -71,20 +71,20 @@ class Match:
             if exact is not None:
                 if val != exact:
                     return False
-            elif rx.fullmatch(val) is None:
+            elif rx.fullmatch(val) is None:  # type: ignore[union-attr]  # a regex where no exact value
                 return False
         if self.query:
             params: dict[str, str] = {}
             for k, v in parse_qsl(query, keep_blank_values=True):
                 params.setdefault(k, v)
             for name, exact, rx in self.query:
-                val = params.get(name)
-                if val is None:
+                got = params.get(name)
+                if got is None:
                     return False
                 if exact is not None:
-                    if val != exact:
+                    if got != exact:
                         return False
-                elif rx.fullmatch(val) is None:
+                elif rx.fullmatch(got) is None:  # type: ignore[union-attr]  # a regex where no exact value
                     return False
         return True
 

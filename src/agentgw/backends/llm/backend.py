@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from functools import partial
+from typing import Any
 
 import orjson
 
@@ -57,6 +58,8 @@ _OPERATION = {"completions": "chat", "messages": "chat", "responses": "chat", "e
 
 
 class ProviderError(Exception):
+    native = False  # its body is already in the client's API shape (see _native_error_ok)
+
     def __init__(self, status: int, message: str, body: bytes = b"", headers=None, retryable: bool = False):
         super().__init__(message)
         self.status = status
@@ -391,9 +394,9 @@ class AiBackendSet:
             if hit is not None:
                 return hit
         entries = [e for e in self.models if e.headers_match(headers)]
-        exact = [e for e in entries if e.name == model]
-        if exact:
-            return [e.candidate for e in exact], exact[0]
+        named = [e for e in entries if e.name == model]
+        if named:
+            return [e.candidate for e in named], named[0]
         for e in entries:
             if "*" in e.name and e.matches(model):
                 same = [x for x in entries if x.name == e.name]
@@ -821,6 +824,8 @@ class AiBackendSet:
                 s = g.stream_text(s, "")
             return s
 
+        decoder: Any  # read for usage; and, unless native, the provider's stream decoder
+        front: anth.StreamFromIR | resp_api.StreamFromIR | None
         if native:
             sniff = NativeStream(api)
             decoder = sniff
@@ -880,7 +885,7 @@ class AiBackendSet:
                 tail = [emit(c) for c in decoder.finish()]
                 if front is None:
                     tail.append(DONE)
-                elif api == "messages":
+                elif isinstance(front, anth.StreamFromIR):  # (api == "messages")
                     tail.append(front.finish())
                 else:
                     tail.append(front.finish_stream())
@@ -1125,7 +1130,7 @@ class NativeStream:
         self.usage: Usage | None = None
 
     def feed(self, data: bytes, want_all: bool) -> list:
-        out = []
+        out: list[tuple[str | None, str, dict | None]] = []
         for event, payload in self.parser.feed(data):
             if payload == "[DONE]" or (not want_all and "usage" not in payload and '"error"' not in payload):
                 if want_all:
