@@ -39,7 +39,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -143,20 +143,17 @@ def _by_type(value: Any) -> str:
     return "~obj"
 
 
-def _str_or(str_type: Any, obj_type: Any) -> Any:
-    """A field that is either a plain string or an object."""
-    return Annotated[
-        Annotated[str_type, Tag("~str")] | Annotated[obj_type, Tag("~obj")],
-        Discriminator(_by_type),
-    ]
+_S = TypeVar("_S")
+_O = TypeVar("_O")
+_C = TypeVar("_C")
 
-
-def _explicit_or_conditional(obj_type: Any, cond_type: Any) -> Any:
-    """agentgateway's ``LocalExplicitOrConditional<T>``: ``T`` or ``{conditional: [...]}``."""
-    return Annotated[
-        Annotated[obj_type, Tag("~obj")] | Annotated[cond_type, Tag("~conditional")],
-        Discriminator(_by_type),
-    ]
+#: ``_StrOr[S, O]``: a field that is either a plain string (``S``) or an object (``O``).
+_StrOr = Annotated[Annotated[_S, Tag("~str")] | Annotated[_O, Tag("~obj")], Discriminator(_by_type)]
+#: ``_ExplicitOrConditional[T, C]``: agentgateway's ``LocalExplicitOrConditional<T>``,
+#: ``T`` or ``{conditional: [...]}`` (``C``).
+_ExplicitOrConditional = Annotated[
+    Annotated[_O, Tag("~obj")] | Annotated[_C, Tag("~conditional")], Discriminator(_by_type)
+]
 
 
 def _compile_regex(pattern: str) -> str:
@@ -194,9 +191,9 @@ class FileOnlyRef(_Model):
 
 
 #: agentgateway ``FileInlineOrRemote``: an inline string, ``{file}`` or ``{url}``.
-FileInlineOrRemote = _str_or(str, FileRef)
+FileInlineOrRemote = _StrOr[str, FileRef]
 #: agentgateway ``FileOrInline``: an inline string or ``{file}``.
-FileOrInline = _str_or(str, FileOnlyRef)
+FileOrInline = _StrOr[str, FileOnlyRef]
 
 
 class NamespacedHostname(_Model):
@@ -367,7 +364,7 @@ class PathRewrite(_Model):
 
 
 #: ``authority`` may also be the strings ``auto`` or ``none``.
-HostRewriteField = _str_or(Literal["auto", "none"], HostRewrite)
+HostRewriteField = _StrOr[Literal["auto", "none"], HostRewrite]
 
 
 class RequestRedirect(_Model):
@@ -494,7 +491,7 @@ LocalRateLimitField = Annotated[
     Annotated[list[RateLimit], Tag("~list")] | Annotated[ConditionalRateLimits, Tag("~conditional")],
     Discriminator(_by_type),
 ]
-DirectResponseField = _explicit_or_conditional(DirectResponse, ConditionalDirectResponses)
+DirectResponseField = _ExplicitOrConditional[DirectResponse, ConditionalDirectResponses]
 
 
 class Transform(_Model):
@@ -518,7 +515,7 @@ class ConditionalTransformations(Conditional):
     conditional: list[ConditionalTransformation]
 
 
-TransformationsField = _explicit_or_conditional(Transformations, ConditionalTransformations)
+TransformationsField = _ExplicitOrConditional[Transformations, ConditionalTransformations]
 
 
 # --------------------------------------------------------------------------
@@ -816,7 +813,7 @@ class ConditionalExtAuthzs(Conditional):
     conditional: list[ConditionalExtAuthz]
 
 
-ExtAuthzField = _explicit_or_conditional(ExtAuthz, ConditionalExtAuthzs)
+ExtAuthzField = _ExplicitOrConditional[ExtAuthz, ConditionalExtAuthzs]
 
 
 class A2aPolicy(_Model):
@@ -1373,7 +1370,7 @@ class ResourceName(_Model):
 class TargetedPolicy(_Model):
     """Top-level ``policies[]``: one policy attached to a gateway, listener, route or backend."""
 
-    name: _str_or(str, ResourceName)
+    name: _StrOr[str, ResourceName]
     target: Opaque
     phase: Literal["gateway", "route"] = "route"
     policy: RoutePolicies
