@@ -18,7 +18,18 @@ It follows the API's documented behaviour for what the controller uses:
   validated on create, replace and patch as an API server with those CRDs installed does:
   a problem is 422 ``Invalid``; an unknown field is 400 ``BadRequest`` with
   ``?fieldValidation=Strict`` (what ``kubectl apply`` sends), and otherwise is dropped
-  with a ``Warning`` header (the API server's default).
+  with a ``Warning`` header (the API server's default);
+* lists are paginated with ``?limit=N``: a page carries ``metadata.continue`` while more
+  remain, and the next pages (``?continue=TOKEN``) come from the same snapshot, at the
+  first page's ``resourceVersion``; a token older than the retained history (``compact()``,
+  or ``expire_next_continue``) gets 410 ``Expired``;
+* every request must carry ``Authorization: Bearer <token>`` (401 ``Unauthorized``
+  otherwise), so a client proves it loaded the credentials of the kubeconfig or service
+  account it was given; ``start(ssl_context)`` serves HTTPS;
+* group/versions in ``unserved`` answer 404, as a cluster without those CRDs does.
+
+Clients reach it the way they reach a cluster: `write_kubeconfig` writes a kubeconfig file
+for it (its address, CA and token).
 """
 
 from __future__ import annotations
@@ -27,11 +38,15 @@ import asyncio
 import base64
 import copy
 import json
+import os
+import ssl
 import uuid
 
+import yaml
 from aiohttp import web
 
 from agentgw.kube import schema
+from agentgw.kube.client import KubeClient
 
 NO_STATUS = {"secrets", "configmaps", "serviceaccounts", "namespaces", "referencegrants"}
 CLUSTER = {"gatewayclasses", "namespaces"}
@@ -106,8 +121,16 @@ def _status(code: int, reason: str, message: str) -> web.Response:
     )
 
 
+TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # Go's strconv.ParseBool
+
+
 class FakeApi:
-    def __init__(self):
+    def __init__(self, token: str | None = "stand-in-token", unserved: tuple[str, ...] = ()):
+        self.token = token
+        self.unserved = set(unserved)  # "group/version" with no CRD installed
+        self.snapshots: dict[str, tuple[str, list[dict]]] = {}  # continue token -> (rv, remaining items)
+        self.expire_next_continue = False
+        self.calls: list[dict] = []  # method, path, query, status, authorization
         self.rv = 100
         self.objects: dict[tuple[str, str, str, str], dict] = {}  # (group, plural, ns, name)
         self.history: list[tuple[int, str, tuple, dict]] = []
@@ -192,6 +215,8 @@ class FakeApi:
     # -- HTTP -------------------------------------------------------------------------------
     def _parse(self, request: web.Request):
         parts = [p for p in request.path.split("/") if p]
+        if len(parts) < 3 or parts[0] not in ("api", "apis") or (parts[0] == "apis" and len(parts) < 4):
+            return None
         if parts[0] == "api":
             group, rest = "", parts[2:]
         else:
@@ -205,34 +230,33 @@ class FakeApi:
         return group, plural, ns, name, sub
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        group, plural, ns, name, sub = self._parse(request)
-        resp = await self._handle(request, group, plural, ns, name, sub)
-        self.requests.append(
-            (request.method, request.path + (f"?watch" if request.query.get("watch") else ""), resp.status)
-        )
+        auth = request.headers.get("Authorization", "")
+        watching = request.query.get("watch") in TRUE
+        parsed = self._parse(request)
+        # logged as it arrives (a watch answers for minutes); "status" once it is answered
+        call = {"method": request.method, "path": request.path, "query": dict(request.query), "authorization": auth}
+        self.calls.append(call)
+        if self.token is not None and auth != f"Bearer {self.token}":
+            resp = _status(401, "Unauthorized", "Unauthorized")
+        elif parsed is None:
+            resp = _status(404, "NotFound", "the server could not find the requested resource")
+        else:
+            resp = await self._handle(request, *parsed)
+        self.requests.append((request.method, request.path + ("?watch" if watching else ""), resp.status))
+        call["status"] = resp.status
+        if parsed and parsed[3] is None and request.method == "GET" and not watching and resp.status == 200:
+            call["list"] = json.loads(resp.body)["metadata"]  # what a list answered: resourceVersion, continue
         return resp
 
     async def _handle(self, request, group, plural, ns, name, sub):
-        if plural not in KINDS:
+        version = [p for p in request.path.split("/") if p][2 if group else 1]
+        if plural not in KINDS or f"{group}/{version}".lstrip("/") in self.unserved:
             return _status(404, "NotFound", f"the server could not find the requested resource ({plural})")
         m = request.method
         if m == "GET" and name is None:
-            if request.query.get("watch") in ("true", "1"):
+            if request.query.get("watch") in TRUE:
                 return await self._watch(request, group, plural, ns)
-            items = [
-                self._out(o)
-                for (g, p, n, nm), o in sorted(self.objects.items())
-                if g == group
-                and p == plural
-                and (not ns or n == ns)
-                and self._selected(o, request.query.get("labelSelector"))
-            ]
-            for it in items:
-                it.pop("kind", None)
-                it.pop("apiVersion", None)
-            return web.json_response(
-                {"kind": KINDS[plural] + "List", "metadata": {"resourceVersion": str(self.rv)}, "items": items}
-            )
+            return self._list(request, group, plural, ns)
         key = (group, plural, ns, name)
         cur = self.objects.get(key)
         if m == "GET":
@@ -322,6 +346,65 @@ class FakeApi:
             if any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or []):
                 await self._delete(k)
 
+    def _list(self, request, group, plural, ns) -> web.Response:
+        q = request.query
+        token = q.get("continue")
+        if token:
+            if token not in self.snapshots:
+                return _status(400, "BadRequest", "continue key is not valid")
+            rv, items = self.snapshots.pop(token)
+            if self.expire_next_continue or int(rv) < self.oldest:
+                self.expire_next_continue = False
+                return _status(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list result. "
+                    "You can start a new list without the continue parameter.",
+                )
+        else:
+            rv = str(self.rv)
+            items = [
+                self._out(o)
+                for (g, p, n, nm), o in sorted(self.objects.items())
+                if g == group and p == plural and (not ns or n == ns) and self._selected(o, q.get("labelSelector"))
+            ]
+            for it in items:
+                it.pop("kind", None)
+                it.pop("apiVersion", None)
+        limit = int(q.get("limit") or 0)
+        meta: dict = {"resourceVersion": rv}
+        if limit and len(items) > limit:
+            items, rest = items[:limit], items[limit:]
+            nxt = uuid.uuid4().hex
+            self.snapshots[nxt] = (rv, rest)
+            meta["continue"] = nxt
+            meta["remainingItemCount"] = len(rest)
+        return web.json_response({"kind": KINDS[plural] + "List", "apiVersion": "v1", "metadata": meta, "items": items})
+
+    def write_kubeconfig(
+        self, path: str, context: str = "stand-in", ca_file: str | None = None, token: str | None = None
+    ) -> str:
+        """A kubeconfig whose current context is this server, with its token (or ``token``)."""
+        cluster: dict = {"server": self.url}
+        if ca_file:
+            cluster["certificate-authority"] = ca_file
+        user = {"token": token if token is not None else self.token} if (token or self.token) else {}
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": context, "cluster": cluster}],
+            "users": [{"name": context, "user": user}],
+            "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+            "current-context": context,
+        }
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(doc, f)
+        return path
+
+    async def connect(self, directory) -> KubeClient:
+        """A client that finds this server the way the controller finds a cluster: a kubeconfig file."""
+        return await KubeClient.connect(kubeconfig=self.write_kubeconfig(os.path.join(str(directory), "kubeconfig")))
+
     def _out(self, o: dict) -> dict:
         return copy.deepcopy(o)
 
@@ -384,21 +467,21 @@ class FakeApi:
                 async with self.cond:
                     try:
                         await asyncio.wait_for(self.cond.wait(), timeout=max(0.05, min(1.0, deadline - loop.time())))
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
         except (ConnectionResetError, asyncio.CancelledError):
             return resp
         return resp
 
-    async def start(self) -> str:
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> str:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self.runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = site._server.sockets[0].getsockname()[1]
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
         return self.url
 
     async def stop(self) -> None:

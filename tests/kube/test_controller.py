@@ -14,7 +14,7 @@ import os
 import pytest
 import yaml
 
-from agentgw.kube.client import ApiError, KubeClient, Resource
+from agentgw.kube.client import ApiError, Resource
 from agentgw.kube.controller import Controller
 from agentgw.kube.manifests import load_manifests
 from agentgw.kube.translate import translate
@@ -54,9 +54,9 @@ class Env:
         self.api, self.client, self.ctl, self.task = api, client, ctl, task
 
 
-async def _start(objs, gatewayclass="enterprise-agentgateway"):
+async def _start(objs, tmp_path, gatewayclass="enterprise-agentgateway"):
     api = FakeApi()
-    url = await api.start()
+    await api.start()
     await api.put_object(
         GW,
         {
@@ -68,7 +68,7 @@ async def _start(objs, gatewayclass="enterprise-agentgateway"):
     )
     for o in objs:
         await api.put_object(_group(o), o)
-    client = KubeClient(url)
+    client = await api.connect(tmp_path)
     ctl = Controller(client, image="registry.example/agentgw:test", debounce=0.05)
     task = asyncio.get_running_loop().create_task(ctl.run())
     return Env(api, client, ctl, task)
@@ -85,9 +85,9 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 50))
 
 
-def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates():
+def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates(tmp_path):
     async def main():
-        env = await _start(load_manifests(os.path.join(FIXTURES, "seed000_agentcore")))
+        env = await _start(load_manifests(os.path.join(FIXTURES, "seed000_agentcore")), tmp_path)
         api = env.api
         try:
             # GatewayClass Accepted; Gateway Accepted but not Programmed until a proxy pod is ready
@@ -228,13 +228,13 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates():
     run(main())
 
 
-def test_status_conflict_is_retried_after_rereading():
+def test_status_conflict_is_retried_after_rereading(tmp_path):
     async def main():
         objs = load_manifests(os.path.join(FIXTURES, "seed003_ack_a2a"))
         api = FakeApi()
         # the first status write to the HTTPRoute loses a race with another writer
         api.conflict_next.add((GW, "httproutes", "default", "route-for-a2a-backend"))
-        url = await api.start()
+        await api.start()
         await api.put_object(
             GW,
             {
@@ -246,7 +246,7 @@ def test_status_conflict_is_retried_after_rereading():
         )
         for o in objs:
             await api.put_object(_group(o), o)
-        client = KubeClient(url)
+        client = await api.connect(tmp_path)
         ctl = Controller(client, debounce=0.05)
         task = asyncio.get_running_loop().create_task(ctl.run())
         env = Env(api, client, ctl, task)
@@ -273,9 +273,9 @@ def test_status_conflict_is_retried_after_rereading():
     run(main())
 
 
-def test_expired_watch_relists_and_keeps_converging():
+def test_expired_watch_relists_and_keeps_converging(tmp_path):
     async def main():
-        env = await _start(load_manifests(os.path.join(FIXTURES, "seed000_agentcore")))
+        env = await _start(load_manifests(os.path.join(FIXTURES, "seed000_agentcore")), tmp_path)
         api = env.api
         try:
             await _eventually(
@@ -307,10 +307,10 @@ def test_expired_watch_relists_and_keeps_converging():
     run(main())
 
 
-def test_broken_reference_reported_then_fixed_by_reference_grant():
+def test_broken_reference_reported_then_fixed_by_reference_grant(tmp_path):
     async def main():
         objs = [o for o in load_manifests(os.path.join(FIXTURES, "seed002_flux")) if o["kind"] != "ReferenceGrant"]
-        env = await _start(objs, gatewayclass="agentgateway")
+        env = await _start(objs, tmp_path, gatewayclass="agentgateway")
         api = env.api
         try:
             st = await _eventually(
@@ -352,14 +352,14 @@ def test_broken_reference_reported_then_fixed_by_reference_grant():
     run(main())
 
 
-def test_stand_in_api_semantics():
+def test_stand_in_api_semantics(tmp_path):
     """The stand-in itself: stale PUT → 409, /status only touches status, watch from a version."""
     LISTENERS = [{"name": "http", "port": 80, "protocol": "HTTP"}]
 
     async def main():
         api = FakeApi()
-        url = await api.start()
-        client = KubeClient(url)
+        await api.start()
+        client = await api.connect(tmp_path)
         res = Resource(GW, "v1", "gateways", "Gateway")
         try:
             created = await client.create(
@@ -405,10 +405,10 @@ def test_stand_in_api_semantics():
     run(main())
 
 
-def test_seed004_three_listeners_tracing_policy_and_parameters():
+def test_seed004_three_listeners_tracing_policy_and_parameters(tmp_path):
     async def main():
         objs = load_manifests(os.path.join(FIXTURES, "seed004_three_listeners"))
-        env = await _start([o for o in objs if o["kind"] != "ReferenceGrant"], gatewayclass="agentgateway")
+        env = await _start([o for o in objs if o["kind"] != "ReferenceGrant"], tmp_path, gatewayclass="agentgateway")
         api = env.api
         try:
             # without the ReferenceGrant the tracing policy is refused, traffic still configured

@@ -14,12 +14,13 @@ import copy
 import json
 import os
 
+import aiohttp
 import pytest
 import yaml
 
 from agentgw.kube import crds, schema
 from agentgw.kube.check import proxy_errors, translate_checked
-from agentgw.kube.client import ApiError, KubeClient, Resource
+from agentgw.kube.client import ApiError, Resource
 from agentgw.kube.controller import Controller
 from agentgw.kube.manifests import load_manifests
 from agentgw.kube.translate import CLOSED_RESPONSE, translate
@@ -835,10 +836,11 @@ async def _eventually(pred, timeout=10.0, what="condition"):
 POLICIES = Resource(AGW, "v1alpha1", "agentgatewaypolicies", "AgentgatewayPolicy")
 
 
-def test_stand_in_api_server_enforces_the_schemas():
+def test_stand_in_api_server_enforces_the_schemas(tmp_path):
     async def main():
         api = FakeApi()
-        client = KubeClient(await api.start())
+        await api.start()
+        client = await api.connect(tmp_path)
         try:
             # strict field validation (what the controller and kubectl apply send): refused
             with pytest.raises(ApiError) as ei:
@@ -854,9 +856,14 @@ def test_stand_in_api_server_enforces_the_schemas():
                 await client.create(POLICIES, bad)
             assert ei.value.status == 422 and "unsupported value 'Sometimes'" in ei.value.message
             # without strict validation the API server drops the field and warns
-            async with client.session.post(
-                client.base_url + POLICIES.path(NS), json=jwt_policy(audience=["x"])
-            ) as resp:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    api.url + POLICIES.path(NS),
+                    json=jwt_policy(audience=["x"]),
+                    headers={"Authorization": f"Bearer {api.token}"},
+                ) as resp,
+            ):
                 assert resp.status == 201
                 assert "audience" in resp.headers.get("Warning", "")
             stored = api.get("AgentgatewayPolicy", NS, "p")
@@ -882,10 +889,10 @@ def test_stand_in_api_server_enforces_the_schemas():
     run(main())
 
 
-def test_controller_refuses_what_it_cannot_enforce_and_accepts_the_fix():
+def test_controller_refuses_what_it_cannot_enforce_and_accepts_the_fix(tmp_path):
     async def main():
         api = FakeApi()
-        url = await api.start()
+        await api.start()
         for o in [gateway_class(), gateway(), route(), backend()]:
             await api.put_object(o["apiVersion"].split("/")[0], o)
         # as a cluster whose CRD is wider than ours would store it
@@ -910,7 +917,7 @@ def test_controller_refuses_what_it_cannot_enforce_and_accepts_the_fix():
             ),
         )
         await api.put_object(GW, route("r3"))
-        client = KubeClient(url)
+        client = await api.connect(tmp_path)
         ctl = Controller(client, image="registry.example/agentgw:test", debounce=0.05)
         task = asyncio.get_running_loop().create_task(ctl.run())
 

@@ -170,14 +170,25 @@ def cmd_controller(args: argparse.Namespace) -> int:
     from ..telemetry.setup import configure_logging
 
     try:
+        from .client import KubeConfigError
         from .controller import run_controller
     except ImportError as exc:
         print(f"agentgw controller needs the 'kube' extra: pip install 'agentgw[kube]' ({exc})", file=sys.stderr)
         return 1
     configure_logging("info", "text")
-    return uvloop.run(
-        run_controller(controller_name=args.controller_name, namespace=args.namespace, image=args.proxy_image)
-    )
+    try:
+        return uvloop.run(
+            run_controller(
+                controller_name=args.controller_name,
+                namespace=args.namespace,
+                image=args.proxy_image,
+                kubeconfig=args.kubeconfig,
+                context=args.context,
+            )
+        )
+    except KubeConfigError as exc:
+        print(f"agentgw controller: {exc}", file=sys.stderr)
+        return 1
 
 
 def add_parsers(sub) -> None:
@@ -202,4 +213,9 @@ def add_parsers(sub) -> None:
         help="watch one namespace (default: all)",
     )
     c.add_argument("--proxy-image", default=os.environ.get("AGENTGW_PROXY_IMAGE", "ghcr.io/agentgw/agentgw:0.1.0"))
+    c.add_argument(
+        "--kubeconfig",
+        help="kubeconfig file (default: $KUBECONFIG, else the pod's service account, else ~/.kube/config)",
+    )
+    c.add_argument("--context", help="kubeconfig context to use (default: its current-context)")
     c.set_defaults(fn=cmd_controller)

@@ -1,7 +1,8 @@
 """The reconcile loop: watch → translate → check → provision proxies → write status.
 
-Every watched kind is listed once and then watched from the list's resourceVersion; a watch
-that expires (410) or drops is re-listed. Any change marks the world dirty; the reconciler
+Every watched kind is listed (in pages) and then watched from the list's resourceVersion; a
+watch the server ends is resumed from the last version it delivered, one that expires
+(410 Gone) or fails is listed again. Any change marks the world dirty; the reconciler
 then translates the whole cached world (it is small: Gateway API objects, not Pods), puts
 every Gateway's config through the proxy's own validation and compiler
 (`agentgw.kube.check`: objects the proxy would refuse are ``Accepted=False`` and left out),
@@ -447,10 +448,20 @@ def settings_from_environment() -> dict:
 
 
 async def run_controller(
-    controller_name: str = CONTROLLER_NAME, namespace: str | None = None, image: str = DEFAULT_IMAGE
+    controller_name: str = CONTROLLER_NAME,
+    namespace: str | None = None,
+    image: str = DEFAULT_IMAGE,
+    kubeconfig: str | None = None,
+    context: str | None = None,
 ) -> int:
-    client = KubeClient.from_environment()
-    log.info("agentgw controller %s starting (namespace: %s)", controller_name, namespace or "all")
+    """Run until cancelled; `KubeConfigError` when there is no cluster to talk to."""
+    client = await KubeClient.connect(kubeconfig, context)
+    log.info(
+        "agentgw controller %s starting (namespace: %s; cluster: %s)",
+        controller_name,
+        namespace or "all",
+        client.source,
+    )
     try:
         await Controller(client, controller_name, namespace, image, **settings_from_environment()).run()
     finally:
