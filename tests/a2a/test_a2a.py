@@ -217,7 +217,9 @@ def test_stream_is_relayed_event_by_event(env):
     assert states.count(2) == 3 and states[-1] == 3  # 3× WORKING, then COMPLETED
     # the agent spaces its updates 0.25 s apart: buffered relaying would collapse them
     assert seen[-1][0] - seen[0][0] >= 0.6
-    e = log_entries(gw, a2a_method="SendStreamingMessage")[-1]
+    task_id = next(ev.status_update.task_id for _, ev in seen if ev.HasField("status_update"))
+    # this call's entry (other tests stream through the same gateway)
+    e = log_entries(gw, a2a_method="SendStreamingMessage", a2a_task_id=task_id)[-1]
     assert e["a2a_task_state"] == "completed"
 
 
