@@ -190,7 +190,8 @@ def test_send_via_card_discovered_through_gateway(env):
     assert task.status.state == 3  # TASK_STATE_COMPLETED
     text = task.artifacts[0].parts[0].text
     assert text.startswith("weather-agent: hello") and "[a2a-version=1.0]" in text  # A2A-Version forwarded
-    e = log_entries(gw, route="weather-agent", a2a_method="SendMessage")[-1]
+    # this call's entry (other tests send through the same gateway)
+    e = log_entries(gw, route="weather-agent", a2a_method="SendMessage", a2a_task_id=task.id)[-1]
     assert e["a2a_agent"] == "weather-agent" and e["a2a_task_state"] == "completed"
     assert e["a2a_task_id"] == task.id and e["a2a_context_id"] == task.context_id
     assert e["path"] == "/agents/weather-agent/"
@@ -238,7 +239,7 @@ def test_rest_binding(env):
 
     task = run(go())[-1].task
     assert task.status.state == 3
-    e = log_entries(gw, path="/agents/weather-agent/rest/message:send")[-1]
+    e = log_entries(gw, path="/agents/weather-agent/rest/message:send", a2a_task_id=task.id)[-1]
     assert e["a2a_method"] == "SendMessage" and e["a2a_task_state"] == "completed"
     assert e["a2a_task_id"] == task.id
 
@@ -315,10 +316,11 @@ def test_v03_agent_with_compat_client(env):
     events = run(go(False))
     assert events[-1].task.status.state == 3
     assert events[-1].task.artifacts[0].parts[0].text == "legacy-agent: hi"
-    e = log_entries(gw, route="legacy-agent", a2a_method="message/send")[-1]
+    e = log_entries(gw, route="legacy-agent", a2a_method="message/send", a2a_task_id=events[-1].task.id)[-1]
     assert e["a2a_agent"] == "legacy-agent" and e["backend"] == "legacy" and e["a2a_task_state"] == "completed"
-    run(go(True))
-    e = log_entries(gw, route="legacy-agent", a2a_method="message/stream")[-1]
+    streamed = run(go(True))
+    sid = next(ev.status_update.task_id for ev in streamed if ev.HasField("status_update"))
+    e = log_entries(gw, route="legacy-agent", a2a_method="message/stream", a2a_task_id=sid)[-1]
     assert e["a2a_task_state"] == "completed"
 
 
@@ -350,7 +352,7 @@ def test_v03_methods_get_cancel_resubscribe_and_legacy_names(env):
         if state:
             assert e["a2a_task_state"] == state
     log_entries(gw, route="legacy-agent", a2a_method="tasks/resubscribe", a2a_task_id=tid)
-    e = log_entries(gw, route="legacy-agent", a2a_method="tasks/send")[-1]
+    e = log_entries(gw, route="legacy-agent", a2a_method="tasks/send", a2a_rpc_id="legacy-1")[-1]
     assert e["a2a_error_code"] == -32601 and e["a2a_rpc_id"] == "legacy-1"
     assert gw.metric("agentgw_a2a_requests_total", agent="legacy-agent", method="tasks/send", status="200") == 1
 
@@ -369,7 +371,7 @@ def test_jsonrpc_body_and_headers_pass_through_untouched(env):
     assert echo["body"].encode() == raw.decode().encode()  # byte for byte, not re-encoded
     hdrs = {k.lower(): v for k, v in echo["headers"]}
     assert hdrs["a2a-version"] == "0.3" and hdrs["x-a2a-extensions"] == "urn:x"
-    e = log_entries(gw, route="echo-a2a", a2a_method="tasks/get")[-1]
+    e = log_entries(gw, route="echo-a2a", a2a_method="tasks/get", a2a_rpc_id=9)[-1]
     assert e["a2a_agent"] == "echo" and e["a2a_task_id"] == "t-1" and e["a2a_rpc_id"] == 9
 
 
