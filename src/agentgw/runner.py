@@ -116,6 +116,7 @@ class BindServer:
         s.idle_timeout = limits.idle_timeout
         s.max_connections = limits.max_connections
         s.max_header_count = limits.max_header_count
+        s.underscore_headers = limits.underscore_headers
         s.body_timeout = limits.request_body_timeout
 
     def _handle(self, req, ex):

@@ -86,6 +86,9 @@ def test_headers_round_trip(gw, headers):
     for name in {n.lower() for n, _ in headers}:
         sent_values = [v for n, v in headers if n.lower() == name]
         got_values = [v for n, v in received if n == name]
+        if "_" in name:  # dropped by default (frontendPolicies.http.headersWithUnderscores)
+            assert got_values == [], (name, got_values)
+            continue
         # a proxy may legally fold repeated headers into one comma-separated value
         assert got_values == sent_values or ", ".join(got_values) == ", ".join(sent_values), (
             name,

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.support.harness import RawHTTP, build_request, gateway_config, route, wait_for
+from tests.support.harness import RawHTTP, build_request, echo_headers, gateway_config, route, wait_for
 
 
 def fd_count(pid: int) -> int:
@@ -106,3 +106,28 @@ def test_versions_and_target_forms_not_served(env, head, status, kind):
         r = c.read_response()
         assert (r.status, r.json()["error"]["type"]) == (status, kind)
         assert c.closed_by_peer()  # nothing after it is read as another request
+
+
+def test_header_names_with_underscores(harness):
+    """Dropped by default (a CGI-style upstream would read ``x_user`` as ``x-user``),
+    refused or passed on when the config says so."""
+    up = harness.upstream("up")
+    headers = [("X-User", "alice"), ("X_User", "admin"), ("x_role", "root")]
+    gw = harness.gateway(gateway_config([route("all", [up.host])]))
+    with RawHTTP(gw.port, timeout=5) as c:
+        r = c.request("GET", "/echo/x", headers)
+        assert r.status == 200
+        got = [(k, v) for k, v in echo_headers(r.json()) if k in ("x-user", "x_user", "x_role")]
+        assert got == [("x-user", "alice")]
+    for mode, status in (("reject", 400), ("allow", 200)):
+        cfg = gateway_config([route("all", [up.host])])
+        cfg["frontendPolicies"] = {"http": {"headersWithUnderscores": mode}}
+        gw = harness.gateway(cfg)
+        with RawHTTP(gw.port, timeout=5) as c:
+            r = c.request("GET", "/echo/x", headers)
+            assert r.status == status, (mode, r.body)
+            if mode == "reject":
+                assert r.json()["error"]["type"] == "invalid_header"
+            else:
+                got = [k for k, _ in echo_headers(r.json())]
+                assert "x_user" in got and "x_role" in got

@@ -1400,6 +1400,11 @@ class FrontendHTTP(_Model):
     http2_frame_size: int | None = Field(default=None, ge=0)
     http2_keepalive_interval: DurationField | None = None
     http2_keepalive_timeout: DurationField | None = None
+    #: agentgw extension: request header names containing ``_`` are dropped (the
+    #: default, as nginx does), refused with a 400 (``reject``) or passed on (``allow``).
+    #: CGI-style upstreams read ``x_user`` as ``x-user``, past policies that strip or set
+    #: the dashed name.
+    headers_with_underscores: Literal["drop", "reject", "allow"] | None = None
 
 
 class FrontendTLS(_Model):
@@ -1833,6 +1838,7 @@ class EffectiveLimits:
     idle_timeout: float
     max_connections: int
     max_header_count: int
+    underscore_headers: str
     request_body_timeout: float
 
 
@@ -1864,6 +1870,7 @@ def effective_limits(cfg: LocalConfig) -> EffectiveLimits:
         idle_timeout=(float(http.http1_idle_timeout) if http.http1_idle_timeout is not None else DEFAULT_IDLE_TIMEOUT),
         max_connections=lim.max_connections or DEFAULT_MAX_CONNECTIONS,
         max_header_count=http.http1_max_headers or DEFAULT_MAX_HEADER_COUNT,
+        underscore_headers=http.headers_with_underscores or "drop",
         request_body_timeout=(
             float(lim.request_body_timeout) if lim.request_body_timeout is not None else DEFAULT_REQUEST_BODY_TIMEOUT
         ),

@@ -54,6 +54,7 @@ class ServerSettings:
         idle_timeout: float = 300.0,
         body_timeout: float = 60.0,
         max_header_count: int = 100,
+        underscore_headers: str = "drop",
         max_connections: int = 10000,
         on_connection_change: Callable[[int], None] | None = None,
         keepalive: Keepalive | None = None,
@@ -70,6 +71,10 @@ class ServerSettings:
         # longest wait for the next bytes of a request body that is being read
         self.body_timeout = body_timeout
         self.max_header_count = max_header_count
+        # header names with "_": "drop" (nginx's default), "reject" (400) or "allow".
+        # CGI-style upstreams (WSGI, PHP, Rack) read "x_user" as "x-user", past policies
+        # that strip or set the dashed name.
+        self.underscore_headers = underscore_headers
         self.max_connections = max_connections
         self.on_connection_change = on_connection_change
         # TCP keepalive probes on accepted connections (see ``tcp``); None: off
@@ -445,6 +450,11 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             raise BadHead(431, "header_too_large", "request header section too large")
         if len(pairs) > s.max_header_count:
             raise BadHead(431, "too_many_headers", f"more than {s.max_header_count} header fields")
+        if s.underscore_headers != "allow" and "_" in "\0".join(names):
+            if s.underscore_headers == "reject":
+                raise BadHead(400, "invalid_header", "header names with '_' are refused on this port")
+            pairs = [kv for kv in pairs if "_" not in kv[0]]
+            names = [kv[0] for kv in pairs]
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise BadHead(505, "http_version_not_supported", f"HTTP/{version} is not supported on this port")
