@@ -167,7 +167,7 @@ class PortLock:
         self.sock = sock
         self.loop = loop
         if sock is not None and loop is not None:
-            loop.add_reader(sock.fileno(), self._drop_connection)
+            loop.add_reader(sock.fileno(), self._drop_connection, sock)
 
     @staticmethod
     def name(port: int) -> bytes:
@@ -192,9 +192,9 @@ class PortLock:
             raise PortInUse(f"{key}: cannot check port {port}: {exc.strerror or exc}") from None
         return cls(port, s, loop)
 
-    def _drop_connection(self) -> None:
+    def _drop_connection(self, sock: socket.socket) -> None:
         try:
-            conn, _ = self.sock.accept()
+            conn, _ = sock.accept()
             conn.close()
         except OSError:
             pass

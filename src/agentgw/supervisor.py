@@ -30,7 +30,7 @@ import tempfile
 import orjson
 import uvloop
 
-from .admin.server import AdminHandler, fetch_unix, serve_admin
+from .admin.server import AdminHandler, AdminServer, fetch_unix, serve_admin
 from .config import ConfigError, load_config_file
 from .ports import (
     PortInUse,
@@ -66,8 +66,8 @@ class Supervisor:
     def spawn(self, i: int) -> None:
         cmd = [sys.executable, "-m", "agentgw", "run", "-f", self.config_path]
         cmd += ["--control-socket", self.sock(i), "--claim-socket", self.claim_path]
-        self.procs[i] = subprocess.Popen(cmd)
-        log.info("started worker %d (pid %d)", i, self.procs[i].pid)
+        proc = self.procs[i] = subprocess.Popen(cmd)
+        log.info("started worker %d (pid %d)", i, proc.pid)
 
     async def ready(self) -> bool:
         for i in range(self.n):
@@ -136,7 +136,7 @@ class Supervisor:
             self.host = "::"
         self.admin = admin_addrs(cfg)
         handler = AdminHandler(config_dump=self.config_dump, ready=self.ready, metrics_text=self.metrics_text)
-        servers = []
+        servers: list[AdminServer | asyncio.AbstractServer] = []
         try:  # every port is ours before any worker starts
             keys = port_keys(cfg)
             own_conflicts(keys, self.admin)

@@ -83,7 +83,7 @@ async def _maybe_await(v):
 class AdminServer:
     """A listening admin-style server and the settings of its connections."""
 
-    def __init__(self, loop, server: asyncio.AbstractServer, settings: ServerSettings, path: str | None = None):
+    def __init__(self, loop, server: asyncio.Server, settings: ServerSettings, path: str | None = None):
         self.loop = loop
         self.server = server
         self.settings = settings

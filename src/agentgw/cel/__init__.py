@@ -28,7 +28,7 @@ request shape costs one tuple build and one dict lookup.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = ["VARIABLES", "CelError", "Expression", "RuleSet", "register_variable"]
@@ -38,8 +38,8 @@ class CelError(ValueError):
     """An expression that does not parse or type-check."""
 
 
-_cel = None
-_env = None
+_cel: Any = None  # the cel_expr_python module, once loaded
+_env: Any = None
 
 #: name -> builder(ctx) -> dict. Backends add theirs with :func:`register_variable`.
 VARIABLES: dict[str, Callable[[Any], dict]] = {}
@@ -292,9 +292,12 @@ class _Binder:
                     continue
                 if members is None:
                     refs[name] = None
-                else:
-                    refs.setdefault(name, set()).update(members)
-        plan = []
+                    continue
+                have = refs.get(name)
+                if have is None:  # (absent: a None entry was skipped above)
+                    have = refs[name] = set()
+                have.update(members)
+        plan: list[tuple[str, tuple[str, ...] | None, frozenset[str] | tuple[()] | None]] = []
         memo = True
         for name in sorted(refs):
             members = refs[name]
@@ -311,8 +314,10 @@ class _Binder:
         self.plan = tuple(plan)
         self.memoizable = memo
         self.fast_key = None
-        if memo and len(plan) == 1 and plan[0][0] == "request":
-            self.fast_key = _request_key(plan[0][1], plan[0][2])
+        if memo and len(plan) == 1:
+            only, only_plain, only_hdrs = plan[0]
+            if only == "request" and only_plain is not None:  # (memoizable: it is)
+                self.fast_key = _request_key(only_plain, only_hdrs)
 
     def values(self, ctx) -> list:
         """The inputs the rules read, in plan order (cheap: no maps are built)."""
@@ -387,6 +392,7 @@ class _Binder:
         ``memo`` (bounded) by those values when they are hashable."""
         fast_key = self.fast_key
         vals = None
+        key: tuple | None
         if fast_key is not None:  # key straight off the request; values only on a miss
             key = fast_key(ctx)
         else:
@@ -420,7 +426,7 @@ class RuleSet:
 
     __slots__ = ("allow", "deny", "require", "binder", "memo")
 
-    def __init__(self, allow: list[str] = (), deny: list[str] = (), require: list[str] = ()):
+    def __init__(self, allow: Sequence[str] = (), deny: Sequence[str] = (), require: Sequence[str] = ()):
         self.allow = [Expression(s) for s in allow]
         self.deny = [Expression(s) for s in deny]
         self.require = [Expression(s) for s in require]

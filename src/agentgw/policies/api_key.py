@@ -119,12 +119,12 @@ class KeyStore:
         self.bcrypt: list[KeyEntry] = []
         self.bcrypt_ok: dict[bytes, KeyEntry] = {}
         if directory:
-            self._reload_dir(force=True)
+            self._reload_dir(directory, force=True)
         self._index()
 
     def _index(self) -> None:
-        by = {}
-        bc = []
+        by: dict[bytes, KeyEntry] = {}
+        bc: list[KeyEntry] = []
         for e in self.static + self._dir_entries:
             if e.digest is not None:
                 by.setdefault(e.digest, e)
@@ -134,12 +134,12 @@ class KeyStore:
         self.bcrypt = bc
         self.bcrypt_ok = {}
 
-    def _reload_dir(self, force: bool = False) -> None:
-        stamp = _dir_stamp(self.directory)
+    def _reload_dir(self, directory: str, force: bool = False) -> None:
+        stamp = _dir_stamp(directory)
         if force or stamp != self._stamp:
             self._stamp = stamp
             try:
-                self._dir_entries = load_keys_dir(self.directory)
+                self._dir_entries = load_keys_dir(directory)
             except OSError:
                 self._dir_entries = []
             if not force:
@@ -150,11 +150,11 @@ class KeyStore:
             now = time.monotonic()
             if now - self._checked >= DIR_RECHECK:
                 self._checked = now
-                self._reload_dir()
+                self._reload_dir(self.directory)
 
     def match_digest(self, digest: bytes) -> KeyEntry | None:
         e = self.by_digest.get(digest)
-        if e is not None and hmac.compare_digest(e.digest, digest):
+        if e is not None and e.digest is not None and hmac.compare_digest(e.digest, digest):
             return e
         e = self.bcrypt_ok.get(digest)
         return e
@@ -166,7 +166,7 @@ def _bcrypt_find(entries: list[KeyEntry], key: bytes) -> KeyEntry | None:
     found = None
     for e in entries:
         try:
-            if bcrypt.checkpw(key, e.bcrypt_hash) and found is None:
+            if e.bcrypt_hash is not None and bcrypt.checkpw(key, e.bcrypt_hash) and found is None:
                 found = e
         except ValueError:
             continue

@@ -134,10 +134,13 @@ class ExtAuthz(Policy):
                 yield k, v
 
     async def _check(self, ctx):
+        grpc, http = self.grpc, self.http
         try:
-            if self.grpc is not None:
-                return await self._check_grpc(ctx)
-            return await self._check_http(ctx)
+            if grpc is not None:
+                return await self._check_grpc(ctx, grpc)
+            if http is None:  # (compiled with one transport or the other)
+                raise RuntimeError("extAuthz has no authorization service")
+            return await self._check_http(ctx, http)
         except (TimeoutError, ExtAuthzFailure, SideCallError, ValueError) as exc:
             log.warning("extAuthz: authorizer unavailable: %s", exc or type(exc).__name__)
             if self.failure_allow:
@@ -145,7 +148,7 @@ class ExtAuthz(Policy):
             return Reply.error(self.failure_status, "ext_authz_error", "extAuthz: authorization service unavailable")
 
     # -- gRPC ------------------------------------------------------------------------------
-    async def _check_grpc(self, ctx):
+    async def _check_grpc(self, ctx, grpc: _GrpcTransport):
         from . import ext_authz_proto as pb
 
         req = ctx.req
@@ -170,7 +173,7 @@ class ExtAuthz(Policy):
             hm[k] = f"{hm[k]},{v}" if k in hm else v
         for k, v in self.context.items():
             a.context_extensions[k] = v
-        resp = await self.grpc.check(cr)
+        resp = await grpc.check(cr)
         if resp.status.code == 0:
             ok = resp.ok_response
             headers = ctx.req.headers
@@ -202,7 +205,7 @@ class ExtAuthz(Policy):
         return _reply(status, hs, d.body.encode("utf-8"))
 
     # -- HTTP ------------------------------------------------------------------------------
-    async def _check_http(self, ctx):
+    async def _check_http(self, ctx, http: HttpSideClient):
         req = ctx.req
         path = self.http_path + ctx.path + (f"?{ctx.query}" if ctx.query else "")
         hs = [(k, v) for k, v in self._request_headers(ctx) if k != "host"]
@@ -211,7 +214,7 @@ class ExtAuthz(Policy):
         hs.append(("x-forwarded-host", req.host))
         for k, v in self.add_request_headers.items():
             hs.append((k.lower(), v))
-        status, rh, body = await self.http.request(ctx.bind.services.pool, req.method, path, hs, b"", limit=64 * 1024)
+        status, rh, body = await http.request(ctx.bind.services.pool, req.method, path, hs, b"", limit=64 * 1024)
         if 200 <= status < 300:
             inc = self.include_response
             headers = ctx.req.headers

@@ -32,6 +32,7 @@ import base64
 import json
 import logging
 import time
+from collections.abc import Sequence
 
 import orjson
 
@@ -359,7 +360,7 @@ class JwtAuth(Policy):
         mode: str = "optional",
         location: CredentialLocation | None = None,
         preserve_token: bool = False,
-        claim_headers: list[tuple[str, str]] = (),
+        claim_headers: Sequence[tuple[str, str]] = (),
     ):
         self.verifier = TokenVerifier(providers)
         self.mode = mode

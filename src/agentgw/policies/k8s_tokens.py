@@ -22,6 +22,7 @@ import base64
 import json
 import logging
 import time
+from typing import Any
 
 import orjson
 
@@ -79,7 +80,11 @@ class TokenReviewer:
         now = time.time()
         if exp is not None and exp <= now:
             raise InvalidToken("expired")
-        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+        body: dict[str, Any] = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        }
         if self.audiences:
             body["spec"]["audiences"] = self.audiences
         headers = [("content-type", "application/json"), ("accept", "application/json")]
@@ -157,7 +162,7 @@ class ServiceAccountAuth(Policy):
                 if sa is not None:
                     self._accept(ctx, sa, claims)
                     return None
-        else:
+        elif self.reviewer is not None:
             sa = self.reviewer.cached(token)
             if sa is not None:
                 self._accept(ctx, sa, None)
@@ -169,8 +174,12 @@ class ServiceAccountAuth(Policy):
         sub = claims.get("sub")
         if not isinstance(sub, str):
             return None
-        k8s = claims.get("kubernetes.io") if isinstance(claims.get("kubernetes.io"), dict) else {}
-        sa_claim = k8s.get("serviceaccount") if isinstance(k8s.get("serviceaccount"), dict) else {}
+        k8s = claims.get("kubernetes.io")
+        if not isinstance(k8s, dict):
+            k8s = {}
+        sa_claim = k8s.get("serviceaccount")
+        if not isinstance(sa_claim, dict):
+            sa_claim = {}
         return service_account(sub, str(sa_claim.get("uid", "")))
 
     async def _slow(self, ctx, token: str):
@@ -182,8 +191,10 @@ class ServiceAccountAuth(Policy):
                 sa = self._from_claims(claims)
                 if sa is None:
                     raise InvalidToken("not a service account")
-            else:
+            elif self.reviewer is not None:
                 sa = await self.reviewer.review(pool, token)
+            else:  # (compiled with one or the other)
+                raise InvalidToken("no token verifier")
         except InvalidToken as exc:
             log.debug("serviceAccountAuth: token refused: %s", exc)
             if self.mode == "permissive":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -127,7 +128,7 @@ class Metrics:
         for name, fam in self.families.items():
             if name in removed:
                 continue
-            d = {"kind": fam.kind, "help": fam.help, "labels": list(fam.labels), "series": []}
+            d: dict[str, Any] = {"kind": fam.kind, "help": fam.help, "labels": list(fam.labels), "series": []}
             if isinstance(fam, Histogram):
                 d["buckets"] = list(fam.buckets)
                 d["series"] = [[list(k), [list(v[0]), v[1]]] for k, v in fam.series.items()]
@@ -172,23 +173,26 @@ class _SnapshotCollector:
             kind, labels = fam["kind"], fam["labels"]
             if kind == "counter":
                 base = name[:-6] if name.endswith("_total") else name
-                mf = CounterMetricFamily(base, fam["help"], labels=labels)
+                counter = CounterMetricFamily(base, fam["help"], labels=labels)
                 for key, v in fam["series"]:
-                    mf.add_metric(key, v)
+                    counter.add_metric(key, v)
+                yield counter
             elif kind == "gauge":
-                mf = GaugeMetricFamily(name, fam["help"], labels=labels)
+                gauge = GaugeMetricFamily(name, fam["help"], labels=labels)
                 for key, v in fam["series"]:
-                    mf.add_metric(key, v)
+                    gauge.add_metric(key, v)
+                yield gauge
             else:
-                mf = HistogramMetricFamily(name, fam["help"], labels=labels)
+                hist = HistogramMetricFamily(name, fam["help"], labels=labels)
                 bounds = fam["buckets"]
                 for key, (counts, total) in fam["series"]:
-                    cum, acc = [], 0
+                    cum: list[tuple[str, float]] = []
+                    acc = 0
                     for b, c in zip([*map(_fmt, bounds), "+Inf"], counts):
                         acc += c
                         cum.append((b, acc))
-                    mf.add_metric(key, cum, total)
-            yield mf
+                    hist.add_metric(key, cum, total)
+                yield hist
 
 
 def _fmt(b: float) -> str:
@@ -307,7 +311,7 @@ class GatewayMetrics:
             self.tool_calls.series = calls
             self.mcp_errors.series = errs
         mdur = fams.get("agentgw_mcp_tool_call_duration_seconds")
-        if mdur is not None:
+        if isinstance(mdur, Histogram):
             self.tool_duration.buckets = mdur.buckets
             self.tool_duration.series = {(tool, target): v for (target, tool), v in mdur.series.items()}
         a2a = fams.get("agentgw_a2a_requests_total")

@@ -73,20 +73,21 @@ class _Exporter:
     def __init__(self, endpoint: str, protocol: str, headers: dict):
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
         from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
         from .. import __version__
 
+        exporter: SpanExporter
         if protocol == "http":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-            exporter = OTLPSpanExporter(endpoint=endpoint, headers=headers or None, timeout=5)
+            exporter = HttpExporter(endpoint=endpoint, headers=headers or None, timeout=5)
         else:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
             insecure = not endpoint.startswith("https://")
-            exporter = OTLPSpanExporter(endpoint=endpoint, insecure=insecure, headers=headers or None, timeout=5)
+            exporter = GrpcExporter(endpoint=endpoint, insecure=insecure, headers=headers or None, timeout=5)
         import os
 
         attrs = {"service.version": __version__}
@@ -114,7 +115,7 @@ class RequestTracer:
         self.tracer = exporter.tracer
         self.random_ratio = random_ratio
         self.client_ratio = client_ratio
-        self.attrs = attrs  # [(name, _Values)]
+        self.attrs = attrs  # [(name, DescriptorValues)]
 
     def start(self, ctx) -> None:
         """Decide sampling; when sampled, open the spans and rewrite ``traceparent``."""
@@ -272,12 +273,12 @@ def compile_tracing(compiler, cfg) -> RequestTracer | None:
     rr = _ratio(rs, 0.0, f"{path}.randomSampling", errors)
     cr = _ratio(cs, 1.0, f"{path}.clientSampling", errors)
     from ..cel import CelError
-    from ..policies.global_ratelimit import _Values
+    from ..policies.descriptors import DescriptorValues
 
     attrs = []
     for name, expr in attrs_src.items():
         try:
-            attrs.append((str(name), _Values([(str(name), str(expr))], stringify=False)))
+            attrs.append((str(name), DescriptorValues([(str(name), str(expr))], stringify=False)))
         except CelError as exc:
             errors.add(f"{path}.attributes.{name}", str(exc))
     if getattr(compiler.services, "pool", None) is None:  # `agentgw validate`: nothing is served

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from .base import Provider, Upstream
@@ -125,7 +127,7 @@ def ir_to_anthropic(ir: dict, model: str, stream: bool) -> dict:
             if t.get("type") == "function"
         ]
         tc = ir.get("tool_choice")
-        choice = None
+        choice: dict[str, Any] | None = None
         if tc == "auto":
             choice = {"type": "auto"}
         elif tc == "required":
@@ -173,7 +175,7 @@ def anthropic_to_ir_response(obj: dict, model: str) -> dict:
         obj.get("model") or model,
         "".join(text) if text or not calls else None,
         calls,
-        STOP_TO_IR.get(obj.get("stop_reason"), "stop"),
+        STOP_TO_IR.get(obj.get("stop_reason", ""), "stop"),
         usage,
         rid=obj.get("id"),
     )
@@ -187,7 +189,7 @@ class AnthropicStreamDecoder:
         self.mk = ChunkMaker(model)
         self.usage: Usage | None = None
         self.tools: dict[int, int] = {}
-        self.finish_reason = None
+        self.finish_reason: str | None = None
 
     def feed(self, data: bytes) -> list[dict]:
         out = []
@@ -399,7 +401,7 @@ def request_to_ir(req: dict) -> dict:
         ]
     tc = req.get("tool_choice")
     if isinstance(tc, dict):
-        ty = tc.get("type")
+        ty = tc.get("type", "")
         ir["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}.get(ty) or {
             "type": "function",
             "function": {"name": tc.get("name")},
@@ -415,7 +417,7 @@ def request_to_ir(req: dict) -> dict:
 def response_from_ir(ir: dict, model: str) -> dict:
     ch = (ir.get("choices") or [{}])[0]
     msg = ch.get("message") or {}
-    content = []
+    content: list[dict[str, Any]] = []
     t = text_of(msg.get("content"))
     if t:
         content.append({"type": "text", "text": t})
@@ -450,7 +452,7 @@ class StreamFromIR:
         self.model = model
         self.started = False
         self.block = -1
-        self.block_type = None
+        self.block_type: str | None = None
         self.tool_blocks: dict[int, int] = {}
         self.stop = "end_turn"
         self.usage = Usage()
@@ -458,7 +460,7 @@ class StreamFromIR:
     def _start(self, chunk: dict | None) -> bytes:
         self.started = True
         rid = (chunk or {}).get("id") or new_id("")
-        msg = {
+        msg: dict[str, Any] = {
             "id": "msg_" + rid[-24:],
             "type": "message",
             "role": "assistant",

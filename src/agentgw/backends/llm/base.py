@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from ...engine.http import GatewayError
 from .ir import TranslationError, Usage
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class Upstream:
@@ -103,10 +107,10 @@ class GcpToken(Auth):
 
     def __init__(self, credential_file: str | None = None):
         self.file = credential_file
-        self._creds = None
+        self._creds: Any = None  # google-auth credentials
         self._token: str | None = None
         self._expiry = 0.0
-        self._inflight = None
+        self._inflight: asyncio.Future[tuple[str, float]] | None = None
         self._error: str | None = None
 
     def _refresh_blocking(self):

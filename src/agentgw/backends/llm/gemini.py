@@ -7,6 +7,7 @@ results back to function names from the conversation on the way in.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -109,7 +110,7 @@ def ir_to_gemini(ir: dict) -> dict:
     out: dict = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": system}
-    gc = {}
+    gc: dict[str, Any] = {}
     mt = max_tokens_of(ir)
     if mt is not None:
         gc["maxOutputTokens"] = mt
@@ -129,13 +130,13 @@ def ir_to_gemini(ir: dict) -> dict:
     if tools:
         decls = []
         for t in tools:
-            d = {"name": t["function"]["name"], "description": t["function"].get("description", "")}
+            d: dict[str, Any] = {"name": t["function"]["name"], "description": t["function"].get("description", "")}
             if t["function"].get("parameters"):
                 d["parameters"] = _clean_schema(t["function"]["parameters"])
             decls.append(d)
         out["tools"] = [{"functionDeclarations": decls}]
         choice = ir.get("tool_choice")
-        mode = None
+        mode: dict[str, Any] | None = None
         if choice == "auto":
             mode = {"mode": "AUTO"}
         elif choice == "required":
@@ -165,7 +166,8 @@ def gemini_to_ir(obj: dict, model: str) -> dict:
         fb = obj.get("promptFeedback") or {}
         return completion(model, None, None, "content_filter" if fb.get("blockReason") else "stop", _usage(obj))
     c = cands[0]
-    text, calls = [], []
+    text: list[str] = []
+    calls: list[dict] = []
     for p in (c.get("content") or {}).get("parts") or []:
         if "text" in p and not p.get("thought"):
             text.append(p["text"])

@@ -12,12 +12,13 @@ across two deltas is not seen by a regex; a webhook sees whole non-streamed answ
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 
 from ...engine.http import GatewayError
 
-BUILTINS: dict[str, tuple[str, str, object]] = {}
+BUILTINS: dict[str, tuple[str, re.Pattern[str], object]] = {}
 
 
 def _luhn(digits: str) -> bool:
@@ -233,6 +234,7 @@ class WebhookGuard:
         texts = collect_texts(body, api, direction)
         if not texts:
             return False
+        payload: dict[str, Any]
         if direction == "request":
             payload = {"body": {"messages": [{"role": "user", "content": t} for t in texts]}}
         else:
@@ -296,7 +298,7 @@ def parse_guard_list(items, path: str, errors, make_webhook) -> list:
             if action not in ("reject", "mask"):
                 errors.add(f"{gp}.regex.action", f"expected reject or mask, got {action!r}")
                 continue
-            rules = []
+            rules: list[tuple[str, re.Pattern[str], object]] = []
             rlist = list(rx.get("rules") or rx.get("matches") or [])
             for b in rx.get("builtins") or []:
                 rlist.append({"builtin": b})

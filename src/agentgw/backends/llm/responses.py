@@ -182,7 +182,8 @@ class StreamFromIR:
         self.seq = 0
         self.started = False
         self.output: list[dict] = []
-        self.cur = None  # ("text", index, item_id, [text]) or ("call", index, item_id, call_id, name, [args])
+        # ("text", index, item_id, [text]) or ("call", index, item_id, call_id, name, [args])
+        self.cur: tuple | None = None
         self.calls: dict[int, int] = {}
         self.usage = Usage()
         self.finish = None

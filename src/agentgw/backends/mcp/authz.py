@@ -17,6 +17,8 @@ values the rules read, so listing many tools costs one evaluation per distinct i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ...cel import CelError
 from ...cel import RuleSet as _CelRuleSet
 
@@ -29,7 +31,7 @@ class RuleSet:
 
     __slots__ = ("impl",)
 
-    def __init__(self, allow: list[str] = (), deny: list[str] = (), require: list[str] = ()):
+    def __init__(self, allow: Sequence[str] = (), deny: Sequence[str] = (), require: Sequence[str] = ()):
         self.impl = _CelRuleSet(allow=list(allow), deny=list(deny), require=list(require))
 
     def allows(self, ctx) -> bool:

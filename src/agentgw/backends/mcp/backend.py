@@ -267,7 +267,9 @@ class McpBackend:
             # initialize that every other request waits on too
             s.init_task = t = asyncio.get_running_loop().create_task(self._init_shared(s))
             t.add_done_callback(_retrieve)
-        await asyncio.shield(s.init_task)  # raises the initialize's RpcError
+        task = s.init_task
+        assert task is not None  # (a shared session starts with its initialize task)
+        await asyncio.shield(task)  # raises the initialize's RpcError
         return s
 
     async def _init_shared(self, s: GatewaySession) -> None:
@@ -371,6 +373,7 @@ class McpBackend:
         try:
             if self.stateless:
                 s = await self._shared()
+                assert s.init_result is not None  # (initialized, or _shared raised)
                 res = dict(s.init_result)
                 want = params.get("protocolVersion")
                 from .jsonrpc import SUPPORTED_VERSIONS, version_rank
@@ -399,7 +402,7 @@ class McpBackend:
             await session.client_cancelled(msg.get("params") or {})
         elif method == "notifications/initialized":
             pass  # each target got its own right after its initialize
-        elif is_notification(msg):
+        elif is_notification(msg) and isinstance(method, str):
             # roots/list_changed and the like: every target may care
             params = msg.get("params")
             await asyncio.gather(
@@ -522,16 +525,17 @@ class McpBackend:
     # -- legacy HTTP+SSE ------------------------------------------------------------------
     async def _legacy_stream(self, ctx) -> None:
         reg = self.registry
-        s = GatewaySession(self, reg, os.urandom(16).hex(), client=client_key(ctx))
+        sid = os.urandom(16).hex()
+        s = GatewaySession(self, reg, sid, client=client_key(ctx))
         s.legacy = True
         s.client_headers[:] = self._client_headers(ctx)
         reg.add(s)
         base = ctx.req.path.rsplit("/", 1)[0]
-        endpoint = f"{base}/message?sessionId={s.id}"
+        endpoint = f"{base}/message?sessionId={sid}"
         try:
             await self._pump(ctx, s, b"event: endpoint\ndata: " + endpoint.encode() + b"\n\n")
         finally:
-            await reg.remove(s.id, delete=True)
+            await reg.remove(sid, delete=True)
 
     async def _legacy_post(self, ctx) -> None:
         from urllib.parse import parse_qs
@@ -567,7 +571,12 @@ class McpBackend:
             if not is_request(m):
                 await self._client_message(ctx, s, m)
                 return
-            call = ClientCall(m["id"], lambda x: (s.push(x), True)[1])
+
+            def emit(x) -> bool:
+                s.push(x)
+                return True
+
+            call = ClientCall(m["id"], emit)
             s.busy += 1
             s.inflight[_key(m["id"])] = call
             try:
@@ -583,6 +592,8 @@ class McpBackend:
         """Answer one client request (always a JSON-RPC response, never an exception)."""
         id_ = msg["id"]
         method = msg.get("method")
+        if not isinstance(method, str):
+            return error(id_, INVALID_REQUEST, "method must be a string")
         params = msg.get("params")
         if params is not None and not isinstance(params, dict):
             return error(id_, INVALID_PARAMS, "params must be an object")
@@ -703,7 +714,7 @@ class McpBackend:
             return {key: []}
 
         async def all_pages(name, u):
-            items = []
+            items: list = []
             cursor = None
             for _ in range(MAX_PAGES):
                 p = {"cursor": cursor} if cursor else None

@@ -63,7 +63,7 @@ def compile_mcp_backend(
         tpath = f"{path}.targets[{ti}]"
         spec = _target(compiler, t, tpath, own.setdefault(t.name, set()))
         if spec is not None:
-            if spec.kind == "stdio":
+            if t.stdio is not None:  # (spec.kind == "stdio")
                 _process_caps(compiler, mb, t.stdio, spec, reg, path, f"{tpath}.stdio")
             targets.append(spec)
     _passthrough(targets, passthrough, own)
@@ -97,7 +97,7 @@ def compile_mcp_backend(
                 TokenBucket(rl.max_tokens, rl.tokens_per_fill, float(rl.fill_interval)),
             )
         )
-    rebinding = None
+    rebinding: tuple[frozenset[str], frozenset[str]] | None = None
     d = mb.dns_rebinding_protection
     if d is True:
         rebinding = (LOCAL_HOSTS, frozenset())
@@ -107,9 +107,11 @@ def compile_mcp_backend(
             frozenset(o.lower().rstrip("/") for o in d.allowed_origins),
         )
     timeout = traffic.get("backend_timeout") or traffic.get("request_timeout")
-    own = compiler._backend_http(backend_policies.http if backend_policies is not None else None, f"{bpath}.http")
-    if own is not None:  # the backend's own request timeout; the shorter wins
-        timeout = own if timeout is None else min(timeout, own)
+    own_timeout = compiler._backend_http(
+        backend_policies.http if backend_policies is not None else None, f"{bpath}.http"
+    )
+    if own_timeout is not None:  # the backend's own request timeout; the shorter wins
+        timeout = own_timeout if timeout is None else min(timeout, own_timeout)
     return McpBackend(
         name or "mcp",
         targets,
@@ -243,6 +245,9 @@ def _host_spec(compiler, hs: m.McpHostSpec, tpath: str, default_path: str, tls_c
             compiler.errors.add(f"{tpath}.backend", f"no top-level host backend named {hs.backend!r}")
             return None
         addr, path = ref[1].host, default_path
+    elif hs.host is None:  # (the model requires host or backend)
+        compiler.errors.add(tpath, "host or backend is required")
+        return None
     elif hs.port is not None:
         addr, path = f"{hs.host}:{hs.port}", hs.path or default_path
     else:
@@ -285,11 +290,11 @@ def _target(compiler, t: m.McpTarget, tpath: str, passthrough: set[str]) -> Targ
                 elif isinstance(key, m.FileOnlyRef):
                     value = _read(compiler, key.file, f"{tpath}.policies.backendAuth.key.file")
                 else:
-                    v = key.value
+                    inline = key.value
                     value = (
-                        v
-                        if isinstance(v, str)
-                        else _read(compiler, v.file, f"{tpath}.policies.backendAuth.key.value.file")
+                        inline
+                        if isinstance(inline, str)
+                        else _read(compiler, inline.file, f"{tpath}.policies.backendAuth.key.value.file")
                     )
                 spec.headers.append(("authorization", f"Bearer {value.strip()}"))
                 spec.replaces.add("authorization")
@@ -308,11 +313,9 @@ def _target(compiler, t: m.McpTarget, tpath: str, passthrough: set[str]) -> Targ
         if r is None:
             return None
         spec.target, spec.host, spec.path = r
-    elif kind == "stdio":
-        st = t.stdio
+    elif (st := t.stdio) is not None:  # (kind == "stdio")
         spec.cmd, spec.args, spec.env, spec.clear_env = st.cmd, list(st.args), dict(st.env or {}), st.clear_env
-    else:
-        oa = t.openapi
+    elif (oa := t.openapi) is not None:
         sch = oa.schema_
         try:
             if isinstance(sch, str):

@@ -121,10 +121,12 @@ class OpenApiUpstream(Upstream):
 
     async def _ops(self) -> dict[str, Operation]:
         oa = self.spec.openapi
-        if oa.ops is None:
-            if oa.url is not None:
-                oa.load_text(await self._fetch(oa.url))
-        return oa.ops
+        ops = oa.ops if oa is not None else None
+        if ops is None:
+            if oa is None or oa.url is None:  # (compiled with a schema or its URL)
+                raise UpstreamGone(f"target {self.name}: no OpenAPI schema")
+            ops = oa.load_text(await self._fetch(oa.url))
+        return ops
 
     async def _fetch(self, url: str) -> str:
         from ..http import make_target
@@ -168,7 +170,8 @@ class OpenApiUpstream(Upstream):
             return {}
         if method != "tools/call":
             raise RpcError(METHOD_NOT_FOUND, f"{method} is not available on an OpenAPI target")
-        op = ops.get((params or {}).get("name"))
+        name = (params or {}).get("name")
+        op = ops.get(name) if isinstance(name, str) else None
         if op is None:
             raise RpcError(INVALID_PARAMS, f"unknown tool {(params or {}).get('name')!r}")
         args = (params or {}).get("arguments") or {}
@@ -239,5 +242,6 @@ class OpenApiTools:
         if text is not None:
             self.load_text(text)
 
-    def load_text(self, text: str) -> None:
-        self.ops = build_tools(parse_schema(text))
+    def load_text(self, text: str) -> dict[str, Operation]:
+        self.ops = ops = build_tools(parse_schema(text))
+        return ops

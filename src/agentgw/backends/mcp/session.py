@@ -82,6 +82,7 @@ class GatewaySession:
 
     def _make(self, spec, slots: dict) -> Upstream:
         pool = self.runtime.pool
+        u: Upstream
         if spec.kind == "mcp":
             u = HttpUpstream(spec, self.on_upstream_message, pool)
         elif spec.kind == "sse":
@@ -370,11 +371,13 @@ class Registry:
         return g
 
     def add(self, s: GatewaySession) -> None:
+        assert s.id is not None  # (a stateless session is never registered)
         self.sessions[s.id] = s
-        if self.loop is None:
-            self.loop = asyncio.get_running_loop()
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
         if self._sweeper is None:
-            self._sweeper = self.loop.call_later(min(5.0, self.ttl), self._sweep)
+            self._sweeper = loop.call_later(min(5.0, self.ttl), self._sweep, loop)
 
     def codec(self, key_hex: str | None):
         """One codec per key for the life of the process (a random key survives reloads)."""
@@ -385,7 +388,7 @@ class Registry:
             c = self.codecs[key_hex] = SessionCodec(key_hex)
         return c
 
-    def _sweep(self) -> None:
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sweeper = None
         cutoff = time.monotonic() - self.ttl
         for sid, s in list(self.sessions.items()):
@@ -394,9 +397,9 @@ class Registry:
             elif s.last_used < cutoff and not s.busy and not s.get_streams:
                 log.info("MCP session idle for %gs: closing its upstream sessions", self.ttl)
                 self.sessions.pop(sid, None)
-                self.loop.create_task(s.close(delete=False))
+                loop.create_task(s.close(delete=False))
         if self.sessions:
-            self._sweeper = self.loop.call_later(min(5.0, self.ttl), self._sweep)
+            self._sweeper = loop.call_later(min(5.0, self.ttl), self._sweep, loop)
 
     async def remove(self, sid: str, delete: bool) -> bool:
         s = self.sessions.pop(sid, None)

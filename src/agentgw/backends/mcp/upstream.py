@@ -27,10 +27,11 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 
-from ...engine.client import ConnectionPool, NoResponse, UpstreamConnectError, UpstreamTarget
+from ...engine.client import ConnectionPool, NoResponse, UpstreamConnectError, UpstreamConnection, UpstreamTarget
 from ...engine.http import GatewayError, encode_headers
 from .jsonrpc import (
     INTERNAL_ERROR,
@@ -43,6 +44,12 @@ from .jsonrpc import (
     is_response,
     loads,
 )
+
+if TYPE_CHECKING:
+    from ..http import RetryPolicy
+    from .authz import RuleSet
+    from .limits import ProcessGate
+    from .openapi import OpenApiTools
 
 log = logging.getLogger("agentgw.mcp")
 
@@ -97,9 +104,10 @@ async def exchange(
     ``backoff`` is waited before each resend (doubling, at most 10×), and no resend
     starts that would wait past ``deadline`` (loop time). The last attempt's outcome is
     the outcome. ``fresh``: a new connection per attempt (a long-lived stream)."""
+    target = _address(spec)
     retry = spec.retry
     if retry is None and not fresh:
-        return await pool.exchange(spec.target, head, body, timeout)
+        return await pool.exchange(target, head, body, timeout)
     loop = asyncio.get_running_loop()
     attempts = retry.attempts if retry is not None else 1
     attempt = 0
@@ -110,18 +118,18 @@ async def exchange(
             t = left if t is None else min(t, left)
         try:
             if fresh:
-                conn = await pool.connect(spec.target)
+                conn = await pool.connect(target)
                 try:
                     conn.send_head(head, body)
                     await conn.wait_head(t)
                 except BaseException:
                     conn.close()
-                    conn = None  # see UpstreamConnection._unheld
+                    del conn  # see UpstreamConnection._unheld
                     raise
             else:
-                conn = await pool.exchange(spec.target, head, body, t)
+                conn = await pool.exchange(target, head, body, t)
         except (UpstreamConnectError, NoResponse) as exc:
-            if not _again(retry, attempt, attempts, deadline, loop):
+            if retry is None or not _again(retry, attempt, attempts, deadline, loop):
                 raise
             why = exc.message
         else:
@@ -129,12 +137,19 @@ async def exchange(
                 return conn
             why = f"answered HTTP {conn.status}"
             conn.close()
-            conn = None
+            del conn
         delay = retry.delay(attempt)
         attempt += 1
         log.debug("target %s: %s; attempt %d of %d in %.3gs", spec.name, why, attempt + 1, attempts, delay)
         if delay:
             await asyncio.sleep(delay)
+
+
+def _address(spec: TargetSpec) -> UpstreamTarget:
+    """An HTTP target's address (compiled for every kind of target but stdio)."""
+    if spec.target is None:
+        raise GatewayError(502, "upstream_error", f"target {spec.name} has no address")
+    return spec.target
 
 
 def _again(retry, attempt: int, attempts: int, deadline: float | None, loop) -> bool:
@@ -166,15 +181,15 @@ class TargetSpec:
         # another target's backendAuth.passthrough, or one this target sets itself
         self.withheld: frozenset[str] = frozenset()
         self.replaces: set[str] = set()  # headers it sets itself (compile time)
-        self.retry = None  # the route's RetryPolicy (HTTP targets; see exchange())
+        self.retry: RetryPolicy | None = None  # the route's (HTTP targets; see exchange())
         self.cmd = ""
         self.args: list[str] = []
         self.env: dict[str, str] = {}
         self.clear_env = False
-        self.openapi = None  # OpenApiTools
-        self.authz = None  # per-target mcpAuthorization
+        self.openapi: OpenApiTools | None = None
+        self.authz: RuleSet | None = None  # per-target mcpAuthorization
         # stdio: the caps on live processes and the gate that counts them (limits.py)
-        self.gate = None
+        self.gate: ProcessGate | None = None
         self.max_processes = 0
         self.max_processes_per_client = 0
 
@@ -280,7 +295,7 @@ class HttpUpstream(Upstream):
         super().__init__(spec, on_message)
         self.pool = pool
         self._stream_task: asyncio.Task | None = None
-        self._stream_conn = None
+        self._stream_conn: UpstreamConnection | None = None
         self._pending: dict[int, asyncio.Future] = {}  # answers that arrive on the GET stream
         self.await_stream_end = True  # see _await_stream_end
 
@@ -442,7 +457,7 @@ class HttpUpstream(Upstream):
     async def _stream(self) -> None:
         conn = None
         try:
-            conn = await self.pool.connect(self.spec.target)
+            conn = await self.pool.connect(_address(self.spec))
             self._stream_conn = conn
             conn.send_head(self._head("GET", 0, "text/event-stream"), None)
             await conn.wait_head(30.0)
@@ -475,7 +490,7 @@ class HttpUpstream(Upstream):
         if delete and self.session_id:
             try:
                 conn = await asyncio.wait_for(
-                    self.pool.exchange(self.spec.target, self._head("DELETE", 0, "application/json"), b"", 5.0), 5.0
+                    self.pool.exchange(_address(self.spec), self._head("DELETE", 0, "application/json"), b"", 5.0), 5.0
                 )
                 try:
                     await conn.read_body(1 << 20)
@@ -493,7 +508,8 @@ class HttpUpstream(Upstream):
 class _StreamUpstream(Upstream):
     def __init__(self, spec: TargetSpec, on_message: Callable):
         super().__init__(spec, on_message)
-        self._waiting: dict[int, asyncio.Future] = {}
+        # by the id sent (an int), looked up by the id an answer carries (any JSON value)
+        self._waiting: dict[object, asyncio.Future] = {}
         self._related: dict[int, object] = {}  # upstream request id -> client request
         self._progress: dict = {}  # progress token -> client request
         self._dead_reason = ""
@@ -642,11 +658,12 @@ class StdioUpstream(_StreamUpstream):
             self._starting = False
         self.proc = proc
         if self.closed:  # the session closed while the process was being started
-            await asyncio.shield(self._stop_task())
+            await asyncio.shield(self._stop_task(proc))
             raise UpstreamGone(f"target {self.name}: {self._dead_reason or 'session closed'}")
         loop = asyncio.get_running_loop()
-        self._reader = loop.create_task(self._read())
-        self._err_reader = loop.create_task(self._read_stderr())
+        assert proc.stdout is not None and proc.stderr is not None  # (pipes)
+        self._reader = loop.create_task(self._read(proc, proc.stdout))
+        self._err_reader = loop.create_task(self._read_stderr(proc.stderr))
 
     async def initialize(self, params: dict, timeout: float | None) -> dict:
         if self.proc is None:
@@ -664,11 +681,10 @@ class StdioUpstream(_StreamUpstream):
             except (BrokenPipeError, ConnectionResetError, RuntimeError) as exc:
                 raise UpstreamGone(f"target {self.name}: process stdin closed ({exc})") from None
 
-    async def _read(self) -> None:
-        proc = self.proc
+    async def _read(self, proc: asyncio.subprocess.Process, stdout: asyncio.StreamReader) -> None:
         try:
             while True:
-                line = await proc.stdout.readline()
+                line = await stdout.readline()
                 if not line:
                     break
                 line = line.strip()
@@ -685,28 +701,27 @@ class StdioUpstream(_StreamUpstream):
         finally:
             rc = proc.returncode
             self._fail_all("process exited" + (f" with status {rc}" if rc is not None else ""))
-            self._stop_task()
+            self._stop_task(proc)
 
-    async def _read_stderr(self) -> None:
+    async def _read_stderr(self, stderr: asyncio.StreamReader) -> None:
         try:
             while True:
-                line = await self.proc.stderr.readline()
+                line = await stderr.readline()
                 if not line:
                     return
                 log.debug("target %s stderr: %s", self.name, line.rstrip().decode("utf-8", "replace"))
         except (asyncio.CancelledError, ValueError, ConnectionError):
             pass
 
-    def _stop_task(self) -> asyncio.Task:
-        """Stop and reap the process, once: a task, so that a cancelled caller (a client
-        gone mid-request) cannot leave it half done."""
+    def _stop_task(self, proc: asyncio.subprocess.Process) -> asyncio.Task:
+        """Stop and reap the process (``self.proc``), once: a task, so that a cancelled
+        caller (a client gone mid-request) cannot leave it half done."""
         t = self._stopper
         if t is None:
-            t = self._stopper = asyncio.get_running_loop().create_task(self._stop())
+            t = self._stopper = asyncio.get_running_loop().create_task(self._stop(proc))
         return t
 
-    async def _stop(self) -> None:
-        proc = self.proc
+    async def _stop(self, proc: asyncio.subprocess.Process) -> None:
         if proc.returncode is None:
             try:
                 if proc.stdin is not None and not proc.stdin.is_closing():
@@ -740,7 +755,7 @@ class StdioUpstream(_StreamUpstream):
     async def close(self, delete: bool = False) -> None:
         self._fail_all("session closed")
         if self.proc is not None:
-            await asyncio.shield(self._stop_task())
+            await asyncio.shield(self._stop_task(self.proc))
         elif not self._starting:  # never started (a start under way cleans up itself)
             self._release()
         for t in (self._reader, self._err_reader):
