@@ -290,7 +290,7 @@ def crd(
         {"apiVersion": S, "kind": S, "metadata": {"type": "object"}, "spec": spec, "status": status},
         ["spec"] if spec_required else None,
     )
-    names = {"kind": kind, "listKind": kind + "List", "plural": plural, "singular": kind.lower()}
+    names: dict[str, Any] = {"kind": kind, "listKind": kind + "List", "plural": plural, "singular": kind.lower()}
     if short:
         names["shortNames"] = short
     if categories:
@@ -379,7 +379,7 @@ AGENTGATEWAY_BACKEND = crd(
             ),
             "policies": BACKEND_POLICIES,
         },
-        **{"x-kubernetes-validations": [ONE_KIND_RULE]},
+        **rules(ONE_KIND_RULE),
     ),
     STATUS,
     [],

@@ -136,7 +136,7 @@ def _jwt(spec: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> di
                 prov["jwks"] = {"url": rem["url"]}
             elif rem.get("backendRef"):
                 url, err = r.service_url(rem["backendRef"], ns, "policy")
-                if err:
+                if err or url is None:
                     problems.append(f"{pp}.jwks.remote.backendRef: {err}")
                 else:
                     prov["jwks"] = {"url": url + "/" + str(rem.get("jwksPath", "")).lstrip("/")}

@@ -137,7 +137,7 @@ def registry() -> dict[tuple[str, str], _Kind]:
 
 
 # -- CEL ----------------------------------------------------------------------------------------
-_cel_env = None
+_cel_env: Any = None  # cel_expr_python's environment, built on first use
 _programs: dict[str, Any] = {}
 
 

@@ -327,7 +327,7 @@ class Translator:
                 self.res.errors.append(f"{display(okey(rg))}: not accepted (grants nothing): {p}")
         gateways = []
         for gw in self.all(GW, "Gateway"):
-            cls = (gw.get("spec") or {}).get("gatewayClassName")
+            cls = (gw.get("spec") or {}).get("gatewayClassName") or ""
             if cls in classes:
                 pass
             elif self.offline and self.get(GW, "GatewayClass", "", cls) is None:
@@ -439,7 +439,7 @@ class Translator:
             problems += fpp
         # what it would enforce, were it applied: anything but observability settings
         enforcing = any(k not in ("targetRefs", "frontend") for k in spec)
-        ancestors = []
+        ancestors: list[dict[str, Any]] = []
         targets = [t for t in spec.get("targetRefs") or [] if isinstance(t, dict)]
         if not targets:
             problems.append("spec.targetRefs: at least one target is required")
@@ -579,7 +579,7 @@ class Translator:
         out: dict[str, Any] | None = None
         if problems or closers:
             problems += [f"{display(c)} targets it and is not accepted" for c in closers]
-            r = (None, problems, False)
+            r: tuple[dict | None, list[str], bool] = (None, problems, False)
             self._backend_cache[k] = r
             return r
         if group_of(b) == ACK:
@@ -588,7 +588,7 @@ class Translator:
                 out, a2a = {"a2a": self._a2a_targets(spec.get("a2a") or {}, ns, "spec.a2a", problems)}, True
             else:
                 problems.append(f"spec.type: {typ or 'missing'}: only A2A is supported by agentgw")
-            pol_spec = {}
+            pol_spec: dict = {}
         else:
             pol_spec = spec.pop("policies", None) or {}
             kinds = [x for x in ("static", "a2a", "ai", "mcp", "aws") if x in spec]
@@ -920,7 +920,7 @@ class Translator:
         gen = _gen(route)
         parents_status = []
         rules_out: list[tuple[list, dict, dict]] | None = None
-        resolved = None
+        resolved: dict = {}  # (with rules_out)
         for pi, pref in enumerate(spec.get("parentRefs") or []):
             if not isinstance(pref, dict):
                 continue
@@ -1108,7 +1108,7 @@ class Translator:
                 if rt.get("codes"):
                     rr["codes"] = [int(c) for c in rt["codes"]]
                 pols["retry"] = rr
-            backends = []
+            backends: list[dict] = []
             rsrc: dict[str, set] = {}
             a2a = False
             for bi, ref in enumerate(rule.get("backendRefs") or []):
@@ -1438,7 +1438,9 @@ class Translator:
             if t and isinstance(t.get("root"), tuple):
                 _, cns, cname = t["root"]
                 fname = _file_name("ca", cns, cname) + ".crt"
-                files[fname] = self._config_map(cns, cname)["data"]["ca.crt"]
+                cm = self._config_map(cns, cname)
+                assert cm is not None  # (a placeholder is made only for a ConfigMap that exists)
+                files[fname] = cm["data"]["ca.crt"]
                 t["root"] = fname
         return r
 
