@@ -270,6 +270,8 @@ class Controller:
 
     async def _apply(self, desired: dict) -> None:
         res = _by_kind(desired["apiVersion"].split("/")[0] if "/" in desired["apiVersion"] else "", desired["kind"])
+        if res is None:  # (proxy_objects makes only kinds in R)
+            raise ValueError(f"no API resource for {desired['apiVersion']} {desired['kind']}")
         md = desired["metadata"]
         h = _desired_hash(desired)
         desired = copy.deepcopy(desired)
@@ -344,7 +346,7 @@ class Controller:
         if "conditions" in out:
             out["conditions"] = _stamp(out["conditions"], old.get("conditions"), now)
         for lst in out.get("listeners") or []:
-            o = next((x for x in old.get("listeners") or [] if x.get("name") == lst["name"]), {})
+            o: dict = next((x for x in old.get("listeners") or [] if x.get("name") == lst["name"]), {})
             lst["conditions"] = _stamp(lst["conditions"], o.get("conditions"), now)
         for key, ref in (("parents", "parentRef"), ("ancestors", "ancestorRef")):
             for e in out.get(key) or []:
@@ -366,7 +368,8 @@ class Controller:
         res = _by_kind(group, kind)
         if res is None:
             return
-        cached = self.cache.get(res.kind if res.kind in self.cache else "", {}).get((ns, name))
+        kind_cache = self.cache.get(res.kind)
+        cached = kind_cache.get((ns, name)) if kind_cache is not None else None
         for _attempt in range(4):
             if cached is None:
                 try:
@@ -379,7 +382,7 @@ class Controller:
             merged = self._merge_foreign(status, old)
             if _strip_times(merged) == _strip_times(old):
                 return
-            body = {
+            body: dict[str, Any] = {
                 "apiVersion": res.api_version,
                 "kind": res.kind,
                 "metadata": {"name": name, "resourceVersion": cached["metadata"]["resourceVersion"]},
