@@ -158,13 +158,19 @@ class Compiler:
                 if lst.protocol == "HTTPS":
                     tls_ctx = self._listener_tls(lst.tls, f"{lpath}.tls")
                     if tls_ctx is not None:
+                        tls_ctx.listener_hostname = lst.hostname  # (see gateway.client_cert_refusal)
                         tls_by_host.append((lst.hostname, tls_ctx))
                 lname = lst.name or f"listener{li}"
                 pn = lst.path_normalization
                 rules = PathRules(pn.encoded_slashes, pn.path_parameters) if pn is not None else DEFAULT_RULES
                 table = self._routes(lst.routes or [], lpath, lname, rules)
                 lpolicies = compile_identity(self, lst.policies, f"{lpath}.policies")
-                listeners.append(ListenerRuntime(lname, lst.hostname, lst.protocol, table, tls_ctx, lpolicies, rules))
+                client_certs = tls_ctx is not None and tls_ctx.verify_mode != ssl.CERT_NONE
+                listeners.append(
+                    ListenerRuntime(
+                        lname, lst.hostname, lst.protocol, table, tls_ctx, lpolicies, rules, client_certs=client_certs
+                    )
+                )
             if len(protocols) > 1:
                 self.errors.add(bpath, "all listeners of one bind must use the same protocol (HTTP or HTTPS)")
             listeners.sort(key=lambda L: listener_specificity(L.hostname))
@@ -753,6 +759,12 @@ class Compiler:
         default = ordered[-1][1]
         if len(ordered) == 1:
             return default
+        if any(c.verify_mode != ssl.CERT_NONE for _, c in ordered):
+            # OpenSSL keeps the first context's verify mode when SNI switches contexts (it
+            # does switch the CA store a sent certificate is checked against): every
+            # handshake asks for a certificate, and a listener that requires one checks
+            # at request time (gateway.client_cert_refusal)
+            default.verify_mode = ssl.CERT_OPTIONAL
 
         def pick(sslobj, server_name, _ctx):
             if server_name:

@@ -54,6 +54,7 @@ class ListenerRuntime:
         "response_chain",
         "response_edits",
         "path_rules",
+        "client_certs",
     )
 
     def __init__(
@@ -65,6 +66,7 @@ class ListenerRuntime:
         tls=None,
         policies: Sequence = (),
         path_rules=DEFAULT_RULES,
+        client_certs: bool = False,
     ):
         from .policies.base import overrides
 
@@ -75,6 +77,8 @@ class ListenerRuntime:
         self.routes = routes
         self.tls = tls
         self.path_rules = path_rules  # routing.paths.PathRules: the listener's path readings
+        # the listener verifies client certificates (see client_cert_refusal)
+        self.client_certs = client_certs
         self.request_chain = tuple(p.on_request for p in policies if overrides(p, "on_request"))
         self.response_chain = tuple(p.on_response for p in policies if overrides(p, "on_response"))
         self.response_edits = any(p.edits_response_headers for p in policies if overrides(p, "on_response"))
@@ -115,6 +119,32 @@ class BindRuntime:
 _NOT_FOUND = ("route_not_found", "no route matches this request")
 
 
+def client_cert_refusal(req, listener: ListenerRuntime) -> tuple[int, str, str] | None:
+    """Why a request may not reach a listener that verifies client certificates, or None.
+
+    SNI chooses the TLS handshake and Host the listener. OpenSSL keeps the verify mode of
+    the handshake's first context when SNI switches to a listener's, so on a bind with
+    several HTTPS listeners the handshake only *asks* for a certificate (compile.py
+    ``_sni_context``), checks one that is sent against the chosen listener's CA, and the
+    listener's requirement is enforced here: the handshake must have been this
+    listener's (SNI ``public.test`` with Host ``admin.test`` is 421) and must have
+    verified a certificate."""
+    tls = req.tls
+    used = tls.get("context") if tls is not None else None
+    if used is not listener.tls and (
+        # a connection made before a reload used the listener's previous context
+        used is None or getattr(used, "listener_hostname", 0) != listener.hostname
+    ):
+        return (
+            421,
+            "misdirected_request",
+            ("this connection's TLS handshake was for another host: connect with this host as the TLS server name"),
+        )
+    if not tls.get("peercert"):
+        return 403, "client_certificate_required", "this listener requires a client certificate"
+    return None
+
+
 def canonical_request_path(req, listener: ListenerRuntime) -> str:
     """The request's one path (routing.paths), written back to the request so that every
     policy, log line and the upstream read the same; raises a 400 GatewayError."""
@@ -134,6 +164,11 @@ async def handle(bind: BindRuntime, req, ex) -> None:
             ctx.respond(Reply.error(404, "listener_not_found", "no listener for this host"))
             return
         ctx.listener = listener
+        if listener.client_certs:
+            refusal = client_cert_refusal(req, listener)
+            if refusal is not None:
+                ctx.respond(Reply.error(*refusal))
+                return
         ctx.path = canonical_request_path(req, listener)
         path = ctx.path
         if await run_chain(ctx, listener.request_chain):  # gateway phase (e.g. authentication)
@@ -208,6 +243,8 @@ def handle_fast(bind: BindRuntime, req, ex) -> bool:
     listener = bind.single or bind.select(req.host)
     if listener is None or listener.request_chain or bind.tracer is not None:
         return False
+    if listener.client_certs and client_cert_refusal(req, listener) is not None:
+        return False  # answered by ``handle``
     path = req.path
     if plain_path(path) is None or "//" in path or "/." in path:  # else already canonical
         try:

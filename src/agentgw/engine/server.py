@@ -252,6 +252,8 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             self.tls = {
                 "peercert": transport.get_extra_info("peercert"),
                 "version": ssl_obj.version() if ssl_obj else None,
+                # the context the handshake used (SNI may have switched to a listener's)
+                "context": ssl_obj.context if ssl_obj else None,
             }
         self.deadline = self.loop.time() + s.header_read_timeout
 
