@@ -44,7 +44,7 @@ def _validate(args: argparse.Namespace) -> int:
     try:
         check_config_file(args.file)
     except ConfigError as exc:
-        for line in exc.errors:
+        for line in exc.lines:
             print(line, file=sys.stderr)
         return 1
     except OSError as exc:

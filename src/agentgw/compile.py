@@ -814,11 +814,20 @@ class _NothingServed:
     on_upstream_error = None
 
 
+def compile_config_file(path: str, services, *, source: str | None = None) -> Runtime:
+    """Load ``path`` and compile it (relative file references resolve next to it); raises
+    `ConfigError` naming every invalid or refused field, each placed in the file
+    (``source``, default ``path``, is the file's name in those messages)."""
+    from .config import read_config_file
+
+    cfg, where = read_config_file(path, source=source)
+    try:
+        return compile_config(cfg, services, os.path.dirname(os.path.abspath(path)))
+    except ConfigError as exc:
+        raise exc.locate(where) from None
+
+
 def check_config_file(path: str) -> LocalConfig:
     """Load and compile ``path`` as ``agentgw run`` would, serving nothing; raises
     `ConfigError` naming every invalid or refused field."""
-    from .config import load_config_file
-
-    cfg = load_config_file(path)
-    compile_config(cfg, _NothingServed(), os.path.dirname(os.path.abspath(path)))
-    return cfg
+    return compile_config_file(path, _NothingServed()).cfg

@@ -32,8 +32,8 @@ import socket
 
 from . import __version__
 from .admin.server import AdminHandler, AdminServer, serve_admin
-from .compile import Runtime, compile_config
-from .config import ConfigError, load_config_file, redacted_dump
+from .compile import Runtime, compile_config_file
+from .config import ConfigError, redacted_dump
 from .engine.client import ConnectionPool
 from .engine.server import HttpServerProtocol, ServerSettings
 from .gateway import BindRuntime, handle, handle_fast
@@ -163,6 +163,7 @@ class GatewayProcess:
         claim_socket: str | None = None,
     ):
         self.config_path = os.path.abspath(config_path)
+        self.source = config_path  # the file's name in messages: as the user wrote it
         self.base_dir = os.path.dirname(self.config_path)
         self.serve_admin_ports = serve_admin_ports
         self.control_socket = control_socket
@@ -190,8 +191,7 @@ class GatewayProcess:
         with open(self.config_path, "rb") as f:
             raw = f.read()
         digest = hashlib.sha256(raw).digest()
-        cfg = load_config_file(self.config_path)
-        return compile_config(cfg, self.services, self.base_dir), digest
+        return compile_config_file(self.config_path, self.services, source=self.source), digest
 
     async def start(self) -> None:
         runtime, digest = self._load()  # ConfigError propagates: refuse to start

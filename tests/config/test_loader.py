@@ -148,10 +148,11 @@ def test_root_must_be_mapping():
     assert errors_of("just a string\n") == ["(root): config must be a mapping, got str"]
 
 
-def test_empty_file_is_default_config():
-    cfg = load_config_text("# nothing here\n", env={})
-    assert cfg == LocalConfig()
-    assert cfg.binds == [] and cfg.llm is None and cfg.mcp is None
+def test_empty_file_is_an_error():
+    # nothing but comments and blank lines: a mistake, or a file caught half-written
+    assert errors_of("# nothing here\n\n", source="gw.yaml") == ["gw.yaml: the config is empty"]
+    assert errors_of("", source="gw.yaml") == ["gw.yaml: the config is empty"]
+    assert load_config_text("{}", env={}) == LocalConfig()  # an explicit empty mapping is a config
 
 
 def test_json_text_is_sniffed():

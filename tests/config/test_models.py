@@ -262,23 +262,44 @@ policies:
 
 
 @pytest.mark.parametrize(
-    "text,path",
+    "text,path,hint",
     [
-        ("bogus: 1\n", "bogus"),
-        ("config:\n  adminAdr: 127.0.0.1:1\n", "config.adminAdr"),
-        ("binds:\n- port: 1\n  listeners:\n  - routes: []\n    colour: red\n", "binds[0].listeners[0].colour"),
-        (route_yaml("policies:\n  rateLimit: []\n"), "binds[0].listeners[0].routes[0].policies.rateLimit"),
-        # snake_case spelling of a camelCase key is not accepted
-        (route_yaml("policies:\n  backend_tls: {}\n"), "binds[0].listeners[0].routes[0].policies.backend_tls"),
+        ("bogus: 1\n", "bogus", None),
+        ("config:\n  adminAdr: 127.0.0.1:1\n", "config.adminAdr", "adminAddr"),
+        ("binds:\n- port: 1\n  listeners:\n  - routes: []\n    colour: red\n", "binds[0].listeners[0].colour", None),
+        (
+            route_yaml("policies:\n  rateLimit: []\n"),
+            "binds[0].listeners[0].routes[0].policies.rateLimit",
+            "localRateLimit",
+        ),
+        # snake_case spelling of a camelCase key is not accepted, but pointed at
+        (
+            route_yaml("policies:\n  backend_tls: {}\n"),
+            "binds[0].listeners[0].routes[0].policies.backend_tls",
+            "backendTLS",
+        ),
         (
             route_yaml("policies:\n  cors: {allowOrigin: ['*']}\n"),
             "binds[0].listeners[0].routes[0].policies.cors.allowOrigin",
+            "allowOrigins",
         ),
-        (route_yaml("backends:\n- host: a:1\n  wieght: 2\n"), "binds[0].listeners[0].routes[0].backends[0].wieght"),
+        (
+            route_yaml("backends:\n- host: a:1\n  wieght: 2\n"),
+            "binds[0].listeners[0].routes[0].backends[0].wieght",
+            "weight",
+        ),
+        # the closest key of the object at that place: a jwtAuth inside a union, a map's values
+        (
+            route_yaml("policies:\n  jwtAuth: {issuer: i, audience: [a], jwks: '{}'}\n"),
+            "binds[0].listeners[0].routes[0].policies.jwtAuth.audience",
+            "audiences",
+        ),
+        ("binds: []\nbackend: []\n", "backend", "backends"),
     ],
 )
-def test_unknown_keys_rejected(text, path):
-    assert errors_of(text) == [f"{path}: unknown field"]
+def test_unknown_keys_rejected(text, path, hint):
+    suffix = f"; did you mean {hint!r}?" if hint else ""  # no hint when no key is close
+    assert errors_of(text) == [f"{path}: unknown field{suffix}"]
 
 
 def test_path_match_exactly_one():
@@ -559,7 +580,7 @@ def test_listener_level_policies_are_limited():
 
 
 def test_config_defaults():
-    c = load_config_text("", env={}).config
+    c = load_config_text("{}", env={}).config
     assert c.admin_addr == "127.0.0.1:15000"
     assert c.stats_addr == "0.0.0.0:15020"
     assert c.readiness_addr == "0.0.0.0:15021"
@@ -649,7 +670,7 @@ policies:
 
 
 def test_effective_limits_defaults():
-    lim = effective_limits(load_config_text("", env={}))
+    lim = effective_limits(load_config_text("{}", env={}))
     assert lim.max_header_bytes == 65536
     assert lim.max_body_bytes == 10 * 1024 * 1024
     assert lim.header_read_timeout == 10.0

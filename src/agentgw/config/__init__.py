@@ -9,7 +9,7 @@ The file format is agentgateway's standalone config schema; see
 """
 
 from .durations import Duration, parse_duration
-from .loader import ConfigError, format_path, load_config_file, load_config_text
+from .loader import ConfigError, SourceMap, format_path, load_config_file, load_config_text, read_config_file
 from .models import SECRET, EffectiveLimits, LocalConfig, effective_limits
 from .redact import REDACTED, redacted_dump
 
@@ -20,10 +20,12 @@ __all__ = [
     "Duration",
     "EffectiveLimits",
     "LocalConfig",
+    "SourceMap",
     "effective_limits",
     "format_path",
     "load_config_file",
     "load_config_text",
     "parse_duration",
+    "read_config_file",
     "redacted_dump",
 ]

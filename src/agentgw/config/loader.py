@@ -4,7 +4,13 @@ Steps: parse -> substitute environment variables in string values -> validate.
 Every problem found is reported at once as a `ConfigError` whose messages are
 ``"<path>: <message>"``, with paths written in the file's own key names
 (``binds[0].listeners[0].routes[2].backends[0].host``) so they can be found
-in the file directly.
+in the file directly.  For a file, each message is also placed in it
+(`ConfigError.lines`: ``"<file>:<line>:<column>: <path>: <message>"``, the line
+and column of the key at fault, or of its closest enclosing key when the key
+is missing), and an unknown key gets the closest valid key of its object as a
+hint (``unknown field; did you mean 'audiences'?``).  An empty file (nothing
+but comments or blank lines) is an error: it is far more likely a mistake, or
+a file caught half-written, than a wish to serve nothing.
 
 Environment substitution runs on the parsed tree rather than on the raw text
 (as agentgateway does), so a variable's value can never change the YAML
@@ -17,30 +23,48 @@ be safe).  An unset variable is an error naming the variable and the path.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .models import LocalConfig
 
-__all__ = ["ConfigError", "format_path", "load_config_file", "load_config_text"]
+__all__ = ["ConfigError", "SourceMap", "format_path", "load_config_file", "load_config_text", "read_config_file"]
 
 
 class ConfigError(ValueError):
-    """One or more problems in a config file; ``errors`` holds ``"<path>: <message>"`` strings."""
+    """One or more problems in a config file; ``errors`` holds ``"<path>: <message>"`` strings.
 
-    def __init__(self, errors: list[str]):
+    ``lines`` (and ``str()``) are the same messages placed in the file when the error
+    came from one (see `locate`): ``"<file>:<line>:<column>: <path>: <message>"``.
+    """
+
+    def __init__(self, errors: list[str], where: list[str | None] | None = None):
         self.errors = list(errors)
+        self.where: list[str | None] = list(where) if where is not None else [None] * len(self.errors)
         super().__init__("\n".join(self.errors))
 
+    @property
+    def lines(self) -> list[str]:
+        return [f"{w}: {e}" if w else e for e, w in zip(self.errors, self.where)]
+
+    def locate(self, source: SourceMap) -> ConfigError:
+        """This error with each message placed in ``source`` (messages already placed,
+        and those naming the file itself, are kept as they are)."""
+        where = [w if w is not None else source.where(e) for e, w in zip(self.errors, self.where)]
+        return ConfigError(self.errors, where)
+
     def __str__(self) -> str:
-        return "\n".join(self.errors)
+        return "\n".join(self.lines)
 
 
 # --------------------------------------------------------------------------
@@ -69,6 +93,81 @@ def format_path(loc: Iterable[Any]) -> str:
         else:
             out += "[" + json.dumps(part) + "]"
     return out or "(root)"
+
+
+_PATH_TOKEN = re.compile(r'\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
+
+
+def parse_path(text: str) -> tuple[list[str | int], str] | None:
+    """Split ``"a.b[0][\"k\"]: rest"`` into ``(["a", "b", 0, "k"], "rest")``; None when
+    ``text`` does not start with a path as `format_path` writes it."""
+    if text.startswith("(root): "):
+        return [], text[8:]
+    segs: list[str | int] = []
+    pos = 0
+    while True:
+        m = _PATH_TOKEN.match(text, pos)
+        if m is None or (m.group(1) is not None and segs and not m.group(0).startswith(".")):
+            break
+        if m.group(1) is not None:
+            segs.append(m.group(1))
+        elif m.group(2) is not None:
+            segs.append(int(m.group(2)))
+        else:
+            segs.append(json.loads(m.group(3)))
+        pos = m.end()
+    if not segs or not text.startswith(": ", pos):
+        return None
+    return segs, text[pos + 2 :]
+
+
+class SourceMap:
+    """Where the keys of a config file are: turns an error's path into ``file:line:column``.
+
+    The document is composed (PyYAML keeps each node's position) only when an error
+    needs placing, so a file that loads cleanly costs nothing extra.
+    """
+
+    def __init__(self, source: str, text: str):
+        self.source = source
+        self.text = text
+        self._root: Any = False  # not composed yet
+
+    def _document(self) -> Any:
+        if self._root is False:
+            try:
+                self._root = yaml.compose(self.text, Loader=_BaseLoader)
+            except yaml.YAMLError:
+                self._root = None
+        return self._root
+
+    def position(self, segs: list[str | int]) -> tuple[int, int] | None:
+        """1-based (line, column) of the key or list item ``segs`` names; of its closest
+        enclosing key when it is not in the file; None for the root."""
+        node, mark = self._document(), None
+        for seg in segs:
+            if isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    if isinstance(k, yaml.ScalarNode) and k.value == str(seg):
+                        node, mark = v, k.start_mark
+                        break
+                else:
+                    break
+            elif isinstance(node, yaml.SequenceNode) and isinstance(seg, int) and 0 <= seg < len(node.value):
+                node = node.value[seg]
+                mark = node.start_mark
+            else:
+                break
+        return (mark.line + 1, mark.column + 1) if mark is not None else None
+
+    def where(self, error: str) -> str | None:
+        """``"file:line:column"`` for an ``"<path>: <message>"`` error, ``"file"`` when its
+        path is not in the file, None for a message that already names the file."""
+        if error.startswith(self.source + ":"):
+            return None
+        parsed = parse_path(error)
+        pos = self.position(parsed[0]) if parsed else None
+        return f"{self.source}:{pos[0]}:{pos[1]}" if pos else self.source
 
 
 # --------------------------------------------------------------------------
@@ -194,11 +293,61 @@ def _message(err: Any) -> str:
     return _MESSAGE_REWRITES.get(err["type"], err["msg"])
 
 
+def _leaf_types(tp: Any) -> list[Any]:
+    """The alternatives ``tp`` stands for: Optional, unions and Annotated unwrapped."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _leaf_types(typing.get_args(tp)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [leaf for arg in typing.get_args(tp) for leaf in _leaf_types(arg)]
+    return [] if tp is type(None) else [tp]
+
+
+def _keys_at(loc: Iterable[Any]) -> set[str]:
+    """The keys the object at ``loc`` (a pydantic error location) accepts."""
+    current: list[Any] = [LocalConfig]
+    for seg in loc:
+        if isinstance(seg, str) and seg.startswith("~"):
+            continue  # a union branch tag: every alternative is still in ``current``
+        nxt: list[Any] = []
+        for tp in current:
+            origin, args = typing.get_origin(tp), typing.get_args(tp)
+            if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(seg, str):
+                for name, f in tp.model_fields.items():
+                    if seg in (f.alias, name):
+                        nxt.extend(_leaf_types(f.annotation))
+            elif origin in (list, tuple, set, frozenset) and isinstance(seg, int) and args:
+                nxt.extend(_leaf_types(args[0]))
+            elif origin is dict and len(args) == 2:
+                nxt.extend(_leaf_types(args[1]))
+        current = nxt
+    return {
+        f.alias or name
+        for tp in current
+        if isinstance(tp, type) and issubclass(tp, BaseModel)
+        for name, f in tp.model_fields.items()
+    }
+
+
+def _did_you_mean(key: str, valid: Iterable[str]) -> str | None:
+    """The valid key closest to ``key`` (case, ``_`` and ``-`` aside), if any is close."""
+    norm = {k.lower().replace("_", "").replace("-", ""): k for k in valid}
+    want = key.lower().replace("_", "").replace("-", "")
+    if want in norm:
+        return norm[want]
+    best = difflib.get_close_matches(want, list(norm), n=1)
+    return norm[best[0]] if best else None
+
+
 def _error_lines(exc: ValidationError) -> list[str]:
     lines: list[str] = []
     seen: set[str] = set()
     for err in exc.errors(include_url=False):
         msg = _message(err)
+        if err["type"] == "extra_forbidden" and err["loc"] and isinstance(err["loc"][-1], str):
+            hint = _did_you_mean(err["loc"][-1], _keys_at(err["loc"][:-1]))
+            if hint is not None:
+                msg += f"; did you mean {hint!r}?"
         for prefix in ("Value error, ", "Assertion failed, "):
             if msg.startswith(prefix):
                 msg = msg[len(prefix) :]
@@ -229,7 +378,7 @@ def load_config_text(
     """
     data = _parse(text, source, fmt)
     if data is None:
-        data = {}
+        raise ConfigError([f"{source}: the config is empty"])
     if not isinstance(data, dict):
         raise ConfigError([f"(root): config must be a mapping, got {type(data).__name__}"])
     errors: list[str] = []
@@ -242,15 +391,29 @@ def load_config_text(
         raise ConfigError(_error_lines(e)) from None
 
 
-def load_config_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> LocalConfig:
-    """Load a config file; the format comes from the extension (.json, .yaml, .yml) or is sniffed."""
+def read_config_file(
+    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None, source: str | None = None
+) -> tuple[LocalConfig, SourceMap]:
+    """Load a config file, and return with it the `SourceMap` that places later errors
+    (the compile step's) in it.  ``source`` is the file's name in messages (default:
+    ``path`` as given).  Raises `ConfigError`, its messages placed in the file."""
     p = Path(path)
+    name = str(p) if source is None else source
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError([f"{p}: cannot read config file: {e.strerror or e}"]) from None
+        raise ConfigError([f"{name}: cannot read config file: {e.strerror or e}"]) from None
     except UnicodeDecodeError as e:
-        raise ConfigError([f"{p}: config file is not valid UTF-8: {e}"]) from None
+        raise ConfigError([f"{name}: config file is not valid UTF-8: {e}"]) from None
     ext = p.suffix.lower()
     fmt = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}.get(ext)
-    return load_config_text(text, source=str(p), fmt=fmt, env=env)
+    where = SourceMap(name, text)
+    try:
+        return load_config_text(text, source=name, fmt=fmt, env=env), where
+    except ConfigError as exc:
+        raise exc.locate(where) from None
+
+
+def load_config_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> LocalConfig:
+    """Load a config file; the format comes from the extension (.json, .yaml, .yml) or is sniffed."""
+    return read_config_file(path, env=env)[0]

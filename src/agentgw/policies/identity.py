@@ -46,7 +46,7 @@ def compile_identity(compiler, p, path: str) -> list:
             try:
                 src = build_jwks(prov.jwks, fpath)
             except (OSError, ValueError) as exc:
-                msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable JWKS"
+                msg = _jwks_problem(exc)
                 err(f"{pp}.jwks", f"cannot load JWKS: {msg}")
                 continue
             opts = prov.jwt_validation_options
@@ -139,7 +139,7 @@ def compile_identity(compiler, p, path: str) -> list:
             try:
                 src = build_jwks(s.jwks, fpath, headers=headers, ca_file=ca, timeout=timeout)
             except (OSError, ValueError) as exc:
-                msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable JWKS"
+                msg = _jwks_problem(exc)
                 err(f"{sp}.jwks", f"cannot load JWKS: {msg}")
             else:
                 verifier = TokenVerifier([Provider(s.issuer, s.audiences, src)])
@@ -177,6 +177,13 @@ def compile_identity(compiler, p, path: str) -> list:
         if rs is not None:
             out.append(Authorization(rs))
     return out
+
+
+def _jwks_problem(exc: Exception) -> str:
+    """Why a JWKS could not be loaded: the file and the system's reason, or that it is not one."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return "not a usable JWKS"
 
 
 def _ext_authz(compiler, e, ep: str):
