@@ -499,7 +499,7 @@ def test_bedrock_credential_failure_is_clear_503(oa, gw):
         oa.chat.completions.create(model="bedrock-nocreds", messages=[{"role": "user", "content": "x"}])
     assert ei.value.status_code == 503
     assert "AWS credentials unavailable" in ei.value.message
-    assert "AWS credential refresh failed" in gw.logs()
+    assert "AWS credentials unavailable (region " in gw.logs()
 
 
 # -- defaults, overrides, guards --------------------------------------------------------------

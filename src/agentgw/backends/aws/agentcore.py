@@ -713,8 +713,7 @@ def compile_agentcore(compiler, cfg, path: str, *, name: str | None, traffic: di
     except (ValueError, IndexError) as exc:
         compiler.errors.add(f"{path}.agentCore.endpoint", f"invalid endpoint {addr!r}: {exc}")
         return None
-    src = shared_source(region=rt.region)
-    src.prefetch()
+    src = shared_source(region=rt.region)  # resolved on first use: no credentials needed until then
     svc = compiler.services
     return AgentCoreBackend(
         name or rt.runtime_id,

@@ -5,11 +5,14 @@ Otherwise botocore's provider chain runs: environment, shared config/credentials
 profiles, web identity (IRSA, with the regional STS endpoint), SSO, ECS/EKS container
 credentials, EC2 instance metadata — and ``assumeRole`` on top when configured.
 
-Resolution and refresh run in a worker thread. Requests read a cached, frozen snapshot;
-when the snapshot gets within ``REFRESH_AHEAD`` of its expiry a background refresh
-starts and requests keep using the still-valid snapshot meanwhile. Only the very first
-request (nothing cached yet) or a request after expiry waits for the thread. A failure
-is raised as :class:`CredentialError` (a 503 to the client) and logged with its reason.
+Nothing is resolved when a config is loaded: a Bedrock model or AgentCore backend nobody
+calls needs no credentials, so a gateway without any starts quietly. The first request
+that needs them resolves them, in a worker thread (it waits for that one resolution).
+Requests then read a cached, frozen snapshot; when the snapshot gets within
+``REFRESH_AHEAD`` of its expiry a background refresh starts and requests keep using the
+still-valid snapshot meanwhile; only a request after expiry waits again. A failure is
+raised as :class:`CredentialError` (a 503 to the client, naming the reason) and logged as
+a warning once per distinct reason, not on every request that meets it.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ class AwsCredentialSource:
         self._inflight: asyncio.Future | None = None
         self._last_error: str | None = None
         self._last_failure = 0.0
+        self._warned: str | None = None  # the failure last logged (logged again only when it changes)
 
     # -- blocking side (worker thread) -----------------------------------------------------
     def _resolve_blocking(self) -> Snapshot:
@@ -182,21 +186,20 @@ class AwsCredentialSource:
             if exc is not None:
                 self._last_error = str(exc) or exc.__class__.__name__
                 self._last_failure = time.monotonic()
-                log.error("AWS credential refresh failed: %s", self._last_error)
+                if self._last_error != self._warned:
+                    self._warned = self._last_error
+                    log.warning(
+                        "AWS credentials unavailable%s: %s; requests signed with them get a 503 until they resolve",
+                        f" (region {self.region})" if self.region else "",
+                        self._last_error,
+                    )
             else:
                 self._snap = f.result()
                 self._last_error = None
+                self._warned = None
 
         fut.add_done_callback(done)
         return fut
-
-    def prefetch(self) -> None:
-        """Start resolving in the background (called when a config is loaded)."""
-        if self._static is None:
-            try:
-                self._start_refresh()
-            except RuntimeError:
-                pass  # no running loop (validate): resolved on first use
 
 
 _SHARED: dict[tuple, AwsCredentialSource] = {}

@@ -197,8 +197,7 @@ def _auth(c, prov, k: str, path: str, api_key, auth_cfg, region, auth_path: str)
                 session_token=a.session_token,
                 region=reg,
                 role_arn=a.assume_role.role_arn if a.assume_role else None,
-            )
-            src.prefetch()
+            )  # resolved on first use
             return AwsSigV4(src, reg, a.service_name or "bedrock")
         if auth_cfg.gcp is not None:
             cred = auth_cfg.gcp.credential
@@ -221,8 +220,7 @@ def _auth(c, prov, k: str, path: str, api_key, auth_cfg, region, auth_path: str)
         from ..aws import shared_source
 
         reg = prov.extra.get("region") or region or "us-east-1"
-        src = shared_source(region=reg)
-        src.prefetch()
+        src = shared_source(region=reg)  # resolved on first use
         return AwsSigV4(src, reg, "bedrock")
     if k == "vertex":
         return GcpToken(None)
