@@ -135,17 +135,17 @@ class Agent:
             await self.stream(req, ex, rid, params, v1)
         elif method in ("tasks/get", "GetTask", "tasks/cancel", "CancelTask"):
             tid = params.get("id") or (params.get("name") or "").rpartition("/")[2]
-            t = self.tasks.get(tid)
-            if t is None:
+            known = self.tasks.get(tid)
+            if known is None:
                 error(-32001, "Task not found")
             elif "cancel" in method.lower():
-                if t["status"]["state"] in ("completed", "TASK_STATE_COMPLETED"):
+                if known["status"]["state"] in ("completed", "TASK_STATE_COMPLETED"):
                     error(-32002, "Task cannot be canceled")
                 else:
-                    t["status"] = self.status("canceled", v1)
-                    result(t)
+                    known["status"] = self.status("canceled", v1)
+                    result(known)
             else:
-                result(t)
+                result(known)
         else:
             error(-32601, "Method not found")
 

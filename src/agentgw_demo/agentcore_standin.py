@@ -294,7 +294,7 @@ def start_sts(port: int, duration: float | None, delay: float) -> int:
             time.sleep(delay)
         return orig(self, *a, **kw)
 
-    sts_models.STSBackend.assume_role = assume_role
+    sts_models.STSBackend.assume_role = assume_role  # type: ignore[method-assign]  # wraps moto's own
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server.get_host_and_port()[1]

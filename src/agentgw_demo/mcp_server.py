@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 
@@ -33,7 +34,8 @@ class Server:
     def __init__(self, name: str):
         self.name = name
         self.notes: list[str] = []
-        self.tools = {
+        # name -> (description, input schema, handler; slow_count is answered in place)
+        self.tools: dict[str, tuple[str, dict, Callable[[dict], dict] | None]] = {
             "whoami": ("Which process answers", _schema(), lambda a: _text(f"{self.name} pid {os.getpid()}")),
             "slow_count": ("Count to n, reporting progress", _schema(n="integer"), None),
         }
@@ -110,7 +112,9 @@ class Server:
                             }
                         )
                 return _text(f"counted to {n}")
-            return self.tools[name][2](args)
+            handler = self.tools[name][2]
+            assert handler is not None  # (only slow_count has none, answered above)
+            return handler(args)
         if self.name == "notes":
             if method == "resources/list":
                 return {"resources": [{"uri": "notes://all", "name": "all notes", "mimeType": "text/plain"}]}
