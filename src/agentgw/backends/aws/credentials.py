@@ -22,6 +22,7 @@ import datetime as _dt
 import logging
 import threading
 import time
+from typing import Any
 
 from ...engine.http import GatewayError
 
@@ -97,7 +98,7 @@ class AwsCredentialSource:
             self._static = Snapshot(access_key_id, secret_access_key, session_token, None)
         self._explicit = (access_key_id, secret_access_key, session_token) if access_key_id else None
         self._snap: Snapshot | None = self._static
-        self._creds = None  # botocore (refreshable) credentials object
+        self._creds: Any = None  # botocore (refreshable) credentials object
         self._lock = threading.Lock()
         self._inflight: asyncio.Future | None = None
         self._last_error: str | None = None

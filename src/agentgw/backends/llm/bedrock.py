@@ -7,6 +7,7 @@ arrive, each event translated to an IR chunk on the spot.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -100,7 +101,7 @@ def ir_to_converse(ir: dict) -> dict:
     out: dict = {"messages": msgs}
     if system:
         out["system"] = system
-    inf = {}
+    inf: dict[str, Any] = {}
     mt = max_tokens_of(ir)
     if mt is not None:
         inf["maxTokens"] = mt
@@ -115,7 +116,7 @@ def ir_to_converse(ir: dict) -> dict:
         out["inferenceConfig"] = inf
     tools = [t for t in ir.get("tools") or [] if t.get("type") == "function"]
     if tools and ir.get("tool_choice") != "none":
-        tc: dict = {
+        tool_config: dict = {
             "tools": [
                 {
                     "toolSpec": {
@@ -131,12 +132,12 @@ def ir_to_converse(ir: dict) -> dict:
         }
         choice = ir.get("tool_choice")
         if choice == "auto":
-            tc["toolChoice"] = {"auto": {}}
+            tool_config["toolChoice"] = {"auto": {}}
         elif choice == "required":
-            tc["toolChoice"] = {"any": {}}
+            tool_config["toolChoice"] = {"any": {}}
         elif isinstance(choice, dict) and choice.get("function"):
-            tc["toolChoice"] = {"tool": {"name": choice["function"]["name"]}}
-        out["toolConfig"] = tc
+            tool_config["toolChoice"] = {"tool": {"name": choice["function"]["name"]}}
+        out["toolConfig"] = tool_config
     return out
 
 
@@ -158,7 +159,11 @@ def converse_to_ir(obj: dict, model: str) -> dict:
     u = obj.get("usage") or {}
     usage = Usage(int(u.get("inputTokens") or 0), int(u.get("outputTokens") or 0))
     return completion(
-        model, "".join(text) if text or not calls else None, calls, STOP_TO_IR.get(obj.get("stopReason"), "stop"), usage
+        model,
+        "".join(text) if text or not calls else None,
+        calls,
+        STOP_TO_IR.get(obj.get("stopReason", ""), "stop"),
+        usage,
     )
 
 
@@ -228,7 +233,7 @@ class ConverseStreamDecoder:
                 ]
             return []
         if ev == "messageStop":
-            return [mk.chunk({}, STOP_TO_IR.get(p.get("stopReason"), "stop"))]
+            return [mk.chunk({}, STOP_TO_IR.get(p.get("stopReason", ""), "stop"))]
         if ev == "metadata":
             u = p.get("usage") or {}
             self.usage = Usage(int(u.get("inputTokens") or 0), int(u.get("outputTokens") or 0))
