@@ -109,7 +109,7 @@ def session_id_for(key: str, principal: str | None = None) -> str:
 
 
 def valid_session_id(s: str | None) -> bool:
-    return bool(s) and SESSION_MIN <= len(s) <= SESSION_MAX and _SESSION_OK.match(s) is not None
+    return s is not None and SESSION_MIN <= len(s) <= SESSION_MAX and _SESSION_OK.match(s) is not None
 
 
 # -- A2A ↔ AgentCore payloads ---------------------------------------------------------------
@@ -117,12 +117,14 @@ class A2aCall:
     __slots__ = ("rpc_id", "method", "style", "stream", "task_id", "context_id", "message", "text", "params")
 
     def __init__(self, doc: dict, style: str, stream: bool):
-        params = doc.get("params") if isinstance(doc.get("params"), dict) else {}
-        msg = (
-            params.get("message")
-            if isinstance(params.get("message"), dict)
-            else (params.get("request") if isinstance(params.get("request"), dict) else {})
-        )
+        params = doc.get("params")
+        if not isinstance(params, dict):
+            params = {}
+        msg = params.get("message")
+        if not isinstance(msg, dict):
+            msg = params.get("request")
+            if not isinstance(msg, dict):
+                msg = {}
         self.rpc_id = doc.get("id")
         self.method = doc["method"]
         self.style = style
@@ -187,7 +189,9 @@ def stream_delta(doc) -> str | None:
         return None
     if isinstance(doc.get("data"), str):
         return doc["data"]
-    ev = doc.get("event") if isinstance(doc.get("event"), dict) else doc
+    ev = doc.get("event")
+    if not isinstance(ev, dict):
+        ev = doc
     cbd = ev.get("contentBlockDelta")
     if isinstance(cbd, dict):
         d = cbd.get("delta")
@@ -331,7 +335,7 @@ class EventMaker:
 
 def sse_events(buf: bytes):
     """Split complete SSE events off ``buf``: ``(list of data payloads, rest)``."""
-    out = []
+    out: list[bytes] = []
     while True:
         i = buf.find(b"\n\n")
         j = buf.find(b"\r\n\r\n")
@@ -590,7 +594,7 @@ class AgentCoreBackend:
     async def _a2a_send(self, ctx, call, conn, sse: bool, task_id, context_id, sid) -> None:
         body = await conn.read_body(self.max_response)
         if sse:
-            texts = []
+            texts: list[str] | None = []
             events, _rest = sse_events(body + b"\n\n")
             for data in events:
                 d = _event_doc(data)
