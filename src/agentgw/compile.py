@@ -16,7 +16,7 @@ import os
 import re
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from .backends.a2a import static_targets
 from .backends.http import HttpBackend, HttpBackendSet, RetryPolicy, make_target
@@ -96,6 +96,10 @@ class Compiler:
         self.named = {b.name: (i, b) for i, b in enumerate(cfg.backends)}
 
     # -- helpers --------------------------------------------------------------------------
+    @overload
+    def _path(self, p: str) -> str: ...
+    @overload
+    def _path(self, p: str | None) -> str | None: ...
     def _path(self, p: str | None) -> str | None:
         if p is None:
             return None
@@ -155,10 +159,11 @@ class Compiler:
                 if lst.tcp_routes is not None:
                     self.errors.add(f"{lpath}.tcpRoutes", "are only used with protocol TCP or TLS (not supported yet)")
                 tls_ctx = None
-                if lst.protocol == "HTTPS":
+                if lst.protocol == "HTTPS" and lst.tls is not None:  # (the model requires tls with HTTPS)
                     tls_ctx = self._listener_tls(lst.tls, f"{lpath}.tls")
                     if tls_ctx is not None:
-                        tls_ctx.listener_hostname = lst.hostname  # (see gateway.client_cert_refusal)
+                        # (read by gateway.client_cert_refusal)
+                        tls_ctx.listener_hostname = lst.hostname  # type: ignore[attr-defined]  # an attribute of our own
                         tls_by_host.append((lst.hostname, tls_ctx))
                 lname = lst.name or f"listener{li}"
                 pn = lst.path_normalization
@@ -190,9 +195,9 @@ class Compiler:
         if self.errors.items:
             raise ConfigError(list(dict.fromkeys(_shorthand_path(e) for e in self.errors.items)))
         trusted = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.config.trusted_proxies)
-        for b in binds.values():
-            b.tracer = tracer
-            b.trusted_proxies = trusted
+        for br in binds.values():
+            br.tracer = tracer
+            br.trusted_proxies = trusted
         return Runtime(cfg, binds, bind_tls, effective_limits(cfg), self.warnings, access_log, **process)
 
     # -- connection and process settings --------------------------------------------------
@@ -323,7 +328,7 @@ class Compiler:
     def _has_ai(self, r: m.Route) -> bool:
         """Whether the route has an ``ai`` backend (its ``ai``/``backendAuth`` policies are read by it)."""
         for rb in r.backends:
-            nb = self.named.get(rb.backend)[1] if rb.backend is not None and rb.backend in self.named else None
+            nb = self.named[rb.backend][1] if rb.backend is not None and rb.backend in self.named else None
             if rb.ai is not None or (nb is not None and nb.ai is not None):
                 return True
         return False

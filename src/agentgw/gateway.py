@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 from .context import Ctx
 from .engine.http import GatewayError, Reply
@@ -21,6 +22,9 @@ from .policies.base import Deferred
 from .routing.paths import DEFAULT_RULES, canonical_path, plain_path
 from .routing.table import RouteTable, hostname_matches
 from .telemetry.metrics import status_label
+
+if TYPE_CHECKING:
+    from .telemetry.tracing import RequestTracer
 
 log = logging.getLogger("agentgw")
 
@@ -95,7 +99,7 @@ class BindRuntime:
         self.listeners = listeners
         self.single = listeners[0] if len(listeners) == 1 and not listeners[0].hostname else None
         self.services = services  # metrics, access log
-        self.tracer = None  # telemetry.tracing.RequestTracer when tracing is configured
+        self.tracer: RequestTracer | None = None  # when tracing is configured
         # peers whose X-Forwarded-Proto/-Host are believed (config.trustedProxies)
         self.trusted_proxies: tuple = ()
 

@@ -426,6 +426,8 @@ class GatewayProcess:
         listening host of every traffic port (``enableIpv6``), an admin address served
         by the supervisor (``--workers``), or an admin address moving to another host on
         the port it is listening on."""
+        if self.runtime is None:  # (nothing running yet: nothing a restart would keep)
+            return
         cur = self.runtime.cfg.config
         new = runtime.cfg.config
         if bool(cur.enable_ipv6) != bool(new.enable_ipv6):

@@ -62,7 +62,7 @@ class ServerSettings:
         self.handler = handler
         # fast_handler(req, ex) -> bool: try to serve without a task (see gateway.py);
         # False means "not handled, run ``handler`` in a task".
-        self.fast_handler = None
+        self.fast_handler: Callable[[Request, Exchange], bool] | None = None
         self.scheme = scheme
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes

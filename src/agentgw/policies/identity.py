@@ -7,6 +7,8 @@ once per config load; URLs are fetched lazily on first use, on the event loop.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..cel import CelError, RuleSet
 from .api_key import ApiKeyAuth, KeyEntry, KeyStore, load_keys_file
 from .auth_common import CredentialLocation, HttpSideClient
@@ -209,9 +211,9 @@ def _ext_authz(compiler, e, ep: str):
             return None
         addr = ref[1].host
     if e.policies is not None:
-        for attr, f in type(e.policies).model_fields.items():
+        for attr, field in type(e.policies).model_fields.items():
             if attr != "backend_tls" and getattr(e.policies, attr) is not None:
-                err(f"{ep}.policies.{f.alias or attr}", "not supported for extAuthz yet (only backendTLS)")
+                err(f"{ep}.policies.{field.alias or attr}", "not supported for extAuthz yet (only backendTLS)")
     bt = e.policies.backend_tls if e.policies is not None else None
     if bt is not None:
         for attr, key in (
@@ -244,7 +246,9 @@ def _ext_authz(compiler, e, ep: str):
         err(f"{ep}.failureMode", "must be allow, deny or {denyWithStatus: <status>}")
         return None
     proto = e.protocol
-    common = dict(failure_allow=allow, failure_status=status, include_request_headers=e.include_request_headers)
+    common: dict[str, Any] = dict(
+        failure_allow=allow, failure_status=status, include_request_headers=e.include_request_headers
+    )
     if proto is None or proto.grpc is not None:
         g = dict(proto.grpc or {}) if proto is not None else {}
         ctx_ext = g.pop("context", None) or {}
