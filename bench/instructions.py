@@ -13,12 +13,14 @@ event-loop turn keeps the count repeatable to a fraction of a per cent.
     python bench/instructions.py --route policies      # header modifier + local rate limit
     python bench/instructions.py --route a2a           # message/send through `a2a: {}`
     python bench/instructions.py --route llm           # chat completion through `llm:` (OpenAI)
+    python bench/instructions.py --route global-ratelimit  # a never-hit globalRateLimit (Redis)
     python bench/instructions.py --headers 12 --requests 3000
     python bench/instructions.py --config my.yaml --port 8080 --path /v1/chat/completions
 
-Needs ``valgrind`` (``apt-get install valgrind``) and nginx. The upstream is the benches' nginx with a fixed
-JSON answer: the ``http`` bench's 1 KiB document, a completed A2A task, or the ``llm``
-bench's chat completion.
+Needs ``valgrind`` (``apt-get install valgrind``) and nginx; ``global-ratelimit`` also
+needs ``redis-server`` (started here; every request is then one Redis round trip). The
+upstream is the benches' nginx with a fixed JSON answer: the ``http`` bench's 1 KiB
+document, a completed A2A task, or the ``llm`` bench's chat completion.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--route",
-        choices=("plain", "policies", "a2a", "llm"),
+        choices=("plain", "policies", "a2a", "llm", "global-ratelimit"),
         default="plain",
         help="the bench route to measure (ignored with --config)",
     )
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if not valgrind or not control:
         print("needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 2
-    lib.ensure_tools(["nginx"])
+    lib.ensure_tools(["nginx", "redis-server"] if args.route == "global-ratelimit" and not args.config else ["nginx"])
     body, answer, path = lib.json_body(scenarios.BODY_SIZE), lib.json_body(scenarios.BODY_SIZE), args.path
     if args.route == "a2a":
         body, answer, path = scenarios.A2A_REQUEST, A2A_ANSWER, "/"
@@ -127,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = wd / "gw.yaml"
             if args.route == "llm":
                 cfg.write_text(scenarios.llm_yaml(ports, up_port))
+            elif args.route == "global-ratelimit":
+                redis_port = lib.free_port()
+                scenarios.start_redis(group, wd, redis_port, None)
+                cfg.write_text(scenarios.agentgw_yaml(ports, up_port, "redis", scenarios.redis_policy_yaml(redis_port)))
             else:
                 policies = {"plain": "", "policies": scenarios.POLICIES_YAML, "a2a": scenarios.A2A_POLICY_YAML}[
                     args.route

@@ -949,6 +949,14 @@ def redis_policy_yaml(redis_port: int) -> str:
 """
 
 
+def start_redis(group: ProcessGroup, workdir: Path, port: int, cpu: str | int | None) -> lib.Proc:
+    """A throwaway ``redis-server`` on the loopback (no persistence), once it accepts."""
+    argv = ["redis-server", "--port", str(port), "--bind", lib.LOOPBACK, "--save", "", "--appendonly", "no"]
+    p = group.start("redis", [*argv, "--dir", str(workdir)], cpu=cpu)
+    lib.wait_tcp(port, proc=p)
+    return p
+
+
 def redis_args(p: argparse.ArgumentParser) -> None:
     add_load_args(p)
     p.add_argument(
@@ -972,24 +980,7 @@ def run_redis(args: argparse.Namespace) -> int:
             conf = lib.write_nginx_upstream(wd, "upstream", up_port, resp_body)
             lib.start_nginx(group, "upstream", conf, up_port, args.upstream_cpu)
             lib.log(f"redis-server on :{redis_port} (CPU {args.redis_cpu or args.upstream_cpu})")
-            rp = group.start(
-                "redis",
-                [
-                    "redis-server",
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    lib.LOOPBACK,
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(wd),
-                ],
-                cpu=args.redis_cpu or args.upstream_cpu,
-            )
-            lib.wait_tcp(redis_port, proc=rp)
+            start_redis(group, wd, redis_port, args.redis_cpu or args.upstream_cpu)
             targets: list[Target] = []
             for name, route, pol in (
                 ("agentgw-plain", "plain", ""),

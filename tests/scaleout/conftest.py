@@ -13,9 +13,10 @@ from tests.support.harness import free_port
 
 
 class RedisServer:
-    def __init__(self, workdir, port: int | None = None):
+    def __init__(self, workdir, port: int | None = None, extra_args: tuple[str, ...] = ()):
         self.workdir = workdir
         self.port = port or free_port()
+        self.extra_args = extra_args  # e.g. a TLS port besides the plain one
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -36,6 +37,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -64,6 +66,24 @@ class RedisServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
             s.sendall(b"".join(parts))
             return s.recv(65536)
+
+    def call(self, *commands: tuple) -> list:
+        """Commands pipelined on one connection (AUTH, SELECT then a query...): their
+        replies, parsed (error replies as ``hiredis.ReplyError`` values)."""
+        import hiredis
+
+        reader = hiredis.Reader()
+        out: list = []
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(b"".join(hiredis.pack_command(tuple(c)) for c in commands))
+            while len(out) < len(commands):
+                data = s.recv(65536)
+                if not data:
+                    raise ConnectionError("redis-server closed the connection")
+                reader.feed(data)
+                while (reply := reader.gets()) is not False:
+                    out.append(reply)
+        return out
 
 
 @pytest.fixture

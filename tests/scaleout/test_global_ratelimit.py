@@ -360,3 +360,130 @@ def test_client_leaving_while_the_check_is_out(harness):
         for s in held:
             s.close()
         silent.close()
+
+
+def test_url_user_password_and_database(harness, redis_server):
+    """An ACL user, the default user's password and the database number in the URL are
+    used; a wrong password is a failure (503 under failClosed) that never logs the URL."""
+    up = harness.upstream("up")
+    redis_server.call(
+        ("ACL", "SETUSER", "agw", "on", ">pw-agw", "~*", "+@all"),
+        ("CONFIG", "SET", "requirepass", "pw-default"),
+    )
+    at = f"127.0.0.1:{redis_server.port}"
+    d = [_desc('"n"', 2)]
+    gw = harness.gateway(
+        gateway_config(
+            [
+                route("acl", [up.host], prefix="/acl", policies=_limit(f"redis://agw:pw-agw@{at}/2", d)),
+                route("pass", [up.host], prefix="/pass", policies=_limit(f"redis://:pw-default@{at}/3", d)),
+                route(
+                    "wrong",
+                    [up.host],
+                    prefix="/wrong",
+                    policies=_limit(f"redis://agw:pw-wrong@{at}/2", d, failureMode="failClosed"),
+                ),
+            ]
+        )
+    )
+    with httpx.Client(base_url=gw.url, timeout=5) as c:
+        assert [c.get("/acl").status_code for _ in range(3)] == [200, 200, 429]
+        assert [c.get("/pass").status_code for _ in range(3)] == [200, 200, 429]
+        r = c.get("/wrong")
+        assert r.status_code == 503 and r.json()["error"]["type"] == "rate_limit_unavailable"
+    replies = redis_server.call(
+        ("AUTH", "pw-default"), ("SELECT", "2"), ("KEYS", "*"), ("SELECT", "3"), ("KEYS", "*"), ("DBSIZE",)
+    )
+    db2, db3 = replies[2], replies[4]
+    assert len(db2) == 1 and b":acl:" in db2[0], db2
+    assert len(db3) == 1 and b":pass:" in db3[0], db3
+    assert redis_server.call(("AUTH", "pw-default"), ("DBSIZE",))[1] == 0  # nothing in db 0
+    err = gw.stderr_text()
+    assert "redis rate limiter unavailable" in err and "pw-" not in err, err
+
+
+def test_tls_verified_against_the_trust_store(harness, tmp_path):
+    """``rediss://``: the server certificate is verified (here against a CA given with
+    SSL_CERT_FILE); a gateway that doesn't trust it applies the failure mode."""
+    import shutil
+
+    import pytest
+
+    from tests.scaleout.conftest import RedisServer
+    from tests.support.harness import free_port
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (scripts/install-test-deps.sh installs it)")
+    tls = harness.tls()
+    tls_port = free_port()
+    server = RedisServer(
+        tmp_path,
+        extra_args=(
+            "--tls-port",
+            str(tls_port),
+            "--tls-cert-file",
+            str(tls.cert),
+            "--tls-key-file",
+            str(tls.key),
+            "--tls-ca-cert-file",
+            str(tls.ca_cert),
+            "--tls-auth-clients",
+            "no",
+        ),
+    )
+    server.start()
+    try:
+        up = harness.upstream("up")
+        pol = _limit(f"rediss://127.0.0.1:{tls_port}/0", [_desc('"tls"', 2)], failureMode="failClosed")
+        trusting = harness.gateway(
+            gateway_config([route("tls", [up.host], prefix="/tls", policies=pol)]),
+            env={"SSL_CERT_FILE": str(tls.ca_cert)},
+        )
+        other = harness.gateway(gateway_config([route("tls", [up.host], prefix="/tls", policies=pol)]))
+        with httpx.Client(timeout=5) as c:
+            assert [c.get(f"{trusting.url}/tls").status_code for _ in range(3)] == [200, 200, 429]
+            assert c.get(f"{other.url}/tls").status_code == 503
+        assert len(server.call(("KEYS", "*"))[0]) == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in other.stderr_text()
+    finally:
+        server.kill()
+
+
+def test_routes_sharing_a_redis_keep_their_own_timeouts(harness):
+    """Two routes on the same (silent) Redis with 100 ms and 2 s budgets: each waits its own."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        up = harness.upstream("up")
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+
+        def pol(timeout: str) -> dict:
+            return {
+                "globalRateLimit": {
+                    "redis": {"url": url, "timeout": timeout},
+                    "failureMode": "failClosed",
+                    "descriptors": [_desc('"t"', 10)],
+                }
+            }
+
+        gw = harness.gateway(
+            gateway_config(
+                [
+                    route("short", [up.host], prefix="/short", policies=pol("100ms")),
+                    route("long", [up.host], prefix="/long", policies=pol("2s")),
+                ]
+            )
+        )
+        with httpx.Client(base_url=gw.url, timeout=10) as c:
+            t0 = time.monotonic()
+            assert c.get("/short").status_code == 503
+            t1 = time.monotonic()
+            assert c.get("/long").status_code == 503
+            t2 = time.monotonic()
+        assert t1 - t0 < 1.5, f"the 100ms route waited {t1 - t0:.2f}s"
+        assert t2 - t1 >= 1.9, f"the 2s route waited only {t2 - t1:.2f}s"
+    finally:
+        silent.close()

@@ -24,7 +24,7 @@ import asyncio
 import weakref
 
 from .base import Policy
-from .global_ratelimit import LimiterMetrics, _limit_reply, _unavailable_reply, _Values
+from .descriptors import DescriptorValues, LimiterMetrics, limit_reply, unavailable_reply
 from .grpc_unary import call_unary
 
 
@@ -126,7 +126,7 @@ class RemoteRateLimit(Policy):
                 m.checks.inc(("rls", "failed_open"))
                 return None
             m.checks.inc(("rls", "failed_closed"))
-            return _unavailable_reply()
+            return unavailable_reply()
         if resp.response_headers_to_add:
             extra = [(h.key.lower(), h.value) for h in resp.response_headers_to_add]
             ctx.add_response_hook(lambda _c, _s, headers: headers.extend(extra))
@@ -139,7 +139,7 @@ class RemoteRateLimit(Policy):
                     reset = max(1.0, d.seconds + d.nanos / 1e9)
                     limit = st.current_limit.requests_per_unit
                     break
-            return _limit_reply(limit, reset)
+            return limit_reply(limit, reset)
         m.checks.inc(("rls", "allowed"))
         return None
 
@@ -150,7 +150,7 @@ def compile_remote(compiler, r, path: str, metrics: LimiterMetrics):
     descs = []
     for di, d in enumerate(r.descriptors):
         try:
-            descs.append((_Values([(e.key, e.value) for e in d.entries]), d.type == "tokens"))
+            descs.append((DescriptorValues([(e.key, e.value) for e in d.entries]), d.type == "tokens"))
         except CelError as exc:
             compiler.errors.add(f"{path}.descriptors[{di}].entries", str(exc))
     host = r.host

@@ -63,7 +63,7 @@ class LogFields:
 
 def compile_access_log(compiler, cfg) -> LogFields | None:
     from ..cel import CelError
-    from ..policies.global_ratelimit import _Values
+    from ..policies.descriptors import DescriptorValues
 
     add: dict = {}
     remove: list = []
@@ -86,14 +86,14 @@ def compile_access_log(compiler, cfg) -> LogFields | None:
     compiled = []
     for name, (path, expr) in add.items():
         try:
-            compiled.append((name, _Values([(name, str(expr))], stringify=False)))
+            compiled.append((name, DescriptorValues([(name, str(expr))], stringify=False)))
         except CelError as exc:
             compiler.errors.add(f"{path}.{name}", str(exc))
     f = None
     if filt:
         src = " && ".join(f"({e})" for _, e in filt)
         try:
-            f = _Values([("filter", src)], stringify=False)
+            f = DescriptorValues([("filter", src)], stringify=False)
         except CelError as exc:
             compiler.errors.add(filt[-1][0], str(exc))
     return LogFields(compiled, frozenset(remove), f)
