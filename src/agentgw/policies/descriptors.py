@@ -33,7 +33,7 @@ class DescriptorValues:
             self.exprs.insert(0, Expression(f"({when}) ? true : false"))
         self.binder = _Binder(self.exprs)
         self.memo: dict = {}
-        names = set()
+        names: set[str] = set()
         for e in self.exprs:
             names.update(e.refs)
         self.uses_mcp = "mcp" in names

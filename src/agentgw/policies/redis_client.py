@@ -107,9 +107,11 @@ class RedisReplyError(Exception):
 class _RespConnection(asyncio.Protocol):
     """One pipelined connection: commands are written as they come, replies matched FIFO."""
 
+    # (set by connection_made: create_connection hands the protocol out only after it)
+    transport: asyncio.Transport
+
     def __init__(self, loop):
         self.loop = loop
-        self.transport = None
         self.reader = hiredis.Reader(replyError=RedisReplyError)
         self.waiters: deque = deque()
         self.lost = False
@@ -183,7 +185,7 @@ class RedisStore:
         self.address = address
         self.timeout = timeout
         self.conn: _RespConnection | None = None
-        self.connecting: asyncio.Future | None = None
+        self.connecting: asyncio.Future[_RespConnection] | None = None
         self.sha: str | None = None
         self.pending: list = []  # (keys, args, future)
         self.scheduled = False
