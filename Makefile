@@ -21,11 +21,13 @@ test:
 	bash scripts/install-test-deps.sh
 	$(PYTHON) -m ruff check src
 	$(PYTHON) -m ruff format --check src
+	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest -q
 
 lint:
 	$(PYTHON) -m ruff check src
 	$(PYTHON) -m ruff format --check src
+	$(PYTHON) -m mypy
 
 bench: install
 	$(PYTHON) bench/run.py http
