@@ -178,7 +178,7 @@ class SourceMap:
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: ~10x faster
 
 
-class _UniqueKeyLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _UniqueKeyLoader(_BaseLoader):  # type: ignore[misc, valid-type]  # a base chosen at import
     """Safe loader that rejects duplicate mapping keys instead of keeping the last."""
 
 
