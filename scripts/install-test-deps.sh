@@ -30,6 +30,8 @@ apt_install promtool prometheus
 apt_install htpasswd apache2-utils
 # Kubernetes tests render deploy/kubernetes with kubectl's built-in kustomize.
 apt_install kubectl kubernetes-client
+# The security differential tests put agentgw in front of a real nginx.
+apt_install nginx nginx-light
 # MCP interop tests: the reference server and the Inspector CLI, project-local.
 if command -v npm >/dev/null 2>&1; then
   npm install --silent --no-audit --no-fund --prefix .cache/npm \
@@ -56,7 +58,7 @@ fi
 # broken install can't pass as a green run with skipped tests.
 if [ -n "${CI:-}" ]; then
   missing=()
-  for cmd in htpasswd redis-server promtool prometheus kubectl node; do
+  for cmd in htpasswd redis-server promtool prometheus kubectl node nginx; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
   done
   [ -d .cache/npm/node_modules/@modelcontextprotocol/server-everything ] || missing+=("npm:server-everything")
