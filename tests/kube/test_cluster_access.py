@@ -22,6 +22,7 @@ import yaml
 from agentgw.kube.client import SA_DIR, ApiError, KubeClient, KubeConfigError, Resource
 from agentgw.kube.controller import Controller
 from agentgw.kube.manifests import load_manifests
+from tests.kube.waiting import eventually
 
 from .fakeapi import FakeApi
 
@@ -35,18 +36,8 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 80))
 
 
-async def _eventually(pred, timeout=20.0, what="condition"):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        try:
-            v = pred()
-            if v:
-                return v
-        except (KeyError, TypeError, IndexError, StopIteration, AttributeError):
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def _eventually(pred, timeout=20.0, what="condition"):
+    return eventually(pred, timeout, what)
 
 
 def _group(obj):

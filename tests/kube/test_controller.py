@@ -18,6 +18,7 @@ from agentgw.kube.client import ApiError, Resource
 from agentgw.kube.controller import Controller
 from agentgw.kube.manifests import load_manifests
 from agentgw.kube.translate import translate
+from tests.kube.waiting import eventually
 
 from .fakeapi import FakeApi
 
@@ -29,20 +30,6 @@ pytestmark = pytest.mark.timeout(60)
 def _group(obj):
     av = obj["apiVersion"]
     return av.split("/")[0] if "/" in av else ""
-
-
-async def _eventually(pred, timeout=10.0, what="condition"):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        try:
-            v = pred()
-            if v:
-                return v
-        except (KeyError, TypeError, IndexError, StopIteration):
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _cond(status, type_):
@@ -91,11 +78,11 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates(tmp_path
         api = env.api
         try:
             # GatewayClass Accepted; Gateway Accepted but not Programmed until a proxy pod is ready
-            gc = await _eventually(
+            gc = await eventually(
                 lambda: api.get("GatewayClass", "", "enterprise-agentgateway").get("status"), what="GatewayClass status"
             )
             assert _cond(gc, "Accepted")["status"] == "True"
-            gw = await _eventually(
+            gw = await eventually(
                 lambda: api.get("Gateway", "agentgateway-system", "agentgateway").get("status"), what="Gateway status"
             )
             assert _cond(gw, "Accepted")["status"] == "True"
@@ -125,13 +112,13 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates(tmp_path
             assert cfg == want
 
             # the seed's checks
-            be = await _eventually(
+            be = await eventually(
                 lambda: api.get("AgentgatewayBackend", "agentgateway-system", "agentcore-backend")["status"],
                 what="backend status",
             )
             assert be["conditions"][0]["reason"] == "Accepted"
             # statuses are written one object after another: wait for the route's
-            rt = await _eventually(
+            rt = await eventually(
                 lambda: api.get("HTTPRoute", "agentgateway-system", "agentcore")["status"], what="route status"
             )
             assert [c["reason"] for c in rt["parents"][0]["conditions"] if c["type"] == "ResolvedRefs"] == [
@@ -150,7 +137,7 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates(tmp_path
                 "agentgateway",
                 {"loadBalancer": {"ingress": [{"hostname": "gw.elb.example.com"}]}},
             )
-            gw = await _eventually(
+            gw = await eventually(
                 lambda: (
                     (s := api.get("Gateway", "agentgateway-system", "agentgateway")["status"])
                     and _cond(s, "Programmed")["status"] == "True"
@@ -159,7 +146,7 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates(tmp_path
                 what="Programmed=True",
             )
             assert _cond(gw, "Programmed")["reason"] == "Programmed"
-            await _eventually(
+            await eventually(
                 lambda: (
                     api.get("Gateway", "agentgateway-system", "agentgateway")["status"].get("addresses")
                     == [{"type": "Hostname", "value": "gw.elb.example.com"}]
@@ -203,11 +190,11 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates(tmp_path
                 c = yaml.safe_load(base64.b64decode(s["data"]["config.yaml"]))
                 return c["binds"][0]["listeners"][0]["routes"][0].get("matches") == [{"path": {"pathPrefix": "/tasks"}}]
 
-            await _eventually(new_config, what="config update")
+            await eventually(new_config, what="config update")
             assert api.get("Deployment", "agentgateway-system", "agentgateway")["metadata"]["generation"] == dep_gen
             sa = api.get("ServiceAccount", "agentgateway-system", "agentgateway")
             assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("agentgateway-agentcore-irsa")
-            await _eventually(
+            await eventually(
                 lambda: (
                     (rt := api.get("HTTPRoute", "agentgateway-system", "agentcore"))["status"]["parents"][0][
                         "conditions"
@@ -220,7 +207,7 @@ def test_seed000_end_to_end_status_provisioning_irsa_and_config_updates(tmp_path
 
             # deleting the Gateway garbage-collects its proxy
             await env.client.delete(Resource(GW, "v1", "gateways", "Gateway"), "agentgateway-system", "agentgateway")
-            await _eventually(lambda: api.get("Deployment", "agentgateway-system", "agentgateway") is None, what="GC")
+            await eventually(lambda: api.get("Deployment", "agentgateway-system", "agentgateway") is None, what="GC")
             assert env.ctl.last_error is None
         finally:
             await _stop(env)
@@ -251,7 +238,7 @@ def test_status_conflict_is_retried_after_rereading(tmp_path):
         task = asyncio.get_running_loop().create_task(ctl.run())
         env = Env(api, client, ctl, task)
         try:
-            st = await _eventually(
+            st = await eventually(
                 lambda: api.get("HTTPRoute", "default", "route-for-a2a-backend").get("status"), what="route status"
             )
             assert _cond(st["parents"][0], "Accepted")["status"] == "True"
@@ -262,7 +249,7 @@ def test_status_conflict_is_retried_after_rereading(tmp_path):
             )
             # the other writer's change survived: status was written on top of the re-read object
             assert api.get("HTTPRoute", "default", "route-for-a2a-backend")["metadata"]["annotations"]["test/raced"]
-            pol = await _eventually(
+            pol = await eventually(
                 lambda: api.get("TrafficPolicy", "default", "test-a2a-apikey-auth").get("status"), what="policy status"
             )
             assert _cond(pol, "Accepted")["status"] == "True"
@@ -278,7 +265,7 @@ def test_expired_watch_relists_and_keeps_converging(tmp_path):
         env = await _start(load_manifests(os.path.join(FIXTURES, "seed000_agentcore")), tmp_path)
         api = env.api
         try:
-            await _eventually(
+            await eventually(
                 lambda: api.get("Gateway", "agentgateway-system", "agentgateway").get("status"), what="status"
             )
             api.compact()
@@ -299,7 +286,7 @@ def test_expired_watch_relists_and_keeps_converging(tmp_path):
                     == "prod"
                 )
 
-            await _eventually(has_qualifier, what="qualifier in config")
+            await eventually(has_qualifier, what="qualifier in config")
             assert env.ctl.relists >= 1
         finally:
             await _stop(env)
@@ -313,7 +300,7 @@ def test_broken_reference_reported_then_fixed_by_reference_grant(tmp_path):
         env = await _start(objs, tmp_path, gatewayclass="agentgateway")
         api = env.api
         try:
-            st = await _eventually(
+            st = await eventually(
                 lambda: api.get("HTTPRoute", "agentgateway-system", "kagent-a2a").get("status"), what="route status"
             )
             rr = _cond(st["parents"][0], "ResolvedRefs")
@@ -322,7 +309,7 @@ def test_broken_reference_reported_then_fixed_by_reference_grant(tmp_path):
                 o for o in load_manifests(os.path.join(FIXTURES, "seed002_flux")) if o["kind"] == "ReferenceGrant"
             )
             await env.client.create(Resource(GW, "v1beta1", "referencegrants", "ReferenceGrant"), grant)
-            await _eventually(
+            await eventually(
                 lambda: (
                     _cond(
                         api.get("HTTPRoute", "agentgateway-system", "kagent-a2a")["status"]["parents"][0],
@@ -333,7 +320,7 @@ def test_broken_reference_reported_then_fixed_by_reference_grant(tmp_path):
                 what="ResolvedRefs=True",
             )
             # parameters applied: HPA + PDB, replicas left to the HPA
-            hpa = await _eventually(
+            hpa = await eventually(
                 lambda: api.get("HorizontalPodAutoscaler", "agentgateway-system", "agentgateway-proxy"), what="HPA"
             )
             assert hpa["spec"]["maxReplicas"] == 3
@@ -412,12 +399,12 @@ def test_seed004_three_listeners_tracing_policy_and_parameters(tmp_path):
         api = env.api
         try:
             # without the ReferenceGrant the tracing policy is refused, traffic still configured
-            pol = await _eventually(
+            pol = await eventually(
                 lambda: api.get("AgentgatewayPolicy", "agentgateway-system", "otel-tracing").get("status"),
                 what="policy status",
             )
             assert (_cond(pol, "Accepted")["status"], _cond(pol, "Accepted")["reason"]) == ("False", "RefNotPermitted")
-            gw = await _eventually(
+            gw = await eventually(
                 lambda: api.get("Gateway", "agentgateway-system", "agentgateway-proxy").get("status"),
                 what="gateway status",
             )
@@ -425,14 +412,14 @@ def test_seed004_three_listeners_tracing_policy_and_parameters(tmp_path):
             svc = api.get("Service", "agentgateway-system", "agentgateway-proxy")
             assert svc["spec"]["type"] == "ClusterIP"
             assert [p["port"] for p in svc["spec"]["ports"]] == [8080, 9090, 9080]
-            params = await _eventually(
+            params = await eventually(
                 lambda: api.get("AgentgatewayParameters", "agentgateway-system", "agentgateway-proxy-params")["status"],
                 what="parameters status",
             )
             assert _cond(params, "Accepted")["status"] == "True"
             grant = next(o for o in objs if o["kind"] == "ReferenceGrant")
             await env.client.create(Resource(GW, "v1beta1", "referencegrants", "ReferenceGrant"), grant)
-            await _eventually(
+            await eventually(
                 lambda: (
                     _cond(api.get("AgentgatewayPolicy", "agentgateway-system", "otel-tracing")["status"], "Accepted")[
                         "status"
@@ -451,7 +438,7 @@ def test_seed004_three_listeners_tracing_policy_and_parameters(tmp_path):
                 )
 
             assert (
-                await _eventually(traced, what="tracing in config")
+                await eventually(traced, what="tracing in config")
                 == "http://opentelemetry-collector.opentelemetry.svc.cluster.local:4317"
             )
         finally:

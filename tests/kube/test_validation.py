@@ -24,6 +24,7 @@ from agentgw.kube.client import ApiError, Resource
 from agentgw.kube.controller import Controller
 from agentgw.kube.manifests import load_manifests
 from agentgw.kube.translate import CLOSED_RESPONSE, translate
+from tests.kube.waiting import eventually
 
 from .fakeapi import FakeApi
 
@@ -819,20 +820,6 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 50))
 
 
-async def _eventually(pred, timeout=10.0, what="condition"):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        try:
-            v = pred()
-            if v:
-                return v
-        except (KeyError, TypeError, IndexError, StopIteration):
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 POLICIES = Resource(AGW, "v1alpha1", "agentgatewaypolicies", "AgentgatewayPolicy")
 
 
@@ -929,7 +916,7 @@ def test_controller_refuses_what_it_cannot_enforce_and_accepts_the_fix(tmp_path)
             return next(r for r in config()["binds"][0]["listeners"][0]["routes"] if r["name"] == name)
 
         try:
-            st = await _eventually(lambda: api.get("AgentgatewayPolicy", NS, "p").get("status"), what="policy status")
+            st = await eventually(lambda: api.get("AgentgatewayPolicy", NS, "p").get("status"), what="policy status")
             a = accepted(st)
             assert (a["status"], a["reason"]) == ("False", "Invalid")
             assert (
@@ -937,7 +924,7 @@ def test_controller_refuses_what_it_cannot_enforce_and_accepts_the_fix(tmp_path)
                 == "spec.traffic.jwtAuthentication.providers[0].audience: unknown field (did you mean 'audiences'?)"
             )
             a2 = accepted(
-                await _eventually(lambda: api.get("AgentgatewayPolicy", NS, "p2").get("status"), what="p2 status")
+                await eventually(lambda: api.get("AgentgatewayPolicy", NS, "p2").get("status"), what="p2 status")
             )
             assert (
                 a2["status"] == "False"
@@ -945,12 +932,12 @@ def test_controller_refuses_what_it_cannot_enforce_and_accepts_the_fix(tmp_path)
                 in a2["message"]
             )
             a3 = accepted(
-                await _eventually(lambda: api.get("AgentgatewayPolicy", NS, "p3").get("status"), what="p3 status")
+                await eventually(lambda: api.get("AgentgatewayPolicy", NS, "p3").get("status"), what="p3 status")
             )
             assert a3["status"] == "False" and a3["message"].startswith("the proxy refuses the config made from it: ")
             for name in ("r", "r2", "r3"):
                 assert route_cfg(name)["policies"] == {"directResponse": CLOSED_RESPONSE}, name
-            gw = await _eventually(lambda: api.get("Gateway", NS, "gw").get("status"), what="gateway status")
+            gw = await eventually(lambda: api.get("Gateway", NS, "gw").get("status"), what="gateway status")
             assert accepted(gw)["status"] == "True"
 
             # the fix: accepted, and the audience is in the proxy's config
@@ -974,11 +961,11 @@ def test_controller_refuses_what_it_cannot_enforce_and_accepts_the_fix(tmp_path)
                     }
                 },
             )
-            await _eventually(
+            await eventually(
                 lambda: accepted(api.get("AgentgatewayPolicy", NS, "p")["status"])["status"] == "True",
                 what="fixed policy accepted",
             )
-            await _eventually(
+            await eventually(
                 lambda: (
                     route_cfg("r")["policies"].get("jwtAuth", {}).get("providers", [{}])[0].get("audiences")
                     == ["agents"]
