@@ -255,7 +255,10 @@ def handle_fast(bind: BindRuntime, req, ex) -> bool:
             path = canonical_request_path(req, listener)
         except GatewayError:
             return False  # answered by ``handle``
-    match = listener.routes.match(req.method, req.host, path, req.headers, req.query)
+    try:
+        match = listener.routes.match(req.method, req.host, path, req.headers, req.query)
+    except GatewayError:
+        return False  # answered by ``handle``
     if match is None:
         return False
     route = match.route

@@ -131,3 +131,30 @@ def test_header_names_with_underscores(harness):
             else:
                 got = [k for k, _ in echo_headers(r.json())]
                 assert "x_user" in got and "x_role" in got
+
+
+def test_a_repeated_field_a_route_matches_on_is_refused(harness):
+    """``?tier=free&tier=pro``: the gateway would take the first, PHP the last, Express
+    both: which route's policies apply must not depend on the reader."""
+    up = harness.upstream("up")
+    deny = {"directResponse": {"body": "login required", "status": 401}}
+    routes = [
+        route("free-tier", [up.host], query={"tier": "free"}),
+        route("partner", [up.host], headers={"x-partner": "acme"}),
+        route("rest", [], policies=deny),
+    ]
+    gw = harness.gateway(gateway_config(routes))
+    with RawHTTP(gw.port, timeout=5) as c:
+        assert c.request("GET", "/echo/a?tier=free").status == 200
+        assert c.request("GET", "/echo/a?tier=pro").status == 401
+        assert c.request("GET", "/echo/a", [("x-partner", "acme")]).status == 200
+        # repeated fields that no route matches on are fine
+        assert c.request("GET", "/echo/a?tier=free&x=1&x=2", [("accept", "a"), ("accept", "b")]).status == 200
+    for target, headers in (
+        ("/echo/a?tier=free&tier=pro", []),
+        ("/echo/a?tier=pro&tier=free", []),
+        ("/echo/a", [("x-partner", "acme"), ("x-partner", "evil")]),
+    ):
+        with RawHTTP(gw.port, timeout=5) as c:
+            r = c.request("GET", target, headers)
+            assert (r.status, r.json()["error"]["type"]) == (400, "ambiguous_request"), (target, r.body)

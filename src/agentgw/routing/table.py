@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ..engine.http import GatewayError
+
 EXACT, PREFIX, REGEX = 0, 1, 2
+
+
+def _ambiguous(what: str) -> GatewayError:
+    """A request a route matches on by a field it repeats: upstreams read the first, the
+    last or all of them, so which route's policies apply would depend on the reader."""
+    return GatewayError(400, "ambiguous_request", f"{what} and a route matches on it")
 
 
 class Match:
@@ -67,7 +75,9 @@ class Match:
             vals = [v for k, v in headers if k == name]
             if not vals:
                 return False
-            val = ",".join(vals)
+            if len(vals) > 1:
+                raise _ambiguous(f"header {name!r} is repeated")
+            val = vals[0]
             if exact is not None:
                 if val != exact:
                     return False
@@ -75,12 +85,18 @@ class Match:
                 return False
         if self.query:
             params: dict[str, str] = {}
+            repeated: set[str] = set()
             for k, v in parse_qsl(query, keep_blank_values=True):
-                params.setdefault(k, v)
+                if k in params:
+                    repeated.add(k)
+                else:
+                    params[k] = v
             for name, exact, rx in self.query:
                 got = params.get(name)
                 if got is None:
                     return False
+                if name in repeated:
+                    raise _ambiguous(f"query parameter {name!r} is repeated")
                 if exact is not None:
                     if got != exact:
                         return False
