@@ -16,7 +16,8 @@ from agentgw.compile import compile_config
 from agentgw.config import ConfigError, load_config_text
 from agentgw.kube.cli import dump_yaml, status_documents
 from agentgw.kube.manifests import load_manifests
-from agentgw.kube.translate import CLOSED_RESPONSE, translate
+from agentgw.kube.policy_attachment import CLOSED_RESPONSE
+from agentgw.kube.translate import translate
 
 HERE = os.path.dirname(__file__)
 FIXTURES = os.path.join(HERE, "fixtures")

@@ -23,7 +23,8 @@ from agentgw.kube.check import proxy_errors, translate_checked
 from agentgw.kube.client import ApiError, Resource
 from agentgw.kube.controller import Controller
 from agentgw.kube.manifests import load_manifests
-from agentgw.kube.translate import CLOSED_RESPONSE, translate
+from agentgw.kube.policy_attachment import CLOSED_RESPONSE
+from agentgw.kube.translate import translate
 from tests.kube.waiting import eventually
 
 from .fakeapi import FakeApi

@@ -1,7 +1,10 @@
 """Kubernetes support: Gateway API + agentgateway CRDs in, agentgw config out.
 
 * `translate` — the pure translator: a set of objects (dicts) → one agentgw config per
-  Gateway, the status each object should carry, and errors.
+  Gateway, the status each object should carry, and errors (`output`). It runs the steps
+  of `store` (lookups, grants), `policy_attachment` (policy targets and merging; `policies`
+  translates their sections), `backends`, `listeners`, `routes` and `gateways`; `objects`
+  and `status` are the vocabulary they share.
 * `schema` — validation of every translated object against its schema (`crds`, and
   `gatewayapi_schema`: the subset of the Gateway API agentgw implements), as the API
   server's strict field validation does.

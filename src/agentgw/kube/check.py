@@ -21,8 +21,10 @@ from .. import compile as _compile
 from ..config import ConfigError, load_config_text
 from . import CONTROLLER_NAME
 from .cli import dump_yaml
+from .objects import meta, ns_of
+from .output import GatewayOutput, Result, blame
 from .policies import secret_data
-from .translate import GatewayOutput, Result, Translator, blame, meta, ns_of
+from .translate import Translator
 
 MAX_ROUNDS = 16
 

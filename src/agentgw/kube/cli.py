@@ -11,7 +11,7 @@ import yaml
 
 from . import CONTROLLER_NAME
 from .manifests import ManifestError, load_manifests, manifests_fingerprint
-from .translate import Result
+from .output import Result
 
 
 class _Dumper(yaml.SafeDumper):

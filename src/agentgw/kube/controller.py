@@ -36,8 +36,10 @@ from typing import Any
 from . import CONTROLLER_NAME
 from .check import translate_checked
 from .client import ApiError, KubeClient, Resource, WatchExpired
+from .objects import GW, deep_merge
+from .output import GatewayOutput
 from .provision import DEFAULT_IMAGE, GATEWAY_LABEL, proxy_objects
-from .translate import GW, GatewayOutput, _deep_merge, cond
+from .status import cond
 
 log = logging.getLogger("agentgw.controller")
 
@@ -207,7 +209,7 @@ class Controller:
 
     def _prepare(self, g: GatewayOutput) -> None:
         """The controller's defaults on a Gateway's output (checked with it before it ships)."""
-        params = _deep_merge(self.proxy_defaults, g.parameters or {})
+        params = deep_merge(self.proxy_defaults, g.parameters or {})
         if self.proxy_env:
             params["env"] = list(self.proxy_env) + list((g.parameters or {}).get("env") or [])
         g.parameters = params or None

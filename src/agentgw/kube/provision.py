@@ -14,7 +14,8 @@ import re
 from typing import Any
 
 from .cli import dump_yaml
-from .translate import GatewayOutput, _deep_merge
+from .objects import deep_merge
+from .output import GatewayOutput
 
 GATEWAY_LABEL = "gateway.networking.k8s.io/gateway-name"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "agentgw", "app.kubernetes.io/name": "agentgw-proxy"}
@@ -66,11 +67,11 @@ def _overlay(base: dict, params: dict, key: str) -> dict:
     out = dict(base)
     md = ov.get("metadata") or {}
     if md:
-        out["metadata"] = _deep_merge(
+        out["metadata"] = deep_merge(
             base.get("metadata") or {}, {k: v for k, v in md.items() if k in ("labels", "annotations")}
         )
     if ov.get("spec"):
-        out["spec"] = _deep_merge(base.get("spec") or {}, ov["spec"])
+        out["spec"] = deep_merge(base.get("spec") or {}, ov["spec"])
     return out
 
 
