@@ -55,7 +55,7 @@ def test_importing_every_agentgw_module_imports_neither_demo_nor_moto(tmp_path):
     modules = set(report["modules"])
     assert len(modules) > 50
     for name in (
-        "agentgw.gateway",
+        "agentgw.proxy.pipeline",
         "agentgw.engine.server",
         "agentgw.backends.aws.credentials",
         "agentgw.kube.controller",

@@ -23,7 +23,6 @@ from .backends.http import HttpBackend, HttpBackendSet, RetryPolicy, make_target
 from .config import ConfigError, LocalConfig, effective_limits
 from .config import models as m
 from .engine.http import GatewayError
-from .gateway import BindRuntime, ListenerRuntime, Route
 from .policies.a2a import compile_a2a
 from .policies.cors import Cors
 from .policies.direct_response import DirectResponse
@@ -33,6 +32,7 @@ from .policies.identity import compile_identity
 from .policies.local_ratelimit import LocalRateLimit, TokenBucket
 from .policies.request_redirect import RequestRedirect
 from .policies.url_rewrite import UrlRewrite
+from .proxy.runtime import BindRuntime, ListenerRuntime, Route
 from .routing.paths import DEFAULT_RULES, PathRules, canonical_path
 from .routing.table import EXACT, PREFIX, REGEX, Match, RouteTable, listener_specificity
 from .telemetry.accesslog import compile_access_log

@@ -36,7 +36,6 @@ from .compile import Runtime, compile_config_file
 from .config import ConfigError, redacted_dump
 from .engine.client import ConnectionPool
 from .engine.server import HttpServerProtocol, ServerSettings
-from .gateway import BindRuntime, handle, handle_fast
 from .ports import (
     ADMIN_KEYS,
     PortInUse,
@@ -51,6 +50,8 @@ from .ports import (
     port_keys,
     same_port,
 )
+from .proxy.pipeline import handle, handle_fast
+from .proxy.runtime import BindRuntime
 from .telemetry.accesslog import AccessLog
 from .telemetry.metrics import GatewayMetrics, render
 from .telemetry.setup import configure_logging

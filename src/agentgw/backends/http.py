@@ -23,8 +23,10 @@ from functools import partial
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
 from ..engine.heads import build_request_head
-from ..engine.http import GatewayError, Headers, RawHeaderView, strip_hop_by_hop
-from ..gateway import answer_error, observe, serve_backend
+from ..engine.http import GatewayError, Headers, strip_hop_by_hop
+from ..proxy.backend import Backend
+from ..proxy.context import Ctx
+from ..proxy.relay import relay, relay_response, response_head
 
 
 class HttpBackend:
@@ -149,7 +151,7 @@ async def _pump_body(body, conn: UpstreamConnection, chunked: bool) -> None:
         conn.write(b"0\r\n\r\n")
 
 
-class HttpBackendSet:
+class HttpBackendSet(Backend):
     """The ``backends`` of a route that are plain HTTP upstreams: choose, send, relay."""
 
     kind = "http"
@@ -179,7 +181,7 @@ class HttpBackendSet:
             and all(b.timeout is None for _, b in backends)
         )
 
-    # -- fast path (no task): see gateway.handle_fast ----------------------------------------
+    # -- fast path (no task): see proxy.pipeline.handle_fast ----------------------------------------
     def try_fast(self, ctx) -> bool:
         """Send on a pooled connection and relay from callbacks, if nothing needs waiting.
 
@@ -206,42 +208,19 @@ class HttpBackendSet:
         conn.send_head_cb(head, data, partial(self._fast_head, ctx), head_only=req.method == "HEAD")
         return True
 
-    def _fast_head(self, ctx, conn: UpstreamConnection, exc) -> None:
-        ex = ctx.ex
+    def _fast_head(self, ctx: Ctx, conn: UpstreamConnection, exc) -> None:
         if exc is not None:
             conn.close()
-            if isinstance(exc, StaleConnection) and ctx.req.body.replayable and not ex.disconnected:
-                ex.conn.spawn(ex, serve_backend(ctx))  # a fresh connection, from a task
+            if isinstance(exc, StaleConnection) and ctx.req.body.replayable and not ctx.ex.disconnected:
+                ctx.spawn()  # a fresh connection, from a task
                 return
             ctx.upstream_error = exc.message
             if self.on_upstream_error is not None:
                 self.on_upstream_error(ctx, exc)
-            answer_error(ctx, exc)
-            observe(ctx)
+            ctx.fail(exc)
             return
-        headers, cl = self._response_head(ctx, conn)
-        if conn.done:  # the usual case, kept free of the streaming closures
-            _send_whole(ex, conn, conn.status, headers, cl, ctx.body_observer)
-            conn.release()
-            observe(ctx)
-            return
-        start_relay(ctx, conn, conn.status, headers, cl, ctx.body_observer, partial(_fast_relay_done, ctx, conn))
-
-    def _response_head(self, ctx, conn: UpstreamConnection):
-        """Response headers for the client (raw bytes when no policy needs them) and the
-        upstream content-length, with response policies applied."""
-        cl = conn.resp_cl.decode("latin-1") if conn.resp_cl is not None else None
-        route, listener = ctx.route, ctx.listener
-        if not ctx.response_hooks and not route.response_edits and not listener.response_edits:
-            raw = conn.relay
-            if raw is not None:
-                if route.response_chain or listener.response_chain:  # read-only hooks
-                    ctx.finalize_headers(conn.status, RawHeaderView(conn.head))
-                return raw, cl
-        headers = strip_hop_by_hop(conn.headers)
-        headers.remove("content-length")
-        ctx.finalize_headers(conn.status, headers)
-        return headers, cl
+        headers, cl = response_head(ctx, conn)
+        relay(ctx, conn, headers, cl)
 
     async def serve(self, ctx) -> None:
         conn, pump = await self._exchange(ctx)
@@ -387,9 +366,8 @@ class HttpBackendSet:
             ctx.finalize_headers(status, headers)
             ex.send(status, headers, body)
             return
-        headers, cl = self._response_head(ctx, conn)
-        observer = ctx.body_observer
-        await relay_response(ctx, conn, status, headers, cl, observer)
+        headers, cl = response_head(ctx, conn)
+        await relay_response(ctx, conn, status, headers, cl, ctx.body_observer)
 
     async def _tunnel(self, ctx, conn: UpstreamConnection, headers: Headers) -> None:
         """Protocol switch (WebSocket): relay the 101, then raw bytes both ways until one closes."""
@@ -400,109 +378,7 @@ class HttpBackendSet:
             headers.append(("upgrade", up))
         ctx.finalize_headers(101, headers)
         ex.start(101, headers)
-        client = ex.conn
-        client.flush_output()  # the 101 head goes before any tunnelled byte
-        leftover = conn.start_tunnel(client.transport)
-        if leftover:
-            client.transport.write(leftover)
-        client.start_tunnel(conn.transport)
-        ex.keep_alive = False
-        # The exchange is over for HTTP purposes once both sides are spliced; the
-        # connection objects close each other when either end goes away.
-        ex.finished = True
-
-
-def start_relay(ctx, conn: UpstreamConnection, status: int, headers, cl: str | None, observer, finished):
-    """Relay an upstream response whose head is final, from callbacks: in one write when
-    it is already complete, else streamed with backpressure both ways; an upstream failure
-    mid-body cuts the client connection (a truncated response must not look complete).
-
-    ``finished(err)`` runs once when the client side is done (``err`` None on success).
-    Returns ``detach()``, for a waiter that gives up early: it stops the client's
-    backpressure from reaching ``conn``."""
-    ex = ctx.ex
-    if conn.done:
-        _send_whole(ex, conn, status, headers, cl, observer)
-        finished(None)
-        return _nothing
-    ex.start(status, headers, content_length=int(cl) if cl is not None and cl.isdigit() else None)
-    client = ex.conn
-    hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
-
-    def detach() -> None:
-        client.remove_pause_hook(hook)
-
-    def on_end() -> None:
-        detach()
-        if observer is not None:
-            observer(None)
-        ex.end()
-        finished(None)
-
-    def on_error(err: BaseException) -> None:
-        detach()
-        ctx.upstream_error = getattr(err, "message", str(err))
-        ex.abort()
-        finished(err)
-
-    _stream_body(ex, conn, observer, on_end, on_error)
-    return detach
-
-
-def _nothing() -> None:
-    pass
-
-
-def _fast_relay_done(ctx, conn: UpstreamConnection, err) -> None:
-    if err is None:
-        conn.release()
-    else:
-        conn.close()
-    observe(ctx)
-
-
-async def relay_response(ctx, conn: UpstreamConnection, status: int, headers, cl: str | None, observer=None) -> None:
-    """:func:`start_relay` for a task: returns once the response is relayed (or cut)."""
-    done = ctx.bind.services.loop.create_future()
-
-    def finished(err) -> None:
-        if not done.done():
-            done.set_result(None)
-
-    detach = start_relay(ctx, conn, status, headers, cl, observer, finished)
-    try:
-        await done
-    finally:
-        detach()
-        conn.resume_reading()
-
-
-def _stream_body(ex, conn: UpstreamConnection, observer, on_end, on_error) -> None:
-    """Relay the response body as it arrives, showing each chunk to ``observer`` first."""
-    if observer is None:
-        conn.stream_to(ex.write, on_end, on_error)
-        return
-    write = ex.write
-
-    def on_chunk(chunk: bytes) -> None:
-        observer(chunk)
-        write(chunk)
-
-    conn.stream_to(on_chunk, on_end, on_error)
-
-
-def _send_whole(ex, conn: UpstreamConnection, status: int, headers, cl: str | None, observer) -> None:
-    """Relay a response that arrived complete: one write, content-length framing."""
-    body = b"".join(conn.chunks) if conn.chunks else b""
-    conn.chunks = []
-    if observer is not None:
-        observer(body)
-        observer(None)
-    if ex.head_only and cl is not None:
-        ex.start(status, headers, content_length=int(cl))
-        ex.end()
-    else:
-        ex.send(status, headers, body)
+        ex.switch_protocols(conn)
 
 
 def _pump_done(fut: asyncio.Future, conn: UpstreamConnection) -> None:

@@ -60,7 +60,7 @@ class ServerSettings:
         keepalive: Keepalive | None = None,
     ):
         self.handler = handler
-        # fast_handler(req, ex) -> bool: try to serve without a task (see gateway.py);
+        # fast_handler(req, ex) -> bool: try to serve without a task (see proxy/pipeline.py);
         # False means "not handled, run ``handler`` in a task".
         self.fast_handler: Callable[[Request, Exchange], bool] | None = None
         self.scheme = scheme
@@ -833,6 +833,37 @@ class Exchange:
 
     async def drain(self) -> None:
         await self.conn.drain()
+
+    # -- what a handler may ask of the connection -------------------------------------
+    def spawn(self, coro) -> None:
+        """Go on in a task: a fast handler handing the exchange over to async work."""
+        self.conn.spawn(self, coro)
+
+    def add_pause_hook(self, pause, resume) -> tuple:
+        """Have ``pause()`` / ``resume()`` follow the client's write backpressure (an
+        upstream relaying into this exchange stops reading while the client is slow)."""
+        return self.conn.add_pause_hook(pause, resume)
+
+    def remove_pause_hook(self, hook) -> None:
+        self.conn.remove_pause_hook(hook)
+
+    @property
+    def draining(self) -> bool:
+        """The server is shutting down or dropping this port: long streams should end."""
+        return self.conn.settings.draining
+
+    def switch_protocols(self, upstream) -> None:
+        """After a 101 sent with :meth:`start`: splice the client connection to the
+        upstream connection ``upstream`` (an ``engine.client.UpstreamConnection`` that
+        read the 101). The exchange is over for HTTP; either side closing closes the other."""
+        conn = self.conn
+        conn.flush_output()  # the 101 head goes before any tunnelled byte
+        leftover = upstream.start_tunnel(conn.transport)
+        if leftover:
+            conn.transport.write(leftover)
+        conn.start_tunnel(upstream.transport)
+        self.keep_alive = False
+        self.finished = True
 
     # -- disconnect notification ----------------------------------------------------------
     def on_disconnect(self, callback) -> None:

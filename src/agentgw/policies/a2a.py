@@ -29,8 +29,8 @@ from ..backends.a2a.rpc import (
     rest_operation,
     shape_reply,
 )
+from ..proxy.policy import Policy
 from ..telemetry.metrics import status_label
-from .base import Policy
 
 CARD = "agent-card"
 

@@ -25,8 +25,8 @@ import time
 
 import yaml
 
+from ..proxy.policy import Policy
 from .auth_common import CredentialLocation, sha256, unauthorized
-from .base import Policy
 
 DIR_RECHECK = 2.0
 

@@ -10,8 +10,8 @@ every one must be true. A refused request gets 403 ``forbidden`` naming the fail
 from __future__ import annotations
 
 from ..cel import RuleSet
+from ..proxy.policy import Policy
 from .auth_common import forbidden
-from .base import Policy
 
 
 class Authorization(Policy):

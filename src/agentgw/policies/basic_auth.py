@@ -19,8 +19,8 @@ import base64
 import hashlib
 import hmac
 
+from ..proxy.policy import Policy
 from .auth_common import CredentialLocation, sha256, unauthorized
-from .base import Policy
 
 _ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 

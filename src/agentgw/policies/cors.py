@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from ..engine.http import Headers, Reply
-from .base import Policy
+from ..proxy.policy import Policy
 
 
 class Cors(Policy):

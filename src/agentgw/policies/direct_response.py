@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..engine.http import Headers, Reply
-from .base import Policy
+from ..proxy.policy import Policy
 
 
 class DirectResponse(Policy):

@@ -25,8 +25,8 @@ import logging
 import weakref
 
 from ..engine.http import HOP_BY_HOP, Headers, Reply, error_body
+from ..proxy.policy import Policy
 from .auth_common import HttpSideClient, SideCallError
-from .base import Policy
 from .grpc_unary import call_unary
 
 log = logging.getLogger("agentgw.auth")

@@ -42,7 +42,7 @@ import asyncio
 import time
 from functools import partial
 
-from .base import Deferred, Policy
+from ..proxy.policy import Deferred, Policy
 from .descriptors import DescriptorValues, LimiterMetrics, limit_reply, unavailable_reply
 from .redis_client import RedisStore, parse_redis_url
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..engine.http import Headers
-from .base import Policy
+from ..proxy.policy import Policy
 
 
 class HeaderEdits:

@@ -36,8 +36,8 @@ from collections.abc import Sequence
 
 import orjson
 
+from ..proxy.policy import Policy
 from .auth_common import CredentialLocation, HttpSideClient, SideCallError, unauthorized
-from .base import Policy
 
 log = logging.getLogger("agentgw.auth")
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import orjson
 
+from ..proxy.policy import Policy
 from .auth_common import CredentialLocation, HttpSideClient, SideCallError, unauthorized
-from .base import Policy
 from .jwt_auth import CACHE_MAX, InvalidToken, TokenVerifier
 
 log = logging.getLogger("agentgw.auth")

@@ -17,7 +17,7 @@ import math
 import time
 
 from ..engine.http import Headers, Reply
-from .base import Policy
+from ..proxy.policy import Policy
 
 
 class TokenBucket:

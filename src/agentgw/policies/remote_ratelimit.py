@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-from .base import Policy
+from ..proxy.policy import Policy
 from .descriptors import DescriptorValues, LimiterMetrics, limit_reply, unavailable_reply
 from .grpc_unary import call_unary
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..engine.http import Headers, Reply
+from ..proxy.policy import Policy
 from ..routing.table import PREFIX
-from .base import Policy
 from .url_rewrite import replace_prefix
 
 

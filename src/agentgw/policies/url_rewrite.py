@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..proxy.policy import Policy
 from ..routing.table import PREFIX
-from .base import Policy
 
 
 def replace_prefix(path: str, matched_prefix: str, new_prefix: str) -> str:

@@ -44,8 +44,9 @@ import orjson
 
 from ...engine.client import StaleConnection, UpstreamConnection
 from ...engine.http import GatewayError, Headers, Reply, strip_hop_by_hop
+from ...proxy.backend import Backend
+from ...proxy.relay import relay_response
 from ..a2a.rpc import parse_body, shape_reply
-from ..http import relay_response
 from .credentials import CredentialError
 from .sigv4 import sign_headers
 
@@ -377,7 +378,7 @@ def upstream_error(status: int, headers: Headers, body: bytes) -> tuple[int, str
 
 
 # -- the backend --------------------------------------------------------------------------------
-class AgentCoreBackend:
+class AgentCoreBackend(Backend):
     kind = "agentcore"
 
     def __init__(
@@ -644,8 +645,7 @@ class AgentCoreBackend:
             ex.write(b)
 
         passthrough = False
-        client = ex.conn
-        hook = client.add_pause_hook(conn.pause_reading, conn.resume_reading)
+        hook = ex.add_pause_hook(conn.pause_reading, conn.resume_reading)
         try:
             if not sse:
                 body = await conn.read_body(self.max_response)
@@ -690,7 +690,7 @@ class AgentCoreBackend:
             ex.abort()
             return
         finally:
-            client.remove_pause_hook(hook)
+            ex.remove_pause_hook(hook)
             conn.resume_reading()
         if obs is not None:
             obs(None)

@@ -25,7 +25,7 @@ import orjson
 
 from ...engine.client import StaleConnection
 from ...engine.http import GatewayError, Headers, encode_headers
-from ...gateway import observe, serve_backend
+from ...proxy.backend import Backend
 from . import anthropic as anth
 from . import responses as resp_api
 from . import tokens
@@ -185,7 +185,7 @@ def _error_openai(status: int, kind: str, message: str) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": kind}})
 
 
-class AiBackendSet:
+class AiBackendSet(Backend):
     """A route's ``ai`` backend (or the routes of the ``llm:`` shorthand)."""
 
     kind = "ai"
@@ -727,9 +727,8 @@ class AiBackendSet:
     def _go_on_in_a_task(self, ctx, api: str, body: dict, raw: bytes | None, cands: list) -> None:
         """Serve a call ``try_fast`` has read and shaped, in a task, as ``serve`` would from
         there (on this path no guard, token pre-count or request deadline applies)."""
-        ex = ctx.ex
         work = self._try_candidates(ctx, api, body, raw, cands, False, [], None)
-        ex.conn.spawn(ex, serve_backend(ctx, self._answering(ctx, api, work)))
+        ctx.spawn(self._answering(ctx, api, work))
 
     def _constant_head(self, ctx, p, up: Upstream) -> bytes:
         """The request head when only the forwarded client headers and the length vary:
@@ -1036,7 +1035,7 @@ class _FastCall:
             if exc is not None:
                 conn.close()
                 if isinstance(exc, StaleConnection) and not ex.disconnected:
-                    ex.conn.spawn(ex, serve_backend(ctx))  # the whole call again, on a new connection
+                    ctx.spawn()  # the whole call again, on a new connection
                     return
                 if isinstance(exc, GatewayError):
                     ctx.upstream_error = exc.message
@@ -1094,7 +1093,7 @@ class _FastCall:
             return
         b._send_answer(ctx, cand, out_obj, out)
         b._account(ctx, self.api, p, self.model_out, usage, self.t0, None)
-        observe(ctx)
+        ctx.finish()
 
     def failed(self, first) -> None:
         """The first provider failed (``first``: the error, or the connection holding an
@@ -1104,10 +1103,10 @@ class _FastCall:
         if ex.disconnected:
             if not isinstance(first, BaseException):
                 first.close()
-            observe(ctx)  # the client left, as a cancelled task would
+            ctx.finish()  # the client left, as a cancelled task would
             return
         b = self.backend
-        ex.conn.spawn(ex, serve_backend(ctx, b._answering(ctx, self.api, b._fail_over(ctx, self, first))))
+        ctx.spawn(b._answering(ctx, self.api, b._fail_over(ctx, self, first)))
 
     def crashed(self, conn) -> None:
         # No task or parser callback above this frame would answer the client: do it here.
@@ -1115,7 +1114,7 @@ class _FastCall:
         conn.close()
         if not self.ctx.ex.finished:
             self.ctx.ex.fail_internal()
-        observe(self.ctx)
+        self.ctx.finish()
 
 
 class NativeStream:

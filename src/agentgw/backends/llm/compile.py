@@ -506,8 +506,8 @@ def _custom_provider(c, custom: dict, path: str) -> None:
 def compile_llm(c, llm: m.LlmConfig):
     """The ``llm:`` section as a bind of its own: every path goes to one ``ai`` backend
     whose model table is ``llm.models`` (entries sharing a name are a failover chain)."""
-    from ...gateway import BindRuntime, ListenerRuntime, Route
     from ...policies.local_ratelimit import LocalRateLimit, TokenBucket
+    from ...proxy.runtime import BindRuntime, ListenerRuntime, Route
     from ...routing.table import PREFIX, Match, RouteTable
     from .. import llm as _pkg  # noqa: F401
 

@@ -27,6 +27,7 @@ import orjson
 
 from ... import __version__
 from ...engine.http import Headers
+from ...proxy.backend import Backend
 from .jsonrpc import (
     FORBIDDEN,
     INTERNAL_ERROR,
@@ -66,7 +67,7 @@ def _headers(*pairs) -> Headers:
     return Headers(list(pairs))
 
 
-class McpBackend:
+class McpBackend(Backend):
     kind = "mcp"
 
     def __init__(
@@ -478,13 +479,12 @@ class McpBackend:
         if first:
             ex.write(first)
         session.get_streams += 1
-        settings = ex.conn.settings
         idle = 0.0
         try:
             await session.open_streams()
             # wake up every second: a draining gateway (shutdown, port removed) ends its
             # streams so clients reconnect elsewhere instead of holding shutdown up
-            while not session.closed and not ex.disconnected and not settings.draining:
+            while not session.closed and not ex.disconnected and not ex.draining:
                 msgs = await session.next_messages(1.0)
                 if msgs:
                     ex.write(b"".join(sse_event(m) for m in msgs))
