@@ -15,11 +15,12 @@ import math
 import os
 import re
 import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from .backends.a2a import static_targets
-from .backends.http import HttpBackend, HttpBackendSet, RetryPolicy, make_target
+from .backends.http import HttpBackend, HttpBackendSet, RetryPolicy, compile_http_backend
 from .config import ConfigError, LocalConfig, effective_limits
 from .config import models as m
 from .engine.http import GatewayError
@@ -33,10 +34,13 @@ from .policies.local_ratelimit import LocalRateLimit, TokenBucket
 from .policies.request_redirect import RequestRedirect
 from .policies.url_rewrite import UrlRewrite
 from .proxy.runtime import BindRuntime, ListenerRuntime, Route
+from .proxy.scope import CompileScope
 from .routing.paths import DEFAULT_RULES, PathRules, canonical_path
 from .routing.table import EXACT, PREFIX, REGEX, Match, RouteTable, listener_specificity
 from .telemetry.accesslog import compile_access_log
-from .unsupported import refuse_except, refuse_unsupported
+from .unsupported import UNSUPPORTED_ROUTE_POLICIES, refuse_except, refuse_unsupported
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -67,23 +71,12 @@ class _Errors:
 #: What a host (or a2a) backend reads from its policies; the rest are refused.
 _HTTP_BACKEND_POLICIES = {"backend_tls", "http", "a2a"}
 
-# Policies that parse but that this build does not enforce. Refusing them is safer than
-# serving a route without, say, the authentication its author asked for.
-_UNSUPPORTED_ROUTE_POLICIES = {
-    "mcp_authentication": "mcpAuthentication",
-    "ext_mcp": "extMcp",
-    "ext_proc": "extProc",
-    "oidc": "oidc",
-    "transformations": "transformations",
-    "request_mirror": "requestMirror",
-    "ai": "ai",
-    "backend_auth": "backendAuth",
-    "backend_tunnel": "backendTunnel",
-    "csrf": "csrf",
-}
 
+class Compiler(CompileScope):
+    """One config load: walks the models, builds the runtime, collects every problem.
 
-class Compiler:
+    Feature compilers receive it as their :class:`~agentgw.proxy.scope.CompileScope`."""
+
     def __init__(self, cfg: LocalConfig, services, base_dir: str = "."):
         self.cfg = cfg
         self.services = services
@@ -94,23 +87,31 @@ class Compiler:
         bd = cfg.config.backend
         self.connect_timeout = float(bd.connect_timeout) if bd and bd.connect_timeout is not None else 10.0
         self.named = {b.name: (i, b) for i, b in enumerate(cfg.backends)}
+        self._shared: dict[str, Any] = {}
 
-    # -- helpers --------------------------------------------------------------------------
+    # -- the compile scope (proxy/scope.py) --------------------------------------------
     @overload
-    def _path(self, p: str) -> str: ...
+    def path(self, p: str) -> str: ...
     @overload
-    def _path(self, p: str | None) -> str | None: ...
-    def _path(self, p: str | None) -> str | None:
+    def path(self, p: None) -> None: ...
+    def path(self, p: str | None) -> str | None:
         if p is None:
             return None
         return p if os.path.isabs(p) else os.path.join(self.base_dir, p)
 
-    def _unsupported(self, obj, mapping: dict, path: str) -> None:
+    def refuse_fields(self, obj: object, fields: Mapping[str, str], path: str) -> None:
         if obj is None:
             return
-        for attr, key in mapping.items():
+        for attr, key in fields.items():
             if getattr(obj, attr, None) is not None:
                 self.errors.add(f"{path}.{key}", "not supported by this agentgw build yet")
+
+    def shared(self, key: str, make: Callable[[], T]) -> T:
+        try:
+            return self._shared[key]
+        except KeyError:
+            obj = self._shared[key] = make()
+            return obj
 
     # -- entry ----------------------------------------------------------------------------
     def compile(self) -> Runtime:
@@ -153,7 +154,7 @@ class Compiler:
                         f"{lpath}.protocol", f"{lst.protocol} listeners are not supported by this agentgw build yet"
                     )
                     continue
-                self._unsupported(lst.policies, _UNSUPPORTED_ROUTE_POLICIES, f"{lpath}.policies")
+                self.refuse_fields(lst.policies, UNSUPPORTED_ROUTE_POLICIES, f"{lpath}.policies")
                 if lst.tls is not None and lst.protocol != "HTTPS":
                     self.errors.add(f"{lpath}.tls", "is only used with protocol HTTPS")
                 if lst.tcp_routes is not None:
@@ -340,10 +341,10 @@ class Compiler:
         traffic: dict = {}
         if p is None:
             return out, traffic
-        unsupported = _UNSUPPORTED_ROUTE_POLICIES
+        unsupported = UNSUPPORTED_ROUTE_POLICIES
         if ai:  # read by the ai backend
             unsupported = {k: v for k, v in unsupported.items() if k not in ("ai", "backend_auth")}
-        self._unsupported(p, unsupported, path)
+        self.refuse_fields(p, unsupported, path)
         out.extend(compile_identity(self, p, path))
         if p.request_header_modifier is not None:
             h = p.request_header_modifier
@@ -483,24 +484,35 @@ class Compiler:
                 if bp is not None and bp.backend_tls is not None
                 else f"{path.rsplit('.', 1)[0]}.policies.backendTLS"
             )
-            timeout = self._backend_http(bp.http if bp is not None and only is None else None, f"{bpath}.policies.http")
+            timeout = self.backend_http(bp.http if bp is not None and only is None else None, f"{bpath}.policies.http")
             if rb.host is not None:
-                http.append((rb.weight, self._http_backend(rb.host, rb.host, tls_cfg, bpath, timeout, tls_path)))
+                http.append(
+                    (rb.weight, compile_http_backend(self, rb.host, rb.host, tls_cfg, bpath, timeout, tls_path))
+                )
             elif rb.service is not None:
                 s = rb.service
                 addr = f"{s.name.hostname}:{s.port}"
                 http.append(
                     (
                         rb.weight,
-                        self._http_backend(
-                            f"{s.name.namespace}/{s.name.hostname}:{s.port}", addr, tls_cfg, bpath, timeout, tls_path
+                        compile_http_backend(
+                            self,
+                            f"{s.name.namespace}/{s.name.hostname}:{s.port}",
+                            addr,
+                            tls_cfg,
+                            bpath,
+                            timeout,
+                            tls_path,
                         ),
                     )
                 )
             elif rb.a2a is not None:
                 for w, tname, addr in static_targets(rb.a2a):
                     http.append(
-                        (rb.weight * w, self._http_backend(tname, addr, tls_cfg, f"{bpath}.a2a", timeout, tls_path))
+                        (
+                            rb.weight * w,
+                            compile_http_backend(self, tname, addr, tls_cfg, f"{bpath}.a2a", timeout, tls_path),
+                        )
                     )
             elif rb.backend is not None:
                 ref = self.named.get(rb.backend)
@@ -568,20 +580,25 @@ class Compiler:
                 if nb.policies is not None and nb.policies.backend_tls is not None:
                     tls_path = f"backends[{ni}].policies.backendTLS"
                 nh = nb.policies.http if nb.policies is not None else None
-                ntimeout = self._backend_http(nh, f"backends[{ni}].policies.http") if nh is not None else timeout
+                ntimeout = self.backend_http(nh, f"backends[{ni}].policies.http") if nh is not None else timeout
                 if nb.a2a is not None:
                     for w, _tname, addr in static_targets(nb.a2a):
                         http.append(
                             (
                                 rb.weight * w,
-                                self._http_backend(nb.name, addr, ntls, f"backends[{ni}].a2a", ntimeout, tls_path),
+                                compile_http_backend(
+                                    self, nb.name, addr, ntls, f"backends[{ni}].a2a", ntimeout, tls_path
+                                ),
                             )
                         )
                     continue
                 if nb.host is None:
                     continue  # reported at backends[ni]
                 http.append(
-                    (rb.weight, self._http_backend(nb.name, nb.host, ntls, f"backends[{ni}]", ntimeout, tls_path))
+                    (
+                        rb.weight,
+                        compile_http_backend(self, nb.name, nb.host, ntls, f"backends[{ni}]", ntimeout, tls_path),
+                    )
                 )
             elif rb.ai is not None:
                 if len(backends) > 1:
@@ -620,7 +637,7 @@ class Compiler:
             on_upstream_error=svc.on_upstream_error,
         )
 
-    def _backend_http(self, h: m.BackendHTTP | None, path: str) -> float | None:
+    def backend_http(self, h: m.BackendHTTP | None, path: str) -> float | None:
         """A backend's ``http`` policy: its request timeout (``version`` may only name
         HTTP/1.1, which is what agentgw speaks to backends)."""
         if h is None:
@@ -630,22 +647,6 @@ class Compiler:
                 f"{path}.version", f"{h.version} to backends is not supported yet (agentgw speaks HTTP/1.1)"
             )
         return float(h.request_timeout) if h.request_timeout is not None else None
-
-    def _http_backend(
-        self, name: str, addr: str, tls_cfg, path: str, timeout: float | None = None, tls_path: str | None = None
-    ) -> HttpBackend:
-        tls_ctx, sni, key = None, None, ""
-        if tls_cfg is not None:
-            tls_ctx, key = self._backend_tls(tls_cfg, tls_path or f"{path}.policies.backendTLS")
-            sni = tls_cfg.hostname
-        try:
-            target, host_override = make_target(
-                addr, tls=tls_ctx, sni=sni, connect_timeout=self.connect_timeout, tls_key=key
-            )
-        except (ValueError, IndexError) as exc:
-            self.errors.add(f"{path}.host", f"invalid backend address {addr!r}: {exc}")
-            target, host_override = make_target("127.0.0.1:1", tls=None, sni=None, connect_timeout=1.0)
-        return HttpBackend(name, target, host_override=host_override, timeout=timeout)
 
     def _aws(
         self,
@@ -696,7 +697,7 @@ class Compiler:
         )
 
     # -- TLS ------------------------------------------------------------------------------
-    def _backend_tls(self, t: m.BackendTLS, path: str) -> tuple[ssl.SSLContext | None, str]:
+    def backend_tls(self, t: m.BackendTLS, path: str) -> tuple[ssl.SSLContext | None, str]:
         if t.alpn and any(p != "http/1.1" for p in t.alpn):
             # a backend that picked h2 would be sent HTTP/1.1
             self.errors.add(
@@ -709,14 +710,14 @@ class Compiler:
         if ctx is not None:
             return ctx, keystr
         try:
-            ctx = ssl.create_default_context(cafile=self._path(t.root)) if t.root else ssl.create_default_context()
+            ctx = ssl.create_default_context(cafile=self.path(t.root)) if t.root else ssl.create_default_context()
             if t.insecure:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             elif t.insecure_host:
                 ctx.check_hostname = False
             if t.cert and t.key:
-                ctx.load_cert_chain(self._path(t.cert), self._path(t.key))
+                ctx.load_cert_chain(self.path(t.cert), self.path(t.key))
             if t.alpn:
                 ctx.set_alpn_protocols(list(t.alpn))
         except (OSError, ssl.SSLError) as exc:
@@ -734,7 +735,7 @@ class Compiler:
         cipher_suites = t.cipher_suites or ft.cipher_suites
         try:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(self._path(t.cert), self._path(t.key))
+            ctx.load_cert_chain(self.path(t.cert), self.path(t.key))
             versions = {
                 "TLS_V1_0": ssl.TLSVersion.TLSv1,
                 "TLS_V1_1": ssl.TLSVersion.TLSv1_1,
@@ -745,7 +746,7 @@ class Compiler:
             if max_version:
                 ctx.maximum_version = versions[max_version]
             if t.root:
-                ctx.load_verify_locations(self._path(t.root))
+                ctx.load_verify_locations(self.path(t.root))
                 ctx.verify_mode = ssl.CERT_REQUIRED
             if cipher_suites:
                 ctx.set_ciphers(":".join(cipher_suites))

@@ -177,3 +177,19 @@ def refuse_except(
             continue
         if _is_set(pol, name, getattr(pol, name)):
             add(f"{path}.{field.alias or name}", msg)
+
+
+# Policies that parse but that this build does not enforce. Refusing them is safer than
+# serving a route without, say, the authentication its author asked for.
+UNSUPPORTED_ROUTE_POLICIES = {
+    "mcp_authentication": "mcpAuthentication",
+    "ext_mcp": "extMcp",
+    "ext_proc": "extProc",
+    "oidc": "oidc",
+    "transformations": "transformations",
+    "request_mirror": "requestMirror",
+    "ai": "ai",
+    "backend_auth": "backendAuth",
+    "backend_tunnel": "backendTunnel",
+    "csrf": "csrf",
+}

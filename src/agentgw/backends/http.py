@@ -20,6 +20,7 @@ import random
 import ssl as _ssl
 from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
 from ..engine.heads import build_request_head
@@ -27,6 +28,10 @@ from ..engine.http import GatewayError, Headers, strip_hop_by_hop
 from ..proxy.backend import Backend
 from ..proxy.context import Ctx
 from ..proxy.relay import relay, relay_response, response_head
+
+if TYPE_CHECKING:
+    from ..config import models as m
+    from ..proxy.scope import CompileScope
 
 
 class HttpBackend:
@@ -386,6 +391,31 @@ def _pump_done(fut: asyncio.Future, conn: UpstreamConnection) -> None:
         return
     if fut.exception() is not None:
         conn.close()
+
+
+def compile_http_backend(
+    scope: CompileScope,
+    name: str,
+    addr: str,
+    tls_cfg: m.BackendTLS | None,
+    path: str,
+    timeout: float | None = None,
+    tls_path: str | None = None,
+) -> HttpBackend:
+    """An upstream address from the config (``host:port`` or a URL) with its
+    ``backendTLS``; a bad address is reported at ``{path}.host``."""
+    tls_ctx, sni, key = None, None, ""
+    if tls_cfg is not None:
+        tls_ctx, key = scope.backend_tls(tls_cfg, tls_path or f"{path}.policies.backendTLS")
+        sni = tls_cfg.hostname
+    try:
+        target, host_override = make_target(
+            addr, tls=tls_ctx, sni=sni, connect_timeout=scope.connect_timeout, tls_key=key
+        )
+    except (ValueError, IndexError) as exc:
+        scope.errors.add(f"{path}.host", f"invalid backend address {addr!r}: {exc}")
+        target, host_override = make_target("127.0.0.1:1", tls=None, sni=None, connect_timeout=1.0)
+    return HttpBackend(name, target, host_override=host_override, timeout=timeout)
 
 
 def make_target(

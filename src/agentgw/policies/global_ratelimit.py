@@ -41,10 +41,14 @@ from __future__ import annotations
 import asyncio
 import time
 from functools import partial
+from typing import TYPE_CHECKING
 
 from ..proxy.policy import Deferred, Policy
 from .descriptors import DescriptorValues, LimiterMetrics, limit_reply, unavailable_reply
 from .redis_client import RedisStore, parse_redis_url
+
+if TYPE_CHECKING:
+    from ..proxy.scope import CompileScope
 
 
 class _Descriptor:
@@ -210,7 +214,7 @@ class GlobalRateLimit(Policy):
         return f"rate limit exceeded for tool {tool!r}"
 
 
-def compile_rate_limits(compiler, p, path: str, route_id: str) -> list:
+def compile_rate_limits(compiler: CompileScope, p, path: str, route_id: str) -> list:
     """``globalRateLimit`` and ``remoteRateLimit`` of a policy block → policies."""
     out: list = []
     if p is None:
@@ -236,8 +240,7 @@ def compile_rate_limits(compiler, p, path: str, route_id: str) -> list:
             compiler.errors.add(f"{path}.globalRateLimit.redis.url", str(exc))
             address = None
         timeout = float(g.redis.timeout) if g.redis.timeout is not None else 0.1
-        if not getattr(compiler, "_limiter_metrics", None):
-            compiler._limiter_metrics = LimiterMetrics(services)
+        limiter_metrics = compiler.shared("limiter_metrics", lambda: LimiterMetrics(services))
         if address is not None:
             out.append(
                 GlobalRateLimit(
@@ -246,7 +249,7 @@ def compile_rate_limits(compiler, p, path: str, route_id: str) -> list:
                     g.redis.key_prefix,
                     g.failure_mode == "failOpen",
                     g.window == "sliding",
-                    compiler._limiter_metrics,
+                    limiter_metrics,
                     route_id,
                 )
             )
@@ -254,9 +257,8 @@ def compile_rate_limits(compiler, p, path: str, route_id: str) -> list:
     if r is not None:
         from .remote_ratelimit import compile_remote
 
-        if not getattr(compiler, "_limiter_metrics", None):
-            compiler._limiter_metrics = LimiterMetrics(services)
-        pol = compile_remote(compiler, r, f"{path}.remoteRateLimit", compiler._limiter_metrics)
+        metrics = compiler.shared("limiter_metrics", lambda: LimiterMetrics(services))
+        pol = compile_remote(compiler, r, f"{path}.remoteRateLimit", metrics)
         if pol is not None:
             out.append(pol)
     return out

@@ -7,7 +7,7 @@ once per config load; URLs are fetched lazily on first use, on the event loop.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cel import CelError, RuleSet
 from .api_key import ApiKeyAuth, KeyEntry, KeyStore, load_keys_file
@@ -18,15 +18,18 @@ from .ext_authz import ExtAuthz, _GrpcTransport
 from .jwt_auth import JwtAuth, Provider, TokenVerifier, build_jwks
 from .k8s_tokens import ServiceAccountAuth, TokenReviewer
 
+if TYPE_CHECKING:
+    from ..proxy.scope import CompileScope
 
-def compile_identity(compiler, p, path: str) -> list:
+
+def compile_identity(compiler: CompileScope, p, path: str) -> list:
     """Policies for ``jwtAuth``, ``apiKey``, ``basicAuth``, ``serviceAccountAuth``,
     ``extAuthz`` and ``authorization`` set on ``p`` (a route or listener policy block)."""
     out: list = []
     if p is None:
         return out
     err = compiler.errors.add
-    fpath = compiler._path
+    fpath = compiler.path
 
     def location(loc, where, **kw):
         try:
@@ -188,7 +191,7 @@ def _jwks_problem(exc: Exception) -> str:
     return "not a usable JWKS"
 
 
-def _ext_authz(compiler, e, ep: str):
+def _ext_authz(compiler: CompileScope, e, ep: str):
     from ..config import models as m
 
     err = compiler.errors.add
@@ -205,7 +208,7 @@ def _ext_authz(compiler, e, ep: str):
     elif e.service is not None:
         addr = f"{e.service.name.hostname}:{e.service.port}"
     else:
-        ref = compiler.named.get(e.backend)
+        ref = compiler.named.get(e.backend) if e.backend is not None else None
         if ref is None or ref[1].host is None:
             err(f"{ep}.backend", f"no top-level host backend named {e.backend!r}")
             return None
@@ -226,7 +229,7 @@ def _ext_authz(compiler, e, ep: str):
             if getattr(bt, attr) not in (None, False):
                 err(f"{ep}.policies.backendTLS.{key}", "not supported for extAuthz yet (only root and insecure)")
     if bt is not None and bt.root:
-        tls_root = compiler._path(bt.root)
+        tls_root = compiler.path(bt.root)
     timeout = float(e.timeout) if e.timeout is not None else 1.0
     # failure mode
     fm = e.failure_mode

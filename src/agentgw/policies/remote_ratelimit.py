@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from typing import TYPE_CHECKING
 
 from ..proxy.policy import Policy
 from .descriptors import DescriptorValues, LimiterMetrics, limit_reply, unavailable_reply
 from .grpc_unary import call_unary
+
+if TYPE_CHECKING:
+    from ..proxy.scope import CompileScope
 
 
 class RlsClient:
@@ -144,7 +148,7 @@ class RemoteRateLimit(Policy):
         return None
 
 
-def compile_remote(compiler, r, path: str, metrics: LimiterMetrics):
+def compile_remote(compiler: CompileScope, r, path: str, metrics: LimiterMetrics):
     from ..cel import CelError
 
     descs = []

@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import orjson
 
 from ..cel import register_variable
+
+if TYPE_CHECKING:
+    from ..proxy.scope import CompileScope
 
 
 def _now_iso() -> str:
@@ -61,7 +65,7 @@ class LogFields:
         return True
 
 
-def compile_access_log(compiler, cfg) -> LogFields | None:
+def compile_access_log(compiler: CompileScope, cfg) -> LogFields | None:
     from ..cel import CelError
     from ..policies.descriptors import DescriptorValues
 

@@ -31,7 +31,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from ..proxy.scope import CompileScope
 
 log = logging.getLogger("agentgw.tracing")
 
@@ -231,7 +234,7 @@ class RequestTracer:
         span.end()
 
 
-def compile_tracing(compiler, cfg) -> RequestTracer | None:
+def compile_tracing(compiler: CompileScope, cfg) -> RequestTracer | None:
     """``config.tracing`` / ``frontendPolicies.tracing`` → a RequestTracer (or None)."""
     ct = cfg.config.tracing
     ft = cfg.frontend_policies.tracing

@@ -38,6 +38,7 @@ import logging
 import re
 import time
 import uuid
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import orjson
@@ -49,6 +50,9 @@ from ...proxy.relay import relay_response
 from ..a2a.rpc import parse_body, shape_reply
 from .credentials import CredentialError
 from .sigv4 import sign_headers
+
+if TYPE_CHECKING:
+    from ...proxy.scope import CompileScope
 
 log = logging.getLogger("agentgw.aws")
 
@@ -697,7 +701,9 @@ class AgentCoreBackend(Backend):
         ex.end()
 
 
-def compile_agentcore(compiler, cfg, path: str, *, name: str | None, traffic: dict) -> AgentCoreBackend | None:
+def compile_agentcore(
+    compiler: CompileScope, cfg, path: str, *, name: str | None, traffic: dict
+) -> AgentCoreBackend | None:
     """Build the backend for ``aws: {agentCore: …}`` (errors go to ``compiler.errors``)."""
     from ..http import make_target
     from .credentials import shared_source

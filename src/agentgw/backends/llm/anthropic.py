@@ -39,7 +39,8 @@ STOP_FROM_IR = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_
 
 
 # -- IR → Anthropic request ---------------------------------------------------------------
-def _args(s) -> dict:
+def tool_arguments(s) -> dict:
+    """A tool call's ``arguments`` (a JSON string in OpenAI's shape) as an object."""
     if isinstance(s, dict):
         return s
     if not s:
@@ -89,7 +90,7 @@ def ir_to_anthropic(ir: dict, model: str, stream: bool) -> dict:
                         "type": "tool_use",
                         "id": tc.get("id") or new_id("toolu_"),
                         "name": fn.get("name", ""),
-                        "input": _args(fn.get("arguments")),
+                        "input": tool_arguments(fn.get("arguments")),
                     }
                 )
             push("assistant", blocks)
@@ -428,7 +429,7 @@ def response_from_ir(ir: dict, model: str) -> dict:
                 "type": "tool_use",
                 "id": tc.get("id") or new_id("toolu_"),
                 "name": fn.get("name"),
-                "input": _args(fn.get("arguments")),
+                "input": tool_arguments(fn.get("arguments")),
             }
         )
     u = Usage.from_openai(ir.get("usage")) or Usage()

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import orjson
 from botocore.eventstream import EventStreamBuffer, EventStreamError
 
+from .anthropic import tool_arguments
 from .base import Provider, Upstream
 from .ir import (
     ChunkMaker,
@@ -37,12 +38,6 @@ STOP_TO_IR = {
     "content_filtered": "content_filter",
 }
 _FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
-
-
-def _args(s):
-    from .anthropic import _args as a
-
-    return a(s)
 
 
 def ir_to_converse(ir: dict) -> dict:
@@ -79,7 +74,7 @@ def ir_to_converse(ir: dict) -> dict:
                         "toolUse": {
                             "toolUseId": tc.get("id"),
                             "name": fn.get("name"),
-                            "input": _args(fn.get("arguments")),
+                            "input": tool_arguments(fn.get("arguments")),
                         }
                     }
                 )

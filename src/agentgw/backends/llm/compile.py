@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
+from typing import TYPE_CHECKING
 
 from ...config import models as m
 from ...engine.client import UpstreamTarget
@@ -28,6 +29,9 @@ from .bedrock import BedrockProvider
 from .gemini import GeminiProvider, VertexProvider
 from .guards import WebhookGuard, parse_guard_list
 from .openai import OpenAIProvider
+
+if TYPE_CHECKING:
+    from ...proxy.scope import CompileScope
 
 # provider key in config → (class, default base URL, default path prefix)
 _KINDS = {
@@ -71,7 +75,7 @@ _ROUTE_KINDS = {
 }
 
 
-def _read_secret(c, v, path: str) -> str | None:
+def _read_secret(c: CompileScope, v, path: str) -> str | None:
     if v is None:
         return None
     if isinstance(v, str):
@@ -79,7 +83,7 @@ def _read_secret(c, v, path: str) -> str | None:
     f = getattr(v, "file", None)
     if f is not None:
         try:
-            with open(c._path(f)) as fh:
+            with open(c.path(f)) as fh:
                 return fh.read().strip()
         except OSError as exc:
             c.errors.add(path, f"cannot read key file {f!r}: {exc.strerror or exc}")
@@ -88,10 +92,12 @@ def _read_secret(c, v, path: str) -> str | None:
     return _read_secret(c, val, path) if val is not None else None
 
 
-def _target(c, url_origin: str, tls_cfg, path: str, tls_path: str | None = None) -> tuple[UpstreamTarget, str]:
+def _target(
+    c: CompileScope, url_origin: str, tls_cfg, path: str, tls_path: str | None = None
+) -> tuple[UpstreamTarget, str]:
     tls_ctx, sni, key = None, None, ""
     if tls_cfg is not None:
-        tls_ctx, key = c._backend_tls(tls_cfg, tls_path or f"{path}.backendTLS")
+        tls_ctx, key = c.backend_tls(tls_cfg, tls_path or f"{path}.backendTLS")
         sni = tls_cfg.hostname
     try:
         target, host = make_target(url_origin, tls=tls_ctx, sni=sni, connect_timeout=c.connect_timeout, tls_key=key)
@@ -179,7 +185,7 @@ def make_provider(
     return prov
 
 
-def _auth(c, prov, k: str, path: str, api_key, auth_cfg, region, auth_path: str):
+def _auth(c: CompileScope, prov, k: str, path: str, api_key, auth_cfg, region, auth_path: str):
     if auth_cfg is not None:
         if auth_cfg.passthrough is not None:
             return Passthrough()
@@ -206,7 +212,7 @@ def _auth(c, prov, k: str, path: str, api_key, auth_cfg, region, auth_path: str)
                     f"{auth_path}.gcp.credential", "an inline credential is not supported yet; use {file: path}"
                 )
             f = getattr(cred, "file", None) if cred is not None and not isinstance(cred, str) else None
-            return GcpToken(c._path(f) if f else None)
+            return GcpToken(c.path(f) if f else None)
         c.errors.add(f"{auth_path}.azure", "Azure AD authentication is not supported by this agentgw build; use a key")
         return NoAuth()
     key = _read_secret(c, api_key, f"{path}.apiKey")
@@ -228,7 +234,7 @@ def _auth(c, prov, k: str, path: str, api_key, auth_cfg, region, auth_path: str)
 
 
 # -- ai policy ----------------------------------------------------------------------------------
-def _webhook_factory(c):
+def _webhook_factory(c: CompileScope):
     def make(w: dict, path: str):
         t = w.get("target") or {}
         if not isinstance(t, dict):
@@ -265,7 +271,7 @@ def _webhook_factory(c):
     return make
 
 
-def compile_ai_policy(c, opaque, path: str) -> AiPolicy:
+def compile_ai_policy(c: CompileScope, opaque, path: str) -> AiPolicy:
     if not opaque:
         return AiPolicy()
     if not isinstance(opaque, dict):
@@ -342,7 +348,7 @@ _AI_PROVIDER_POLICIES = {"backend_auth", "backend_tls"}
 _NOT_FOR_AI = "not supported for ai backends yet"
 
 
-def _provider_from_ai(c, spec, path: str, bpol, route_policies, bpath: str = "", rpath: str = ""):
+def _provider_from_ai(c: CompileScope, spec, path: str, bpol, route_policies, bpath: str = "", rpath: str = ""):
     """One ``{name, provider: {openAI: {...}}, hostOverride, ...}`` entry; ``bpath`` and
     ``rpath`` are the paths of the backend's and the route's policies."""
     from ...unsupported import refuse_except
@@ -432,7 +438,7 @@ def compile_ai_backend(
     if route_policies is not None and route_policies.retry is not None:
         c.errors.add(f"{rpath}.retry", "retries are not supported for ai backends yet")
     head_timeout = traffic.get("backend_timeout")
-    own = c._backend_http(backend_policies.http if backend_policies is not None else None, f"{bpath}.http")
+    own = c.backend_http(backend_policies.http if backend_policies is not None else None, f"{bpath}.http")
     if own is not None:  # the backend's own request timeout; the shorter wins
         head_timeout = own if head_timeout is None else min(head_timeout, own)
     route_ai = compile_ai_policy(c, route_policies.ai if route_policies is not None else None, f"{rpath}.ai")
@@ -478,7 +484,7 @@ _PARAMS_FOR = {
 }
 
 
-def _provider_params(c, kind: str, prm: m.LlmParams, path: str) -> None:
+def _provider_params(c: CompileScope, kind: str, prm: m.LlmParams, path: str) -> None:
     for attr, (key, kinds) in _PARAMS_FOR.items():
         if getattr(prm, attr) is not None and kind.lower() not in kinds:
             c.errors.add(f"{path}.{key}", f"is only used with provider {' or '.join(kinds)}")
@@ -488,7 +494,7 @@ def _provider_params(c, kind: str, prm: m.LlmParams, path: str) -> None:
         c.errors.add(f"{path}.hostOverride", "cannot be combined with baseUrl (which sets the host)")
 
 
-def _custom_provider(c, custom: dict, path: str) -> None:
+def _custom_provider(c: CompileScope, custom: dict, path: str) -> None:
     """``{custom: {...}}``: an OpenAI-compatible server at ``params.baseUrl``; its
     ``formats`` may only name the chat completions API (the one agentgw speaks to it)."""
     for k, v in custom.items():
@@ -503,7 +509,7 @@ def _custom_provider(c, custom: dict, path: str) -> None:
                 )
 
 
-def compile_llm(c, llm: m.LlmConfig):
+def compile_llm(c: CompileScope, llm: m.LlmConfig):
     """The ``llm:`` section as a bind of its own: every path goes to one ``ai`` backend
     whose model table is ``llm.models`` (entries sharing a name are a failover chain)."""
     from ...policies.local_ratelimit import LocalRateLimit, TokenBucket
@@ -599,10 +605,10 @@ def compile_llm(c, llm: m.LlmConfig):
     policies = []
     lp = llm.policies
     if lp is not None:
-        from ...compile import _UNSUPPORTED_ROUTE_POLICIES
         from ...policies.identity import compile_identity
+        from ...unsupported import UNSUPPORTED_ROUTE_POLICIES
 
-        c._unsupported(lp, {k: v for k, v in _UNSUPPORTED_ROUTE_POLICIES.items() if hasattr(lp, k)}, "llm.policies")
+        c.refuse_fields(lp, {k: v for k, v in UNSUPPORTED_ROUTE_POLICIES.items() if hasattr(lp, k)}, "llm.policies")
         # authentication and authorization, as on a route
         policies.extend(compile_identity(c, lp, "llm.policies"))
         if lp.local_rate_limit:

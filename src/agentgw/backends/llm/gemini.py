@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import orjson
 
+from .anthropic import tool_arguments
 from .base import Provider, Upstream
 from .ir import (
     ChunkMaker,
@@ -37,12 +38,6 @@ FINISH_TO_IR = {
     "PROHIBITED_CONTENT": "content_filter",
     "SPII": "content_filter",
 }
-
-
-def _args(s):
-    from .anthropic import _args as a
-
-    return a(s)
 
 
 def _clean_schema(s):
@@ -90,7 +85,7 @@ def ir_to_gemini(ir: dict) -> dict:
             for tc in m.get("tool_calls") or []:
                 fn = tc.get("function") or {}
                 names[tc.get("id", "")] = fn.get("name", "")
-                parts.append({"functionCall": {"name": fn.get("name"), "args": _args(fn.get("arguments"))}})
+                parts.append({"functionCall": {"name": fn.get("name"), "args": tool_arguments(fn.get("arguments"))}})
             push("model", parts)
         elif role == "tool":
             tid = m.get("tool_call_id", "")

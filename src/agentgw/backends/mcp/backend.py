@@ -47,7 +47,7 @@ from .jsonrpc import (
     sse_event,
 )
 from .limits import client_key
-from .session import ClientCall, GatewaySession, Registry, _key
+from .session import ClientCall, GatewaySession, Registry, request_key
 from .token import SessionCodec
 
 log = logging.getLogger("agentgw.mcp")
@@ -355,7 +355,7 @@ class McpBackend(Backend):
         post = _PostAnswer(ctx)
         call = ClientCall(msg["id"], post.emit if sse_ok else None)
         session.busy += 1
-        session.inflight[_key(msg["id"])] = call
+        session.inflight[request_key(msg["id"])] = call
         try:
             resp = await self.dispatch(ctx, session, msg, call)
         except asyncio.CancelledError:
@@ -364,7 +364,7 @@ class McpBackend(Backend):
             raise
         finally:
             session.busy -= 1
-            session.inflight.pop(_key(msg["id"]), None)
+            session.inflight.pop(request_key(msg["id"]), None)
             session.touch()
         call.done = True
         post.finish(resp)
@@ -578,12 +578,12 @@ class McpBackend(Backend):
 
             call = ClientCall(m["id"], emit)
             s.busy += 1
-            s.inflight[_key(m["id"])] = call
+            s.inflight[request_key(m["id"])] = call
             try:
                 s.push(await self.dispatch(ctx, s, m, call))
             finally:
                 s.busy -= 1
-                s.inflight.pop(_key(m["id"]), None)
+                s.inflight.pop(request_key(m["id"]), None)
         except Exception:  # never let a background task die silently
             log.exception("MCP legacy message handling failed")
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ...config import models as m
 from ...policies.local_ratelimit import TokenBucket
+from ..http import compile_http_backend
 from .authz import CelError, McpAuthz, RuleSet
 from .backend import LOCAL_HOSTS, McpBackend
 from .openapi import OpenApiTools
 from .session import Registry
 from .upstream import TargetSpec
+
+if TYPE_CHECKING:
+    from ...proxy.scope import CompileScope
 
 _UNSUPPORTED_TARGET_POLICIES = {"transformations": "transformations", "ext_mcp": "extMcp"}
 
@@ -21,7 +27,7 @@ def registry_for(services) -> Registry:
     return reg
 
 
-def _rules(compiler, authz: m.Authorization | None, path: str) -> RuleSet | None:
+def _rules(compiler: CompileScope, authz: m.Authorization | None, path: str) -> RuleSet | None:
     """An ``mcpAuthorization`` block: ``rules`` and ``allow`` (any must match), ``deny``
     (none may match), ``require`` (all must hold) -- as the HTTP ``authorization`` policy."""
     if authz is None:
@@ -107,7 +113,7 @@ def compile_mcp_backend(
             frozenset(o.lower().rstrip("/") for o in d.allowed_origins),
         )
     timeout = traffic.get("backend_timeout") or traffic.get("request_timeout")
-    own_timeout = compiler._backend_http(
+    own_timeout = compiler.backend_http(
         backend_policies.http if backend_policies is not None else None, f"{bpath}.http"
     )
     if own_timeout is not None:  # the backend's own request timeout; the shorter wins
@@ -136,7 +142,9 @@ _ROUTE_POLICIES_NOT_FOR_MCP = {
 }
 
 
-def _retry(compiler, mb: m.McpBackend, cfg: m.Retry, policy, targets: list[TargetSpec], path: str) -> None:
+def _retry(
+    compiler: CompileScope, mb: m.McpBackend, cfg: m.Retry, policy, targets: list[TargetSpec], path: str
+) -> None:
     """The route's ``retry`` on the backend's HTTP targets (``upstream.exchange``).
 
     ``codes`` must be error statuses: a target that answers 2xx has taken the request (a
@@ -191,7 +199,7 @@ def _backend_policies_not_for_mcp() -> dict:
 _BACKEND_POLICIES_NOT_FOR_MCP = _backend_policies_not_for_mcp()
 
 
-def _refuse_policies(compiler, pol, path: str, refused: dict) -> None:
+def _refuse_policies(compiler: CompileScope, pol, path: str, refused: dict) -> None:
     """An error for each field of ``pol`` set and named in ``refused`` (fields refused
     everywhere are reported once, by ``agentgw.unsupported``)."""
     if pol is None:
@@ -237,7 +245,7 @@ def _process_caps(
     spec.gate = reg.gate((path, spec.name), spec.name, gauge)
 
 
-def _host_spec(compiler, hs: m.McpHostSpec, tpath: str, default_path: str, tls_cfg):
+def _host_spec(compiler: CompileScope, hs: m.McpHostSpec, tpath: str, default_path: str, tls_cfg):
     """(UpstreamTarget, Host header, path) for an http(s) target."""
     if hs.backend is not None:
         ref = compiler.named.get(hs.backend)
@@ -255,18 +263,20 @@ def _host_spec(compiler, hs: m.McpHostSpec, tpath: str, default_path: str, tls_c
         rest = url.split("://", 1)[1]
         path = "/" + rest.split("/", 1)[1] if "/" in rest else default_path
         addr = url.split("://", 1)[0] + "://" + rest.split("/", 1)[0]
-    hb = compiler._http_backend(addr, addr, tls_cfg, tpath, tls_path=f"{tpath.rsplit('.', 1)[0]}.policies.backendTLS")
+    hb = compile_http_backend(
+        compiler, addr, addr, tls_cfg, tpath, tls_path=f"{tpath.rsplit('.', 1)[0]}.policies.backendTLS"
+    )
     return hb.target, hb.host_override or hb.target.authority, path
 
 
-def _target(compiler, t: m.McpTarget, tpath: str, passthrough: set[str]) -> TargetSpec | None:
+def _target(compiler: CompileScope, t: m.McpTarget, tpath: str, passthrough: set[str]) -> TargetSpec | None:
     """One target; ``passthrough`` gets the client headers only this target is sent."""
     kind = next(k for k in ("mcp", "sse", "stdio", "openapi") if getattr(t, k) is not None)
     spec = TargetSpec(t.name, kind)
     pol = t.policies
     tls_cfg = pol.backend_tls if pol is not None else None
     if pol is not None:
-        compiler._unsupported(pol, _UNSUPPORTED_TARGET_POLICIES, f"{tpath}.policies")
+        compiler.refuse_fields(pol, _UNSUPPORTED_TARGET_POLICIES, f"{tpath}.policies")
         if kind == "stdio":
             _refuse_policies(compiler, pol, f"{tpath}.policies", _NOT_FOR_STDIO)
         _refuse_policies(compiler, pol, f"{tpath}.policies", {"http": "not supported for MCP targets yet"})
@@ -334,9 +344,9 @@ def _target(compiler, t: m.McpTarget, tpath: str, passthrough: set[str]) -> Targ
     return spec
 
 
-def _read(compiler, path: str, where: str) -> str:
+def _read(compiler: CompileScope, path: str, where: str) -> str:
     try:
-        with open(compiler._path(path), encoding="utf-8") as f:
+        with open(compiler.path(path), encoding="utf-8") as f:
             return f.read()
     except OSError as exc:
         compiler.errors.add(where, f"cannot read {path}: {exc.strerror or exc}")

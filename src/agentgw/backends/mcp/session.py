@@ -334,7 +334,7 @@ class GatewaySession:
             log.info("could not relay an answer to target %s: %s", upstream.name, exc.message)
 
     async def client_cancelled(self, params: dict) -> None:
-        call = self.inflight.get(_key(params.get("requestId")))
+        call = self.inflight.get(request_key(params.get("requestId")))
         if call is None:
             return
         for upstream, rid in call.sent:
@@ -346,7 +346,8 @@ class GatewaySession:
                 pass
 
 
-def _key(id_):
+def request_key(id_):
+    """A JSON-RPC request id as a dict key: ``1`` and ``1.0`` are the same request."""
     return id_ if not isinstance(id_, float) else int(id_)
 
 
