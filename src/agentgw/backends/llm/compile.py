@@ -23,11 +23,12 @@ from ...policies.header_modifier import HeaderEdits
 from ..http import make_target
 from .anthropic import AnthropicProvider
 from .azure import AzureOpenAIProvider
-from .backend import AiBackendSet, AiPolicy, Candidate, ModelEntry
+from .backend import AiBackendSet
 from .base import AwsSigV4, GcpToken, NoAuth, Passthrough, StaticKey, split_base_url
 from .bedrock import BedrockProvider
 from .gemini import GeminiProvider, VertexProvider
 from .guards import WebhookGuard, parse_guard_list
+from .models import AiPolicy, Candidate, ModelEntry
 from .openai import OpenAIProvider
 
 if TYPE_CHECKING:
