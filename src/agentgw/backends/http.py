@@ -143,6 +143,17 @@ def _finish_head(ctx, backend, parts, host, orig_host, xff, body_len, chunked) -
     return f"{req.method} {ctx.target} HTTP/1.1\r\nhost: {host}\r\n{''.join(parts)}\r\n".encode("latin-1")
 
 
+def whole_request(ctx: Ctx, backend: HttpBackend) -> tuple[bytes, bytes]:
+    """The upstream request for a body that is complete in memory: its head (with
+    content-length when the client sent a body, of any framing) and the body."""
+    req = ctx.req
+    body = req.body
+    if body.size > 0 or req.headers.has("content-length") or req.headers.has("transfer-encoding"):
+        data = body.buffered()
+        return upstream_head(ctx, backend, len(data), False), data
+    return upstream_head(ctx, backend, None, False), b""
+
+
 async def _pump_body(body, conn: UpstreamConnection, chunked: bool) -> None:
     """Copy a streaming request body to the upstream, honouring its backpressure."""
     async for chunk in body.iter():
@@ -206,9 +217,7 @@ class HttpBackendSet(Backend):
         if conn is None:
             return False
         ctx.backend_name = backend.name
-        has_body = body.size > 0 or req.headers.has("content-length") or req.headers.has("transfer-encoding")
-        data = body.buffered() if has_body else b""
-        head = upstream_head(ctx, backend, len(data) if has_body else None, False)
+        head, data = whole_request(ctx, backend)
         ctx.ex.on_disconnect(conn.close)
         conn.send_head_cb(head, data, partial(self._fast_head, ctx), head_only=req.method == "HEAD")
         return True
@@ -248,7 +257,6 @@ class HttpBackendSet(Backend):
         attempts = retry.attempts if retry is not None else 1
         loop = ctx.bind.services.loop
         deadline = loop.time() + self.request_timeout if self.request_timeout else None
-        has_body = req.headers.has("content-length") or req.headers.has("transfer-encoding")
         # what the upstream head offers (upstream_head keeps Upgrade only for these): a 101
         # naming anything else fails the exchange in the client (502, connection closed)
         offer = (req.headers.get("upgrade") or None) if req.upgrade else None
@@ -276,13 +284,8 @@ class HttpBackendSet(Backend):
                 if conn is None:
                     conn = await self.pool.connect(backend.target)
                 if replayable:
-                    data = body.buffered() if has_body else b""
-                    conn.send_head(
-                        upstream_head(ctx, backend, len(data) if has_body else None, False),
-                        data,
-                        head_only=req.method == "HEAD",
-                        upgrade=offer,
-                    )
+                    head, data = whole_request(ctx, backend)
+                    conn.send_head(head, data, head_only=req.method == "HEAD", upgrade=offer)
                 else:
                     if body.error is not None:
                         raise body.error
