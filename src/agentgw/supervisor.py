@@ -59,6 +59,7 @@ class Supervisor:
         self.locks: dict[int, PortLock] = {}
         self.admin: list[tuple[str, str, str]] = []
         self.host = "0.0.0.0"
+        self.last_metrics: dict[int, dict] = {}  # worker index -> its last /metrics.json
 
     def sock(self, i: int) -> str:
         return os.path.join(self.dir, f"w{i}.sock")
@@ -80,15 +81,17 @@ class Supervisor:
         return True
 
     async def metrics_text(self) -> bytes:
-        snaps = []
+        """Every worker's metrics, merged. A worker that does not answer this time (busy
+        compiling a reload, say) counts with its last snapshot: leaving it out would make
+        the gateway's counters go backwards, which Prometheus reads as a reset."""
         for i in range(self.n):
             try:
                 status, body = await fetch_unix(self.sock(i), "/metrics.json")
                 if status == 200:
-                    snaps.append(orjson.loads(body))
+                    self.last_metrics[i] = orjson.loads(body)
             except (TimeoutError, OSError, ValueError, IndexError):
                 continue
-        return render(merge_snapshots(snaps))
+        return render(merge_snapshots([self.last_metrics[i] for i in range(self.n) if i in self.last_metrics]))
 
     async def config_dump(self):
         for i in range(self.n):

@@ -738,6 +738,9 @@ class Gateway(_Proc):
         # ``command`` replaces ``python -m agentgw`` (harness self-tests only)
         base = list(command) if command else [sys.executable, "-m", "agentgw"]
         self.cmd = base + ["run", "-f", str(self.config_path)]
+        # with --workers each worker reloads on its own; the merged reload counter
+        # rises by one per worker
+        self.workers = workers or 1
         if workers:
             self.cmd += ["--workers", str(workers)]
         self.cmd += list(extra_args)
@@ -930,7 +933,7 @@ class Gateway(_Proc):
             if before is not None:
                 now = self._reload_counts()
                 if now is not None:
-                    if now[0] > before[0]:
+                    if now[0] >= before[0] + self.workers:  # every worker has reloaded
                         result = "ok"
                         break
                     if now[1] > before[1]:
