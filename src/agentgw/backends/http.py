@@ -219,7 +219,7 @@ class HttpBackendSet(Backend):
         ctx.backend_name = backend.name
         head, data = whole_request(ctx, backend)
         ctx.ex.on_disconnect(conn.close)
-        conn.send_head_cb(head, data, partial(self._fast_head, ctx), head_only=req.method == "HEAD")
+        conn.send_head(head, data, partial(self._fast_head, ctx), head_only=req.method == "HEAD")
         return True
 
     def _fast_head(self, ctx: Ctx, conn: UpstreamConnection, exc) -> None:

@@ -260,7 +260,7 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
             self._tunnel_peer = None
             return
         if self._on_head is not None or (self._head_fut is not None and not self._head_fut.done()):
-            # (a head awaited by a future or by a callback: send_head / send_head_cb)
+            # (a head awaited by a future or by a callback: see send_head)
             if self._got_bytes:
                 self._fail(UpstreamReset())
             elif self.reused:
@@ -450,9 +450,21 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
                 w.set_exception(exc)
 
     def send_head(
-        self, head: bytes, body: bytes | None, *, head_only: bool = False, upgrade: str | None = None
+        self,
+        head: bytes,
+        body: bytes | None,
+        on_head: Callable[[UpstreamConnection, BaseException | None], None] | None = None,
+        *,
+        head_only: bool = False,
+        upgrade: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Write a request (head plus, when known, the whole body) and expect a response.
+
+        The response head is announced one of two ways: with ``on_head``, by a call
+        ``on_head(conn, exc)`` once it is parsed (with whatever body came with it) or
+        with the error if the exchange fails first (a 504 past ``timeout``, which closes
+        the connection), so no task needs to wait; without, by :meth:`wait_head`.
 
         ``upgrade``: the request's ``Upgrade`` value when ``head`` asks for a protocol
         switch (``Connection: upgrade``); only then can a 101 answer it (``upgraded``,
@@ -460,22 +472,12 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         self._reset_state()
         self.upgrade_offer = upgrade
         self.head_only = head_only
-        self._head_fut = self.loop.create_future()
-        self.send_bytes(head + body if body else head)
-
-    def send_head_cb(
-        self, head: bytes, body: bytes | None, on_head, *, head_only: bool = False, timeout: float | None = None
-    ) -> None:
-        """Like :meth:`send_head`, but ``on_head(conn, exc)`` is called instead of a future
-        resolving: once the response head (and whatever body came with it) is parsed,
-        or with the error if the exchange fails first (a 504 past ``timeout``, which
-        closes the connection). No task needs to wait. No upgrade can be offered: a 101
-        fails the exchange (502)."""
-        self._reset_state()
-        self.head_only = head_only
-        self._on_head = on_head
-        if timeout is not None:
-            self._timer = self.loop.call_later(timeout, self._head_timeout, timeout)
+        if on_head is None:
+            self._head_fut = self.loop.create_future()
+        else:
+            self._on_head = on_head
+            if timeout is not None:
+                self._timer = self.loop.call_later(timeout, self._head_timeout, timeout)
         self.send_bytes(head + body if body else head)
 
     def write(self, data: bytes) -> None:

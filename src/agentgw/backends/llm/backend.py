@@ -348,7 +348,7 @@ class AiBackendSet(Backend):
         ctx.backend_name = p.name
         call = FastCall(self, ctx, api, body, raw, cands, cand, native, ir, model_out)
         ctx.ex.on_disconnect(conn.close)
-        conn.send_head_cb(head, up.body, call.on_head, timeout=self.head_timeout)
+        conn.send_head(head, up.body, call.on_head, timeout=self.head_timeout)
         return True
 
     def _go_on_in_a_task(self, ctx, api: str, body: dict, raw: bytes | None, cands: list) -> None:
