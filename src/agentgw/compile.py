@@ -95,9 +95,17 @@ class Compiler(CompileScope):
     @overload
     def path(self, p: None) -> None: ...
     def path(self, p: str | None) -> str | None:
+        """A relative path is read from the config file's directory; when nothing is
+        there but the file exists relative to the working directory, from there
+        (agentgateway's reading, which its examples rely on)."""
         if p is None:
             return None
-        return p if os.path.isabs(p) else os.path.join(self.base_dir, p)
+        if os.path.isabs(p):
+            return p
+        beside = os.path.join(self.base_dir, p)
+        if not os.path.exists(beside) and os.path.exists(p):
+            return os.path.abspath(p)
+        return beside
 
     def refuse_fields(self, obj: object, fields: Mapping[str, str], path: str) -> None:
         if obj is None:

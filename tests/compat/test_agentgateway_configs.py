@@ -1,0 +1,138 @@
+"""agentgateway's own configs load unchanged.
+
+Each file under ``tests/compat/agentgateway`` (see its README) is loaded as
+``agentgw validate -f <file>`` loads it, from a copy of that tree as working directory
+(agentgateway's READMEs run them from the repository root, and some name files relative to
+it), with every environment variable the file references set, as its README asks, and the
+example TLS key pair its README expects generated.
+
+A config either loads, or is listed in ``REFUSED`` with the field path and the reason the
+refusal must name. ``REFUSED`` only shrinks: a config that starts to load must leave it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from agentgw.compile import check_config_file
+from agentgw.config import ConfigError
+
+FIXTURES = Path(__file__).parent / "agentgateway"
+CONFIGS = sorted(
+    str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*.yaml") if p.name != "README.md"
+)
+
+# config → substrings the load error must contain: the field's path and why it is refused
+REFUSED: dict[str, tuple[str, ...]] = {
+    "crates/agentgateway/src/types/local_tests/backend_auth_credentials_config.yaml": ("backendAuth.credentials",),
+    "crates/agentgateway/src/types/local_tests/gateway_config.yaml": ("gateways",),
+    "crates/agentgateway/src/types/local_tests/llm_provider_reference_config.yaml": ("llm.providers",),
+    "crates/agentgateway/src/types/local_tests/llm_simple_config.yaml": ("promptCaching",),
+    "crates/agentgateway/src/types/local_tests/llm_virtual_model_conditional_config.yaml": ("llm.virtualModels",),
+    "crates/agentgateway/src/types/local_tests/llm_virtual_model_config.yaml": ("llm.virtualModels",),
+    "crates/agentgateway/src/types/local_tests/llm_virtual_model_failover_config.yaml": ("llm.virtualModels",),
+    "crates/agentgateway/src/types/local_tests/mcp_to_aws_backend_config.yaml": ("agentRuntimeArn",),
+    "examples/fault-injection/config.yaml": ("policies.delay",),
+    "examples/llm-basic/config.yaml": ("transformation",),
+    "examples/llm-cost-routing/config.yaml": ("llm.virtualModels",),
+    "examples/llm-ollama-postgres/config.yaml": ("ollama",),
+    "examples/llm-prompt-guard/azure-content-safety-config.yaml": ("promptGuard.request[0]",),
+    "examples/llm-prompt-guard/bedrock-config.yaml": ("promptGuard.request[0]",),
+    "examples/llm-prompt-guard/model-armor-config.yaml": ("promptGuard.request[0]",),
+    "examples/llm-standalone-epp/config.yaml": ("service.name",),
+    "examples/llm-telemetry/tracing/langfuse.yaml": ("flattenRecursive",),
+    "examples/llm-telemetry/tracing/openllmetry.yaml": ("flattenRecursive",),
+    "examples/llm-telemetry/tracing/phoenix.yaml": ("flattenRecursive",),
+    "examples/mcp-authentication/config.yaml": ("mcpAuthentication",),
+    "examples/mcp-authorization/config.yaml": ("mcp.policies.backendAuth",),
+    "examples/mcp-telemetry/logging/otel.yaml": ("accessLog.otlp",),
+    "examples/traffic-a2a/config.yaml": ("accessLog.add.backend",),
+    "examples/traffic-aws-agentcore/config.yaml": ("requestHeaderModifier",),
+    "examples/traffic-cross-app-access/keycloak/gateway.yaml": ("crossAppAccess",),
+    "examples/traffic-cross-app-access/okta-auth0/gateway.yaml": ("crossAppAccess",),
+    "examples/traffic-cross-app-access/xaa-dev/gateway.yaml": ("crossAppAccess",),
+    "examples/traffic-egress-proxy/config-conditional.yaml": ("gateways",),
+    "examples/traffic-egress-proxy/config-dynamic-tls.yaml": ("mode",),
+    "examples/traffic-egress-proxy/config.yaml": ("gateways",),
+    "examples/traffic-http/config.yaml": ("requestMirror",),
+    "examples/traffic-jwt-sign/config.yaml": ("jwtSign",),
+    "examples/traffic-oauth2-proxy/config.yaml": ("extAuthz",),
+    "examples/traffic-oidc/config.yaml": ("policies.oidc",),
+    "examples/traffic-spiffe/config.yaml": ("spiffe",),
+    "examples/traffic-tailscale-auth/config.yaml": ("extAuthz.host",),
+    "examples/traffic-token-exchange/extauthz/config.yaml": ("extAuthz.cache",),
+    "examples/traffic-token-exchange/jwt-authz-grant/config.yaml": ("oauthTokenExchange",),
+    "examples/traffic-token-exchange/oauth-rfc8693/config.yaml": ("oauthTokenExchange",),
+    "examples/traffic-unified-gateway/config.yaml": ("gateways",),
+    "modern.yaml": ("gateways",),
+}
+
+_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _key_pair(path_cert: Path, path_key: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path_key.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("agentgateway")
+    shutil.copytree(FIXTURES, root, dirs_exist_ok=True)
+    certs = root / "examples/mcp-tls/certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    _key_pair(certs / "cert.pem", certs / "key.pem")  # the example pair its README uses
+    _key_pair(certs / "ca-cert.pem", certs / "ca-key.pem")
+    return root
+
+
+def _load(tree: Path, name: str, monkeypatch) -> ConfigError | None:
+    monkeypatch.chdir(tree)
+    for var in set(_VAR.findall((tree / name).read_text())):
+        monkeypatch.setenv(var, f"test-{var.lower()}")
+    try:
+        check_config_file(name)
+    except ConfigError as exc:
+        return exc
+    return None
+
+
+def test_the_fixtures_are_the_whole_set():
+    assert len(CONFIGS) == 59
+    assert set(REFUSED) <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_loads_or_is_refused_with_its_reason(tree, name, monkeypatch):
+    err = _load(tree, name, monkeypatch)
+    if name not in REFUSED:
+        assert err is None, f"{name} does not load:\n{err}"
+        return
+    assert err is not None, f"{name} loads now: take it out of REFUSED"
+    for part in REFUSED[name]:
+        assert part in str(err), f"{name}: {part!r} not in\n{err}"
