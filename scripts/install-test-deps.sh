@@ -32,10 +32,13 @@ apt_install htpasswd apache2-utils
 apt_install kubectl kubernetes-client
 # The security differential tests put agentgw in front of a real nginx.
 apt_install nginx nginx-light
-# MCP interop tests: the reference server and the Inspector CLI, project-local.
+# MCP interop tests: the reference server and the Inspector CLI, project-local; and
+# oidc-provider, a certified OpenID provider, as the real authorization server of the
+# OAuth tests.
 if command -v npm >/dev/null 2>&1; then
   npm install --silent --no-audit --no-fund --prefix .cache/npm \
-    @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/inspector@0.21.0 >/dev/null 2>&1 \
+    @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/inspector@0.21.0 \
+    oidc-provider@9.13.3 >/dev/null 2>&1 \
     || echo "warning: npm install of the MCP test servers failed; those tests will be skipped" >&2
 fi
 # SigV4 test vectors (AWS's aws4_testsuite) ship in the botocore sdist, not the wheel:
