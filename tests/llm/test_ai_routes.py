@@ -176,7 +176,7 @@ def test_alias_prompts_and_guards(gw, fakes):
     assert [h["path"] for h in hooks] == ["/request", "/response"]
     with pytest.raises(openai.BadRequestError) as ei:
         c.chat.completions.create(model="fast", messages=[{"role": "user", "content": "DROP TABLE users"}])
-    assert ei.value.body["message"] == "no SQL please"
+    assert ei.value.body == "no SQL please"  # the configured rejection body, as written
     with pytest.raises(openai.UnprocessableEntityError) as wi:
         c.chat.completions.create(model="fast", messages=[{"role": "user", "content": "something forbidden"}])
     assert wi.value.body["message"] == "webhook says no"

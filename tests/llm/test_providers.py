@@ -524,7 +524,7 @@ def test_guardrails_mask_request_and_reject_response(oa, fakes, an):
     assert r.choices[0].message.content == "echo: mail <EMAIL_ADDRESS> ssn <SSN>"
     with pytest.raises(openai.APIStatusError) as ei:
         oa.chat.completions.create(model="guarded", messages=[{"role": "user", "content": "card 4111 1111 1111 1111"}])
-    assert ei.value.status_code == 451 and ei.value.body["message"] == "card number in answer"
+    assert ei.value.status_code == 451 and ei.value.body == "card number in answer"  # as written
     # a streamed answer is cut with an error event when the guard trips
     with pytest.raises(openai.APIError) as se:
         list(
@@ -537,7 +537,7 @@ def test_guardrails_mask_request_and_reject_response(oa, fakes, an):
         an.messages.create(
             model="guarded", max_tokens=10, messages=[{"role": "user", "content": "card 4111 1111 1111 1111"}]
         )
-    assert ae.value.status_code == 451 and ae.value.body["type"] == "error"
+    assert ae.value.status_code == 451 and ae.value.body == "card number in answer"
 
 
 # -- metrics ------------------------------------------------------------------------------------

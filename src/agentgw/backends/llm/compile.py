@@ -28,6 +28,7 @@ from .base import AwsSigV4, GcpToken, NoAuth, Passthrough, StaticKey, split_base
 from .bedrock import BedrockProvider
 from .gemini import GeminiProvider, VertexProvider
 from .guards import WebhookGuard, parse_guard_list
+from .managed_guards import managed_factory
 from .models import AiPolicy, Candidate, ModelEntry
 from .openai import OpenAIProvider
 
@@ -287,8 +288,9 @@ def compile_ai_policy(c: CompileScope, opaque, path: str) -> AiPolicy:
         c.warnings.append(f"{path}.promptCaching: accepted but not applied by this agentgw build")
     pg = opaque.get("promptGuard") or {}
     wh = _webhook_factory(c)
-    req_g = parse_guard_list(pg.get("request"), f"{path}.promptGuard.request", c.errors, wh)
-    resp_g = parse_guard_list(pg.get("response"), f"{path}.promptGuard.response", c.errors, wh)
+    mg = managed_factory(c)
+    req_g = parse_guard_list(pg.get("request"), f"{path}.promptGuard.request", c.errors, wh, mg)
+    resp_g = parse_guard_list(pg.get("response"), f"{path}.promptGuard.response", c.errors, wh, mg)
     prompts = opaque.get("prompts") or {}
     for side in ("prepend", "append"):
         for i, msg in enumerate(prompts.get(side) or []):
@@ -520,6 +522,7 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
 
     entries = []
     wh = _webhook_factory(c)
+    mg = managed_factory(c)
     tokenize = False
     seen_names: dict[str, int] = {}
     for i, mdl in enumerate(llm.models):
@@ -585,12 +588,12 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
         )
         g = mdl.guardrails or {}
         greq = (
-            parse_guard_list(g.get("request"), f"{path}.guardrails.request", c.errors, wh)
+            parse_guard_list(g.get("request"), f"{path}.guardrails.request", c.errors, wh, mg)
             if isinstance(g, dict)
             else []
         )
         gresp = (
-            parse_guard_list(g.get("response"), f"{path}.guardrails.response", c.errors, wh)
+            parse_guard_list(g.get("response"), f"{path}.guardrails.response", c.errors, wh, mg)
             if isinstance(g, dict)
             else []
         )

@@ -64,7 +64,14 @@ def answer_exception(ctx, api, exc: BaseException) -> bool:
     """Answer a failed request in the client's API shape; False if it can't be (a
     response already began, or not an error this backend answers)."""
     if isinstance(exc, Rejected):
-        send_error(ctx, api, exc.status, "prompt_guard_rejected", exc.message, exc.headers)
+        if exc.raw:  # the guard's configured rejection, as written
+            if ctx.ex.started:
+                return False
+            h = Headers(list(exc.headers))
+            ctx.finalize_headers(exc.status, h)
+            ctx.ex.send(exc.status, h, exc.message.encode())
+        else:
+            send_error(ctx, api, exc.status, "prompt_guard_rejected", exc.message, exc.headers)
     elif isinstance(exc, TranslationError):
         send_error(ctx, api, 400, "invalid_request_error", str(exc))
     elif isinstance(exc, ProviderError):

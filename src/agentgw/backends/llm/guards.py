@@ -56,11 +56,15 @@ _builtin(["caSin", "ca_sin"], r"\b\d{3}[- ]\d{3}[- ]\d{3}\b", "CA_SIN", _luhn)
 
 
 class Rejected(Exception):
-    def __init__(self, status: int, message: str, headers=None):
+    """A guard said no. ``raw``: ``message`` is the guard's configured rejection body,
+    answered as written; otherwise it is put in the client's API error shape."""
+
+    def __init__(self, status: int, message: str, headers=None, raw: bool = False):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or []
+        self.raw = raw
 
 
 # -- text fields per API ----------------------------------------------------------------------
@@ -181,7 +185,7 @@ class RegexGuard:
         changed = map_texts(body, api, fn, direction)
         if hits and self.action != "mask":
             st, msg, hdrs = self.rejection
-            raise Rejected(st, msg or f"{direction} rejected by prompt guard ({hits[0]})", hdrs)
+            raise Rejected(st, msg or f"{direction} rejected by prompt guard ({hits[0]})", hdrs, raw=msg is not None)
         return changed
 
     def stream_text(self, text: str, seen: str) -> str:
@@ -263,8 +267,10 @@ class WebhookGuard:
         return text
 
 
-def parse_guard_list(items, path: str, errors, make_webhook) -> list:
-    """Compile ``promptGuard.request``/``.response`` (a list, or one object)."""
+def parse_guard_list(items, path: str, errors, make_webhook, make_managed=None) -> list:
+    """Compile ``promptGuard.request``/``.response`` (a list, or one object);
+    ``make_managed(kind, spec, path, rejection)`` builds the managed guards
+    (`managed_guards`)."""
     if items is None:
         return []
     if isinstance(items, dict):
@@ -275,6 +281,8 @@ def parse_guard_list(items, path: str, errors, make_webhook) -> list:
         if not isinstance(g, dict):
             errors.add(gp, "expected an object")
             continue
+        if "scope" in g and sorted(g["scope"] or []) != ["messages", "systemPrompt"]:
+            errors.add(f"{gp}.scope", "not supported yet: guards read the system prompt and the messages")
         rej = g.get("rejection") or {}
         status = int(rej.get("status") or 403)
         body = rej.get("body")
@@ -330,8 +338,14 @@ def parse_guard_list(items, path: str, errors, make_webhook) -> list:
             w = make_webhook(g["webhook"] or {}, f"{gp}.webhook")
             if w is not None:
                 out.append(w)
-        elif "openAIModeration" in g or "bedrockGuardrails" in g or "googleModelArmor" in g:
-            errors.add(gp, "only regex and webhook prompt guards are supported by this agentgw build")
+        elif make_managed is not None and (
+            kind := next((k for k in ("bedrockGuardrails", "googleModelArmor", "azureContentSafety") if k in g), None)
+        ):
+            guard = make_managed(kind, g[kind], gp, (status, body, hdrs))
+            if guard is not None:
+                out.append(guard)
+        elif "openAIModeration" in g:
+            errors.add(f"{gp}.openAIModeration", "not supported by this agentgw build yet")
         else:
             errors.add(gp, "expected regex or webhook")
     return out
