@@ -21,12 +21,14 @@ from typing import Any, TypeVar, overload
 
 from .backends.a2a import static_targets
 from .backends.http import HttpBackend, HttpBackendSet, RetryPolicy, compile_http_backend
+from .cel import CelError, Expression
 from .config import ConfigError, LocalConfig, effective_limits
 from .config import models as m
 from .engine.http import GatewayError
 from .policies.a2a import compile_a2a
 from .policies.cors import Cors
-from .policies.direct_response import DirectResponse
+from .policies.delay import Delay
+from .policies.direct_response import ConditionalDirectResponse, DirectResponse
 from .policies.global_ratelimit import compile_rate_limits
 from .policies.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from .policies.identity import compile_identity
@@ -392,9 +394,7 @@ class Compiler(CompileScope):
         if p.direct_response is not None:
             d = p.direct_response
             if not isinstance(d, m.DirectResponse):
-                self.errors.add(
-                    f"{path}.directResponse.conditional", "conditional direct responses are not supported yet"
-                )
+                self._conditional_direct_response(d, f"{path}.directResponse.conditional", out)
             elif d.body_expression is not None:
                 self.errors.add(f"{path}.directResponse.bodyExpression", "not supported by this agentgw build yet")
             else:
@@ -431,7 +431,26 @@ class Compiler(CompileScope):
         if p.retry is not None:
             r = p.retry
             traffic["retry"] = RetryPolicy(r.attempts, float(r.backoff) if r.backoff is not None else 0.0, r.codes)
+        if p.delay is not None:
+            try:
+                out.append(Delay(p.delay.duration, traffic.get("request_timeout")))
+            except CelError as exc:
+                self.errors.add(f"{path}.delay.duration", f"neither a duration nor a valid CEL expression: {exc}")
         return out, traffic
+
+    def _conditional_direct_response(self, d: m.ConditionalDirectResponses, path: str, out: list) -> None:
+        entries = []
+        for i, e in enumerate(d.conditional):
+            if e.body_expression is not None:
+                self.errors.add(f"{path}[{i}].bodyExpression", "not supported by this agentgw build yet")
+                continue
+            try:
+                cond = Expression(e.condition) if e.condition is not None else None
+            except CelError as exc:
+                self.errors.add(f"{path}[{i}].condition", str(exc))
+                continue
+            entries.append((cond, DirectResponse(e.status, (e.body or "").encode("utf-8"), e.headers)))
+        out.append(ConditionalDirectResponse(entries))
 
     def _authority(self, a, path: str) -> str | None:
         """``urlRewrite.authority``: ``none`` (keep the client's Host, as when unset) or

@@ -41,7 +41,6 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "crates/agentgateway/src/types/local_tests/llm_virtual_model_config.yaml": ("llm.virtualModels",),
     "crates/agentgateway/src/types/local_tests/llm_virtual_model_failover_config.yaml": ("llm.virtualModels",),
     "crates/agentgateway/src/types/local_tests/mcp_to_aws_backend_config.yaml": ("agentRuntimeArn",),
-    "examples/fault-injection/config.yaml": ("policies.delay",),
     "examples/llm-basic/config.yaml": ("transformation",),
     "examples/llm-cost-routing/config.yaml": ("llm.virtualModels",),
     "examples/llm-ollama-postgres/config.yaml": ("ollama",),

@@ -377,6 +377,10 @@ VALUES: dict[str, Any] = {
     "ConditionalDirectResponse.condition": CEL_A,
     "ConditionalDirectResponse.body_expression": STR_CEL_A,
     "ConditionalDirectResponse.status": Req(200, 418),
+    "ConditionalDirectResponses.conditional": Req(
+        [{"condition": CEL_B, "status": 200}], [{"condition": CEL_B, "status": 503}, {"status": 418}]
+    ),
+    "Delay.duration": Req("1s", 'request.headers["x-chaos"] == "1" ? 500 : 0'),
     "Cors.allow_headers": ["x-h"],
     "Cors.allow_methods": ["PUT"],
     "Cors.allow_origins": ["https://app.example"],

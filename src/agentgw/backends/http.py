@@ -18,6 +18,7 @@ import asyncio
 import bisect
 import random
 import ssl as _ssl
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING
@@ -256,7 +257,11 @@ class HttpBackendSet(Backend):
         retry = self.retry
         attempts = retry.attempts if retry is not None else 1
         loop = ctx.bind.services.loop
-        deadline = loop.time() + self.request_timeout if self.request_timeout else None
+        # requestTimeout runs from the start of the request (policies that waited, an
+        # injected delay, count against it)
+        deadline = (
+            loop.time() + self.request_timeout - (time.perf_counter() - ctx.start) if self.request_timeout else None
+        )
         # what the upstream head offers (upstream_head keeps Upgrade only for these): a 101
         # naming anything else fails the exchange in the client (502, connection closed)
         offer = (req.headers.get("upgrade") or None) if req.upgrade else None

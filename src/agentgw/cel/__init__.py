@@ -62,7 +62,9 @@ def _environment():
 
         _cel = cel
         dyn_map = cel.Type.Map(cel.Type.STRING, cel.Type.DYN)
-        _env = cel.NewEnv(variables={name: dyn_map for name in VARIABLES})
+        from .functions import declarations
+
+        _env = cel.NewEnv(variables={name: dyn_map for name in VARIABLES}, functions=declarations(cel))
     return _env
 
 
@@ -223,10 +225,13 @@ def is_no_value(result) -> bool:
     return result.type() in (_cel.Type.ERROR, _cel.Type.UNKNOWN, _cel.Type.NULL)
 
 
+_VOLATILE = re.compile(r"(?<![\w.])(?:random|uuid)\s*\(")
+
+
 class Expression:
     """One compiled expression."""
 
-    __slots__ = ("source", "program", "refs")
+    __slots__ = ("source", "program", "refs", "volatile")
 
     def __init__(self, source: str):
         env = _environment()
@@ -237,6 +242,8 @@ class Expression:
             raise CelError(msg) from None
         self.source = source
         self.refs = _references(source)
+        # calls a function whose value changes between calls (random()): never memoised
+        self.volatile = _VOLATILE.search(_STRING_LIT.sub("", source)) is not None
 
     def evaluate(self, activation) -> Any:
         """The value; an evaluation error (no such key, bad type...) comes back as a
@@ -298,7 +305,7 @@ class _Binder:
                     have = refs[name] = set()
                 have.update(members)
         plan: list[tuple[str, tuple[str, ...] | None, frozenset[str] | tuple[()] | None]] = []
-        memo = True
+        memo = not any(e.volatile for e in exprs)
         for name in sorted(refs):
             members = refs[name]
             if members is None:

@@ -384,6 +384,18 @@ class RequestMirror(_Model):
     percentage: float = Field(ge=0.0, le=1.0)
 
 
+class Delay(_Model):
+    """``delay``: latency injected before the backend; a duration string or a CEL
+    expression giving a duration or a number of milliseconds."""
+
+    duration: str
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return _cel_to_str(v)
+
+
 def _body_to_str(v: Any) -> Any:
     # agentgateway's schema describes the body as bytes; YAML users write a string.
     if isinstance(v, list) and all(isinstance(b, int) and 0 <= b <= 255 for b in v):
@@ -969,6 +981,7 @@ class RoutePolicies(GatewayPolicies):
     request_redirect: RequestRedirect | None = None
     url_rewrite: UrlRewrite | None = None
     request_mirror: RequestMirror | None = None
+    delay: Delay | None = None
     direct_response: DirectResponseField | None = None
     cors: Cors | None = None
     mcp_authorization: Authorization | None = None

@@ -76,6 +76,7 @@ ORDER = {
     "remoteRateLimit": 52,
     "directResponse": 60,
     "requestRedirect": 61,
+    "delay": 65,
     "requestHeaderModifier": 70,
     "urlRewrite": 71,
     "responseHeaderModifier": 80,
