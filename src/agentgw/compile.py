@@ -15,7 +15,7 @@ import math
 import os
 import re
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
@@ -25,6 +25,7 @@ from .cel import CelError, Expression
 from .config import ConfigError, LocalConfig, effective_limits
 from .config import models as m
 from .engine.http import GatewayError
+from .gateways import expand as expand_gateways
 from .policies.a2a import compile_a2a
 from .policies.cors import Cors
 from .policies.delay import Delay
@@ -33,7 +34,6 @@ from .policies.global_ratelimit import compile_rate_limits
 from .policies.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from .policies.identity import compile_identity
 from .policies.local_ratelimit import LocalRateLimit, TokenBucket
-from .policies.mcp_authentication import compile_mcp_authentication
 from .policies.request_redirect import RequestRedirect
 from .policies.url_rewrite import UrlRewrite
 from .proxy.runtime import BindRuntime, ListenerRuntime, Route
@@ -128,14 +128,21 @@ class Compiler(CompileScope):
     def compile(self) -> Runtime:
         cfg = self.cfg
         refuse_unsupported(cfg, self.errors.add)
-        bind_cfgs = list(cfg.binds)
-        if cfg.mcp is not None:
-            bind_cfgs.append(self._mcp_shorthand(cfg.mcp))
+        shape = self._shape = expand_gateways(cfg)
+        for where, problem in shape.errors:
+            self.errors.add(where, problem)
+        bind_cfgs = [(b, f"binds[{i}]") for i, b in enumerate(cfg.binds)] + shape.binds
+        if cfg.mcp is not None and not shape.mcp_attached:
+            bind_cfgs.append((self._mcp_shorthand(cfg.mcp), "mcp"))
         llm_bind = None
         if cfg.llm is not None:
             from .backends.llm.compile import compile_llm
 
             llm_bind = compile_llm(self, cfg.llm)
+        self._attached: dict[str, list[Match]] = {}
+        if llm_bind is not None and shape.llm_attached:
+            for lpath in shape.llm_listeners:
+                self._attached.setdefault(lpath, []).extend(_attachable(llm_bind))
         if cfg.policies:
             self.errors.add("policies", "targeted policies are not supported by this agentgw build yet")
         if cfg.route_groups:
@@ -148,8 +155,7 @@ class Compiler(CompileScope):
         binds: dict[int, BindRuntime] = {}
         bind_tls: dict[int, ssl.SSLContext | None] = {}
         seen_ports: dict[int, int] = {}
-        for bi, b in enumerate(bind_cfgs):
-            bpath = f"binds[{bi}]" if bi < len(cfg.binds) else "mcp"
+        for bi, (b, bpath) in enumerate(bind_cfgs):
             if b.port in seen_ports:
                 self.errors.add(f"{bpath}.port", f"port {b.port} is already used by binds[{seen_ports[b.port]}]")
                 continue
@@ -180,7 +186,7 @@ class Compiler(CompileScope):
                 lname = lst.name or f"listener{li}"
                 pn = lst.path_normalization
                 rules = PathRules(pn.encoded_slashes, pn.path_parameters) if pn is not None else DEFAULT_RULES
-                table = self._routes(lst.routes or [], lpath, lname, rules)
+                table = self._routes(lst.routes or [], lpath, lname, rules, self._attached.get(lpath, ()))
                 lpolicies = compile_identity(self, lst.policies, f"{lpath}.policies")
                 client_certs = tls_ctx is not None and tls_ctx.verify_mode != ssl.CERT_NONE
                 listeners.append(
@@ -193,6 +199,8 @@ class Compiler(CompileScope):
             listeners.sort(key=lambda L: listener_specificity(L.hostname))
             binds[b.port] = BindRuntime(b.port, listeners, self.services)
             bind_tls[b.port] = self._sni_context(tls_by_host) if tls_by_host else None
+        if llm_bind is not None and shape.llm_attached:
+            llm_bind = None  # its routes are in the gateways' listeners
         if llm_bind is not None:
             if llm_bind.port in binds:
                 self.errors.add("llm.port", f"port {llm_bind.port} is already used by a bind")
@@ -205,7 +213,7 @@ class Compiler(CompileScope):
         access_log = compile_access_log(self, cfg)
         process = self._process_settings()
         if self.errors.items:
-            raise ConfigError(list(dict.fromkeys(_shorthand_path(e) for e in self.errors.items)))
+            raise ConfigError(list(dict.fromkeys(_shorthand_path(shape.real_path(e)) for e in self.errors.items)))
         trusted = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.config.trusted_proxies)
         for br in binds.values():
             br.tracer = tracer
@@ -261,7 +269,9 @@ class Compiler(CompileScope):
         return (out[0], out[1], out[2])
 
     # -- routes ---------------------------------------------------------------------------
-    def _routes(self, routes: list, lpath: str, lname: str, rules: PathRules = DEFAULT_RULES) -> RouteTable:
+    def _routes(
+        self, routes: list, lpath: str, lname: str, rules: PathRules = DEFAULT_RULES, attached: Sequence[Match] = ()
+    ) -> RouteTable:
         entries = []
         order = 0
         for ri, r in enumerate(routes):
@@ -278,6 +288,10 @@ class Compiler(CompileScope):
                 matches.append(self._match(route, mm, f"{rpath}.matches[{mi}]", order, rules))
                 order += 1
             entries.append((list(r.hostnames), matches))
+        for mt in attached:  # routes a feature attached to this listener (llm.gateways)
+            mt.order = order
+            order += 1
+            entries.append(([], [mt]))
         return RouteTable(entries)
 
     def _a2a_agent(self, r: m.Route, backend) -> str | None:
@@ -357,17 +371,6 @@ class Compiler(CompileScope):
             unsupported = {k: v for k, v in unsupported.items() if k not in ("ai", "backend_auth")}
         self.refuse_fields(p, unsupported, path)
         out.extend(compile_identity(self, p, path))
-        ma = getattr(p, "mcp_authentication", None)
-        if ma is not None:
-            if getattr(p, "jwt_auth", None) is not None:
-                self.errors.add(
-                    f"{path}.mcpAuthentication",
-                    "cannot be combined with jwtAuth on the same route: both read the bearer token",
-                )
-            else:
-                mauth = compile_mcp_authentication(self, ma, f"{path}.mcpAuthentication")
-                if mauth is not None:
-                    out.append(mauth)
         if p.request_header_modifier is not None:
             h = p.request_header_modifier
             out.append(RequestHeaderModifier(h.add, h.set, h.remove))
@@ -713,7 +716,7 @@ class Compiler(CompileScope):
     # -- MCP ------------------------------------------------------------------------------
     def _mcp_shorthand(self, sh: m.McpShorthand) -> m.Bind:
         """``mcp: {port, targets, ...}`` → one bind, one listener, one route to the backend."""
-        backend = sh.model_dump(by_alias=True, exclude_none=True, exclude={"port", "policies"})
+        backend = sh.model_dump(by_alias=True, exclude_none=True, exclude={"port", "policies", "gateways"})
         route: dict = {"name": "mcp", "backends": [{"mcp": backend}]}
         if sh.policies is not None:
             route["policies"] = sh.policies.model_dump(by_alias=True, exclude_none=True)
@@ -831,6 +834,18 @@ _SHORTHAND_PATHS = (
     ("mcp.listeners[0].routes[0].backends[0].mcp:", "mcp:"),
     ("mcp.listeners[0].routes[0].policies", "mcp.policies"),
 )
+
+
+def _attachable(bind: BindRuntime) -> list[Match]:
+    """The matches of a feature's own bind (the ``llm:`` section), as new matches to put
+    in a gateway listener's table; its listener carries no policies of its own."""
+    out = []
+    for lst in bind.listeners:
+        for mt in lst.routes.anyhost:  # (the llm section's routes serve any host)
+            out.append(
+                Match(mt.route, kind=mt.kind, value=mt.value, method=mt.method, headers=mt.headers, query=mt.query)
+            )
+    return out
 
 
 def _alpn_name(p: Any) -> str:

@@ -81,6 +81,7 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]
     (m.LocalConfig, "ui"): "the admin UI is not supported yet",
     # -- frontend
     (m.Bind, "tunnel_protocol"): _tunnel,
+    (m.Bind, "mode"): "internal binds (reached through CONNECT tunnels) are not supported yet",
     (m.FrontendPolicies, "network_authorization"): "network authorization is not supported yet",
     (m.FrontendPolicies, "proxy_protocol"): "the PROXY protocol is not supported yet",
     (m.FrontendPolicies, "connect"): "CONNECT is not supported yet",
@@ -182,6 +183,7 @@ def refuse_except(
 # Policies that parse but that this build does not enforce. Refusing them is safer than
 # serving a route without, say, the authentication its author asked for.
 UNSUPPORTED_ROUTE_POLICIES = {
+    "mcp_authentication": "mcpAuthentication",
     "ext_mcp": "extMcp",
     "ext_proc": "extProc",
     "oidc": "oidc",

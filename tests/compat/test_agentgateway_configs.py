@@ -34,19 +34,20 @@ CONFIGS = sorted(
 # config → substrings the load error must contain: the field's path and why it is refused
 REFUSED: dict[str, tuple[str, ...]] = {
     "crates/agentgateway/src/types/local_tests/backend_auth_credentials_config.yaml": ("backendAuth.credentials",),
-    "crates/agentgateway/src/types/local_tests/gateway_config.yaml": ("gateways",),
-    "crates/agentgateway/src/types/local_tests/llm_provider_reference_config.yaml": ("health",),
+    "crates/agentgateway/src/types/local_tests/llm_provider_reference_config.yaml": ("llm.providers",),
     "crates/agentgateway/src/types/local_tests/llm_simple_config.yaml": ("promptCaching",),
-    "crates/agentgateway/src/types/local_tests/llm_virtual_model_conditional_config.yaml": ("transformation",),
-    "crates/agentgateway/src/types/local_tests/llm_virtual_model_config.yaml": ("transformation",),
-    "crates/agentgateway/src/types/local_tests/llm_virtual_model_failover_config.yaml": ("transformation",),
+    "crates/agentgateway/src/types/local_tests/llm_virtual_model_conditional_config.yaml": ("llm.virtualModels",),
+    "crates/agentgateway/src/types/local_tests/llm_virtual_model_config.yaml": ("llm.virtualModels",),
+    "crates/agentgateway/src/types/local_tests/llm_virtual_model_failover_config.yaml": ("llm.virtualModels",),
     "crates/agentgateway/src/types/local_tests/mcp_to_aws_backend_config.yaml": ("agentRuntimeArn",),
     "examples/llm-basic/config.yaml": ("transformation",),
-    "examples/llm-ollama-postgres/config.yaml": ("config.database",),
+    "examples/llm-cost-routing/config.yaml": ("llm.virtualModels",),
+    "examples/llm-ollama-postgres/config.yaml": ("ollama",),
     "examples/llm-standalone-epp/config.yaml": ("service.name",),
     "examples/llm-telemetry/tracing/langfuse.yaml": ("flattenRecursive",),
     "examples/llm-telemetry/tracing/openllmetry.yaml": ("flattenRecursive",),
     "examples/llm-telemetry/tracing/phoenix.yaml": ("flattenRecursive",),
+    "examples/mcp-authentication/config.yaml": ("mcpAuthentication",),
     "examples/mcp-authorization/config.yaml": ("mcp.policies.backendAuth",),
     "examples/mcp-telemetry/logging/otel.yaml": ("accessLog.otlp",),
     "examples/traffic-a2a/config.yaml": ("accessLog.add.backend",),
@@ -66,8 +67,8 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "examples/traffic-token-exchange/extauthz/config.yaml": ("extAuthz.cache",),
     "examples/traffic-token-exchange/jwt-authz-grant/config.yaml": ("oauthTokenExchange",),
     "examples/traffic-token-exchange/oauth-rfc8693/config.yaml": ("oauthTokenExchange",),
-    "examples/traffic-unified-gateway/config.yaml": ("gateways",),
-    "modern.yaml": ("gateways",),
+    "examples/traffic-unified-gateway/config.yaml": ("llm.",),
+    "modern.yaml": ("llm.",),
 }
 
 _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")

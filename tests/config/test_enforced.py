@@ -421,17 +421,6 @@ VALUES: dict[str, Any] = {
     "JwtProvider.jwks": Req(JWKS_A, Alts(JWKS_B, {"file": "jwks.json"})),
     "JwtProvider.audiences": ["aud"],
     "JwtValidationOptions.required_claims": ["exp"],
-    "McpAuthentication.issuer": Req("https://issuer.example", "https://issuer2.example"),
-    "McpAuthentication.audiences": Req(["https://gw.example/mcp"], ["https://gw.example/other"]),
-    "McpAuthentication.resource_metadata": Req({"resource": "https://gw.example/mcp"}, {"scopesSupported": ["a"]}),
-    "McpAuthentication.jwks": Alts(JWKS_B, {"file": "jwks.json"}),
-    "McpAuthentication.client_id": "pre-registered",
-    "McpAuthentication.provider": {"keycloak": {}},
-    "McpIdp.auth0": With({}, keycloak=None),
-    "McpIdp.okta": With({}, keycloak=None),
-    "McpIdp.descope": With({}, keycloak=None),
-    "McpIdp.authentik": With({}, keycloak=None),
-    "McpIdp.entra": With({}, keycloak=None),
     "FileRef.file": Dyn(lambda cur, loc: FILE_ALT.get(cur) or _file_for(loc)),
     "FileOnlyRef.file": Dyn(lambda cur, loc: FILE_ALT.get(cur) or _file_for(loc)),
     "FileRef.url": "https://idp.example/jwks.json",
@@ -553,27 +542,6 @@ VALUES: dict[str, Any] = {
         "openAI", Alts("anthropic", With({"custom": {}}, params={"baseUrl": "http://127.0.0.1:9800/v1"}))
     ),
     "LlmModel.defaults": {"temperature": 0.5},
-    "LlmModel.visibility": "internal",
-    "LlmConfig.virtual_models": [{"name": "virt", "routing": {"weighted": {"targets": [{"model": "gpt-4o"}]}}}],
-    "LlmProviderDef.provider": Req("openAI", Alts("anthropic", "groq")),
-    "LlmProviderDefaults.defaults": {"temperature": 0.5},
-    "LlmProviderDefaults.overrides": {"temperature": 0.5},
-    "LlmProviderDefaults.transformation": {"max_tokens": "1000"},
-    "LlmProviderDefaults.auth": {"key": "sk-provider"},
-    "LlmProviderDefaults.prompt_caching": {"cacheSystem": True},
-    "VirtualRouting.failover": With({"targets": [{"model": "gpt-4o", "priority": 0}]}, weighted=None),
-    "VirtualRouting.conditional": With({"targets": [{"when": CEL_A, "model": "gpt-4o"}]}, weighted=None),
-    "VirtualWeighted.targets": Req([{"model": "gpt-4o"}], [{"model": "gpt-4o", "weight": 2}, {"model": "gpt-4o"}]),
-    "VirtualFailover.targets": Req(
-        [{"model": "gpt-4o", "priority": 0}], [{"model": "gpt-4o", "priority": 0}, {"model": "gpt-4o", "priority": 1}]
-    ),
-    "VirtualConditional.targets": Req([{"model": "gpt-4o"}], [{"when": CEL_B, "model": "gpt-4o"}, {"model": "gpt-4o"}]),
-    "VirtualWeightedTarget.model": In("gpt-4o-mini", doc=lambda d: _llm_model(d, "gpt-4o-mini")),
-    "VirtualWeightedTarget.weight": In(3, doc=lambda d: _second_target(d, "weighted", {"weight": 1})),
-    "VirtualFailoverTarget.model": In("gpt-4o-mini", doc=lambda d: _llm_model(d, "gpt-4o-mini")),
-    "VirtualFailoverTarget.priority": In(2, doc=lambda d: _second_target(d, "failover", {"priority": 1})),
-    "VirtualConditionalTarget.model": In("gpt-4o-mini", doc=lambda d: _llm_model(d, "gpt-4o-mini")),
-    "VirtualConditionalTarget.when": CEL_B,
     "LlmModel.overrides": {"temperature": 0.5},
     "LlmModel.transformation": {"max_tokens": "1000"},
     "LlmModel.guardrails": {"request": [{"regex": {"action": "reject", "rules": [{"pattern": "secret"}]}}]},
@@ -629,7 +597,6 @@ FILE_AT = {
     "LlmParams.api_key": "apikey.txt",
     "JwtAuth.jwks": "jwks.json",
     "JwtProvider.jwks": "jwks.json",
-    "McpAuthentication.jwks": "jwks.json",
     "ServiceAccountAuth.jwks": "jwks.json",
     "OpenApiSpec.schema_": "openapi.json",
 }
@@ -686,23 +653,23 @@ NO_OP: dict[str, str] = {
     # and rule an entry came from). agentgw has no control plane to report to; routes
     # and listeners are known by their `name`.
     "GatewayConfig.namespace": "the Gateway's namespace, for a control plane; informational",
-    # A name models reference (`provider: {reference: ...}`): renamed with its references,
-    # the models compile the same.
-    "LlmProviderDef.name": "the key llm.models entries reference a provider by; nothing else",
     "GatewayConfig.gateway": "the Gateway's name, for a control plane; informational",
     "Listener.namespace": "the listener's Gateway namespace; informational (listeners are known by name)",
     "Listener.gateway_name": "the listener's Gateway name; informational (listeners are known by name)",
     "Route.namespace": "the HTTPRoute's namespace; informational (routes are known by name)",
     "Route.rule_name": "the HTTPRoute rule's name; informational (routes are known by name)",
+    "AttachedRoute.namespace": "the route's namespace; informational (routes are known by name)",
+    "AttachedRoute.rule_name": "the route rule's name; informational (routes are known by name)",
+    "TcpRoute.namespace": "the route's namespace; informational (routes are known by name)",
+    "TcpRoute.rule_name": "the route rule's name; informational (routes are known by name)",
+    "AttachedTcpRoute.namespace": "the route's namespace; informational (routes are known by name)",
+    "AttachedTcpRoute.rule_name": "the route rule's name; informational (routes are known by name)",
     # A service is dialled by its hostname (the cluster DNS name); the namespace only
     # names it, and an ext_authz server has no name in the runtime to put it in.
     "*.extAuthz.service.name.namespace": "an authorizer is dialled by hostname; the namespace only names it",
     # A named a2a backend is known by the backend's name (metrics, logs, the default
     # agent name); its targets' names label inline a2a backends only.
     "backends.*.a2a.targets.*.name": "a named a2a backend is known by its own name",
-    # The walk's base provider: each other McpIdp entry replaces it and must change the
-    # runtime; keycloak's own adaptation is checked in tests/mcp/test_authentication.py.
-    "McpIdp.keycloak": "the base every other provider mutation replaces; tested by behaviour",
 }
 
 #: Process settings the gateway process applies itself (runner.py, ports.py) from the
@@ -1207,42 +1174,51 @@ PATCHES["NamedBackend.name"] = Patch(_rename_backend)
 PATCHES["McpToolRateLimit.target"] = Patch(_tool_target)
 
 
-def _llm_model(doc, name):
-    """Another ``llm.models`` entry (for a virtual model's target)."""
-    doc["llm"]["models"].append({"name": name, "provider": "openAI"})
+def _gateway(doc, name, **extra) -> str:
+    """A named gateway of its own (on a port of its own) for a section to attach to."""
+    gws = doc.setdefault("gateways", {})
+    gws[name] = {"port": 18100 + len(gws), **extra}
+    return name
 
 
-def _second_target(doc, kind, extra):
-    """A second target of the first virtual model (so a weight or priority orders something)."""
-    _llm_model(doc, "gpt-4o-mini")
-    doc["llm"]["virtualModels"][0]["routing"][kind]["targets"].append({"model": "gpt-4o-mini", **extra})
+def _gateways_patch(doc, parent, loc):
+    _gateway(parent, "g-new")
 
 
-def _llm_provider_patch(doc, parent, loc):
-    """``llm.providers``: a provider the first model references."""
-    parent["providers"] = [{"name": "shared", "provider": "openAI", "params": {"baseUrl": "http://127.0.0.1:9802/v1"}}]
-    parent["models"][0]["provider"] = {"reference": "shared"}
-    parent["models"][0]["params"] = {k: v for k, v in parent["models"][0].get("params", {}).items() if k == "model"}
+def _routes_patch(doc, parent, loc):
+    """``routes``: a route attached to a gateway of its own."""
+    parent["routes"] = [
+        {
+            "gateways": _gateway(parent, "g-routes"),
+            "matches": [{"path": {"pathPrefix": "/g"}}],
+            "backends": [{"host": "127.0.0.1:9010"}],
+        }
+    ]
 
 
-def _rename_llm_provider(doc, parent, loc):
-    """A provider's ``name``, and the references to it."""
-    old = parent["name"]
-    for mdl in doc["llm"]["models"]:
-        if mdl.get("provider") == {"reference": old}:
-            mdl["provider"] = {"reference": "renamed"}
-    parent["name"] = "renamed"
+def _tcp_routes_patch(doc, parent, loc):
+    """``tcpRoutes``: a TCP route attached to a TCP gateway of its own."""
+    gw = _gateway(parent, "g-tcp", protocol="TCP")
+    parent["tcpRoutes"] = [{"gateways": gw, "backends": [{"host": "127.0.0.1:9011"}]}]
 
 
-def _other_llm_provider(doc, parent, loc):
-    """``provider.reference`` naming another provider."""
-    doc["llm"]["providers"].append({"name": "other", "provider": "anthropic"})
-    parent["reference"] = "other"
+def _attach_patch(doc, parent, loc):
+    """``gateways`` of a route or of the llm / mcp sections: another gateway (routes of
+    a TCP route kind get a TCP one)."""
+    tcp = "tcpRoutes" in loc
+    gw = _gateway(doc, "g-attach", **({"protocol": "TCP"} if tcp else {}))
+    cur = parent.get("gateways") or []
+    parent["gateways"] = ([cur] if isinstance(cur, str) else cur) + [gw]
+    parent.pop("port", None)
 
 
-PATCHES["LlmConfig.providers"] = Patch(_llm_provider_patch)
-PATCHES["LlmProviderDef.name"] = Patch(_rename_llm_provider)
-PATCHES["ProviderReference.reference"] = Patch(_other_llm_provider)
+PATCHES["LocalConfig.gateways"] = Patch(_gateways_patch)
+PATCHES["LocalConfig.routes"] = Patch(_routes_patch)
+PATCHES["LocalConfig.tcp_routes"] = Patch(_tcp_routes_patch)
+PATCHES["AttachedRoute.gateways"] = Patch(_attach_patch)
+PATCHES["AttachedTcpRoute.gateways"] = Patch(_attach_patch)
+PATCHES["LlmConfig.gateways"] = Patch(_attach_patch)
+PATCHES["McpShorthand.gateways"] = Patch(_attach_patch)
 
 
 def _named(kind_value) -> dict:

@@ -17,7 +17,7 @@ their full agentgateway model is large and deep; the compile step owns them:
 
 * route/backend ``ai`` policy (prompt guards, defaults/overrides, model aliases,
   prompt caching, ``routes``) and the ``provider`` object of ``ai`` backends
-* ``oidc``, ``extProc``, ``extMcp``,
+* ``mcpAuthentication``, ``oidc``, ``extProc``, ``extMcp``,
   ``health``, ``inferenceRouting``
 * backend ``tcp``, ``backendTunnel``, ``backendAuth.azure``
 * ``frontendPolicies.networkAuthorization``/``proxyProtocol``/``connect``
@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -600,54 +601,6 @@ class JwtAuth(_Model):
         return self
 
 
-class McpIdp(_Model):
-    """``mcpAuthentication.provider``: the identity provider whose gaps the gateway fills."""
-
-    auth0: dict[str, Any] | None = None
-    keycloak: dict[str, Any] | None = None
-    okta: dict[str, Any] | None = None
-    descope: dict[str, Any] | None = None
-    authentik: dict[str, Any] | None = None
-    entra: dict[str, Any] | None = None
-
-    _exactly_one_of = ("auth0", "keycloak", "okta", "descope", "authentik", "entra")
-
-    @field_validator("auth0", "keycloak", "okta", "descope", "authentik", "entra")
-    @classmethod
-    def _empty(cls, v):
-        if v:
-            raise ValueError("takes no settings: write {}")
-        return v
-
-    @property
-    def name(self) -> str:
-        return next(n for n in self._exactly_one_of if getattr(self, n) is not None)
-
-
-class McpAuthentication(_Model):
-    """The gateway as the OAuth resource server of an MCP route (MCP authorization)."""
-
-    issuer: str
-    audiences: list[str]
-    provider: McpIdp | None = None
-    #: RFC 9728 protected-resource metadata; camelCase keys become snake_case
-    resource_metadata: dict[str, Any]
-    jwks: FileInlineOrRemote | None = None
-    mode: AuthMode = "strict"
-    authorization_location: AuthorizationLocation | None = None
-    jwt_validation_options: JwtValidationOptions | None = None
-    client_id: str | None = None
-    client_secret: Annotated[str | None, SECRET] = None
-
-    @field_validator("issuer")
-    @classmethod
-    def _issuer_url(cls, v: str) -> str:
-        # the gateway reads the issuer's metadata (keys, endpoints) at this URL
-        if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", v):
-            raise ValueError(f"expected the issuer's http(s) URL, got {v!r}")
-        return v
-
-
 class ApiKeyEntry(_Model):
     """One accepted key: exactly one of key (plaintext) or keyHash (sha256:<hex> or bcrypt)."""
 
@@ -1035,7 +988,7 @@ class RoutePolicies(GatewayPolicies):
     mcp_authorization: Authorization | None = None
     ext_mcp: Opaque | None = None
     authorization: Authorization | None = None
-    mcp_authentication: McpAuthentication | None = None
+    mcp_authentication: Opaque | None = None
     a2a: A2aPolicy | None = Field(default=None, alias="a2a")
     ai: Opaque | None = None
     backend_tls: BackendTLS | None = Field(default=None, alias="backendTLS")
@@ -1327,9 +1280,34 @@ class NamedBackend(_BackendKinds):
     _exactly_one_of = ("host", "mcp", "ai", "aws", "a2a")
 
 
-class TcpRouteBackend(SimpleBackendRef):
+class TcpDynamic(_Model):
+    """``dynamic: {}``: dial the destination the connection names (its TLS SNI on the
+    destination port); ``target`` (a CEL expression giving ``host:port``) is refused."""
+
+    target: str | None = None
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _cel(cls, v: Any) -> Any:
+        return _cel_to_str(v)
+
+
+class TcpRouteBackend(_Model):
+    """A TCP route backend: exactly one of service, host, backend, dynamic."""
+
+    service: ServiceRef | None = None
+    host: str | None = None
+    backend: str | None = None
+    dynamic: TcpDynamic | None = None
     weight: int = Field(default=1, ge=0)
     policies: TcpBackendPolicies | None = None
+
+    _exactly_one_of = ("service", "host", "backend", "dynamic")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        return _validate_target(v) if v is not None else v
 
 
 # --------------------------------------------------------------------------
@@ -1366,6 +1344,9 @@ TlsVersion = Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"]
 
 
 class ListenerTLS(_Model):
+    #: ``static`` (cert/key serve every handshake) or ``dynamicCa`` (cert/key are a CA
+    #: minting a certificate per SNI name; refused)
+    mode: Literal["static", "dynamicCa"] = "static"
     cert: str
     key: Annotated[str, SECRET]
     root: str | None = None
@@ -1416,6 +1397,57 @@ class Bind(_Model):
     port: int = Field(ge=0, le=65535)
     listeners: list[Listener]
     tunnel_protocol: str | None = None
+    #: ``standard`` opens the port; ``internal`` opens nothing: the bind is reached by
+    #: CONNECT tunnels to its port (``tunnelProtocol: connect`` on another bind)
+    mode: Literal["standard", "internal"] = "standard"
+
+
+def _gateway_refs(v: Any) -> Any:
+    """agentgateway's ``LocalGatewayRefs``: one reference or a list of them."""
+    return [v] if isinstance(v, str) else v
+
+
+GatewayRefs = Annotated[list[str], BeforeValidator(_gateway_refs)]
+GatewayProtocol = Literal["HTTP", "HTTPS", "TCP", "TLS"]
+
+
+class GatewayListenerPolicies(GatewayPolicies):
+    """The policies a named gateway or one of its listeners carries (run before routing)."""
+
+    cors: Cors | None = None
+
+
+class GatewayListener(GatewayListenerPolicies):
+    """``gateways.<name>.listeners[]``: one listener of a named gateway."""
+
+    name: str | None = None
+    hostname: str | None = None
+    #: HTTP or HTTPS (``tls`` set) by default
+    protocol: GatewayProtocol | None = None
+    tls: ListenerTLS | None = None
+
+
+class NamedGateway(GatewayListenerPolicies):
+    """``gateways.<name>``: a port, and either one listener (``protocol``, ``tls`` and
+    policies here) or several named ``listeners``."""
+
+    port: int = Field(ge=1, le=65535)
+    protocol: GatewayProtocol | None = None
+    tls: ListenerTLS | None = None
+    listeners: list[GatewayListener] = Field(default_factory=list)
+
+
+class AttachedRoute(Route):
+    """``routes[]``: an HTTP route attached to named gateways (``gateway`` or
+    ``gateway/listener``); none: the gateway named ``default``."""
+
+    gateways: GatewayRefs = Field(default_factory=list)
+
+
+class AttachedTcpRoute(TcpRoute):
+    """``tcpRoutes[]``: a TCP route attached to named TCP or TLS gateways."""
+
+    gateways: GatewayRefs = Field(default_factory=list)
 
 
 class RouteGroup(_Model):
@@ -1713,22 +1745,6 @@ class GatewayConfig(_Model):
 # --------------------------------------------------------------------------
 
 _LLM_PROVIDERS = ("openAI", "anthropic", "gemini", "vertex", "bedrock", "azure", "copilot")
-#: agentgateway's provider presets: OpenAI-compatible services with a known endpoint
-LLM_PRESETS = (
-    "cohere",
-    "ollama",
-    "baseten",
-    "cerebras",
-    "deepinfra",
-    "deepseek",
-    "groq",
-    "huggingface",
-    "mistral",
-    "openrouter",
-    "togetherai",
-    "xai",
-    "fireworks",
-)
 
 
 class LlmParams(_Model):
@@ -1769,57 +1785,21 @@ class LlmRouteMatch(_Model):
 
 
 def _provider_kind(value: Any) -> str:
-    if isinstance(value, str):
-        return "~str"
-    if isinstance(value, dict) and "reference" in value:
-        return "~ref"
-    return "~obj"
+    return "~str" if isinstance(value, str) else "~obj"
 
 
 class CustomProvider(_Model):
     custom: Opaque
 
 
-class ProviderReference(_Model):
-    """``provider: {reference: <name>}``: the provider of ``llm.providers`` with that name."""
-
-    reference: str
-
-
 LlmProvider = Annotated[
-    Annotated[str, Tag("~str")] | Annotated[CustomProvider, Tag("~obj")] | Annotated[ProviderReference, Tag("~ref")],
+    Annotated[str, Tag("~str")] | Annotated[CustomProvider, Tag("~obj")],
     Discriminator(_provider_kind),
 ]
 
 
-def _provider_name(v: Any) -> Any:
-    if isinstance(v, str):
-        for p in (*_LLM_PROVIDERS, *LLM_PRESETS):
-            if v.lower() == p.lower():
-                return p
-        raise ValueError(
-            f"unknown provider {v!r}; expected one of {', '.join(_LLM_PROVIDERS + LLM_PRESETS)}, "
-            "{custom: ...} or {reference: <llm.providers name>}"
-        )
-    return v
-
-
-def _provider_requirements(p: Any, params: LlmParams) -> None:
-    if p == "vertex" and not params.vertex_project:
-        raise ValueError("vertex requires params.vertexProject")
-    if p == "bedrock" and not params.aws_region:
-        raise ValueError("bedrock requires params.awsRegion")
-    if p == "azure" and not (params.azure_resource_name and params.azure_resource_type):
-        raise ValueError("azure requires params.azureResourceName and params.azureResourceType")
-    if isinstance(p, CustomProvider) and not (params.base_url or params.host_override):
-        raise ValueError("custom provider requires params.baseUrl")
-
-
 class LlmModel(_Model):
     name: str
-    #: ``internal``: only reachable as a target of ``llm.virtualModels`` (not listed, not
-    #: callable by name)
-    visibility: Literal["public", "internal"] = "public"
     provider: LlmProvider
     params: LlmParams = Field(default_factory=LlmParams)
     defaults: dict[str, Any] | None = None
@@ -1857,145 +1837,38 @@ class LlmModel(_Model):
     @field_validator("provider")
     @classmethod
     def _provider(cls, v: Any) -> Any:
-        return _provider_name(v)
+        if isinstance(v, str):
+            for p in _LLM_PROVIDERS:
+                if v.lower() == p.lower():
+                    return p
+            raise ValueError(f"unknown provider {v!r}; expected one of {', '.join(_LLM_PROVIDERS)} or {{custom: ...}}")
+        return v
 
     @model_validator(mode="after")
     def _requirements(self):
         p = self.provider
-        if isinstance(p, ProviderReference):
-            extra = sorted(self.params.model_fields_set - {"model"})
-            if extra:
-                raise ValueError(
-                    f"a model that references provider {p.reference!r} may only set params.model "
-                    f"(not {', '.join(extra)}): the rest comes from llm.providers"
-                )
-            return self
-        _provider_requirements(p, self.params)
+        if p == "vertex" and not self.params.vertex_project:
+            raise ValueError("vertex requires params.vertexProject")
+        if p == "bedrock" and not self.params.aws_region:
+            raise ValueError("bedrock requires params.awsRegion")
+        if p == "azure" and not (self.params.azure_resource_name and self.params.azure_resource_type):
+            raise ValueError("azure requires params.azureResourceName and params.azureResourceType")
+        if isinstance(p, CustomProvider) and not (self.params.base_url or self.params.host_override):
+            raise ValueError("custom provider requires params.baseUrl")
         return self
-
-
-class LlmProviderDefaults(_Model):
-    """``llm.providers[].defaults``: settings a model referencing the provider gets when
-    it does not set them itself."""
-
-    defaults: dict[str, Any] | None = None
-    overrides: dict[str, Any] | None = None
-    transformation: StrMap | None = None
-    request_headers: HeaderModifier | None = None
-    response_headers: HeaderModifier | None = None
-    tls: BackendTLS | None = None
-    auth: BackendAuth | None = None
-    health: Opaque | None = None
-    backend_tunnel: Opaque | None = None
-    prompt_caching: Opaque | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tls_alias(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "backendTLS" in data:
-            if "tls" in data:
-                raise ValueError("cannot set both tls and backendTLS")
-            data = {**data}
-            data["tls"] = data.pop("backendTLS")
-        return data
-
-
-class LlmProviderDef(_Model):
-    """``llm.providers[]``: a named provider that ``llm.models`` entries reference."""
-
-    name: str
-    provider: LlmProvider
-    params: LlmParams = Field(default_factory=LlmParams)
-    defaults: LlmProviderDefaults | None = None
-
-    @field_validator("provider")
-    @classmethod
-    def _provider(cls, v: Any) -> Any:
-        if isinstance(v, ProviderReference):
-            raise ValueError("a provider in llm.providers cannot reference another provider")
-        return _provider_name(v)
-
-    @model_validator(mode="after")
-    def _requirements(self):
-        _provider_requirements(self.provider, self.params)
-        return self
-
-
-class VirtualWeightedTarget(_Model):
-    model: str
-    weight: int = Field(default=1, ge=0)
-
-
-class VirtualFailoverTarget(_Model):
-    model: str
-    priority: int = Field(ge=0)
-
-
-class VirtualConditionalTarget(_Model):
-    #: CEL; omitted only on the last target (the fallback)
-    when: str | None = None
-    model: str
-
-
-class VirtualWeighted(_Model):
-    targets: list[VirtualWeightedTarget] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _some_weight(self):
-        if not any(t.weight > 0 for t in self.targets):
-            raise ValueError("at least one target needs a weight above 0")
-        return self
-
-
-class VirtualFailover(_Model):
-    targets: list[VirtualFailoverTarget] = Field(min_length=1)
-
-
-class VirtualConditional(_Model):
-    targets: list[VirtualConditionalTarget] = Field(min_length=1, max_length=64)
-
-    @model_validator(mode="after")
-    def _fallback_last(self):
-        for i, t in enumerate(self.targets[:-1]):
-            if t.when is None:
-                raise ValueError(f"targets[{i}]: a target without `when` (the fallback) must be the last one")
-        return self
-
-
-class VirtualRouting(_Model):
-    weighted: VirtualWeighted | None = None
-    failover: VirtualFailover | None = None
-    conditional: VirtualConditional | None = None
-
-    _exactly_one_of = ("weighted", "failover", "conditional")
-
-
-class VirtualModel(_Model):
-    """``llm.virtualModels[]``: a public model name routed to ``llm.models`` entries."""
-
-    name: str
-    routing: VirtualRouting
 
 
 class LlmConfig(_Model):
+    #: named gateways (or ``gateway/listener``) the LLM routes attach to, instead of ``port``
+    gateways: GatewayRefs = Field(default_factory=list)
     port: int = Field(default=4000, ge=0, le=65535)
-    providers: list[LlmProviderDef] = Field(default_factory=list)
     models: list[LlmModel]
-    virtual_models: list[VirtualModel] = Field(default_factory=list)
     policies: LlmPolicies | None = None
-
-    @model_validator(mode="after")
-    def _unique_names(self):
-        for what, items in (("providers", self.providers), ("virtualModels", self.virtual_models)):
-            seen: set[str] = set()
-            for item in items:
-                if item.name in seen:
-                    raise ValueError(f"llm.{what}: duplicate name {item.name!r}")
-                seen.add(item.name)
-        return self
 
 
 class McpShorthand(McpBackend):
+    #: named gateways (or ``gateway/listener``) the MCP routes attach to, instead of ``port``
+    gateways: GatewayRefs = Field(default_factory=list)
     port: int = Field(default=3000, ge=0, le=65535)
     policies: RoutePolicies | None = None
 
@@ -2016,6 +1889,11 @@ class LocalConfig(_Model):
     services: list[Opaque] = Field(default_factory=list)
     backends: list[NamedBackend] = Field(default_factory=list)
     route_groups: list[RouteGroup] = Field(default_factory=list)
+    #: named gateways: a port and its listeners, which ``routes``, ``tcpRoutes``,
+    #: ``llm`` and ``mcp`` attach to
+    gateways: dict[str, NamedGateway] = Field(default_factory=dict)
+    routes: list[AttachedRoute] = Field(default_factory=list)
+    tcp_routes: list[AttachedTcpRoute] = Field(default_factory=list)
     llm: LlmConfig | None = None
     mcp: McpShorthand | None = None
     ui: Opaque | None = None
@@ -2039,12 +1917,21 @@ class LocalConfig(_Model):
             if b.port in ports:
                 raise ValueError(f"binds[{i}]: port {b.port} already used by {ports[b.port]}")
             ports[b.port] = f"binds[{i}]"
+        for name, g in self.gateways.items():
+            if g.port in ports:
+                raise ValueError(f"gateways.{name}: port {g.port} already used by {ports[g.port]}")
+            ports[g.port] = f"gateways.{name}"
         for key, sect in (("llm", self.llm), ("mcp", self.mcp)):
-            if sect is not None:
+            if sect is not None and not sect.gateways and not self._attaches_to_default(sect):
                 if sect.port in ports:
                     raise ValueError(f"{key}.port {sect.port} already used by {ports[sect.port]}")
                 ports[sect.port] = key
         return self
+
+    def _attaches_to_default(self, sect: LlmConfig | McpShorthand) -> bool:
+        """``llm`` / ``mcp`` without ``gateways`` nor ``port`` attach to the gateway
+        named ``default`` when there is one."""
+        return "default" in self.gateways and "port" not in sect.model_fields_set
 
 
 # --------------------------------------------------------------------------
