@@ -542,6 +542,27 @@ VALUES: dict[str, Any] = {
         "openAI", Alts("anthropic", With({"custom": {}}, params={"baseUrl": "http://127.0.0.1:9800/v1"}))
     ),
     "LlmModel.defaults": {"temperature": 0.5},
+    "LlmModel.visibility": "internal",
+    "LlmConfig.virtual_models": [{"name": "virt", "routing": {"weighted": {"targets": [{"model": "gpt-4o"}]}}}],
+    "LlmProviderDef.provider": Req("openAI", Alts("anthropic", "groq")),
+    "LlmProviderDefaults.defaults": {"temperature": 0.5},
+    "LlmProviderDefaults.overrides": {"temperature": 0.5},
+    "LlmProviderDefaults.transformation": {"max_tokens": "1000"},
+    "LlmProviderDefaults.auth": {"key": "sk-provider"},
+    "LlmProviderDefaults.prompt_caching": {"cacheSystem": True},
+    "VirtualRouting.failover": With({"targets": [{"model": "gpt-4o", "priority": 0}]}, weighted=None),
+    "VirtualRouting.conditional": With({"targets": [{"when": CEL_A, "model": "gpt-4o"}]}, weighted=None),
+    "VirtualWeighted.targets": Req([{"model": "gpt-4o"}], [{"model": "gpt-4o", "weight": 2}, {"model": "gpt-4o"}]),
+    "VirtualFailover.targets": Req(
+        [{"model": "gpt-4o", "priority": 0}], [{"model": "gpt-4o", "priority": 0}, {"model": "gpt-4o", "priority": 1}]
+    ),
+    "VirtualConditional.targets": Req([{"model": "gpt-4o"}], [{"when": CEL_B, "model": "gpt-4o"}, {"model": "gpt-4o"}]),
+    "VirtualWeightedTarget.model": In("gpt-4o-mini", doc=lambda d: _llm_model(d, "gpt-4o-mini")),
+    "VirtualWeightedTarget.weight": In(3, doc=lambda d: _second_target(d, "weighted", {"weight": 1})),
+    "VirtualFailoverTarget.model": In("gpt-4o-mini", doc=lambda d: _llm_model(d, "gpt-4o-mini")),
+    "VirtualFailoverTarget.priority": In(2, doc=lambda d: _second_target(d, "failover", {"priority": 1})),
+    "VirtualConditionalTarget.model": In("gpt-4o-mini", doc=lambda d: _llm_model(d, "gpt-4o-mini")),
+    "VirtualConditionalTarget.when": CEL_B,
     "LlmModel.overrides": {"temperature": 0.5},
     "LlmModel.transformation": {"max_tokens": "1000"},
     "LlmModel.guardrails": {"request": [{"regex": {"action": "reject", "rules": [{"pattern": "secret"}]}}]},
@@ -653,6 +674,9 @@ NO_OP: dict[str, str] = {
     # and rule an entry came from). agentgw has no control plane to report to; routes
     # and listeners are known by their `name`.
     "GatewayConfig.namespace": "the Gateway's namespace, for a control plane; informational",
+    # A name models reference (`provider: {reference: ...}`): renamed with its references,
+    # the models compile the same.
+    "LlmProviderDef.name": "the key llm.models entries reference a provider by; nothing else",
     "GatewayConfig.gateway": "the Gateway's name, for a control plane; informational",
     "Listener.namespace": "the listener's Gateway namespace; informational (listeners are known by name)",
     "Listener.gateway_name": "the listener's Gateway name; informational (listeners are known by name)",
@@ -1172,6 +1196,44 @@ def _tool_target(doc, parent, loc):
 PATCHES["LocalConfig.backends"] = Patch(_named_backend_patch)
 PATCHES["NamedBackend.name"] = Patch(_rename_backend)
 PATCHES["McpToolRateLimit.target"] = Patch(_tool_target)
+
+
+def _llm_model(doc, name):
+    """Another ``llm.models`` entry (for a virtual model's target)."""
+    doc["llm"]["models"].append({"name": name, "provider": "openAI"})
+
+
+def _second_target(doc, kind, extra):
+    """A second target of the first virtual model (so a weight or priority orders something)."""
+    _llm_model(doc, "gpt-4o-mini")
+    doc["llm"]["virtualModels"][0]["routing"][kind]["targets"].append({"model": "gpt-4o-mini", **extra})
+
+
+def _llm_provider_patch(doc, parent, loc):
+    """``llm.providers``: a provider the first model references."""
+    parent["providers"] = [{"name": "shared", "provider": "openAI", "params": {"baseUrl": "http://127.0.0.1:9802/v1"}}]
+    parent["models"][0]["provider"] = {"reference": "shared"}
+    parent["models"][0]["params"] = {k: v for k, v in parent["models"][0].get("params", {}).items() if k == "model"}
+
+
+def _rename_llm_provider(doc, parent, loc):
+    """A provider's ``name``, and the references to it."""
+    old = parent["name"]
+    for mdl in doc["llm"]["models"]:
+        if mdl.get("provider") == {"reference": old}:
+            mdl["provider"] = {"reference": "renamed"}
+    parent["name"] = "renamed"
+
+
+def _other_llm_provider(doc, parent, loc):
+    """``provider.reference`` naming another provider."""
+    doc["llm"]["providers"].append({"name": "other", "provider": "anthropic"})
+    parent["reference"] = "other"
+
+
+PATCHES["LlmConfig.providers"] = Patch(_llm_provider_patch)
+PATCHES["LlmProviderDef.name"] = Patch(_rename_llm_provider)
+PATCHES["ProviderReference.reference"] = Patch(_other_llm_provider)
 
 
 def _gateway(doc, name, **extra) -> str:

@@ -45,6 +45,7 @@ AWS_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 AWS_REGION = "us-west-2"
 
 IN_TOKENS, OUT_TOKENS = 11, 7
+NO_AUTH = False  # --no-auth: the OpenAI-style endpoints take no key (as a local Ollama)
 LOG: list[dict] = []
 
 
@@ -293,6 +294,9 @@ async def openai_chat(request: web.Request, body: dict, azure: bool = False):
         need("authorization" not in request.headers, "authorization: must not be sent to Azure with api-key auth")
         need(request.query.get("api-version"), "api-version query parameter: required")
         model = request.match_info["deployment"]
+    elif NO_AUTH:  # a local server that takes no key (Ollama)
+        need("authorization" not in request.headers, "authorization: not expected by a server without keys")
+        model = body.get("model", "")
     else:
         need(
             request.headers.get("authorization") == f"Bearer {OPENAI_KEY}", "authorization: missing or wrong Bearer key"
@@ -992,6 +996,10 @@ def make_app() -> web.Application:
     app.router.add_post("/_reset", reset)
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", route(openai_chat, "openai"))
+    # OpenAI-compatible services at their own paths (provider presets)
+    app.router.add_post("/openai/v1/chat/completions", route(openai_chat, "groq"))
+    app.router.add_post("/compatibility/v1/chat/completions", route(openai_chat, "cohere"))
+    app.router.add_post("/compatibility/v1/embeddings", route(openai_embeddings, "cohere"))
     app.router.add_post("/v1/embeddings", route(openai_embeddings, "openai"))
     app.router.add_post("/v1/responses", route(openai_responses, "openai"))
     app.router.add_post("/v1/messages", route(anthropic_messages, "anthropic"))
@@ -1012,7 +1020,10 @@ def make_app() -> web.Application:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--no-auth", action="store_true")
     a = ap.parse_args()
+    global NO_AUTH
+    NO_AUTH = a.no_auth
     web.run_app(make_app(), host="127.0.0.1", port=a.port, print=None, access_log=None)
 
 

@@ -1745,6 +1745,22 @@ class GatewayConfig(_Model):
 # --------------------------------------------------------------------------
 
 _LLM_PROVIDERS = ("openAI", "anthropic", "gemini", "vertex", "bedrock", "azure", "copilot")
+#: agentgateway's provider presets: OpenAI-compatible services with a known endpoint
+LLM_PRESETS = (
+    "cohere",
+    "ollama",
+    "baseten",
+    "cerebras",
+    "deepinfra",
+    "deepseek",
+    "groq",
+    "huggingface",
+    "mistral",
+    "openrouter",
+    "togetherai",
+    "xai",
+    "fireworks",
+)
 
 
 class LlmParams(_Model):
@@ -1785,21 +1801,57 @@ class LlmRouteMatch(_Model):
 
 
 def _provider_kind(value: Any) -> str:
-    return "~str" if isinstance(value, str) else "~obj"
+    if isinstance(value, str):
+        return "~str"
+    if isinstance(value, dict) and "reference" in value:
+        return "~ref"
+    return "~obj"
 
 
 class CustomProvider(_Model):
     custom: Opaque
 
 
+class ProviderReference(_Model):
+    """``provider: {reference: <name>}``: the provider of ``llm.providers`` with that name."""
+
+    reference: str
+
+
 LlmProvider = Annotated[
-    Annotated[str, Tag("~str")] | Annotated[CustomProvider, Tag("~obj")],
+    Annotated[str, Tag("~str")] | Annotated[CustomProvider, Tag("~obj")] | Annotated[ProviderReference, Tag("~ref")],
     Discriminator(_provider_kind),
 ]
 
 
+def _provider_name(v: Any) -> Any:
+    if isinstance(v, str):
+        for p in (*_LLM_PROVIDERS, *LLM_PRESETS):
+            if v.lower() == p.lower():
+                return p
+        raise ValueError(
+            f"unknown provider {v!r}; expected one of {', '.join(_LLM_PROVIDERS + LLM_PRESETS)}, "
+            "{custom: ...} or {reference: <llm.providers name>}"
+        )
+    return v
+
+
+def _provider_requirements(p: Any, params: LlmParams) -> None:
+    if p == "vertex" and not params.vertex_project:
+        raise ValueError("vertex requires params.vertexProject")
+    if p == "bedrock" and not params.aws_region:
+        raise ValueError("bedrock requires params.awsRegion")
+    if p == "azure" and not (params.azure_resource_name and params.azure_resource_type):
+        raise ValueError("azure requires params.azureResourceName and params.azureResourceType")
+    if isinstance(p, CustomProvider) and not (params.base_url or params.host_override):
+        raise ValueError("custom provider requires params.baseUrl")
+
+
 class LlmModel(_Model):
     name: str
+    #: ``internal``: only reachable as a target of ``llm.virtualModels`` (not listed, not
+    #: callable by name)
+    visibility: Literal["public", "internal"] = "public"
     provider: LlmProvider
     params: LlmParams = Field(default_factory=LlmParams)
     defaults: dict[str, Any] | None = None
@@ -1837,33 +1889,144 @@ class LlmModel(_Model):
     @field_validator("provider")
     @classmethod
     def _provider(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            for p in _LLM_PROVIDERS:
-                if v.lower() == p.lower():
-                    return p
-            raise ValueError(f"unknown provider {v!r}; expected one of {', '.join(_LLM_PROVIDERS)} or {{custom: ...}}")
-        return v
+        return _provider_name(v)
 
     @model_validator(mode="after")
     def _requirements(self):
         p = self.provider
-        if p == "vertex" and not self.params.vertex_project:
-            raise ValueError("vertex requires params.vertexProject")
-        if p == "bedrock" and not self.params.aws_region:
-            raise ValueError("bedrock requires params.awsRegion")
-        if p == "azure" and not (self.params.azure_resource_name and self.params.azure_resource_type):
-            raise ValueError("azure requires params.azureResourceName and params.azureResourceType")
-        if isinstance(p, CustomProvider) and not (self.params.base_url or self.params.host_override):
-            raise ValueError("custom provider requires params.baseUrl")
+        if isinstance(p, ProviderReference):
+            extra = sorted(self.params.model_fields_set - {"model"})
+            if extra:
+                raise ValueError(
+                    f"a model that references provider {p.reference!r} may only set params.model "
+                    f"(not {', '.join(extra)}): the rest comes from llm.providers"
+                )
+            return self
+        _provider_requirements(p, self.params)
         return self
+
+
+class LlmProviderDefaults(_Model):
+    """``llm.providers[].defaults``: settings a model referencing the provider gets when
+    it does not set them itself."""
+
+    defaults: dict[str, Any] | None = None
+    overrides: dict[str, Any] | None = None
+    transformation: StrMap | None = None
+    request_headers: HeaderModifier | None = None
+    response_headers: HeaderModifier | None = None
+    tls: BackendTLS | None = None
+    auth: BackendAuth | None = None
+    health: Opaque | None = None
+    backend_tunnel: Opaque | None = None
+    prompt_caching: Opaque | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "backendTLS" in data:
+            if "tls" in data:
+                raise ValueError("cannot set both tls and backendTLS")
+            data = {**data}
+            data["tls"] = data.pop("backendTLS")
+        return data
+
+
+class LlmProviderDef(_Model):
+    """``llm.providers[]``: a named provider that ``llm.models`` entries reference."""
+
+    name: str
+    provider: LlmProvider
+    params: LlmParams = Field(default_factory=LlmParams)
+    defaults: LlmProviderDefaults | None = None
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, v: Any) -> Any:
+        if isinstance(v, ProviderReference):
+            raise ValueError("a provider in llm.providers cannot reference another provider")
+        return _provider_name(v)
+
+    @model_validator(mode="after")
+    def _requirements(self):
+        _provider_requirements(self.provider, self.params)
+        return self
+
+
+class VirtualWeightedTarget(_Model):
+    model: str
+    weight: int = Field(default=1, ge=0)
+
+
+class VirtualFailoverTarget(_Model):
+    model: str
+    priority: int = Field(ge=0)
+
+
+class VirtualConditionalTarget(_Model):
+    #: CEL; omitted only on the last target (the fallback)
+    when: str | None = None
+    model: str
+
+
+class VirtualWeighted(_Model):
+    targets: list[VirtualWeightedTarget] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _some_weight(self):
+        if not any(t.weight > 0 for t in self.targets):
+            raise ValueError("at least one target needs a weight above 0")
+        return self
+
+
+class VirtualFailover(_Model):
+    targets: list[VirtualFailoverTarget] = Field(min_length=1)
+
+
+class VirtualConditional(_Model):
+    targets: list[VirtualConditionalTarget] = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _fallback_last(self):
+        for i, t in enumerate(self.targets[:-1]):
+            if t.when is None:
+                raise ValueError(f"targets[{i}]: a target without `when` (the fallback) must be the last one")
+        return self
+
+
+class VirtualRouting(_Model):
+    weighted: VirtualWeighted | None = None
+    failover: VirtualFailover | None = None
+    conditional: VirtualConditional | None = None
+
+    _exactly_one_of = ("weighted", "failover", "conditional")
+
+
+class VirtualModel(_Model):
+    """``llm.virtualModels[]``: a public model name routed to ``llm.models`` entries."""
+
+    name: str
+    routing: VirtualRouting
 
 
 class LlmConfig(_Model):
     #: named gateways (or ``gateway/listener``) the LLM routes attach to, instead of ``port``
     gateways: GatewayRefs = Field(default_factory=list)
     port: int = Field(default=4000, ge=0, le=65535)
+    providers: list[LlmProviderDef] = Field(default_factory=list)
     models: list[LlmModel]
+    virtual_models: list[VirtualModel] = Field(default_factory=list)
     policies: LlmPolicies | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        for what, items in (("providers", self.providers), ("virtualModels", self.virtual_models)):
+            seen: set[str] = set()
+            for item in items:
+                if item.name in seen:
+                    raise ValueError(f"llm.{what}: duplicate name {item.name!r}")
+                seen.add(item.name)
+        return self
 
 
 class McpShorthand(McpBackend):

@@ -80,6 +80,7 @@ class AiBackendSet(Backend):
         metrics,
         groups=None,
         models: list[ModelEntry] | None = None,
+        virtual: dict | None = None,
         policy: AiPolicy | None = None,
         head_timeout=None,
         request_timeout=None,
@@ -89,7 +90,7 @@ class AiBackendSet(Backend):
         self.pool = pool
         self.metrics = metrics
         self.policy = policy or EMPTY_POLICY
-        self.table = ModelTable(groups or [], models, self.policy.aliases)
+        self.table = ModelTable(groups or [], models, self.policy.aliases, virtual)
         self.head_timeout = head_timeout or DEFAULT_HEAD_TIMEOUT
         self.request_timeout = request_timeout
         self.tokenize = tokenize
@@ -190,7 +191,7 @@ class AiBackendSet(Backend):
         req = ctx.req
         raw = await req.body.read_all()
         body = parse_body(raw, api)
-        cands, entry, dirty = self.table.resolve(body, req.headers)
+        cands, entry, dirty = self.table.resolve(body, req.headers, ctx, raw)
         policy = self.policy
         guards_req = policy.request_guards + (entry.guards_req if entry else [])
         guards_resp = policy.response_guards + (entry.guards_resp if entry else [])
@@ -318,7 +319,7 @@ class AiBackendSet(Backend):
             body = parse_body(raw, api)
             if body.get("stream") and api != "embeddings":
                 return False
-            cands, entry, dirty = self.table.resolve(body, req.headers)
+            cands, entry, dirty = self.table.resolve(body, req.headers, ctx, raw)
             if entry is not None and (entry.guards_req or entry.guards_resp):
                 return False
             if apply_policy(self.policy, body, api):

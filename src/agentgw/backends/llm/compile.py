@@ -24,13 +24,15 @@ from ..http import make_target
 from .anthropic import AnthropicProvider
 from .azure import AzureOpenAIProvider
 from .backend import AiBackendSet
-from .base import AwsSigV4, GcpToken, NoAuth, Passthrough, StaticKey, split_base_url
+from .base import AwsSigV4, GcpToken, NoAuth, Passthrough, Provider, StaticKey, split_base_url
 from .bedrock import BedrockProvider
 from .gemini import GeminiProvider, VertexProvider
 from .guards import WebhookGuard, parse_guard_list
 from .managed_guards import managed_factory
 from .models import AiPolicy, Candidate, ModelEntry
 from .openai import OpenAIProvider
+from .presets import PRESETS, PresetProvider
+from .references import compile_virtual, each_model
 
 if TYPE_CHECKING:
     from ...proxy.scope import CompileScope
@@ -134,11 +136,19 @@ def make_provider(
     tls_path: str | None = None,
 ):
     k = kind.lower()
-    if k not in _KINDS:
-        c.errors.add(path, f"unknown provider {kind!r}")
-        k = "openai"
-    cls, default_origin, default_prefix = _KINDS[k]
     extra: dict = {}
+    preset_prefix = None
+    cls: type[Provider]
+    if k in PRESETS:  # an OpenAI-compatible service with a known address (its path unless moved)
+        cls = PresetProvider
+        default_origin, preset_prefix = split_base_url(PRESETS[k][0], "")
+        default_prefix = "/v1"
+        extra["preset"] = k
+    else:
+        if k not in _KINDS:
+            c.errors.add(path, f"unknown provider {kind!r}")
+            k = "openai"
+        cls, default_origin, default_prefix = _KINDS[k]
     origin = default_origin
     prefix = default_prefix
     if k == "bedrock":
@@ -171,6 +181,8 @@ def make_provider(
         origin, prefix = split_base_url(base_url, default_prefix)
     elif host_override:
         origin = host_override
+    elif preset_prefix is not None:
+        prefix = preset_prefix
     if not origin:
         c.errors.add(path, "needs a baseUrl (or hostOverride)")
         origin = "127.0.0.1:1"
@@ -182,7 +194,10 @@ def make_provider(
     target, host = _target(c, origin, scheme_tls, path, tls_path)
     if not host or (host_override and not base_url):
         host = target.authority
-    prov = cls(name, target, host, model=model, auth=NoAuth(), prefix=prefix, path_override=path_override, extra=extra)
+    kw = {"preset": extra.pop("preset")} if "preset" in extra else {}
+    prov = cls(
+        name, target, host, model=model, auth=NoAuth(), prefix=prefix, path_override=path_override, extra=extra, **kw
+    )
     prov.auth = _auth(c, prov, k, path, api_key, auth_cfg, region, auth_path or f"{path}.backendAuth")
     return prov
 
@@ -525,7 +540,7 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
     mg = managed_factory(c)
     tokenize = False
     seen_names: dict[str, int] = {}
-    for i, mdl in enumerate(llm.models):
+    for i, mdl in each_model(c, llm):  # provider references applied
         path = f"llm.models[{i}]"
         dup = seen_names.get(mdl.name, 0)
         seen_names[mdl.name] = dup + 1
@@ -540,9 +555,11 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
         prm = mdl.params
         if isinstance(pr, str):
             kind = pr
-        else:
+        elif isinstance(pr, m.CustomProvider):
             kind = "custom"
             _custom_provider(c, pr.custom, f"{path}.provider.custom")
+        else:  # (references are resolved by each_model)
+            continue
         _provider_params(c, kind, prm, f"{path}.params")
         prov = make_provider(
             c,
@@ -605,7 +622,7 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
                     for h in mm.headers
                 ]
             )
-        entries.append(ModelEntry(mdl.name, cand, greq, gresp, hm))
+        entries.append(ModelEntry(mdl.name, cand, greq, gresp, hm, internal=mdl.visibility == "internal"))
     policies = []
     lp = llm.policies
     if lp is not None:
@@ -631,6 +648,7 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
         pool=c.services.pool,
         metrics=getattr(c.services, "metrics", None),
         models=entries,
+        virtual=compile_virtual(c, llm, entries),
         tokenize=tokenize,
         label="llm",
     )

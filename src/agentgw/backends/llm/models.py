@@ -9,10 +9,9 @@ matching headers), after the policy's model aliases.
 
 from __future__ import annotations
 
-import random
-
 from ...engine.http import GatewayError
 from .ir import TranslationError
+from .virtual import VirtualModel, order_groups
 
 
 class Candidate:
@@ -50,14 +49,17 @@ class Candidate:
 
 
 class ModelEntry:
-    __slots__ = ("name", "candidate", "guards_req", "guards_resp", "header_matches")
+    __slots__ = ("name", "candidate", "guards_req", "guards_resp", "header_matches", "internal")
 
-    def __init__(self, name: str, candidate: Candidate, guards_req=(), guards_resp=(), header_matches=()):
+    def __init__(
+        self, name: str, candidate: Candidate, guards_req=(), guards_resp=(), header_matches=(), internal=False
+    ):
         self.name = name
         self.candidate = candidate
         self.guards_req = list(guards_req)
         self.guards_resp = list(guards_resp)
         self.header_matches = header_matches  # list of [(name, exact, regex)] (any of them)
+        self.internal = internal  # visibility: internal (only a virtual model's target)
 
     def matches(self, model: str) -> bool:
         n = self.name
@@ -114,22 +116,31 @@ EMPTY_POLICY = AiPolicy()
 
 class ModelTable:
     """The candidates of one backend: its priority groups (``ai`` backends) or its model
-    table (the ``llm:`` shorthand), looked up after the ``ai`` policy's aliases."""
+    table (the ``llm:`` shorthand) with its virtual models (see ``virtual.py``), looked up
+    after the ``ai`` policy's aliases. Internal entries are only a virtual model's targets."""
 
-    __slots__ = ("groups", "entries", "aliases", "exact")
+    __slots__ = ("groups", "entries", "aliases", "exact", "virtual")
 
-    def __init__(self, groups: list[list[Candidate]], entries: list[ModelEntry] | None, aliases: dict):
+    def __init__(
+        self,
+        groups: list[list[Candidate]],
+        entries: list[ModelEntry] | None,
+        aliases: dict,
+        virtual: dict[str, VirtualModel] | None = None,
+    ):
         self.groups = groups  # [[Candidate, ...], ...] priority groups (ai backends)
         self.entries = entries  # model table (llm shorthand) or None
         self.aliases = aliases
-        # the model table's plain names, when no entry matches on headers:
+        self.virtual = virtual or None  # name -> VirtualModel
+        # the model table's plain public names, when no entry matches on headers:
         # name -> (candidates in table order, first entry), as ``candidates`` finds them
         self.exact: dict[str, tuple[list[Candidate], ModelEntry]] | None = None
         if entries is not None and not any(e.header_matches for e in entries):
             self.exact = {}
-            for e in entries:
+            public = [e for e in entries if not e.internal]
+            for e in public:
                 if e.name not in self.exact:
-                    same = [x for x in entries if x.name == e.name]
+                    same = [x for x in public if x.name == e.name]
                     self.exact[e.name] = ([x.candidate for x in same], same[0])
 
     def names(self) -> list[tuple[str, str]]:
@@ -138,9 +149,13 @@ class ModelTable:
         seen = set()
         if self.entries is not None:
             for e in self.entries:
-                if "*" not in e.name and e.name not in seen:
+                if "*" not in e.name and not e.internal and e.name not in seen:
                     seen.add(e.name)
                     out.append((e.name, e.candidate.provider.system))
+            for name in self.virtual or ():
+                if name not in seen:
+                    seen.add(name)
+                    out.append((name, "agentgw"))
         else:
             for g in self.groups:
                 for c in g:
@@ -153,34 +168,22 @@ class ModelTable:
                 out.append((alias, "agentgw"))
         return out
 
-    def candidates(self, model: str | None, headers) -> tuple[list[Candidate], ModelEntry | None]:
+    def candidates(
+        self, model: str | None, headers, internal: bool = False
+    ) -> tuple[list[Candidate], ModelEntry | None]:
+        """The candidates for ``model`` (``internal``: a virtual model's target, which
+        internal entries may serve too)."""
         if self.entries is None:
-            out: list[Candidate] = []
-            for g in self.groups:
-                if len(g) == 1:
-                    out.append(g[0])
-                    continue
-                # weighted random order inside a group (weights >0), then the next group
-                pool = [c for c in g if c.weight > 0]
-                while pool:
-                    total = sum(c.weight for c in pool)
-                    r = random.random() * total
-                    for i, c in enumerate(pool):
-                        r -= c.weight
-                        if r < 0:
-                            out.append(pool.pop(i))
-                            break
-                    else:
-                        out.append(pool.pop())
-            return out, None
+            # weighted random order inside a priority group (weights >0), then the next group
+            return order_groups(self.groups), None
         if not model:
             return [], None
         exact = self.exact
-        if exact is not None:  # no entry matches on headers: a named model is one lookup
+        if exact is not None and not internal:  # no entry matches on headers: a named model is one lookup
             hit = exact.get(model)
             if hit is not None:
                 return hit
-        entries = [e for e in self.entries if e.headers_match(headers)]
+        entries = [e for e in self.entries if (internal or not e.internal) and e.headers_match(headers)]
         named = [e for e in entries if e.name == model]
         if named:
             return [e.candidate for e in named], named[0]
@@ -190,9 +193,13 @@ class ModelTable:
                 return [x.candidate for x in same], e
         return [], None
 
-    def resolve(self, body: dict, headers) -> tuple[list[Candidate], ModelEntry | None, bool]:
-        """The candidate providers for ``body``'s model (aliases applied, in the body too);
-        True as the third item when that changed the body."""
+    def resolve(
+        self, body: dict, headers, ctx=None, raw: bytes | None = None
+    ) -> tuple[list[Candidate], ModelEntry | None, bool]:
+        """The candidate providers for ``body``'s model (aliases applied, in the body too;
+        a virtual model's choice too); True as the third item when that changed the body.
+        ``ctx`` and ``raw`` (the body as received) are what conditional virtual models
+        read; without ``ctx`` none of their conditions holds."""
         aliases = self.aliases
         model = body.get("model")
         if model is not None and not isinstance(model, str):
@@ -210,9 +217,32 @@ class ModelTable:
             model = alias
             body["model"] = model
             dirty = True
+        virtual = self.virtual
+        if virtual is not None and model in virtual:
+            return self._virtual(virtual[model], body, headers, ctx, raw)
         cands, entry = self.candidates(model, headers)
         if not cands:
             if self.entries is not None and not model:
                 raise TranslationError("model: field required")
             raise GatewayError(404, "model_not_found", f"model {model!r} is not served by this gateway")
         return cands, entry, dirty
+
+    def _virtual(
+        self, v: VirtualModel, body: dict, headers, ctx, raw
+    ) -> tuple[list[Candidate], ModelEntry | None, bool]:
+        if v.kind == "failover":
+            return order_groups(v.groups), v.entry, False
+        target = v.choose(ctx, body, raw)
+        if target is None:
+            raise GatewayError(
+                400, "virtual_model_no_matching_target", f"virtual model {v.name!r}: no conditional target matched"
+            )
+        body["model"] = target
+        cands, entry = self.candidates(target, headers, internal=True)
+        if not cands:  # (targets are checked at load: only header matches can leave none)
+            raise GatewayError(
+                404,
+                "virtual_model_target_not_found",
+                f"virtual model {v.name!r} chose {target!r}, which no model entry serves for this request",
+            )
+        return cands, entry, True
