@@ -125,6 +125,30 @@ def test_card_honours_x_forwarded_proto_and_host(env):
     assert str(v1.port) not in text
 
 
+def test_card_validators_name_the_rewritten_card_and_answer_304(env):
+    """The agent's ETag describes its own card, not the rewritten one: the gateway sends
+    an ETag of what it serves and answers If-None-Match / If-Modified-Since itself."""
+    gw, _, _, _ = env
+    path = "/agents/weather-agent/.well-known/agent-card.json"
+    first = httpx.get(gw.url + path, timeout=10)
+    etag = first.headers["etag"]
+    assert first.status_code == 200 and etag.startswith('"') and len(etag) > 10
+    again = httpx.get(gw.url + path, timeout=10)
+    assert again.headers["etag"] == etag  # the same card through the same address
+    other = httpx.get(gw.url + path, headers={"x-forwarded-host": "other.example"}, timeout=10)
+    assert other.headers["etag"] != etag  # other URLs inside: another representation
+    assert "X-Forwarded-Host" in other.headers["vary"]
+
+    cached = httpx.get(gw.url + path, headers={"if-none-match": etag}, timeout=10)
+    assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == etag
+    weak = httpx.get(gw.url + path, headers={"if-none-match": f'"nope", W/{etag}'}, timeout=10)
+    assert weak.status_code == 304
+    stale = httpx.get(gw.url + path, headers={"if-none-match": '"an-old-card"'}, timeout=10)
+    assert stale.status_code == 200 and stale.json() == first.json()
+    # the agent's own validators are not relayed for the rewritten card
+    assert httpx.get(gw.url + path, headers={"if-none-match": "*"}, timeout=10).status_code == 304
+
+
 def test_card_ignores_x_forwarded_headers_from_untrusted_peers(harness, a2a_agents):
     """Without ``trustedProxies`` a client can't choose the URLs written into a card."""
     v1 = a2a_agents("v1", "weather-agent")

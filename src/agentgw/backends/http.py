@@ -375,7 +375,7 @@ class HttpBackendSet(Backend):
             headers = strip_hop_by_hop(conn.headers)
             headers.remove("content-length")
             body = await conn.read_body(ctx.req.body.limit)
-            body = ctx.body_filter(ctx, status, headers, body)
+            status, body = ctx.body_filter(ctx, status, headers, body)
             ctx.finalize_headers(status, headers)
             ex.send(status, headers, body)
             return

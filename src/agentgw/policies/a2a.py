@@ -20,7 +20,14 @@ Compiled for a route with ``policies.a2a`` or an ``a2a`` backend. Per request:
 
 from __future__ import annotations
 
-from ..backends.a2a.card import CardRewriter, client_origin, is_card_path, path_prefixes, rewrite_card_body
+from ..backends.a2a.card import (
+    CardRewriter,
+    card_validators,
+    client_origin,
+    is_card_path,
+    path_prefixes,
+    rewrite_card_body,
+)
 from ..backends.a2a.rpc import (
     CARD_OPERATIONS,
     ResponseObserver,
@@ -175,13 +182,23 @@ class A2a(Policy):
 
     def _card_filter(self, ctx, *, jsonrpc: bool) -> None:
         client_path = ctx.path
-        ctx.req.headers.remove("accept-encoding")  # rewrite needs the plain body
+        h = ctx.req.headers
+        h.remove("accept-encoding")  # rewrite needs the plain body
+        # the client's validators name the rewritten card, not the agent's: the agent is
+        # asked for the whole card and the gateway answers the condition itself
+        conditions = None if jsonrpc else (h.get("if-none-match"), h.get("if-modified-since"))
+        h.remove("if-none-match")
+        h.remove("if-modified-since")
 
         def body_filter(ctx, status, headers, body):
             # ctx.path is now the upstream path (after urlRewrite)
             cp, up = path_prefixes(client_path, ctx.path)
-            rw = CardRewriter(client_origin(ctx.req, ctx.bind.trusts(ctx.req.client_addr)), cp, up)
-            return rewrite_card_body(rw, status, headers, body, jsonrpc=jsonrpc)
+            trusted = ctx.bind.trusts(ctx.req.client_addr)
+            rw = CardRewriter(client_origin(ctx.req, trusted), cp, up)
+            body = rewrite_card_body(rw, status, headers, body, jsonrpc=jsonrpc)
+            if conditions is None or status != 200:
+                return status, body
+            return card_validators(headers, body, conditions, trusted)
 
         ctx.body_filter = body_filter
 

@@ -21,7 +21,9 @@ the client the backend's gRPC address would bypass the gateway.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import orjson
@@ -185,6 +187,40 @@ def _decode(headers, body: bytes) -> bytes:
             except zlib.error:
                 pass
     raise GatewayError(502, "a2a_card_invalid", f"agent card with unsupported content-encoding {enc!r}")
+
+
+def card_validators(
+    headers, body: bytes, conditions: tuple[str | None, str | None], trusted: bool
+) -> tuple[int, bytes]:
+    """Cache validators for a rewritten card, and the answer to the client's condition.
+
+    The ``ETag`` names the rewritten bytes (a hash of them: the same card seen through the
+    same gateway address keeps it); ``Last-Modified`` and ``Cache-Control`` are the
+    agent's, since the card changes when the agent's does. When the request's
+    ``If-None-Match`` names that ETag (or, without it, ``If-Modified-Since`` is not
+    older than ``Last-Modified``) the answer is ``304`` without a body. The card's URLs
+    follow ``X-Forwarded-Host``/``-Proto`` from a trusted proxy, so shared caches are
+    told to key on them."""
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers.set("etag", etag)
+    if trusted:
+        headers.append(("vary", "X-Forwarded-Host, X-Forwarded-Proto"))
+    inm, ims = conditions
+    if inm is not None:
+        tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+        if "*" in tags or etag in tags:
+            headers.remove("content-type")
+            return 304, b""
+        return 200, body
+    lm = headers.get("last-modified")
+    if ims is not None and lm is not None:
+        try:
+            if parsedate_to_datetime(lm) <= parsedate_to_datetime(ims):
+                headers.remove("content-type")
+                return 304, b""
+        except (TypeError, ValueError):
+            pass
+    return 200, body
 
 
 def rewrite_card_body(rw: CardRewriter, status: int, headers, body: bytes, *, jsonrpc: bool = False) -> bytes:

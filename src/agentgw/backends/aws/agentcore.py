@@ -508,7 +508,7 @@ class AgentCoreBackend(Backend):
                 st, kind, msg = upstream_error(status, headers, body)
                 raise GatewayError(st, kind, msg)
             if ctx.body_filter is not None:
-                body = ctx.body_filter(ctx, status, headers, body)
+                status, body = ctx.body_filter(ctx, status, headers, body)
             ctx.finalize_headers(status, headers)
             ctx.ex.send(status, headers, body)
         finally:

@@ -1,0 +1,105 @@
+// A real OAuth 2.1 / OpenID authorization server for the tests: oidc-provider (a certified
+// OpenID provider) with dynamic client registration, PKCE, and RFC 8707 resource indicators
+// issuing JWT access tokens whose audience is the resource.
+//
+// The login and consent pages are replaced by an interaction that signs in the account
+// named by the `login_hint` parameter (default "alice") and grants what the client asked
+// for, so a test can follow the authorization redirects without a browser.
+//
+// usage: OIDC_PROVIDER_MODULE=<path to oidc-provider's lib/index.js> \
+//        node oidc_server.mjs PORT [PRE_REGISTERED_CLIENT_ID REDIRECT_URI]
+// prints "ready <issuer>" on stdout when it accepts connections.
+import http from "node:http";
+import { generateKeyPairSync } from "node:crypto";
+import { pathToFileURL } from "node:url";
+
+// the package lives in the project's npm cache (.cache/npm), not beside this script
+const { default: Provider } = await import(pathToFileURL(process.env.OIDC_PROVIDER_MODULE).href);
+
+const port = Number(process.argv[2]);
+const issuer = `http://127.0.0.1:${port}`;
+const preClient = process.argv[3];
+const preRedirect = process.argv[4];
+
+const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const jwk = { ...privateKey.export({ format: "jwk" }), kid: "test-key", use: "sig", alg: "RS256" };
+
+const clients = [];
+if (preClient) {
+  clients.push({
+    client_id: preClient,
+    token_endpoint_auth_method: "none",
+    redirect_uris: [preRedirect],
+    grant_types: ["authorization_code", "refresh_token"],
+    response_types: ["code"],
+  });
+}
+
+const provider = new Provider(issuer, {
+  clients,
+  jwks: { keys: [jwk] },
+  scopes: ["openid", "offline_access", "read:all", "profile"],
+  claims: { openid: ["sub"] },
+  pkce: { required: () => true },
+  clientDefaults: {
+    grant_types: ["authorization_code", "refresh_token"],
+    response_types: ["code"],
+    token_endpoint_auth_method: "none",
+  },
+  features: {
+    devInteractions: { enabled: false },
+    registration: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => undefined,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, resource) => ({
+        scope: "read:all offline_access profile",
+        audience: resource,
+        accessTokenTTL: 600,
+        accessTokenFormat: "jwt",
+        jwt: { sign: { alg: "RS256" } },
+      }),
+    },
+  },
+  findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
+  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+});
+provider.proxy = false;
+
+async function interact(req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { prompt, params, session } = details;
+  let result;
+  if (prompt.name === "login") {
+    result = { login: { accountId: params.login_hint || "alice" } };
+  } else {
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    const missing = prompt.details;
+    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(" "));
+    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+    if (missing.missingResourceScopes) {
+      for (const [resource, scopes] of Object.entries(missing.missingResourceScopes)) {
+        grant.addResourceScope(resource, scopes.join(" "));
+      }
+    }
+    result = { consent: { grantId: await grant.save() } };
+  }
+  await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
+}
+
+const callback = provider.callback();
+const server = http.createServer((req, res) => {
+  if (req.url.startsWith("/interaction/")) {
+    interact(req, res).catch((err) => {
+      res.statusCode = 500;
+      res.end(String(err));
+    });
+    return;
+  }
+  callback(req, res);
+});
+server.listen(port, "127.0.0.1", () => console.log(`ready ${issuer}`));
+process.on("SIGTERM", () => server.close(() => process.exit(0)));
