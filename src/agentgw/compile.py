@@ -34,6 +34,7 @@ from .policies.global_ratelimit import compile_rate_limits
 from .policies.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from .policies.identity import compile_identity
 from .policies.local_ratelimit import LocalRateLimit, TokenBucket
+from .policies.mcp_authentication import compile_mcp_authentication
 from .policies.request_redirect import RequestRedirect
 from .policies.url_rewrite import UrlRewrite
 from .proxy.runtime import BindRuntime, ListenerRuntime, Route
@@ -371,6 +372,17 @@ class Compiler(CompileScope):
             unsupported = {k: v for k, v in unsupported.items() if k not in ("ai", "backend_auth")}
         self.refuse_fields(p, unsupported, path)
         out.extend(compile_identity(self, p, path))
+        ma = getattr(p, "mcp_authentication", None)
+        if ma is not None:
+            if getattr(p, "jwt_auth", None) is not None:
+                self.errors.add(
+                    f"{path}.mcpAuthentication",
+                    "cannot be combined with jwtAuth on the same route: both read the bearer token",
+                )
+            else:
+                mauth = compile_mcp_authentication(self, ma, f"{path}.mcpAuthentication")
+                if mauth is not None:
+                    out.append(mauth)
         if p.request_header_modifier is not None:
             h = p.request_header_modifier
             out.append(RequestHeaderModifier(h.add, h.set, h.remove))

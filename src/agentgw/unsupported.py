@@ -183,7 +183,6 @@ def refuse_except(
 # Policies that parse but that this build does not enforce. Refusing them is safer than
 # serving a route without, say, the authentication its author asked for.
 UNSUPPORTED_ROUTE_POLICIES = {
-    "mcp_authentication": "mcpAuthentication",
     "ext_mcp": "extMcp",
     "ext_proc": "extProc",
     "oidc": "oidc",

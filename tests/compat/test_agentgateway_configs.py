@@ -46,7 +46,6 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "examples/llm-telemetry/tracing/langfuse.yaml": ("flattenRecursive",),
     "examples/llm-telemetry/tracing/openllmetry.yaml": ("flattenRecursive",),
     "examples/llm-telemetry/tracing/phoenix.yaml": ("flattenRecursive",),
-    "examples/mcp-authentication/config.yaml": ("mcpAuthentication",),
     "examples/mcp-authorization/config.yaml": ("mcp.policies.backendAuth",),
     "examples/mcp-telemetry/logging/otel.yaml": ("accessLog.otlp",),
     "examples/traffic-a2a/config.yaml": ("accessLog.add.backend",),

@@ -421,6 +421,17 @@ VALUES: dict[str, Any] = {
     "JwtProvider.jwks": Req(JWKS_A, Alts(JWKS_B, {"file": "jwks.json"})),
     "JwtProvider.audiences": ["aud"],
     "JwtValidationOptions.required_claims": ["exp"],
+    "McpAuthentication.issuer": Req("https://issuer.example", "https://issuer2.example"),
+    "McpAuthentication.audiences": Req(["https://gw.example/mcp"], ["https://gw.example/other"]),
+    "McpAuthentication.resource_metadata": Req({"resource": "https://gw.example/mcp"}, {"scopesSupported": ["a"]}),
+    "McpAuthentication.jwks": Alts(JWKS_B, {"file": "jwks.json"}),
+    "McpAuthentication.client_id": "pre-registered",
+    "McpAuthentication.provider": {"keycloak": {}},
+    "McpIdp.auth0": With({}, keycloak=None),
+    "McpIdp.okta": With({}, keycloak=None),
+    "McpIdp.descope": With({}, keycloak=None),
+    "McpIdp.authentik": With({}, keycloak=None),
+    "McpIdp.entra": With({}, keycloak=None),
     "FileRef.file": Dyn(lambda cur, loc: FILE_ALT.get(cur) or _file_for(loc)),
     "FileOnlyRef.file": Dyn(lambda cur, loc: FILE_ALT.get(cur) or _file_for(loc)),
     "FileRef.url": "https://idp.example/jwks.json",
@@ -618,6 +629,7 @@ FILE_AT = {
     "LlmParams.api_key": "apikey.txt",
     "JwtAuth.jwks": "jwks.json",
     "JwtProvider.jwks": "jwks.json",
+    "McpAuthentication.jwks": "jwks.json",
     "ServiceAccountAuth.jwks": "jwks.json",
     "OpenApiSpec.schema_": "openapi.json",
 }
@@ -694,6 +706,9 @@ NO_OP: dict[str, str] = {
     # A named a2a backend is known by the backend's name (metrics, logs, the default
     # agent name); its targets' names label inline a2a backends only.
     "backends.*.a2a.targets.*.name": "a named a2a backend is known by its own name",
+    # The walk's base provider: each other McpIdp entry replaces it and must change the
+    # runtime; keycloak's own adaptation is checked in tests/mcp/test_authentication.py.
+    "McpIdp.keycloak": "the base every other provider mutation replaces; tested by behaviour",
 }
 
 #: Process settings the gateway process applies itself (runner.py, ports.py) from the

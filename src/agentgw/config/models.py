@@ -17,7 +17,7 @@ their full agentgateway model is large and deep; the compile step owns them:
 
 * route/backend ``ai`` policy (prompt guards, defaults/overrides, model aliases,
   prompt caching, ``routes``) and the ``provider`` object of ``ai`` backends
-* ``mcpAuthentication``, ``oidc``, ``extProc``, ``extMcp``,
+* ``oidc``, ``extProc``, ``extMcp``,
   ``health``, ``inferenceRouting``
 * backend ``tcp``, ``backendTunnel``, ``backendAuth.azure``
 * ``frontendPolicies.networkAuthorization``/``proxyProtocol``/``connect``
@@ -601,6 +601,54 @@ class JwtAuth(_Model):
         return self
 
 
+class McpIdp(_Model):
+    """``mcpAuthentication.provider``: the identity provider whose gaps the gateway fills."""
+
+    auth0: dict[str, Any] | None = None
+    keycloak: dict[str, Any] | None = None
+    okta: dict[str, Any] | None = None
+    descope: dict[str, Any] | None = None
+    authentik: dict[str, Any] | None = None
+    entra: dict[str, Any] | None = None
+
+    _exactly_one_of = ("auth0", "keycloak", "okta", "descope", "authentik", "entra")
+
+    @field_validator("auth0", "keycloak", "okta", "descope", "authentik", "entra")
+    @classmethod
+    def _empty(cls, v):
+        if v:
+            raise ValueError("takes no settings: write {}")
+        return v
+
+    @property
+    def name(self) -> str:
+        return next(n for n in self._exactly_one_of if getattr(self, n) is not None)
+
+
+class McpAuthentication(_Model):
+    """The gateway as the OAuth resource server of an MCP route (MCP authorization)."""
+
+    issuer: str
+    audiences: list[str]
+    provider: McpIdp | None = None
+    #: RFC 9728 protected-resource metadata; camelCase keys become snake_case
+    resource_metadata: dict[str, Any]
+    jwks: FileInlineOrRemote | None = None
+    mode: AuthMode = "strict"
+    authorization_location: AuthorizationLocation | None = None
+    jwt_validation_options: JwtValidationOptions | None = None
+    client_id: str | None = None
+    client_secret: Annotated[str | None, SECRET] = None
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_url(cls, v: str) -> str:
+        # the gateway reads the issuer's metadata (keys, endpoints) at this URL
+        if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", v):
+            raise ValueError(f"expected the issuer's http(s) URL, got {v!r}")
+        return v
+
+
 class ApiKeyEntry(_Model):
     """One accepted key: exactly one of key (plaintext) or keyHash (sha256:<hex> or bcrypt)."""
 
@@ -988,7 +1036,7 @@ class RoutePolicies(GatewayPolicies):
     mcp_authorization: Authorization | None = None
     ext_mcp: Opaque | None = None
     authorization: Authorization | None = None
-    mcp_authentication: Opaque | None = None
+    mcp_authentication: McpAuthentication | None = None
     a2a: A2aPolicy | None = Field(default=None, alias="a2a")
     ai: Opaque | None = None
     backend_tls: BackendTLS | None = Field(default=None, alias="backendTLS")
