@@ -27,6 +27,8 @@ from .config import models as m
 from .engine.http import GatewayError
 from .gateways import expand as expand_gateways
 from .policies.a2a import compile_a2a
+from .policies.backend_auth import BackendAuth as BackendAuthPolicy
+from .policies.backend_auth import compile_backend_auth
 from .policies.cors import Cors
 from .policies.delay import Delay
 from .policies.direct_response import ConditionalDirectResponse, DirectResponse
@@ -73,7 +75,7 @@ class _Errors:
 
 
 #: What a host (or a2a) backend reads from its policies; the rest are refused.
-_HTTP_BACKEND_POLICIES = {"backend_tls", "http", "a2a"}
+_HTTP_BACKEND_POLICIES = {"backend_tls", "http", "a2a", "backend_auth"}
 
 
 class Compiler(CompileScope):
@@ -280,6 +282,9 @@ class Compiler(CompileScope):
             name = r.name or f"{lname}/route{ri}"
             policies, traffic = self._route_policies(r.policies, f"{rpath}.policies", ai=self._has_ai(r), route_id=name)
             backend = self._backends(r.backends, f"{rpath}.backends", r.policies, traffic)
+            if traffic.get("backend_auth_own") is not None:  # the backend's backendAuth replaces the route's
+                policies = [p for p in policies if not isinstance(p, BackendAuthPolicy)]
+                policies.append(traffic["backend_auth_own"])
             agent = self._a2a_agent(r, backend)
             if agent is not None:
                 policies.extend(compile_a2a(agent, getattr(getattr(self.services, "metrics", None), "m", None)))
@@ -372,6 +377,11 @@ class Compiler(CompileScope):
             unsupported = {k: v for k, v in unsupported.items() if k not in ("ai", "backend_auth")}
         self.refuse_fields(p, unsupported, path)
         out.extend(compile_identity(self, p, path))
+        if p.backend_auth is not None and not ai:  # (an ai backend reads its own)
+            ba = compile_backend_auth(self, p.backend_auth, f"{path}.backendAuth")
+            if ba is not None:
+                out.append(ba)
+                traffic["backend_auth"] = ba
         ma = getattr(p, "mcp_authentication", None)
         if ma is not None:
             if getattr(p, "jwt_auth", None) is not None:
@@ -506,6 +516,7 @@ class Compiler(CompileScope):
                     f"{path.rsplit('.', 1)[0]}.policies.mcpAuthorization", "needs an mcp backend on the route"
                 )
         http: list[tuple[int, HttpBackend]] = []
+        own_auth: list[tuple[str, m.BackendAuth]] = []  # backends' own backendAuth
         for i, rb in enumerate(backends):
             bpath = f"{path}[{i}]"
             bp = rb.policies
@@ -539,6 +550,12 @@ class Compiler(CompileScope):
                 else f"{path.rsplit('.', 1)[0]}.policies.backendTLS"
             )
             timeout = self.backend_http(bp.http if bp is not None and only is None else None, f"{bpath}.policies.http")
+            if only is None:
+                if bp is not None and bp.backend_auth is not None:
+                    own_auth.append((f"{bpath}.policies.backendAuth", bp.backend_auth))
+                elif nb is not None and nb.policies is not None and nb.policies.backend_auth is not None:
+                    ni_ = self.named[rb.backend][0]
+                    own_auth.append((f"backends[{ni_}].policies.backendAuth", nb.policies.backend_auth))
             if rb.host is not None:
                 http.append(
                     (rb.weight, compile_http_backend(self, rb.host, rb.host, tls_cfg, bpath, timeout, tls_path))
@@ -679,6 +696,16 @@ class Compiler(CompileScope):
                 kind = next(k for k in ("mcp", "ai", "aws", "dynamic", "route_group") if getattr(rb, k) is not None)
                 key = {"route_group": "routeGroup"}.get(kind, kind)
                 self.errors.add(f"{bpath}.{key}", f"{key} backends are not supported by this agentgw build yet")
+        if own_auth:
+            if len(backends) > 1:
+                for apath, _ in own_auth:
+                    self.errors.add(
+                        apath, "not supported on one of several backends of a route yet; set it in the route's policies"
+                    )
+            else:
+                own = compile_backend_auth(self, own_auth[0][1], own_auth[0][0])
+                if own is not None:
+                    traffic["backend_auth_own"] = own
         if not http:
             return None
         svc = self.services
@@ -715,7 +742,7 @@ class Compiler(CompileScope):
         """``aws: {agentCore: …}``: an AWS Bedrock AgentCore runtime (backends/aws/agentcore.py)."""
         if route_policies is not None:
             rpath = bpath.rsplit(".backends", 1)[0] + ".policies"
-            for attr, key in (("retry", "retry"), ("backend_tls", "backendTLS")):
+            for attr, key in (("retry", "retry"), ("backend_tls", "backendTLS"), ("backend_auth", "backendAuth")):
                 if getattr(route_policies, attr) is not None:
                     self.errors.add(f"{rpath}.{key}", "not supported for aws backends yet")
         if n > 1:

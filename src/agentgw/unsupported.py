@@ -107,8 +107,6 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]
     (m.LlmModel, "backend_tunnel"): "backend tunnels are not supported yet",
     (m.BackendPolicies, "health"): "backend health checks are not supported yet",
     (m.BackendPolicies, "inference_routing"): "inference routing is not supported yet",
-    (m.KeyAuth, "location"): "sending the backend key elsewhere than the provider's usual header is not supported yet",
-    (m.PassthroughAuth, "location"): "not supported yet: the client's credential is read from the Authorization header",
     (m.GcpAuth, "type"): _gcp_type,
     (m.GcpAuth, "audience"): "ID tokens are not supported yet (only accessToken)",
     (m.FileRef, "tunnel"): "fetching through a tunnel is not supported yet",
@@ -189,7 +187,6 @@ UNSUPPORTED_ROUTE_POLICIES = {
     "transformations": "transformations",
     "request_mirror": "requestMirror",
     "ai": "ai",
-    "backend_auth": "backendAuth",
     "backend_tunnel": "backendTunnel",
     "csrf": "csrf",
 }

@@ -296,6 +296,41 @@ def _jwks(kid: str) -> str:
 
 
 JWKS_A, JWKS_B = _jwks("a"), _jwks("b")
+
+
+def _pems() -> tuple[str, str, str, str]:
+    """Two RSA private keys, a P-256 private key (PEM) and a certificate for the first."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    def pem(k) -> str:
+        enc = serialization.NoEncryption()
+        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc).decode()
+
+    r1, r2 = rsa.generate_private_key(65537, 2048), rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(r1.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(r1, hashes.SHA256())
+    )
+    return pem(r1), pem(r2), pem(ec.generate_private_key(ec.SECP256R1())), cert.public_bytes(
+        serialization.Encoding.PEM
+    ).decode()
+
+
+RSA_PEM, RSA_PEM2, EC_PEM, CERT_PEM = _pems()
+_PKJ = {"method": "privateKeyJwt", "signingKey": RSA_PEM, "assertionAudience": "https://as.example", "clientSecret": None}
 HTPASSWD = "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="  # password
 CEL_A, CEL_B = 'request.path.startsWith("/a")', 'request.path.startsWith("/b")'
 STR_CEL_A, STR_CEL_B = "request.path", "request.method"
@@ -440,7 +475,7 @@ VALUES: dict[str, Any] = {
     "HeaderLocation.name": Req("x-token", "x-token2"),
     "HeaderLocation.prefix": "Token ",
     "NameOnly.name": Req("token", "token2"),
-    "ExpressionLocation.expression": Req(STR_CEL_A, STR_CEL_B),
+    "AuthorizationLocation.expression": STR_CEL_A,
     "SimpleBackendRef.host": "127.0.0.1:9100",
     "SimpleBackendRef.backend": Patch(lambda d, p, l: _new_host_backend(d, p, host=None, service=None)),
     "NamespacedHostname.namespace": Req("ns", "ns2"),
@@ -577,6 +612,7 @@ VALUES: dict[str, Any] = {
     "LlmModel.overrides": {"temperature": 0.5},
     "LlmModel.transformation": {"max_tokens": "1000"},
     "LlmModel.guardrails": {"request": [{"regex": {"action": "reject", "rules": [{"pattern": "secret"}]}}]},
+    "LlmPolicies.guardrails": {"request": [{"regex": {"action": "reject", "rules": [{"pattern": "secret"}]}}]},
     "LlmParams.model": "gpt-4.1",
     "LlmParams.api_key": Alts("sk-test", {"file": "apikey.txt"}),
     "LlmParams.base_url": "http://127.0.0.1:9801/v1",
@@ -610,6 +646,52 @@ VALUES: dict[str, Any] = {
     "FrontendTracing.client_sampling": "0.5",
     "FrontendTracing.attributes": {"add": [{"name": "a", "expression": STR_CEL_A}]},
     "TargetedPolicy.target": Req({"route": "r"}, {"route": "r2"}),
+    # -- backendAuth: credentials, jwtSign, oauthTokenExchange, crossAppAccess
+    "BackendAuth.credentials": [{"location": {"header": {"name": "x-k"}}, "key": "v"}],
+    "BackendAuthCredential.key": Req("v", Alts("v2", {"file": "apikey.txt"})),
+    "BackendAuthCredential.location": Req({"header": {"name": "x-k"}}, {"queryParameter": {"name": "k"}}),
+    "JwtSignAuth.signing_key": Req(RSA_PEM, RSA_PEM2),
+    "JwtSignAuth.alg": Alts("RS384", With("ES256", signingKey=EC_PEM)),
+    "JwtSignAuth.kid": "k1",
+    "JwtSignAuth.claims": {"iss": "me"},
+    "JwtSignAuth.ttl": "60s",
+    "JwtSignAuth.location": {"header": {"name": "x-jwt"}},
+    "TokenCacheConfig.max_entries": Alts(5, 0),
+    "TokenCacheConfig.default_ttl": "60s",
+    "OAuthTokenExchangeAuth.host": Req("127.0.0.1:9700", "127.0.0.1:9701"),
+    "OAuthTokenExchangeAuth.backend": Patch(lambda d, p, l: _new_host_backend(d, p, host=None, service=None)),
+    "OAuthTokenExchangeAuth.path": "/token",
+    "OAuthTokenExchangeAuth.grant_type": "jwtBearer",
+    "OAuthTokenExchangeAuth.audiences": ["a"],
+    "OAuthTokenExchangeAuth.scopes": ["s"],
+    "OAuthTokenExchangeAuth.resources": ["https://r.example"],
+    "OAuthTokenExchangeAuth.requested_token_type": "urn:ietf:params:oauth:token-type:jwt",
+    "OAuthTokenExchangeAuth.additional_params": {"p": '"v"'},
+    "OAuthTokenExchangeAuth.authorization_location": {"header": {"name": "x-t"}},
+    "OAuthTokenSpec.source": {"header": {"name": "x-sub"}},
+    "OAuthTokenSpec.token_type": "urn:ietf:params:oauth:token-type:jwt",
+    "OAuthActorTokenSpec.source": Req({"header": {"name": "x-actor"}}, {"cookie": {"name": "actor"}}),
+    "OAuthActorTokenSpec.token_type": "urn:ietf:params:oauth:token-type:jwt",
+    "OAuthClientAuth.client_id": Req("c", "c2"),
+    "OAuthClientAuth.client_secret": Req("s", "s2"),
+    "OAuthClientAuth.method": "clientSecretPost",
+    "OAuthClientAuth.signing_key": With(RSA_PEM, **_PKJ),
+    "OAuthClientAuth.assertion_audience": With(
+        "https://as2.example", method="privateKeyJwt", signingKey=RSA_PEM, clientSecret=None
+    ),
+    "OAuthClientAuth.alg": With("ES256", **{**_PKJ, "signingKey": EC_PEM}),
+    "OAuthClientAuth.kid": With("k1", **_PKJ),
+    "OAuthClientAuth.certificate": With(CERT_PEM, certificateHeader="x5c", **_PKJ),
+    "OAuthClientAuth.certificate_header": Alts(
+        With("x5c", certificate=CERT_PEM, **_PKJ), With("x5t#S256", certificate=CERT_PEM, **_PKJ)
+    ),
+    "CrossAppAccessEndpoint.host": Req("127.0.0.1:9710", "127.0.0.1:9711"),
+    "CrossAppAccessEndpoint.backend": Patch(lambda d, p, l: _new_host_backend(d, p, host=None, service=None)),
+    "CrossAppAccessEndpoint.path": "/token",
+    "CrossAppAccessAuth.audience": Req("https://as.example", "https://as2.example"),
+    "CrossAppAccessAuth.resources": ["https://r.example"],
+    "CrossAppAccessAuth.scopes": ["s"],
+    "CrossAppAccessAuth.access_token_scopes": Alts(["x"], In([], scopes=["s"])),
 }
 
 #: Another file of the same kind, to change a ``{file: ...}``.
@@ -655,6 +737,18 @@ MINIMAL: dict[str, dict] = {
     "LlmModel": {"name": "gpt-4o", "provider": "openAI"},
     "LlmConfig": {"models": [{"name": "gpt-4o", "provider": "openAI"}]},
     "McpShorthand": {"targets": [{"name": "s0", "stdio": {"cmd": "true"}}]},
+    "BackendAuth": {"passthrough": {}},
+    "BackendAuthCredential": {"location": {"header": {"name": "x-k"}}, "key": "v"},
+    "JwtSignAuth": {"signingKey": RSA_PEM},
+    "OAuthTokenExchangeAuth": {"host": "127.0.0.1:9700"},
+    "OAuthClientAuth": {"clientId": "c", "clientSecret": "s"},
+    "OAuthActorTokenSpec": {"source": {"header": {"name": "x-actor"}}},
+    "CrossAppAccessEndpoint": {"host": "127.0.0.1:9710", "clientAuth": {"clientId": "c", "clientSecret": "s"}},
+    "CrossAppAccessAuth": {
+        "identityProvider": {"host": "127.0.0.1:9710", "clientAuth": {"clientId": "c", "clientSecret": "s"}},
+        "resourceAuthorizationServer": {"host": "127.0.0.1:9712", "clientAuth": {"clientId": "r", "clientSecret": "s"}},
+        "audience": "https://as.example",
+    },
     "RemoteRateLimit": {
         "domain": "d",
         "host": "127.0.0.1:8081",

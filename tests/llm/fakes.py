@@ -415,6 +415,21 @@ def validate_anthropic(request, body: dict) -> Conv:
         "content-type: application/json required",
     )
     only_keys(body, ANTHROPIC_KEYS, "body")
+    marks = []
+
+    def find_marks(v):
+        if isinstance(v, dict):
+            if "cache_control" in v:
+                marks.append(v["cache_control"])
+            for x in v.values():
+                find_marks(x)
+        elif isinstance(v, list):
+            for x in v:
+                find_marks(x)
+
+    find_marks([body.get("system"), body.get("messages"), body.get("tools")])
+    need(len(marks) <= 4, "cache_control: at most 4 breakpoints")
+    need(all(m.get("type") == "ephemeral" and set(m) <= {"type", "ttl"} for m in marks), "cache_control: ephemeral")
     need(isinstance(body.get("model"), str) and body["model"], "model: required")
     need(isinstance(body.get("max_tokens"), int) and body["max_tokens"] > 0, "max_tokens: required positive integer")
     msgs = body.get("messages")
@@ -639,6 +654,9 @@ def validate_converse(body: dict) -> Conv:
     need(isinstance(msgs, list) and msgs, "messages: required non-empty array")
     conv = Conv()
     for s in body.get("system") or []:
+        if "cachePoint" in s:  # prompt caching
+            need(s == {"cachePoint": {"type": "default"}}, "system[].cachePoint: {type: default}")
+            continue
         need(isinstance(s.get("text"), str), "system[]: {text} blocks")
         conv.system += s["text"]
     tool_ids = set()
@@ -669,6 +687,8 @@ def validate_converse(body: dict) -> Conv:
                     f"{w}.toolUse: toolUseId, name, input required",
                 )
                 tool_ids.add(v["toolUseId"])
+            elif k == "cachePoint":
+                need(v == {"type": "default"}, f"{w}.cachePoint: {{type: default}}")
             elif k == "toolResult":
                 need(v.get("toolUseId") in tool_ids, f"{w}.toolResult.toolUseId: no such toolUse")
                 need(isinstance(v.get("content"), list), f"{w}.toolResult.content: array")
@@ -684,6 +704,9 @@ def validate_converse(body: dict) -> Conv:
     tc = body.get("toolConfig")
     if tc is not None:
         for j, t in enumerate(tc.get("tools") or []):
+            if "cachePoint" in t:
+                need(t == {"cachePoint": {"type": "default"}}, f"toolConfig.tools[{j}].cachePoint: {{type: default}}")
+                continue
             spec = t.get("toolSpec") or {}
             need(
                 isinstance(spec.get("name"), str) and isinstance((spec.get("inputSchema") or {}).get("json"), dict),

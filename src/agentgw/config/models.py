@@ -231,17 +231,14 @@ class NameOnly(_Model):
     name: str
 
 
-class ExpressionLocation(_Model):
-    expression: str
-
-
 class AuthorizationLocation(_Model):
     """Where a credential is read from: exactly one of header, queryParameter, cookie, expression."""
 
     header: HeaderLocation | None = None
     query_parameter: NameOnly | None = None
     cookie: NameOnly | None = None
-    expression: ExpressionLocation | None = None
+    #: a CEL expression giving the credential (read only: it cannot be written to)
+    expression: str | None = None
 
     _exactly_one_of = ("header", "query_parameter", "cookie", "expression")
 
@@ -802,16 +799,172 @@ BackendAuthKey = Annotated[
 ]
 
 
+JwtSigningAlg = Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
+
+
+class BackendAuthCredential(_Model):
+    """``backendAuth.credentials[]``: one more credential written into the backend request."""
+
+    location: AuthorizationLocation
+    key: Annotated[FileOrInline, SECRET]
+
+
+class JwtSignAuth(_Model):
+    """``backendAuth.jwtSign``: a short-lived JWT signed per request with ``signingKey``."""
+
+    signing_key: Annotated[FileOrInline, SECRET]
+    alg: JwtSigningAlg = "RS256"
+    kid: str | None = None
+    claims: dict[str, Any] = Field(default_factory=dict)
+    ttl: DurationField | None = None
+    location: AuthorizationLocation | None = None
+
+
+class TokenCacheConfig(_Model):
+    max_entries: int | None = Field(default=None, ge=0)
+    default_ttl: DurationField | None = None
+
+
+class OAuthClientAuth(_Model):
+    """How the gateway authenticates to a token endpoint (``method`` defaults to
+    ``clientSecretBasic``)."""
+
+    client_id: str
+    client_secret: Annotated[FileOrInline | None, SECRET] = None
+    method: Literal["clientSecretBasic", "clientSecretPost", "privateKeyJwt"] | None = None
+    signing_key: Annotated[FileOrInline | None, SECRET] = None
+    certificate: FileOrInline | None = None
+    certificate_header: Literal["x5c", "x5t#S256"] | None = None
+    alg: JwtSigningAlg | None = None
+    kid: str | None = None
+    assertion_audience: str | None = None
+
+    @model_validator(mode="after")
+    def _by_method(self):
+        method = self.method or "clientSecretBasic"
+        jwt_only = ("signing_key", "certificate", "certificate_header", "alg", "kid", "assertion_audience")
+        if method == "privateKeyJwt":
+            if self.signing_key is None or self.assertion_audience is None:
+                raise ValueError("privateKeyJwt needs signingKey and assertionAudience")
+            if self.client_secret is not None:
+                raise ValueError("clientSecret is not used with privateKeyJwt")
+            if (self.certificate is None) != (self.certificate_header is None):
+                raise ValueError("certificate and certificateHeader are set together")
+            return self
+        if method == "clientSecretBasic" and self.client_secret is None:
+            raise ValueError("clientSecretBasic needs clientSecret")
+        for n in jwt_only:
+            if getattr(self, n) is not None:
+                raise ValueError(f"{_alias(type(self), n)} is only used with method privateKeyJwt")
+        return self
+
+
+class OAuthTokenSpec(_Model):
+    source: AuthorizationLocation | None = None
+    token_type: str | None = None
+
+
+class OAuthActorTokenSpec(_Model):
+    source: AuthorizationLocation
+    token_type: str | None = None
+    enforce_may_act: bool = False
+
+
+class _TokenEndpoint(_Model):
+    """A token endpoint: exactly one of service, host, backend; ``path`` on it."""
+
+    service: ServiceRef | None = None
+    host: str | None = None
+    backend: str | None = None
+    policies: SimpleBackendPolicies | None = None
+    path: str | None = None
+
+    _exactly_one_of = ("service", "host", "backend")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        return _validate_target(v) if v is not None else v
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is not None and v and not v.startswith("/"):
+            raise ValueError("must start with /")
+        return v
+
+
+class OAuthTokenExchangeAuth(_TokenEndpoint):
+    """``backendAuth.oauthTokenExchange``: RFC 8693 token exchange (or the RFC 7523
+    ``jwtBearer`` grant) of the client's token for one the backend accepts."""
+
+    grant_type: Literal["tokenExchange", "jwtBearer"] = "tokenExchange"
+    subject_token: OAuthTokenSpec | None = None
+    actor_token: OAuthActorTokenSpec | None = None
+    audiences: list[str] = Field(default_factory=list)
+    scopes: list[str] = Field(default_factory=list)
+    resources: list[str] = Field(default_factory=list)
+    requested_token_type: str | None = None
+    client_auth: OAuthClientAuth | None = None
+    additional_params: dict[str, str] = Field(default_factory=dict)
+    authorization_location: AuthorizationLocation | None = None
+    cache: TokenCacheConfig | None = None
+
+
+class CrossAppAccessEndpoint(_TokenEndpoint):
+    client_auth: OAuthClientAuth
+
+
+class CrossAppAccessAuth(_Model):
+    """``backendAuth.crossAppAccess``: the Identity Assertion Authorization Grant (ID-JAG):
+    the user's token exchanged at the IdP for an ID-JAG, then the ID-JAG at the resource
+    authorization server (RFC 7523) for the backend's access token."""
+
+    identity_provider: CrossAppAccessEndpoint
+    resource_authorization_server: CrossAppAccessEndpoint
+    audience: str = Field(min_length=1)
+    resources: list[str] = Field(default_factory=list)
+    scopes: list[str] = Field(default_factory=list)
+    access_token_scopes: list[str] | None = None
+    subject_token: OAuthTokenSpec | None = None
+    cache: TokenCacheConfig | None = None
+
+
 class BackendAuth(_Model):
-    """Exactly one of passthrough, key, gcp, aws, azure."""
+    """At most one of passthrough, key, gcp, aws, azure, jwtSign, oauthTokenExchange,
+    crossAppAccess; plus any ``credentials`` (at least one of all these)."""
 
     passthrough: PassthroughAuth | None = None
     key: Annotated[BackendAuthKey | None, SECRET] = None
     gcp: GcpAuth | None = None
     aws: AwsAuth | None = None
     azure: Annotated[Opaque | None, SECRET] = None
+    jwt_sign: JwtSignAuth | None = None
+    oauth_token_exchange: OAuthTokenExchangeAuth | None = None
+    cross_app_access: CrossAppAccessAuth | None = None
+    credentials: list[BackendAuthCredential] | None = None
 
-    _exactly_one_of = ("passthrough", "key", "gcp", "aws", "azure")
+    _at_most_one_of = (
+        "passthrough",
+        "key",
+        "gcp",
+        "aws",
+        "azure",
+        "jwt_sign",
+        "oauth_token_exchange",
+        "cross_app_access",
+    )
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.credentials and all(getattr(self, n) is None for n in self._at_most_one_of):
+            keys = ", ".join(_alias(type(self), n) for n in (*self._at_most_one_of, "credentials"))
+            raise ValueError(f"one of {keys} must be set")
+        return self
+
+    def kind(self) -> str | None:
+        """The Python name of the one auth kind set, if any."""
+        return next((n for n in self._at_most_one_of if getattr(self, n) is not None), None)
 
 
 class BackendHTTP(_Model):
@@ -829,6 +982,12 @@ class SimpleBackendPolicies(_Model):
     http: BackendHTTP | None = None
     tcp: Opaque | None = None
     backend_tunnel: Opaque | None = None
+
+
+# the token endpoints' ``policies`` name SimpleBackendPolicies, declared after them
+_TokenEndpoint.model_rebuild()
+OAuthTokenExchangeAuth.model_rebuild()
+CrossAppAccessEndpoint.model_rebuild()
 
 
 class ExtAuthzBody(_Model):
@@ -1054,6 +1213,8 @@ class LlmPolicies(GatewayPolicies):
     """``llm.policies``: listener policies plus authorization and rate limits."""
 
     authorization: Authorization | None = None
+    cors: Cors | None = None
+    guardrails: Opaque | None = None  # prompt guards for every model, before each model's own
     local_rate_limit: list[RateLimit] = Field(default_factory=list)
     remote_rate_limit: RemoteRateLimit | None = None
     global_rate_limit: GlobalRateLimit | None = None
@@ -1895,6 +2056,16 @@ def _provider_requirements(p: Any, params: LlmParams) -> None:
         raise ValueError("custom provider requires params.baseUrl")
 
 
+class PromptCachingConfig(_Model):
+    """``promptCaching``: where cache points go in the provider request."""
+
+    cache_system: bool = True
+    cache_messages: bool = True
+    cache_tools: bool = False
+    min_tokens: int | None = Field(default=1024, ge=0)
+    cache_message_offset: int = Field(default=0, ge=0)
+
+
 class LlmModel(_Model):
     name: str
     #: ``internal``: only reachable as a target of ``llm.virtualModels`` (not listed, not
@@ -1912,6 +2083,7 @@ class LlmModel(_Model):
     health: Opaque | None = None
     backend_tunnel: Opaque | None = None
     guardrails: Opaque | None = None
+    prompt_caching: PromptCachingConfig | None = None
     matches: list[LlmRouteMatch] = Field(default_factory=list)
 
     @model_validator(mode="before")

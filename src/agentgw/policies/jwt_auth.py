@@ -20,7 +20,8 @@
   a token through but refuses a bad one; ``permissive`` never refuses (claims are set
   only for a valid token).
 
-On success the claims go to ``ctx.attrs["jwt"]`` and ``sub`` to ``ctx.attrs["principal"]``;
+On success the claims go to ``ctx.attrs["jwt"]``, the token to ``ctx.attrs["jwt_token"]`` and
+``sub`` to ``ctx.attrs["principal"]``;
 ``claimToHeaders`` copies claims into request headers; the token itself is removed
 from the forwarded request unless ``preserveToken: true``.
 """
@@ -339,9 +340,10 @@ class _Accepted:
     """A credential header value accepted before: what a repeat of it needs. Valid while
     the token's own cache entry would be (until expiry, or until its key set changes)."""
 
-    __slots__ = ("deadline", "jwks", "generation", "claims", "principal", "identity")
+    __slots__ = ("deadline", "jwks", "generation", "claims", "principal", "identity", "token")
 
-    def __init__(self, deadline: float, jwks, generation: int, claims: dict, principal, identity: list):
+    def __init__(self, deadline: float, jwks, generation: int, claims: dict, principal, identity: list, token: str):
+        self.token = token
         self.deadline = deadline
         self.jwks = jwks
         self.generation = generation
@@ -398,6 +400,7 @@ class JwtAuth(Policy):
                 if hit is not None and time.time() < hit.deadline and hit.jwks.generation == hit.generation:
                     attrs = ctx.attrs
                     attrs["jwt"] = hit.claims
+                    attrs["jwt_token"] = hit.token
                     if hit.principal is not None:
                         attrs["principal"] = hit.principal
                     if spoofed:
@@ -449,6 +452,7 @@ class JwtAuth(Policy):
         principal = sub if isinstance(sub, str) else None
         attrs = ctx.attrs
         attrs["jwt"] = claims
+        attrs["jwt_token"] = token  # for backendAuth.passthrough (the header itself is removed)
         if principal is not None:
             attrs["principal"] = principal
         identity = []
@@ -470,7 +474,7 @@ class JwtAuth(Policy):
         hits = self._hits
         if len(hits) >= CACHE_MAX:
             hits.clear()
-        hits[raw] = _Accepted(exp + CLOCK_SKEW, provider.jwks, gen, claims, principal, identity)
+        hits[raw] = _Accepted(exp + CLOCK_SKEW, provider.jwks, gen, claims, principal, identity, token)
 
 
 def build_jwks(spec, base_path, *, headers=(), ca_file=None, timeout: float = 5.0):

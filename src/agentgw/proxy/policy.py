@@ -80,6 +80,7 @@ ORDER = {
     "requestHeaderModifier": 70,
     "urlRewrite": 71,
     "responseHeaderModifier": 80,
+    "backendAuth": 90,
 }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from .base import Provider, Upstream
+from .caching import anthropic_points
 from .ir import (
     ChunkMaker,
     TranslationError,
@@ -289,7 +290,11 @@ class AnthropicProvider(Provider):
 
     def chat(self, ir: dict, stream: bool) -> Upstream:
         model = ir.get("model") or ""
-        return Upstream(self.native_path("messages", stream, model), orjson.dumps(ir_to_anthropic(ir, model, stream)))
+        body = ir_to_anthropic(ir, model, stream)
+        pc = self.extra.get("prompt_caching")
+        if pc is not None:
+            body = anthropic_points(body, pc)
+        return Upstream(self.native_path("messages", stream, model), orjson.dumps(body))
 
     def parse_chat(self, obj: dict, model: str) -> dict:
         return anthropic_to_ir_response(obj, model)

@@ -15,6 +15,7 @@ from botocore.eventstream import EventStreamBuffer, EventStreamError
 
 from .anthropic import tool_arguments
 from .base import Provider, Upstream
+from .caching import bedrock_points
 from .ir import (
     ChunkMaker,
     TranslationError,
@@ -249,6 +250,9 @@ class BedrockProvider(Provider):
     def chat(self, ir: dict, stream: bool) -> Upstream:
         model = ir.get("model") or ""
         body = ir_to_converse(ir)
+        pc = self.extra.get("prompt_caching")
+        if pc is not None:
+            bedrock_points(body, pc, model)
         g = self.extra.get("guardrail")
         if g:
             body["guardrailConfig"] = {"guardrailIdentifier": g[0], "guardrailVersion": g[1]}

@@ -27,6 +27,7 @@ from .backend import AiBackendSet
 from .base import AwsSigV4, GcpToken, NoAuth, Passthrough, Provider, StaticKey, split_base_url
 from .bedrock import BedrockProvider
 from .gemini import GeminiProvider, VertexProvider
+from .caching import attach as attach_prompt_caching
 from .guards import WebhookGuard, parse_guard_list
 from .managed_guards import managed_factory
 from .models import AiPolicy, Candidate, ModelEntry
@@ -204,6 +205,25 @@ def make_provider(
 
 def _auth(c: CompileScope, prov, k: str, path: str, api_key, auth_cfg, region, auth_path: str):
     if auth_cfg is not None:
+        for attr, name in (
+            ("jwt_sign", "jwtSign"),
+            ("oauth_token_exchange", "oauthTokenExchange"),
+            ("cross_app_access", "crossAppAccess"),
+            ("credentials", "credentials"),
+        ):
+            if getattr(auth_cfg, attr):
+                c.errors.add(f"{auth_path}.{name}", "not supported for ai backends yet")
+                return NoAuth()
+        if auth_cfg.passthrough is not None and auth_cfg.passthrough.location is not None:
+            c.errors.add(
+                f"{auth_path}.passthrough.location",
+                "not supported for ai backends yet: the client's credential is read from the Authorization header",
+            )
+        if getattr(auth_cfg.key, "location", None) is not None:
+            c.errors.add(
+                f"{auth_path}.key.location",
+                "sending the backend key elsewhere than the provider's usual header is not supported yet",
+            )
         if auth_cfg.passthrough is not None:
             return Passthrough()
         if auth_cfg.key is not None:
@@ -299,8 +319,6 @@ def compile_ai_policy(c: CompileScope, opaque, path: str) -> AiPolicy:
             c.errors.add(f"{path}.{k}", "unknown field")
     if opaque.get("transformations"):
         c.errors.add(f"{path}.transformations", "not supported by this agentgw build yet")
-    if opaque.get("promptCaching"):
-        c.warnings.append(f"{path}.promptCaching: accepted but not applied by this agentgw build")
     pg = opaque.get("promptGuard") or {}
     wh = _webhook_factory(c)
     mg = managed_factory(c)
@@ -478,6 +496,21 @@ def compile_ai_backend(
     else:
         prov = _provider_from_ai(c, ai, path, backend_policies, route_policies, bpath, rpath)
         groups.append([Candidate(prov, model=prov.model)])
+    # ``ai.promptCaching``: the backend's own, else the route's, for the providers that take cache points
+    for pol, ppath in ((backend_policies, f"{bpath}.ai"), (route_policies, f"{rpath}.ai")):
+        pc = pol.ai.get("promptCaching") if pol is not None and isinstance(pol.ai, dict) else None
+        if pc is None:
+            continue
+        takers = [
+            cand.provider
+            for grp in groups
+            for cand in grp
+            if cand.provider.system in ("anthropic", "aws.bedrock") and "prompt_caching" not in cand.provider.extra
+        ]
+        if not takers and not any("prompt_caching" in cand.provider.extra for grp in groups for cand in grp):
+            c.errors.add(f"{ppath}.promptCaching", "is only used with anthropic and bedrock providers (cache points)")
+        for prov in takers:
+            attach_prompt_caching(c, prov, "anthropic", pc, f"{ppath}.promptCaching")
     return AiBackendSet(
         pool=c.services.pool,
         metrics=getattr(c.services, "metrics", None),
@@ -594,6 +627,8 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
             if mdl.response_headers
             else None
         )
+        if mdl.prompt_caching is not None:
+            attach_prompt_caching(c, prov, kind, mdl.prompt_caching, f"{path}.promptCaching")
         cand = Candidate(
             prov,
             model=prm.model,
@@ -644,9 +679,39 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
         from ...policies.global_ratelimit import compile_rate_limits
 
         policies.extend(compile_rate_limits(c, lp, "llm.policies", "llm"))
+        if lp.cors is not None:
+            from ...policies.cors import Cors
+
+            co = lp.cors
+            policies.append(
+                Cors(
+                    allow_origins=co.allow_origins,
+                    allow_methods=co.allow_methods,
+                    allow_headers=co.allow_headers,
+                    expose_headers=co.expose_headers,
+                    max_age=float(co.max_age) if co.max_age is not None else None,
+                    allow_credentials=co.allow_credentials,
+                )
+            )
+    shared = None  # llm.policies.guardrails: every model's guards, before its own
+    g = lp.guardrails if lp is not None else None
+    if g is not None:
+        if not isinstance(g, dict):
+            c.errors.add("llm.policies.guardrails", "expected {request: [...], response: [...]}")
+        else:
+            for k in g:
+                if k not in ("request", "response"):
+                    c.errors.add(f"llm.policies.guardrails.{k}", "unknown field (request or response)")
+            shared = AiPolicy(
+                request_guards=parse_guard_list(g.get("request"), "llm.policies.guardrails.request", c.errors, wh, mg),
+                response_guards=parse_guard_list(
+                    g.get("response"), "llm.policies.guardrails.response", c.errors, wh, mg
+                ),
+            )
     backend = AiBackendSet(
         pool=c.services.pool,
         metrics=getattr(c.services, "metrics", None),
+        policy=shared,
         models=entries,
         virtual=compile_virtual(c, llm, entries),
         tokenize=tokenize,

@@ -15,6 +15,7 @@ from ...engine.http import Headers, encode_headers
 from . import anthropic as anth
 from . import responses as resp_api
 from .base import Upstream
+from .caching import anthropic_points
 from .ir import TranslationError
 from .models import AiPolicy, Candidate
 
@@ -108,6 +109,11 @@ def provider_request(api, body: dict, raw: bytes | None, cand: Candidate, stream
                 b["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
                 inject_usage = True
                 raw = None
+        pc = p.extra.get("prompt_caching")
+        if pc is not None and api == "messages":
+            marked = anthropic_points(b, pc)
+            if marked is not b:
+                b, raw = marked, None
         payload = raw if raw is not None else orjson.dumps(b)
         up = Upstream(
             p.native_path(api if api != "count_tokens" else "messages", stream, model_out)

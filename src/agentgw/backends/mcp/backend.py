@@ -221,7 +221,12 @@ class McpBackend(Backend):
         trace = ctx.attrs.get("trace_headers") or []  # W3C trace context when traced
         if not self.passthrough:
             return list(trace)
-        return [(k, v) for k, v in ctx.req.headers if k in self.passthrough and k != "traceparent"] + trace
+        out = [(k, v) for k, v in ctx.req.headers if k in self.passthrough and k != "traceparent"]
+        if "authorization" in self.passthrough and not any(k == "authorization" for k, _ in out):
+            token = ctx.attrs.get("jwt_token")  # backendAuth.passthrough: the token jwtAuth validated (and removed)
+            if token is not None:
+                out.append(("authorization", f"Bearer {token}"))
+        return out + trace
 
     async def _session(self, ctx, sid: str | None, stdio: bool = True) -> GatewaySession | None:
         """The session for a request, resuming a sealed one; None → answer 404/400.

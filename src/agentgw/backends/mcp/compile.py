@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...config import models as m
+from ...policies.backend_auth import written_locations
 from ...policies.local_ratelimit import TokenBucket
 from ..http import compile_http_backend
 from .authz import CelError, McpAuthz, RuleSet
@@ -72,6 +73,15 @@ def compile_mcp_backend(
             if t.stdio is not None:  # (spec.kind == "stdio")
                 _process_caps(compiler, mb, t.stdio, spec, reg, path, f"{tpath}.stdio")
             targets.append(spec)
+    route_auth = traffic.get("backend_auth")  # the route's backendAuth: what it writes is passed on
+    if route_auth is not None:
+        rpath_ = (route_path or path.rsplit(".backends", 1)[0]) + ".policies.backendAuth"
+        for lpath, loc in written_locations(route_policies.backend_auth, rpath_):
+            if loc.query_parameter is not None:
+                compiler.errors.add(f"{lpath}.queryParameter", "not supported for mcp backends yet")
+        for h in sorted(route_auth.header_names()):
+            if h not in passthrough:
+                passthrough.append(h)
     _passthrough(targets, passthrough, own)
     if mb.stdio_limits is not None:
         if not any(t.stdio is not None for t in mb.targets):
@@ -249,6 +259,12 @@ def _host_spec(compiler: CompileScope, hs: m.McpHostSpec, tpath: str, default_pa
     """(UpstreamTarget, Host header, path) for an http(s) target."""
     if hs.backend is not None:
         ref = compiler.named.get(hs.backend)
+        if ref is not None and ref[1].aws is not None:
+            compiler.errors.add(
+                f"{tpath}.backend",
+                f"{hs.backend!r} is an aws (AgentCore) backend: MCP targets on AgentCore are not supported yet",
+            )
+            return None
         if ref is None or ref[1].host is None:
             compiler.errors.add(f"{tpath}.backend", f"no top-level host backend named {hs.backend!r}")
             return None
@@ -293,6 +309,10 @@ def _target(compiler: CompileScope, t: m.McpTarget, tpath: str, passthrough: set
         if ba is not None:
             if ba.passthrough is not None:
                 passthrough.add("authorization")
+                if ba.passthrough.location is not None:
+                    compiler.errors.add(
+                        f"{tpath}.policies.backendAuth.passthrough.location", "not supported for MCP targets yet"
+                    )
             elif ba.key is not None:
                 key = ba.key
                 if isinstance(key, str):
@@ -306,14 +326,34 @@ def _target(compiler: CompileScope, t: m.McpTarget, tpath: str, passthrough: set
                         if isinstance(inline, str)
                         else _read(compiler, inline.file, f"{tpath}.policies.backendAuth.key.value.file")
                     )
-                spec.headers.append(("authorization", f"Bearer {value.strip()}"))
-                spec.replaces.add("authorization")
+                name, prefix = "authorization", "Bearer "
+                loc = key.location if isinstance(key, m.KeyAuth) else None
+                if loc is not None and loc.header is not None:
+                    name, prefix = loc.header.name.lower(), loc.header.prefix or ""
+                elif loc is not None:
+                    kind = (
+                        "queryParameter"
+                        if loc.query_parameter is not None
+                        else "cookie"
+                        if loc.cookie
+                        else "expression"
+                    )
+                    compiler.errors.add(
+                        f"{tpath}.policies.backendAuth.key.location.{kind}", "not supported for MCP targets yet"
+                    )
+                spec.headers.append((name, f"{prefix}{value.strip()}"))
+                spec.replaces.add(name)
             else:
                 kind_key = next(
                     f.alias or n for n, f in m.BackendAuth.model_fields.items() if getattr(ba, n) is not None
                 )
                 compiler.errors.add(
                     f"{tpath}.policies.backendAuth.{kind_key}",
+                    "not supported for MCP targets yet (only key and passthrough)",
+                )
+            if ba.credentials and (ba.passthrough is not None or ba.key is not None):
+                compiler.errors.add(
+                    f"{tpath}.policies.backendAuth.credentials",
                     "not supported for MCP targets yet (only key and passthrough)",
                 )
         spec.authz = _rules(compiler, pol.mcp_authorization, f"{tpath}.policies.mcpAuthorization")
