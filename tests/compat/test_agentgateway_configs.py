@@ -33,8 +33,8 @@ CONFIGS = sorted(
 
 # config → substrings the load error must contain: the field's path and why it is refused
 REFUSED: dict[str, tuple[str, ...]] = {
-    "crates/agentgateway/src/types/local_tests/llm_provider_reference_config.yaml": ("health",),
-    "crates/agentgateway/src/types/local_tests/llm_simple_config.yaml": ("promptCaching",),
+    "crates/agentgateway/src/types/local_tests/llm_provider_reference_config.yaml": ("transformation",),
+    "crates/agentgateway/src/types/local_tests/llm_simple_config.yaml": ("jwtAuth.jwks",),
     "crates/agentgateway/src/types/local_tests/llm_virtual_model_conditional_config.yaml": ("transformation",),
     "crates/agentgateway/src/types/local_tests/llm_virtual_model_config.yaml": ("transformation",),
     "crates/agentgateway/src/types/local_tests/llm_virtual_model_failover_config.yaml": ("transformation",),

@@ -589,6 +589,8 @@ VALUES: dict[str, Any] = {
     ),
     "LlmModel.defaults": {"temperature": 0.5},
     "LlmModel.visibility": "internal",
+    "LlmModel.health": {"unhealthyExpression": "response.code == 429", "eviction": {"duration": "5s"}},
+    "LlmProviderDefaults.health": {"eviction": {"duration": "5s"}},
     "LlmConfig.virtual_models": [{"name": "virt", "routing": {"weighted": {"targets": [{"model": "gpt-4o"}]}}}],
     "LlmProviderDef.provider": Req("openAI", Alts("anthropic", "groq")),
     "LlmProviderDefaults.defaults": {"temperature": 0.5},

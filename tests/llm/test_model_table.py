@@ -80,6 +80,23 @@ def gw(module_harness, fakes):
             "params": {"model": "claude-backup", "baseUrl": url, "apiKey": F.ANTHROPIC_KEY},
         },
         {"name": "tiered/*", "visibility": "internal", **_openai(url)},
+        # outlier detection: a failing first entry, evicted, and a backup
+        {"name": "sick", **_openai(url, "fail-500"), "health": {"eviction": {"duration": "60s"}}},
+        {
+            "name": "sick",
+            "provider": "anthropic",
+            "params": {"model": "claude-backup", "baseUrl": url, "apiKey": F.ANTHROPIC_KEY},
+        },
+        {
+            "name": "throttled",
+            **_openai(url, "fail-429"),
+            "health": {
+                "unhealthyExpression": "response.code >= 500 || response.code == 429",
+                "eviction": {"duration": "60s", "consecutiveFailures": 2},
+            },
+        },
+        {"name": "throttled", **_openai(url, "gpt-backup")},
+        {"name": "lonely", **_openai(url, "fail-500"), "health": {"eviction": {"duration": "60s"}}},
         {"name": "public-direct", **_openai(url, "gpt-direct")},
         {"name": "cohere-chat", "provider": "cohere", "params": {"baseUrl": url, "apiKey": F.OPENAI_KEY}},
         {
@@ -214,9 +231,7 @@ def test_failover_tries_the_next_priority_on_5xx_and_429(oa, fakes):
 
 def test_failover_streams_from_the_target_that_answers(oa, fakes):
     chunks = list(
-        oa.chat.completions.create(
-            model="resilient", messages=[{"role": "user", "content": "stream it"}], stream=True
-        )
+        oa.chat.completions.create(model="resilient", messages=[{"role": "user", "content": "stream it"}], stream=True)
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "echo: stream it"
@@ -231,6 +246,39 @@ def test_weighted_spreads_over_targets_and_skips_weight_zero(oa, fakes):
     # `tiered/*` gets the target's name with the wildcard's prefix stripped
     assert set(sent) == {"a", "b"}, sent
     assert sum(sent.values()) == 40
+
+
+# -- health --------------------------------------------------------------------------------
+def _tried(fakes) -> list[str]:
+    return [e["body"]["model"] for e in fakes.log()]
+
+
+def test_an_unhealthy_entry_is_evicted_and_skipped(oa, fakes):
+    assert _chat(oa, "sick").choices[0].message.content == "echo: hello"
+    assert _tried(fakes) == ["fail-500", "claude-backup"]
+    fakes.reset()
+    for _ in range(3):  # evicted for 60 s: the backup at once
+        _chat(oa, "sick")
+    assert _tried(fakes) == ["claude-backup"] * 3
+
+
+def test_eviction_after_consecutive_failures_by_expression(oa, fakes):
+    _chat(oa, "throttled")
+    _chat(oa, "throttled")  # the second 429 in a row evicts
+    assert _tried(fakes) == ["fail-429", "gpt-backup"] * 2
+    fakes.reset()
+    _chat(oa, "throttled")
+    assert _tried(fakes) == ["gpt-backup"]
+
+
+def test_an_entry_evicted_with_no_alternative_is_still_tried(gw, fakes):
+    fakes.reset()
+    msgs = [{"role": "user", "content": "hi"}]
+    for _ in range(2):
+        r = _post(gw, {"model": "lonely", "messages": msgs})
+        assert r.status_code == 500, r.text
+        assert r.json()["error"]["message"] == "fake exploded"
+    assert _tried(fakes) == ["fail-500", "fail-500"]
 
 
 # -- llm.providers --------------------------------------------------------------------------
@@ -372,10 +420,12 @@ def test_ollama_example_reaches_the_local_server(harness, tmp_path):
         ),
         (
             {
-                "providers": [{"name": "p", "provider": "openAI", "defaults": {"health": {"eviction": {}}}}],
+                "providers": [
+                    {"name": "p", "provider": "openAI", "defaults": {"health": {"eviction": {"healthThreshold": 0.5}}}}
+                ],
                 "models": [{"name": "a", "provider": {"reference": "p"}}],
             },
-            "llm.providers[0].defaults.health: not supported",
+            "llm.providers[0].defaults.health.eviction.healthThreshold: not supported",
         ),
         (
             {
@@ -419,9 +469,7 @@ def test_ollama_example_reaches_the_local_server(harness, tmp_path):
         ),
         (
             {
-                "models": [
-                    {"name": "a", "provider": "openAI", "guardrails": {"request": [{"regex": {"rules": []}}]}}
-                ],
+                "models": [{"name": "a", "provider": "openAI", "guardrails": {"request": [{"regex": {"rules": []}}]}}],
                 "virtualModels": [{"name": "v", "routing": {"failover": {"targets": [{"model": "a", "priority": 0}]}}}],
             },
             "failover target whose model has guardrails is not supported",

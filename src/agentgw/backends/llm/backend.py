@@ -103,6 +103,8 @@ class AiBackendSet(Backend):
             and not self.policy.response_guards
             and not tokenize
             and not request_timeout
+            # outlier detection judges every answer: on the task path
+            and not (models and any(e.candidate.health is not None for e in models))
         )
         if metrics is None:  # `agentgw validate` compiles without services
             from ...telemetry.metrics import GatewayMetrics
@@ -288,10 +290,15 @@ class AiBackendSet(Backend):
                 raise GatewayError(504, "request_timeout", "request timed out")
             timeout = min(timeout, remaining)
         try:
-            return await self.pool.exchange(p.target, head, up.body, timeout)
+            conn = await self.pool.exchange(p.target, head, up.body, timeout)
         except GatewayError as exc:
             ctx.upstream_error = exc.message
+            if cand.health is not None:
+                cand.health.observe(None)
             raise
+        if cand.health is not None:
+            cand.health.observe(conn.status, conn.headers)
+        return conn
 
     # -- the task-free path -------------------------------------------------------------------
     def try_fast(self, ctx) -> bool:

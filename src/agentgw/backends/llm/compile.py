@@ -26,9 +26,10 @@ from .azure import AzureOpenAIProvider
 from .backend import AiBackendSet
 from .base import AwsSigV4, GcpToken, NoAuth, Passthrough, Provider, StaticKey, split_base_url
 from .bedrock import BedrockProvider
-from .gemini import GeminiProvider, VertexProvider
 from .caching import attach as attach_prompt_caching
+from .gemini import GeminiProvider, VertexProvider
 from .guards import WebhookGuard, parse_guard_list
+from .health import compile_health
 from .managed_guards import managed_factory
 from .models import AiPolicy, Candidate, ModelEntry
 from .openai import OpenAIProvider
@@ -579,7 +580,6 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
         seen_names[mdl.name] = dup + 1
         for attr, key in (
             ("transformation", "transformation"),
-            ("health", "health"),
             ("backend_tunnel", "backendTunnel"),
         ):
             if getattr(mdl, attr) is not None:
@@ -637,6 +637,7 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
             overrides=mdl.overrides,
             req_headers=rh,
             resp_headers=sh,
+            health=compile_health(c, mdl.health, f"{path}.health"),
         )
         g = mdl.guardrails or {}
         greq = (

@@ -5,6 +5,8 @@ variables (``request``, ``jwt``, ``apiKey``, ``source``...; see ``agentgw.cel``)
 
 * ``llmRequest`` -- the client's request body as parsed JSON (``llmRequest.max_tokens``,
   ``llmRequest.metadata.cost_tier``);
+* ``response`` -- ``code`` and ``headers`` of a provider's answer, for
+  ``health.unhealthyExpression`` only (``health.py``);
 * ``request.body`` -- that body's bytes, and ``json(bytes or string)`` to parse it
   (``json(request.body).route == "code"``);
 * ``default(expr, fallback)`` -- ``expr``, or ``fallback`` when a key on its path is
@@ -28,6 +30,9 @@ from ...cel import CelError
 
 _env: Any = None
 _cel: Any = None
+#: variables of these conditions beyond the gateway's: the LLM request, and the provider's
+#: answer (``response.code``, ``response.headers``) for ``health.unhealthyExpression``
+_OWN = ("llmRequest", "response")
 
 _STRING = re.compile(r"'''.*?'''|\"\"\".*?\"\"\"|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.S)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -48,7 +53,7 @@ def _environment():
 
         _cel = cel
         dyn_map = cel.Type.Map(cel.Type.STRING, cel.Type.DYN)
-        names = {*gw_cel.VARIABLES, "llmRequest"}
+        names = {*gw_cel.VARIABLES, *_OWN}
         json_fn = cel.FunctionDecl(
             "json",
             [
@@ -144,7 +149,7 @@ class Condition:
         self.source = source
         bare = _STRING.sub('""', source)
         used = set(_IDENT.findall(bare))
-        self.names = tuple(n for n in (*gw_cel.VARIABLES, "llmRequest") if n in used)
+        self.names = tuple(n for n in (*gw_cel.VARIABLES, *_OWN) if n in used)
 
     def holds(self, data: dict) -> bool:
         act = _env.Activation(data, arena=_cel.Arena())
@@ -167,6 +172,6 @@ def condition_data(conds: list[Condition], ctx, body: dict, raw: bytes | None) -
                 r = dict(gw_cel.VARIABLES["request"](ctx))
                 r["body"] = raw if raw is not None else orjson.dumps(body)
                 data[n] = r
-            else:
+            elif n in gw_cel.VARIABLES:
                 data[n] = gw_cel.VARIABLES[n](ctx)
     return data

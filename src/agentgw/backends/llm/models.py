@@ -10,6 +10,7 @@ matching headers), after the policy's model aliases.
 from __future__ import annotations
 
 from ...engine.http import GatewayError
+from .health import prefer_healthy
 from .ir import TranslationError
 from .virtual import VirtualModel, order_groups
 
@@ -17,7 +18,17 @@ from .virtual import VirtualModel, order_groups
 class Candidate:
     """One provider a request may go to, with its per-model settings."""
 
-    __slots__ = ("provider", "model", "strip_prefix", "defaults", "overrides", "req_headers", "resp_headers", "weight")
+    __slots__ = (
+        "provider",
+        "model",
+        "strip_prefix",
+        "defaults",
+        "overrides",
+        "req_headers",
+        "resp_headers",
+        "weight",
+        "health",
+    )
 
     def __init__(
         self,
@@ -29,6 +40,7 @@ class Candidate:
         req_headers=None,
         resp_headers=None,
         weight=1,
+        health=None,
     ):
         self.provider = provider
         self.model = model
@@ -38,6 +50,7 @@ class Candidate:
         self.req_headers = req_headers
         self.resp_headers = resp_headers
         self.weight = weight
+        self.health = health  # health.Health: outlier detection, or None
 
     def model_for(self, requested: str | None) -> str:
         if self.model:
@@ -119,7 +132,7 @@ class ModelTable:
     table (the ``llm:`` shorthand) with its virtual models (see ``virtual.py``), looked up
     after the ``ai`` policy's aliases. Internal entries are only a virtual model's targets."""
 
-    __slots__ = ("groups", "entries", "aliases", "exact", "virtual")
+    __slots__ = ("groups", "entries", "aliases", "exact", "virtual", "health")
 
     def __init__(
         self,
@@ -132,6 +145,8 @@ class ModelTable:
         self.entries = entries  # model table (llm shorthand) or None
         self.aliases = aliases
         self.virtual = virtual or None  # name -> VirtualModel
+        # some entry does outlier detection: evicted candidates are left out (see health.py)
+        self.health = entries is not None and any(e.candidate.health is not None for e in entries)
         # the model table's plain public names, when no entry matches on headers:
         # name -> (candidates in table order, first entry), as ``candidates`` finds them
         self.exact: dict[str, tuple[list[Candidate], ModelEntry]] | None = None
@@ -219,8 +234,11 @@ class ModelTable:
             dirty = True
         virtual = self.virtual
         if virtual is not None and model in virtual:
-            return self._virtual(virtual[model], body, headers, ctx, raw)
+            cands, entry, chose = self._virtual(virtual[model], body, headers, ctx, raw)
+            return (prefer_healthy(cands) if self.health else cands), entry, dirty or chose
         cands, entry = self.candidates(model, headers)
+        if self.health and len(cands) > 1:
+            cands = prefer_healthy(cands)
         if not cands:
             if self.entries is not None and not model:
                 raise TranslationError("model: field required")
