@@ -37,6 +37,7 @@ from .policies.header_modifier import RequestHeaderModifier, ResponseHeaderModif
 from .policies.identity import compile_identity
 from .policies.local_ratelimit import LocalRateLimit, TokenBucket
 from .policies.mcp_authentication import compile_mcp_authentication
+from .policies.request_mirror import compile_request_mirror
 from .policies.request_redirect import RequestRedirect
 from .policies.url_rewrite import UrlRewrite
 from .proxy.runtime import BindRuntime, ListenerRuntime, Route
@@ -76,6 +77,8 @@ class _Errors:
 
 #: What a host (or a2a) backend reads from its policies; the rest are refused.
 _HTTP_BACKEND_POLICIES = {"backend_tls", "http", "a2a", "backend_auth"}
+#: What an aws (AgentCore) backend reads from its policies.
+_AWS_BACKEND_POLICIES = {"a2a", "request_header_modifier", "response_header_modifier"}
 
 
 class Compiler(CompileScope):
@@ -93,6 +96,9 @@ class Compiler(CompileScope):
         bd = cfg.config.backend
         self.connect_timeout = float(bd.connect_timeout) if bd and bd.connect_timeout is not None else 10.0
         self.named = {b.name: (i, b) for i, b in enumerate(cfg.backends)}
+        # agentgateway keys a file's backends "<namespace>/<name>" with no namespace:
+        # a reference may be written "/name"
+        self.named.update({f"/{name}": ref for name, ref in list(self.named.items()) if not name.startswith("/")})
         self._shared: dict[str, Any] = {}
 
     # -- the compile scope (proxy/scope.py) --------------------------------------------
@@ -468,6 +474,10 @@ class Compiler(CompileScope):
         if p.retry is not None:
             r = p.retry
             traffic["retry"] = RetryPolicy(r.attempts, float(r.backoff) if r.backoff is not None else 0.0, r.codes)
+        if p.request_mirror is not None:
+            mirror = compile_request_mirror(self, p.request_mirror, f"{path}.requestMirror")
+            if mirror is not None:
+                out.append(mirror)
         if p.delay is not None:
             try:
                 out.append(Delay(p.delay.duration, traffic.get("request_timeout")))
@@ -535,7 +545,7 @@ class Compiler(CompileScope):
                 )
                 bp = None
             if bp is not None:
-                allowed = {"a2a"} if only == "aws" else _HTTP_BACKEND_POLICIES
+                allowed = _AWS_BACKEND_POLICIES if only == "aws" else _HTTP_BACKEND_POLICIES
                 refuse_except(
                     self.errors.add,
                     bp,
@@ -628,7 +638,7 @@ class Compiler(CompileScope):
                         self.errors.add,
                         nb.policies,
                         f"backends[{ni}].policies",
-                        {"a2a"},
+                        _AWS_BACKEND_POLICIES,
                         "not supported for aws backends yet",
                     )
                     return self._aws(
@@ -639,6 +649,7 @@ class Compiler(CompileScope):
                         traffic,
                         name=nb.name,
                         route_policies=route_policies,
+                        backend_policies=nb.policies,
                     )
                 refuse_except(
                     self.errors.add,
@@ -691,7 +702,15 @@ class Compiler(CompileScope):
                     rb.mcp, f"{bpath}.mcp", route_policies, rb.policies, traffic, route_path=path.rsplit(".", 1)[0]
                 )
             elif rb.aws is not None:
-                return self._aws(rb.aws, f"{bpath}.aws", len(backends), bpath, traffic, route_policies=route_policies)
+                return self._aws(
+                    rb.aws,
+                    f"{bpath}.aws",
+                    len(backends),
+                    bpath,
+                    traffic,
+                    route_policies=route_policies,
+                    backend_policies=rb.policies,
+                )
             else:
                 kind = next(k for k in ("mcp", "ai", "aws", "dynamic", "route_group") if getattr(rb, k) is not None)
                 key = {"route_group": "routeGroup"}.get(kind, kind)
@@ -738,6 +757,7 @@ class Compiler(CompileScope):
         traffic: dict,
         name: str | None = None,
         route_policies=None,
+        backend_policies=None,
     ):
         """``aws: {agentCore: …}``: an AWS Bedrock AgentCore runtime (backends/aws/agentcore.py)."""
         if route_policies is not None:
@@ -750,7 +770,15 @@ class Compiler(CompileScope):
             return None
         from .backends.aws.agentcore import compile_agentcore
 
-        return compile_agentcore(self, aws, path, name=name, traffic=traffic)
+        return compile_agentcore(
+            self,
+            aws,
+            path,
+            name=name,
+            traffic=traffic,
+            route_policies=route_policies,
+            backend_policies=backend_policies,
+        )
 
     # -- MCP ------------------------------------------------------------------------------
     def _mcp_shorthand(self, sh: m.McpShorthand) -> m.Bind:

@@ -285,8 +285,9 @@ class GatewayProcess:
         configure_logging(level, fmt)
         al = self.services.access_log
         al.json = fmt == "json"
-        al.enabled = level in ("trace", "debug", "info")
+        al.stdout = level in ("trace", "debug", "info")
         al.fields = runtime.access_log
+        al.enabled = al.stdout or (al.fields is not None and al.fields.otlp is not None)
         self.services.metrics.m.remove = runtime.metrics_remove
         bd = runtime.cfg.config.backend
         pool = self.services.pool
@@ -497,9 +498,10 @@ class GatewayProcess:
             await mcp.close()
         self.services.pool.close()
         self.services.access_log.flush()
-        from .telemetry import tracing
+        from .telemetry import otlp_logs, tracing
 
         tracing.shutdown()  # export the spans still buffered
+        otlp_logs.shutdown()  # and the access-log records
 
 
 def tune_gc() -> None:

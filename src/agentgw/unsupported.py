@@ -91,7 +91,7 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]
     (m.FrontendHTTP, "http2_keepalive_interval"): _H2,
     (m.FrontendHTTP, "http2_keepalive_timeout"): _H2,
     (m.ListenerTLS, "key_exchange_groups"): "choosing key exchange groups is not supported yet",
-    (m.AccessLog, "otlp"): "exporting the access log over OTLP is not supported yet",
+    (m.OtlpLogging, "policies"): "backend policies for the OTLP log exporter are not supported yet",
     (m.AccessLog, "access_log_policy"): "not supported yet",
     (m.FrontendTracing, "resources"): "tracing resource attributes are not supported yet",
     # -- backends
@@ -185,7 +185,6 @@ UNSUPPORTED_ROUTE_POLICIES = {
     "ext_proc": "extProc",
     "oidc": "oidc",
     "transformations": "transformations",
-    "request_mirror": "requestMirror",
     "ai": "ai",
     "backend_tunnel": "backendTunnel",
     "csrf": "csrf",

@@ -141,7 +141,12 @@ def verify(
             "The request signature we calculated does not match the signature you provided. "
             f"The Canonical String for this request should have been\n'{creq}'",
         )
-    return {"access_key": auth["access_key"], "temporary": token is not None, "expires": expires}
+    return {
+        "access_key": auth["access_key"],
+        "temporary": token is not None,
+        "expires": expires,
+        "signed_headers": sorted(auth["signed"]),
+    }
 
 
 class _Reject(Exception):
@@ -202,6 +207,10 @@ class Handler(BaseHTTPRequestHandler):
         path, _, query = raw_target.partition("?")
         entry = {"method": method, "path": path, "query": query, "time": time.time()}
         headers = list(self.headers.items())
+        # the runtime's own request headers (user id, custom headers), as received
+        entry["runtime_headers"] = {
+            k.lower(): v for k, v in headers if k.lower().startswith("x-amzn-bedrock-agentcore-runtime-")
+        }
         try:
             m = _PATH.match(path)
             if m is None or (method == "GET") != bool(m["card"]):

@@ -765,7 +765,7 @@ MINIMAL: dict[str, dict] = {
     "Tracing": {"otlpEndpoint": "http://127.0.0.1:4317"},
     "FrontendTracing": {"host": "127.0.0.1:4317"},
     "FrontendTCP": {"keepalives": {"enabled": True}},
-    "RequestMirror": {"backend": {"host": "127.0.0.1:9100"}, "percentage": 0.5},
+    "RequestMirror": {"backend": {"host": "127.0.0.1:9101"}, "percentage": 0.5},
     "DirectResponse": {"status": 200},
     "TargetedPolicy": {"name": "p", "target": {"route": "r"}, "policy": {"cors": {}}},
 }

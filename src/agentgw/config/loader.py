@@ -15,7 +15,8 @@ a file caught half-written, than a wish to serve nothing.
 Environment substitution runs on the parsed tree rather than on the raw text
 (as agentgateway does), so a variable's value can never change the YAML
 structure -- a value containing ``": "`` or a newline stays one string.
-``$VAR`` and ``${VAR}`` are replaced in string values (not in keys); ``$$`` is
+``$VAR``, ``${VAR}`` and ``${VAR:-default}`` (the default when VAR is unset or
+empty, as in a shell) are replaced in string values (not in keys); ``$$`` is
 a literal ``$``; a ``$`` not followed by a name or ``{`` is kept as-is (so
 bcrypt hashes such as ``$2b$...`` mostly survive, but escape them as ``$$`` to
 be safe).  An unset variable is an error naming the variable and the path.
@@ -243,9 +244,14 @@ def _substitute(node: Any, env: Mapping[str, str], loc: tuple[Any, ...], errors:
             if m.group(0) == "$$":
                 return "$"
             name = m.group(1) if m.group(1) is not None else m.group(2)
+            default = None
+            if m.group(1) is not None and ":-" in name:  # ${VAR:-default}: unset or empty
+                name, default = name.split(":-", 1)
             if not _NAME.match(name):
                 errors.append(f"{format_path(loc)}: invalid environment variable reference {m.group(0)!r}")
                 return m.group(0)
+            if default is not None and not env.get(name):
+                return _VAR.sub(repl, default)
             if name not in env:
                 errors.append(f"{format_path(loc)}: environment variable {name} is not set")
                 return m.group(0)

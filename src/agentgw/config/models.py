@@ -198,8 +198,21 @@ FileOrInline = _StrOr[str, FileOnlyRef]
 
 
 class NamespacedHostname(_Model):
+    """A service's name: agentgateway writes it ``namespace/hostname``; the object form
+    is also read."""
+
     namespace: str
     hostname: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            namespace, sep, hostname = v.partition("/")
+            if not sep or not namespace or not hostname or "/" in hostname:
+                raise ValueError(f"expected namespace/hostname, got {v!r}")
+            return {"namespace": namespace, "hostname": hostname}
+        return v
 
 
 class ServiceRef(_Model):
@@ -1405,7 +1418,9 @@ class AiBackend(_Model):
         return self
 
 
-_AGENTCORE_ARN = re.compile(r"^arn:aws[a-z-]*:bedrock-agentcore:[a-z0-9-]+:\d{12}:runtime/[A-Za-z0-9_.-]+$")
+# as agentgateway reads it: the service and a region (it names the host) are checked;
+# the account and the resource are taken as written (AWS itself answers a wrong one)
+_AGENTCORE_ARN = re.compile(r"^arn:aws[a-z-]*:bedrock-agentcore:[a-z0-9-]+:[^:/\s]+:[^\s]+$")
 
 
 class AgentCore(_Model):
@@ -1420,9 +1435,7 @@ class AgentCore(_Model):
     @classmethod
     def _arn(cls, v: str) -> str:
         if not _AGENTCORE_ARN.match(v):
-            raise ValueError(
-                f"expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<runtime-id>, got {v!r}"
-            )
+            raise ValueError(f"expected arn:<partition>:bedrock-agentcore:<region>:<account>:<resource>, got {v!r}")
         return v
 
     @field_validator("endpoint")
@@ -1728,11 +1741,27 @@ class FrontendTCP(_Model):
     keepalives: Keepalives
 
 
+class AccessLogFields(_Model):
+    add: StrMap = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+
+
+class OtlpLogging(SimpleBackendRef):
+    """``accessLog.otlp``: export each access-log record as an OTLP log record, to
+    exactly one of ``service``, ``host``, ``backend``."""
+
+    protocol: Literal["grpc", "http"] = "grpc"
+    path: str | None = None
+    filter: str | None = None
+    fields: AccessLogFields | None = None
+    policies: Opaque | None = None
+
+
 class AccessLog(_Model):
     filter: str | None = None
     add: StrMap = Field(default_factory=dict)
     remove: list[str] = Field(default_factory=list)
-    otlp: Opaque | None = None
+    otlp: OtlpLogging | None = None
     access_log_policy: Opaque | None = None
 
 

@@ -22,10 +22,13 @@ log = logging.getLogger("agentgw.ratelimit")
 class DescriptorValues:
     """CEL values of a descriptor's entries (compiled once; memoised per input)."""
 
-    __slots__ = ("keys", "exprs", "binder", "memo", "uses_mcp", "uses_llm", "stringify")
+    __slots__ = ("keys", "exprs", "binder", "memo", "uses_mcp", "uses_llm", "stringify", "structured")
 
-    def __init__(self, entries: list[tuple[str, str]], when: str | None = None, stringify: bool = True):
+    def __init__(
+        self, entries: list[tuple[str, str]], when: str | None = None, stringify: bool = True, structured: bool = False
+    ):
         self.stringify = stringify  # False: keep bool/int/float values as they are (logs, spans)
+        self.structured = structured  # True: maps and lists are values too (log fields)
 
         self.keys = tuple(k for k, _ in entries)
         self.exprs = [Expression(v) for _, v in entries]
@@ -58,6 +61,8 @@ class DescriptorValues:
                 v = ("true" if v else "false") if self.stringify else v
             elif isinstance(v, (int, float, str)):
                 v = str(v) if self.stringify else v
+            elif self.structured and isinstance(v, (dict, list)):
+                v = r.plain_value()
             else:  # an error value, a map, a list: no usable value
                 return None
             out.append(v)

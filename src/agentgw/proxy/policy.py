@@ -79,6 +79,7 @@ ORDER = {
     "delay": 65,
     "requestHeaderModifier": 70,
     "urlRewrite": 71,
+    "requestMirror": 75,
     "responseHeaderModifier": 80,
     "backendAuth": 90,
 }

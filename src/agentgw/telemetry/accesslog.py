@@ -33,6 +33,29 @@ def _response(ctx) -> dict:
 
 register_variable("response", _response)
 
+#: a backend's ``kind`` -> (CEL ``backend.type``, ``backend.protocol``)
+_BACKEND_KINDS = {
+    "http": ("static", "http"),
+    "ai": ("ai", "llm"),
+    "mcp": ("mcp", "mcp"),
+    "agentcore": ("unknown", "a2a"),
+}
+
+
+def _backend(ctx) -> dict:
+    """CEL ``backend``: ``name`` (as in the log's backend field), ``type``, ``protocol``."""
+    route = ctx.route
+    b = route.backend if route is not None else None
+    if b is None:
+        return {}
+    btype, proto = _BACKEND_KINDS.get(getattr(b, "kind", ""), ("unknown", "http"))
+    if "a2a" in ctx.attrs:
+        proto = "a2a"
+    return {"name": ctx.backend_name, "type": btype, "protocol": proto}
+
+
+register_variable("backend", _backend)
+
 
 class LogFields:
     """``frontendPolicies.accessLog`` / ``config.logging``: filter, add and remove fields.
@@ -43,12 +66,13 @@ class LogFields:
     ``filter`` is a CEL condition: only requests for which it is true are logged.
     """
 
-    __slots__ = ("add", "remove", "filter")
+    __slots__ = ("add", "remove", "filter", "otlp")
 
-    def __init__(self, add: list, remove: frozenset, filter_):
+    def __init__(self, add: list, remove: frozenset, filter_, otlp=None):
         self.add = add
         self.remove = remove
         self.filter = filter_
+        self.otlp = otlp  # telemetry.otlp_logs.OtlpAccessLog (accessLog.otlp), or None
 
     def apply(self, ctx, fields: dict) -> bool:
         f = self.filter
@@ -85,12 +109,17 @@ def compile_access_log(compiler: CompileScope, cfg) -> LogFields | None:
         remove.extend(al.remove)
         if al.filter:
             filt.append(("frontendPolicies.accessLog.filter", al.filter))
-    if not add and not remove and not filt:
+    otlp = None
+    if al is not None and al.otlp is not None:
+        from .otlp_logs import compile_otlp_log
+
+        otlp = compile_otlp_log(compiler, al.otlp, "frontendPolicies.accessLog.otlp")
+    if not add and not remove and not filt and otlp is None:
         return None
     compiled = []
     for name, (path, expr) in add.items():
         try:
-            compiled.append((name, DescriptorValues([(name, str(expr))], stringify=False)))
+            compiled.append((name, DescriptorValues([(name, str(expr))], stringify=False, structured=True)))
         except CelError as exc:
             compiler.errors.add(f"{path}.{name}", str(exc))
     f = None
@@ -100,13 +129,14 @@ def compile_access_log(compiler: CompileScope, cfg) -> LogFields | None:
             f = DescriptorValues([("filter", src)], stringify=False)
         except CelError as exc:
             compiler.errors.add(filt[-1][0], str(exc))
-    return LogFields(compiled, frozenset(remove), f)
+    return LogFields(compiled, frozenset(remove), f, otlp)
 
 
 class AccessLog:
     def __init__(self, fmt: str = "text", stream=None, enabled: bool = True):
         self.json = fmt == "json"
-        self.enabled = enabled
+        self.enabled = enabled  # record() is called (stdout, or an OTLP export, wants it)
+        self.stdout = enabled  # the line is written to stdout (the log level allows it)
         self.fields: LogFields | None = None
         self.stream = stream if stream is not None else sys.stdout.buffer
         self._buf: list[bytes] = []
@@ -147,7 +177,9 @@ class AccessLog:
             fields["trace_id"] = f"{sc.trace_id:032x}"
             fields["span_id"] = f"{sc.span_id:016x}"
         lf = self.fields
-        if lf is not None and not lf.apply(ctx, fields):
+        if lf is not None and lf.otlp is not None:
+            lf.otlp.emit(ctx, fields, lf)
+        if not self.stdout or (lf is not None and not lf.apply(ctx, fields)):
             return
         if self.json:
             line = orjson.dumps(fields) + b"\n"
@@ -173,6 +205,8 @@ class AccessLog:
 
 
 def _text(v) -> str:
+    if isinstance(v, (dict, list)):
+        return orjson.dumps(v).decode()
     s = str(v)
     if not s or " " in s or '"' in s:
         return orjson.dumps(s).decode()

@@ -62,7 +62,7 @@ SESSION_MIN, SESSION_MAX = 33, 256
 CREDENTIAL_TIMEOUT = 10.0  # a request never waits longer than this for credentials
 
 _ARN = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):bedrock-agentcore:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):runtime/(?P<id>[A-Za-z0-9_.-]+)$"
+    r"^arn:(?P<partition>aws[a-z-]*):bedrock-agentcore:(?P<region>[a-z0-9-]+):(?P<account>[^:/\s]+):(?:runtime/)?(?P<id>[^\s]+)$"
 )
 _SESSION_OK = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
@@ -399,8 +399,15 @@ class AgentCoreBackend(Backend):
         request_timeout: float | None = None,
         backend_timeout: float | None = None,
         max_response: int = 10 << 20,
+        request_edits: tuple = (),
+        response_hooks: tuple = (),
     ):
         self.rt = RuntimeArn(arn)
+        # requestHeaderModifier edits (the route's, then the backend's): applied to every
+        # request to AgentCore before it is signed; responseHeaderModifier hooks of the
+        # backend's policies, run over the answer to the client
+        self.request_edits = request_edits
+        self.response_hooks = response_hooks
         self.arn = arn
         self.qualifier = qualifier
         self.region = self.rt.region
@@ -432,6 +439,8 @@ class AgentCoreBackend(Backend):
     async def _serve(self, ctx) -> None:
         req = ctx.req
         ctx.backend_name = self.backend_name
+        for hook in self.response_hooks:
+            ctx.add_response_hook(hook)
         logf = ctx.attrs.get("log")
         if logf is None:
             logf = ctx.attrs["log"] = {}
@@ -465,6 +474,11 @@ class AgentCoreBackend(Backend):
         """Sign and send one request; return the connection holding the response head."""
         snap = await self._credentials()
         headers = [("host", self.host)] + headers
+        if self.request_edits:
+            edited = Headers(headers)
+            for e in self.request_edits:
+                e.apply(edited)
+            headers = [kv for kv in edited if kv[0] != "content-length"]  # (set below, from the payload)
         auth = sign_headers(
             snap,
             service=SERVICE,
@@ -702,9 +716,21 @@ class AgentCoreBackend(Backend):
 
 
 def compile_agentcore(
-    compiler: CompileScope, cfg, path: str, *, name: str | None, traffic: dict
+    compiler: CompileScope,
+    cfg,
+    path: str,
+    *,
+    name: str | None,
+    traffic: dict,
+    route_policies=None,
+    backend_policies=None,
 ) -> AgentCoreBackend | None:
-    """Build the backend for ``aws: {agentCore: …}`` (errors go to ``compiler.errors``)."""
+    """Build the backend for ``aws: {agentCore: …}`` (errors go to ``compiler.errors``).
+
+    ``requestHeaderModifier`` of the route and of the backend edit the headers sent to
+    AgentCore (the signature covers them); the backend's ``responseHeaderModifier`` edits
+    the answer (the route's runs as for any route)."""
+    from ...policies.header_modifier import HeaderEdits, ResponseHeaderModifier
     from ..http import make_target
     from .credentials import shared_source
 
@@ -725,6 +751,13 @@ def compile_agentcore(
         return None
     src = shared_source(region=rt.region)  # resolved on first use: no credentials needed until then
     svc = compiler.services
+    edits = tuple(
+        HeaderEdits(h.add, h.set, h.remove)
+        for h in (getattr(p, "request_header_modifier", None) for p in (route_policies, backend_policies))
+        if h is not None
+    )
+    rh = getattr(backend_policies, "response_header_modifier", None)
+    hooks = (ResponseHeaderModifier(rh.add, rh.set, rh.remove).on_response,) if rh is not None else ()
     return AgentCoreBackend(
         name or rt.runtime_id,
         rt.arn,
@@ -736,4 +769,6 @@ def compile_agentcore(
         src,
         request_timeout=traffic.get("request_timeout"),
         backend_timeout=traffic.get("backend_timeout"),
+        request_edits=edits,
+        response_hooks=hooks,
     )
