@@ -10,6 +10,13 @@
 
 Parsing is cached per distinct string, so a rule such as
 ``cidr("10.0.0.0/8").containsIP(source.address)`` parses its literal once.
+
+* ``s.stripPrefix(p)``, ``s.stripSuffix(p)`` -- ``s`` without that prefix or suffix (as
+  it is when it has none).
+* ``flatten(x)``, ``flattenRecursive(x)`` (also ``flatten_recursive``) -- for log fields
+  and span attributes: a list or map value that the field expands into one field per
+  element, ``<name>.<index or key>`` (recursively, for ``flattenRecursive``). The value
+  carries that request as a one-entry map under a reserved key (`FLATTEN_MARKERS`).
 """
 
 from __future__ import annotations
@@ -65,12 +72,45 @@ def _prefix_length(c: str) -> int:
     return _network(c).prefixlen
 
 
+#: reserved key → (list or map, recursive): how a flattened value is marked
+FLATTEN_MARKERS = {
+    "$_meta_flatten_list": False,
+    "$_meta_flatten_map": False,
+    "$_meta_flatten_list_recursive": True,
+    "$_meta_flatten_map_recursive": True,
+}
+
+
+def _flatten_decl(cel: Any, name: str, recursive: bool):
+    T = cel.Type
+    tail = "_recursive" if recursive else ""
+    lst, mp = f"$_meta_flatten_list{tail}", f"$_meta_flatten_map{tail}"
+    any_map = T.Map(T.DYN, T.DYN)
+    return cel.FunctionDecl(
+        name,
+        [
+            cel.Overload(f"agentgw_{name}_list", any_map, [T.List(T.DYN)], impl=lambda v: {lst: v}),
+            cel.Overload(f"agentgw_{name}_map", any_map, [any_map], impl=lambda v: {mp: v}),
+        ],
+    )
+
+
+def _strip_prefix(s: str, p: str) -> str:
+    return s[len(p) :] if p and s.startswith(p) else s
+
+
+def _strip_suffix(s: str, p: str) -> str:
+    return s[: -len(p)] if p and s.endswith(p) else s
+
+
 def declarations(cel: Any) -> list:
     """The declarations and implementations, for ``cel.NewEnv(functions=...)``."""
     T = cel.Type
     O = cel.Overload  # noqa: E741 (the engine's name)
     S = T.STRING
-    return [
+    from .codecs import declarations as codecs
+
+    return codecs(cel) + [
         cel.FunctionDecl("random", [O("agentgw_random", T.DOUBLE, [], impl=random.random)]),
         cel.FunctionDecl("uuid", [O("agentgw_uuid", S, [], impl=lambda: str(uuid.uuid4()))]),
         cel.FunctionDecl("isIP", [O("agentgw_is_ip", T.BOOL, [S], impl=_is_ip)]),
@@ -85,4 +125,9 @@ def declarations(cel: Any) -> list:
         cel.FunctionDecl(
             "prefixLength", [O("agentgw_cidr_prefix_length", T.INT, [S], is_member=True, impl=_prefix_length)]
         ),
+        cel.FunctionDecl("stripPrefix", [O("agentgw_strip_prefix", S, [S, S], is_member=True, impl=_strip_prefix)]),
+        cel.FunctionDecl("stripSuffix", [O("agentgw_strip_suffix", S, [S, S], is_member=True, impl=_strip_suffix)]),
+        _flatten_decl(cel, "flatten", False),
+        _flatten_decl(cel, "flattenRecursive", True),
+        _flatten_decl(cel, "flatten_recursive", True),
     ]

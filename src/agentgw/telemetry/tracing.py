@@ -31,7 +31,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
 
 if TYPE_CHECKING:
     from ..proxy.scope import CompileScope
@@ -110,6 +112,65 @@ class _Exporter:
             pass
 
 
+class SpanAttribute:
+    """One ``fields.add`` entry: a CEL expression whose value becomes span attributes.
+
+    A scalar is one attribute; a list of scalars of one type an array attribute; another
+    map or list its JSON. A value marked by ``flatten`` / ``flattenRecursive``
+    (`cel.functions.FLATTEN_MARKERS`) becomes one attribute per element,
+    ``<name>.<index or key>``, recursively for ``flattenRecursive``. ``span.name``
+    names the span. An expression that has no value (a missing key) sets nothing."""
+
+    __slots__ = ("name", "expr", "binder")
+
+    def __init__(self, name: str, source: str):
+        from ..cel import Expression, _Binder
+
+        self.name = name
+        self.expr = Expression(source)
+        self.binder = _Binder([self.expr])
+
+    def values(self, ctx) -> list[tuple[str, Any]]:
+        from ..cel import activation, is_no_value
+
+        b = self.binder
+        try:
+            r = self.expr.program.eval(activation(b.data(b.values(ctx))))
+            if is_no_value(r):
+                return []
+            v = r.plain_value()
+        except Exception:
+            return []
+        out: list[tuple[str, Any]] = []
+        _expand(self.name, v, out, False)
+        return out
+
+
+def _expand(key: str, v: Any, out: list, recursive: bool) -> None:
+    from ..cel.functions import FLATTEN_MARKERS
+
+    if isinstance(v, dict) and len(v) == 1:
+        ((mk, inner),) = v.items()
+        if mk in FLATTEN_MARKERS:
+            deep = FLATTEN_MARKERS[mk]
+            items = inner.items() if isinstance(inner, dict) else enumerate(inner or [])
+            for k, x in items:
+                _expand(f"{key}.{k}", x, out, deep)
+            return
+    if recursive and isinstance(v, (dict, list)):
+        for k, x in v.items() if isinstance(v, dict) else enumerate(v):
+            _expand(f"{key}.{k}", x, out, True)
+        return
+    if v is None:
+        return
+    if isinstance(v, (bool, int, float, str)):
+        out.append((key, v))
+    elif isinstance(v, list) and v and len({type(x) for x in v}) == 1 and isinstance(v[0], (bool, int, float, str)):
+        out.append((key, v))
+    else:
+        out.append((key, orjson.dumps(v, default=str).decode()))
+
+
 class RequestTracer:
     """The tracing settings of one compiled config."""
 
@@ -118,7 +179,8 @@ class RequestTracer:
         self.tracer = exporter.tracer
         self.random_ratio = random_ratio
         self.client_ratio = client_ratio
-        self.attrs = attrs  # [(name, DescriptorValues)]
+        self.attrs = attrs  # [SpanAttribute]
+        self.uses_llm = any("llm" in a.expr.refs for a in attrs)
 
     def start(self, ctx) -> None:
         """Decide sampling; when sampled, open the spans and rewrite ``traceparent``."""
@@ -220,13 +282,16 @@ class RequestTracer:
                 child.set_attribute("gen_ai.usage.output_tokens", int(usage.output))
         if ctx.backend_name:
             child.set_attribute("agentgw.backend", ctx.backend_name)
-        for name, vals in self.attrs:
-            try:
-                v = vals.evaluate(ctx)
-            except Exception:
-                v = None
-            if v is not None:
-                span.set_attribute(name, v[0])
+        if self.uses_llm:
+            t = attrs.get("llm_trace")  # backends/llm/trace.py: the call's prompt, answer, tokens
+            if t is not None:
+                attrs["llm"] = {**(attrs.get("llm") or {}), **t.cel(attrs)}
+        for attr in self.attrs:
+            for k, v in attr.values(ctx):
+                if k == "span.name" and isinstance(v, str):
+                    span.update_name(v)
+                else:
+                    span.set_attribute(k, v)
         if status >= 500 or status == 0:
             span.set_status(Status(StatusCode.ERROR))
             child.set_status(Status(StatusCode.ERROR))
@@ -276,12 +341,11 @@ def compile_tracing(compiler: CompileScope, cfg) -> RequestTracer | None:
     rr = _ratio(rs, 0.0, f"{path}.randomSampling", errors)
     cr = _ratio(cs, 1.0, f"{path}.clientSampling", errors)
     from ..cel import CelError
-    from ..policies.descriptors import DescriptorValues
 
     attrs = []
     for name, expr in attrs_src.items():
         try:
-            attrs.append((str(name), DescriptorValues([(str(name), str(expr))], stringify=False)))
+            attrs.append(SpanAttribute(str(name), str(expr)))
         except CelError as exc:
             errors.add(f"{path}.attributes.{name}", str(exc))
     if getattr(compiler.services, "pool", None) is None:  # `agentgw validate`: nothing is served

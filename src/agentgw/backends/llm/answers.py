@@ -53,6 +53,9 @@ def send_answer(ctx, cand: Candidate, out_obj, out: bytes | None) -> None:
     """Send a whole answer: ``out``, or ``out_obj`` encoded when it is None."""
     if out is None:
         out = orjson.dumps(out_obj)
+    trace = ctx.attrs.get("llm_trace")
+    if trace is not None:
+        trace.answer = out_obj
     route, listener = ctx.route, ctx.listener
     if (
         cand.resp_headers is None

@@ -222,6 +222,10 @@ class AiBackendSet(Backend):
                             f"request needs about {est} tokens; the token rate limit has {max(0, int(b.tokens))} left",
                         )
         stream = bool(body.get("stream")) and api != "embeddings"
+        if "trace" in ctx.attrs:  # what tracing's CEL ``llm`` variable reads
+            from .trace import KEY, LlmTrace
+
+            ctx.attrs[KEY] = LlmTrace(api, body, stream)
         loop = ctx.bind.services.loop  # (get_running_loop is a getpid() syscall on 3.11)
         deadline = loop.time() + self.request_timeout if self.request_timeout else None
         await self.try_candidates(ctx, api, body, None if dirty else raw, cands, stream, guards_resp, deadline)

@@ -111,6 +111,7 @@ async def relay_stream(
     write = ex.write
     ttft = None
     guards = [g for g in guards_resp if hasattr(g, "stream_text")]
+    trace = ctx.attrs.get("llm_trace")  # a traced call keeps the answer's text for its span
     want_usage = isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage")
 
     def guard_text(s: str) -> str:
@@ -135,18 +136,21 @@ async def relay_stream(
         )
 
     def emit(chunk: dict) -> bytes:
-        if guards:
+        if guards or trace is not None:
             for ch in chunk.get("choices") or []:
                 d = ch.get("delta") or {}
                 if isinstance(d.get("content"), str) and d["content"]:
-                    d["content"] = guard_text(d["content"])
+                    if guards:
+                        d["content"] = guard_text(d["content"])
+                    if trace is not None:
+                        trace.note_delta(d["content"])
         if front is None:
             if not chunk.get("choices") and chunk.get("usage") and not want_usage:
                 return b""
             return encode(chunk)
         return front.feed(chunk)
 
-    relay_raw = native and not inject_usage and not guards
+    relay_raw = native and not inject_usage and not guards and trace is None
     try:
         async for data in conn.iter_body():
             if relay_raw:
@@ -166,6 +170,8 @@ async def relay_stream(
                         continue
                     if guards:
                         sniff.guard(obj, guard_text)
+                    if trace is not None:
+                        sniff.guard(obj, trace.note_delta)
                     out.append(encode(obj, event))
                 if out:
                     write(b"".join(out))
