@@ -350,6 +350,7 @@ def test_preset_default_addresses(tmp_path, preset):
 # -- the llm-ollama-postgres example -------------------------------------------------------
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the stand-in binds (TIME_WAIT is no owner)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
