@@ -65,6 +65,7 @@ class Runtime:
     frontend_keepalive: tuple[int, int, int] | None = None
     tls_handshake_timeout: float = 15.0  # seconds, HTTPS listeners
     metrics_remove: frozenset = frozenset()  # metric families not exposed (see telemetry.metrics)
+    connect_timeout: float = 10.0  # seconds, upstream connections of TCP routes (config.backend.connectTimeout)
 
 
 class _Errors:
@@ -170,11 +171,15 @@ class Compiler(CompileScope):
                 continue
             seen_ports[b.port] = bi
             listeners = []
+            tcp_listeners = []
             tls_by_host: list[tuple[str | None, ssl.SSLContext]] = []
             protocols = set()
             for li, lst in enumerate(b.listeners):
                 lpath = f"{bpath}.listeners[{li}]"
                 protocols.add(lst.protocol)
+                if lst.protocol in ("TCP", "TLS"):
+                    tcp_listeners.append(self._tcp_listener(lst, lpath, lst.name or f"listener{li}"))
+                    continue
                 if lst.protocol not in ("HTTP", "HTTPS"):
                     self.errors.add(
                         f"{lpath}.protocol", f"{lst.protocol} listeners are not supported by this agentgw build yet"
@@ -184,7 +189,7 @@ class Compiler(CompileScope):
                 if lst.tls is not None and lst.protocol != "HTTPS":
                     self.errors.add(f"{lpath}.tls", "is only used with protocol HTTPS")
                 if lst.tcp_routes is not None:
-                    self.errors.add(f"{lpath}.tcpRoutes", "are only used with protocol TCP or TLS (not supported yet)")
+                    self.errors.add(f"{lpath}.tcpRoutes", "are only used with protocol TCP or TLS")
                 tls_ctx = None
                 if lst.protocol == "HTTPS" and lst.tls is not None:  # (the model requires tls with HTTPS)
                     tls_ctx = self._listener_tls(lst.tls, f"{lpath}.tls")
@@ -203,11 +208,26 @@ class Compiler(CompileScope):
                         lname, lst.hostname, lst.protocol, table, tls_ctx, lpolicies, rules, client_certs=client_certs
                     )
                 )
-            if len(protocols) > 1:
-                self.errors.add(bpath, "all listeners of one bind must use the same protocol (HTTP or HTTPS)")
+            if len(protocols) > 1 and not protocols <= {"HTTPS", "TLS"}:
+                self.errors.add(
+                    bpath,
+                    "all listeners of one bind must use the same protocol (HTTPS and TLS listeners may share a port)",
+                )
             listeners.sort(key=lambda L: listener_specificity(L.hostname))
-            binds[b.port] = BindRuntime(b.port, listeners, self.services)
-            bind_tls[b.port] = self._sni_context(tls_by_host) if tls_by_host else None
+            internal = getattr(b, "mode", "standard") == "internal"
+            connect = (b.tunnel_protocol or "").lower() == "connect"
+            if connect and internal:
+                self.errors.add(
+                    f"{bpath}.tunnelProtocol", "connect is not used on an internal bind (nothing connects to it)"
+                )
+            # TCP and TLS listeners, and HTTPS ones reached through CONNECT, are picked by SNI
+            # (proxy/tcp.py); HTTPS listeners there are terminated per connection
+            tcp = tcp_listeners or (internal and "HTTPS" in protocols)
+            every = sorted(listeners + tcp_listeners, key=lambda L: listener_specificity(L.hostname)) if tcp else None
+            binds[b.port] = BindRuntime(
+                b.port, listeners, self.services, tcp_listeners=every, internal=internal, connect=connect
+            )
+            bind_tls[b.port] = self._sni_context(tls_by_host) if tls_by_host and not tcp else None
         if llm_bind is not None and shape.llm_attached:
             llm_bind = None  # its routes are in the gateways' listeners
         if llm_bind is not None:
@@ -221,10 +241,12 @@ class Compiler(CompileScope):
         tracer = compile_tracing(self, cfg)
         access_log = compile_access_log(self, cfg)
         process = self._process_settings()
+        process["connect_timeout"] = self.connect_timeout
         if self.errors.items:
             raise ConfigError(list(dict.fromkeys(_shorthand_path(shape.real_path(e)) for e in self.errors.items)))
         trusted = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.config.trusted_proxies)
         for br in binds.values():
+            br.peers = binds  # (CONNECT tunnels go to the bind of their port)
             br.tracer = tracer
             br.trusted_proxies = trusted
         return Runtime(cfg, binds, bind_tls, effective_limits(cfg), self.warnings, access_log, **process)
@@ -779,6 +801,79 @@ class Compiler(CompileScope):
             route_policies=route_policies,
             backend_policies=backend_policies,
         )
+
+    # -- TCP and TLS listeners --------------------------------------------------------------
+    def _tcp_listener(self, lst: m.Listener, lpath: str, lname: str) -> ListenerRuntime:
+        """A TCP listener (every connection to its route's backend) or a TLS listener
+        (routed by the ClientHello's SNI name, passed through encrypted): proxy/tcp.py."""
+        from .proxy.tcp import TcpRoute, TcpTarget
+
+        if lst.routes is not None:
+            self.errors.add(f"{lpath}.routes", "are only used with protocol HTTP or HTTPS (use tcpRoutes)")
+        if lst.tls is not None:
+            if lst.protocol == "TCP":
+                self.errors.add(f"{lpath}.tls", "is only used with protocol HTTPS or TLS")
+            else:
+                self.errors.add(
+                    f"{lpath}.tls",
+                    "terminating TLS on a TLS listener is not supported yet (without tls the listener passes TLS "
+                    "through, routed by SNI; protocol HTTPS terminates it for HTTP routes)",
+                )
+        if lst.policies is not None and any(
+            getattr(lst.policies, f) is not None for f in type(lst.policies).model_fields
+        ):
+            self.errors.add(f"{lpath}.policies", "have no effect on a TCP or TLS listener (they are HTTP policies)")
+        if lst.path_normalization is not None:
+            self.errors.add(f"{lpath}.pathNormalization", "has no effect on a TCP or TLS listener")
+        routes = []
+        for ri, tr in enumerate(lst.tcp_routes or []):
+            rpath = f"{lpath}.tcpRoutes[{ri}]"
+            if tr.policies is not None and tr.policies.backend_tls is not None:
+                self.errors.add(f"{rpath}.policies.backendTLS", "TLS to TCP backends is not supported yet")
+            if lst.protocol == "TCP" and tr.hostnames:
+                self.errors.add(f"{rpath}.hostnames", "are only used on TLS listeners (a TCP connection names no host)")
+            targets: list[tuple[int, TcpTarget]] = []
+            for bi, be in enumerate(tr.backends):
+                bp = f"{rpath}.backends[{bi}]"
+                if be.policies is not None and be.policies.backend_tls is not None:
+                    self.errors.add(f"{bp}.policies.backendTLS", "TLS to TCP backends is not supported yet")
+                target = None
+                if be.host is not None:
+                    target = self._tcp_address(be.host, f"{bp}.host")
+                elif be.service is not None:
+                    sv = be.service
+                    target = TcpTarget(sv.name.hostname, sv.port, f"{sv.name.namespace}/{sv.name.hostname}:{sv.port}")
+                elif be.backend is not None:
+                    ref = self.named.get(be.backend)
+                    if ref is None:
+                        self.errors.add(f"{bp}.backend", f"no top-level backend named {be.backend!r}")
+                    elif ref[1].host is None:
+                        self.errors.add(f"{bp}.backend", "only host backends are supported for TCP routes yet")
+                    else:
+                        target = self._tcp_address(ref[1].host, f"backends[{ref[0]}].host")
+                elif be.dynamic is not None:
+                    if be.dynamic.target is not None:
+                        self.errors.add(
+                            f"{bp}.dynamic.target",
+                            "a CEL dial target is not supported yet (dynamic dials the SNI name)",
+                        )
+                    elif lst.protocol == "TCP":
+                        self.errors.add(f"{bp}.dynamic", "needs a TLS listener (it dials the ClientHello's SNI name)")
+                    else:
+                        target = TcpTarget(None, None, "dynamic")
+                if target is not None:
+                    targets.append((be.weight, target))
+            routes.append(TcpRoute(tr.name or f"{lname}/tcproute{ri}", tr.hostnames, targets))
+        return ListenerRuntime(lname, lst.hostname, lst.protocol, RouteTable([]), tcp_routes=routes)
+
+    def _tcp_address(self, host: str, path: str):
+        from .proxy.tcp import TcpTarget
+
+        if "://" in host:
+            self.errors.add(path, "a TCP backend is 'host:port', not a URL")
+            return None
+        name, _, port = host.rpartition(":")
+        return TcpTarget(name.strip("[]"), int(port), host)
 
     # -- MCP ------------------------------------------------------------------------------
     def _mcp_shorthand(self, sh: m.McpShorthand) -> m.Bind:

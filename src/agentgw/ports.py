@@ -64,11 +64,14 @@ def port_keys(cfg) -> dict[int, str]:
     """Traffic port → the config key that asks for it (``binds[0].port``, ``mcp.port``...)."""
     keys: dict[int, str] = {}
     for i, b in enumerate(cfg.binds):
-        keys.setdefault(b.port, f"binds[{i}].port")
-    if cfg.mcp is not None:
-        keys.setdefault(cfg.mcp.port, "mcp.port")
-    if cfg.llm is not None:
-        keys.setdefault(cfg.llm.port, "llm.port")
+        if b.mode != "internal":  # (no socket)
+            keys.setdefault(b.port, f"binds[{i}].port")
+    for name, g in cfg.gateways.items():
+        keys.setdefault(g.port, f"gateways.{name}.port")
+    for key, sect in (("mcp", cfg.mcp), ("llm", cfg.llm)):
+        # (attached to named gateways, the section has no port of its own)
+        if sect is not None and not sect.gateways and not cfg._attaches_to_default(sect):
+            keys.setdefault(sect.port, f"{key}.port")
     return keys
 
 

@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 
 from . import __version__
 from .admin.server import AdminHandler, AdminServer, serve_admin
@@ -36,6 +37,7 @@ from .compile import Runtime, compile_config_file
 from .config import ConfigError, redacted_dump
 from .engine.client import ConnectionPool
 from .engine.server import HttpServerProtocol, ServerSettings
+from .engine.tcpproxy import TcpSession, hand_over, start_tls_server
 from .ports import (
     ADMIN_KEYS,
     PortInUse,
@@ -52,6 +54,7 @@ from .ports import (
 )
 from .proxy.pipeline import handle, handle_fast
 from .proxy.runtime import BindRuntime
+from .proxy.tcp import select_listener, select_route
 from .telemetry.accesslog import AccessLog
 from .telemetry.metrics import GatewayMetrics, render
 from .telemetry.setup import configure_logging
@@ -82,13 +85,19 @@ class Services:
 
 
 class BindServer:
-    """A listening socket for one bind, pointing at the current ``BindRuntime``."""
+    """A listening socket for one bind, pointing at the current ``BindRuntime``.
+
+    An internal bind (``mode: internal``) has a server that never listens: CONNECT
+    tunnels to its port are handed to it (``take``)."""
 
     def __init__(self, proc: GatewayProcess, runtime: BindRuntime, tls, rt: Runtime):
         self.proc = proc
         self.runtime = runtime
         self.tls = tls
+        # what the listening socket speaks, fixed for its life (a change needs a new server)
+        self.kind = _kind(runtime)
         self.handshake_timeout = rt.tls_handshake_timeout
+        self.connect_timeout = rt.connect_timeout
         self.server: asyncio.AbstractServer | None = None
         m = proc.services.metrics
         key = (runtime.name,)
@@ -97,9 +106,10 @@ class BindServer:
         def on_conn(delta: int, _key=key, _g=gauge) -> None:
             _g.series[_key] = _g.series.get(_key, 0) + delta
 
+        https = tls is not None or any(lst.protocol == "HTTPS" for lst in runtime.tcp or ())
         self.settings = ServerSettings(
             self._handle,
-            scheme="https" if tls is not None else "http",
+            scheme="https" if https else "http",
             on_connection_change=on_conn,
         )
         self.settings.fast_handler = self._handle_fast
@@ -119,6 +129,8 @@ class BindServer:
         s.max_header_count = limits.max_header_count
         s.underscore_headers = limits.underscore_headers
         s.body_timeout = limits.request_body_timeout
+        s.connect_handler = self._connect if self.runtime.connect else None
+        self.connect_timeout = rt.connect_timeout
 
     def _handle(self, req, ex):
         return handle(self.runtime, req, ex)
@@ -126,12 +138,95 @@ class BindServer:
     def _handle_fast(self, req, ex) -> bool:
         return handle_fast(self.runtime, req, ex)
 
+    # -- TCP and TLS listeners, CONNECT tunnels ---------------------------------------------
+    def _session(self, dest_port: int) -> TcpSession:
+        """The protocol of one connection to this bind's TCP / TLS listeners."""
+        s = self.settings
+        return TcpSession(
+            self.proc.loop,
+            self._chooser(dest_port),
+            sniff=self.runtime.sniff,
+            connect_timeout=self.connect_timeout,
+            hello_timeout=s.header_read_timeout,
+            connections=s.connections,
+            on_connection_change=s.on_connection_change,
+        )
+
+    def _chooser(self, dest_port: int):
+        rt = self.runtime  # (the config the connection started with)
+        loop = self.proc.loop
+
+        def choose(sni: str | None):
+            lst = select_listener(rt.tcp or (), sni)
+            if lst is None:
+                return None
+            if lst.protocol == "HTTPS":  # terminated here, for the HTTP routes
+                ctx, settings, timeout = lst.tls, self.settings, self.handshake_timeout
+                return lambda transport, data: start_tls_server(
+                    loop, transport, data, ctx, HttpServerProtocol(settings, loop), timeout
+                )
+            if lst.protocol not in ("TCP", "TLS"):
+                return None
+            route = select_route(lst.tcp_routes, sni if lst.protocol == "TLS" else None)
+            target = route.pick() if route is not None else None
+            return target.address(sni, dest_port) if target is not None else None
+
+        return choose
+
+    def take(self, dest_port: int):
+        """``takeover(transport, data)`` for a connection tunnelled to this bind's port."""
+        loop = self.proc.loop
+        if self.runtime.tcp is not None:
+            return lambda transport, data: hand_over(transport, data, self._session(dest_port))
+        if self.tls is not None:  # HTTPS: terminated with the bind's (SNI-switching) context
+            ctx, settings, timeout = self.tls, self.settings, self.handshake_timeout
+
+            def https(sni):
+                return lambda transport, data: start_tls_server(
+                    loop, transport, data, ctx, HttpServerProtocol(settings, loop), timeout
+                )
+
+            s = self.settings
+
+            def take_https(transport, data):
+                hand_over(
+                    transport,
+                    data,
+                    TcpSession(
+                        loop,
+                        https,
+                        sniff=True,
+                        hello_timeout=s.header_read_timeout,
+                        connections=s.connections,
+                        on_connection_change=s.on_connection_change,
+                    ),
+                )
+
+            return take_https
+        return lambda transport, data: hand_over(transport, data, HttpServerProtocol(self.settings, loop))
+
+    def _connect(self, host: str, port: int):
+        """A CONNECT request on this bind: the tunnel goes to the bind of ``port``."""
+        target = self.runtime.peers.get(port)
+        srv = self.proc.servers.get(port)
+        if target is None or srv is None or srv is self or target.connect:
+            return (403, "forbidden", f"CONNECT to port {port} is not allowed: no bind serves it")
+        return srv.take(port)
+
     async def start(self, host: str, *, reuse_port: bool = False, sock=None) -> None:
         """Listen on ``host:port`` (SO_REUSEPORT only for ``--workers`` siblings), or on
         ``sock``, an already listening socket (a bind whose TLS changed)."""
         loop = self.proc.loop
         settings = self.settings
-        factory = lambda: HttpServerProtocol(settings, loop)  # noqa: E731
+        if self.kind == "internal":
+            settings.start_sweeper(loop)
+            return
+        factory: Callable[[], asyncio.Protocol]
+        if self.kind == "tcp":
+            port = self.runtime.port
+            factory = lambda: self._session(port)  # noqa: E731
+        else:
+            factory = lambda: HttpServerProtocol(settings, loop)  # noqa: E731
         # a client that has not finished the TLS handshake in time is disconnected
         tls = {"ssl": self.tls, "ssl_handshake_timeout": self.handshake_timeout} if self.tls is not None else {}
         if sock is not None:
@@ -207,7 +302,10 @@ class GatewayProcess:
         own_conflicts(keys, admin)
         for port, bind in runtime.binds.items():
             srv = BindServer(self, bind, runtime.bind_tls.get(port), runtime)
-            await self._listen(srv, port, keys.get(port, f"port {port}"))
+            if srv.kind == "internal":
+                await srv.start(self.host)  # (no socket: reached through CONNECT tunnels)
+            else:
+                await self._listen(srv, port, keys.get(port, f"port {port}"))
             self.servers[port] = srv
         handler = self.admin_handler = AdminHandler(
             config_dump=self.config_dump,
@@ -226,7 +324,7 @@ class GatewayProcess:
         log.info(
             "agentgw %s serving %s",
             __version__,
-            ", ".join(f":{p}" for p in self.servers) or "no binds",
+            ", ".join(f":{p}" for p, s in self.servers.items() if s.kind != "internal") or "no binds",
         )
 
     async def _listen(self, srv: BindServer, port: int, key: str) -> None:
@@ -369,11 +467,15 @@ class GatewayProcess:
             for port, bind in runtime.binds.items():
                 tls = runtime.bind_tls.get(port)
                 srv = old.get(port)
-                if srv is not None and _same_tls(srv.tls, tls):
+                if srv is not None and _same_tls(srv.tls, tls) and srv.kind == _kind(bind):
                     continue
                 key = keys.get(port, f"port {port}")
                 f = BindServer(self, bind, tls, runtime)
-                if srv is not None:  # TLS changed: a new server on the same listening socket
+                if f.kind == "internal" or (srv is not None and srv.kind == "internal"):
+                    if srv is not None and srv.kind != f.kind:
+                        raise NeedsRestart(f"{key}: changing a bind's mode (standard / internal) needs a restart")
+                    await f.start(self.host)
+                elif srv is not None:  # TLS or protocol changed: a new server on the same listening socket
                     try:
                         socks = duplicate(srv.server)
                         try:
@@ -515,6 +617,13 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+
+
+def _kind(runtime: BindRuntime) -> str:
+    """``internal`` (no socket), ``tcp`` (TCP / TLS listeners, by SNI) or ``http``."""
+    if runtime.internal:
+        return "internal"
+    return "tcp" if runtime.tcp is not None else "http"
 
 
 def _same_tls(a, b) -> bool:

@@ -29,9 +29,15 @@ _H2 = "HTTP/2 is not supported yet (listeners speak HTTP/1.1)"
 
 
 def _tunnel(value: str) -> str | None:
-    if value.lower() == "direct":  # no tunnel: what agentgw does
+    if value.lower() in ("direct", "connect"):  # no tunnel; CONNECT tunnels to the other binds
         return None
     return f"{value} tunnelling is not supported yet"
+
+
+def _tls_mode(value: str) -> str | None:
+    if value == "dynamicCa":
+        return "dynamicCa (a certificate minted per SNI name from a CA) is not supported yet; use static"
+    return None
 
 
 def _log_level(value: str) -> str | None:
@@ -81,7 +87,6 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]
     (m.LocalConfig, "ui"): "the admin UI is not supported yet",
     # -- frontend
     (m.Bind, "tunnel_protocol"): _tunnel,
-    (m.Bind, "mode"): "internal binds (reached through CONNECT tunnels) are not supported yet",
     (m.FrontendPolicies, "network_authorization"): "network authorization is not supported yet",
     (m.FrontendPolicies, "proxy_protocol"): "the PROXY protocol is not supported yet",
     (m.FrontendPolicies, "connect"): "CONNECT is not supported yet",
@@ -91,6 +96,7 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]
     (m.FrontendHTTP, "http2_keepalive_interval"): _H2,
     (m.FrontendHTTP, "http2_keepalive_timeout"): _H2,
     (m.ListenerTLS, "key_exchange_groups"): "choosing key exchange groups is not supported yet",
+    (m.ListenerTLS, "mode"): _tls_mode,
     (m.OtlpLogging, "policies"): "backend policies for the OTLP log exporter are not supported yet",
     (m.AccessLog, "access_log_policy"): "not supported yet",
     (m.FrontendTracing, "resources"): "tracing resource attributes are not supported yet",

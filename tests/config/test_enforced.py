@@ -364,7 +364,14 @@ VALUES: dict[str, Any] = {
     "GatewayConfig.trusted_proxies": ["10.0.0.0/8"],
     # -- binds, listeners, routes
     "Bind.port": Req(18002, 18003),
-    "Bind.tunnel_protocol": "CONNECT",
+    "Bind.tunnel_protocol": Alts("connect", "hboneGateway"),
+    "Bind.mode": "internal",
+    "TcpRouteBackend.host": "127.0.0.1:9012",
+    "TcpRouteBackend.service": With({"name": {"namespace": "ns", "hostname": "svc.example"}, "port": 80}, host=None),
+    "TcpRouteBackend.backend": Patch(lambda d, p, l: _new_host_backend(d, p, host=None)),
+    "TcpRouteBackend.dynamic": With({}, host=None),
+    "TcpRouteBackend.weight": 3,
+    "TcpDynamic.target": "destination.hostname + ':443'",
     "Listener.protocol": Alts(
         With("HTTPS", tls={"cert": "server.pem", "key": "server.key"}),
         With("TCP", routes=None, tcpRoutes=[]),
@@ -1370,8 +1377,8 @@ def _routes_patch(doc, parent, loc):
 
 
 def _tcp_routes_patch(doc, parent, loc):
-    """``tcpRoutes``: a TCP route attached to a TCP gateway of its own."""
-    gw = _gateway(parent, "g-tcp", protocol="TCP")
+    """``tcpRoutes``: a TCP route attached to a TLS gateway of its own."""
+    gw = _gateway(parent, "g-tcp", protocol="TLS")
     parent["tcpRoutes"] = [{"gateways": gw, "backends": [{"host": "127.0.0.1:9011"}]}]
 
 
@@ -1379,7 +1386,7 @@ def _attach_patch(doc, parent, loc):
     """``gateways`` of a route or of the llm / mcp sections: another gateway (routes of
     a TCP route kind get a TCP one)."""
     tcp = "tcpRoutes" in loc
-    gw = _gateway(doc, "g-attach", **({"protocol": "TCP"} if tcp else {}))
+    gw = _gateway(doc, "g-attach", **({"protocol": "TLS"} if tcp else {}))
     cur = parent.get("gateways") or []
     parent["gateways"] = ([cur] if isinstance(cur, str) else cur) + [gw]
     parent.pop("port", None)
@@ -1633,8 +1640,8 @@ def test_refused_by_validate_run_and_reload(harness, tmp_path):
     up = harness.upstream("refusal")
     good = gateway_config([route("r", [up.host])])
     bad = _copy.deepcopy(good)
-    bad["binds"][0]["tunnelProtocol"] = "CONNECT"
-    line = "binds[0].tunnelProtocol: CONNECT tunnelling is not supported yet"
+    bad["binds"][0]["tunnelProtocol"] = "hboneWaypoint"
+    line = "binds[0].tunnelProtocol: hboneWaypoint tunnelling is not supported yet"
     path = tmp_path / "bad.yaml"
     path.write_text(dump_yaml(bad))
 

@@ -20,6 +20,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httptools
 
@@ -79,6 +80,10 @@ class ServerSettings:
         self.on_connection_change = on_connection_change
         # TCP keepalive probes on accepted connections (see ``tcp``); None: off
         self.keepalive = keepalive
+        # CONNECT requests: ``connect_handler(host, port)`` returns ``takeover(transport,
+        # data)``, given the connection once it has answered 200, or ``(status, kind,
+        # message)`` to refuse; None: CONNECT is answered 405 (tunnelProtocol: connect)
+        self.connect_handler: Callable[[str, int], Any] | None = None
         self.connections: set[HttpServerProtocol] = set()
         self.draining = False
         self._sweeper: asyncio.TimerHandle | None = None
@@ -172,6 +177,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         "_read_paused",
         "_tunnel",
         "_tunnel_buffer",
+        "_connect",
         "_dead",
         "_pending",
         "_body_due",
@@ -207,6 +213,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self._read_paused = False
         self._tunnel: asyncio.Transport | None = None
         self._tunnel_buffer: list[bytes] | None = None
+        self._connect: tuple[str, int] | None = None  # a CONNECT request's target
         self._dead = False
         self._pending: Exchange | None = None  # parsed in this read, started after it
         # The pending exchange's body has a content-length of at most BODY_WAIT_BYTES: it
@@ -377,6 +384,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
                 self._start(ex)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
+            if self._connect is not None:
+                self._open_tunnel(data[offset:])
+                return
             self._tunnel_buffer = [data[offset:]] if offset < len(data) else []
             self.pause_reading()
             self._start_pending()
@@ -462,7 +472,13 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
             raise BadHead(505, "http_version_not_supported", f"HTTP/{version} is not supported on this port")
         method = parser.get_method().decode("ascii")
         if method == "CONNECT":
-            raise BadHead(405, "method_not_allowed", "CONNECT is not enabled on this listener")
+            if s.connect_handler is None:
+                raise BadHead(405, "method_not_allowed", "CONNECT is not enabled on this listener")
+            if self.current is not None or self._pending is not None or self.queue:
+                raise BadHead(400, "bad_request", "CONNECT must be the first request on its connection")
+            self._connect = connect_target(raw_target)
+            url.clear()
+            return
         target = raw_target.decode("latin-1")
         if "#" in target:  # (on the str: ``bytes in bytes`` first tries the needle as an int)
             raise BadHead(400, "bad_request", "a fragment (#) is not allowed in the request target")
@@ -690,6 +706,34 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         if self.state == _IDLE and self.current is None and self.transport is not None:
             self.close()
 
+    # -- CONNECT --------------------------------------------------------------------------
+    def _open_tunnel(self, data: bytes) -> None:
+        """After a CONNECT head: the handler takes the connection (200, then the bytes
+        are its own), or refuses it (an error answer, then close)."""
+        host, port = self._connect  # type: ignore[misc]  # (set by on_headers_complete)
+        self.state = _TUNNEL
+        self.deadline = 0.0
+        try:
+            take = self.settings.connect_handler(host, port)  # type: ignore[misc]  # (checked at the head)
+        except Exception:
+            log.exception("CONNECT handler failed")
+            take = (500, "internal_error", "internal error")
+        if isinstance(take, tuple):
+            self._closing = True
+            self._write_error_and_close(*take)
+            return
+        self.send_bytes(b"HTTP/1.1 200 OK\r\n\r\n")
+        self.flush_output()
+        # the connection is the tunnel's now: this protocol lets go of it
+        transport = self.transport
+        self.parser = None  # type: ignore[assignment]  # nothing parses here any more
+        self._dead = True
+        s = self.settings
+        s.connections.discard(self)
+        if s.on_connection_change:
+            s.on_connection_change(-1)
+        take(transport, data)
+
     # -- tunnels (protocol switch) --------------------------------------------------------
     def start_tunnel(self, upstream: asyncio.Transport) -> None:
         """After a 101 response: bytes flow raw between client and ``upstream``."""
@@ -706,6 +750,24 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self._tunnel = None
         if self.transport is not None:
             self.close()
+
+
+def connect_target(target: bytes) -> tuple[str, int]:
+    """A CONNECT request's authority-form target, ``host:port`` (``[v6]:port``)."""
+    text = target.decode("latin-1")
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if (
+        not sep
+        or not host
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+        or any(c in host for c in "/?#@ \t")
+        or (":" in host and not text.startswith("["))
+    ):
+        raise BadHead(400, "bad_request", "a CONNECT target must be host:port")
+    return host.lower().rstrip("."), int(port)
 
 
 class Exchange:

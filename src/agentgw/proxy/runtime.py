@@ -19,6 +19,7 @@ from .policy import Policy, overrides
 if TYPE_CHECKING:
     from ..telemetry.tracing import RequestTracer
     from .backend import Backend
+    from .tcp import TcpRoute
 
 
 class Route:
@@ -52,6 +53,7 @@ class ListenerRuntime:
         "response_edits",
         "path_rules",
         "client_certs",
+        "tcp_routes",
     )
 
     def __init__(
@@ -64,9 +66,12 @@ class ListenerRuntime:
         policies: Sequence[Policy] = (),
         path_rules: PathRules = DEFAULT_RULES,
         client_certs: bool = False,
+        tcp_routes: Sequence[TcpRoute] = (),
     ):
         policies = sorted(policies, key=lambda p: p.order)
         self.name = name
+        # a TCP or TLS listener's routes (proxy/tcp.py); its ``routes`` table is empty
+        self.tcp_routes = tuple(tcp_routes)
         self.hostname = hostname
         self.protocol = protocol
         self.routes = routes
@@ -82,12 +87,45 @@ class ListenerRuntime:
 class BindRuntime:
     """One port: its listeners (most specific hostname first) and shared services."""
 
-    __slots__ = ("name", "port", "listeners", "single", "services", "tracer", "trusted_proxies")
+    __slots__ = (
+        "name",
+        "port",
+        "listeners",
+        "single",
+        "services",
+        "tracer",
+        "trusted_proxies",
+        "tcp",
+        "sniff",
+        "internal",
+        "connect",
+        "peers",
+    )
 
-    def __init__(self, port: int, listeners: list[ListenerRuntime], services: Any):
+    def __init__(
+        self,
+        port: int,
+        listeners: list[ListenerRuntime],
+        services: Any,
+        *,
+        tcp_listeners: list[ListenerRuntime] | None = None,
+        internal: bool = False,
+        connect: bool = False,
+    ):
         self.name = str(port)
         self.port = port
         self.listeners = listeners
+        # A bind with TCP or TLS listeners: every listener (HTTPS ones too, terminated by
+        # SNI), most specific hostname first, for proxy/tcp.py; None for HTTP binds.
+        self.tcp = tcp_listeners
+        # whether a connection's ClientHello is read first (TLS or HTTPS listeners)
+        self.sniff = any(lst.protocol in ("TLS", "HTTPS") for lst in tcp_listeners or ())
+        # mode: internal -- no socket; reached by CONNECT tunnels to its port
+        self.internal = internal
+        # tunnelProtocol: connect -- CONNECT requests open tunnels to the bind of their port
+        self.connect = connect
+        # every bind of the same config by port (where CONNECT tunnels go)
+        self.peers: dict[int, BindRuntime] = {}
         self.single = listeners[0] if len(listeners) == 1 and not listeners[0].hostname else None
         self.services = services  # metrics, access log
         self.tracer: RequestTracer | None = None  # when tracing is configured
