@@ -39,6 +39,7 @@ from .policies.local_ratelimit import LocalRateLimit, TokenBucket
 from .policies.mcp_authentication import compile_mcp_authentication
 from .policies.request_mirror import compile_request_mirror
 from .policies.request_redirect import RequestRedirect
+from .policies.transformation import compile_transformations
 from .policies.url_rewrite import UrlRewrite
 from .proxy.runtime import BindRuntime, ListenerRuntime, Route
 from .proxy.scope import CompileScope
@@ -310,6 +311,8 @@ class Compiler(CompileScope):
             name = r.name or f"{lname}/route{ri}"
             policies, traffic = self._route_policies(r.policies, f"{rpath}.policies", ai=self._has_ai(r), route_id=name)
             backend = self._backends(r.backends, f"{rpath}.backends", r.policies, traffic)
+            if "transformations" in traffic and backend is not None and not isinstance(backend, HttpBackendSet):
+                self.errors.add(traffic["transformations"], "not supported on routes to this backend kind yet")
             if traffic.get("backend_auth_own") is not None:  # the backend's backendAuth replaces the route's
                 policies = [p for p in policies if not isinstance(p, BackendAuthPolicy)]
                 policies.append(traffic["backend_auth_own"])
@@ -400,11 +403,16 @@ class Compiler(CompileScope):
         traffic: dict = {}
         if p is None:
             return out, traffic
-        unsupported = UNSUPPORTED_ROUTE_POLICIES
+        unsupported = {k: v for k, v in UNSUPPORTED_ROUTE_POLICIES.items() if k != "transformations"}
         if ai:  # read by the ai backend
             unsupported = {k: v for k, v in unsupported.items() if k not in ("ai", "backend_auth")}
         self.refuse_fields(p, unsupported, path)
         out.extend(compile_identity(self, p, path))
+        if p.transformations is not None:  # (HTTP backends only: checked with the backend)
+            tr = compile_transformations(self, p.transformations, f"{path}.transformations")
+            if tr is not None:
+                out.append(tr)
+            traffic["transformations"] = f"{path}.transformations"
         if p.backend_auth is not None and not ai:  # (an ai backend reads its own)
             ba = compile_backend_auth(self, p.backend_auth, f"{path}.backendAuth")
             if ba is not None:

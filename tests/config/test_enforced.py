@@ -510,6 +510,9 @@ VALUES: dict[str, Any] = {
     "ExtAuthzProtocol.grpc": Req({}, {"context": {"k": "v"}}),
     "ExtAuthzProtocol.http": {"path": "/check"},
     "ConditionalExtAuthz.condition": CEL_A,
+    "ExtAuthzCache.key": Req([STR_CEL_A], [STR_CEL_B]),
+    "ExtAuthzCache.ttl": Req('duration("60s")', 'duration("30s")'),
+    "ExtAuthzCache.max_entries": 5,
     "ConditionalExtAuthz.host": "127.0.0.1:9200",
     # -- backends
     "RouteBackend.host": "127.0.0.1:9011",

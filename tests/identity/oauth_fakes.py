@@ -48,6 +48,7 @@ class TokenEndpoint(_Server):
         self.mode = mode
         self.expires_in = expires_in
         self.valid_subjects: set[str] = set()
+        self.jwt_tokens = False
         self.issued: dict[str, dict] = {}  # token -> what it was issued for
         self.key = ECKey.generate_key("P-256", parameters={"kid": f"{mode}-key"})
         self.issuer = ""
@@ -86,6 +87,8 @@ class TokenEndpoint(_Server):
         if isinstance(client, tuple):
             return client
         grant = one("grant_type")
+        if grant == "client_credentials" and self.mode == "exchange" and client != "<anonymous>":
+            return 200, self._issue(client, client, form, ACCESS)
         if grant == TE and self.mode in ("exchange", "idp"):
             subject, stype = one("subject_token"), one("subject_token_type")
             if not subject or not stype:
@@ -129,6 +132,12 @@ class TokenEndpoint(_Server):
 
     def _issue(self, client: str, subject: str, form: dict, issued_type: str) -> dict:
         token = "at-" + secrets.token_urlsafe(12)
+        if self.jwt_tokens:  # a JWT access token, as Keycloak issues: sub, aud, exp
+            now = int(time.time())
+            claims = {"iss": self.issuer, "sub": f"user-of-{subject}", "exp": now + (self.expires_in or 300)}
+            claims["aud"] = (form.get("audience") or [client])[0]
+            claims["jti"] = secrets.token_hex(6)
+            token = jwt.encode({"alg": "ES256", "kid": self.key.kid}, claims, self.key, algorithms=["ES256"])
         self.issued[token] = {"client": client, "subject": subject, "form": form}
         out = {"access_token": token, "issued_token_type": issued_type, "token_type": "Bearer"}
         if self.expires_in is not None:

@@ -36,6 +36,8 @@ def test_doc_examples_validate(tmp_path):
         "/var/run/secrets/kubernetes.io/serviceaccount/token": str(tmp_path / "token"),
         "/etc/agentgw/api-keys": str(tmp_path / "keys"),
         "/etc/agentgw/htpasswd": str(htpasswd),
+        "/etc/agentgw/agent-secret": str(tmp_path / "token"),
+        "/etc/agentgw/resource-secret": str(tmp_path / "token"),
     }
     checked = 0
     for block in _blocks():
@@ -51,6 +53,8 @@ def test_doc_examples_validate(tmp_path):
             "serviceAccountAuth",
             "extAuthz",
             "authorization",
+            "backendAuth",
+            "transformations",
         }:
             cfg = {
                 "binds": [

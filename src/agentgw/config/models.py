@@ -1018,6 +1018,15 @@ class ExtAuthzProtocol(_Model):
     _exactly_one_of = ("grpc", "http")
 
 
+class ExtAuthzCache(_Model):
+    """``extAuthz.cache``: authorization results kept by the values of ``key`` (CEL) for
+    the time ``ttl`` (CEL, evaluated after the answer is applied) gives."""
+
+    key: list[str]
+    ttl: str
+    max_entries: int = Field(default=10000, ge=0)
+
+
 class ExtAuthz(_Model):
     # target: exactly one of service, host, backend
     service: ServiceRef | None = None
@@ -1029,6 +1038,7 @@ class ExtAuthz(_Model):
     include_request_headers: list[str] | None = None
     include_request_body: ExtAuthzBody | None = None
     timeout: DurationField | None = None
+    cache: ExtAuthzCache | None = None
 
     _exactly_one_of = ("service", "host", "backend")
 

@@ -187,8 +187,10 @@ class _Expr:
             return ctx.attrs.get("jwt_token")
         from ..cel import VARIABLES, activation
 
-        data = {name: VARIABLES[name](ctx) for name in self.expr.refs}
-        v = self.expr.evaluate(activation(data))
+        expr = self.expr
+        assert expr is not None
+        data = {name: VARIABLES[name](ctx) for name in expr.refs}
+        v = expr.evaluate(activation(data))
         return v if isinstance(v, str) and v.strip() else None
 
     def remove(self, ctx) -> None:
@@ -501,12 +503,12 @@ class Exchange:
             actor = (a, self.actor[1])
         return subject, actor, _eval_params(ctx, self.params), _eval_params(ctx, self.second_params)
 
-    async def fetch(self, pool, subject: str, actor, extra: list, extra2: list) -> str:
+    async def fetch(self, pool, subject: str, actor, extra: list, extra2: list) -> tuple[str, float | None]:
         token, expires_in = await self.first.request(pool, subject, self.subject_type, actor, extra)
         if self.second is None:
-            return token, expires_in  # type: ignore[return-value]
+            return token, expires_in
         try:
-            return await self.second.request(pool, token, "", None, extra2)  # type: ignore[return-value]
+            return await self.second.request(pool, token, "", None, extra2)
         except AuthFailure as exc:
             if exc.reply.status == 400:  # the second leg's rejection is not the client's doing
                 raise _bad_gateway(f"the resource authorization server {exc}") from None
@@ -619,13 +621,18 @@ class BackendAuth(Policy):
         cache = ex.cache
         try:
             if cache is None:
-                token, _ = await ex.fetch(pool, subject, actor, extra, extra2)  # type: ignore[misc]
+                token, _ = await ex.fetch(pool, subject, actor, extra, extra2)
             else:
                 fut = cache.pending.get(key)
                 if fut is None:
                     fut = asyncio.ensure_future(self._fill(cache, ex, pool, key, subject, actor, extra, extra2))
                     cache.pending[key] = fut
-                    fut.add_done_callback(lambda _f, k=key: cache.pending.pop(k, None))
+                    pending = cache.pending
+
+                    def done(_f: asyncio.Future, k: tuple = key) -> None:
+                        pending.pop(k, None)
+
+                    fut.add_done_callback(done)
                 token = await asyncio.shield(fut)
         except AuthFailure as exc:
             log.warning("backendAuth: %s", exc)
@@ -635,7 +642,7 @@ class BackendAuth(Policy):
 
     @staticmethod
     async def _fill(cache: TokenCache, ex: Exchange, pool, key, subject, actor, extra, extra2) -> str:
-        token, expires_in = await ex.fetch(pool, subject, actor, extra, extra2)  # type: ignore[misc]
+        token, expires_in = await ex.fetch(pool, subject, actor, extra, extra2)
         cache.put(key, token, expires_in, subject)
         return token
 
@@ -854,10 +861,11 @@ def _cross_app_access(scope: CompileScope, x: m.CrossAppAccessAuth, path: str) -
 
 def written_locations(ba: m.BackendAuth, path: str) -> list[tuple[str, m.AuthorizationLocation]]:
     """The locations ``ba`` writes a credential to, with their config paths."""
-    out = []
+    out: list[tuple[str, m.AuthorizationLocation]] = []
     key = ba.key
-    if key is not None and not isinstance(key, str) and getattr(key, "location", None) is not None:
-        out.append((f"{path}.key.location", key.location))
+    key_loc = getattr(key, "location", None)
+    if key_loc is not None:
+        out.append((f"{path}.key.location", key_loc))
     if ba.passthrough is not None and ba.passthrough.location is not None:
         out.append((f"{path}.passthrough.location", ba.passthrough.location))
     if ba.jwt_sign is not None and ba.jwt_sign.location is not None:
@@ -889,6 +897,8 @@ def compile_backend_auth(
             return None
     ok = True
     kw: dict[str, Any] = {}
+    value: str | None
+    slot: Slot | None
     if ba.key is not None:
         from ..config import models as mm
 

@@ -8,11 +8,27 @@ Two protocols, as in Envoy:
   answer's ``headers`` are set on the upstream request, ``headers_to_remove`` removed,
   ``response_headers_to_add`` added to the client's response; a denial's status (403 if
   unset), headers and body are sent to the client.
-* ``protocol: {http: {path, addRequestHeaders, includeResponseHeaders}}`` -- the request
-  head is sent to the authorizer (same method, ``path`` prefix + original path and
-  query, the request's headers, no body). A 2xx allows, and the answer's headers (only
-  those in ``includeResponseHeaders`` if given, else all but framing/standard ones) are
-  set on the upstream request; anything else is sent back to the client as the denial.
+* ``protocol: {http: {path, addRequestHeaders, body, includeResponseHeaders, redirect,
+  metadata}}`` -- the request head is sent to the authorizer: the same method (or the
+  ``:method`` of ``addRequestHeaders``), the path ``path`` gives (a CEL expression; by
+  default the request's own path and query), the request's headers plus
+  ``addRequestHeaders`` (CEL expressions), and ``body`` (a CEL expression: a string is
+  sent as it is, other values as JSON) or no body. A 2xx allows, and the answer's
+  headers (only those in ``includeResponseHeaders`` if given, else all but
+  framing/standard ones) are set on the upstream request; ``metadata`` (CEL
+  expressions over ``request`` and the answer as ``response.headers``, ``.body``,
+  ``.code``) are evaluated and exposed as the CEL variable ``extauthz`` to later
+  policies and the access log. A 401/403 with ``redirect`` set answers 302 to the
+  location it gives; anything else is sent back to the client as the denial. A plain
+  path instead of an expression (``path: /check``) is a prefix to the request's path,
+  and a header value that is not an expression is sent as written (agentgw's earlier
+  reading of both).
+
+``cache: {key: [CEL...], ttl: CEL, maxEntries}`` keeps an answer (the headers it set,
+its metadata, or the denial/redirect) by the values of ``key`` for the time ``ttl``
+gives, evaluated after the answer is applied: a duration, or a timestamp / UNIX time
+(``extauthz.expires - 5``) at which it expires. A key that does not evaluate is not
+cached.
 
 ``includeRequestHeaders`` limits which request headers are sent. If the authorizer can't
 be reached, times out (``timeout``, default 1s) or answers garbage, ``failureMode``
@@ -21,9 +37,15 @@ decides: ``deny`` (default; 403), ``{denyWithStatus: N}``, or ``allow``.
 
 from __future__ import annotations
 
+import datetime
 import logging
+import time
 import weakref
+from typing import Any
 
+import orjson
+
+from ..cel import VARIABLES, activation, is_no_value, register_variable
 from ..engine.http import HOP_BY_HOP, Headers, Reply, error_body
 from ..proxy.policy import Policy
 from .auth_common import HttpSideClient, SideCallError
@@ -36,6 +58,82 @@ _NOT_FORWARDED = HOP_BY_HOP | {"content-length", "content-type", "date", "server
 
 class ExtAuthzFailure(Exception):
     pass
+
+
+def _extauthz(ctx) -> dict:
+    v = ctx.attrs.get("extauthz")
+    return v if isinstance(v, dict) else {}
+
+
+register_variable("extauthz", _extauthz)
+
+
+def _eval(expr, ctx, extra: dict | None = None) -> Any:
+    """The value of ``expr`` for this request; ``extra`` variables replace the request's."""
+    data = {name: VARIABLES[name](ctx) for name in expr.refs if not extra or name not in extra}
+    if extra:
+        data.update(extra)
+    act = activation(data)
+    res = expr.program.eval(act)
+    if is_no_value(res):
+        raise ValueError(f"{expr.source!r} did not evaluate")
+    return res.value()
+
+
+class _Cache:
+    """Answers by key, bounded; ``(expires_at, kind, payload)`` per key."""
+
+    __slots__ = ("keys", "ttl", "max_entries", "entries")
+
+    def __init__(self, keys: list, ttl, max_entries: int):
+        self.keys = keys
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.entries: dict[tuple, tuple[float, str, Any]] = {}
+
+    def key(self, ctx) -> tuple | None:
+        if not self.keys or self.max_entries == 0:
+            return None
+        try:
+            vals = tuple(_eval(k, ctx) for k in self.keys)
+            hash(vals)
+        except (ValueError, TypeError):
+            return None
+        return vals
+
+    def get(self, key: tuple):
+        hit = self.entries.get(key)
+        if hit is None:
+            return None
+        if hit[0] > time.time():
+            return hit
+        del self.entries[key]
+        return None
+
+    def put(self, ctx, key: tuple, kind: str, payload) -> None:
+        try:
+            v = _eval(self.ttl, ctx)
+        except ValueError as exc:
+            log.debug("extAuthz: cache ttl: %s", exc)
+            return
+        now = time.time()
+        if isinstance(v, datetime.timedelta):
+            expires = now + v.total_seconds()
+        elif isinstance(v, datetime.datetime):
+            expires = v.timestamp()
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            expires = float(v)  # a UNIX time
+        else:
+            return
+        if expires <= now:
+            return
+        entries = self.entries
+        if len(entries) >= self.max_entries:
+            for k in [k for k, e in entries.items() if e[0] <= now]:
+                del entries[k]
+            while len(entries) >= self.max_entries:
+                del entries[next(iter(entries))]
+        entries[key] = (expires, kind, payload)
 
 
 def _reply(status: int, headers, body: bytes) -> Reply:
@@ -111,10 +209,22 @@ class ExtAuthz(Policy):
         context: dict[str, str] | None = None,
         failure_allow: bool = False,
         failure_status: int = 403,
+        path_expr=None,
+        header_exprs: list | None = None,
+        body_expr=None,
+        redirect=None,
+        metadata: list | None = None,
+        cache: _Cache | None = None,
     ):
         self.grpc = grpc
         self.http = http
         self.http_path = http_path.rstrip("/")
+        self.path_expr = path_expr
+        self.header_exprs = list(header_exprs or [])  # [(name, Expression)]
+        self.body_expr = body_expr
+        self.redirect = redirect
+        self.metadata = list(metadata or [])  # [(name, Expression)]
+        self.cache = cache
         self.add_request_headers = dict(add_request_headers or {})
         self.include_response = {h.lower() for h in include_response_headers} if include_response_headers else None
         self.include_request = {h.lower() for h in include_request_headers} if include_request_headers else None
@@ -123,7 +233,26 @@ class ExtAuthz(Policy):
         self.failure_status = failure_status
 
     def on_request(self, ctx):
+        cache = self.cache
+        if cache is not None:
+            key = cache.key(ctx)
+            if key is not None:
+                hit = cache.get(key)
+                if hit is not None:
+                    return self._replay(ctx, hit[1], hit[2])
+            return self._check(ctx, key)
         return self._check(ctx)
+
+    def _replay(self, ctx, kind: str, payload):
+        if kind == "allow":
+            headers, meta = payload
+            for k, v in headers:
+                ctx.req.headers.set(k, v)
+            if meta is not None:
+                ctx.attrs["extauthz"] = meta
+            return None
+        status, hs, body = payload
+        return Reply(status, Headers(list(hs)), body)
 
     def _request_headers(self, ctx):
         inc = self.include_request
@@ -133,14 +262,14 @@ class ExtAuthz(Policy):
             if inc is None or k in inc or k == "host":
                 yield k, v
 
-    async def _check(self, ctx):
+    async def _check(self, ctx, key: tuple | None = None):
         grpc, http = self.grpc, self.http
         try:
             if grpc is not None:
                 return await self._check_grpc(ctx, grpc)
             if http is None:  # (compiled with one transport or the other)
                 raise RuntimeError("extAuthz has no authorization service")
-            return await self._check_http(ctx, http)
+            return await self._check_http(ctx, http, key)
         except (TimeoutError, ExtAuthzFailure, SideCallError, ValueError) as exc:
             log.warning("extAuthz: authorizer unavailable: %s", exc or type(exc).__name__)
             if self.failure_allow:
@@ -205,19 +334,47 @@ class ExtAuthz(Policy):
         return _reply(status, hs, d.body.encode("utf-8"))
 
     # -- HTTP ------------------------------------------------------------------------------
-    async def _check_http(self, ctx, http: HttpSideClient):
+    async def _check_http(self, ctx, http: HttpSideClient, key: tuple | None = None):
         req = ctx.req
-        path = self.http_path + ctx.path + (f"?{ctx.query}" if ctx.query else "")
+        target = ctx.path + (f"?{ctx.query}" if ctx.query else "")
+        if self.path_expr is not None:
+            path = _eval(self.path_expr, ctx)
+            if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in " \r\n\x00"):
+                raise ValueError(f"path {self.path_expr.source!r} did not give a path")
+        else:
+            path = self.http_path + target
+        method = req.method
         hs = [(k, v) for k, v in self._request_headers(ctx) if k != "host"]
         hs.append(("x-forwarded-for", req.client_addr or ""))
         hs.append(("x-forwarded-proto", req.scheme))
         hs.append(("x-forwarded-host", req.host))
         for k, v in self.add_request_headers.items():
             hs.append((k.lower(), v))
-        status, rh, body = await http.request(ctx.bind.services.pool, req.method, path, hs, b"", limit=64 * 1024)
+        for name, expr in self.header_exprs:
+            try:
+                v = _eval(expr, ctx)
+            except ValueError:
+                continue  # no value: the header is not sent
+            v = v if isinstance(v, str) else orjson.dumps(v).decode() if not isinstance(v, bytes) else v.decode()
+            if any(c in v for c in "\r\n\x00"):
+                continue
+            if name == ":method":
+                method = v.upper()
+            elif not name.startswith(":"):
+                hs = [kv for kv in hs if kv[0] != name] + [(name, v)]
+        body = b""
+        if self.body_expr is not None:
+            b = _eval(self.body_expr, ctx)
+            body = b.encode() if isinstance(b, str) else b if isinstance(b, bytes) else orjson.dumps(b)
+            if not any(k == "content-type" for k, _ in hs):
+                hs.append(("content-type", "application/json" if not isinstance(b, (str, bytes)) else "text/plain"))
+        status, rh, rbody = await http.request(ctx.bind.services.pool, method, path, hs, body, limit=256 * 1024)
+        cache = self.cache if key is not None else None
+        ckey: tuple = key or ()
         if 200 <= status < 300:
             inc = self.include_response
             headers = ctx.req.headers
+            kept = []
             for k, v in rh:
                 if inc is not None:
                     if k not in inc:
@@ -227,5 +384,40 @@ class ExtAuthz(Policy):
                 if k == "host" or k in HOP_BY_HOP:
                     continue
                 headers.set(k, v)
+                kept.append((k, v))
+            meta = None
+            if self.metadata:
+                response = {
+                    "code": status,
+                    "headers": _headers_map(rh),
+                    "body": rbody.decode("utf-8", "replace"),
+                }
+                meta = {}
+                for name, expr in self.metadata:
+                    try:
+                        meta[name] = _eval(expr, ctx, {"response": response})
+                    except ValueError as exc:
+                        log.debug("extAuthz: metadata %s: %s", name, exc)
+                ctx.attrs["extauthz"] = meta
+            if cache is not None:
+                cache.put(ctx, ckey, "allow", (kept, meta))
             return None
-        return _reply(status if status >= 300 else 403, rh, body)
+        if status in (401, 403) and self.redirect is not None:
+            loc = _eval(self.redirect, ctx)
+            if not isinstance(loc, str) or any(c in loc for c in "\r\n\x00"):
+                raise ValueError(f"redirect {self.redirect.source!r} did not give a location")
+            reply = Reply(302, Headers([("location", loc)]), b"")
+            if cache is not None:
+                cache.put(ctx, ckey, "deny", (302, [("location", loc)], b""))
+            return reply
+        reply = _reply(status if status >= 300 else 403, rh, rbody)
+        if cache is not None and status in (401, 403):
+            cache.put(ctx, ckey, "deny", (reply.status, list(reply.headers), reply.body))
+        return reply
+
+
+def _headers_map(h) -> dict:
+    out: dict[str, str] = {}
+    for k, v in h:
+        out[k] = v if k not in out else f"{out[k]}, {v}"
+    return out

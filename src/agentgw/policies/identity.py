@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..cel import CelError, RuleSet
+from ..cel import CelError, Expression, RuleSet
 from .api_key import ApiKeyAuth, KeyEntry, KeyStore, load_keys_file
 from .auth_common import CredentialLocation, HttpSideClient
 from .authorization import Authorization
 from .basic_auth import BasicAuth, parse_htpasswd
-from .ext_authz import ExtAuthz, _GrpcTransport
+from .ext_authz import ExtAuthz, _Cache, _GrpcTransport
 from .jwt_auth import JwtAuth, Provider, TokenVerifier, build_jwks
 from .k8s_tokens import ServiceAccountAuth, TokenReviewer
 
@@ -254,6 +254,8 @@ def _ext_authz(compiler: CompileScope, e, ep: str):
     )
     if proto is None or proto.grpc is not None:
         g = dict(proto.grpc or {}) if proto is not None else {}
+        if e.cache is not None and e.cache.max_entries > 0:
+            err(f"{ep}.cache", "is only supported with the http protocol yet")
         ctx_ext = g.pop("context", None) or {}
         if g.pop("metadata", None) is not None:
             err(f"{ep}.protocol.grpc.metadata", "not supported yet")
@@ -278,17 +280,52 @@ def _ext_authz(compiler: CompileScope, e, ep: str):
         transport = _GrpcTransport(target, timeout, root_ca=root, tls=use_tls)
         return ExtAuthz(grpc=transport, context={str(k): str(v) for k, v in ctx_ext.items()}, **common)
     h = dict(proto.http or {})
+    hp = f"{ep}.protocol.http"
     path = h.pop("path", "") or ""
     add = h.pop("addRequestHeaders", None) or {}
     inc = h.pop("includeResponseHeaders", None)
-    if h.pop("metadata", None) is not None:
-        err(f"{ep}.protocol.http.metadata", "not supported yet")
+    body_src = h.pop("body", None)
+    redirect_src = h.pop("redirect", None)
+    meta_src = h.pop("metadata", None) or {}
     if h:
-        err(f"{ep}.protocol.http", f"unknown keys: {', '.join(sorted(map(str, h)))}")
+        err(hp, f"unknown keys: {', '.join(sorted(map(str, h)))}")
         return None
-    if not isinstance(path, str) or (path and not path.startswith("/")):
-        err(f"{ep}.protocol.http.path", "must be a path starting with /")
+    if not isinstance(path, str):
+        err(f"{hp}.path", "must be a CEL expression giving the path, or a path starting with /")
         return None
+    if not isinstance(add, dict) or not isinstance(meta_src, dict):
+        err(hp, "addRequestHeaders and metadata must be maps of CEL expressions")
+        return None
+    path_expr = None
+    if path and not path.startswith("/"):  # agentgateway: a CEL expression
+        path_expr = _cel(compiler, path, f"{hp}.path")
+        if path_expr is None:
+            return None
+        path = ""
+    literal: dict[str, str] = {}
+    header_exprs = []
+    for k, v in add.items():
+        name = str(k).lower()
+        try:
+            header_exprs.append((name, Expression(str(v))))
+        except CelError:
+            if name.startswith(":"):
+                err(f"{hp}.addRequestHeaders.{k}", "must be a CEL expression")
+                return None
+            literal[name] = str(v)  # agentgw's earlier reading: a value as written
+    body_expr = _cel(compiler, body_src, f"{hp}.body") if body_src is not None else None
+    redirect = _cel(compiler, redirect_src, f"{hp}.redirect") if redirect_src is not None else None
+    metadata = []
+    for k, v in meta_src.items():
+        x = _cel(compiler, str(v), f"{hp}.metadata.{k}")
+        if x is not None:
+            metadata.append((str(k), x))
+    cache = None
+    if e.cache is not None and e.cache.max_entries > 0:
+        keys = [_cel(compiler, k, f"{ep}.cache.key[{i}]") for i, k in enumerate(e.cache.key)]
+        ttl = _cel(compiler, e.cache.ttl, f"{ep}.cache.ttl")
+        if ttl is not None and all(k is not None for k in keys):
+            cache = _Cache(keys, ttl, e.cache.max_entries)
     url = addr if "://" in addr else f"http://{addr}"
     if bt is not None and url.startswith("http://"):
         url = "https://" + url[len("http://") :]
@@ -300,7 +337,25 @@ def _ext_authz(compiler: CompileScope, e, ep: str):
     return ExtAuthz(
         http=client,
         http_path=path,
-        add_request_headers={str(k): str(v) for k, v in add.items()},
+        add_request_headers=literal,
         include_response_headers=list(inc) if inc else None,
+        path_expr=path_expr,
+        header_exprs=header_exprs,
+        body_expr=body_expr,
+        redirect=redirect,
+        metadata=metadata,
+        cache=cache,
         **common,
     )
+
+
+def _cel(compiler: CompileScope, src, path: str):
+    """A compiled CEL expression, or None with the problem reported at ``path``."""
+    if not isinstance(src, str):
+        compiler.errors.add(path, "must be a CEL expression (a string)")
+        return None
+    try:
+        return Expression(src)
+    except CelError as exc:
+        compiler.errors.add(path, f"invalid CEL expression: {exc}")
+        return None
