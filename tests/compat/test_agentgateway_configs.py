@@ -33,21 +33,16 @@ CONFIGS = sorted(
 
 # config → substrings the load error must contain: the field's path and why it is refused
 REFUSED: dict[str, tuple[str, ...]] = {
-    "crates/agentgateway/src/types/local_tests/llm_provider_reference_config.yaml": ("transformation",),
     "crates/agentgateway/src/types/local_tests/llm_simple_config.yaml": ("jwtAuth.jwks",),
-    "crates/agentgateway/src/types/local_tests/llm_virtual_model_conditional_config.yaml": ("transformation",),
-    "crates/agentgateway/src/types/local_tests/llm_virtual_model_config.yaml": ("transformation",),
-    "crates/agentgateway/src/types/local_tests/llm_virtual_model_failover_config.yaml": ("transformation",),
     "crates/agentgateway/src/types/local_tests/mcp_to_aws_backend_config.yaml": ("targets[0].mcp.backend", "AgentCore"),
-    "examples/llm-basic/config.yaml": ("transformation",),
     "examples/llm-ollama-postgres/config.yaml": ("config.database",),
     "examples/traffic-egress-proxy/config-dynamic-tls.yaml": ("tls.mode",),
     "examples/llm-standalone-epp/config.yaml": ("policies.inferenceRouting",),
     "examples/traffic-oidc/config.yaml": ("policies.oidc",),
     "examples/traffic-spiffe/config.yaml": ("spiffe",),
     "examples/traffic-tailscale-auth/config.yaml": ("extAuthz.host",),
-    "examples/traffic-unified-gateway/config.yaml": ("llm.",),
-    "modern.yaml": ("llm.",),
+    "examples/traffic-unified-gateway/config.yaml": ("ui",),
+    "modern.yaml": ("ui",),
 }
 
 _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")

@@ -1,6 +1,7 @@
 """The ``llm:`` shorthand's shared policies (``llm.policies.guardrails`` before each
-model's own, ``llm.policies.cors``) and ``promptCaching`` on models: the cache points the
-Anthropic and Bedrock fakes receive, on translated and native calls."""
+model's own, ``llm.policies.cors``), ``promptCaching`` on models (the cache points the
+Anthropic and Bedrock fakes receive, on translated and native calls) and a model's
+``transformation`` (CEL over ``llmRequest`` and the request)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,23 @@ def gw(module_harness, fakes, tmp_path_factory):
                     "provider": "anthropic",
                     "params": {"model": "claude-haiku-4-5", "baseUrl": fakes.url, "apiKey": F.ANTHROPIC_KEY},
                     "promptCaching": {"cacheMessages": False},  # minTokens 1024 by default
+                },
+                {
+                    "name": "tx",
+                    "provider": "openAI",
+                    "params": {"baseUrl": fakes.url + "/v1", "apiKey": F.OPENAI_KEY},
+                    "overrides": {"temperature": 0.5, "top_p": 0.9},
+                    "transformation": {
+                        "model": 'llmRequest.model + "-mini"',
+                        "user": 'request.headers["x-user"]',
+                        "temperature": "llmRequest.no_such_field",  # no value: removed
+                    },
+                },
+                {  # agentgateway's llm-basic example
+                    "name": "anthropic/*",
+                    "provider": "anthropic",
+                    "params": {"baseUrl": fakes.url, "apiKey": F.ANTHROPIC_KEY},
+                    "transformation": {"model": 'llmRequest.model.stripPrefix("anthropic/")'},
                 },
                 {
                     "name": "nova",
@@ -191,3 +209,30 @@ def test_bedrock_cache_points(gw, fakes):
     assert body["messages"][-2]["content"][-1] == {"cachePoint": {"type": "default"}}
     assert "cachePoint" not in str(body["messages"][-1])
     assert body["toolConfig"]["tools"][-1] == {"cachePoint": {"type": "default"}}
+
+
+# -- transformation -----------------------------------------------------------------------------
+def test_transformation_sets_and_removes_fields(gw, fakes):
+    r = httpx.post(
+        f"{gw.llm_url}/v1/chat/completions",
+        json={"model": "tx", "temperature": 1.5, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-user": "alice"},
+        timeout=20,
+    )
+    assert r.status_code == 200, r.text
+    body = fakes.last("openai")["body"]
+    assert body["model"] == "tx-mini"
+    assert body["user"] == "alice"  # from the request's header
+    assert "temperature" not in body  # its expression had no value: removed, over the override
+    assert body["top_p"] == 0.9  # the override still applies to what the transformation leaves
+
+
+def test_transformation_strip_prefix_as_in_llm_basic(gw, fakes):
+    r = httpx.post(
+        f"{gw.llm_url}/v1/messages",
+        headers={"anthropic-version": "2023-06-01"},
+        json={"model": "anthropic/claude-haiku-4-5", "max_tokens": 20, "messages": [{"role": "user", "content": "q"}]},
+        timeout=20,
+    )
+    assert r.status_code == 200, r.text
+    assert fakes.last("anthropic")["body"]["model"] == "claude-haiku-4-5"

@@ -264,7 +264,7 @@ class AiBackendSet(Backend):
     ) -> None:
         p = cand.provider
         t0 = time.perf_counter()
-        up, native, inject_usage, model_out, ir = provider_request(api, body, raw, cand, stream)
+        up, native, inject_usage, model_out, ir = provider_request(api, body, raw, cand, stream, ctx)
         conn = await self._send(ctx, p, cand, up, deadline)
         if conn.status >= 400:
             raise await read_provider_error(conn, p, native)
@@ -346,7 +346,7 @@ class AiBackendSet(Backend):
             self._go_on_in_a_task(ctx, api, body, raw, cands)
             return True
         try:
-            up, native, _, model_out, ir = provider_request(api, body, raw, cand, False)
+            up, native, _, model_out, ir = provider_request(api, body, raw, cand, False, ctx)
         except (TranslationError, GatewayError):
             conn.release()  # unused: back to the pool
             self._go_on_in_a_task(ctx, api, body, raw, cands)  # (which answers the error)

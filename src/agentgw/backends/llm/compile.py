@@ -35,6 +35,7 @@ from .models import AiPolicy, Candidate, ModelEntry
 from .openai import OpenAIProvider
 from .presets import PRESETS, PresetProvider
 from .references import compile_virtual, each_model
+from .transform import Transformation, compile_transformation
 
 if TYPE_CHECKING:
     from ...proxy.scope import CompileScope
@@ -318,8 +319,8 @@ def compile_ai_policy(c: CompileScope, opaque, path: str) -> AiPolicy:
     for k in opaque:
         if k not in _AI_POLICY_KEYS:
             c.errors.add(f"{path}.{k}", "unknown field")
-    if opaque.get("transformations"):
-        c.errors.add(f"{path}.transformations", "not supported by this agentgw build yet")
+    if opaque.get("transformations") is not None and not isinstance(opaque["transformations"], dict):
+        c.errors.add(f"{path}.transformations", "expected a map of field → CEL expression")
     pg = opaque.get("promptGuard") or {}
     wh = _webhook_factory(c)
     mg = managed_factory(c)
@@ -512,6 +513,18 @@ def compile_ai_backend(
             c.errors.add(f"{ppath}.promptCaching", "is only used with anthropic and bedrock providers (cache points)")
         for prov in takers:
             attach_prompt_caching(c, prov, "anthropic", pc, f"{ppath}.promptCaching")
+    # ``ai.transformations``: the route's and the backend's (whose fields win), for every provider
+    xfields: dict = {}
+    for pol, ppath in ((route_policies, f"{rpath}.ai"), (backend_policies, f"{bpath}.ai")):
+        spec = pol.ai.get("transformations") if pol is not None and isinstance(pol.ai, dict) else None
+        if isinstance(spec, dict):
+            xf = compile_transformation(c, spec, f"{ppath}.transformations")
+            xfields.update(xf.fields if xf is not None else [])
+    if xfields:
+        xf = Transformation(list(xfields.items()))
+        for grp in groups:
+            for cand in grp:
+                cand.provider.extra["transformation"] = xf
     return AiBackendSet(
         pool=c.services.pool,
         metrics=getattr(c.services, "metrics", None),
@@ -578,10 +591,7 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
         path = f"llm.models[{i}]"
         dup = seen_names.get(mdl.name, 0)
         seen_names[mdl.name] = dup + 1
-        for attr, key in (
-            ("transformation", "transformation"),
-            ("backend_tunnel", "backendTunnel"),
-        ):
+        for attr, key in (("backend_tunnel", "backendTunnel"),):
             if getattr(mdl, attr) is not None:
                 c.errors.add(f"{path}.{key}", "not supported by this agentgw build yet")
         pr = mdl.provider
@@ -629,6 +639,9 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
         )
         if mdl.prompt_caching is not None:
             attach_prompt_caching(c, prov, kind, mdl.prompt_caching, f"{path}.promptCaching")
+        xf = compile_transformation(c, mdl.transformation, f"{path}.transformation")
+        if xf is not None:
+            prov.extra["transformation"] = xf
         cand = Candidate(
             prov,
             model=prm.model,

@@ -84,10 +84,17 @@ def apply_policy(policy: AiPolicy, body: dict, api: str) -> bool:
     return dirty
 
 
-def provider_request(api, body: dict, raw: bytes | None, cand: Candidate, stream: bool):
+def provider_request(api, body: dict, raw: bytes | None, cand: Candidate, stream: bool, ctx=None):
     """The provider request for ``body``: (Upstream, native, usage injected into the
-    stream, model sent, IR or None)."""
+    stream, model sent, IR or None). ``ctx``: the request (read by a model's
+    ``transformation``)."""
     p = cand.provider
+    overrides = cand.overrides
+    xf = p.extra.get("transformation")
+    if xf is not None:  # (on a copy: the body may go on to another provider)
+        body = xf.apply(ctx, body)
+        overrides = xf.without(overrides)
+        raw = None
     requested = body.get("model")
     model_out = cand.model_for(requested)
     native = api in p.native
@@ -95,11 +102,11 @@ def provider_request(api, body: dict, raw: bytes | None, cand: Candidate, stream
     ir = None
     if native:
         b = body
-        if (model_out and model_out != requested) or cand.defaults or cand.overrides:
+        if (model_out and model_out != requested) or cand.defaults or overrides or xf is not None:
             b = dict(body)
             if model_out:
                 b["model"] = model_out
-            apply_params(b, cand.defaults, cand.overrides)
+            apply_params(b, cand.defaults, overrides)
             raw = None
         if stream and api == "completions":
             so = b.get("stream_options")
@@ -132,7 +139,7 @@ def provider_request(api, body: dict, raw: bytes | None, cand: Candidate, stream
     else:
         raise TranslationError(f"{api} is not supported for provider {p.system}")
     ir["model"] = model_out
-    apply_params(ir, cand.defaults, cand.overrides)
+    apply_params(ir, cand.defaults, overrides)
     if api == "embeddings":
         up = p.embeddings(ir)
     else:
