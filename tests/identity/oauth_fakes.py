@@ -49,6 +49,9 @@ class TokenEndpoint(_Server):
         self.expires_in = expires_in
         self.valid_subjects: set[str] = set()
         self.jwt_tokens = False
+        self.assertion_keys: dict[str, KeySet] = {}  # privateKeyJwt clients: id -> public keys
+        self.seen_jti: set[str] = set()
+        self.assertion_headers: list[dict] = []
         self.issued: dict[str, dict] = {}  # token -> what it was issued for
         self.key = ECKey.generate_key("P-256", parameters={"kid": f"{mode}-key"})
         self.issuer = ""
@@ -112,6 +115,8 @@ class TokenEndpoint(_Server):
         return 400, {"error": "unsupported_grant_type"}
 
     def _client(self, headers: dict, form: dict):
+        if "client_assertion" in form:  # RFC 7523 section 2.2 / 3: a signed client assertion
+            return self._assertion_client(headers, form)
         auth = headers.get("authorization")
         in_body = "client_id" in form or "client_secret" in form
         if auth is not None and in_body and "client_secret" in form:
@@ -128,6 +133,32 @@ class TokenEndpoint(_Server):
             return "<anonymous>"
         if self.clients.get(cid) != secret:
             return 401, {"error": "invalid_client"}
+        return cid
+
+    def _assertion_client(self, headers: dict, form: dict):
+        if "authorization" in headers or "client_secret" in form:
+            return 400, {"error": "invalid_request", "error_description": "two client authentication methods"}
+        if form.get("client_assertion_type") != ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"]:
+            return 400, {"error": "invalid_request", "error_description": "client_assertion_type"}
+        cid = (form.get("client_id") or [""])[0]
+        keys = self.assertion_keys.get(cid)
+        if keys is None:
+            return 401, {"error": "invalid_client"}
+        try:
+            tok = jwt.decode(form["client_assertion"][0], keys, algorithms=["RS256", "ES256"])
+        except Exception as exc:
+            tok_err = repr(exc)
+            return 401, {"error": "invalid_client", "error_description": f"bad assertion signature {tok_err}"}
+        c = tok.claims
+        now = time.time()
+        if c.get("iss") != cid or c.get("sub") != cid or c.get("aud") != self.issuer + "/token":
+            return 401, {"error": "invalid_client", "error_description": f"assertion iss/sub/aud {c}"}
+        if not c.get("jti") or c.get("exp", 0) <= now or c["exp"] - now > 600:
+            return 401, {"error": "invalid_client", "error_description": "assertion jti/exp"}
+        if c["jti"] in self.seen_jti:  # RFC 7523 3: a jti is used once
+            return 401, {"error": "invalid_client", "error_description": "assertion replayed"}
+        self.seen_jti.add(c["jti"])
+        self.assertion_headers.append(tok.header)
         return cid
 
     def _issue(self, client: str, subject: str, form: dict, issued_type: str) -> dict:

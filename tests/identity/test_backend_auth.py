@@ -391,3 +391,92 @@ def test_passthrough_forwards_the_token_jwt_auth_validated(env):
     assert h["x-user-token"] == [tok] and "authorization" not in h
     r = c.get("/pass/x")  # nothing validated: nothing forwarded
     assert r.status_code == 200 and "x-user-token" not in echo_headers(r)
+
+
+def test_private_key_jwt_client_actor_token_and_other_locations(harness, tmp_path):
+    """``privateKeyJwt`` client authentication (RFC 7523 2.2: a client assertion the fake
+    verifies: signature, iss = sub = client_id, aud, exp, single-use jti; ``x5t#S256`` of
+    the configured certificate in its header), an RFC 8693 ``actor_token``, a subject read
+    from a cookie, and the token written to a header without prefix."""
+    import base64
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    from joserfc.jwk import RSAKey
+
+    up = harness.upstream("pkj")
+    te = TokenEndpoint({})
+    rk = rsa.generate_private_key(65537, 2048)
+    (tmp_path / "client.key").write_bytes(
+        rk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gw-client")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(rk.public_key())
+        .serial_number(7)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(rk, hashes.SHA256())
+    )
+    (tmp_path / "client.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pub = rk.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    te.assertion_keys["gw-client"] = KeySet([RSAKey.import_key(pub, parameters={"kid": "gw-key"})])
+    te.valid_subjects.add("subj-1")
+    try:
+        exchange = {
+            "host": te.host,
+            "path": "/token",
+            "clientAuth": {
+                "method": "privateKeyJwt",
+                "clientId": "gw-client",
+                "signingKey": {"file": str(tmp_path / "client.key")},
+                "kid": "gw-key",
+                "assertionAudience": te.issuer + "/token",
+                "certificate": {"file": str(tmp_path / "client.crt")},
+                "certificateHeader": "x5t#S256",
+            },
+            "subjectToken": {
+                "source": {"cookie": {"name": "session"}},
+                "tokenType": "urn:ietf:params:oauth:token-type:jwt",
+            },
+            "actorToken": {"source": {"header": {"name": "x-actor-token"}}},
+            "requestedTokenType": "urn:ietf:params:oauth:token-type:access_token",
+            "resources": ["https://api.example/"],
+            "authorizationLocation": {"header": {"name": "x-backend-token"}},
+        }
+        gw = harness.gateway(
+            gateway_config([route("pkj", [up.host], policies={"backendAuth": {"oauthTokenExchange": exchange}})])
+        )
+        with httpx.Client(base_url=gw.url, timeout=10) as c:
+            hdrs = {"cookie": "theme=dark; session=subj-1", "x-actor-token": "actor-1"}
+            r = c.get("/x", headers=hdrs)
+            assert r.status_code == 200, r.text
+            h = echo_headers(r)
+            (tok,) = h["x-backend-token"]
+            assert te.issued[tok]["client"] == "gw-client" and te.issued[tok]["subject"] == "subj-1"
+            assert h["cookie"] == ["theme=dark"] and "x-actor-token" not in h and "authorization" not in h
+            form = te.forms()[0]
+            assert form["subject_token_type"] == ["urn:ietf:params:oauth:token-type:jwt"]
+            assert form["actor_token"] == ["actor-1"]
+            assert form["actor_token_type"] == ["urn:ietf:params:oauth:token-type:access_token"]
+            assert form["requested_token_type"] == ["urn:ietf:params:oauth:token-type:access_token"]
+            assert form["resource"] == ["https://api.example/"]
+            header = te.assertion_headers[0]
+            thumb = base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA256())).rstrip(b"=").decode()
+            assert header["alg"] == "RS256" and header["kid"] == "gw-key" and header["x5t#S256"] == thumb
+            # cached by subject and actor: the same pair asks nothing; another actor asks again
+            assert c.get("/x", headers=hdrs).status_code == 200 and len(te.requests) == 1
+            r = c.get("/x", headers={**hdrs, "x-actor-token": "actor-2"})
+            assert r.status_code == 200 and len(te.requests) == 2 and len(te.seen_jti) == 2
+            # no actor token: refused before any call
+            r = c.get("/x", headers={"cookie": "session=subj-1"})
+            assert r.status_code == 400 and len(te.requests) == 2
+    finally:
+        te.close()

@@ -52,7 +52,7 @@ def _log_lines(gw, n: int) -> list[dict]:
     deadline = time.monotonic() + 5
     lines: list[dict] = []
     while time.monotonic() < deadline:
-        lines = [json.loads(l) for l in gw.stdout_text().splitlines() if '"msg":"request"' in l]
+        lines = [json.loads(ln) for ln in gw.stdout_text().splitlines() if '"msg":"request"' in ln]
         if len(lines) >= n:
             break
         time.sleep(0.05)
@@ -105,7 +105,7 @@ def test_oauth2_proxy_redirects_to_sign_in_and_logs_the_user(harness):
         assert sent["headers"]["x-forwarded-host"] == f"127.0.0.1:{gw.ports[0]}"
         assert sent["headers"]["cookie"] == "_oauth2_proxy=alice-session; theme=dark"
         lines = _log_lines(gw, 2)
-        assert [l["status"] for l in lines] == [302, 200]
+        assert [ln["status"] for ln in lines] == [302, 200]
         assert "github.user" not in lines[0]
         assert lines[1]["github.user"] == "alice" and lines[1]["github.email"] == "alice@example.com"
     finally:
