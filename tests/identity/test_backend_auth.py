@@ -480,3 +480,49 @@ def test_private_key_jwt_client_actor_token_and_other_locations(harness, tmp_pat
             assert r.status_code == 400 and len(te.requests) == 2
     finally:
         te.close()
+
+
+def test_token_endpoint_over_tls_checks_its_certificate(harness, tmp_path):
+    """An ``https://`` token endpoint: verified against ``policies.backendTLS.root``; with
+    the system roots alone, a certificate from a private CA is refused (502, no token)."""
+    import ssl
+
+    from tests.support.harness import make_tls_files
+
+    tls = make_tls_files(tmp_path / "tls", "localhost")
+    te = TokenEndpoint({"c": "s"})
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    te.httpd.socket = ctx.wrap_socket(te.httpd.socket, server_side=True)
+    te.valid_subjects.add("t1")
+    up = harness.upstream("tls-te")
+    url = f"https://localhost:{te.port}"
+    base = {"host": url, "path": "/token", "clientAuth": {"clientId": "c", "clientSecret": "s"}}
+    trusted = {**base, "policies": {"backendTLS": {"root": str(tls.ca_cert)}}}
+    try:
+        gw = harness.gateway(
+            gateway_config(
+                [
+                    route(
+                        "trusted",
+                        [up.host],
+                        prefix="/trusted",
+                        policies={"backendAuth": {"oauthTokenExchange": trusted}},
+                    ),
+                    route(
+                        "system", [up.host], prefix="/system", policies={"backendAuth": {"oauthTokenExchange": base}}
+                    ),
+                ]
+            )
+        )
+        with httpx.Client(base_url=gw.url, timeout=15) as c:
+            r = c.get("/trusted/x", headers={"authorization": "Bearer t1"})
+            assert r.status_code == 200, r.text
+            (auth,) = echo_headers(r)["authorization"]
+            assert te.issued[auth.removeprefix("Bearer ")]["subject"] == "t1"
+            assert te.requests[0]["headers"]["host"] == f"localhost:{te.port}"
+            r = c.get("/system/x", headers={"authorization": "Bearer t1"})
+            assert r.status_code == 502 and r.json()["error"]["type"] == "backend_auth_failed"
+            assert len(te.requests) == 1
+    finally:
+        te.close()
