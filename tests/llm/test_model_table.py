@@ -485,3 +485,59 @@ def test_refused_at_load(tmp_path, llm, error):
     with pytest.raises(ConfigError) as exc:
         compile_config_file(str(cfg), _NothingServed())
     assert error in str(exc.value)
+
+
+# -- agentgateway's own virtual-model configs -----------------------------------------------
+def _fixture(name: str, fake_url: str) -> dict:
+    """One of agentgateway's llm_virtual_model_*_config.yaml, its providers pointed at the fakes."""
+    llm = yaml.safe_load((COMPAT / "crates/agentgateway/src/types/local_tests" / name).read_text())["llm"]
+    for mdl in llm["models"]:
+        prm = mdl.setdefault("params", {})
+        if mdl["provider"] == "anthropic":
+            prm.update(baseUrl=fake_url, apiKey=F.ANTHROPIC_KEY)
+        else:
+            prm.update(baseUrl=fake_url + "/v1", apiKey=F.OPENAI_KEY)
+    llm["port"] = free_port()
+    return llm
+
+
+def test_agentgateway_failover_config(harness, fakes):
+    """llm_virtual_model_failover_config.yaml: `resilient` tries openai/gpt-5-mini, then one
+    of the two anthropic targets (priority 1), whose `transformation` strips the prefix;
+    the anthropic entry is internal."""
+    llm = _fixture("llm_virtual_model_failover_config.yaml", fakes.url)
+    llm["models"][0]["params"]["model"] = "fail-500"  # the first target fails
+    harness.gateway({"config": _addrs(), "llm": llm})
+    fakes.reset()
+    url = f"http://127.0.0.1:{llm['port']}/v1/chat/completions"
+    msgs = [{"role": "user", "content": "hi"}]
+    r = httpx.post(url, json={"model": "resilient", "messages": msgs}, timeout=20)
+    assert r.status_code == 200, r.text
+    tried = [(e["kind"], e["body"]["model"]) for e in fakes.log()]
+    assert tried[0] == ("openai", "fail-500")
+    assert tried[1] in (("anthropic", "haiku"), ("anthropic", "sonnet"))
+    assert len(tried) == 2
+    r = httpx.post(url, json={"model": "anthropic/haiku", "messages": msgs}, timeout=20)
+    assert r.status_code == 404  # internal
+    listed = {m["id"] for m in httpx.get(f"http://127.0.0.1:{llm['port']}/v1/models", timeout=20).json()["data"]}
+    assert listed == {"openai/gpt-5-mini", "resilient"}
+
+
+def test_agentgateway_weighted_config(harness, fakes):
+    """llm_virtual_model_config.yaml: `fast` spreads 60/30/10 over anthropic/haiku,
+    openai/gpt-5-mini and fallback-small (the internal `*` entry); every model is internal."""
+    llm = _fixture("llm_virtual_model_config.yaml", fakes.url)
+    harness.gateway({"config": _addrs(), "llm": llm})
+    fakes.reset()
+    url = f"http://127.0.0.1:{llm['port']}/v1/chat/completions"
+    with httpx.Client(timeout=20) as client:
+        for _ in range(60):
+            r = client.post(url, json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200, r.text
+        r = client.post(url, json={"model": "openai/gpt-5-mini", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 404
+    seen = collections.Counter((e["kind"], e["body"]["model"]) for e in fakes.log())
+    assert set(seen) <= {("anthropic", "haiku"), ("openai", "gpt-5-mini"), ("openai", "fallback-small")}
+    assert seen[("anthropic", "haiku")] > seen[("openai", "fallback-small")]  # 60 against 10
+    assert sum(seen.values()) == 60
+    fakes.assert_valid()
