@@ -37,6 +37,7 @@ from .policies.header_modifier import RequestHeaderModifier, ResponseHeaderModif
 from .policies.identity import compile_identity
 from .policies.local_ratelimit import LocalRateLimit, TokenBucket
 from .policies.mcp_authentication import compile_mcp_authentication
+from .policies.oidc import compile_oidc
 from .policies.request_mirror import compile_request_mirror
 from .policies.request_redirect import RequestRedirect
 from .policies.transformation import compile_transformations
@@ -403,10 +404,15 @@ class Compiler(CompileScope):
         traffic: dict = {}
         if p is None:
             return out, traffic
-        unsupported = {k: v for k, v in UNSUPPORTED_ROUTE_POLICIES.items() if k != "transformations"}
+        # (listener and llm policies still refuse oidc through UNSUPPORTED_ROUTE_POLICIES)
+        unsupported = {k: v for k, v in UNSUPPORTED_ROUTE_POLICIES.items() if k not in ("transformations", "oidc")}
         if ai:  # read by the ai backend
             unsupported = {k: v for k, v in unsupported.items() if k not in ("ai", "backend_auth")}
         self.refuse_fields(p, unsupported, path)
+        if p.oidc is not None:
+            oidc = compile_oidc(self, p.oidc, f"{path}.oidc", route_id or path)
+            if oidc is not None:
+                out.append(oidc)
         out.extend(compile_identity(self, p, path))
         if p.transformations is not None:  # (HTTP backends only: checked with the backend)
             tr = compile_transformations(self, p.transformations, f"{path}.transformations")

@@ -75,6 +75,11 @@ class FakePool:
     max_idle = 0
 
 
+@pytest.fixture(autouse=True)
+def _oidc_cookie_key(monkeypatch):
+    monkeypatch.setenv("OIDC_COOKIE_SECRET", "11" * 32)  # the oidc policy's session cookie key
+
+
 def fingerprint(obj: Any) -> Any:
     """A comparable structure describing everything reachable from ``obj``."""
     done: dict[int, Any] = {}
@@ -485,6 +490,14 @@ VALUES: dict[str, Any] = {
     "AuthorizationLocation.expression": STR_CEL_A,
     "SimpleBackendRef.host": "127.0.0.1:9100",
     "SimpleBackendRef.backend": Patch(lambda d, p, l: _new_host_backend(d, p, host=None, service=None)),
+    "OtlpLogging.host": "127.0.0.1:4318",
+    "OtlpLogging.backend": Patch(lambda d, p, l: _new_host_backend(d, p, host=None, service=None)),
+    "OtlpLogging.filter": CEL_A,
+    "Oidc.issuer": Req("http://127.0.0.1:7080/realms/a", "http://127.0.0.1:7080/realms/b"),
+    "Oidc.client_id": Req("client-a", "client-b"),
+    "Oidc.client_secret": Req("secret-a", "secret-b"),
+    "Oidc.redirect_uri": Req("http://127.0.0.1:3000/oauth/callback", "http://127.0.0.1:3000/cb"),
+    "Oidc.scopes": ["email"],
     "NamespacedHostname.namespace": Req("ns", "ns2"),
     "NamespacedHostname.hostname": Req("svc.example", "svc2.example"),
     "ServiceRef.port": Req(80, 81),
@@ -774,6 +787,13 @@ MINIMAL: dict[str, dict] = {
     },
     "Tracing": {"otlpEndpoint": "http://127.0.0.1:4317"},
     "FrontendTracing": {"host": "127.0.0.1:4317"},
+    "OtlpLogging": {"host": "127.0.0.1:4317"},
+    "Oidc": {
+        "issuer": "http://127.0.0.1:7080/realms/a",
+        "clientId": "client-a",
+        "clientSecret": "secret-a",
+        "redirectURI": "http://127.0.0.1:3000/oauth/callback",
+    },
     "FrontendTCP": {"keepalives": {"enabled": True}},
     "RequestMirror": {"backend": {"host": "127.0.0.1:9101"}, "percentage": 0.5},
     "DirectResponse": {"status": 200},

@@ -1190,10 +1190,25 @@ class FrontendTracing(_Model):
 # --------------------------------------------------------------------------
 
 
+class Oidc(_Model):
+    """``oidc``: browser login with an OpenID provider (authorization code flow)."""
+
+    issuer: str
+    discovery: Opaque | str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    token_endpoint_auth: str | None = None
+    jwks: Opaque | str | None = None
+    client_id: str
+    client_secret: Annotated[str, SECRET]
+    redirect_uri: str = Field(alias="redirectURI")
+    scopes: list[str] = Field(default_factory=list)
+
+
 class GatewayPolicies(_Model):
     """Policies allowed at listener level (run before routing)."""
 
-    oidc: Opaque | None = None
+    oidc: Oidc | None = None
     jwt_auth: JwtAuth | None = None
     ext_authz: ExtAuthzField | None = None
     ext_proc: Opaque | None = None

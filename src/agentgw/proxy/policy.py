@@ -66,6 +66,7 @@ class Policy:
 # identity is known, terminal responses after all checks, then request mutations.
 ORDER = {
     "cors": 10,
+    "oidc": 15,
     "jwtAuth": 20,
     "apiKey": 21,
     "basicAuth": 22,

@@ -81,13 +81,14 @@ def _attr(v: Any) -> Any:
 class OtlpAccessLog:
     """The OTLP export of one compiled config's access log."""
 
-    __slots__ = ("provider", "filter", "fields", "record_cls", "severity", "span_context")
+    __slots__ = ("provider", "target", "filter", "fields", "record_cls", "severity", "span_context")
 
-    def __init__(self, provider: _Provider, filter_, fields):
+    def __init__(self, provider: _Provider, filter_, fields, target: str = ""):
         from opentelemetry._logs import LogRecord, SeverityNumber
         from opentelemetry.trace import set_span_in_context
 
         self.provider = provider
+        self.target = target  # the collector as configured (a service with its namespace)
         self.filter = filter_  # DescriptorValues or None
         self.fields = fields  # (add, remove) or None: the access log's own
         self.record_cls = LogRecord
@@ -142,9 +143,10 @@ def compile_otlp_log(scope: CompileScope, o: m.OtlpLogging, path: str) -> OtlpAc
 
     errors = scope.errors
     if o.host is not None:
-        addr = o.host
+        addr = target = o.host
     elif o.service is not None:
         addr = f"{o.service.name.hostname}:{o.service.port}"
+        target = f"{o.service.name.namespace}/{addr}"
     else:
         ref = scope.named.get(o.backend or "")
         if ref is None or ref[1].host is None:
@@ -152,7 +154,7 @@ def compile_otlp_log(scope: CompileScope, o: m.OtlpLogging, path: str) -> OtlpAc
             return None
         if ref[1].policies is not None:
             errors.add(f"backends[{ref[0]}].policies", "not used by the OTLP log exporter (not supported yet)")
-        addr = ref[1].host
+        addr, target = ref[1].host, ref[1].name
     base = addr if "://" in addr else f"http://{addr}"
     if o.protocol == "http":
         endpoint = base.rstrip("/") + (o.path or "/v1/logs")
@@ -177,7 +179,7 @@ def compile_otlp_log(scope: CompileScope, o: m.OtlpLogging, path: str) -> OtlpAc
         fields = (add, frozenset(o.fields.remove))
     if getattr(scope.services, "pool", None) is None:  # `agentgw validate`: nothing is served
         return None
-    return OtlpAccessLog(_Provider.get(endpoint, o.protocol), filt, fields)
+    return OtlpAccessLog(_Provider.get(endpoint, o.protocol), filt, fields, target)
 
 
 def shutdown() -> None:
