@@ -637,6 +637,9 @@ class BackendAuth(Policy):
         except AuthFailure as exc:
             log.warning("backendAuth: %s", exc)
             return exc.reply
+        except Exception as exc:  # e.g. a client assertion that cannot be signed: no traceback, a 502
+            log.warning("backendAuth: token exchange failed: %s", exc or type(exc).__name__)
+            return _bad_gateway("the token exchange failed").reply
         self._attach(ctx, ex, token)
         return None
 

@@ -68,16 +68,34 @@ def _extauthz(ctx) -> dict:
 register_variable("extauthz", _extauthz)
 
 
-def _eval(expr, ctx, extra: dict | None = None) -> Any:
-    """The value of ``expr`` for this request; ``extra`` variables replace the request's."""
-    data = {name: VARIABLES[name](ctx) for name in expr.refs if not extra or name not in extra}
-    if extra:
-        data.update(extra)
-    act = activation(data)
+def _eval(expr, ctx, extra: dict | None = None, act=None) -> Any:
+    """The value of ``expr`` for this request; ``extra`` variables replace the request's;
+    ``act``: an activation already built for the request."""
+    if act is None:
+        data = {name: VARIABLES[name](ctx) for name in expr.refs if not extra or name not in extra}
+        if extra:
+            data.update(extra)
+        act = activation(data)
     res = expr.program.eval(act)
     if is_no_value(res):
         raise ValueError(f"{expr.source!r} did not evaluate")
     return res.value()
+
+
+class _Request:
+    """One activation over the request for all of a check's expressions, built on first use."""
+
+    __slots__ = ("ctx", "names", "act")
+
+    def __init__(self, ctx, names: frozenset):
+        self.ctx = ctx
+        self.names = names
+        self.act = None
+
+    def eval(self, expr) -> Any:
+        if self.act is None:
+            self.act = activation({n: VARIABLES[n](self.ctx) for n in self.names})
+        return _eval(expr, self.ctx, act=self.act)
 
 
 class _Cache:
@@ -225,6 +243,8 @@ class ExtAuthz(Policy):
         self.redirect = redirect
         self.metadata = list(metadata or [])  # [(name, Expression)]
         self.cache = cache
+        exprs = [path_expr, body_expr, redirect, *(x for _, x in self.header_exprs)]
+        self._names = frozenset(n for x in exprs if x is not None for n in x.refs)
         self.add_request_headers = dict(add_request_headers or {})
         self.include_response = {h.lower() for h in include_response_headers} if include_response_headers else None
         self.include_request = {h.lower() for h in include_request_headers} if include_request_headers else None
@@ -270,7 +290,7 @@ class ExtAuthz(Policy):
             if http is None:  # (compiled with one transport or the other)
                 raise RuntimeError("extAuthz has no authorization service")
             return await self._check_http(ctx, http, key)
-        except (TimeoutError, ExtAuthzFailure, SideCallError, ValueError) as exc:
+        except (TimeoutError, ExtAuthzFailure, SideCallError, ValueError, TypeError) as exc:
             log.warning("extAuthz: authorizer unavailable: %s", exc or type(exc).__name__)
             if self.failure_allow:
                 return None
@@ -337,8 +357,9 @@ class ExtAuthz(Policy):
     async def _check_http(self, ctx, http: HttpSideClient, key: tuple | None = None):
         req = ctx.req
         target = ctx.path + (f"?{ctx.query}" if ctx.query else "")
+        rq = _Request(ctx, self._names)
         if self.path_expr is not None:
-            path = _eval(self.path_expr, ctx)
+            path = rq.eval(self.path_expr)
             if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in " \r\n\x00"):
                 raise ValueError(f"path {self.path_expr.source!r} did not give a path")
         else:
@@ -352,7 +373,7 @@ class ExtAuthz(Policy):
             hs.append((k.lower(), v))
         for name, expr in self.header_exprs:
             try:
-                v = _eval(expr, ctx)
+                v = rq.eval(expr)
             except ValueError:
                 continue  # no value: the header is not sent
             v = v if isinstance(v, str) else orjson.dumps(v).decode() if not isinstance(v, bytes) else v.decode()
@@ -364,7 +385,7 @@ class ExtAuthz(Policy):
                 hs = [kv for kv in hs if kv[0] != name] + [(name, v)]
         body = b""
         if self.body_expr is not None:
-            b = _eval(self.body_expr, ctx)
+            b = rq.eval(self.body_expr)
             body = b.encode() if isinstance(b, str) else b if isinstance(b, bytes) else orjson.dumps(b)
             if not any(k == "content-type" for k, _ in hs):
                 hs.append(("content-type", "application/json" if not isinstance(b, (str, bytes)) else "text/plain"))
@@ -403,7 +424,7 @@ class ExtAuthz(Policy):
                 cache.put(ctx, ckey, "allow", (kept, meta))
             return None
         if status in (401, 403) and self.redirect is not None:
-            loc = _eval(self.redirect, ctx)
+            loc = rq.eval(self.redirect)
             if not isinstance(loc, str) or any(c in loc for c in "\r\n\x00"):
                 raise ValueError(f"redirect {self.redirect.source!r} did not give a location")
             reply = Reply(302, Headers([("location", loc)]), b"")
