@@ -541,3 +541,22 @@ def test_agentgateway_weighted_config(harness, fakes):
     assert seen[("anthropic", "haiku")] > seen[("openai", "fallback-small")]  # 60 against 10
     assert sum(seen.values()) == 60
     fakes.assert_valid()
+
+
+def test_agentgateway_conditional_config(harness, fakes):
+    """llm_virtual_model_conditional_config.yaml: `smart` routes on a field of the body
+    (`json(request.body).route`), `foo/*` entries get their prefix stripped; a request
+    matching no condition takes the fallback."""
+    llm = _fixture("llm_virtual_model_conditional_config.yaml", fakes.url)
+    harness.gateway({"config": _addrs(), "llm": llm})
+    url = f"http://127.0.0.1:{llm['port']}/v1/chat/completions"
+    msgs = [{"role": "user", "content": "hi"}]
+    sent = {}
+    for route in ("code", "fast", None):
+        fakes.reset()
+        body = {"model": "smart", "messages": msgs, **({"route": route} if route else {})}
+        httpx.post(url, json=body, timeout=20)
+        # (OpenAI refuses a `route` field, as the fake does: where the request went is the point)
+        sent[route] = fakes.last("openai")["body"]["model"]
+    # an exact entry without params.model sends the name as chosen (as agentgateway does)
+    assert sent == {"code": "bar", "fast": "openai/gpt-5-mini", None: "baz"}
