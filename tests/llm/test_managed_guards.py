@@ -270,6 +270,7 @@ def test_bad_guard_settings_are_refused_at_their_path(tmp_path):
                                 "policies": {
                                     "ai": {
                                         "promptGuard": {
+                                            "streaming": "Enabled",
                                             "request": [
                                                 {"bedrockGuardrails": {"guardrailIdentifier": "x", "region": "r"}},
                                                 {
@@ -284,6 +285,7 @@ def test_bad_guard_settings_are_refused_at_their_path(tmp_path):
                                                     "azureContentSafety": {"endpoint": "e", "detectJailbreak": {}},
                                                 },
                                                 {"googleModelArmor": {"templateId": "t", "projectId": "p", "x": 1}},
+                                                {"googleModelArmor": {"templateId": "t", "projectId": "p"}},
                                             ],
                                         }
                                     }
@@ -305,3 +307,4 @@ def test_bad_guard_settings_are_refused_at_their_path(tmp_path):
     assert f"{base}.request[1].azureContentSafety.analyzeText.severityThreshold" in msg
     assert f"{base}.response[0].azureContentSafety.detectJailbreak: jailbreak detection only applies" in msg
     assert f"{base}.response[1].googleModelArmor.x: unknown field" in msg
+    assert f"{base}.streaming: is only used with regex response guards" in msg

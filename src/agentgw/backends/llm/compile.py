@@ -28,7 +28,7 @@ from .base import AwsSigV4, GcpToken, NoAuth, Passthrough, Provider, StaticKey, 
 from .bedrock import BedrockProvider
 from .caching import attach as attach_prompt_caching
 from .gemini import GeminiProvider, VertexProvider
-from .guards import WebhookGuard, parse_guard_list
+from .guards import WebhookGuard, check_guard_options, parse_guard_list
 from .health import compile_health
 from .managed_guards import managed_factory
 from .models import AiPolicy, Candidate, ModelEntry
@@ -326,6 +326,7 @@ def compile_ai_policy(c: CompileScope, opaque, path: str) -> AiPolicy:
     mg = managed_factory(c)
     req_g = parse_guard_list(pg.get("request"), f"{path}.promptGuard.request", c.errors, wh, mg)
     resp_g = parse_guard_list(pg.get("response"), f"{path}.promptGuard.response", c.errors, wh, mg)
+    check_guard_options(pg, f"{path}.promptGuard", c.errors, resp_g)
     prompts = opaque.get("prompts") or {}
     for side in ("prepend", "append"):
         for i, msg in enumerate(prompts.get(side) or []):
@@ -663,6 +664,7 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
             if isinstance(g, dict)
             else []
         )
+        check_guard_options(g, f"{path}.guardrails", c.errors, gresp)
         hm = []
         for mm in mdl.matches:
             hm.append(
@@ -713,15 +715,13 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
         if not isinstance(g, dict):
             c.errors.add("llm.policies.guardrails", "expected {request: [...], response: [...]}")
         else:
-            for k in g:
-                if k not in ("request", "response"):
-                    c.errors.add(f"llm.policies.guardrails.{k}", "unknown field (request or response)")
             shared = AiPolicy(
                 request_guards=parse_guard_list(g.get("request"), "llm.policies.guardrails.request", c.errors, wh, mg),
                 response_guards=parse_guard_list(
                     g.get("response"), "llm.policies.guardrails.response", c.errors, wh, mg
                 ),
             )
+            check_guard_options(g, "llm.policies.guardrails", c.errors, shared.response_guards)
     backend = AiBackendSet(
         pool=c.services.pool,
         metrics=getattr(c.services, "metrics", None),

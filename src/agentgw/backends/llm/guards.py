@@ -349,3 +349,24 @@ def parse_guard_list(items, path: str, errors, make_webhook, make_managed=None) 
         else:
             errors.add(gp, "expected regex or webhook")
     return out
+
+
+def check_guard_options(pg, path: str, errors, response_guards: list) -> None:
+    """The keys of a ``promptGuard`` / ``guardrails`` object besides ``request`` and
+    ``response``: ``streaming: Enabled`` asks for streamed answers to be checked, which
+    only regex guards do (delta by delta); webhook and managed guards see whole answers."""
+    if not isinstance(pg, dict):
+        return
+    for k, v in pg.items():
+        if k in ("request", "response"):
+            continue
+        if k != "streaming":
+            errors.add(f"{path}.{k}", "unknown field (request, response or streaming)")
+        elif v not in ("Enabled", "Disabled"):
+            errors.add(f"{path}.streaming", f"expected Enabled or Disabled, got {v!r}")
+        elif v == "Enabled" and any(not isinstance(g, RegexGuard) for g in response_guards):
+            errors.add(
+                f"{path}.streaming",
+                "is only used with regex response guards: webhook and managed guards are not "
+                "supported on streamed answers yet",
+            )

@@ -21,6 +21,7 @@ unchecked. Streamed answers are not sent to these services (as agentgateway by d
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -216,10 +217,14 @@ class AzureClientSecret(Auth):
         self.pool_of = pool_of
         self.token: str | None = None
         self.expiry = 0.0
+        self._inflight: asyncio.Future | None = None
 
     async def headers(self, provider, up, base_headers, client_headers) -> list:
         if self.token is None or time.time() > self.expiry - 300:
-            await self._fetch()
+            # one token request at a time; requests meanwhile wait for it
+            if self._inflight is None or self._inflight.done():
+                self._inflight = asyncio.ensure_future(self._fetch())
+            await asyncio.shield(self._inflight)
         return [("authorization", f"Bearer {self.token}")]
 
     async def _fetch(self) -> None:
