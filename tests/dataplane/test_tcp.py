@@ -372,3 +372,42 @@ def test_conditional_egress_terminates_selected_names(harness):
         assert r.status_code == 200 and [m["id"] for m in r.json()["data"]] == ["smart"]
         with pytest.raises(httpx.HTTPError):
             client.get(f"https://example.com:{secure}/")
+
+
+def test_connect_into_an_https_bind_terminates_for_http_policies(harness):
+    """config-dynamic-tls.yaml's shape with a static certificate: every tunnel to the
+    internal port is terminated, and HTTP policies see (and edit) the requests."""
+    tls = harness.tls()
+    up = harness.upstream("inspected")
+    proxy, internal = free_port(), free_port()
+    cfg = {
+        "config": _admin(),
+        "binds": [
+            {"port": proxy, "tunnelProtocol": "connect", "listeners": []},
+            {
+                "port": internal,
+                "mode": "internal",
+                "listeners": [
+                    {
+                        "protocol": "HTTPS",
+                        "tls": {"cert": str(tls.cert), "key": str(tls.key)},
+                        "routes": [
+                            {
+                                "backends": [{"host": up.host}],
+                                "policies": {
+                                    "requestHeaderModifier": {"set": {"x-req-message": "hello"}},
+                                    "responseHeaderModifier": {"set": {"x-resp-message": "hi"}},
+                                },
+                            }
+                        ],
+                    }
+                ],
+            },
+        ],
+    }
+    harness.gateway(cfg)
+    verify = ssl.create_default_context(cafile=str(tls.ca_cert))
+    with httpx.Client(proxy=f"http://127.0.0.1:{proxy}", verify=verify, timeout=10) as client:
+        r = client.get(f"https://api.example.com:{internal}/echo")
+    assert r.status_code == 200 and r.headers["x-resp-message"] == "hi"
+    assert ["x-req-message", "hello"] in r.json()["headers"]
