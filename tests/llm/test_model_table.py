@@ -560,3 +560,30 @@ def test_agentgateway_conditional_config(harness, fakes):
         sent[route] = fakes.last("openai")["body"]["model"]
     # an exact entry without params.model sends the name as chosen (as agentgateway does)
     assert sent == {"code": "bar", "fast": "openai/gpt-5-mini", None: "baz"}
+
+
+def test_agentgateway_provider_reference_config(harness, fakes):
+    """llm_provider_reference_config.yaml: models that reference `llm.providers` take their
+    provider, params and defaults (`params.model` of the model wins)."""
+    llm = yaml.safe_load(
+        (COMPAT / "crates/agentgateway/src/types/local_tests/llm_provider_reference_config.yaml").read_text()
+    )["llm"]
+    shared, custom = llm["providers"]
+    shared["params"].update(baseUrl=fakes.url, apiKey=F.ANTHROPIC_KEY)
+    custom["params"].update(baseUrl=fakes.url + "/v1", apiKey=F.OPENAI_KEY)
+    llm["port"] = port = free_port()
+    harness.gateway({"config": _addrs(), "llm": llm})
+    fakes.reset()
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    msgs = [{"role": "user", "content": "hi"}]
+    r = httpx.post(url, json={"model": "anthropic/claude-x", "messages": msgs}, timeout=20)
+    assert r.status_code == 200, r.text
+    e = fakes.last("anthropic")
+    assert e["body"]["model"] == "claude-sonnet-4-5-20250929"  # the model's params.model
+    assert e["headers"]["x-api-key"] == F.ANTHROPIC_KEY  # the provider's key
+    r = httpx.post(url, json={"model": "example/small", "messages": msgs}, timeout=20)
+    assert r.status_code == 200, r.text
+    e = fakes.last("openai")
+    assert e["path"] == "/v1/chat/completions"
+    assert e["headers"]["authorization"] == f"Bearer {F.OPENAI_KEY}"
+    fakes.assert_valid()
