@@ -500,32 +500,27 @@ def compile_ai_backend(
         prov = _provider_from_ai(c, ai, path, backend_policies, route_policies, bpath, rpath)
         groups.append([Candidate(prov, model=prov.model)])
     # ``ai.promptCaching``: the backend's own, else the route's, for the providers that take cache points
+    provs = [cd.provider for grp_ in groups for cd in grp_]
     for pol, ppath in ((backend_policies, f"{bpath}.ai"), (route_policies, f"{rpath}.ai")):
         pc = pol.ai.get("promptCaching") if pol is not None and isinstance(pol.ai, dict) else None
         if pc is None:
             continue
-        takers = [
-            cand.provider
-            for grp in groups
-            for cand in grp
-            if cand.provider.system in ("anthropic", "aws.bedrock") and "prompt_caching" not in cand.provider.extra
-        ]
-        if not takers and not any("prompt_caching" in cand.provider.extra for grp in groups for cand in grp):
+        takers = [p for p in provs if p.system in ("anthropic", "aws.bedrock") and "prompt_caching" not in p.extra]
+        if not takers and not any("prompt_caching" in p.extra for p in provs):
             c.errors.add(f"{ppath}.promptCaching", "is only used with anthropic and bedrock providers (cache points)")
-        for prov in takers:
-            attach_prompt_caching(c, prov, "anthropic", pc, f"{ppath}.promptCaching")
+        for p in takers:
+            attach_prompt_caching(c, p, "anthropic", pc, f"{ppath}.promptCaching")
     # ``ai.transformations``: the route's and the backend's (whose fields win), for every provider
     xfields: dict = {}
     for pol, ppath in ((route_policies, f"{rpath}.ai"), (backend_policies, f"{bpath}.ai")):
-        spec = pol.ai.get("transformations") if pol is not None and isinstance(pol.ai, dict) else None
-        if isinstance(spec, dict):
-            xf = compile_transformation(c, spec, f"{ppath}.transformations")
+        tspec = pol.ai.get("transformations") if pol is not None and isinstance(pol.ai, dict) else None
+        if isinstance(tspec, dict):
+            xf = compile_transformation(c, tspec, f"{ppath}.transformations")
             xfields.update(xf.fields if xf is not None else [])
     if xfields:
         xf = Transformation(list(xfields.items()))
-        for grp in groups:
-            for cand in grp:
-                cand.provider.extra["transformation"] = xf
+        for p in provs:
+            p.extra["transformation"] = xf
     return AiBackendSet(
         pool=c.services.pool,
         metrics=getattr(c.services, "metrics", None),
@@ -710,18 +705,18 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
                 )
             )
     shared = None  # llm.policies.guardrails: every model's guards, before its own
-    g = lp.guardrails if lp is not None else None
-    if g is not None:
-        if not isinstance(g, dict):
+    sg = lp.guardrails if lp is not None else None
+    if sg is not None:
+        if not isinstance(sg, dict):
             c.errors.add("llm.policies.guardrails", "expected {request: [...], response: [...]}")
         else:
             shared = AiPolicy(
-                request_guards=parse_guard_list(g.get("request"), "llm.policies.guardrails.request", c.errors, wh, mg),
+                request_guards=parse_guard_list(sg.get("request"), "llm.policies.guardrails.request", c.errors, wh, mg),
                 response_guards=parse_guard_list(
-                    g.get("response"), "llm.policies.guardrails.response", c.errors, wh, mg
+                    sg.get("response"), "llm.policies.guardrails.response", c.errors, wh, mg
                 ),
             )
-            check_guard_options(g, "llm.policies.guardrails", c.errors, shared.response_guards)
+            check_guard_options(sg, "llm.policies.guardrails", c.errors, shared.response_guards)
     backend = AiBackendSet(
         pool=c.services.pool,
         metrics=getattr(c.services, "metrics", None),
