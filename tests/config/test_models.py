@@ -384,9 +384,21 @@ policies:
     assert errs == [
         "binds[0].listeners[0].routes[0].policies.urlRewrite.authority: "
         "exactly one of full, host, port must be set (got: host, port)",
-        "binds[0].listeners[0].routes[0].policies.backendAuth: "
-        "exactly one of passthrough, key, gcp, aws, azure must be set (got: passthrough, key)",
+        "binds[0].listeners[0].routes[0].policies.backendAuth: at most one of passthrough, key, gcp, aws, azure, "
+        "jwtSign, oauthTokenExchange, crossAppAccess must be set (got: passthrough, key)",
     ]
+
+
+def test_backend_auth_needs_a_kind_or_credentials():
+    errs = errors_of(route_yaml("policies:\n  backendAuth: {}\n"))
+    assert errs == [
+        "binds[0].listeners[0].routes[0].policies.backendAuth: one of passthrough, key, gcp, aws, azure, jwtSign, "
+        "oauthTokenExchange, crossAppAccess, credentials must be set"
+    ]
+    cfg = load_config_text(
+        route_yaml("policies:\n  backendAuth: {credentials: [{location: {header: {name: x-k}}, key: v}]}\n"), env={}
+    )
+    assert cfg.binds[0].listeners[0].routes[0].policies.backend_auth.credentials[0].key == "v"
 
 
 def test_url_rewrite_authority_auto_string():
