@@ -28,7 +28,7 @@ from .engine.http import GatewayError
 from .gateways import expand as expand_gateways
 from .policies.a2a import compile_a2a
 from .policies.backend_auth import BackendAuth as BackendAuthPolicy
-from .policies.backend_auth import compile_backend_auth
+from .policies.backend_auth import Slot, compile_backend_auth
 from .policies.cors import Cors
 from .policies.delay import Delay
 from .policies.direct_response import ConditionalDirectResponse, DirectResponse
@@ -424,6 +424,10 @@ class Compiler(CompileScope):
             if ba is not None:
                 out.append(ba)
                 traffic["backend_auth"] = ba
+        elif p.backend_auth is not None and p.backend_auth.passthrough is not None:
+            # the ai backend moves the client's Bearer token to the provider's header; after
+            # jwtAuth (which removes it) that is the token jwtAuth validated, as agentgateway
+            out.append(BackendAuthPolicy(passthrough=Slot("header", "authorization", "Bearer ")))
         ma = getattr(p, "mcp_authentication", None)
         if ma is not None:
             if getattr(p, "jwt_auth", None) is not None:

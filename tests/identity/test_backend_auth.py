@@ -526,3 +526,50 @@ def test_token_endpoint_over_tls_checks_its_certificate(harness, tmp_path):
             assert len(te.requests) == 1
     finally:
         te.close()
+
+
+def test_ai_route_passthrough_sends_the_validated_token_to_the_provider(harness):
+    """An ``ai`` route with ``jwtAuth`` and ``backendAuth.passthrough``: the provider gets the
+    token ``jwtAuth`` validated (and removed from the request) as its Bearer key."""
+    from .support import _Handler, _Server
+
+    class Provider(_Server):
+        def __init__(self):
+            class H(_Handler):
+                def do_POST(self):
+                    body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                    self._record(body)
+                    out = {
+                        "id": "c1",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "gpt-4o",
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                    self._send(200, json.dumps(out).encode(), {"content-type": "application/json"})
+
+            super().__init__(H)
+
+    key = new_ec("ai-user")
+    prov = Provider()
+    try:
+        policies = {
+            "jwtAuth": {"issuer": IDP_ISSUER, "audiences": ["agent-client"], "jwks": json.dumps(public_jwks(key))},
+            "backendAuth": {"passthrough": {}},
+        }
+        backend = {"ai": {"name": "oa", "provider": {"openAI": {"model": "gpt-4o"}}, "hostOverride": prov.host}}
+        gw = harness.gateway(gateway_config([route("llm", [backend], policies=policies)]))
+        now = int(time.time())
+        tok = sign(
+            key, {"iss": IDP_ISSUER, "aud": "agent-client", "sub": "u", "iat": now, "exp": now + 600}, alg="ES256"
+        )
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.Client(base_url=gw.url, timeout=15) as c:
+            r = c.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {tok}"})
+            assert r.status_code == 200, r.text
+        assert prov.requests[-1]["headers"]["authorization"] == f"Bearer {tok}"
+    finally:
+        prov.close()
