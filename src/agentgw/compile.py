@@ -828,15 +828,14 @@ class Compiler(CompileScope):
 
         if lst.routes is not None:
             self.errors.add(f"{lpath}.routes", "are only used with protocol HTTP or HTTPS (use tcpRoutes)")
+        tls_ctx = None
         if lst.tls is not None:
             if lst.protocol == "TCP":
                 self.errors.add(f"{lpath}.tls", "is only used with protocol HTTPS or TLS")
-            else:
-                self.errors.add(
-                    f"{lpath}.tls",
-                    "terminating TLS on a TLS listener is not supported yet (without tls the listener passes TLS "
-                    "through, routed by SNI; protocol HTTPS terminates it for HTTP routes)",
-                )
+            else:  # TLS terminated here, the plain bytes to the route's backend
+                tls_ctx = self._listener_tls(lst.tls, f"{lpath}.tls")
+                if tls_ctx is not None:
+                    tls_ctx.set_alpn_protocols([])  # (a byte stream: no application protocol to offer)
         if lst.policies is not None and any(
             getattr(lst.policies, f) is not None for f in type(lst.policies).model_fields
         ):
@@ -846,15 +845,15 @@ class Compiler(CompileScope):
         routes = []
         for ri, tr in enumerate(lst.tcp_routes or []):
             rpath = f"{lpath}.tcpRoutes[{ri}]"
-            if tr.policies is not None and tr.policies.backend_tls is not None:
-                self.errors.add(f"{rpath}.policies.backendTLS", "TLS to TCP backends is not supported yet")
+            route_tls = tr.policies.backend_tls if tr.policies is not None else None
             if lst.protocol == "TCP" and tr.hostnames:
                 self.errors.add(f"{rpath}.hostnames", "are only used on TLS listeners (a TCP connection names no host)")
             targets: list[tuple[int, TcpTarget]] = []
             for bi, be in enumerate(tr.backends):
                 bp = f"{rpath}.backends[{bi}]"
-                if be.policies is not None and be.policies.backend_tls is not None:
-                    self.errors.add(f"{bp}.policies.backendTLS", "TLS to TCP backends is not supported yet")
+                own_tls = be.policies.backend_tls if be.policies is not None else None
+                tls_cfg = own_tls or route_tls
+                tls_path = f"{bp}.policies.backendTLS" if own_tls is not None else f"{rpath}.policies.backendTLS"
                 target = None
                 if be.host is not None:
                     target = self._tcp_address(be.host, f"{bp}.host")
@@ -870,19 +869,24 @@ class Compiler(CompileScope):
                     else:
                         target = self._tcp_address(ref[1].host, f"backends[{ref[0]}].host")
                 elif be.dynamic is not None:
-                    if be.dynamic.target is not None:
-                        self.errors.add(
-                            f"{bp}.dynamic.target",
-                            "a CEL dial target is not supported yet (dynamic dials the SNI name)",
-                        )
+                    if be.dynamic.target is not None:  # a CEL expression giving host:port
+                        from .backends.tcp import compile_dial_target
+
+                        target = TcpTarget(None, None, "dynamic")
+                        target.target = compile_dial_target(self, be.dynamic.target, f"{bp}.dynamic.target")
                     elif lst.protocol == "TCP":
-                        self.errors.add(f"{bp}.dynamic", "needs a TLS listener (it dials the ClientHello's SNI name)")
+                        self.errors.add(
+                            f"{bp}.dynamic", "needs a TLS listener, or a target (it dials the ClientHello's SNI name)"
+                        )
                     else:
                         target = TcpTarget(None, None, "dynamic")
                 if target is not None:
+                    if tls_cfg is not None:  # TLS to the backend
+                        target.tls, _ = self.backend_tls(tls_cfg, tls_path)
+                        target.tls_name = tls_cfg.hostname
                     targets.append((be.weight, target))
             routes.append(TcpRoute(tr.name or f"{lname}/tcproute{ri}", tr.hostnames, targets))
-        return ListenerRuntime(lname, lst.hostname, lst.protocol, RouteTable([]), tcp_routes=routes)
+        return ListenerRuntime(lname, lst.hostname, lst.protocol, RouteTable([]), tls_ctx, tcp_routes=routes)
 
     def _tcp_address(self, host: str, path: str):
         from .proxy.tcp import TcpTarget

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .backends import tcp as _tcp  # noqa: F401  (declares the CEL variable ``destination`` before any compile)
 from .config import models as m
 
 HTTP, TCP = "HTTP", "TCP"

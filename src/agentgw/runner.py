@@ -156,7 +156,7 @@ class BindServer:
         rt = self.runtime  # (the config the connection started with)
         loop = self.proc.loop
 
-        def choose(sni: str | None):
+        def choose(sni: str | None, transport):
             lst = select_listener(rt.tcp or (), sni)
             if lst is None:
                 return None
@@ -169,7 +169,24 @@ class BindServer:
                 return None
             route = select_route(lst.tcp_routes, sni if lst.protocol == "TLS" else None)
             target = route.pick() if route is not None else None
-            return target.address(sni, dest_port) if target is not None else None
+            where = target.address(sni, dest_port, transport) if target is not None else None
+            if where is None or lst.tls is None:
+                return where
+            # a TLS listener with tls: terminated here, the plain bytes to the backend
+            ctx, s, timeout = lst.tls, self.settings, self.handshake_timeout
+
+            def inner(transport, data):
+                app = TcpSession(
+                    loop,
+                    lambda _sni, _transport: where,
+                    sniff=False,
+                    connect_timeout=self.connect_timeout,
+                    connections=s.connections,
+                    on_connection_change=s.on_connection_change,
+                )
+                start_tls_server(loop, transport, data, ctx, app, timeout)
+
+            return inner
 
         return choose
 
@@ -181,7 +198,7 @@ class BindServer:
         if self.tls is not None:  # HTTPS: terminated with the bind's (SNI-switching) context
             ctx, settings, timeout = self.tls, self.settings, self.handshake_timeout
 
-            def https(sni):
+            def https(sni, _transport):
                 return lambda transport, data: start_tls_server(
                     loop, transport, data, ctx, HttpServerProtocol(settings, loop), timeout
                 )

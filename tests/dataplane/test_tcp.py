@@ -411,3 +411,61 @@ def test_connect_into_an_https_bind_terminates_for_http_policies(harness):
         r = client.get(f"https://api.example.com:{internal}/echo")
     assert r.status_code == 200 and r.headers["x-resp-message"] == "hi"
     assert ["x-req-message", "hello"] in r.json()["headers"]
+
+
+def test_tls_terminated_on_a_tls_listener_and_originated_to_a_backend(harness, echo):
+    """A TLS listener with ``tls`` terminates and sends the plain bytes on (here to an
+    echo server); ``backendTLS`` on a TCP route opens TLS to the backend (here a TLS
+    upstream, reached from a plain TCP listener), verified against its root."""
+    tls = harness.tls()
+    up = harness.upstream("tls-backend", tls=tls)
+    term, orig = free_port(), free_port()
+    cfg = {
+        "config": _admin(),
+        "gateways": {
+            "term": {"port": term, "protocol": "TLS", "tls": {"cert": str(tls.cert), "key": str(tls.key)}},
+            "orig": {"port": orig, "protocol": "TCP"},
+        },
+        "tcpRoutes": [
+            {"gateways": "term", "backends": [{"host": f"127.0.0.1:{echo.port}"}]},
+            {
+                "gateways": "orig",
+                "policies": {"backendTLS": {"root": str(tls.ca_cert), "hostname": "localhost"}},
+                "backends": [{"host": f"127.0.0.1:{up.port}"}],
+            },
+        ],
+    }
+    harness.gateway(cfg)
+    ctx = ssl.create_default_context(cafile=str(tls.ca_cert))
+    with socket.create_connection(("127.0.0.1", term), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(b"in the clear behind the gateway")
+            assert _recv_all(s, 31) == b"in the clear behind the gateway"
+    with socket.create_connection(("127.0.0.1", orig), timeout=10) as s:
+        status, headers, _ = _http_over(s, "localhost", "/echo")
+    assert status == 200 and headers["x-upstream-port"] == str(up.port)
+
+
+def test_a_dynamic_target_expression_picks_the_dial_target(harness, tls_upstreams):
+    """The README's mirror example: ``dynamic.target`` sends an allowlisted name elsewhere
+    (here a.example.com to upstream a's port, any other name to its own port on localhost)."""
+    tls, a, b = tls_upstreams
+    port = free_port()
+    expr = f'destination.hostname == "a.example.com" ? "127.0.0.1:{a.port}" : "127.0.0.1:{b.port}"'
+    cfg = {
+        "config": _admin(),
+        "gateways": {"edge": {"port": port, "protocol": "TLS"}},
+        "tcpRoutes": [
+            {
+                "gateways": "edge",
+                "hostnames": ["a.example.com", "b.example.com"],
+                "backends": [{"dynamic": {"target": expr}}],
+            }
+        ],
+    }
+    harness.gateway(cfg)
+    ca = str(tls.ca_cert)
+    status, headers, _ = _https_get(port, "a.example.com", ca)
+    assert status == 200 and headers["x-upstream-port"] == str(a.port)
+    status, headers, _ = _https_get(port, "b.example.com", ca)
+    assert status == 200 and headers["x-upstream-port"] == str(b.port)

@@ -1529,7 +1529,7 @@ class NamedBackend(_BackendKinds):
 
 class TcpDynamic(_Model):
     """``dynamic: {}``: dial the destination the connection names (its TLS SNI on the
-    destination port); ``target`` (a CEL expression giving ``host:port``) is refused."""
+    destination port), or what ``target`` (a CEL expression giving ``host:port``) says."""
 
     target: str | None = None
 

@@ -98,10 +98,11 @@ def _sni(body: bytes) -> str | None:
     return None
 
 
-#: ``choose(sni)``: where the connection goes -- ``(host, port)`` to splice to, a
+#: ``choose(sni, transport)``: where the connection goes -- ``(host, port)`` to splice to (or
+#: ``(host, port, ssl_context, server_name)`` to splice to over TLS), a
 #: callable ``takeover(transport, data)`` that takes the connection over, or ``None``
 #: to close it.
-Chooser = Callable[[str | None], Any]
+Chooser = Callable[[str | None, Any], Any]
 
 
 class TcpSession(asyncio.Protocol):
@@ -212,7 +213,7 @@ class TcpSession(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         try:
-            where = self.choose(name)
+            where = self.choose(name, self.transport)
         except Exception:
             log.exception("tcp: choosing a destination failed")
             where = None
@@ -226,15 +227,19 @@ class TcpSession(asyncio.Protocol):
             self.transport = None
             where(transport, data)
             return
-        host, port = where
-        self._task = self.loop.create_task(self._connect(host, port))
+        self._task = self.loop.create_task(self._connect(*where))
 
-    async def _connect(self, host: str, port: int) -> None:
+    async def _connect(
+        self, host: str, port: int, tls: ssl.SSLContext | None = None, server_name: str | None = None
+    ) -> None:
         try:
             transport, _ = await asyncio.wait_for(
-                self.loop.create_connection(lambda: _Upstream(self), host, port), self.connect_timeout
+                self.loop.create_connection(
+                    lambda: _Upstream(self), host, port, ssl=tls, server_hostname=server_name if tls else None
+                ),
+                self.connect_timeout,
             )
-        except (TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError) as exc:  # (ssl.SSLError is an OSError)
             log.info("tcp: cannot connect to %s:%s: %s", host, port, exc or type(exc).__name__)
             self.close()
             return

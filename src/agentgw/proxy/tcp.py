@@ -14,28 +14,53 @@ Built once per config load by the compiler; ``resolve`` runs once per connection
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import ssl
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..routing.table import hostname_matches
 
 
 class TcpTarget:
-    """A TCP backend: ``host:port``, or ``dynamic`` (the SNI name on the destination port)."""
+    """A TCP backend: ``host:port``, or ``dynamic`` (the SNI name on the destination port);
+    ``tls``: the client context of its ``backendTLS`` (TLS to the backend), with the
+    name to send and verify (``backendTLS.hostname``, else the host dialled)."""
 
-    __slots__ = ("host", "port", "dynamic", "label")
+    __slots__ = ("host", "port", "dynamic", "label", "tls", "tls_name", "target")
 
-    def __init__(self, host: str | None, port: int | None, label: str):
+    def __init__(
+        self,
+        host: str | None,
+        port: int | None,
+        label: str,
+        tls: ssl.SSLContext | None = None,
+        tls_name: str | None = None,
+    ):
         self.host = host
         self.port = port
         self.dynamic = host is None
         self.label = label
+        self.tls = tls
+        self.tls_name = tls_name
+        # dynamic.target: ``target(sni, dest_port, transport)`` -> (host, port) or None
+        self.target: Callable[[str | None, int, Any], tuple[str, int] | None] | None = None
 
-    def address(self, sni: str | None, dest_port: int) -> tuple[str, int] | None:
+    def address(self, sni: str | None, dest_port: int, transport: Any = None) -> tuple | None:
+        """``(host, port)``, or ``(host, port, ssl_context, server_name)`` with backendTLS."""
         if not self.dynamic:
-            return (self.host or "", self.port or 0)
-        if not sni:
+            host, port = self.host or "", self.port or 0
+        elif self.target is not None:
+            hp = self.target(sni, dest_port, transport)
+            if hp is None:
+                return None
+            host, port = hp
+        elif not sni:
             return None  # nothing names the destination
-        return (sni, dest_port)
+        else:
+            host, port = sni, dest_port
+        if self.tls is None:
+            return (host, port)
+        return (host, port, self.tls, self.tls_name or host)
 
 
 class TcpRoute:
