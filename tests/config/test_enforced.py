@@ -1081,6 +1081,7 @@ class Walk:
         self.checked: dict[str, str] = {}  # path -> outcome, for the report
         self.fields: set[str] = set()  # Class.field walked at least once
         self.accepted: set[tuple[str, str]] = set()  # (Class.field, model) set without being refused
+        self.outcomes: dict[str, set[str]] = {}  # Class.field -> "enforced" / "refused: <why>"
 
     def problem(self, msg: str) -> None:
         self.problems.append(msg)
@@ -1164,6 +1165,7 @@ class Walk:
                     refused = [e for e in mine if REFUSAL.search(e.split(": ", 1)[1])]
                     if refused:
                         self.checked[fpath] = "refused: " + refused[0]
+                        self.outcomes.setdefault(k, set()).add("refused: " + refused[0].split(": ", 1)[1])
                         continue
                     self.problem(
                         f"{fpath} ({k}): the test's value {json.dumps(value)[:120]} does not compile: "
@@ -1180,6 +1182,7 @@ class Walk:
                     )
                     continue
                 self.checked[fpath] = "enforced"
+                self.outcomes.setdefault(k, set()).add("enforced")
                 self._accept(k, f, value)
                 # descend into a model value the mutation created, unless the base has one
                 if container and (current in (None, [], {}) or not _same_form(current, value)):
@@ -1570,10 +1573,36 @@ def test_fingerprint_is_deterministic(compiled):
     assert compiled(doc).fp != base.fp
 
 
+# a site's walk compiles a config per field value: thousands of compiles, minutes on a
+# busy machine
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("site", [s[0] for s in SITES])
 def test_every_field_is_enforced_or_refused(walks, site):
     w = walks(site)
     assert not w.problems, f"{len(w.problems)} problem(s):\n" + "\n".join(w.problems)
+
+
+@pytest.mark.timeout(1800)  # every site's walk, when no other test ran them first
+def test_compatibility_table_is_current(walks):
+    """docs/compatibility.md (every agentgateway key and what agentgw does with it) is
+    what the schema and this walk say today; AGENTGW_WRITE_COMPAT=1 rewrites it."""
+    import os
+
+    from tests.compat.table import PAGE, build
+
+    if not PAGE.exists() and not os.environ.get("AGENTGW_WRITE_COMPAT"):
+        pytest.skip("docs/compatibility.md is not generated in this tree")
+    outcomes: dict[str, set[str]] = {}
+    for site, *_ in SITES:
+        for k, v in walks(site).outcomes.items():
+            outcomes.setdefault(k, set()).update(v)
+    page = build(outcomes)
+    if os.environ.get("AGENTGW_WRITE_COMPAT"):
+        PAGE.write_text(page)
+    assert PAGE.exists() and PAGE.read_text() == page, (
+        "docs/compatibility.md is out of date: run AGENTGW_WRITE_COMPAT=1 pytest "
+        "tests/config/test_enforced.py -k compatibility"
+    )
 
 
 def _edges(cls) -> list[tuple[str, type]]:
@@ -1591,6 +1620,7 @@ def _edges(cls) -> list[tuple[str, type]]:
     return out
 
 
+@pytest.mark.timeout(1800)  # every site's walk, when no other test ran them first
 def test_every_model_field_was_walked(walks):
     """Every field of every model that can be reached from LocalConfig through accepted
     fields was walked in some site. (A model reachable only under a refused field, such
