@@ -122,7 +122,19 @@ def gw(module_harness, fakes, guard_fakes):
                 "response": [{"bedrockGuardrails": bedrock}],
             },
         ),
-        _route("armor", fakes, {"request": [{"googleModelArmor": armor}], "response": [{"googleModelArmor": armor}]}),
+        _route(
+            "armor",
+            fakes,
+            {
+                "request": [
+                    {
+                        "googleModelArmor": armor,
+                        "rejection": {"headers": {"add": {"x-blocked-by": "armor"}, "remove": ["content-type"]}},
+                    }
+                ],
+                "response": [{"googleModelArmor": armor}],
+            },
+        ),
         _route(
             "azure",
             fakes,
@@ -213,7 +225,9 @@ def test_model_armor_sanitizes_prompt_and_answer(gw, fakes, guard_fakes):
 def test_model_armor_match_rejects_with_the_default_response(gw, fakes):
     r = chat(gw, "armor", "blockme")
     assert r.status_code == 403
-    assert "rejected" in r.json()["error"]["message"]
+    assert "rejected" in r.json()["error"]["message"]  # (the default rejection: in the API's error shape)
+    assert r.headers["x-blocked-by"] == "armor"  # rejection.headers.add
+    assert "content-type" not in r.headers  # rejection.headers.remove
     assert not [e for e in fakes.log() if e["kind"] == "openai"]
 
 

@@ -34,7 +34,7 @@ def openai_error_body(kind: str, message: str) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": kind}})
 
 
-def send_error(ctx, api, status: int, kind: str, message: str, extra=()) -> None:
+def send_error(ctx, api, status: int, kind: str, message: str, extra=(), drop=()) -> None:
     """Answer an error in the client's API shape (or abort a response already begun)."""
     ex = ctx.ex
     if ex.started:
@@ -46,6 +46,8 @@ def send_error(ctx, api, status: int, kind: str, message: str, extra=()) -> None
     else:
         body = openai_error_body(kind, message)
     h = Headers([("content-type", "application/json"), *extra])
+    for name in drop:
+        h.remove(name)
     ctx.finalize_headers(status, h)
     ex.send(status, h, body)
 
@@ -64,14 +66,18 @@ def answer_exception(ctx, api, exc: BaseException) -> bool:
     """Answer a failed request in the client's API shape; False if it can't be (a
     response already began, or not an error this backend answers)."""
     if isinstance(exc, Rejected):
+        adds = [kv for kv in exc.headers if kv[1] is not None]
+        drop = [k for k, v in exc.headers if v is None]  # rejection.headers.remove
         if exc.raw:  # the guard's configured rejection, as written
             if ctx.ex.started:
                 return False
-            h = Headers(list(exc.headers))
+            h = Headers(adds)
+            for name in drop:
+                h.remove(name)
             ctx.finalize_headers(exc.status, h)
             ctx.ex.send(exc.status, h, exc.message.encode())
         else:
-            send_error(ctx, api, exc.status, "prompt_guard_rejected", exc.message, exc.headers)
+            send_error(ctx, api, exc.status, "prompt_guard_rejected", exc.message, adds, drop)
     elif isinstance(exc, TranslationError):
         send_error(ctx, api, 400, "invalid_request_error", str(exc))
     elif isinstance(exc, ProviderError):

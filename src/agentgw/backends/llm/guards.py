@@ -291,6 +291,8 @@ def parse_guard_list(items, path: str, errors, make_webhook, make_managed=None) 
             hdrs.append((k.lower(), str(v)))
         for k, v in ((rej.get("headers") or {}).get("add") or {}).items():
             hdrs.append((k.lower(), str(v)))
+        for k in (rej.get("headers") or {}).get("remove") or []:
+            hdrs.append((str(k).lower(), None))  # (a removal: see errors.answer_exception)
         if "regex" in g:
             rx = g["regex"] or {}
             action = rx.get("action", "reject")
