@@ -22,6 +22,19 @@ if TYPE_CHECKING:
     from .tcp import TcpRoute
 
 
+def chains(policies: Sequence[Policy]) -> tuple[list[Policy], tuple, tuple, bool]:
+    """The policies in chain order, their bound request steps and response hooks (only
+    those a policy overrides), and whether any hook edits response headers."""
+    ordered = sorted(policies, key=lambda p: p.order)
+    hooks = [p for p in ordered if overrides(p, "on_response")]
+    return (
+        ordered,
+        tuple(p.on_request for p in ordered if overrides(p, "on_request")),
+        tuple(p.on_response for p in hooks),
+        any(p.edits_response_headers for p in hooks),
+    )
+
+
 class Route:
     """A route: its request-policy chain (bound ``on_request`` methods, in order), its
     response hooks and its backend."""
@@ -29,14 +42,10 @@ class Route:
     __slots__ = ("name", "request_chain", "response_chain", "backend", "policies", "listener", "response_edits")
 
     def __init__(self, name: str, policies: Sequence[Policy], backend: Backend | None, listener: str = ""):
-        policies = sorted(policies, key=lambda p: p.order)
         self.name = name
-        self.policies = policies
-        self.request_chain = tuple(p.on_request for p in policies if overrides(p, "on_request"))
-        self.response_chain = tuple(p.on_response for p in policies if overrides(p, "on_response"))
+        self.policies, self.request_chain, self.response_chain, self.response_edits = chains(policies)
         self.backend = backend
         self.listener = listener
-        self.response_edits = any(p.edits_response_headers for p in policies if overrides(p, "on_response"))
 
 
 class ListenerRuntime:
@@ -68,7 +77,6 @@ class ListenerRuntime:
         client_certs: bool = False,
         tcp_routes: Sequence[TcpRoute] = (),
     ):
-        policies = sorted(policies, key=lambda p: p.order)
         self.name = name
         # a TCP or TLS listener's routes (proxy/tcp.py); its ``routes`` table is empty
         self.tcp_routes = tuple(tcp_routes)
@@ -79,9 +87,7 @@ class ListenerRuntime:
         self.path_rules = path_rules  # the listener's path readings (pathNormalization)
         # the listener verifies client certificates (see client_cert_refusal)
         self.client_certs = client_certs
-        self.request_chain = tuple(p.on_request for p in policies if overrides(p, "on_request"))
-        self.response_chain = tuple(p.on_response for p in policies if overrides(p, "on_response"))
-        self.response_edits = any(p.edits_response_headers for p in policies if overrides(p, "on_response"))
+        _, self.request_chain, self.response_chain, self.response_edits = chains(policies)
 
 
 class BindRuntime:
