@@ -469,3 +469,42 @@ def test_a_dynamic_target_expression_picks_the_dial_target(harness, tls_upstream
     assert status == 200 and headers["x-upstream-port"] == str(a.port)
     status, headers, _ = _https_get(port, "b.example.com", ca)
     assert status == 200 and headers["x-upstream-port"] == str(b.port)
+
+
+def test_reload_moves_new_connections_and_keeps_open_ones(harness):
+    """A reload that points the TCP route elsewhere: a connection already open keeps its
+    upstream, the next one goes to the new backend; a TCP port turning into an HTTP one
+    gets a new server on the same socket."""
+    first, second = EchoServer(), EchoServer()
+    try:
+        port = free_port()
+        cfg = {
+            "config": _admin(),
+            "gateways": {"tcp": {"port": port, "protocol": "TCP"}},
+            "tcpRoutes": [{"gateways": "tcp", "backends": [{"host": f"127.0.0.1:{first.port}"}]}],
+        }
+        gw = harness.gateway(cfg)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as old:
+            old.sendall(b"a")
+            assert _recv_all(old, 1) == b"a"
+            cfg["tcpRoutes"][0]["backends"] = [{"host": f"127.0.0.1:{second.port}"}]
+            gw.reload(cfg)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as new:
+                new.sendall(b"b")
+                assert _recv_all(new, 1) == b"b"
+            old.sendall(b"c")
+            assert _recv_all(old, 1) == b"c"
+        assert (first.accepted, second.accepted) == (1, 1)
+        up = harness.upstream("after")
+        gw.reload(
+            {
+                "config": cfg["config"],
+                "gateways": {"tcp": {"port": port}},
+                "routes": [{"gateways": "tcp", "backends": [{"host": up.host}]}],
+            }
+        )
+        r = httpx.get(f"http://127.0.0.1:{port}/echo", timeout=10)
+        assert r.status_code == 200 and r.headers["x-upstream-port"] == str(up.port)
+    finally:
+        first.close()
+        second.close()
