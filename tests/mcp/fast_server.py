@@ -106,6 +106,27 @@ async def ask_llm(prompt: str, ctx: Context) -> str:
     return f"llm said: {r.content.text}"
 
 
+_background: set = set()
+
+
+@server.tool()
+async def log_later(text: str, ctx: Context) -> str:
+    """Answer now; a moment later send ``text`` as a log message on the session's own
+    GET stream (it belongs to no request)."""
+    import asyncio
+
+    session = ctx.session
+
+    async def later() -> None:
+        await asyncio.sleep(0.3)
+        await session.send_log_message(level="info", data=text)
+
+    t = asyncio.get_running_loop().create_task(later())
+    _background.add(t)
+    t.add_done_callback(_background.discard)
+    return "scheduled"
+
+
 @server.resource("data://{name}/info")
 def info(name: str) -> str:
     """Information about a name."""

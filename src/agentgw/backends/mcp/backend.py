@@ -407,7 +407,11 @@ class McpBackend(Backend):
         if method == "notifications/cancelled":
             await session.client_cancelled(msg.get("params") or {})
         elif method == "notifications/initialized":
-            pass  # each target got its own right after its initialize
+            # each target got its own right after its initialize. From now on a target may
+            # send requests and notifications that belong to no request on its GET stream:
+            # open those streams now, not when the client opens its own (a message sent
+            # in between would be lost); what arrives waits in the session for the client
+            await session.open_streams()
         elif is_notification(msg) and isinstance(method, str):
             # roots/list_changed and the like: every target may care
             params = msg.get("params")
