@@ -174,6 +174,7 @@ class Compiler(CompileScope):
             seen_ports[b.port] = bi
             listeners = []
             tcp_listeners = []
+            minted = False
             tls_by_host: list[tuple[str | None, ssl.SSLContext]] = []
             protocols = set()
             for li, lst in enumerate(b.listeners):
@@ -195,7 +196,11 @@ class Compiler(CompileScope):
                 tls_ctx = None
                 if lst.protocol == "HTTPS" and lst.tls is not None:  # (the model requires tls with HTTPS)
                     tls_ctx = self._listener_tls(lst.tls, f"{lpath}.tls")
-                    if tls_ctx is not None:
+                    if tls_ctx is not None and lst.tls.mode == "dynamicCa":
+                        # a certificate minted per SNI name: the bind reads the SNI first
+                        tls_ctx = self._dynamic_ca(lst.tls, tls_ctx, lst.hostname, f"{lpath}.tls")
+                        minted = True
+                    elif tls_ctx is not None:
                         # (read by gateway.client_cert_refusal)
                         tls_ctx.listener_hostname = lst.hostname  # type: ignore[attr-defined]  # an attribute of our own
                         tls_by_host.append((lst.hostname, tls_ctx))
@@ -224,7 +229,7 @@ class Compiler(CompileScope):
                 )
             # TCP and TLS listeners, and HTTPS ones reached through CONNECT, are picked by SNI
             # (proxy/tcp.py); HTTPS listeners there are terminated per connection
-            tcp = tcp_listeners or (internal and "HTTPS" in protocols)
+            tcp = tcp_listeners or (internal and "HTTPS" in protocols) or minted
             every = sorted(listeners + tcp_listeners, key=lambda L: listener_specificity(L.hostname)) if tcp else None
             binds[b.port] = BindRuntime(
                 b.port, listeners, self.services, tcp_listeners=every, internal=internal, connect=connect
@@ -312,7 +317,7 @@ class Compiler(CompileScope):
             name = r.name or f"{lname}/route{ri}"
             policies, traffic = self._route_policies(r.policies, f"{rpath}.policies", ai=self._has_ai(r), route_id=name)
             backend = self._backends(r.backends, f"{rpath}.backends", r.policies, traffic)
-            if "transformations" in traffic and backend is not None and not isinstance(backend, HttpBackendSet):
+            if "transformations" in traffic and backend is not None and getattr(backend, "kind", "") != "http":
                 self.errors.add(traffic["transformations"], "not supported on routes to this backend kind yet")
             if traffic.get("backend_auth_own") is not None:  # the backend's backendAuth replaces the route's
                 policies = [p for p in policies if not isinstance(p, BackendAuthPolicy)]
@@ -751,6 +756,18 @@ class Compiler(CompileScope):
                     route_policies=route_policies,
                     backend_policies=rb.policies,
                 )
+            elif rb.dynamic is not None:  # the request's own authority (backends/dynamic.py)
+                if len(backends) > 1:
+                    self.errors.add(f"{bpath}.dynamic", "a dynamic backend must be the only backend of its route")
+                    continue
+                if rb.dynamic:
+                    key = next(iter(rb.dynamic))
+                    self.errors.add(f"{bpath}.dynamic.{key}", "not supported on HTTP routes yet")
+                    continue
+                if bp is not None and bp.backend_auth is not None:
+                    self.errors.add(f"{bpath}.policies.backendAuth", "not supported on dynamic backends yet")
+                    continue
+                return self._dynamic(tls_cfg, tls_path, timeout, traffic)
             else:
                 kind = next(k for k in ("mcp", "ai", "aws", "dynamic", "route_group") if getattr(rb, k) is not None)
                 key = {"route_group": "routeGroup"}.get(kind, kind)
@@ -775,6 +792,21 @@ class Compiler(CompileScope):
             request_timeout=traffic.get("request_timeout"),
             backend_timeout=traffic.get("backend_timeout"),
             on_upstream_error=svc.on_upstream_error,
+        )
+
+    def _dynamic(self, tls_cfg: m.BackendTLS | None, tls_path: str, timeout: float | None, traffic: dict):
+        from .backends.dynamic import DynamicHttpBackend
+
+        tls_ctx, key = self.backend_tls(tls_cfg, tls_path) if tls_cfg is not None else (None, "")
+        return DynamicHttpBackend(
+            self.services.pool,
+            tls=tls_ctx,
+            tls_key=key,
+            sni=tls_cfg.hostname if tls_cfg is not None else None,
+            connect_timeout=self.connect_timeout,
+            timeout=timeout,
+            traffic=traffic,
+            on_upstream_error=self.services.on_upstream_error,
         )
 
     def backend_http(self, h: m.BackendHTTP | None, path: str) -> float | None:
@@ -832,6 +864,8 @@ class Compiler(CompileScope):
         if lst.tls is not None:
             if lst.protocol == "TCP":
                 self.errors.add(f"{lpath}.tls", "is only used with protocol HTTPS or TLS")
+            elif lst.tls.mode == "dynamicCa":
+                self.errors.add(f"{lpath}.tls.mode", "dynamicCa is only supported on HTTPS listeners yet")
             else:  # TLS terminated here, the plain bytes to the route's backend
                 tls_ctx = self._listener_tls(lst.tls, f"{lpath}.tls")
                 if tls_ctx is not None:
@@ -981,6 +1015,34 @@ class Compiler(CompileScope):
         except (OSError, ssl.SSLError) as exc:
             self.errors.add(path, f"cannot load TLS certificate/key: {exc}")
             return None
+
+    def _dynamic_ca(self, t: m.ListenerTLS, template: ssl.SSLContext, hostname: str | None, path: str) -> Any:
+        """``tls.mode: dynamicCa``: ``cert`` / ``key`` are a CA minting a certificate per
+        SNI name (engine/certmint.py); each minted context gets the settings ``template``
+        (the listener's context, from ``_listener_tls``) has."""
+        from .engine.certmint import DynamicCerts
+
+        root = self.path(t.root) if t.root else None
+        ciphers = ":".join(c["name"] for c in template.get_ciphers()) if t.cipher_suites else None
+
+        def configure(ctx: ssl.SSLContext) -> None:
+            ctx.minimum_version = template.minimum_version
+            ctx.maximum_version = template.maximum_version
+            if root:
+                ctx.load_verify_locations(root)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+            if ciphers:
+                ctx.set_ciphers(ciphers)
+            ctx.set_alpn_protocols(["http/1.1"])
+            ctx.listener_hostname = hostname  # type: ignore[attr-defined]  # (read by client_cert_refusal)
+
+        try:
+            certs = DynamicCerts(self.path(t.cert), self.path(t.key), configure)
+        except (OSError, ValueError) as exc:
+            self.errors.add(path, f"dynamicCa: cannot use cert/key as a CA: {exc}")
+            return None
+        certs.verify_mode = template.verify_mode  # (a listener that verifies client certificates)
+        return certs
 
     @staticmethod
     def _sni_context(by_host: list[tuple[str | None, ssl.SSLContext]]) -> ssl.SSLContext:

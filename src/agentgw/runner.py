@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 
 from . import __version__
@@ -162,6 +163,10 @@ class BindServer:
                 return None
             if lst.protocol == "HTTPS":  # terminated here, for the HTTP routes
                 ctx, settings, timeout = lst.tls, self.settings, self.handshake_timeout
+                if not isinstance(ctx, ssl.SSLContext):  # tls.mode: dynamicCa
+                    if not sni:
+                        return None  # no name to issue a certificate for
+                    ctx = ctx.context_for(sni)
                 return lambda transport, data: start_tls_server(
                     loop, transport, data, ctx, HttpServerProtocol(settings, loop), timeout
                 )

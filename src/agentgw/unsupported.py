@@ -34,12 +34,6 @@ def _tunnel(value: str) -> str | None:
     return f"{value} tunnelling is not supported yet"
 
 
-def _tls_mode(value: str) -> str | None:
-    if value == "dynamicCa":
-        return "dynamicCa (a certificate minted per SNI name from a CA) is not supported yet; use static"
-    return None
-
-
 def _log_level(value: str) -> str | None:
     from .telemetry.setup import _LEVELS
 
@@ -96,7 +90,6 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]
     (m.FrontendHTTP, "http2_keepalive_interval"): _H2,
     (m.FrontendHTTP, "http2_keepalive_timeout"): _H2,
     (m.ListenerTLS, "key_exchange_groups"): "choosing key exchange groups is not supported yet",
-    (m.ListenerTLS, "mode"): _tls_mode,
     (m.OtlpLogging, "policies"): "backend policies for the OTLP log exporter are not supported yet",
     (m.AccessLog, "access_log_policy"): "not supported yet",
     (m.FrontendTracing, "resources"): "tracing resource attributes are not supported yet",

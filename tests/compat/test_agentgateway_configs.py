@@ -36,7 +36,6 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "crates/agentgateway/src/types/local_tests/llm_simple_config.yaml": ("jwtAuth.jwks",),
     "crates/agentgateway/src/types/local_tests/mcp_to_aws_backend_config.yaml": ("targets[0].mcp.backend", "AgentCore"),
     "examples/llm-ollama-postgres/config.yaml": ("config.database",),
-    "examples/traffic-egress-proxy/config-dynamic-tls.yaml": ("tls.mode",),
     "examples/llm-standalone-epp/config.yaml": ("policies.inferenceRouting",),
     "examples/traffic-spiffe/config.yaml": ("spiffe",),
     "examples/traffic-tailscale-auth/config.yaml": ("extAuthz.host",),

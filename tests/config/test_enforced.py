@@ -387,6 +387,7 @@ VALUES: dict[str, Any] = {
     "ListenerTLS.cert": Req("server.pem", With("other.pem", key="other.key")),
     "ListenerTLS.key": Req("server.key", With("other.key", cert="other.pem")),
     "ListenerTLS.root": "ca.pem",
+    "ListenerTLS.mode": In(With("dynamicCa", cert="ca.pem", key="ca.key"), doc=lambda d: _https(d)),
     "ListenerTLS.cipher_suites": ["ECDHE-RSA-AES128-GCM-SHA256"],
     "ListenerTLS.key_exchange_groups": ["X25519"],
     "Route.hostnames": ["api.example.com"],
@@ -1493,7 +1494,8 @@ def files(tmp_path_factory) -> Path:
     from tests.support.harness import make_tls_files
 
     d = tmp_path_factory.mktemp("enforced")
-    make_tls_files(d)  # ca.pem, server.pem, server.key
+    main = make_tls_files(d)  # ca.pem, server.pem, server.key
+    main.ca.private_key_pem.write_to_path(str(d / "ca.key"))  # (tls.mode: dynamicCa)
     other = make_tls_files(d / "other")
     (d / "other.pem").write_bytes(other.cert.read_bytes())
     (d / "other.key").write_bytes(other.key.read_bytes())

@@ -508,3 +508,97 @@ def test_reload_moves_new_connections_and_keeps_open_ones(harness):
     finally:
         first.close()
         second.close()
+
+
+def test_dynamic_ca_mints_a_certificate_per_name(harness, tmp_path):
+    """config-dynamic-tls.yaml's listener: ``tls.mode: dynamicCa`` with a CA; a tunnel to
+    any name gets a certificate for that name signed by the CA (clients trust the CA)."""
+    tls = harness.tls()
+    ca_key = tmp_path / "ca-key.pem"
+    tls.ca.private_key_pem.write_to_path(str(ca_key))
+    up = harness.upstream("minted")
+    proxy, internal = free_port(), free_port()
+    cfg = {
+        "config": _admin(),
+        "binds": [
+            {"port": proxy, "tunnelProtocol": "connect", "listeners": []},
+            {
+                "port": internal,
+                "mode": "internal",
+                "listeners": [
+                    {
+                        "protocol": "HTTPS",
+                        "tls": {"mode": "dynamicCa", "cert": str(tls.ca_cert), "key": str(ca_key)},
+                        "routes": [
+                            {
+                                "backends": [{"host": up.host}],
+                                "policies": {"responseHeaderModifier": {"set": {"x-inspected": "yes"}}},
+                            }
+                        ],
+                    }
+                ],
+            },
+        ],
+    }
+    harness.gateway(cfg)
+    verify = ssl.create_default_context(cafile=str(tls.ca_cert))
+    with httpx.Client(proxy=f"http://127.0.0.1:{proxy}", verify=verify, timeout=10) as client:
+        for name in ("httpbingo.org", "pypi.org", "httpbingo.org"):
+            r = client.get(f"https://{name}:{internal}/echo")
+            assert r.status_code == 200 and r.headers["x-inspected"] == "yes"
+    # the certificate names the host asked for, issued by the CA
+    s, head = _connect(proxy, f"example.net:{internal}")
+    with s, verify.wrap_socket(s, server_hostname="example.net") as t:
+        cert = t.getpeercert()
+    assert ("DNS", "example.net") in cert["subjectAltName"]
+
+
+def test_dynamic_tls_egress_inspects_every_request(harness, tmp_path):
+    """config-dynamic-tls.yaml with local stand-ins: every CONNECT to the internal port is
+    terminated with a certificate minted for the name, the HTTP transformations run, and
+    the request goes on over TLS to the host it names (``dynamic: {}`` + ``backendTLS``)."""
+    tls = harness.tls()
+    ca_key = tmp_path / "ca-key.pem"
+    tls.ca.private_key_pem.write_to_path(str(ca_key))
+    up = harness.upstream("destination", tls=tls)
+    proxy = free_port()
+    cfg = {
+        "config": _admin(),
+        "binds": [
+            {"port": proxy, "tunnelProtocol": "connect", "listeners": []},
+            {
+                # the destination's own port: internal, so only tunnels reach the gateway here
+                "port": up.port,
+                "mode": "internal",
+                "listeners": [
+                    {
+                        "protocol": "HTTPS",
+                        "tls": {"mode": "dynamicCa", "cert": str(tls.ca_cert), "key": str(ca_key)},
+                        "routes": [
+                            {
+                                "backends": [{"dynamic": {}, "policies": {"backendTLS": {"root": str(tls.ca_cert)}}}],
+                                "policies": {
+                                    "transformations": {
+                                        "request": {
+                                            "set": {"x-agentgateway-req-message": "'Hello from AgentGateway!'"}
+                                        },
+                                        "response": {
+                                            "set": {"x-agentgateway-resp-message": "'Hello from AgentGateway!'"}
+                                        },
+                                    }
+                                },
+                            }
+                        ],
+                    }
+                ],
+            },
+        ],
+    }
+    harness.gateway(cfg)
+    verify = ssl.create_default_context(cafile=str(tls.ca_cert))
+    with httpx.Client(proxy=f"http://127.0.0.1:{proxy}", verify=verify, timeout=10) as client:
+        r = client.get(f"https://localhost:{up.port}/headers")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-agentgateway-resp-message"] == "Hello from AgentGateway!"
+    assert ["x-agentgateway-req-message", "Hello from AgentGateway!"] in r.json()["headers"]
+    assert r.headers["x-upstream-port"] == str(up.port)
