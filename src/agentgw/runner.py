@@ -151,6 +151,7 @@ class BindServer:
             hello_timeout=s.header_read_timeout,
             connections=s.connections,
             on_connection_change=s.on_connection_change,
+            max_connections=s.max_connections,
         )
 
     def _chooser(self, dest_port: int):

@@ -602,3 +602,25 @@ def test_dynamic_tls_egress_inspects_every_request(harness, tmp_path):
     assert r.headers["x-agentgateway-resp-message"] == "Hello from AgentGateway!"
     assert ["x-agentgateway-req-message", "Hello from AgentGateway!"] in r.json()["headers"]
     assert r.headers["x-upstream-port"] == str(up.port)
+
+
+def test_max_connections_counts_tcp_connections(harness, echo):
+    port = free_port()
+    cfg = {
+        "config": {**_admin(), "limits": {"maxConnections": 1}},
+        "gateways": {"tcp": {"port": port, "protocol": "TCP"}},
+        "tcpRoutes": [{"gateways": "tcp", "backends": [{"host": f"127.0.0.1:{echo.port}"}]}],
+    }
+    harness.gateway(cfg)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as first:
+        first.sendall(b"1")
+        assert _recv_all(first, 1) == b"1"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as second:
+            try:
+                second.sendall(b"2")
+                assert second.recv(10) == b""
+            except ConnectionError:
+                pass  # (closed with a reset: also refused)
+        first.sendall(b"3")
+        assert _recv_all(first, 1) == b"3"
+    assert echo.accepted == 1

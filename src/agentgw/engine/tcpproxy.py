@@ -118,8 +118,10 @@ class TcpSession(asyncio.Protocol):
         hello_timeout: float = 10.0,
         connections: set | None = None,
         on_connection_change: Callable[[int], None] | None = None,
+        max_connections: int | None = None,
     ):
         self.loop = loop
+        self.max_connections = max_connections
         self.choose = choose
         self.sniff = sniff
         self.connect_timeout = connect_timeout
@@ -140,6 +142,10 @@ class TcpSession(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         if self.connections is not None:
+            if self.max_connections is not None and len(self.connections) >= self.max_connections:
+                self.closed = True  # (config.limits.maxConnections: nothing to answer on a byte stream)
+                transport.abort()
+                return
             self.connections.add(self)
         if self.on_connection_change is not None:
             self.on_connection_change(1)
