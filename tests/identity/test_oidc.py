@@ -7,51 +7,37 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from tests.support.harness import REPO_ROOT, free_port, gateway_config, route, wait_for
+from tests.support.harness import free_port, gateway_config, route, wait_for
+from tests.support.oidc import OidcProvider
 
-SERVER = Path(__file__).parent.parent / "support" / "oidc_login_server.mjs"
-OIDC_PROVIDER = REPO_ROOT / ".cache/npm/node_modules/oidc-provider/lib/index.js"
 CLIENT_ID, CLIENT_SECRET = "agentgateway-browser", "agentgateway-secret"
 COOKIE_SECRET = os.urandom(32).hex()
 
 
-class Provider:
-    def __init__(self, workdir: Path, redirect_uri: str, secret: str = CLIENT_SECRET):
-        if not OIDC_PROVIDER.exists() or shutil.which("node") is None:
-            pytest.skip("oidc-provider is not installed (run scripts/install-test-deps.sh)")
-        self.port = free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / f"oidc-{self.port}.log"
-        env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "OIDC_PROVIDER_MODULE": str(OIDC_PROVIDER)}
-        self._f = open(self.log, "wb")
-        self.proc = subprocess.Popen(
-            ["node", str(SERVER), str(self.port), CLIENT_ID, secret, redirect_uri],
-            stdout=self._f,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        deadline = time.monotonic() + 20
-        while b"ready" not in self.log.read_bytes():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"oidc-provider did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._f.close()
+def Provider(workdir: Path, redirect_uri: str, secret: str = CLIENT_SECRET) -> OidcProvider:
+    """The provider of the example: one confidential client, the profile and email claims."""
+    return OidcProvider(
+        workdir,
+        clients=[
+            {
+                "client_id": CLIENT_ID,
+                "client_secret": secret,
+                "redirect_uris": [redirect_uri],
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "client_secret_basic",
+            }
+        ],
+        scopes=["openid", "profile", "email"],
+        claims={"openid": ["sub"], "profile": ["name"], "email": ["email", "email_verified"]},
+        account="testuser",
+    )
 
 
 @pytest.fixture

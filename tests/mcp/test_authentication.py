@@ -5,8 +5,6 @@ registration → authorization code with PKCE and an RFC 8707 resource → token
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,47 +16,43 @@ from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from tests.support.harness import REPO_ROOT, closed_port, free_port
+from tests.support.harness import closed_port, free_port
+from tests.support.oidc import OidcProvider
 
-from .conftest import demo_stdio, mcp_config, need_npm, run
+from .conftest import demo_stdio, mcp_config, run
 
-OIDC_PROVIDER = REPO_ROOT / ".cache/npm/node_modules/oidc-provider/lib/index.js"
-SERVER = Path(__file__).parent.parent / "support" / "oidc_server.mjs"
 REDIRECT = f"http://127.0.0.1:{closed_port()}/callback"
 
 
-class AuthServer:
-    """oidc-provider on a port of its own; ``issuer`` is its URL."""
-
-    def __init__(self, workdir: Path, client_id: str | None = None):
-        need_npm(OIDC_PROVIDER)
-        self.port = free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / f"oidc-{self.port}.log"
-        args = ["node", str(SERVER), str(self.port)] + ([client_id, REDIRECT] if client_id else [])
-        env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "OIDC_PROVIDER_MODULE": str(OIDC_PROVIDER)}
-        self._f = open(self.log, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._f, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 20
-        while b"ready" not in self.log.read_bytes():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"oidc-provider did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._f.close()
+def AuthServer(workdir: Path, client_id: str | None = None) -> OidcProvider:
+    """An authorization server as MCP clients expect one: dynamic registration, PKCE,
+    RFC 8707 resources with JWT access tokens; with ``client_id``, that public client
+    pre-registered for ``REDIRECT``."""
+    clients = []
+    if client_id:
+        clients.append(
+            {
+                "client_id": client_id,
+                "token_endpoint_auth_method": "none",
+                "redirect_uris": [REDIRECT],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+            }
+        )
+    return OidcProvider(
+        workdir,
+        clients=clients,
+        scopes=["openid", "offline_access", "read:all", "profile"],
+        registration=True,
+        resourceIndicators=True,
+    )
 
 
 @pytest.fixture
 def auth_server(tmp_path):
-    servers: list[AuthServer] = []
+    servers: list[OidcProvider] = []
 
-    def start(client_id: str | None = None) -> AuthServer:
+    def start(client_id: str | None = None) -> OidcProvider:
         s = AuthServer(tmp_path, client_id)
         servers.append(s)
         return s
@@ -282,10 +276,11 @@ def test_provider_adapter_serves_metadata_and_answers_registration_with_the_clie
 
 
 def test_refusals_at_load(harness):
-    from agentgw.config import ConfigError, load_config_text
-    from agentgw.compile import compile_config
-    from tests.config.test_enforced import FakeServices
     import json
+
+    from agentgw.compile import compile_config
+    from agentgw.config import ConfigError, load_config_text
+    from tests.config.test_enforced import FakeServices
 
     for extra, where in (
         ({"provider": {"entra": {}}}, "mcpAuthentication.provider.entra"),

@@ -1,13 +1,16 @@
-// A real OAuth 2.1 / OpenID authorization server for the tests: oidc-provider (a certified
-// OpenID provider) with dynamic client registration, PKCE, and RFC 8707 resource indicators
-// issuing JWT access tokens whose audience is the resource.
+// A real OAuth 2.1 / OpenID provider for the tests: oidc-provider (a certified OpenID
+// provider) with PKCE, and, as a test asks, static clients, dynamic client registration
+// and RFC 8707 resource indicators (JWT access tokens whose audience is the resource).
 //
 // The login and consent pages are replaced by an interaction that signs in the account
-// named by the `login_hint` parameter (default "alice") and grants what the client asked
-// for, so a test can follow the authorization redirects without a browser.
+// named by the `login_hint` parameter (default: the config's `account`) and grants what
+// the client asked for, so a test follows the redirects of a browser login with a plain
+// HTTP client.
 //
 // usage: OIDC_PROVIDER_MODULE=<path to oidc-provider's lib/index.js> \
-//        node oidc_server.mjs PORT [PRE_REGISTERED_CLIENT_ID REDIRECT_URI]
+//        node oidc_server.mjs PORT CONFIG_JSON
+// CONFIG_JSON: {clients: [...], scopes: [...], claims: {...}, registration: bool,
+//               resourceIndicators: bool, account: "alice"}   (see tests/support/oidc.py)
 // prints "ready <issuer>" on stdout when it accepts connections.
 import http from "node:http";
 import { generateKeyPairSync } from "node:crypto";
@@ -17,52 +20,47 @@ import { pathToFileURL } from "node:url";
 const { default: Provider } = await import(pathToFileURL(process.env.OIDC_PROVIDER_MODULE).href);
 
 const port = Number(process.argv[2]);
+const cfg = JSON.parse(process.argv[3] || "{}");
 const issuer = `http://127.0.0.1:${port}`;
-const preClient = process.argv[3];
-const preRedirect = process.argv[4];
+const account = cfg.account || "alice";
 
 const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const jwk = { ...privateKey.export({ format: "jwk" }), kid: "test-key", use: "sig", alg: "RS256" };
 
-const clients = [];
-if (preClient) {
-  clients.push({
-    client_id: preClient,
-    token_endpoint_auth_method: "none",
-    redirect_uris: [preRedirect],
-    grant_types: ["authorization_code", "refresh_token"],
-    response_types: ["code"],
-  });
+const features = { devInteractions: { enabled: false } };
+if (cfg.registration) features.registration = { enabled: true };
+if (cfg.resourceIndicators) {
+  features.resourceIndicators = {
+    enabled: true,
+    defaultResource: () => undefined,
+    useGrantedResource: () => true,
+    getResourceServerInfo: (ctx, resource) => ({
+      scope: (cfg.scopes || []).filter((s) => s !== "openid").join(" "),
+      audience: resource,
+      accessTokenTTL: 600,
+      accessTokenFormat: "jwt",
+      jwt: { sign: { alg: "RS256" } },
+    }),
+  };
 }
 
 const provider = new Provider(issuer, {
-  clients,
+  clients: cfg.clients || [],
   jwks: { keys: [jwk] },
-  scopes: ["openid", "offline_access", "read:all", "profile"],
-  claims: { openid: ["sub"] },
+  scopes: cfg.scopes || ["openid"],
+  claims: cfg.claims || { openid: ["sub"] },
+  conformIdTokenClaims: false, // the scopes' claims in the ID token itself
   pkce: { required: () => true },
   clientDefaults: {
     grant_types: ["authorization_code", "refresh_token"],
     response_types: ["code"],
     token_endpoint_auth_method: "none",
   },
-  features: {
-    devInteractions: { enabled: false },
-    registration: { enabled: true },
-    resourceIndicators: {
-      enabled: true,
-      defaultResource: () => undefined,
-      useGrantedResource: () => true,
-      getResourceServerInfo: (ctx, resource) => ({
-        scope: "read:all offline_access profile",
-        audience: resource,
-        accessTokenTTL: 600,
-        accessTokenFormat: "jwt",
-        jwt: { sign: { alg: "RS256" } },
-      }),
-    },
-  },
-  findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
+  features,
+  findAccount: (ctx, sub) => ({
+    accountId: sub,
+    claims: () => ({ sub, name: `User ${sub}`, email: `${sub}@example.com`, email_verified: true }),
+  }),
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
 });
 provider.proxy = false;
@@ -72,7 +70,7 @@ async function interact(req, res) {
   const { prompt, params, session } = details;
   let result;
   if (prompt.name === "login") {
-    result = { login: { accountId: params.login_hint || "alice" } };
+    result = { login: { accountId: params.login_hint || account } };
   } else {
     const grant = details.grantId
       ? await provider.Grant.find(details.grantId)
