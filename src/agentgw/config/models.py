@@ -1591,9 +1591,9 @@ TlsVersion = Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"]
 
 
 class ListenerTLS(_Model):
-    #: ``static`` (cert/key serve every handshake) or ``dynamicCa`` (cert/key are a CA
-    #: minting a certificate per SNI name; refused)
-    mode: Literal["static", "dynamicCa"] = "static"
+    #: ``static`` (the default: cert/key serve every handshake) or ``dynamicCa`` (cert/key
+    #: are a CA minting a certificate per SNI name)
+    mode: Literal["static", "dynamicCa"] | None = None
     cert: str
     key: Annotated[str, SECRET]
     root: str | None = None
