@@ -3,112 +3,13 @@ collector stand-in speaking OTLP/HTTP (protobuf) or OTLP/gRPC."""
 
 from __future__ import annotations
 
-import threading
 import time
-from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import grpc
 import httpx
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as ls
 
-from tests.support.harness import free_port, gateway_config, route
+from tests.support.harness import gateway_config, route
 
-from .otlp import GrpcReceiver, _val
-
-
-class Logs:
-    """Log records received, flattened."""
-
-    def __init__(self):
-        self.records: list[dict] = []
-        self.paths: list[str] = []
-        self.lock = threading.Lock()
-
-    def add(self, req: ls.ExportLogsServiceRequest) -> None:
-        with self.lock:
-            for rl in req.resource_logs:
-                res = {kv.key: _val(kv.value) for kv in rl.resource.attributes}
-                for sl in rl.scope_logs:
-                    for r in sl.log_records:
-                        self.records.append(
-                            {
-                                "body": _val(r.body),
-                                "severity": r.severity_text,
-                                "severity_number": r.severity_number,
-                                "attrs": {kv.key: _val(kv.value) for kv in r.attributes},
-                                "trace_id": r.trace_id.hex(),
-                                "span_id": r.span_id.hex(),
-                                "resource": res,
-                            }
-                        )
-
-    def wait(self, n: int, timeout: float = 10.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.records) >= n:
-                    return list(self.records)
-            time.sleep(0.05)
-        raise AssertionError(f"expected {n} log records, got {self.records}")
-
-
-class HttpLogs(Logs):
-    def __init__(self):
-        super().__init__()
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.paths.append(self.path)
-                assert self.headers.get("content-type") == "application/x-protobuf"
-                outer.add(ls.ExportLogsServiceRequest.FromString(body))
-                out = ls.ExportLogsServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class GrpcLogs(Logs):
-    def __init__(self):
-        super().__init__()
-        self.port = free_port()
-
-        def export(req, _ctx):
-            self.add(req)
-            return ls.ExportLogsServiceResponse()
-
-        handler = grpc.method_handlers_generic_handler(
-            "opentelemetry.proto.collector.logs.v1.LogsService",
-            {
-                "Export": grpc.unary_unary_rpc_method_handler(
-                    export,
-                    request_deserializer=ls.ExportLogsServiceRequest.FromString,
-                    response_serializer=ls.ExportLogsServiceResponse.SerializeToString,
-                )
-            },
-        )
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        self.server.add_generic_rpc_handlers((handler,))
-        self.server.add_insecure_port(f"127.0.0.1:{self.port}")
-        self.server.start()
-
-    def stop(self):
-        self.server.stop(0).wait(5)
+from .otlp import GrpcLogs, GrpcReceiver, HttpLogs
 
 
 def test_access_log_records_over_otlp_http(harness):
@@ -132,6 +33,7 @@ def test_access_log_records_over_otlp_http(harness):
         time.sleep(0.8)  # a batch after the first would hold /healthz: there is none
         assert len(collector.records) == 1
         assert collector.paths[0] == "/v1/logs"
+        assert collector.headers[0]["content-type"] == "application/x-protobuf"
         assert rec["body"] == "request" and rec["severity"] == "INFO" and rec["severity_number"] == 9
         a = rec["attrs"]
         assert a["route"] == "api" and a["path"] == "/items?x=1" and a["method"] == "GET"
