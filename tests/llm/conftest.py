@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -50,11 +51,13 @@ class Fakes:
         )
 
 
-@pytest.fixture(scope="session")
-def fakes():
+@contextlib.contextmanager
+def fake_server(module: str):
+    """``python -m <module> --port P`` started on a free port, until the block ends;
+    yields ``(port, process)`` once it accepts connections."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.llm.fakes", "--port", str(port)],
+        [sys.executable, "-m", module, "--port", str(port)],
         env=subprocess_env(),
         cwd=str(REPO_ROOT),
         stdout=subprocess.DEVNULL,
@@ -69,11 +72,19 @@ def fakes():
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError(f"provider fakes did not start: {proc.stderr.read().decode()[-2000:]}")
+                raise AssertionError(f"{module} did not start: {proc.stderr.read().decode()[-2000:]}") from None
             time.sleep(0.05)
-    yield Fakes(port, proc)
-    proc.terminate()
     try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield port, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def fakes():
+    with fake_server("tests.llm.fakes") as (port, proc):
+        yield Fakes(port, proc)

@@ -7,9 +7,6 @@ against stand-ins that check each request as the service documents it
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import urllib.request
 
 import httpx
@@ -17,7 +14,9 @@ import pytest
 
 from tests.llm import fakes as F
 from tests.llm import guard_fakes as G
-from tests.support.harness import REPO_ROOT, free_port, gateway_config, subprocess_env
+from tests.support.harness import free_port, gateway_config
+
+from .conftest import fake_server
 
 
 class GuardFakes:
@@ -35,31 +34,8 @@ class GuardFakes:
 
 @pytest.fixture(scope="module")
 def guard_fakes():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.llm.guard_fakes", "--port", str(port)],
-        env=subprocess_env(),
-        cwd=str(REPO_ROOT),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_log", timeout=0.5).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(f"guard fakes did not start: {proc.stderr.read().decode()[-2000:]}") from None
-            time.sleep(0.05)
-    yield GuardFakes(port)
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with fake_server("tests.llm.guard_fakes") as (port, _):
+        yield GuardFakes(port)
 
 
 REJECT_JSON = '{"error": {"message": "blocked by policy", "code": "content_policy_violation"}}'
