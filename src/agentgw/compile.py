@@ -209,6 +209,9 @@ class Compiler(CompileScope):
                 rules = PathRules(pn.encoded_slashes, pn.path_parameters) if pn is not None else DEFAULT_RULES
                 table = self._routes(lst.routes or [], lpath, lname, rules, self._attached.get(lpath, ()))
                 lpolicies = compile_identity(self, lst.policies, f"{lpath}.policies")
+                gw_cors = getattr(lst.policies, "cors", None)  # (a named gateway's listener)
+                if gw_cors is not None:
+                    lpolicies.append(_cors(gw_cors))
                 client_certs = tls_ctx is not None and tls_ctx.verify_mode != ssl.CERT_NONE
                 listeners.append(
                     ListenerRuntime(
@@ -1080,6 +1083,17 @@ _SHORTHAND_PATHS = (
     ("mcp.listeners[0].routes[0].backends[0].mcp:", "mcp:"),
     ("mcp.listeners[0].routes[0].policies", "mcp.policies"),
 )
+
+
+def _cors(c: m.Cors) -> Cors:
+    return Cors(
+        allow_origins=c.allow_origins,
+        allow_methods=c.allow_methods,
+        allow_headers=c.allow_headers,
+        expose_headers=c.expose_headers,
+        max_age=float(c.max_age) if c.max_age is not None else None,
+        allow_credentials=c.allow_credentials,
+    )
 
 
 def _attachable(bind: BindRuntime) -> list[Match]:

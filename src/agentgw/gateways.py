@@ -88,9 +88,6 @@ def expand(cfg: m.LocalConfig) -> Expansion:
     per_gateway: list[tuple[str, m.NamedGateway, list[_Listener]]] = []
     for gname, g in cfg.gateways.items():
         gpath = f"gateways.{gname}"
-        for where, obj in [(gpath, g), *((f"{gpath}.listeners[{i}]", x) for i, x in enumerate(g.listeners))]:
-            if obj.cors is not None:
-                err((f"{where}.cors", "is not supported on gateways yet; set it on the routes"))
         listeners: list[_Listener] = []
         if not g.listeners:
             p, problem = _protocol(g.protocol, g.tls is not None)

@@ -193,3 +193,31 @@ def test_refusals_name_the_field_as_written(tmp_path, doc, path, why):
     assert r.returncode != 0
     assert path in r.stderr and why in r.stderr, r.stderr
     assert "listeners[0].routes" not in r.stderr, r.stderr
+
+
+def test_gateway_policies_run_before_routing(harness):
+    """Policies on a named gateway (here cors and apiKey) apply to every route attached to it."""
+    up = harness.upstream("guarded")
+    port = free_port()
+    cfg = {
+        "config": _admin(),
+        "gateways": {
+            "api": {
+                "port": port,
+                "cors": {"allowOrigins": ["https://app.example"], "allowMethods": ["GET"], "maxAge": "60s"},
+                "apiKey": {"keys": [{"key": "k-123"}], "mode": "strict"},
+            }
+        },
+        "routes": [{"gateways": "api", "backends": [{"host": up.host}]}],
+    }
+    harness.gateway(cfg)
+    base = f"http://127.0.0.1:{port}/echo"
+    origin = {"origin": "https://app.example"}
+    r = httpx.options(base, headers={**origin, "access-control-request-method": "GET"}, timeout=10)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+    assert r.headers["access-control-max-age"] == "60"
+    r = httpx.get(base, headers=origin, timeout=10)
+    assert r.status_code == 401
+    r = httpx.get(base, headers={**origin, "authorization": "Bearer k-123"}, timeout=10)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+    assert r.headers["x-upstream-port"] == str(up.port)
