@@ -368,6 +368,7 @@ binds:
           issuer: https://idp
           clientId: gw
           clientSecret: oidc-client-secret-value
+          redirectURI: https://gw.example/oauth/callback
         ai:
           defaults: {max_tokens: 100}
       backends:

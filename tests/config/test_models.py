@@ -653,22 +653,25 @@ llm:
   - {name: a, provider: openai}
   - {name: b, provider: bedrock}
   - {name: "x*y", provider: anthropic}
-  - {name: d, provider: mistral}
+  - {name: d, provider: nosuchprovider}
+  - {name: e, provider: mistral}
 """)
     assert errs == [
         "llm.models[1]: bedrock requires params.awsRegion",
         "llm.models[2].name: model name wildcard must be either at the beginning or the end: 'x*y'",
-        "llm.models[3].provider: unknown provider 'mistral'; expected one of openAI, anthropic, gemini, "
-        "vertex, bedrock, azure, copilot or {custom: ...}",
-    ]
+        "llm.models[3].provider: unknown provider 'nosuchprovider'; expected one of openAI, anthropic, gemini, "
+        "vertex, bedrock, azure, copilot, cohere, ollama, baseten, cerebras, deepinfra, deepseek, groq, "
+        "huggingface, mistral, openrouter, togetherai, xai, fireworks, {custom: ...} or "
+        "{reference: <llm.providers name>}",
+    ]  # mistral is one of agentgateway's provider presets
     cfg = load_config_text("llm:\n  models:\n  - {name: a, provider: openai}\n", env={})
     assert cfg.llm.models[0].provider == "openAI"  # normalised spelling
     assert cfg.llm.port == 4000
 
 
 def test_llm_policies_reject_route_only_policies():
-    errs = errors_of("llm:\n  models: []\n  policies: {cors: {}}\n")
-    assert errs == ["llm.policies.cors: unknown field"]
+    errs = errors_of("llm:\n  models: []\n  policies: {urlRewrite: {}}\n")
+    assert errs == ["llm.policies.urlRewrite: unknown field"]  # (cors is an llm policy too)
 
 
 def test_targeted_policy_must_hold_one_policy():

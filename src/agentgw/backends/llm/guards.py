@@ -286,7 +286,7 @@ def parse_guard_list(items, path: str, errors, make_webhook, make_managed=None) 
         rej = g.get("rejection") or {}
         status = int(rej.get("status") or 403)
         body = rej.get("body")
-        hdrs = []
+        hdrs: list[tuple[str, str | None]] = []
         for k, v in ((rej.get("headers") or {}).get("set") or {}).items():
             hdrs.append((k.lower(), str(v)))
         for k, v in ((rej.get("headers") or {}).get("add") or {}).items():
