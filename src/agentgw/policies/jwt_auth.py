@@ -87,6 +87,10 @@ def _import_keyset(data):
         data = {"keys": [data]}
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
         raise ValueError("not a JWKS document")
+    if not data["keys"]:
+        # written as such ({"keys": []}, as agentgateway's own configs do): no token can
+        # verify, so every token is refused; unusable keys below are a mistake instead
+        return KeySet([])
     keys = [k for k in data["keys"] if isinstance(k, dict) and k.get("kty") in _ASYMMETRIC_KTY]
     if not keys:
         raise ValueError("no RSA, EC or OKP public key in the JWKS")
