@@ -47,7 +47,7 @@ from .proxy.scope import CompileScope
 from .routing.paths import DEFAULT_RULES, PathRules, canonical_path
 from .routing.table import EXACT, PREFIX, REGEX, Match, RouteTable, listener_specificity
 from .telemetry.accesslog import compile_access_log
-from .unsupported import UNSUPPORTED_ROUTE_POLICIES, refuse_except, refuse_unsupported
+from .unsupported import SPIFFE_REFUSAL, UNSUPPORTED_ROUTE_POLICIES, refuse_except, refuse_unsupported
 
 T = TypeVar("T")
 
@@ -992,6 +992,9 @@ class Compiler(CompileScope):
     def _listener_tls(self, t: m.ListenerTLS, path: str) -> ssl.SSLContext | None:
         """The listener's TLS settings; ``frontendPolicies.tls`` gives the defaults for
         versions and cipher suites."""
+        if t.cert is None or t.key is None:  # (the model allows that only with spiffe)
+            self.errors.add(f"{path}.spiffe", SPIFFE_REFUSAL)
+            return None
         ft = self.cfg.frontend_policies.tls or m.FrontendTLS()
         min_version = t.min_tls_version or ft.min_version
         max_version = t.max_tls_version or ft.max_version
@@ -1039,6 +1042,9 @@ class Compiler(CompileScope):
             ctx.set_alpn_protocols(["http/1.1"])
             ctx.listener_hostname = hostname  # type: ignore[attr-defined]  # (read by client_cert_refusal)
 
+        if t.cert is None or t.key is None:
+            self.errors.add(f"{path}.spiffe", SPIFFE_REFUSAL)
+            return None
         try:
             certs = DynamicCerts(self.path(t.cert), self.path(t.key), configure)
         except (OSError, ValueError) as exc:

@@ -26,6 +26,7 @@ from .config import models as m
 _MESH = "mesh (HBONE / ztunnel) settings are not supported yet"
 _XDS = "xDS configuration is not supported yet; agentgw is configured by this file only"
 _H2 = "HTTP/2 is not supported yet (listeners speak HTTP/1.1)"
+SPIFFE_REFUSAL = "SPIFFE workload certificates (a Workload API agent such as SPIRE) are not supported yet"
 
 
 def _tunnel(value: str) -> str | None:
@@ -60,6 +61,8 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]
     (m.GatewayConfig, "xds_address"): _XDS,
     (m.GatewayConfig, "xds_auth_token"): _XDS,
     (m.GatewayConfig, "ca_address"): "certificates from a mesh CA are not supported yet",
+    (m.GatewayConfig, "spiffe"): SPIFFE_REFUSAL,
+    (m.ListenerTLS, "spiffe"): SPIFFE_REFUSAL,
     (m.GatewayConfig, "ca_auth_token"): "certificates from a mesh CA are not supported yet",
     (m.GatewayConfig, "auth_token"): _XDS,
     (m.GatewayConfig, "trust_domain"): _MESH,
@@ -118,8 +121,11 @@ def _is_set(model: BaseModel, name: str, value: Any) -> bool:
     field = type(model).model_fields[name]
     if not field.is_required() and field.default_factory is None and value == field.default:
         return False  # written out as the default: nothing to enforce
-    if isinstance(value, (list, dict)) and not value:
-        return False
+    if isinstance(value, list) and not value:
+        return False  # an empty list asks for nothing
+    if isinstance(value, dict) and not value and field.default_factory is not None:
+        return False  # the default, written out
+    # an empty object is a feature switched on with its defaults (``spiffe: {}``)
     return True
 
 

@@ -36,8 +36,8 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "crates/agentgateway/src/types/local_tests/mcp_to_aws_backend_config.yaml": ("targets[0].mcp.backend", "AgentCore"),
     "examples/llm-ollama-postgres/config.yaml": ("config.database",),
     "examples/llm-standalone-epp/config.yaml": ("policies.inferenceRouting",),
-    "examples/traffic-spiffe/config.yaml": ("spiffe",),
-    "examples/traffic-tailscale-auth/config.yaml": ("extAuthz.host",),
+    "examples/traffic-spiffe/config.yaml": ("config.spiffe: SPIFFE workload certificates",),
+    "examples/traffic-tailscale-auth/config.yaml": ("extAuthz.host", "unix-socket addresses are not supported yet"),
     "examples/traffic-unified-gateway/config.yaml": ("ui",),
     "modern.yaml": ("ui",),
 }

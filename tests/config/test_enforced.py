@@ -745,6 +745,7 @@ FILE_AT = {
 #: Minimal objects where the required fields alone are not a valid object.
 MINIMAL: dict[str, dict] = {
     "Listener": {"routes": []},
+    "ListenerTLS": {"cert": "server.pem", "key": "server.key"},
     "Route": {"backends": [{"host": "127.0.0.1:9009"}]},
     "McpTarget": {"name": "t9", "mcp": {"host": "http://127.0.0.1:9300/mcp"}},
     "McpHostSpec": {"host": "http://127.0.0.1:9300/mcp"},

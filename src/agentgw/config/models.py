@@ -260,6 +260,9 @@ def _validate_target(v: str) -> str:
     """A backend address: ``host:port`` or an http(s) URL."""
     if not isinstance(v, str) or not v:
         raise ValueError("must be a non-empty 'host:port' or http(s) URL")
+    if v.startswith("unix:"):
+        # agentgateway's unix-socket address (a local daemon such as tailscaled)
+        raise ValueError(f"{v!r}: unix-socket addresses are not supported yet; use 'host:port' or an http(s) URL")
     if "://" in v:
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -1594,13 +1597,23 @@ class ListenerTLS(_Model):
     #: ``static`` (the default: cert/key serve every handshake) or ``dynamicCa`` (cert/key
     #: are a CA minting a certificate per SNI name)
     mode: Literal["static", "dynamicCa"] | None = None
-    cert: str
-    key: Annotated[str, SECRET]
+    #: a listener with ``spiffe`` gets its certificate from the Workload API instead
+    cert: str | None = None
+    key: Annotated[str | None, SECRET] = None
+    spiffe: Opaque | None = None
     root: str | None = None
     cipher_suites: list[str] | None = None
     min_tls_version: TlsVersion | None = Field(default=None, alias="minTLSVersion")
     max_tls_version: TlsVersion | None = Field(default=None, alias="maxTLSVersion")
     key_exchange_groups: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _cert_and_key(self):
+        if self.spiffe is None:
+            missing = [k for k in ("cert", "key") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)} required (or spiffe)")
+        return self
 
 
 class PathNormalization(_Model):
@@ -1946,6 +1959,8 @@ class GatewayConfig(_Model):
     dns: Opaque | None = None
     local_xds_path: str | None = None
     ca_address: str | None = None
+    #: the SPIFFE Workload API agent (``{endpoint}``) workload certificates come from
+    spiffe: Opaque | None = None
     ca_auth_token: Annotated[str | None, SECRET] = None
     xds_address: str | None = None
     xds_auth_token: Annotated[str | None, SECRET] = None
