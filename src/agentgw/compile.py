@@ -211,7 +211,7 @@ class Compiler(CompileScope):
                 lpolicies = compile_identity(self, lst.policies, f"{lpath}.policies")
                 gw_cors = getattr(lst.policies, "cors", None)  # (a named gateway's listener)
                 if gw_cors is not None:
-                    lpolicies.append(_cors(gw_cors))
+                    lpolicies.append(Cors.from_config(gw_cors))
                 client_certs = tls_ctx is not None and tls_ctx.verify_mode != ssl.CERT_NONE
                 listeners.append(
                     ListenerRuntime(
@@ -491,17 +491,7 @@ class Compiler(CompileScope):
             else:
                 out.append(DirectResponse(d.status, (d.body or "").encode("utf-8"), d.headers))
         if p.cors is not None:
-            c = p.cors
-            out.append(
-                Cors(
-                    allow_origins=c.allow_origins,
-                    allow_methods=c.allow_methods,
-                    allow_headers=c.allow_headers,
-                    expose_headers=c.expose_headers,
-                    max_age=float(c.max_age) if c.max_age is not None else None,
-                    allow_credentials=c.allow_credentials,
-                )
-            )
+            out.append(Cors.from_config(p.cors))
         if p.local_rate_limit is not None:
             lrl = p.local_rate_limit
             if not isinstance(lrl, list):
@@ -1089,17 +1079,6 @@ _SHORTHAND_PATHS = (
     ("mcp.listeners[0].routes[0].backends[0].mcp:", "mcp:"),
     ("mcp.listeners[0].routes[0].policies", "mcp.policies"),
 )
-
-
-def _cors(c: m.Cors) -> Cors:
-    return Cors(
-        allow_origins=c.allow_origins,
-        allow_methods=c.allow_methods,
-        allow_headers=c.allow_headers,
-        expose_headers=c.expose_headers,
-        max_age=float(c.max_age) if c.max_age is not None else None,
-        allow_credentials=c.allow_credentials,
-    )
 
 
 def _attachable(bind: BindRuntime) -> list[Match]:

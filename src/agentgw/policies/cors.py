@@ -40,6 +40,18 @@ class Cors(Policy):
         self.max_age = str(int(max_age)) if max_age is not None else None
         self.credentials = allow_credentials
 
+    @classmethod
+    def from_config(cls, c) -> Cors:
+        """The policy for a ``cors`` block (``config.models.Cors``)."""
+        return cls(
+            allow_origins=c.allow_origins,
+            allow_methods=c.allow_methods,
+            allow_headers=c.allow_headers,
+            expose_headers=c.expose_headers,
+            max_age=float(c.max_age) if c.max_age is not None else None,
+            allow_credentials=c.allow_credentials,
+        )
+
     def allowed(self, origin: str) -> bool:
         if self.any_origin or origin in self.exact:
             return True

@@ -693,17 +693,7 @@ def compile_llm(c: CompileScope, llm: m.LlmConfig):
         if lp.cors is not None:
             from ...policies.cors import Cors
 
-            co = lp.cors
-            policies.append(
-                Cors(
-                    allow_origins=co.allow_origins,
-                    allow_methods=co.allow_methods,
-                    allow_headers=co.allow_headers,
-                    expose_headers=co.expose_headers,
-                    max_age=float(co.max_age) if co.max_age is not None else None,
-                    allow_credentials=co.allow_credentials,
-                )
-            )
+            policies.append(Cors.from_config(lp.cors))
     shared = None  # llm.policies.guardrails: every model's guards, before its own
     sg = lp.guardrails if lp is not None else None
     if sg is not None:
