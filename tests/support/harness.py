@@ -13,6 +13,7 @@ style YAML document with fresh free ports so that tests stay short.
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import http.client
@@ -40,11 +41,22 @@ READY_TIMEOUT = 15.0
 # --------------------------------------------------------------------------- #
 # small utilities
 # --------------------------------------------------------------------------- #
+_HANDED_OUT: collections.deque = collections.deque(maxlen=512)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago, and not one this process handed
+    out recently: the kernel may offer a just-closed port again at once, and a config
+    built from several calls (a bind, the admin, stats and readiness addresses) must not
+    get the same port twice."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.append(port)
+            return port
+    raise AssertionError("no fresh free port")
 
 
 def closed_port() -> int:
