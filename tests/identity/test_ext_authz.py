@@ -32,9 +32,16 @@ def env(module_harness):
                 "extAuthz": {
                     "host": http_srv.host,
                     "protocol": {"http": {"path": "/authz", "addRequestHeaders": {"x-gw": "agentgw"}}},
+                    "includeRequestHeaders": ["x-user"],
                     "timeout": "500ms",
                 }
             },
+        ),
+        route(
+            "http-default",
+            [up.host],
+            prefix="/default",
+            policies={"extAuthz": {"host": http_srv.host, "protocol": {"http": {}}}},
         ),
         route(
             "http-inc",
@@ -111,6 +118,16 @@ def test_http_mode(env):
     assert r.status_code == 200
     assert echo_headers(r)["x-authz-user"] == ["alice"] and "x-authz-tier" not in echo_headers(r)
     assert "cookie" not in srv.requests[-1]["headers"]
+
+
+def test_http_check_carries_only_authorization_by_default(env):
+    """Without includeRequestHeaders an HTTP check sends the client's Authorization and
+    nothing else of its headers (agentgateway's default): cookies and the rest stay."""
+    c, srv = env["c"], env["http"]
+    c.get("/default/x", headers={"authorization": "Bearer t", "cookie": "s=1", "x-user": "alice"})
+    sent = srv.requests[-1]["headers"]
+    assert sent["authorization"] == "Bearer t"
+    assert "cookie" not in sent and "x-user" not in sent
 
 
 def test_failure_modes(env):

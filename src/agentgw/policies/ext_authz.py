@@ -211,6 +211,10 @@ class _GrpcTransport:
             ch.close()
 
 
+#: what an HTTP check sends of the client's headers when includeRequestHeaders is unset
+_HTTP_DEFAULT_HEADERS = frozenset({"authorization"})
+
+
 class ExtAuthz(Policy):
     order = 30
     NAME = "extAuthz"
@@ -274,8 +278,10 @@ class ExtAuthz(Policy):
         status, hs, body = payload
         return Reply(status, Headers(list(hs)), body)
 
-    def _request_headers(self, ctx):
-        inc = self.include_request
+    def _request_headers(self, ctx, default: frozenset[str] | None = None):
+        """The client's headers the check carries: ``includeRequestHeaders``, or when it is
+        unset ``default`` (None: all of them)."""
+        inc = self.include_request if self.include_request is not None else default
         for k, v in ctx.req.headers:
             if k in HOP_BY_HOP or k == "content-length":
                 continue
@@ -365,7 +371,9 @@ class ExtAuthz(Policy):
         else:
             path = self.http_path + target
         method = req.method
-        hs = [(k, v) for k, v in self._request_headers(ctx) if k != "host"]
+        # over HTTP only Authorization goes by default, as agentgateway does (its gRPC
+        # check carries every header): cookies and the rest stay with the gateway
+        hs = [(k, v) for k, v in self._request_headers(ctx, _HTTP_DEFAULT_HEADERS) if k != "host"]
         hs.append(("x-forwarded-for", req.client_addr or ""))
         hs.append(("x-forwarded-proto", req.scheme))
         hs.append(("x-forwarded-host", req.host))
