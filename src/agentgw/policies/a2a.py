@@ -23,7 +23,6 @@ from __future__ import annotations
 from ..backends.a2a.card import (
     CardRewriter,
     card_validators,
-    client_origin,
     is_card_path,
     path_prefixes,
     rewrite_card_body,
@@ -36,6 +35,7 @@ from ..backends.a2a.rpc import (
     rest_operation,
     shape_reply,
 )
+from ..proxy.origin import client_origin
 from ..proxy.policy import Policy
 from ..telemetry.metrics import status_label
 

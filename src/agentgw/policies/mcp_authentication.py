@@ -37,8 +37,8 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from ..backends.a2a.card import client_origin
 from ..engine.http import Headers, Reply
+from ..proxy.origin import client_origin
 from ..proxy.policy import Policy
 from .auth_common import CredentialLocation, HttpSideClient, SideCallError
 from .jwt_auth import JwtAuth, Provider, RemoteJwks, build_jwks
