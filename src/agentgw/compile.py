@@ -81,7 +81,7 @@ class _Errors:
 #: What a host (or a2a) backend reads from its policies; the rest are refused.
 _HTTP_BACKEND_POLICIES = {"backend_tls", "http", "a2a", "backend_auth"}
 #: What an aws (AgentCore) backend reads from its policies.
-_AWS_BACKEND_POLICIES = {"a2a", "request_header_modifier", "response_header_modifier"}
+_AWS_BACKEND_POLICIES = {"a2a", "request_header_modifier", "response_header_modifier", "backend_auth"}
 
 
 class Compiler(CompileScope):

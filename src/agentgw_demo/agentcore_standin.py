@@ -30,6 +30,13 @@ STS (moto: ``pip install 'agentgw[demo]'``) in this process, whose temporary cre
 (e.g. from ``AssumeRoleWithWebIdentity``) are accepted too; ``--sts-duration`` caps their
 lifetime in seconds and ``--sts-delay`` slows STS answers (to show refresh never blocks).
 
+``--mcp URL`` makes the runtime an MCP-protocol one, as AgentCore hosts MCP servers: each
+verified invocation is relayed to the MCP server at ``URL`` (streamable HTTP) with its
+``Mcp-Session-Id`` and ``Mcp-Protocol-Version``, and the server's answer (JSON or
+``text/event-stream``, with its ``Mcp-Session-Id``) comes back as it streams. The runtime
+session header is optional there: AgentCore keeps an MCP session on one runtime by its
+``Mcp-Session-Id``.
+
 ``GET /_standin/requests`` lists what was received and verified (JSON), for tests and
 curious humans. Prints ``READY <port>`` (and ``STS <port>``) when listening.
 """
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.client
 import json
 import os
 import re
@@ -45,7 +53,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from .sigv4_verify import SignatureError, expected_signature, parse_authorization
 
@@ -80,10 +88,11 @@ class Keys:
 
 
 class State:
-    def __init__(self, keys: Keys, arn: str | None, delay: float):
+    def __init__(self, keys: Keys, arn: str | None, delay: float, mcp: str | None = None):
         self.keys = keys
         self.arn = arn
         self.delay = delay
+        self.mcp = mcp  # the MCP server an MCP-protocol runtime relays to
         self.lock = threading.Lock()
         self.log: list[dict] = []
         self.turns: dict[str, int] = {}
@@ -119,7 +128,8 @@ def verify(
         raise _Reject(403, "InvalidSignatureException", "Signature expired: X-Amz-Date is more than 5 minutes off")
     if amz_date[:8] != auth["date"]:
         raise _Reject(403, "InvalidSignatureException", "credential scope date does not match X-Amz-Date")
-    for must in ("host", "x-amz-date") + ((SESSION_HEADER,) if method == "POST" else ()):
+    session_signed = method == "POST" and (state.mcp is None or SESSION_HEADER in h)
+    for must in ("host", "x-amz-date") + ((SESSION_HEADER,) if session_signed else ()):
         if must not in auth["signed"]:
             raise _Reject(403, "InvalidSignatureException", f"header {must!r} must be signed")
     found = state.keys.lookup(auth["access_key"])
@@ -224,7 +234,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise _Reject(404, "ResourceNotFoundException", f"no agent runtime {arn!r}")
             sid = self.headers.get(SESSION_HEADER) or ""
             entry["session_id"] = sid
-            if method == "POST" and not (33 <= len(sid) <= 256):
+            if method == "POST" and not (33 <= len(sid) <= 256) and (st.mcp is None or sid):
                 raise _Reject(400, "ValidationException", "runtimeSessionId must be 33 to 256 characters long")
             facts = verify(st, method, raw_target, headers, body, am["region"])
             entry.update(
@@ -254,6 +264,11 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             payload = body.decode("utf-8", "replace")
         entry["payload"] = payload
+        if st.mcp is not None:
+            entry["mcp_session_id"] = self.headers.get("mcp-session-id")
+            self._record(entry)
+            self._relay_mcp(body)
+            return
         with st.lock:
             turn = st.turns[sid] = st.turns.get(sid, 0) + 1
         entry["turn"] = turn
@@ -285,6 +300,33 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             return
         self._json(200, {"result": {"role": "assistant", "content": [{"text": answer}]}}, out_headers)
+
+    def _relay_mcp(self, body: bytes) -> None:
+        """Relay one invocation to the runtime's MCP server and its answer back, streaming."""
+        u = urlsplit(str(self.state.mcp))
+        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=60)
+        headers = {"content-type": "application/json", "content-length": str(len(body))}
+        for k in ("accept", "mcp-session-id", "mcp-protocol-version", SESSION_HEADER):
+            v = self.headers.get(k)
+            if v:
+                headers[k] = v
+        try:
+            conn.request("POST", u.path or "/mcp", body, headers)
+            resp = conn.getresponse()
+            self.send_response(resp.status)
+            for k in ("content-type", "mcp-session-id"):
+                v = resp.getheader(k)
+                if v:
+                    self.send_header(k, v)
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            while chunk := resp.read1(65536):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        finally:
+            conn.close()
 
 
 def start_sts(port: int, duration: float | None, delay: float) -> int:
@@ -319,6 +361,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sts-duration", type=float, help="cap temporary credential lifetime (seconds)")
     ap.add_argument("--sts-delay", type=float, default=0.0, help="seconds each STS credential call takes")
     ap.add_argument("--delay", type=float, default=0.05, help="seconds between streamed words")
+    ap.add_argument("--mcp", metavar="URL", help="an MCP-protocol runtime: relay invocations to this MCP server")
     args = ap.parse_args(argv)
     static = {}
     for c in args.credentials:
@@ -331,7 +374,7 @@ def main(argv=None) -> None:
     if args.sts_port is not None:
         sts_port = start_sts(args.sts_port, args.sts_duration, args.sts_delay)
         keys.sts = True
-    Handler.state = State(keys, args.arn, args.delay)
+    Handler.state = State(keys, args.arn, args.delay, args.mcp)
     httpd = ThreadingHTTPServer((args.host, args.port), Handler)
     httpd.daemon_threads = True
     line = f"READY {httpd.server_address[1]}"

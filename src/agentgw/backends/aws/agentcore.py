@@ -388,13 +388,8 @@ class AgentCoreBackend(Backend):
     def __init__(
         self,
         name: str,
-        arn: str,
-        qualifier: str | None,
-        target,
-        host: str,
-        scheme: str,
+        endpoint: Endpoint,
         pool,
-        credentials,
         *,
         request_timeout: float | None = None,
         backend_timeout: float | None = None,
@@ -402,22 +397,22 @@ class AgentCoreBackend(Backend):
         request_edits: tuple = (),
         response_hooks: tuple = (),
     ):
-        self.rt = RuntimeArn(arn)
+        self.ep = endpoint
+        self.rt = endpoint.rt
         # requestHeaderModifier edits (the route's, then the backend's): applied to every
         # request to AgentCore before it is signed; responseHeaderModifier hooks of the
         # backend's policies, run over the answer to the client
         self.request_edits = request_edits
         self.response_hooks = response_hooks
-        self.arn = arn
-        self.qualifier = qualifier
-        self.region = self.rt.region
+        self.arn = arn = self.rt.arn
+        self.qualifier = qualifier = endpoint.qualifier
+        self.region = endpoint.region
         self.label = name
         self.backend_name = f"agentcore/{name}"
-        self.target = target
-        self.host = host
-        self.scheme = scheme
+        self.target = endpoint.target
+        self.host = endpoint.host
+        self.scheme = endpoint.scheme
         self.pool = pool
-        self.creds = credentials
         self.request_timeout = request_timeout
         self.backend_timeout = backend_timeout
         self.max_response = max_response
@@ -463,31 +458,15 @@ class AgentCoreBackend(Backend):
             await self._raw(ctx, data, doc, principal, logf)
 
     # -- upstream exchange -------------------------------------------------------------------
-    async def _credentials(self):
-        try:
-            return await asyncio.wait_for(self.creds.get(), CREDENTIAL_TIMEOUT)
-        except TimeoutError:
-            log.error("AWS credentials for %s not available after %gs", self.arn, CREDENTIAL_TIMEOUT)
-            raise CredentialError(f"AWS credentials not available after {CREDENTIAL_TIMEOUT:g}s") from None
-
     async def _send(self, method: str, path: str, headers: list[tuple[str, str]], payload: bytes) -> UpstreamConnection:
         """Sign and send one request; return the connection holding the response head."""
-        snap = await self._credentials()
         headers = [("host", self.host)] + headers
         if self.request_edits:
             edited = Headers(headers)
             for e in self.request_edits:
                 e.apply(edited)
             headers = [kv for kv in edited if kv[0] != "content-length"]  # (set below, from the payload)
-        auth = sign_headers(
-            snap,
-            service=SERVICE,
-            region=self.region,
-            method=method,
-            url=f"{self.scheme}://{self.host}{path}",
-            headers=headers,
-            body=payload,
-        )
+        auth = await self.ep.sign(method, path, headers, payload)
         lines = [f"{method} {path} HTTP/1.1\r\n"]
         lines.extend(f"{k}: {v}\r\n" for k, v in headers + auth)
         if method == "POST" or payload:
@@ -715,22 +694,49 @@ class AgentCoreBackend(Backend):
         ex.end()
 
 
-def compile_agentcore(
-    compiler: CompileScope,
-    cfg,
-    path: str,
-    *,
-    name: str | None,
-    traffic: dict,
-    route_policies=None,
-    backend_policies=None,
-) -> AgentCoreBackend | None:
-    """Build the backend for ``aws: {agentCore: …}`` (errors go to ``compiler.errors``).
+class Endpoint:
+    """Where and how one runtime is invoked: what an ``aws: {agentCore: …}`` backend compiles
+    to, shared by the AgentCore backend and by MCP targets on AgentCore."""
 
-    ``requestHeaderModifier`` of the route and of the backend edit the headers sent to
-    AgentCore (the signature covers them); the backend's ``responseHeaderModifier`` edits
-    the answer (the route's runs as for any route)."""
-    from ...policies.header_modifier import HeaderEdits, ResponseHeaderModifier
+    __slots__ = ("rt", "qualifier", "target", "host", "scheme", "credentials", "region", "service")
+
+    def __init__(self, rt: RuntimeArn, qualifier, target, host: str, scheme: str, credentials, region, service):
+        self.rt = rt
+        self.qualifier = qualifier
+        self.target = target
+        self.host = host
+        self.scheme = scheme
+        self.credentials = credentials
+        self.region = region
+        self.service = service
+
+    async def snapshot(self):
+        """Credentials for one signature, waiting at most ``CREDENTIAL_TIMEOUT``."""
+        try:
+            return await asyncio.wait_for(self.credentials.get(), CREDENTIAL_TIMEOUT)
+        except TimeoutError:
+            log.error("AWS credentials for %s not available after %gs", self.rt.arn, CREDENTIAL_TIMEOUT)
+            raise CredentialError(f"AWS credentials not available after {CREDENTIAL_TIMEOUT:g}s") from None
+
+    async def sign(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:
+        """The SigV4 headers for a request to this runtime (``headers`` include ``host``)."""
+        snap = await self.snapshot()
+        return sign_headers(
+            snap,
+            service=self.service,
+            region=self.region,
+            method=method,
+            url=f"{self.scheme}://{self.host}{path}",
+            headers=headers,
+            body=body,
+        )
+
+
+def compile_endpoint(compiler: CompileScope, cfg, path: str, backend_policies, policies_path: str) -> Endpoint | None:
+    """The :class:`Endpoint` of ``aws: {agentCore: …}`` at ``path``; the credentials come
+    from the backend's ``backendAuth.aws`` (explicit keys, a role to assume, a region or
+    service name), else from the ambient chain, as agentgateway signs AWS backends by
+    default. Other ``backendAuth`` kinds are refused: AgentCore takes SigV4 only."""
     from ..http import make_target
     from .credentials import shared_source
 
@@ -749,7 +755,50 @@ def compile_agentcore(
     except (ValueError, IndexError) as exc:
         compiler.errors.add(f"{path}.agentCore.endpoint", f"invalid endpoint {addr!r}: {exc}")
         return None
-    src = shared_source(region=rt.region)  # resolved on first use: no credentials needed until then
+    region, service, kw = rt.region, SERVICE, {}
+    ba = getattr(backend_policies, "backend_auth", None)
+    if ba is not None:
+        kind = ba.kind()
+        if kind != "aws" or ba.credentials:
+            field = "credentials" if kind in ("aws", None) else type(ba).model_fields[kind].alias or kind
+            compiler.errors.add(
+                f"{policies_path}.backendAuth.{field}",
+                "an AgentCore runtime is invoked with AWS SigV4: only aws applies",
+            )
+            return None
+        a = ba.aws
+        region = a.region or region
+        service = a.service_name or service
+        kw = {
+            "access_key_id": a.access_key_id,
+            "secret_access_key": a.secret_access_key,
+            "session_token": a.session_token,
+            "role_arn": a.assume_role.role_arn if a.assume_role else None,
+        }
+    src = shared_source(region=region, **{k: v for k, v in kw.items() if v})  # resolved on first use
+    return Endpoint(rt, ac.qualifier, target, host or target.authority, scheme, src, region, service)
+
+
+def compile_agentcore(
+    compiler: CompileScope,
+    cfg,
+    path: str,
+    *,
+    name: str | None,
+    traffic: dict,
+    route_policies=None,
+    backend_policies=None,
+) -> AgentCoreBackend | None:
+    """Build the backend for ``aws: {agentCore: …}`` (errors go to ``compiler.errors``).
+
+    ``requestHeaderModifier`` of the route and of the backend edit the headers sent to
+    AgentCore (the signature covers them); the backend's ``responseHeaderModifier`` edits
+    the answer (the route's runs as for any route)."""
+    from ...policies.header_modifier import HeaderEdits, ResponseHeaderModifier
+
+    ep = compile_endpoint(compiler, cfg, path, backend_policies, path.rsplit(".", 1)[0] + ".policies")
+    if ep is None:
+        return None
     svc = compiler.services
     edits = tuple(
         HeaderEdits(h.add, h.set, h.remove)
@@ -759,14 +808,9 @@ def compile_agentcore(
     rh = getattr(backend_policies, "response_header_modifier", None)
     hooks = (ResponseHeaderModifier(rh.add, rh.set, rh.remove).on_response,) if rh is not None else ()
     return AgentCoreBackend(
-        name or rt.runtime_id,
-        rt.arn,
-        ac.qualifier,
-        target,
-        host or target.authority,
-        scheme,
+        name or ep.rt.runtime_id,
+        ep,
         svc.pool,
-        src,
         request_timeout=traffic.get("request_timeout"),
         backend_timeout=traffic.get("backend_timeout"),
         request_edits=edits,

@@ -262,7 +262,7 @@ def _host_spec(compiler: CompileScope, hs: m.McpHostSpec, tpath: str, default_pa
         if ref is not None and ref[1].aws is not None:
             compiler.errors.add(
                 f"{tpath}.backend",
-                f"{hs.backend!r} is an aws (AgentCore) backend: MCP targets on AgentCore are not supported yet",
+                f"{hs.backend!r} is an aws (AgentCore) backend: only mcp targets (streamable HTTP) run on AgentCore",
             )
             return None
         if ref is None or ref[1].host is None:
@@ -357,6 +357,8 @@ def _target(compiler: CompileScope, t: m.McpTarget, tpath: str, passthrough: set
                     "not supported for MCP targets yet (only key and passthrough)",
                 )
         spec.authz = _rules(compiler, pol.mcp_authorization, f"{tpath}.policies.mcpAuthorization")
+    if t.mcp is not None and t.mcp.backend is not None and _agentcore(compiler, spec, t.mcp.backend, tpath, pol):
+        return spec
     if kind in ("mcp", "sse"):
         hs = getattr(t, kind)
         r = _host_spec(compiler, hs, tpath + "." + kind, "/mcp" if kind == "mcp" else "/sse", tls_cfg)
@@ -382,6 +384,40 @@ def _target(compiler: CompileScope, t: m.McpTarget, tpath: str, passthrough: set
             return None
         spec.target, spec.host, spec.path = r
     return spec
+
+
+#: What a named aws backend's policies may hold when an MCP target runs on it.
+_AGENTCORE_TARGET_BACKEND_POLICIES = {"backend_auth"}
+
+
+def _agentcore(compiler: CompileScope, spec: TargetSpec, name: str, tpath: str, pol) -> bool:
+    """``mcp: {backend: <aws backend>}``: the target is an MCP server hosted on an AgentCore
+    runtime. Every message is a signed InvokeAgentRuntime POST to the runtime (the
+    target's ``path`` is not used: AgentCore relays invocations to the server's ``/mcp``),
+    and the server's ``Mcp-Session-Id`` keeps the session on one runtime. False when
+    ``name`` is not an aws backend."""
+    from ...unsupported import refuse_except
+    from ..aws.agentcore import compile_endpoint, invocation_path
+
+    ref = compiler.named.get(name)
+    if ref is None or ref[1].aws is None:
+        return False
+    ni, nb = ref
+    if pol is not None and pol.backend_tls is not None:
+        compiler.errors.add(f"{tpath}.policies.backendTLS", "has no effect on a target on AgentCore (AWS endpoints)")
+    refuse_except(
+        compiler.errors.add,
+        nb.policies,
+        f"backends[{ni}].policies",
+        _AGENTCORE_TARGET_BACKEND_POLICIES,
+        "not supported for an aws backend that MCP targets run on yet",
+    )
+    ep = compile_endpoint(compiler, nb.aws, f"backends[{ni}].aws", nb.policies, f"backends[{ni}].policies")
+    if ep is None:
+        return True
+    spec.target, spec.host, spec.signer = ep.target, ep.host, ep
+    spec.path = invocation_path(ep.rt.arn, ep.qualifier)
+    return True
 
 
 def _read(compiler: CompileScope, path: str, where: str) -> str:

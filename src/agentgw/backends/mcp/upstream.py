@@ -27,7 +27,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
@@ -167,6 +167,14 @@ class UpstreamGone(RpcError):
         self.expired = expired
 
 
+class Signer(Protocol):
+    """Signs each request to a target (an AgentCore runtime's :class:`Endpoint`)."""
+
+    async def sign(
+        self, method: str, path: str, headers: list[tuple[str, str]], body: bytes
+    ) -> list[tuple[str, str]]: ...
+
+
 class TargetSpec:
     """A compiled ``targets[]`` entry: everything needed to reach one MCP server."""
 
@@ -182,6 +190,9 @@ class TargetSpec:
         self.withheld: frozenset[str] = frozenset()
         self.replaces: set[str] = set()  # headers it sets itself (compile time)
         self.retry: RetryPolicy | None = None  # the route's (HTTP targets; see exchange())
+        # an AgentCore runtime's endpoint (backends/aws/agentcore.py): every request is
+        # SigV4-signed, and only POST is sent (InvokeAgentRuntime has no GET or DELETE)
+        self.signer: Signer | None = None
         self.cmd = ""
         self.args: list[str] = []
         self.env: dict[str, str] = {}
@@ -299,8 +310,7 @@ class HttpUpstream(Upstream):
         self._pending: dict[int, asyncio.Future] = {}  # answers that arrive on the GET stream
         self.await_stream_end = True  # see _await_stream_end
 
-    def _head(self, method: str, length: int, accept: str) -> bytes:
-        spec = self.spec
+    def _headers(self, accept: str) -> list[tuple[str, str]]:
         h = [
             ("content-type", "application/json"),
             ("accept", accept),
@@ -309,24 +319,35 @@ class HttpUpstream(Upstream):
             h.append(("mcp-session-id", self.session_id))
         if self.version:
             h.append(("mcp-protocol-version", self.version))
-        h.extend(spec.headers)
+        h.extend(self.spec.headers)
         h.extend(self.passed_headers())
+        return h
+
+    def _head(self, method: str, length: int, accept: str) -> bytes:
+        spec = self.spec
         line = f"{method} {spec.path} HTTP/1.1\r\nhost: {spec.host}\r\n"
         if method == "POST":
             line += f"content-length: {length}\r\n"
+        return line.encode("latin-1") + encode_headers(self._headers(accept)) + b"\r\n"
+
+    async def _signed_head(self, signer: Signer, body: bytes, accept: str) -> bytes:
+        """A POST's head with the signer's headers (they sign the host, the headers and the body)."""
+        spec = self.spec
+        h = [("host", spec.host), *self._headers(accept)]
+        h += await signer.sign("POST", spec.path, h, body)
+        line = f"POST {spec.path} HTTP/1.1\r\ncontent-length: {len(body)}\r\n"
         return line.encode("latin-1") + encode_headers(h) + b"\r\n"
 
     async def _post(self, msg: dict, timeout: float | None, deadline: float | None = None):
         body = dumps(msg)
+        accept = "application/json, text/event-stream"
         try:
-            return await exchange(
-                self.pool,
-                self.spec,
-                self._head("POST", len(body), "application/json, text/event-stream"),
-                body,
-                timeout,
-                deadline,
-            )
+            signer = self.spec.signer
+            if signer is not None:
+                head = await self._signed_head(signer, body, accept)
+            else:
+                head = self._head("POST", len(body), accept)
+            return await exchange(self.pool, self.spec, head, body, timeout, deadline)
         except GatewayError as exc:
             raise UpstreamGone(f"target {self.name}: {exc.message}") from None
 
@@ -358,7 +379,10 @@ class HttpUpstream(Upstream):
                         return _unwrap(doc)
                 except orjson.JSONDecodeError:
                     pass
-                raise RpcError(UPSTREAM_ERROR, f"target {self.name} answered HTTP {status}")
+                aws = (conn.headers.get("x-amzn-errortype") or "").split(":", 1)[0]  # AgentCore's error kind
+                raise RpcError(
+                    UPSTREAM_ERROR, f"target {self.name} answered HTTP {status}" + (f" ({aws})" if aws else "")
+                )
             if ctype.startswith("text/event-stream"):
                 res = await self._read_sse_answer(conn, rid, related, deadline)
                 if self.await_stream_end and not conn.done:
@@ -451,7 +475,7 @@ class HttpUpstream(Upstream):
 
     async def open_stream(self) -> None:
         """GET stream for server-initiated messages (405 means the server has none)."""
-        if self._stream_task is None and not self.closed:
+        if self._stream_task is None and not self.closed and self.spec.signer is None:
             self._stream_task = asyncio.get_running_loop().create_task(self._stream())
 
     async def _stream(self) -> None:
@@ -487,7 +511,7 @@ class HttpUpstream(Upstream):
             t.cancel()
         if self._stream_conn is not None:
             self._stream_conn.close()
-        if delete and self.session_id:
+        if delete and self.session_id and self.spec.signer is None:
             try:
                 conn = await asyncio.wait_for(
                     self.pool.exchange(_address(self.spec), self._head("DELETE", 0, "application/json"), b"", 5.0), 5.0
