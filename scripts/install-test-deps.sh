@@ -32,6 +32,10 @@ apt_install htpasswd apache2-utils
 apt_install kubectl kubernetes-client
 # The security differential tests put agentgw in front of a real nginx.
 apt_install nginx nginx-light
+# The request log database tests write to a real PostgreSQL (Debian keeps its programs
+# under /usr/lib/postgresql/<version>/bin, off PATH).
+pg_installed() { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
+pg_installed || apt_install /usr/lib/postgresql/15/bin/initdb postgresql
 # MCP interop tests: the reference server and the Inspector CLI, project-local; and
 # oidc-provider, a certified OpenID provider, as the real authorization server of the
 # OAuth tests.
@@ -64,6 +68,7 @@ if [ -n "${CI:-}" ]; then
   for cmd in htpasswd redis-server promtool prometheus kubectl node nginx; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
   done
+  pg_installed || missing+=("postgresql")
   [ -d .cache/npm/node_modules/@modelcontextprotocol/server-everything ] || missing+=("npm:server-everything")
   [ -d .cache/npm/node_modules/@modelcontextprotocol/inspector ] || missing+=("npm:inspector")
   [ -f "$AWS4_DIR/get-vanilla/get-vanilla.authz" ] || missing+=("aws4_testsuite")

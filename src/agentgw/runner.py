@@ -408,7 +408,9 @@ class GatewayProcess:
         al.json = fmt == "json"
         al.stdout = level in ("trace", "debug", "info")
         al.fields = runtime.access_log
-        al.enabled = al.stdout or (al.fields is not None and al.fields.otlp is not None)
+        al.enabled = al.stdout or (
+            al.fields is not None and (al.fields.otlp is not None or al.fields.store is not None)
+        )
         self.services.metrics.m.remove = runtime.metrics_remove
         bd = runtime.cfg.config.backend
         pool = self.services.pool
@@ -623,10 +625,11 @@ class GatewayProcess:
             await mcp.close()
         self.services.pool.close()
         self.services.access_log.flush()
-        from .telemetry import otlp_logs, tracing
+        from .telemetry import otlp_logs, request_store, tracing
 
         tracing.shutdown()  # export the spans still buffered
         otlp_logs.shutdown()  # and the access-log records
+        await request_store.close_all()  # and the request log database's rows
 
 
 def tune_gc() -> None:

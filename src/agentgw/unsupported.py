@@ -73,7 +73,6 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]
     (m.GatewayConfig, "network"): _MESH,
     (m.GatewayConfig, "hbone"): _MESH,
     (m.GatewayConfig, "http2"): _H2,
-    (m.GatewayConfig, "database"): "not supported yet",
     (m.GatewayConfig, "worker_threads"): "not supported yet; run several processes with `agentgw run --workers N`",
     (m.Logging, "level"): _log_level,
     # a label computed by CEL from every request would put an evaluation per request on

@@ -129,4 +129,4 @@ def test_only_aws_backend_auth_applies(tmp_path):
     p.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError) as exc:
         check_config_file(str(p))
-    assert "backends[1].policies.backendAuth.key: an AgentCore runtime is invoked with AWS SigV4" in str(exc.value)
+    assert "backends[1].policies.backendAuth.key: not supported on aws backends (an AgentCore runtime takes AWS SigV4" in str(exc.value)

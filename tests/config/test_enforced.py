@@ -552,6 +552,14 @@ VALUES: dict[str, Any] = {
     "AwsAuth.session_token": In("token", accessKeyId="AKIDEXAMPLE", secretAccessKey="secret"),
     "AwsAuth.service_name": "execute-api",
     "AssumeRole.role_arn": Req("arn:aws:iam::123456789012:role/a", "arn:aws:iam::123456789012:role/b"),
+    # -- request log database
+    "Database.url": Req("requests.db", Alts("postgresql://u:p@127.0.0.1:5432/db", "sqlite://other.db")),
+    "Database.max_connections": In(7, url="postgresql://u:p@127.0.0.1:5432/db"),
+    "StandardAttributes.user": "jwt.email",
+    "StandardAttributes.group": '"team-" + jwt.sub',
+    "GatewayConfig.standard_attributes": In(
+        {"user": "jwt.sub", "group": "jwt.team"}, doc=lambda d: d.setdefault("config", {}).update(database={"url": "r.db"})
+    ),
     # -- MCP
     "McpBackend.passthrough_headers": ["x-tenant"],
     "McpBackend.targets": Dyn(lambda cur, loc: [*cur, {"name": "t-extra", "stdio": {"cmd": "true"}}]),

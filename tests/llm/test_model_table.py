@@ -6,6 +6,7 @@ named providers (``llm.providers`` + ``provider: {reference}``), virtual models
 from __future__ import annotations
 
 import collections
+import json
 import socket
 import subprocess
 import sys
@@ -20,7 +21,8 @@ import yaml
 from agentgw.compile import _NothingServed, compile_config_file
 from agentgw.engine.http import Headers
 from tests.llm import fakes as F
-from tests.support.harness import REPO_ROOT, free_port, subprocess_env
+from tests.support.harness import REPO_ROOT, free_port, subprocess_env, wait_for
+from tests.support.postgres import PostgresServer
 
 COMPAT = REPO_ROOT / "tests" / "compat" / "agentgateway"
 
@@ -358,11 +360,13 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def test_ollama_example_reaches_the_local_server(harness, tmp_path):
-    """examples/llm-ollama-postgres (its Postgres request log aside: ``config.database`` is
-    refused) against a stand-in Ollama on localhost:11434, the preset's address."""
+def test_ollama_example_reaches_the_local_server_and_logs_to_postgres(harness, tmp_path):
+    """examples/llm-ollama-postgres against a stand-in Ollama on localhost:11434, the
+    preset's address, and a real PostgreSQL with the example's user, password and
+    database (on a free port): the request is answered and logged as a row."""
     if not _port_free(11434):
         pytest.skip("port 11434 is taken on this machine")
+    pg = PostgresServer(free_port(), "agentgateway", "agentgateway", "agentgateway")
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.llm.fakes", "--port", "11434", "--no-auth"],
         env=subprocess_env(),
@@ -381,7 +385,9 @@ def test_ollama_example_reaches_the_local_server(harness, tmp_path):
                 assert proc.poll() is None and time.monotonic() < deadline, "the Ollama stand-in did not start"
                 time.sleep(0.05)
         cfg = yaml.safe_load(Path(COMPAT / "examples/llm-ollama-postgres/config.yaml").read_text())
-        del cfg["config"]["database"]
+        url = cfg["config"]["database"]["url"]
+        assert url == "postgresql://agentgateway:agentgateway@localhost:5432/agentgateway"
+        cfg["config"]["database"]["url"] = url.replace(":5432/", f":{pg.port}/")
         cfg["config"].update(_addrs())
         cfg["llm"]["port"] = port = free_port()
         harness.gateway(cfg)
@@ -396,12 +402,40 @@ def test_ollama_example_reaches_the_local_server(harness, tmp_path):
         assert [(e["path"], e["body"]["model"], e["error"]) for e in seen] == [
             ("/v1/chat/completions", "llama3.2", None)
         ]
+        usage = r.json()["usage"]
+
+        def logged():
+            return pg.sql(None, "SELECT * FROM request_logs") if _has_table(pg) else []
+
+        rows = wait_for(logged, timeout=10, message="the request's row in request_logs")
+        (row,) = rows
+        assert row["http_status"] == 200 and row["error"] is None
+        assert (row["gen_ai_operation_name"], row["gen_ai_provider_name"], row["gen_ai_request_model"]) == (
+            "chat",
+            "ollama",
+            "llama3.2",
+        )
+        assert (row["input_tokens"], row["output_tokens"], row["total_tokens"]) == (
+            usage["prompt_tokens"],
+            usage["completion_tokens"],
+            usage["prompt_tokens"] + usage["completion_tokens"],
+        )
+        assert row["user_agent_name"] == "python-httpx" and row["has_payload"] is False
+        assert row["completed_at"] >= row["started_at"] and row["duration_ms"] >= 0
+        attrs = json.loads(row["attributes_json"])
+        assert attrs["path"] == "/v1/chat/completions" and attrs["status"] == 200
+        assert pg.sql(None, "SELECT count(*) AS n FROM request_log_payloads") == [{"n": 0}]
     finally:
+        pg.stop()
         proc.terminate()
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _has_table(pg) -> bool:
+    return bool(pg.sql(None, "SELECT 1 FROM information_schema.tables WHERE table_name = 'request_logs'"))
 
 
 # -- refused at load ------------------------------------------------------------------------

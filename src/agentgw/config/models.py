@@ -23,7 +23,7 @@ their full agentgateway model is large and deep; the compile step owns them:
 * ``frontendPolicies.networkAuthorization``/``proxyProtocol``/``connect``
   and ``accessLog.otlp``
 * top-level ``policies[].target``, ``workloads``, ``services``, ``ui``
-* ``config.dns``, ``config.hbone``, ``config.http2``, ``config.database``
+* ``config.dns``, ``config.hbone``, ``config.http2``
 * LLM model ``guardrails`` and ``health``
 
 Secrets are marked with ``Annotated[..., SECRET]`` on the field; see
@@ -1884,11 +1884,27 @@ class Tracing(_Model):
         return _cel_to_str(v)
 
 
+class Database(_Model):
+    """A request log database: ``postgres://``/``postgresql://`` URLs are PostgreSQL,
+    anything else a SQLite file (telemetry/request_store.py)."""
+
+    url: Annotated[str, SECRET]
+    max_connections: int | None = Field(default=None, ge=1)
+
+
+class StandardAttributes(_Model):
+    """CEL expressions for the request log database's user and group columns."""
+
+    user: str | None = None
+    group: str | None = None
+
+
 class Logging(_Model):
     level: str | None = None
     format: Literal["text", "json"] | None = None
     filter: str | None = None
     fields: Fields | None = None
+    database: Database | None = None
 
 
 class MetricsFields(_Model):
@@ -1975,9 +1991,10 @@ class GatewayConfig(_Model):
     network: str | None = None
     hbone: Opaque | None = None
     http2: Opaque | None = None
-    database: Annotated[Opaque | None, SECRET] = None
 
     # -- acted on --
+    database: Database | None = None
+    standard_attributes: StandardAttributes | None = None
     admin_addr: str = "127.0.0.1:15000"
     stats_addr: str = "0.0.0.0:15020"
     readiness_addr: str = "0.0.0.0:15021"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -66,13 +66,18 @@ class LogFields:
     ``filter`` is a CEL condition: only requests for which it is true are logged.
     """
 
-    __slots__ = ("add", "remove", "filter", "otlp")
+    __slots__ = ("add", "remove", "filter", "otlp", "store", "attributes")
 
-    def __init__(self, add: list, remove: frozenset, filter_, otlp=None):
+    def __init__(self, add: list, remove: frozenset, filter_, otlp=None, store=None):
         self.add = add
         self.remove = remove
         self.filter = filter_
         self.otlp = otlp  # telemetry.otlp_logs.OtlpAccessLog (accessLog.otlp), or None
+        # telemetry.request_store: the RequestStore and StandardAttributes of config.database
+        self.store: Any = None
+        self.attributes: Any = None
+        if store is not None:
+            self.store, self.attributes = store
 
     def apply(self, ctx, fields: dict) -> bool:
         f = self.filter
@@ -114,7 +119,10 @@ def compile_access_log(compiler: CompileScope, cfg) -> LogFields | None:
         from .otlp_logs import compile_otlp_log
 
         otlp = compile_otlp_log(compiler, al.otlp, "frontendPolicies.accessLog.otlp")
-    if not add and not remove and not filt and otlp is None:
+    from .request_store import compile_request_store
+
+    store = compile_request_store(compiler, cfg)
+    if not add and not remove and not filt and otlp is None and store is None:
         return None
     compiled = []
     for name, (path, expr) in add.items():
@@ -129,7 +137,7 @@ def compile_access_log(compiler: CompileScope, cfg) -> LogFields | None:
             f = DescriptorValues([("filter", src)], stringify=False)
         except CelError as exc:
             compiler.errors.add(filt[-1][0], str(exc))
-    return LogFields(compiled, frozenset(remove), f, otlp)
+    return LogFields(compiled, frozenset(remove), f, otlp, store)
 
 
 class AccessLog:
@@ -177,9 +185,16 @@ class AccessLog:
             fields["trace_id"] = f"{sc.trace_id:032x}"
             fields["span_id"] = f"{sc.span_id:016x}"
         lf = self.fields
-        if lf is not None and lf.otlp is not None:
-            lf.otlp.emit(ctx, fields, lf)
-        if not self.stdout or (lf is not None and not lf.apply(ctx, fields)):
+        if lf is not None:
+            if lf.otlp is not None:
+                lf.otlp.emit(ctx, fields, lf)
+            if lf.store is not None:
+                if not lf.apply(ctx, fields):
+                    return
+                lf.store.emit(ctx, fields, duration, lf.attributes)
+            elif not self.stdout or not lf.apply(ctx, fields):
+                return
+        if not self.stdout:
             return
         if self.json:
             line = orjson.dumps(fields) + b"\n"

@@ -763,7 +763,7 @@ def compile_endpoint(compiler: CompileScope, cfg, path: str, backend_policies, p
             field = "credentials" if kind in ("aws", None) else type(ba).model_fields[kind].alias or kind
             compiler.errors.add(
                 f"{policies_path}.backendAuth.{field}",
-                "an AgentCore runtime is invoked with AWS SigV4: only aws applies",
+                "not supported on aws backends (an AgentCore runtime takes AWS SigV4: only aws applies)",
             )
             return None
         a = ba.aws

@@ -64,9 +64,11 @@ class LlmMetrics:
             return
         self.tokens.observe((model, system, "input"), usage.input)
         self.tokens.observe((model, system, "output"), usage.output)
-        ctx.attrs["llm_usage"] = usage
-        ctx.attrs["llm.call"] = (model, system)  # for tracing
-        buckets = ctx.attrs.get("token_buckets")
+        attrs = ctx.attrs
+        attrs["llm_usage"] = usage
+        attrs["llm.call"] = (model, system)  # for tracing and the request log database
+        attrs["llm.operation"] = OPERATION.get(api, api)
+        buckets = attrs.get("token_buckets")
         if buckets:
             for b in buckets:
                 b.charge(usage.total)
