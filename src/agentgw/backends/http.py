@@ -88,6 +88,16 @@ class WeightedChoice:
             return None
         return items[bisect.bisect_right(self.cum, random.random() * self.total)]
 
+    def pick_other(self, tried: list):
+        """A pick among the items not in ``tried`` (by weight), for a retry: a request
+        retried after a failure goes to another backend while there is one, as Envoy's
+        ``previous_hosts`` retry predicate does; ``pick()`` once every item was tried."""
+        rest = [(i, item) for i, item in enumerate(self.items) if item not in tried]
+        if not rest:
+            return self.pick()
+        weights = [self.cum[i] - (self.cum[i - 1] if i else 0) for i, _ in rest]
+        return random.choices([item for _, item in rest], weights)[0]
+
 
 def upstream_head(ctx, backend: HttpBackend, body_len: int | None, chunked: bool) -> bytes:
     """Serialise the upstream request head for ``ctx`` sent to ``backend``, in one call
@@ -268,8 +278,9 @@ class HttpBackendSet(Backend):
         last_error: GatewayError | None = None
         attempt = 0
         stale_retried = False
+        tried: list = []  # backends that failed this request (retries go elsewhere first)
         while True:
-            backend = self.choice.pick()
+            backend = self.choice.pick() if not tried else self.choice.pick_other(tried)
             if backend is None:
                 raise GatewayError(503, "no_healthy_backend", "the route has no backend to send to")
             ctx.backend_name = backend.name
@@ -346,12 +357,14 @@ class HttpBackendSet(Backend):
                 status = conn.status
                 if retry is not None and status in retry.codes and attempt + 1 < attempts and replayable:
                     conn.close()
+                    tried.append(backend)
                     await asyncio.sleep(retry.delay(attempt))
                     attempt += 1
                     continue
                 return conn, pump
             # failed attempt
             conn = None  # (closed) see UpstreamConnection._unheld
+            tried.append(backend)
             ctx.upstream_error = last_error.message
             if self.on_upstream_error is not None:
                 self.on_upstream_error(ctx, last_error)
