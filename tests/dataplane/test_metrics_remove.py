@@ -26,11 +26,17 @@ def test_removed_metrics_are_not_exposed_and_come_back_on_reload(harness, worker
     names = _names(gw)
     for gone in (
         "agentgw_requests_total",
+        "agentgateway_requests_total",  # agentgateway's name for it goes with it
         "agentgw_upstream_connections_total",
         "agent_request_duration_seconds_count",
     ):
         assert gone not in names, gone
-    for kept in ("agentgw_request_duration_seconds_count", "agent_requests_total", "agentgw_config_reloads_total"):
+    for kept in (
+        "agentgw_request_duration_seconds_count",
+        "agentgateway_request_duration_seconds_count",
+        "agent_requests_total",
+        "agentgw_config_reloads_total",
+    ):
         assert kept in names, kept
 
     del cfg["config"]["metrics"]
@@ -46,11 +52,18 @@ def test_names_read_as_agentgateway_reads_them():
         "agentgw_mcp_errors_total",
         "mcp_errors_total",
         "tool_invocations_total",
+        "agentgateway_requests_total",
+        "agentgateway_request_duration_seconds",
     ]
-    assert removed_families(fams, ["requests"]) == {"agentgw_requests_total"}
-    assert removed_families(fams, ["agentgateway_requests_total"]) == {"agentgw_requests_total"}
+    both = {"agentgw_requests_total", "agentgateway_requests_total"}
+    assert removed_families(fams, ["requests"]) == both
+    assert removed_families(fams, ["agentgateway_requests_total"]) == both
+    assert removed_families(fams, ["agentgateway_requests"]) == both
     assert removed_families(fams, ["agentgw_requests"]) == {"agentgw_requests_total"}
-    assert removed_families(fams, ["request_duration"]) == {"agentgw_request_duration_seconds"}
+    assert removed_families(fams, ["request_duration"]) == {
+        "agentgw_request_duration_seconds",
+        "agentgateway_request_duration_seconds",
+    }
     assert removed_families(fams, ["tool_invocations"]) == {"tool_invocations_total"}
     # a family's own name names it only, not an agentgw_ family of the same short name
     assert removed_families(fams, ["mcp_errors_total"]) == {"mcp_errors_total"}

@@ -573,3 +573,17 @@ def test_token_usage_and_latency_metrics(oa, gw):
         )
         >= 2
     )
+    # agentgateway's names for the same histograms (its dashboards query these)
+    ag = {"gen_ai_request_model": "gemini-2.0-flash", "gen_ai_system": "gcp.gemini"}
+    assert gw.metric("agentgateway_gen_ai_client_token_usage_sum", gen_ai_token_type="output", **ag) == after
+    assert gw.metric("agentgateway_gen_ai_server_time_to_first_token_count", **ag) == gw.metric(
+        "agentgw_gen_ai_time_to_first_token_seconds_count", model="gemini-2.0-flash", provider="gcp.gemini"
+    )
+    assert gw.metric(
+        "agentgateway_gen_ai_server_request_duration_count", gen_ai_operation_name="chat", **ag
+    ) == gw.metric(
+        "agentgw_gen_ai_client_operation_duration_seconds_count",
+        model="gemini-2.0-flash",
+        provider="gcp.gemini",
+        operation="chat",
+    )

@@ -79,18 +79,20 @@ class Histogram:
 def removed_families(families: Iterable[str], remove: Iterable[str]) -> set[str]:
     """The families ``config.metrics.remove`` names, as agentgateway reads its names: a
     family's full name (``agentgw_requests_total``), or without ``_total``, or the short
-    name of an ``agentgw_`` family (``requests``; agentgateway's ``agentgateway_`` prefix
-    reads as ``agentgw_``), with ``_total`` or a ``_seconds`` unit left off. A name that
-    is a family's own (``mcp_errors_total``) names that family only."""
+    name of a family as agentgateway writes it (``requests``, ``agentgateway_requests_total``),
+    with ``_total`` or a ``_seconds`` unit left off, which names both the ``agentgw_`` and
+    the ``agentgateway_`` family of that name. A name that is a family's own
+    (``mcp_errors_total``) names that family only."""
     fams = set(families)
     out: set[str] = set()
     for r in remove:
         exact = {f for f in (r, r + "_total", r + "_seconds") if f in fams}
-        if exact:
-            out |= exact
+        out |= exact
+        if exact and not r.startswith("agentgateway_"):
             continue
         base = r[len("agentgateway_") :] if r.startswith("agentgateway_") else r
-        out |= {f for f in ("agentgw_" + base, f"agentgw_{base}_total", f"agentgw_{base}_seconds") if f in fams}
+        for prefix in ("agentgw_", "agentgateway_"):
+            out |= {f for f in (prefix + base, f"{prefix}{base}_total", f"{prefix}{base}_seconds") if f in fams}
     return out
 
 
@@ -139,7 +141,8 @@ class Metrics:
 
 
 def merge_snapshots(snaps: list[dict]) -> dict:
-    """Sum snapshots from several processes (gauges are summed too: they count things)."""
+    """Sum snapshots from several processes (gauges are summed too: they count things;
+    ``*_info`` gauges, which are 1 in every process, are not)."""
     out: dict = {}
     for snap in snaps:
         for name, fam in snap.items():
@@ -157,6 +160,8 @@ def merge_snapshots(snaps: list[dict]) -> dict:
                     else:
                         cur[0] = [a + b for a, b in zip(cur[0], val[0])]
                         cur[1] += val[1]
+                elif name.endswith("_info"):
+                    ser[k] = max(ser.get(k, 0), val)
                 else:
                     ser[k] = ser.get(k, 0) + val
     for fam in out.values():
@@ -270,6 +275,9 @@ class GatewayMetrics:
             "a2a_calls_total", "A2A calls by agent, method and HTTP status.", ("agent", "method", "status")
         )
         m.before_snapshot.append(self.sync_derived)
+        from .agentgateway_metrics import AgentgatewayNames
+
+        self.agentgateway = AgentgatewayNames(m, self.duration)  # (refreshed after sync_derived)
 
     def observe(self, key: tuple, seconds: float) -> None:
         """``key``: (bind, route, backend, method, status, identity)."""
