@@ -79,7 +79,7 @@ class _Errors:
 
 
 #: What a host (or a2a) backend reads from its policies; the rest are refused.
-_HTTP_BACKEND_POLICIES = {"backend_tls", "http", "a2a", "backend_auth"}
+_HTTP_BACKEND_POLICIES = {"backend_tls", "http", "a2a", "backend_auth", "inference_routing"}
 #: What an aws (AgentCore) backend reads from its policies.
 _AWS_BACKEND_POLICIES = {"a2a", "request_header_modifier", "response_header_modifier", "backend_auth"}
 
@@ -96,6 +96,7 @@ class Compiler(CompileScope):
         self.errors = _Errors()
         self.warnings: list[str] = []
         self._tls_cache: dict[tuple, ssl.SSLContext] = {}
+        self._services_by_name: dict | None = None
         bd = cfg.config.backend
         self.connect_timeout = float(bd.connect_timeout) if bd and bd.connect_timeout is not None else 10.0
         self.named = {b.name: (i, b) for i, b in enumerate(cfg.backends)}
@@ -320,8 +321,9 @@ class Compiler(CompileScope):
             name = r.name or f"{lname}/route{ri}"
             policies, traffic = self._route_policies(r.policies, f"{rpath}.policies", ai=self._has_ai(r), route_id=name)
             backend = self._backends(r.backends, f"{rpath}.backends", r.policies, traffic)
-            if "transformations" in traffic and backend is not None and getattr(backend, "kind", "") != "http":
-                self.errors.add(traffic["transformations"], "not supported on routes to this backend kind yet")
+            for key in ("transformations", "ext_proc"):
+                if key in traffic and backend is not None and getattr(backend, "kind", "") != "http":
+                    self.errors.add(traffic[key], "not supported on routes to this backend kind yet")
             if traffic.get("backend_auth_own") is not None:  # the backend's backendAuth replaces the route's
                 policies = [p for p in policies if not isinstance(p, BackendAuthPolicy)]
                 policies.append(traffic["backend_auth_own"])
@@ -413,7 +415,9 @@ class Compiler(CompileScope):
         if p is None:
             return out, traffic
         # (listener and llm policies still refuse oidc through UNSUPPORTED_ROUTE_POLICIES)
-        unsupported = {k: v for k, v in UNSUPPORTED_ROUTE_POLICIES.items() if k not in ("transformations", "oidc")}
+        unsupported = {
+            k: v for k, v in UNSUPPORTED_ROUTE_POLICIES.items() if k not in ("transformations", "oidc", "ext_proc")
+        }
         if ai:  # read by the ai backend
             unsupported = {k: v for k, v in unsupported.items() if k not in ("ai", "backend_auth")}
         self.refuse_fields(p, unsupported, path)
@@ -427,6 +431,13 @@ class Compiler(CompileScope):
             if tr is not None:
                 out.append(tr)
             traffic["transformations"] = f"{path}.transformations"
+        if p.ext_proc is not None:  # (HTTP backends only: checked with the backend)
+            from .policies.ext_proc import compile_ext_proc
+
+            xp = compile_ext_proc(self, p.ext_proc, f"{path}.extProc")
+            if xp is not None:
+                out.append(xp)
+            traffic["ext_proc"] = f"{path}.extProc"
         if p.backend_auth is not None and not ai:  # (an ai backend reads its own)
             ba = compile_backend_auth(self, p.backend_auth, f"{path}.backendAuth")
             if ba is not None:
@@ -582,6 +593,8 @@ class Compiler(CompileScope):
                     f"{bpath}.policies", f"are not used with a named {only} backend; set them on backends[] instead"
                 )
                 bp = None
+            if bp is not None and bp.inference_routing is not None and rb.service is None:
+                self.errors.add(f"{bpath}.policies.inferenceRouting", "is only supported on service backends")
             if bp is not None:
                 allowed = _AWS_BACKEND_POLICIES if only == "aws" else _HTTP_BACKEND_POLICIES
                 refuse_except(
@@ -609,22 +622,7 @@ class Compiler(CompileScope):
                     (rb.weight, compile_http_backend(self, rb.host, rb.host, tls_cfg, bpath, timeout, tls_path))
                 )
             elif rb.service is not None:
-                s = rb.service
-                addr = f"{s.name.hostname}:{s.port}"
-                http.append(
-                    (
-                        rb.weight,
-                        compile_http_backend(
-                            self,
-                            f"{s.name.namespace}/{s.name.hostname}:{s.port}",
-                            addr,
-                            tls_cfg,
-                            bpath,
-                            timeout,
-                            tls_path,
-                        ),
-                    )
-                )
+                http.extend(self._service_backends(rb, bp, bpath, tls_cfg, timeout, tls_path))
             elif rb.a2a is not None:
                 for w, tname, addr in static_targets(rb.a2a):
                     http.append(
@@ -693,9 +691,13 @@ class Compiler(CompileScope):
                     self.errors.add,
                     nb.policies,
                     f"backends[{ni}].policies",
-                    _HTTP_BACKEND_POLICIES,
+                    _HTTP_BACKEND_POLICIES - {"inference_routing"},
                     "not supported for host backends yet",
                 )
+                if nb.policies is not None and nb.policies.inference_routing is not None:
+                    self.errors.add(
+                        f"backends[{ni}].policies.inferenceRouting", "is only supported on service backends"
+                    )
                 ntls = (nb.policies.backend_tls if nb.policies is not None else None) or tls_cfg
                 if nb.policies is not None and nb.policies.backend_tls is not None:
                     tls_path = f"backends[{ni}].policies.backendTLS"
@@ -812,6 +814,49 @@ class Compiler(CompileScope):
                 f"{path}.version", f"{h.version} to backends is not supported yet (agentgw speaks HTTP/1.1)"
             )
         return float(h.request_timeout) if h.request_timeout is not None else None
+
+    def _service_backends(self, rb, bp, bpath: str, tls_cfg, timeout, tls_path) -> list:
+        """(weight, HttpBackend) for a ``service`` backend: the addresses of the service
+        in top-level ``services`` (its vips at the target port; none if it has none), else
+        the service's hostname (DNS); with ``inferenceRouting``, one backend whose
+        address an endpoint picker names per request."""
+        from .backends.inference import compile_inference_routing
+
+        s = rb.service
+        name = f"{s.name.namespace}/{s.name.hostname}:{s.port}"
+        svc = self._static_services().get((s.name.namespace, s.name.hostname))
+        if svc is not None:
+            if svc.ports and s.port not in svc.ports:
+                self.errors.add(
+                    f"{bpath}.service.port", f"service {s.name.namespace}/{s.name.hostname} has no port {s.port}"
+                )
+                return []
+            tport = svc.ports.get(s.port, s.port)
+            addrs = [f"{vip.rsplit('/', 1)[-1]}:{tport}" for vip in svc.vips]
+            addrs = [f"[{a.rsplit(':', 1)[0]}]:{tport}" if a.count(":") > 1 else a for a in addrs]
+        else:
+            addrs = [f"{s.name.hostname}:{s.port}"]
+        ir = bp.inference_routing if bp is not None else None
+        if ir is not None:
+            router = compile_inference_routing(
+                self, ir, f"{bpath}.policies.inferenceRouting", frozenset(addrs) if svc is not None else None
+            )
+            # (the address is the picker's; this one stands for the service until then)
+            b = compile_http_backend(
+                self, name, addrs[0] if addrs else "127.0.0.1:1", tls_cfg, bpath, timeout, tls_path
+            )
+            b.router = router
+            return [(rb.weight, b)]
+        out = []
+        for addr in addrs:
+            out.append((rb.weight, compile_http_backend(self, name, addr, tls_cfg, bpath, timeout, tls_path)))
+        return out  # (empty for a service without addresses: its requests get 503)
+
+    def _static_services(self) -> dict:
+        """Top-level ``services`` by (namespace, hostname)."""
+        if self._services_by_name is None:
+            self._services_by_name = {(sv.namespace, sv.hostname): sv for sv in self.cfg.services}
+        return self._services_by_name
 
     def _aws(
         self,

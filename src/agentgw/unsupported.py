@@ -79,7 +79,6 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]
     # the metrics path, which today is one histogram update
     (m.MetricsFields, "add"): "adding metric labels from CEL expressions is not supported yet",
     (m.LocalConfig, "workloads"): _MESH + " (static workloads)",
-    (m.LocalConfig, "services"): _MESH + " (static services); use host or service backends",
     (m.LocalConfig, "ui"): "the admin UI is not supported yet",
     # -- frontend
     (m.Bind, "tunnel_protocol"): _tunnel,
@@ -107,7 +106,6 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]
     (m.TcpBackendPolicies, "backend_tunnel"): "backend tunnels are not supported yet",
     (m.LlmModel, "backend_tunnel"): "backend tunnels are not supported yet",
     (m.BackendPolicies, "health"): "backend health checks are not supported yet",
-    (m.BackendPolicies, "inference_routing"): "inference routing is not supported yet",
     (m.GcpAuth, "type"): _gcp_type,
     (m.GcpAuth, "audience"): "ID tokens are not supported yet (only accessToken)",
     (m.FileRef, "tunnel"): "fetching through a tunnel is not supported yet",

@@ -490,6 +490,17 @@ VALUES: dict[str, Any] = {
     "NameOnly.name": Req("token", "token2"),
     "AuthorizationLocation.expression": STR_CEL_A,
     "SimpleBackendRef.host": "127.0.0.1:9100",
+    "ExtProc.host": "127.0.0.1:9101",
+    "ExtProc.backend": Patch(lambda d, p, l: _new_host_backend(d, p, host=None, service=None)),
+    "ExtProc.metadata_context": {"tenant.ns": {"tenant": 'request.headers["x-tenant"]'}},
+    "ExtProc.request_attributes": {"path": "request.path"},
+    "ExtProc.response_attributes": {"code": "response.code"},
+    "LocalConfig.services": In(
+        [{"name": "svc", "namespace": "ns", "hostname": "svc.example", "vips": ["10.0.0.7"], "ports": {80: 8080}}],
+        doc=lambda d: _service_route(d),
+    ),
+    "StaticService.vips": ["10.0.0.8"],
+    "StaticService.ports": {80: 8081},
     "SimpleBackendRef.backend": Patch(lambda d, p, l: _new_host_backend(d, p, host=None, service=None)),
     "OtlpLogging.host": "127.0.0.1:4318",
     "OtlpLogging.backend": Patch(lambda d, p, l: _new_host_backend(d, p, host=None, service=None)),
@@ -839,6 +850,12 @@ NO_OP: dict[str, str] = {
     # A service is dialled by its hostname (the cluster DNS name); the namespace only
     # names it, and an ext_authz server has no name in the runtime to put it in.
     "*.extAuthz.service.name.namespace": "an authorizer is dialled by hostname; the namespace only names it",
+    "*.extProc.service.name.namespace": "a processor is dialled by hostname; the namespace only names it",
+    "*.endpointPicker.service.name.namespace": "a picker is dialled by hostname; the namespace only names it",
+    "StaticService.name": "the Service's own name; backends name a service by namespace/hostname, as in agentgateway",
+    # agentgw forwards no HTTP trailers (neither way), so there are none to send or skip
+    "ProcessingOptions.request_trailer_mode": "agentgw passes no trailers: there are none to send",
+    "ProcessingOptions.response_trailer_mode": "agentgw passes no trailers: there are none to send",
     # A named a2a backend is known by the backend's name (metrics, logs, the default
     # agent name); its targets' names label inline a2a backends only.
     "backends.*.a2a.targets.*.name": "a named a2a backend is known by its own name",
@@ -1325,6 +1342,15 @@ def _https(doc):
     lst = doc["binds"][0]["listeners"][0]
     lst["protocol"] = "HTTPS"
     lst["tls"] = {"cert": "server.pem", "key": "server.key"}
+
+
+def _service_route(doc) -> None:
+    """The first HTTP route sends to service ns/svc.example:80 (for ``services``)."""
+    for b in doc.get("binds", []):
+        for lst in b.get("listeners", []):
+            for r in lst.get("routes") or []:
+                r["backends"] = [{"service": {"name": "ns/svc.example", "port": 80}}]
+                return
 
 
 def _new_host_backend(doc, parent, **clear):

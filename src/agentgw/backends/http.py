@@ -21,7 +21,7 @@ import ssl as _ssl
 import time
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
 from ..engine.heads import build_request_head
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 class HttpBackend:
     """One upstream address (plus TLS settings) that requests can be sent to."""
 
-    __slots__ = ("name", "target", "host_override", "kind", "timeout")
+    __slots__ = ("name", "target", "host_override", "kind", "timeout", "router")
 
     def __init__(
         self, name: str, target: UpstreamTarget, *, host_override: str | None = None, timeout: float | None = None
@@ -48,6 +48,8 @@ class HttpBackend:
         self.host_override = host_override
         self.kind = "http"
         self.timeout = timeout  # the backend's own ``http.requestTimeout``
+        # inferenceRouting: an endpoint picker names the address per request (backends/inference.py)
+        self.router: Any = None
 
 
 class RetryPolicy:
@@ -205,7 +207,7 @@ class HttpBackendSet(Backend):
             retry is None
             and request_timeout is None
             and backend_timeout is None
-            and all(b.timeout is None for _, b in backends)
+            and all(b.timeout is None and b.router is None for _, b in backends)
         )
 
     # -- fast path (no task): see proxy.pipeline.handle_fast ----------------------------------------
@@ -283,6 +285,9 @@ class HttpBackendSet(Backend):
             backend = self.choice.pick() if not tried else self.choice.pick_other(tried)
             if backend is None:
                 raise GatewayError(503, "no_healthy_backend", "the route has no backend to send to")
+            if backend.router is not None:  # the endpoint picker's choice (once per request)
+                backend = await backend.router.route(ctx, backend)
+                body = req.body  # (the picker may have replaced it)
             ctx.backend_name = backend.name
             timeout = self.backend_timeout
             if backend.timeout is not None:  # the backend's own limit; the shorter wins
@@ -388,7 +393,10 @@ class HttpBackendSet(Backend):
             headers = strip_hop_by_hop(conn.headers)
             headers.remove("content-length")
             body = await conn.read_body(ctx.req.body.limit)
-            status, body = ctx.body_filter(ctx, status, headers, body)
+            filtered = ctx.body_filter(ctx, status, headers, body)
+            if not isinstance(filtered, tuple):  # (an external processor's: awaited)
+                filtered = await filtered
+            status, body = filtered
             ctx.finalize_headers(status, headers)
             ex.send(status, headers, body)
             return

@@ -1062,6 +1062,84 @@ class ConditionalExtAuthzs(Conditional):
 ExtAuthzField = _ExplicitOrConditional[ExtAuthz, ConditionalExtAuthzs]
 
 
+_BodySendMode = Literal["none", "buffered", "bufferedPartial", "fullDuplexStreamed"]
+
+
+class ProcessingOptions(_Model):
+    """Which parts of a request and its response ``extProc`` sends to the processor."""
+
+    request_body_mode: _BodySendMode = "fullDuplexStreamed"
+    response_body_mode: _BodySendMode = "fullDuplexStreamed"
+    request_header_mode: Literal["send", "skip"] = "send"
+    response_header_mode: Literal["send", "skip"] = "send"
+    request_trailer_mode: Literal["send", "skip"] = "send"
+    response_trailer_mode: Literal["send", "skip"] = "send"
+    allow_mode_override: bool = False
+
+
+class ExtProc(_Model):
+    """``extProc``: an Envoy external processor (policies/ext_proc.py)."""
+
+    # target: exactly one of service, host, backend
+    service: ServiceRef | None = None
+    host: str | None = None
+    backend: str | None = None
+    policies: SimpleBackendPolicies | None = None
+    failure_mode: Literal["failClosed", "failOpen"] = "failClosed"
+    metadata_context: dict[str, dict[str, str]] | None = None
+    request_attributes: dict[str, str] | None = None
+    response_attributes: dict[str, str] | None = None
+    processing_options: ProcessingOptions | None = None
+
+    _exactly_one_of = ("service", "host", "backend")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        return _validate_target(v) if v is not None else v
+
+
+class ConditionalExtProc(ExtProc):
+    condition: str | None = None
+
+
+class ConditionalExtProcs(Conditional):
+    conditional: list[ConditionalExtProc]
+
+
+ExtProcField = _ExplicitOrConditional[ExtProc, ConditionalExtProcs]
+
+
+class InferenceRouting(_Model):
+    """``inferenceRouting``: an endpoint picker (the Gateway API inference extension's
+    EPP, over ext_proc) chooses the destination of each request to a service backend."""
+
+    endpoint_picker: SimpleBackendRef
+    destination_mode: Literal["validated", "passthrough"] = "validated"
+
+
+class StaticService(_Model):
+    """``services[]``: a service by name, with its addresses, for ``service`` backends
+    (agentgateway's static discovery data). ``vips`` are IP addresses (optionally
+    ``network/ip``); ``ports`` maps a service port to the port its addresses listen on."""
+
+    name: str
+    namespace: str
+    hostname: str
+    vips: list[str] = Field(default_factory=list)
+    ports: dict[int, int] = Field(default_factory=dict)
+
+    @field_validator("vips")
+    @classmethod
+    def _vips(cls, v: list[str]) -> list[str]:
+        for i, vip in enumerate(v):
+            try:
+                ipaddress.ip_address(vip.rsplit("/", 1)[-1])
+            except ValueError:
+                raise ValueError(f"[{i}]: {vip!r} is not an IP address (or network/IP)") from None
+        return v
+
+
 class A2aPolicy(_Model):
     """``a2a: {}``: mark a route's traffic as A2A (card rewriting, JSON-RPC parsing,
     metrics). ``agent`` (an agentgw extension) names the agent for metrics, logs and
@@ -1083,7 +1161,7 @@ class BackendPolicies(McpTargetPolicies):
     health: Opaque | None = None
     ext_authz: ExtAuthz | None = None
     a2a: A2aPolicy | None = Field(default=None, alias="a2a")
-    inference_routing: Opaque | None = None
+    inference_routing: InferenceRouting | None = None
     ai: Opaque | None = None
 
 
@@ -1214,7 +1292,7 @@ class GatewayPolicies(_Model):
     oidc: Oidc | None = None
     jwt_auth: JwtAuth | None = None
     ext_authz: ExtAuthzField | None = None
-    ext_proc: Opaque | None = None
+    ext_proc: ExtProcField | None = None
     transformations: TransformationsField | None = None
     basic_auth: BasicAuth | None = None
     api_key: ApiKeyAuth | None = None
@@ -2355,7 +2433,7 @@ class LocalConfig(_Model):
     frontend_policies: FrontendPolicies = Field(default_factory=FrontendPolicies)
     policies: list[TargetedPolicy] = Field(default_factory=list)
     workloads: list[Opaque] = Field(default_factory=list)
-    services: list[Opaque] = Field(default_factory=list)
+    services: list[StaticService] = Field(default_factory=list)
     backends: list[NamedBackend] = Field(default_factory=list)
     route_groups: list[RouteGroup] = Field(default_factory=list)
     #: named gateways: a port and its listeners, which ``routes``, ``tcpRoutes``,

@@ -98,6 +98,14 @@ class RequestBody:
         self._chunks = [data]
         return data
 
+    def replace(self, data: bytes) -> None:
+        """The whole body is now ``data`` (a policy rewrote it): complete, in memory."""
+        self._chunks = [data] if data else []
+        self._pending = 0
+        self.size = len(data)
+        self.complete = True
+        self.error = None
+
     async def _wait(self) -> None:
         self._conn.request_body_wanted()
         if self._paused:

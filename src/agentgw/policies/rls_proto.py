@@ -1,7 +1,6 @@
 """The subset of Envoy's ``envoy.service.ratelimit.v3`` messages that ``remoteRateLimit`` speaks.
 
-Declared as descriptors (no generated code, no protoc at build time) in a private pool,
-like ``ext_authz_proto``. Field numbers and types follow
+Declared as descriptors (``proto_flat``: no generated code, no protoc at build time). Field numbers and types follow
 envoy/service/ratelimit/v3/rls.proto and
 envoy/extensions/common/ratelimit/v3/ratelimit.proto; enums are declared as ``int32``
 (same varint on the wire) and nested messages are declared flat (message names are
@@ -13,22 +12,12 @@ attributes; ``METHOD`` is the gRPC method path. ``OK`` and ``OVER_LIMIT`` are th
 
 from __future__ import annotations
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from .proto_flat import build_flat
 
 METHOD = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 UNKNOWN, OK, OVER_LIMIT = 0, 1, 2
 
 _PKG = "agentgw.rls.v3"
-_F = descriptor_pb2.FieldDescriptorProto
-_T = {
-    "string": _F.TYPE_STRING,
-    "bytes": _F.TYPE_BYTES,
-    "int32": _F.TYPE_INT32,
-    "int64": _F.TYPE_INT64,
-    "uint32": _F.TYPE_UINT32,
-    "uint64": _F.TYPE_UINT64,
-}
-
 # message -> [(field, number, type or message name, repeated?)]
 _MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
     "Entry": [("key", 1, "string", False), ("value", 2, "string", False)],
@@ -56,24 +45,7 @@ _MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
 }
 
 
-def _build():
-    fd = descriptor_pb2.FileDescriptorProto(name="agentgw/rls_v3.proto", package=_PKG, syntax="proto3")
-    for name, fields in _MESSAGES.items():
-        m = fd.message_type.add(name=name)
-        for fname, num, ftype, repeated in fields:
-            f = m.field.add(name=fname, number=num)
-            f.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
-            if ftype in _T:
-                f.type = _T[ftype]
-            else:
-                f.type = _F.TYPE_MESSAGE
-                f.type_name = f".{_PKG}.{ftype}"
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fd)
-    return {n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PKG}.{n}")) for n in _MESSAGES}
-
-
-_C = _build()
+_C = build_flat(_PKG, _MESSAGES)
 Entry = _C["Entry"]
 Descriptor = _C["Descriptor"]
 RateLimitRequest = _C["RateLimitRequest"]

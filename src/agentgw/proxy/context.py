@@ -64,9 +64,10 @@ class Ctx:
         self.backend_name = ""
         self.upstream_error = ""
         self.response_hooks: list | None = None  # per-request extra response hooks
-        # body_filter(ctx, status, headers, body) -> (status, body): buffer the whole
-        # upstream response and rewrite it (e.g. an A2A agent card's URLs, answered 304
-        # when the client has the rewritten card already). Set by a policy before
+        # body_filter(ctx, status, headers, body) -> (status, body), or an awaitable of
+        # it: buffer the whole upstream response and rewrite it (e.g. an A2A agent
+        # card's URLs, answered 304 when the client has the rewritten card already; an
+        # external processor's changes). Set by a policy before
         # the backend; it takes ctx as an argument so that it need not hold it (a
         # ctx -> filter -> ctx cycle would leave the exchange to the cyclic collector).
         self.body_filter: Any = None

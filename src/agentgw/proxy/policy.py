@@ -80,6 +80,7 @@ ORDER = {
     "delay": 65,
     "requestHeaderModifier": 70,
     "urlRewrite": 71,
+    "extProc": 72,
     "requestMirror": 75,
     "responseHeaderModifier": 80,
     "backendAuth": 90,
