@@ -478,3 +478,28 @@ def test_seed_rate_limit_loop_with_the_global_limiter_across_replicas(harness, s
         assert codes == [200] * 5 + [429] * 3
     finally:
         redis.kill()
+
+
+# -- answer: runtime (the enterprise gateway's workshop shape) -----------------------------------
+def test_seed_step7_answer_runtime_gives_the_workshops_shape(harness, standin, tmp_path):
+    """Seed 000's step 7 expects the runtime's own answer, ``{"result": {"role":
+    "assistant", "content": [{"text": ...}]}}``; ``answer: runtime`` gives clients written
+    against that exactly it, for the same A2A request (the default is an A2A task)."""
+    cfg = example_config(standin.url)
+    cfg["backends"][0]["aws"]["agentCore"]["answer"] = "runtime"
+    env = irsa_env(tmp_path, standin.sts_port)
+    g = harness.gateway(cfg, env=env)
+    r = post(url(g, 0), SEED_BODY)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert list(doc) == ["result"] and doc["result"]["role"] == "assistant"
+    (part,) = doc["result"]["content"]
+    assert "You said: Hello from Agent Gateway! What can you help me with?" in part["text"]
+    assert len(r.headers["x-amzn-bedrock-agentcore-runtime-session-id"]) >= 33
+    # streamed: the runtime's own events, as it sent them
+    body = dict(SEED_BODY, method="message/stream")
+    with httpx.stream("POST", url(g, 0), json=body, timeout=20) as s:
+        assert s.status_code == 200 and s.headers["content-type"].startswith("text/event-stream")
+        data = b"".join(s.iter_bytes()).decode()
+    words = [json.loads(line[len("data: ") :]) for line in data.splitlines() if line.startswith("data: ")]
+    assert "".join(words).endswith("You said: Hello from Agent Gateway! What can you help me with?")

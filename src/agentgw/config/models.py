@@ -1536,6 +1536,10 @@ class AgentCore(_Model):
     # instead of https://bedrock-agentcore.<region>.amazonaws.com; still SigV4-signed
     # for bedrock-agentcore in the ARN's region.
     endpoint: str | None = None
+    # agentgw extension: how an A2A call is answered: ``a2a`` (an A2A task or task
+    # events, the default) or ``runtime`` (the runtime's own answer as it sent it, the
+    # shape clients of the enterprise gateway's AgentCore workshop read)
+    answer: Literal["a2a", "runtime"] = "a2a"
 
     @field_validator("agent_runtime_arn")
     @classmethod

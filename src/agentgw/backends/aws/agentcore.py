@@ -22,6 +22,10 @@ Two modes, chosen per request:
 * **raw**: anything else is passed through as the payload, signed, and the answer is
   relayed as it streams.
 
+With ``answer: runtime`` an A2A call's payload is built the same way, but the runtime's
+answer goes back as it is (``{"result": {...}}`` from a Strands agent), as the
+enterprise gateway's AgentCore workshop shows it.
+
 ``X-Amzn-Bedrock-AgentCore-Runtime-Session-Id`` (33–256 characters) keeps one
 conversation on one runtime session: it is derived from the A2A context id (or task id)
 and the authenticated principal, so the same conversation always lands on the same
@@ -396,8 +400,10 @@ class AgentCoreBackend(Backend):
         max_response: int = 10 << 20,
         request_edits: tuple = (),
         response_hooks: tuple = (),
+        answer: str = "a2a",
     ):
         self.ep = endpoint
+        self.answer = answer  # "a2a" | "runtime": how an A2A call is answered
         self.rt = endpoint.rt
         # requestHeaderModifier edits (the route's, then the backend's): applied to every
         # request to AgentCore before it is signed; responseHeaderModifier hooks of the
@@ -563,6 +569,12 @@ class AgentCoreBackend(Backend):
             (SESSION_HEADER, sid),
         ]
         conn = await self._send("POST", self.invoke_path, headers, orjson.dumps(payload))
+        if self.answer == "runtime":  # the runtime's answer as it is (or AWS's error)
+            try:
+                await self._relay_raw(ctx, conn, sid)
+            finally:
+                conn.release()
+            return
         try:
             status = conn.status
             up_headers = conn.headers
@@ -815,4 +827,5 @@ def compile_agentcore(
         backend_timeout=traffic.get("backend_timeout"),
         request_edits=edits,
         response_hooks=hooks,
+        answer=cfg.agent_core.answer,
     )
