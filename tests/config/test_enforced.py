@@ -783,7 +783,8 @@ MINIMAL: dict[str, dict] = {
     "LlmModel": {"name": "gpt-4o", "provider": "openAI"},
     "LlmConfig": {"models": [{"name": "gpt-4o", "provider": "openAI"}]},
     "McpShorthand": {"targets": [{"name": "s0", "stdio": {"cmd": "true"}}]},
-    "BackendAuth": {"passthrough": {}},
+    # (passthrough is the LLM default when no key is at hand: a key changes every backend kind)
+    "BackendAuth": {"key": "walk-key"},
     "BackendAuthCredential": {"location": {"header": {"name": "x-k"}}, "key": "v"},
     "JwtSignAuth": {"signingKey": RSA_PEM},
     "OAuthTokenExchangeAuth": {"host": "127.0.0.1:9700"},

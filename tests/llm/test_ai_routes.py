@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -117,6 +118,21 @@ def gw(module_harness, fakes):
             ],
         },
         {
+            # no key of the gateway's own: the client's is forwarded, as agentgateway does;
+            # ``ai.routes`` names one API, other paths (``/``) are chat completions
+            "name": "nokey",
+            "matches": [{"path": {"pathPrefix": "/nokey"}}],
+            "policies": {"ai": {"routes": {"/v1/messages": "messages"}}},
+            "backends": [{"ai": {"name": "oa", "provider": {"openAI": {}}, "hostOverride": f"127.0.0.1:{fakes.port}"}}],
+        },
+        {
+            # the gateway's own credential (apiKey) is consumed, never forwarded
+            "name": "gated",
+            "matches": [{"path": {"pathPrefix": "/gated"}}],
+            "policies": {"apiKey": {"mode": "strict", "keys": [{"key": "gateway-key"}]}},
+            "backends": [{"ai": {"name": "oa", "provider": {"openAI": {}}, "hostOverride": f"127.0.0.1:{fakes.port}"}}],
+        },
+        {
             "name": "limited",
             "matches": [{"path": {"pathPrefix": "/limited"}}],
             "policies": {
@@ -202,6 +218,42 @@ def test_backend_auth_passthrough(gw, fakes):
     with pytest.raises(openai.BadRequestError):
         client(gw, "mine", key="wrong").chat.completions.create(model="x", messages=[{"role": "user", "content": "q"}])
     fakes.reset()  # the rejected request was expected to fail the fake's auth check
+
+
+def test_without_a_key_the_clients_own_key_is_forwarded(gw, fakes):
+    r = client(gw, "nokey", key=F.OPENAI_KEY).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "q"}]
+    )
+    assert r.choices[0].message.content == "echo: q"
+    assert fakes.last("openai")["headers"]["authorization"] == f"Bearer {F.OPENAI_KEY}"
+
+
+def test_ai_backend_takes_other_paths_as_chat_completions(gw, fakes):
+    # agentgateway's examples post chat completions to ``/``; an ``ai.routes`` table that
+    # does not name the path leaves it to the known suffixes, then chat completions
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "at the root"}]}
+    auth = {"authorization": f"Bearer {F.OPENAI_KEY}"}
+    for path in ("/nokey/", "/nokey/v1/chat/completions"):
+        r = httpx.post(f"{gw.url}{path}", json=body, headers=auth, timeout=20)
+        assert r.status_code == 200, (path, r.text)
+        assert r.json()["choices"][0]["message"]["content"] == "echo: at the root"
+        assert fakes.last("openai")["path"] == "/v1/chat/completions"
+
+
+def test_a_credential_the_gateway_consumed_is_not_forwarded(gw, fakes):
+    with pytest.raises(openai.AuthenticationError):
+        client(gw, "gated", key="not-the-key").chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "q"}]
+        )
+    assert not fakes.log()
+    # the gateway's key is accepted and stripped: the provider gets no key at all
+    with pytest.raises(openai.BadRequestError):
+        client(gw, "gated", key="gateway-key").chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "q"}]
+        )
+    (seen,) = fakes.log()
+    assert "authorization" not in seen["headers"] and "gateway-key" not in str(seen["headers"])
+    fakes.reset()  # that request was expected to fail the fake's auth check
 
 
 def test_token_rate_limit_charged_from_usage(gw):

@@ -114,17 +114,18 @@ class AiBackendSet(Backend):
 
     # -- entry ------------------------------------------------------------------------------
     def api_of(self, ctx) -> str | None:
+        """The API a request speaks: the first ``ai.routes`` suffix it ends with (``*``
+        matches any), else the known API suffixes. An ``ai`` backend takes any other path
+        as chat completions, as agentgateway does (its examples post to ``/``); the
+        ``llm:`` model table answers 404 instead."""
         path = ctx.path
-        routes = self.policy.routes
-        if routes:
-            for suffix, kind in routes:
-                if suffix == "*" or path.endswith(suffix):
-                    return kind
-            return None
+        for suffix, kind in self.policy.routes or ():
+            if suffix == "*" or path.endswith(suffix):
+                return kind
         for suffix, kind in _SUFFIXES:
             if path.endswith(suffix):
                 return kind
-        return None
+        return "completions" if self.table.entries is None else None
 
     async def serve(self, ctx) -> None:
         api = self.api_of(ctx)

@@ -6,8 +6,11 @@ Provider keys come from, in order: ``backendAuth`` (``key``, ``passthrough``, ``
 environment variable (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY`` /
 ``GOOGLE_API_KEY``, ``AZURE_OPENAI_API_KEY``; Bedrock: the AWS credential chain or
 ``AWS_BEARER_TOKEN_BEDROCK``; Vertex: Google application-default credentials). The
-client's own ``Authorization`` / ``x-api-key`` is never forwarded, except with
-``backendAuth.passthrough``.
+client's own ``Authorization`` / ``x-api-key`` is forwarded (in the provider's key header)
+only with ``backendAuth.passthrough`` or when none of these gives a key, as agentgateway
+passes the client's key through when no backend auth is set. A credential the gateway
+itself consumed (jwtAuth, apiKey, basicAuth) is removed before this, so it never reaches
+the provider.
 """
 
 from __future__ import annotations
@@ -269,7 +272,7 @@ def _auth(c: CompileScope, prov, k: str, path: str, api_key, auth_cfg, region, a
         return AwsSigV4(src, reg, "bedrock")
     if k == "vertex":
         return GcpToken(None)
-    return NoAuth()
+    return Passthrough()  # no key of our own: the client's, if it sent one
 
 
 # -- ai policy ----------------------------------------------------------------------------------

@@ -71,6 +71,16 @@ def add_prompts(policy: AiPolicy, body: dict, api: str) -> bool:
         ]
         body["messages"] = pre + body["messages"] + post
         return True
+    if api == "responses" and isinstance(body.get("input"), (str, list)):
+        # input items (a text input becomes one user item), each prompt an easy input message
+        inp = body["input"]
+        items = [{"type": "message", "role": "user", "content": inp}] if isinstance(inp, str) else inp
+
+        def item(m):
+            return {"type": "message", "role": m["role"], "content": m["content"]}
+
+        body["input"] = [item(m) for m in p.prepend] + items + [item(m) for m in p.append]
+        return True
     return False
 
 
