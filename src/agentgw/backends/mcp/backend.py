@@ -19,6 +19,7 @@ prefix and go to one target.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import time
@@ -48,6 +49,8 @@ from .jsonrpc import (
 )
 from .limits import client_key
 from .session import ClientCall, GatewaySession, Registry, request_key
+from .tasks import BY_ID as TASK_METHODS
+from .tasks import TaskRouting
 from .token import SessionCodec
 
 log = logging.getLogger("agentgw.mcp")
@@ -97,6 +100,7 @@ class McpBackend(Backend):
         self.pool = pool
         self.stateless = stateless
         self.prefix = prefix_mode == "always" or (prefix_mode == "conditional" and len(targets) > 1)
+        self.tasks = TaskRouting(self.prefix, [t.name for t in targets])
         self.fail_open = fail_open
         self.authz = authz  # McpAuthz or None
         self.rate_limits = list(rate_limits)  # [(tool names or None, target or None, TokenBucket)]
@@ -166,7 +170,7 @@ class McpBackend(Backend):
         req = ctx.req
         ctx.backend_name = self.name
         if self.rebinding is not None:
-            bad = self._rebinding_check(req)
+            bad = self._rebinding_check(ctx, req)
             if bad is not None:
                 self._send(ctx, bad[0], {"error": {"type": "forbidden", "message": bad[1]}})
                 return
@@ -192,8 +196,24 @@ class McpBackend(Backend):
                 extra=(("allow", "GET, POST, DELETE"),),
             )
 
-    def _rebinding_check(self, req):
+    def _rebinding_check(self, ctx, req):
+        """Against DNS rebinding (the MCP spec: servers validate Origin). Configured:
+        ``Host`` among the allowed hosts and ``Origin``, when sent, among the allowed
+        origins or hosts. By default (unset): a browser request (one with ``Origin``)
+        arriving from a loopback or private address, not through a trusted proxy, must
+        come from an origin that cannot be rebound: ``localhost`` or an IP literal. A page
+        whose DNS name an attacker points at this machine is refused."""
         hosts, origins = self.rebinding
+        if hosts is None:
+            origin = req.headers.get("origin")
+            if origin is None or not _nearby(req.client_addr) or ctx.bind.trusts(req.client_addr):
+                return None
+            if _unbindable(_hostname(origin.lower().split("://", 1)[-1])):
+                return None
+            return 403, (
+                f"origin {origin!r} is not allowed from a local or private address (DNS rebinding protection; "
+                "list it in dnsRebindingProtection.allowedOrigins, or set dnsRebindingProtection: false)"
+            )
         host = req.headers.get("host") or ""
         if _hostname(host) not in hosts:
             return 421, f"host {host!r} is not allowed (dnsRebindingProtection)"
@@ -449,11 +469,9 @@ class McpBackend(Backend):
     async def _get_stream(self, ctx) -> None:
         req = ctx.req
         if "text/event-stream" not in (req.headers.get("accept") or ""):
+            # 406, as agentgateway answers (its mcp-tls README: `curl -k` gets Not Acceptable)
             self._send(
-                ctx,
-                405,
-                {"error": {"type": "method_not_allowed", "message": "GET needs Accept: text/event-stream"}},
-                extra=(("allow", "POST, DELETE"),),
+                ctx, 406, {"error": {"type": "not_acceptable", "message": "client must accept text/event-stream"}}
             )
             return
         if self.stateless:
@@ -576,6 +594,11 @@ class McpBackend(Backend):
                 except RpcError as exc:
                     s.push(error(m["id"], exc.code, exc.message, exc.data))
                 return
+            if m.get("method") == "server/discover" and is_request(m) and not s.initializing:
+                # as on streamable HTTP: a probe before initialize is refused at once, so an
+                # SDK client in "auto" mode falls back to initialize instead of timing out
+                s.push(error(m["id"], METHOD_NOT_FOUND, "server/discover is not supported; use initialize"))
+                return
             await s.ready.wait()
             if not is_request(m):
                 await self._client_message(ctx, s, m)
@@ -636,6 +659,12 @@ class McpBackend(Backend):
                 )
                 self.m_requests.inc((method, "", "", "ok"))
                 return result(id_, {})
+            if method in TASK_METHODS:
+                target, tid = self.tasks.route(session, str(params.get("taskId", "")))
+                res = await self._forward(session, target, method, dict(params, taskId=tid), call, "")
+                return result(id_, self.tasks.result(session, target, res))
+            if method == "tasks/list":
+                return result(id_, await self.tasks.list(session, params, call, self.request_timeout))
             if len(session.upstreams) == 1:
                 (target,) = session.upstreams
                 return result(id_, await self._forward(session, target, method, params, call, ""))
@@ -703,7 +732,8 @@ class McpBackend(Backend):
         ctx.attrs.setdefault("mcp", {"method": "tools/call", "tool": {"name": tool, "target": target}})
         t0 = time.perf_counter()
         try:
-            return await self._forward(session, target, "tools/call", dict(params, name=tool), call, tool)
+            res = await self._forward(session, target, "tools/call", dict(params, name=tool), call, tool)
+            return self.tasks.result(session, target, res) if "task" in params else res
         finally:
             self.m_duration.observe((target, tool), time.perf_counter() - t0)
 
@@ -782,6 +812,28 @@ def _retrieve(t: asyncio.Task) -> None:
 def _status(exc: RpcError) -> int:
     """HTTP status for an error that is not the answer to a JSON-RPC request."""
     return 429 if exc.code == TOO_MANY_SESSIONS else 502
+
+
+def _nearby(addr: str) -> bool:
+    """A loopback, private or link-local peer: where a rebound browser page connects from."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+def _unbindable(host: str) -> bool:
+    """An origin host no DNS answer can move: localhost or an IP literal."""
+    if host in LOCAL_HOSTS:
+        return True
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") else host)
+    except ValueError:
+        return False
+    return True
 
 
 def _hostname(hostport: str) -> str:

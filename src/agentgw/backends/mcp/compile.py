@@ -113,9 +113,11 @@ def compile_mcp_backend(
                 TokenBucket(rl.max_tokens, rl.tokens_per_fill, float(rl.fill_interval)),
             )
         )
-    rebinding: tuple[frozenset[str], frozenset[str]] | None = None
+    rebinding: tuple[frozenset[str] | None, frozenset[str]] | None = None
     d = mb.dns_rebinding_protection
-    if d is True:
+    if d is None:  # the default: Origin checked on loopback connections (backend.py)
+        rebinding = (None, frozenset())
+    elif d is True:
         rebinding = (LOCAL_HOSTS, frozenset())
     elif isinstance(d, m.DnsRebindingProtection):
         rebinding = (

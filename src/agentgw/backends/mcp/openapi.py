@@ -1,5 +1,6 @@
 """OpenAPI targets: every operation of a schema becomes an MCP tool; calls become HTTP.
 
+Paths are relative to the path of the schema's ``servers`` URL (``/api/v3``).
 Tool name: the ``operationId`` (else ``<method>_<path>`` with non-word characters as
 ``_``). Input schema: one property per path/query/header parameter plus ``body`` for a
 JSON request body; local ``$ref``s are inlined. A call fills the path template, adds the
@@ -64,8 +65,22 @@ class Operation:
         )
 
 
+def server_prefix(doc: dict) -> str:
+    """The path of the schema's (first) ``servers`` URL, e.g. ``/api/v3``: the operations'
+    paths are relative to it. "" without one, or when it is the root."""
+    servers = doc.get("servers")
+    url = servers[0].get("url") if isinstance(servers, list) and servers and isinstance(servers[0], dict) else None
+    if not isinstance(url, str):
+        return ""
+    if "://" in url or url.startswith("//"):
+        rest = url.split("//", 1)[1]
+        url = rest[rest.find("/") :] if "/" in rest else ""
+    return url.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+
+
 def build_tools(doc: dict) -> dict[str, Operation]:
     ops: dict[str, Operation] = {}
+    prefix = server_prefix(doc)
     for path, item in (doc.get("paths") or {}).items():
         item = _resolve(doc, item)
         common = item.get("parameters") or []
@@ -106,7 +121,7 @@ def build_tools(doc: dict) -> dict[str, Operation]:
                 "description": op.get("summary") or op.get("description") or f"{method.upper()} {path}",
                 "inputSchema": schema,
             }
-            ops[name] = Operation(name, method.upper(), path, params, has_body, tool)
+            ops[name] = Operation(name, method.upper(), prefix + path, params, has_body, tool)
     return ops
 
 
