@@ -10,6 +10,7 @@ drop sessions or restart stdio servers) and closes sessions idle past the TTL.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections import deque
@@ -71,6 +72,7 @@ class GatewaySession:
         self.get_waiter: asyncio.Future | None = None
         self.get_streams = 0
         self.tool_index: dict[str, str] = {}  # unprefixed tool/prompt name -> target (prefix "never")
+        self.task_index: dict[str, str] = {}  # unprefixed task id -> target (prefix "never")
         self.client_headers: list[tuple[str, str]] = []
         self.legacy = False
         self.initializing = False
@@ -160,11 +162,22 @@ class GatewaySession:
             self.ready.set()
 
     def _merged_init(self) -> dict:
+        """The ``initialize`` result the client sees. One target: its capabilities as it
+        declared them (``tasks``, ``experimental`` and ones newer than this gateway
+        included), since every method it serves is forwarded. Several: the union of the
+        capabilities the gateway can fan out or route (tools, prompts, resources, logging,
+        completions, tasks: see tasks.py); the rest name methods no single target could
+        answer for all."""
         caps: dict = {}
         instructions = []
+        single = len(self.upstreams) == 1 and len(self.runtime.targets) == 1
         for name, u in self.upstreams.items():
             res = u.init_result or {}
-            for k, v in (res.get("capabilities") or {}).items():
+            declared = res.get("capabilities")
+            if single and isinstance(declared, dict):
+                caps = copy.deepcopy(declared)
+                declared = None
+            for k, v in (declared or {}).items():
                 if k in ("tools", "prompts", "resources"):
                     cur = caps.setdefault(k, {})
                     if isinstance(v, dict):
@@ -173,6 +186,9 @@ class GatewaySession:
                                 cur[kk] = True
                 elif k in ("logging", "completions"):
                     caps[k] = {}
+                elif k == "tasks" and isinstance(v, dict):
+                    # task ids are routed per target (backend.py): the union of what they offer
+                    caps[k] = _union(caps.get(k) or {}, v)
             if res.get("instructions"):
                 instructions.append(
                     f"[{name}] {res['instructions']}" if len(self.upstreams) > 1 else res["instructions"]
@@ -285,6 +301,8 @@ class GatewaySession:
                 msg = dict(msg, params=dict(params, uri=rt.prefix_uri(upstream.name, params["uri"])))
         elif method == "notifications/tools/list_changed":
             self.tool_index.clear()
+        if method:
+            msg = rt.tasks.outgoing(self, upstream.name, msg)
         if related is not None and not related.done and related.emit_fn is not None:
             if related.emit_fn(msg):
                 return
@@ -417,3 +435,11 @@ class Registry:
         self.sessions.clear()
         self.shared.clear()
         await asyncio.gather(*(s.close(delete=False) for s in sessions), return_exceptions=True)
+
+
+def _union(a: dict, b: dict) -> dict:
+    """Two capability objects merged: a key either side declares is declared."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _union(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
