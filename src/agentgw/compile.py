@@ -327,9 +327,11 @@ class Compiler(CompileScope):
             if traffic.get("backend_auth_own") is not None:  # the backend's backendAuth replaces the route's
                 policies = [p for p in policies if not isinstance(p, BackendAuthPolicy)]
                 policies.append(traffic["backend_auth_own"])
-            agent = self._a2a_agent(r, backend)
-            if agent is not None:
-                policies.extend(compile_a2a(agent, getattr(getattr(self.services, "metrics", None), "m", None)))
+            a2a = self._a2a_agent(r, backend, rpath)
+            if a2a is not None:
+                agent, a2a_cfg, a2a_path = a2a
+                metrics = getattr(getattr(self.services, "metrics", None), "m", None)
+                policies.extend(compile_a2a(self, agent, a2a_cfg, a2a_path, metrics))
             route = Route(name, policies, backend, lname)
             matches = []
             for mi, mm in enumerate(r.effective_matches()):
@@ -342,26 +344,31 @@ class Compiler(CompileScope):
             entries.append(([], [mt]))
         return RouteTable(entries)
 
-    def _a2a_agent(self, r: m.Route, backend) -> str | None:
-        """The agent name when the route carries A2A traffic (``a2a`` policy, ``a2a``
-        backend, or a backend with the ``a2a`` backend policy), else ``None``."""
+    def _a2a_agent(self, r: m.Route, backend, rpath: str):
+        """``(agent name, a2a policy, its path)`` when the route carries A2A traffic
+        (``a2a`` policy, ``a2a`` backend, or a backend with the ``a2a`` backend policy),
+        else ``None``."""
         cfg = r.policies.a2a if r.policies is not None else None
+        where = f"{rpath}.policies.a2a"
         on = cfg is not None
-        for rb in r.backends:
+        for bi, rb in enumerate(r.backends):
             nb = self.named.get(rb.backend, (0, None))[1] if rb.backend is not None else None
             if rb.a2a is not None or (nb is not None and nb.a2a is not None):
                 on = True
             if rb.aws is not None or (nb is not None and nb.aws is not None):
                 on = True  # AgentCore: A2A in
-            for bp in (rb.policies, nb.policies if nb is not None else None):
+            for bp, bpath in (
+                (rb.policies, f"{rpath}.backends[{bi}].policies.a2a"),
+                (nb.policies if nb is not None else None, f"backends[{rb.backend}].policies.a2a"),
+            ):
                 if bp is not None and bp.a2a is not None:
                     on = True
-                    cfg = cfg or bp.a2a
+                    if cfg is None:
+                        cfg, where = bp.a2a, bpath
         if not on:
             return None
-        if cfg is not None and cfg.agent:
-            return cfg.agent
-        return r.name or (backend.label if backend is not None else "") or ""
+        agent = cfg.agent if cfg is not None and cfg.agent else r.name or (backend.label if backend is not None else "")
+        return agent or "", cfg, where
 
     def _match(self, route: Route, mm: m.RouteMatch, path: str, order: int, rules: PathRules = DEFAULT_RULES) -> Match:
         kind, value = PREFIX, "/"

@@ -625,6 +625,12 @@ VALUES: dict[str, Any] = {
     "A2aStaticTarget.port": Req(9700, 9701),
     "A2aTarget.name": "agent-a",
     "A2aPolicy.agent": "agent-x",
+    "A2aPolicy.card_paths": ["/card.json"],
+    "A2aCardSigning.alg": With("ES256", signingKey=EC_PEM),
+    "A2aCardSigning.signing_key": Alts(RSA_PEM2, {"file": "signing.pem"}),
+    "A2aCardSigning.agent_keys": Alts(JWKS_B, {"file": "jwks.json"}),
+    "A2aCardSigning.kid": "k2",
+    "A2aCardSigning.jku": "https://keys.example/jwks.json",
     "LlmConfig.port": 4001,
     "LlmModel.name": Req("gpt-4o", "gpt-4o-mini"),
     "LlmModel.provider": Req(
@@ -745,6 +751,7 @@ FILE_ALT = {
     "apikey.txt": "apikey2.txt",
     "jwks.json": "jwks2.json",
     "openapi.json": "openapi2.json",
+    "signing.pem": "signing2.pem",
 }
 
 #: ``{file: ...}`` under these fields names this file.
@@ -759,6 +766,8 @@ FILE_AT = {
     "McpAuthentication.jwks": "jwks.json",
     "ServiceAccountAuth.jwks": "jwks.json",
     "OpenApiSpec.schema_": "openapi.json",
+    "A2aCardSigning.agent_keys": "jwks.json",
+    "A2aCardSigning.signing_key": "signing.pem",
 }
 
 #: Minimal objects where the required fields alone are not a valid object.
@@ -787,6 +796,7 @@ MINIMAL: dict[str, dict] = {
     "BackendAuth": {"key": "walk-key"},
     "BackendAuthCredential": {"location": {"header": {"name": "x-k"}}, "key": "v"},
     "JwtSignAuth": {"signingKey": RSA_PEM},
+    "A2aCardSigning": {"signingKey": RSA_PEM, "alg": "RS256", "kid": "k"},
     "OAuthTokenExchangeAuth": {"host": "127.0.0.1:9700"},
     "OAuthClientAuth": {"clientId": "c", "clientSecret": "s"},
     "OAuthActorTokenSpec": {"source": {"header": {"name": "x-actor"}}},
@@ -1543,6 +1553,8 @@ def files(tmp_path_factory) -> Path:
     (d / "keysdir").mkdir()
     (d / "token").write_text("token\n")
     (d / "apikey.txt").write_text("file-key\n")
+    (d / "signing.pem").write_text(RSA_PEM2)
+    (d / "signing2.pem").write_text(RSA_PEM)
     (d / "apikey2.txt").write_text("file-key-2\n")
     (d / "htpasswd2").write_text("dave:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")
     (d / "jwks2.json").write_text(JWKS_A)

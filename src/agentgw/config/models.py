@@ -1140,12 +1140,39 @@ class StaticService(_Model):
         return v
 
 
+class A2aCardSigning(_Model):
+    """agentgw extension: what happens to agent-card signatures (A2A 1.0) once the
+    gateway has rewritten the card. ``signingKey`` (PEM; ``alg`` and ``kid``, optional
+    ``jku``): the gateway signs the card it serves. ``agentKeys`` (a JWKS, inline,
+    ``{file}`` or ``{url}``): the agent's card must be signed by one of these keys."""
+
+    signing_key: Annotated[FileOrInline | None, SECRET] = None
+    alg: Literal["ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "EdDSA"] = "ES256"
+    kid: str | None = None
+    jku: str | None = None
+    agent_keys: FileInlineOrRemote | None = None
+
+    @model_validator(mode="after")
+    def _some(self):
+        if self.signing_key is None and self.agent_keys is None:
+            raise ValueError("set signingKey (sign the served card) and/or agentKeys (verify the agent's)")
+        if self.signing_key is not None and not self.kid:
+            raise ValueError("kid is required with signingKey (clients pick the key by it)")
+        if self.signing_key is None and (self.kid or self.jku):
+            raise ValueError("kid and jku describe signingKey: set it too")
+        return self
+
+
 class A2aPolicy(_Model):
     """``a2a: {}``: mark a route's traffic as A2A (card rewriting, JSON-RPC parsing,
-    metrics). ``agent`` (an agentgw extension) names the agent for metrics, logs and
-    CEL's ``a2a.agent``; by default the route's name, else the backend's."""
+    metrics). agentgw extensions: ``agent`` names the agent for metrics, logs and CEL's
+    ``a2a.agent`` (by default the route's name, else the backend's); ``cardPaths`` are
+    more paths (exact) that serve the agent card, rewritten like the well-known one;
+    ``cardSigning`` handles signed cards (see A2aCardSigning)."""
 
     agent: str | None = None
+    card_paths: list[Annotated[str, Field(pattern=r"^/")]] | None = None
+    card_signing: A2aCardSigning | None = None
 
 
 class McpTargetPolicies(SimpleBackendPolicies):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from ..backends.a2a.card import (
     CardRewriter,
+    card_in,
     card_validators,
     is_card_path,
     path_prefixes,
@@ -35,6 +36,7 @@ from ..backends.a2a.rpc import (
     rest_operation,
     shape_reply,
 )
+from ..backends.a2a.signing import UNSIGNED, CardSigner, CardSigning, CardVerifier
 from ..proxy.origin import client_origin
 from ..proxy.policy import Policy
 from ..telemetry.metrics import status_label
@@ -85,12 +87,14 @@ class A2a(Policy):
     order = 35
     edits_response_headers = False  # on_response reads status and content-type only
 
-    def __init__(self, agent: str, metrics=None):
+    def __init__(self, agent: str, metrics=None, card_paths: frozenset[str] = frozenset(), signing=UNSIGNED):
         if metrics is None:  # validation only: nothing is served
             from ..telemetry.metrics import Metrics
 
             metrics = Metrics()
         self.agent = agent
+        self.card_paths = card_paths
+        self.signing: CardSigning = signing
         self.requests = metrics.counter(
             "agentgw_a2a_requests_total",
             "A2A requests by agent, method (JSON-RPC method or HTTP+JSON operation) and HTTP status",
@@ -114,7 +118,7 @@ class A2a(Policy):
             log = ctx.attrs["log"] = {}
         log["a2a_agent"] = self.agent
         m = req.method
-        if m == "GET" and is_card_path(ctx.path):
+        if m == "GET" and (is_card_path(ctx.path) or ctx.path in self.card_paths):
             a["method"] = a["operation"] = CARD
             log["a2a_method"] = CARD
             self._card_filter(ctx, jsonrpc=False)
@@ -190,17 +194,30 @@ class A2a(Policy):
         h.remove("if-none-match")
         h.remove("if-modified-since")
 
+        signing = self.signing
+
         def body_filter(ctx, status, headers, body):
             # ctx.path is now the upstream path (after urlRewrite)
             cp, up = path_prefixes(client_path, ctx.path)
             trusted = ctx.bind.trusts(ctx.req.client_addr)
             rw = CardRewriter(client_origin(ctx.req, trusted), cp, up)
-            body = rewrite_card_body(rw, status, headers, body, jsonrpc=jsonrpc)
+            body = rewrite_card_body(rw, status, headers, body, jsonrpc=jsonrpc, signing=signing)
             if conditions is None or status != 200:
                 return status, body
             return card_validators(headers, body, conditions, trusted)
 
-        ctx.body_filter = body_filter
+        if signing.verifier is None:
+            ctx.body_filter = body_filter
+            return
+        verifier = signing.verifier
+
+        async def verified(ctx, status, headers, body):
+            card = card_in(status, headers, body, jsonrpc=jsonrpc)
+            if card is not None:  # the agent's card, before anything touches it
+                await verifier.verify(card, ctx.bind.services.pool)
+            return body_filter(ctx, status, headers, body)
+
+        ctx.body_filter = verified
 
     # -- response -----------------------------------------------------------------------
     def on_response(self, ctx, status, headers) -> None:
@@ -233,6 +250,32 @@ class A2a(Policy):
             log["a2a_error_code"] = code
 
 
-def compile_a2a(agent: str, metrics) -> list[Policy]:
-    """The policy objects an A2A route runs."""
-    return [A2aErrorShape(), A2a(agent, metrics)]
+def compile_a2a(scope, agent: str, cfg, path: str, metrics) -> list[Policy]:
+    """The policy objects an A2A route runs (``cfg``: its ``a2a`` policy, if written)."""
+    paths: frozenset[str] = frozenset(cfg.card_paths or ()) if cfg is not None else frozenset()
+    signing = UNSIGNED
+    cs = cfg.card_signing if cfg is not None else None
+    if cs is not None:
+        signing = _card_signing(scope, cs, f"{path}.cardSigning")
+    return [A2aErrorShape(), A2a(agent, metrics, paths, signing)]
+
+
+def _card_signing(scope, cs, path: str) -> CardSigning:
+    from .backend_auth import _read
+    from .jwt_auth import build_jwks
+
+    signer = verifier = None
+    if cs.signing_key is not None:
+        pem = _read(scope, cs.signing_key, f"{path}.signingKey")
+        if pem is not None:
+            try:
+                signer = CardSigner(pem, cs.alg, cs.kid or "", cs.jku)
+            except Exception as exc:
+                msg = str(exc) if isinstance(exc, ValueError) and str(exc) else "not a usable PEM private key"
+                scope.errors.add(f"{path}.signingKey", f"cannot sign with it as {cs.alg}: {msg}")
+    if cs.agent_keys is not None:
+        try:
+            verifier = CardVerifier(build_jwks(cs.agent_keys, scope.path))
+        except (OSError, ValueError) as exc:
+            scope.errors.add(f"{path}.agentKeys", f"cannot load the keys: {exc}")
+    return CardSigning(signer, verifier)

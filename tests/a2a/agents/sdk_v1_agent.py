@@ -10,6 +10,9 @@ Behaviour by the text of the message:
 * ``wait``: ``working``, then waits until the task is canceled;
 * anything else: an artifact ``NAME: <text>`` and ``completed`` at once.
 The caller's ``x-agent-identity`` and ``a2a-version`` headers are echoed in the artifact.
+
+``--sign-key PEM`` signs the card (ES256, kid ``agent``) with the SDK's own signer;
+``--card-path P`` serves the card at ``P`` too.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class Executor(AgentExecutor):
         await up.cancel()
 
 
-def build(name: str, port: int) -> Starlette:
+def build(name: str, port: int, sign_key: str | None = None, card_path: str | None = None) -> Starlette:
     base = f"http://127.0.0.1:{port}"
     card = AgentCard(
         name=name,
@@ -88,11 +91,19 @@ def build(name: str, port: int) -> Starlette:
         icon_url=f"{base}/icon.png",
         documentation_url="https://docs.example.org/agent",
     )
+    if sign_key:
+        from a2a.utils.signing import create_agent_card_signer
+
+        with open(sign_key) as f:
+            pem = f.read()
+        card = create_agent_card_signer(pem, {"alg": "ES256", "kid": "agent"})(card)  # type: ignore[typeddict-item]
     handler = DefaultRequestHandler(agent_executor=Executor(name), task_store=InMemoryTaskStore(), agent_card=card)
     cb = HeaderContext()
     routes = []
     routes += create_agent_card_routes(card)
     routes += create_agent_card_routes(card, card_url="/.well-known/agent.json")
+    if card_path:
+        routes += create_agent_card_routes(card, card_url=card_path)
     routes += create_rest_routes(handler, context_builder=cb, path_prefix="/rest")
     routes += create_jsonrpc_routes(handler, "/", context_builder=cb, enable_v0_3_compat=True)
     return Starlette(routes=routes)
@@ -102,12 +113,14 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--name", default="sdk-v1-agent")
+    p.add_argument("--sign-key")
+    p.add_argument("--card-path")
     a = p.parse_args()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", a.port))
     port = sock.getsockname()[1]
-    app = build(a.name, port)
+    app = build(a.name, port, a.sign_key, a.card_path)
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     print(f"READY {port}", flush=True)

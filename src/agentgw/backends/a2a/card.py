@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ...engine.http import GatewayError
+from .signing import UNSIGNED, CardSigning
 
 WELL_KNOWN = ("/.well-known/agent-card.json", "/.well-known/agent.json")
 _GRPC = ("GRPC", "grpc")
@@ -201,24 +202,41 @@ def card_validators(
     return 200, body
 
 
-def rewrite_card_body(rw: CardRewriter, status: int, headers, body: bytes, *, jsonrpc: bool = False) -> bytes:
-    """Rewrite a card response body (a bare card, or a JSON-RPC result holding one)."""
+def _load(headers, body: bytes, jsonrpc: bool) -> tuple[object, dict | None]:
+    """The response document and the card in it (``None``: a JSON-RPC error, no card)."""
+    try:
+        doc = orjson.loads(_decode(headers, body))
+    except orjson.JSONDecodeError:
+        raise GatewayError(502, "a2a_card_invalid", "the agent returned an agent card that is not JSON") from None
+    if jsonrpc:
+        res = doc.get("result") if isinstance(doc, dict) else None
+        return doc, res if isinstance(res, dict) else None
+    if not isinstance(doc, dict):
+        raise GatewayError(502, "a2a_card_invalid", "the agent returned an agent card that is not a JSON object")
+    return doc, doc
+
+
+def card_in(status: int, headers, body: bytes, *, jsonrpc: bool = False) -> dict | None:
+    """The agent's card in a response, as the agent sent it (for signature checks)."""
+    if status != 200 or not body:
+        return None
+    return _load(headers, body, jsonrpc)[1]
+
+
+def rewrite_card_body(
+    rw: CardRewriter, status: int, headers, body: bytes, *, jsonrpc: bool = False, signing: CardSigning = UNSIGNED
+) -> bytes:
+    """Rewrite a card response body (a bare card, or a JSON-RPC result holding one), and
+    its signatures as ``signing`` says (see signing.py)."""
     if status != 200 or not body:
         return body
     body = _decode(headers, body)
     headers.remove("content-encoding")
     headers.remove("etag")  # the backend's validator does not describe the rewritten card
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise GatewayError(502, "a2a_card_invalid", "the agent returned an agent card that is not JSON") from None
-    if jsonrpc:
-        res = doc.get("result") if isinstance(doc, dict) else None
-        if not isinstance(res, dict):
-            return body
-        rw.card(res)
-    elif isinstance(doc, dict):
-        rw.card(doc)
-    else:
-        raise GatewayError(502, "a2a_card_invalid", "the agent returned an agent card that is not a JSON object")
+    doc, card = _load(headers, body, jsonrpc)
+    if card is None:
+        return body  # a JSON-RPC error: no card in it
+    signed_as = signing.snapshot(card)
+    rw.card(card)
+    signing.after(card, signed_as)
     return orjson.dumps(doc)
