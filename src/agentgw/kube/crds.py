@@ -65,6 +65,10 @@ LABEL_SELECTOR = obj(
     }
 )
 TARGET_REF = obj({"group": S, "kind": S, "name": S, "sectionName": S}, ["group", "kind", "name"])
+#: the objects of a kind in the policy's namespace whose labels match (``sectionName`` applies to each)
+TARGET_SELECTOR = obj(
+    {"group": S, "kind": S, "matchLabels": STRMAP, "sectionName": S}, ["group", "kind", "matchLabels"]
+)
 SECRET_REF = obj({"name": S, "namespace": S, "key": S}, ["name"])
 LOCAL_REF = obj({"name": S}, ["name"])
 HEADERS = arr(obj({"name": S, "value": S}, ["name", "value"]))
@@ -98,6 +102,228 @@ AUTHZ = obj(
     },
     ["policy"],
 )
+
+#: a CEL expression (agentgw compiles it; the schema only checks it is there)
+CEL = {"type": "string", "minLength": 1, "maxLength": 16384}
+CEL_MAP = {"type": "object", "additionalProperties": CEL, "maxProperties": 64}
+FAILURE_MODE = enum("FailClosed", "FailOpen")
+SHORT = {"type": "string", "minLength": 1, "maxLength": 256}
+#: a header name; pseudo-headers only as the ones HTTP defines
+HEADER_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 256,
+    "pattern": "^:?[A-Za-z0-9!#$%&'*+\\-.^_\\x60|~]+$",
+    **rules(
+        {
+            "rule": "!self.startsWith(':') || self in [':authority', ':method', ':path', ':scheme', ':status']",
+            "message": "pseudo-headers must be one of :authority, :method, :path, :scheme, or :status",
+        }
+    ),
+}
+PLAIN_HEADER_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 256,
+    "pattern": "^[A-Za-z0-9!#$%&'*+\\-.^_\\x60|~]+$",
+}
+#: Kubernetes resource.Quantity of bytes (``64Ki``, ``1Mi``, ``8192``)
+BYTE_SIZE = {"x-kubernetes-int-or-string": True}
+
+
+def named_cel(name: dict) -> dict:
+    """``[{name, value: CEL}]``, keyed by name (agentgateway's HeaderTransformation lists)."""
+    return arr(
+        obj({"name": name, "value": CEL}, ["name", "value"]),
+        minItems=1,
+        maxItems=16,
+        **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+
+def at_least_one(*fields: str) -> dict:
+    has = ", ".join(f"has(self.{f})" for f in fields)
+    return {"rule": f"[{has}].filter(x, x).size() >= 1", "message": f"at least one of {', '.join(fields)} must be set"}
+
+
+#: agentgateway's PolicyBackendEndpoint: the service a policy calls (``backendRef`` or ``url``)
+ENDPOINT = {"backendRef": BACKEND_REF, "url": {"type": "string", "pattern": "^https?://[^/?#@]+(/[^?#]*)?$"}}
+URL_WITHOUT_PATH = {
+    "rule": "!has(self.url) || self.url.matches('^https?://[^/?#]+$')",
+    "message": "url must not include a path",
+}
+
+
+def conditional(policy: dict, others: list[str]) -> dict:
+    """``{conditional: [{condition, policy}]}`` beside a policy's own fields ``others``: the
+    first entry whose condition holds applies; an entry without one is the last, the fallback."""
+    entries = arr(
+        obj({"condition": CEL, "policy": policy}, ["policy"]),
+        minItems=1,
+        maxItems=16,
+        **rules(
+            {
+                "rule": "self.filter(e, !has(e.condition)).size() <= 1 && (!self.exists(e, !has(e.condition)) || !has(self[size(self) - 1].condition))",
+                "message": "conditional entries without condition must be last",
+            }
+        ),
+    )
+    has = ", ".join(f"has(self.{f})" for f in others)
+    rule = {
+        "rule": f"has(self.conditional) ? [{has}].filter(x, x).size() == 0 : true",
+        "message": "conditional cannot be set with any other field",
+    }
+    own = [
+        {"rule": f"has(self.conditional) || ({r['rule']})", "message": r["message"]}
+        for r in policy.get("x-kubernetes-validations", [])
+    ]
+    return obj({**policy["properties"], "conditional": entries}, **rules(*own, rule))
+
+
+DIRECT_RESPONSE = obj(
+    {
+        "status": {"type": "integer", "minimum": 200, "maximum": 599},
+        "body": {"type": "string", "minLength": 1, "maxLength": 4096},
+        "bodyExpression": CEL,
+        "headers": named_cel(PLAIN_HEADER_NAME),
+    },
+    **rules(
+        {"rule": "has(self.status)", "message": "status is required"},
+        {
+            "rule": "!(has(self.body) && has(self.bodyExpression))",
+            "message": "body and bodyExpression may not both be set",
+        },
+    ),
+)
+TRANSFORM = obj(
+    {
+        "set": named_cel(HEADER_NAME),
+        "add": named_cel(HEADER_NAME),
+        "remove": arr(HEADER_NAME, minItems=1, maxItems=16, **{"x-kubernetes-list-type": "set"}),
+        "body": CEL,
+        "metadata": {**CEL_MAP, "minProperties": 1, "maxProperties": 16},
+    },
+    **rules(at_least_one("set", "add", "remove", "body", "metadata")),
+)
+TRANSFORMATION = obj({"request": TRANSFORM, "response": TRANSFORM}, **rules(at_least_one("request", "response")))
+EXT_AUTH = obj(
+    {
+        **ENDPOINT,
+        "failureMode": FAILURE_MODE,
+        "grpc": obj({"contextExtensions": {**STRMAP, "maxProperties": 64}, "requestMetadata": CEL_MAP}),
+        "http": obj(
+            {
+                "path": CEL,
+                "redirect": CEL,
+                "body": CEL,
+                "allowedRequestHeaders": arr(SHORT, maxItems=64),
+                "addRequestHeaders": CEL_MAP,
+                "allowedResponseHeaders": arr(SHORT, maxItems=64),
+                "responseMetadata": CEL_MAP,
+            }
+        ),
+        "forwardBody": obj({"maxSize": BYTE_SIZE}, ["maxSize"]),
+        "cache": obj(
+            {"key": arr(CEL, minItems=1, maxItems=16), "ttl": CEL, "maxEntries": {"type": "integer", "minimum": 1}},
+            ["key", "ttl"],
+        ),
+    },
+    **rules(
+        one_of("backendRef", "url"),
+        one_of("grpc", "http"),
+        {
+            "rule": "!(has(self.forwardBody) && has(self.http) && has(self.http.body))",
+            "message": "forwardBody cannot be used with http.body",
+        },
+        {
+            "rule": "!has(self.url) || !self.url.matches('^https?://[^/?#]+/') || has(self.http)",
+            "message": "url path is only valid with http",
+        },
+        {
+            "rule": "!has(self.url) || !self.url.matches('^https?://[^/?#]+/') || !has(self.http) || !has(self.http.path)",
+            "message": "http.path may not be set when url includes a path",
+        },
+    ),
+)
+BODY_MODE = enum("None", "Buffered", "BufferedPartial", "FullDuplexStreamed")
+SEND_MODE = enum("Send", "Skip")
+EXT_PROC = obj(
+    {
+        **ENDPOINT,
+        "failureMode": FAILURE_MODE,
+        "processingOptions": obj(
+            {
+                "requestBodyMode": BODY_MODE,
+                "responseBodyMode": BODY_MODE,
+                "requestHeaderMode": SEND_MODE,
+                "responseHeaderMode": SEND_MODE,
+                "requestTrailerMode": SEND_MODE,
+                "responseTrailerMode": SEND_MODE,
+                "allowModeOverride": B,
+            }
+        ),
+        "metadataContext": {"type": "object", "additionalProperties": CEL_MAP, "maxProperties": 64},
+        "requestAttributes": CEL_MAP,
+        "responseAttributes": CEL_MAP,
+    },
+    **rules(one_of("backendRef", "url"), URL_WITHOUT_PATH),
+)
+LOCAL_RATE_LIMIT = arr(
+    obj(
+        {
+            "requests": {"type": "integer", "minimum": 1},
+            "tokens": {"type": "integer", "minimum": 1},
+            "unit": enum("Seconds", "Minutes", "Hours"),
+            "burst": {"type": "integer", "minimum": 0},
+        },
+        ["unit"],
+        **rules(one_of("requests", "tokens")),
+    )
+)
+GLOBAL_RATE_LIMIT = obj(
+    {
+        **ENDPOINT,
+        "failureMode": FAILURE_MODE,
+        "domain": SHORT,
+        "descriptors": arr(
+            obj(
+                {
+                    "entries": arr(
+                        obj(
+                            {"name": {"type": "string", "minLength": 1, "maxLength": 64}, "expression": CEL},
+                            ["name", "expression"],
+                        ),
+                        minItems=1,
+                        maxItems=16,
+                    ),
+                    "unit": enum("Requests", "Tokens"),
+                    "cost": CEL,
+                    "limitOverride": CEL,
+                },
+                ["entries"],
+            ),
+            minItems=1,
+            maxItems=16,
+        ),
+    },
+    ["domain", "descriptors"],
+    **rules(one_of("backendRef", "url"), URL_WITHOUT_PATH),
+)
+RATE_LIMITS = obj({"local": LOCAL_RATE_LIMIT, "global": GLOBAL_RATE_LIMIT}, **rules(at_least_one("local", "global")))
+BUFFER_BODY = obj({"maxBytes": BYTE_SIZE, "failureMode": FAILURE_MODE})
+#: the traffic fields agentgateway runs before routing (``phase: PreRouting``)
+PRE_ROUTING_FIELDS = (
+    "phase",
+    "authorization",
+    "transformation",
+    "extProc",
+    "extAuth",
+    "jwtAuthentication",
+    "basicAuthentication",
+    "apiKeyAuthentication",
+    "cors",
+)
+
 
 STATIC = obj({"host": S, "port": PORT}, ["host", "port"])
 BACKEND_POLICIES = obj(
@@ -163,22 +389,7 @@ TRAFFIC = obj(
         ),
         "basicAuthentication": obj({"mode": MODE, "realm": S, "users": arr(S), "secretRef": SECRET_REF}),
         "authorization": AUTHZ,
-        "rateLimit": obj(
-            {
-                "local": arr(
-                    obj(
-                        {
-                            "requests": {"type": "integer", "minimum": 1},
-                            "tokens": {"type": "integer", "minimum": 1},
-                            "unit": enum("Seconds", "Minutes", "Hours"),
-                            "burst": {"type": "integer", "minimum": 0},
-                        },
-                        ["unit"],
-                        **rules(one_of("requests", "tokens")),
-                    )
-                )
-            }
-        ),
+        "rateLimit": conditional(RATE_LIMITS, ["local", "global"]),
         "cors": obj(
             {
                 "allowOrigins": arr(S),
@@ -198,7 +409,27 @@ TRAFFIC = obj(
             }
         ),
         "headerModifiers": obj({"request": HEADER_FILTER, "response": HEADER_FILTER}),
-    }
+        "directResponse": conditional(DIRECT_RESPONSE, ["status", "body", "bodyExpression", "headers"]),
+        "csrf": obj({"additionalOrigins": arr(SHORT, minItems=1, maxItems=16)}),
+        "hostRewrite": obj({"mode": enum("Auto", "None")}, ["mode"]),
+        "transformation": conditional(TRANSFORMATION, ["request", "response"]),
+        "extAuth": conditional(EXT_AUTH, list(ENDPOINT) + ["failureMode", "grpc", "http", "forwardBody", "cache"]),
+        "extProc": conditional(
+            EXT_PROC,
+            list(ENDPOINT)
+            + ["failureMode", "processingOptions", "metadataContext", "requestAttributes", "responseAttributes"],
+        ),
+        "delay": obj({"duration": CEL}, ["duration"]),
+        "buffer": obj({"request": BUFFER_BODY, "response": BUFFER_BODY}, **rules(at_least_one("request", "response"))),
+    },
+    **rules(
+        {
+            "rule": "!has(self.phase) || self.phase != 'PreRouting' || self.all(k, k in ["
+            + ", ".join(f"'{f}'" for f in PRE_ROUTING_FIELDS)
+            + "])",
+            "message": "phase PreRouting only supports " + ", ".join(PRE_ROUTING_FIELDS[1:]),
+        }
+    ),
 )
 FRONTEND = obj(
     {
@@ -394,11 +625,12 @@ AGENTGATEWAY_POLICY = crd(
     obj(
         {
             "targetRefs": arr(TARGET_REF, minItems=1, maxItems=16),
+            "targetSelectors": arr(TARGET_SELECTOR, minItems=1, maxItems=16),
             "frontend": FRONTEND,
             "traffic": TRAFFIC,
             "backend": BACKEND_POLICIES,
         },
-        ["targetRefs"],
+        **rules(one_of("targetRefs", "targetSelectors")),
     ),
     POLICY_STATUS,
     [],

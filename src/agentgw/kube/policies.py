@@ -7,11 +7,13 @@ says why. The output uses agentgw config keys (`docs/config-reference.md`).
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 #: the ``http.version`` values the config compiler accepts (agentgw speaks HTTP/1.1 to backends)
 _HTTP1 = re.compile(r"(?i)(HTTP/?)?1(\.1)?")
@@ -357,8 +359,6 @@ def traffic(
             phase = str(val)
             if phase not in ("PreRouting", "PostRouting"):
                 problems.append(f"{p}: must be PreRouting or PostRouting")
-        elif key == "targetSelectors":
-            continue
         elif key == "jwtAuthentication":
             out["jwtAuth"] = _jwt(val or {}, ns, r, p, problems)
         elif key == "apiKeyAuthentication":
@@ -379,8 +379,12 @@ def traffic(
             for k2, v2 in (val or {}).items():
                 if k2 == "local":
                     out["localRateLimit"] = _local_rate_limit(v2, f"{p}.local", problems)
+                elif k2 == "global":
+                    out["remoteRateLimit"] = _global_rate_limit(v2 or {}, ns, r, f"{p}.global", problems)
+                elif k2 == "conditional":
+                    problems.append(f"{p}.conditional: {_NO_CONDITIONAL} for rate limits")
                 else:
-                    problems.append(f"{p}.{k2}: not supported by agentgw (use local)")
+                    problems.append(f"{p}.{k2}: not supported by agentgw")
         elif key == "entRateLimit":
             refs = ((val or {}).get("global") or {}).get("rateLimitConfigRefs") or []
             buckets: list[dict] = []
@@ -423,9 +427,258 @@ def traffic(
                 out["requestHeaderModifier"] = header_modifier(val["request"])
             if (val or {}).get("response"):
                 out["responseHeaderModifier"] = header_modifier(val["response"])
+        elif key == "directResponse":
+            out["directResponse"] = _direct_response(val or {}, p, problems)
+        elif key == "csrf":
+            # the config has agentgateway's csrf policy, but this build refuses it (not enforced)
+            problems.append(f"{p}: not supported by agentgw yet (it does not check cross-site requests)")
+        elif key == "hostRewrite":
+            mode = str((val or {}).get("mode"))
+            if mode == "None":
+                out["urlRewrite"] = {"authority": "none"}
+            else:
+                problems.append(
+                    f"{p}.mode: {mode} is not supported by agentgw (it cannot set Host to the backend's hostname;"
+                    " None, which keeps the client's Host, is)"
+                )
+        elif key == "transformation":
+            out["transformations"] = _transformation(val or {}, p, problems)
+        elif key == "extAuth":
+            out["extAuthz"] = _ext_auth(val or {}, ns, r, p, problems)
+        elif key == "extProc":
+            out["extProc"] = _ext_proc(val or {}, ns, r, p, problems)
+        elif key == "delay":
+            out["delay"] = {"duration": str((val or {}).get("duration", ""))}
+        elif key == "buffer":
+            problems.append(
+                f"{p}: not supported by agentgw (it has no policy that holds whole request or response bodies"
+                " before forwarding them: bodies are streamed, and policies that read a body buffer it themselves)"
+            )
         else:
             problems.append(f"{p}: not supported by agentgw")
+    if phase == "PreRouting":
+        late = sorted(k for k in out if k not in _PRE_ROUTING)
+        if late:
+            problems.append(
+                f"{path}.phase: PreRouting policies run on the listener, where agentgw has no {', '.join(late)}"
+            )
     return out, phase, problems
+
+
+#: the config policies an agentgw listener enforces (what PreRouting traffic becomes)
+_PRE_ROUTING = {"jwtAuth", "extAuthz", "basicAuth", "apiKey", "authorization"}
+_NO_CONDITIONAL = "conditional (first matching condition) policies are not supported by agentgw"
+
+
+def _cel_string_literal(src: str) -> str | None:
+    """The text of a CEL string literal (``"text/plain"`` or ``'x'``), or None if ``src`` is
+    any other expression."""
+    src = src.strip()
+    if len(src) < 2 or src[0] not in "\"'" or src[-1] != src[0] or src.startswith(('"""', "'''")):
+        return None
+    try:
+        v = ast.literal_eval(src)
+    except (ValueError, SyntaxError):
+        return None
+    return v if isinstance(v, str) else None
+
+
+def _direct_response_fields(d: dict, path: str, problems: list[str]) -> dict:
+    out: dict[str, Any] = {"status": int(d.get("status") or 0)}
+    if d.get("body") is not None:
+        out["body"] = str(d["body"])
+    if d.get("bodyExpression") is not None:
+        problems.append(
+            f"{path}.bodyExpression: not supported by agentgw (its direct responses have a fixed body; use body)"
+        )
+    headers = {}
+    for i, h in enumerate(d.get("headers") or []):
+        lit = _cel_string_literal(str(h.get("value", "")))
+        if lit is None:
+            problems.append(
+                f"{path}.headers[{i}].value: only a CEL string literal (such as '\"text/plain\"') is supported"
+                " by agentgw, which sets direct response headers to fixed values"
+            )
+        else:
+            headers[str(h.get("name"))] = lit
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _direct_response(d: dict, path: str, problems: list[str]) -> dict:
+    if "conditional" not in d:
+        return _direct_response_fields(d, path, problems)
+    entries = []
+    for i, e in enumerate(d.get("conditional") or []):
+        entry = _direct_response_fields(e.get("policy") or {}, f"{path}.conditional[{i}].policy", problems)
+        if e.get("condition"):
+            entry = {"condition": str(e["condition"]), **entry}
+        entries.append(entry)
+    return {"conditional": entries}
+
+
+def _transform(t: dict, path: str, problems: list[str]) -> dict:
+    out: dict[str, Any] = {}
+    for key in ("set", "add"):
+        for i, h in enumerate(t.get(key) or []):
+            name = str(h.get("name", ""))
+            if name.startswith(":"):
+                problems.append(f"{path}.{key}[{i}].name: pseudo-headers ({name}) are not supported by agentgw")
+            out.setdefault(key, {})[name] = str(h.get("value", ""))
+    if t.get("remove"):
+        out["remove"] = [str(h) for h in t["remove"]]
+        for i, h in enumerate(out["remove"]):
+            if h.startswith(":"):
+                problems.append(f"{path}.remove[{i}]: pseudo-headers ({h}) are not supported by agentgw")
+    for key in ("body", "metadata"):
+        if t.get(key) is not None:
+            problems.append(f"{path}.{key}: not supported by agentgw (its transformations change headers only)")
+    return out
+
+
+def _transformation(t: dict, path: str, problems: list[str]) -> dict:
+    if "conditional" in t:
+        problems.append(f"{path}.conditional: {_NO_CONDITIONAL} for transformations")
+        return {}
+    return {k: _transform(t[k] or {}, f"{path}.{k}", problems) for k in ("request", "response") if k in t}
+
+
+def _endpoint(e: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> tuple[str | None, str]:
+    """A PolicyBackendEndpoint (``backendRef`` to a Service, or ``url``) → (the config's
+    ``host``: ``http(s)://host:port``, the URL's path or "")."""
+    if e.get("backendRef"):
+        url, err = r.service_url(e["backendRef"], ns, "policy")
+        if err or url is None:
+            problems.append(f"{path}.backendRef: {err}")
+            return None, ""
+        return url, ""
+    raw = str(e.get("url") or "")
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(f"{path}.url: must be an http:// or https:// URL with a host")
+        return None, ""
+    return f"{parts.scheme}://{parts.netloc}", parts.path
+
+
+def _ext_auth(e: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> dict:
+    """``extAuth`` → ``extAuthz`` (agentgateway's standalone ExtAuthz shape)."""
+    if "conditional" in e:
+        problems.append(f"{path}.conditional: {_NO_CONDITIONAL} for extAuth")
+        return {}
+    host, url_path = _endpoint(e, ns, r, path, problems)
+    out: dict[str, Any] = {"host": host or ""}
+    out["failureMode"] = "allow" if e.get("failureMode") == "FailOpen" else "deny"
+    if e.get("forwardBody") is not None:
+        problems.append(f"{path}.forwardBody: not supported by agentgw (it sends the authorizer the request head only)")
+    if e.get("grpc") is not None:
+        g = e["grpc"] or {}
+        proto: dict[str, Any] = {}
+        if g.get("contextExtensions"):
+            proto["context"] = {str(k): str(v) for k, v in g["contextExtensions"].items()}
+        if g.get("requestMetadata"):
+            problems.append(f"{path}.grpc.requestMetadata: not supported by agentgw")
+        if e.get("cache") is not None:
+            problems.append(f"{path}.cache: not supported by agentgw with grpc (only with http)")
+        out["protocol"] = {"grpc": proto}
+    else:
+        h = e.get("http") or {}
+        proto = {}
+        if url_path:
+            proto["path"] = json.dumps(url_path)  # the URL's path, as a CEL string
+        elif h.get("path"):
+            proto["path"] = str(h["path"])
+        for src, dst in (
+            ("redirect", "redirect"),
+            ("body", "body"),
+            ("addRequestHeaders", "addRequestHeaders"),
+            ("responseMetadata", "metadata"),
+            ("allowedResponseHeaders", "includeResponseHeaders"),
+        ):
+            if h.get(src):
+                proto[dst] = h[src]
+        if h.get("allowedRequestHeaders"):
+            out["includeRequestHeaders"] = [str(x) for x in h["allowedRequestHeaders"]]
+        out["protocol"] = {"http": proto}
+        c = e.get("cache")
+        if c is not None:
+            ttl = str(c.get("ttl", ""))
+            cache: dict[str, Any] = {
+                "key": [str(k) for k in c.get("key") or []],
+                # agentgateway reads a plain duration (5m) as one; agentgw's ttl is CEL
+                "ttl": f"duration({json.dumps(ttl)})" if _DURATION.fullmatch(ttl) else ttl,
+            }
+            if c.get("maxEntries") is not None:
+                cache["maxEntries"] = int(c["maxEntries"])
+            out["cache"] = cache
+    return out
+
+
+_DURATION = re.compile(r"([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+")
+_BODY_MODES = {"None": "none", "Buffered": "buffered", "BufferedPartial": "bufferedPartial"}
+_BODY_MODES["FullDuplexStreamed"] = "fullDuplexStreamed"
+
+
+def _ext_proc(e: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> dict:
+    """``extProc`` → ``extProc`` (the standalone shape: ``host`` and lower-case modes)."""
+    if "conditional" in e:
+        problems.append(f"{path}.conditional: {_NO_CONDITIONAL} for extProc")
+        return {}
+    host, _ = _endpoint(e, ns, r, path, problems)
+    out: dict[str, Any] = {"host": host or ""}
+    out["failureMode"] = "failOpen" if e.get("failureMode") == "FailOpen" else "failClosed"
+    po = e.get("processingOptions")
+    if po is not None:
+        opts: dict[str, Any] = {}
+        for k in ("requestBodyMode", "responseBodyMode"):
+            if po.get(k) is not None:
+                opts[k] = _BODY_MODES[str(po[k])]
+        for k in ("requestHeaderMode", "responseHeaderMode"):
+            if po.get(k) is not None:
+                opts[k] = str(po[k]).lower()
+        for k in ("requestTrailerMode", "responseTrailerMode"):
+            if po.get(k) == "Send":
+                problems.append(
+                    f"{path}.processingOptions.{k}: Send is not supported by agentgw (it sends no trailers)"
+                )
+        if po.get("allowModeOverride") is not None:
+            opts["allowModeOverride"] = bool(po["allowModeOverride"])
+        out["processingOptions"] = opts
+    if e.get("metadataContext"):
+        out["metadataContext"] = {str(k): dict(v or {}) for k, v in e["metadataContext"].items()}
+    for k in ("requestAttributes", "responseAttributes"):
+        if e.get(k):
+            out[k] = dict(e[k])
+    return out
+
+
+def _global_rate_limit(g: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> dict:
+    """``rateLimit.global`` → ``remoteRateLimit`` (an Envoy rate limit service, over gRPC)."""
+    host, _ = _endpoint(g, ns, r, path, problems)
+    if host and host.startswith("https://"):
+        problems.append(f"{path}.url: https is not supported by agentgw for the rate limit service (plaintext gRPC)")
+    descriptors = []
+    for i, d in enumerate(g.get("descriptors") or []):
+        dp = f"{path}.descriptors[{i}]"
+        for k in ("cost", "limitOverride"):
+            if d.get(k) is not None:
+                problems.append(f"{dp}.{k}: not supported by agentgw")
+        descriptors.append(
+            {
+                "entries": [
+                    {"key": str(x.get("name", "")), "value": str(x.get("expression", ""))}
+                    for x in d.get("entries") or []
+                ],
+                "type": "tokens" if d.get("unit") == "Tokens" else "requests",
+            }
+        )
+    return {
+        "domain": str(g.get("domain", "")),
+        "host": (host or "").split("://", 1)[-1],
+        "descriptors": descriptors,
+        # agentgateway's default is FailClosed; agentgw's config default is failOpen
+        "failureMode": "failOpen" if g.get("failureMode") == "FailOpen" else "failClosed",
+    }
 
 
 # -- backend ----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Which policies attach where, and what they add up to at each level.
 
-`PolicyAttachments.attach_all` reads every policy object's ``targetRefs``, translates its
-sections (`agentgw.kube.policies`) and writes its status (one ancestor per target). An
+`PolicyAttachments.attach_all` reads every policy object's ``targetRefs`` (and the objects
+its ``targetSelectors`` pick by label), translates its sections (`agentgw.kube.policies`)
+and writes its status (one ancestor per target). An
 accepted policy becomes an `Attachment` at a level — gateway, listener (``sectionName``),
 route, rule (``sectionName`` = rule name) or backend; a policy that is not accepted closes
 its targets instead (`PolicyAttachments.closers`: the routes under them answer
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import policies as P
-from .objects import BACKEND_KINDS, GW, POLICY_KINDS, RL, age_key, generation, ns_of, okey
+from .objects import BACKEND_KINDS, GW, POLICY_KINDS, RL, age_key, generation, labels_match, meta, ns_of, okey
 from .output import Result
 from .status import cond, problems_message
 from .store import ObjectStore
@@ -94,15 +95,17 @@ class PolicyAttachments:
             cfg, fp, fpp = P.frontend(spec.get("frontend") or {}, ns, self.resolver)
             problems += fpp
         # what it would enforce, were it applied: anything but observability settings
-        enforcing = any(k not in ("targetRefs", "frontend") for k in spec)
+        enforcing = any(k not in ("targetRefs", "targetSelectors", "frontend") for k in spec)
         ancestors: list[dict[str, Any]] = []
-        targets = [t for t in spec.get("targetRefs") or [] if isinstance(t, dict)]
-        if not targets:
+        refs = [t for t in spec.get("targetRefs") or [] if isinstance(t, dict)]
+        selectors = [t for t in spec.get("targetSelectors") or [] if isinstance(t, dict)]
+        if not refs and not selectors:
             problems.append("spec.targetRefs: at least one target is required")
-        for i, t in enumerate(targets):  # a missing target fails the policy on all of them
+        for i, t in enumerate(refs):  # a missing target fails the policy on all of them
             if self.store.get(t.get("group", ""), t.get("kind", ""), ns, t.get("name", "")) is None:
                 problems.append(f"spec.targetRefs[{i}]: {t.get('kind', '')} {ns}/{t.get('name', '')} not found")
-        for i, t in enumerate(targets):
+        targets = [(f"targetRefs[{i}]", t) for i, t in enumerate(refs)] + self._selected(selectors, ns)
+        for where, t in targets:
             tg, tk, tn = t.get("group", ""), t.get("kind", ""), t.get("name", "")
             section = t.get("sectionName")
             level = {
@@ -120,9 +123,7 @@ class PolicyAttachments:
                     {
                         "ancestorRef": aref,
                         "controllerName": self.controller_name,
-                        "conditions": [
-                            cond("Accepted", False, "Invalid", f"targetRefs[{i}]: cannot attach to {tg}/{tk}", gen)
-                        ],
+                        "conditions": [cond("Accepted", False, "Invalid", f"{where}: cannot attach to {tg}/{tk}", gen)],
                     }
                 )
                 continue
@@ -159,6 +160,9 @@ class PolicyAttachments:
         all_ok = bool(ancestors) and all(a["conditions"][0]["status"] == "True" for a in ancestors) and not problems
         if all_ok:
             top = cond("Accepted", True, "Accepted", "policy accepted", gen)
+        elif selectors and not refs and not ancestors and not problems:
+            # valid, and attached nowhere until an object with matching labels exists
+            top = cond("Accepted", True, "Accepted", "policy accepted; spec.targetSelectors select no object", gen)
         else:
             reasons = [a["conditions"][0]["reason"] for a in ancestors if a["conditions"][0]["status"] != "True"]
             reason = (
@@ -171,6 +175,27 @@ class PolicyAttachments:
             ]
             top = cond("Accepted", False, reason, problems_message(msgs), gen)
         self.res.status[okey(pol)] = {"conditions": [top], "ancestors": ancestors}
+
+    def _selected(self, selectors: list[dict], ns: str) -> list[tuple[str, dict]]:
+        """``spec.targetSelectors``: the objects of each selector's group/kind in the policy's
+        namespace whose labels include ``matchLabels`` (oldest first), as target references
+        (with the selector's ``sectionName``); an object two selectors pick is a target once."""
+        out: list[tuple[str, dict]] = []
+        seen: set[tuple] = set()
+        for j, sel in enumerate(selectors):
+            grp, kind = sel.get("group", ""), sel.get("kind", "")
+            want = {"matchLabels": sel.get("matchLabels") or {}}
+            for o in self.store.all(grp, kind):
+                if ns_of(o) != ns or not labels_match(meta(o).get("labels") or {}, want):
+                    continue
+                ref = {"group": grp, "kind": kind, "name": meta(o).get("name", "")}
+                if sel.get("sectionName"):
+                    ref["sectionName"] = sel["sectionName"]
+                k = tuple(sorted(ref.items()))
+                if k not in seen:
+                    seen.add(k)
+                    out.append((f"targetSelectors[{j}]", ref))
+        return out
 
     def merge(self, levels: list[Level], what: str, phase: str | None = None) -> tuple[dict, dict[str, tuple]]:
         """Merge the ``what`` sections (traffic, backend, config, frontend) of the policies attached
