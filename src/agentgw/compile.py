@@ -30,6 +30,7 @@ from .policies.a2a import compile_a2a
 from .policies.backend_auth import BackendAuth as BackendAuthPolicy
 from .policies.backend_auth import Slot, compile_backend_auth
 from .policies.cors import Cors
+from .policies.csrf import Csrf
 from .policies.delay import Delay
 from .policies.direct_response import ConditionalDirectResponse, DirectResponse
 from .policies.global_ratelimit import compile_rate_limits
@@ -534,6 +535,8 @@ class Compiler(CompileScope):
             mirror = compile_request_mirror(self, p.request_mirror, f"{path}.requestMirror")
             if mirror is not None:
                 out.append(mirror)
+        if p.csrf is not None:
+            out.append(Csrf(p.csrf.additional_origins))
         if p.delay is not None:
             try:
                 out.append(Delay(p.delay.duration, traffic.get("request_timeout")))

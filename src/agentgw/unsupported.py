@@ -189,5 +189,4 @@ UNSUPPORTED_ROUTE_POLICIES = {
     "transformations": "transformations",
     "ai": "ai",
     "backend_tunnel": "backendTunnel",
-    "csrf": "csrf",
 }

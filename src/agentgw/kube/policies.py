@@ -430,8 +430,7 @@ def traffic(
         elif key == "directResponse":
             out["directResponse"] = _direct_response(val or {}, p, problems)
         elif key == "csrf":
-            # the config has agentgateway's csrf policy, but this build refuses it (not enforced)
-            problems.append(f"{p}: not supported by agentgw yet (it does not check cross-site requests)")
+            out["csrf"] = {"additionalOrigins": [str(o) for o in (val or {}).get("additionalOrigins") or []]}
         elif key == "hostRewrite":
             mode = str((val or {}).get("mode"))
             if mode == "None":
