@@ -38,11 +38,15 @@ pg_installed() { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/b
 pg_installed || apt_install /usr/lib/postgresql/15/bin/initdb postgresql
 # MCP interop tests: the reference server and the Inspector CLI, project-local; and
 # oidc-provider, a certified OpenID provider, as the real authorization server of the
-# OAuth tests.
+# OAuth tests. The MCP conformance test (tests/mcp/test_conformance.py): the runner, and
+# what the vendored everything-server (tests/vendor/mcp-conformance, run with tsx) imports,
+# at the versions of its package-lock.json at conformance v0.1.16.
 if command -v npm >/dev/null 2>&1; then
   npm install --silent --no-audit --no-fund --prefix .cache/npm \
     @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/inspector@0.21.0 \
-    oidc-provider@9.13.3 >/dev/null 2>&1 \
+    oidc-provider@9.13.3 \
+    @modelcontextprotocol/conformance@0.1.16 tsx@4.21.0 \
+    @modelcontextprotocol/sdk@1.27.1 express@5.2.1 cors@2.8.6 zod@4.3.6 >/dev/null 2>&1 \
     || echo "warning: npm install of the MCP test servers failed; those tests will be skipped" >&2
 fi
 # SigV4 test vectors (AWS's aws4_testsuite) ship in the botocore sdist, not the wheel:
@@ -71,6 +75,8 @@ if [ -n "${CI:-}" ]; then
   pg_installed || missing+=("postgresql")
   [ -d .cache/npm/node_modules/@modelcontextprotocol/server-everything ] || missing+=("npm:server-everything")
   [ -d .cache/npm/node_modules/@modelcontextprotocol/inspector ] || missing+=("npm:inspector")
+  [ -d .cache/npm/node_modules/@modelcontextprotocol/conformance ] || missing+=("npm:conformance")
+  [ -x .cache/npm/node_modules/.bin/tsx ] || missing+=("npm:tsx")
   [ -f "$AWS4_DIR/get-vanilla/get-vanilla.authz" ] || missing+=("aws4_testsuite")
   "$A2A03/bin/python" -c 'import a2a' 2>/dev/null || missing+=("a2a-sdk 0.3 venv")
   if [ ${#missing[@]} -gt 0 ]; then

@@ -24,7 +24,13 @@ class FlakyTarget:
     connection closes without the result); once it is empty, calls are answered.
     ``requests``: (monotonic time, JSON-RPC method, raw header list) of every POST.
     Every answer closes its connection (``connection: close``), so the gateway never
-    reuses one and each send is one fresh connection: counts are exact."""
+    reuses one and each send is one fresh connection: counts are exact.
+
+    ``get_stream_delay`` (None: ``GET /mcp`` is 405): serve the GET stream, its answer
+    head after that many seconds, and with every answered ``tools/call`` send a
+    ``notifications/message`` that belongs to no request -- on the GET stream if one is
+    open, else it is lost and counted in ``dropped`` (what the TypeScript SDK's server
+    does with ``server.request()``/``notification()`` when no GET stream is open)."""
 
     def __init__(self, name: str = "flaky", listen: bool = True):
         self.name = name
@@ -32,6 +38,9 @@ class FlakyTarget:
         self.plan: list[str] = []
         self.requests: list[tuple[float, str, list[tuple[str, str]]]] = []
         self.calls = 0
+        self.get_stream_delay: float | None = None
+        self.dropped = 0
+        self._get_stream: asyncio.Queue | None = None
         self._sse: dict[str, asyncio.Queue] = {}
         self._loop = asyncio.new_event_loop()
         self._server = None
@@ -108,6 +117,15 @@ class FlakyTarget:
         if method == "GET" and target.startswith("/sse"):
             await self._sse_stream(writer)
             return
+        if method == "GET" and self.get_stream_delay is not None:
+            await asyncio.sleep(self.get_stream_delay)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+            await writer.drain()
+            q = self._get_stream = asyncio.Queue()
+            while True:
+                m = await q.get()
+                writer.write(b"event: message\r\ndata: " + json.dumps(m).encode() + b"\r\n\r\n")
+                await writer.drain()
         if method != "POST":
             self._send(writer, 405 if method == "GET" else 200)
             return
@@ -135,6 +153,12 @@ class FlakyTarget:
                 await asyncio.sleep(0.2)
                 return  # closed without the answer
         answer = self._answer(msg)
+        if msg.get("method") == "tools/call" and self.get_stream_delay is not None:
+            note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "aside"}}
+            if self._get_stream is not None:
+                self._get_stream.put_nowait(note)
+            else:
+                self.dropped += 1
         if legacy:
             self._send(writer, 202)
             if answer is not None:

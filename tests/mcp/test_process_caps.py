@@ -438,7 +438,13 @@ def test_resumed_sessions_count_and_delete_starts_nothing(harness, tmp_path):
         assert r.status_code == 429 and r.json()["error"]["code"] == TOO_MANY
         delete(c, u2, s2)  # not held by gw2: ended without starting a process
         assert started(logs[1]) == 1 and kids(gw2) == 1
-        whoami(d, u2, s2)  # another client resumes it
+        r = d.post(
+            u2, json={"jsonrpc": "2.0", "id": 6, "method": "tools/list"}, headers={**ACCEPT, "mcp-session-id": s2}
+        )
+        assert r.status_code == 404  # deleted here: never resumed again
+        delete(d, u1, s2)  # (on gw1, which held it, its process and place go too)
+        s3 = opened(d, u1)
+        whoami(d, u2, s3)  # another session of that client resumes on gw2 under its own cap
         assert started(logs[1]) == 2 and kids(gw2) == 2
 
 

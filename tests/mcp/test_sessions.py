@@ -111,12 +111,17 @@ def test_delete_ttl_and_shutdown_leave_no_processes(harness):
     r = httpx.delete(gw.url + "/mcp", headers=a.h())
     assert r.status_code == 200
     wait_for(lambda: all(_pid_gone(p) for p in pa), timeout=10, message="stdio servers of a deleted session gone")
-    assert a.post("tools/list").status_code == 404 or True  # a deleted id may still decrypt: it is re-created
-    # idle TTL: a session nobody uses is closed and its processes reaped
+    # the spec: a terminated session's id is answered 404 (never resumed), DELETE included
+    assert a.post("tools/list").status_code == 404
+    assert httpx.delete(gw.url + "/mcp", headers=a.h()).status_code == 404
+    assert not [p for p in children_of(gw.proc.pid) if not _pid_gone(p)]  # nothing re-created for it
+    # idle TTL: a session nobody uses is closed and its processes reaped; without a
+    # shared session key no other process can resume it, so it has expired: 404
     b = Raw(gw.url + "/mcp")
     b.init()
     pb = pids(b)
     wait_for(lambda: all(_pid_gone(p) for p in pb), timeout=15, message="idle session's stdio servers reaped")
+    assert b.post("tools/list").status_code == 404
     # shutdown: a live session's processes go with the gateway
     c = Raw(gw.url + "/mcp")
     c.init()

@@ -6,7 +6,9 @@ Client side (on the gateway's own HTTP engine):
   ``Mcp-Session-Id`` is sealed state (see ``token.py``); a request is answered with
   ``application/json`` unless the target sends something first (progress, logging, a
   sampling/elicitation request), in which case the answer becomes a ``text/event-stream``
-  carrying those messages and then the response. Notifications and responses get 202.
+  carrying those messages and then the response (a client that ranks
+  ``text/event-stream`` above ``application/json`` in ``Accept`` always gets a stream).
+  Notifications and responses get 202.
 * ``GET`` — the session's stream of server-initiated messages.
 * ``DELETE`` — end the session (upstream sessions deleted, stdio servers stopped).
 * ``GET …/sse`` + ``POST …/message?sessionId=`` — the 2024-11-05 HTTP+SSE transport.
@@ -258,6 +260,8 @@ class McpBackend(Backend):
         reg = self.registry
         s = reg.sessions.get(sid)
         if s is None:
+            if reg.has_ended(sid):
+                return None  # deleted or expired here: 404, not a resumption
             state = self.codec.open(sid)
             if state is None or state.get("k") != "s":
                 return None
@@ -377,7 +381,7 @@ class McpBackend(Backend):
             await self._client_message(ctx, session, msg)
             self._send_empty(ctx, 202)
             return
-        post = _PostAnswer(ctx)
+        post = _PostAnswer(ctx, sse_ok and _prefers_sse(accept))
         call = ClientCall(msg["id"], post.emit if sse_ok else None)
         session.busy += 1
         session.inflight[request_key(msg["id"])] = call
@@ -836,6 +840,36 @@ def _unbindable(host: str) -> bool:
     return True
 
 
+def _prefers_sse(accept: str) -> bool:
+    """Does the client rank ``text/event-stream`` above ``application/json``?
+
+    Answers are JSON unless something has to be streamed; a client that asks for SSE
+    first (a higher q, or the same q and listed first, or JSON not listed at all) gets
+    its answer as a one-event stream, as a server that always streams (the TypeScript
+    SDK's) gives it. SDK clients send ``application/json, text/event-stream`` and still
+    get JSON; the conformance suite's SEP-1699 check sends ``text/event-stream,
+    application/json`` and reads each concurrent POST's stream."""
+    ranks: dict[str, tuple[float, int]] = {}
+    for i, part in enumerate(accept.split(",")):
+        mtype, *params = (x.strip() for x in part.split(";"))
+        if mtype not in ("text/event-stream", "application/json") or mtype in ranks:
+            continue
+        q = 1.0
+        for p in params:
+            k, _, v = p.partition("=")
+            if k.strip() == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        ranks[mtype] = (q, -i)
+    sse = ranks.get("text/event-stream")
+    if sse is None or sse[0] <= 0:
+        return False
+    js = ranks.get("application/json")
+    return js is None or js[0] <= 0 or sse > js
+
+
 def _hostname(hostport: str) -> str:
     h = hostport.strip().lower()
     if h.startswith("["):
@@ -850,11 +884,12 @@ class _PostAnswer:
     the call back (the session checks ``call.done`` before emitting), so no cycle keeps
     the exchange from being freed by reference counting."""
 
-    __slots__ = ("ctx", "streaming")
+    __slots__ = ("ctx", "streaming", "sse")
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, sse: bool = False):
         self.ctx = ctx
         self.streaming = False
+        self.sse = sse  # the client prefers text/event-stream: the answer is SSE in any case
 
     def emit(self, msg) -> bool:
         ex = self.ctx.ex
@@ -871,6 +906,9 @@ class _PostAnswer:
     def finish(self, resp: dict) -> None:
         ctx = self.ctx
         ex = ctx.ex
+        if self.sse and not self.streaming and self.emit(resp):
+            ex.end()
+            return
         if self.streaming:
             ex.write(sse_event(resp))
             ex.end()

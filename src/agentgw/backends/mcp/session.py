@@ -13,7 +13,7 @@ import asyncio
 import copy
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
 from .jsonrpc import (
     INTERNAL_ERROR,
@@ -332,8 +332,12 @@ class GatewaySession:
         return out
 
     async def open_streams(self) -> None:
-        for u in list(self.upstreams.values()):
-            await u.open_stream()
+        """Open every target's GET stream; returns when they are open (see open_stream)."""
+        ups = list(self.upstreams.values())
+        if len(ups) == 1:
+            await ups[0].open_stream()
+        elif ups:
+            await asyncio.gather(*(u.open_stream() for u in ups))
 
     async def client_response(self, msg: dict) -> None:
         """The client answered a server→client request: send it to the target that asked."""
@@ -369,6 +373,10 @@ def request_key(id_):
     return id_ if not isinstance(id_, float) else int(id_)
 
 
+ENDED_FOR = 24 * 3600.0
+ENDED_MAX = 100_000
+
+
 class Registry:
     """All live sessions of this process, with an idle sweeper."""
 
@@ -380,6 +388,9 @@ class Registry:
         self.ttl = 1800.0
         self._sweeper: asyncio.TimerHandle | None = None
         self.gates: dict = {}  # stdio target key -> ProcessGate
+        # ids of sessions that ended here (DELETE, or idle expiry without a shared key):
+        # answered 404 from then on, as the spec says, instead of being resumed
+        self.ended: OrderedDict[str, float] = OrderedDict()
 
     def gate(self, key, name: str, gauge=None) -> ProcessGate:
         """The process gate of a stdio target, one per ``key`` for the life of the process
@@ -414,13 +425,38 @@ class Registry:
             if s.closed:
                 self.sessions.pop(sid, None)
             elif s.last_used < cutoff and not s.busy and not s.get_streams:
-                log.info("MCP session idle for %gs: closing its upstream sessions", self.ttl)
                 self.sessions.pop(sid, None)
-                loop.create_task(s.close(delete=False))
+                if s.runtime.codec.shared:
+                    # another replica may be serving it: closed here only, resumable
+                    log.info("MCP session idle for %gs: closing its connections here", self.ttl)
+                    loop.create_task(s.close(delete=False))
+                else:
+                    # no other process can open it: the session has expired
+                    log.info("MCP session idle for %gs: expired", self.ttl)
+                    self.end(sid)
+                    loop.create_task(s.close(delete=True))
         if self.sessions:
             self._sweeper = loop.call_later(min(5.0, self.ttl), self._sweep, loop)
 
+    def end(self, sid: str) -> None:
+        """Remember that ``sid`` ended (for a day, the last 100,000 ids)."""
+        self.ended[sid] = time.monotonic() + ENDED_FOR
+        self.ended.move_to_end(sid)
+        while len(self.ended) > ENDED_MAX:
+            self.ended.popitem(last=False)
+
+    def has_ended(self, sid: str) -> bool:
+        t = self.ended.get(sid)
+        if t is None:
+            return False
+        if t < time.monotonic():
+            del self.ended[sid]
+            return False
+        return True
+
     async def remove(self, sid: str, delete: bool) -> bool:
+        if delete:
+            self.end(sid)
         s = self.sessions.pop(sid, None)
         if s is None:
             return False

@@ -273,6 +273,7 @@ def _unwrap(resp: dict):
 
 
 STREAM_END_GRACE_S = 0.1
+STREAM_OPEN_WAIT_S = 5.0  # how long open_stream waits for the target to answer its GET
 
 
 def _release_at_end(conn, grace: float = 10.0) -> None:
@@ -307,6 +308,7 @@ class HttpUpstream(Upstream):
         self.pool = pool
         self._stream_task: asyncio.Task | None = None
         self._stream_conn: UpstreamConnection | None = None
+        self._stream_opened: asyncio.Future | None = None  # set once the GET's answer head is in
         self._pending: dict[int, asyncio.Future] = {}  # answers that arrive on the GET stream
         self.await_stream_end = True  # see _await_stream_end
 
@@ -474,17 +476,38 @@ class HttpUpstream(Upstream):
         await self._send_no_answer(msg)
 
     async def open_stream(self) -> None:
-        """GET stream for server-initiated messages (405 means the server has none)."""
-        if self._stream_task is None and not self.closed and self.spec.signer is None:
-            self._stream_task = asyncio.get_running_loop().create_task(self._stream())
+        """GET stream for server-initiated messages (405 means the server has none).
 
-    async def _stream(self) -> None:
+        Returns once the target has answered the GET (or after ``STREAM_OPEN_WAIT_S``),
+        not when the request is merely sent: a server that sends a request belonging to
+        no client request (``server.request(...)`` in the TypeScript SDK, e.g. an
+        elicitation from a tool) writes it to its GET stream if one is open, and drops
+        it (or only stores it for a resumption) if not. The session's next request must
+        therefore reach the target after the stream does; otherwise the tool waits for
+        an answer to a request nobody got (a conformance-suite elicitation scenario
+        timed out that way through a fresh gateway). The GET used to be only started
+        here, and a call on a warm pooled connection could overtake its new one."""
+        if self.closed or self.spec.signer is not None:
+            return
+        if self._stream_task is None:
+            self._stream_opened = asyncio.get_running_loop().create_future()
+            self._stream_task = asyncio.get_running_loop().create_task(self._stream(self._stream_opened))
+        opened = self._stream_opened
+        if opened is not None and not opened.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(opened), STREAM_OPEN_WAIT_S)
+            except TimeoutError:
+                pass  # a slow target: the stream keeps opening in the background
+
+    async def _stream(self, opened: asyncio.Future) -> None:
         conn = None
         try:
             conn = await self.pool.connect(_address(self.spec))
             self._stream_conn = conn
             conn.send_head(self._head("GET", 0, "text/event-stream"), None)
             await conn.wait_head(30.0)
+            if not opened.done():
+                opened.set_result(None)
             if conn.status != 200:
                 return
             async for m in sse_messages(conn):
@@ -499,16 +522,21 @@ class HttpUpstream(Upstream):
         except asyncio.CancelledError:
             pass
         finally:
+            if not opened.done():
+                opened.set_result(None)
             if conn is not None:
                 conn.close()
             self._stream_conn = None
             self._stream_task = None
+            self._stream_opened = None
 
     async def close(self, delete: bool = False) -> None:
         self.closed = True
         t = self._stream_task
         if t is not None:
             t.cancel()
+        if self._stream_opened is not None and not self._stream_opened.done():
+            self._stream_opened.set_result(None)  # (a task cancelled before it ran)
         if self._stream_conn is not None:
             self._stream_conn.close()
         if delete and self.session_id and self.spec.signer is None:
