@@ -8,6 +8,7 @@ must be in the schema.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -163,7 +164,7 @@ def check_structural(node: dict, path: str = "") -> list[str]:
         errs.append(f"{path}: uniqueItems: true is not allowed")
     if node.get("x-kubernetes-int-or-string"):
         return errs
-    if "type" not in node:
+    if "type" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):  # (any JSON value)
         errs.append(f"{path}: type is required")
     if node.get("type") == "object":
         if "properties" in node and isinstance(node.get("additionalProperties"), dict):
@@ -276,7 +277,7 @@ def test_kustomize_renders_and_objects_validate(overlay):
             "enterprise-agentgateway",
             "ack-agent-gateway",
         }
-        assert sum(1 for o in objs if o["kind"] == "CustomResourceDefinition") == 7
+        assert sum(1 for o in objs if o["kind"] == "CustomResourceDefinition") == len(crds.CORE) + len(crds.COMPAT)
 
 
 @pytest.mark.parametrize("case", sorted(d for d in os.listdir(FIXTURES) if d.startswith("seed")))
@@ -339,6 +340,18 @@ def test_helm_chart_is_consistent():
     for name in crds.CORE:
         with open(os.path.join(chart, "crds", name)) as a, open(os.path.join(DEPLOY, "crds", name)) as b:
             assert a.read() == b.read()
+    assert sorted(os.listdir(os.path.join(chart, "crds"))) == sorted(crds.CORE)
+    # the compat CRDs: a template switched on by compat.crds (off by default), kept on uninstall
+    assert values["compat"] == {"crds": False}
+    text = open(os.path.join(chart, "templates", "compat-crds.yaml")).read()
+    body = [line for line in text.splitlines() if not line.startswith("#")]
+    assert body[0] == "{{- if .Values.compat.crds }}" and body[-1] == "{{- end }}"
+    assert not any("{{" in line for line in body[1:-1])  # (nothing else for Helm to render)
+    docs = [d for d in yaml.safe_load_all("\n".join(body[1:-1])) if d]
+    assert [d["metadata"]["name"] for d in docs] == [d["metadata"]["name"] for d in crds.COMPAT.values()]
+    for d, want in zip(docs, crds.COMPAT.values(), strict=True):
+        assert d["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert d["spec"] == json.loads(json.dumps(want["spec"]))
 
 
 def test_certificate_rotation_changes_the_config_file_bytes():

@@ -715,11 +715,15 @@ def test_schemas_behind_the_validation():
         walk(k.root)
     assert len(rules) > 60
     assert [r for r in rules if "oldSelf" not in r and isinstance(schema._program(r), Exception)] == []
-    # our CRDs keep free-form parts only where something else checks them
+    # our CRDs keep free-form parts only where something else checks them (or where the
+    # translator refuses whatever they hold: crds.REFUSED)
     free = []
+    refused = []
 
     def free_paths(n, p):
-        if n.get("x-kubernetes-preserve-unknown-fields"):
+        if n is crds.REFUSED:
+            refused.append(p)
+        elif n.get("x-kubernetes-preserve-unknown-fields"):
             free.append(p)
         for k, v in (n.get("properties") or {}).items():
             free_paths(v, f"{p}.{k}")
@@ -730,6 +734,14 @@ def test_schemas_behind_the_validation():
         free_paths(doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"], doc["spec"]["names"]["kind"])
     assert sorted(p for p in free if ".status." not in p) == sorted(
         ["AgentgatewayParameters.spec.rawConfig"]
+        # values agentgw passes on as written: JWT claims, AI request field values
+        + [
+            f"{k}.{p}"
+            for k in ("AgentgatewayBackend.spec.policies", "AgentgatewayPolicy.spec.backend")
+            + ("EnterpriseAgentgatewayPolicy.spec.backend",)
+            for p in ("auth.jwtSign.claims", "ai.defaults[].value", "ai.overrides[].value")
+        ]
+        + ["AgentgatewayModel.spec.policies.auth.jwtSign.claims"]
         + [
             f"AgentgatewayParameters.spec.{o}.spec"
             for o in ("deployment", "service", "serviceAccount", "podDisruptionBudget", "horizontalPodAutoscaler")

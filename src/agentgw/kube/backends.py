@@ -22,6 +22,8 @@ from .store import ObjectStore
 #: a Service port with one of these appProtocols is an A2A / MCP backend
 A2A_APP_PROTOCOLS = {"kgateway.dev/a2a", "agentgateway.dev/a2a", "a2a"}
 MCP_APP_PROTOCOLS = {"kgateway.dev/mcp", "agentgateway.dev/mcp", "mcp"}
+#: ``spec`` fields of an AgentgatewayBackend that name its kind (exactly one is set)
+KINDS = ("static", "a2a", "ai", "mcp", "dynamicForwardProxy", "aws")
 #: ``spec.ai`` provider field -> config provider name
 AI_PROVIDERS = {
     "openai": "openAI",
@@ -85,28 +87,43 @@ class BackendTranslator:
             pol_spec: dict = {}
         else:
             pol_spec = spec.pop("policies", None) or {}
-            kinds = [x for x in ("static", "a2a", "ai", "mcp", "aws") if x in spec]
-            extra = [x for x in spec if x not in ("static", "a2a", "ai", "mcp", "aws")]
+            kinds = [x for x in KINDS if x in spec]
+            extra = [x for x in spec if x not in KINDS]
             for x in extra:
                 problems.append(f"spec.{x}: not supported by agentgw")
             if len(kinds) != 1:
                 problems.append(
-                    f"spec: exactly one of static, a2a, ai, mcp, aws must be set (got: {', '.join(kinds) or 'none'})"
+                    f"spec: exactly one of {', '.join(KINDS)} must be set (got: {', '.join(kinds) or 'none'})"
                 )
             else:
                 kind = kinds[0]
                 val = spec[kind] or {}
                 if kind == "static":
-                    if not val.get("host") or not val.get("port"):
+                    if val.get("unixPath") is not None:
+                        problems.append(
+                            "spec.static.unixPath: not supported by agentgw (it has no Unix domain socket backends;"
+                            " give the backend a TCP host and port)"
+                        )
+                    elif not val.get("host") or not val.get("port"):
                         problems.append("spec.static: host and port are required")
                     else:
                         out = {"host": f"{self.store.expand_host(str(val['host']), ns)}:{int(val['port'])}"}
                 elif kind == "a2a":
+                    if "targets" not in val:  # agentgateway's shape: one agent at host:port
+                        if not val.get("host") or not val.get("port"):
+                            problems.append("spec.a2a: host and port (or targets) are required")
+                        else:
+                            val = {"targets": [{"static": {"host": val["host"], "port": val["port"]}}]}
                     out, a2a = {"a2a": self._a2a_targets(val, ns, "spec.a2a", problems)}, True
                 elif kind == "mcp":
                     out = {"mcp": self._mcp(val, ns, problems)}
                 elif kind == "ai":
                     out = {"ai": self._ai(val, name, problems)}
+                elif kind == "dynamicForwardProxy":
+                    # the request's own authority (agentgw's ``dynamic`` route backend)
+                    out = {"dynamic": {}}
+                    for x in val:
+                        problems.append(f"spec.dynamicForwardProxy.{x}: not supported by agentgw")
                 elif kind == "aws":
                     ac = val.get("agentCore")
                     if not ac or not ac.get("agentRuntimeArn"):
@@ -119,6 +136,13 @@ class BackendTranslator:
                     for x in val:
                         if x != "agentCore":
                             problems.append(f"spec.aws.{x}: not supported by agentgw")
+                if kind == "dynamicForwardProxy" and isinstance(pol_spec, dict):
+                    auth = pol_spec.get("auth")
+                    if auth:
+                        problems.append(
+                            "spec.policies.auth: not supported by agentgw on a dynamicForwardProxy backend"
+                            " (it adds no backend credentials to requests sent wherever their Host names)"
+                        )
         bpol, bp = P.backend(pol_spec, ns, self.resolver, "spec.policies")
         problems += bp
         src: dict[str, set] = {"": {k}}

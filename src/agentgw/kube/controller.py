@@ -61,6 +61,7 @@ R = {
     "AgentgatewayParameters": Resource(
         "agentgateway.dev", "v1alpha1", "agentgatewayparameters", "AgentgatewayParameters"
     ),
+    "AgentgatewayModel": Resource("agentgateway.dev", "v1alpha1", "agentgatewaymodels", "AgentgatewayModel"),
     "EnterpriseAgentgatewayPolicy": Resource(
         "enterpriseagentgateway.solo.io", "v1alpha1", "enterpriseagentgatewaypolicies", "EnterpriseAgentgatewayPolicy"
     ),
@@ -80,13 +81,22 @@ WATCHED = [
     "AgentgatewayBackend",
     "AgentgatewayPolicy",
     "AgentgatewayParameters",
+    "AgentgatewayModel",
     "EnterpriseAgentgatewayPolicy",
     "RateLimitConfig",
     "Backend",
     "TrafficPolicy",
     "Deployment",
 ]
-OPTIONAL = {"EnterpriseAgentgatewayPolicy", "RateLimitConfig", "Backend", "TrafficPolicy", "ReferenceGrant"}
+#: kinds whose CRD may be missing (AgentgatewayModel: a cluster installed before agentgw shipped it)
+OPTIONAL = {
+    "EnterpriseAgentgatewayPolicy",
+    "RateLimitConfig",
+    "Backend",
+    "TrafficPolicy",
+    "ReferenceGrant",
+    "AgentgatewayModel",
+}
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=agentgw"
 HASH_ANNOTATION = "agentgw.dev/desired-hash"
 

@@ -326,23 +326,189 @@ PRE_ROUTING_FIELDS = (
 
 
 STATIC = obj({"host": S, "port": PORT}, ["host", "port"])
-BACKEND_POLICIES = obj(
+#: agentgateway's StaticBackend: TCP (``host`` and ``port``) or a Unix domain socket (refused)
+STATIC_BACKEND = obj(
+    {"host": S, "port": PORT, "unixPath": {"type": "string", "minLength": 1}},
+    **rules(
+        {
+            "rule": "has(self.unixPath) || (has(self.host) && has(self.port))",
+            "message": "must specify either unixPath or both host and port",
+        },
+        {
+            "rule": "!has(self.unixPath) || (!has(self.host) && !has(self.port))",
+            "message": "unixPath and host/port are mutually exclusive",
+        },
+    ),
+)
+#: a part of agentgateway's API that agentgw refuses whatever it holds: the translator names
+#: the field and why (its shape is agentgateway's; agentgw reads nothing in it)
+REFUSED = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+#: agentgateway's LocalSecretObjectRef / LocalSecretKeyRef (a Secret unless group/kind say otherwise)
+_CUSTOM_CREDENTIAL = {
+    "rule": "(!has(self.group) || size(self.group) == 0) ? (!has(self.kind) || size(self.kind) == 0 || self.kind == 'Secret') : (has(self.kind) && size(self.kind) > 0)",
+    "message": "custom credential refs must set both group and kind",
+}
+SECRET_OBJECT_REF = obj({"name": S, "group": S, "kind": S}, ["name"], **rules(_CUSTOM_CREDENTIAL))
+SECRET_KEY_REF = obj(
+    {"name": S, "group": S, "kind": S, "key": {"type": "string", "minLength": 1, "maxLength": 253}},
+    ["name"],
+    **rules(_CUSTOM_CREDENTIAL),
+)
+AUTH_LOCATION = obj(
     {
-        "a2a": obj({}),
-        "mcp": obj({"authorization": AUTHZ}),
-        "tls": obj(
+        "header": obj({"name": S, "prefix": S}, ["name"]),
+        "queryParameter": obj({"name": S}, ["name"]),
+        "cookie": obj({"name": S}, ["name"]),
+    },
+    **rules(one_of("header", "queryParameter", "cookie")),
+)
+_AUTH_KINDS = (
+    "key",
+    "secretRef",
+    "passthrough",
+    "aws",
+    "azure",
+    "gcp",
+    "oauthTokenExchange",
+    "crossAppAccess",
+    "jwtSign",
+)
+BACKEND_AUTH = obj(
+    {
+        "key": {"type": "string", "maxLength": 2048},
+        "secretRef": SECRET_KEY_REF,
+        "passthrough": obj({}),
+        "aws": obj(
             {
-                "sni": S,
-                "insecureSkipVerify": B,
-                "alpnProtocols": arr(S),
-                "caCertificateRefs": arr(LOCAL_REF, maxItems=1),
+                "secretRef": SECRET_OBJECT_REF,
+                "assumeRole": obj(
+                    {
+                        "roleArn": S,
+                        "sessionName": S,
+                        "sessionNameExpression": CEL,
+                        "tags": arr(obj({"key": S, "value": S, "expression": CEL}, ["key"])),
+                    },
+                    ["roleArn"],
+                ),
+                "serviceName": S,
+                "region": S,
             }
         ),
-        "auth": obj(
-            {"secretRef": LOCAL_REF, "key": S, "passthrough": obj({}), "aws": obj({"region": S, "serviceName": S})},
-            **rules(one_of("secretRef", "key", "passthrough", "aws")),
+        "azure": REFUSED,
+        "gcp": obj({"type": enum("AccessToken", "IdToken"), "secretRef": SECRET_KEY_REF, "audience": S}),
+        "oauthTokenExchange": REFUSED,
+        "crossAppAccess": REFUSED,
+        "jwtSign": obj(
+            {
+                "signingKeyRef": SECRET_OBJECT_REF,
+                "alg": enum("RS256", "RS384", "RS512", "PS256", "ES256", "ES384"),
+                "kid": S,
+                "claims": FREE,
+                "ttl": DURATION,
+                "location": AUTH_LOCATION,
+            },
+            ["signingKeyRef"],
         ),
+        "location": AUTH_LOCATION,
+        "credentials": arr(
+            obj({"location": AUTH_LOCATION, "secretRef": SECRET_KEY_REF}, ["location", "secretRef"]),
+            minItems=1,
+            maxItems=8,
+        ),
+    },
+    **rules(
+        one_of(*_AUTH_KINDS, at_most=True),
+        {
+            "rule": "has(self.credentials) || " + " || ".join(f"has(self.{k})" for k in _AUTH_KINDS),
+            "message": "must specify credentials, or at most one of " + "/".join(_AUTH_KINDS),
+        },
+        {
+            "rule": "has(self.location) ? has(self.key) || has(self.secretRef) || has(self.passthrough) : true",
+            "message": "location may only be set for key, secretRef, or passthrough auth",
+        },
+    ),
+)
+BACKEND_TLS = obj(
+    {
+        "certificateSource": enum("Inline", "SPIFFE"),
+        "mtlsCertificateRef": arr(SECRET_OBJECT_REF, maxItems=1),
+        "caCertificateRefs": arr(obj({"name": S, "kind": enum("ConfigMap", "Secret")}, ["name"]), maxItems=1),
+        "insecureSkipVerify": enum("All", "Hostname"),
+        "sni": S,
+        "verifySubjectAltNames": arr(S, minItems=1, maxItems=16),
+        "alpnProtocols": arr(S, minItems=1, maxItems=16),
+        "keyExchangeGroups": arr(S),
+    },
+    **rules(
+        {
+            "rule": "has(self.insecureSkipVerify) && self.insecureSkipVerify == 'All' ? !has(self.caCertificateRefs) : true",
+            "message": "insecureSkipVerify All and caCertificateRefs may not be set together",
+        },
+        {
+            "rule": "has(self.insecureSkipVerify) ? !has(self.verifySubjectAltNames) : true",
+            "message": "insecureSkipVerify and verifySubjectAltNames may not be set together",
+        },
+        {
+            "rule": "!has(self.certificateSource) || self.certificateSource != 'SPIFFE' || (!has(self.mtlsCertificateRef) && !has(self.caCertificateRefs) && !has(self.insecureSkipVerify))",
+            "message": "certificateSource SPIFFE may not be combined with mtlsCertificateRef, caCertificateRefs, or insecureSkipVerify",
+        },
+    ),
+)
+#: agentgateway's RouteType: how an AI backend reads a path suffix
+AI_ROUTE_TYPES = (
+    "Completions",
+    "Messages",
+    "Models",
+    "Passthrough",
+    "Detect",
+    "Responses",
+    "AnthropicTokenCount",
+    "Embeddings",
+    "Realtime",
+    "Rerank",
+    "GenerateContent",
+    "GeminiCountTokens",
+)
+_MESSAGE = obj({"role": S, "content": S}, ["role", "content"])
+_FIELD_DEFAULT = obj({"field": SHORT, "value": {"x-kubernetes-preserve-unknown-fields": True}}, ["field", "value"])
+BACKEND_AI = obj(
+    {
+        "prompt": obj({"prepend": arr(_MESSAGE), "append": arr(_MESSAGE)}),
+        "promptGuard": REFUSED,
+        "defaults": arr(_FIELD_DEFAULT, minItems=1, maxItems=64),
+        "overrides": arr(_FIELD_DEFAULT, minItems=1, maxItems=64),
+        "transformations": arr(
+            obj({"field": SHORT, "expression": CEL}, ["field", "expression"]), minItems=1, maxItems=64
+        ),
+        "finalTransformations": REFUSED,
+        "modelAliases": {**STRMAP, "maxProperties": 64},
+        "promptCaching": obj(
+            {
+                "cacheSystem": B,
+                "cacheMessages": B,
+                "cacheTools": B,
+                "minTokens": {"type": "integer", "minimum": 0},
+                "cacheMessageOffset": {"type": "integer", "minimum": 0},
+            }
+        ),
+        "routes": {"type": "object", "additionalProperties": enum(*AI_ROUTE_TYPES)},
+    }
+)
+#: agentgateway's BackendFull (``BackendSimple``: tcp, tls, http, tunnel, auth; then ai, mcp,
+#: transformation, health, extAuth); ``a2a`` is agentgw's own (mark the backend's traffic A2A)
+BACKEND_POLICIES = obj(
+    {
+        "tcp": REFUSED,
+        "tls": BACKEND_TLS,
         "http": obj({"requestTimeout": DURATION, "version": S}),
+        "tunnel": REFUSED,
+        "auth": BACKEND_AUTH,
+        "a2a": obj({}),
+        "ai": BACKEND_AI,
+        "mcp": obj({"authorization": AUTHZ, "authentication": REFUSED, "guardrails": REFUSED}),
+        "transformation": TRANSFORMATION,
+        "health": REFUSED,
+        "extAuth": EXT_AUTH,
     }
 )
 
@@ -431,27 +597,73 @@ TRAFFIC = obj(
         }
     ),
 )
+_ATTRIBUTES = obj({"add": arr(obj({"name": S, "expression": S}, ["name", "expression"])), "remove": arr(S)})
+#: agentgateway's Keepalive (TCP keepalive probes)
+KEEPALIVE = obj({"retries": {"type": "integer", "minimum": 1, "maximum": 64}, "time": DURATION, "interval": DURATION})
+TLS_VERSION = enum("1.2", "1.3")
 FRONTEND = obj(
     {
+        "tcp": obj({"keepalive": KEEPALIVE}),
+        "networkAuthorization": REFUSED,
+        "tls": obj(
+            {
+                "handshakeTimeout": DURATION,
+                "alpnProtocols": arr(S, minItems=1, maxItems=16),
+                "minProtocolVersion": TLS_VERSION,
+                "maxProtocolVersion": TLS_VERSION,
+                "cipherSuites": arr(S),
+                "keyExchangeGroups": arr(S),
+            }
+        ),
+        "http": obj(
+            {
+                "maxBufferSize": BYTE_SIZE,
+                "http1MaxHeaders": {"type": "integer", "minimum": 1, "maximum": 4096},
+                "http1IdleTimeout": DURATION,
+                "http1HeaderCase": enum("Lowercase", "Preserve"),
+                "http2WindowSize": BYTE_SIZE,
+                "http2ConnectionWindowSize": BYTE_SIZE,
+                "http2FrameSize": BYTE_SIZE,
+                "http2MaxHeaderSize": BYTE_SIZE,
+                "http2KeepaliveInterval": DURATION,
+                "http2KeepaliveTimeout": DURATION,
+                "maxConnectionDuration": DURATION,
+            }
+        ),
+        "proxyProtocol": REFUSED,
+        "connect": REFUSED,
         "tracing": obj(
             {
                 "backendRef": BACKEND_REF,
+                "url": S,
                 "endpoint": S,
                 "protocol": enum("GRPC", "HTTP"),
                 "randomSampling": S,
                 "clientSampling": S,
                 "path": S,
+                "attributes": _ATTRIBUTES,
+                "resources": arr(obj({"name": S, "expression": S}, ["name", "expression"])),
+                "filter": S,
             },
-            **rules(one_of("backendRef", "endpoint")),
+            **rules(one_of("backendRef", "url", "endpoint")),
         ),
         "accessLog": obj(
             {
                 "filter": S,
-                "attributes": obj(
-                    {"add": arr(obj({"name": S, "expression": S}, ["name", "expression"])), "remove": arr(S)}
+                "attributes": _ATTRIBUTES,
+                "otlp": obj(
+                    {
+                        **ENDPOINT,
+                        "filter": S,
+                        "attributes": _ATTRIBUTES,
+                        "protocol": enum("GRPC", "HTTP"),
+                        "path": S,
+                    },
+                    **rules(one_of("backendRef", "url")),
                 ),
             }
         ),
+        "metrics": REFUSED,
     }
 )
 
@@ -548,9 +760,10 @@ def crd(
     }
 
 
+BACKEND_KINDS = ("static", "a2a", "ai", "mcp", "dynamicForwardProxy", "aws")
 ONE_KIND_RULE = {
-    "rule": "[has(self.static), has(self.a2a), has(self.ai), has(self.mcp), has(self.aws)].filter(x, x).size() == 1",
-    "message": "exactly one of static, a2a, ai, mcp, aws must be set",
+    "rule": "[" + ", ".join(f"has(self.{k})" for k in BACKEND_KINDS) + "].filter(x, x).size() == 1",
+    "message": "exactly one of " + ", ".join(BACKEND_KINDS) + " must be set",
 }
 
 AGENTGATEWAY_BACKEND = crd(
@@ -559,15 +772,23 @@ AGENTGATEWAY_BACKEND = crd(
     "agentgatewaybackends",
     obj(
         {
-            "static": STATIC,
+            "static": STATIC_BACKEND,
+            # agentgateway's {host, port}; or agentgw's weighted ``targets``
             "a2a": obj(
                 {
+                    "host": S,
+                    "port": PORT,
                     "targets": arr(
                         obj({"name": S, "weight": {"type": "integer", "minimum": 0}, "static": STATIC}, ["static"]),
                         minItems=1,
-                    )
+                    ),
                 },
-                ["targets"],
+                **rules(
+                    {
+                        "rule": "has(self.targets) ? !has(self.host) && !has(self.port) : has(self.host) && has(self.port)",
+                        "message": "set host and port, or targets",
+                    }
+                ),
             ),
             "ai": obj(
                 {"provider": AI_PROVIDER, "groups": AI_GROUPS, "priorityGroups": AI_GROUPS},
@@ -608,9 +829,20 @@ AGENTGATEWAY_BACKEND = crd(
                 },
                 ["agentCore"],
             ),
+            "dynamicForwardProxy": obj({}),
             "policies": BACKEND_POLICIES,
         },
-        **rules(ONE_KIND_RULE),
+        **rules(
+            ONE_KIND_RULE,
+            {
+                "rule": "has(self.policies) && has(self.policies.ai) ? has(self.ai) : true",
+                "message": "AI policies require AI backend",
+            },
+            {
+                "rule": "has(self.policies) && has(self.policies.mcp) ? has(self.mcp) : true",
+                "message": "MCP policies require MCP backend",
+            },
+        ),
     ),
     STATUS,
     [],
@@ -658,6 +890,24 @@ AGENTGATEWAY_PARAMETERS = crd(
             "replicas": {"type": "integer", "minimum": 0},
             "logging": obj({"level": S, "format": enum("text", "json")}),
             "rawConfig": FREE,
+            "workload": obj({"kind": enum("Deployment", "DaemonSet")}),
+            "shutdown": obj(
+                {
+                    "min": {"type": "integer", "minimum": 0, "maximum": 31536000},
+                    "max": {"type": "integer", "minimum": 0, "maximum": 31536000},
+                },
+                ["min", "max"],
+                **rules(
+                    {
+                        "rule": "self.min <= self.max",
+                        "message": "The 'min' value must be less than or equal to the 'max' value.",
+                    }
+                ),
+            ),
+            "istio": REFUSED,
+            "spiffe": REFUSED,
+            "modelCatalog": REFUSED,
+            "daemonSet": REFUSED,
             "deployment": OVERLAY,
             "service": OVERLAY,
             "serviceAccount": OVERLAY,
@@ -676,6 +926,168 @@ AGENTGATEWAY_PARAMETERS = crd(
     short=["agpar"],
     categories=["agentgateway"],
     spec_required=False,
+)
+
+MODEL_PROVIDERS = (
+    "OpenAI",
+    "Azure",
+    "Anthropic",
+    "Gemini",
+    "VertexAI",
+    "Bedrock",
+    "Cohere",
+    "Ollama",
+    "Baseten",
+    "Cerebras",
+    "Deepinfra",
+    "Deepseek",
+    "Groq",
+    "Huggingface",
+    "Mistral",
+    "Openrouter",
+    "TogetherAI",
+    "XAI",
+    "Fireworks",
+    "Custom",
+)
+PARENT_REF = obj({"group": S, "kind": S, "namespace": S, "name": S, "sectionName": S, "port": PORT}, ["name"])
+_MODEL_TARGET = {"modelRef": LOCAL_REF, "model": S}
+_FIELD_TRANSFORMATIONS = arr(
+    obj({"field": SHORT, "expression": CEL}, ["field", "expression"]),
+    minItems=1,
+    maxItems=64,
+    **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["field"]},
+)
+AGENTGATEWAY_MODEL = crd(
+    "agentgateway.dev",
+    "AgentgatewayModel",
+    "agentgatewaymodels",
+    obj(
+        {
+            "parentRefs": arr(PARENT_REF, minItems=1, maxItems=16),
+            "match": obj(
+                {
+                    "model": {
+                        "type": "string",
+                        **rules(
+                            {
+                                "rule": "!self.contains('*') || (self.indexOf('*') == self.lastIndexOf('*') && (self.indexOf('*') == 0 || self.indexOf('*') == size(self) - 1))",
+                                "message": "model wildcards must be '*', a suffix like 'gpt-*', or a prefix like '*-latest'",
+                            }
+                        ),
+                    }
+                }
+            ),
+            "visibility": {**enum("Public", "Internal"), "default": "Public"},
+            "provider": enum(*MODEL_PROVIDERS),
+            "azure": obj(
+                {"resourceName": S, "resourceType": enum("OpenAI", "Foundry"), "apiVersion": S, "projectName": S},
+                ["resourceName", "resourceType"],
+            ),
+            "vertexai": obj({"projectId": S, "region": S}, ["projectId"]),
+            "bedrock": obj({"region": S, "guardrail": obj({"identifier": S, "version": S}, ["identifier", "version"])}),
+            "custom": REFUSED,
+            "baseURL": S,
+            "policies": obj(
+                {
+                    "transformations": _FIELD_TRANSFORMATIONS,
+                    "finalTransformations": _FIELD_TRANSFORMATIONS,
+                    "authorization": AUTHZ,
+                    "auth": BACKEND_AUTH,
+                    "health": REFUSED,
+                    "tls": BACKEND_TLS,
+                    "tunnel": REFUSED,
+                    "headers": obj({"request": HEADER_FILTER, "response": HEADER_FILTER}),
+                    "promptGuard": REFUSED,
+                }
+            ),
+            "virtualModel": obj(
+                {
+                    "weighted": obj(
+                        {
+                            "targets": arr(
+                                obj(
+                                    {**_MODEL_TARGET, "weight": {"type": "integer", "minimum": 1, "maximum": 1000000}},
+                                    ["modelRef"],
+                                ),
+                                minItems=1,
+                                maxItems=64,
+                            )
+                        },
+                        ["targets"],
+                    ),
+                    "failover": obj(
+                        {
+                            "targets": arr(
+                                obj(
+                                    {
+                                        **_MODEL_TARGET,
+                                        "priority": {"type": "integer", "minimum": 0, "maximum": 1000000},
+                                    },
+                                    ["modelRef", "priority"],
+                                ),
+                                minItems=1,
+                                maxItems=64,
+                            )
+                        },
+                        ["targets"],
+                    ),
+                    "conditional": obj(
+                        {
+                            "targets": arr(
+                                obj({**_MODEL_TARGET, "when": CEL}, ["modelRef"]),
+                                minItems=1,
+                                maxItems=64,
+                                **rules(
+                                    {
+                                        "rule": "self.filter(e, !has(e.when)).size() <= 1 && (!self.exists(e, !has(e.when)) || !has(self[size(self) - 1].when))",
+                                        "message": "conditional targets without when must be last",
+                                    }
+                                ),
+                            )
+                        },
+                        ["targets"],
+                    ),
+                },
+                **rules(one_of("weighted", "failover", "conditional")),
+            ),
+        },
+        ["parentRefs"],
+        **rules(
+            one_of("provider", "virtualModel"),
+            {"rule": "has(self.provider) || !has(self.baseURL)", "message": "baseURL requires provider"},
+            {
+                "rule": "!has(self.virtualModel) || !has(self.policies)",
+                "message": "policies cannot be used with virtualModel",
+            },
+            {
+                "rule": "!has(self.virtualModel) || self.visibility != 'Internal'",
+                "message": "virtual models must be public",
+            },
+            {
+                "rule": "!has(self.provider) || self.provider != 'Ollama' || has(self.baseURL)",
+                "message": "ollama requires baseURL",
+            },
+            *(
+                {
+                    "rule": f"has(self.{f}) == (has(self.provider) && self.provider == '{p}')",
+                    "message": f"{f} must be set if and only if provider is {p}",
+                }
+                for f, p in (("azure", "Azure"), ("vertexai", "VertexAI"), ("bedrock", "Bedrock"), ("custom", "Custom"))
+            ),
+        ),
+    ),
+    obj(
+        {
+            "parents": arr(
+                obj({"parentRef": FREE, "controllerName": S, "conditions": CONDITIONS}),
+                maxItems=16,
+            )
+        }
+    ),
+    [{"name": "Model Match", "type": "string", "jsonPath": ".spec.match.model"}],
+    short=["agmodel"],
+    categories=["agentgateway"],
 )
 
 # Other vendors' shapes agentgw translates (installed with deploy/kubernetes/compat only).
@@ -785,6 +1197,7 @@ CORE = {
     "agentgateway.dev_agentgatewaybackends.yaml": AGENTGATEWAY_BACKEND,
     "agentgateway.dev_agentgatewaypolicies.yaml": AGENTGATEWAY_POLICY,
     "agentgateway.dev_agentgatewayparameters.yaml": AGENTGATEWAY_PARAMETERS,
+    "agentgateway.dev_agentgatewaymodels.yaml": AGENTGATEWAY_MODEL,
 }
 COMPAT = {
     "enterpriseagentgateway.solo.io_enterpriseagentgatewaypolicies.yaml": ENTERPRISE_POLICY,
@@ -800,12 +1213,23 @@ def render() -> dict[str, str]:
 
     from .cli import _Dumper
 
+    header = "# Generated by `python -m agentgw.kube.crds deploy/crds`; do not edit.\n"
     out = {}
     for prefix, group in (("", CORE), ("compat/", COMPAT), ("../helm/agentgw/crds/", CORE)):
         for name, doc in group.items():
-            out[prefix + name] = "# Generated by `python -m agentgw.kube.crds deploy/crds`; do not edit.\n" + yaml.dump(
-                doc, Dumper=_Dumper, sort_keys=False
-            )
+            out[prefix + name] = header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False)
+    # the Helm chart's compat CRDs: a template (crds/ cannot be switched off), kept on uninstall
+    # like the ones in crds/ (deleting a CRD deletes every object of its kind)
+    docs = []
+    for doc in COMPAT.values():
+        kept = {**doc, "metadata": {**doc["metadata"], "annotations": {"helm.sh/resource-policy": "keep"}}}
+        docs.append(yaml.dump(kept, Dumper=_Dumper, sort_keys=False))
+    out["../helm/agentgw/templates/compat-crds.yaml"] = (
+        header.replace("; do not edit", " (the CRDs of deploy/crds/compat); do not edit")
+        + "{{- if .Values.compat.crds }}\n"
+        + "---\n".join(docs)
+        + "{{- end }}\n"
+    )
     return out
 
 

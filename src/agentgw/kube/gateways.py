@@ -18,6 +18,7 @@ from .listeners import Listener, listener_key
 from .objects import AGW, GW, deep_merge, generation, meta, ns_of, okey, safe_name
 from .output import GatewayOutput, Result
 from .policy_attachment import PolicyAttachments
+from .provision import shutdown_config
 from .status import cond, problems_message
 from .store import ObjectStore
 
@@ -79,6 +80,9 @@ class GatewayBuilder:
         if logging:
             config["config"]["logging"] = {k: logging[k] for k in ("level", "format") if k in logging}
             sources["config.logging"] = set(param_objs)
+        for k, v in shutdown_config(params or {}).items():
+            config["config"][k] = v
+            sources[f"config.{k}"] = set(param_objs)
         fcfg, fsrc = self.policies.merge([("gateway", gkey, None)], "config")
         config["config"].update(fcfg)
         for k in fcfg:
@@ -202,17 +206,22 @@ class GatewayBuilder:
         return params, param_err, param_objs
 
     def _files_in_route(self, r: dict, files: dict) -> dict:
-        """Replace ConfigMap CA placeholders in backendTLS by file names."""
+        """Replace the certificate placeholders in backendTLS (``("file", name, content)``) by
+        file names (in copies: a translated backend is shared by every route that uses it)."""
+        backends = []
         for b in r.get("backends") or []:
             t = (b.get("policies") or {}).get("backendTLS")
-            if t and isinstance(t.get("root"), tuple):
-                _, cns, cname = t["root"]
-                fname = safe_name("ca", cns, cname) + ".crt"
-                cm = self.store.config_map(cns, cname)
-                assert cm is not None  # (a placeholder is made only for a ConfigMap that exists)
-                files[fname] = cm["data"]["ca.crt"]
-                t["root"] = fname
-        return r
+            if t and any(isinstance(v, tuple) for v in t.values()):
+                t = dict(t)
+                for k, v in t.items():
+                    if isinstance(v, tuple):
+                        _, fname, content = v
+                        fname = safe_name(fname)
+                        files[fname] = content
+                        t[k] = fname
+                b = {**b, "policies": {**b["policies"], "backendTLS": t}}
+            backends.append(b)
+        return {**r, "backends": backends} if "backends" in r else r
 
     def _addresses(self, gw: dict) -> list[dict]:
         """The Gateway's status addresses: its Service's load balancer, else its cluster IP."""

@@ -683,6 +683,239 @@ def _global_rate_limit(g: dict, ns: str, r: Resolver, path: str, problems: list[
 # -- backend ----------------------------------------------------------------------------------
 
 
+def _secret_ref_data(ref: dict, ns: str, r: Resolver, path: str, problems: list[str]) -> dict[str, str] | None:
+    """A LocalSecretObjectRef / LocalSecretKeyRef → the Secret's values (None, with a problem, if it cannot be read)."""
+    if (ref.get("group") or "") not in ("", "core") or (ref.get("kind") or "Secret") != "Secret":
+        problems.append(
+            f"{path}: {ref.get('group')}/{ref.get('kind')} credentials are not supported by agentgw (only Secrets)"
+        )
+        return None
+    sec = r.secret(ns, str(ref.get("name", "")))
+    if sec is None:
+        problems.append(f"{path}: Secret {ns}/{ref.get('name')} not found")
+        return None
+    return secret_data(sec)
+
+
+def _secret_value(ref: dict, ns: str, r: Resolver, default_key: str, path: str, problems: list[str]) -> str | None:
+    """The value under ``ref.key`` (else ``default_key``) of the Secret ``ref`` names."""
+    data = _secret_ref_data(ref, ns, r, path, problems)
+    if data is None:
+        return None
+    key = str(ref.get("key") or default_key)
+    v = data.get(key)
+    if not v:
+        problems.append(f"{path}: Secret {ns}/{ref.get('name')} has no {key} value")
+        return None
+    return v
+
+
+def _location(loc: dict) -> dict:
+    """agentgateway's AuthorizationLocation → the config's (the same shape)."""
+    out: dict[str, Any] = {}
+    if loc.get("header") is not None:
+        h = loc["header"]
+        out["header"] = {"name": str(h.get("name", ""))}
+        if h.get("prefix") is not None:
+            out["header"]["prefix"] = str(h["prefix"])
+    for k in ("queryParameter", "cookie"):
+        if loc.get(k) is not None:
+            out[k] = {"name": str(loc[k].get("name", ""))}
+    return out
+
+
+_NOT_TRANSLATED = "not translated by agentgw's controller yet"
+
+
+def _backend_auth(val: dict, ns: str, r: Resolver, p: str, problems: list[str]) -> dict | None:
+    """``auth`` (agentgateway's BackendAuth) → ``backendAuth``."""
+    out: dict[str, Any] = {}
+    loc = _location(val["location"]) if val.get("location") is not None else None
+
+    def key(v: str) -> Any:
+        return {"value": v, "location": loc} if loc else v
+
+    if "secretRef" in val:
+        ref = val["secretRef"] or {}
+        data = _secret_ref_data(ref, ns, r, f"{p}.secretRef", problems)
+        if data is not None:
+            if ref.get("key"):
+                v = data.get(str(ref["key"]))
+            else:  # the Authorization key (a Bearer prefix stripped), or a Secret's only value
+                v = data.get("Authorization") or (next(iter(data.values())) if len(data) == 1 else None)
+                v = v.removeprefix("Bearer ").strip() if v else v
+            if not v:
+                problems.append(
+                    f"{p}.secretRef: Secret {ns}/{ref.get('name')} has no {ref.get('key') or 'Authorization'} value"
+                )
+            else:
+                out["key"] = key(v)
+    elif "key" in val:
+        out["key"] = key(str(val["key"]))
+    elif "passthrough" in val:
+        out["passthrough"] = {"location": loc} if loc else {}
+    elif "aws" in val:
+        a = val["aws"] or {}
+        aws: dict[str, Any] = {k: str(a[k]) for k in ("region", "serviceName") if a.get(k)}
+        if a.get("secretRef") is not None:
+            if a.get("assumeRole") is not None:
+                problems.append(f"{p}.aws: secretRef and assumeRole are mutually exclusive")
+            data = _secret_ref_data(a["secretRef"], ns, r, f"{p}.aws.secretRef", problems)
+            if data is not None:
+                for src, dst in (("accessKey", "accessKeyId"), ("secretKey", "secretAccessKey")):
+                    if not data.get(src):
+                        problems.append(f"{p}.aws.secretRef: Secret {ns}/{a['secretRef'].get('name')} has no {src}")
+                    aws[dst] = data.get(src, "")
+                if data.get("sessionToken"):
+                    aws["sessionToken"] = data["sessionToken"]
+        ar = a.get("assumeRole")
+        if ar is not None:
+            aws["assumeRole"] = {"roleArn": str(ar.get("roleArn", ""))}
+            for k in ("sessionName", "sessionNameExpression", "tags"):
+                if ar.get(k) is not None:
+                    problems.append(f"{p}.aws.assumeRole.{k}: not supported by agentgw (it sets only the role ARN)")
+        out["aws"] = aws
+    elif "gcp" in val:
+        g = val["gcp"] or {}
+        gcp: dict[str, Any] = {}
+        if g.get("type") == "IdToken" or g.get("audience") is not None:
+            problems.append(f"{p}.gcp: ID tokens are not supported by agentgw (only type AccessToken)")
+        if g.get("secretRef") is not None:
+            v = _secret_value(g["secretRef"], ns, r, "credentials.json", f"{p}.gcp.secretRef", problems)
+            if v is not None:
+                gcp["credential"] = v
+        out["gcp"] = gcp
+    elif "jwtSign" in val:
+        j = val["jwtSign"] or {}
+        v = _secret_value(j.get("signingKeyRef") or {}, ns, r, "signingKey", f"{p}.jwtSign.signingKeyRef", problems)
+        js: dict[str, Any] = {"signingKey": v or ""}
+        for k in ("alg", "kid", "ttl"):
+            if j.get(k) is not None:
+                js[k] = str(j[k])
+        claims = dict(j.get("claims") or {})
+        reserved = sorted(c for c in claims if c in ("iat", "exp", "nbf"))
+        if reserved:
+            problems.append(f"{p}.jwtSign.claims: {', '.join(reserved)} are set by the signer and cannot be configured")
+        if claims:
+            js["claims"] = claims
+        if j.get("location") is not None:
+            js["location"] = _location(j["location"])
+        out["jwtSign"] = js
+    for k in ("azure", "oauthTokenExchange", "crossAppAccess"):
+        if k in val:
+            problems.append(f"{p}.{k}: {_NOT_TRANSLATED} (agentgw's backendAuth.{k} in a config file is)")
+    creds = []
+    for i, c in enumerate(val.get("credentials") or []):
+        cp = f"{p}.credentials[{i}]"
+        v = _secret_value(c.get("secretRef") or {}, ns, r, "Authorization", f"{cp}.secretRef", problems)
+        if v is not None:
+            creds.append({"location": _location(c.get("location") or {}), "key": v})
+    if creds:
+        out["credentials"] = creds
+    if not out and not problems:
+        problems.append(f"{p}: needs credentials or one of key, secretRef, passthrough, aws, gcp, jwtSign")
+    return out or None
+
+
+def _backend_tls(val: dict, ns: str, r: Resolver, p: str, problems: list[str]) -> dict:
+    """``tls`` (agentgateway's BackendTLS) → ``backendTLS``; certificate material becomes
+    ``("file", name, content)`` placeholders the translator writes beside the config."""
+    t: dict[str, Any] = {}
+    if val.get("certificateSource") == "SPIFFE":
+        problems.append(f"{p}.certificateSource: SPIFFE is not supported by agentgw (no Workload API client)")
+    for i, ref in enumerate(val.get("mtlsCertificateRef") or []):
+        data = _secret_ref_data(ref, ns, r, f"{p}.mtlsCertificateRef[{i}]", problems)
+        if data is None:
+            continue
+        if not data.get("tls.crt") or not data.get("tls.key"):
+            problems.append(f"{p}.mtlsCertificateRef[{i}]: Secret {ns}/{ref.get('name')} needs tls.crt and tls.key")
+            continue
+        base = f"mtls-{ns}-{ref['name']}"
+        t["cert"] = ("file", base + ".crt", data["tls.crt"])
+        t["key"] = ("file", base + ".key", data["tls.key"])
+        if data.get("ca.crt"):
+            t["root"] = ("file", base + "-ca.crt", data["ca.crt"])
+    for i, ref in enumerate(val.get("caCertificateRefs") or []):  # (these take precedence over the mTLS Secret's CA)
+        kind = ref.get("kind") or "ConfigMap"
+        name = str(ref.get("name", ""))
+        if kind == "Secret":
+            sec = r.secret(ns, name)
+            pem = secret_data(sec).get("ca.crt") if sec is not None else None
+        else:
+            cm = r.config_map(ns, name)
+            pem = (cm.get("data") or {}).get("ca.crt") if cm is not None else None
+        if not pem:
+            problems.append(f"{p}.caCertificateRefs[{i}]: {kind} {ns}/{name} with key ca.crt not found")
+        else:
+            t["root"] = ("file", f"ca-{'secret-' if kind == 'Secret' else ''}{ns}-{name}.crt", pem)
+    if val.get("sni"):
+        t["hostname"] = str(val["sni"])
+    mode = val.get("insecureSkipVerify")
+    if mode == "All":
+        t["insecure"] = True
+    elif mode == "Hostname":
+        t["insecureHost"] = True
+    if val.get("alpnProtocols"):
+        t["alpn"] = [str(x) for x in val["alpnProtocols"]]
+    if val.get("verifySubjectAltNames"):
+        problems.append(
+            f"{p}.verifySubjectAltNames: not supported by agentgw (it checks the server certificate against"
+            " the sni, or the backend's host name, only)"
+        )
+    if val.get("keyExchangeGroups"):
+        problems.append(f"{p}.keyExchangeGroups: not supported by agentgw (it uses the TLS library's groups)")
+    return t
+
+
+#: agentgateway's RouteType -> agentgw's ``ai.routes`` kind (the others are refused)
+_AI_ROUTES = {
+    "Completions": "completions",
+    "Messages": "messages",
+    "Models": "models",
+    "Responses": "responses",
+    "AnthropicTokenCount": "anthropicTokenCount",
+    "Embeddings": "embeddings",
+}
+
+
+def _backend_ai(val: dict, p: str, problems: list[str]) -> dict:
+    """``ai`` (agentgateway's BackendAI) → the ``ai`` backend policy."""
+    out: dict[str, Any] = {}
+    prompt = val.get("prompt") or {}
+    prompts = {
+        side: [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt[side]]
+        for side in ("prepend", "append")
+        if prompt.get(side)
+    }
+    if prompts:
+        out["prompts"] = prompts
+    for k in ("defaults", "overrides"):
+        if val.get(k):
+            out[k] = {str(f["field"]): f.get("value") for f in val[k]}
+    if val.get("transformations"):
+        out["transformations"] = {str(f["field"]): str(f["expression"]) for f in val["transformations"]}
+    if val.get("modelAliases"):
+        out["modelAliases"] = {str(k): str(v) for k, v in val["modelAliases"].items()}
+    if val.get("promptCaching") is not None:
+        out["promptCaching"] = dict(val["promptCaching"])
+    if val.get("routes"):
+        routes = {}
+        for suffix, kind in val["routes"].items():
+            if kind in _AI_ROUTES:
+                routes[str(suffix)] = _AI_ROUTES[kind]
+            else:
+                problems.append(f"{p}.routes.{suffix}: {kind} is not supported by agentgw")
+        out["routes"] = routes
+    if val.get("promptGuard") is not None:
+        problems.append(f"{p}.promptGuard: {_NOT_TRANSLATED} (agentgw's ai.promptGuard in a config file is)")
+    if val.get("finalTransformations") is not None:
+        problems.append(
+            f"{p}.finalTransformations: not supported by agentgw (its transformations apply to the request"
+            " before it is converted to the provider's format only)"
+        )
+    return out
+
+
 def backend(spec: dict, ns: str, r: Resolver, path: str = "spec.backend") -> tuple[dict, list[str]]:
     """``spec.backend`` of a policy, or ``spec.policies`` of an AgentgatewayBackend → backend policies."""
     problems: list[str] = []
@@ -696,47 +929,23 @@ def backend(spec: dict, ns: str, r: Resolver, path: str = "spec.backend") -> tup
             for k2, v2 in val.items():
                 if k2 == "authorization":
                     out["mcpAuthorization"] = _authorization(v2 or {}, f"{p}.authorization", problems)
+                elif k2 == "authentication":
+                    problems.append(
+                        f"{p}.authentication: not supported by agentgw on a backend (MCP authentication is a"
+                        " route policy in agentgw; agentgateway deprecates this field too)"
+                    )
+                elif k2 == "guardrails":
+                    problems.append(
+                        f"{p}.guardrails: not supported by agentgw (it has no remote MCP guardrail processors)"
+                    )
                 else:
                     problems.append(f"{p}.{k2}: not supported by agentgw")
         elif key == "tls":
-            t: dict[str, Any] = {}
-            if val.get("sni"):
-                t["hostname"] = val["sni"]
-            if val.get("insecureSkipVerify"):
-                t["insecure"] = True
-            if val.get("alpnProtocols"):
-                t["alpn"] = list(val["alpnProtocols"])
-            for i, ref in enumerate(val.get("caCertificateRefs") or []):
-                cm = r.config_map(ns, ref.get("name", ""))
-                if cm is None or "ca.crt" not in (cm.get("data") or {}):
-                    problems.append(
-                        f"{p}.caCertificateRefs[{i}]: ConfigMap {ns}/{ref.get('name')} with key ca.crt not found"
-                    )
-                else:
-                    t["root"] = ("configmap", ns, ref["name"])  # replaced by a file path by the translator
-            out["backendTLS"] = t
+            out["backendTLS"] = _backend_tls(val, ns, r, p, problems)
         elif key == "auth":
-            if "secretRef" in val:
-                ref = val["secretRef"] or {}
-                sec = r.secret(ns, ref.get("name", ""))
-                if sec is None:
-                    problems.append(f"{p}.secretRef: Secret {ns}/{ref.get('name')} not found")
-                else:
-                    data = secret_data(sec)
-                    v = data.get("Authorization") or (next(iter(data.values())) if len(data) == 1 else None)
-                    if v is None:
-                        problems.append(f"{p}.secretRef: Secret {ns}/{ref.get('name')} has no Authorization key")
-                    else:
-                        out["backendAuth"] = {"key": v.removeprefix("Bearer ").strip()}
-            elif "key" in val:
-                out["backendAuth"] = {"key": str(val["key"])}
-            elif "passthrough" in val:
-                out["backendAuth"] = {"passthrough": {}}
-            elif "aws" in val:
-                a = val["aws"] or {}
-                out["backendAuth"] = {"aws": {k: a[k] for k in ("region", "serviceName") if k in a}}
-            else:
-                problems.append(f"{p}: needs secretRef, key, passthrough or aws")
+            auth = _backend_auth(val, ns, r, p, problems)
+            if auth is not None:
+                out["backendAuth"] = auth
         elif key == "http":
             h = {}
             if val.get("requestTimeout") is not None:
@@ -750,12 +959,115 @@ def backend(spec: dict, ns: str, r: Resolver, path: str = "spec.backend") -> tup
                         f"{p}.version: {v} to backends is not supported by agentgw (it speaks HTTP/1.1 to backends; use HTTP1 or leave it unset)"
                     )
             out["http"] = h
+        elif key == "ai":
+            out["ai"] = _backend_ai(val, p, problems)
+        elif key == "tcp":
+            problems.append(
+                f"{p}: not supported by agentgw (it has no per-backend TCP keepalive or connect timeout settings)"
+            )
+        elif key == "tunnel":
+            problems.append(f"{p}: not supported by agentgw (it does not reach backends through a proxy)")
+        elif key == "health":
+            problems.append(
+                f"{p}: not supported by agentgw (it does not score backends' health or evict unhealthy ones)"
+            )
+        elif key == "transformation":
+            problems.append(
+                f"{p}: not supported by agentgw on a backend (use traffic.transformation on the route or Gateway)"
+            )
+        elif key == "extAuth":
+            problems.append(f"{p}: not supported by agentgw on a backend (use traffic.extAuth on the route or Gateway)")
         else:
             problems.append(f"{p}: not supported by agentgw")
     return out, problems
 
 
 # -- frontend ---------------------------------------------------------------------------------
+
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_QUANTITY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_QUANTITY_UNITS.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40})
+
+
+def byte_size(v: Any, path: str, problems: list[str]) -> int | None:
+    """A Kubernetes quantity of bytes (``8192``, ``64Ki``, ``2M``) → bytes."""
+    if isinstance(v, int):
+        return v
+    m = _QUANTITY.match(str(v).strip())
+    if m is None:
+        problems.append(f"{path}: {v!r} is not a byte quantity (such as 8192, 64Ki or 2Mi)")
+        return None
+    return int(float(m.group(1)) * _QUANTITY_UNITS[m.group(2)])
+
+
+#: agentgateway's TLS 1.2 cipher suite names → OpenSSL's (agentgw's listeners use OpenSSL)
+_CIPHERS = {
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+}
+_H2_REFUSAL = "not supported by agentgw (listeners speak HTTP/1.1 only)"
+
+
+def _attributes(attrs: dict) -> dict:
+    out: dict[str, Any] = {}
+    if attrs.get("add"):
+        out["add"] = {x["name"]: x["expression"] for x in attrs["add"]}
+    if attrs.get("remove"):
+        out["remove"] = list(attrs["remove"])
+    return out
+
+
+def _frontend_tls(val: dict, p: str, problems: list[str]) -> dict:
+    t: dict[str, Any] = {}
+    if val.get("handshakeTimeout") is not None:
+        t["handshakeTimeout"] = duration(val["handshakeTimeout"])
+    if val.get("alpnProtocols"):
+        t["alpn"] = [str(x) for x in val["alpnProtocols"]]
+    for src, dst in (("minProtocolVersion", "minVersion"), ("maxProtocolVersion", "maxVersion")):
+        if val.get(src) is not None:
+            t[dst] = "TLS_V" + str(val[src]).replace(".", "_")
+    suites = [str(c) for c in val.get("cipherSuites") or []]
+    if suites:
+        bad = [c for c in suites if c not in _CIPHERS]
+        if bad:
+            problems.append(
+                f"{p}.cipherSuites: {', '.join(bad)}: not supported by agentgw (it chooses among the TLS 1.2"
+                f" suites {', '.join(_CIPHERS)}; TLS 1.3 suites are the TLS library's)"
+            )
+        else:
+            t["cipherSuites"] = [_CIPHERS[c] for c in suites]
+    if val.get("keyExchangeGroups"):
+        problems.append(f"{p}.keyExchangeGroups: not supported by agentgw (it uses the TLS library's groups)")
+    return t
+
+
+def _frontend_http(val: dict, p: str, problems: list[str]) -> dict:
+    h: dict[str, Any] = {}
+    if val.get("maxBufferSize") is not None:
+        n = byte_size(val["maxBufferSize"], f"{p}.maxBufferSize", problems)
+        if n is not None:
+            h["maxBufferSize"] = n
+    if val.get("http1MaxHeaders") is not None:
+        h["http1MaxHeaders"] = int(val["http1MaxHeaders"])
+    if val.get("http1IdleTimeout") is not None:
+        h["http1IdleTimeout"] = duration(val["http1IdleTimeout"])
+    for k in val:
+        if k.startswith("http2"):
+            problems.append(f"{p}.{k}: {_H2_REFUSAL}")
+    if val.get("http1HeaderCase") is not None:
+        problems.append(
+            f"{p}.http1HeaderCase: not supported by agentgw (it does not keep or choose the case of header names)"
+        )
+    if val.get("maxConnectionDuration") is not None:
+        problems.append(
+            f"{p}.maxConnectionDuration: not supported by agentgw (it closes client connections when idle only)"
+        )
+    return h
 
 
 def frontend(spec: dict, ns: str, r: Resolver, path: str = "spec.frontend") -> tuple[dict, dict, list[str]]:
@@ -774,10 +1086,10 @@ def frontend(spec: dict, ns: str, r: Resolver, path: str = "spec.frontend") -> t
                     problems.append(f"{p}.backendRef: {err}")
                     continue
                 t["otlpEndpoint"] = url
-            elif val.get("endpoint"):
-                t["otlpEndpoint"] = str(val["endpoint"])
+            elif val.get("url") or val.get("endpoint"):
+                t["otlpEndpoint"] = str(val.get("url") or val.get("endpoint"))
             else:
-                problems.append(f"{p}: needs backendRef or endpoint")
+                problems.append(f"{p}: needs backendRef or url")
                 continue
             proto = str(val.get("protocol") or "GRPC").lower()
             if proto not in ("grpc", "http"):
@@ -788,17 +1100,54 @@ def frontend(spec: dict, ns: str, r: Resolver, path: str = "spec.frontend") -> t
                     t[k] = str(val[k])
             if val.get("path"):
                 t["path"] = str(val["path"])
+            if val.get("attributes"):
+                t["fields"] = _attributes(val["attributes"])
+            if val.get("resources"):
+                problems.append(f"{p}.resources: not supported by agentgw (no tracing resource attributes)")
+            if val.get("filter") is not None:
+                problems.append(
+                    f"{p}.filter: not supported by agentgw (it samples with randomSampling and clientSampling only)"
+                )
             cfg["tracing"] = t
         elif key == "accessLog":
             a: dict[str, Any] = {}
             if val.get("filter"):
                 a["filter"] = str(val["filter"])
-            attrs = val.get("attributes") or {}
-            if attrs.get("add"):
-                a["add"] = {x["name"]: x["expression"] for x in attrs["add"]}
-            if attrs.get("remove"):
-                a["remove"] = list(attrs["remove"])
+            a.update(_attributes(val.get("attributes") or {}))
+            if val.get("otlp") is not None:
+                o = val["otlp"] or {}
+                host, url_path = _endpoint(o, ns, r, f"{p}.otlp", problems)
+                otlp: dict[str, Any] = {"host": host or "", "protocol": str(o.get("protocol") or "GRPC").lower()}
+                if o.get("path") or url_path:
+                    otlp["path"] = str(o.get("path") or url_path)
+                if o.get("filter"):
+                    otlp["filter"] = str(o["filter"])
+                if o.get("attributes"):
+                    otlp["fields"] = _attributes(o["attributes"])
+                a["otlp"] = otlp
             fp["accessLog"] = a
+        elif key == "tcp":
+            ka = val.get("keepalive")
+            if ka is not None:
+                k2: dict[str, Any] = {"enabled": True}
+                for f in ("time", "interval"):
+                    if ka.get(f) is not None:
+                        k2[f] = duration(ka[f])
+                if ka.get("retries") is not None:
+                    k2["retries"] = int(ka["retries"])
+                fp["tcp"] = {"keepalives": k2}
+        elif key == "tls":
+            fp["tls"] = _frontend_tls(val, p, problems)
+        elif key == "http":
+            fp["http"] = _frontend_http(val, p, problems)
+        elif key == "networkAuthorization":
+            problems.append(f"{p}: not supported by agentgw (it authorizes HTTP requests, not connections)")
+        elif key == "proxyProtocol":
+            problems.append(f"{p}: not supported by agentgw (it does not read PROXY protocol headers)")
+        elif key == "connect":
+            problems.append(f"{p}: not supported by agentgw (it has no frontend CONNECT handling)")
+        elif key == "metrics":
+            problems.append(f"{p}: not supported by agentgw (it adds no metric labels from CEL expressions)")
         else:
             problems.append(f"{p}: not supported by agentgw")
     return cfg, fp, problems

@@ -137,8 +137,15 @@ class PolicyAttachments:
                 )
                 continue
             bad = []
-            if level not in ("gateway", "listener") and (cfg or fp):
-                bad.append("spec.frontend: only applies to a Gateway")
+            if level != "gateway" and (cfg or fp):
+                bad.append(
+                    "spec.frontend: only applies to a whole Gateway"
+                    + (
+                        " (agentgw has no per-listener frontend settings: drop sectionName)"
+                        if level == "listener"
+                        else ""
+                    )
+                )
             if level == "backend" and traffic:
                 bad.append("spec.traffic: does not apply to a backend")
             ok = not problems and not bad

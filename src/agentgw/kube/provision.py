@@ -60,6 +60,33 @@ def _image(params: dict, default: str) -> str:
     return f"{repo}:{img.get('tag') or default.rsplit(':', 1)[-1]}"
 
 
+def parameters_problems(spec: dict) -> list[str]:
+    """The AgentgatewayParameters fields agentgw cannot act on, each with why (the
+    parameters are then not accepted, and neither are the Gateways that use them)."""
+    out = []
+    if (spec.get("workload") or {}).get("kind") == "DaemonSet":
+        out.append("spec.workload.kind: DaemonSet is not supported by agentgw (it provisions a Deployment)")
+    if spec.get("daemonSet") is not None:
+        out.append("spec.daemonSet: not supported by agentgw (it provisions a Deployment, not a DaemonSet)")
+    if spec.get("istio") is not None:
+        out.append("spec.istio: not supported by agentgw (it has no Istio mesh integration: no mTLS to mesh pods)")
+    if spec.get("spiffe") is not None:
+        out.append("spec.spiffe: not supported by agentgw (it has no SPIFFE Workload API client)")
+    if spec.get("modelCatalog") is not None:
+        out.append("spec.modelCatalog: not supported by agentgw (it reads no model catalog)")
+    return out
+
+
+def shutdown_config(params: dict) -> dict:
+    """``shutdown {min, max}`` (seconds) → the proxy's drain settings: new connections are
+    still accepted for ``min``, and the whole drain ends by ``max`` (the pod's grace period)."""
+    sd = params.get("shutdown") or {}
+    if not sd:
+        return {}
+    lo, hi = int(sd.get("min", 0)), int(sd.get("max", 0))
+    return {"connectionMinTerminationDeadline": f"{lo}s", "connectionTerminationDeadline": f"{max(hi - lo, 0)}s"}
+
+
 def _overlay(base: dict, params: dict, key: str) -> dict:
     ov = params.get(key) or {}
     if not ov:
@@ -167,7 +194,7 @@ def proxy_objects(g: GatewayOutput, image: str = DEFAULT_IMAGE, owner_uid: str |
         container["resources"] = params["resources"]
     pod_spec: dict[str, Any] = {
         "serviceAccountName": name,
-        "terminationGracePeriodSeconds": 60,
+        "terminationGracePeriodSeconds": int((params.get("shutdown") or {}).get("max", 60)),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,

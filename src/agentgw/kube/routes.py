@@ -17,7 +17,8 @@ from typing import Any
 from . import policies as P
 from .backends import A2A_APP_PROTOCOLS, MCP_APP_PROTOCOLS, BackendTranslator
 from .listeners import Listener
-from .objects import BACKEND_KINDS, GW, display, generation, labels_match, meta, ns_of, okey, safe_name
+from .llm_models import NOT_SERVED
+from .objects import AGW, BACKEND_KINDS, GW, display, generation, labels_match, meta, ns_of, okey, safe_name
 from .output import Result
 from .policy_attachment import CLOSED_RESPONSE, PolicyAttachments
 from .status import cond, problems_message
@@ -385,6 +386,8 @@ class RouteTranslator:
         ns = ref.get("namespace") or rns
         name = ref.get("name", "")
         what = f"{path}: {k} {ns}/{name}"
+        if (g, k) == (AGW, "AgentgatewayModel"):
+            return None, "InvalidKind", f"{path}: {NOT_SERVED}", False, {}
         if (g, k) != ("", "Service") and (g, k) not in BACKEND_KINDS:
             return None, "InvalidKind", f"{path}: unsupported backend kind {g}/{k}", False, {}
         if not self.store.granted(GW, "HTTPRoute", rns, g, k, ns, name):

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from . import schema as SCHEMA
 from .objects import AGW, GW, age_key, group_of, meta, ns_of, okey
+from .provision import parameters_problems
+
+PARAMETERS = "AgentgatewayParameters"
 
 CLUSTER_DOMAIN = "svc.cluster.local"
 
@@ -43,7 +46,8 @@ class ObjectStore:
                     if len(_VALIDATED) > 8192:
                         _VALIDATED.clear()
                     _VALIDATED[ck] = found
-            self._problems[k] = list(found) + list(self.refused.get(k, []))
+            semantic = parameters_problems(obj.get("spec") or {}) if not found and k[:2] == (AGW, PARAMETERS) else []
+            self._problems[k] = list(found) + semantic + list(self.refused.get(k, []))
         return self._problems[k]
 
     # -- lookups ----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from . import policies as P
 from .backends import BackendTranslator
 from .gateways import GatewayBuilder, accept_gateway_classes
 from .listeners import gateway_listeners
+from .llm_models import report_models
 from .objects import GW, display, generation, meta, ns_of, okey
 from .output import GatewayOutput, Result
 from .policy_attachment import PolicyAttachments
@@ -88,6 +89,7 @@ class Translator:
         classes = accept_gateway_classes(self.store, self.res, self.controller_name)
         self.policies.attach_all()
         self.backends.report_status()
+        report_models(self.store, self.res, self.controller_name)
         for rg in self.store.all(GW, "ReferenceGrant"):
             for p in self.store.problems(rg):  # a ReferenceGrant has no status: the error is all there is
                 self.res.errors.append(f"{display(okey(rg))}: not accepted (grants nothing): {p}")
