@@ -139,6 +139,18 @@ def static() -> str:
     return f"static of {args.name}"
 
 
+@server.tool(meta={"ui": {"resourceUri": "ui://panel/view.html"}, "ui/resourceUri": "ui://panel/view.html"})
+def show_panel() -> str:
+    """An MCP Apps tool: its UI is the ui:// resource below."""
+    return f"panel of {args.name}"
+
+
+@server.resource("ui://panel/view.html", mime_type="text/html;profile=mcp-app")
+def panel() -> str:
+    """The UI of show_panel."""
+    return f"<p>panel of {args.name}</p>"
+
+
 @server.prompt()
 def greet(who: str) -> str:
     """Greet someone."""

@@ -16,7 +16,7 @@ from .conftest import run
 from .test_sessions import Raw
 
 #: the fast server's tools
-ALL = {"echo", "echo_async", "add", "execute_code", "header", "pid", "bump", "progress", "stall", "confirm", "ask_llm", "log_later"}
+ALL = {"echo", "echo_async", "add", "execute_code", "header", "pid", "bump", "progress", "stall", "confirm", "ask_llm", "log_later", "show_panel"}
 
 RULES = {
     # allow: only these two

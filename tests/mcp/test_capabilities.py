@@ -93,7 +93,7 @@ def test_tasks_of_several_targets_are_routed_by_their_public_id(harness, servers
         "tools/call", {"name": "ev_simulate-research-query", "arguments": {"topic": "ids"}, "task": {"ttl": 60000}}
     )
     tid = created["task"]["taskId"]
-    assert tid.startswith("ev_")
+    assert tid.startswith("ev+")
     assert [t["taskId"] for t in s.call("tasks/list")["tasks"]] == [tid]
     deadline = time.monotonic() + 30
     while (task := s.call("tasks/get", {"taskId": tid}))["status"] == "working":
@@ -106,5 +106,5 @@ def test_tasks_of_several_targets_are_routed_by_their_public_id(harness, servers
     assert meta is None or meta["taskId"] == tid
     # an id the gateway never issued names no target
     s.ids += 1
-    out = s.post({"jsonrpc": "2.0", "id": s.ids, "method": "tasks/get", "params": {"taskId": "nosuch_1"}})
+    out = s.post({"jsonrpc": "2.0", "id": s.ids, "method": "tasks/get", "params": {"taskId": "nosuch+1"}})
     assert out["error"]["code"] == -32602 and "unknown task" in out["error"]["message"]

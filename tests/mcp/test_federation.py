@@ -56,13 +56,27 @@ def test_tools_prompts_resources_across_stdio_and_http_targets(harness, servers)
             assert "Hello Ada, from beta" in g.messages[0].content.text
 
             uris = {str(r.uri) for r in (await c.list_resources()).resources}
-            assert {"agw://alpha/data://static", "agw://beta/data://static"} <= uris
-            rr = await c.read_resource("agw://beta/data://static")
+            assert {"alpha+data://static", "beta+data://static"} <= uris
+            rr = await c.read_resource("beta+data://static")
+            assert rr.contents and str(rr.contents[0].uri) == "beta+data://static"
+            # the form earlier agentgw versions handed out still routes
+            assert (await c.read_resource("agw://beta/data://static")).contents
             assert rr.contents[0].text == "static of beta"
             templates = {t.uri_template for t in (await c.list_resource_templates()).resource_templates}
-            assert "agw://alpha/data://{name}/info" in templates
-            rr = await c.read_resource("agw://alpha/data://bob/info")
+            assert "alpha+data://{name}/info" in templates
+            rr = await c.read_resource("alpha+data://bob/info")
             assert rr.contents[0].text == "info about bob from alpha"
+
+            # MCP Apps: the UI resource keeps ui://, the target goes into its authority,
+            # and the tool's _meta names it that way (both the nested and the flat key)
+            tool = next(t for t in (await c.list_tools()).tools if t.name == "beta_show_panel")
+            meta = tool.meta or {}
+            assert meta["ui"]["resourceUri"] == "ui://beta+panel/view.html"
+            assert meta["ui/resourceUri"] == "ui://beta+panel/view.html"
+            assert "ui://alpha+panel/view.html" in uris
+            rr = await c.read_resource(meta["ui"]["resourceUri"])
+            assert rr.contents[0].text == "<p>panel of beta</p>"
+            assert str(rr.contents[0].uri) == "ui://beta+panel/view.html"
 
             with pytest.raises(MCPError):
                 await c.call_tool("nosuchtarget_echo", {"text": "x"})

@@ -56,7 +56,7 @@ def test_server_everything_over_stdio_and_streamable_http(harness, servers):
             prompts = {p.name for p in (await c.list_prompts()).prompts}
             assert any(p.startswith("evs_") for p in prompts) and any(p.startswith("evh_") for p in prompts)
             res = (await c.list_resources()).resources
-            assert res and all(str(r.uri).startswith(("agw://evs/", "agw://evh/")) for r in res)
+            assert res and all(str(r.uri).startswith(("evs+", "evh+")) for r in res)
             rr = await c.read_resource(str(res[0].uri))
             assert rr.contents
 
@@ -95,7 +95,7 @@ def test_inspector_cli_through_the_gateway(harness, servers):
     assert {"beta_echo", "alpha_echo", "weather_get_forecast"} <= tools
     out = _inspector(url, "--method", "tools/call", "--tool-name", "alpha_add", "--tool-arg", "a=20", "b=22")
     assert out["content"][0]["text"] == "42"
-    out = _inspector(url, "--method", "resources/read", "--uri", "agw://beta/data://static")
+    out = _inspector(url, "--method", "resources/read", "--uri", "beta+data://static")
     assert out["contents"][0]["text"] == "static of beta"
     prompts = {p["name"] for p in _inspector(url, "--method", "prompts/list")["prompts"]}
     assert {"alpha_greet", "beta_greet"} <= prompts

@@ -14,8 +14,9 @@ Client side (on the gateway's own HTTP engine):
 * ``GET …/sse`` + ``POST …/message?sessionId=`` — the 2024-11-05 HTTP+SSE transport.
 
 Method routing: list methods fan out and merge (every page of every target), names are
-prefixed ``<target>_<name>`` and resource URIs ``agw://<target>/<uri>``; calls strip the
-prefix and go to one target.
+prefixed ``<target>_<name>`` and resource URIs ``<target>+<uri>`` (MCP Apps ``ui://`` URIs
+as ``ui://<target>+<rest>``, so they stay ``ui://``), agentgateway's forms; calls strip
+the prefix and go to one target.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ LIST_METHODS = {
     "resources/templates/list": ("resourceTemplates", "uriTemplate"),
 }
 MAX_PAGES = 1000
-URI_PREFIX = "agw://"
+#: the URI prefix of earlier agentgw versions (``agw://<target>/<uri>``), still understood
+LEGACY_URI_PREFIX = "agw://"
+UI_SCHEME = "ui://"
 _JSON = "application/json"
 
 
@@ -102,7 +105,10 @@ class McpBackend(Backend):
         self.pool = pool
         self.stateless = stateless
         self.prefix = prefix_mode == "always" or (prefix_mode == "conditional" and len(targets) > 1)
-        self.tasks = TaskRouting(self.prefix, [t.name for t in targets])
+        # URIs and task ids name their target whenever there is a choice, whatever
+        # prefixMode says of names (it is about names: agentgateway reads it so too)
+        self.prefix_uris = prefix_mode == "always" or len(targets) > 1
+        self.tasks = TaskRouting(self.prefix_uris, [t.name for t in targets])
         self.fail_open = fail_open
         self.authz = authz  # McpAuthz or None
         self.rate_limits = list(rate_limits)  # [(tool names or None, target or None, TokenBucket)]
@@ -131,7 +137,14 @@ class McpBackend(Backend):
         return f"{target}_{name}" if self.prefix else name
 
     def prefix_uri(self, target: str, uri: str) -> str:
-        return f"{URI_PREFIX}{target}/{uri}" if self.prefix else uri
+        """``uri`` of ``target`` as the client sees it: ``<target>+<uri>``, or for an MCP
+        Apps ``ui://`` resource ``ui://<target>+<rest>`` (hosts recognize apps by scheme).
+        Target names cannot hold ``+``, so the first one always ends the target."""
+        if not self.prefix_uris:
+            return uri
+        if uri[:5].lower() == UI_SCHEME:
+            return f"{UI_SCHEME}{target}+{uri[5:]}"
+        return f"{target}+{uri}"
 
     def split_name(self, session: GatewaySession, name: str) -> tuple[str, str]:
         if not self.prefix:
@@ -150,19 +163,23 @@ class McpBackend(Backend):
         return best, name[len(best) + 1 :]
 
     def split_uri(self, session: GatewaySession, uri: str) -> tuple[str, str]:
-        if not self.prefix:
-            if len(self.targets) == 1:
-                return self.targets[0].name, uri
-            t = session.tool_index.get("uri:" + uri)
-            if t is None:
-                raise RpcError(INVALID_PARAMS, f"unknown resource {uri!r}")
-            return t, uri
-        if uri.startswith(URI_PREFIX):
-            rest = uri[len(URI_PREFIX) :]
-            t, sep, orig = rest.partition("/")
+        if not self.prefix_uris:
+            return self.targets[0].name, uri
+        if uri[:5].lower() == UI_SCHEME:
+            rest = uri[5:]
+            end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+            t, sep, orig = rest[:end].partition("+")
+            if sep and t in self.by_name:
+                return t, UI_SCHEME + orig + rest[end:]
+        elif uri.startswith(LEGACY_URI_PREFIX):
+            t, sep, orig = uri[len(LEGACY_URI_PREFIX) :].partition("/")
             if sep and t in self.by_name:
                 return t, orig
-        raise RpcError(INVALID_PARAMS, f"unknown resource {uri!r}")
+        else:
+            t, sep, orig = uri.partition("+")
+            if sep and t in self.by_name and orig[:5].lower() != UI_SCHEME:
+                return t, orig
+        raise RpcError(INVALID_PARAMS, f"unknown resource {uri!r}: expected <target>+<uri>")
 
     def count_error(self, target: str, kind: str) -> None:
         self.m_errors.inc((target, kind))
@@ -797,11 +814,39 @@ class McpBackend(Backend):
                 if field == "name":
                     session.tool_index[orig] = name
                     item = dict(item, name=self.prefix_name(name, orig))
+                    if key == "tools" and isinstance(item.get("_meta"), dict):
+                        item = self._ui_meta(ctx, session, name, spec, item)
                 else:
-                    session.tool_index["uri:" + orig] = name
                     item = dict(item, **{field: self.prefix_uri(name, orig)})
                 out.append(item)
         return {key: out}
+
+    def _ui_meta(self, ctx, session: GatewaySession, target: str, spec, tool: dict) -> dict:
+        """MCP Apps: a tool's UI resource (``_meta.ui.resourceUri``, and the older flat
+        ``_meta["ui/resourceUri"]``) named as the client must read it, and left out when
+        reading it would be refused, so no host is offered a UI it cannot load."""
+        meta = dict(tool["_meta"])
+        ui = meta.get("ui")
+        changed = False
+        for holder, k in ((ui if isinstance(ui, dict) else None, "resourceUri"), (meta, "ui/resourceUri")):
+            if holder is None or not isinstance(holder.get(k), str):
+                continue
+            uri = holder[k]
+            if holder is ui:
+                ui = holder = dict(ui)
+                meta["ui"] = ui
+            changed = True
+            if self.authz is not None and not self.authz.allows(
+                ctx, "resources/read", target, uri, "resource", spec.authz if spec else None
+            ):
+                del holder[k]
+                continue
+            holder[k] = self.prefix_uri(target, uri)
+        if not changed:
+            return tool
+        if isinstance(ui, dict) and not ui:
+            del meta["ui"]
+        return dict(tool, _meta=meta) if meta else {k: v for k, v in tool.items() if k != "_meta"}
 
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})

@@ -72,7 +72,6 @@ class GatewaySession:
         self.get_waiter: asyncio.Future | None = None
         self.get_streams = 0
         self.tool_index: dict[str, str] = {}  # unprefixed tool/prompt name -> target (prefix "never")
-        self.task_index: dict[str, str] = {}  # unprefixed task id -> target (prefix "never")
         self.client_headers: list[tuple[str, str]] = []
         self.legacy = False
         self.initializing = False

@@ -5,8 +5,8 @@ A task-augmented ``tools/call`` answers with a task id that the client later pas
 ``notifications/tasks/status`` and in the ``related-task`` ``_meta`` of what it sends
 while the task runs. With several targets the ids of two servers may collide and the
 gateway must know which server a later call belongs to, so ids are made the gateway's
-own the way tool names are: ``<target>_<id>`` when names are prefixed, else remembered
-per session. ``tasks/list`` fans out and merges. With one unprefixed target nothing is
+own as agentgateway makes them, ``<target>+<id>``, as resource URIs are. ``tasks/list``
+fans out and merges. With one target (and not ``prefixMode: always``) nothing is
 rewritten: the ids pass through as the server wrote them.
 """
 
@@ -29,37 +29,23 @@ MAX_PAGES = 32
 
 class TaskRouting:
     def __init__(self, prefix: bool, targets: list[str]):
-        self.prefix = prefix
         self.targets = targets
-        #: ids pass through untouched (one target, names not prefixed)
-        self.identity = not prefix and len(targets) == 1
+        #: ids pass through untouched (one target, not ``prefixMode: always``)
+        self.identity = not prefix
 
     # -- ids -------------------------------------------------------------------------------
     def public(self, session: GatewaySession, target: str, tid: str) -> str:
         """The id the client sees for ``target``'s task ``tid``."""
-        if self.identity:
-            return tid
-        if self.prefix:
-            return f"{target}_{tid}"
-        session.task_index[tid] = target
-        return tid
+        return tid if self.identity else f"{target}+{tid}"
 
     def route(self, session: GatewaySession, tid: str) -> tuple[str, str]:
         """A client's task id → (target, the target's own id)."""
         if self.identity:
             return self.targets[0], tid
-        if not self.prefix:
-            t = session.task_index.get(tid)
-            if t is None:
-                raise RpcError(INVALID_PARAMS, f"unknown task {tid!r}")
-            return t, tid
-        best = None
-        for t in self.targets:
-            if tid.startswith(t + "_") and (best is None or len(t) > len(best)):
-                best = t
-        if best is None:
-            raise RpcError(INVALID_PARAMS, f"unknown task {tid!r}: expected <target>_<id>")
-        return best, tid[len(best) + 1 :]
+        t, sep, own = tid.partition("+")  # target names hold no "+"
+        if not sep or t not in self.targets:
+            raise RpcError(INVALID_PARAMS, f"unknown task {tid!r}: expected <target>+<id>")
+        return t, own
 
     # -- rewriting ---------------------------------------------------------------------------
     def result(self, session: GatewaySession, target: str, res):
