@@ -23,7 +23,7 @@ Exchanged tokens are cached by everything that went into the request (subject an
 actor tokens, evaluated parameters) until ``expires_in`` (``cache.defaultTtl``, 300s,
 when the endpoint gives none) or the subject token's own ``exp``, whichever is first,
 less a 15s margin; concurrent requests with the same inputs share one call. A request
-without the subject token is refused (401); a token endpoint that rejects the exchange
+without the subject token is refused (400, as agentgateway does); a token endpoint that rejects the exchange
 (4xx other than 401/403) gives 400; an endpoint that cannot be reached, answers 5xx,
 refuses the gateway's own client credentials (401/403) or answers something unusable
 gives 502. A reply never carries a token.
@@ -483,13 +483,10 @@ class Exchange:
     def inputs(self, ctx) -> tuple:
         subject = self.subject.take(ctx)
         if subject is None:
+            # a bad request, as agentgateway answers it (ProxyError::InvalidRequest), not a
+            # challenge: the route's jwtAuth, if any, is where a token is asked for
             raise AuthFailure(
-                Reply.error(
-                    401,
-                    "unauthenticated",
-                    "backendAuth: the request carries no subject token to exchange",
-                    Headers([("www-authenticate", 'Bearer realm="agentgw"')]),
-                ),
+                Reply.error(400, "invalid_request", "backendAuth: the request carries no subject token to exchange"),
                 "no subject token",
             )
         actor = None
@@ -806,6 +803,10 @@ def _token_exchange(scope: CompileScope, t: m.OAuthTokenExchangeAuth, path: str)
         if t.actor_token is not None:
             err(f"{path}.actorToken", "is only used with grantType tokenExchange")
     requested = t.requested_token_type
+    if requested is None and t.grant_type != "jwtBearer":
+        # RFC 8693 leaves it optional; agentgateway always asks for an access token unless
+        # told otherwise (and then expects that type back), and so does this gateway
+        requested = TOKEN_TYPE_ACCESS
     if requested is not None and requested not in _KNOWN_TOKEN_TYPES:
         err(f"{path}.requestedTokenType", "must be the access_token, jwt or id_token token type URI")
     if requested == TOKEN_TYPE_ID_JAG:
