@@ -11,6 +11,16 @@ if ! "$A2A03/bin/python" -c 'import a2a, uvicorn' 2>/dev/null; then
     $PY -m venv "$A2A03"
     "$A2A03/bin/python" -m pip install -q 'a2a-sdk[http-server]==0.3.26' 'uvicorn==0.54.0'
 fi
+# The A2A TCK (vendored in tests/vendor/a2a-tck, run by tests/a2a/test_tck.py) in its own
+# virtualenv, at the versions of its uv.lock (its pytest must not meet our plugins, and its
+# protobuf 6 our protobuf 7). Not installed: pytest-html (run_tck.py's HTML report; the test
+# reads JUnit XML) and the code generator's gherkin-official and Jinja2.
+TCK=.venvs/a2a-tck
+if ! "$TCK/bin/python" -c 'import pytest, pytest_asyncio, httpx, grpc, google.protobuf, google.rpc, jsonschema' 2>/dev/null; then
+    $PY -m venv "$TCK"
+    "$TCK/bin/python" -m pip install -q 'pytest==9.0.2' 'pytest-asyncio==1.3.0' 'httpx==0.28.1' \
+      'grpcio==1.78.0' 'protobuf==6.33.5' 'googleapis-common-protos==1.72.0' 'jsonschema==4.26.0'
+fi
 # Scale-out and observability tests: a real redis-server (global rate limits) and
 # Prometheus (promtool check metrics, a real scrape), both from Debian packages.
 apt_install() {  # apt_install COMMAND PACKAGE
@@ -79,6 +89,7 @@ if [ -n "${CI:-}" ]; then
   [ -x .cache/npm/node_modules/.bin/tsx ] || missing+=("npm:tsx")
   [ -f "$AWS4_DIR/get-vanilla/get-vanilla.authz" ] || missing+=("aws4_testsuite")
   "$A2A03/bin/python" -c 'import a2a' 2>/dev/null || missing+=("a2a-sdk 0.3 venv")
+  "$TCK/bin/python" -c 'import pytest, httpx, grpc, jsonschema' 2>/dev/null || missing+=("A2A TCK venv")
   if [ ${#missing[@]} -gt 0 ]; then
     echo "error: test dependencies missing in CI: ${missing[*]}" >&2
     exit 1

@@ -8,6 +8,10 @@ from tests.support.harness import Harness, TLSFiles, make_tls_files
 
 DATAPLANE_TEST_TIMEOUT = 60
 
+# Third-party suites kept under tests/vendor (the A2A TCK's own pytest tests) are run by the
+# tests that use them, as subprocesses with their own configuration, never collected here.
+collect_ignore = ["vendor"]
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:

@@ -36,7 +36,8 @@ class AgentProc(ReadyProcess):
 
 @pytest.fixture(scope="session")
 def a2a_agents(tmp_path_factory):
-    """Start agents on demand: ``a2a_agents("v1", name)`` / ``("v03", name)`` / ``("demo", name)``."""
+    """Start agents on demand: ``a2a_agents("v1", name)`` / ``("v03", name)`` / ``("demo", name)``
+    / ``("tck", name)`` (the A2A TCK's SUT agent, tests/a2a/agents/tck_sut_agent.py)."""
     workdir = tmp_path_factory.mktemp("a2a-agents")
     procs: list[AgentProc] = []
 
@@ -49,6 +50,8 @@ def a2a_agents(tmp_path_factory):
                     f"{A2A03_PYTHON} is missing: run scripts/install-test-deps.sh (it creates the a2a-sdk 0.3 venv)"
                 )
             cmd = [str(A2A03_PYTHON), str(REPO_ROOT / "tests/a2a/agents/sdk_v03_agent.py"), "--name", name]
+        elif kind == "tck":
+            cmd = [sys.executable, "-m", "tests.a2a.agents.tck_sut_agent"]
         elif kind == "demo":
             cmd = [
                 sys.executable,
