@@ -10,7 +10,8 @@
 // usage: OIDC_PROVIDER_MODULE=<path to oidc-provider's lib/index.js> \
 //        node oidc_server.mjs PORT CONFIG_JSON
 // CONFIG_JSON: {clients: [...], scopes: [...], claims: {...}, registration: bool,
-//               resourceIndicators: bool, account: "alice"}   (see tests/support/oidc.py)
+//               resourceIndicators: bool, audience: "fixed-aud", routes: {...},
+//               account: "alice"}   (see tests/support/oidc.py)
 // prints "ready <issuer>" on stdout when it accepts connections.
 import http from "node:http";
 import { generateKeyPairSync } from "node:crypto";
@@ -36,7 +37,7 @@ if (cfg.resourceIndicators) {
     useGrantedResource: () => true,
     getResourceServerInfo: (ctx, resource) => ({
       scope: (cfg.scopes || []).filter((s) => s !== "openid").join(" "),
-      audience: resource,
+      audience: cfg.audience || resource, // a fixed audience, as Keycloak without RFC 8707 sets
       accessTokenTTL: 600,
       accessTokenFormat: "jwt",
       jwt: { sign: { alg: "RS256" } },
@@ -57,6 +58,7 @@ const provider = new Provider(issuer, {
     token_endpoint_auth_method: "none",
   },
   features,
+  ...(cfg.routes ? { routes: cfg.routes } : {}), // e.g. Keycloak's registration path
   findAccount: (ctx, sub) => ({
     accountId: sub,
     claims: () => ({ sub, name: `User ${sub}`, email: `${sub}@example.com`, email_verified: true }),
