@@ -140,8 +140,13 @@ class Compiler(CompileScope):
 
     # -- entry ----------------------------------------------------------------------------
     def compile(self) -> Runtime:
-        cfg = self.cfg
-        refuse_unsupported(cfg, self.errors.add)
+        from .config.targeted import apply_targeted_policies
+
+        refuse_unsupported(self.cfg, self.errors.add)
+        cfg = self.cfg = apply_targeted_policies(self.cfg, self.errors.add)
+        # (the named backends again: targeted policies may have added to their policies)
+        self.named = {b.name: (i, b) for i, b in enumerate(cfg.backends)}
+        self.named.update({f"/{name}": ref for name, ref in list(self.named.items()) if not name.startswith("/")})
         shape = self._shape = expand_gateways(cfg)
         for where, problem in shape.errors:
             self.errors.add(where, problem)
@@ -157,10 +162,12 @@ class Compiler(CompileScope):
         if llm_bind is not None and shape.llm_attached:
             for lpath in shape.llm_listeners:
                 self._attached.setdefault(lpath, []).extend(_attachable(llm_bind))
-        if cfg.policies:
-            self.errors.add("policies", "targeted policies are not supported by this agentgw build yet")
         if cfg.route_groups:
-            self.errors.add("routeGroups", "route groups are not supported by this agentgw build yet")
+            self.errors.add(
+                "routeGroups",
+                "route groups are not supported by this agentgw build yet (delegation needs a second route "
+                "selection inside the group at request time)",
+            )
         for i, nb in enumerate(cfg.backends):
             if nb.host is None and nb.a2a is None and nb.mcp is None and nb.ai is None and nb.aws is None:
                 self.errors.add(

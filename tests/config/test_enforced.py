@@ -696,7 +696,14 @@ VALUES: dict[str, Any] = {
     "FrontendTracing.random_sampling": "0.5",
     "FrontendTracing.client_sampling": "0.5",
     "FrontendTracing.attributes": {"add": [{"name": "a", "expression": STR_CEL_A}]},
-    "TargetedPolicy.target": Req({"route": "r"}, {"route": "r2"}),
+    "TargetedPolicy.target": Req(
+        {"route": {"name": "http", "namespace": "default"}}, {"route": {"name": "named", "namespace": "default"}}
+    ),
+    "PolicyTarget.gateway": {"gatewayName": "default", "gatewayNamespace": "default"},
+    "PolicyTarget.backend": {"backend": {"name": "b-host", "namespace": ""}},
+    "RouteTarget.name": Req("http", "named"),
+    "ListenerTarget.listener_name": "l0",
+    "ListenerTarget.port": 18001,
     # -- backendAuth: credentials, jwtSign, oauthTokenExchange, crossAppAccess
     "BackendAuth.credentials": [{"location": {"header": {"name": "x-k"}}, "key": "v"}],
     "BackendAuthCredential.key": Req("v", Alts("v2", {"file": "apikey.txt"})),
@@ -829,7 +836,11 @@ MINIMAL: dict[str, dict] = {
     "FrontendTCP": {"keepalives": {"enabled": True}},
     "RequestMirror": {"backend": {"host": "127.0.0.1:9101"}, "percentage": 0.5},
     "DirectResponse": {"status": 200},
-    "TargetedPolicy": {"name": "p", "target": {"route": "r"}, "policy": {"cors": {}}},
+    "TargetedPolicy": {
+        "name": {"name": "p", "namespace": "default"},
+        "target": {"route": {"name": "http", "namespace": "default"}},
+        "policy": {"backendAuth": {"key": "targeted-key"}},
+    },
 }
 
 
@@ -873,6 +884,27 @@ NO_OP: dict[str, str] = {
     # The walk's base provider: each other McpIdp entry replaces it and must change the
     # runtime; keycloak's own adaptation is checked in tests/mcp/test_authentication.py.
     "McpIdp.keycloak": "the base every other provider mutation replaces; tested by behaviour",
+    # A targeted policy's own name identifies it (as a Kubernetes object name would);
+    # what it does is its target and policy.
+    "TargetedPolicy.name": "the policy's identity; informational",
+    "policies.*.name.name": "the policy's identity; informational",
+    "policies.*.name.namespace": "the policy's identity; informational",
+    # What a target names: a value that names nothing is refused at load
+    # (tests/config/test_targeted_policies.py); the walk's document has one gateway
+    # (default/default), one listener and routes in one namespace, so no other value here
+    # could name something else.
+    "ListenerTarget.gateway_name": "the one standalone gateway is default/default; any other is refused",
+    "ListenerTarget.gateway_namespace": "the one standalone gateway is default/default; any other is refused",
+    "ListenerTarget.listener_name": "with one listener, naming it selects what the gateway does (tested by behaviour)",
+    "ListenerTarget.port": "with one listener, its port selects what the gateway does (tested by behaviour)",
+    "RouteTarget.namespace": "standalone routes share one namespace; another names nothing and is refused",
+    "BackendName.namespace": "top-level backends have the empty namespace; another names nothing and is refused",
+}
+
+#: Fields holding a model whose every field is walked at another path (the walk checks
+#: the field itself there, but does not descend into it a second time).
+WALKED_ELSEWHERE: dict[str, str] = {
+    "TargetedPolicy.policy": "route policies, walked at binds[].listeners[].routes[].policies (one per entry here)",
 }
 
 #: Process settings the gateway process applies itself (runner.py, ports.py) from the
@@ -1245,6 +1277,8 @@ class Walk:
                 self.accepted.add((k, sub.__name__))
 
     def descend(self, doc, floc, cls, name, value) -> None:
+        if key(cls, name) in WALKED_ELSEWHERE:
+            return
         f = cls.model_fields[name]
         for b in branches(f.annotation):
             tp = _strip(b)
@@ -1387,6 +1421,15 @@ def _tool_target(doc, parent, loc):
 PATCHES["LocalConfig.backends"] = Patch(_named_backend_patch)
 PATCHES["NamedBackend.name"] = Patch(_rename_backend)
 PATCHES["McpToolRateLimit.target"] = Patch(_tool_target)
+
+
+def _other_backend_target(doc, parent, loc):
+    """A backend target naming another top-level backend."""
+    doc.setdefault("backends", []).append({"name": "b-other", "host": "127.0.0.1:9005"})
+    parent["name"] = "b-other"
+
+
+PATCHES["BackendName.name"] = Patch(_other_backend_target)
 
 
 def _llm_model(doc, name):

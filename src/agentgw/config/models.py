@@ -1829,11 +1829,60 @@ class ResourceName(_Model):
     namespace: str | None = None
 
 
+class ListenerTarget(_Model):
+    """``target.gateway``: the standalone gateway (``default/default``), one listener of
+    it (``listenerName``) or the listeners on one port (``port``)."""
+
+    gateway_name: str
+    gateway_namespace: str
+    listener_name: str | None = None
+    port: int | None = Field(default=None, ge=0, le=65535)
+
+    _at_most_one_of = ("listener_name", "port")
+
+
+class RouteTarget(_Model):
+    """``target.route``: a route by ``name`` and ``namespace`` (``default`` unless the
+    route sets one)."""
+
+    name: str
+    namespace: str
+    rule_name: str | None = None
+    kind: str | None = None
+
+
+class BackendName(_Model):
+    name: str
+    namespace: str
+    section: str | None = None
+
+
+class BackendTarget(_Model):
+    """``target.backend``: a top-level ``backends[]`` entry (``backend``) or a service."""
+
+    backend: BackendName | None = None
+    service: Opaque | None = None
+
+    _exactly_one_of = ("backend", "service")
+
+
+class PolicyTarget(_Model):
+    """What a top-level policy attaches to: exactly one of gateway, route, backend, listenerSet."""
+
+    gateway: ListenerTarget | None = None
+    route: RouteTarget | None = None
+    backend: BackendTarget | None = None
+    listener_set: Opaque | None = None
+
+    _exactly_one_of = ("gateway", "route", "backend", "listener_set")
+
+
 class TargetedPolicy(_Model):
-    """Top-level ``policies[]``: one policy attached to a gateway, listener, route or backend."""
+    """Top-level ``policies[]``: one policy attached to a gateway, listener, route or backend
+    (applied by ``config.targeted``)."""
 
     name: _StrOr[str, ResourceName]
-    target: Opaque
+    target: PolicyTarget
     phase: Literal["gateway", "route"] = "route"
     policy: RoutePolicies
 
