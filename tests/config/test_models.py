@@ -678,7 +678,7 @@ def test_targeted_policy_must_hold_one_policy():
     errs = errors_of("""
 policies:
 - name: p
-  target: {gateway: {name: g}}
+  target: {gateway: {gatewayName: default, gatewayNamespace: default}}
   policy: {cors: {}, csrf: {}}
 """)
     assert errs == ["policies[0].policy: 'policy' must contain exactly 1 policy"]
