@@ -69,6 +69,7 @@ class Runtime:
     tls_handshake_timeout: float = 15.0  # seconds, HTTPS listeners
     metrics_remove: frozenset = frozenset()  # metric families not exposed (see telemetry.metrics)
     connect_timeout: float = 10.0  # seconds, upstream connections of TCP routes (config.backend.connectTimeout)
+    admin_auth: Any = None  # admin.auth.AdminAuth: who may write through the admin API (config.admin)
 
 
 class _Errors:
@@ -261,6 +262,9 @@ class Compiler(CompileScope):
         access_log = compile_access_log(self, cfg)
         process = self._process_settings()
         process["connect_timeout"] = self.connect_timeout
+        from .admin.auth import compile_admin_auth
+
+        process["admin_auth"] = compile_admin_auth(cfg, self.errors)
         if self.errors.items:
             raise ConfigError(list(dict.fromkeys(_shorthand_path(shape.real_path(e)) for e in self.errors.items)))
         trusted = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.config.trusted_proxies)
@@ -1192,6 +1196,21 @@ def compile_config_file(path: str, services, *, source: str | None = None) -> Ru
         return compile_config(cfg, services, os.path.dirname(os.path.abspath(path)))
     except ConfigError as exc:
         raise exc.locate(where) from None
+
+
+def check_config_text(text: str, *, base_dir: str, source: str, fmt: str | None = None) -> LocalConfig:
+    """Load and compile a config document as ``agentgw run`` would a file in ``base_dir``
+    (named ``source`` in messages), serving nothing; raises `ConfigError` naming every
+    invalid or refused field, each placed in the text."""
+    from .config import SourceMap, load_config_text
+
+    where = SourceMap(source, text)
+    try:
+        cfg = load_config_text(text, source=source, fmt=fmt)
+        compile_config(cfg, _NothingServed(), base_dir)
+    except ConfigError as exc:
+        raise exc.locate(where) from None
+    return cfg
 
 
 def check_config_file(path: str) -> LocalConfig:

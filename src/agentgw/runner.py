@@ -33,8 +33,9 @@ import ssl
 from collections.abc import Callable
 
 from . import __version__
+from .admin.api import AdminApi
 from .admin.server import AdminHandler, AdminServer, serve_admin
-from .compile import Runtime, compile_config_file
+from .compile import Runtime, check_config_text, compile_config_file
 from .config import ConfigError, redacted_dump
 from .engine.client import ConnectionPool
 from .engine.server import HttpServerProtocol, ServerSettings
@@ -58,6 +59,7 @@ from .proxy.runtime import BindRuntime
 from .proxy.tcp import select_listener, select_route
 from .telemetry.accesslog import AccessLog
 from .telemetry.metrics import GatewayMetrics, render
+from .telemetry.recent import RecentRequests
 from .telemetry.setup import configure_logging
 
 log = logging.getLogger("agentgw")
@@ -74,6 +76,7 @@ class Services:
         self.loop = loop
         self.metrics = GatewayMetrics()
         self.access_log = AccessLog()
+        self.recent = RecentRequests()  # the admin API's recent requests (fed by Ctx.finish)
         m = self.metrics
         self.pool = ConnectionPool(
             loop,
@@ -303,6 +306,9 @@ class GatewayProcess:
         self._digest = b""
         self._stat = None
         self._watch_task: asyncio.Task | None = None
+        self._reload_lock = asyncio.Lock()  # one reload at a time (the file watcher, the admin API)
+        self.last_reload_error: str | None = None
+        self.log_level = "info"
         self.host = "0.0.0.0"
 
     # -- loading --------------------------------------------------------------------------
@@ -335,6 +341,7 @@ class GatewayProcess:
             ready=lambda: self.ready,
             metrics_text=self.metrics_text,
             metrics_snapshot=self.services.metrics.m.snapshot,
+            api=AdminApi(self, check_config_text) if self.serve_admin_ports else None,
         )
         self.admin_servers.update(await self._open_admin(admin))
         self.admin_listening = admin
@@ -403,14 +410,8 @@ class GatewayProcess:
         lg = runtime.cfg.config.logging
         level = (lg.level if lg and lg.level else "info").lower()
         fmt = lg.format if lg and lg.format else "text"
-        configure_logging(level, fmt)
-        al = self.services.access_log
-        al.json = fmt == "json"
-        al.stdout = level in ("trace", "debug", "info")
-        al.fields = runtime.access_log
-        al.enabled = al.stdout or (
-            al.fields is not None and (al.fields.otlp is not None or al.fields.store is not None)
-        )
+        self.services.access_log.fields = runtime.access_log
+        self._logging(level, fmt)
         self.services.metrics.m.remove = runtime.metrics_remove
         bd = runtime.cfg.config.backend
         pool = self.services.pool
@@ -421,7 +422,27 @@ class GatewayProcess:
             if bd.pool_max_size is not None:
                 pool.max_idle = bd.pool_max_size
 
+    def _logging(self, level: str, fmt: str) -> None:
+        configure_logging(level, fmt)
+        self.log_level = level
+        al = self.services.access_log
+        al.json = fmt == "json"
+        al.stdout = level in ("trace", "debug", "info")
+        al.enabled = al.stdout or (
+            al.fields is not None and (al.fields.otlp is not None or al.fields.store is not None)
+        )
+
     # -- admin callbacks ----------------------------------------------------------------------
+    def set_log_level(self, level: str) -> None:
+        """The admin API's ``PUT log-level``: until the next reload applies the config's."""
+        lg = self.runtime.cfg.config.logging if self.runtime else None
+        self._logging(level, lg.format if lg and lg.format else "text")
+
+    def file_written(self) -> None:
+        """The admin API wrote the config file and applies it itself: the watcher is not
+        to see the change."""
+        self._stat = self._stat_file()
+
     def config_dump(self) -> dict:
         return redacted_dump(self.runtime.cfg) if self.runtime else {}
 
@@ -454,22 +475,30 @@ class GatewayProcess:
                 await self.reload()
 
     async def reload(self) -> bool:
+        async with self._reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
+        self.last_reload_error = None
         try:
             runtime, digest = self._load()
         except ConfigError as exc:
             self.services.metrics.reloads.inc(("failed",))
             log.error("config reload failed; keeping the running config:\n%s", exc)
             self._digest = self._digest  # retry only when the file changes again
+            self.last_reload_error = str(exc)
             return False
         except OSError as exc:
             self.services.metrics.reloads.inc(("failed",))
             log.error("config reload failed: cannot read %s: %s", self.config_path, exc)
+            self.last_reload_error = f"cannot read {self.source}: {exc}"
             return False
         try:
             await self._apply(runtime)
         except (PortInUse, NeedsRestart) as exc:
             self.services.metrics.reloads.inc(("failed",))
             log.error("config reload failed; keeping the running config: %s", exc)
+            self.last_reload_error = str(exc)
             return False  # retried when the file changes again (or is touched)
         self._digest = digest
         self.services.metrics.reloads.inc(("ok",))

@@ -345,6 +345,7 @@ STR_CEL_A, STR_CEL_B = "request.path", "request.method"
 VALUES: dict[str, Any] = {
     # -- root, process settings
     "GatewayConfig.admin_addr": "127.0.0.1:16000",
+    "AdminApi.token": "an-admin-api-token-for-the-walk",  # (at least 16 characters)
     "FrontendHTTP.headers_with_underscores": "reject",  # "drop" is the default
     "GatewayConfig.stats_addr": "127.0.0.1:16020",
     "GatewayConfig.readiness_addr": "127.0.0.1:16021",

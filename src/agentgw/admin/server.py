@@ -3,7 +3,8 @@
 * admin (``config.adminAddr``, default 127.0.0.1:15000): ``GET /config_dump`` (the
   running config with every secret replaced by ``<redacted>``), ``GET /healthz/ready``;
 * stats (``config.statsAddr``, default :15020): ``GET /metrics``, Prometheus text;
-* readiness (``config.readinessAddr``, default :15021): ``GET /healthz/ready``.
+* readiness (``config.readinessAddr``, default :15021): ``GET /healthz/ready``;
+* the admin API, ``/api/v1/`` on the admin address (``api.AdminApi``, ``docs/admin.md``).
 
 The same handler also answers on a worker's private control socket when running with
 ``--workers``, where the supervisor asks for ``/metrics.json`` snapshots to merge.
@@ -40,14 +41,21 @@ def parse_addr(addr: str) -> tuple[str, int] | str | None:
 class AdminHandler:
     """Routes admin/stats/readiness paths to callables supplied by the process."""
 
-    def __init__(self, *, config_dump, ready, metrics_text, metrics_snapshot=None):
+    def __init__(self, *, config_dump, ready, metrics_text, metrics_snapshot=None, api=None):
         self.config_dump = config_dump
         self.ready = ready
         self.metrics_text = metrics_text
         self.metrics_snapshot = metrics_snapshot
+        self.api = api  # api.AdminApi: the /api/v1/ endpoints (a single process; not --workers)
 
     async def __call__(self, req, ex) -> None:
         path = req.path
+        if path.startswith("/api/v1/") or path == "/api/v1":
+            if self.api is None:
+                ex.send_error(404, "not_found", "the admin API (/api/v1/) is not served with --workers yet")
+                return
+            await self.api(req, ex)
+            return
         if req.method not in ("GET", "HEAD"):
             ex.send_error(405, "method_not_allowed", "admin endpoints are read-only")
             return
@@ -68,7 +76,9 @@ class AdminHandler:
             ex.send(
                 200,
                 _JSON.copy(),
-                orjson.dumps({"endpoints": ["/config_dump", "/healthz/ready", "/metrics"]}),
+                orjson.dumps(
+                    {"endpoints": ["/config_dump", "/healthz/ready", "/metrics"] + (["/api/v1/"] if self.api else [])}
+                ),
             )
         else:
             ex.send_error(404, "not_found", "unknown admin endpoint")

@@ -2125,6 +2125,19 @@ def _worker_threads(v: Any) -> Any:
     return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
+class AdminApi(_Model):
+    """agentgw extension: who may use the admin API's writes (``/api/v1/``, see
+    ``docs/admin.md``). Without a ``token`` every write (any method but GET / HEAD) is
+    refused, unless ``allowUnauthenticatedLoopbackWrites`` is true and
+    ``config.adminAddr`` is a loopback address or a unix socket."""
+
+    #: the bearer token write requests must carry (``Authorization: Bearer <token>``);
+    #: at least 16 characters, e.g. ``$AGENTGW_ADMIN_TOKEN``
+    token: Annotated[str | None, SECRET] = Field(default=None, min_length=16)
+    #: let anyone who can reach a loopback admin address write without a token
+    allow_unauthenticated_loopback_writes: bool = False
+
+
 class GatewayConfig(_Model):
     """The ``config:`` section: process-level settings."""
 
@@ -2154,6 +2167,8 @@ class GatewayConfig(_Model):
     database: Database | None = None
     standard_attributes: StandardAttributes | None = None
     admin_addr: str = "127.0.0.1:15000"
+    #: agentgw extension: authentication of the admin API's writes
+    admin: AdminApi | None = None
     stats_addr: str = "0.0.0.0:15020"
     readiness_addr: str = "0.0.0.0:15021"
     session: Session | None = None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.http import GatewayError, Reply
 from ..telemetry.metrics import status_label
+from ..telemetry.recent import facts as recent_facts
 
 if TYPE_CHECKING:
     from ..engine.server import Exchange, Request
@@ -140,12 +141,14 @@ class Ctx:
         ex = self.ex
         status = ex.status if ex.started else 0
         attrs = self.attrs
+        rname = route.name if route is not None else ""
+        req = self.req
         services.metrics.observe(
             (
                 bind.name,
-                route.name if route is not None else "",
+                rname,
                 self.backend_name,
-                self.req.method,
+                req.method,
                 status_label(status),
                 attrs.get("principal", "") if attrs else "",  # agent_identity (JWT sub, SA, key name)
             ),
@@ -155,6 +158,19 @@ class Ctx:
             attrs["trace"][0].finish(self, status)
         if services.access_log.enabled:
             services.access_log.record(self, duration)
+        # the admin API's ring of recent requests (telemetry.recent: a deque's append)
+        services.recent.record(
+            (
+                self.start,
+                req.method,
+                req.target,
+                rname,
+                self.backend_name,
+                status,
+                duration,
+                recent_facts(attrs) if attrs else None,
+            )
+        )
 
     # -- going on in a task --------------------------------------------------------------
     def backend(self) -> Backend:
