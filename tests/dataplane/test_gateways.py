@@ -172,8 +172,11 @@ def test_the_default_gateway_takes_llm_without_a_port(harness):
             "",
         ),
         (
-            {"gateways": {"g": {"port": 1}}, "routes": [{"gateways": "g", "policies": {"csrf": {}}, "backends": []}]},
-            "routes[0].policies.csrf",
+            {
+                "gateways": {"g": {"port": 1}},
+                "routes": [{"gateways": "g", "policies": {"backendTunnel": {"proxy": {"host": "p:1"}}}, "backends": []}],
+            },
+            "routes[0].policies.backendTunnel",
             "not supported",
         ),
     ],
