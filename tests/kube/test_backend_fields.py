@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
@@ -22,7 +18,8 @@ from agentgw.config import load_config_text
 from agentgw.kube.check import translate_checked
 from agentgw.kube.cli import dump_yaml
 from agentgw.kube.translate import translate
-from tests.support.harness import free_port, terminate
+from tests.kube.served import LOCAL_GATEWAY, serving, upstream
+from tests.support.harness import free_port
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "src"))
 GW = "gateway.networking.k8s.io"
@@ -247,24 +244,9 @@ class _Echo(BaseHTTPRequestHandler):
         pass
 
 
-SERVED = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: local, namespace: demo}}
-spec:
-  gatewayClassName: agentgw
-  infrastructure:
-    parametersRef: {{group: agentgateway.dev, kind: AgentgatewayParameters, name: local}}
-  listeners:
-  - {{name: http, port: {gw_port}, protocol: HTTP}}
----
-apiVersion: agentgateway.dev/v1alpha1
-kind: AgentgatewayParameters
-metadata: {{name: local, namespace: demo}}
-spec:
-  rawConfig:
-    config: {{adminAddr: "off", statsAddr: "off", readinessAddr: "off"}}
----
+SERVED = (
+    LOCAL_GATEWAY
+    + """
 apiVersion: v1
 kind: Secret
 metadata: {{name: tokens, namespace: demo}}
@@ -306,38 +288,19 @@ spec:
   rules:
   - backendRefs: [{{group: agentgateway.dev, kind: AgentgatewayBackend, name: egress}}]
 """
+)
 
 
 @pytest.mark.timeout(60)
 def test_served_backend_auth_and_dynamic_forward_proxy(tmp_path):
-    up = HTTPServer(("127.0.0.1", 0), _Echo)
-    threading.Thread(target=up.serve_forever, daemon=True).start()
     gw_port = free_port()
-    up_port = up.server_address[1]
-    (tmp_path / "m.yaml").write_text(SERVED.format(gw_port=gw_port, up_port=up_port))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentgw", "run", "--k8s-manifests", str(tmp_path)],
-        env={**os.environ, "PYTHONPATH": SRC},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{gw_port}"
-    try:
-        deadline = time.time() + 20
-        r = None
-        while time.time() < deadline:
-            try:
-                r = httpx.get(base + "/x", headers={"host": "gw.test"}, timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        assert r is not None, proc.stdout.read1().decode() if proc.stdout else ""
-        assert r.status_code == 200, r.text
-        seen = r.json()
-        assert seen["x-api-key"] == "s3cr3t" and seen["path"] == "/x?tenant=acme", seen
-        # the dynamic forward proxy sends the request where its Host says
-        r = httpx.get(base + "/direct", headers={"host": f"127.0.0.1:{up_port}"}, timeout=2)
-        assert r.status_code == 200 and r.json()["path"] == "/direct", r.text
-    finally:
-        terminate(proc, timeout=10)
-        up.shutdown()
+    with upstream(_Echo) as up_port:
+        (tmp_path / "m.yaml").write_text(SERVED.format(gw_port=gw_port, up_port=up_port))
+        with serving(tmp_path / "m.yaml", gw_port, "/x", {"host": "gw.test"}) as r:
+            assert r.status_code == 200, r.text
+            seen = r.json()
+            assert seen["x-api-key"] == "s3cr3t" and seen["path"] == "/x?tenant=acme", seen
+            # the dynamic forward proxy sends the request where its Host says
+            r = httpx.get(base + "/direct", headers={"host": f"127.0.0.1:{up_port}"}, timeout=2)
+            assert r.status_code == 200 and r.json()["path"] == "/direct", r.text

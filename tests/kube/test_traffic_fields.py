@@ -7,18 +7,15 @@ rules, the PreRouting lifting, the refusals and (served for real) what the route
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
 from agentgw.kube.policy_attachment import CLOSED_RESPONSE
 from agentgw.kube.translate import translate
-from tests.support.harness import free_port, terminate
+from tests.kube.served import LOCAL_GATEWAY, serving, upstream
+from tests.support.harness import free_port
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "src"))
 GW = "gateway.networking.k8s.io"
@@ -212,24 +209,9 @@ class _Upstream(BaseHTTPRequestHandler):
         pass
 
 
-SERVED = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: local, namespace: demo}}
-spec:
-  gatewayClassName: agentgw
-  infrastructure:
-    parametersRef: {{group: agentgateway.dev, kind: AgentgatewayParameters, name: local}}
-  listeners:
-  - {{name: http, port: {gw_port}, protocol: HTTP}}
----
-apiVersion: agentgateway.dev/v1alpha1
-kind: AgentgatewayParameters
-metadata: {{name: local, namespace: demo}}
-spec:
-  rawConfig:
-    config: {{adminAddr: "off", statsAddr: "off", readinessAddr: "off"}}
----
+SERVED = (
+    LOCAL_GATEWAY
+    + """
 apiVersion: v1
 kind: Service
 metadata: {{name: up, namespace: demo}}
@@ -289,38 +271,20 @@ spec:
       response:
         set: [{{name: x-served-by, value: '"agentgw"'}}]
 """
+)
 
 
 @pytest.mark.timeout(60)
 def test_served_direct_response_and_transformation(tmp_path):
-    up = HTTPServer(("127.0.0.1", 0), _Upstream)
-    threading.Thread(target=up.serve_forever, daemon=True).start()
     gw_port = free_port()
-    (tmp_path / "m.yaml").write_text(SERVED.format(gw_port=gw_port, up_port=up.server_address[1]))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentgw", "run", "--k8s-manifests", str(tmp_path)],
-        env={**os.environ, "PYTHONPATH": SRC},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{gw_port}"
-    try:
-        deadline = time.time() + 20
-        r = None
-        while time.time() < deadline:
-            try:
-                r = httpx.get(base + "/teapot", timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        assert r is not None, proc.stdout.read1().decode() if proc.stdout else ""
-        assert (r.status_code, r.text, r.headers["content-type"]) == (418, "short and stout", "text/plain")
-        r = httpx.get(base + "/maint", headers={"x-maintenance": "on"}, timeout=2)
-        assert (r.status_code, r.text) == (503, "down")
-        assert httpx.get(base + "/maint", timeout=2).text == "up"
-        r = httpx.get(base + "/app", headers={"x-name": "ann", "x-debug": "1"}, timeout=2)
-        assert (r.status_code, r.text) == (200, "x-user=u-ann x-debug=None")
-        assert r.headers["x-served-by"] == "agentgw"
-    finally:
-        terminate(proc, timeout=10)
-        up.shutdown()
+    with upstream(_Upstream) as up_port:
+        (tmp_path / "m.yaml").write_text(SERVED.format(gw_port=gw_port, up_port=up_port))
+        with serving(tmp_path / "m.yaml", gw_port, "/teapot") as r:
+            assert (r.status_code, r.text, r.headers["content-type"]) == (418, "short and stout", "text/plain")
+            r = httpx.get(base + "/maint", headers={"x-maintenance": "on"}, timeout=2)
+            assert (r.status_code, r.text) == (503, "down")
+            assert httpx.get(base + "/maint", timeout=2).text == "up"
+            r = httpx.get(base + "/app", headers={"x-name": "ann", "x-debug": "1"}, timeout=2)
+            assert (r.status_code, r.text) == (200, "x-user=u-ann x-debug=None")
+            assert r.headers["x-served-by"] == "agentgw"
