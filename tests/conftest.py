@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tests.support.harness import Harness, TLSFiles, make_tls_files
+from tests.support.redis_server import RedisServer
 
 DATAPLANE_TEST_TIMEOUT = 60
 
@@ -63,3 +66,14 @@ def upstream(harness):
 def tls_files(tmp_path_factory) -> TLSFiles:
     """trustme CA + server certificate for localhost / 127.0.0.1 / *.example.com."""
     return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real ``redis-server`` on 127.0.0.1, killed after the test."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (scripts/install-test-deps.sh installs it)")
+    r = RedisServer(tmp_path)
+    r.start()
+    yield r
+    r.kill()

@@ -439,7 +439,7 @@ def test_seed_rate_limit_loop_with_the_global_limiter_across_replicas(harness, s
 
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (scripts/install-test-deps.sh installs it)")
-    from tests.scaleout.conftest import RedisServer
+    from tests.support.redis_server import RedisServer
 
     redis = RedisServer(tmp_path)
     redis.start()

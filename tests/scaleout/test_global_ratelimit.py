@@ -409,8 +409,8 @@ def test_tls_verified_against_the_trust_store(harness, tmp_path):
 
     import pytest
 
-    from tests.scaleout.conftest import RedisServer
     from tests.support.harness import free_port
+    from tests.support.redis_server import RedisServer
 
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (scripts/install-test-deps.sh installs it)")

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent import futures
 
-import grpc
 import httpx
 import pytest
 
 from agentgw.policies import rls_proto as pb
-from tests.support.harness import free_port, gateway_config, metric_sum, parse_metrics, route
+from tests.support.harness import gateway_config, metric_sum, parse_metrics, route
+from tests.support.rls import RateLimitService
 
 
-class StandInRLS:
+class StandInRLS(RateLimitService):
     """Counts hits per (domain, descriptor) like envoyproxy/ratelimit, with fixed limits."""
 
     def __init__(self, limits: dict[tuple, int]):
@@ -22,8 +21,7 @@ class StandInRLS:
         self.counts: dict = {}
         self.requests: list = []
         self.lock = threading.Lock()
-        self.port = free_port()
-        self.server = None
+        super().__init__()
 
     def should_rate_limit(self, req, _context):
         resp = pb.RateLimitResponse(overall_code=pb.OK)
@@ -43,27 +41,6 @@ class StandInRLS:
                         resp.overall_code = pb.OVER_LIMIT
         resp.response_headers_to_add.add(key="x-ratelimit-service", value="stand-in")
         return resp
-
-    def start(self):
-        handler = grpc.method_handlers_generic_handler(
-            "envoy.service.ratelimit.v3.RateLimitService",
-            {
-                "ShouldRateLimit": grpc.unary_unary_rpc_method_handler(
-                    self.should_rate_limit,
-                    request_deserializer=pb.RateLimitRequest.FromString,
-                    response_serializer=pb.RateLimitResponse.SerializeToString,
-                )
-            },
-        )
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        self.server.add_generic_rpc_handlers((handler,))
-        self.server.add_insecure_port(f"127.0.0.1:{self.port}")
-        self.server.start()
-
-    def stop(self):
-        if self.server is not None:
-            self.server.stop(0).wait(5)
-            self.server = None
 
 
 @pytest.fixture

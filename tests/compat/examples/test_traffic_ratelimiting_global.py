@@ -52,13 +52,10 @@ Changed from the vendored config, and why:
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
-from concurrent import futures
 from pathlib import Path
 
-import grpc
 import httpx
 import pytest
 import redis
@@ -66,8 +63,8 @@ import yaml
 
 from agentgw.policies import rls_proto as pb
 from tests.observability.otlp import GrpcReceiver
-from tests.scaleout.conftest import RedisServer
 from tests.support.harness import closed_port, free_port
+from tests.support.rls import RateLimitService
 
 EXAMPLE = Path(__file__).parents[1] / "agentgateway" / "examples" / "traffic-ratelimiting-global" / "config.yaml"
 
@@ -96,7 +93,7 @@ UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 UNIT_ENUM = {"second": 1, "minute": 2, "hour": 3, "day": 4}  # RateLimitResponse.RateLimit.Unit
 
 
-class EnvoyRatelimit:
+class EnvoyRatelimit(RateLimitService):
     """A stand-in for ``envoyproxy/ratelimit`` (see the module docstring)."""
 
     def __init__(self, config: str, redis_url: str):
@@ -107,8 +104,7 @@ class EnvoyRatelimit:
         self.log: list[str] = []  # one line per descriptor decision
         self.requests: list = []
         self.lock = threading.Lock()
-        self.port = free_port()
-        self.server: grpc.Server | None = None
+        super().__init__()
 
     def _tree(self, descriptors: list[dict]) -> dict:
         out = {}
@@ -158,27 +154,6 @@ class EnvoyRatelimit:
             self.log.append(f"{'OVER_LIMIT' if count > allowed else 'OK'} {entries} {key}={count}")
         return resp
 
-    def start(self) -> None:
-        handler = grpc.method_handlers_generic_handler(
-            "envoy.service.ratelimit.v3.RateLimitService",
-            {
-                "ShouldRateLimit": grpc.unary_unary_rpc_method_handler(
-                    self.should_rate_limit,
-                    request_deserializer=pb.RateLimitRequest.FromString,
-                    response_serializer=pb.RateLimitResponse.SerializeToString,
-                )
-            },
-        )
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        self.server.add_generic_rpc_handlers((handler,))
-        self.server.add_insecure_port(f"127.0.0.1:{self.port}")
-        self.server.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop(0).wait(5)
-            self.server = None
-
 
 def _route(cfg: dict) -> dict:
     return cfg["binds"][0]["listeners"][0]["routes"][0]
@@ -215,16 +190,6 @@ def _config(upstream_port: int, rls_port: int, collector_port: int) -> dict:
     cfg["config"]["tracing"]["otlpEndpoint"] = f"http://localhost:{collector_port}"
     cfg["config"].update({f"{k}Addr": f"127.0.0.1:{free_port()}" for k in ("admin", "stats", "readiness")})
     return cfg
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (scripts/install-test-deps.sh installs it)")
-    r = RedisServer(tmp_path)
-    r.start()
-    yield r
-    r.kill()
 
 
 @pytest.fixture

@@ -1,13 +1,10 @@
-"""A real ``redis-server`` on 127.0.0.1 for the global rate limit tests."""
+"""A real ``redis-server`` on 127.0.0.1 (the ``redis_server`` fixture, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
-
-import pytest
 
 from tests.support.harness import free_port
 
@@ -84,13 +81,3 @@ class RedisServer:
                 while (reply := reader.gets()) is not False:
                     out.append(reply)
         return out
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (scripts/install-test-deps.sh installs it)")
-    r = RedisServer(tmp_path)
-    r.start()
-    yield r
-    r.kill()
