@@ -261,18 +261,14 @@ def compile_a2a(scope, agent: str, cfg, path: str, metrics) -> list[Policy]:
 
 
 def _card_signing(scope, cs, path: str) -> CardSigning:
-    from .backend_auth import _read
+    from .backend_auth import compile_signer
     from .jwt_auth import build_jwks
 
     signer = verifier = None
     if cs.signing_key is not None:
-        pem = _read(scope, cs.signing_key, f"{path}.signingKey")
-        if pem is not None:
-            try:
-                signer = CardSigner(pem, cs.alg, cs.kid or "", cs.jku)
-            except Exception as exc:
-                msg = str(exc) if isinstance(exc, ValueError) and str(exc) else "not a usable PEM private key"
-                scope.errors.add(f"{path}.signingKey", f"cannot sign with it as {cs.alg}: {msg}")
+        key = compile_signer(scope, cs.signing_key, cs.alg, None, f"{path}.signingKey")
+        if key is not None:
+            signer = CardSigner(key, cs.kid or "", cs.jku)
     if cs.agent_keys is not None:
         try:
             verifier = CardVerifier(build_jwks(cs.agent_keys, scope.path))

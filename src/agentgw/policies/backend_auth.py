@@ -212,14 +212,17 @@ def slot_from_model(loc: m.AuthorizationLocation | None, default: Slot | None = 
 
 # -- signing -----------------------------------------------------------------------------
 class Signer:
-    """A private key and algorithm (RS*, PS256, ES256/384), checked at load by signing once."""
+    """A private key and algorithm (RS*, PS256, ES256/384, EdDSA), checked at load by
+    signing once. Also the key of signed A2A agent cards (backends/a2a/signing.py)."""
 
     def __init__(self, pem: str, alg: str, kid: str | None):
-        from joserfc.jwk import ECKey, RSAKey
+        from joserfc.jwk import ECKey, OKPKey, RSAKey
 
         pem = pem.strip()
         if alg.startswith(("RS", "PS")):
             self.key: Any = RSAKey.import_key(pem)
+        elif alg == "EdDSA":
+            self.key = OKPKey.import_key(pem)
         else:
             self.key = ECKey.import_key(pem)
             want = {"ES256": "P-256", "ES384": "P-384"}[alg]
@@ -722,7 +725,8 @@ def _client(scope: CompileScope, ep, path: str) -> HttpSideClient | None:
         return None
 
 
-def _signer(scope: CompileScope, key_v, alg: str, kid: str | None, path: str) -> Signer | None:
+def compile_signer(scope: CompileScope, key_v, alg: str, kid: str | None, path: str) -> Signer | None:
+    """The signer of a ``signingKey`` (inline PEM or ``{file}``), or None with an error at ``path``."""
     pem = _read(scope, key_v, path)
     if pem is None:
         return None
@@ -739,7 +743,7 @@ def _client_auth(scope: CompileScope, ca: m.OAuthClientAuth | None, path: str) -
         return None
     method = ca.method or "clientSecretBasic"
     if method == "privateKeyJwt":
-        signer = _signer(scope, ca.signing_key, ca.alg or "RS256", ca.kid, f"{path}.signingKey")
+        signer = compile_signer(scope, ca.signing_key, ca.alg or "RS256", ca.kid, f"{path}.signingKey")
         out = ClientAuth(ca.client_id, method, None, signer, ca.assertion_audience)
         if ca.certificate is not None:
             pem = _read(scope, ca.certificate, f"{path}.certificate")
@@ -934,7 +938,7 @@ def compile_backend_auth(
         if ttl < 1:
             err(f"{jp}.ttl", "must be at least one second")
             ok = False
-        signer = _signer(scope, j.signing_key, j.alg, j.kid, f"{jp}.signingKey")
+        signer = compile_signer(scope, j.signing_key, j.alg, j.kid, f"{jp}.signingKey")
         slot = _insert_slot(scope, j.location, f"{jp}.location")
         if signer is None or slot is None:
             ok = False

@@ -57,36 +57,20 @@ def _b64(data: bytes) -> str:
 
 
 class CardSigner:
-    """The gateway's signing key: checked at load by signing once."""
+    """Signs cards with a ``Signer`` (policies/backend_auth.py: the key, checked at load)."""
 
-    def __init__(self, pem: str, alg: str, kid: str, jku: str | None = None):
-        from joserfc.jwk import ECKey, OKPKey, RSAKey
-
-        pem = pem.strip()
-        key: ECKey | OKPKey | RSAKey
-        if alg.startswith(("RS", "PS")):
-            key = RSAKey.import_key(pem)
-        elif alg == "EdDSA":
-            key = OKPKey.import_key(pem)
-        else:
-            key = ECKey.import_key(pem)
-            want = {"ES256": "P-256", "ES384": "P-384"}[alg]
-            if key.curve_name != want:
-                raise ValueError(f"{alg} needs a {want} key, not {key.curve_name}")
-        if not key.is_private:
-            raise ValueError("not a private key")
-        self.key = key
-        self.alg = alg
-        self.header: dict = {"alg": alg, "kid": kid, "typ": "JOSE"}
+    def __init__(self, signer, kid: str, jku: str | None = None):
+        self.signer = signer
+        self.header: dict = {"alg": signer.alg, "kid": kid, "typ": "JOSE"}
         if jku:
             self.header["jku"] = jku
-        self.signature({"probe": True})
 
     def signature(self, card: dict) -> dict:
         """An ``AgentCardSignature`` over ``card``."""
         from joserfc import jws
 
-        compact = jws.serialize_compact(self.header, canonical(card), self.key, algorithms=[self.alg])
+        s = self.signer
+        compact = jws.serialize_compact(self.header, canonical(card), s.key, algorithms=[s.alg])
         protected, _, rest = compact.partition(".")
         return {"protected": protected, "signature": rest.rpartition(".")[2]}
 
