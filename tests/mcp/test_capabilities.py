@@ -102,8 +102,8 @@ def test_tasks_of_several_targets_are_routed_by_their_public_id(harness, servers
     assert task["status"] == "completed"
     res = s.call("tasks/result", {"taskId": tid})
     assert "Research Report: ids" in res["content"][0]["text"]
-    meta = res.get("_meta", {}).get("io.modelcontextprotocol/related-task")
-    assert meta is None or meta["taskId"] == tid
+    # the server ties the result to its task: the id in it is the gateway's too
+    assert res["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": tid}
     # an id the gateway never issued names no target
     s.ids += 1
     out = s.post({"jsonrpc": "2.0", "id": s.ids, "method": "tasks/get", "params": {"taskId": "nosuch+1"}})

@@ -681,9 +681,9 @@ class McpBackend(Backend):
                 self.m_requests.inc((method, "", "", "ok"))
                 return result(id_, {})
             if method in TASK_METHODS:
-                target, tid = self.tasks.route(session, str(params.get("taskId", "")))
+                target, tid = self.tasks.route(str(params.get("taskId", "")))
                 res = await self._forward(session, target, method, dict(params, taskId=tid), call, "")
-                return result(id_, self.tasks.result(session, target, res))
+                return result(id_, self.tasks.result(target, res))
             if method == "tasks/list":
                 return result(id_, await self.tasks.list(session, params, call, self.request_timeout))
             if len(session.upstreams) == 1:
@@ -754,7 +754,7 @@ class McpBackend(Backend):
         t0 = time.perf_counter()
         try:
             res = await self._forward(session, target, "tools/call", dict(params, name=tool), call, tool)
-            return self.tasks.result(session, target, res) if "task" in params else res
+            return self.tasks.result(target, res) if "task" in params else res
         finally:
             self.m_duration.observe((target, tool), time.perf_counter() - t0)
 

@@ -301,7 +301,7 @@ class GatewaySession:
         elif method == "notifications/tools/list_changed":
             self.tool_index.clear()
         if method:
-            msg = rt.tasks.outgoing(self, upstream.name, msg)
+            msg = rt.tasks.outgoing(upstream.name, msg)
         if related is not None and not related.done and related.emit_fn is not None:
             if related.emit_fn(msg):
                 return

@@ -34,11 +34,11 @@ class TaskRouting:
         self.identity = not prefix
 
     # -- ids -------------------------------------------------------------------------------
-    def public(self, session: GatewaySession, target: str, tid: str) -> str:
+    def public(self, target: str, tid: str) -> str:
         """The id the client sees for ``target``'s task ``tid``."""
         return tid if self.identity else f"{target}+{tid}"
 
-    def route(self, session: GatewaySession, tid: str) -> tuple[str, str]:
+    def route(self, tid: str) -> tuple[str, str]:
         """A client's task id → (target, the target's own id)."""
         if self.identity:
             return self.targets[0], tid
@@ -48,20 +48,20 @@ class TaskRouting:
         return t, own
 
     # -- rewriting ---------------------------------------------------------------------------
-    def result(self, session: GatewaySession, target: str, res):
+    def result(self, target: str, res):
         """A target's answer with its task ids made public: a ``Task`` (tasks/get, cancel),
         a ``CreateTaskResult`` (``{task: Task}``), or any result whose ``_meta`` names
         its task (tasks/result)."""
         if self.identity or not isinstance(res, dict):
             return res
         if isinstance(res.get("taskId"), str):
-            res = dict(res, taskId=self.public(session, target, res["taskId"]))
+            res = dict(res, taskId=self.public(target, res["taskId"]))
         task = res.get("task")
         if isinstance(task, dict) and isinstance(task.get("taskId"), str):
-            res = dict(res, task=dict(task, taskId=self.public(session, target, task["taskId"])))
-        return self._meta(session, target, res)
+            res = dict(res, task=dict(task, taskId=self.public(target, task["taskId"])))
+        return self._meta(target, res)
 
-    def outgoing(self, session: GatewaySession, target: str, msg: dict) -> dict:
+    def outgoing(self, target: str, msg: dict) -> dict:
         """A message from ``target`` to the client (status notification, a request or
         notification made on behalf of a task) with its task id made public."""
         if self.identity:
@@ -70,18 +70,18 @@ class TaskRouting:
         if not isinstance(params, dict):
             return msg
         if msg.get("method") == "notifications/tasks/status" and isinstance(params.get("taskId"), str):
-            params = dict(params, taskId=self.public(session, target, params["taskId"]))
-        params = self._meta(session, target, params)
+            params = dict(params, taskId=self.public(target, params["taskId"]))
+        params = self._meta(target, params)
         return msg if params is msg["params"] else dict(msg, params=params)
 
-    def _meta(self, session: GatewaySession, target: str, obj: dict) -> dict:
+    def _meta(self, target: str, obj: dict) -> dict:
         meta = obj.get("_meta")
         if not isinstance(meta, dict):
             return obj
         rel = meta.get(RELATED)
         if not isinstance(rel, dict) or not isinstance(rel.get("taskId"), str):
             return obj
-        rel = dict(rel, taskId=self.public(session, target, rel["taskId"]))
+        rel = dict(rel, taskId=self.public(target, rel["taskId"]))
         return dict(obj, _meta=dict(meta, **{RELATED: rel}))
 
     # -- tasks/list ----------------------------------------------------------------------------
@@ -110,5 +110,5 @@ class TaskRouting:
                 continue  # a target without tasks
             if isinstance(res, BaseException):
                 raise res
-            tasks.extend(self.result(session, name, t) if isinstance(t, dict) else t for t in res)
+            tasks.extend(self.result(name, t) if isinstance(t, dict) else t for t in res)
         return {"tasks": tasks}
