@@ -22,6 +22,7 @@ the prefix and go to one target.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -885,6 +886,7 @@ def _unbindable(host: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=64)  # a client sends the same Accept on every POST: parsed once
 def _prefers_sse(accept: str) -> bool:
     """Does the client rank ``text/event-stream`` above ``application/json``?
 
@@ -897,6 +899,7 @@ def _prefers_sse(accept: str) -> bool:
     ranks: dict[str, tuple[float, int]] = {}
     for i, part in enumerate(accept.split(",")):
         mtype, *params = (x.strip() for x in part.split(";"))
+        mtype = mtype.lower()
         if mtype not in ("text/event-stream", "application/json") or mtype in ranks:
             continue
         q = 1.0
