@@ -33,6 +33,7 @@ import orjson
 from ..config import ConfigError
 from ..config.loader import parse_path
 from ..engine.http import GatewayError, Headers
+from ..proxy.origin import cross_site
 from ..telemetry import recent as _recent
 from .auth import DEFAULT as _NO_WRITES
 from .auth import is_loopback_addr
@@ -182,14 +183,10 @@ class AdminApi:
 
     def _check_write(self, req) -> None:
         h = req.headers
-        site = (h.get("sec-fetch-site") or "").lower()
-        if site and site not in ("same-origin", "none"):
-            raise ApiError(403, f"cross-site admin API write refused (Sec-Fetch-Site: {site})")
-        origin = h.get("origin")
-        if origin is not None:
-            own = {f"{s}://{h.get('host') or ''}".lower() for s in ("http", "https")}
-            if origin.lower() not in own:
-                raise ApiError(403, f"admin API write from origin {origin} refused: only the admin listener's own")
+        own = {f"{s}://{h.get('host') or ''}".lower() for s in ("http", "https")}
+        why = cross_site(h, own)
+        if why is not None:
+            raise ApiError(403, f"cross-site admin API write refused ({why}): only the admin listener's own origin")
         ctype = (h.get("content-type") or "").split(";")[0].strip().lower()
         if ctype not in _JSON_TYPES + _YAML_TYPES:
             raise ApiError(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from ..engine.http import Reply
-from ..proxy.origin import client_origin
+from ..proxy.origin import client_origin, cross_site
 from ..proxy.policy import Policy
 
 log = logging.getLogger("agentgw.csrf")
@@ -35,21 +35,9 @@ class Csrf(Policy):
         req = ctx.req
         if req.method in SAFE:
             return None
-        h = req.headers
-        origin = h.get("origin")
-        if origin == "null":
-            origin = None
-        site = h.get("sec-fetch-site")
-        if site is not None:
-            if site in ("same-origin", "none") or (origin is not None and origin in self.origins):
-                return None
-            return self._refuse(f"Sec-Fetch-Site is {site!r}")
-        if origin is None:
-            return None
-        own = client_origin(req, ctx.bind.trusts(req.client_addr))
-        if origin == own or origin in self.origins:
-            return None
-        return self._refuse(f"Origin {origin!r} is not {own!r}")
+        own = (client_origin(req, ctx.bind.trusts(req.client_addr)),)
+        why = cross_site(req.headers, own, self.origins)
+        return None if why is None else self._refuse(why)
 
     @staticmethod
     def _refuse(why: str) -> Reply:

@@ -24,3 +24,22 @@ def client_origin(req, trusted: bool = False) -> str:
     elif scheme == "https" and host.endswith(":443"):
         host = host[:-4]
     return f"{scheme}://{host}"
+
+
+def cross_site(headers, own, allowed=frozenset()) -> str | None:
+    """Why a browser sent this request on behalf of another site, or None when it did not
+    (the CSRF check, as agentgateway makes it). ``Sec-Fetch-Site`` decides when present
+    (``same-origin`` and ``none`` pass); else an ``Origin`` (not ``null``) must be one of
+    ``own`` (the gateway's origins as the client reached it). An ``Origin`` in ``allowed``
+    always passes; a request without ``Origin`` is not a cross-site browser request."""
+    origin = headers.get("origin")
+    if origin == "null":
+        origin = None
+    if origin is not None and origin in allowed:
+        return None
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return None if site in ("same-origin", "none") else f"Sec-Fetch-Site is {site!r}"
+    if origin is None or origin.lower() in own:
+        return None
+    return f"Origin {origin!r} is not this gateway's"
