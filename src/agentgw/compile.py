@@ -101,10 +101,7 @@ class Compiler(CompileScope):
         self._services_by_name: dict | None = None
         bd = cfg.config.backend
         self.connect_timeout = float(bd.connect_timeout) if bd and bd.connect_timeout is not None else 10.0
-        self.named = {b.name: (i, b) for i, b in enumerate(cfg.backends)}
-        # agentgateway keys a file's backends "<namespace>/<name>" with no namespace:
-        # a reference may be written "/name"
-        self.named.update({f"/{name}": ref for name, ref in list(self.named.items()) if not name.startswith("/")})
+        self.named = _named_backends(cfg)
         self._shared: dict[str, Any] = {}
 
     # -- the compile scope (proxy/scope.py) --------------------------------------------
@@ -144,10 +141,9 @@ class Compiler(CompileScope):
         from .config.targeted import apply_targeted_policies
 
         refuse_unsupported(self.cfg, self.errors.add)
-        cfg = self.cfg = apply_targeted_policies(self.cfg, self.errors.add)
-        # (the named backends again: targeted policies may have added to their policies)
-        self.named = {b.name: (i, b) for i, b in enumerate(cfg.backends)}
-        self.named.update({f"/{name}": ref for name, ref in list(self.named.items()) if not name.startswith("/")})
+        cfg = apply_targeted_policies(self.cfg, self.errors.add)
+        if cfg is not self.cfg:  # targeted policies went into a copy: index its backends
+            self.cfg, self.named = cfg, _named_backends(cfg)
         shape = self._shape = expand_gateways(cfg)
         for where, problem in shape.errors:
             self.errors.add(where, problem)
@@ -1145,6 +1141,14 @@ _SHORTHAND_PATHS = (
     ("mcp.listeners[0].routes[0].backends[0].mcp:", "mcp:"),
     ("mcp.listeners[0].routes[0].policies", "mcp.policies"),
 )
+
+
+def _named_backends(cfg: m.LocalConfig) -> dict[str, tuple[int, m.NamedBackend]]:
+    """``backends[]`` by name. agentgateway keys a file's backends ``<namespace>/<name>``
+    with no namespace, so a reference may also be written ``/name``."""
+    named = {b.name: (i, b) for i, b in enumerate(cfg.backends)}
+    named.update({f"/{name}": ref for name, ref in list(named.items()) if not name.startswith("/")})
+    return named
 
 
 def _attachable(bind: BindRuntime) -> list[Match]:
