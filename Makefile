@@ -2,19 +2,27 @@
 # config, with its demo upstream) and `make test` (install test needs + run the suite).
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
-# the demo upstream's port (examples/quickstart.yaml proxies /echo and /sse to it)
+# the demo upstreams' ports (examples/quickstart.yaml proxies to them): the echo server
+# (/echo, /sse), the OpenAI-compatible server (the LLM port's model "demo"), the A2A agent (/a2a)
 DEMO_PORT ?= 9001
+DEMO_LLM_PORT ?= 9002
+DEMO_A2A_PORT ?= 9003
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench ui
 
 install:
 	$(PIP) install -q -e .
 
 # Ctrl-C reaches the gateway, which drains and exits; then the trap stops the demo
-# upstream (which, started in the background, ignores Ctrl-C) and waits for it.
+# upstreams (which, started in the background, ignore Ctrl-C) and waits for them.
+# The web UI is then at http://localhost:15000/ui/.
 run: install
-	@$(PYTHON) -m agentgw_demo.echo --port $(DEMO_PORT) & demo=$$!; echo $$demo > .demo.pid; \
-	trap 'kill $$demo 2>/dev/null; wait $$demo 2>/dev/null; rm -f .demo.pid' EXIT INT TERM; \
+	@$(PYTHON) -m agentgw_demo.echo --port $(DEMO_PORT) & demo=$$!; \
+	$(PYTHON) -m agentgw_demo.openai_server --port $(DEMO_LLM_PORT) & llm=$$!; \
+	$(PYTHON) -m agentgw_demo.a2a_agent --port $(DEMO_A2A_PORT) --public-url http://127.0.0.1:3000/a2a/ & a2a=$$!; \
+	echo $$demo $$llm $$a2a > .demo.pid; \
+	trap 'kill $$demo $$llm $$a2a 2>/dev/null; wait $$demo $$llm $$a2a 2>/dev/null; rm -f .demo.pid' EXIT INT TERM; \
+	echo "agentgw: the web UI will be at http://localhost:15000/ui/"; \
 	$(PYTHON) -m agentgw run -f examples/quickstart.yaml
 
 test:
@@ -31,3 +39,9 @@ lint:
 
 bench: install
 	$(PYTHON) bench/run.py http
+
+# The web UI's assets (src/agentgw/admin/ui/), built from ui/ with the versions of
+# ui/package-lock.json; the shipped assets are what this makes, byte for byte.
+ui:
+	npm ci --prefix ui --no-audit --no-fund
+	node ui/build.mjs

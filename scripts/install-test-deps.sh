@@ -46,6 +46,14 @@ apt_install nginx nginx-light
 # under /usr/lib/postgresql/<version>/bin, off PATH).
 pg_installed() { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 pg_installed || apt_install /usr/lib/postgresql/15/bin/initdb postgresql
+# The web UI's tests: Debian's Chromium, driven by Playwright (tests/ui). The UI's own
+# build tools (esbuild, at ui/package-lock.json's versions), to check that the shipped
+# assets are what the sources make (tests/ui/test_assets.py).
+apt_install chromium chromium
+if command -v npm >/dev/null 2>&1; then
+  npm ci --silent --no-audit --no-fund --prefix ui >/dev/null 2>&1 \
+    || echo "warning: npm ci in ui/ failed; the UI build check will be skipped" >&2
+fi
 # MCP interop tests: the reference server and the Inspector CLI, project-local; and
 # oidc-provider, a certified OpenID provider, as the real authorization server of the
 # OAuth tests. The MCP conformance test (tests/mcp/test_conformance.py): the runner, and
@@ -79,7 +87,7 @@ fi
 # broken install can't pass as a green run with skipped tests.
 if [ -n "${CI:-}" ]; then
   missing=()
-  for cmd in htpasswd redis-server promtool prometheus kubectl node nginx; do
+  for cmd in htpasswd redis-server promtool prometheus kubectl node nginx chromium; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
   done
   pg_installed || missing+=("postgresql")
@@ -87,6 +95,7 @@ if [ -n "${CI:-}" ]; then
   [ -d .cache/npm/node_modules/@modelcontextprotocol/inspector ] || missing+=("npm:inspector")
   [ -d .cache/npm/node_modules/@modelcontextprotocol/conformance ] || missing+=("npm:conformance")
   [ -x .cache/npm/node_modules/.bin/tsx ] || missing+=("npm:tsx")
+  [ -x ui/node_modules/.bin/esbuild ] || missing+=("npm:ui (esbuild)")
   [ -f "$AWS4_DIR/get-vanilla/get-vanilla.authz" ] || missing+=("aws4_testsuite")
   "$A2A03/bin/python" -c 'import a2a' 2>/dev/null || missing+=("a2a-sdk 0.3 venv")
   "$TCK/bin/python" -c 'import pytest, httpx, grpc, jsonschema' 2>/dev/null || missing+=("A2A TCK venv")

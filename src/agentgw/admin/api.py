@@ -104,7 +104,7 @@ class AdminApi:
                 _json(ex, e.status, {"error": e.message})
 
     async def _dispatch(self, req, ex) -> None:
-        if not self._on_admin_listener(ex):
+        if not self.on_admin_listener(ex):
             raise ApiError(404, "the admin API is served on config.adminAddr only")
         name = req.path[len(PREFIX) :].rstrip("/")
         method = "GET" if req.method == "HEAD" else req.method
@@ -139,7 +139,7 @@ class AdminApi:
         addr = rt.cfg.config.admin_addr if rt is not None else "127.0.0.1:0"
         return is_loopback_addr(addr) and not addr.startswith("unix:")
 
-    def _on_admin_listener(self, ex) -> bool:
+    def on_admin_listener(self, ex) -> bool:
         """Whether the request came in on ``config.adminAddr`` (the same handler serves
         the stats and readiness addresses, which are not loopback by default)."""
         rt = self.proc.runtime

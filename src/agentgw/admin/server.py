@@ -4,7 +4,8 @@
   running config with every secret replaced by ``<redacted>``), ``GET /healthz/ready``;
 * stats (``config.statsAddr``, default :15020): ``GET /metrics``, Prometheus text;
 * readiness (``config.readinessAddr``, default :15021): ``GET /healthz/ready``;
-* the admin API, ``/api/v1/`` on the admin address (``api.AdminApi``, ``docs/admin.md``).
+* the admin API, ``/api/v1/`` on the admin address (``api.AdminApi``, ``docs/admin.md``),
+  and the web UI at ``/ui/`` beside it (``static.UiAssets``).
 
 The same handler also answers on a worker's private control socket when running with
 ``--workers``, where the supervisor asks for ``/metrics.json`` snapshots to merge.
@@ -21,6 +22,7 @@ import orjson
 
 from ..engine.http import Headers
 from ..engine.server import HttpServerProtocol, ServerSettings
+from .static import UiAssets
 
 _JSON = Headers([("content-type", "application/json")])
 _TEXT = Headers([("content-type", "text/plain; charset=utf-8")])
@@ -47,6 +49,7 @@ class AdminHandler:
         self.metrics_text = metrics_text
         self.metrics_snapshot = metrics_snapshot
         self.api = api  # api.AdminApi: the /api/v1/ endpoints (a single process; not --workers)
+        self.ui = UiAssets() if api is not None else None
 
     async def __call__(self, req, ex) -> None:
         path = req.path
@@ -58,6 +61,12 @@ class AdminHandler:
             return
         if req.method not in ("GET", "HEAD"):
             ex.send_error(405, "method_not_allowed", "admin endpoints are read-only")
+            return
+        if path == "/ui" or path.startswith("/ui/"):
+            if self.ui is None or not self.api.on_admin_listener(ex):
+                ex.send_error(404, "not_found", "the web UI is served on config.adminAddr by a single process")
+                return
+            self.ui.serve(req, ex)
             return
         if path == "/healthz/ready":
             ok = await _maybe_await(self.ready())
