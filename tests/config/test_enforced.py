@@ -346,6 +346,8 @@ VALUES: dict[str, Any] = {
     # -- root, process settings
     "GatewayConfig.admin_addr": "127.0.0.1:16000",
     "AdminApi.token": "an-admin-api-token-for-the-walk",  # (at least 16 characters)
+    "AdminApi.basic_auth": {"username": "ops", "password": "a-password-for-the-walk"},
+    "AdminBasicAuth.password": "another-password-for-the-walk",  # (at least 12 characters)
     "FrontendHTTP.headers_with_underscores": "reject",  # "drop" is the default
     "GatewayConfig.stats_addr": "127.0.0.1:16020",
     "GatewayConfig.readiness_addr": "127.0.0.1:16021",

@@ -1,11 +1,18 @@
 """The admin API, ``/api/v1/`` on ``config.adminAddr`` (see ``docs/admin.md``).
 
 Reads (GET): ``config`` (the running config, secrets redacted as ``/config_dump``),
-``requests`` (the last requests, filtered) and ``requests/stream`` (a live tail as
-Server-Sent Events), ``metrics/summary`` (per route: requests, errors, p50 / p99),
-``log-level``. Writes (any other method): ``PUT config`` (validated, written atomically
-to the ``-f`` file and applied), ``POST config/validate``, ``POST cel/evaluate``,
-``PUT log-level``.
+``topology`` (binds → listeners → routes → backends), ``targets`` (upstream health, as
+seen), ``requests`` (the last requests, filtered) and ``requests/stream`` (a live tail
+as Server-Sent Events), ``metrics/summary`` (per route: requests, errors, p50 / p99),
+``log-level``, ``whoami``. Writes (any other method): ``PUT config`` (validated, written
+atomically to the ``-f`` file and applied), ``POST config/validate``, ``POST
+cel/evaluate``, ``PUT log-level``. Checked as writes although read: ``GET config/file``
+(the file as written, which may hold literal secrets) and ``relay/<port>/...`` (a
+request sent to the gateway's own bind on that port, for the UI's playgrounds).
+
+The admin credential is read from ``x-agentgw-admin-authorization`` when present, else
+``Authorization``; the relay reads only the former, and passes ``Authorization`` on to
+the route.
 
 Every write is checked, in this order: a browser's cross-site request is refused
 (``Sec-Fetch-Site`` other than ``same-origin`` / ``none``, or an ``Origin`` that is not
@@ -35,8 +42,10 @@ from ..config.loader import parse_path
 from ..engine.http import GatewayError, Headers
 from ..proxy.origin import cross_site
 from ..telemetry import recent as _recent
+from . import topology as _topology
 from .auth import DEFAULT as _NO_WRITES
 from .auth import is_loopback_addr
+from .relay import relay as _relay
 
 log = logging.getLogger("agentgw.admin")
 
@@ -49,8 +58,15 @@ _LEVELS = ("trace", "debug", "info", "warn", "error", "off")
 _LINE = re.compile(r"\bline (\d+)(?:, column (\d+))?")
 _PLACE = re.compile(r":(\d+):(\d+)$")
 
+#: where the admin credential may come from (the relay leaves Authorization to the route)
+CREDENTIAL_HEADER = "x-agentgw-admin-authorization"
+
 ENDPOINTS = [
     "GET /api/v1/config",
+    "GET /api/v1/config/file",
+    "GET /api/v1/topology",
+    "GET /api/v1/targets",
+    "GET /api/v1/whoami",
     "PUT /api/v1/config",
     "POST /api/v1/config/validate",
     "POST /api/v1/cel/evaluate",
@@ -59,6 +75,7 @@ ENDPOINTS = [
     "GET /api/v1/metrics/summary",
     "GET /api/v1/log-level",
     "PUT /api/v1/log-level",
+    "* /api/v1/relay/<port>/<path>",
 ]
 
 
@@ -109,8 +126,18 @@ class AdminApi:
         name = req.path[len(PREFIX) :].rstrip("/")
         method = "GET" if req.method == "HEAD" else req.method
         self._check_host(req)
+        if name.startswith("relay/") or name == "relay":
+            self._check_cross_site(req)
+            self._check_auth(req, relay=True)
+            rt = self.proc.runtime
+            await _relay(req, ex, name[len("relay/") :], req.path[len(PREFIX) + len("relay/") :], rt)
+            return
         routes = {
             ("GET", "config"): self.get_config,
+            ("GET", "config/file"): self.get_config_file,
+            ("GET", "topology"): self.get_topology,
+            ("GET", "targets"): self.get_targets,
+            ("GET", "whoami"): self.whoami,
             ("PUT", "config"): self.put_config,
             ("POST", "config/validate"): self.validate,
             ("POST", "cel/evaluate"): self.cel_evaluate,
@@ -129,7 +156,10 @@ class AdminApi:
             raise ApiError(404, "unknown admin API endpoint", endpoints=ENDPOINTS)
         if method != "GET":
             self._check_write(req)
-        else:
+        elif fn == self.get_config_file:
+            self._check_cross_site(req)
+            self._check_auth(req)
+        elif fn != self.whoami:
             self._check_read(req)
         await fn(req, ex)
 
@@ -172,32 +202,45 @@ class AdminApi:
                 403, f"Host {host!r} refused: a loopback admin address is reached as localhost or by IP address"
             ) from None
 
+    @staticmethod
+    def _credential(req, relay: bool = False) -> str | None:
+        h = req.headers
+        got = h.get(CREDENTIAL_HEADER)
+        return got if got is not None or relay else h.get("authorization")
+
+    def _auth(self):
+        return getattr(self.proc.runtime, "admin_auth", None) or _NO_WRITES
+
     def _check_read(self, req) -> None:
-        """With a token configured, reads need it too: recent requests name paths and
-        queries, and the config its layout (the open ``/config_dump`` stays as it was)."""
-        auth = getattr(self.proc.runtime, "admin_auth", None)
-        if auth is not None and auth.digest is not None:
-            refused = auth.check(req.headers.get("authorization"))
+        """With a credential configured, reads need it too: recent requests name paths
+        and queries, and the config its layout (the open ``/config_dump`` stays as it was)."""
+        auth = self._auth()
+        if auth.configured:
+            refused = auth.check(self._credential(req))
             if refused is not None:
                 raise ApiError(*refused)
 
-    def _check_write(self, req) -> None:
+    def _check_cross_site(self, req) -> None:
         h = req.headers
         own = {f"{s}://{h.get('host') or ''}".lower() for s in ("http", "https")}
         why = cross_site(h, own)
         if why is not None:
-            raise ApiError(403, f"cross-site admin API write refused ({why}): only the admin listener's own origin")
-        ctype = (h.get("content-type") or "").split(";")[0].strip().lower()
+            raise ApiError(403, f"cross-site admin API request refused ({why}): only the admin listener's own origin")
+
+    def _check_auth(self, req, relay: bool = False) -> None:
+        refused = self._auth().check(self._credential(req, relay))
+        if refused is not None:
+            raise ApiError(*refused)
+
+    def _check_write(self, req) -> None:
+        self._check_cross_site(req)
+        ctype = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
         if ctype not in _JSON_TYPES + _YAML_TYPES:
             raise ApiError(
                 415,
                 "admin API writes need Content-Type: application/json (or application/yaml for a config document)",
             )
-        rt = self.proc.runtime
-        auth = getattr(rt, "admin_auth", None) or _NO_WRITES
-        refused = auth.check(h.get("authorization"))
-        if refused is not None:
-            raise ApiError(*refused)
+        self._check_auth(req)
 
     # -- helpers --------------------------------------------------------------------------
     async def _body(self, req) -> bytes:
@@ -223,6 +266,42 @@ class AdminApi:
 
     async def get_config(self, req, ex) -> None:
         _json(ex, 200, self.proc.config_dump())
+
+    async def get_config_file(self, req, ex) -> None:
+        """The ``-f`` file as written (comments, ``$VAR`` references), for an editor:
+        what ``PUT config`` replaces."""
+        path = self.proc.config_path
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            raise ApiError(500, f"cannot read {self.proc.source}: {e.strerror or e}") from None
+        _json(
+            ex,
+            200,
+            {
+                "path": os.path.realpath(path),
+                "format": self._file_format() or "yaml",
+                "text": raw.decode("utf-8", "replace"),
+            },
+        )
+
+    async def get_topology(self, req, ex) -> None:
+        _json(ex, 200, _topology.topology(self.proc.runtime))
+
+    async def get_targets(self, req, ex) -> None:
+        _json(ex, 200, _topology.targets(self.proc.runtime, self.proc.services.recent.entries()))
+
+    async def whoami(self, req, ex) -> None:
+        """What the caller's credential is worth: 401 when one is sent and wrong."""
+        auth = self._auth()
+        cred = self._credential(req)
+        if cred and auth.configured:
+            refused = auth.check(cred)
+            if refused is not None:
+                raise ApiError(*refused)
+        writes = auth.check(cred) is None
+        _json(ex, 200, {"auth": auth.mode, "writes": writes, "reads": writes or not auth.configured})
 
     def _file_format(self) -> str | None:
         ext = os.path.splitext(self.proc.config_path)[1].lower()

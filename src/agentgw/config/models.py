@@ -2125,15 +2125,26 @@ def _worker_threads(v: Any) -> Any:
     return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
+class AdminBasicAuth(_Model):
+    """A user name and password the admin API (and the web UI) accepts as HTTP Basic
+    credentials, beside or instead of ``token``."""
+
+    username: str = Field(min_length=1, pattern=r"^[^:\s]+$")
+    #: at least 12 characters; usually ``$AGENTGW_ADMIN_PASSWORD``
+    password: Annotated[str, SECRET] = Field(min_length=12)
+
+
 class AdminApi(_Model):
     """agentgw extension: who may use the admin API's writes (``/api/v1/``, see
-    ``docs/admin.md``). Without a ``token`` every write (any method but GET / HEAD) is
-    refused, unless ``allowUnauthenticatedLoopbackWrites`` is true and
+    ``docs/admin.md``). Without a ``token`` or ``basicAuth`` every write (any method but
+    GET / HEAD) is refused, unless ``allowUnauthenticatedLoopbackWrites`` is true and
     ``config.adminAddr`` is a loopback address or a unix socket."""
 
     #: the bearer token write requests must carry (``Authorization: Bearer <token>``);
     #: at least 16 characters, e.g. ``$AGENTGW_ADMIN_TOKEN``
     token: Annotated[str | None, SECRET] = Field(default=None, min_length=16)
+    #: or HTTP Basic credentials (``Authorization: Basic ...``)
+    basic_auth: AdminBasicAuth | None = None
     #: let anyone who can reach a loopback admin address write without a token
     allow_unauthenticated_loopback_writes: bool = False
 
