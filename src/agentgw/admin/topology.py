@@ -26,8 +26,15 @@ _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _A2A_SHAPE = "a2aErrorShape"
 
 
+#: compiled policies whose config key is not their class's name
+_KEYS = {"ApiKeyAuth": "apiKey", "ConditionalDirectResponse": "directResponse"}
+
+
 def _policy_name(p: Any) -> str:
+    """The policy's key in the config (``jwtAuth``, ``localRateLimit``, ...)."""
     name = type(p).__name__
+    if name in _KEYS:
+        return _KEYS[name]
     for suffix in ("Policy", "Filter", "Step"):
         if name.endswith(suffix) and name != suffix:
             name = name[: -len(suffix)]
