@@ -231,14 +231,18 @@ def test_make_run_stops_cleanly_on_ctrl_c(tmp_path):
     """``make run`` (install skipped) on the quickstart, on free ports: a SIGINT to its
     process group, as the terminal sends on Ctrl-C, stops the gateway (after it drains),
     its MCP servers and the demo upstream, removes .demo.pid and prints no traceback."""
-    demo_port = free_port()
+    demo_port, llm_port, a2a_port = free_port(), free_port(), free_port()
     cfg = with_free_ports(QUICKSTART)
     for r in cfg["binds"][0]["listeners"][0]["routes"]:
         for b in r.get("backends", []):
             if b.get("host") == "127.0.0.1:9001":
                 b["host"] = f"127.0.0.1:{demo_port}"
+            if b.get("host") == "127.0.0.1:9003":
+                b["host"] = f"127.0.0.1:{a2a_port}"
             for t in (b.get("mcp") or {}).get("targets", []):
                 t["stdio"]["cmd"] = sys.executable
+    for m in cfg["llm"]["models"]:
+        m["params"]["baseUrl"] = m["params"]["baseUrl"].replace("127.0.0.1:9002", f"127.0.0.1:{llm_port}")
     (tmp_path / "examples").mkdir()
     (tmp_path / "examples" / "quickstart.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     gw_port = cfg["binds"][0]["port"]
@@ -246,7 +250,7 @@ def test_make_run_stops_cleanly_on_ctrl_c(tmp_path):
     out = open(tmp_path / "make.out", "wb")
     make = subprocess.Popen(
         ["make", "-f", str(REPO_ROOT / "Makefile"), "-o", "install", "run", f"PYTHON={sys.executable}"]
-        + [f"DEMO_PORT={demo_port}"],
+        + [f"DEMO_PORT={demo_port}", f"DEMO_LLM_PORT={llm_port}", f"DEMO_A2A_PORT={a2a_port}"],
         cwd=str(tmp_path),
         env=subprocess_env(),
         stdin=subprocess.DEVNULL,
@@ -264,6 +268,17 @@ def test_make_run_stops_cleanly_on_ctrl_c(tmp_path):
         wait_for(lambda: up(demo_port, "/"), timeout=30, message="the demo upstream")
         wait_for(lambda: up(ready_port, "/healthz/ready"), timeout=30, message="the gateway")
         assert httpx.get(f"http://127.0.0.1:{gw_port}/echo/x", timeout=5).status_code == 200
+        # the demo A2A agent behind /a2a, the demo OpenAI-compatible server behind the LLM port
+        wait_for(lambda: up(gw_port, "/a2a/.well-known/agent-card.json"), timeout=30, message="the demo agent")
+        chat = httpx.post(
+            f"http://127.0.0.1:{cfg['llm']['port']}/v1/chat/completions",
+            json={"model": "demo", "messages": [{"role": "user", "content": "ping"}]},
+            timeout=10,
+        )
+        assert chat.status_code == 200 and "ping" in chat.json()["choices"][0]["message"]["content"], chat.text
+        # the web UI on the admin address
+        admin_port = int(cfg["config"]["adminAddr"].rpartition(":")[2])
+        assert up(admin_port, "/ui/")
         assert (tmp_path / ".demo.pid").is_file()
         # an MCP session: the gateway's stdio MCP servers are running too
         init = {
@@ -280,7 +295,8 @@ def test_make_run_stops_cleanly_on_ctrl_c(tmp_path):
         r = httpx.post(f"http://127.0.0.1:{gw_port}/mcp", json=init, headers=h, timeout=30)
         assert r.status_code == 200, r.text
         procs = _descendants(make.pid)
-        assert any("agentgw_demo.echo" in c for c in procs.values()), procs
+        for demo in ("agentgw_demo.echo", "agentgw_demo.openai_server", "agentgw_demo.a2a_agent"):
+            assert any(demo in c for c in procs.values()), (demo, procs)
         assert sum("agentgw_demo.mcp_server" in c for c in procs.values()) == 3, procs
 
         os.killpg(make.pid, signal.SIGINT)  # Ctrl-C
