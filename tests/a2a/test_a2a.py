@@ -218,6 +218,7 @@ def test_send_via_card_discovered_through_gateway(env):
     e = log_entries(gw, route="weather-agent", a2a_method="SendMessage", a2a_task_id=task.id)[-1]
     assert e["a2a_agent"] == "weather-agent" and e["a2a_task_state"] == "completed"
     assert e["a2a_task_id"] == task.id and e["a2a_context_id"] == task.context_id
+    assert (e["a2a_response_outcome"], e["a2a_result_kind"]) == ("success", "task")  # v1.0: result.task
     assert e["path"] == "/agents/weather-agent/"
     assert gw.metric("agentgw_a2a_requests_total", agent="weather-agent", method="SendMessage", status="200") >= 1
     assert gw.metric("agentgw_a2a_task_states_total", agent="weather-agent", state="completed") >= 1
@@ -246,6 +247,7 @@ def test_stream_is_relayed_event_by_event(env):
     # this call's entry (other tests stream through the same gateway)
     e = log_entries(gw, a2a_method="SendStreamingMessage", a2a_task_id=task_id)[-1]
     assert e["a2a_task_state"] == "completed"
+    assert (e["a2a_response_outcome"], e["a2a_result_kind"]) == ("success", "status-update")  # the last event
 
 
 def test_rest_binding(env):
@@ -265,7 +267,7 @@ def test_rest_binding(env):
     assert task.status.state == 3
     e = log_entries(gw, path="/agents/weather-agent/rest/message:send", a2a_task_id=task.id)[-1]
     assert e["a2a_method"] == "SendMessage" and e["a2a_task_state"] == "completed"
-    assert e["a2a_task_id"] == task.id
+    assert e["a2a_task_id"] == task.id and e["a2a_result_kind"] == "task"
 
 
 def test_get_and_cancel(env):
@@ -378,6 +380,7 @@ def test_v03_methods_get_cancel_resubscribe_and_legacy_names(env):
     log_entries(gw, route="legacy-agent", a2a_method="tasks/resubscribe", a2a_task_id=tid)
     e = log_entries(gw, route="legacy-agent", a2a_method="tasks/send", a2a_rpc_id="legacy-1")[-1]
     assert e["a2a_error_code"] == -32601 and e["a2a_rpc_id"] == "legacy-1"
+    assert e["a2a_response_outcome"] == "error" and "a2a_result_kind" not in e
     assert gw.metric("agentgw_a2a_requests_total", agent="legacy-agent", method="tasks/send", status="200") == 1
 
 

@@ -415,6 +415,7 @@ def test_ollama_example_reaches_the_local_server_and_logs_to_postgres(harness, t
             "ollama",
             "llama3.2",
         )
+        assert row["gen_ai_response_model"] == r.json()["model"]  # the model that answered
         assert (row["input_tokens"], row["output_tokens"], row["total_tokens"]) == (
             usage["prompt_tokens"],
             usage["completion_tokens"],

@@ -248,6 +248,12 @@ class A2a(Policy):
         code = facts.get("error_code")
         if code is not None:
             log["a2a_error_code"] = code
+        outcome = facts.get("outcome")
+        if outcome:
+            log["a2a_response_outcome"] = outcome
+        kind = facts.get("result_kind")
+        if kind:
+            log["a2a_result_kind"] = kind
 
 
 def compile_a2a(scope, agent: str, cfg, path: str, metrics) -> list[Policy]:

@@ -314,7 +314,7 @@ class RequestStore:
                 attrs.get("llm.operation") if call is not None else None,
                 call[1] if call is not None else None,
                 call[0] if call is not None else None,
-                None,  # the model the provider answered with is not read
+                attrs.get("llm.response_model") if call is not None else None,
                 usage.input if usage is not None else None,
                 usage.output if usage is not None else None,
                 usage.total if usage is not None else None,

@@ -16,7 +16,7 @@ hang under the gateway's. The CLIENT span is named and annotated after the proto
 ``tools/call <tool>`` with ``mcp.method.name``, ``gen_ai.tool.name``,
 ``mcp.tool.target``; ``a2a <method>`` with ``a2a.method`` and ``a2a.task.id``;
 ``chat <model>`` with the GenAI semantic-convention attributes (``gen_ai.operation.name``,
-``gen_ai.request.model``, ``gen_ai.provider.name``, ``gen_ai.usage.input_tokens``,
+``gen_ai.request.model``, ``gen_ai.response.model``, ``gen_ai.provider.name``, ``gen_ai.usage.input_tokens``,
 ``gen_ai.usage.output_tokens``).
 
 Cost: a bind without tracing pays one attribute test per request; the fast path is
@@ -274,6 +274,9 @@ class RequestTracer:
             child.update_name(f"chat {model}")
             child.set_attribute("gen_ai.operation.name", "chat")
             child.set_attribute("gen_ai.request.model", model)
+            answered = attrs.get("llm.response_model")
+            if answered:
+                child.set_attribute("gen_ai.response.model", answered)
             child.set_attribute("gen_ai.provider.name", provider)
             child.set_attribute("gen_ai.system", provider)
             usage = attrs.get("llm_usage")

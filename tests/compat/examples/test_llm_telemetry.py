@@ -30,7 +30,8 @@ README steps checked:
   OpenTelemetry v1.37.0 specification for span attributes": the SERVER span of the request
   and under it the inference span ``chat gemini-1.5-flash`` (``gen_ai.operation.name``,
   ``gen_ai.provider.name``, ``gen_ai.request.model``, ``gen_ai.usage.input_tokens`` /
-  ``output_tokens``; agentgw does not set the recommended ``gen_ai.response.model``);
+  ``output_tokens``, and the recommended ``gen_ai.response.model``: the model the provider
+  says answered);
 * the provider variants: ``span.name`` ``openai.chat`` and the attributes each file adds
   (OpenLLMetry's ``gen_ai.system``, flattened ``gen_ai.prompt`` / ``gen_ai.completion``,
   ``gen_ai.usage.prompt_tokens`` ...; Phoenix's ``openinference.span.kind`` and
@@ -132,6 +133,7 @@ def test_otel_request_and_its_span(harness, fakes, grpc_receiver):
     assert a["gen_ai.operation.name"] == "chat"
     assert a["gen_ai.provider.name"] == "gcp.gemini"
     assert a["gen_ai.request.model"] == "gemini-1.5-flash"
+    assert a["gen_ai.response.model"] == "gemini-1.5-flash"  # the answer's modelVersion
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (F.IN_TOKENS, F.OUT_TOKENS)
     # fields.add is empty: no prompt or completion content is exported
     for s in (span, chat):

@@ -161,6 +161,15 @@ for _s in (
     _STATES["TASK_STATE_" + _s.upper().replace("-", "_")] = _s
 
 _EVENT_KEYS = ("task", "statusUpdate", "artifactUpdate", "message", "status_update", "artifact_update")
+#: the v0.3 ``kind`` of what each v1.0 wrapper key holds (as agentgateway logs it)
+_KINDS = {
+    "task": "task",
+    "message": "message",
+    "statusUpdate": "status-update",
+    "status_update": "status-update",
+    "artifactUpdate": "artifact-update",
+    "artifact_update": "artifact-update",
+}
 
 
 def facts_from(doc, into: dict) -> None:
@@ -172,16 +181,25 @@ def facts_from(doc, into: dict) -> None:
         err = doc.get("error")
         if isinstance(err, dict):
             into["error_code"] = err.get("code")
+            into["outcome"] = "error"
             return
         doc = doc.get("result")
         if not isinstance(doc, dict):
+            into["outcome"] = "success" if doc is not None else "unknown"
             return
+        into["outcome"] = "success"
+    elif isinstance(doc.get("error"), dict):  # HTTP+JSON: a google.rpc.Status
+        into["outcome"] = "error"
+        return
     _object_facts(doc, into)
-    if "kind" in doc:
+    kind = doc.get("kind")
+    if isinstance(kind, str):
+        into["result_kind"] = kind
         return  # a v0.3 object names its own type and wraps no other
-    for k in _EVENT_KEYS:  # a v1.0 stream response wraps one object
+    for k in _EVENT_KEYS:  # a v1.0 response or stream response wraps one object
         v = doc.get(k)
         if isinstance(v, dict):
+            into["result_kind"] = _KINDS[k]
             _object_facts(v, into)
 
 

@@ -27,14 +27,15 @@ from .sse import DONE, SSEParser, encode
 
 class NativeStream:
     """A provider stream already in the client's API shape: relayed as it comes, read for
-    usage (and, with response guards, for text deltas)."""
+    usage and the model that answered (and, with response guards, for text deltas)."""
 
-    __slots__ = ("api", "parser", "usage")
+    __slots__ = ("api", "parser", "usage", "model")
 
     def __init__(self, api: str):
         self.api = api
         self.parser = SSEParser()
         self.usage: Usage | None = None
+        self.model: str | None = None  # read from the events that carry the usage
 
     def feed(self, data: bytes, want_all: bool) -> list:
         out: list[tuple[str | None, str, dict | None]] = []
@@ -63,10 +64,13 @@ class NativeStream:
             u = obj.get("usage")
             if u:
                 self.usage = Usage.from_openai(u)
+                self.model = obj.get("model") or self.model
         elif api == "messages":
             t = obj.get("type")
             if t == "message_start":
-                u = (obj.get("message") or {}).get("usage") or {}
+                msg = obj.get("message") or {}
+                self.model = msg.get("model") or self.model
+                u = msg.get("usage") or {}
                 self.usage = Usage(
                     int(u.get("input_tokens") or 0) + int(u.get("cache_read_input_tokens") or 0),
                     int(u.get("output_tokens") or 0),
@@ -79,7 +83,9 @@ class NativeStream:
                     self.usage.output = int(u["output_tokens"])
         elif api == "responses":
             if obj.get("type") in ("response.completed", "response.incomplete"):
-                self.usage = Usage.from_openai((obj.get("response") or {}).get("usage"))
+                r = obj.get("response") or {}
+                self.usage = Usage.from_openai(r.get("usage"))
+                self.model = r.get("model") or self.model
 
     def guard(self, obj: dict, fn) -> None:
         api = self.api
@@ -206,5 +212,8 @@ async def relay_stream(
         return decoder.usage, ttft
     finally:
         conn.release()
+        model = getattr(decoder, "model", None)
+        if isinstance(model, str) and model:
+            ctx.attrs["llm.response_model"] = model
     ex.end()
     return decoder.usage, ttft
