@@ -72,6 +72,17 @@ class Runtime:
     admin_auth: Any = None  # admin.auth.AdminAuth: who may write through the admin API (config.admin)
 
 
+def _merge_policies(parent, child):
+    """A route group's route's policies over its delegating route's: each policy the
+    child sets replaces the parent's of the same kind; the rest are inherited."""
+    if parent is None:
+        return child
+    if child is None:
+        return parent
+    update = {k: getattr(child, k) for k in child.model_fields_set if getattr(child, k) is not None}
+    return parent.model_copy(update=update) if update else parent
+
+
 class _Errors:
     def __init__(self):
         self.items: list[str] = []
@@ -159,12 +170,8 @@ class Compiler(CompileScope):
         if llm_bind is not None and shape.llm_attached:
             for lpath in shape.llm_listeners:
                 self._attached.setdefault(lpath, []).extend(_attachable(llm_bind))
-        if cfg.route_groups:
-            self.errors.add(
-                "routeGroups",
-                "route groups are not supported by this agentgw build yet (delegation needs a second route "
-                "selection inside the group at request time)",
-            )
+        self._group_stack: list[int] = []  # the route groups being compiled (cycles)
+        self._groups_used: set[int] = set()
         for i, nb in enumerate(cfg.backends):
             if nb.host is None and nb.a2a is None and nb.mcp is None and nb.ai is None and nb.aws is None:
                 self.errors.add(
@@ -252,6 +259,7 @@ class Compiler(CompileScope):
             else:
                 binds[llm_bind.port] = llm_bind
                 bind_tls[llm_bind.port] = None
+        self._unused_groups()
         from .telemetry.tracing import compile_tracing
 
         tracer = compile_tracing(self, cfg)
@@ -322,11 +330,25 @@ class Compiler(CompileScope):
     def _routes(
         self, routes: list, lpath: str, lname: str, rules: PathRules = DEFAULT_RULES, attached: Sequence[Match] = ()
     ) -> RouteTable:
-        entries = []
+        entries: list[tuple[list[str], list[Match]]] = []
         order = 0
         for ri, r in enumerate(routes):
             rpath = f"{lpath}.routes[{ri}]"
             name = r.name or f"{lname}/route{ri}"
+            order = self._route(r, rpath, name, lname, rules, order, entries)
+        for mt in attached:  # routes a feature attached to this listener (llm.gateways)
+            mt.order = order
+            order += 1
+            entries.append(([], [mt]))
+        return RouteTable(entries)
+
+    def _route(self, r: m.Route, rpath: str, name: str, lname: str, rules: PathRules, order: int, entries) -> int:
+        """Compile one route into ``entries`` (its hostnames and matches); the next match order."""
+        group = self._group_ref(r, rpath)
+        if group is not None:
+            backend: Any = self._route_group(group, r, rpath, lname, rules)
+            route = Route(name, [], backend, lname)  # its policies run in the group's routes
+        else:
             policies, traffic = self._route_policies(r.policies, f"{rpath}.policies", ai=self._has_ai(r), route_id=name)
             backend = self._backends(r.backends, f"{rpath}.backends", r.policies, traffic)
             for key in ("transformations", "ext_proc"):
@@ -341,16 +363,65 @@ class Compiler(CompileScope):
                 metrics = getattr(getattr(self.services, "metrics", None), "m", None)
                 policies.extend(compile_a2a(self, agent, a2a_cfg, a2a_path, metrics))
             route = Route(name, policies, backend, lname)
-            matches = []
-            for mi, mm in enumerate(r.effective_matches()):
-                matches.append(self._match(route, mm, f"{rpath}.matches[{mi}]", order, rules))
-                order += 1
-            entries.append((list(r.hostnames), matches))
-        for mt in attached:  # routes a feature attached to this listener (llm.gateways)
-            mt.order = order
+        matches = []
+        for mi, mm in enumerate(r.effective_matches()):
+            matches.append(self._match(route, mm, f"{rpath}.matches[{mi}]", order, rules))
             order += 1
-            entries.append(([], [mt]))
-        return RouteTable(entries)
+        entries.append((list(r.hostnames), matches))
+        return order
+
+    # -- route groups (delegation) ---------------------------------------------------------
+    def _group_ref(self, r: m.Route, rpath: str) -> tuple[int, str] | None:
+        """``(group index, its backend's path)`` when the route delegates to a route group."""
+        refs = [(bi, rb) for bi, rb in enumerate(r.backends) if rb.route_group is not None]
+        if not refs:
+            return None
+        bi, rb = refs[0]
+        bpath = f"{rpath}.backends[{bi}].routeGroup"
+        if len(r.backends) > 1:
+            self.errors.add(bpath, "a routeGroup backend must be the only backend of its route")
+            return None
+        if rb.policies is not None:
+            self.errors.add(f"{rpath}.backends[{bi}].policies", "not supported on a routeGroup backend")
+        gi = next((i for i, g in enumerate(self.cfg.route_groups) if g.name == rb.route_group), None)
+        if gi is None:
+            known = ", ".join(g.name for g in self.cfg.route_groups) or "none defined"
+            self.errors.add(bpath, f"no route group named {rb.route_group!r} (routeGroups: {known})")
+            return None
+        return gi, bpath
+
+    def _route_group(self, ref: tuple[int, str], parent: m.Route, rpath: str, lname: str, rules: PathRules):
+        """The group's routes compiled for this delegating route: each with the parent's
+        policies, its own replacing those of the same kind (the more specific route wins,
+        as agentgateway merges a route chain's policies)."""
+        from .proxy.delegation import RouteGroupBackend
+
+        gi, bpath = ref
+        group = self.cfg.route_groups[gi]
+        stack = self._group_stack
+        if gi in stack:
+            self.errors.add(bpath, f"route group {group.name!r} delegates back to itself (a cycle)")
+            return None
+        stack.append(gi)
+        self._groups_used.add(gi)
+        try:
+            entries: list = []
+            order = 0
+            for ci, child in enumerate(group.routes):
+                cpath = f"routeGroups[{gi}].routes[{ci}]"
+                merged = _merge_policies(parent.policies, child.policies)
+                eff = child.model_copy(update={"policies": merged}) if merged is not child.policies else child
+                order = self._route(eff, cpath, child.name or f"{group.name}/route{ci}", lname, rules, order, entries)
+            return RouteGroupBackend(group.name, RouteTable(entries))
+        finally:
+            stack.pop()
+
+    def _unused_groups(self) -> None:
+        """A group no route delegates to is still checked, as it would serve."""
+        for gi, group in enumerate(self.cfg.route_groups):
+            if gi not in self._groups_used:
+                parent = m.Route(name=f"routegroup/{group.name}", backends=[])
+                self._route_group((gi, f"routeGroups[{gi}]"), parent, "", "routegroup", DEFAULT_RULES)
 
     def _a2a_agent(self, r: m.Route, backend, rpath: str):
         """``(agent name, a2a policy, its path)`` when the route carries A2A traffic
@@ -595,6 +666,8 @@ class Compiler(CompileScope):
         own_auth: list[tuple[str, m.BackendAuth]] = []  # backends' own backendAuth
         for i, rb in enumerate(backends):
             bpath = f"{path}[{i}]"
+            if rb.route_group is not None:
+                continue  # refused by _group_ref: not beside other backends
             bp = rb.policies
             if bp is not None and (rb.mcp is not None or rb.ai is not None):
                 bp = None  # checked by the MCP / LLM compilers
@@ -781,9 +854,8 @@ class Compiler(CompileScope):
                     continue
                 return self._dynamic(tls_cfg, tls_path, timeout, traffic)
             else:
-                kind = next(k for k in ("mcp", "ai", "aws", "dynamic", "route_group") if getattr(rb, k) is not None)
-                key = {"route_group": "routeGroup"}.get(kind, kind)
-                self.errors.add(f"{bpath}.{key}", f"{key} backends are not supported by this agentgw build yet")
+                kind = next(k for k in ("mcp", "ai", "aws", "dynamic") if getattr(rb, k) is not None)
+                self.errors.add(f"{bpath}.{kind}", f"{kind} backends are not supported by this agentgw build yet")
         if own_auth:
             if len(backends) > 1:
                 for apath, _ in own_auth:
