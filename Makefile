@@ -19,7 +19,7 @@ install:
 run: install
 	@$(PYTHON) -m agentgw_demo.echo --port $(DEMO_PORT) & demo=$$!; \
 	$(PYTHON) -m agentgw_demo.openai_server --port $(DEMO_LLM_PORT) & llm=$$!; \
-	$(PYTHON) -m agentgw_demo.a2a_agent --port $(DEMO_A2A_PORT) --public-url http://127.0.0.1:3000/a2a/ & a2a=$$!; \
+	$(PYTHON) -m agentgw_demo.a2a_agent --port $(DEMO_A2A_PORT) & a2a=$$!; \
 	echo $$demo $$llm $$a2a > .demo.pid; \
 	trap 'kill $$demo $$llm $$a2a 2>/dev/null; wait $$demo $$llm $$a2a 2>/dev/null; rm -f .demo.pid' EXIT INT TERM; \
 	echo "agentgw: the web UI will be at http://localhost:15000/ui/"; \

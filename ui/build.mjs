@@ -14,7 +14,23 @@ const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, "..", "src", "agentgw", "admin", "ui");
 const check = process.argv.includes("--check");
 
+// The MCP SDK's client imports its ajv-based validator even when given another one (the
+// playground passes @cfworker/json-schema's, which needs no eval under the page's CSP):
+// a stand-in keeps ajv (about 130 KB) out of the bundle.
+const noAjv = {
+  name: "no-ajv",
+  setup(build) {
+    build.onResolve({ filter: /validation\/ajv-provider\.js$/ }, (args) => ({ path: args.path, namespace: "no-ajv" }));
+    build.onLoad({ filter: /.*/, namespace: "no-ajv" }, () => ({
+      contents:
+        "export class AjvJsonSchemaValidator { constructor() { throw new Error('ajv is not bundled: pass jsonSchemaValidator'); } }",
+      loader: "js",
+    }));
+  },
+};
+
 const result = await esbuild.build({
+  plugins: [noAjv],
   entryPoints: { app: join(here, "src", "main.jsx") },
   bundle: true,
   minify: true,

@@ -109,11 +109,10 @@ def start_stack(workdir: Path, admin: dict | None = None, env: dict | None = Non
         ports["llm"] = int(llm.ready_match.group(1))
         a2a_port = free_port()
         cfg = quickstart_config({**ports, "a2a": a2a_port}, admin)
-        public = f"http://127.0.0.1:{cfg['binds'][0]['port']}/a2a/"
         agent = ReadyProcess(
             workdir,
             "a2a",
-            [sys.executable, "-m", "agentgw_demo.a2a_agent", "--port", str(a2a_port), "--public-url", public],
+            [sys.executable, "-m", "agentgw_demo.a2a_agent", "--port", str(a2a_port)],
             r" on http://127\.0\.0\.1:(\d+)/",
         )
         helpers.append(agent)
