@@ -7,7 +7,10 @@ as one path segment>/invocations[?qualifier=…]``, signed with SigV4 for the se
 :mod:`agentgw.backends.aws.credentials` (botocore's chain: environment, profiles, web
 identity / IRSA, container and instance metadata; refreshed off the event loop).
 ``endpoint`` (an agentgw extension) replaces the base URL for local stand-ins and VPC
-endpoints; the request is signed exactly as for AWS (the Host is the one sent).
+endpoints; the request is signed exactly as for AWS (the Host is the one sent). Without
+it, the AWS SDKs' own variables do the same for every AgentCore backend of the process:
+``AWS_ENDPOINT_URL_BEDROCK_AGENTCORE``, else ``AWS_ENDPOINT_URL`` (read at load), so a
+config written for AWS runs unchanged against a stand-in.
 
 Two modes, chosen per request:
 
@@ -39,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
 import time
 import uuid
@@ -758,8 +762,9 @@ def compile_endpoint(compiler: CompileScope, cfg, path: str, backend_policies, p
     except ValueError as exc:
         compiler.errors.add(f"{path}.agentCore.agentRuntimeArn", str(exc))
         return None
-    if ac.endpoint:
-        addr, scheme = ac.endpoint.rstrip("/"), ac.endpoint.split("://", 1)[0]
+    override = ac.endpoint or os.environ.get("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE") or os.environ.get("AWS_ENDPOINT_URL")
+    if override:
+        addr, scheme = override.rstrip("/"), override.split("://", 1)[0]
     else:
         addr, scheme = f"https://{rt.default_host}", "https"
     try:
