@@ -1048,6 +1048,11 @@ class ExtAuthz(_Model):
     @field_validator("host")
     @classmethod
     def _host(cls, v: str | None) -> str | None:
+        # agentgateway's ``unix:/path``: an authorizer on a local socket (tailscaled's)
+        if isinstance(v, str) and v.startswith("unix:"):
+            if not v[5:].startswith("/") or "\x00" in v:
+                raise ValueError(f"{v!r}: a unix socket is 'unix:/absolute/path'")
+            return v
         return _validate_target(v) if v is not None else v
 
 

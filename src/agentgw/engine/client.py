@@ -81,7 +81,7 @@ def _tokens(value: str) -> set[str]:
 class UpstreamTarget:
     """Where to connect: address plus TLS settings. Shared by all requests to it."""
 
-    __slots__ = ("host", "port", "ssl", "server_hostname", "key", "authority", "connect_timeout")
+    __slots__ = ("host", "port", "ssl", "server_hostname", "key", "authority", "connect_timeout", "unix")
 
     def __init__(
         self,
@@ -92,9 +92,11 @@ class UpstreamTarget:
         server_hostname: str | None = None,
         connect_timeout: float = 10.0,
         tls_key: str = "",
+        unix: str | None = None,
     ):
         self.host = host
         self.port = port
+        self.unix = unix  # a unix socket's path: connect there (``host`` is then only the Host)
         self.ssl = ssl
         self.server_hostname = server_hostname
         self.connect_timeout = connect_timeout
@@ -102,10 +104,13 @@ class UpstreamTarget:
         self.authority = host if port == default_port else f"{host}:{port}"
         if ":" in host and not host.startswith("["):  # IPv6 literal
             self.authority = f"[{host}]" if port == default_port else f"[{host}]:{port}"
-        self.key = (host, port, tls_key if ssl is not None else "", server_hostname or "")
+        self.key = (host, port, tls_key if ssl is not None else "", server_hostname or "", unix or "")
+        if unix is not None:
+            self.authority = host
 
     def __repr__(self) -> str:
-        return f"UpstreamTarget({self.host}:{self.port}{' tls' if self.ssl else ''})"
+        where = f"unix:{self.unix}" if self.unix is not None else f"{self.host}:{self.port}"
+        return f"UpstreamTarget({where}{' tls' if self.ssl else ''})"
 
 
 class UpstreamConnection(BufferedWriter, asyncio.Protocol):
@@ -675,16 +680,17 @@ class ConnectionPool:
 
     async def connect(self, target: UpstreamTarget) -> UpstreamConnection:
         try:
-            transport, conn = await asyncio.wait_for(
-                self.loop.create_connection(
-                    lambda: UpstreamConnection(self, target),
-                    target.host,
-                    target.port,
-                    ssl=target.ssl,
-                    server_hostname=(target.server_hostname or target.host) if target.ssl else None,
-                ),
-                target.connect_timeout,
-            )
+            factory = lambda: UpstreamConnection(self, target)  # noqa: E731
+            hostname = (target.server_hostname or target.host) if target.ssl else None
+            if target.unix is not None:
+                opening = self.loop.create_unix_connection(
+                    factory, target.unix, ssl=target.ssl, server_hostname=hostname
+                )
+            else:
+                opening = self.loop.create_connection(
+                    factory, target.host, target.port, ssl=target.ssl, server_hostname=hostname
+                )
+            transport, conn = await asyncio.wait_for(opening, target.connect_timeout)
         except TimeoutError:
             if self.on_connect_error:
                 self.on_connect_error(target)

@@ -148,6 +148,10 @@ class HttpSideClient:
     """One HTTP(S) base URL reached through the gateway's connection pool."""
 
     def __init__(self, url: str, *, ca_file: str | None = None, timeout: float = 5.0, insecure: bool = False):
+        if url.startswith("unix:"):  # a local daemon's socket: plain HTTP, Host: localhost
+            self.target = UpstreamTarget("localhost", 0, connect_timeout=timeout, unix=url[5:])
+            self.base_path, self.path, self.timeout = "", "/", timeout
+            return
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"invalid URL {url!r}")
@@ -174,11 +178,19 @@ class HttpSideClient:
         self.timeout = timeout
 
     async def request(
-        self, pool, method: str, path: str | None = None, headers=(), body: bytes = b"", limit: int = 1 << 20
+        self,
+        pool,
+        method: str,
+        path: str | None = None,
+        headers=(),
+        body: bytes = b"",
+        limit: int = 1 << 20,
+        authority: str | None = None,
     ) -> tuple[int, Headers, bytes]:
         target = self.target
         path = path if path is not None else self.path
-        hs = [("host", target.authority)] + [(k, v) for k, v in headers if k.lower() not in ("host", "content-length")]
+        hs = [("host", authority or target.authority)]
+        hs += [(k, v) for k, v in headers if k.lower() not in ("host", "content-length")]
         if body or method in ("POST", "PUT", "PATCH"):
             hs.append(("content-length", str(len(body))))
         head = f"{method} {path} HTTP/1.1\r\n".encode("latin-1") + encode_headers(hs) + b"\r\n"

@@ -371,6 +371,7 @@ class ExtAuthz(Policy):
         else:
             path = self.http_path + target
         method = req.method
+        authority = None
         # over HTTP only Authorization goes by default, as agentgateway does (its gRPC
         # check carries every header): cookies and the rest stay with the gateway
         hs = [(k, v) for k, v in self._request_headers(ctx, _HTTP_DEFAULT_HEADERS) if k != "host"]
@@ -389,6 +390,10 @@ class ExtAuthz(Policy):
                 continue
             if name == ":method":
                 method = v.upper()
+            elif name == ":authority":
+                if any(c in v for c in " /?#@"):
+                    continue  # not an authority: the address's own goes
+                authority = v
             elif not name.startswith(":"):
                 hs = [kv for kv in hs if kv[0] != name] + [(name, v)]
         body = b""
@@ -397,7 +402,9 @@ class ExtAuthz(Policy):
             body = b.encode() if isinstance(b, str) else b if isinstance(b, bytes) else orjson.dumps(b)
             if not any(k == "content-type" for k, _ in hs):
                 hs.append(("content-type", "application/json" if not isinstance(b, (str, bytes)) else "text/plain"))
-        status, rh, rbody = await http.request(ctx.bind.services.pool, method, path, hs, body, limit=256 * 1024)
+        status, rh, rbody = await http.request(
+            ctx.bind.services.pool, method, path, hs, body, limit=256 * 1024, authority=authority
+        )
         cache = self.cache if key is not None else None
         ckey: tuple = key or ()
         if 200 <= status < 300:

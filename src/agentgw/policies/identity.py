@@ -267,7 +267,7 @@ def _ext_authz(compiler: CompileScope, e, ep: str):
         if not isinstance(ctx_ext, dict):
             err(f"{ep}.protocol.grpc.context", "must be a map of strings")
             return None
-        target = addr.split("://", 1)[-1].rstrip("/")
+        target = addr if addr.startswith("unix:") else addr.split("://", 1)[-1].rstrip("/")  # grpc reads unix:/p
         use_tls = addr.startswith("https://") or bt is not None
         root = None
         if tls_root:
@@ -326,7 +326,10 @@ def _ext_authz(compiler: CompileScope, e, ep: str):
         ttl = _cel(compiler, e.cache.ttl, f"{ep}.cache.ttl")
         if ttl is not None and all(k is not None for k in keys):
             cache = _Cache(keys, ttl, e.cache.max_entries)
-    url = addr if "://" in addr else f"http://{addr}"
+    url = addr if "://" in addr or addr.startswith("unix:") else f"http://{addr}"
+    if bt is not None and addr.startswith("unix:"):
+        err(f"{ep}.policies.backendTLS", "not supported with a unix socket address")
+        return None
     if bt is not None and url.startswith("http://"):
         url = "https://" + url[len("http://") :]
     try:
