@@ -345,7 +345,13 @@ class Compiler(CompileScope):
     def _route(self, r: m.Route, rpath: str, name: str, lname: str, rules: PathRules, order: int, entries) -> int:
         """Compile one route into ``entries`` (its hostnames and matches); the next match order."""
         group = self._group_ref(r, rpath)
-        if group is not None:
+        if r is self._shape.ui_route:  # ui: attached to this listener
+            from .admin.attached import UiBackend
+
+            policies, _ = self._route_policies(r.policies, f"{rpath}.policies", ai=False, route_id=name)
+            self._check_ui_guard(r, rpath)
+            route = Route(name, policies, UiBackend(self.services), lname)
+        elif group is not None:
             backend: Any = self._route_group(group, r, rpath, lname, rules)
             route = Route(name, [], backend, lname)  # its policies run in the group's routes
         else:
@@ -369,6 +375,23 @@ class Compiler(CompileScope):
             order += 1
         entries.append((list(r.hostnames), matches))
         return order
+
+    def _check_ui_guard(self, r: m.Route, rpath: str) -> None:
+        """The UI on a traffic listener shows the config, the requests and the admin API:
+        something must authenticate who reaches it -- a policy of ``ui.policies``, or
+        ``config.admin``'s credential (then every API call needs it)."""
+        p = r.policies
+        guarded = p is not None and any(
+            getattr(p, k, None) is not None
+            for k in ("oidc", "jwt_auth", "basic_auth", "api_key", "ext_authz", "mcp_authentication")
+        )
+        admin = self.cfg.config.admin
+        if not guarded and not (admin is not None and (admin.token or admin.basic_auth)):
+            self.errors.add(
+                f"{rpath}.policies",
+                "the UI and its admin API on a traffic listener need authentication: set ui.policies with oidc, "
+                "jwtAuth, basicAuth, apiKey or extAuthz, or config.admin.token / basicAuth",
+            )
 
     # -- route groups (delegation) ---------------------------------------------------------
     def _group_ref(self, r: m.Route, rpath: str) -> tuple[int, str] | None:

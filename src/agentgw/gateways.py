@@ -39,6 +39,7 @@ class Expansion:
     llm_listeners: list[str] = field(default_factory=list)
     #: whether ``llm`` / ``mcp`` are served through gateways (not a port of their own)
     llm_attached: bool = False
+    ui_route: m.Route | None = None  # the route ui: attached to gateways (served by the admin handler)
     mcp_attached: bool = False
 
     def real_path(self, err: str) -> str:
@@ -181,6 +182,23 @@ def expand(cfg: m.LocalConfig) -> Expansion:
                 out.path_map.append((f"{x.syn}.routes[{len(x.routes)}]", "mcp.listeners[0].routes[0]"))
                 x.routes.append(route)
 
+    ui = cfg.ui
+    if ui is not None:
+        names = ui.gateways or (["default"] if default_for(HTTP) else [])
+        if names:
+            out.ui_route = route = ui_route(ui)
+            for x in resolve(names, HTTP, "ui.gateways"):
+                out.path_map.append((f"{x.syn}.routes[{len(x.routes)}]", "ui"))
+                x.routes.append(route)
+        elif ui.policies is not None:
+            err(
+                (
+                    "ui.policies",
+                    "apply to the UI on traffic listeners, and ui attaches to none (set ui.gateways, or name a "
+                    "gateway default); the UI on config.adminAddr is guarded by config.admin",
+                )
+            )
+
     for gname, g, listeners in per_gateway:
         bpath = f"gateways.{gname}"
         built = []
@@ -208,6 +226,16 @@ def expand(cfg: m.LocalConfig) -> Expansion:
     # most specific first: a route's path before its listener's
     out.path_map.sort(key=lambda sr: -len(sr[0]))
     return out
+
+
+def ui_route(ui: m.UiShorthand) -> m.Route:
+    """The route ``ui:`` attaches to a gateway: ``/ui`` (the page and, under
+    ``/ui/api/v1/``, its admin API), with ``ui.policies``; served by the process's
+    admin handler (``Compiler._route`` knows this route by identity)."""
+    route: dict = {"name": "ui", "matches": [{"path": {"pathPrefix": "/ui"}}]}
+    if ui.policies is not None:
+        route["policies"] = ui.policies.model_dump(by_alias=True, exclude_none=True)
+    return m.Route.model_validate(route)
 
 
 def mcp_route(mcp: m.McpShorthand) -> m.Route:

@@ -31,6 +31,7 @@ import signal
 import socket
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 from . import __version__
 from .admin.api import AdminApi
@@ -77,6 +78,7 @@ class Services:
         self.metrics = GatewayMetrics()
         self.access_log = AccessLog()
         self.recent = RecentRequests()  # the admin API's recent requests (fed by Ctx.finish)
+        self.admin_handler: Any = None  # the admin address's handler (the UI on traffic listeners uses it)
         m = self.metrics
         self.pool = ConnectionPool(
             loop,
@@ -343,6 +345,7 @@ class GatewayProcess:
             metrics_snapshot=self.services.metrics.m.snapshot,
             api=AdminApi(self, check_config_text) if self.serve_admin_ports else None,
         )
+        self.services.admin_handler = handler
         self.admin_servers.update(await self._open_admin(admin))
         self.admin_listening = admin
         if self.control_socket:

@@ -79,7 +79,6 @@ UNSUPPORTED: dict[tuple[type[BaseModel], str], str | Callable[[Any], str | None]
     # the metrics path, which today is one histogram update
     (m.MetricsFields, "add"): "adding metric labels from CEL expressions is not supported yet",
     (m.LocalConfig, "workloads"): _MESH + " (static workloads)",
-    (m.LocalConfig, "ui"): "the admin UI is not supported yet",
     # -- frontend
     (m.Bind, "tunnel_protocol"): _tunnel,
     (m.FrontendPolicies, "network_authorization"): "network authorization is not supported yet",

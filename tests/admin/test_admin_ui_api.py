@@ -22,6 +22,10 @@ ADMIN = {"x-agentgw-admin-authorization": f"Bearer {TOKEN}"}
 BASIC = "Basic " + base64.b64encode(f"ops:{PASSWORD}".encode()).decode()
 
 
+def _headers_of(r: httpx.Response) -> dict[str, str]:
+    return {k.lower(): v for k, v in r.json()["headers"]}
+
+
 def _api(gw) -> str:
     return f"http://{gw.admin_addr[0]}:{gw.admin_addr[1]}/api/v1"
 
@@ -149,7 +153,7 @@ def test_the_config_file_text_needs_the_credential(gw):
 def test_the_relay_reaches_a_route_as_a_client_would(gw, upstream):
     base = f"{_api(gw)}/relay/{gw.port}"
     assert httpx.get(base + "/echo").status_code == 401  # the admin credential first
-    # the credential in Authorization is the route's, not the admin API's
+    # Authorization is not the admin API's credential on the relay
     assert httpx.get(base + "/echo", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 401
     r = httpx.get(
         base + "/echo/a?b=1",
@@ -162,10 +166,14 @@ def test_the_relay_reaches_a_route_as_a_client_would(gw, upstream):
     assert headers["x-team"] == "blue" and headers["host"] == f"localhost:{gw.port}"
     for kept_back in ("x-agentgw-admin-authorization", "cookie", "sec-fetch-site"):
         assert kept_back not in headers, kept_back
-    # the route's own credential goes through in Authorization
+    # the route's own credential goes in x-agentgw-relay-authorization, sent as Authorization;
+    # an Authorization of the caller's own (a browser's cached Basic credential) never goes
     assert httpx.get(base + "/keyed/x", headers=ADMIN).status_code == 401
-    ok = httpx.get(base + "/keyed/x", headers={**ADMIN, "authorization": "Bearer route-key-123"})
+    leaked = httpx.get(base + "/echo", headers={**ADMIN, "authorization": "Basic dWk6c2VjcmV0"})
+    assert "authorization" not in _headers_of(leaked)
+    ok = httpx.get(base + "/keyed/x", headers={**ADMIN, "x-agentgw-relay-authorization": "Bearer route-key-123"})
     assert ok.status_code == 200
+    assert "x-agentgw-relay-authorization" not in _headers_of(ok)
     # the Host the route sees, when asked for
     r = httpx.get(base + "/echo", headers={**ADMIN, "x-agentgw-relay-host": "agents.example.com"})
     assert dict((k.lower(), v) for k, v in r.json()["headers"])["host"] == "agents.example.com"

@@ -4,6 +4,9 @@
 // requests the playgrounds relay to a route.
 
 const KEY = "agentgw.admin.credential";
+/** The admin API under the UI's own path: served so on the admin address and on a traffic
+ * listener the config's `ui.gateways` attach the UI to. */
+export const API = "/ui/api/v1/";
 const listeners = new Set();
 
 export class ApiError extends Error {
@@ -68,7 +71,7 @@ export async function api(path, { method = "GET", body, ctype, signal } = {}) {
       headers["content-type"] = "application/json";
     }
   }
-  const res = await fetch(`/api/v1/${path}`, { method, headers, body: payload, signal, cache: "no-store" });
+  const res = await fetch(`${API}${path}`, { method, headers, body: payload, signal, cache: "no-store" });
   let doc = null;
   const text = await res.text();
   try {
@@ -82,11 +85,11 @@ export async function api(path, { method = "GET", body, ctype, signal } = {}) {
 }
 
 /**
- * The URL under which the admin listener relays a request to the gateway's own bind
- * on `port` (a playground's base URL): /api/v1/relay/<port>/<path>.
+ * The URL under which the admin API relays a request to the gateway's own bind on
+ * `port` (a playground's base URL): <API>relay/<port>/<path>.
  */
 export function relayUrl(port, path = "/") {
-  return `${location.origin}/api/v1/relay/${port}${path.startsWith("/") ? path : "/" + path}`;
+  return `${location.origin}${API}relay/${port}${path.startsWith("/") ? path : "/" + path}`;
 }
 
 /**
@@ -96,6 +99,13 @@ export function relayUrl(port, path = "/") {
 export function relayFetch(host) {
   return (input, init = {}) => {
     const headers = new Headers(init.headers || (input instanceof Request ? input.headers : undefined));
+    // the route's credential travels in x-agentgw-relay-authorization: the relay never
+    // passes on Authorization (a browser may attach one of its own)
+    const routeCredential = headers.get("authorization");
+    if (routeCredential) {
+      headers.delete("authorization");
+      headers.set("x-agentgw-relay-authorization", routeCredential);
+    }
     const c = credential();
     if (c) headers.set("x-agentgw-admin-authorization", c);
     if (host) headers.set("x-agentgw-relay-host", host);
@@ -105,7 +115,7 @@ export function relayFetch(host) {
 
 /** Reads an SSE endpoint of the admin API (fetch, so the credential header goes too). */
 export async function* sse(path, { signal } = {}) {
-  const res = await fetch(`/api/v1/${path}`, { headers: adminHeaders(), signal, cache: "no-store" });
+  const res = await fetch(`${API}${path}`, { headers: adminHeaders(), signal, cache: "no-store" });
   if (res.status === 401) for (const fn of needLogin) fn();
   if (!res.ok) throw new ApiError(res.status, `${res.status} ${res.statusText}`);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();

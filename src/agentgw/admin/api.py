@@ -25,6 +25,7 @@ address or ``localhost`` (``Host``), which keeps a DNS-rebinding page from readi
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
 import logging
 import os
@@ -50,6 +51,9 @@ from .relay import relay as _relay
 log = logging.getLogger("agentgw.admin")
 
 PREFIX = "/api/v1/"
+UI_PREFIX = "/ui/api/v1/"  # the same API, under the UI's path (where a traffic listener serves it)
+#: whether the request being answered came through a traffic listener's ``ui`` route
+_ATTACHED: contextvars.ContextVar[bool] = contextvars.ContextVar("admin_attached", default=False)
 MAX_BODY = 4 << 20  # a config document, a CEL request
 HEARTBEAT = 15.0  # seconds between SSE comments on a quiet tail
 _JSON_TYPES = ("application/json",)
@@ -110,9 +114,12 @@ class AdminApi:
         self._write_lock = asyncio.Lock()
 
     # -- dispatch -------------------------------------------------------------------------
-    async def __call__(self, req, ex) -> None:
+    async def __call__(self, req, ex, *, attached: bool = False) -> None:
+        """Answer ``req`` (path ``/api/v1/...``, or the UI's ``/ui/api/v1/...``).
+        ``attached``: it came through a traffic listener's ``ui`` route, whose policies
+        have run (not the admin address: no Host rule, and loopback writes do not apply)."""
         try:
-            await self._dispatch(req, ex)
+            await self._dispatch(req, ex, attached)
         except ApiError as e:
             if not ex.started:
                 _json(ex, e.status, {"error": e.message, **e.extra})
@@ -120,17 +127,20 @@ class AdminApi:
             if not ex.started:
                 _json(ex, e.status, {"error": e.message})
 
-    async def _dispatch(self, req, ex) -> None:
-        if not self.on_admin_listener(ex):
+    async def _dispatch(self, req, ex, attached: bool) -> None:
+        if not attached and not self.on_admin_listener(ex):
             raise ApiError(404, "the admin API is served on config.adminAddr only")
-        name = req.path[len(PREFIX) :].rstrip("/")
+        rest = req.path[len(UI_PREFIX) :] if req.path.startswith(UI_PREFIX) else req.path[len(PREFIX) :]
+        name = rest.rstrip("/")
         method = "GET" if req.method == "HEAD" else req.method
-        self._check_host(req)
+        _ATTACHED.set(attached)
+        if not attached:
+            self._check_host(req)
         if name.startswith("relay/") or name == "relay":
             self._check_cross_site(req)
             self._check_auth(req, relay=True)
             rt = self.proc.runtime
-            await _relay(req, ex, name[len("relay/") :], req.path[len(PREFIX) + len("relay/") :], rt)
+            await _relay(req, ex, name[len("relay/") :], rest[len("relay/") :], rt)
             return
         routes = {
             ("GET", "config"): self.get_config,
@@ -228,7 +238,7 @@ class AdminApi:
             raise ApiError(403, f"cross-site admin API request refused ({why}): only the admin listener's own origin")
 
     def _check_auth(self, req, relay: bool = False) -> None:
-        refused = self._auth().check(self._credential(req, relay))
+        refused = self._auth().check(self._credential(req, relay), remote=_ATTACHED.get())
         if refused is not None:
             raise ApiError(*refused)
 
@@ -300,7 +310,7 @@ class AdminApi:
             refused = auth.check(cred)
             if refused is not None:
                 raise ApiError(*refused)
-        writes = auth.check(cred) is None
+        writes = auth.check(cred, remote=_ATTACHED.get()) is None
         _json(ex, 200, {"auth": auth.mode, "writes": writes, "reads": writes or not auth.configured})
 
     def _file_format(self) -> str | None:

@@ -54,10 +54,12 @@ class AdminAuth:
     def mode(self) -> str:
         return "+".join(n for n, d in (("token", self.digest), ("basic", self.basic)) if d is not None) or "none"
 
-    def check(self, authorization: str | None) -> tuple[int, str] | None:
-        """None when a write carrying ``authorization`` may go on, else (status, message)."""
+    def check(self, authorization: str | None, remote: bool = False) -> tuple[int, str] | None:
+        """None when a write carrying ``authorization`` may go on, else (status, message).
+        ``remote``: it came through a traffic listener (``ui.gateways``), where
+        ``allowUnauthenticatedLoopbackWrites`` does not apply."""
         if not self.configured:
-            if self.loopback_writes:
+            if self.loopback_writes and not remote:
                 return None
             return (
                 403,

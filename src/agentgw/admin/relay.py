@@ -7,7 +7,10 @@ policies all apply; its peer is 127.0.0.1), with the caller's headers but the ad
 API's own: ``x-agentgw-admin-authorization`` (checked before this runs, never passed on),
 ``x-agentgw-relay-host`` (the ``Host`` the route is to see; default
 ``localhost:<port>``), the browser's ``Origin``, ``Referer``, ``Cookie`` and
-``Sec-Fetch-*``, and hop-by-hop headers. Only the ports of the running config's binds
+``Sec-Fetch-*``, and hop-by-hop headers. ``Authorization`` is never passed on either: a
+browser attaches one by itself where a ``basicAuth`` policy once challenged it (the UI
+on a traffic listener), and that credential is not the route's. The route's credential
+goes in ``x-agentgw-relay-authorization`` and is sent as ``Authorization``. Only the ports of the running config's binds
 are reachable: the relay is no open proxy. A TLS bind is reached over TLS without
 verifying the certificate (it is this process's own listener, on loopback).
 """
@@ -43,6 +46,8 @@ _DROP = frozenset(
         "cookie",
         "x-agentgw-admin-authorization",
         "x-agentgw-relay-host",
+        "authorization",
+        "x-agentgw-relay-authorization",
     }
 )
 _DROP_BACK = frozenset({"connection", "keep-alive", "transfer-encoding", "trailer", "upgrade", "content-length"})
@@ -98,6 +103,9 @@ async def relay(req, ex, spec: str, raw_rest: str, rt) -> None:
     for name, value in h:
         if name not in _DROP and not name.startswith(("sec-fetch-", "proxy-")):
             lines.append(f"{name}: {value}")
+    route_credential = h.get("x-agentgw-relay-authorization")
+    if route_credential:
+        lines.append(f"authorization: {route_credential}")
     if body or req.method in ("POST", "PUT", "PATCH"):
         lines.append(f"content-length: {len(body)}")
     lines.append("connection: close")

@@ -53,7 +53,7 @@ class AdminHandler:
 
     async def __call__(self, req, ex) -> None:
         path = req.path
-        if path.startswith("/api/v1/") or path == "/api/v1":
+        if path.startswith(("/api/v1/", "/ui/api/v1/")) or path == "/api/v1":
             if self.api is None:
                 ex.send_error(404, "not_found", "the admin API (/api/v1/) is not served with --workers yet")
                 return

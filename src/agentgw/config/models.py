@@ -22,7 +22,7 @@ their full agentgateway model is large and deep; the compile step owns them:
 * backend ``tcp``, ``backendTunnel``, ``backendAuth.azure``
 * ``frontendPolicies.networkAuthorization``/``proxyProtocol``/``connect``
   and ``accessLog.otlp``
-* top-level ``policies[].target``, ``workloads``, ``services``, ``ui``
+* top-level ``policies[].target``, ``workloads``, ``services``
 * ``config.dns``, ``config.hbone``, ``config.http2``
 * LLM model ``guardrails`` and ``health``
 
@@ -733,17 +733,44 @@ class BasicAuth(_Model):
     authorization_location: AuthorizationLocation | None = None
 
 
-class Authorization(_Model):
-    """CEL rules; a request is allowed if any rule matches.
+class AuthorizationRule(_Model):
+    """One of agentgateway's rule objects: ``{allow: <CEL>}``, ``{deny: <CEL>}`` (any
+    match refuses) or ``{require: <CEL>}`` (must hold)."""
 
-    agentgw extension: ``allow`` (same as ``rules``), ``deny`` (any match refuses) and
-    ``require`` (all must hold).
+    allow: str | None = None
+    deny: str | None = None
+    require: str | None = None
+
+    _exactly_one_of = ("allow", "deny", "require")
+
+
+class Authorization(_Model):
+    """CEL rules; a request is allowed if any allow rule matches, no deny rule matches
+    and every require rule holds. ``rules`` items are CEL strings (allow rules) or
+    agentgateway's ``{allow|deny|require: <CEL>}`` objects.
+
+    agentgw extension: the lists ``allow`` (same as string ``rules``), ``deny`` and
+    ``require``.
     """
 
-    rules: list[str] = Field(default_factory=list)
+    rules: list[str | AuthorizationRule] = Field(default_factory=list)
     allow: list[str] = Field(default_factory=list)
     deny: list[str] = Field(default_factory=list)
     require: list[str] = Field(default_factory=list)
+
+    def rule_lists(self) -> tuple[list[str], list[str], list[str]]:
+        """(allow, deny, require): ``rules`` sorted into the three kinds, then the lists."""
+        allow, deny, require = [], [], []
+        for r in self.rules:
+            if isinstance(r, str):
+                allow.append(r)
+            elif r.allow is not None:
+                allow.append(r.allow)
+            elif r.deny is not None:
+                deny.append(r.deny)
+            elif r.require is not None:
+                require.append(r.require)
+        return allow + list(self.allow), deny + list(self.deny), require + list(self.require)
 
 
 # --------------------------------------------------------------------------
@@ -2531,6 +2558,16 @@ class McpShorthand(McpBackend):
     policies: RoutePolicies | None = None
 
 
+class UiShorthand(_Model):
+    """``ui:`` (agentgateway's LocalUIConfig): the web UI and its admin API, always on
+    ``config.adminAddr``, also served on traffic listeners -- the named ``gateways``, else
+    a gateway named ``default`` -- at ``/ui/``, behind the route ``policies`` (OIDC,
+    authorization...)."""
+
+    gateways: GatewayRefs = Field(default_factory=list)
+    policies: RoutePolicies | None = None
+
+
 # --------------------------------------------------------------------------
 # Root
 # --------------------------------------------------------------------------
@@ -2554,7 +2591,7 @@ class LocalConfig(_Model):
     tcp_routes: list[AttachedTcpRoute] = Field(default_factory=list)
     llm: LlmConfig | None = None
     mcp: McpShorthand | None = None
-    ui: Opaque | None = None
+    ui: UiShorthand | None = None
 
     @model_validator(mode="before")
     @classmethod

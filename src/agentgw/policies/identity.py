@@ -167,13 +167,13 @@ def compile_identity(compiler: CompileScope, p, path: str) -> list:
     if z is not None:
         zp = f"{path}.authorization"
         try:
-            for key in ("rules", "allow", "deny", "require"):
-                for i, src in enumerate(getattr(z, key)):
-                    try:
-                        RuleSet(**{"allow" if key == "rules" else key: [src]})
-                    except CelError as exc:
-                        err(f"{zp}.{key}[{i}]", f"invalid CEL expression: {exc}")
-            rs = RuleSet(allow=list(z.rules) + list(z.allow), deny=z.deny, require=z.require)
+            for where, src in rule_sources(z, zp):
+                try:
+                    RuleSet(allow=[src])
+                except CelError as exc:
+                    err(where, f"invalid CEL expression: {exc}")
+            allow, deny, require = z.rule_lists()
+            rs = RuleSet(allow=allow, deny=deny, require=require)
         except CelError:
             rs = None
         except ImportError:
@@ -189,6 +189,18 @@ def _jwks_problem(exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     return "not a usable JWKS"
+
+
+def rule_sources(z, path: str):
+    """``(path, CEL text)`` of every rule of an ``authorization`` (string ``rules``,
+    ``{allow|deny|require}`` rule objects, the extension lists)."""
+    for key in ("rules", "allow", "deny", "require"):
+        for i, r in enumerate(getattr(z, key)):
+            if isinstance(r, str):
+                yield f"{path}.{key}[{i}]", r
+            else:
+                kind = next(k for k in ("allow", "deny", "require") if getattr(r, k) is not None)
+                yield f"{path}.{key}[{i}].{kind}", getattr(r, kind)
 
 
 def _ext_authz(compiler: CompileScope, e, ep: str):

@@ -1,10 +1,10 @@
 // A Server-Sent Events reader for the admin API like api.js' sse(), which also tells when
 // the stream is open (onOpen: the answer's headers arrived), so a view can say "live" only
 // once it really is.
-import { adminHeaders, api, ApiError } from "../api.js";
+import { adminHeaders, api, API, ApiError } from "../api.js";
 
 export async function* sseWithOpen(path, { signal, onOpen } = {}) {
-  const res = await fetch(`/api/v1/${path}`, { headers: adminHeaders(), signal, cache: "no-store" });
+  const res = await fetch(`${API}${path}`, { headers: adminHeaders(), signal, cache: "no-store" });
   if (!res.ok) {
     if (res.status === 401) {
       // let api() raise the shell's sign-in dialog (and the view its error)

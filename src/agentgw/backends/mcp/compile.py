@@ -34,16 +34,18 @@ def _rules(compiler: CompileScope, authz: m.Authorization | None, path: str) -> 
     if authz is None:
         return None
     ok = True
-    for key in ("rules", "allow", "deny", "require"):
-        for i, src in enumerate(getattr(authz, key)):
-            try:
-                RuleSet(allow=[src])
-            except CelError as exc:
-                compiler.errors.add(f"{path}.{key}[{i}]", f"invalid CEL expression: {exc}")
-                ok = False
+    from ...policies.identity import rule_sources
+
+    for where, src in rule_sources(authz, path):
+        try:
+            RuleSet(allow=[src])
+        except CelError as exc:
+            compiler.errors.add(where, f"invalid CEL expression: {exc}")
+            ok = False
     if not ok:
         return None
-    return RuleSet(allow=[*authz.rules, *authz.allow], deny=authz.deny, require=authz.require)
+    allow, deny, require = authz.rule_lists()
+    return RuleSet(allow=allow, deny=deny, require=require)
 
 
 def compile_mcp_backend(
