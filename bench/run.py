@@ -1042,9 +1042,108 @@ def run_redis(args: argparse.Namespace) -> int:
 # name -> (help, add_arguments, run). To add a scenario: write add_arguments/run
 # (reuse add_load_args, lib.start_nginx, start_agentgw, lib.interleaved_rounds,
 # lib.summarize, lib.markdown_table, lib.Bar, lib.record_json) and register it here.
+# ---------------------------------------------------------------------------
+# Scenario: nagle
+# ---------------------------------------------------------------------------
+
+NAGLE_TARGETS = ("direct", "nginx", "agentgw-plain")
+#: an upstream as Python's http.server is: HTTP/1.1 keep-alive, no TCP_NODELAY, the head
+#: and the body in two small writes (the second waits for the first's ACK: Nagle)
+NAGLE_UPSTREAM = """\
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+BODY = b'{"ok": true, "note": "head and body in separate writes"}'
+
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def _answer(self):
+        n = int(self.headers.get("content-length") or 0)
+        if n:
+            self.rfile.read(n)
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(BODY)))
+        self.end_headers()  # write 1: the head
+        self.wfile.write(BODY)  # write 2: the body
+
+    do_GET = do_POST = _answer
+
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+NAGLE_BAR_MS = 5.0  # p50 of a sequential request: far below the 40 ms delayed-ACK stall
+
+
+def nagle_args(p: argparse.ArgumentParser) -> None:
+    add_load_args(p)
+    p.set_defaults(connections=1)
+    p.add_argument("--agentgw-cmd", default=AGENTGW_CMD, help="command that starts agentgw ({config}: its config)")
+
+
+def run_nagle(args: argparse.Namespace) -> int:
+    lib.ensure_tools(["nginx", "wrk", "taskset"], install=not args.no_install)
+    check_cpus(args.upstream_cpu, args.proxy_cpu, args.wrk_cpu)
+    n_rounds = rounds(args)
+    with lib.work_dir(keep=args.keep) as wd, ProcessGroup(wd) as group:
+        spec = load_spec(args, None)
+        with lib.signals_raise(deadline_for(len(NAGLE_TARGETS), spec, n_rounds)):
+            up_port, px_port = lib.free_ports(2)
+            script = wd / "nagle_upstream.py"
+            script.write_text(NAGLE_UPSTREAM)
+            up = group.start("upstream", [sys.executable, str(script), up_port], cpu=args.upstream_cpu)
+            lib.wait_tcp(up_port, proc=up)
+            targets = [Target("direct", f"http://{lib.LOOPBACK}:{up_port}/")]
+            conf = lib.write_nginx_proxy(wd, "proxy", px_port, up_port, keepalive=64)
+            p = lib.start_nginx(group, "proxy", conf, px_port, args.proxy_cpu)
+            targets.append(Target("nginx", f"http://{lib.LOOPBACK}:{px_port}/", p))
+            ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
+            p = start_agentgw(
+                group, wd, "agentgw-plain", agentgw_yaml(ports, up_port, "plain"), ports, args.proxy_cpu, cmd=args.agentgw_cmd
+            )
+            targets.append(Target("agentgw-plain", f"http://{lib.LOOPBACK}:{ports['bind']}/", p))
+            lib.log(
+                f"{n_rounds} round(s) × {len(targets)} target(s): wrk -t1 -c{spec.connections} "
+                f"-d{spec.duration_s:g}s --latency GET, upstream writing head and body separately without TCP_NODELAY"
+            )
+            runs = lib.interleaved_rounds(targets, spec, n_rounds, group)
+    summary = lib.summarize(runs, [t.name for t in targets])
+    print()
+    print(f"## Nagle upstream — {n_rounds} round(s), wrk -t1 -c{spec.connections} -d{spec.duration_s:g}s --latency GET")
+    print("The upstream (Python's http.server shape) sends its head and its body in two writes without TCP_NODELAY.")
+    print()
+    print(lib.markdown_table(summary))
+    print()
+    agw = summary.get("agentgw-plain", {}).get("p50_ms")
+    ngx = summary.get("nginx", {}).get("p50_ms")
+    ok = agw is not None and agw <= NAGLE_BAR_MS
+    print(f"- agentgw p50 {lib.fmt(agw, 2)} ms, nginx p50 {lib.fmt(ngx, 2)} ms; bar: agentgw p50 <= {NAGLE_BAR_MS:g} ms: {'PASS' if ok else 'FAIL'}")
+    payload: dict[str, Any] = {
+        "scenario": "nagle",
+        "argv": sys.argv,
+        "environment": lib.environment_info(),
+        "load": {"tool": "wrk", "connections": spec.connections, "duration_s": spec.duration_s, "rounds": n_rounds},
+        "runs": runs,
+        "summary": summary,
+    }
+    path = lib.record_json("nagle", payload, args.out_dir)
+    print(f"\nraw results: {path}")
+    return 0 if ok else 1
+
+
 SCENARIOS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "http": ("plain HTTP reverse proxy vs nginx (direct, nginx, agentgw plain/policies)", http_args, run_http),
     "mcp": ("MCP tools/call through an mcp backend vs direct, sequential and 32-concurrent", mcp_args, run_mcp),
+    "nagle": (
+        "an upstream writing head and body separately without TCP_NODELAY: direct, nginx, agentgw (p50)",
+        nagle_args,
+        run_nagle,
+    ),
     "llm": (
         "LLM chat completions through the llm: shorthand vs direct, sequential/32-concurrent, plus streaming TTFT",
         llm_args,

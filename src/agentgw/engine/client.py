@@ -78,6 +78,11 @@ def _tokens(value: str) -> set[str]:
     return {t for t in (p.strip(" \t").lower() for p in value.split(",")) if t}
 
 
+#: Linux's TCP_QUICKACK (None elsewhere); reads under _SMALL_READ bytes ask for it
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+_SMALL_READ = 4096
+
+
 class UpstreamTarget:
     """Where to connect: address plus TLS settings. Shared by all requests to it."""
 
@@ -156,6 +161,7 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         "close_delimited",
         "_out",
         "_outbox",
+        "_sock",
     )
 
     def __init__(self, pool: ConnectionPool, target: UpstreamTarget):
@@ -173,6 +179,7 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         self._read_paused = False
         self._out: bytes | None = None  # a write held to the end of this loop turn
         self._outbox = outbox_for(self.loop)
+        self._sock = None  # the TCP socket, for TCP_QUICKACK (see data_received)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -208,6 +215,10 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
     # -- asyncio protocol -------------------------------------------------------------------
     def connection_made(self, transport):
         self.transport = transport
+        if _QUICKACK is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                self._sock = sock
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel_peer is not None:
@@ -228,6 +239,15 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
                 self._headbuf = buf + data
         try:
             self.parser.feed_data(data)
+            if not self.done and len(data) < _SMALL_READ and self._sock is not None:
+                # A small read that leaves the response unfinished: the upstream may be
+                # holding its next small write for our ACK (Nagle, when it sets no
+                # TCP_NODELAY, as Python's http.server does), and the kernel delays that
+                # ACK by up to 40 ms since we send nothing back. Acknowledge now.
+                try:
+                    self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                except OSError:
+                    self._sock = None
             cb = self._on_head
             if cb is not None and self.status:
                 # Called after the whole read is parsed, so a small response's body is
