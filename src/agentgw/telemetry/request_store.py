@@ -314,7 +314,7 @@ class RequestStore:
                 attrs.get("llm.operation") if call is not None else None,
                 call[1] if call is not None else None,
                 call[0] if call is not None else None,
-                attrs.get("llm.response_model") if call is not None else None,
+                getattr(usage, "response_model", None) if call is not None else None,
                 usage.input if usage is not None else None,
                 usage.output if usage is not None else None,
                 usage.total if usage is not None else None,

@@ -274,12 +274,12 @@ class RequestTracer:
             child.update_name(f"chat {model}")
             child.set_attribute("gen_ai.operation.name", "chat")
             child.set_attribute("gen_ai.request.model", model)
-            answered = attrs.get("llm.response_model")
+            usage = attrs.get("llm_usage")
+            answered = getattr(usage, "response_model", None)
             if answered:
                 child.set_attribute("gen_ai.response.model", answered)
             child.set_attribute("gen_ai.provider.name", provider)
             child.set_attribute("gen_ai.system", provider)
-            usage = attrs.get("llm_usage")
             if usage is not None:
                 child.set_attribute("gen_ai.usage.input_tokens", int(usage.input))
                 child.set_attribute("gen_ai.usage.output_tokens", int(usage.output))

@@ -53,9 +53,6 @@ def send_answer(ctx, cand: Candidate, out_obj, out: bytes | None) -> None:
     """Send a whole answer: ``out``, or ``out_obj`` encoded when it is None."""
     if out is None:
         out = orjson.dumps(out_obj)
-    model = out_obj.get("model") if out_obj.__class__ is dict else None
-    if model.__class__ is str:
-        ctx.attrs["llm.response_model"] = model  # the model that answered (traces, request log)
     trace = ctx.attrs.get("llm_trace")
     if trace is not None:
         trace.answer = out_obj

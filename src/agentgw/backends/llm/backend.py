@@ -275,6 +275,8 @@ class AiBackendSet(Backend):
             finally:
                 conn.release()
             out_obj, out, usage = whole_answer(p, api, native, ir, model_out, body, data)
+            if usage is not None:
+                usage.answer = out_obj  # (which model answered: read by traces, the request log)
             for g in guards_resp:
                 if await g.apply(ctx, out_obj, api, "response", self):
                     out = None

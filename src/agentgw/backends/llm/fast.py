@@ -126,6 +126,8 @@ class FastCall:
             # without its traceback, whose frames hold this call (a reference cycle)
             self.failed(exc.with_traceback(None))
             return
+        if usage is not None:
+            usage.answer = out_obj  # (which model answered: read by traces, the request log)
         send_answer(ctx, cand, out_obj, out)
         b.meter.account(ctx, self.api, p, self.model_out, usage, self.t0, None)
         ctx.finish()

@@ -23,16 +23,32 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from typing import Any
 
 FINISH = ("stop", "length", "tool_calls", "content_filter")
 
 
 class Usage:
-    __slots__ = ("input", "output")
+    """Tokens of one provider answer; and what tells which model answered: ``answer``
+    (the whole answer, read only when asked: traces, the request log) or ``model`` (a
+    stream's, read from its events)."""
+
+    __slots__ = ("input", "output", "answer", "model")
 
     def __init__(self, input: int = 0, output: int = 0):
         self.input = input
         self.output = output
+        self.answer: Any = None
+        self.model: str | None = None
+
+    @property
+    def response_model(self) -> str | None:
+        """The model the provider says answered (``gen_ai.response.model``), if it said."""
+        if self.model:
+            return self.model
+        answer = self.answer
+        m = answer.get("model") if isinstance(answer, dict) else None
+        return m if isinstance(m, str) and m else None
 
     @property
     def total(self) -> int:

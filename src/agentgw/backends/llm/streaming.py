@@ -212,8 +212,8 @@ async def relay_stream(
         return decoder.usage, ttft
     finally:
         conn.release()
-        model = getattr(decoder, "model", None)
-        if isinstance(model, str) and model:
-            ctx.attrs["llm.response_model"] = model
+        usage = decoder.usage
+        if usage is not None:
+            usage.model = getattr(decoder, "model", None)  # (traces, the request log)
     ex.end()
     return decoder.usage, ttft
