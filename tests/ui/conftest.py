@@ -138,8 +138,10 @@ def ui(tmp_path_factory):
         assert not stack.gateway.has_traceback(), stack.gateway.logs()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Per module, not per session: Playwright's sync API keeps an event loop running in
+    this thread while it is open, and tests elsewhere call ``asyncio.run``."""
     with playwright_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
