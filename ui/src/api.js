@@ -113,31 +113,48 @@ export function relayFetch(host) {
   };
 }
 
-/** Reads an SSE endpoint of the admin API (fetch, so the credential header goes too). */
-export async function* sse(path, { signal } = {}) {
+/**
+ * The Server-Sent Events of a response body, as `{event, data}` (comments skipped, CRLF
+ * or LF line ends, multi-line data joined). Cancels the body when the caller stops.
+ */
+export async function* sseEvents(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += value.replace(/\r\n?/g, "\n");
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        let event = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith(":")) continue;
+          const at = line.indexOf(":");
+          const k = at < 0 ? line : line.slice(0, at);
+          const v = at < 0 ? "" : line.slice(at + 1).replace(/^ /, "");
+          if (k === "event") event = v;
+          else if (k === "data") data.push(v);
+        }
+        if (data.length) yield { event, data: data.join("\n") };
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * Reads an SSE endpoint of the admin API (fetch, so the credential header goes too);
+ * `onOpen` is called once the answer's head arrived (the stream is live).
+ */
+export async function* sse(path, { signal, onOpen } = {}) {
   const res = await fetch(`${API}${path}`, { headers: adminHeaders(), signal, cache: "no-store" });
   if (res.status === 401) for (const fn of needLogin) fn();
   if (!res.ok) throw new ApiError(res.status, `${res.status} ${res.statusText}`);
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buf += value.replace(/\r\n?/g, "\n");
-    let i;
-    while ((i = buf.indexOf("\n\n")) >= 0) {
-      const block = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      let event = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith(":")) continue;
-        const [k, ...rest] = line.split(":");
-        const v = rest.join(":").replace(/^ /, "");
-        if (k === "event") event = v;
-        else if (k === "data") data.push(v);
-      }
-      if (data.length) yield { event, data: data.join("\n") };
-    }
-  }
+  if (onOpen) onOpen();
+  yield* sseEvents(res.body);
 }

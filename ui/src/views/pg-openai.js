@@ -1,6 +1,7 @@
 // A minimal OpenAI-compatible chat client (POST <base>/chat/completions, JSON or
 // server-sent events). The official `openai` package was tried first: its client class
 // pulls in every API resource (about 390 kB minified, unshakeable), for one endpoint.
+import { sseEvents } from "../api.js";
 
 export class LlmError extends Error {
   constructor(status, message, body) {
@@ -50,40 +51,18 @@ export async function* chatCompletionStream({ fetchFn, baseUrl, body, signal }) 
     yield { ...doc, choices: [{ index: 0, delta: c.message || {}, finish_reason: c.finish_reason }] };
     return;
   }
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value.replace(/\r\n?/g, "\n");
-      let i;
-      while ((i = buf.indexOf("\n\n")) >= 0) {
-        const block = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        const data = [];
-        let event = "message";
-        for (const line of block.split("\n")) {
-          if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-          else if (line.startsWith("event:")) event = line.slice(6).trim();
-        }
-        if (!data.length) continue;
-        const payload = data.join("\n");
-        if (payload.trim() === "[DONE]") return;
-        let doc;
-        try {
-          doc = JSON.parse(payload);
-        } catch {
-          continue;
-        }
-        if (event === "error" || (doc && doc.error && !doc.choices)) {
-          const e = doc.error || doc;
-          throw new LlmError(0, `stream error: ${e.message || JSON.stringify(e)}`, doc);
-        }
-        yield doc;
-      }
+  for await (const { event, data: payload } of sseEvents(res.body)) {
+    if (payload.trim() === "[DONE]") return;
+    let doc;
+    try {
+      doc = JSON.parse(payload);
+    } catch {
+      continue;
     }
-  } finally {
-    reader.cancel().catch(() => {});
+    if (event === "error" || (doc && doc.error && !doc.choices)) {
+      const e = doc.error || doc;
+      throw new LlmError(0, `stream error: ${e.message || JSON.stringify(e)}`, doc);
+    }
+    yield doc;
   }
 }

@@ -2,8 +2,7 @@
 // and a live tail (GET requests/stream, Server-Sent Events) that prepends each request as
 // it finishes.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api } from "../api.js";
-import { sseWithOpen } from "./common-sse.js";
+import { api, sse } from "../api.js";
 import { ErrorCard, fmtDateTime, fmtMs, fmtTime, isAbort, qs, statusClass } from "./common-util.js";
 import "./requests.css";
 
@@ -120,7 +119,7 @@ export default function Requests() {
     (async () => {
       setLiveState("connecting");
       try {
-        const stream = sseWithOpen(`requests/stream${qs(filters)}`, {
+        const stream = sse(`requests/stream${qs(filters)}`, {
           signal: ctl.signal,
           onOpen: () => setLiveState("live"),
         });
