@@ -1,5 +1,5 @@
 // Shared pieces of the MCP / A2A / LLM playgrounds: the routes of one kind (from
-// GET /api/v1/topology, or from the running config while that endpoint is missing), a
+// GET /api/v1/topology), a
 // route picker, the optional route credentials, and a fetch through the admin relay that
 // carries them. Written with h() rather than JSX so that it stays a plain .js module.
 import { h, Fragment } from "preact";
@@ -43,55 +43,6 @@ export function routesFromTopology(topo, kind) {
   return out;
 }
 
-/** Fallback while /api/v1/topology is missing: guess the routes from the running config. */
-export function routesFromConfig(cfg, kind) {
-  const out = [];
-  const doc = (cfg && (cfg.config !== undefined || cfg.binds) ? cfg : cfg && cfg.document) || {};
-  for (const b of doc.binds || []) {
-    for (const l of b.listeners || []) {
-      for (const r of l.routes || []) {
-        const backends = r.backends || [];
-        const pol = r.policies || {};
-        let k = "http";
-        if (backends.some((x) => x && x.mcp)) k = "mcp";
-        else if (pol.a2a) k = "a2a";
-        else if (backends.some((x) => x && x.ai)) k = "llm";
-        if (k !== kind) continue;
-        const paths = [];
-        for (const m of r.matches || []) {
-          const p = m.path || {};
-          paths.push(p.exact || p.pathPrefix || p.regex || "/");
-        }
-        const host = (l.hostname && !String(l.hostname).includes("*") && l.hostname) || "";
-        const path = firstPath(paths);
-        out.push({
-          key: `${b.port}|${host}|${r.name}|${path}`,
-          label: `${r.name || "route"} — :${b.port}${path}${host ? ` (${host})` : ""}`,
-          port: b.port,
-          path,
-          host,
-          route: r,
-          models: [],
-          policies: Object.keys(pol),
-        });
-      }
-    }
-  }
-  if (kind === "llm" && doc.llm && doc.llm.port) {
-    out.push({
-      key: `${doc.llm.port}||llm|/v1`,
-      label: `llm — :${doc.llm.port}/v1`,
-      port: doc.llm.port,
-      path: "/v1",
-      host: "",
-      route: { name: "llm" },
-      models: (doc.llm.models || []).map((m) => m.name).filter(Boolean),
-      policies: [],
-    });
-  }
-  return out;
-}
-
 /** The routes of one kind: {routes, error, loading}. */
 export function useRoutes(kind) {
   const [state, setState] = useState({ routes: [], error: "", loading: true });
@@ -99,13 +50,7 @@ export function useRoutes(kind) {
     let live = true;
     (async () => {
       try {
-        let routes;
-        try {
-          routes = routesFromTopology(await api("topology"), kind);
-        } catch (err) {
-          if (err.status !== 404) throw err;
-          routes = routesFromConfig(await api("config"), kind);
-        }
+        const routes = routesFromTopology(await api("topology"), kind);
         if (live) setState({ routes, error: "", loading: false });
       } catch (err) {
         if (live) setState({ routes: [], error: `Could not load the routes: ${err.message}`, loading: false });
