@@ -93,6 +93,8 @@ async def relay(req, ex, spec: str, raw_rest: str, rt) -> None:
     bind = rt.binds.get(port) if rt is not None else None
     if bind is None or getattr(bind, "internal", False):
         raise RelayError(404, f"relay: this gateway serves no bind on port {port}")
+    if req.method in ("CONNECT", "TRACE"):
+        raise RelayError(405, f"relay: {req.method} is not relayed")
     h = req.headers
     host = h.get("x-agentgw-relay-host") or f"localhost:{port}"
     if not _HOST.match(host):
