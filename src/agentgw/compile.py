@@ -298,10 +298,11 @@ class Compiler(CompileScope):
             out["tls_handshake_timeout"] = float(ft.handshake_timeout)
         if ft.alpn:
             names = [_alpn_name(p) for p in ft.alpn]
-            if "http/1.1" not in names:
+            other = [n for n in names if n not in FRONTEND_ALPN]
+            if other:
                 self.errors.add(
                     "frontendPolicies.tls.alpn",
-                    "a list without http/1.1 is not supported yet (listeners speak HTTP/1.1 and offer only http/1.1)",
+                    f"{', '.join(map(repr, other))} not supported (HTTPS listeners speak h2 and http/1.1 only)",
                 )
         mt = c.metrics
         if mt is not None and mt.remove:
@@ -1163,7 +1164,7 @@ class Compiler(CompileScope):
                 ctx.verify_mode = ssl.CERT_REQUIRED
             if cipher_suites:
                 ctx.set_ciphers(":".join(cipher_suites))
-            ctx.set_alpn_protocols(["http/1.1"])
+            ctx.set_alpn_protocols(self._frontend_alpn())
             return ctx
         except (OSError, ssl.SSLError) as exc:
             self.errors.add(path, f"cannot load TLS certificate/key: {exc}")
@@ -1177,6 +1178,7 @@ class Compiler(CompileScope):
 
         root = self.path(t.root) if t.root else None
         ciphers = ":".join(c["name"] for c in template.get_ciphers()) if t.cipher_suites else None
+        alpn = self._frontend_alpn()
 
         def configure(ctx: ssl.SSLContext) -> None:
             ctx.minimum_version = template.minimum_version
@@ -1186,7 +1188,7 @@ class Compiler(CompileScope):
                 ctx.verify_mode = ssl.CERT_REQUIRED
             if ciphers:
                 ctx.set_ciphers(ciphers)
-            ctx.set_alpn_protocols(["http/1.1"])
+            ctx.set_alpn_protocols(alpn)
             ctx.listener_hostname = hostname  # type: ignore[attr-defined]  # (read by client_cert_refusal)
 
         if t.cert is None or t.key is None:
@@ -1199,6 +1201,13 @@ class Compiler(CompileScope):
             return None
         certs.verify_mode = template.verify_mode  # (a listener that verifies client certificates)
         return certs
+
+    def _frontend_alpn(self) -> list[str]:
+        """What HTTPS listeners offer in ALPN: ``frontendPolicies.tls.alpn`` (checked in
+        ``_process_settings``), by default h2 then http/1.1 (engine/h2server.py)."""
+        ft = self.cfg.frontend_policies.tls
+        names = [_alpn_name(p) for p in ft.alpn] if ft is not None and ft.alpn else []
+        return [n for n in names if n in FRONTEND_ALPN] or list(FRONTEND_ALPN)
 
     @staticmethod
     def _sni_context(by_host: list[tuple[str | None, ssl.SSLContext]]) -> ssl.SSLContext:
@@ -1256,6 +1265,10 @@ def _attachable(bind: BindRuntime) -> list[Match]:
                 Match(mt.route, kind=mt.kind, value=mt.value, method=mt.method, headers=mt.headers, query=mt.query)
             )
     return out
+
+
+#: The ALPN protocols HTTPS listeners speak, in the order offered by default.
+FRONTEND_ALPN = ("h2", "http/1.1")
 
 
 def _alpn_name(p: Any) -> str:

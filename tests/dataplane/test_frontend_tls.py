@@ -55,27 +55,43 @@ def test_default_handshake_timeout_is_agentgateways(harness, tls_files):
     assert _silent_client_lifetime(gw.port, 2.0) == 2.0
 
 
-def test_alpn_with_http11_negotiates_http11(harness, tls_files):
+@pytest.mark.parametrize(
+    "alpn, offered, chosen",
+    [
+        (None, ["h2", "http/1.1"], "h2"),  # the default: both, h2 preferred
+        (["h2", "http/1.1"], ["h2", "http/1.1"], "h2"),
+        (["http/1.1"], ["h2", "http/1.1"], "http/1.1"),  # h2 not offered: HTTP/1.1
+        (["h2"], ["h2"], "h2"),
+    ],
+)
+def test_alpn_chooses_what_the_listener_offers(harness, tls_files, alpn, offered, chosen):
     up = harness.upstream("alpn")
     cfg = gateway_config([route("r", [up.host])], protocol="HTTPS", tls=tls_files)
-    cfg["frontendPolicies"] = {"tls": {"alpn": ["h2", "http/1.1"]}}
+    if alpn is not None:
+        cfg["frontendPolicies"] = {"tls": {"alpn": alpn}}
     gw = harness.gateway(cfg)
     ctx = tls_files.client_context()
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
-    with RawHTTP(gw.port, ssl_context=ctx, server_hostname="localhost") as c:
-        assert c.sock.selected_alpn_protocol() == "http/1.1"
-        assert c.request("GET", "/x").status == 200
+    ctx.set_alpn_protocols(offered)
+    if chosen == "http/1.1":
+        with RawHTTP(gw.port, ssl_context=ctx, server_hostname="localhost") as c:
+            assert c.sock.selected_alpn_protocol() == "http/1.1"
+            assert c.request("GET", "/x").status == 200
+        return
+    import socket
+    import ssl
+
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert isinstance(tls, ssl.SSLSocket) and tls.selected_alpn_protocol() == "h2"
 
 
-@pytest.mark.parametrize("alpn", [["h2"], ["h2", "h3"]])
-def test_alpn_without_http11_is_refused(tmp_path, tls_files, alpn):
+def test_alpn_names_other_than_h2_and_http11_are_refused(tmp_path, tls_files):
     cfg = gateway_config([route("r", ["127.0.0.1:9"])], protocol="HTTPS", tls=tls_files)
-    cfg["frontendPolicies"] = {"tls": {"alpn": alpn}}
+    cfg["frontendPolicies"] = {"tls": {"alpn": ["h2", "h3"]}}
     path = tmp_path / "c.yaml"
     path.write_text(dump_yaml(cfg))
     r = run_cli("validate", "-f", str(path))
     assert r.returncode == 1
     assert [line.split(": ", 1)[1] for line in r.stderr.splitlines()] == [  # after <file>:<line>:<column>
-        "frontendPolicies.tls.alpn: a list without http/1.1 is not supported yet "
-        "(listeners speak HTTP/1.1 and offer only http/1.1)"
+        "frontendPolicies.tls.alpn: 'h3' not supported (HTTPS listeners speak h2 and http/1.1 only)"
     ], r.stderr

@@ -183,6 +183,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         "_body_due",
         "_out",
         "_outbox",
+        "_sniff",
     )
 
     def __init__(self, settings: ServerSettings, loop: asyncio.AbstractEventLoop):
@@ -223,6 +224,9 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         self._body_due = False
         self._out: bytes | None = None  # a write held to the end of this loop turn
         self._outbox = outbox_for(loop)
+        # HTTP/2 detection (see _first_bytes): b"" until the connection's first bytes are
+        # looked at (or the start of a preface they were), None once it speaks HTTP/1.1.
+        self._sniff: bytes | None = b""
 
     # -- connection lifecycle -------------------------------------------------------------
     def connection_made(self, transport):
@@ -262,6 +266,10 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
                 # the context the handshake used (SNI may have switched to a listener's)
                 "context": ssl_obj.context if ssl_obj else None,
             }
+            # HTTP/2: TLS negotiated h2 (ALPN), the connection is h2server's
+            if ssl_obj is not None and ssl_obj.selected_alpn_protocol() == "h2":
+                self._to_h2(b"")
+                return
         self.deadline = self.loop.time() + s.header_read_timeout
 
     def connection_lost(self, exc):
@@ -364,6 +372,11 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         if state == _IDLE:
             self.state = _READING
             self.deadline = self.loop.time() + self.settings.header_read_timeout
+            if self._sniff is not None:  # the connection's first bytes: HTTP/2 preface?
+                first = self._first_bytes(data)
+                if first is None:
+                    return
+                data = first
         elif state == _ACTIVE and self._req is not None:
             # a request body still coming in: the client may pause, but not forever
             self.deadline = self.loop.time() + self.settings.body_timeout
@@ -401,6 +414,41 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         except httptools.HttpParserError as exc:
             msg = str(exc) or "malformed request"
             self._reject(400, "bad_request", f"malformed request: {msg}")
+
+    # -- HTTP/2 (engine/h2server.py) -------------------------------------------------------
+    def _first_bytes(self, data: bytes) -> bytes | None:
+        """The first bytes of a connection (this runs once per connection, never per
+        request): the HTTP/2 preface hands the connection to h2server (h2c, prior
+        knowledge) and None is returned; anything else is HTTP/1.1 from here on, the
+        bytes to parse are returned. ``PRI *`` is no HTTP/1.1 request (llhttp reads it
+        as the preface only), so its first four bytes decide; fewer are held."""
+        if self._sniff:
+            data = self._sniff + data
+        if data[:4] == b"PRI ":
+            self._to_h2(data)
+            return None
+        if len(data) < 4 and b"PRI ".startswith(data):
+            self._sniff = data
+            self.state = _IDLE  # (looked at again with the next bytes)
+            return None
+        self._sniff = None
+        return data
+
+    def _to_h2(self, data: bytes) -> None:
+        """Give the connection to an HTTP/2 protocol (``data``: what it read already).
+        It takes this one's place in the connection set (and its count)."""
+        from .h2server import H2ServerProtocol  # (imported by the first HTTP/2 connection)
+
+        proto = H2ServerProtocol(self.settings, self.loop, self.transport, self.peer, self.tls)
+        self._dead = True
+        self._sniff = None
+        self.parser = None  # type: ignore[assignment]  # nothing parses here any more
+        self.deadline = 0.0
+        s = self.settings
+        s.connections.discard(self)
+        s.connections.add(proto)  # type: ignore[arg-type]  # (the sweeper's and drain's interface)
+        self.transport.set_protocol(proto)
+        proto.start(data)
 
     def _start_pending(self) -> None:
         if self._pending is not None:
@@ -598,28 +646,7 @@ class HttpServerProtocol(BufferedWriter, asyncio.Protocol):
         ex.task = self.loop.create_task(self._run(ex, coro))
 
     async def _run(self, ex: Exchange, coro) -> None:
-        try:
-            await coro
-        except asyncio.CancelledError:
-            if not ex.finished:
-                ex.abort()
-            return
-        except GatewayError as e:
-            if not ex.started:
-                ex.send_error(e.status, e.kind, e.message)
-            else:
-                ex.abort()
-        except Exception:  # a bug: log it, answer 500, never leak the traceback
-            log.exception("unhandled error while handling %s %s", ex.request.method, ex.request.path)
-            if not ex.started:
-                ex.send_error(500, "internal_error", "internal gateway error")
-            else:
-                ex.abort()
-        if not ex.finished:
-            if not ex.started:
-                ex.send_error(500, "internal_error", "handler produced no response")
-            else:
-                ex.end()
+        await run_handler(ex, coro)
 
     def exchange_done(self, ex: Exchange) -> None:
         """Called when a response is complete: next pipelined request, idle, or close."""
@@ -768,6 +795,34 @@ def connect_target(target: bytes) -> tuple[str, int]:
     ):
         raise BadHead(400, "bad_request", "a CONNECT target must be host:port")
     return host.lower().rstrip("."), int(port)
+
+
+async def run_handler(ex, coro) -> None:
+    """A handler's task, for an HTTP/1.1 or an HTTP/2 exchange: a failure is answered
+    (the error's status, or 500 for a bug, logged), a response begun is cut rather than
+    left looking complete, and a handler that answered nothing gets a 500."""
+    try:
+        await coro
+    except asyncio.CancelledError:
+        if not ex.finished:
+            ex.abort()
+        return
+    except GatewayError as e:
+        if not ex.started:
+            ex.send_error(e.status, e.kind, e.message)
+        else:
+            ex.abort()
+    except Exception:  # a bug: log it, answer 500, never leak the traceback
+        log.exception("unhandled error while handling %s %s", ex.request.method, ex.request.path)
+        if not ex.started:
+            ex.send_error(500, "internal_error", "internal gateway error")
+        else:
+            ex.abort()
+    if not ex.finished:
+        if not ex.started:
+            ex.send_error(500, "internal_error", "handler produced no response")
+        else:
+            ex.end()
 
 
 class Exchange:
