@@ -2,7 +2,13 @@
 
 ``gateways`` names ports and their listeners; ``routes`` and ``tcpRoutes`` attach to
 them by reference (``<gateway>`` for all its listeners of the route's kind,
-``<gateway>/<listener>`` for one), as do ``llm.gateways`` and ``mcp.gateways``. A route
+``<gateway>/<listener>`` for one), as do ``llm.gateways`` and ``mcp.gateways``.
+``llm.gateways`` may also name a listener of the classic ``binds`` shape by its ``name``
+(how the Kubernetes controller serves AgentgatewayModels on a Gateway's listeners): the
+name must belong to exactly one bind listener, an HTTP or HTTPS one, and to no named
+gateway (or ``<gateway>/<listener>`` reference) — otherwise the reference is refused as
+ambiguous. The llm routes then join that listener's routes (``Expansion.llm_listeners``
+holds its ``binds[i].listeners[j]`` path). A route
 or feature that names no gateway attaches to the gateway called ``default`` when there
 is one. This module turns all of that into plain ``binds`` (one per gateway, one
 listener per gateway listener, each holding the routes attached to it), which the
@@ -168,7 +174,24 @@ def expand(cfg: m.LocalConfig) -> Expansion:
         names = llm.gateways or (["default"] if "port" not in llm.model_fields_set and default_for(HTTP) else [])
         if names:
             out.llm_attached = True
-            out.llm_listeners = [x.syn for x in resolve(names, HTTP, "llm.gateways")]
+            bind_refs = _bind_listener_refs(cfg)
+            gateway_names = [n for n in names if n not in bind_refs]
+            for name in names:
+                if name not in bind_refs:
+                    continue
+                paths = bind_refs[name]
+                if name in refs or len(paths) > 1:
+                    where = [p for p, _ in paths] + ([f"gateways.{name.split('/')[0]}"] if name in refs else [])
+                    err(("llm.gateways", f"reference {name!r} is ambiguous: it names {', '.join(where)}"))
+                    continue
+                lpath, proto = paths[0]
+                if _kind(proto) != HTTP:
+                    err(("llm.gateways", f"reference {name!r} names {lpath}, which is not an HTTP listener"))
+                elif lpath not in out.llm_listeners:
+                    out.llm_listeners.append(lpath)
+            for x in resolve(gateway_names, HTTP, "llm.gateways"):
+                if x.syn not in out.llm_listeners:
+                    out.llm_listeners.append(x.syn)
     mcp = cfg.mcp
     if mcp is not None:
         if mcp.gateways and "port" in mcp.model_fields_set:
@@ -225,6 +248,18 @@ def expand(cfg: m.LocalConfig) -> Expansion:
         )
     # most specific first: a route's path before its listener's
     out.path_map.sort(key=lambda sr: -len(sr[0]))
+    return out
+
+
+def _bind_listener_refs(cfg: m.LocalConfig) -> dict[str, list[tuple[str, str]]]:
+    """The ``binds`` listeners ``llm.gateways`` can name: each listener with an explicit
+    ``name`` -> [(its path ``binds[i].listeners[j]``, its protocol)] (several when the name
+    is not unique, which makes the reference ambiguous)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for bi, b in enumerate(cfg.binds):
+        for li, lst in enumerate(b.listeners):
+            if lst.name:
+                out.setdefault(lst.name, []).append((f"binds[{bi}].listeners[{li}]", lst.protocol or "HTTP"))
     return out
 
 

@@ -1,4 +1,5 @@
-"""AgentgatewayModel (refused with the reason, on each parent) and the AgentgatewayParameters
+"""AgentgatewayModel (refused with the reason, on each parent it cannot be served on; what is
+served is in test_agentgateway_model.py) and the AgentgatewayParameters
 fields beyond image/env/resources/overlays: ``shutdown`` translated into the proxy's drain
 settings and the pod's grace period; ``workload``, ``istio``, ``spiffe``, ``modelCatalog``
 and ``daemonSet`` refused."""
@@ -9,7 +10,6 @@ import pytest
 
 from agentgw.config import load_config_text
 from agentgw.kube.cli import dump_yaml
-from agentgw.kube.llm_models import NOT_SERVED
 from agentgw.kube.provision import proxy_objects
 from agentgw.kube.translate import translate
 
@@ -48,6 +48,7 @@ def _model(name: str, spec: dict) -> dict:
 
 
 def test_models_are_refused_on_each_parent_with_the_reason():
+    # (the listener does not list AgentgatewayModel in allowedRoutes.kinds: models are opt-in)
     res = translate(
         _gateway()
         + [
@@ -69,11 +70,16 @@ def test_models_are_refused_on_each_parent_with_the_reason():
         {
             "parentRef": {"group": GW, "kind": "Gateway", "namespace": "ns", "name": "gw", "sectionName": "l"},
             "controllerName": "agentgw.dev/controller",
-            "conditions": [st["parents"][0]["conditions"][0]],
+            "conditions": st["parents"][0]["conditions"],
         }
     ]
     c = st["parents"][0]["conditions"][0]
-    assert (c["type"], c["status"], c["reason"], c["message"]) == ("Accepted", "False", "Unsupported", NOT_SERVED)
+    assert (c["type"], c["status"], c["reason"], c["message"]) == (
+        "Accepted",
+        "False",
+        "NotAllowedByListeners",
+        "listener l does not list agentgateway.dev/AgentgatewayModel in allowedRoutes.kinds",
+    )
 
     def why(n: str) -> str:
         return res.status[(AG, "AgentgatewayModel", "ns", n)]["parents"][0]["conditions"][0]["message"]

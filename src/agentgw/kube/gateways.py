@@ -3,7 +3,8 @@
 `accept_gateway_classes` says which GatewayClasses name this controller and whether they
 are accepted. `GatewayBuilder.build` assembles the config of one accepted Gateway from its
 checked listeners (`agentgw.kube.listeners`) and the routes attached to them
-(`agentgw.kube.routes`): binds per port, PreRouting and frontend policies, the
+(`agentgw.kube.routes`): binds per port, the ``llm`` section of the AgentgatewayModels
+served on them (`agentgw.kube.llm_models`), PreRouting and frontend policies, the
 AgentgatewayParameters (GatewayClass, then the Gateway's own) with their ``rawConfig``,
 the TLS and CA files the config names, the provenance of every part (for
 `agentgw.kube.check`), and the Gateway's status with its listeners and addresses.
@@ -14,7 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .listeners import Listener, listener_key
+from .listeners import MODEL_KIND, Listener, listener_key
+from .llm_models import ModelTranslator
 from .objects import AGW, GW, deep_merge, generation, meta, ns_of, okey, safe_name
 from .output import GatewayOutput, Result
 from .policy_attachment import PolicyAttachments
@@ -62,10 +64,13 @@ def accept_gateway_classes(store: ObjectStore, res: Result, controller_name: str
 
 
 class GatewayBuilder:
-    def __init__(self, store: ObjectStore, res: Result, policies: PolicyAttachments):
+    def __init__(
+        self, store: ObjectStore, res: Result, policies: PolicyAttachments, models: ModelTranslator | None = None
+    ):
         self.store = store
         self.res = res
         self.policies = policies
+        self.models = models
 
     def build(self, gw: dict, listeners: list[Listener]) -> None:
         """The Gateway's config (in `Result.gateways` unless its parameters are at fault) and status."""
@@ -116,6 +121,13 @@ class GatewayBuilder:
                 for ri, rsrc in enumerate(gl.route_sources):
                     for rel, objs in rsrc.items():
                         sources[f"{lp}.routes[{ri}]" + (f".{rel}" if rel else "")] = set(objs)
+        if self.models is not None:
+            llm, lsrc, lfiles = self.models.llm_section((ns, name))
+            if llm is not None:
+                config["llm"] = llm
+                sources["llm"] = {gkey}
+                sources.update(lsrc)
+                files.update(lfiles)
         if ffp:
             config["frontendPolicies"] = ffp
             for k in ffp:
@@ -141,11 +153,15 @@ class GatewayBuilder:
             gconds.append(cond("Programmed", True, "Programmed", "config generated for the proxy", gen))
         lstatus = []
         for gl in listeners:
+            kinds = list(SUPPORTED_ROUTE_KINDS) if gl.protocol in ("HTTP", "HTTPS") else []
+            if gl.models:
+                kinds.append({"group": AGW, "kind": MODEL_KIND})
+            models = self.models.attached((ns, name), gl.name) if self.models is not None else 0
             lstatus.append(
                 {
                     "name": gl.name,
-                    "supportedKinds": SUPPORTED_ROUTE_KINDS if gl.protocol in ("HTTP", "HTTPS") else [],
-                    "attachedRoutes": gl.attached,
+                    "supportedKinds": kinds,
+                    "attachedRoutes": gl.attached + models,
                     "conditions": [gl.conditions[t] for t in ("Accepted", "Programmed", "ResolvedRefs", "Conflicted")],
                 }
             )

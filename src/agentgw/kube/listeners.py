@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import policies as P
-from .objects import GW, generation, meta, ns_of, safe_name
+from .objects import AGW, GW, generation, labels_match, meta, ns_of, safe_name
 from .status import cond, problems_message
 from .store import ObjectStore
 
@@ -36,6 +36,29 @@ class Listener:
     attached: int = 0
     routes: list[dict] = field(default_factory=list)
     route_sources: list[dict] = field(default_factory=list)  # per route: relative path -> object keys
+    #: ``allowedRoutes.kinds`` lists AgentgatewayModel (the listener serves models)
+    models: bool = False
+    #: HTTPRoutes may attach (``allowedRoutes.kinds`` is empty or lists HTTPRoute)
+    http_routes: bool = True
+
+
+MODEL_KIND = "AgentgatewayModel"
+
+
+def namespace_allowed(store: ObjectStore, gl: Listener, gns: str, rns: str) -> bool:
+    """Whether the listener's ``allowedRoutes.namespaces`` admits objects from namespace ``rns``."""
+    ns_spec = ((gl.spec.get("allowedRoutes") or {}).get("namespaces")) or {}
+    frm = ns_spec.get("from", "Same")
+    if frm == "All":
+        return True
+    if frm == "Same":
+        return gns == rns
+    if frm == "Selector":
+        nsobj = store.get("", "Namespace", "", rns)
+        labels = dict(meta(nsobj).get("labels") or {}) if nsobj else {}
+        labels.setdefault("kubernetes.io/metadata.name", rns)
+        return labels_match(labels, ns_spec.get("selector") or {})
+    return False
 
 
 def gateway_listeners(store: ObjectStore, gw: dict) -> list[Listener]:
@@ -64,9 +87,17 @@ def gateway_listeners(store: ObjectStore, gw: dict) -> list[Listener]:
             conds["Programmed"] = cond("Programmed", False, "Invalid", "listener not accepted", gen)
             lst.ok = False
         kinds = ((spec.get("allowedRoutes") or {}).get("kinds")) or []
-        bad_kinds = [k for k in kinds if (k.get("group", GW), k.get("kind")) != (GW, "HTTPRoute")]
+        listed = {(k.get("group", GW), k.get("kind")) for k in kinds}
+        # AgentgatewayModel is opt-in, as in agentgateway: only a listener that lists it takes models
+        lst.models = lst.protocol in ("HTTP", "HTTPS") and (AGW, MODEL_KIND) in listed
+        lst.http_routes = not kinds or (GW, "HTTPRoute") in listed
+        bad_kinds = [
+            k for k in kinds if (k.get("group", GW), k.get("kind")) not in ((GW, "HTTPRoute"), (AGW, MODEL_KIND))
+        ]
         if bad_kinds and len(bad_kinds) == len(kinds):
-            conds["ResolvedRefs"] = cond("ResolvedRefs", False, "InvalidRouteKinds", "only HTTPRoute is supported", gen)
+            conds["ResolvedRefs"] = cond(
+                "ResolvedRefs", False, "InvalidRouteKinds", "only HTTPRoute and AgentgatewayModel are supported", gen
+            )
             conds["Programmed"] = cond("Programmed", False, "Invalid", "no supported route kinds", gen)
             lst.ok = False
         if lst.protocol == "HTTPS" and lst.ok:

@@ -16,9 +16,9 @@ from typing import Any
 
 from . import policies as P
 from .backends import A2A_APP_PROTOCOLS, MCP_APP_PROTOCOLS, BackendTranslator
-from .listeners import Listener
+from .listeners import Listener, namespace_allowed
 from .llm_models import NOT_SERVED
-from .objects import AGW, BACKEND_KINDS, GW, display, generation, labels_match, meta, ns_of, okey, safe_name
+from .objects import AGW, BACKEND_KINDS, GW, display, generation, meta, ns_of, okey, safe_name
 from .output import Result
 from .policy_attachment import CLOSED_RESPONSE, PolicyAttachments
 from .status import cond, problems_message
@@ -179,6 +179,15 @@ class RouteTranslator:
                 if not gl.ok:
                     refusals.append((3, "NoMatchingParent", f"listener {gl.name} is not accepted"))
                     continue
+                if not gl.http_routes:
+                    refusals.append(
+                        (
+                            1,
+                            "NotAllowedByListeners",
+                            f"listener {gl.name} does not allow HTTPRoutes (allowedRoutes.kinds)",
+                        )
+                    )
+                    continue
                 if not self._allowed(gl, gns, rns):
                     refusals.append(
                         (1, "NotAllowedByListeners", f"listener {gl.name} does not allow routes from namespace {rns}")
@@ -272,18 +281,7 @@ class RouteTranslator:
 
     def _allowed(self, gl: Listener, gns: str, rns: str) -> bool:
         """Whether the listener's ``allowedRoutes.namespaces`` admits routes from namespace ``rns``."""
-        ns_spec = ((gl.spec.get("allowedRoutes") or {}).get("namespaces")) or {}
-        frm = ns_spec.get("from", "Same")
-        if frm == "All":
-            return True
-        if frm == "Same":
-            return gns == rns
-        if frm == "Selector":
-            nsobj = self.store.get("", "Namespace", "", rns)
-            labels = dict(meta(nsobj).get("labels") or {}) if nsobj else {}
-            labels.setdefault("kubernetes.io/metadata.name", rns)
-            return labels_match(labels, ns_spec.get("selector") or {})
-        return False
+        return namespace_allowed(self.store, gl, gns, rns)
 
     def _rules(self, route: dict) -> tuple[list[tuple[list, dict, dict]], dict]:
         """HTTPRoute rules → [(policy levels, config route, its sources)], ResolvedRefs condition.

@@ -32,7 +32,8 @@ This module decides which Gateways are ours and runs the steps in order; each st
 in its own module: `store` (the objects, their schema problems, lookups, ReferenceGrants,
 Service hosts), `policy_attachment` (policy targets, status and merging over levels, with
 `policies` translating each section), `backends` (AgentgatewayBackend objects), `listeners`
-(a Gateway's listeners), `routes` (HTTPRoutes onto listeners), `gateways` (GatewayClasses,
+(a Gateway's listeners), `routes` (HTTPRoutes onto listeners), `llm_models`
+(AgentgatewayModels onto listeners, as each config's ``llm`` section), `gateways` (GatewayClasses,
 each Gateway's config and status), `status` (conditions) and `output` (what comes back).
 """
 
@@ -45,7 +46,7 @@ from . import policies as P
 from .backends import BackendTranslator
 from .gateways import GatewayBuilder, accept_gateway_classes
 from .listeners import gateway_listeners
-from .llm_models import report_models
+from .llm_models import ModelTranslator
 from .objects import GW, display, generation, meta, ns_of, okey
 from .output import GatewayOutput, Result
 from .policy_attachment import PolicyAttachments
@@ -81,7 +82,8 @@ class Translator:
         self.policies = PolicyAttachments(self.store, self.res, resolver, controller_name, redis_url)
         self.backends = BackendTranslator(self.store, self.res, resolver, self.policies)
         self.routes = RouteTranslator(self.store, self.res, self.policies, self.backends, controller_name)
-        self.gateways = GatewayBuilder(self.store, self.res, self.policies)
+        self.models = ModelTranslator(self.store, self.res, resolver, controller_name)
+        self.gateways = GatewayBuilder(self.store, self.res, self.policies, self.models)
 
     def run(self) -> Result:
         """Policies attach before backends and routes are translated (both merge what is
@@ -89,13 +91,13 @@ class Translator:
         classes = accept_gateway_classes(self.store, self.res, self.controller_name)
         self.policies.attach_all()
         self.backends.report_status()
-        report_models(self.store, self.res, self.controller_name)
         for rg in self.store.all(GW, "ReferenceGrant"):
             for p in self.store.problems(rg):  # a ReferenceGrant has no status: the error is all there is
                 self.res.errors.append(f"{display(okey(rg))}: not accepted (grants nothing): {p}")
         gateways = self._our_gateways(classes)
         gw_listeners = {(ns_of(g), meta(g)["name"]): gateway_listeners(self.store, g) for g in gateways}
         self.routes.attach_all(gw_listeners, self.bad_gateways)
+        self.models.attach_all(gw_listeners, self.bad_gateways)
         for gw in gateways:
             self.gateways.build(gw, gw_listeners[(ns_of(gw), meta(gw)["name"])])
         self.res.errors.extend(errors_from_status(self.res.status))
