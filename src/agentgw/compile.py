@@ -72,6 +72,32 @@ class Runtime:
     admin_auth: Any = None  # admin.auth.AdminAuth: who may write through the admin API (config.admin)
 
 
+#: ``ui.policies`` the UI's route runs (see Compiler._refuse_ui_policies)
+_UI_POLICIES = frozenset(
+    {
+        "oidc",
+        "jwt_auth",
+        "basic_auth",
+        "api_key",
+        "ext_authz",
+        "service_account_auth",
+        "authorization",
+        "cors",
+        "csrf",
+        "local_rate_limit",
+        "remote_rate_limit",
+        "global_rate_limit",
+        "request_header_modifier",
+        "response_header_modifier",
+    }
+)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
 def _merge_policies(parent, child):
     """A route group's route's policies over its delegating route's: each policy the
     child sets replaces the parent's of the same kind; the rest are inherited."""
@@ -349,6 +375,7 @@ class Compiler(CompileScope):
         if r is self._shape.ui_route:  # ui: attached to this listener
             from .admin.attached import UiBackend
 
+            self._refuse_ui_policies(r.policies, f"{rpath}.policies")
             policies, _ = self._route_policies(r.policies, f"{rpath}.policies", ai=False, route_id=name)
             self._check_ui_guard(r, rpath)
             route = Route(name, policies, UiBackend(self.services), lname)
@@ -376,6 +403,18 @@ class Compiler(CompileScope):
             order += 1
         entries.append((list(r.hostnames), matches))
         return order
+
+    def _refuse_ui_policies(self, p: m.RoutePolicies | None, path: str) -> None:
+        """``ui.policies``: what runs before the UI answers -- authentication,
+        authorization, rate limits, CORS / CSRF, header edits. What would act on an
+        upstream or rewrite the UI's paths has nothing to act on there: refused."""
+        if p is None:
+            return
+        for attr in sorted(p.model_fields_set):
+            if attr in _UI_POLICIES or getattr(p, attr) is None:
+                continue
+            key = type(p).model_fields[attr].alias or _camel(attr)
+            self.errors.add(f"{path}.{key}", "not supported on the UI's route (it serves the UI itself: no upstream)")
 
     def _check_ui_guard(self, r: m.Route, rpath: str) -> None:
         """The UI on a traffic listener shows the config, the requests and the admin API:

@@ -686,7 +686,15 @@ VALUES: dict[str, Any] = {
     "McpShorthand.failure_mode": "failOpen",
     # -- frontend
     "FrontendHTTP.max_buffer_size": 1024,
-    "FrontendTLS.alpn": ["h2"],  # refused; a list with http/1.1 is what listeners offer anyway
+    "FrontendTLS.alpn": In(["h2"], doc=lambda d: _https(d)),  # what HTTPS listeners offer (h2 and/or http/1.1)
+    # route delegation: a group the route names, and a group a route delegates to
+    "RouteBackend.route_group": In("group", doc=lambda d: _route_group(d)),
+    "LocalConfig.route_groups": Patch(lambda d, p, l: _delegate_first_route(d, p)),
+    "RouteGroup.name": Patch(lambda d, p, l: _rename_group(d, p)),
+    # the UI on a traffic listener: a gateway to attach to, and an admin credential (so
+    # the attachment is guarded whatever ui.policies says)
+    "UiShorthand.gateways": In(["ui-gw"], doc=lambda d: _ui_gateway(d)),
+    "UiShorthand.policies": In({"apiKey": {"keys": [{"key": "walk-key-1"}]}}, doc=lambda d: _ui_gateway(d), gateways=["ui-gw"]),
     # defaults for HTTPS listeners: compared with one
     "FrontendTLS.cipher_suites": In(["ECDHE-RSA-AES128-GCM-SHA256"], doc=lambda d: _https(d)),
     "FrontendTLS.min_version": In("TLS_V1_3", doc=lambda d: _https(d)),
@@ -908,6 +916,7 @@ NO_OP: dict[str, str] = {
 #: the field itself there, but does not descend into it a second time).
 WALKED_ELSEWHERE: dict[str, str] = {
     "TargetedPolicy.policy": "route policies, walked at binds[].listeners[].routes[].policies (one per entry here)",
+    "RouteGroup.routes": "the Route model, walked at binds[].listeners[].routes[] (a group's routes compile the same way)",
 }
 
 #: Process settings the gateway process applies itself (runner.py, ports.py) from the
@@ -1399,6 +1408,38 @@ def _service_route(doc) -> None:
             for r in lst.get("routes") or []:
                 r["backends"] = [{"service": {"name": "ns/svc.example", "port": 80}}]
                 return
+
+
+def _route_group(doc) -> None:
+    """``routeGroups``: a group named ``group`` (for a ``routeGroup`` backend to name)."""
+    doc["routeGroups"] = [{"name": "group", "routes": [{"backends": [{"host": "127.0.0.1:9009"}]}]}]
+
+
+def _delegate_first_route(doc, parent) -> None:
+    """``routeGroups`` with a group the first HTTP route delegates to."""
+    parent["routeGroups"] = [{"name": "walk-group", "routes": [{"backends": [{"host": "127.0.0.1:9009"}]}]}]
+    for b in doc.get("binds", []):
+        for lst in b.get("listeners", []):
+            for r in lst.get("routes") or []:
+                r["backends"] = [{"routeGroup": "walk-group"}]
+                return
+
+
+def _rename_group(doc, parent) -> None:
+    """A group's ``name``, and the routes that delegate to it, renamed."""
+    old, parent["name"] = parent["name"], parent["name"] + "-renamed"
+    for b in doc.get("binds", []):
+        for lst in b.get("listeners", []):
+            for r in lst.get("routes") or []:
+                for be in r.get("backends") or []:
+                    if be.get("routeGroup") == old:
+                        be["routeGroup"] = parent["name"]
+
+
+def _ui_gateway(doc) -> None:
+    """A named gateway for ``ui.gateways``, and an admin token guarding the UI there."""
+    doc.setdefault("gateways", {})["ui-gw"] = {"port": 16095}
+    doc.setdefault("config", {})["admin"] = {"token": "an-admin-api-token-for-the-walk"}
 
 
 def _new_host_backend(doc, parent, **clear):
