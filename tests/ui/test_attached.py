@@ -89,6 +89,13 @@ def test_an_unguarded_ui_on_a_traffic_listener_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     r = run_cli("validate", "-f", str(path))
     assert r.returncode != 0 and "ui.policies: apply to the UI on traffic listeners" in r.stdout + r.stderr
+    # a policy that would act on an upstream has none there: refused, not ignored
+    cfg = _config({"token": TOKEN})
+    cfg["ui"]["policies"]["timeout"] = {"requestTimeout": "5s"}
+    path.write_text(yaml.safe_dump(cfg))
+    r = run_cli("validate", "-f", str(path))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "ui.policies.timeout: not supported on the UI's route" in out, out
 
 
 def test_the_page_works_in_a_browser_on_the_traffic_port(harness, browser):
