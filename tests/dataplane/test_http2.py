@@ -426,6 +426,68 @@ def test_ping_flood_gets_goaway(gw):
     _still_serves(gw)
 
 
+def _flood_then_goaway(gw, send_one, n: int, prepare=None) -> None:
+    """Send ``n`` frames with ``send_one(cli, i)``; the gateway must answer GOAWAY
+    ENHANCE_YOUR_CALM (or close) and keep serving others."""
+    cli = RawH2(gw.port)
+    ctx = prepare(cli) if prepare is not None else None
+    try:
+        for i in range(n):
+            send_one(cli, i, ctx)
+    except (ConnectionResetError, BrokenPipeError, h2.exceptions.ProtocolError):
+        pass
+    goaway = cli.wait_goaway()
+    cli.close()
+    assert goaway is not None
+    if goaway != "closed":
+        assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    _still_serves(gw)
+
+
+def test_window_update_flood_gets_goaway(gw):
+    """WINDOW_UPDATEs with no DATA sent to justify them (bounded per DATA frame sent)."""
+
+    def one(cli, i, _):
+        cli.conn.increment_flow_control_window(1)
+        cli.flush()
+
+    _flood_then_goaway(gw, one, 2000)
+
+
+def test_priority_flood_gets_goaway(gw):
+    def one(cli, i, _):
+        cli.conn.prioritize(1 + 2 * (i % 50), weight=1 + i % 200)
+        cli.flush()
+
+    _flood_then_goaway(gw, one, 2000)
+
+
+def test_empty_data_flood_gets_goaway(gw):
+    """DATA frames that carry nothing and end nothing, on an open request stream."""
+
+    def one(cli, i, sid):
+        cli.conn.send_data(sid, b"")
+        cli.flush()
+
+    _flood_then_goaway(gw, one, 200, prepare=lambda cli: cli.request("POST", "/echo/empty", end=False))
+
+
+def test_unknown_frame_flood_gets_goaway(gw):
+    unknown = bytes.fromhex("000000fa0000000000")  # type 0xfa, no flags, stream 0, empty
+
+    def one(cli, i, _):
+        cli.sock.sendall(unknown * 10)
+
+    _flood_then_goaway(gw, one, 100)
+
+
+def test_a_large_download_is_no_window_update_flood(gw):
+    """A client that acknowledges every DATA frame it reads stays within the bounds."""
+    with _h2c_client() as c:
+        r = c.get(f"http://127.0.0.1:{gw.port}/big?size={8 * 1024 * 1024}")
+        assert r.status_code == 200 and len(r.content) == 8 * 1024 * 1024
+
+
 @pytest.mark.parametrize(
     "first",
     [

@@ -18,8 +18,10 @@ What HTTP/2 adds to the connection bookkeeping:
   (``RequestBody`` pauses "reading"): the client then stalls on that stream only.
 * limits and defences that HTTP/1.1 does not need: concurrent streams, header list size,
   CONTINUATION floods (``h2`` caps the frames; the buffered block is capped here too),
-  rapid reset (CVE-2023-44487) and PING / SETTINGS floods, counted per connection in a
-  fixed time window and answered with GOAWAY ENHANCE_YOUR_CALM.
+  rapid reset (CVE-2023-44487) and PING / SETTINGS / unknown-frame floods, counted per
+  connection in a fixed time window; WINDOW_UPDATE and PRIORITY frames bounded by the work
+  that justifies them (DATA frames sent, streams opened), and runs of empty DATA frames:
+  all answered with GOAWAY ENHANCE_YOUR_CALM.
 * a client that breaks the protocol gets GOAWAY (PROTOCOL_ERROR or the code ``h2`` picked)
   and the connection closes; it is logged as one line, never a traceback.
 
@@ -69,6 +71,15 @@ FLOOD_WINDOW = 10.0
 MAX_RESETS = 200  # RST_STREAM from the client (rapid reset, CVE-2023-44487)
 MAX_PINGS = 100
 MAX_SETTINGS = 100
+MAX_UNKNOWN = 100  # frames of unknown types (allowed by RFC 9113, and cheap to send)
+# Frames that cost us work and move no data (as Envoy bounds them): WINDOW_UPDATEs beyond
+# WINDOW_UPDATES_PER_DATA per DATA frame sent, PRIORITY frames beyond PRIORITY_PER_STREAM
+# per stream opened (each plus a base of BASE_CONTROL), and more than MAX_EMPTY_DATA DATA
+# frames in a row that carry nothing and end nothing.
+WINDOW_UPDATES_PER_DATA = 10
+PRIORITY_PER_STREAM = 100
+BASE_CONTROL = 100
+MAX_EMPTY_DATA = 10
 # A request body still coming after its response is complete (the handler did not read
 # it) is taken and dropped up to this much, so that clients that send the whole body
 # before they read the answer (httpx) get it; past that the stream is reset (NO_ERROR,
@@ -80,9 +91,9 @@ DISCARD_MAX = 1024 * 1024
 _DROP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "content-length"})
 _DROP_B = frozenset(k.encode() for k in _DROP)
 
-_RESETS, _PINGS, _SETTINGS = 0, 1, 2
-_FLOOD_LIMITS = (MAX_RESETS, MAX_PINGS, MAX_SETTINGS)
-_FLOOD_NAMES = ("stream resets", "PINGs", "SETTINGS frames")
+_RESETS, _PINGS, _SETTINGS, _UNKNOWN = 0, 1, 2, 3
+_FLOOD_LIMITS = (MAX_RESETS, MAX_PINGS, MAX_SETTINGS, MAX_UNKNOWN)
+_FLOOD_NAMES = ("stream resets", "PINGs", "SETTINGS frames", "frames of unknown types")
 
 
 def _h2_headers(status: int, headers: Any, content_length: int | None) -> list[tuple[bytes, bytes]]:
@@ -129,6 +140,11 @@ class H2ServerProtocol(asyncio.Protocol):
         "_head_deadline",
         "_flood",
         "_flood_start",
+        "data_sent",
+        "_window_updates",
+        "_streams_opened",
+        "_priorities",
+        "_empty_data",
         "_header_cap",
     )
 
@@ -158,8 +174,14 @@ class H2ServerProtocol(asyncio.Protocol):
         # a first request, then the idle timeout from the end of the last stream)
         self._idle_deadline = loop.time() + settings.header_read_timeout
         self._head_deadline = 0.0  # a header block is incomplete: when it must be whole
-        self._flood = [0, 0, 0]
+        self._flood = [0, 0, 0, 0]
         self._flood_start = loop.time()
+        # control frames against the work that justifies them (see WINDOW_UPDATES_PER_DATA)
+        self.data_sent = 0  # DATA frames sent
+        self._window_updates = 0
+        self._streams_opened = 0
+        self._priorities = 0
+        self._empty_data = 0  # DATA frames in a row with no payload and no END_STREAM
         # The header list we take: room for the largest head the HTTP/1.1 path takes plus
         # HPACK's 32 bytes per field, so that a head over the limits gets the same 431
         # (and only a larger one breaks the connection, in the HPACK decoder).
@@ -369,7 +391,7 @@ class H2ServerProtocol(asyncio.Protocol):
         now = self.loop.time()
         if now - self._flood_start >= FLOOD_WINDOW:
             self._flood_start = now
-            self._flood = [0, 0, 0]
+            self._flood = [0, 0, 0, 0]
         self._flood[kind] += 1
         if self._flood[kind] > _FLOOD_LIMITS[kind]:
             self._fatal(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {_FLOOD_NAMES[kind]}")
@@ -379,12 +401,20 @@ class H2ServerProtocol(asyncio.Protocol):
     def _event(self, ev, starts: list[H2Exchange]) -> None:
         cls = ev.__class__
         if cls is h2.events.DataReceived:
+            if ev.data or ev.stream_ended is not None:
+                self._empty_data = 0
+            else:
+                self._empty_data += 1
+                if self._empty_data > MAX_EMPTY_DATA:
+                    self._fatal(ErrorCodes.ENHANCE_YOUR_CALM, "too many empty DATA frames")
+                    return
             ex = self.streams.get(ev.stream_id) or self._discarding.get(ev.stream_id)
             if ex is None:
                 self._ack(ev.flow_controlled_length, ev.stream_id)
             else:
                 ex.data(ev.data, ev.flow_controlled_length)
         elif cls is h2.events.RequestReceived:
+            self._streams_opened += 1
             self._request(ev, starts)
         elif cls is h2.events.StreamEnded:
             ex = self.streams.get(ev.stream_id)
@@ -396,6 +426,10 @@ class H2ServerProtocol(asyncio.Protocol):
                     ex._due = False
                     starts.append(ex)
         elif cls is h2.events.WindowUpdated:
+            self._window_updates += 1
+            if self._window_updates > BASE_CONTROL + WINDOW_UPDATES_PER_DATA * self.data_sent:
+                self._fatal(ErrorCodes.ENHANCE_YOUR_CALM, "too many WINDOW_UPDATE frames")
+                return
             if ev.stream_id:
                 ex = self.streams.get(ev.stream_id)
                 if ex is not None:
@@ -421,9 +455,14 @@ class H2ServerProtocol(asyncio.Protocol):
             # The client is going away: nothing more can be sent on this connection.
             self._closing = True
             self.close()
+        elif cls is h2.events.PriorityUpdated:
+            self._priorities += 1
+            if self._priorities > BASE_CONTROL + PRIORITY_PER_STREAM * self._streams_opened:
+                self._fatal(ErrorCodes.ENHANCE_YOUR_CALM, "too many PRIORITY frames")
+        elif cls is h2.events.UnknownFrameReceived:
+            self._count(_UNKNOWN)
         # (TrailersReceived: dropped, as the HTTP/1.1 path drops a trailer section;
-        # PriorityUpdated, SettingsAcknowledged, PingAckReceived, UnknownFrameReceived:
-        # nothing to do)
+        # SettingsAcknowledged, PingAckReceived: nothing to do)
 
     def _ack(self, n: int, stream_id: int) -> None:
         if n:
@@ -811,6 +850,7 @@ class H2Exchange:
                 self._queued -= n
                 ended = self._end_pending and not queue
                 h.send_data(sid, chunk, end_stream=ended)
+                conn.data_sent += 1
             if self._end_pending and not queue:
                 self._end_pending = False
                 if not ended:
