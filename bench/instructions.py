@@ -15,6 +15,7 @@ event-loop turn keeps the count repeatable to a fraction of a per cent.
     python bench/instructions.py --route llm           # chat completion through `llm:` (OpenAI)
     python bench/instructions.py --route global-ratelimit  # a never-hit globalRateLimit (Redis)
     python bench/instructions.py --headers 12 --requests 3000
+    python bench/instructions.py --route plain --access-log text   # with the access log on
     python bench/instructions.py --config my.yaml --port 8080 --path /v1/chat/completions
 
 Needs ``valgrind`` (``apt-get install valgrind``) and nginx; ``global-ratelimit`` also
@@ -100,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         help="copy the window's callgrind dump here (read it with callgrind_annotate)",
     )
     ap.add_argument("--env", action="append", default=[], metavar="K=V", help="environment for agentgw")
+    ap.add_argument(
+        "--access-log",
+        choices=("text", "json"),
+        help="with the access log on in this format (the bench routes run with logging.level warn: no access log)",
+    )
     args = ap.parse_args(argv)
 
     valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
@@ -139,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 cfg.write_text(scenarios.agentgw_yaml(ports, up_port, args.route, policies))
             port, ready = ports["bind"], ports["readiness"]
+            if args.access_log:
+                text = cfg.read_text()
+                assert "logging: {level: warn}" in text
+                cfg.write_text(text.replace("logging: {level: warn}", f"logging: {{level: info, format: {args.access_log}}}"))
         out = wd / "callgrind.out"
         env = {**lib.python_env_with_repo_src(), "PYTHONHASHSEED": "0"}
         env.update(kv.split("=", 1) for kv in args.env)
