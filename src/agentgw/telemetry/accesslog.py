@@ -243,17 +243,8 @@ class AccessLog:
                 f',"host":"{host}","status":{ex.status},"duration_ms":{round(duration * 1000, 3)!r}'
                 f',"bytes_sent":{ex.bytes_sent},"bytes_received":{req.body.size}'
             )
-            if err:
-                line += f',"upstream_error":{_json(err)}'
-            if attrs:
-                mcp = attrs.get("mcp.call")
-                if mcp is not None:
-                    target, tool = mcp
-                    line += f',"mcp_target":{_json(target)},"mcp_tool":{_json(tool)}'
-                trace = attrs.get("trace")
-                if trace is not None:
-                    sc = trace[1].get_span_context()
-                    line += f',"trace_id":"{sc.trace_id:032x}","span_id":"{sc.span_id:016x}"'
+            if err or attrs:
+                line += "".join(f',"{k}":{_json(v)}' for k, v in _trailing(err, attrs))
             line += "}\n"
         else:
             if (
@@ -270,17 +261,8 @@ class AccessLog:
                 f" duration_ms={round(duration * 1000, 3)!r} bytes_sent={ex.bytes_sent}"
                 f" bytes_received={req.body.size}"
             )
-            if err:
-                line += f" upstream_error={_text(err)}"
-            if attrs:
-                mcp = attrs.get("mcp.call")
-                if mcp is not None:
-                    target, tool = mcp
-                    line += f" mcp_target={_text(target)} mcp_tool={_text(tool)}"
-                trace = attrs.get("trace")
-                if trace is not None:
-                    sc = trace[1].get_span_context()
-                    line += f" trace_id={sc.trace_id:032x} span_id={sc.span_id:016x}"
+            if err or attrs:
+                line += "".join(f" {k}={_text(v)}" for k, v in _trailing(err, attrs))
             line += "\n"
         self._buf.append(line.encode("utf-8", "replace"))
         if self._timer is None:
@@ -314,6 +296,22 @@ class AccessLog:
                 self.stream.flush()
             except (OSError, ValueError):
                 pass
+
+
+def _trailing(err, attrs: dict) -> list[tuple[str, Any]]:
+    """The fields a request may add after the built-in ones, in ``_fields``' order:
+    ``upstream_error``, ``mcp_target`` / ``mcp_tool``, ``trace_id`` / ``span_id``."""
+    out: list[tuple[str, Any]] = []
+    if err:
+        out.append(("upstream_error", err))
+    mcp = attrs.get("mcp.call")
+    if mcp is not None:
+        out += (("mcp_target", mcp[0]), ("mcp_tool", mcp[1]))
+    trace = attrs.get("trace")
+    if trace is not None:
+        sc = trace[1].get_span_context()
+        out += (("trace_id", f"{sc.trace_id:032x}"), ("span_id", f"{sc.span_id:016x}"))
+    return out
 
 
 def _json(v) -> str:
@@ -357,14 +355,7 @@ def _fields(ctx, duration: float) -> dict:
     extra = ctx.attrs.get("log")
     if extra:
         fields.update(extra)
-    mcp = ctx.attrs.get("mcp.call")
-    if mcp is not None:
-        fields["mcp_target"], fields["mcp_tool"] = mcp
-    trace = ctx.attrs.get("trace")
-    if trace is not None:
-        sc = trace[1].get_span_context()
-        fields["trace_id"] = f"{sc.trace_id:032x}"
-        fields["span_id"] = f"{sc.span_id:016x}"
+    fields.update(_trailing(None, ctx.attrs))
     return fields
 
 
