@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,12 @@ DISCARD_MAX = 1024 * 1024
 # the stream's own business (END_STREAM), so a content-length is only sent when known.
 _DROP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "content-length"})
 _DROP_B = frozenset(k.encode() for k in _DROP)
+
+#: RFC 9110 tchar+ (a method); a request target's characters (visible ASCII); a control
+#: character in a field value (HTAB allowed)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(r"[\x21-\x7e]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 _RESETS, _PINGS, _SETTINGS, _UNKNOWN = 0, 1, 2, 3
 _FLOOD_LIMITS = (MAX_RESETS, MAX_PINGS, MAX_SETTINGS, MAX_UNKNOWN)
@@ -496,6 +503,14 @@ class H2ServerProtocol(asyncio.Protocol):
         except BadHead as bad:
             self._refuse(sid, bad.status, bad.kind, bad.message, ended)
             return
+        cl = req.headers.get("content-length")
+        if cl is not None and (not cl.isdigit() or (cl != "0" and (ended or req.method == "HEAD"))):
+            # h2 checks a declared length against DATA frames only: a stream ended with its
+            # head, or a HEAD (taken as bodiless), must not declare a body an upstream
+            # would wait for
+            msg = "content-length does not match the request body"
+            self._refuse(sid, 400, "invalid_content_length", msg, ended, head=req.method == "HEAD")
+            return
         s = self.settings
         req.body = body = RequestBody(None, s.max_body_bytes)
         ex = H2Exchange(self, req, sid)
@@ -544,7 +559,10 @@ class H2ServerProtocol(asyncio.Protocol):
                 pairs.append((k, v))
         if size > s.max_header_bytes:
             raise BadHead(431, "header_too_large", "request header section too large")
-        if len(pairs) + len(cookies) > s.max_header_count:
+        if any(_BAD_VALUE.search(v) for _, v in pairs) or any(_BAD_VALUE.search(v) for v in cookies):
+            # (h2 refuses only NUL, CR and LF; llhttp refuses every control character)
+            raise BadHead(400, "invalid_header", "a header value holds a control character")
+        if len(pairs) + (1 if cookies else 0) > s.max_header_count:  # (crumbs: one field on HTTP/1.1)
             raise BadHead(431, "too_many_headers", f"more than {s.max_header_count} header fields")
         if cookies:
             pairs.append(("cookie", "; ".join(cookies)))
@@ -554,6 +572,12 @@ class H2ServerProtocol(asyncio.Protocol):
             pairs = [kv for kv in pairs if "_" not in kv[0]]
         if method == "CONNECT":
             raise BadHead(405, "method_not_allowed", "CONNECT is not supported on HTTP/2 streams")
+        # What the upstream reads as its request line: the method a token, the target
+        # visible ASCII with no space, as llhttp holds HTTP/1.1 requests to.
+        if not _TOKEN.fullmatch(method):
+            raise BadHead(400, "bad_request", "the :method is not a token")
+        if not _TARGET.fullmatch(path):
+            raise BadHead(400, "bad_request", "the :path holds a space, a control or a non-ASCII character")
         if path[:1] != "/":
             if path == "*":
                 raise BadHead(400, "bad_request", "asterisk-form (*) request targets are not supported")
@@ -597,13 +621,15 @@ class H2ServerProtocol(asyncio.Protocol):
             req.expect_continue = True
         return req
 
-    def _refuse(self, sid: int, status: int, kind: str, message: str, ended: bool) -> None:
-        """Answer a request head that can't be taken (an error response on its stream)."""
+    def _refuse(self, sid: int, status: int, kind: str, message: str, ended: bool, head: bool = False) -> None:
+        """Answer a request head that can't be taken (an error response on its stream;
+        ``head``: to a HEAD, without the body)."""
         body = error_body(kind, message)
         fields = _h2_headers(status, [("content-type", "application/json")], len(body))
         try:
-            self.h2.send_headers(sid, fields)
-            self.h2.send_data(sid, body, end_stream=True)
+            self.h2.send_headers(sid, fields, end_stream=head)
+            if not head:
+                self.h2.send_data(sid, body, end_stream=True)
         except h2.exceptions.ProtocolError:  # (a client window smaller than the answer)
             self.reset(sid, ErrorCodes.INTERNAL_ERROR)
             return
