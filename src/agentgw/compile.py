@@ -98,15 +98,29 @@ def _camel(name: str) -> str:
     return head + "".join(w[:1].upper() + w[1:] for w in rest)
 
 
+#: rule sets a more specific route cannot replace without dropping the other's deny and
+#: require rules (config/targeted.py refuses combining them for the same reason)
+_COMPOSED_RULES = ("authorization", "mcp_authorization")
+
+
 def _merge_policies(parent, child):
     """A route group's route's policies over its delegating route's: each policy the
-    child sets replaces the parent's of the same kind; the rest are inherited."""
+    child sets replaces the parent's of the same kind; the rest are inherited. Both
+    setting a rule set (``authorization``, ``mcpAuthorization``) is refused by the caller
+    (``_composed_conflicts``): replacing one would fail open."""
     if parent is None:
         return child
     if child is None:
         return parent
     update = {k: getattr(child, k) for k in child.model_fields_set if getattr(child, k) is not None}
     return parent.model_copy(update=update) if update else parent
+
+
+def _composed_conflicts(parent, child) -> list[str]:
+    """The rule-set kinds both the delegating route and a group's route set."""
+    if parent is None or child is None:
+        return []
+    return [k for k in _COMPOSED_RULES if getattr(parent, k) is not None and getattr(child, k) is not None]
 
 
 class _Errors:
@@ -421,16 +435,19 @@ class Compiler(CompileScope):
         something must authenticate who reaches it -- a policy of ``ui.policies``, or
         ``config.admin``'s credential (then every API call needs it)."""
         p = r.policies
-        guarded = p is not None and any(
-            getattr(p, k, None) is not None
-            for k in ("oidc", "jwt_auth", "basic_auth", "api_key", "ext_authz", "mcp_authentication")
+        # a policy that lets a request without a credential through (mode: optional, the
+        # default of jwtAuth, apiKey and basicAuth) guards nothing here
+        guarded = p is not None and (
+            p.oidc is not None
+            or p.ext_authz is not None
+            or any(getattr(getattr(p, k), "mode", None) == "strict" for k in ("jwt_auth", "basic_auth", "api_key"))
         )
         admin = self.cfg.config.admin
         if not guarded and not (admin is not None and (admin.token or admin.basic_auth)):
             self.errors.add(
                 f"{rpath}.policies",
                 "the UI and its admin API on a traffic listener need authentication: set ui.policies with oidc, "
-                "jwtAuth, basicAuth, apiKey or extAuthz, or config.admin.token / basicAuth",
+                "extAuthz, or jwtAuth / basicAuth / apiKey in mode strict, or config.admin.token / basicAuth",
             )
 
     # -- route groups (delegation) ---------------------------------------------------------
@@ -472,6 +489,13 @@ class Compiler(CompileScope):
             order = 0
             for ci, child in enumerate(group.routes):
                 cpath = f"routeGroups[{gi}].routes[{ci}]"
+                for kind in _composed_conflicts(parent.policies, child.policies):
+                    key = m.RoutePolicies.model_fields[kind].alias or kind
+                    self.errors.add(
+                        f"{cpath}.policies.{key}",
+                        f"the delegating route ({rpath or 'routegroup'}) sets {key} too: a group's route would "
+                        "replace its rules (deny and require rules lost); keep the rules on one of them",
+                    )
                 merged = _merge_policies(parent.policies, child.policies)
                 eff = child.model_copy(update={"policies": merged}) if merged is not child.policies else child
                 order = self._route(eff, cpath, child.name or f"{group.name}/route{ci}", lname, rules, order, entries)

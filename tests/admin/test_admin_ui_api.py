@@ -157,14 +157,24 @@ def test_the_relay_reaches_a_route_as_a_client_would(gw, upstream):
     assert httpx.get(base + "/echo", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 401
     r = httpx.get(
         base + "/echo/a?b=1",
-        headers={**ADMIN, "cookie": "session=admin-page", "x-team": "blue", "sec-fetch-site": "same-origin"},
+        headers={
+            **ADMIN,
+            "cookie": "session=admin-page",
+            "x-team": "blue",
+            "sec-fetch-site": "same-origin",
+            "x-forwarded-for": "203.0.113.9",  # a claim about the client the relay does not vouch for
+            "forwarded": "for=203.0.113.9",
+            "connection": "x-hop",
+            "x-hop": "1",
+        },
     )
     assert r.status_code == 200, r.text
     seen = r.json()
     headers = {k.lower(): v for k, v in seen["headers"]}
     assert seen["path"] == "/echo/a" and seen["query"] == "b=1"
+    assert "203.0.113.9" not in headers.get("x-forwarded-for", "")  # the gateway's own, from 127.0.0.1
     assert headers["x-team"] == "blue" and headers["host"] == f"localhost:{gw.port}"
-    for kept_back in ("x-agentgw-admin-authorization", "cookie", "sec-fetch-site"):
+    for kept_back in ("x-agentgw-admin-authorization", "cookie", "sec-fetch-site", "forwarded", "x-hop"):
         assert kept_back not in headers, kept_back
     # the route's own credential goes in x-agentgw-relay-authorization, sent as Authorization;
     # an Authorization of the caller's own (a browser's cached Basic credential) never goes

@@ -113,11 +113,26 @@ def test_logs_and_metrics_name_the_groups_route(gw):
         ([{"name": "a", "routes": [{"backends": [{"routeGroup": "a"}]}]}], [{"routeGroup": "a"}], "a cycle"),
         ([], [{"routeGroup": "missing"}], "no route group named 'missing'"),
         ([{"name": "a", "routes": []}], [{"routeGroup": "a"}, {"host": "127.0.0.1:1"}], "only backend of its route"),
+        # both set authorization: the group's route would replace the parent's deny rules
+        (
+            [
+                {
+                    "name": "a",
+                    "routes": [
+                        {"policies": {"authorization": {"rules": ["true"]}}, "backends": [{"host": "127.0.0.1:1"}]}
+                    ],
+                }
+            ],
+            [{"routeGroup": "a"}],
+            "deny and require rules lost",
+        ),
     ],
 )
 def test_refused_at_load(tmp_path, groups, backends, message):
     cfg = gateway_config([])
-    cfg["binds"][0]["listeners"][0]["routes"] = [{"name": "p", "backends": backends}]
+    cfg["binds"][0]["listeners"][0]["routes"] = [
+        {"name": "p", "backends": backends, "policies": {"authorization": {"deny": ["request.path == '/x'"]}}}
+    ]
     cfg["routeGroups"] = groups
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))

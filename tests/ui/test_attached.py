@@ -32,7 +32,11 @@ def _config(admin: dict) -> dict:
         },
         "gateways": {"default": {"port": free_port()}},
         "routes": [
-            {"name": "hello", "matches": [{"path": {"exact": "/hello"}}], "policies": {"directResponse": {"status": 200, "body": "hi"}}}
+            {
+                "name": "hello",
+                "matches": [{"path": {"exact": "/hello"}}],
+                "policies": {"directResponse": {"status": 200, "body": "hi"}},
+            }
         ],
         "ui": {"policies": {"basicAuth": {"htpasswd": _sha_line(*ALICE), "mode": "strict"}}},
     }
@@ -89,6 +93,16 @@ def test_an_unguarded_ui_on_a_traffic_listener_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     r = run_cli("validate", "-f", str(path))
     assert r.returncode != 0 and "ui.policies: apply to the UI on traffic listeners" in r.stdout + r.stderr
+    # a policy that lets a request without a credential through guards nothing
+    cfg = _config({})
+    del cfg["config"]["admin"]
+    cfg["ui"]["policies"] = {"apiKey": {"keys": [{"key": "k-123"}]}}  # mode: optional, the default
+    path.write_text(yaml.safe_dump(cfg))
+    r = run_cli("validate", "-f", str(path))
+    assert r.returncode != 0 and "need authentication" in r.stdout + r.stderr
+    cfg["ui"]["policies"]["apiKey"]["mode"] = "strict"
+    path.write_text(yaml.safe_dump(cfg))
+    assert run_cli("validate", "-f", str(path)).returncode == 0
     # a policy that would act on an upstream has none there: refused, not ignored
     cfg = _config({"token": TOKEN})
     cfg["ui"]["policies"]["timeout"] = {"requestTimeout": "5s"}

@@ -23,7 +23,7 @@ import ssl
 
 import httptools
 
-from ..engine.http import GatewayError, Headers
+from ..engine.http import GatewayError, Headers, strip_hop_by_hop
 
 __all__ = ["relay"]
 
@@ -48,6 +48,14 @@ _DROP = frozenset(
         "x-agentgw-relay-host",
         "authorization",
         "x-agentgw-relay-authorization",
+        # the request enters the bind from 127.0.0.1: what a proxy would say of the client
+        # is the caller's claim here, and a bind that trusts loopback would believe it
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-real-ip",
     }
 )
 _DROP_BACK = frozenset({"connection", "keep-alive", "transfer-encoding", "trailer", "upgrade", "content-length"})
@@ -102,7 +110,7 @@ async def relay(req, ex, spec: str, raw_rest: str, rt) -> None:
     body = await req.body.read_all(MAX_BODY)
     target = path + (f"?{req.query}" if req.query else "")
     lines = [f"{req.method} {target} HTTP/1.1", f"host: {host}"]
-    for name, value in h:
+    for name, value in strip_hop_by_hop(h):  # (and what Connection names)
         if name not in _DROP and not name.startswith(("sec-fetch-", "proxy-")):
             lines.append(f"{name}: {value}")
     route_credential = h.get("x-agentgw-relay-authorization")
@@ -156,7 +164,7 @@ async def _relay_answer(ex, resp: _Response, parser, pumping: asyncio.Future) ->
             raise RelayError(504, "relay: the gateway did not answer in time")
         exc = pumping.exception()
         raise RelayError(502, f"relay: no answer from the gateway ({exc or 'connection closed'})")
-    headers = Headers([(n, v) for n, v in resp.headers if n not in _DROP_BACK])
+    headers = strip_hop_by_hop(Headers([(n, v) for n, v in resp.headers if n not in _DROP_BACK]))
     if headers.get("cache-control") is None:
         headers.append(("cache-control", "no-store"))
     ex.start(parser.get_status_code(), headers)
