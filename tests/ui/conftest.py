@@ -32,7 +32,10 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+if os.environ.get("CI"):  # in CI a missing browser driver is an error, not a skip
+    import playwright.sync_api as playwright_api
+else:
+    playwright_api = pytest.importorskip("playwright.sync_api")
 
 if not os.path.exists(CHROMIUM):
     if os.environ.get("CI"):

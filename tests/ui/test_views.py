@@ -10,6 +10,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.support.harness import wait_for
 from tests.ui.conftest import start_stack
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -132,6 +133,12 @@ def test_requests_live_tail(ui, page):
     expect(page.get_by_role("status").filter(has_text="tail live")).to_have_count(0)
     tag2 = uuid.uuid4().hex[:10]
     assert httpx.get(f"{ui.gateway.url}/echo/off-{tag2}").status_code == 200
+    # once the gateway has it (a live tail would have shown it by now), the page has not
+    wait_for(
+        lambda: any(r["path"] == f"/echo/off-{tag2}" for r in httpx.get(ui.api_url + "/requests").json()["requests"]),
+        message="the request in the gateway's recent requests",
+    )
+    page.wait_for_timeout(1000)
     assert page.get_by_text(f"/echo/off-{tag2}").count() == 0
     page.get_by_role("button", name="Refresh").click()
     expect(page.locator("tbody tr").first).to_contain_text(f"/echo/off-{tag2}")
