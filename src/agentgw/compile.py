@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from .backends.a2a import static_targets
-from .backends.http import HttpBackend, HttpBackendSet, RetryPolicy, compile_http_backend
+from .backends.http import HttpBackend, HttpBackendSet, RetryPolicy, compile_http_backend, parse_http_version
 from .cel import CelError, Expression
 from .config import ConfigError, LocalConfig, effective_limits
 from .config import models as m
@@ -787,7 +787,9 @@ class Compiler(CompileScope):
                 if bp is not None and bp.backend_tls is not None
                 else f"{path.rsplit('.', 1)[0]}.policies.backendTLS"
             )
-            timeout = self.backend_http(bp.http if bp is not None and only is None else None, f"{bpath}.policies.http")
+            bhttp = bp.http if bp is not None and only is None else None
+            timeout = self.backend_http(bhttp, f"{bpath}.policies.http", http2_ok=True)
+            version = self.backend_version(bhttp)
             if only is None:
                 if bp is not None and bp.backend_auth is not None:
                     own_auth.append((f"{bpath}.policies.backendAuth", bp.backend_auth))
@@ -796,16 +798,23 @@ class Compiler(CompileScope):
                     own_auth.append((f"backends[{ni_}].policies.backendAuth", nb.policies.backend_auth))
             if rb.host is not None:
                 http.append(
-                    (rb.weight, compile_http_backend(self, rb.host, rb.host, tls_cfg, bpath, timeout, tls_path))
+                    (
+                        rb.weight,
+                        compile_http_backend(
+                            self, rb.host, rb.host, tls_cfg, bpath, timeout, tls_path, version=version
+                        ),
+                    )
                 )
             elif rb.service is not None:
-                http.extend(self._service_backends(rb, bp, bpath, tls_cfg, timeout, tls_path))
+                http.extend(self._service_backends(rb, bp, bpath, tls_cfg, timeout, tls_path, version))
             elif rb.a2a is not None:
                 for w, tname, addr in static_targets(rb.a2a):
                     http.append(
                         (
                             rb.weight * w,
-                            compile_http_backend(self, tname, addr, tls_cfg, f"{bpath}.a2a", timeout, tls_path),
+                            compile_http_backend(
+                                self, tname, addr, tls_cfg, f"{bpath}.a2a", timeout, tls_path, version=version
+                            ),
                         )
                     )
             elif rb.backend is not None:
@@ -879,14 +888,25 @@ class Compiler(CompileScope):
                 if nb.policies is not None and nb.policies.backend_tls is not None:
                     tls_path = f"backends[{ni}].policies.backendTLS"
                 nh = nb.policies.http if nb.policies is not None else None
-                ntimeout = self.backend_http(nh, f"backends[{ni}].policies.http") if nh is not None else timeout
+                if nh is not None:
+                    ntimeout = self.backend_http(nh, f"backends[{ni}].policies.http", http2_ok=True)
+                    nversion = self.backend_version(nh)
+                else:
+                    ntimeout, nversion = timeout, version
                 if nb.a2a is not None:
                     for w, _tname, addr in static_targets(nb.a2a):
                         http.append(
                             (
                                 rb.weight * w,
                                 compile_http_backend(
-                                    self, nb.name, addr, ntls, f"backends[{ni}].a2a", ntimeout, tls_path
+                                    self,
+                                    nb.name,
+                                    addr,
+                                    ntls,
+                                    f"backends[{ni}].a2a",
+                                    ntimeout,
+                                    tls_path,
+                                    version=nversion,
                                 ),
                             )
                         )
@@ -896,7 +916,9 @@ class Compiler(CompileScope):
                 http.append(
                     (
                         rb.weight,
-                        compile_http_backend(self, nb.name, nb.host, ntls, f"backends[{ni}]", ntimeout, tls_path),
+                        compile_http_backend(
+                            self, nb.name, nb.host, ntls, f"backends[{ni}]", ntimeout, tls_path, version=nversion
+                        ),
                     )
                 )
             elif rb.ai is not None:
@@ -980,18 +1002,26 @@ class Compiler(CompileScope):
             on_upstream_error=self.services.on_upstream_error,
         )
 
-    def backend_http(self, h: m.BackendHTTP | None, path: str) -> float | None:
-        """A backend's ``http`` policy: its request timeout (``version`` may only name
-        HTTP/1.1, which is what agentgw speaks to backends)."""
+    def backend_http(self, h: m.BackendHTTP | None, path: str, *, http2_ok: bool = False) -> float | None:
+        """A backend's ``http`` policy: its request timeout; its ``version`` is checked
+        (HTTP/2 only where the backends can speak it, see backend_version)."""
         if h is None:
             return None
-        if h.version is not None and not re.fullmatch(r"(?i)(HTTP/?)?1(\.1)?", h.version.strip()):
-            self.errors.add(
-                f"{path}.version", f"{h.version} to backends is not supported yet (agentgw speaks HTTP/1.1)"
-            )
+        if h.version is not None:
+            v = parse_http_version(h.version)
+            if v is None:
+                self.errors.add(f"{path}.version", f"{h.version!r} is not a version agentgw speaks: use HTTP1 or HTTP2")
+            elif v == "2" and not http2_ok:
+                self.errors.add(
+                    f"{path}.version",
+                    "HTTP/2 to this kind of backend is not supported yet (host, service and a2a backends speak it)",
+                )
         return float(h.request_timeout) if h.request_timeout is not None else None
 
-    def _service_backends(self, rb, bp, bpath: str, tls_cfg, timeout, tls_path) -> list:
+    def backend_version(self, h: m.BackendHTTP | None) -> str | None:
+        return parse_http_version(h.version) if h is not None and h.version is not None else None
+
+    def _service_backends(self, rb, bp, bpath: str, tls_cfg, timeout, tls_path, version=None) -> list:
         """(weight, HttpBackend) for a ``service`` backend: the addresses of the service
         in top-level ``services`` (its vips at the target port; none if it has none), else
         the service's hostname (DNS); with ``inferenceRouting``, one backend whose
@@ -1019,13 +1049,15 @@ class Compiler(CompileScope):
             )
             # (the address is the picker's; this one stands for the service until then)
             b = compile_http_backend(
-                self, name, addrs[0] if addrs else "127.0.0.1:1", tls_cfg, bpath, timeout, tls_path
+                self, name, addrs[0] if addrs else "127.0.0.1:1", tls_cfg, bpath, timeout, tls_path, version=version
             )
             b.router = router
             return [(rb.weight, b)]
         out = []
         for addr in addrs:
-            out.append((rb.weight, compile_http_backend(self, name, addr, tls_cfg, bpath, timeout, tls_path)))
+            out.append(
+                (rb.weight, compile_http_backend(self, name, addr, tls_cfg, bpath, timeout, tls_path, version=version))
+            )
         return out  # (empty for a service without addresses: its requests get 503)
 
     def _static_services(self) -> dict:
@@ -1171,14 +1203,16 @@ class Compiler(CompileScope):
         )
 
     # -- TLS ------------------------------------------------------------------------------
-    def backend_tls(self, t: m.BackendTLS, path: str) -> tuple[ssl.SSLContext | None, str]:
-        if t.alpn and any(p != "http/1.1" for p in t.alpn):
-            # a backend that picked h2 would be sent HTTP/1.1
+    def backend_tls(self, t: m.BackendTLS, path: str, *, http2: bool = False) -> tuple[ssl.SSLContext | None, str]:
+        if t.alpn and any(p not in ("http/1.1", "h2") for p in t.alpn):
             self.errors.add(
-                f"{path}.alpn",
-                "protocols other than http/1.1 are not supported yet (agentgw speaks HTTP/1.1 to backends)",
+                f"{path}.alpn", "agentgw offers backends http/1.1, and h2 for HTTP/2 (policies.http.version)"
             )
-        key = (t.root, t.cert, t.key, t.insecure, t.insecure_host, tuple(t.alpn or ()))
+        # what is offered follows the protocol the connection will speak: h2 on HTTP/2
+        # connections, http/1.1 (when alpn is set) on the others, so a backend can never
+        # pick a protocol the connection then does not speak
+        alpn = ("h2",) if http2 else (("http/1.1",) if t.alpn else ())
+        key = (t.root, t.cert, t.key, t.insecure, t.insecure_host, alpn)
         keystr = repr(key)
         ctx = self._tls_cache.get(key)
         if ctx is not None:
@@ -1192,8 +1226,8 @@ class Compiler(CompileScope):
                 ctx.check_hostname = False
             if t.cert and t.key:
                 ctx.load_cert_chain(self.path(t.cert), self.path(t.key))
-            if t.alpn:
-                ctx.set_alpn_protocols(list(t.alpn))
+            if alpn:
+                ctx.set_alpn_protocols(list(alpn))
         except (OSError, ssl.SSLError) as exc:
             self.errors.add(path, f"cannot load TLS material: {exc}")
             return None, keystr

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import random
+import re
 import ssl as _ssl
 import time
 from collections.abc import Sequence
@@ -24,6 +26,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
+from ..engine.grpc import is_grpc, wants_trailers
 from ..engine.heads import build_request_head
 from ..engine.http import GatewayError, Headers, strip_hop_by_hop
 from ..proxy.backend import Backend
@@ -38,18 +41,35 @@ if TYPE_CHECKING:
 class HttpBackend:
     """One upstream address (plus TLS settings) that requests can be sent to."""
 
-    __slots__ = ("name", "target", "host_override", "kind", "timeout", "router")
+    __slots__ = ("name", "target", "grpc_target", "host_override", "kind", "timeout", "router")
 
     def __init__(
-        self, name: str, target: UpstreamTarget, *, host_override: str | None = None, timeout: float | None = None
+        self,
+        name: str,
+        target: UpstreamTarget,
+        *,
+        host_override: str | None = None,
+        timeout: float | None = None,
+        grpc_target: UpstreamTarget | None = None,
     ):
         self.name = name
         self.target = target
+        # where gRPC requests go when no ``http.version`` chose the protocol: the same
+        # address over HTTP/2 (gRPC needs it); None when the version is set
+        self.grpc_target = grpc_target
         self.host_override = host_override
         self.kind = "http"
         self.timeout = timeout  # the backend's own ``http.requestTimeout``
         # inferenceRouting: an endpoint picker names the address per request (backends/inference.py)
         self.router: Any = None
+
+    def target_for(self, req) -> UpstreamTarget:
+        """The target for ``req``: the backend's, or its HTTP/2 twin for a gRPC call (one
+        that came over HTTP/2 with a gRPC content type) when no version was configured."""
+        t = self.grpc_target
+        if t is not None and req.http_version == "2" and is_grpc(req.headers):
+            return t
+        return self.target
 
 
 class RetryPolicy:
@@ -168,7 +188,9 @@ def whole_request(ctx: Ctx, backend: HttpBackend) -> tuple[bytes, bytes]:
 
 
 async def _pump_body(body, conn: UpstreamConnection, chunked: bool) -> None:
-    """Copy a streaming request body to the upstream, honouring its backpressure."""
+    """Copy a streaming request body to the upstream, honouring its backpressure (framed
+    in chunks on HTTP/1.1 when its length is unknown; HTTP/2 frames it itself)."""
+    chunked = chunked and not conn.multiplexed
     async for chunk in body.iter():
         if chunked:
             conn.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
@@ -176,8 +198,7 @@ async def _pump_body(body, conn: UpstreamConnection, chunked: bool) -> None:
             conn.write(chunk)
         if conn.write_paused:
             await conn.drain()
-    if chunked:
-        conn.write(b"0\r\n\r\n")
+    conn.end_body(chunked)
 
 
 class HttpBackendSet(Backend):
@@ -226,13 +247,19 @@ class HttpBackendSet(Backend):
         backend = self.choice.pick()
         if backend is None:
             return False
-        conn = self.pool.take_idle(backend.target)
+        target = backend.target if backend.grpc_target is None else backend.target_for(req)
+        conn = self.pool.take_idle(target)
         if conn is None:
             return False
         ctx.backend_name = backend.name
         head, data = whole_request(ctx, backend)
         ctx.ex.on_disconnect(conn.close)
-        conn.send_head(head, data, partial(self._fast_head, ctx), head_only=req.method == "HEAD")
+        if target.http2:
+            conn.send_head(
+                head, data, partial(self._fast_head, ctx), head_only=req.method == "HEAD", trailers=wants_trailers(req)
+            )
+        else:
+            conn.send_head(head, data, partial(self._fast_head, ctx), head_only=req.method == "HEAD")
         return True
 
     def _fast_head(self, ctx: Ctx, conn: UpstreamConnection, exc) -> None:
@@ -277,6 +304,7 @@ class HttpBackendSet(Backend):
         # what the upstream head offers (upstream_head keeps Upgrade only for these): a 101
         # naming anything else fails the exchange in the client (502, connection closed)
         offer = (req.headers.get("upgrade") or None) if req.upgrade else None
+        trailers = req.http_version == "2" and wants_trailers(req)
         last_error: GatewayError | None = None
         attempt = 0
         stale_retried = False
@@ -300,13 +328,14 @@ class HttpBackendSet(Backend):
             replayable = body.complete and body.error is None and not body.consumed
             pump = None
             conn = None
+            target = backend.target_for(req)
             try:
-                conn = self.pool.take_idle(backend.target)
+                conn = self.pool.take_idle(target)
                 if conn is None:
-                    conn = await self.pool.connect(backend.target)
+                    conn = await self.pool.connect(target)
                 if replayable:
                     head, data = whole_request(ctx, backend)
-                    conn.send_head(head, data, head_only=req.method == "HEAD", upgrade=offer)
+                    conn.send_head(head, data, head_only=req.method == "HEAD", upgrade=offer, trailers=trailers)
                 else:
                     if body.error is not None:
                         raise body.error
@@ -317,6 +346,7 @@ class HttpBackendSet(Backend):
                         None,
                         head_only=req.method == "HEAD",
                         upgrade=offer,
+                        trailers=trailers,
                     )
                     pump = asyncio.ensure_future(_pump_body(body, conn, chunked))
                     pump.add_done_callback(partial(_pump_done, conn=conn))
@@ -422,6 +452,19 @@ def _pump_done(fut: asyncio.Future, conn: UpstreamConnection) -> None:
         conn.close()
 
 
+_VERSION = re.compile(r"(?i)(?:HTTP[/_]?)?(1(?:[._]?1)?|2(?:[._]?0)?)")
+
+
+def parse_http_version(v: str) -> str | None:
+    """A backend ``http.version`` as agentgw speaks it: ``"2"`` or ``"1.1"``; None when
+    it names another (HTTP/1.0, HTTP/3). Accepts the CRD's ``HTTP1``/``HTTP2`` and the
+    standalone file's ``HTTP/1.1``/``HTTP/2.0`` spellings."""
+    m_ = _VERSION.fullmatch(v.strip())
+    if m_ is None:
+        return None
+    return "2" if m_.group(1).startswith("2") else "1.1"
+
+
 def compile_http_backend(
     scope: CompileScope,
     name: str,
@@ -430,21 +473,52 @@ def compile_http_backend(
     path: str,
     timeout: float | None = None,
     tls_path: str | None = None,
+    *,
+    version: str | None = None,
 ) -> HttpBackend:
     """An upstream address from the config (``host:port`` or a URL) with its
-    ``backendTLS``; a bad address is reported at ``{path}.host``."""
+    ``backendTLS`` and ``http.version`` (``"2"``: every request over HTTP/2; ``"1.1"``:
+    every request over HTTP/1.1; None: HTTP/1.1, and HTTP/2 for gRPC calls); a bad
+    address is reported at ``{path}.host``."""
     tls_ctx, sni, key = None, None, ""
+    h2_ctx, h2_key = None, ""
     if tls_cfg is not None:
-        tls_ctx, key = scope.backend_tls(tls_cfg, tls_path or f"{path}.policies.backendTLS")
         sni = tls_cfg.hostname
+        tpath = tls_path or f"{path}.policies.backendTLS"
+        if version != "2":
+            tls_ctx, key = scope.backend_tls(tls_cfg, tpath)
+        if version != "1.1":
+            h2_ctx, h2_key = scope.backend_tls(tls_cfg, tpath, http2=True)
     try:
-        target, host_override = make_target(
-            addr, tls=tls_ctx, sni=sni, connect_timeout=scope.connect_timeout, tls_key=key
-        )
+        if version == "2":
+            target, host_override = make_target(
+                addr, tls=h2_ctx, sni=sni, connect_timeout=scope.connect_timeout, tls_key=h2_key, http2=True
+            )
+            grpc_target = None
+        else:
+            target, host_override = make_target(
+                addr, tls=tls_ctx, sni=sni, connect_timeout=scope.connect_timeout, tls_key=key
+            )
+            grpc_target = None
+            if version is None:
+                grpc_target, _ = make_target(
+                    addr, tls=h2_ctx, sni=sni, connect_timeout=scope.connect_timeout, tls_key=h2_key, http2=True
+                )
     except (ValueError, IndexError) as exc:
         scope.errors.add(f"{path}.host", f"invalid backend address {addr!r}: {exc}")
         target, host_override = make_target("127.0.0.1:1", tls=None, sni=None, connect_timeout=1.0)
-    return HttpBackend(name, target, host_override=host_override, timeout=timeout)
+        grpc_target = None
+    return HttpBackend(name, target, host_override=host_override, timeout=timeout, grpc_target=grpc_target)
+
+
+@functools.cache
+def _default_tls(http2: bool) -> _ssl.SSLContext:
+    """The TLS context for ``https://`` backends without ``backendTLS`` (system trust
+    store), one per protocol: the HTTP/2 one offers ``h2`` by ALPN."""
+    ctx = _ssl.create_default_context()
+    if http2:
+        ctx.set_alpn_protocols(["h2"])
+    return ctx
 
 
 def make_target(
@@ -454,6 +528,7 @@ def make_target(
     sni: str | None,
     connect_timeout: float,
     tls_key: str = "",
+    http2: bool = False,
 ) -> tuple[UpstreamTarget, str | None]:
     """Parse ``host:port`` or ``http(s)://host[:port]`` into a target.
 
@@ -478,9 +553,11 @@ def make_target(
     else:
         host, port = a, None
     if scheme == "https" and tls is None:
-        tls = _ssl.create_default_context()
-        tls_key = tls_key or "default"
+        tls = _default_tls(http2)
+        tls_key = tls_key or ("default-h2" if http2 else "default")
     if port is None:
         port = 443 if (scheme == "https" or tls is not None) else 80
-    target = UpstreamTarget(host, port, ssl=tls, server_hostname=sni, connect_timeout=connect_timeout, tls_key=tls_key)
+    target = UpstreamTarget(
+        host, port, ssl=tls, server_hostname=sni, connect_timeout=connect_timeout, tls_key=tls_key, http2=http2
+    )
     return target, host_override

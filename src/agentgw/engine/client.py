@@ -33,6 +33,7 @@ import asyncio
 import socket
 import ssl as _ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httptools
 
@@ -40,6 +41,9 @@ from .heads import scan_response_head
 from .http import GatewayError, Headers
 from .outbox import BufferedWriter, outbox_for
 from .tcp import Keepalive, set_keepalive
+
+if TYPE_CHECKING:
+    from .h2client import H2ClientConnection
 
 # A response head larger than this is refused (502) rather than buffered without end.
 MAX_RESPONSE_HEAD = 256 * 1024
@@ -86,7 +90,7 @@ _SMALL_READ = 4096
 class UpstreamTarget:
     """Where to connect: address plus TLS settings. Shared by all requests to it."""
 
-    __slots__ = ("host", "port", "ssl", "server_hostname", "key", "authority", "connect_timeout", "unix")
+    __slots__ = ("host", "port", "ssl", "server_hostname", "key", "authority", "connect_timeout", "unix", "http2")
 
     def __init__(
         self,
@@ -98,6 +102,7 @@ class UpstreamTarget:
         connect_timeout: float = 10.0,
         tls_key: str = "",
         unix: str | None = None,
+        http2: bool = False,
     ):
         self.host = host
         self.port = port
@@ -109,16 +114,24 @@ class UpstreamTarget:
         self.authority = host if port == default_port else f"{host}:{port}"
         if ":" in host and not host.startswith("["):  # IPv6 literal
             self.authority = f"[{host}]" if port == default_port else f"[{host}]:{port}"
-        self.key = (host, port, tls_key if ssl is not None else "", server_hostname or "", unix or "")
+        # ``http2``: exchanges go as streams on a multiplexed HTTP/2 connection (h2client);
+        # with TLS, ``ssl`` offers ``h2`` by ALPN
+        self.http2 = http2
+        self.key = (host, port, tls_key if ssl is not None else "", server_hostname or "", unix or "", http2)
         if unix is not None:
             self.authority = host
 
     def __repr__(self) -> str:
         where = f"unix:{self.unix}" if self.unix is not None else f"{self.host}:{self.port}"
-        return f"UpstreamTarget({where}{' tls' if self.ssl else ''})"
+        return f"UpstreamTarget({where}{' tls' if self.ssl else ''}{' h2' if self.http2 else ''})"
 
 
 class UpstreamConnection(BufferedWriter, asyncio.Protocol):
+    #: a request body is framed by this connection (chunked) rather than by the protocol
+    multiplexed = False
+    #: trailer fields of the response (HTTP/1.1 trailers are not read: always None)
+    trailers = None
+
     __slots__ = (
         "pool",
         "target",
@@ -483,6 +496,7 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         head_only: bool = False,
         upgrade: str | None = None,
         timeout: float | None = None,
+        trailers: bool = False,
     ) -> None:
         """Write a request (head plus, when known, the whole body) and expect a response.
 
@@ -493,7 +507,8 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
 
         ``upgrade``: the request's ``Upgrade`` value when ``head`` asks for a protocol
         switch (``Connection: upgrade``); only then can a 101 answer it (``upgraded``,
-        then :meth:`start_tunnel`). Without it, a 101 fails the exchange (502)."""
+        then :meth:`start_tunnel`). Without it, a 101 fails the exchange (502).
+        ``trailers`` (the client accepts trailer fields) matters on HTTP/2 only."""
         self._reset_state()
         self.upgrade_offer = upgrade
         self.head_only = head_only
@@ -507,6 +522,11 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         self.send_bytes(data)
+
+    def end_body(self, chunked: bool = False) -> None:
+        """The request body is complete: the last chunk of a chunked body."""
+        if chunked:
+            self.send_bytes(b"0\r\n\r\n")
 
     async def wait_head(self, timeout: float | None) -> None:
         """Wait for the response head; a timeout closes the connection (504)."""
@@ -659,9 +679,20 @@ class ConnectionPool:
         self.on_connect = on_connect
         self._idle: dict[tuple, list[UpstreamConnection]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+        # HTTP/2 targets: their open connections (each carrying streams), and the one
+        # connection being opened per target, which requests arriving meanwhile wait for
+        # rather than each opening its own
+        self._h2: dict[tuple, list[H2ClientConnection]] = {}
+        self._h2_opening: dict[tuple, asyncio.Future] = {}
 
     def take_idle(self, target: UpstreamTarget) -> UpstreamConnection | None:
-        """A pooled connection to ``target``, or None (no await on the fast path)."""
+        """A pooled connection to ``target``, or None (no await on the fast path). For an
+        HTTP/2 target, a new stream on a connection that has room for one."""
+        if target.http2:
+            for h2conn in self._h2.get(target.key, ()):
+                if h2conn.available():
+                    return h2conn.open_stream()  # type: ignore[return-value]  # (the same interface)
+            return None
         idle = self._idle.get(target.key)
         while idle:
             conn = idle.pop()
@@ -699,8 +730,51 @@ class ConnectionPool:
             conn = await self.connect(target)
 
     async def connect(self, target: UpstreamTarget) -> UpstreamConnection:
+        """A new connection to ``target``; for an HTTP/2 target, a stream on a connection
+        with room (one being opened is waited for, else a new one is opened)."""
+        if target.http2:
+            return await self._h2_stream(target)  # (a stream: the same interface)
+        return await self._open(target, lambda: UpstreamConnection(self, target))
+
+    async def _h2_stream(self, target: UpstreamTarget):
+        from .h2client import H2ClientConnection  # (it builds on this module)
+
+        key = target.key
+        while True:
+            stream = self.take_idle(target)
+            if stream is not None:
+                return stream
+            opening = self._h2_opening.get(key)
+            if opening is None:
+                break
+            await asyncio.shield(opening)  # (its failure is the opener's to report)
+        fut = self.loop.create_future()
+        self._h2_opening[key] = fut
         try:
-            factory = lambda: UpstreamConnection(self, target)  # noqa: E731
+            conn = await self._open(target, lambda: H2ClientConnection(self, target))
+        except BaseException:
+            fut.set_result(None)
+            raise
+        finally:
+            if self._h2_opening.get(key) is fut:
+                del self._h2_opening[key]
+        if not fut.done():
+            fut.set_result(None)
+        self._h2.setdefault(key, []).append(conn)  # type: ignore[arg-type]
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(min(self.idle_timeout, 5.0), self._sweep)
+        return conn.open_stream()  # type: ignore[attr-defined]
+
+    def forget_h2(self, conn: H2ClientConnection) -> None:
+        lst = self._h2.get(conn.target.key)
+        if lst:
+            try:
+                lst.remove(conn)
+            except ValueError:
+                pass
+
+    async def _open(self, target: UpstreamTarget, factory) -> UpstreamConnection:
+        try:
             hostname = (target.server_hostname or target.host) if target.ssl else None
             if target.unix is not None:
                 opening = self.loop.create_unix_connection(
@@ -765,6 +839,10 @@ class ConnectionPool:
             for conn in [c for c in lst if c.last_used < cutoff]:
                 conn.close()
             any_left = any_left or bool(lst)
+        for h2list in self._h2.values():
+            for h2conn in [c for c in h2list if not c.streams and c.last_used < cutoff]:
+                h2conn.close()
+            any_left = any_left or bool(h2list)
         if any_left:
             self._sweeper = self.loop.call_later(min(self.idle_timeout, 5.0), self._sweep)
 
@@ -773,6 +851,10 @@ class ConnectionPool:
             for conn in list(lst):
                 conn.close()
         self._idle.clear()
+        for h2list in self._h2.values():
+            for h2conn in list(h2list):
+                h2conn.close()
+        self._h2.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

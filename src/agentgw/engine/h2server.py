@@ -49,6 +49,7 @@ from hyperframe.frame import GoAwayFrame
 
 from .body import RequestBody
 from .canon import BadHead, canonical_host
+from .grpc import is_grpc, trailers_only
 from .http import GatewayError, Headers, error_body
 from .server import BODY_WAIT_BYTES, Request, run_handler
 
@@ -726,6 +727,7 @@ class H2Exchange:
         "_unacked",
         "_last_read",
         "_discard_left",
+        "_trailers",
     )
 
     def __init__(self, conn: H2ServerProtocol, request: Request, stream_id: int):
@@ -756,6 +758,7 @@ class H2Exchange:
         self._unacked = 0  # request body bytes held back from WINDOW_UPDATE
         self._last_read = conn.loop.time()
         self._discard_left = 0
+        self._trailers: list | None = None  # sent (with END_STREAM) after the body
 
     # -- writing ------------------------------------------------------------------------
     def _headers(self, fields: list, end_stream: bool) -> bool:
@@ -779,6 +782,8 @@ class H2Exchange:
             return
         no_body = self.head_only or status in (204, 304) or status < 200
         cl = None if status in (204, 304) else len(body)
+        if not body and is_grpc(self.request.headers):
+            cl = None  # a trailers-only gRPC answer: a content-length would read as metadata
         fields = _h2_headers(status, headers, cl)
         if no_body or not body:
             if self._headers(fields, True):
@@ -795,6 +800,9 @@ class H2Exchange:
         self.pump()
 
     def send_error(self, status: int, kind: str, message: str) -> None:
+        if is_grpc(self.request.headers):  # (see engine/grpc.py)
+            self.send(200, trailers_only(status, message))
+            return
         h = Headers([("content-type", "application/json")])
         self.send(status, h, error_body(kind, message))
 
@@ -820,13 +828,19 @@ class H2Exchange:
         self._queued += len(data)
         self.pump()
 
-    def end(self) -> None:
+    def end(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """The response is complete: END_STREAM after the queued body, on a HEADERS frame
+        of ``trailers`` (an upstream's trailer fields, such as gRPC's status) if given."""
         if self.finished:
             return
         self.finished = True
         if self._done or self.conn._dead:
             self.conn.stream_done(self)
             return
+        if trailers:
+            fields = [(n, v) for n, v in trailers if n not in _DROP_B and n[:1] != b":"]
+            if fields:
+                self._trailers = fields
         self._end_pending = True
         self.pump()
 
@@ -874,12 +888,14 @@ class H2Exchange:
                     queue[0] = chunk[n:]
                     chunk = chunk[:n]
                 self._queued -= n
-                ended = self._end_pending and not queue
+                ended = self._end_pending and not queue and self._trailers is None
                 h.send_data(sid, chunk, end_stream=ended)
                 conn.data_sent += 1
             if self._end_pending and not queue:
                 self._end_pending = False
-                if not ended:
+                if self._trailers is not None:
+                    h.send_headers(sid, self._trailers, end_stream=True)
+                elif not ended:
                     h.end_stream(sid)
                 conn.schedule_flush()
                 self._sent_end()

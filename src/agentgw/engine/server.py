@@ -27,6 +27,7 @@ import httptools
 from .body import RequestBody
 from .canon import BadHead, canonical_host, split_absolute_form
 from .canon import known as _known_hosts
+from .grpc import wants_trailers
 from .heads import FieldSink, decode_fields
 from .http import GatewayError, Headers, encode_headers, error_body, status_line
 from .outbox import BufferedWriter, outbox_for
@@ -920,11 +921,17 @@ class Exchange:
         else:
             self.conn.send_bytes(data)
 
-    def end(self) -> None:
+    def end(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """The response is complete; ``trailers`` (an upstream's trailer fields) go in a
+        chunked body's trailer section when the client accepts them (``TE: trailers``),
+        and are dropped otherwise."""
         if self.finished:
             return
         if self.chunked and not self.head_only:
-            self.conn.send_bytes(b"0\r\n\r\n")
+            if trailers and wants_trailers(self.request):
+                self.conn.send_bytes(b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in trailers) + b"\r\n")
+            else:
+                self.conn.send_bytes(b"0\r\n\r\n")
         self._finish()
 
     def fail_internal(self) -> None:

@@ -19,7 +19,10 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from ..engine.http import GatewayError, Reply
+import orjson
+
+from ..engine.grpc import is_grpc, trailers_only
+from ..engine.http import GatewayError, Reply, reason
 from ..telemetry.metrics import status_label
 from ..telemetry.recent import facts as recent_facts
 
@@ -28,6 +31,18 @@ if TYPE_CHECKING:
     from ..routing.table import Match
     from .backend import Backend
     from .runtime import BindRuntime, ListenerRuntime, Route
+
+
+def _message(reply: Reply) -> str:
+    """The message of a gateway error reply (its JSON body's), else the status's reason."""
+    try:
+        err = orjson.loads(reply.body).get("error")
+        msg = err.get("message") if isinstance(err, dict) else err
+        if isinstance(msg, str) and msg:
+            return msg
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        pass
+    return reason(reply.status)
 
 
 class Ctx:
@@ -108,6 +123,12 @@ class Ctx:
     # -- finishing -----------------------------------------------------------------------
     def respond(self, reply: Reply) -> None:
         """Send a gateway-generated response, with response policies applied."""
+        if reply.status >= 400 and self.req.http_version == "2" and is_grpc(self.req.headers):
+            # a gRPC client reads the outcome from grpc-status (engine/grpc.py)
+            reply = Reply(200, trailers_only(reply.status, _message(reply), reply.headers))
+            self.finalize_headers(200, reply.headers)
+            self.ex.send(200, reply.headers, b"")
+            return
         shaper = self.attrs.get("reply_shaper")
         if shaper is not None:
             # a protocol's own error shape (e.g. a JSON-RPC error for an A2A call);

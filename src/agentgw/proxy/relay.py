@@ -108,7 +108,11 @@ def start_relay(
         detach()
         if observer is not None:
             observer(None)
-        ex.end()
+        trailers = conn.trailers
+        if trailers is None:
+            ex.end()
+        else:
+            ex.end(trailers)
         finished(None)
 
     def on_error(err: BaseException) -> None:
@@ -151,5 +155,9 @@ def _send_whole(
     if ex.head_only and cl is not None:
         ex.start(status, headers, content_length=int(cl))
         ex.end()
+    elif conn.trailers is not None:  # (an HTTP/2 upstream's trailers: gRPC's status)
+        ex.start(status, headers, content_length=len(body))
+        ex.write(body)
+        ex.end(conn.trailers)
     else:
         ex.send(status, headers, body)

@@ -53,13 +53,21 @@ class CompileScope(Protocol):
         """Report each of ``fields`` (attribute → file key) set on ``obj`` as not supported."""
         ...
 
-    def backend_tls(self, t: m.BackendTLS, path: str) -> tuple[ssl.SSLContext | None, str]:
+    def backend_tls(self, t: m.BackendTLS, path: str, *, http2: bool = False) -> tuple[ssl.SSLContext | None, str]:
         """The client TLS context for a ``backendTLS`` policy (shared by equal settings)
-        and its cache key, which pooled connections are keyed by."""
+        and its cache key, which pooled connections are keyed by; with ``http2``, the
+        context offers ``h2`` by ALPN."""
         ...
 
-    def backend_http(self, h: m.BackendHTTP | None, path: str) -> float | None:
-        """A backend ``http`` policy: its request timeout in seconds, or None."""
+    def backend_http(self, h: m.BackendHTTP | None, path: str, *, http2_ok: bool = False) -> float | None:
+        """A backend ``http`` policy: its request timeout in seconds, or None. Its
+        ``version`` is checked; HTTP/2 is refused unless ``http2_ok`` (the caller's
+        backends can speak it: see :meth:`backend_version`)."""
+        ...
+
+    def backend_version(self, h: m.BackendHTTP | None) -> str | None:
+        """The protocol a backend ``http`` policy asks for: ``"2"``, ``"1.1"``, or None
+        (unset: HTTP/1.1, and HTTP/2 for gRPC calls)."""
         ...
 
     def shared(self, key: str, make: Callable[[], T]) -> T:
