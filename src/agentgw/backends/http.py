@@ -26,7 +26,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
+from ..engine.grpc import format_timeout as format_grpc_timeout
 from ..engine.grpc import is_grpc, wants_trailers
+from ..engine.grpc import parse_timeout as parse_grpc_timeout
 from ..engine.heads import build_request_head
 from ..engine.http import GatewayError, Headers, strip_hop_by_hop
 from ..proxy.backend import Backend
@@ -255,8 +257,15 @@ class HttpBackendSet(Backend):
         head, data = whole_request(ctx, backend)
         ctx.ex.on_disconnect(conn.close)
         if target.http2:
+            # (a gRPC call's own deadline: the head must come within it, as DEADLINE_EXCEEDED)
+            timeout = parse_grpc_timeout(req.headers.get("grpc-timeout")) if is_grpc(req.headers) else None
             conn.send_head(
-                head, data, partial(self._fast_head, ctx), head_only=req.method == "HEAD", trailers=wants_trailers(req)
+                head,
+                data,
+                partial(self._fast_head, ctx),
+                head_only=req.method == "HEAD",
+                trailers=wants_trailers(req),
+                timeout=timeout,
             )
         else:
             conn.send_head(head, data, partial(self._fast_head, ctx), head_only=req.method == "HEAD")
@@ -298,13 +307,14 @@ class HttpBackendSet(Backend):
         loop = ctx.bind.services.loop
         # requestTimeout runs from the start of the request (policies that waited, an
         # injected delay, count against it)
-        deadline = (
-            loop.time() + self.request_timeout - (time.perf_counter() - ctx.start) if self.request_timeout else None
-        )
+        limit = self.request_timeout
         # what the upstream head offers (upstream_head keeps Upgrade only for these): a 101
         # naming anything else fails the exchange in the client (502, connection closed)
-        offer = (req.headers.get("upgrade") or None) if req.upgrade else None
         trailers = req.http_version == "2" and wants_trailers(req)
+        if trailers and is_grpc(req.headers):
+            limit = _grpc_deadline(req, limit, time.perf_counter() - ctx.start)
+        deadline = loop.time() + limit - (time.perf_counter() - ctx.start) if limit else None
+        offer = (req.headers.get("upgrade") or None) if req.upgrade else None
         last_error: GatewayError | None = None
         attempt = 0
         stale_retried = False
@@ -323,7 +333,7 @@ class HttpBackendSet(Backend):
             if deadline is not None:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise GatewayError(504, "request_timeout", f"request timed out after {self.request_timeout:g}s")
+                    raise GatewayError(504, "request_timeout", f"request timed out after {limit:g}s")
                 timeout = remaining if timeout is None else min(timeout, remaining)
             replayable = body.complete and body.error is None and not body.consumed
             pump = None
@@ -359,9 +369,7 @@ class HttpBackendSet(Backend):
                         and deadline is not None
                         and loop.time() >= deadline
                     ):
-                        raise GatewayError(
-                            504, "request_timeout", f"request timed out after {self.request_timeout:g}s"
-                        ) from None
+                        raise GatewayError(504, "request_timeout", f"request timed out after {limit:g}s") from None
                     raise
             except StaleConnection as exc:
                 if conn is not None:
@@ -443,6 +451,20 @@ class HttpBackendSet(Backend):
         ctx.finalize_headers(101, headers)
         ex.start(101, headers)
         ex.switch_protocols(conn)
+
+
+def _grpc_deadline(req, limit: float | None, elapsed: float) -> float | None:
+    """A gRPC call's time limit: the shorter of its ``grpc-timeout`` and the route's
+    request timeout (``limit``); when the route's is the shorter, the ``grpc-timeout``
+    sent upstream says so (what remains of it), so that the server stops working when
+    the gateway stops waiting."""
+    own = parse_grpc_timeout(req.headers.get("grpc-timeout"))
+    if limit is None:
+        return own
+    if own is None or limit < own:
+        req.headers.set("grpc-timeout", format_grpc_timeout(max(limit - elapsed, 0.001)))
+        return limit
+    return own
 
 
 def _pump_done(fut: asyncio.Future, conn: UpstreamConnection) -> None:

@@ -125,9 +125,13 @@ class Ctx:
         """Send a gateway-generated response, with response policies applied."""
         if reply.status >= 400 and self.req.http_version == "2" and is_grpc(self.req.headers):
             # a gRPC client reads the outcome from grpc-status (engine/grpc.py)
-            reply = Reply(200, trailers_only(reply.status, _message(reply), reply.headers))
-            self.finalize_headers(200, reply.headers)
-            self.ex.send(200, reply.headers, b"")
+            decided = reply.status
+            headers = trailers_only(decided, _message(reply), reply.headers)
+            self.finalize_headers(200, headers)
+            self.ex.send(200, headers, b"")
+            # logs and metrics record what the gateway decided (401, 429...), which the
+            # wire carries as the gRPC status under HTTP 200
+            self.ex.status = decided
             return
         shaper = self.attrs.get("reply_shaper")
         if shaper is not None:
