@@ -249,7 +249,7 @@ class HttpBackendSet(Backend):
         backend = self.choice.pick()
         if backend is None:
             return False
-        target = backend.target if backend.grpc_target is None else backend.target_for(req)
+        target = backend.target if req.http_version != "2" else backend.target_for(req)
         conn = self.pool.take_idle(target)
         if conn is None:
             return False
