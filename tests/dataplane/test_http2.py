@@ -718,3 +718,24 @@ def test_a_request_the_upstream_would_read_otherwise_is_refused(gw, upstream, fi
     cli.close()
     assert status == "400", status
     assert upstream.counts() == before
+
+
+@pytest.mark.parametrize("stalled", ["response waits for window", "request body unfinished"])
+def test_a_client_half_close_does_not_hold_streams_it_can_no_longer_finish(gw, stalled):
+    """A client that shuts its side of the connection can send neither the WINDOW_UPDATE a
+    response waits for nor the rest of a request body: those streams end at once, and the
+    gateway closes the connection instead of holding it (CLOSE-WAIT) for good."""
+    cli = RawH2(gw.port, window=1 if stalled == "response waits for window" else None)
+    try:
+        if stalled == "response waits for window":
+            cli.request("GET", "/echo/stalled")
+        else:
+            cli.request("POST", "/echo/stalled", end=False, extra=[("content-length", "10")])
+        time.sleep(0.3)  # (the gateway has the request)
+        cli.sock.shutdown(socket.SHUT_WR)
+        start = time.monotonic()
+        _read_all(cli.sock, timeout=10.0)  # returns at the gateway's close (or after 10 s)
+        assert time.monotonic() - start < 5.0
+    finally:
+        cli.close()
+    _still_serves(gw)

@@ -141,6 +141,7 @@ class H2ServerProtocol(asyncio.Protocol):
         "_discarding",
         "write_paused",
         "_dead",
+        "_eof",
         "_closing",
         "_flush_due",
         "_goaway",
@@ -175,6 +176,7 @@ class H2ServerProtocol(asyncio.Protocol):
         self._discarding: dict[int, H2Exchange] = {}
         self.write_paused = False
         self._dead = False
+        self._eof = False  # the client half-closed: no WINDOW_UPDATE can come any more
         self._closing = False  # no new streams: GOAWAY sent (draining) or received
         self._flush_due = False
         self._goaway: int | None = None  # the last stream id a graceful GOAWAY let in
@@ -236,8 +238,19 @@ class H2ServerProtocol(asyncio.Protocol):
             ex.client_gone()
 
     def eof_received(self):
-        """A half-close from the client: the streams in flight are still answered."""
+        """A half-close from the client: the streams in flight whose request is whole are
+        still answered; one whose body was still coming can never have it, and one whose
+        response waits for window can never get it: those go as a client that left (else
+        they would hold the connection open, in CLOSE-WAIT, for good)."""
         self._closing = True
+        self._eof = True
+        self._discarding.clear()
+        for ex in [e for e in self.streams.values() if not e.request.body.complete]:
+            del self.streams[ex.stream_id]
+            ex.reset_by_peer()
+        # a response waiting for window can't have it now (see H2Exchange.pump)
+        for ex in [e for e in self.streams.values() if e._queue]:
+            ex.pump()
         if not self.streams:
             return False
         return True
@@ -878,6 +891,9 @@ class H2Exchange:
             while queue:
                 window = h.local_flow_control_window(sid)
                 if window <= 0:
+                    if conn._eof:  # the client half-closed: no window will open
+                        self.abort()
+                        return
                     break
                 chunk = queue[0]
                 n = min(window, h.max_outbound_frame_size)
