@@ -25,7 +25,7 @@ from .config import models as m
 
 _MESH = "mesh (HBONE / ztunnel) settings are not supported yet"
 _XDS = "xDS configuration is not supported yet; agentgw is configured by this file only"
-_H2 = "HTTP/2 is not supported yet (listeners speak HTTP/1.1)"
+_H2 = "tuning HTTP/2 (windows, frame size, keepalive) is not supported yet: agentgw uses fixed values (docs/dataplane.md#http2)"
 SPIFFE_REFUSAL = "SPIFFE workload certificates (a Workload API agent such as SPIRE) are not supported yet"
 
 

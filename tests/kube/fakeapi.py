@@ -54,6 +54,7 @@ KINDS = {
     "gatewayclasses": "GatewayClass",
     "gateways": "Gateway",
     "httproutes": "HTTPRoute",
+    "grpcroutes": "GRPCRoute",
     "referencegrants": "ReferenceGrant",
     "namespaces": "Namespace",
     "services": "Service",

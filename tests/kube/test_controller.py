@@ -408,7 +408,11 @@ def test_seed004_three_listeners_tracing_policy_and_parameters(tmp_path):
                 lambda: api.get("Gateway", "agentgateway-system", "agentgateway-proxy").get("status"),
                 what="gateway status",
             )
-            assert [(l["name"], l["attachedRoutes"]) for l in gw["listeners"]] == [("a2a", 1), ("mcp", 1), ("llm", 1)]
+            assert [(ls["name"], ls["attachedRoutes"]) for ls in gw["listeners"]] == [
+                ("a2a", 1),
+                ("mcp", 1),
+                ("llm", 1),
+            ]
             svc = api.get("Service", "agentgateway-system", "agentgateway-proxy")
             assert svc["spec"]["type"] == "ClusterIP"
             assert [p["port"] for p in svc["spec"]["ports"]] == [8080, 9090, 9080]

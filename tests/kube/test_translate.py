@@ -64,7 +64,7 @@ def test_golden(case):
 def test_configs_load_and_compile(case, tmp_path):
     """Every generated config passes the config loader and the compiler (TLS files written beside it)."""
     res = translate(load_manifests(os.path.join(FIXTURES, case)), offline=True)
-    for (ns, name), g in res.gateways.items():
+    for g in res.gateways.values():
         for fname, content in g.files.items():
             (tmp_path / fname).write_text(content)
         cfg = load_config_text(dump_yaml(g.config))
@@ -341,12 +341,13 @@ def test_secrets_resolved_for_jwks_api_keys_and_basic_auth():
     assert route["policies"] == {"directResponse": CLOSED_RESPONSE} and "backends" not in route
 
 
-def test_backend_http_version_other_than_http1_is_refused_at_translation(tmp_path):
-    """``policies.http.version``: HTTP1 is carried over (and compiles); HTTP2 makes the
-    backend not accepted, with the field in its status, instead of a config the gateway
-    would refuse at load."""
+def test_backend_http_version_http1_and_http2_are_carried_over_and_others_refused(tmp_path):
+    """``policies.http.version``: HTTP1 and HTTP2 (either spelling) are carried over and
+    compile on a static backend; a version agentgw does not speak (HTTP3) makes the backend
+    not accepted at translation, with the field in its status; HTTP2 where the proxy does
+    not speak it (an AI backend) is refused by the proxy's check, on the backend."""
 
-    def objs(version):
+    def objs(version, spec=None):
         return [
             {
                 "apiVersion": "gateway.networking.k8s.io/v1",
@@ -370,23 +371,31 @@ def test_backend_http_version_other_than_http1_is_refused_at_translation(tmp_pat
                 "kind": "AgentgatewayBackend",
                 "metadata": {"name": "b", "namespace": "ns"},
                 "spec": {
-                    "static": {"host": "10.0.0.1", "port": 80},
+                    **(spec or {"static": {"host": "10.0.0.1", "port": 80}}),
                     "policies": {"http": {"version": version, "requestTimeout": "5s"}},
                 },
             },
         ]
 
-    res = translate(objs("HTTP1"), offline=True)
-    assert not res.errors
-    cfg = res.gateways[("ns", "gw")].config
-    assert cfg["binds"][0]["listeners"][0]["routes"][0]["backends"][0]["policies"] == {
-        "http": {"requestTimeout": "5s", "version": "HTTP1"}
-    }
-    compile_config(load_config_text(dump_yaml(cfg)), _NoServices(), str(tmp_path))
+    for version in ("HTTP1", "HTTP2", "HTTP/2.0"):
+        res = translate(objs(version), offline=True)
+        assert not res.errors
+        cfg = res.gateways[("ns", "gw")].config
+        assert cfg["binds"][0]["listeners"][0]["routes"][0]["backends"][0]["policies"] == {
+            "http": {"requestTimeout": "5s", "version": version}
+        }
+        compile_config(load_config_text(dump_yaml(cfg)), _NoServices(), str(tmp_path))
 
-    res = translate(objs("HTTP2"), offline=True)
-    msg = "spec.policies.http.version: HTTP2 to backends is not supported by agentgw"
+    res = translate(objs("HTTP3"), offline=True)
+    msg = "spec.policies.http.version: HTTP3 to backends is not supported by agentgw"
     assert any(e.startswith("AgentgatewayBackend ns/b: Accepted=Invalid: " + msg) for e in res.errors), res.errors
     assert msg in dump_yaml(status_documents(res))
     route = res.gateways[("ns", "gw")].config["binds"][0]["listeners"][0]["routes"][0]
     assert "backends" not in route and route["policies"]["directResponse"]["status"] == 500
+
+    from agentgw.kube.check import translate_checked
+
+    ai = {"ai": {"provider": {"openai": {"model": "gpt-4o-mini"}}}}
+    res = translate_checked(objs("HTTP2", ai), offline=True)
+    st = res.status[("agentgateway.dev", "AgentgatewayBackend", "ns", "b")]["conditions"][0]
+    assert (st["status"], st["reason"]) == ("False", "Invalid") and "policies.http.version" in st["message"], st

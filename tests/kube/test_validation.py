@@ -289,7 +289,13 @@ def test_every_unimplemented_gateway_api_field_is_refused_by_agentgw_and_kept_by
     redirect["spec"]["rules"][0]["backendRefs"][0]["filters"] = [
         {"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": ["x"]}}
     ]
-    base = {"Gateway": https, "HTTPRoute": redirect}
+    grpc = {**redirect, "kind": "GRPCRoute", "spec": copy.deepcopy(redirect["spec"])}
+    grpc["spec"]["rules"][0]["backendRefs"][0] = {
+        "name": "svc",
+        "port": 50051,
+        "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": ["x"]}}],
+    }
+    base = {"Gateway": https, "HTTPRoute": redirect, "GRPCRoute": grpc}
     found = []
     for kind, d in gwapi.SCHEMAS.items():
         for path, why in _unsupported_markers(d["schema"], "", []):
@@ -312,6 +318,8 @@ def test_every_unimplemented_gateway_api_field_is_refused_by_agentgw_and_kept_by
     assert (
         len(found) >= 15 and "HTTPRoute.spec.rules[].sessionPersistence" in found and "Gateway.spec.addresses" in found
     )
+    assert "GRPCRoute.spec.rules[].filters[].requestMirror" in found
+    assert "GRPCRoute.spec.rules[].backendRefs[].filters[].extensionRef" in found
 
 
 GATEWAY_API_RULES = {
@@ -799,7 +807,7 @@ def test_proxy_refusals_are_pinned_on_the_object_that_made_the_part():
     objs = load_manifests(os.path.join(FIXTURES, "gwapi_examples"))
     res = translate_checked(objs, offline=True)
     gw = res.status[(GW, "Gateway", "infra", "shared-gateway")]
-    https = next(l for l in gw["listeners"] if l["name"] == "https")
+    https = next(ls for ls in gw["listeners"] if ls["name"] == "https")
     rr = next(c for c in https["conditions"] if c["type"] == "ResolvedRefs")
     assert (rr["status"], rr["reason"]) == ("False", "InvalidCertificateRef") and "cannot load TLS certificate" in rr[
         "message"

@@ -47,6 +47,7 @@ R = {
     "GatewayClass": Resource(GW, "v1", "gatewayclasses", "GatewayClass", namespaced=False),
     "Gateway": Resource(GW, "v1", "gateways", "Gateway"),
     "HTTPRoute": Resource(GW, "v1", "httproutes", "HTTPRoute"),
+    "GRPCRoute": Resource(GW, "v1", "grpcroutes", "GRPCRoute"),
     "ReferenceGrant": Resource(GW, "v1beta1", "referencegrants", "ReferenceGrant"),
     "Namespace": Resource("", "v1", "namespaces", "Namespace", namespaced=False),
     "Service": Resource("", "v1", "services", "Service"),
@@ -73,6 +74,7 @@ WATCHED = [
     "GatewayClass",
     "Gateway",
     "HTTPRoute",
+    "GRPCRoute",
     "ReferenceGrant",
     "Namespace",
     "Service",
@@ -88,7 +90,8 @@ WATCHED = [
     "TrafficPolicy",
     "Deployment",
 ]
-#: kinds whose CRD may be missing (AgentgatewayModel: a cluster installed before agentgw shipped it)
+#: kinds whose CRD may be missing (AgentgatewayModel: a cluster installed before agentgw shipped
+#: it; GRPCRoute: Gateway API CRDs older than v1.1, where it is not in the standard channel)
 OPTIONAL = {
     "EnterpriseAgentgatewayPolicy",
     "RateLimitConfig",
@@ -96,7 +99,11 @@ OPTIONAL = {
     "TrafficPolicy",
     "ReferenceGrant",
     "AgentgatewayModel",
+    "GRPCRoute",
 }
+#: optional kinds the controller may also be forbidden to read (RBAC from before agentgw
+#: watched them): not seeing them only means serving fewer routes, never fewer policies
+FORBIDDEN_OK = {"GRPCRoute"}
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=agentgw"
 HASH_ANNOTATION = "agentgw.dev/desired-hash"
 
@@ -201,6 +208,16 @@ class Controller:
             except ApiError as exc:
                 if exc.status == 404 and kind in OPTIONAL:
                     log.info("%s is not served by this cluster (CRD not installed); not watching it", kind)
+                    self.synced.add(kind)
+                    self.dirty.set()
+                    await asyncio.sleep(60)
+                    continue
+                if exc.status == 403 and kind in FORBIDDEN_OK:
+                    log.warning(
+                        "not permitted to list %s (RBAC: grant list/watch on it, and update on its status);"
+                        " its routes are not served",
+                        kind,
+                    )
                     self.synced.add(kind)
                     self.dirty.set()
                     await asyncio.sleep(60)

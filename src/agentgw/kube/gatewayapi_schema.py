@@ -1,6 +1,6 @@
 """agentgw's schema of the Gateway API: the kinds, fields and values it implements.
 
-The translator validates every GatewayClass, Gateway, HTTPRoute and ReferenceGrant against
+The translator validates every GatewayClass, Gateway, HTTPRoute, GRPCRoute and ReferenceGrant against
 these schemas (`agentgw.kube.schema`) before reading it. They are written by hand from the
 Gateway API specification and list exactly what agentgw reads and acts on, so that
 ``Accepted=True`` means every field of the object is enforced. Anything else is refused:
@@ -312,16 +312,17 @@ _NOT_IMPLEMENTED_FILTERS = {
 }
 
 
-def _filter(implemented: dict[str, dict], why_not: dict[str, str]) -> dict:
-    """One filter: its type and the settings of that type (``implemented``: field -> schema)."""
-    types = {f: t for t, f in FILTER_FIELDS.items()}
+def _filter(implemented: dict[str, dict], why_not: dict[str, str], fields: dict[str, str] = FILTER_FIELDS) -> dict:
+    """One filter: its type and the settings of that type (``implemented``: field -> schema;
+    ``fields``: the filter types of the route kind -> the field holding their settings)."""
+    types = {f: t for t, f in fields.items()}
     return obj(
         {
-            "type": {**enum(*FILTER_FIELDS), "x-agentgw-unsupported-values": sorted(types[f] for f in why_not)},
+            "type": {**enum(*fields), "x-agentgw-unsupported-values": sorted(types[f] for f in why_not)},
             **implemented,
         },
         ["type"],
-        **rules(*(_only_with_type(f, t) for t, f in FILTER_FIELDS.items())),
+        **rules(*(_only_with_type(f, t) for t, f in fields.items())),
         **unsupported(**why_not),
     )
 
@@ -405,16 +406,15 @@ PATH_MATCH = obj(
     ),
 )
 _MATCH_TYPE = {**enum("Exact", "RegularExpression"), "default": "Exact"}
+HEADER_MATCHES = arr(
+    obj({"type": _MATCH_TYPE, "name": HEADER_NAME, "value": string(min_len=1, max_len=4096)}, ["name", "value"]),
+    maxItems=16,
+    **keyed("name"),
+)
 MATCH = obj(
     {
         "path": PATH_MATCH,
-        "headers": arr(
-            obj(
-                {"type": _MATCH_TYPE, "name": HEADER_NAME, "value": string(min_len=1, max_len=4096)}, ["name", "value"]
-            ),
-            maxItems=16,
-            **keyed("name"),
-        ),
+        "headers": HEADER_MATCHES,
         "queryParams": arr(
             obj(
                 {"type": _MATCH_TYPE, "name": HEADER_NAME, "value": string(min_len=1, max_len=1024)}, ["name", "value"]
@@ -515,6 +515,88 @@ HTTPROUTE_SPEC = obj(
 )
 
 
+# -- GRPCRoute ----------------------------------------------------------------------------------
+#: GRPCRoute filter type -> the field holding its settings
+GRPC_FILTER_FIELDS = {
+    t: FILTER_FIELDS[t] for t in ("ResponseHeaderModifier", "RequestHeaderModifier", "RequestMirror", "ExtensionRef")
+}
+GRPC_FILTERS = arr(
+    _filter(
+        {"requestHeaderModifier": HEADER_MODIFIER, "responseHeaderModifier": HEADER_MODIFIER},
+        {k: v for k, v in _NOT_IMPLEMENTED_FILTERS.items() if k in ("requestMirror", "extensionRef")},
+        GRPC_FILTER_FIELDS,
+    ),
+    maxItems=16,
+    **rules(*_not_repeated("RequestHeaderModifier", "ResponseHeaderModifier")),
+)
+GRPC_BACKEND_FILTERS = arr(
+    _filter(
+        {"requestHeaderModifier": HEADER_MODIFIER, "responseHeaderModifier": HEADER_MODIFIER},
+        {f: _BACKEND_ONLY_HEADERS for f in ("requestMirror", "extensionRef")},
+        GRPC_FILTER_FIELDS,
+    ),
+    maxItems=16,
+    **rules(*_not_repeated("RequestHeaderModifier", "ResponseHeaderModifier")),
+)
+GRPC_BACKEND_REF = {**BACKEND_REF, "properties": {**BACKEND_REF["properties"], "filters": GRPC_BACKEND_FILTERS}}
+
+# the service and method syntax of an Exact match (protobuf's full names; a method is one name)
+_GRPC_SERVICE = "^(?i)\\\\.?[a-z_][a-z_0-9]*(\\\\.[a-z_][a-z_0-9]*)*$"
+_GRPC_METHOD = "^[A-Za-z_][A-Za-z_0-9]*$"
+GRPC_METHOD_MATCH = obj(
+    {
+        "type": {**enum("Exact", "RegularExpression"), "default": "Exact"},
+        "service": string(max_len=1024),
+        "method": string(max_len=1024),
+    },
+    **rules(
+        rule(
+            "(has(self.service) && size(self.service) > 0) || (has(self.method) && size(self.method) > 0)",
+            "one or both of service and method must be set",
+        ),
+        rule(
+            f"self.type != 'Exact' || !has(self.service) || self.service.matches('{_GRPC_SERVICE}')",
+            "an Exact service must be a protobuf service name (matching ^(?i)\\.?[a-z_][a-z_0-9]*(\\.[a-z_][a-z_0-9]*)*$)",
+        ),
+        rule(
+            f"self.type != 'Exact' || !has(self.method) || self.method.matches('{_GRPC_METHOD}')",
+            f"an Exact method must be a protobuf method name (matching {_GRPC_METHOD})",
+        ),
+    ),
+)
+GRPC_MATCH = obj({"method": GRPC_METHOD_MATCH, "headers": HEADER_MATCHES})
+GRPC_ROUTE_RULE = obj(
+    {
+        "name": SECTION_NAME,
+        "matches": arr(GRPC_MATCH, maxItems=64),
+        "filters": GRPC_FILTERS,
+        "backendRefs": arr(GRPC_BACKEND_REF, maxItems=16),
+    },
+    **unsupported(sessionPersistence="session persistence is not supported"),
+)
+_TOTAL_MATCHES = " + ".join(
+    f"(self.size() > {i} ? (has(self[{i}].matches) ? self[{i}].matches.size() : 0) : 0)" for i in range(16)
+)
+GRPCROUTE_SPEC = obj(
+    {
+        "parentRefs": HTTPROUTE_SPEC["properties"]["parentRefs"],
+        "hostnames": arr(HOSTNAME, maxItems=16),
+        "rules": arr(
+            GRPC_ROUTE_RULE,
+            maxItems=16,
+            **rules(
+                rule(
+                    "self.all(a, !has(a.name) || self.filter(b, has(b.name) && b.name == a.name).size() == 1)",
+                    "rule names must be unique within the route",
+                ),
+                rule(f"{_TOTAL_MATCHES} <= 128", "a route has at most 128 matches across all its rules"),
+            ),
+        ),
+    },
+    **unsupported(useDefaultGateways="default Gateways are not supported"),
+)
+
+
 # -- ReferenceGrant -----------------------------------------------------------------------------
 REFERENCE_GRANT_SPEC = obj(
     {
@@ -540,5 +622,7 @@ SCHEMAS: dict[str, dict] = {
     "GatewayClass": {"versions": VERSIONS, "schema": _root(GATEWAY_CLASS_SPEC)},
     "Gateway": {"versions": VERSIONS, "schema": _root(GATEWAY_SPEC)},
     "HTTPRoute": {"versions": VERSIONS, "schema": _root(HTTPROUTE_SPEC)},
+    # (GRPCRoute is served as v1 only: its v1alpha2 left the standard channel)
+    "GRPCRoute": {"versions": ["v1"], "schema": _root(GRPCROUTE_SPEC)},
     "ReferenceGrant": {"versions": VERSIONS, "schema": _root(REFERENCE_GRANT_SPEC)},
 }

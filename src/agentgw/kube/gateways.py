@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .listeners import MODEL_KIND, Listener, listener_key
+from .listeners import Listener, listener_key
 from .llm_models import ModelTranslator
 from .objects import AGW, GW, deep_merge, generation, meta, ns_of, okey, safe_name
 from .output import GatewayOutput, Result
@@ -23,8 +23,6 @@ from .policy_attachment import PolicyAttachments
 from .provision import shutdown_config
 from .status import cond, problems_message
 from .store import ObjectStore
-
-SUPPORTED_ROUTE_KINDS = [{"group": GW, "kind": "HTTPRoute"}]
 
 
 def accept_gateway_classes(store: ObjectStore, res: Result, controller_name: str) -> dict[str, str | None]:
@@ -153,14 +151,11 @@ class GatewayBuilder:
             gconds.append(cond("Programmed", True, "Programmed", "config generated for the proxy", gen))
         lstatus = []
         for gl in listeners:
-            kinds = list(SUPPORTED_ROUTE_KINDS) if gl.protocol in ("HTTP", "HTTPS") else []
-            if gl.models:
-                kinds.append({"group": AGW, "kind": MODEL_KIND})
             models = self.models.attached((ns, name), gl.name) if self.models is not None else 0
             lstatus.append(
                 {
                     "name": gl.name,
-                    "supportedKinds": kinds,
+                    "supportedKinds": list(gl.supported_kinds),
                     "attachedRoutes": gl.attached + models,
                     "conditions": [gl.conditions[t] for t in ("Accepted", "Programmed", "ResolvedRefs", "Conflicted")],
                 }

@@ -1,9 +1,10 @@
 """A Gateway's listeners, checked: what routes can attach to and what the Gateway serves.
 
 `gateway_listeners` turns ``spec.listeners`` into `Listener` records with their status
-conditions: the protocol (HTTP, HTTPS), the route kinds allowed, the HTTPS certificate
-(a Secret, across namespaces only with a ReferenceGrant), what the proxy refused of the
-listener, and conflicts between listeners on one port. Routes then attach to the listeners
+conditions: the protocol (HTTP, HTTPS), the route kinds allowed (HTTPRoute, GRPCRoute,
+AgentgatewayModel), the HTTPS certificate (a Secret, across namespaces only with a
+ReferenceGrant), what the proxy refused of the listener, and conflicts between listeners
+on one port. Routes then attach to the listeners
 that are ``ok`` (`agentgw.kube.routes`), and the Gateway's config is built from them
 (`agentgw.kube.gateways`).
 """
@@ -38,11 +39,16 @@ class Listener:
     route_sources: list[dict] = field(default_factory=list)  # per route: relative path -> object keys
     #: ``allowedRoutes.kinds`` lists AgentgatewayModel (the listener serves models)
     models: bool = False
-    #: HTTPRoutes may attach (``allowedRoutes.kinds`` is empty or lists HTTPRoute)
-    http_routes: bool = True
+    #: the Gateway API route kinds that may attach (all of `ROUTE_KINDS` when
+    #: ``allowedRoutes.kinds`` is empty, else those it lists)
+    route_kinds: tuple[str, ...] = ()
+    #: what the listener's status says it supports (``supportedKinds``)
+    supported_kinds: list[dict] = field(default_factory=list)
 
 
 MODEL_KIND = "AgentgatewayModel"
+#: the Gateway API route kinds agentgw attaches to HTTP and HTTPS listeners
+ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")
 
 
 def namespace_allowed(store: ObjectStore, gl: Listener, gns: str, rns: str) -> bool:
@@ -88,18 +94,29 @@ def gateway_listeners(store: ObjectStore, gw: dict) -> list[Listener]:
             lst.ok = False
         kinds = ((spec.get("allowedRoutes") or {}).get("kinds")) or []
         listed = {(k.get("group", GW), k.get("kind")) for k in kinds}
+        http = lst.protocol in ("HTTP", "HTTPS")
         # AgentgatewayModel is opt-in, as in agentgateway: only a listener that lists it takes models
-        lst.models = lst.protocol in ("HTTP", "HTTPS") and (AGW, MODEL_KIND) in listed
-        lst.http_routes = not kinds or (GW, "HTTPRoute") in listed
-        bad_kinds = [
-            k for k in kinds if (k.get("group", GW), k.get("kind")) not in ((GW, "HTTPRoute"), (AGW, MODEL_KIND))
-        ]
-        if bad_kinds and len(bad_kinds) == len(kinds):
+        lst.models = http and (AGW, MODEL_KIND) in listed
+        lst.route_kinds = tuple(k for k in ROUTE_KINDS if not kinds or (GW, k) in listed) if http else ()
+        lst.supported_kinds = [{"group": GW, "kind": k} for k in lst.route_kinds]
+        if lst.models:
+            lst.supported_kinds.append({"group": AGW, "kind": MODEL_KIND})
+        supported = {(GW, k) for k in ROUTE_KINDS} | {(AGW, MODEL_KIND)}
+        bad_kinds = [k for k in kinds if (k.get("group", GW), k.get("kind")) not in supported]
+        if bad_kinds:
+            # Gateway API: the kinds that are not supported are left out of supportedKinds and
+            # said in ResolvedRefs; the listener still takes the ones that are
+            names = ", ".join(f"{k.get('group', GW)}/{k.get('kind')}" for k in bad_kinds)
             conds["ResolvedRefs"] = cond(
-                "ResolvedRefs", False, "InvalidRouteKinds", "only HTTPRoute and AgentgatewayModel are supported", gen
+                "ResolvedRefs",
+                False,
+                "InvalidRouteKinds",
+                f"route kinds not supported: {names} (supported: HTTPRoute, GRPCRoute, {AGW}/{MODEL_KIND})",
+                gen,
             )
-            conds["Programmed"] = cond("Programmed", False, "Invalid", "no supported route kinds", gen)
-            lst.ok = False
+            if len(bad_kinds) == len(kinds):
+                conds["Programmed"] = cond("Programmed", False, "Invalid", "no supported route kinds", gen)
+                lst.ok = False
         if lst.protocol == "HTTPS" and lst.ok:
             tls = spec.get("tls") or {}
             if tls.get("mode", "Terminate") != "Terminate":

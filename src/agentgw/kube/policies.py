@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-#: the ``http.version`` values the config compiler accepts (agentgw speaks HTTP/1.1 to backends)
-_HTTP1 = re.compile(r"(?i)(HTTP/?)?1(\.1)?")
+#: the ``http.version`` values the proxy speaks to backends, as its config compiler reads them
+#: (`agentgw.backends.http.parse_http_version`): HTTP1 / HTTP/1.1, HTTP2 / HTTP/2.0. Which
+#: backends speak HTTP/2 is the compiler's to say (``agentgw.kube.check`` refuses the rest)
+_HTTP_VERSION = re.compile(r"(?i)(?:HTTP[/_]?)?(1(?:[._]?1)?|2(?:[._]?0)?)")
 
 AUTH_MODES = {"strict": "strict", "optional": "optional", "permissive": "permissive"}
 _UNITS = {
@@ -952,11 +954,11 @@ def backend(spec: dict, ns: str, r: Resolver, path: str = "spec.backend") -> tup
                 h["requestTimeout"] = duration(val["requestTimeout"])
             if val.get("version"):
                 v = str(val["version"])
-                if _HTTP1.fullmatch(v.strip()):
+                if _HTTP_VERSION.fullmatch(v.strip()):
                     h["version"] = v
                 else:
                     problems.append(
-                        f"{p}.version: {v} to backends is not supported by agentgw (it speaks HTTP/1.1 to backends; use HTTP1 or leave it unset)"
+                        f"{p}.version: {v} to backends is not supported by agentgw (it speaks HTTP1 or HTTP2 to backends)"
                     )
             out["http"] = h
         elif key == "ai":

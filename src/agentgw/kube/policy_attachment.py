@@ -4,11 +4,11 @@
 its ``targetSelectors`` pick by label), translates its sections (`agentgw.kube.policies`)
 and writes its status (one ancestor per target). An
 accepted policy becomes an `Attachment` at a level — gateway, listener (``sectionName``),
-route, rule (``sectionName`` = rule name) or backend; a policy that is not accepted closes
-its targets instead (`PolicyAttachments.closers`: the routes under them answer
-`CLOSED_RESPONSE`). `PolicyAttachments.merge` adds the sections up over levels, least
-specific first, the oldest policy winning a field within a level, and says which policy
-each merged field comes from.
+route (an HTTPRoute or GRPCRoute), rule (``sectionName`` = rule name) or backend; a
+policy that is not accepted closes its targets instead (`PolicyAttachments.closers`: the
+routes under them answer `CLOSED_RESPONSE`). `PolicyAttachments.merge` adds the sections
+up over levels, least specific first, the oldest policy winning a field within a level,
+and says which policy each merged field comes from.
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ class PolicyAttachments:
             level = {
                 (GW, "Gateway"): "listener" if section else "gateway",
                 (GW, "HTTPRoute"): "rule" if section else "route",
+                (GW, "GRPCRoute"): "rule" if section else "route",
             }.get((tg, tk))
             if (tg, tk) in BACKEND_KINDS or (tg, tk) == ("", "Service"):
                 level = "backend"

@@ -11,7 +11,7 @@ mean 'audiences'?)``.
 The schemas are the ones the project ships:
 
 * agentgateway and vendor CRDs: `agentgw.kube.crds` (what ``deploy/crds`` is generated from);
-* Gateway API kinds (GatewayClass, Gateway, HTTPRoute, ReferenceGrant): agentgw's own schema
+* Gateway API kinds (GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant): agentgw's own schema
   of the subset of the Gateway API it implements (`agentgw.kube.gatewayapi_schema`). A
   Gateway API field or value agentgw does not implement is refused as "not supported by
   agentgw" rather than ignored, and so is any other field that is not a misspelling (those

@@ -12,15 +12,15 @@ ours too, so vendor manifests (``gatewayClassName: enterprise-agentgateway``) tr
 as they are.
 
 Policy precedence (most specific wins, field by field — ``jwtAuth``, ``localRateLimit``…):
-Gateway < listener (``sectionName``) < HTTPRoute < rule (``sectionName`` = rule name) <
-the rule's own filters/timeouts. At one level, the oldest policy (creationTimestamp, then
-namespace/name) wins a field. Backend policies: the AgentgatewayBackend's own
+Gateway < listener (``sectionName``) < HTTPRoute/GRPCRoute < rule (``sectionName`` = rule
+name) < the rule's own filters/timeouts. At one level, the oldest policy (creationTimestamp,
+then namespace/name) wins a field. Backend policies: the AgentgatewayBackend's own
 ``spec.policies`` < policies targeting the backend (or Service).
 
 Accepted means enforced. Every object translated is first validated against its schema
 (`agentgw.kube.schema`: unknown or misspelled fields, types, enums, rules); an invalid object
 is ``Accepted=False`` (reason ``Invalid``, the message naming each field path) and is not
-applied: an invalid Gateway gets no config, an invalid HTTPRoute is not attached, an invalid
+applied: an invalid Gateway gets no config, an invalid route is not attached, an invalid
 backend answers 500 on the routes that use it. A policy that cannot be applied closes what
 it targets instead of leaving it unprotected: the routes under its targets answer 500 (a
 policy that only configures tracing or access logs is just left out). `agentgw.kube.check`
@@ -32,7 +32,7 @@ This module decides which Gateways are ours and runs the steps in order; each st
 in its own module: `store` (the objects, their schema problems, lookups, ReferenceGrants,
 Service hosts), `policy_attachment` (policy targets, status and merging over levels, with
 `policies` translating each section), `backends` (AgentgatewayBackend objects), `listeners`
-(a Gateway's listeners), `routes` (HTTPRoutes onto listeners), `llm_models`
+(a Gateway's listeners), `routes` (HTTPRoutes and GRPCRoutes onto listeners), `llm_models`
 (AgentgatewayModels onto listeners, as each config's ``llm`` section), `gateways` (GatewayClasses,
 each Gateway's config and status), `status` (conditions) and `output` (what comes back).
 """
