@@ -21,29 +21,41 @@ def pytest_collection_modifyitems(config, items):
 
 class AgentProc(ReadyProcess):
     """A test agent process; ``port`` is read from its ``READY <port>`` line (or the demo
-    agent's ``on http://127.0.0.1:<port>/`` banner)."""
+    agent's ``on http://127.0.0.1:<port>/`` banner), ``grpc_port`` from a ``GRPC <port>``
+    after it (agents that serve the gRPC binding too), else None."""
 
     def __init__(self, workdir: Path, name: str, cmd: list[str]):
         self.name = name
-        super().__init__(workdir, f"agent-{name}", cmd, r"READY (\d+)| on http://127\.0\.0\.1:(\d+)/")
+        super().__init__(workdir, f"agent-{name}", cmd, r"READY (\d+)(?: GRPC (\d+))?\n| on http://127\.0\.0\.1:(\d+)/")
         m = self.ready_match
-        self.port = int(m.group(1) or m.group(2))
+        self.port = int(m.group(1) or m.group(3))
+        self.grpc_port = int(m.group(2)) if m.group(2) else None
 
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def grpc_host(self) -> str:
+        assert self.grpc_port is not None, f"{self.name} serves no gRPC"
+        return f"127.0.0.1:{self.grpc_port}"
+
 
 @pytest.fixture(scope="session")
 def a2a_agents(tmp_path_factory):
     """Start agents on demand: ``a2a_agents("v1", name)`` / ``("v03", name)`` / ``("demo", name)``
-    / ``("tck", name)`` (the A2A TCK's SUT agent, tests/a2a/agents/tck_sut_agent.py)."""
+    / ``("tck", name)`` (the A2A TCK's SUT agent, tests/a2a/agents/tck_sut_agent.py, which
+    serves gRPC too); ``a2a_agents("v1", name, grpc=True)`` serves the gRPC binding as well."""
     workdir = tmp_path_factory.mktemp("a2a-agents")
     procs: list[AgentProc] = []
 
-    def start(kind: str, name: str) -> AgentProc:
+    def start(kind: str, name: str, *, grpc: bool = False) -> AgentProc:
+        if grpc and kind != "v1":
+            raise ValueError(f"{kind} agents serve no separate gRPC option")
         if kind == "v1":
             cmd = [sys.executable, "-m", "tests.a2a.agents.sdk_v1_agent", "--name", name]
+            if grpc:
+                cmd.append("--grpc")
         elif kind == "v03":
             if not A2A03_PYTHON.exists():
                 pytest.fail(

@@ -5,14 +5,17 @@ virtualenv (``.venvs/a2a-tck``, made by scripts/install-test-deps.sh) against th
 own SUT agent (tests/a2a/agents/tck_sut_agent.py): once directly, then through a real
 gateway with an ``a2a`` route at the root and once behind a path prefix with
 ``urlRewrite`` (the card's addresses point back through the gateway, so every later call
-goes through it). It runs on the transports the gateway carries, JSON-RPC and HTTP+JSON
-(gRPC is not carried yet: docs/a2a.md). Each TCK test's outcome (passed, failed,
-skipped) through the gateway must equal its outcome direct; a difference is a gateway
-bug, not a tolerance.
+goes through it). It runs on all three transports: JSON-RPC, HTTP+JSON and gRPC. The
+SUT serves gRPC on a second port; the gateway has a route for the gRPC service path
+(``/lf.a2a.v1.A2AService/``) to it, so the card keeps its GRPC interface, rewritten to
+the gateway's ``host:port``, and the TCK's gRPC client (an insecure channel to the card's
+URL: h2c with prior knowledge) calls through the gateway in both gateway runs. Each TCK
+test's outcome (passed, failed, skipped) through the gateway must equal its outcome
+direct; a difference is a gateway bug, not a tolerance.
 
-The whole TCK runs by default: one run takes ~10 s (265 tests, the gRPC ones skipped),
-so the module takes ~40 s. ``AGENTGW_TCK_KEEP=DIR`` keeps the TCK's JUnit XML and
-compatibility reports (JSON and HTML) of each run in DIR.
+The whole TCK runs by default: one run takes ~10 s (265 tests), so the module takes
+~40 s. ``AGENTGW_TCK_KEEP=DIR`` keeps the TCK's JUnit XML and compatibility reports (JSON
+and HTML) of each run in DIR.
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ from tests.support.harness import REPO_ROOT, gateway_config, route
 
 TCK_DIR = REPO_ROOT / "tests" / "vendor" / "a2a-tck"
 TCK_PYTHON = REPO_ROOT / ".venvs" / "a2a-tck" / "bin" / "python"
-TRANSPORTS = "jsonrpc,http_json"  # what the gateway carries
+TRANSPORTS = "jsonrpc,http_json,grpc"  # all three: the gateway carries each
 TCK_RUN_TIMEOUT = 300
 # The TCK's own tests are grouped by transport for the report and the comparison; tests
 # that belong to none (agent card discovery and caching, data model) are "card+model".
-GROUPS = ("jsonrpc", "http_json", "card+model")
+GROUPS = ("jsonrpc", "http_json", "grpc", "card+model")
 
 pytestmark = pytest.mark.timeout(4 * TCK_RUN_TIMEOUT)
 
@@ -95,13 +98,13 @@ class TckRun:
     def summary(self) -> str:
         return ", ".join(
             f"{g}: {c['passed']} passed / {c['failed']} failed / {c['skipped']} skipped"
-            for g in GROUPS + ("grpc",)
+            for g in GROUPS
             for c in [self.counts(g)]
         )
 
 
 def run_tck(sut_host: str, out_dir: Path, label: str) -> TckRun:
-    """The command ``run_tck.py --sut-host URL --transport jsonrpc,http_json`` builds, with
+    """The command ``run_tck.py --sut-host URL --transport jsonrpc,http_json,grpc`` builds, with
     JUnit XML and the TCK's compatibility report written to ``out_dir`` (not its tree)."""
     junit = out_dir / f"{label}.xml"
     cmd = [
@@ -156,13 +159,17 @@ def tck(module_harness, a2a_agents, tmp_path_factory):
     gw = module_harness.gateway(
         gateway_config(
             [
+                # the gRPC binding: the service path, to the SUT's gRPC port (both gateway
+                # runs' cards name the gateway's authority for it, as the route is the same
+                # agent's; no prefix crosses gRPC)
+                route("tck-grpc", [sut.grpc_host], prefix="/lf.a2a.v1.A2AService/", policies={"a2a": {"agent": "tck"}}),
                 route(
                     "tck-prefixed",
                     [sut.host],
                     prefix="/agents/tck",
-                    policies={"a2a": {}, "urlRewrite": {"path": {"prefix": "/"}}},
+                    policies={"a2a": {"agent": "tck"}, "urlRewrite": {"path": {"prefix": "/"}}},
                 ),
-                route("tck-sut", [sut.host], policies={"a2a": {}}),
+                route("tck-sut", [sut.host], policies={"a2a": {"agent": "tck"}}),
             ]
         )
     )
@@ -177,15 +184,14 @@ def tck(module_harness, a2a_agents, tmp_path_factory):
 
 
 def test_tck_runs_against_the_agent_directly(tck):
-    """The baseline is a real one: the TCK ran its JSON-RPC and HTTP+JSON tests against the
-    SUT and most pass (the few that fail are the SDK's, identical through the gateway)."""
+    """The baseline is a real one: the TCK ran its JSON-RPC, HTTP+JSON and gRPC tests
+    against the SUT and most pass (the few that fail are the SDK's, identical through the
+    gateway)."""
     direct = tck[0]["direct"]
     for group in GROUPS:
         counts = direct.counts(group)
         assert counts["passed"] >= 10, f"{group}: {direct.summary()}\n{direct.output[-4000:]}"
         assert counts["passed"] > 5 * counts["failed"], f"{group}: {direct.summary()}\n{direct.output[-4000:]}"
-    # gRPC is declared by the agent but not selected (and not carried by the gateway)
-    assert direct.tests("grpc") and not direct.tests("grpc", "passed")
 
 
 @pytest.mark.parametrize("gateway", ["gateway", "gateway-prefixed"])
@@ -201,14 +207,24 @@ def test_tck_through_the_gateway_equals_direct(tck, gateway, group):
 
 
 def test_tck_calls_went_through_the_gateway(tck):
-    """The card sent the TCK's clients back through the gateway on both bindings and both
-    routes: JSON-RPC posts to the agent's root, HTTP+JSON calls under its /a2a/rest."""
+    """The card sent the TCK's clients back through the gateway on all three bindings:
+    JSON-RPC posts to the agent's root and HTTP+JSON calls under its /a2a/rest on both
+    routes, gRPC calls (of both gateway runs) on the gRPC service's route."""
     _, gw = tck
     calls = Counter()
     for e in gw.access_log():
         if e.get("msg") == "request" and e.get("a2a_method") and e.get("a2a_method") != "agent-card":
-            rest = "/a2a/rest/" in e.get("path", "")
-            calls[(e.get("route"), "http_json" if rest else "jsonrpc")] += 1
+            path = e.get("path", "")
+            binding = (
+                "grpc"
+                if path.startswith("/lf.a2a.v1.A2AService/")
+                else "http_json"
+                if "/a2a/rest/" in path
+                else "jsonrpc"
+            )
+            calls[(e.get("route"), binding)] += 1
     for r in ("tck-sut", "tck-prefixed"):
         for binding in ("jsonrpc", "http_json"):
             assert calls[(r, binding)] >= 50, calls
+    assert calls[("tck-grpc", "grpc")] >= 2 * 50, calls
+    assert {r for r, b in calls if b == "grpc"} == {"tck-grpc"}, calls

@@ -436,7 +436,13 @@ class HttpBackendSet(Backend):
                 filtered = await filtered
             status, body = filtered
             ctx.finalize_headers(status, headers)
-            ex.send(status, headers, body)
+            trailers = conn.trailers
+            if trailers is None:
+                ex.send(status, headers, body)
+            else:  # (an HTTP/2 upstream's trailers: gRPC's status)
+                ex.start(status, headers, content_length=len(body))
+                ex.write(body)
+                ex.end(trailers)
             return
         headers, cl = response_head(ctx, conn)
         await relay_response(ctx, conn, status, headers, cl, ctx.body_observer)

@@ -11,9 +11,15 @@ Compiled for a route with ``policies.a2a`` or an ``a2a`` backend. Per request:
   ``ctx.attrs["a2a"]`` for authorization rules (CEL ``a2a.method``, ``a2a.agent``, …)
   and in the access log; the response is watched as it streams
   (``ctx.body_observer``) for the final task state.
+* gRPC calls (HTTP/2, ``content-type: application/grpc*``, the A2A gRPC binding): the method
+  is the ``:path``'s (``/lf.a2a.v1.A2AService/SendMessage`` → ``SendMessage``; 0.3's
+  ``/a2a.v1.A2AService/…`` too, its operation named as 1.0 names it); the task and
+  context ids are read from the request message, and the response's frames are watched
+  for the last task state (backends/a2a/grpc.py). Nothing is parsed as JSON.
 * Gateway-generated errors on a JSON-RPC call (authentication, authorization, rate
   limits, upstream failures) are sent as JSON-RPC error objects, keeping the HTTP
-  status, through ``ctx.attrs["reply_shaper"]``.
+  status, through ``ctx.attrs["reply_shaper"]``. On a gRPC call they are gRPC statuses
+  (``Ctx.respond``): no shaper is installed.
 * ``agentgw_a2a_requests_total{agent, method, status}`` counts every response;
   ``agentgw_a2a_task_states_total{agent, state}`` counts the last task state seen.
 """
@@ -24,10 +30,12 @@ from ..backends.a2a.card import (
     CardRewriter,
     card_in,
     card_validators,
+    grpc_route_probe,
     is_card_path,
     path_prefixes,
     rewrite_card_body,
 )
+from ..backends.a2a.grpc import GrpcResponseObserver, grpc_method, messages, request_facts
 from ..backends.a2a.rpc import (
     CARD_OPERATIONS,
     ResponseObserver,
@@ -37,11 +45,22 @@ from ..backends.a2a.rpc import (
     shape_reply,
 )
 from ..backends.a2a.signing import UNSIGNED, CardSigner, CardSigning, CardVerifier
+from ..engine.grpc import is_grpc
 from ..proxy.origin import client_origin
 from ..proxy.policy import Policy
 from ..telemetry.metrics import status_label
 
 CARD = "agent-card"
+#: the gRPC methods whose request message names a task or context (read before relaying)
+_GRPC_REQUEST_IDS = frozenset(
+    ("SendMessage", "SendStreamingMessage", "GetTask", "CancelTask", "SubscribeToTask", "TaskSubscription")
+)
+
+
+def _grpc_call(req) -> bool:
+    """A gRPC call: over HTTP/2 with gRPC's content type (what the backend relays as gRPC
+    and ``Ctx.respond`` answers with gRPC statuses); anything else is read as JSON."""
+    return req.http_version == "2" and is_grpc(req.headers)
 
 
 def _shape(ctx, reply):
@@ -67,7 +86,7 @@ class A2aErrorShape(Policy):
 
     def on_request(self, ctx):
         req = ctx.req
-        if req.method == "POST":
+        if req.method == "POST" and not _grpc_call(req):  # (a gRPC call's errors: gRPC statuses)
             ctx.attrs["reply_shaper"] = _shape
             body = req.body
             if not body.complete and body.error is None:
@@ -123,6 +142,8 @@ class A2a(Policy):
             log["a2a_method"] = CARD
             self._card_filter(ctx, jsonrpc=False)
             return None
+        if m == "POST" and _grpc_call(req):
+            return self._grpc(ctx, a, log)
         if m == "POST":
             body = req.body
             if body.complete and body.error is None:
@@ -184,6 +205,47 @@ class A2a(Policy):
         else:
             ctx.body_observer = ResponseObserver(self._finish, ctx.attrs)
 
+    def _grpc(self, ctx, a, log):
+        """A gRPC call: the method from the path; ids from the request message (its
+        single message: every A2A method takes one), read once whole, as a JSON-RPC body
+        is."""
+        call = grpc_method(ctx.path)
+        if call is None:
+            return None  # not A2A's service (health checks, reflection): relayed as is
+        service, method, op = call
+        a["method"] = method
+        a["operation"] = op
+        log["a2a_method"] = method
+        if GrpcResponseObserver.wanted(op):
+            ctx.body_observer = GrpcResponseObserver(op, self._finish, ctx.attrs)
+        if method not in _GRPC_REQUEST_IDS:
+            return None
+        body = ctx.req.body
+        if body.complete and body.error is None:
+            self._grpc_ids(ctx, a, log, service, method, body.buffered())
+            return None
+        return self._read_grpc_ids(ctx, a, log, service, method)
+
+    async def _read_grpc_ids(self, ctx, a, log, service, method):
+        data = await ctx.req.body.read_all()
+        self._grpc_ids(ctx, a, log, service, method, data)
+        return None
+
+    @staticmethod
+    def _grpc_ids(ctx, a, log, service, method, data: bytes) -> None:
+        encoding = ctx.req.headers.get("grpc-encoding")
+        task = ctxid = None
+        try:
+            for msg in messages(data, encoding, 1 << 20):
+                task, ctxid = request_facts(service, method, msg)
+                break
+        except (ValueError, IndexError):
+            return
+        if task:
+            a["taskId"] = log["a2a_task_id"] = task
+        if ctxid:
+            a["contextId"] = log["a2a_context_id"] = ctxid
+
     def _card_filter(self, ctx, *, jsonrpc: bool) -> None:
         client_path = ctx.path
         h = ctx.req.headers
@@ -195,12 +257,26 @@ class A2a(Policy):
         h.remove("if-modified-since")
 
         signing = self.signing
+        agent = self.agent
+
+        def agent_routes(route) -> bool:
+            """Whether ``route`` is an A2A route of this agent (its ``a2a`` policy's name)."""
+            for p in getattr(route, "policies", ()):
+                if p.__class__ is A2a:
+                    return p.agent == agent
+            return False
 
         def body_filter(ctx, status, headers, body):
             # ctx.path is now the upstream path (after urlRewrite)
             cp, up = path_prefixes(client_path, ctx.path)
             trusted = ctx.bind.trusts(ctx.req.client_addr)
-            rw = CardRewriter(client_origin(ctx.req, trusted), cp, up)
+            origin = client_origin(ctx.req, trusted)
+            listener = ctx.listener
+            if listener is None:
+                rw = CardRewriter(origin, cp, up)
+            else:  # gRPC interfaces are kept when this listener routes gRPC calls to this agent
+                routable = grpc_route_probe(listener.routes, ctx.req.host, agent_routes)
+                rw = CardRewriter(origin, cp, up, routable)
             body = rewrite_card_body(rw, status, headers, body, jsonrpc=jsonrpc, signing=signing)
             if conditions is None or status != 200:
                 return status, body
@@ -227,6 +303,8 @@ class A2a(Policy):
         if obs.__class__ is ResponseObserver:
             ct = headers.get("content-type") or ""
             obs.sse = ct.startswith("text/event-stream")
+        elif obs.__class__ is GrpcResponseObserver:
+            obs.encoding = headers.get("grpc-encoding")
 
     def _done(self, attrs: dict, facts: dict) -> None:
         if not facts:

@@ -1,9 +1,15 @@
-"""A test A2A agent built on a2a-sdk 1.x (JSON-RPC with v0.3 compat, and HTTP+JSON).
+"""A test A2A agent built on a2a-sdk 1.x (JSON-RPC with v0.3 compat, HTTP+JSON, and
+optionally gRPC).
 
 ``python -m tests.a2a.agents.sdk_v1_agent --port N --name NAME`` prints ``READY <port>``.
 Its card names its own address for every interface (JSON-RPC at ``/``, HTTP+JSON at
 ``/rest``, and a gRPC address it does not serve) so that tests can check a gateway
-rewrites or drops all of them.
+rewrites or drops all of them. With ``--grpc`` it serves the gRPC binding as well, on a
+second port, both A2A 1.0's service (``lf.a2a.v1.A2AService``) and, through the SDK's
+compatibility layer, 0.3's (``a2a.v1.A2AService``); its card names that port
+(``127.0.0.1:<port>``, a gRPC target: no scheme) in a GRPC interface of each protocol
+version, and it prints ``READY <port> GRPC <grpc port>``. The gRPC port serves grpcio's
+standard health service too (a gRPC service that is not A2A's).
 
 Behaviour by the text of the message:
 * ``steps N``: N ``working`` updates 0.25 s apart, an artifact, then ``completed``;
@@ -21,17 +27,22 @@ import argparse
 import asyncio
 import socket
 
+import a2a.types.a2a_pb2_grpc as a2a_grpc
+import grpc.aio
 import uvicorn
-from starlette.applications import Starlette
-
+from a2a.compat.v0_3 import a2a_v0_3_pb2_grpc
+from a2a.compat.v0_3.grpc_handler import CompatGrpcHandler
 from a2a.helpers.proto_helpers import new_task_from_user_message, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.request_handlers.grpc_handler import DefaultGrpcServerCallContextBuilder, GrpcHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
 from a2a.server.routes.common import DefaultServerCallContextBuilder
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
-from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, TaskState
+from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill
+from grpc_health.v1 import health, health_pb2_grpc
+from starlette.applications import Starlette
 
 _HEADERS: dict[str, dict[str, str]] = {}
 
@@ -40,6 +51,16 @@ class HeaderContext(DefaultServerCallContextBuilder):
     def build(self, request):  # keep the identity headers for the executor
         ctx = super().build(request)
         ctx.state["hdrs"] = {k: v for k, v in request.headers.items() if k in ("x-agent-identity", "a2a-version")}
+        return ctx
+
+
+class GrpcHeaderContext(DefaultGrpcServerCallContextBuilder):
+    def build(self, context):  # the same identity headers, from the call's metadata
+        ctx = super().build(context)
+        md = context.invocation_metadata() or ()
+        ctx.state["hdrs"] = {
+            k: v if isinstance(v, str) else v.decode() for k, v in md if k in ("x-agent-identity", "a2a-version")
+        }
         return ctx
 
 
@@ -73,8 +94,16 @@ class Executor(AgentExecutor):
         await up.cancel()
 
 
-def build(name: str, port: int, sign_key: str | None = None, card_path: str | None = None) -> Starlette:
+def build(
+    name: str,
+    port: int,
+    sign_key: str | None = None,
+    card_path: str | None = None,
+    grpc_server: grpc.aio.Server | None = None,
+    grpc_port: int = 1,  # (port 1: an address nothing serves)
+) -> Starlette:
     base = f"http://127.0.0.1:{port}"
+    grpc_addr = f"127.0.0.1:{grpc_port}"
     card = AgentCard(
         name=name,
         description=f"test agent {name}",
@@ -82,8 +111,9 @@ def build(name: str, port: int, sign_key: str | None = None, card_path: str | No
         supported_interfaces=[
             AgentInterface(url=f"{base}/", protocol_binding="JSONRPC", protocol_version="1.0"),
             AgentInterface(url=f"{base}/rest", protocol_binding="HTTP+JSON", protocol_version="1.0"),
-            AgentInterface(url="127.0.0.1:1", protocol_binding="GRPC", protocol_version="1.0"),
-        ],
+            AgentInterface(url=grpc_addr, protocol_binding="GRPC", protocol_version="1.0"),
+        ]
+        + ([AgentInterface(url=grpc_addr, protocol_binding="GRPC", protocol_version="0.3")] if grpc_server else []),
         capabilities=AgentCapabilities(streaming=True),
         default_input_modes=["text"],
         default_output_modes=["text"],
@@ -106,6 +136,10 @@ def build(name: str, port: int, sign_key: str | None = None, card_path: str | No
         routes += create_agent_card_routes(card, card_url=card_path)
     routes += create_rest_routes(handler, context_builder=cb, path_prefix="/rest")
     routes += create_jsonrpc_routes(handler, "/", context_builder=cb, enable_v0_3_compat=True)
+    if grpc_server is not None:
+        a2a_grpc.add_A2AServiceServicer_to_server(GrpcHandler(handler, GrpcHeaderContext()), grpc_server)
+        a2a_v0_3_pb2_grpc.add_A2AServiceServicer_to_server(CompatGrpcHandler(handler, GrpcHeaderContext()), grpc_server)
+        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), grpc_server)
     return Starlette(routes=routes)
 
 
@@ -115,16 +149,33 @@ def main() -> None:
     p.add_argument("--name", default="sdk-v1-agent")
     p.add_argument("--sign-key")
     p.add_argument("--card-path")
+    p.add_argument("--grpc", action="store_true", help="serve the gRPC binding too, on another port")
     a = p.parse_args()
+    asyncio.run(serve(a))
+
+
+async def serve(a) -> None:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", a.port))
     port = sock.getsockname()[1]
-    app = build(a.name, port, a.sign_key, a.card_path)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    print(f"READY {port}", flush=True)
-    asyncio.run(server.serve(sockets=[sock]))
+    if not a.grpc:
+        server = uvicorn.Server(
+            uvicorn.Config(build(a.name, port, a.sign_key, a.card_path), log_level="warning", lifespan="off")
+        )
+        print(f"READY {port}", flush=True)
+        await server.serve(sockets=[sock])
+        return
+    grpc_server = grpc.aio.server()
+    grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
+    app = build(a.name, port, a.sign_key, a.card_path, grpc_server, grpc_port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    await grpc_server.start()
+    print(f"READY {port} GRPC {grpc_port}", flush=True)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        await grpc_server.stop(0)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ in :mod:`agentgw.policies.a2a`:
   advertises is the gateway's, as the client reached it;
 * :mod:`.rpc` reads the JSON-RPC envelope or the HTTP+JSON path of a request (method,
   task and context ids) and watches the response stream (``ctx.body_observer``) for
-  task states, without re-encoding a byte of either.
+  task states, without re-encoding a byte of either;
+* :mod:`.grpc` does the same for the gRPC binding: the method from the ``:path``, the
+  ids and states from the protobuf messages (read by field number, no descriptors).
 """
 
 from __future__ import annotations
