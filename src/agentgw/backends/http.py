@@ -439,8 +439,8 @@ class HttpBackendSet(Backend):
             trailers = conn.trailers
             if trailers is None:
                 ex.send(status, headers, body)
-            else:  # (an HTTP/2 upstream's trailers: gRPC's status)
-                ex.start(status, headers, content_length=len(body))
+            else:  # (an HTTP/2 upstream's trailers: gRPC's status; chunked on HTTP/1.1)
+                ex.start(status, headers)
                 ex.write(body)
                 ex.end(trailers)
             return

@@ -79,6 +79,9 @@ MAX_UNKNOWN = 100  # frames of unknown types (allowed by RFC 9113, and cheap to 
 # per stream opened (each plus a base of BASE_CONTROL), and more than MAX_EMPTY_DATA DATA
 # frames in a row that carry nothing and end nothing.
 WINDOW_UPDATES_PER_DATA = 10
+# gRPC clients (grpcio) top up a stream's window, and the connection's, as they open it,
+# before any DATA has come: that much per stream opened is work, not a flood
+WINDOW_UPDATES_PER_STREAM = 4
 PRIORITY_PER_STREAM = 100
 BASE_CONTROL = 100
 MAX_EMPTY_DATA = 10
@@ -448,7 +451,11 @@ class H2ServerProtocol(asyncio.Protocol):
                     starts.append(ex)
         elif cls is h2.events.WindowUpdated:
             self._window_updates += 1
-            if self._window_updates > BASE_CONTROL + WINDOW_UPDATES_PER_DATA * self.data_sent:
+            if self._window_updates > (
+                BASE_CONTROL
+                + WINDOW_UPDATES_PER_DATA * self.data_sent
+                + WINDOW_UPDATES_PER_STREAM * self._streams_opened
+            ):
                 self._fatal(ErrorCodes.ENHANCE_YOUR_CALM, "too many WINDOW_UPDATE frames")
                 return
             if ev.stream_id:

@@ -156,7 +156,8 @@ def _send_whole(
         ex.start(status, headers, content_length=int(cl))
         ex.end()
     elif conn.trailers is not None:  # (an HTTP/2 upstream's trailers: gRPC's status)
-        ex.start(status, headers, content_length=len(body))
+        # no length: an HTTP/1.1 client gets the body chunked, so the trailers can follow
+        ex.start(status, headers)
         ex.write(body)
         ex.end(conn.trailers)
     else:
