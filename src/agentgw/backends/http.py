@@ -310,7 +310,7 @@ class HttpBackendSet(Backend):
         limit = self.request_timeout
         # what the upstream head offers (upstream_head keeps Upgrade only for these): a 101
         # naming anything else fails the exchange in the client (502, connection closed)
-        trailers = req.http_version == "2" and wants_trailers(req)
+        trailers = wants_trailers(req)
         if trailers and is_grpc(req.headers):
             limit = _grpc_deadline(req, limit, time.perf_counter() - ctx.start)
         deadline = loop.time() + limit - (time.perf_counter() - ctx.start) if limit else None

@@ -801,6 +801,10 @@ class ConnectionPool:
             raise UpstreamConnectError(f"could not connect to {target.authority}: {exc.strerror or exc}") from None
         if self.on_connect:
             self.on_connect(target)
+        if transport.is_closing():
+            # closed as it opened (a server that speaks first in another protocol, such as
+            # an HTTP/2 server's SETTINGS read as an HTTP/1.1 response): its socket is gone
+            raise UpstreamConnectError(f"{target.authority} closed the connection as it opened")
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..engine.grpc import wants_trailers
 from ..engine.http import RawHeaderView, strip_hop_by_hop
 
 if TYPE_CHECKING:
@@ -98,7 +99,10 @@ def start_relay(
         _send_whole(ex, conn, status, headers, cl, observer)
         finished(None)
         return _nothing
-    ex.start(status, headers, content_length=int(cl) if cl is not None and cl.isdigit() else None)
+    length = int(cl) if cl is not None and cl.isdigit() else None
+    if length is not None and conn.multiplexed and not ex.head_only and wants_trailers(ctx.req):
+        length = None  # an HTTP/2 upstream may end with trailers: chunked, so they can follow
+    ex.start(status, headers, content_length=length)
     hook = ex.add_pause_hook(conn.pause_reading, conn.resume_reading)
 
     def detach() -> None:
