@@ -126,7 +126,116 @@ class UpstreamTarget:
         return f"UpstreamTarget({where}{' tls' if self.ssl else ''}{' h2' if self.http2 else ''})"
 
 
-class UpstreamConnection(BufferedWriter, asyncio.Protocol):
+class ResponseReader:
+    """The ways to take a response's body, shared by an HTTP/1.1 connection and an HTTP/2
+    stream (``h2client``): both keep ``head``, ``chunks``, ``done``, ``error``, the sink
+    callbacks and ``_body_waiter`` the same way. (No ``__slots__ = ()`` here: the
+    subclasses' slots hold these, and mypy checks a slotted mixin's writes against its
+    own empty slots.)"""
+
+    head: bytes
+    chunks: list[bytes]
+    done: bool
+    error: BaseException | None
+    loop: asyncio.AbstractEventLoop
+    _sink: Callable[[bytes], None] | None
+    _sink_end: Callable[[], None] | None
+    _sink_error: Callable[[BaseException], None] | None
+    _body_waiter: asyncio.Future | None
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The response header fields as raw ``(name, value)`` byte pairs, in order."""
+        out = []
+        for line in self.head.split(b"\r\n")[:-1]:
+            name, _, value = line.partition(b":")
+            out.append((name, value.strip(b" \t")))
+        return out
+
+    def stream_to(
+        self,
+        on_chunk: Callable[[bytes], None],
+        on_end: Callable[[], None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        """Deliver the body by callbacks: buffered chunks now, the rest as it arrives."""
+        chunks, self.chunks = self.chunks, []
+        for c in chunks:
+            on_chunk(c)
+        if self.done:
+            on_end()
+            return
+        if self.error is not None:
+            on_error(self.error)
+            return
+        self._sink = on_chunk
+        self._sink_end = on_end
+        self._sink_error = on_error
+
+    async def read_body(self, limit: int | None = None, deadline: float | None = None) -> bytes:
+        """Buffer the whole response body (502 beyond ``limit`` bytes, 504 past ``deadline``)."""
+        parts: list[bytes] = []
+        size = 0
+        while (chunks := await self.read_chunks(deadline)) is not None:
+            parts += chunks
+            if limit is not None:
+                size += sum(map(len, chunks))
+                if size > limit:
+                    raise GatewayError(502, "upstream_response_too_large", f"upstream response exceeds {limit} bytes")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def read_chunks(self, deadline: float | None = None) -> list[bytes] | None:
+        """The body chunks that arrived since the last call, waiting if there are none
+        yet; ``None`` once the body is over. Waiting past ``deadline`` (loop time) raises
+        a 504 ``GatewayError`` (the body is unfinished, so ``release`` closes the connection).
+
+        A coroutine rather than an async generator, so a reader that stops early (an MCP
+        answer found in a stream) leaves nothing behind: an abandoned async generator is
+        registered with the loop and closed later by a task of its own."""
+        while not self.chunks:
+            if self.done:
+                return None
+            if self.error is not None:
+                try:
+                    raise self.error
+                finally:
+                    del self  # see _unheld
+            fut = self.loop.create_future()
+            self._body_waiter = fut
+            try:
+                if deadline is None:
+                    await fut
+                else:
+                    timer = self.loop.call_at(deadline, self._body_timeout, fut)
+                    try:
+                        await fut
+                    finally:
+                        timer.cancel()
+            except BaseException:
+                del self, fut  # see _unheld
+                raise
+        chunks, self.chunks = self.chunks, []
+        return chunks
+
+    # _unheld: a failed exchange's error is kept by its connection (``error``, the future
+    # it was raised from), and the error's traceback keeps the frames it passed through.
+    # A frame there that still held the connection would make each failed exchange a
+    # reference cycle, left to the cyclic collector (see docs/dataplane.md): the awaiting
+    # frames above let go of it before the error leaves them.
+
+    def _body_timeout(self, fut: asyncio.Future) -> None:
+        if not fut.done():
+            fut.set_exception(GatewayError(504, "upstream_timeout", "upstream response body did not complete in time"))
+
+    async def iter_body(self):
+        """Yield response body chunks as they arrive, for readers that take the whole body
+        (transforming streams)."""
+        while (chunks := await self.read_chunks()) is not None:
+            for c in chunks:
+                yield c
+
+
+class UpstreamConnection(ResponseReader, BufferedWriter, asyncio.Protocol):
     #: a request body is framed by this connection (chunked) rather than by the protocol
     multiplexed = False
     #: trailer fields of the response (HTTP/1.1 trailers are not read: always None)
@@ -359,15 +468,6 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
     # unfinished; it is nearly always in the first read, whole.
 
     @property
-    def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """The response header fields as raw ``(name, value)`` byte pairs, in order."""
-        out = []
-        for line in self.head.split(b"\r\n")[:-1]:
-            name, _, value = line.partition(b":")
-            out.append((name, value.strip(b" \t")))
-        return out
-
-    @property
     def headers(self) -> Headers:
         """The response headers as (lowercase name, value) strings, decoded on first use."""
         h = self._headers
@@ -546,89 +646,6 @@ class UpstreamConnection(BufferedWriter, asyncio.Protocol):
         self._timer = None
         self._fail(GatewayError(504, "upstream_timeout", f"upstream did not respond within {timeout:g}s"))
         self.close()
-
-    # -- response body consumption ------------------------------------------------------------
-    def stream_to(
-        self,
-        on_chunk: Callable[[bytes], None],
-        on_end: Callable[[], None],
-        on_error: Callable[[BaseException], None],
-    ) -> None:
-        """Deliver the body by callbacks: buffered chunks now, the rest as it arrives."""
-        chunks, self.chunks = self.chunks, []
-        for c in chunks:
-            on_chunk(c)
-        if self.done:
-            on_end()
-            return
-        if self.error is not None:
-            on_error(self.error)
-            return
-        self._sink = on_chunk
-        self._sink_end = on_end
-        self._sink_error = on_error
-
-    async def read_body(self, limit: int | None = None, deadline: float | None = None) -> bytes:
-        """Buffer the whole response body (502 beyond ``limit`` bytes, 504 past ``deadline``)."""
-        parts: list[bytes] = []
-        size = 0
-        while (chunks := await self.read_chunks(deadline)) is not None:
-            parts += chunks
-            if limit is not None:
-                size += sum(map(len, chunks))
-                if size > limit:
-                    raise GatewayError(502, "upstream_response_too_large", f"upstream response exceeds {limit} bytes")
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    async def read_chunks(self, deadline: float | None = None) -> list[bytes] | None:
-        """The body chunks that arrived since the last call, waiting if there are none
-        yet; ``None`` once the body is over. Waiting past ``deadline`` (loop time) raises
-        a 504 ``GatewayError`` (the body is unfinished, so ``release`` closes the connection).
-
-        A coroutine rather than an async generator, so a reader that stops early (an MCP
-        answer found in a stream) leaves nothing behind: an abandoned async generator is
-        registered with the loop and closed later by a task of its own."""
-        while not self.chunks:
-            if self.done:
-                return None
-            if self.error is not None:
-                try:
-                    raise self.error
-                finally:
-                    del self  # see _unheld
-            fut = self.loop.create_future()
-            self._body_waiter = fut
-            try:
-                if deadline is None:
-                    await fut
-                else:
-                    timer = self.loop.call_at(deadline, self._body_timeout, fut)
-                    try:
-                        await fut
-                    finally:
-                        timer.cancel()
-            except BaseException:
-                del self, fut  # see _unheld
-                raise
-        chunks, self.chunks = self.chunks, []
-        return chunks
-
-    # _unheld: a failed exchange's error is kept by its connection (``error``, the future
-    # it was raised from), and the error's traceback keeps the frames it passed through.
-    # A frame there that still held the connection would make each failed exchange a
-    # reference cycle, left to the cyclic collector (see docs/dataplane.md): the awaiting
-    # frames above let go of it before the error leaves them.
-
-    def _body_timeout(self, fut: asyncio.Future) -> None:
-        if not fut.done():
-            fut.set_exception(GatewayError(504, "upstream_timeout", "upstream response body did not complete in time"))
-
-    async def iter_body(self):
-        """Yield response body chunks as they arrive, for readers that take the whole body
-        (transforming streams)."""
-        while (chunks := await self.read_chunks()) is not None:
-            for c in chunks:
-                yield c
 
     # -- tunnels ------------------------------------------------------------------------------
     def start_tunnel(self, client: asyncio.Transport) -> bytes:

@@ -46,7 +46,7 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
-from .client import NoResponse, StaleConnection, UpstreamProtocolError, UpstreamReset
+from .client import NoResponse, ResponseReader, StaleConnection, UpstreamProtocolError, UpstreamReset
 from .http import GatewayError, Headers
 
 if TYPE_CHECKING:
@@ -346,7 +346,7 @@ class H2ClientConnection(asyncio.Protocol):
             stream._connection_lost()
 
 
-class H2UpstreamStream:
+class H2UpstreamStream(ResponseReader):
     """One exchange on an :class:`H2ClientConnection`: ``UpstreamConnection``'s interface."""
 
     multiplexed = True
@@ -710,84 +710,11 @@ class H2UpstreamStream:
 
     # -- response body consumption (as UpstreamConnection's) ----------------------------------
     @property
-    def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        out = []
-        for line in self.head.split(b"\r\n")[:-1]:
-            name, _, value = line.partition(b":")
-            out.append((name, value.strip(b" \t")))
-        return out
-
-    @property
     def headers(self) -> Headers:
         h = self._headers
         if h is None:
             h = self._headers = Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers])
         return h
-
-    def stream_to(
-        self,
-        on_chunk: Callable[[bytes], None],
-        on_end: Callable[[], None],
-        on_error: Callable[[BaseException], None],
-    ) -> None:
-        chunks, self.chunks = self.chunks, []
-        for c in chunks:
-            on_chunk(c)
-        if self.done:
-            on_end()
-            return
-        if self.error is not None:
-            on_error(self.error)
-            return
-        self._sink = on_chunk
-        self._sink_end = on_end
-        self._sink_error = on_error
-
-    async def read_body(self, limit: int | None = None, deadline: float | None = None) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        while (chunks := await self.read_chunks(deadline)) is not None:
-            parts += chunks
-            if limit is not None:
-                size += sum(map(len, chunks))
-                if size > limit:
-                    raise GatewayError(502, "upstream_response_too_large", f"upstream response exceeds {limit} bytes")
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    async def read_chunks(self, deadline: float | None = None) -> list[bytes] | None:
-        while not self.chunks:
-            if self.done:
-                return None
-            if self.error is not None:
-                try:
-                    raise self.error
-                finally:
-                    del self
-            fut = self.loop.create_future()
-            self._body_waiter = fut
-            try:
-                if deadline is None:
-                    await fut
-                else:
-                    timer = self.loop.call_at(deadline, self._body_timeout, fut)
-                    try:
-                        await fut
-                    finally:
-                        timer.cancel()
-            except BaseException:
-                del self, fut
-                raise
-        chunks, self.chunks = self.chunks, []
-        return chunks
-
-    def _body_timeout(self, fut: asyncio.Future) -> None:
-        if not fut.done():
-            fut.set_exception(GatewayError(504, "upstream_timeout", "upstream response body did not complete in time"))
-
-    async def iter_body(self):
-        while (chunks := await self.read_chunks()) is not None:
-            for c in chunks:
-                yield c
 
     # -- backpressure from the client ----------------------------------------------------------
     def pause_reading(self) -> None:
