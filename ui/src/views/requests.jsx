@@ -68,6 +68,9 @@ export default function Requests() {
   const [reconnect, setReconnect] = useState(0);
   const [routes, setRoutes] = useState([]);
   const seq = useRef(0);
+  // the live stream's controller: "Live" going off aborts it at once, in the click's
+  // handler, not when the effect's cleanup runs after the next paint
+  const liveCtl = useRef(null);
   const fresh = useRef(new WeakSet());
 
   const statusOk = !status || STATUS_RE.test(status.trim());
@@ -110,6 +113,7 @@ export default function Requests() {
       return;
     }
     const ctl = new AbortController();
+    liveCtl.current = ctl;
     let again = null;
     // the stream ends when the gateway shuts down or when this page fell too far behind:
     // connect again in a moment while "Live" stays on
@@ -124,6 +128,8 @@ export default function Requests() {
           onOpen: () => setLiveState("live"),
         });
         for await (const ev of stream) {
+          // (an event the reader had buffered when "Live" went off is not shown)
+          if (ctl.signal.aborted) break;
           if (ev.event !== "request") continue;
           let r;
           try {
@@ -207,7 +213,10 @@ export default function Requests() {
         <button type="submit" class="secondary">Refresh</button>
         <label class="rq-live">
           <span>
-            <input type="checkbox" checked={live} onChange={(e) => setLive(e.target.checked)} /> Live
+            <input type="checkbox" checked={live} onChange={(e) => {
+                if (!e.target.checked && liveCtl.current) liveCtl.current.abort();
+                setLive(e.target.checked);
+              }} /> Live
           </span>
         </label>
         {!statusOk && (
