@@ -37,7 +37,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -61,7 +61,7 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------------------
 
 # binary -> Debian package providing it
-APT_PACKAGES = {"nginx": "nginx", "wrk": "wrk", "taskset": "util-linux"}
+APT_PACKAGES = {"nginx": "nginx", "wrk": "wrk", "taskset": "util-linux", "h2load": "nghttp2-client"}
 
 
 def which(name: str) -> str | None:
@@ -145,6 +145,41 @@ def free_ports(n: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """ "LO-HI" -> (LO, HI)."""
+    lo, _, hi = text.partition("-")
+    a, b = int(lo), int(hi or lo)
+    if not 0 < a <= b < 65536:
+        raise BenchError(f"bad port range {text!r}")
+    return a, b
+
+
+def ports_in_range(n: int, lo: int, hi: int) -> list[int]:
+    """n distinct loopback TCP ports from [lo, hi] that bind right now (held while choosing).
+
+    For scenarios told to stay inside a port range shared with other work on the machine;
+    like ``free_ports`` the choice can still race with another process, which then shows
+    as a target that does not come up."""
+    socks: list[socket.socket] = []
+    try:
+        for port in range(lo, hi + 1):
+            if len(socks) == n:
+                break
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        if len(socks) < n:
+            raise BenchError(f"only {len(socks)} free ports in {lo}-{hi}, need {n}")
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 # ---------------------------------------------------------------------------
@@ -558,15 +593,17 @@ def _write_nginx(prefix: Path, name: str, http: str) -> Path:
     return conf
 
 
-def write_nginx_upstream(prefix: Path, name: str, port: int, body: bytes) -> Path:
-    """nginx answering every request with 200 and a fixed JSON body."""
+def write_nginx_upstream(prefix: Path, name: str, port: int, body: bytes, h2c_port: int | None = None) -> Path:
+    """nginx answering every request with 200 and a fixed JSON body; with ``h2c_port`` the
+    same server also listens there for HTTP/2 with prior knowledge (cleartext)."""
     text = body.decode()
     if "'" in text or "$" in text or "\\" in text:
         raise ValueError("body must not contain quote, $ or backslash (nginx return text)")
+    h2c = f"\n    listen {LOOPBACK}:{h2c_port} http2 reuseport backlog=4096;" if h2c_port else ""
     http = f"""\
   default_type application/json;
   server {{
-    listen {LOOPBACK}:{port} reuseport backlog=4096;
+    listen {LOOPBACK}:{port} reuseport backlog=4096;{h2c}
     location / {{
       return 200 '{text}';
     }}
@@ -575,11 +612,19 @@ def write_nginx_upstream(prefix: Path, name: str, port: int, body: bytes) -> Pat
 
 
 def write_nginx_proxy(
-    prefix: Path, name: str, port: int, upstream_port: int, keepalive: int = 64, host: str = "$host"
+    prefix: Path,
+    name: str,
+    port: int,
+    upstream_port: int,
+    keepalive: int = 64,
+    host: str = "$host",
+    http2: bool = False,
 ) -> Path:
     """nginx reverse proxy with a keep-alive upstream pool. ``host`` is the Host header sent
     upstream: ``$http_host`` keeps the client's port, which servers that check Host against
-    DNS rebinding (the MCP SDK's) require."""
+    DNS rebinding (the MCP SDK's) require. ``http2``: the client side is HTTP/2 with prior
+    knowledge (h2c; ``listen ... http2``), the upstream side stays HTTP/1.1."""
+    h2 = " http2" if http2 else ""
     http = f"""\
   upstream backend {{
     server {LOOPBACK}:{upstream_port};
@@ -588,12 +633,32 @@ def write_nginx_proxy(
     keepalive_timeout 65s;
   }}
   server {{
-    listen {LOOPBACK}:{port} reuseport backlog=4096;
+    listen {LOOPBACK}:{port}{h2} reuseport backlog=4096;
     location / {{
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host {host};
+    }}
+  }}"""
+    return _write_nginx(prefix, name, http)
+
+
+def write_nginx_grpc_proxy(prefix: Path, name: str, port: int, upstream_port: int, keepalive: int = 64) -> Path:
+    """nginx gRPC proxy: h2c with prior knowledge in front, ``grpc_pass`` to a cleartext
+    gRPC server behind, keep-alive upstream pool (nginx sends one stream per upstream
+    connection and reuses the connections)."""
+    http = f"""\
+  upstream grpc_backend {{
+    server {LOOPBACK}:{upstream_port};
+    keepalive {keepalive};
+    keepalive_requests 1000000;
+    keepalive_timeout 65s;
+  }}
+  server {{
+    listen {LOOPBACK}:{port} http2 reuseport backlog=4096;
+    location / {{
+      grpc_pass grpc://grpc_backend;
     }}
   }}"""
     return _write_nginx(prefix, name, http)
@@ -664,6 +729,9 @@ class WrkResult:
     non_2xx_3xx: int = 0
     exit_code: int = 0
     raw: str = ""
+    #: the target's (utime, stime) over the recorded window, when the load generator sampled
+    #: it itself (a client that warms up in-process); None: ``measure`` samples around the run
+    cpu_window: tuple[float, float] | None = None
 
     @property
     def p50_ms(self) -> float | None:
@@ -766,6 +834,138 @@ def run_wrk(
 
 
 # ---------------------------------------------------------------------------
+# h2load (HTTP/2 load: several streams in flight on each connection)
+# ---------------------------------------------------------------------------
+
+
+def parse_h2load(out: str, log_file: Path | None = None) -> WrkResult:
+    """h2load's summary as a WrkResult: requests done, req/s, mean/max request time; the
+    failed / errored / timed-out streams as ``socket_errors``; 4xx/5xx as non_2xx_3xx.
+    h2load prints no percentiles: with ``log_file`` (``--log-file``: start µs, status,
+    µs to the end of the response, one line per request) they are computed from it."""
+    r = WrkResult(raw=out, socket_errors={"failed": 0, "errored": 0, "timeout": 0})
+    m = re.search(r"^finished in ([0-9.]+)(us|ms|s|m|h), ([0-9.]+) req/s", out, re.M)
+    if m:
+        r.duration_s = parse_duration_ms(m.group(1) + m.group(2)) / 1e3
+        r.rps = float(m.group(3))
+    m = re.search(
+        r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
+        r"(\d+) timeout",
+        out,
+        re.M,
+    )
+    if m:
+        _total, _started, done, _ok, failed, errored, timeout = map(int, m.groups())
+        r.requests = done
+        r.socket_errors = {"failed": failed, "errored": errored, "timeout": timeout}
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+    if m:
+        r.non_2xx_3xx = int(m.group(3)) + int(m.group(4))
+    m = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
+    if m:
+        with contextlib.suppress(ValueError):
+            r.latency_max_ms = parse_duration_ms(m.group(2))
+            r.latency_avg_ms = parse_duration_ms(m.group(3))
+    if log_file is not None:
+        lat: list[float] = []
+        with contextlib.suppress(OSError):
+            with open(log_file) as fh:
+                for line in fh:
+                    parts = line.split("\t")
+                    if len(parts) >= 3 and parts[1] != "-1":
+                        lat.append(int(parts[2]) / 1e3)
+        lat.sort()
+        for q in (50, 75, 90, 99, 99.9):
+            if lat:
+                r.percentiles_ms[f"{q:g}"] = lat[min(len(lat) - 1, max(0, round(q / 100 * len(lat)) - 1))]
+    return r
+
+
+def run_h2load(
+    url: str,
+    duration_s: float | None,
+    clients: int,
+    streams: int,
+    threads: int = 1,
+    cpu: str | int | None = None,
+    data: Path | None = None,
+    headers: Sequence[str] = (),
+    log_file: Path | None = None,
+    requests: int | None = None,
+) -> WrkResult:
+    """``h2load -t threads -c clients -m streams`` (h2c with prior knowledge on http://) for
+    ``duration_s`` seconds (``-D``), or ``requests`` requests (``-n``); POSTs ``data`` when
+    given. Killed 30 s past its duration."""
+    h2load = which("h2load")
+    if not h2load:
+        raise BenchError("h2load not found")
+    argv = [h2load, f"-t{threads}", f"-c{clients}", f"-m{streams}"]
+    if requests is not None:
+        argv.append(f"-n{requests}")
+    else:
+        argv.append(f"-D{max(1, round(duration_s or 1))}")
+    if data is not None:
+        argv += ["-d", str(data)]
+    for h in headers:
+        argv += ["-H", h]
+    if log_file is not None:
+        with contextlib.suppress(OSError):
+            log_file.unlink()
+        argv.append(f"--log-file={log_file}")
+    argv.append(url)
+    if cpu is not None:
+        argv = [which("taskset") or "taskset", "-c", str(cpu), *argv]
+    limit = (duration_s or 10) + 30
+    try:
+        p = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_child_setup,
+        )
+    except OSError as e:
+        raise BenchError(f"cannot start h2load: {e}") from None
+    try:
+        out, _ = p.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise BenchError(f"h2load did not finish within {limit:.0f}s") from None
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+    res = parse_h2load(out, log_file)
+    res.exit_code = p.returncode
+    if p.returncode != 0 or res.requests == 0 or res.errors:
+        log(f"h2load exit {p.returncode}, {res.requests} requests, {res.errors} errors; output:\n{out[-3000:]}")
+    return res
+
+
+def smoke_h2(
+    url: str,
+    data: Path | None,
+    expect_len: int | None,
+    headers: Sequence[str] = (),
+    proc: Proc | None = None,
+    what: str = "",
+) -> None:
+    """One request over h2c (h2load -n1); fail clearly unless it is a 2xx with the expected
+    number of DATA payload bytes."""
+    r = run_h2load(url, None, 1, 1, data=data, headers=headers, requests=1)
+    _check_alive(proc)
+    m = re.search(r"^traffic: .* \((\d+)\) data", r.raw, re.M)  # "... 2.35MB (2463852) data"
+    got = int(m.group(1)) if m else None
+    if not r.clean or "1 2xx" not in r.raw:
+        raise BenchError(f"{what or url}: h2c smoke request failed:\n{r.raw[-1500:]}")
+    if expect_len is not None and got is not None and got != expect_len:
+        raise BenchError(f"{what or url}: h2c smoke response carried {got} data bytes, expected {expect_len}")
+
+
+# ---------------------------------------------------------------------------
 # Targets, runs, aggregation
 # ---------------------------------------------------------------------------
 
@@ -826,14 +1026,28 @@ class LoadSpec:
 FOREIGN_CPU_WARN = 0.10  # warn when other processes used more than 10% of a CPU during a run
 
 
-def measure(target: Target, spec: LoadSpec, rnd: int = 0, group: ProcessGroup | None = None) -> Run:
-    """Warm up, then one measured wrk run with CPU/RSS (and foreign-load) sampling around it."""
+#: a load generator other than wrk: runner(target, seconds, warmup) -> WrkResult (h2load, a
+#: gRPC client); warmup=True for the unrecorded run before the measured one
+Runner = Callable[["Target", float, bool], WrkResult]
+
+
+def measure(
+    target: Target, spec: LoadSpec, rnd: int = 0, group: ProcessGroup | None = None, runner: Runner | None = None
+) -> Run:
+    """Warm up, then one measured wrk run (or ``runner`` run) with CPU/RSS (and foreign-load)
+    sampling around it."""
+
+    def load(seconds: float, warmup: bool) -> WrkResult:
+        if runner is not None:
+            return runner(target, seconds, warmup)
+        return run_wrk(target.url, spec.script, seconds, spec.connections, spec.threads, spec.wrk_cpu)
+
     if target.proc is not None:
         _check_alive(target.proc)
     if spec.wait_quiet_s > 0:
         wait_quiet(spec.wait_quiet_s)
     if spec.warmup_s > 0:
-        run_wrk(target.url, spec.script, spec.warmup_s, spec.connections, spec.threads, spec.wrk_cpu)
+        load(spec.warmup_s, True)
     cpu0 = log0 = None
     if target.proc is not None:
         _check_alive(target.proc)
@@ -841,7 +1055,7 @@ def measure(target: Target, spec: LoadSpec, rnd: int = 0, group: ProcessGroup | 
         log0 = target.proc.log_size()
     also0 = {name: cpu_times(p.pid) for name, p in target.also.items()}
     with ForeignLoad(group) as fl:
-        w = run_wrk(target.url, spec.script, spec.duration_s, spec.connections, spec.threads, spec.wrk_cpu)
+        w = load(spec.duration_s, False)
     run = Run(
         target=target.name,
         round=rnd,
@@ -869,7 +1083,7 @@ def measure(target: Target, spec: LoadSpec, rnd: int = 0, group: ProcessGroup | 
             log(f"{target.proc.name} died during the run:\n{target.proc.log_tail()}")
         else:
             cpu1 = cpu_times(target.proc.pid)
-            run.cpu_user_s, run.cpu_sys_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+            run.cpu_user_s, run.cpu_sys_s = w.cpu_window or (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
             run.cpu_s = run.cpu_user_s + run.cpu_sys_s
             run.cpu_us_per_req = run.cpu_s * 1e6 / w.requests if w.requests else None
             run.rss_mib = rss_bytes(target.proc.pid) / 2**20
@@ -886,14 +1100,18 @@ def measure(target: Target, spec: LoadSpec, rnd: int = 0, group: ProcessGroup | 
 
 
 def interleaved_rounds(
-    targets: Sequence[Target], spec: LoadSpec, repeat: int, group: ProcessGroup | None = None
+    targets: Sequence[Target],
+    spec: LoadSpec,
+    repeat: int,
+    group: ProcessGroup | None = None,
+    runner: Runner | None = None,
 ) -> list[Run]:
     """repeat rounds over all targets; the start position rotates every round."""
     runs: list[Run] = []
     for rnd in range(repeat):
         k = rnd % len(targets)
         for t in list(targets[k:]) + list(targets[:k]):
-            runs.append(measure(t, spec, rnd, group))
+            runs.append(measure(t, spec, rnd, group, runner))
     return runs
 
 
@@ -928,8 +1146,11 @@ def summarize(runs: Sequence[Run], order: Sequence[str]) -> dict[str, dict[str, 
     return out
 
 
-def paired_deltas(runs: Sequence[Run], base: str, target: str, field_name: str = "p50_ms") -> list[float]:
-    """Per round, target's figure minus base's, over rounds where both runs are clean and quiet.
+def paired_deltas(
+    runs: Sequence[Run], base: str, target: str, field_name: str = "p50_ms", quiet_only: bool = True
+) -> list[float]:
+    """Per round, target's figure minus base's, over rounds where both runs are clean and quiet
+    (``quiet_only=False``: clean, noisy or not).
 
     Rounds are interleaved, so the two runs of a round are minutes apart at most; pairing
     them takes out the drift of the machine between rounds that a difference of
@@ -939,7 +1160,8 @@ def paired_deltas(runs: Sequence[Run], base: str, target: str, field_name: str =
     for rnd in sorted({r.round for r in runs}):
         pair = {}
         for r in runs:
-            if r.round == rnd and r.target in (base, target) and r.quiet and getattr(r, field_name) is not None:
+            ok = r.quiet if quiet_only else r.clean
+            if r.round == rnd and r.target in (base, target) and ok and getattr(r, field_name) is not None:
                 pair[r.target] = getattr(r, field_name)
         if len(pair) == 2:
             out.append(pair[target] - pair[base])

@@ -1136,6 +1136,508 @@ def run_nagle(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# ---------------------------------------------------------------------------
+# Shared by h2 and grpc: ports from a fixed range, a table with the mean and p90
+# ---------------------------------------------------------------------------
+
+PORT_RANGE = "18400-18479"
+
+
+def add_ports_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ports",
+        default=PORT_RANGE,
+        metavar="LO-HI",
+        help=f"take every listening port from this range (default {PORT_RANGE})",
+    )
+
+
+def _median_field(runs: list, name: str, attr: str, key: str | None = None) -> float | None:
+    """Median of a run attribute (or of one key of a dict attribute) over the runs
+    summarize() would use for this target: quiet clean ones, else clean, else all."""
+    mine = [r for r in runs if r.target == name]
+    use = [r for r in mine if r.quiet] or [r for r in mine if r.clean] or mine
+    vals = []
+    for r in use:
+        v = getattr(r, attr)
+        if key is not None:
+            v = (v or {}).get(key)
+        if v is not None:
+            vals.append(v)
+    return statistics.median(vals) if vals else None
+
+
+def latency_table(summary: dict[str, dict[str, Any]], runs: list) -> str:
+    """lib.markdown_table with the mean and p90 columns (h2load and the gRPC client give both)."""
+    lines = [
+        "| target | req/s | mean ms | p50 ms | p90 ms | p99 ms | CPU µs/req | RSS MiB | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, s in summary.items():
+        err = str(s["errors"])
+        if s["flagged"]:
+            err += f" (FLAGGED: {s['runs'] - s['clean_runs']}/{s['runs']} runs had errors)"
+        if s.get("noisy_runs"):
+            err += f" ({s['noisy_runs']}/{s['runs']} runs noisy)"
+        mean = _median_field(runs, name, "latency_avg_ms")
+        p90 = _median_field(runs, name, "percentiles_ms", "90")
+        lines.append(
+            f"| {name} | {lib.fmt(s['rps'], 0, True)} | {lib.fmt(mean, 3)} | {lib.fmt(s['p50_ms'], 3)} "
+            f"| {lib.fmt(p90, 3)} | {lib.fmt(s['p99_ms'], 3)} | {lib.fmt(s['cpu_us_per_req'], 1)} "
+            f"| {lib.fmt(s['rss_mib'], 1)} | {err} |"
+        )
+    return "\n".join(lines)
+
+
+def _ratio_lines(summary: dict[str, dict[str, Any]], num: str, den: str) -> list[str]:
+    a, b = summary.get(num), summary.get(den)
+    if not a or not b:
+        return []
+    out = []
+    if a["rps"] and b["rps"]:
+        out.append(f"- {num}/{den} req/s: {a['rps'] / b['rps']:.2f}×")
+    if a["cpu_us_per_req"] and b["cpu_us_per_req"]:
+        out.append(f"- {num}/{den} CPU per request: {a['cpu_us_per_req'] / b['cpu_us_per_req']:.2f}×")
+    return out
+
+
+def _noise_line(runs: list) -> str:
+    noise = max((x.foreign_cpu or 0.0) for x in runs) if runs else 0.0
+    warn = " — WARNING: something else was running; figures are unreliable" if noise > lib.FOREIGN_CPU_WARN else ""
+    return f"- machine noise: other processes used up to {noise:.2f} CPU during a measured run{warn}"
+
+
+def _access_log_line(runs: list) -> str | None:
+    agw = [r for r in runs if r.target.startswith("agentgw") and r.log_bytes is not None]
+    if not agw:
+        return None
+    on = any(r.log_bytes >= r.requests > 0 for r in agw)
+    return (
+        f"- access log: logging.level=warn, no access log configured; agentgw wrote {sum(r.log_bytes for r in agw)} B "
+        f"of log output during the measured runs -> access logging {'appears ON' if on else 'off'}"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Scenario: h2 (HTTP/2 multiplexed throughput: h2c in front, HTTP/1.1 upstream)
+# ---------------------------------------------------------------------------
+
+H2_TARGETS = ("direct", "nginx", "agentgw")
+
+
+def h2_args(p: argparse.ArgumentParser) -> None:
+    add_load_args(p)
+    add_ports_arg(p)
+    p.add_argument("--clients", type=int, default=4, help="h2load connections (-c, default 4)")
+    p.add_argument("--streams", type=int, default=32, help="h2load concurrent streams per connection (-m, default 32)")
+    p.add_argument(
+        "--targets",
+        default=",".join(H2_TARGETS),
+        help=f"comma-separated subset of {','.join(H2_TARGETS)} (default: all)",
+    )
+    p.add_argument(
+        "--agentgw-cmd",
+        default=AGENTGW_CMD,
+        help="command that starts agentgw; {config} is replaced by the generated config path",
+    )
+
+
+def run_h2(args: argparse.Namespace) -> int:
+    """HTTP/2 with many streams in flight: h2load (h2c, prior knowledge) POSTing 1 KiB to
+    the http bench's upstream (nginx ``return 200``, 1 KiB), through nginx (``listen
+    http2``, HTTP/1.1 keep-alive pool behind) and through agentgw (plain listener); direct
+    = h2load to the upstream's own h2c listener (no proxy: the ceiling)."""
+    wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if set(wanted) - set(H2_TARGETS) or not wanted:
+        raise BenchError(
+            f"unknown targets {sorted(set(wanted) - set(H2_TARGETS))}; choose from {', '.join(H2_TARGETS)}"
+        )
+    wanted = [t for t in H2_TARGETS if t in wanted]
+    lib.ensure_tools(["nginx", "h2load", "taskset"], install=not args.no_install)
+    check_cpus(args.upstream_cpu, args.proxy_cpu, args.wrk_cpu)
+    if "agentgw" in wanted and args.agentgw_cmd == AGENTGW_CMD:
+        ok, why = lib.agentgw_available()
+        if not ok:
+            raise BenchError(f"`python -m agentgw run` is not usable in this tree ({why})")
+    n_rounds = rounds(args)
+    lo, hi = lib.parse_port_range(args.ports)
+    req_body = lib.json_body(BODY_SIZE, tag="request")
+    resp_body = lib.json_body(BODY_SIZE, tag="response")
+    headers = ["content-type: application/json"]
+    load_desc = (
+        f"h2load -t1 -c{args.clients} -m{args.streams} -D<s>, POST {BODY_SIZE} B JSON → 200 + {BODY_SIZE} B JSON"
+    )
+
+    with lib.work_dir(keep=args.keep) as wd, ProcessGroup(wd) as group:
+        spec = load_spec(args, None)
+        data = wd / "body.json"
+        data.write_bytes(req_body)
+        h2log = wd / "h2load-requests.tsv"
+
+        def runner(t: Target, seconds: float, warmup: bool) -> lib.WrkResult:
+            return lib.run_h2load(
+                t.url,
+                seconds,
+                args.clients,
+                args.streams,
+                cpu=args.wrk_cpu,
+                data=data,
+                headers=headers,
+                log_file=None if warmup else h2log,
+            )
+
+        with lib.signals_raise(deadline_for(len(wanted), spec, n_rounds)):
+            up_port, up_h2_port, px_port, *agw_ports = lib.ports_in_range(7, lo, hi)
+            targets: list[Target] = []
+            lib.log(f"upstream nginx on :{up_port} (HTTP/1.1) and :{up_h2_port} (h2c), CPU {args.upstream_cpu}")
+            conf = lib.write_nginx_upstream(wd, "upstream", up_port, resp_body, h2c_port=up_h2_port)
+            up = lib.start_nginx(group, "upstream", conf, up_port, args.upstream_cpu)
+            lib.smoke_post(f"http://{lib.LOOPBACK}:{up_port}/", req_body, BODY_SIZE, what="upstream (HTTP/1.1)")
+            if "direct" in wanted:
+                url = f"http://{lib.LOOPBACK}:{up_h2_port}/"
+                lib.smoke_h2(url, data, BODY_SIZE, headers, proc=up, what="upstream (h2c)")
+                targets.append(Target("direct", url))
+            if "nginx" in wanted:
+                lib.log(f"nginx h2c proxy on :{px_port} (CPU {args.proxy_cpu})")
+                conf = lib.write_nginx_proxy(wd, "proxy", px_port, up_port, keepalive=64, http2=True)
+                p = lib.start_nginx(group, "proxy", conf, px_port, args.proxy_cpu)
+                url = f"http://{lib.LOOPBACK}:{px_port}/"
+                lib.smoke_h2(url, data, BODY_SIZE, headers, proc=p, what="nginx h2c proxy")
+                targets.append(Target("nginx", url, p))
+            if "agentgw" in wanted:
+                ports = dict(zip(("admin", "stats", "readiness", "bind"), agw_ports))
+                lib.log(f"agentgw on :{ports['bind']} (CPU {args.proxy_cpu})")
+                p = start_agentgw(
+                    group,
+                    wd,
+                    "agentgw",
+                    agentgw_yaml(ports, up_port, "plain"),
+                    ports,
+                    args.proxy_cpu,
+                    cmd=args.agentgw_cmd,
+                )
+                url = f"http://{lib.LOOPBACK}:{ports['bind']}/"
+                lib.smoke_h2(url, data, BODY_SIZE, headers, proc=p, what="agentgw (h2c)")
+                targets.append(Target("agentgw", url, p, notes={"ports": ports}))
+            lib.log(f"{n_rounds} round(s) × {len(targets)} target(s): {load_desc} (warm-up {spec.warmup_s:g}s)")
+            runs = lib.interleaved_rounds(targets, spec, n_rounds, group, runner)
+
+    summary = lib.summarize(runs, [t.name for t in targets])
+    print()
+    print(f"## HTTP/2 multiplexed — {n_rounds} round(s), {load_desc.replace('<s>', f'{spec.duration_s:g}')}")
+    print(
+        f"CPUs: upstream {args.upstream_cpu}, proxy {args.proxy_cpu}, h2load {args.wrk_cpu}; medians of clean runs; "
+        "latency from h2load's per-request log; CPU/RSS = proxy process tree (nginx: master + worker)"
+    )
+    print()
+    print(latency_table(summary, runs))
+    print()
+    for line in _ratio_lines(summary, "agentgw", "nginx") + _ratio_lines(summary, "nginx", "direct"):
+        print(line)
+    for what, attr in (("req/s", "rps"), ("CPU per request", "cpu_us_per_req")):
+        # per round, from quiet pairs; on a busy machine (no quiet pair) from clean ones
+        for label, ok in (("quiet", lambda r: r.quiet), ("clean, noisy included", lambda r: r.clean)):
+            pairs = [
+                getattr(a, attr) / getattr(b, attr)
+                for a in runs
+                for b in runs
+                if a.round == b.round and a.target == "agentgw" and b.target == "nginx" and ok(a) and ok(b)
+                if getattr(a, attr) and getattr(b, attr)
+            ]
+            if pairs:
+                print(
+                    f"- agentgw/nginx {what} per round ({label}): {', '.join(f'{x:.2f}' for x in pairs)}; "
+                    f"median {statistics.median(pairs):.2f}×"
+                )
+                break
+    al = _access_log_line(runs)
+    if al:
+        print(al)
+    print(_noise_line(runs))
+    payload: dict[str, Any] = {
+        "scenario": "h2",
+        "argv": sys.argv,
+        "environment": {
+            **lib.environment_info(),
+            "h2load": lib.tool_version([lib.which("h2load") or "h2load", "--version"]),
+        },
+        "load": {
+            "tool": "h2load",
+            "threads": 1,
+            "clients": args.clients,
+            "streams": args.streams,
+            "duration_s": spec.duration_s,
+            "warmup_s": spec.warmup_s,
+            "rounds": n_rounds,
+            "method": "POST",
+            "request_body_bytes": BODY_SIZE,
+            "response_body_bytes": BODY_SIZE,
+        },
+        "placement": {"upstream": args.upstream_cpu, "proxy": args.proxy_cpu, "h2load": args.wrk_cpu},
+        "targets": {t.name: {"url": t.url, **t.notes} for t in targets},
+        "runs": [{k: v for k, v in r.__dict__.items()} for r in runs],
+        "summary": summary,
+    }
+    path = lib.record_json("h2", payload, args.out_dir)
+    print(f"\nraw results: {path}")
+    return 0 if all(r.clean for r in runs) else 1
+
+
+# ---------------------------------------------------------------------------
+# Scenario: grpc (unary calls: direct, nginx grpc_pass, agentgw auto HTTP/2)
+# ---------------------------------------------------------------------------
+
+GRPC_TARGETS = ("direct", "nginx", "agentgw")
+GRPC_LOADS = ("seq", "aio", "h2load")
+GRPC_BAR_MS = 0.5  # agentgw may add at most this much to the p50 of a sequential unary call
+GRPC_SCRIPT = lib.BENCH_DIR / "grpc_bench.py"
+
+
+def grpc_args(p: argparse.ArgumentParser) -> None:
+    add_load_args(p)
+    add_ports_arg(p)
+    p.add_argument(
+        "--loads",
+        default=",".join(GRPC_LOADS),
+        help="comma-separated: seq (sequential calls, Python grpcio, the p50 bar), aio (--concurrency calls in "
+        "flight, grpc.aio, one channel), h2load (h2load -c1 -m<concurrency> sending gRPC frames); default all",
+    )
+    p.add_argument(
+        "--calls", type=int, default=None, help="recorded sequential calls per run (default 2000; --quick: 500)"
+    )
+    p.add_argument("--warmup-calls", type=int, default=200, help="sequential calls before recording (default 200)")
+    p.add_argument("--concurrency", type=int, default=32, help="calls in flight for aio and h2load (default 32)")
+    p.add_argument(
+        "--server-mode",
+        choices=("sync", "aio"),
+        default="sync",
+        help="the grpcio server: sync (thread pool, default: the faster of the two here) or aio",
+    )
+    p.add_argument(
+        "--agentgw-cmd",
+        default=AGENTGW_CMD,
+        help="command that starts agentgw; {config} is replaced by the generated config path",
+    )
+
+
+def _grpc_client(argv: list[str], timeout: float) -> lib.WrkResult:
+    """Run bench/grpc_bench.py client (pinned by the caller's argv) and read its JSON line."""
+    import json
+    import subprocess
+
+    try:
+        p = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=lib._child_setup,
+            env=lib.python_env_with_repo_src(),
+        )
+    except OSError as e:
+        raise BenchError(f"cannot start the gRPC client: {e}") from None
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise BenchError(f"gRPC client did not finish within {timeout:.0f}s") from None
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+    try:
+        d = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise BenchError(f"gRPC client exit {p.returncode}, no result:\n{out[-1000:]}\n{err[-2000:]}") from None
+    r = lib.WrkResult(raw=out + err)
+    r.requests = d["calls"]
+    r.duration_s = d["elapsed_s"]
+    r.rps = d["rps"]
+    r.latency_avg_ms = d["mean_ms"]
+    r.latency_max_ms = d["max_ms"]
+    r.percentiles_ms = {k: v for k, v in d["percentiles_ms"].items() if v is not None}
+    r.socket_errors = {"rpc": d["errors"]}
+    r.exit_code = p.returncode
+    if "cpu_user_s" in d:
+        r.cpu_window = (d["cpu_user_s"], d["cpu_sys_s"])
+    if d["errors"] or not d["calls"]:
+        lib.log(f"gRPC client: {d['calls']} calls, {d['errors']} errors (first: {d.get('first_error')})")
+    return r
+
+
+def run_grpc(args: argparse.Namespace) -> int:
+    """Unary gRPC calls to a grpcio server (generic handler, raw 64-byte messages echoed):
+    direct, through nginx (h2c ``grpc_pass``) and through agentgw (plain listener, backend
+    without http.version: HTTP/2 chosen for the gRPC call). Sequential calls give the
+    p50 added (bar: agentgw ≤ +0.5 ms over direct); concurrent calls give req/s."""
+    loads = [x.strip() for x in args.loads.split(",") if x.strip()]
+    if set(loads) - set(GRPC_LOADS) or not loads:
+        raise BenchError(f"unknown loads {sorted(set(loads) - set(GRPC_LOADS))}; choose from {', '.join(GRPC_LOADS)}")
+    tools = ["nginx", "taskset"] + (["h2load"] if "h2load" in loads else [])
+    lib.ensure_tools(tools, install=not args.no_install)
+    check_cpus(args.upstream_cpu, args.proxy_cpu, args.wrk_cpu)
+    if args.agentgw_cmd == AGENTGW_CMD:
+        ok, why = lib.agentgw_available()
+        if not ok:
+            raise BenchError(f"`python -m agentgw run` is not usable in this tree ({why})")
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        raise BenchError("grpcio is not installed (pip install grpcio grpcio-health-checking)") from None
+    n_rounds = rounds(args)
+    n_calls = args.calls or (500 if args.quick else 2000)
+    lo, hi = lib.parse_port_range(args.ports)
+    taskset = lib.which("taskset") or "taskset"
+    client = [taskset, "-c", str(args.wrk_cpu), sys.executable, str(GRPC_SCRIPT), "client"]
+    from grpc_bench import METHOD, PAYLOAD
+
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    runs_by_load: dict[str, list] = {}
+    with lib.work_dir(keep=args.keep) as wd, ProcessGroup(wd) as group:
+        spec0 = load_spec(args, None)
+        frame = wd / "grpc-request.bin"
+        frame.write_bytes(b"\x00" + len(PAYLOAD).to_bytes(4, "big") + PAYLOAD)
+        h2_headers = ["content-type: application/grpc", "te: trailers"]
+
+        def py_runner(mode: str) -> lib.Runner:
+            def run(t: Target, seconds: float, warmup: bool) -> lib.WrkResult:
+                argv = [*client, "--target", f"{lib.LOOPBACK}:{t.notes['port']}"]
+                if t.proc is not None:
+                    argv += ["--cpu-pid", str(t.proc.pid)]
+                if mode == "seq":
+                    argv += ["--calls", str(n_calls), "--warmup-calls", str(args.warmup_calls)]
+                    limit = 60 + n_calls * 0.05
+                else:
+                    argv += [
+                        "--concurrency",
+                        str(args.concurrency),
+                        "--duration-s",
+                        f"{spec0.duration_s:g}",
+                        "--warmup-s",
+                        f"{spec0.warmup_s:g}",
+                    ]
+                    limit = 60 + spec0.duration_s + spec0.warmup_s
+                return _grpc_client(argv, limit)
+
+            return run
+
+        def h2_runner(t: Target, seconds: float, warmup: bool) -> lib.WrkResult:
+            return lib.run_h2load(
+                f"http://{lib.LOOPBACK}:{t.notes['port']}{METHOD}",
+                seconds,
+                1,
+                args.concurrency,
+                cpu=args.wrk_cpu,
+                data=frame,
+                headers=h2_headers,
+                log_file=None if warmup else wd / "h2load-requests.tsv",
+            )
+
+        with lib.signals_raise(deadline_for(len(GRPC_TARGETS) * len(loads), spec0, n_rounds)):
+            srv_port, px_port, *agw_ports = lib.ports_in_range(6, lo, hi)
+            lib.log(f"grpcio server ({args.server_mode}) on :{srv_port} (CPU {args.upstream_cpu})")
+            srv = group.start(
+                "grpc-server",
+                [sys.executable, GRPC_SCRIPT, "server", "--port", srv_port, "--mode", args.server_mode],
+                cpu=args.upstream_cpu,
+                env=lib.python_env_with_repo_src(),
+            )
+            lib.wait_tcp(srv_port, timeout=30, proc=srv)
+            targets = [Target("direct", f"grpc://{lib.LOOPBACK}:{srv_port}", None, notes={"port": srv_port})]
+            lib.log(f"nginx grpc_pass proxy on :{px_port} (CPU {args.proxy_cpu})")
+            conf = lib.write_nginx_grpc_proxy(wd, "nginx-grpc", px_port, srv_port, keepalive=64)
+            ngx = lib.start_nginx(group, "nginx-grpc", conf, px_port, args.proxy_cpu)
+            targets.append(Target("nginx", f"grpc://{lib.LOOPBACK}:{px_port}", ngx, notes={"port": px_port}))
+            ports = dict(zip(("admin", "stats", "readiness", "bind"), agw_ports))
+            lib.log(f"agentgw on :{ports['bind']} (CPU {args.proxy_cpu})")
+            gw = start_agentgw(
+                group, wd, "agentgw", agentgw_yaml(ports, srv_port, "grpc"), ports, args.proxy_cpu, cmd=args.agentgw_cmd
+            )
+            targets.append(
+                Target("agentgw", f"grpc://{lib.LOOPBACK}:{ports['bind']}", gw, notes={"port": ports["bind"]})
+            )
+            for t in targets:  # smoke: a few calls through each, checked by the client
+                r = _grpc_client(
+                    [*client, "--target", f"{lib.LOOPBACK}:{t.notes['port']}", "--calls", "5", "--warmup-calls", "1"],
+                    60,
+                )
+                if not r.clean:
+                    raise BenchError(f"{t.name}: gRPC smoke calls failed:\n{r.raw[-1500:]}")
+            for load in loads:
+                if load == "h2load":
+                    spec, runner = spec0, h2_runner
+                    desc = f"h2load -t1 -c1 -m{args.concurrency} -D{spec.duration_s:g} gRPC unary (warm-up {spec.warmup_s:g}s)"
+                elif load == "aio":
+                    spec, runner = LoadSpec(**{**spec0.__dict__, "warmup_s": 0.0}), py_runner("aio")
+                    desc = f"grpc.aio, {args.concurrency} calls in flight on one channel, {spec0.duration_s:g}s after {spec0.warmup_s:g}s warm-up"
+                else:
+                    spec, runner = LoadSpec(**{**spec0.__dict__, "warmup_s": 0.0}), py_runner("seq")
+                    desc = f"sequential blocking calls, {n_calls} recorded after {args.warmup_calls} warm-up"
+                lib.log(f"{load}: {n_rounds} round(s) × {len(targets)} target(s): {desc}")
+                runs = lib.interleaved_rounds(targets, spec, n_rounds, group, runner)
+                runs_by_load[load] = runs
+                results[load] = {"desc": desc, "summary": lib.summarize(runs, [t.name for t in targets])}
+
+    print()
+    print(
+        f"## gRPC unary — grpcio server ({args.server_mode}), 64-byte raw messages echoed; direct, nginx grpc_pass, "
+        f"agentgw (auto HTTP/2); {n_rounds} round(s)"
+    )
+    print(
+        f"CPUs: server {args.upstream_cpu}, proxy {args.proxy_cpu}, client {args.wrk_cpu}; medians of clean runs; "
+        "CPU/RSS = proxy process tree, sampled by the client around its recorded calls (h2load: around the run)"
+    )
+    bars = []
+    for load in loads:
+        summary = results[load]["summary"]
+        runs = runs_by_load[load]
+        print()
+        print(f"### {load}: {results[load]['desc']}")
+        print()
+        print(latency_table(summary, runs))
+        if load == "seq":
+            bars.append(lib.p50_added_bar("p50 added, sequential", runs, summary, "direct", "agentgw", GRPC_BAR_MS))
+            quiet = len(lib.paired_deltas(runs, "direct", "agentgw")) >= 3
+            for base, other in (("direct", "agentgw"), ("direct", "nginx"), ("nginx", "agentgw")):
+                if quiet and (base, other) == ("direct", "agentgw"):
+                    continue  # (the bar line above already is the quiet paired median)
+                # on a busy machine (too few quiet rounds) pair the clean rounds, noisy or not
+                pairs = lib.paired_deltas(runs, base, other, quiet_only=quiet)
+                if pairs:
+                    print(
+                        f"- p50 {other} - {base}: {lib.fmt(statistics.median(pairs), 3)} ms (median of {len(pairs)} "
+                        f"paired {'quiet' if quiet else 'clean (quiet or noisy)'} rounds; "
+                        f"per round {', '.join(lib.fmt(x, 3) for x in pairs)})"
+                    )
+        else:
+            print()
+        for line in _ratio_lines(summary, "agentgw", "nginx") + _ratio_lines(summary, "agentgw", "direct"):
+            print(line)
+    all_runs = [r for load in loads for r in runs_by_load[load]]
+    al = _access_log_line(all_runs)
+    if al:
+        print(al)
+    print(_noise_line(all_runs))
+    payload = {
+        "scenario": "grpc",
+        "argv": sys.argv,
+        "environment": lib.environment_info(),
+        "server_mode": args.server_mode,
+        "calls": n_calls,
+        "concurrency": args.concurrency,
+        "rounds": n_rounds,
+        "runs": [{"load": load, **r.__dict__} for load in loads for r in runs_by_load[load]],
+        "summary": {load: results[load] for load in loads},
+        "bars": bars,
+    }
+    path = lib.record_json("grpc", payload, args.out_dir)
+    print(f"\nraw results: {path}")
+    return 0 if all(b["result"] == "PASS" for b in bars) else 1
+
+
 SCENARIOS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "http": ("plain HTTP reverse proxy vs nginx (direct, nginx, agentgw plain/policies)", http_args, run_http),
     "mcp": ("MCP tools/call through an mcp backend vs direct, sequential and 32-concurrent", mcp_args, run_mcp),
@@ -1165,6 +1667,17 @@ SCENARIOS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
         lambda a: auth_bench.run(a, sys.modules[__name__], "cel"),
     ),
     "redis": ("globalRateLimit (Redis) vs the same route without (bar: >= 0.75x plain)", redis_args, run_redis),
+    "h2": (
+        "HTTP/2 multiplexed (h2load -c4 -m32, h2c) to an HTTP/1.1 upstream: direct, nginx, agentgw",
+        h2_args,
+        run_h2,
+    ),
+    "grpc": (
+        "gRPC unary: direct, nginx grpc_pass, agentgw (auto HTTP/2); sequential p50 added (bar <= 0.5 ms), "
+        "32 in flight req/s",
+        grpc_args,
+        run_grpc,
+    ),
 }
 
 # Planned scenarios (not implemented yet); listed so the CLI shows where they go.
