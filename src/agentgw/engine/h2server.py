@@ -697,6 +697,8 @@ class H2ServerProtocol(asyncio.Protocol):
             else:  # over the limit, or failed: stop it
                 ex._reset = True
                 self.reset(ex.stream_id, ErrorCodes.NO_ERROR)
+        if ex.stream_id not in self._discarding:
+            ex.detach()
         self._stream_gone()
 
     def _stream_gone(self) -> None:
@@ -710,6 +712,28 @@ class H2ServerProtocol(asyncio.Protocol):
             return
         self._idle_deadline = self.loop.time() + self.settings.idle_timeout
         self._rearm()
+
+
+class _Detached:
+    """A finished stream's stand-in for its request body (see :meth:`H2Exchange.detach`):
+    what the body still asks of its connection is moot."""
+
+    __slots__ = ()
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def body_too_large(self) -> None:
+        pass
+
+    def request_body_wanted(self) -> None:
+        pass
+
+
+_DETACHED = _Detached()
 
 
 class H2Exchange:
@@ -1061,6 +1085,14 @@ class H2Exchange:
         self.client_gone()
         if task is not None and not task.done():
             task.cancel()
+
+    def detach(self) -> None:
+        """The stream is over: let go of what refers back to this exchange (its body's
+        link to it, the disconnect callback, which is often an upstream stream's
+        ``close``), so that the request is freed by reference counting, not left as a
+        cycle for the collector, whose passes stall every stream of the process."""
+        self._on_disconnect = None
+        self.request.body._conn = _DETACHED
 
     # -- disconnect notification ----------------------------------------------------------
     def reset_by_peer(self) -> None:
