@@ -739,3 +739,58 @@ def test_a_client_half_close_does_not_hold_streams_it_can_no_longer_finish(gw, s
     finally:
         cli.close()
     _still_serves(gw)
+
+
+_GOOD = [(":method", "GET"), (":scheme", "http"), (":authority", "gw.test"), (":path", "/echo/m")]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param([*_GOOD, ("X-Upper", "1")], id="uppercase name"),
+        pytest.param([*_GOOD, ("connection", "keep-alive")], id="connection-specific field"),
+        pytest.param([*_GOOD, ("transfer-encoding", "chunked")], id="transfer-encoding"),
+        pytest.param([*_GOOD, ("te", "gzip")], id="te other than trailers"),
+        pytest.param([*_GOOD, (":status", "200")], id="response pseudo-header"),
+        pytest.param([*_GOOD, (":foo", "x")], id="unknown pseudo-header"),
+        pytest.param([*_GOOD[:3], ("accept", "*/*"), _GOOD[3]], id="pseudo-header after a regular one"),
+        pytest.param([*_GOOD, (":path", "/again")], id="pseudo-header twice"),
+        pytest.param([_GOOD[0], _GOOD[2], _GOOD[3]], id="no :scheme"),
+        pytest.param([*_GOOD[:3], (":path", "")], id="empty :path"),
+        pytest.param([*_GOOD, ("", "x")], id="empty name"),
+        pytest.param([*_GOOD, ("x y", "1")], id="name not a token"),
+    ],
+)
+def test_malformed_requests_reset_their_stream_only(gw, fields):
+    """The request head's HTTP/2 rules (RFC 9113 §8.2-8.3) are checked by the gateway: a
+    malformed head resets its stream with PROTOCOL_ERROR, and the connection goes on."""
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    cfg = h2.config.H2Configuration(
+        client_side=True, header_encoding="utf-8", validate_outbound_headers=False, normalize_outbound_headers=False
+    )
+    conn = h2.connection.H2Connection(cfg)
+    conn.initiate_connection()
+    conn.send_headers(1, fields, end_stream=True)
+    conn.send_headers(3, _GOOD, end_stream=True)
+    sock.sendall(conn.data_to_send())
+    reset = status = None
+    end = time.monotonic() + 5
+    try:
+        while (reset is None or status is None) and time.monotonic() < end:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.StreamReset) and ev.stream_id == 1:
+                    reset = ev.error_code
+                elif isinstance(ev, h2.events.ResponseReceived):
+                    if ev.stream_id == 1:
+                        reset = "answered"
+                    else:
+                        status = dict(ev.headers)[":status"]
+            sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    assert reset == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    assert status == "200"  # the other stream on the connection is served
+    assert not gw.has_traceback(), gw.logs()

@@ -139,7 +139,15 @@ class H2ClientConnection(asyncio.Protocol):
         self.reused = 0  # streams opened before the current one
         self._flush_due = False
         self.scheme = b"https" if target.ssl is not None else b"http"
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_inbound_headers=True)
+        # responses are validated by h2 (their fields may be relayed to HTTP/1.1 clients);
+        # requests are ours (``request_fields``: lowercase names from a head we built)
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         conn = self.h2 = h2.connection.H2Connection(config=config)
         conn.local_settings = h2.settings.Settings(
             client=True,
