@@ -42,8 +42,11 @@ def test_served_with_a_strict_policy(ui):
 
 
 def test_the_page_loads_and_every_view_opens(ui, page):
+    from playwright.sync_api import expect  # (the page fixture has it installed)
+
     page.goto(ui.ui_url)
     page.get_by_role("navigation", name="Views").wait_for()
     for name in ("Overview", "MCP", "A2A", "LLM", "CEL", "Config", "Requests"):
         page.get_by_role("link", name=name, exact=True).click()
-        assert page.get_by_role("link", name=name, exact=True).get_attribute("aria-current") == "page"
+        # (the view renders after the click: wait for it, as a user would)
+        expect(page.get_by_role("link", name=name, exact=True)).to_have_attribute("aria-current", "page")
