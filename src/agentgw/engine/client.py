@@ -129,10 +129,11 @@ class UpstreamTarget:
 class ResponseReader:
     """The ways to take a response's body, shared by an HTTP/1.1 connection and an HTTP/2
     stream (``h2client``): both keep ``head``, ``chunks``, ``done``, ``error``, the sink
-    callbacks and ``_body_waiter`` the same way. (No ``__slots__ = ()`` here: the
-    subclasses' slots hold these, and mypy checks a slotted mixin's writes against its
-    own empty slots.)"""
+    callbacks and ``_body_waiter`` the same way, in their own slots (so mypy, which checks
+    a slotted mixin's writes against its own empty slots, is told so where they are
+    written; without ``__slots__`` here every instance would carry a ``__dict__``)."""
 
+    __slots__ = ()
     head: bytes
     chunks: list[bytes]
     done: bool
@@ -159,7 +160,7 @@ class ResponseReader:
         on_error: Callable[[BaseException], None],
     ) -> None:
         """Deliver the body by callbacks: buffered chunks now, the rest as it arrives."""
-        chunks, self.chunks = self.chunks, []
+        chunks, self.chunks = self.chunks, []  # type: ignore[misc]  # (a subclass's slot)
         for c in chunks:
             on_chunk(c)
         if self.done:
@@ -168,9 +169,9 @@ class ResponseReader:
         if self.error is not None:
             on_error(self.error)
             return
-        self._sink = on_chunk
-        self._sink_end = on_end
-        self._sink_error = on_error
+        self._sink = on_chunk  # type: ignore[misc]  # (a subclass's slot)
+        self._sink_end = on_end  # type: ignore[misc]  # (a subclass's slot)
+        self._sink_error = on_error  # type: ignore[misc]  # (a subclass's slot)
 
     async def read_body(self, limit: int | None = None, deadline: float | None = None) -> bytes:
         """Buffer the whole response body (502 beyond ``limit`` bytes, 504 past ``deadline``)."""
@@ -201,7 +202,7 @@ class ResponseReader:
                 finally:
                     del self  # see _unheld
             fut = self.loop.create_future()
-            self._body_waiter = fut
+            self._body_waiter = fut  # type: ignore[misc]  # (a subclass's slot)
             try:
                 if deadline is None:
                     await fut
@@ -214,7 +215,7 @@ class ResponseReader:
             except BaseException:
                 del self, fut  # see _unheld
                 raise
-        chunks, self.chunks = self.chunks, []
+        chunks, self.chunks = self.chunks, []  # type: ignore[misc]  # (a subclass's slot)
         return chunks
 
     # _unheld: a failed exchange's error is kept by its connection (``error``, the future
