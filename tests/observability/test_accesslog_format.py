@@ -201,3 +201,57 @@ def test_time_is_formatted_once_per_second(monkeypatch):
         assert got == want
         ms = int((t % 1) * 1000)
         assert got == time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ms:03d}Z"
+
+
+# -- the C helper's line against the fields' dict ------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_C_LINE = getattr(accesslog, "_access_line", None)
+_VALUE = st.one_of(
+    st.sampled_from(
+        ["", "a b", 'q"t', "back\\slash", "tab\there", "é", "127.0.0.1:8080", "/p?q=1", "listener0/route0"]
+    ),
+    st.text(max_size=12),
+)
+
+
+@pytest.mark.skipif(_C_LINE is None, reason="the C helpers are not built")
+@settings(max_examples=400, deadline=None)
+@given(
+    json_format=st.booleans(),
+    values=st.lists(_VALUE, min_size=8, max_size=8),
+    status=st.integers(0, 999),
+    duration=st.one_of(
+        st.floats(0, 100, allow_nan=False),
+        st.sampled_from([0.0, 0.0000005, 0.0005, 0.0000625, 0.001, 0.0123456, 1.0, 12.3456789]),
+    ),
+    sent=st.integers(0, 2**40),
+    received=st.integers(0, 2**40),
+)
+def test_the_c_line_is_the_dict_line(json_format, values, status, duration, sent, received):
+    """``access_line`` writes exactly what the fields' dict gives, or declines (None) so
+    that the Python path writes it."""
+    t = "2026-12-07T20:00:00.123Z"
+    got = _C_LINE(json_format, t, *values, status, duration, sent, received)
+    fields = {"time": t, "level": "info", "msg": "request"}
+    fields.update(zip(("bind", "listener", "route", "backend", "client", "method", "path", "host"), values))
+    fields.update(status=status, duration_ms=round(duration * 1000, 3), bytes_sent=sent, bytes_received=received)
+    want = accesslog.orjson.dumps(fields) + b"\n" if json_format else accesslog._text_line(fields)
+    if json_format:
+        clean = all(v.isascii() and v.isprintable() and '"' not in v and "\\" not in v for v in values)
+    else:
+        clean = all(v.isascii() and v and " " not in v and '"' not in v for v in values)
+    # declined (None) exactly when a value needs quoting, escaping or is not ASCII
+    assert (got is not None) == clean, (got, values)
+    if got is not None:
+        assert got == want
+
+
+@pytest.mark.skipif(_C_LINE is None, reason="the C helpers are not built")
+@pytest.mark.parametrize("json_format", [False, True])
+def test_the_c_line_takes_the_common_request(json_format):
+    vals = ["18080", "listener0", "listener0/route0", "127.0.0.1:18081", "127.0.0.1", "POST", "/bench", "gw:18080"]
+    line = _C_LINE(json_format, "2026-12-07T20:00:00.123Z", *vals, 200, 0.000523, 1024, 1024)
+    assert line is not None and (b'"duration_ms":0.523' in line if json_format else b" duration_ms=0.523 " in line)

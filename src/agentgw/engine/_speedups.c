@@ -548,6 +548,143 @@ static PyTypeObject FieldSinkType = {
     .tp_call = fieldsink_call,
 };
 
+/* ---------------------------------------------------------------------------------- */
+/* access_line: the access log's line of a request, when its values need no quoting    */
+/* or escaping (see telemetry/accesslog.py, whose Python path gives the same bytes).   */
+
+typedef struct {
+    char *p;
+    char *end;
+} LineBuf;
+
+static int
+lb_put(LineBuf *b, const char *s, Py_ssize_t n)
+{
+    if (b->end - b->p < n)
+        return -1;
+    memcpy(b->p, s, n);
+    b->p += n;
+    return 0;
+}
+
+/* A str value as it is written: 1 written, 0 "needs the Python path", -1 error/full. */
+static int
+lb_value(LineBuf *b, PyObject *v, int json)
+{
+    if (!PyUnicode_Check(v) || !PyUnicode_IS_ASCII(v))
+        return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    const char *s = (const char *)PyUnicode_DATA(v);
+    if (json) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+                return 0;
+        }
+    } else {
+        if (n == 0)
+            return 0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (s[i] == ' ' || s[i] == '"')
+                return 0;
+    }
+    return lb_put(b, s, n) < 0 ? -1 : 1;
+}
+
+static int
+lb_int(LineBuf *b, PyObject *v)
+{
+    long long x = PyLong_AsLongLong(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, "%lld", x);
+    return lb_put(b, tmp, n);
+}
+
+/* round(ms, 3) as repr() writes it: the value to 3 decimals, trailing zeros dropped
+   (one kept after the point). Both are dtoa's correctly rounded digits. 1 written, 0
+   "needs the Python path", -1 error/full (as lb_value). */
+static int
+lb_ms(LineBuf *b, PyObject *v)
+{
+    double d = PyFloat_AsDouble(v);
+    if (d == -1.0 && PyErr_Occurred())
+        return -1;
+    double ms = d * 1000;
+    if (!(ms >= 0 && ms < 1e15))
+        return 0;
+    char *s = PyOS_double_to_string(ms, 'f', 3, 0, NULL);
+    if (s == NULL)
+        return -1;
+    Py_ssize_t n = (Py_ssize_t)strlen(s);
+    while (n > 0 && s[n - 1] == '0' && s[n - 2] != '.')
+        n--;
+    int r = lb_put(b, s, n);
+    PyMem_Free(s);
+    return r < 0 ? -1 : 1;
+}
+
+static PyObject *
+access_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* (json, time, bind, listener, route, backend, client, method, path, host,
+        status, duration_s, bytes_sent, bytes_received) */
+    static const char *text_keys[] = {" bind=", " listener=", " route=", " backend=", " client=", " method=",
+                                      " path=", " host="};
+    static const char *json_keys[] = {"\",\"bind\":\"", "\",\"listener\":\"", "\",\"route\":\"",
+                                      "\",\"backend\":\"", "\",\"client\":\"", "\",\"method\":\"",
+                                      "\",\"path\":\"", "\",\"host\":\""};
+    if (nargs != 14) {
+        PyErr_SetString(PyExc_TypeError, "access_line takes 14 arguments");
+        return NULL;
+    }
+    int json = PyObject_IsTrue(args[0]);
+    if (json < 0)
+        return NULL;
+    char buf[4096];
+    LineBuf b = {buf, buf + sizeof buf};
+    int r;
+    if (json) {
+        if (lb_put(&b, "{\"time\":\"", 9) < 0)
+            Py_RETURN_NONE;
+    }
+    if ((r = lb_value(&b, args[1], json)) <= 0)
+        goto out;
+    if (json ? lb_put(&b, "\",\"level\":\"info\",\"msg\":\"request", 31) < 0
+             : lb_put(&b, " info request", 13) < 0)
+        Py_RETURN_NONE;
+    for (int i = 0; i < 8; i++) {
+        const char *k = json ? json_keys[i] : text_keys[i];
+        if (lb_put(&b, k, (Py_ssize_t)strlen(k)) < 0)
+            Py_RETURN_NONE;
+        if ((r = lb_value(&b, args[2 + i], json)) <= 0)
+            goto out;
+    }
+    if (lb_put(&b, json ? "\",\"status\":" : " status=", json ? 11 : 8) < 0 || lb_int(&b, args[10]) < 0)
+        goto err;
+    if (lb_put(&b, json ? ",\"duration_ms\":" : " duration_ms=", json ? 15 : 13) < 0)
+        Py_RETURN_NONE;
+    if ((r = lb_ms(&b, args[11])) <= 0)
+        goto out;
+    if (lb_put(&b, json ? ",\"bytes_sent\":" : " bytes_sent=", json ? 14 : 12) < 0 || lb_int(&b, args[12]) < 0)
+        goto err;
+    if (lb_put(&b, json ? ",\"bytes_received\":" : " bytes_received=", json ? 18 : 16) < 0 ||
+        lb_int(&b, args[13]) < 0)
+        goto err;
+    if (json ? lb_put(&b, "}\n", 2) < 0 : lb_put(&b, "\n", 1) < 0)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(buf, b.p - buf);
+out:
+    if (r < 0 && PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE; /* a value the Python path writes (quoted, escaped, non-ASCII), or too long */
+err:
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"scan_response_head", (PyCFunction)(void (*)(void))scan_response_head, METH_FASTCALL,
      "scan_response_head(buf, start) -> (end, lines, relay, content_length, chunked)"},
@@ -555,6 +692,9 @@ static PyMethodDef methods[] = {
      "decode_fields(fields) -> (pairs, lowercase_names, size)"},
     {"build_request_head", (PyCFunction)(void (*)(void))build_request_head, METH_FASTCALL,
      "build_request_head(method, target, host, headers, client_ip, scheme, default_host, body_len, chunked)"},
+    {"access_line", (PyCFunction)(void (*)(void))access_line, METH_FASTCALL,
+     "access_line(json, time, bind, listener, route, backend, client, method, path, host, status, duration_s,"
+     " bytes_sent, bytes_received) -> bytes | None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,3 +18,21 @@ def build_request_head(
 
 class FieldSink(list[bytes]):
     def __call__(self, name: bytes, value: bytes, /) -> None: ...
+
+def access_line(
+    json: bool,
+    time: str,
+    bind: str,
+    listener: str,
+    route: str,
+    backend: str,
+    client: str,
+    method: str,
+    path: str,
+    host: str,
+    status: int,
+    duration_s: float,
+    bytes_sent: int,
+    bytes_received: int,
+    /,
+) -> bytes | None: ...

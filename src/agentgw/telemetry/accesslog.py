@@ -15,6 +15,7 @@ bytes either way; tests/observability/test_accesslog_format.py pins them.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,13 @@ from ..cel import register_variable
 
 if TYPE_CHECKING:
     from ..proxy.scope import CompileScope
+
+try:
+    if os.environ.get("AGENTGW_NO_SPEEDUPS"):
+        raise ImportError("AGENTGW_NO_SPEEDUPS is set")
+    from ..engine._speedups import access_line as _access_line
+except ImportError:  # built without a compiler: the Python path below, same bytes
+    _access_line = None  # type: ignore[assignment]
 
 
 #: ``f"{ms:03d}"`` for 0 <= ms <= 1000 (1000 in case ``(t % 1) * 1000`` rounds up): a
@@ -231,8 +239,31 @@ class AccessLog:
         method = req.method
         path = req.target
         host = req.headers.get("host", "")
-        joined = f"{bind}{listener}{route}{backend}{client}{method}{path}{host}"
         err = ctx.upstream_error
+        if _access_line is not None and not err and not attrs:
+            # the whole line in one C call, when no value needs quoting or escaping
+            data = _access_line(
+                self.json,
+                _now_iso(),
+                bind,
+                listener,
+                route,
+                backend,
+                client,
+                method,
+                path,
+                host,
+                ex.status,
+                duration,
+                ex.bytes_sent,
+                req.body.size,
+            )
+            if data is not None:
+                self._buf.append(data)
+                if self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(0.05, self.flush)
+                return
+        joined = f"{bind}{listener}{route}{backend}{client}{method}{path}{host}"
         if self.json:
             if '"' in joined or "\\" in joined or not joined.isprintable():
                 self._record_fields(ctx, duration)
