@@ -255,3 +255,14 @@ def test_the_c_line_takes_the_common_request(json_format):
     vals = ["18080", "listener0", "listener0/route0", "127.0.0.1:18081", "127.0.0.1", "POST", "/bench", "gw:18080"]
     line = _C_LINE(json_format, "2026-12-07T20:00:00.123Z", *vals, 200, 0.000523, 1024, 1024)
     assert line is not None and (b'"duration_ms":0.523' in line if json_format else b" duration_ms=0.523 " in line)
+
+
+@pytest.mark.skipif(_C_LINE is None, reason="the C helpers are not built")
+def test_the_c_line_writes_the_time_now_as_the_clock_does():
+    vals = ["b", "l", "r", "k", "c", "GET", "/", "h"]
+    before = time.time()
+    line = _C_LINE(False, None, *vals, 200, 0.001, 1, 1)
+    after = time.time()
+    _check_time(line.split(b" ", 1)[0].decode(), before, after)
+    got = json.loads(_C_LINE(True, None, *vals, 200, 0.001, 1, 1))
+    _check_time(got["time"], before, time.time())

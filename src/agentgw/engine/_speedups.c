@@ -15,6 +15,7 @@
 #include <Python.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* Hop-by-hop fields (RFC 9110 §7.6.1) and the framing the gateway writes itself. */
 enum { F_OTHER = 0, F_DROP, F_CONNECTION, F_CONTENT_LENGTH, F_TRANSFER_ENCODING };
@@ -597,9 +598,43 @@ lb_int(LineBuf *b, PyObject *v)
     long long x = PyLong_AsLongLong(v);
     if (x == -1 && PyErr_Occurred())
         return -1;
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%lld", x);
-    return lb_put(b, tmp, n);
+    char tmp[24];
+    char *e = tmp + sizeof tmp, *q = e;
+    unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+    do {
+        *--q = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (x < 0)
+        *--q = '-';
+    return lb_put(b, q, e - q);
+}
+
+/* The time now, as telemetry/accesslog.py's _Clock writes it (UTC, milliseconds
+   truncated): 2026-11-23T19:30:48.123Z; the whole seconds formatted once per second. */
+static int
+lb_now(LineBuf *b)
+{
+    static time_t last = (time_t)-1;
+    static char prefix[32];
+    static Py_ssize_t plen = 0;
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return 0;
+    if (ts.tv_sec != last) {
+        struct tm tm;
+        if (gmtime_r(&ts.tv_sec, &tm) == NULL)
+            return 0;
+        plen = (Py_ssize_t)strftime(prefix, sizeof prefix, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (plen == 0)
+            return 0;
+        last = ts.tv_sec;
+    }
+    long ms = ts.tv_nsec / 1000000;
+    char tail[5] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z'};
+    if (lb_put(b, prefix, plen) < 0 || lb_put(b, tail, 5) < 0)
+        return -1;
+    return 1;
 }
 
 /* round(ms, 3) as repr() writes it: the value to 3 decimals, trailing zeros dropped
@@ -649,7 +684,10 @@ access_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (lb_put(&b, "{\"time\":\"", 9) < 0)
             Py_RETURN_NONE;
     }
-    if ((r = lb_value(&b, args[1], json)) <= 0)
+    if (args[1] == Py_None) { /* the time now */
+        if ((r = lb_now(&b)) <= 0)
+            goto out;
+    } else if ((r = lb_value(&b, args[1], json)) <= 0)
         goto out;
     if (json ? lb_put(&b, "\",\"level\":\"info\",\"msg\":\"request", 31) < 0
              : lb_put(&b, " info request", 13) < 0)

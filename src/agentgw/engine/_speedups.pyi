@@ -21,7 +21,7 @@ class FieldSink(list[bytes]):
 
 def access_line(
     json: bool,
-    time: str,
+    time: str | None,
     bind: str,
     listener: str,
     route: str,

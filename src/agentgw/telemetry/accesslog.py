@@ -244,7 +244,7 @@ class AccessLog:
             # the whole line in one C call, when no value needs quoting or escaping
             data = _access_line(
                 self.json,
-                _now_iso(),
+                None,  # (the time now, formatted in C as _Clock does)
                 bind,
                 listener,
                 route,
