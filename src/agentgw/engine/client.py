@@ -144,6 +144,57 @@ class ResponseReader:
     _sink_error: Callable[[BaseException], None] | None
     _body_waiter: asyncio.Future | None
 
+    _on_head: Callable | None
+    _head_fut: asyncio.Future | None
+    _timer: asyncio.TimerHandle | None
+
+    if TYPE_CHECKING:  # (each protocol's own)
+
+        def _fail(self, exc: BaseException) -> None: ...
+
+        def close(self) -> None: ...
+
+    def _report(self, exc: BaseException) -> None:
+        """Give ``exc`` to whoever waits on the exchange: the head's callback or future,
+        else the body's sink or reader."""
+        cb = self._on_head
+        if cb is not None:
+            self._on_head = None  # type: ignore[misc]  # (a subclass's slot)
+            cb(self, exc)
+            return
+        f = self._head_fut
+        if f is not None and not f.done():
+            f.set_exception(exc)
+            return
+        err = self._sink_error
+        if err is not None:
+            self._sink = self._sink_end = self._sink_error = None  # type: ignore[misc]  # (a subclass's slot)
+            err(exc)
+        w = self._body_waiter
+        if w is not None:
+            self._body_waiter = None  # type: ignore[misc]  # (a subclass's slot)
+            if not w.done():
+                w.set_exception(exc)
+
+    async def wait_head(self, timeout: float | None) -> None:
+        """Wait for the response head; a timeout closes the connection (504)."""
+        fut: asyncio.Future = self._head_fut  # type: ignore[assignment]  # set by send_head, which comes first
+        if fut.done():
+            fut.result()
+            return
+        if timeout is not None:
+            self._timer = self.loop.call_later(timeout, self._head_timeout, timeout)  # type: ignore[misc]
+        try:
+            await fut
+        except BaseException:
+            del self, fut  # see UpstreamConnection._unheld
+            raise
+
+    def _head_timeout(self, timeout: float) -> None:
+        self._timer = None  # type: ignore[misc]  # (a subclass's slot)
+        self._fail(GatewayError(504, "upstream_timeout", f"upstream did not respond within {timeout:g}s"))
+        self.close()
+
     @property
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """The response header fields as raw ``(name, value)`` byte pairs, in order."""
@@ -569,24 +620,7 @@ class UpstreamConnection(ResponseReader, BufferedWriter, asyncio.Protocol):
         if t is not None:
             t.cancel()
             self._timer = None
-        cb = self._on_head
-        if cb is not None:
-            self._on_head = None
-            cb(self, exc)
-            return
-        f = self._head_fut
-        if f is not None and not f.done():
-            f.set_exception(exc)
-            return
-        err = self._sink_error
-        if err is not None:
-            self._sink = self._sink_end = self._sink_error = None
-            err(exc)
-        w = self._body_waiter
-        if w is not None:
-            self._body_waiter = None
-            if not w.done():
-                w.set_exception(exc)
+        self._report(exc)
 
     def send_head(
         self,
@@ -628,25 +662,6 @@ class UpstreamConnection(ResponseReader, BufferedWriter, asyncio.Protocol):
         """The request body is complete: the last chunk of a chunked body."""
         if chunked:
             self.send_bytes(b"0\r\n\r\n")
-
-    async def wait_head(self, timeout: float | None) -> None:
-        """Wait for the response head; a timeout closes the connection (504)."""
-        fut: asyncio.Future = self._head_fut  # type: ignore[assignment]  # set by send_head, which comes first
-        if fut.done():
-            fut.result()
-            return
-        if timeout is not None:
-            self._timer = self.loop.call_later(timeout, self._head_timeout, timeout)
-        try:
-            await fut
-        except BaseException:
-            del self, fut  # see _unheld
-            raise
-
-    def _head_timeout(self, timeout: float) -> None:
-        self._timer = None
-        self._fail(GatewayError(504, "upstream_timeout", f"upstream did not respond within {timeout:g}s"))
-        self.close()
 
     # -- tunnels ------------------------------------------------------------------------------
     def start_tunnel(self, client: asyncio.Transport) -> bytes:

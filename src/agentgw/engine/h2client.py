@@ -556,24 +556,6 @@ class H2UpstreamStream(ResponseReader):
         if not self.write_paused:
             self._wake_writers()
 
-    async def wait_head(self, timeout: float | None) -> None:
-        fut: asyncio.Future = self._head_fut  # type: ignore[assignment]  # set by send_head
-        if fut.done():
-            fut.result()
-            return
-        if timeout is not None:
-            self._timer = self.loop.call_later(timeout, self._head_timeout, timeout)
-        try:
-            await fut
-        except BaseException:
-            del self, fut  # (see UpstreamConnection._unheld)
-            raise
-
-    def _head_timeout(self, timeout: float) -> None:
-        self._timer = None
-        self._fail(GatewayError(504, "upstream_timeout", f"upstream did not respond within {timeout:g}s"))
-        self.close()
-
     # -- response (from the connection) ----------------------------------------------------
     def _head(self, fields: list) -> bool:
         """The response head: True when it is to be announced."""
@@ -701,20 +683,7 @@ class H2UpstreamStream(ResponseReader):
             t.cancel()
             self._timer = None
         self._wake_writers(exc)
-        cb = self._on_head
-        if cb is not None:
-            self._on_head = None
-            cb(self, exc)
-            return
-        f = self._head_fut
-        if f is not None and not f.done():
-            f.set_exception(exc)
-            return
-        err = self._sink_error
-        if err is not None:
-            self._sink = self._sink_end = self._sink_error = None
-            err(exc)
-        self._wake_body(exc)
+        self._report(exc)
 
     # -- response body consumption (as UpstreamConnection's) ----------------------------------
     @property
