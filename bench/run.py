@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import auth_bench  # noqa: E402
 import lib  # noqa: E402
+import peers  # noqa: E402
 from lib import BenchError, LoadSpec, ProcessGroup, Target  # noqa: E402
 
 # ---------------------------------------------------------------------------
@@ -483,6 +484,14 @@ def mcp_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave out the reference arm: nginx proxying the same server (on --proxy-cpu)",
     )
+    p.add_argument(
+        "--peers",
+        default="",
+        metavar="LIST",
+        help="other MCP gateways to measure in the same rounds, comma-separated: contextforge "
+        f"(ContextForge {peers.CONTEXTFORGE_VERSION}, installed once into bench/.venvs/contextforge); default none",
+    )
+    add_ports_arg(p)
 
 
 def _mcp_session(url: str, call: bytes = MCP_CALL) -> str:
@@ -582,6 +591,18 @@ def _print_reference(runs: list, ref: str, target: str) -> None:
         print(f"- MCP server CPU per call through {ref}: {statistics.median(via):,.0f} µs")
 
 
+PEER_WRK_TIMEOUT_S = 10.0  # wrk's per-request timeout for peer arms (2 s for the others)
+
+
+def _wrk_runner(spec: LoadSpec, timeout_s: float) -> lib.Runner:
+    def run(t: Target, seconds: float, warmup: bool) -> lib.WrkResult:
+        return lib.run_wrk(
+            t.url, spec.script, seconds, spec.connections, spec.threads, spec.wrk_cpu, timeout_s=timeout_s
+        )
+
+    return run
+
+
 def run_mcp(args: argparse.Namespace) -> int:
     """tools/call on a streamable-HTTP MCPServer (the Python SDK's FastMCP), direct vs through
     an mcp backend; bars: p50 added <= 1 ms (sequential and concurrent), req/s >= 0.5x direct."""
@@ -589,15 +610,21 @@ def run_mcp(args: argparse.Namespace) -> int:
     check_cpus(args.upstream_cpu, args.proxy_cpu, args.wrk_cpu)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     n_rounds = rounds(args)
-    n_arms = 2 if args.no_nginx else 3
+    peer_names = peers.parse_peers(args.peers, peers.MCP_PEERS)
+    if peer_names and args.think_ms > 0:
+        raise BenchError("--think-ms is not supported with --peers")
+    n_arms = (2 if args.no_nginx else 3) + len(peer_names)
     call = MCP_CALL.replace(b'"name":"echo"', f'"name":"{args.tool}"'.encode())
+    lo, hi = lib.parse_port_range(args.ports)
     results: dict[int, dict[str, dict[str, Any]]] = {}
     runs_by_level: dict[int, list] = {}
     all_runs: list = []
+    peer_results: dict[str, Any] = {}
     with lib.work_dir(keep=args.keep) as wd, ProcessGroup(wd) as group:
         spec0 = load_spec(args, None)
-        with lib.signals_raise(deadline_for(n_arms * len(levels), spec0, n_rounds)):
-            up_port = lib.free_port()
+        with lib.signals_raise(deadline_for(n_arms * len(levels), spec0, n_rounds) + 300 * len(peer_names)):
+            up_port, *more_ports = lib.ports_in_range(7, lo, hi)
+            port_pool = iter(more_ports)
             lib.log(f"MCPServer (streamable HTTP) on :{up_port} (CPU {args.upstream_cpu})")
             up = group.start(
                 "mcp-server",
@@ -608,7 +635,7 @@ def run_mcp(args: argparse.Namespace) -> int:
             )
             lib.wait_tcp(up_port, timeout=30, proc=up)
             direct_url = f"http://{lib.LOOPBACK}:{up_port}/mcp"
-            ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
+            ports = {k: next(port_pool) for k in ("admin", "stats", "readiness", "bind")}
             yaml_text = f"""\
 config:
   adminAddr: {lib.LOOPBACK}:{ports["admin"]}
@@ -632,15 +659,28 @@ binds:
             gw_url = f"http://{lib.LOOPBACK}:{ports['bind']}/mcp"
             endpoints = [("direct", direct_url, up), ("agentgw-mcp", gw_url, gw)]
             if not args.no_nginx:  # the reference: what a proxy hop costs this server, made by nginx
-                ngx_port = lib.free_port()
+                ngx_port = next(port_pool)
                 lib.log(f"nginx-mcp on :{ngx_port} (CPU {args.proxy_cpu})")
                 conf = lib.write_nginx_proxy(wd, "nginx-mcp", ngx_port, up_port, keepalive=64, host="$http_host")
                 ngx = lib.start_nginx(group, "nginx-mcp", conf, ngx_port, args.proxy_cpu)
                 endpoints.append(("nginx-mcp", f"http://{lib.LOOPBACK}:{ngx_port}/mcp", ngx))
+            cf_token, cf_call = "", b""
+            if "contextforge" in peer_names:
+                cf_port = next(port_pool)
+                lib.log(f"contextforge {peers.CONTEXTFORGE_VERSION} on :{cf_port} (CPU {args.proxy_cpu})")
+                cf, cf_url, cf_token, cf_tool = peers.start_contextforge(
+                    group, wd, "contextforge", cf_port, args.proxy_cpu, direct_url, args.tool
+                )
+                # ContextForge exposes the tool under its own name (gateway name + separator)
+                cf_call = call.replace(f'"name":"{args.tool}"'.encode(), f'"name":"{cf_tool}"'.encode())
+                peers.smoke_mcp_call(cf_url, cf_call, cf_token, "contextforge")
+                endpoints.append(("contextforge", cf_url, cf))
             for c in levels:
                 targets = []
                 for name, url, proc in endpoints:
-                    if c == 1:
+                    if name == "contextforge":  # stateless: one script for every thread
+                        script = peers.contextforge_lua(wd / f"{name}-{c}.lua", cf_call, cf_token)
+                    elif c == 1:
                         script = _mcp_lua(wd / f"{name}.lua", _mcp_session(url, call), call)
                     else:  # c concurrent sessions, one per wrk thread
                         script = _mcp_sessions_lua(
@@ -654,7 +694,10 @@ binds:
                     for t, script in order:
                         spec = LoadSpec(**{**spec0.__dict__, "connections": c, "threads": c, "script": script})
                         lib.log(f"round {rnd + 1}: {t.name} wrk -c{c} -d{spec.duration_s:g}s tools/call")
-                        runs.append(lib.measure(t, spec, rnd, group))
+                        runner = None
+                        if t.name in peer_names:  # a slow peer: wait up to 10 s for an answer, not 2 s
+                            runner = _wrk_runner(spec, PEER_WRK_TIMEOUT_S)
+                        runs.append(lib.measure(t, spec, rnd, group, runner))
                 all_runs += [{"connections": c, **r.__dict__} for r in runs]
                 runs_by_level[c] = runs
                 results[c] = lib.summarize(runs, [t.name for t, _ in targets])
@@ -700,7 +743,10 @@ binds:
                 "result": "PASS" if okr else ("N/A" if ratio is None else "FAIL"),
             }
         )
-        print(f"- req/s agentgw/direct: {lib.fmt(ratio, 2)}x (bar >= {MCP_RATIO_BAR}x): {bars[-1]['result']}\n")
+        print(f"- req/s agentgw/direct: {lib.fmt(ratio, 2)}x (bar >= {MCP_RATIO_BAR}x): {bars[-1]['result']}")
+        if peer_names:
+            peer_results[str(c)] = _peer_lines(runs_by_level[c], summary, peer_names, "agentgw-mcp")
+        print()
     payload = {
         "scenario": "mcp",
         "argv": sys.argv,
@@ -711,6 +757,7 @@ binds:
         "runs": all_runs,
         "summary": {str(c): s for c, s in results.items()},
         "bars": bars,
+        "peers": {"versions": {p: peers.version_of(p) for p in peer_names}, "results": peer_results},
     }
     path = lib.record_json("mcp", payload, args.out_dir)
     print(f"raw results: {path}")
@@ -758,6 +805,14 @@ def llm_args(p: argparse.ArgumentParser) -> None:
         default=AGENTGW_CMD,
         help="command that starts agentgw; {config} is replaced by the generated config path",
     )
+    p.add_argument(
+        "--peers",
+        default="",
+        metavar="LIST",
+        help="other gateways to measure beside agentgw in the same rounds, comma-separated: litellm "
+        f"(LiteLLM proxy {peers.LITELLM_VERSION}, installed once into bench/.venvs/litellm); default none",
+    )
+    add_ports_arg(p)
 
 
 def llm_yaml(ports: dict[str, int], upstream_port: int) -> str:
@@ -811,6 +866,57 @@ def _ttft_ms(port: int, n: int, body: bytes) -> list[float]:
     return out
 
 
+def _ratio(x: float | None) -> str:
+    """A ratio with two significant digits at least (0.0056, 0.11, 1.02)."""
+    if x is None:
+        return "–"
+    return f"{x:.2f}" if x >= 0.1 else f"{x:.2g}"
+
+
+def _peer_lines(
+    runs: list, summary: dict[str, dict[str, Any]], peer_names: list[str], gw: str = "agentgw-llm"
+) -> dict[str, Any]:
+    """Print, for agentgw and each peer, the p50 added over direct (median of per-round paired
+    differences once three rounds pair up, else the difference of medians, as for the bar) and
+    req/s as a ratio to direct; then each peer against agentgw. Information, not bars."""
+    out: dict[str, Any] = {}
+    d = summary["direct"]
+    # pair quiet rounds; on a busy machine (fewer than three quiet pairs) pair the clean ones
+    quiet = all(len(lib.paired_deltas(runs, "direct", n)) >= 3 for n in [gw, *peer_names])
+    kind = "quiet" if quiet else "clean (quiet or noisy)"
+    for name in [gw, *peer_names]:
+        s = summary[name]
+        pairs = lib.paired_deltas(runs, "direct", name, quiet_only=quiet)
+        of_medians = s["p50_ms"] - d["p50_ms"] if s["p50_ms"] is not None and d["p50_ms"] is not None else None
+        added = statistics.median(pairs) if len(pairs) >= 3 else of_medians
+        ratio = s["rps"] / d["rps"] if s["rps"] and d["rps"] else None
+        out[name] = {"p50_added_ms": added, "paired_deltas_ms": pairs, "rps_ratio_to_direct": ratio}
+    base = out[gw]
+    for name in [gw, *peer_names]:
+        o = out[name]
+        how = (
+            f"median of {len(o['paired_deltas_ms'])} paired {kind} rounds; per round "
+            + ", ".join(lib.fmt(x, 2) for x in o["paired_deltas_ms"])
+            if len(o["paired_deltas_ms"]) >= 3
+            else "difference of medians"
+        )
+        extra = ""
+        if name != gw:
+            x = o["p50_added_ms"] / base["p50_added_ms"] if o["p50_added_ms"] and base["p50_added_ms"] else None
+            y = (
+                o["rps_ratio_to_direct"] / base["rps_ratio_to_direct"]
+                if o["rps_ratio_to_direct"] and base["rps_ratio_to_direct"]
+                else None
+            )
+            extra = f"; vs agentgw: {lib.fmt(x, 1)}× the p50 added, {_ratio(y)}× the req/s"
+            o["p50_added_vs_agentgw"], o["rps_vs_agentgw"] = x, y
+        print(
+            f"- {name}: p50 added {lib.fmt(o['p50_added_ms'], 3)} ms ({how}), "
+            f"req/s {_ratio(o['rps_ratio_to_direct'])}× direct{extra}"
+        )
+    return out
+
+
 def run_llm(args: argparse.Namespace) -> int:
     """Chat completions OpenAI→OpenAI: a fixed-answer upstream direct vs through the
     ``llm:`` shorthand (body parsed for model/stream, key swapped, usage read for the
@@ -826,20 +932,25 @@ def run_llm(args: argparse.Namespace) -> int:
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     n_rounds = rounds(args)
     n_stream = args.stream_requests or (60 if args.quick else 300)
+    peer_names = peers.parse_peers(args.peers)
+    lo, hi = lib.parse_port_range(args.ports)
     results: dict[int, dict[str, dict[str, Any]]] = {}
     runs_by_level: dict[int, list] = {}
     all_runs: list = []
-    ttft: dict[str, list[float]] = {"direct": [], "agentgw-llm": []}
+    ttft: dict[str, list[float]] = {"direct": [], "agentgw-llm": [], **{p: [] for p in peer_names}}
+    stream_ports: dict[str, int] = {}
     with lib.work_dir(keep=args.keep) as wd, ProcessGroup(wd) as group:
         spec0 = load_spec(args, lib.write_post_lua(wd / "post.lua", LLM_REQUEST))
-        with lib.signals_raise(deadline_for(len(LLM_TARGETS) * len(levels) + 2, spec0, n_rounds)):
-            up_port, sse_port = lib.free_ports(2)
+        n_targets = len(LLM_TARGETS) + len(peer_names)
+        with lib.signals_raise(deadline_for(n_targets * len(levels) + 2, spec0, n_rounds) + 300 * len(peer_names)):
+            up_port, sse_port, *more_ports = lib.ports_in_range(10 + len(peer_names), lo, hi)
+            port_pool = iter(more_ports)
             lib.log(f"fake OpenAI upstream (nginx, fixed chat.completion) on :{up_port} (CPU {args.upstream_cpu})")
             conf = lib.write_nginx_upstream(wd / "nginx-up", "upstream", up_port, LLM_RESPONSE)
             up = lib.start_nginx(group, "upstream", conf, up_port, args.upstream_cpu)
             direct_url = f"http://{lib.LOOPBACK}:{up_port}/v1/chat/completions"
             lib.smoke_post(direct_url, LLM_REQUEST, len(LLM_RESPONSE), proc=up, what="upstream")
-            ports = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
+            ports = {k: next(port_pool) for k in ("admin", "stats", "readiness", "bind")}
             lib.log(f"agentgw-llm on :{ports['bind']} (CPU {args.proxy_cpu})")
             gw = start_agentgw(
                 group, wd, "agentgw-llm", llm_yaml(ports, up_port), ports, args.proxy_cpu, cmd=args.agentgw_cmd
@@ -847,6 +958,25 @@ def run_llm(args: argparse.Namespace) -> int:
             gw_url = f"http://{lib.LOOPBACK}:{ports['bind']}/v1/chat/completions"
             lib.smoke_post(gw_url, LLM_REQUEST, len(LLM_RESPONSE), proc=gw, what="agentgw-llm")
             targets = [Target("direct", direct_url, up), Target("agentgw-llm", gw_url, gw)]
+            if "litellm" in peer_names:
+                ll_port = next(port_pool)
+                lib.log(f"litellm {peers.LITELLM_VERSION} proxy on :{ll_port} (CPU {args.proxy_cpu})")
+                ll = peers.start_litellm(
+                    group,
+                    wd,
+                    "litellm",
+                    {
+                        "gpt-4o-mini": f"http://{lib.LOOPBACK}:{up_port}/v1",
+                        # the streaming upstream (started below), under its own model name
+                        "gpt-4o-mini-stream": f"http://{lib.LOOPBACK}:{sse_port}/v1",
+                    },
+                    ll_port,
+                    args.proxy_cpu,
+                )
+                ll_url = f"http://{lib.LOOPBACK}:{ll_port}/v1/chat/completions"
+                peers.smoke_chat(ll_url, LLM_REQUEST, ll, "litellm")
+                targets.append(Target("litellm", ll_url, ll))
+                stream_ports["litellm"] = ll_port
             for c in levels:
                 spec = LoadSpec(**{**spec0.__dict__, "connections": c})
                 lib.log(f"{n_rounds} round(s): wrk -t1 -c{c} -d{spec.duration_s:g}s --latency POST chat/completions")
@@ -864,7 +994,7 @@ def run_llm(args: argparse.Namespace) -> int:
                 cwd=lib.REPO_DIR,
             )
             lib.wait_tcp(sse_port, proc=sse)
-            ports2 = dict(zip(("admin", "stats", "readiness", "bind"), lib.free_ports(4)))
+            ports2 = {k: next(port_pool) for k in ("admin", "stats", "readiness", "bind")}
             gw2 = start_agentgw(
                 group,
                 wd,
@@ -875,17 +1005,25 @@ def run_llm(args: argparse.Namespace) -> int:
                 cmd=args.agentgw_cmd,
             )
             stream_body = LLM_REQUEST[:-1] + b',"stream":true}'
-            for name, port in (("direct", sse_port), ("agentgw-llm", ports2["bind"])):
-                _ttft_ms(port, 10, stream_body)  # warm-up
+            # a peer serves the streaming upstream under the model name "gpt-4o-mini-stream"
+            peer_body = stream_body.replace(b'"gpt-4o-mini"', b'"gpt-4o-mini-stream"', 1)
+            stream_targets = [("direct", sse_port, stream_body), ("agentgw-llm", ports2["bind"], stream_body)]
+            stream_targets += [(p, stream_ports[p], peer_body) for p in peer_names]
+            for _name, port, body in stream_targets:
+                _ttft_ms(port, 10, body)  # warm-up
             for rnd in range(max(1, n_rounds)):
-                for name, port in (("direct", sse_port), ("agentgw-llm", ports2["bind"])):
-                    ttft[name] += _ttft_ms(port, n_stream, stream_body)
+                k = rnd % len(stream_targets)
+                for name, port, body in stream_targets[k:] + stream_targets[:k]:
+                    ttft[name] += _ttft_ms(port, n_stream, body)
             del gw2
 
     print()
     print(f"## LLM chat completions (OpenAI→OpenAI) — direct vs through agentgw `llm:`, {n_rounds} round(s)")
+    if peer_names:
+        print(f"peers in the same rounds: {', '.join(f'{p} {peers.version_of(p)}' for p in peer_names)}")
     print()
     bars = []
+    peer_results: dict[str, Any] = {}
     for c, summary in results.items():
         print(f"### {'sequential' if c == 1 else f'{c}-concurrent'} (wrk -c{c})")
         print()
@@ -893,6 +1031,8 @@ def run_llm(args: argparse.Namespace) -> int:
         bars.append(
             lib.p50_added_bar(f"p50 delta c={c}", runs_by_level[c], summary, "direct", "agentgw-llm", LLM_BAR_MS)
         )
+        if peer_names:
+            peer_results[str(c)] = _peer_lines(runs_by_level[c], summary, peer_names)
         print()
     md, mg = statistics.median(ttft["direct"]), statistics.median(ttft["agentgw-llm"])
     p90 = {k: sorted(v)[int(len(v) * 0.9) - 1] for k, v in ttft.items()}
@@ -911,9 +1051,13 @@ def run_llm(args: argparse.Namespace) -> int:
     print("|---|---|---|---|")
     for k in ttft:
         print(f"| {k} | {len(ttft[k])} | {statistics.median(ttft[k]):.3f} | {p90[k]:.3f} |")
-    print(
-        f"\n- TTFT median delta (agentgw - direct): {tdelta:.3f} ms (bar <= {LLM_BAR_MS:g} ms): {bars[-1]['result']}\n"
-    )
+    print(f"\n- TTFT median delta (agentgw - direct): {tdelta:.3f} ms (bar <= {LLM_BAR_MS:g} ms): {bars[-1]['result']}")
+    for p in peer_names:
+        pd = statistics.median(ttft[p]) - md
+        peer_results.setdefault("ttft_added_ms", {})[p] = pd
+        ratio = f", {pd / tdelta:.1f}× agentgw's" if tdelta > 0 else ""
+        print(f"- TTFT median delta ({p} - direct): {pd:.3f} ms (no bar{ratio})")
+    print()
     payload = {
         "scenario": "llm",
         "argv": sys.argv,
@@ -924,6 +1068,13 @@ def run_llm(args: argparse.Namespace) -> int:
         "ttft_ms": ttft,
         "summary": {str(c): s for c, s in results.items()},
         "bars": bars,
+        "peers": {
+            "versions": {p: peers.version_of(p) for p in peer_names},
+            "litellm_config": peers.litellm_yaml({"gpt-4o-mini": "<upstream>/v1", "gpt-4o-mini-stream": "<sse>/v1"})
+            if "litellm" in peer_names
+            else None,
+            "results": peer_results,
+        },
     }
     path = lib.record_json("llm", payload, args.out_dir)
     print(f"raw results: {path}")
