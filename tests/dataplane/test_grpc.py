@@ -482,6 +482,32 @@ def test_50_concurrent_calls_are_multiplexed(env):
     assert not env.gw.has_traceback(), env.gw.logs()
 
 
+def test_a_burst_beyond_one_connection_opens_a_second(harness, env):
+    """160 calls at once on a gateway that has no upstream connection yet: the first
+    opens one, those arriving meanwhile wait for it, and what exceeds its 100 streams
+    goes on a second connection, none refused or retried into a failure (the server sees
+    two peer addresses). (A gateway of its own, so that its pool starts empty.)"""
+    gw = harness.gateway(gateway_config([route("burst", [env.grpc.host])]))
+    # two client connections (a client connection carries 100 streams to the gateway)
+    chs = [
+        grpc.insecure_channel(f"127.0.0.1:{gw.port}", options=[*_OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(2)
+    ]
+    try:
+        futures = [
+            unary(chs[i % 2]).future(b"b%d" % i, metadata=(("x-sleep", "0.5"),), timeout=TIMEOUT) for i in range(160)
+        ]
+        peers = set()
+        for i, f in enumerate(futures):
+            assert f.result() == b"b%d" % i
+            peers.add(md_dict(f.trailing_metadata())["x-peer"])
+    finally:
+        for ch in chs:
+            ch.close()
+    assert len(peers) == 2, peers
+    assert not gw.has_traceback(), gw.logs()
+
+
 # --------------------------------------------------------------------------------------
 # 2. statuses the gateway makes itself: trailers-only, with its message
 # --------------------------------------------------------------------------------------

@@ -137,6 +137,10 @@ class H2ClientConnection(asyncio.Protocol):
         self.write_paused = False
         self.last_used = self.loop.time()
         self.reused = 0  # streams opened before the current one
+        # streams handed out (open_stream) whose request is not sent yet: they count
+        # against the capacity, so that requests taking streams in the same turn (all
+        # those that waited for this connection to open) do not overfill it
+        self.reserved = 0
         self._flush_due = False
         self.scheme = b"https" if target.ssl is not None else b"http"
         # responses are validated by h2 (their fields may be relayed to HTTP/1.1 clients);
@@ -172,7 +176,7 @@ class H2ClientConnection(asyncio.Protocol):
         return (
             not self.closed
             and not self.goaway
-            and len(self.streams) < self.capacity
+            and len(self.streams) + self.reserved < self.capacity
             and self.h2.highest_outbound_stream_id < _LAST_STREAM_ID
         )
 
@@ -180,6 +184,8 @@ class H2ClientConnection(asyncio.Protocol):
         stream = H2UpstreamStream(self)
         stream.reused = self.reused
         self.reused += 1
+        self.reserved += 1
+        stream._reserved = True
         return stream
 
     # -- asyncio protocol ----------------------------------------------------------------------
@@ -396,6 +402,7 @@ class H2UpstreamStream(ResponseReader):
         "_read_paused",
         "_unacked",
         "_got_bytes",
+        "_reserved",
     )
 
     def __init__(self, connection: H2ClientConnection):
@@ -431,6 +438,7 @@ class H2UpstreamStream(ResponseReader):
         self._read_paused = False
         self._unacked = 0
         self._got_bytes = False
+        self._reserved = False  # holding a place in the connection's capacity (reserved)
 
     # -- request -------------------------------------------------------------------------------
     def send_head(
@@ -458,6 +466,7 @@ class H2UpstreamStream(ResponseReader):
             self._on_head = on_head
             if timeout is not None:
                 self._timer = self.loop.call_later(timeout, self._head_timeout, timeout)
+        self._unreserve()
         fields, has_body = request_fields(head, conn.scheme, trailers)
         if conn.closed or not conn.available():
             # (taken from the pool in the same turn as the connection went away)
@@ -722,10 +731,16 @@ class H2UpstreamStream(ResponseReader):
         else:
             self.close()
 
+    def _unreserve(self) -> None:
+        if self._reserved:
+            self._reserved = False
+            self.connection.reserved -= 1
+
     def close(self) -> None:
         """Reset this stream (CANCEL); the connection and its other streams go on."""
         if self.closed:
             return
+        self._unreserve()  # (closed before its request was sent)
         self.closed = True
         self._queue.clear()
         self._queued = 0
