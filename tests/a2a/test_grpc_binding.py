@@ -42,7 +42,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentgw.backends.a2a.card import CardRewriter, grpc_route_probe
-from agentgw.backends.a2a.grpc import GrpcResponseObserver, grpc_method, messages, request_facts, response_facts
+from agentgw.backends.a2a.grpc import GrpcResponseObserver, first_message, grpc_method, request_facts, response_facts
 from agentgw.routing.table import EXACT, PREFIX, Match, RouteTable
 from tests.support.harness import closed_port, free_port, gateway_config, route, wait_for
 
@@ -95,6 +95,13 @@ def env(module_harness, a2a_agents, tls_files):
             agent.grpc_host,
             hostnames=["limited.test"],
             extra={"localRateLimit": [{"maxTokens": 1, "tokensPerFill": 1, "fillInterval": "60s"}]},
+        ),
+        # an authorization rule on the task a call names
+        grpc_route(
+            "guarded-grpc",
+            agent.grpc_host,
+            hostnames=["guarded.test"],
+            extra={"authorization": {"deny": ["has(a2a.taskId) && a2a.taskId == 'victim'"]}},
         ),
     ]
     tls_listener = {
@@ -571,8 +578,32 @@ def test_request_facts_v1_and_v03():
     assert request_facts(v03, "CancelTask", pb03.CancelTaskRequest(name="oops").SerializeToString()) == (None, None)
     # framed, compressed as the call says
     framed = _frame(send, compressed=True)
-    assert [request_facts(v1, "SendMessage", m) for m in messages(framed, "gzip", 1 << 20)] == [("t1", "c1")]
-    assert list(messages(framed, None, 1 << 20)) == []  # compressed with what it does not say: skipped
+    assert request_facts(v1, "SendMessage", first_message(framed, "gzip", 1 << 20)) == ("t1", "c1")
+    with pytest.raises(ValueError):  # compressed with what it does not say: not read, refused
+        first_message(framed, None, 1 << 20)
+    with pytest.raises(ValueError):  # inflating past the limit
+        first_message(framed, "gzip", 8)
+
+
+def test_request_ids_are_read_as_protobuf_reads_them():
+    """The ids authorization rules see are the ids the agent's protobuf parser reads:
+    the last occurrence of a field wins (an empty one clears it), a field sent with
+    another wire type and groups are unknown fields, skipped. Each case is checked
+    against a2a-sdk's own parser."""
+    v1 = "lf.a2a.v1.A2AService"
+    get = a2a_pb2.GetTaskRequest(id="victim").SerializeToString()
+    cases = {
+        "an empty group after the id": get + b"\x9b\x06\x9c\x06",  # field 99, start + end group
+        "a group holding a decoy id": get + b"\x9b\x06" + b"\x12\x05decoy" + b"\x9c\x06",
+        "the id again, empty": get + b"\x12\x00",
+        "the id again, another value": get + b"\x12\x05other",
+        "the id's number with a varint": get + b"\x10\x07",
+    }
+    for what, raw in cases.items():
+        upstream = a2a_pb2.GetTaskRequest.FromString(raw).id or None
+        assert request_facts(v1, "GetTask", raw) == (upstream, None), what
+    with pytest.raises(ValueError):  # an end group never started: the agent refuses it too
+        request_facts(v1, "GetTask", get + b"\x9c\x06")
 
 
 def _task(tid="t1", cid="c1", state=a2a_pb2.TASK_STATE_WORKING):
@@ -670,3 +701,33 @@ def test_response_observer_reads_frames_across_chunks():
     obs(None)
     assert done == [{"task_id": "t9", "context_id": "c1", "state": "failed", "result_kind": "task"}]
     assert not GrpcResponseObserver.wanted("GetExtendedAgentCard")
+
+
+def test_an_authorization_rule_on_the_task_id_holds_whatever_the_encoding(env):
+    """A rule on ``a2a.taskId`` sees the id the agent will read, however the request
+    message spells it: with unknown groups, the id repeated, compressed. A message the
+    gateway can't read as the agent would is refused, not relayed unread."""
+    gw, _agent = env
+    get = a2a_pb2.GetTaskRequest(id="victim").SerializeToString()
+    ch = grpc.insecure_channel(f"127.0.0.1:{gw.port}", options=[("grpc.default_authority", "guarded.test")])
+    call = ch.unary_unary(f"/{V1}/GetTask")
+    try:
+        spellings = {
+            "plain": get,
+            "an unknown group after the id": get + b"\x9b\x06\x9c\x06",
+            "the id first empty, then set": b"\x12\x00" + get,
+        }
+        for what, raw in spellings.items():
+            with pytest.raises(grpc.RpcError) as err:
+                call(raw, timeout=10)
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, (what, err.value.details())
+        # another task: the rule lets it through to the agent (which does not know it)
+        with pytest.raises(grpc.RpcError) as err:
+            call(a2a_pb2.GetTaskRequest(id="someone-else").SerializeToString(), timeout=10)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value.details()
+        # a message that does not parse as protobuf: refused, unread
+        with pytest.raises(grpc.RpcError) as err:
+            call(b"garbage-that-is-no-protobuf\xff", timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    finally:
+        ch.close()

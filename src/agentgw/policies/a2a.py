@@ -35,7 +35,7 @@ from ..backends.a2a.card import (
     path_prefixes,
     rewrite_card_body,
 )
-from ..backends.a2a.grpc import GrpcResponseObserver, grpc_method, messages, request_facts
+from ..backends.a2a.grpc import GrpcResponseObserver, first_message, grpc_method, request_facts
 from ..backends.a2a.rpc import (
     CARD_OPERATIONS,
     ResponseObserver,
@@ -46,6 +46,7 @@ from ..backends.a2a.rpc import (
 )
 from ..backends.a2a.signing import UNSIGNED, CardSigner, CardSigning, CardVerifier
 from ..engine.grpc import is_grpc
+from ..engine.http import GatewayError
 from ..proxy.origin import client_origin
 from ..proxy.policy import Policy
 from ..telemetry.metrics import status_label
@@ -233,14 +234,14 @@ class A2a(Policy):
 
     @staticmethod
     def _grpc_ids(ctx, a, log, service, method, data: bytes) -> None:
-        encoding = ctx.req.headers.get("grpc-encoding")
-        task = ctxid = None
+        """The task and context ids the call's request names, for authorization rules and
+        logs, read as the agent will read them; a request that can't be read so is
+        refused (INVALID_ARGUMENT) rather than relayed unread."""
         try:
-            for msg in messages(data, encoding, 1 << 20):
-                task, ctxid = request_facts(service, method, msg)
-                break
+            msg = first_message(data, ctx.req.headers.get("grpc-encoding"), ctx.req.body.limit)
+            task, ctxid = request_facts(service, method, msg)
         except (ValueError, IndexError):
-            return
+            raise GatewayError(400, "invalid_grpc_message", f"the {method} request message can't be read") from None
         if task:
             a["taskId"] = log["a2a_task_id"] = task
         if ctxid:

@@ -92,29 +92,39 @@ def _varint(b: bytes, i: int) -> tuple[int, int]:
 
 
 def fields(b: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """``(field number, value)`` of each field of one message: an int for a varint, the
-    bytes of a length-delimited field; fixed-width fields are skipped. Raises ValueError
-    (or IndexError) on a malformed message."""
+    """``(field number, value)`` of each field of one message, in order: an int for a
+    varint, the bytes of a length-delimited field; fixed-width fields and groups (wire
+    types 3/4, which protobuf parsers skip as unknown fields) are skipped as they do.
+    Raises ValueError (or IndexError) on a malformed message."""
     i, n = 0, len(b)
+    depth = 0  # inside groups being skipped
     while i < n:
         key, i = _varint(b, i)
         num, wt = key >> 3, key & 7
         if wt == 0:
             v, i = _varint(b, i)
-            yield num, v
+            if not depth:
+                yield num, v
         elif wt == 2:
             ln, i = _varint(b, i)
             if i + ln > n:
                 raise ValueError("field past the end of the message")
-            yield num, b[i : i + ln]
+            if not depth:
+                yield num, b[i : i + ln]
             i += ln
         elif wt == 1:
             i += 8
         elif wt == 5:
             i += 4
-        else:  # groups: not in A2A's messages
+        elif wt == 3:
+            depth += 1
+        elif wt == 4:
+            if not depth:
+                raise ValueError("end of a group that was not started")
+            depth -= 1
+        else:
             raise ValueError(f"wire type {wt}")
-    if i != n:
+    if i != n or depth:
         raise ValueError("field past the end of the message")
 
 
@@ -137,20 +147,23 @@ def request_facts(service: str, method: str, msg: bytes) -> tuple[str | None, st
     and ``TaskSubscriptionRequest`` carry ``name`` 1, ``tasks/{id}``."""
     v1 = service == SERVICE_V1
     task = ctxid = None
+    # As protobuf reads them: a string field's last occurrence wins (an empty one
+    # clears it), occurrences of a message field merge, and an occurrence with another
+    # wire type is an unknown field, skipped.
     if method in ("SendMessage", "SendStreamingMessage"):
         want = 2 if v1 else 1
         for num, v in fields(msg):
             if num == want and isinstance(v, bytes):
                 for mnum, mv in fields(v):
-                    if mnum == 2:
-                        ctxid = _str(mv) or ctxid
-                    elif mnum == 3:
-                        task = _str(mv) or task
+                    if mnum == 2 and isinstance(mv, bytes):
+                        ctxid = _str(mv)
+                    elif mnum == 3 and isinstance(mv, bytes):
+                        task = _str(mv)
     elif method in ("GetTask", "CancelTask", "SubscribeToTask", "TaskSubscription"):
         want = 2 if v1 else 1
         for num, v in fields(msg):
-            if num == want:
-                task = _str(v) or task
+            if num == want and isinstance(v, bytes):
+                task = _str(v)
         if not v1 and task is not None:
             parts = task.split("/")
             task = parts[1] if len(parts) >= 2 and parts[0] == "tasks" and parts[1] else None
@@ -212,22 +225,22 @@ def _inflate(encoding: str | None, data: bytes, limit: int) -> bytes | None:
     return out if not d.unconsumed_tail else None
 
 
-def messages(data: bytes, encoding: str | None, limit: int) -> Iterator[bytes]:
-    """The messages of a whole gRPC body (a request's), decompressed when they say so."""
-    i, n = 0, len(data)
-    while i + 5 <= n:
-        flag, ln = data[i], int.from_bytes(data[i + 1 : i + 5], "big")
-        i += 5
-        if i + ln > n:
-            return
-        msg = data[i : i + ln]
-        i += ln
-        if flag & 1:
-            inflated = _inflate(encoding, msg, limit)
-            if inflated is None:
-                continue
-            msg = inflated
-        yield msg
+def first_message(data: bytes, encoding: str | None, limit: int) -> bytes:
+    """The first message of a whole gRPC body (a request's), decompressed when it says so.
+    Raises ValueError when it can't be read as the server would read it: no whole
+    message, an encoding not read here, a broken or larger than ``limit`` inflation."""
+    if len(data) < 5:
+        raise ValueError("no whole gRPC message")
+    flag, ln = data[0], int.from_bytes(data[1:5], "big")
+    if 5 + ln > len(data):
+        raise ValueError("no whole gRPC message")
+    msg = data[5 : 5 + ln]
+    if flag & 1:
+        inflated = _inflate(encoding, msg, limit)
+        if inflated is None:
+            raise ValueError("a compressed message not read here (its encoding, its size)")
+        msg = inflated
+    return msg
 
 
 class GrpcResponseObserver:
