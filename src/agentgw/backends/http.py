@@ -513,6 +513,14 @@ def compile_http_backend(
     if tls_cfg is not None:
         sni = tls_cfg.hostname
         tpath = tls_path or f"{path}.policies.backendTLS"
+        # what is offered follows the connection's protocol (scope.backend_tls): a list
+        # that could not be offered as written is refused rather than quietly replaced
+        if tls_cfg.alpn and version == "2" and "h2" not in tls_cfg.alpn:
+            scope.errors.add(f"{tpath}.alpn", "HTTP/2 connections offer h2: the list needs h2 with http.version HTTP2")
+        elif tls_cfg.alpn and version != "2" and "http/1.1" not in tls_cfg.alpn:
+            scope.errors.add(
+                f"{tpath}.alpn", "without http/1.1 the list needs an http.version of HTTP2 (requests go over HTTP/1.1)"
+            )
         if version != "2":
             tls_ctx, key = scope.backend_tls(tls_cfg, tpath)
         if version != "1.1":
