@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.client import ConnectionPool, StaleConnection, UpstreamConnection, UpstreamTarget
 from ..engine.grpc import format_timeout as format_grpc_timeout
-from ..engine.grpc import is_grpc, wants_trailers
+from ..engine.grpc import is_grpc_call, wants_trailers
 from ..engine.grpc import parse_timeout as parse_grpc_timeout
 from ..engine.heads import build_request_head
 from ..engine.http import GatewayError, Headers, strip_hop_by_hop
@@ -69,7 +69,7 @@ class HttpBackend:
         """The target for ``req``: the backend's, or its HTTP/2 twin for a gRPC call (one
         that came over HTTP/2 with a gRPC content type) when no version was configured."""
         t = self.grpc_target
-        if t is not None and req.http_version == "2" and is_grpc(req.headers):
+        if t is not None and is_grpc_call(req):
             return t
         return self.target
 
@@ -258,7 +258,7 @@ class HttpBackendSet(Backend):
         ctx.ex.on_disconnect(conn.close)
         if target.http2:
             # (a gRPC call's own deadline: the head must come within it, as DEADLINE_EXCEEDED)
-            timeout = parse_grpc_timeout(req.headers.get("grpc-timeout")) if is_grpc(req.headers) else None
+            timeout = parse_grpc_timeout(req.headers.get("grpc-timeout")) if is_grpc_call(req) else None
             conn.send_head(
                 head,
                 data,
@@ -311,7 +311,7 @@ class HttpBackendSet(Backend):
         # what the upstream head offers (upstream_head keeps Upgrade only for these): a 101
         # naming anything else fails the exchange in the client (502, connection closed)
         trailers = wants_trailers(req)
-        if trailers and is_grpc(req.headers):
+        if is_grpc_call(req):
             limit = _grpc_deadline(req, limit, time.perf_counter() - ctx.start)
         deadline = loop.time() + limit - (time.perf_counter() - ctx.start) if limit else None
         offer = (req.headers.get("upgrade") or None) if req.upgrade else None

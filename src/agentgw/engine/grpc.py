@@ -79,6 +79,13 @@ def is_grpc(headers) -> bool:
     return ct is not None and ct[:16].lower() == "application/grpc" and ct[16:17] in ("", "+", ";")
 
 
+def is_grpc_call(req) -> bool:
+    """Whether a request is a gRPC call: over HTTP/2 with gRPC's content type. What the
+    backends send to HTTP/2, ``Ctx.respond`` answers with gRPC statuses and the ``a2a``
+    policy reads as protobuf; a gRPC content type over HTTP/1.1 is no gRPC call."""
+    return req.http_version == "2" and is_grpc(req.headers)
+
+
 def wants_trailers(req) -> bool:
     """Whether the client accepts trailer fields (``TE: trailers``, which gRPC clients send)."""
     for v in req.headers.get_all("te"):

@@ -45,7 +45,7 @@ from ..backends.a2a.rpc import (
     shape_reply,
 )
 from ..backends.a2a.signing import UNSIGNED, CardSigner, CardSigning, CardVerifier
-from ..engine.grpc import is_grpc
+from ..engine.grpc import is_grpc_call
 from ..engine.http import GatewayError
 from ..proxy.origin import client_origin
 from ..proxy.policy import Policy
@@ -56,12 +56,6 @@ CARD = "agent-card"
 _GRPC_REQUEST_IDS = frozenset(
     ("SendMessage", "SendStreamingMessage", "GetTask", "CancelTask", "SubscribeToTask", "TaskSubscription")
 )
-
-
-def _grpc_call(req) -> bool:
-    """A gRPC call: over HTTP/2 with gRPC's content type (what the backend relays as gRPC
-    and ``Ctx.respond`` answers with gRPC statuses); anything else is read as JSON."""
-    return req.http_version == "2" and is_grpc(req.headers)
 
 
 def _shape(ctx, reply):
@@ -87,7 +81,7 @@ class A2aErrorShape(Policy):
 
     def on_request(self, ctx):
         req = ctx.req
-        if req.method == "POST" and not _grpc_call(req):  # (a gRPC call's errors: gRPC statuses)
+        if req.method == "POST" and not is_grpc_call(req):  # (a gRPC call's errors: gRPC statuses)
             ctx.attrs["reply_shaper"] = _shape
             body = req.body
             if not body.complete and body.error is None:
@@ -143,7 +137,7 @@ class A2a(Policy):
             log["a2a_method"] = CARD
             self._card_filter(ctx, jsonrpc=False)
             return None
-        if m == "POST" and _grpc_call(req):
+        if m == "POST" and is_grpc_call(req):
             return self._grpc(ctx, a, log)
         if m == "POST":
             body = req.body

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..engine.grpc import is_grpc, trailers_only
+from ..engine.grpc import is_grpc_call, trailers_only
 from ..engine.http import GatewayError, Reply, reason
 from ..telemetry.metrics import status_label
 from ..telemetry.recent import facts as recent_facts
@@ -123,7 +123,7 @@ class Ctx:
     # -- finishing -----------------------------------------------------------------------
     def respond(self, reply: Reply) -> None:
         """Send a gateway-generated response, with response policies applied."""
-        if reply.status >= 400 and self.req.http_version == "2" and is_grpc(self.req.headers):
+        if reply.status >= 400 and is_grpc_call(self.req):
             # a gRPC client reads the outcome from grpc-status (engine/grpc.py)
             decided = reply.status
             headers = trailers_only(decided, _message(reply), reply.headers)
