@@ -255,7 +255,7 @@ class GrpcResponseObserver:
 
     def __init__(self, operation: str, done, attrs: dict, limit: int = 1 << 20):
         self.kind = _RESPONSES.get(operation)
-        self.buf = b""
+        self.buf = bytearray()
         self.skip = 0
         self.facts: dict = {}
         self.done = done
@@ -270,7 +270,7 @@ class GrpcResponseObserver:
 
     def __call__(self, chunk) -> None:
         if chunk is None:
-            self.buf = b""
+            self.buf = bytearray()
             self.done(self.attrs, self.facts)
             return
         if not chunk:
@@ -281,22 +281,27 @@ class GrpcResponseObserver:
             chunk = chunk[n:]
             if not chunk:
                 return
-        buf = self.buf + bytes(chunk) if self.buf else bytes(chunk)
-        while len(buf) >= 5:
-            ln = int.from_bytes(buf[1:5], "big")
+        # (one buffer grown in place and cut once per chunk: a large message arriving in
+        # many DATA frames is copied once, not once per frame)
+        buf = self.buf
+        buf += chunk
+        off, n = 0, len(buf)
+        while n - off >= 5:
+            ln = int.from_bytes(buf[off + 1 : off + 5], "big")
             if ln > self.limit:
-                have = len(buf) - 5
+                have = n - off - 5
                 if have >= ln:
-                    buf = buf[5 + ln :]
+                    off += 5 + ln
                     continue
                 self.skip = ln - have
-                buf = b""
+                off = n
                 break
-            if len(buf) < 5 + ln:
+            if n - off < 5 + ln:
                 break
-            self._message(buf[0], buf[5 : 5 + ln])
-            buf = buf[5 + ln :]
-        self.buf = buf
+            self._message(buf[off], bytes(buf[off + 5 : off + 5 + ln]))
+            off += 5 + ln
+        if off:
+            del buf[:off]
 
     def _message(self, flag: int, msg: bytes) -> None:
         if flag & 1:
@@ -306,7 +311,7 @@ class GrpcResponseObserver:
             msg = inflated
         facts: dict = {}
         try:
-            response_facts(self.kind or _WRAPPED, msg, facts)
+            response_facts(self.kind, msg, facts)  # type: ignore[arg-type]  # (wanted(): set)
         except (ValueError, IndexError):
             return
         self.facts.update(facts)
